@@ -1,0 +1,511 @@
+//! The manager's master copy of the FIB, and how it becomes a snapshot.
+//!
+//! State comes from three places: the node config (connected and static
+//! routes), the control process's feed (endpoints, routes, static neighbors,
+//! the proxy-ARP set and its gate), and the cores (learned neighbors). A full
+//! sync stages a complete new feed state and swaps it in at `SyncEnd`, so the
+//! cores never see a half-synced FIB.
+
+use crate::pipeline::Learn;
+use crate::snapshot::{
+    EndpointAction, ExactTable, Hop, HopGroup, Lpm, Neighbor, NeighborStatus, NeighborTable,
+    ProxyArp, Route, Snapshot, MAX_ECMP,
+};
+use cer_shared::config::NodeConfig;
+use cer_shared::feed::{self, FibChange};
+use cer_shared::Ipv4Prefix;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Everything the feed installs; replaced as a whole by a full sync.
+#[derive(Debug, Clone, Default)]
+pub struct FeedTables {
+    pub endpoints: HashMap<u32, EndpointAction>,
+    pub routes: BTreeMap<(u32, u8), HopGroup>,
+    pub neighbors: HashMap<(u16, u32), [u8; 6]>,
+    pub proxy: BTreeSet<u32>,
+    pub proxy_active: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LearnedNeighbor {
+    pub mac: [u8; 6],
+    pub confirmed: Instant,
+    pub stale: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Dirty {
+    endpoints: bool,
+    routes: bool,
+    neighbors: bool,
+    proxy: bool,
+}
+
+impl Dirty {
+    fn all() -> Self {
+        Dirty { endpoints: true, routes: true, neighbors: true, proxy: true }
+    }
+    fn any(&self) -> bool {
+        self.endpoints || self.routes || self.neighbors || self.proxy
+    }
+}
+
+/// Port facts the FIB needs to validate feed input.
+#[derive(Debug, Clone)]
+pub struct FibPort {
+    pub name: String,
+    pub subnet: Ipv4Prefix,
+}
+
+pub struct Fib {
+    ports: Vec<FibPort>,
+    config_routes: Vec<Route>,
+    pub feed: FeedTables,
+    staging: Option<FeedTables>,
+    pub learned: HashMap<(u16, u32), LearnedNeighbor>,
+    dirty: Dirty,
+    version: u64,
+    last: Arc<Snapshot>,
+    pub reachable: Duration,
+    pub stale_gc: Duration,
+    pub last_build: Duration,
+}
+
+impl Fib {
+    pub fn new(ports: Vec<FibPort>, config_routes: Vec<Route>, reachable: Duration, stale_gc: Duration) -> Self {
+        let n = ports.len();
+        Fib {
+            ports,
+            config_routes,
+            feed: FeedTables::default(),
+            staging: None,
+            learned: HashMap::new(),
+            dirty: Dirty::all(),
+            version: 0,
+            last: Arc::new(Snapshot::empty(n)),
+            reachable,
+            stale_gc,
+            last_build: Duration::ZERO,
+        }
+    }
+
+    /// Ports, connected routes and static routes from a node config.
+    pub fn from_config(cfg: &NodeConfig) -> Self {
+        let ports: Vec<FibPort> = cfg
+            .ports
+            .iter()
+            .map(|p| FibPort { name: p.name.clone(), subnet: p.address.subnet() })
+            .collect();
+        let mut routes = Vec::new();
+        for (i, p) in ports.iter().enumerate() {
+            let mut g = HopGroup::default();
+            g.hops.push(Hop { port: i as u16, gateway: 0 });
+            routes.push(Route { addr: u32::from(p.subnet.addr()), len: p.subnet.len(), group: g });
+        }
+        for r in &cfg.routes {
+            let mut g = HopGroup::default();
+            for gw in r.via.iter().take(MAX_ECMP) {
+                if let Some(port) = cfg.port_for_gateway(*gw) {
+                    g.hops.push(Hop { port: port as u16, gateway: u32::from(*gw) });
+                }
+            }
+            routes.push(Route { addr: u32::from(r.prefix.addr()), len: r.prefix.len(), group: g });
+        }
+        Fib::new(
+            ports,
+            routes,
+            Duration::from_secs(u64::from(cfg.dataplane.arp_reachable_secs)),
+            Duration::from_secs(u64::from(cfg.dataplane.arp_stale_secs)),
+        )
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn current(&self) -> &Arc<Snapshot> {
+        &self.last
+    }
+
+    pub fn syncing(&self) -> bool {
+        self.staging.is_some()
+    }
+
+    pub fn port_names(&self) -> impl Iterator<Item = &str> {
+        self.ports.iter().map(|p| p.name.as_str())
+    }
+
+    fn port(&self, name: &str) -> Result<u16, String> {
+        self.ports
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i as u16)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.port_names().collect();
+                format!("unknown port '{name}' (ports: {})", known.join(", "))
+            })
+    }
+
+    pub fn begin_sync(&mut self) {
+        self.staging = Some(FeedTables::default());
+    }
+
+    /// Drops a full sync that did not finish (the session ended).
+    pub fn abort_sync(&mut self) {
+        self.staging = None;
+    }
+
+    pub fn end_sync(&mut self) -> Result<(), String> {
+        let staged = self.staging.take().ok_or("sync_end without sync_begin")?;
+        self.feed = staged;
+        self.dirty = Dirty::all();
+        Ok(())
+    }
+
+    /// Validates every change first, then applies them all: a batch with one
+    /// bad change is refused whole, with the change's index in the error.
+    pub fn apply_batch(&mut self, changes: &[FibChange]) -> Result<(), String> {
+        let resolved = changes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| self.resolve(c).map_err(|e| format!("change #{i}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        for r in resolved {
+            self.apply_resolved(r);
+        }
+        Ok(())
+    }
+
+    /// Validates and applies one change to the staged sync or the live feed
+    /// state. A rejected change leaves the state untouched.
+    pub fn apply(&mut self, change: &FibChange) -> Result<(), String> {
+        let resolved = self.resolve(change)?;
+        self.apply_resolved(resolved);
+        Ok(())
+    }
+
+    fn apply_resolved(&mut self, resolved: Resolved) {
+        let in_sync = self.staging.is_some();
+        let t = match self.staging.as_mut() {
+            Some(s) => s,
+            None => &mut self.feed,
+        };
+        let mut d = Dirty::default();
+        match resolved {
+            Resolved::EndpointSet(ip, a) => {
+                t.endpoints.insert(ip, a);
+                d.endpoints = true;
+            }
+            Resolved::EndpointDel(ip) => d.endpoints = t.endpoints.remove(&ip).is_some(),
+            Resolved::RouteSet(k, g) => {
+                t.routes.insert(k, g);
+                d.routes = true;
+            }
+            Resolved::RouteDel(k) => d.routes = t.routes.remove(&k).is_some(),
+            Resolved::NeighborSet(k, mac) => {
+                t.neighbors.insert(k, mac);
+                d.neighbors = true;
+            }
+            Resolved::NeighborDel(k) => d.neighbors = t.neighbors.remove(&k).is_some(),
+            Resolved::ProxySet(ip) => d.proxy = t.proxy.insert(ip),
+            Resolved::ProxyDel(ip) => d.proxy = t.proxy.remove(&ip),
+            Resolved::ProxyActive(a) => {
+                d.proxy = t.proxy_active != a;
+                t.proxy_active = a;
+            }
+        }
+        if !in_sync {
+            self.dirty.endpoints |= d.endpoints;
+            self.dirty.routes |= d.routes;
+            self.dirty.neighbors |= d.neighbors;
+            self.dirty.proxy |= d.proxy;
+        }
+    }
+
+    fn resolve(&self, change: &FibChange) -> Result<Resolved, String> {
+        let host = |ip: std::net::Ipv4Addr| -> Result<u32, String> {
+            let v = u32::from(ip);
+            if v == 0 || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+                Err(format!("{ip} cannot be an endpoint or neighbor"))
+            } else {
+                Ok(v)
+            }
+        };
+        Ok(match change {
+            FibChange::EndpointSet { ip, action } => {
+                let a = match action {
+                    feed::EndpointAction::Local { port } => EndpointAction::Local { port: self.port(port)? },
+                    feed::EndpointAction::Tunnel { tunnel } => EndpointAction::Tunnel { tunnel: *tunnel },
+                    feed::EndpointAction::Drop => EndpointAction::Drop,
+                };
+                Resolved::EndpointSet(host(*ip)?, a)
+            }
+            FibChange::EndpointDel { ip } => Resolved::EndpointDel(u32::from(*ip)),
+            FibChange::RouteSet { prefix, nexthops } => {
+                if nexthops.is_empty() {
+                    return Err(format!("route {prefix}: no next hops"));
+                }
+                if nexthops.len() > MAX_ECMP {
+                    return Err(format!("route {prefix}: {} next hops, at most {MAX_ECMP}", nexthops.len()));
+                }
+                let mut g = HopGroup::default();
+                for nh in nexthops {
+                    let port = self.port(&nh.port)?;
+                    let gateway = match nh.gateway {
+                        Some(gw) => {
+                            if !self.ports[port as usize].subnet.contains(gw) {
+                                return Err(format!(
+                                    "route {prefix}: gateway {gw} is not on port '{}' ({})",
+                                    nh.port, self.ports[port as usize].subnet
+                                ));
+                            }
+                            host(gw)?
+                        }
+                        None => 0,
+                    };
+                    g.hops.push(Hop { port, gateway });
+                }
+                Resolved::RouteSet((u32::from(prefix.addr()), prefix.len()), g)
+            }
+            FibChange::RouteDel { prefix } => Resolved::RouteDel((u32::from(prefix.addr()), prefix.len())),
+            FibChange::NeighborSet { port, ip, mac } => {
+                if !mac.is_unicast() {
+                    return Err(format!("neighbor {ip}: {mac} is not a unicast MAC"));
+                }
+                Resolved::NeighborSet((self.port(port)?, host(*ip)?), mac.0)
+            }
+            FibChange::NeighborDel { port, ip } => Resolved::NeighborDel((self.port(port)?, u32::from(*ip))),
+            FibChange::ProxyArpSet { ip } => Resolved::ProxySet(host(*ip)?),
+            FibChange::ProxyArpDel { ip } => Resolved::ProxyDel(u32::from(*ip)),
+            FibChange::ProxyArpActive { active } => Resolved::ProxyActive(*active),
+        })
+    }
+
+    /// Records a neighbor confirmation from a core.
+    pub fn learn(&mut self, l: Learn, now: Instant) {
+        if (l.port as usize) >= self.ports.len() {
+            return;
+        }
+        let fresh = LearnedNeighbor { mac: l.mac, confirmed: now, stale: false };
+        match self.learned.insert((l.port, l.ip), fresh) {
+            Some(old) if old.mac == l.mac && !old.stale => {}
+            _ => self.dirty.neighbors = true,
+        }
+    }
+
+    /// Reachable -> stale after `reachable`; stale entries unconfirmed for
+    /// `stale_gc` are removed.
+    pub fn age(&mut self, now: Instant) {
+        let (reachable, gc) = (self.reachable, self.stale_gc);
+        let mut changed = false;
+        self.learned.retain(|_, n| {
+            let age = now.saturating_duration_since(n.confirmed);
+            if age >= reachable + gc {
+                changed = true;
+                return false;
+            }
+            if age >= reachable && !n.stale {
+                n.stale = true;
+                changed = true;
+            }
+            true
+        });
+        self.dirty.neighbors |= changed;
+    }
+
+    pub fn dirty(&self) -> bool {
+        self.dirty.any()
+    }
+
+    /// Builds the next snapshot, reusing unchanged tables; `None` if nothing changed.
+    pub fn build(&mut self) -> Option<Arc<Snapshot>> {
+        if !self.dirty.any() {
+            return None;
+        }
+        let started = Instant::now();
+        let prev = &self.last;
+        let d = self.dirty;
+        let endpoints = if d.endpoints {
+            let t = &self.feed.endpoints;
+            Arc::new(ExactTable::build(t.iter().map(|(k, v)| (*k, *v)), t.len()))
+        } else {
+            prev.endpoints.clone()
+        };
+        let routes = if d.routes {
+            let mut all = self.config_routes.clone();
+            // Feed routes override config routes with the same prefix.
+            all.retain(|r| !self.feed.routes.contains_key(&(r.addr, r.len)));
+            all.extend(self.feed.routes.iter().map(|((addr, len), g)| Route { addr: *addr, len: *len, group: g.clone() }));
+            Arc::new(Lpm::build(all))
+        } else {
+            prev.routes.clone()
+        };
+        let neighbors = if d.neighbors {
+            let mut entries: Vec<(u16, u32, Neighbor)> = self
+                .learned
+                .iter()
+                .filter(|(k, _)| !self.feed.neighbors.contains_key(k))
+                .map(|((p, ip), n)| {
+                    let status = if n.stale { NeighborStatus::Stale } else { NeighborStatus::Reachable };
+                    (*p, *ip, Neighbor { mac: n.mac, status })
+                })
+                .collect();
+            entries.extend(
+                self.feed
+                    .neighbors
+                    .iter()
+                    .map(|((p, ip), mac)| (*p, *ip, Neighbor { mac: *mac, status: NeighborStatus::Static })),
+            );
+            Arc::new(NeighborTable::build(self.ports.len(), &entries))
+        } else {
+            prev.neighbors.clone()
+        };
+        let proxy_arp = if d.proxy {
+            Arc::new(ProxyArp {
+                active: self.feed.proxy_active,
+                set: ExactTable::build(self.feed.proxy.iter().map(|ip| (*ip, ())), self.feed.proxy.len()),
+            })
+        } else {
+            prev.proxy_arp.clone()
+        };
+        self.version += 1;
+        let snap = Arc::new(Snapshot { version: self.version, endpoints, routes, neighbors, proxy_arp });
+        self.last = snap.clone();
+        self.dirty = Dirty::default();
+        self.last_build = started.elapsed();
+        Some(snap)
+    }
+}
+
+enum Resolved {
+    EndpointSet(u32, EndpointAction),
+    EndpointDel(u32),
+    RouteSet((u32, u8), HopGroup),
+    RouteDel((u32, u8)),
+    NeighborSet((u16, u32), [u8; 6]),
+    NeighborDel((u16, u32)),
+    ProxySet(u32),
+    ProxyDel(u32),
+    ProxyActive(bool),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cer_shared::feed::{EndpointAction as FeedAction, NextHop};
+
+    fn fib() -> Fib {
+        Fib::new(
+            vec![
+                FibPort { name: "lan".into(), subnet: "10.1.0.0/24".parse().unwrap() },
+                FibPort { name: "wan".into(), subnet: "10.2.0.0/24".parse().unwrap() },
+            ],
+            vec![],
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        )
+    }
+
+    fn ep(ip: &str, port: &str) -> FibChange {
+        FibChange::EndpointSet { ip: ip.parse().unwrap(), action: FeedAction::Local { port: port.into() } }
+    }
+
+    #[test]
+    fn full_sync_replaces_and_is_atomic() {
+        let mut f = fib();
+        f.apply(&ep("10.77.60.10", "lan")).unwrap();
+        let s1 = f.build().unwrap();
+        assert_eq!(s1.endpoints.len(), 1);
+        f.begin_sync();
+        f.apply(&ep("10.77.60.11", "wan")).unwrap();
+        // Nothing published mid-sync.
+        assert!(f.build().is_none());
+        f.end_sync().unwrap();
+        let s2 = f.build().unwrap();
+        assert_eq!(s2.endpoints.len(), 1);
+        assert_eq!(s2.endpoints.get(u32::from(std::net::Ipv4Addr::new(10, 77, 60, 11))), Some(EndpointAction::Local { port: 1 }));
+        assert!(s2.version > s1.version);
+    }
+
+    #[test]
+    fn aborted_sync_keeps_old_state() {
+        let mut f = fib();
+        f.apply(&ep("10.77.60.10", "lan")).unwrap();
+        f.build();
+        f.begin_sync();
+        f.apply(&ep("10.77.60.11", "lan")).unwrap();
+        f.abort_sync();
+        assert!(f.build().is_none());
+        assert_eq!(f.current().endpoints.len(), 1);
+    }
+
+    #[test]
+    fn bad_changes_are_named_and_not_applied() {
+        let mut f = fib();
+        let e = f.apply(&ep("10.77.60.10", "nope")).unwrap_err();
+        assert!(e.contains("unknown port 'nope'"), "{e}");
+        let e = f.apply(&ep("0.0.0.0", "lan")).unwrap_err();
+        assert!(e.contains("0.0.0.0"), "{e}");
+        let e = f
+            .apply(&FibChange::RouteSet {
+                prefix: "0.0.0.0/0".parse().unwrap(),
+                nexthops: vec![NextHop { port: "lan".into(), gateway: Some("10.2.0.1".parse().unwrap()) }],
+            })
+            .unwrap_err();
+        assert!(e.contains("not on port 'lan'"), "{e}");
+        assert!(f.feed.endpoints.is_empty() && f.feed.routes.is_empty());
+    }
+
+    #[test]
+    fn unchanged_tables_are_shared() {
+        let mut f = fib();
+        f.apply(&ep("10.77.60.10", "lan")).unwrap();
+        let a = f.build().unwrap();
+        f.learn(Learn { port: 0, ip: 0x0a01_0005, mac: [2, 0, 0, 0, 0, 5] }, Instant::now());
+        let b = f.build().unwrap();
+        assert!(Arc::ptr_eq(&a.endpoints, &b.endpoints));
+        assert!(!Arc::ptr_eq(&a.neighbors, &b.neighbors));
+        assert_eq!(b.neighbors.get(0, 0x0a01_0005).unwrap().status, NeighborStatus::Reachable);
+    }
+
+    #[test]
+    fn neighbors_age_to_stale_then_go() {
+        let mut f = fib();
+        let t0 = Instant::now();
+        f.learn(Learn { port: 0, ip: 0x0a01_0005, mac: [2, 0, 0, 0, 0, 5] }, t0);
+        f.build();
+        f.age(t0 + Duration::from_secs(31));
+        let s = f.build().unwrap();
+        assert_eq!(s.neighbors.get(0, 0x0a01_0005).unwrap().status, NeighborStatus::Stale);
+        f.age(t0 + Duration::from_secs(91));
+        let s = f.build().unwrap();
+        assert!(s.neighbors.get(0, 0x0a01_0005).is_none());
+    }
+
+    #[test]
+    fn feed_route_overrides_config_route() {
+        let mut g = HopGroup::default();
+        g.hops.push(Hop { port: 0, gateway: 0x0a01_00fe });
+        let mut f = Fib::new(
+            vec![
+                FibPort { name: "lan".into(), subnet: "10.1.0.0/24".parse().unwrap() },
+                FibPort { name: "wan".into(), subnet: "10.2.0.0/24".parse().unwrap() },
+            ],
+            vec![Route { addr: 0, len: 0, group: g }],
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        );
+        let s = f.build().unwrap();
+        assert_eq!(s.routes.lookup(0x0808_0808).unwrap().group.hops[0].port, 0);
+        f.apply(&FibChange::RouteSet {
+            prefix: "0.0.0.0/0".parse().unwrap(),
+            nexthops: vec![NextHop { port: "wan".into(), gateway: Some("10.2.0.1".parse().unwrap()) }],
+        })
+        .unwrap();
+        let s = f.build().unwrap();
+        assert_eq!(s.routes.lookup(0x0808_0808).unwrap().group.hops[0].port, 1);
+        assert_eq!(s.routes.len(), 1);
+    }
+}

@@ -1,0 +1,14 @@
+//! cer-dataplane: a userspace IPv4 router on DPDK poll-mode drivers.
+//!
+//! The pipeline (`pipeline`) is written against `packet::PortIo`, so the same
+//! code runs on DPDK ports (`dpdk_io`) and on in-memory ports (tests,
+//! benchmarks). The manager thread (`manager`) owns the FIB, applies the
+//! control process's feed (`feed`) and publishes immutable `snapshot`s.
+
+pub mod control;
+pub mod counters;
+pub mod fib;
+pub mod packet;
+pub mod pipeline;
+pub mod snapshot;
+pub mod wire;

@@ -1,0 +1,809 @@
+//! The per-core packet pipeline: rx burst -> classify -> ARP | IPv4 sanity ->
+//! local/exception | /32 exact match | underlay LPM (ECMP) -> neighbor ->
+//! MTU (ICMP frag-needed or fragment) -> TTL -> tx burst.
+//!
+//! A `Worker` is owned by one polling core. It loads the current snapshot
+//! once per poll, processes each rx burst to completion, and keeps one tx
+//! buffer per port that is flushed at the end of the burst. Nothing here
+//! allocates from the heap, takes a lock or makes a syscall: generated
+//! packets (ARP, ICMP) reuse the packet that caused them, or come from the
+//! port I/O's buffer pool (an mbuf mempool under DPDK).
+
+use crate::counters::{CoreStats, DropReason, Event};
+use crate::packet::{PacketBuf, PortIo, BURST};
+use crate::snapshot::{EndpointAction, NeighborStatus, Snapshot};
+use crate::wire::{self, be16, be32, ip, put16, put32};
+use arc_swap::ArcSwap;
+use arrayvec::ArrayVec;
+use crossbeam_queue::ArrayQueue;
+use std::sync::Arc;
+
+/// Static facts about one physical port (from the node config).
+#[derive(Debug, Clone, Copy)]
+pub struct PortInfo {
+    pub mac: [u8; 6],
+    pub addr: u32,
+    pub prefix_len: u8,
+    pub mtu: u16,
+    pub proxy_arp: bool,
+    /// I/O index of this port's exception-path TAP.
+    pub tap: Option<usize>,
+}
+
+impl PortInfo {
+    #[inline]
+    fn subnet_mask(&self) -> u32 {
+        cer_shared::addr::mask(self.prefix_len)
+    }
+
+    #[inline]
+    fn on_link(&self, ip: u32) -> bool {
+        (ip ^ self.addr) & self.subnet_mask() == 0
+    }
+
+    #[inline]
+    fn subnet_broadcast(&self) -> u32 {
+        self.addr | !self.subnet_mask()
+    }
+}
+
+/// What an I/O port index is to the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoRole {
+    /// A NIC port (index into `PipelineConfig::ports`).
+    Phys(u16),
+    /// The exception TAP paired with this NIC port.
+    Tap(u16),
+}
+
+/// Static pipeline configuration shared by all cores.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub ports: Vec<PortInfo>,
+    /// Port names, by the same index (for counters and logs).
+    pub port_names: Vec<String>,
+    /// Role of every I/O port index (NIC ports first, then TAPs).
+    pub roles: Vec<IoRole>,
+    pub router_addr: u32,
+    pub icmp_rate_per_sec: u32,
+    pub arp_retry_ns: u64,
+}
+
+impl PipelineConfig {
+    /// The TAP that takes exception traffic arriving on `port`: its own, or
+    /// else the first port's TAP that exists.
+    fn tap_for(&self, port: usize) -> Option<usize> {
+        self.ports[port]
+            .tap
+            .or_else(|| self.ports.iter().find_map(|p| p.tap))
+    }
+}
+
+/// A neighbor confirmation seen by a core, for the manager to record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Learn {
+    pub port: u16,
+    pub ip: u32,
+    pub mac: [u8; 6],
+}
+
+/// Work the manager asks of a core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreCommand {
+    GratuitousArp { port: u16, ip: u32 },
+}
+
+/// Queues between the manager and the cores (lock-free, bounded).
+pub struct CoreLinks {
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub learn: Arc<ArrayQueue<Learn>>,
+    pub commands: Arc<ArrayQueue<CoreCommand>>,
+    pub stats: Arc<CoreStats>,
+}
+
+const ARP_LIMITER_SLOTS: usize = 1024;
+
+/// Token bucket for ICMP errors, refilled from the burst timestamp.
+struct TokenBucket {
+    tokens: u64,
+    cap: u64,
+    per_sec: u64,
+    last_ns: u64,
+}
+
+impl TokenBucket {
+    fn new(per_sec: u32) -> Self {
+        let per_sec = u64::from(per_sec.max(1));
+        TokenBucket {
+            tokens: per_sec.min(50),
+            cap: per_sec.min(50),
+            per_sec,
+            last_ns: 0,
+        }
+    }
+
+    #[inline]
+    fn take(&mut self, now_ns: u64) -> bool {
+        let elapsed = now_ns.saturating_sub(self.last_ns);
+        let add = elapsed.saturating_mul(self.per_sec) / 1_000_000_000;
+        if add > 0 {
+            self.tokens = (self.tokens + add).min(self.cap);
+            self.last_ns = now_ns;
+        }
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One polling core's pipeline state.
+pub struct Worker<B: PacketBuf> {
+    cfg: Arc<PipelineConfig>,
+    links: CoreLinks,
+    tx: Vec<ArrayVec<B, BURST>>,
+    rx: ArrayVec<B, BURST>,
+    /// Direct-mapped (port,ip) -> last ARP request time, to rate-limit resolution.
+    arp_sent: Box<[(u64, u64)]>,
+    icmp: TokenBucket,
+    ip_ident: u16,
+    now_ns: u64,
+}
+
+impl<B: PacketBuf> Worker<B> {
+    pub fn new(cfg: Arc<PipelineConfig>, links: CoreLinks) -> Self {
+        let n_io = cfg.roles.len();
+        Worker {
+            icmp: TokenBucket::new(cfg.icmp_rate_per_sec),
+            tx: (0..n_io).map(|_| ArrayVec::new()).collect(),
+            rx: ArrayVec::new(),
+            arp_sent: vec![(u64::MAX, 0u64); ARP_LIMITER_SLOTS].into_boxed_slice(),
+            ip_ident: (links.stats.lcore as u16).wrapping_mul(0x1357),
+            now_ns: 0,
+            cfg,
+            links,
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<CoreStats> {
+        &self.links.stats
+    }
+
+    /// One poll over every port: returns the packets received.
+    pub fn poll<I: PortIo<Buf = B>>(&mut self, io: &mut I) -> usize {
+        self.now_ns = io.now_ns();
+        let guard = self.links.snapshot.load();
+        let snap: &Snapshot = &guard;
+        let stats = self.links.stats.clone();
+        if stats.snapshot_version.load(std::sync::atomic::Ordering::Relaxed) != snap.version {
+            stats
+                .snapshot_version
+                .store(snap.version, std::sync::atomic::Ordering::Relaxed);
+        }
+        while let Some(cmd) = self.links.commands.pop() {
+            self.run_command(io, snap, cmd);
+        }
+        let mut total = 0;
+        for io_port in 0..self.cfg.roles.len() {
+            let mut rx = std::mem::take(&mut self.rx);
+            io.rx_burst(io_port, &mut rx);
+            let n = rx.len();
+            if n == 0 {
+                self.rx = rx;
+                continue;
+            }
+            total += n;
+            stats.rx(io_port, n as u64);
+            match self.cfg.roles[io_port] {
+                IoRole::Phys(p) => {
+                    for buf in rx.drain(..) {
+                        self.process(io, snap, p as usize, buf);
+                    }
+                }
+                IoRole::Tap(p) => {
+                    stats.event_n(Event::FromTap, n as u64);
+                    for buf in rx.drain(..) {
+                        self.enqueue(io, p as usize, buf);
+                    }
+                }
+            }
+            self.rx = rx;
+            self.flush_all(io);
+        }
+        if total > 0 {
+            stats.burst();
+        }
+        total
+    }
+
+    fn run_command<I: PortIo<Buf = B>>(&mut self, io: &mut I, _snap: &Snapshot, cmd: CoreCommand) {
+        match cmd {
+            CoreCommand::GratuitousArp { port, ip } => {
+                let Some(mut buf) = io.alloc() else {
+                    self.links.stats.dropped(DropReason::NoMbuf);
+                    return;
+                };
+                let p = self.cfg.ports[port as usize];
+                if build_arp(&mut buf, 1, &p.mac, ip, &[0; 6], ip, &wire::BROADCAST) {
+                    self.links.stats.event(Event::GratuitousArpSent);
+                    self.enqueue(io, port as usize, buf);
+                    self.flush_all(io);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn enqueue<I: PortIo<Buf = B>>(&mut self, io: &mut I, io_port: usize, buf: B) {
+        if self.tx[io_port].is_full() {
+            self.flush(io, io_port);
+        }
+        if self.tx[io_port].try_push(buf).is_err() {
+            self.links.stats.dropped(DropReason::TxFull);
+        }
+    }
+
+    #[inline]
+    fn flush<I: PortIo<Buf = B>>(&mut self, io: &mut I, io_port: usize) {
+        let q = &mut self.tx[io_port];
+        if q.is_empty() {
+            return;
+        }
+        let sent = io.tx_burst(io_port, q);
+        self.links.stats.tx(io_port, sent as u64);
+        let left = q.len();
+        if left > 0 {
+            // The driver's ring is full: drop the rest (freed on clear).
+            for _ in 0..left {
+                self.links.stats.dropped(DropReason::TxFull);
+            }
+            q.clear();
+        }
+    }
+
+    fn flush_all<I: PortIo<Buf = B>>(&mut self, io: &mut I) {
+        for p in 0..self.tx.len() {
+            self.flush(io, p);
+        }
+    }
+
+    #[inline]
+    fn drop_pkt(&self, reason: DropReason, buf: B) {
+        self.links.stats.dropped(reason);
+        drop(buf);
+    }
+
+    /// Ethernet classify for a frame received on NIC port `port`.
+    #[inline]
+    fn process<I: PortIo<Buf = B>>(&mut self, io: &mut I, snap: &Snapshot, port: usize, buf: B) {
+        if !buf.is_contiguous() {
+            return self.drop_pkt(DropReason::MultiSegment, buf);
+        }
+        let d = buf.data();
+        if d.len() < wire::ETH_LEN {
+            return self.drop_pkt(DropReason::EthTruncated, buf);
+        }
+        let info = self.cfg.ports[port];
+        if d[0..6] != info.mac {
+            if d[0..6] != wire::BROADCAST {
+                let reason = if d[0] & 1 == 1 {
+                    DropReason::L2Multicast
+                } else {
+                    DropReason::L2OtherHost
+                };
+                return self.drop_pkt(reason, buf);
+            }
+        }
+        match be16(d, 12) {
+            wire::ETHERTYPE_IPV4 => self.ipv4(io, snap, port, buf),
+            wire::ETHERTYPE_ARP => self.arp(io, snap, port, buf),
+            wire::ETHERTYPE_IPV6 if info.tap.is_some() => {
+                // IPv6 control traffic belongs to the kernel side for now.
+                let tap = info.tap.unwrap_or_default();
+                self.links.stats.event(Event::PuntedToTap);
+                self.enqueue(io, tap, buf)
+            }
+            _ => self.drop_pkt(DropReason::UnsupportedEthertype, buf),
+        }
+    }
+
+    /// Is `ip` one of the router's own addresses?
+    #[inline]
+    fn is_local(&self, ip: u32) -> bool {
+        ip == self.cfg.router_addr || self.cfg.ports.iter().any(|p| p.addr == ip)
+    }
+
+    /// Does the router answer ARP for `ip` on `port`?
+    #[inline]
+    fn owns_on_port(&self, port: usize, ip: u32) -> bool {
+        let p = &self.cfg.ports[port];
+        ip == p.addr || (ip == self.cfg.router_addr && p.on_link(ip))
+    }
+
+    fn arp<I: PortIo<Buf = B>>(&mut self, io: &mut I, snap: &Snapshot, port: usize, mut buf: B) {
+        let d = buf.data();
+        if d.len() < wire::ETH_LEN + wire::ARP_LEN {
+            return self.drop_pkt(DropReason::ArpMalformed, buf);
+        }
+        let a = &d[wire::ETH_LEN..];
+        let op = be16(a, 6);
+        if be16(a, 0) != 1 || be16(a, 2) != wire::ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 || !(op == 1 || op == 2) {
+            return self.drop_pkt(DropReason::ArpMalformed, buf);
+        }
+        let mut sha = [0u8; 6];
+        sha.copy_from_slice(&a[8..14]);
+        let spa = be32(a, 14);
+        let tpa = be32(a, 24);
+        if sha[0] & 1 == 1 || sha == [0; 6] {
+            return self.drop_pkt(DropReason::ArpMalformed, buf);
+        }
+        let info = self.cfg.ports[port];
+        if sha == info.mac {
+            // Our own frame looped back (or a MAC clash): never learn from it.
+            return self.drop_pkt(DropReason::ArpNotForUs, buf);
+        }
+        // Someone else claims an address we proxy for: two holders.
+        if spa != 0 && info.proxy_arp && snap.proxy_arp.answers(spa) {
+            self.links.stats.event(Event::DuplicateHolder);
+        }
+        let for_us = self.owns_on_port(port, tpa);
+        if spa != 0 && info.on_link(spa) && spa != info.addr {
+            let known = snap.neighbors.get(port as u16, spa);
+            let refresh = match known {
+                Some(n) if n.status == NeighborStatus::Static => false,
+                Some(n) => n.mac != sha || n.status == NeighborStatus::Stale,
+                None => for_us,
+            };
+            if refresh {
+                let learn = Learn { port: port as u16, ip: spa, mac: sha };
+                if self.links.learn.push(learn).is_ok() {
+                    self.links.stats.event(Event::ArpLearned);
+                } else {
+                    self.links.stats.event(Event::ArpLearnQueueFull);
+                }
+            }
+        }
+        if op == 1 {
+            let proxy = !for_us && info.proxy_arp && snap.proxy_arp.holds(tpa) && spa != tpa;
+            if proxy && !snap.proxy_arp.active {
+                // Gate closed (VRRP backup, or capture not ours): stay silent.
+                self.links.stats.event(Event::ProxyArpSilent);
+                return self.drop_pkt(DropReason::ArpNotForUs, buf);
+            }
+            if !(for_us || proxy) {
+                return self.drop_pkt(DropReason::ArpNotForUs, buf);
+            }
+            let mac = info.mac;
+            let d = buf.data_mut();
+            let a_off = wire::ETH_LEN;
+            d[0..6].copy_from_slice(&sha);
+            d[6..12].copy_from_slice(&mac);
+            put16(d, a_off + 6, 2);
+            d[a_off + 18..a_off + 24].copy_from_slice(&sha);
+            put32(d, a_off + 24, spa);
+            d[a_off + 8..a_off + 14].copy_from_slice(&mac);
+            put32(d, a_off + 14, tpa);
+            self.links.stats.event(if proxy {
+                Event::ProxyArpReplySent
+            } else {
+                Event::ArpReplySent
+            });
+            self.enqueue(io, port, buf);
+        } else if for_us {
+            // A reply to a request (ours, or the kernel's through the TAP).
+            match info.tap {
+                Some(tap) => {
+                    self.links.stats.event(Event::PuntedToTap);
+                    self.enqueue(io, tap, buf);
+                }
+                None => {
+                    self.links.stats.event(Event::ArpReplyConsumed);
+                    drop(buf);
+                }
+            }
+        } else {
+            self.drop_pkt(DropReason::ArpNotForUs, buf)
+        }
+    }
+
+    fn ipv4<I: PortIo<Buf = B>>(&mut self, io: &mut I, snap: &Snapshot, port: usize, mut buf: B) {
+        let d = buf.data();
+        if d.len() < wire::ETH_LEN + wire::IPV4_MIN {
+            return self.drop_pkt(DropReason::Ipv4Truncated, buf);
+        }
+        let h = &d[wire::ETH_LEN..];
+        if h[0] >> 4 != 4 {
+            return self.drop_pkt(DropReason::Ipv4BadVersion, buf);
+        }
+        let ihl = usize::from(h[0] & 0x0f) * 4;
+        if ihl < wire::IPV4_MIN || ihl > h.len() {
+            return self.drop_pkt(DropReason::Ipv4BadIhl, buf);
+        }
+        let total = usize::from(be16(h, ip::TOTAL_LEN));
+        if total < ihl {
+            return self.drop_pkt(DropReason::Ipv4BadLength, buf);
+        }
+        if total > h.len() {
+            return self.drop_pkt(DropReason::Ipv4Truncated, buf);
+        }
+        if wire::checksum(&h[..ihl]) != 0 {
+            return self.drop_pkt(DropReason::Ipv4BadChecksum, buf);
+        }
+        let src = be32(h, ip::SRC);
+        let dst = be32(h, ip::DST);
+        let ttl = h[ip::TTL];
+        let extra = h.len() - total;
+        if extra > 0 {
+            // Ethernet padding beyond the IP total length.
+            buf.trim(extra);
+        }
+        let info = self.cfg.ports[port];
+        if src >> 24 == 127 || src >> 28 >= 14 || src == 0 || src == info.subnet_broadcast() {
+            return self.drop_pkt(DropReason::Ipv4MartianSource, buf);
+        }
+        if dst >> 28 >= 14 || dst == info.subnet_broadcast() {
+            // Multicast and broadcast are not routed; the kernel side may want them.
+            return match info.tap {
+                Some(tap) => {
+                    self.links.stats.event(Event::PuntedToTap);
+                    self.enqueue(io, tap, buf)
+                }
+                None => self.drop_pkt(DropReason::Ipv4NotRoutable, buf),
+            };
+        }
+        if self.is_local(dst) {
+            return self.local(io, snap, port, buf, ihl);
+        }
+        if ttl <= 1 {
+            self.links.stats.dropped(DropReason::TtlExpired);
+            return self.icmp_error(io, snap, port, buf, 11, 0, 0);
+        }
+        let (out, nh) = match self.route(snap, dst, &buf, ihl) {
+            Ok(r) => r,
+            Err(DropReason::NoRoute) => {
+                self.links.stats.dropped(DropReason::NoRoute);
+                return self.icmp_error(io, snap, port, buf, 3, 0, 0);
+            }
+            Err(reason) => return self.drop_pkt(reason, buf),
+        };
+        self.output(io, snap, port, out, nh, buf, ihl, true);
+    }
+
+    /// /32 exact match first, then the underlay LPM: (egress port, next-hop IP).
+    #[inline]
+    fn route(&self, snap: &Snapshot, dst: u32, buf: &B, ihl: usize) -> Result<(usize, u32), DropReason> {
+        match snap.endpoints.get(dst) {
+            Some(EndpointAction::Local { port }) => Ok((port as usize, dst)),
+            Some(EndpointAction::Tunnel { .. }) => Err(DropReason::NoTunnel),
+            Some(EndpointAction::Drop) => Err(DropReason::EndpointDrop),
+            None => {
+                let r = snap.routes.lookup(dst).ok_or(DropReason::NoRoute)?;
+                let hash = match buf.rss_hash() {
+                    Some(h) => h,
+                    None => wire::flow_hash(&buf.data()[wire::ETH_LEN..], ihl),
+                };
+                let hop = r.group.select(hash).ok_or(DropReason::NoRoute)?;
+                let nh = if hop.gateway == 0 { dst } else { hop.gateway };
+                Ok((hop.port as usize, nh))
+            }
+        }
+    }
+
+    /// Neighbor resolution, MTU handling, TTL, Ethernet rewrite, enqueue.
+    /// `forwarded` is false for packets the router itself originated.
+    #[allow(clippy::too_many_arguments)]
+    fn output<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        in_port: usize,
+        out: usize,
+        nh: u32,
+        mut buf: B,
+        ihl: usize,
+        forwarded: bool,
+    ) {
+        let Some(&info) = self.cfg.ports.get(out) else {
+            return self.drop_pkt(DropReason::NoRoute, buf);
+        };
+        let Some(neigh) = snap.neighbors.get(out as u16, nh) else {
+            self.links.stats.dropped(DropReason::NeighborUnresolved);
+            // Reuse the unroutable packet as the ARP request (no allocation).
+            return self.resolve(io, out, nh, Some(buf));
+        };
+        if neigh.status == NeighborStatus::Stale {
+            self.links.stats.event(Event::StaleProbe);
+            self.resolve(io, out, nh, None);
+        }
+        let mtu = usize::from(info.mtu);
+        let src_mac = info.mac;
+        let total = buf.len() - wire::ETH_LEN;
+        if total > mtu {
+            let flags = be16(buf.data(), wire::ETH_LEN + ip::FLAGS_FRAG);
+            if flags & ip::DF != 0 {
+                self.links.stats.dropped(DropReason::FragNeeded);
+                if forwarded {
+                    return self.icmp_error(io, snap, in_port, buf, 3, 4, mtu as u16);
+                }
+                return;
+            }
+            return self.fragment(io, out, &neigh.mac, &src_mac, buf, ihl, mtu, forwarded);
+        }
+        let d = buf.data_mut();
+        if forwarded {
+            wire::decrement_ttl(&mut d[wire::ETH_LEN..]);
+        }
+        wire::write_eth(d, &neigh.mac, &src_mac, wire::ETHERTYPE_IPV4);
+        self.links.stats.event(Event::Forwarded);
+        self.enqueue(io, out, buf);
+    }
+
+    /// Sends an ARP request for `ip` on `port` unless one went out recently;
+    /// uses `reuse` as the buffer when given (it is consumed either way).
+    fn resolve<I: PortIo<Buf = B>>(&mut self, io: &mut I, port: usize, ip: u32, reuse: Option<B>) {
+        let key = (port as u64) << 32 | u64::from(ip);
+        let slot = ((key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize) % ARP_LIMITER_SLOTS;
+        let (k, last) = self.arp_sent[slot];
+        if k == key && self.now_ns.saturating_sub(last) < self.cfg.arp_retry_ns {
+            self.links.stats.event(Event::ArpRequestSuppressed);
+            return;
+        }
+        let mut buf = match reuse {
+            Some(b) => b,
+            None => match io.alloc() {
+                Some(b) => b,
+                None => {
+                    self.links.stats.dropped(DropReason::NoMbuf);
+                    return;
+                }
+            },
+        };
+        let info = self.cfg.ports[port];
+        let (mac, addr) = (info.mac, info.addr);
+        if build_arp(&mut buf, 1, &mac, addr, &[0; 6], ip, &wire::BROADCAST) {
+            self.arp_sent[slot] = (key, self.now_ns);
+            self.links.stats.event(Event::ArpRequestSent);
+            self.enqueue(io, port, buf);
+        } else {
+            self.links.stats.dropped(DropReason::NoMbuf);
+        }
+    }
+
+    /// Traffic for the router itself: the kernel (TAP) takes it; without a
+    /// TAP the dataplane answers ICMP echo and drops the rest.
+    fn local<I: PortIo<Buf = B>>(&mut self, io: &mut I, snap: &Snapshot, port: usize, mut buf: B, ihl: usize) {
+        if let Some(tap) = self.cfg.tap_for(port) {
+            self.links.stats.event(Event::PuntedToTap);
+            return self.enqueue(io, tap, buf);
+        }
+        let d = buf.data_mut();
+        let h = &mut d[wire::ETH_LEN..];
+        let is_echo = h[ip::PROTO] == wire::PROTO_ICMP
+            && be16(h, ip::FLAGS_FRAG) & (ip::MF | ip::OFFSET_MASK) == 0
+            && h.len() >= ihl + 8
+            && h[ihl] == 8
+            && h[ihl + 1] == 0;
+        if !is_echo {
+            return self.drop_pkt(DropReason::NoExceptionPath, buf);
+        }
+        let (src, dst) = (be32(h, ip::SRC), be32(h, ip::DST));
+        put32(h, ip::SRC, dst);
+        put32(h, ip::DST, src);
+        h[ip::TTL] = 64;
+        wire::fill_ip_checksum(h, ihl);
+        let icmp = &mut h[ihl..];
+        icmp[0] = 0;
+        // Type 8 -> 0 changes one 16-bit word (type/code).
+        let c = wire::checksum_adjust(be16(icmp, 2), 0x0800, 0x0000);
+        put16(icmp, 2, c);
+        self.links.stats.event(Event::IcmpEchoReplied);
+        self.send_local(io, snap, port, buf, ihl);
+    }
+
+    /// Routes a packet the router originated (ICMP), no TTL decrement.
+    fn send_local<I: PortIo<Buf = B>>(&mut self, io: &mut I, snap: &Snapshot, in_port: usize, buf: B, ihl: usize) {
+        let dst = be32(buf.data(), wire::ETH_LEN + ip::DST);
+        match self.route(snap, dst, &buf, ihl) {
+            Ok((out, nh)) => self.output(io, snap, in_port, out, nh, buf, ihl, false),
+            Err(reason) => self.drop_pkt(reason, buf),
+        }
+    }
+
+    /// Turns `buf` into an ICMP error about itself (RFC 792 / RFC 1812 4.3.2)
+    /// and routes it back to the source, rate limited, sourced from the
+    /// router address. The caller has already counted why the packet failed.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_error<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        in_port: usize,
+        mut buf: B,
+        icmp_type: u8,
+        code: u8,
+        mtu: u16,
+    ) {
+        let d = buf.data();
+        let h = &d[wire::ETH_LEN..];
+        let ihl = usize::from(h[0] & 0x0f) * 4;
+        let src = be32(h, ip::SRC);
+        let frag_offset = be16(h, ip::FLAGS_FRAG) & ip::OFFSET_MASK;
+        // Never about a non-first fragment, never about an ICMP error.
+        if frag_offset != 0 {
+            return;
+        }
+        if h[ip::PROTO] == wire::PROTO_ICMP && h.len() > ihl && !matches!(h[ihl], 0 | 8 | 13 | 14) {
+            return;
+        }
+        let _ = in_port;
+        if !self.icmp.take(self.now_ns) {
+            self.links.stats.event(Event::IcmpRateLimited);
+            return;
+        }
+        let quote = (h.len()).min(ihl + 8);
+        if !buf.set_len(wire::ETH_LEN + quote) || !buf.prepend(28) {
+            self.links.stats.dropped(DropReason::NoMbuf);
+            return;
+        }
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        let ident = self.ip_ident;
+        let router = self.cfg.router_addr;
+        let d = buf.data_mut();
+        let total = 20 + 8 + quote;
+        let h = &mut d[wire::ETH_LEN..];
+        h[..20].copy_from_slice(&[0x45, 0xc0, 0, 0, 0, 0, 0, 0, 64, wire::PROTO_ICMP, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        put16(h, ip::TOTAL_LEN, total as u16);
+        put16(h, ip::IDENT, ident);
+        put32(h, ip::SRC, router);
+        put32(h, ip::DST, src);
+        wire::fill_ip_checksum(h, 20);
+        let icmp = &mut h[20..];
+        icmp[0] = icmp_type;
+        icmp[1] = code;
+        put16(icmp, 2, 0);
+        put16(icmp, 4, 0);
+        put16(icmp, 6, if icmp_type == 3 && code == 4 { mtu } else { 0 });
+        let c = wire::checksum(icmp);
+        put16(icmp, 2, c);
+        self.links.stats.event(Event::IcmpSent);
+        self.send_local(io, snap, in_port, buf, 20);
+    }
+
+    /// Fragments an IPv4 packet (DF clear) to `mtu` and sends every fragment.
+    #[allow(clippy::too_many_arguments)]
+    fn fragment<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        out: usize,
+        dst_mac: &[u8; 6],
+        src_mac: &[u8; 6],
+        buf: B,
+        ihl: usize,
+        mtu: usize,
+        forwarded: bool,
+    ) {
+        let d = buf.data();
+        let h = &d[wire::ETH_LEN..];
+        let payload = &h[ihl..];
+        let flags = be16(h, ip::FLAGS_FRAG);
+        let base_off = usize::from(flags & ip::OFFSET_MASK) * 8;
+        let orig_mf = flags & ip::MF != 0;
+        // Options for non-first fragments: only those with the copied bit.
+        let mut later_opts = [0u8; 40];
+        let later_len = copied_options(&h[20..ihl], &mut later_opts);
+        let mut sent = 0u64;
+        let mut off = 0usize;
+        let mut first = true;
+        while off < payload.len() {
+            let hlen = if first { ihl } else { 20 + later_len };
+            let room = (mtu - hlen) & !7;
+            if room == 0 {
+                self.links.stats.dropped(DropReason::FragFailed);
+                return;
+            }
+            let chunk = room.min(payload.len() - off);
+            let last = off + chunk == payload.len();
+            let Some(mut f) = io.alloc() else {
+                self.links.stats.dropped(DropReason::NoMbuf);
+                self.links.stats.dropped(DropReason::FragFailed);
+                return;
+            };
+            let flen = wire::ETH_LEN + hlen + chunk;
+            if !f.append(flen) {
+                self.links.stats.dropped(DropReason::FragFailed);
+                return;
+            }
+            let fd = f.data_mut();
+            wire::write_eth(fd, dst_mac, src_mac, wire::ETHERTYPE_IPV4);
+            let fh = &mut fd[wire::ETH_LEN..];
+            fh[..20].copy_from_slice(&h[..20]);
+            if first {
+                fh[20..ihl].copy_from_slice(&h[20..ihl]);
+            } else {
+                fh[20..hlen].copy_from_slice(&later_opts[..later_len]);
+            }
+            fh[0] = 0x40 | (hlen / 4) as u8;
+            put16(fh, ip::TOTAL_LEN, (hlen + chunk) as u16);
+            let mf = if last && !orig_mf { 0 } else { ip::MF };
+            put16(fh, ip::FLAGS_FRAG, (flags & ip::DF) | mf | (((base_off + off) / 8) as u16 & ip::OFFSET_MASK));
+            if forwarded {
+                fh[ip::TTL] -= 1;
+            }
+            wire::fill_ip_checksum(fh, hlen);
+            fh[hlen..hlen + chunk].copy_from_slice(&payload[off..off + chunk]);
+            self.enqueue(io, out, f);
+            sent += 1;
+            off += chunk;
+            first = false;
+        }
+        self.links.stats.event(Event::Fragmented);
+        self.links.stats.event_n(Event::FragmentsSent, sent);
+        drop(buf);
+    }
+}
+
+/// Copies the IPv4 options that must appear in every fragment (copied flag
+/// set, RFC 791) into `out`, padded to a multiple of 4; returns the length.
+fn copied_options(opts: &[u8], out: &mut [u8; 40]) -> usize {
+    let mut i = 0;
+    let mut n = 0;
+    while i < opts.len() {
+        let t = opts[i];
+        match t {
+            0 => break,
+            1 => i += 1,
+            _ => {
+                let Some(&l) = opts.get(i + 1) else { break };
+                let l = usize::from(l);
+                if l < 2 || i + l > opts.len() {
+                    break;
+                }
+                if t & 0x80 != 0 && n + l <= out.len() {
+                    out[n..n + l].copy_from_slice(&opts[i..i + l]);
+                    n += l;
+                }
+                i += l;
+            }
+        }
+    }
+    while n % 4 != 0 {
+        out[n] = 0;
+        n += 1;
+    }
+    n
+}
+
+/// Writes an Ethernet + ARP frame (padded to the 60-byte minimum) into `buf`.
+fn build_arp<B: PacketBuf>(
+    buf: &mut B,
+    op: u16,
+    sha: &[u8; 6],
+    spa: u32,
+    tha: &[u8; 6],
+    tpa: u32,
+    eth_dst: &[u8; 6],
+) -> bool {
+    if !buf.set_len(wire::MIN_FRAME) {
+        return false;
+    }
+    let d = buf.data_mut();
+    d.fill(0);
+    wire::write_eth(d, eth_dst, sha, wire::ETHERTYPE_ARP);
+    let a = &mut d[wire::ETH_LEN..];
+    put16(a, 0, 1);
+    put16(a, 2, wire::ETHERTYPE_IPV4);
+    a[4] = 6;
+    a[5] = 4;
+    put16(a, 6, op);
+    a[8..14].copy_from_slice(sha);
+    put32(a, 14, spa);
+    a[18..24].copy_from_slice(tha);
+    put32(a, 24, tpa);
+    true
+}
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

@@ -1,0 +1,426 @@
+//! Immutable forwarding snapshots read by the polling cores.
+//!
+//! A `Snapshot` is built by the manager thread and published with one atomic
+//! pointer swap (`arc_swap`). It is never mutated afterwards, so a core that
+//! loaded it once per burst needs no lock. Tables that did not change are
+//! shared between consecutive snapshots through `Arc`, so learning one ARP
+//! entry does not copy a million /32s.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// Where traffic to an exact-match /32 goes (dataplane form of
+/// `cer_shared::feed::EndpointAction`, with the port resolved to an index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointAction {
+    /// Deliver on this port, resolving the destination itself by ARP.
+    Local { port: u16 },
+    /// Encapsulate into this tunnel (tunnel ids index the snapshot's tunnel set).
+    Tunnel { tunnel: u32 },
+    /// Known, not forwarded.
+    Drop,
+}
+
+#[inline]
+fn hash32(key: u32) -> u32 {
+    // Multiplicative (Fibonacci) hashing; the table uses the high bits.
+    key.wrapping_mul(0x9E37_79B1)
+}
+
+/// Open-addressing (linear probing) exact-match table keyed by a non-zero u32.
+/// Load factor stays at or under 1/2, so probes are short and bounded.
+#[derive(Debug, Clone)]
+pub struct ExactTable<V: Copy> {
+    keys: Box<[u32]>,
+    vals: Box<[V]>,
+    shift: u32,
+    len: usize,
+}
+
+impl<V: Copy + Default> ExactTable<V> {
+    /// Builds a table from `(key, value)` pairs; key 0 is reserved (ignored).
+    /// Later duplicates overwrite earlier ones.
+    pub fn build<I: IntoIterator<Item = (u32, V)>>(items: I, count_hint: usize) -> Self {
+        let cap = (count_hint.max(4) * 2).next_power_of_two();
+        let mut t = ExactTable {
+            keys: vec![0u32; cap].into_boxed_slice(),
+            vals: vec![V::default(); cap].into_boxed_slice(),
+            shift: 32 - cap.trailing_zeros(),
+            len: 0,
+        };
+        for (k, v) in items {
+            if k == 0 {
+                continue;
+            }
+            if (t.len + 1) * 2 > t.keys.len() {
+                t = t.grown();
+            }
+            t.insert(k, v);
+        }
+        t
+    }
+
+    fn grown(&self) -> Self {
+        let cap = self.keys.len() * 2;
+        let mut t = ExactTable {
+            keys: vec![0u32; cap].into_boxed_slice(),
+            vals: vec![V::default(); cap].into_boxed_slice(),
+            shift: 32 - cap.trailing_zeros(),
+            len: 0,
+        };
+        for (k, v) in self.iter() {
+            t.insert(k, v);
+        }
+        t
+    }
+
+    fn insert(&mut self, key: u32, val: V) {
+        let mask = self.keys.len() - 1;
+        let mut i = (hash32(key) >> self.shift) as usize;
+        loop {
+            let k = self.keys[i];
+            if k == 0 {
+                self.keys[i] = key;
+                self.vals[i] = val;
+                self.len += 1;
+                return;
+            }
+            if k == key {
+                self.vals[i] = val;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+impl<V: Copy> ExactTable<V> {
+    #[inline]
+    pub fn get(&self, key: u32) -> Option<V> {
+        if key == 0 {
+            return None;
+        }
+        let mask = self.keys.len() - 1;
+        let mut i = (hash32(key) >> self.shift) as usize;
+        loop {
+            let k = self.keys[i];
+            if k == key {
+                return Some(self.vals[i]);
+            }
+            if k == 0 {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u32, V)> + '_ {
+        self.keys
+            .iter()
+            .zip(self.vals.iter())
+            .filter(|(k, _)| **k != 0)
+            .map(|(k, v)| (*k, *v))
+    }
+}
+
+impl Default for EndpointAction {
+    fn default() -> Self {
+        EndpointAction::Drop
+    }
+}
+
+/// One next hop: leave on `port`; `gateway == 0` means the destination is on-link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hop {
+    pub port: u16,
+    pub gateway: u32,
+}
+
+pub const MAX_ECMP: usize = 8;
+
+/// An ECMP group of up to `MAX_ECMP` next hops.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HopGroup {
+    pub hops: arrayvec::ArrayVec<Hop, MAX_ECMP>,
+}
+
+impl HopGroup {
+    /// Picks a member by flow hash (stable per flow).
+    #[inline]
+    pub fn select(&self, flow_hash: u32) -> Option<Hop> {
+        match self.hops.len() {
+            0 => None,
+            1 => Some(self.hops[0]),
+            n => Some(self.hops[((u64::from(flow_hash) * n as u64) >> 32) as usize]),
+        }
+    }
+}
+
+/// One underlay route as installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub addr: u32,
+    pub len: u8,
+    pub group: HopGroup,
+}
+
+/// Longest-prefix match over a few prefix lengths: one exact table per length
+/// present, probed from the longest; a /0 route is a fixed slot.
+#[derive(Debug, Clone, Default)]
+pub struct Lpm {
+    /// (length, mask, table of masked prefix -> index into `routes`), longest first.
+    levels: Vec<(u8, u32, ExactTable<u32>)>,
+    default: Option<u32>,
+    routes: Vec<Route>,
+}
+
+impl Lpm {
+    pub fn build(mut routes: Vec<Route>) -> Self {
+        routes.sort_by(|a, b| b.len.cmp(&a.len).then(a.addr.cmp(&b.addr)));
+        routes.dedup_by(|a, b| a.len == b.len && a.addr == b.addr);
+        let mut levels: Vec<(u8, u32, ExactTable<u32>)> = Vec::new();
+        let mut default = None;
+        let mut i = 0;
+        while i < routes.len() {
+            let len = routes[i].len;
+            let mut j = i;
+            while j < routes.len() && routes[j].len == len {
+                j += 1;
+            }
+            if len == 0 {
+                default = Some(i as u32);
+            } else {
+                let m = cer_shared::addr::mask(len);
+                // Key 0 is reserved in ExactTable: store prefix addr + 1 is not
+                // order-preserving, so keep prefix 0.0.0.0/len (len>0) via the
+                // low bit trick: masked prefixes of len<32 have a zero low bit.
+                let items = (i..j).map(|r| (key_of(routes[r].addr, len), r as u32));
+                levels.push((len, m, ExactTable::build(items, j - i)));
+            }
+            i = j;
+        }
+        Lpm {
+            levels,
+            default,
+            routes,
+        }
+    }
+
+    #[inline]
+    pub fn lookup(&self, dst: u32) -> Option<&Route> {
+        for (len, mask, table) in &self.levels {
+            if let Some(r) = table.get(key_of(dst & mask, *len)) {
+                return Some(&self.routes[r as usize]);
+            }
+        }
+        self.default.map(|r| &self.routes[r as usize])
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+/// Table key for a masked prefix: non-zero for every prefix with len > 0.
+#[inline]
+fn key_of(masked: u32, len: u8) -> u32 {
+    if len == 32 {
+        // /32 keys are the address itself; 0.0.0.0/32 is not routable anyway.
+        masked
+    } else {
+        // len < 32: the lowest bit of a masked prefix is always 0.
+        masked | 1
+    }
+}
+
+/// Neighbor reachability as published to cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NeighborStatus {
+    #[default]
+    Reachable,
+    /// Usable, but the core should send a (rate-limited) ARP probe on use.
+    Stale,
+    /// Configured through the feed; never aged.
+    Static,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Neighbor {
+    pub mac: [u8; 6],
+    pub status: NeighborStatus,
+}
+
+/// Neighbors keyed by (port, IPv4) folded into one u32 key per port table.
+#[derive(Debug, Clone)]
+pub struct NeighborTable {
+    per_port: Vec<ExactTable<Neighbor>>,
+}
+
+impl NeighborTable {
+    pub fn empty(ports: usize) -> Self {
+        NeighborTable {
+            per_port: (0..ports)
+                .map(|_| ExactTable::build(std::iter::empty(), 0))
+                .collect(),
+        }
+    }
+
+    pub fn build(ports: usize, entries: &[(u16, u32, Neighbor)]) -> Self {
+        let per_port = (0..ports)
+            .map(|p| {
+                let items = entries
+                    .iter()
+                    .filter(|(port, _, _)| *port as usize == p)
+                    .map(|(_, ip, n)| (*ip, *n));
+                ExactTable::build(items, entries.len() / ports.max(1))
+            })
+            .collect();
+        NeighborTable { per_port }
+    }
+
+    #[inline]
+    pub fn get(&self, port: u16, ip: u32) -> Option<Neighbor> {
+        self.per_port.get(port as usize)?.get(ip)
+    }
+
+    pub fn len(&self) -> usize {
+        self.per_port.iter().map(|t| t.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The proxy-ARP set and its gate.
+#[derive(Debug, Clone)]
+pub struct ProxyArp {
+    pub active: bool,
+    pub set: ExactTable<()>,
+}
+
+impl ProxyArp {
+    #[inline]
+    pub fn answers(&self, ip: u32) -> bool {
+        self.active && self.set.get(ip).is_some()
+    }
+
+    #[inline]
+    pub fn holds(&self, ip: u32) -> bool {
+        self.set.get(ip).is_some()
+    }
+}
+
+/// Everything a polling core needs to forward, immutable once published.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub version: u64,
+    pub endpoints: Arc<ExactTable<EndpointAction>>,
+    pub routes: Arc<Lpm>,
+    pub neighbors: Arc<NeighborTable>,
+    pub proxy_arp: Arc<ProxyArp>,
+}
+
+impl Snapshot {
+    pub fn empty(ports: usize) -> Self {
+        Snapshot {
+            version: 0,
+            endpoints: Arc::new(ExactTable::build(std::iter::empty(), 0)),
+            routes: Arc::new(Lpm::default()),
+            neighbors: Arc::new(NeighborTable::empty(ports)),
+            proxy_arp: Arc::new(ProxyArp {
+                active: false,
+                set: ExactTable::build(std::iter::empty(), 0),
+            }),
+        }
+    }
+}
+
+pub fn ip_u32(ip: Ipv4Addr) -> u32 {
+    u32::from(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_table_many_keys() {
+        let n = 100_000u32;
+        let t = ExactTable::build((1..=n).map(|k| (k.wrapping_mul(2654435761) | 1, k)), n as usize);
+        assert_eq!(t.len(), n as usize);
+        for k in 1..=n {
+            assert_eq!(t.get(k.wrapping_mul(2654435761) | 1), Some(k));
+        }
+        assert_eq!(t.get(0), None);
+        assert_eq!(t.get(2), None);
+    }
+
+    #[test]
+    fn exact_table_grows_past_hint() {
+        let t = ExactTable::build((1..=1000u32).map(|k| (k, k)), 1);
+        assert_eq!(t.len(), 1000);
+        assert!((1..=1000).all(|k| t.get(k) == Some(k)));
+        let dup = ExactTable::build([(5u32, 1u32), (5, 2)], 2);
+        assert_eq!(dup.len(), 1);
+        assert_eq!(dup.get(5), Some(2));
+    }
+
+    fn route(p: &str, port: u16) -> Route {
+        let p: cer_shared::Ipv4Prefix = p.parse().unwrap();
+        let mut g = HopGroup::default();
+        g.hops.push(Hop { port, gateway: 0 });
+        Route { addr: u32::from(p.addr()), len: p.len(), group: g }
+    }
+
+    #[test]
+    fn lpm_longest_wins_and_default() {
+        let lpm = Lpm::build(vec![
+            route("0.0.0.0/0", 9),
+            route("10.0.0.0/8", 1),
+            route("10.1.0.0/16", 2),
+            route("10.1.2.3/32", 3),
+            route("0.0.0.0/8", 4),
+        ]);
+        let l = |s: &str| lpm.lookup(u32::from(s.parse::<Ipv4Addr>().unwrap())).map(|r| r.group.hops[0].port);
+        assert_eq!(l("10.1.2.3"), Some(3));
+        assert_eq!(l("10.1.2.4"), Some(2));
+        assert_eq!(l("10.2.0.1"), Some(1));
+        assert_eq!(l("0.1.2.3"), Some(4));
+        assert_eq!(l("192.0.2.1"), Some(9));
+        let no_default = Lpm::build(vec![route("10.0.0.0/8", 1)]);
+        assert!(no_default.lookup(u32::from(Ipv4Addr::new(11, 0, 0, 1))).is_none());
+    }
+
+    #[test]
+    fn ecmp_select_spreads_and_is_stable() {
+        let mut g = HopGroup::default();
+        for p in 0..4 {
+            g.hops.push(Hop { port: p, gateway: 0 });
+        }
+        let mut seen = [0u32; 4];
+        for h in 0..10_000u32 {
+            let hash = h.wrapping_mul(0x9E37_79B1);
+            let a = g.select(hash).unwrap();
+            assert_eq!(a, g.select(hash).unwrap());
+            seen[a.port as usize] += 1;
+        }
+        assert!(seen.iter().all(|&c| c > 2000), "{seen:?}");
+    }
+}

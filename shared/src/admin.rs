@@ -1,0 +1,109 @@
+//! The dataplane admin API: JSON lines over a Unix socket. One request per
+//! line, one response per line. `cerctl dataplane ...` is the client.
+
+use crate::addr::MacAddr;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum AdminRequest {
+    /// Everything below in one answer.
+    State,
+    Counters,
+    Ports,
+    Neighbors,
+    ProxyArp,
+    Snapshot,
+    /// Exact-match /32 entries and underlay routes (bounded by `limit`).
+    Fib { limit: Option<usize> },
+    Feed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AdminResponse {
+    Ok { data: serde_json::Value },
+    Error { message: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PortState {
+    pub name: String,
+    pub driver: String,
+    pub device: String,
+    pub mac: MacAddr,
+    pub address: String,
+    pub mtu: u16,
+    pub link_up: bool,
+    pub speed_mbps: u32,
+    pub proxy_arp: bool,
+    pub exception_tap: Option<String>,
+    /// Hardware/PMD statistics.
+    pub hw: PortHwStats,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PortHwStats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+}
+
+/// Counters of one polling core.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CoreCounters {
+    pub lcore: u32,
+    pub bursts: u64,
+    /// Per port (by name): packets received / transmitted by this core.
+    pub rx: BTreeMap<String, u64>,
+    pub tx: BTreeMap<String, u64>,
+    /// Events that are not drops (arp_reply_sent, icmp_sent, punted ...).
+    pub events: BTreeMap<String, u64>,
+    /// Drops by reason; every reason is listed, zero or not.
+    pub drops: BTreeMap<String, u64>,
+    pub snapshot_version: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NeighborState {
+    pub port: String,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    /// "reachable", "stale" or "static".
+    pub state: String,
+    pub confirmed_secs_ago: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProxyArpState {
+    pub active: bool,
+    pub addresses: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SnapshotState {
+    pub version: u64,
+    pub endpoints: usize,
+    pub routes: usize,
+    pub neighbors: usize,
+    pub proxy_arp: usize,
+    pub built_us: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FeedState {
+    pub connected: bool,
+    pub client: Option<String>,
+    pub last_seq: u64,
+    pub syncs_completed: u64,
+    pub sessions: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}

@@ -1,0 +1,474 @@
+//! The node configuration file (TOML). One file describes a CER node: its
+//! identity, the dataplane's cores, memory, ports and static underlay routes.
+//! Loading validates everything and names the field and value on error.
+
+use crate::addr::{Ipv4Interface, Ipv4Prefix, MacAddr};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// A configuration error that names the file, the field and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    #[serde(default)]
+    pub dataplane: DataplaneSection,
+    #[serde(default, rename = "port")]
+    pub ports: Vec<PortConfig>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<StaticRoute>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Node name, used in logs, EAL file prefix and admin output.
+    pub name: String,
+    /// The router's own address: source of ICMP errors it sends, and the
+    /// transport address carried by the exception-path TAP.
+    pub router_address: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PollMode {
+    /// Spin on rx bursts forever (production; the core shows 100% busy).
+    #[default]
+    Busy,
+    /// Spin while there is traffic; after a run of empty polls, sleep briefly
+    /// between polls (labs and CI on small machines).
+    Adaptive,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataplaneSection {
+    /// DPDK lcores that run polling loops (one pinned loop per lcore).
+    pub cores: Vec<u32>,
+    /// The EAL main lcore: runs the manager, feed and admin threads.
+    pub main_lcore: u32,
+    pub poll_mode: PollMode,
+    /// Admin socket (JSON lines): counters, neighbors, snapshot state.
+    pub admin_socket: PathBuf,
+    /// FIB feed socket the control process connects to.
+    pub feed_socket: PathBuf,
+    /// ICMP errors each polling core may send per second (token bucket).
+    pub icmp_rate_per_sec: u32,
+    /// A resolved neighbor is reachable this long after its last confirmation.
+    pub arp_reachable_secs: u32,
+    /// A stale neighbor not confirmed for this long is removed.
+    pub arp_stale_secs: u32,
+    /// Minimum interval between ARP requests for one next hop, per core.
+    pub arp_retry_ms: u32,
+    pub memory: MemorySection,
+    /// Extra EAL arguments appended verbatim (e.g. `--log-level=pmd.net.af_packet:debug`).
+    pub eal_args: Vec<String>,
+}
+
+impl Default for DataplaneSection {
+    fn default() -> Self {
+        Self {
+            cores: vec![1],
+            main_lcore: 0,
+            poll_mode: PollMode::Busy,
+            admin_socket: PathBuf::from("/run/cer/dataplane.sock"),
+            feed_socket: PathBuf::from("/run/cer/feed.sock"),
+            icmp_rate_per_sec: 200,
+            arp_reachable_secs: 30,
+            arp_stale_secs: 300,
+            arp_retry_ms: 1000,
+            memory: MemorySection::default(),
+            eal_args: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySection {
+    /// Use hugepages (production). `false` runs EAL with `--no-huge` (small labs).
+    pub hugepages: bool,
+    /// Memory for EAL in MiB (`-m`).
+    pub memory_mb: u32,
+    /// Packet buffers in the pool (2^n - 1 is optimal for the ring).
+    pub mbufs: u32,
+    /// EAL `--file-prefix`; defaults to `cer-<node name>` so several nodes share a host.
+    pub file_prefix: Option<String>,
+}
+
+impl Default for MemorySection {
+    fn default() -> Self {
+        Self {
+            hugepages: true,
+            memory_mb: 512,
+            mbufs: 16383,
+            file_prefix: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortDriver {
+    /// A PCI NIC bound to vfio-pci (`scripts/dpdk-setup`).
+    Pci,
+    /// DPDK `net_af_packet` on a kernel interface (veth in labs).
+    AfPacket,
+    /// DPDK `net_af_xdp` on a kernel interface.
+    AfXdp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    pub name: String,
+    pub driver: PortDriver,
+    /// Kernel interface for af_packet / af_xdp.
+    #[serde(default)]
+    pub iface: Option<String>,
+    /// PCI address for pci, e.g. `0000:03:00.0`.
+    #[serde(default)]
+    pub pci: Option<String>,
+    /// The port's address and subnet (a connected route is derived from it).
+    pub address: Ipv4Interface,
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    /// Override the MAC address (default: the device's).
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+    /// Answer ARP for the proxy-ARP set on this port (while the set is active).
+    #[serde(default)]
+    pub proxy_arp: bool,
+    /// Kernel TAP interface (DPDK `net_tap`) for the exception path of this
+    /// port: traffic to the port's address that the dataplane does not consume
+    /// goes to the kernel there, and kernel frames from it leave this port.
+    #[serde(default)]
+    pub exception_tap: Option<String>,
+    #[serde(default = "default_desc")]
+    pub rx_desc: u16,
+    #[serde(default = "default_desc")]
+    pub tx_desc: u16,
+    /// Extra devargs for the vdev (e.g. `blocksz=4096`).
+    #[serde(default)]
+    pub devargs: Option<String>,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+fn default_desc() -> u16 {
+    1024
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRoute {
+    pub prefix: Ipv4Prefix,
+    /// Gateways; several make an ECMP group. Each must be inside a port's subnet.
+    pub via: Vec<Ipv4Addr>,
+}
+
+pub const MIN_MTU: u16 = 576;
+pub const MAX_MTU: u16 = 9600;
+
+impl NodeConfig {
+    /// Reads and validates a node file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates config text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |field: String, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            message,
+        };
+        if self.node.name.is_empty()
+            || !self
+                .node
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad(
+                "node.name".into(),
+                format!(
+                    "'{}' must be non-empty letters, digits, '-' or '_'",
+                    self.node.name
+                ),
+            ));
+        }
+        let dp = &self.dataplane;
+        if dp.cores.is_empty() {
+            return Err(bad(
+                "dataplane.cores".into(),
+                "at least one polling core is needed".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for c in &dp.cores {
+            if !seen.insert(*c) {
+                return Err(bad("dataplane.cores".into(), format!("core {c} is listed twice")));
+            }
+            if *c == dp.main_lcore {
+                return Err(bad(
+                    "dataplane.cores".into(),
+                    format!("core {c} is also dataplane.main_lcore; polling cores must be workers"),
+                ));
+            }
+        }
+        if dp.cores.len() > 64 {
+            return Err(bad("dataplane.cores".into(), "at most 64 polling cores".into()));
+        }
+        if dp.icmp_rate_per_sec == 0 {
+            return Err(bad("dataplane.icmp_rate_per_sec".into(), "must be > 0".into()));
+        }
+        if dp.arp_reachable_secs == 0 || dp.arp_stale_secs == 0 || dp.arp_retry_ms == 0 {
+            return Err(bad(
+                "dataplane.arp_*".into(),
+                "arp_reachable_secs, arp_stale_secs and arp_retry_ms must be > 0".into(),
+            ));
+        }
+        if dp.memory.mbufs < 1023 {
+            return Err(bad(
+                "dataplane.memory.mbufs".into(),
+                format!("{} is too few; use at least 1023", dp.memory.mbufs),
+            ));
+        }
+        if dp.memory.memory_mb < 64 {
+            return Err(bad(
+                "dataplane.memory.memory_mb".into(),
+                format!("{} MiB is too little; DPDK needs at least 64", dp.memory.memory_mb),
+            ));
+        }
+        if self.ports.is_empty() {
+            return Err(bad("port".into(), "at least one [[port]] is needed".into()));
+        }
+        if self.ports.len() > 16 {
+            return Err(bad("port".into(), "at most 16 ports".into()));
+        }
+        let mut names = HashSet::new();
+        let mut ifaces = HashSet::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            let f = |name: &str| format!("port[{i}] ({}).{name}", p.name);
+            if p.name.is_empty() || p.name.len() > 15 {
+                return Err(bad(f("name"), "must be 1..=15 characters".into()));
+            }
+            if !names.insert(p.name.clone()) {
+                return Err(bad(f("name"), format!("'{}' is used twice", p.name)));
+            }
+            match p.driver {
+                PortDriver::Pci => {
+                    let Some(pci) = &p.pci else {
+                        return Err(bad(f("pci"), "driver = \"pci\" needs pci = \"DDDD:BB:DD.F\"".into()));
+                    };
+                    if !valid_pci(pci) {
+                        return Err(bad(f("pci"), format!("'{pci}' is not a PCI address like 0000:03:00.0")));
+                    }
+                }
+                PortDriver::AfPacket | PortDriver::AfXdp => {
+                    let Some(iface) = &p.iface else {
+                        return Err(bad(f("iface"), "af_packet/af_xdp ports need iface = \"NAME\"".into()));
+                    };
+                    if !valid_ifname(iface) {
+                        return Err(bad(f("iface"), format!("'{iface}' is not a valid interface name")));
+                    }
+                    if !ifaces.insert(iface.clone()) {
+                        return Err(bad(f("iface"), format!("'{iface}' is used by two ports")));
+                    }
+                }
+            }
+            if p.address.len == 0 || p.address.len > 32 {
+                return Err(bad(f("address"), format!("'{}' needs a prefix length 1..=32", p.address)));
+            }
+            if !(MIN_MTU..=MAX_MTU).contains(&p.mtu) {
+                return Err(bad(f("mtu"), format!("{} is outside {MIN_MTU}..={MAX_MTU}", p.mtu)));
+            }
+            if let Some(mac) = p.mac {
+                if !mac.is_unicast() {
+                    return Err(bad(f("mac"), format!("{mac} is not a unicast MAC")));
+                }
+            }
+            if let Some(tap) = &p.exception_tap {
+                if !valid_ifname(tap) {
+                    return Err(bad(f("exception_tap"), format!("'{tap}' is not a valid interface name")));
+                }
+                if !ifaces.insert(tap.clone()) {
+                    return Err(bad(f("exception_tap"), format!("'{tap}' is used twice")));
+                }
+            }
+            for (field, v) in [("rx_desc", p.rx_desc), ("tx_desc", p.tx_desc)] {
+                if !(64..=8192).contains(&v) {
+                    return Err(bad(f(field), format!("{v} is outside 64..=8192")));
+                }
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.via.is_empty() {
+                return Err(bad(format!("route[{i}] ({}).via", r.prefix), "needs at least one gateway".into()));
+            }
+            for gw in &r.via {
+                if self.port_for_gateway(*gw).is_none() {
+                    return Err(bad(
+                        format!("route[{i}] ({}).via", r.prefix),
+                        format!("gateway {gw} is not inside any port's subnet"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of the port whose subnet contains `gw`.
+    pub fn port_for_gateway(&self, gw: Ipv4Addr) -> Option<usize> {
+        self.ports.iter().position(|p| p.address.subnet().contains(gw))
+    }
+
+    pub fn port_index(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|p| p.name == name)
+    }
+
+    pub fn file_prefix(&self) -> String {
+        self.dataplane
+            .memory
+            .file_prefix
+            .clone()
+            .unwrap_or_else(|| format!("cer-{}", self.node.name))
+    }
+}
+
+fn valid_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn valid_pci(s: &str) -> bool {
+    // DDDD:BB:DD.F
+    let b = s.as_bytes();
+    b.len() == 12
+        && b[4] == b':'
+        && b[7] == b':'
+        && b[10] == b'.'
+        && s.chars()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 4 | 7 | 10) || c.is_ascii_hexdigit())
+}
+
+/// Re-export for callers that build prefixes from config.
+pub type Prefix = Ipv4Prefix;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[node]
+name = "cer-a"
+router_address = "10.10.0.1"
+
+[dataplane]
+cores = [1]
+poll_mode = "adaptive"
+admin_socket = "/tmp/a.sock"
+feed_socket = "/tmp/f.sock"
+[dataplane.memory]
+hugepages = false
+memory_mb = 256
+
+[[port]]
+name = "lan"
+driver = "af_packet"
+iface = "veth-lan"
+address = "10.1.0.1/24"
+proxy_arp = true
+
+[[port]]
+name = "wan"
+driver = "pci"
+pci = "0000:03:00.0"
+address = "10.10.0.1/24"
+mtu = 9000
+exception_tap = "cer-tap0"
+
+[[route]]
+prefix = "0.0.0.0/0"
+via = ["10.10.0.254"]
+"#;
+
+    fn parse(s: &str) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::parse(s, Path::new("node.toml"))
+    }
+
+    #[test]
+    fn good_config_parses() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.dataplane.poll_mode, PollMode::Adaptive);
+        assert_eq!(c.ports[1].mtu, 9000);
+        assert_eq!(c.port_for_gateway("10.10.0.254".parse().unwrap()), Some(1));
+        assert_eq!(c.file_prefix(), "cer-cer-a");
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = parse(&GOOD.replace("proxy_arp = true", "proxy_arpp = true"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("proxy_arpp"), "{e}");
+        assert!(e.contains("node.toml"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_field_and_value() {
+        let cases = [
+            (GOOD.replace("10.1.0.1/24", "10.1.0.1"), "address"),
+            (GOOD.replace("mtu = 9000", "mtu = 100"), "port[1] (wan).mtu"),
+            (GOOD.replace("0000:03:00.0", "03:00.0"), "'03:00.0'"),
+            (GOOD.replace("10.10.0.254", "192.168.9.9"), "gateway 192.168.9.9"),
+            (GOOD.replace("cores = [1]", "cores = [0]"), "dataplane.cores"),
+            (GOOD.replace("cores = [1]", "cores = []"), "dataplane.cores"),
+            (GOOD.replace("iface = \"veth-lan\"", ""), "port[0] (lan).iface"),
+            (GOOD.replace("name = \"wan\"", "name = \"lan\""), "used twice"),
+            (GOOD.replace("\"af_packet\"", "\"e1000\""), "e1000"),
+        ];
+        for (text, needle) in cases {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "expected '{needle}' in: {e}");
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The FIB feed protocol: cer-control (client) -> cer-dataplane (server) over
+//! a Unix socket, JSON lines (see `framing`).
+//!
+//! A session is: `Hello` (protocol version) -> `Welcome`; then a full sync
+//! (`SyncBegin`, any number of `Changes`, `SyncEnd`), then deltas (`Changes`).
+//! Every client message after `Hello` carries `seq`, starting at 1 and rising
+//! by one; the dataplane answers each with `Ack` (or `Error`, then closes).
+//! A full sync replaces everything the feed installed before; until `SyncEnd`
+//! the dataplane keeps forwarding on its previous snapshot. If the socket
+//! drops, the dataplane keeps its last snapshot; the client reconnects and
+//! syncs again (a dataplane restart is seen as a new `boot_id`).
+
+use crate::addr::{Ipv4Prefix, MacAddr};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+pub const FEED_PROTOCOL_VERSION: u32 = 1;
+
+/// Where traffic to a /32 endpoint goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EndpointAction {
+    /// Owned at this site: deliver on this LAN port (ARP-resolved).
+    Local { port: String },
+    /// Owned at a remote site: encapsulate into this tunnel.
+    Tunnel { tunnel: u32 },
+    /// Known but must not be forwarded (counted drop).
+    Drop,
+}
+
+/// One next hop of an underlay route; several make an ECMP group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextHop {
+    pub port: String,
+    /// `None`: the destination itself is on the port's link (connected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FibChange {
+    EndpointSet { ip: Ipv4Addr, action: EndpointAction },
+    EndpointDel { ip: Ipv4Addr },
+    RouteSet { prefix: Ipv4Prefix, nexthops: Vec<NextHop> },
+    RouteDel { prefix: Ipv4Prefix },
+    NeighborSet { port: String, ip: Ipv4Addr, mac: MacAddr },
+    NeighborDel { port: String, ip: Ipv4Addr },
+    ProxyArpSet { ip: Ipv4Addr },
+    ProxyArpDel { ip: Ipv4Addr },
+    /// Whether the proxy-ARP set is answered (the capture plane's gate:
+    /// VRRP master or explicit single-router mode).
+    ProxyArpActive { active: bool },
+}
+
+/// One-shot actions that are not FIB state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum FeedCommand {
+    /// Send `count` gratuitous ARPs for `ip` (our MAC) on `port`.
+    GratuitousArp { port: String, ip: Ipv4Addr, count: u8 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControlMsg {
+    Hello { version: u32, client: String },
+    SyncBegin { seq: u64 },
+    Changes { seq: u64, changes: Vec<FibChange> },
+    SyncEnd { seq: u64 },
+    Command { seq: u64, command: FeedCommand },
+}
+
+impl ControlMsg {
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            ControlMsg::Hello { .. } => None,
+            ControlMsg::SyncBegin { seq }
+            | ControlMsg::Changes { seq, .. }
+            | ControlMsg::SyncEnd { seq }
+            | ControlMsg::Command { seq, .. } => Some(*seq),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DataplaneMsg {
+    Welcome {
+        version: u32,
+        node: String,
+        /// Random per dataplane start: a change means the dataplane restarted.
+        boot_id: u64,
+        snapshot_version: u64,
+    },
+    /// `seq` was applied; `snapshot_version` is the snapshot now published.
+    Ack { seq: u64, snapshot_version: u64 },
+    /// The message was refused; the dataplane closes the session after this.
+    Error { seq: Option<u64>, message: String },
+}
+
+/// Full-sync chunk size clients should use (keeps lines well under MAX_LINE).
+pub const SYNC_CHUNK: usize = 20_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_form_is_stable() {
+        let m = ControlMsg::Changes {
+            seq: 3,
+            changes: vec![
+                FibChange::EndpointSet {
+                    ip: "10.77.60.11".parse().unwrap(),
+                    action: EndpointAction::Local { port: "lan".into() },
+                },
+                FibChange::RouteSet {
+                    prefix: "0.0.0.0/0".parse().unwrap(),
+                    nexthops: vec![NextHop { port: "wan".into(), gateway: Some("10.0.0.254".parse().unwrap()) }],
+                },
+            ],
+        };
+        let s = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            s,
+            r#"{"type":"changes","seq":3,"changes":[{"op":"endpoint_set","ip":"10.77.60.11","action":{"kind":"local","port":"lan"}},{"op":"route_set","prefix":"0.0.0.0/0","nexthops":[{"port":"wan","gateway":"10.0.0.254"}]}]}"#
+        );
+        let back: ControlMsg = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.seq(), Some(3));
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        for bad in [
+            r#"{"type":"changes","seq":1,"changes":[{"op":"endpoint_set","ip":"10.0.0.300","action":{"kind":"drop"}}]}"#,
+            r#"{"type":"changes","seq":-1,"changes":[]}"#,
+            r#"{"type":"nope"}"#,
+            r#"{"type":"changes","seq":1,"changes":[{"op":"route_set","prefix":"10.0.0.1/8","nexthops":[]}]}"#,
+        ] {
+            assert!(serde_json::from_str::<ControlMsg>(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Types both CER processes speak: the node configuration file, the FIB feed
+//! protocol between cer-control and cer-dataplane, the dataplane admin API and
+//! the address types they are built from.
+
+pub mod addr;
+pub mod admin;
+pub mod config;
+pub mod feed;
+pub mod framing;
+
+pub use addr::{Ipv4Prefix, MacAddr};
