@@ -30,10 +30,24 @@ use std::time::{Duration, Instant};
 
 /// Requests to the manager thread.
 pub enum ManagerMsg {
-    FeedHello { session: u64, client: String, reply: SyncSender<DataplaneMsg> },
-    Feed { session: u64, msg: ControlMsg, reply: SyncSender<DataplaneMsg> },
-    FeedClosed { session: u64, error: Option<String> },
-    Query { req: AdminRequest, reply: SyncSender<AdminResponse> },
+    FeedHello {
+        session: u64,
+        client: String,
+        reply: SyncSender<DataplaneMsg>,
+    },
+    Feed {
+        session: u64,
+        msg: ControlMsg,
+        reply: SyncSender<DataplaneMsg>,
+    },
+    FeedClosed {
+        session: u64,
+        error: Option<String>,
+    },
+    Query {
+        req: AdminRequest,
+        reply: SyncSender<AdminResponse>,
+    },
 }
 
 /// Reads port state (link, PMD stats) for the admin API.
@@ -74,7 +88,8 @@ impl Manager {
                 .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
                 .is_err()
             {
-                b = (std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64).to_le_bytes();
+                b = (std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64)
+                    .to_le_bytes();
             }
             u64::from_le_bytes(b) >> 11
         };
@@ -129,7 +144,11 @@ impl Manager {
 
     pub fn handle(&mut self, m: ManagerMsg) {
         match m {
-            ManagerMsg::FeedHello { session, client, reply } => {
+            ManagerMsg::FeedHello {
+                session,
+                client,
+                reply,
+            } => {
                 // The newest session wins: a restarted controller takes over.
                 if self.fib.syncing() {
                     self.fib.abort_sync();
@@ -147,7 +166,11 @@ impl Manager {
                     snapshot_version: self.fib.version(),
                 });
             }
-            ManagerMsg::Feed { session, msg, reply } => {
+            ManagerMsg::Feed {
+                session,
+                msg,
+                reply,
+            } => {
                 let answer = self.feed_msg(session, msg);
                 if let DataplaneMsg::Error { message, .. } = &answer {
                     self.feed.errors += 1;
@@ -162,7 +185,11 @@ impl Manager {
                         self.fib.abort_sync();
                     }
                     self.feed.connected = false;
-                    if let Some(e) = error {
+                }
+                // Refused messages were counted when answered; this counts
+                // sessions that failed before or outside that (bad hello, garbage).
+                if let Some(e) = error {
+                    if self.feed.last_error.as_deref() != Some(e.as_str()) {
                         self.feed.errors += 1;
                         self.feed.last_error = Some(e);
                     }
@@ -187,7 +214,10 @@ impl Manager {
             if self.fib.syncing() {
                 self.fib.abort_sync();
             }
-            return err(format!("sequence gap: expected {}, got {seq_n}; reconnect and resync", self.expected_seq));
+            return err(format!(
+                "sequence gap: expected {}, got {seq_n}; reconnect and resync",
+                self.expected_seq
+            ));
         }
         let result = match msg {
             ControlMsg::Hello { .. } => Err("hello sent twice".into()),
@@ -196,7 +226,9 @@ impl Manager {
                 Ok(())
             }
             ControlMsg::Changes { changes, .. } => self.fib.apply_batch(&changes),
-            ControlMsg::SyncEnd { .. } => self.fib.end_sync().map(|_| self.feed.syncs_completed += 1),
+            ControlMsg::SyncEnd { .. } => {
+                self.fib.end_sync().map(|_| self.feed.syncs_completed += 1)
+            }
             ControlMsg::Command { command, .. } => self.command(command),
         };
         match result {
@@ -204,7 +236,10 @@ impl Manager {
                 self.expected_seq += 1;
                 self.feed.last_seq = seq_n;
                 self.publish();
-                DataplaneMsg::Ack { seq: seq_n, snapshot_version: self.fib.version() }
+                DataplaneMsg::Ack {
+                    seq: seq_n,
+                    snapshot_version: self.fib.version(),
+                }
             }
             Err(message) => {
                 if self.fib.syncing() {
@@ -225,8 +260,11 @@ impl Manager {
                     .ok_or_else(|| format!("unknown port '{port}'"))?;
                 let q = self.commands.first().ok_or("no polling core")?;
                 for _ in 0..count.clamp(1, 10) {
-                    q.push(CoreCommand::GratuitousArp { port: idx as u16, ip: u32::from(ip) })
-                        .map_err(|_| "core command queue full; retry".to_string())?;
+                    q.push(CoreCommand::GratuitousArp {
+                        port: idx as u16,
+                        ip: u32::from(ip),
+                    })
+                    .map_err(|_| "core command queue full; retry".to_string())?;
                 }
                 Ok(())
             }
@@ -241,10 +279,26 @@ impl Manager {
                 lcore: s.lcore,
                 bursts: load(&s.bursts),
                 snapshot_version: load(&s.snapshot_version),
-                rx: self.io_names.iter().enumerate().map(|(i, n)| (n.clone(), load(&s.rx[i]))).collect(),
-                tx: self.io_names.iter().enumerate().map(|(i, n)| (n.clone(), load(&s.tx[i]))).collect(),
-                events: Event::ALL.iter().map(|e| (e.name().to_string(), s.events_of(*e))).collect(),
-                drops: DropReason::ALL.iter().map(|d| (d.name().to_string(), s.drops_of(*d))).collect(),
+                rx: self
+                    .io_names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.clone(), load(&s.rx[i])))
+                    .collect(),
+                tx: self
+                    .io_names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.clone(), load(&s.tx[i])))
+                    .collect(),
+                events: Event::ALL
+                    .iter()
+                    .map(|e| (e.name().to_string(), s.events_of(*e)))
+                    .collect(),
+                drops: DropReason::ALL
+                    .iter()
+                    .map(|d| (d.name().to_string(), s.drops_of(*d)))
+                    .collect(),
             })
             .collect()
     }
@@ -265,13 +319,19 @@ impl Manager {
                 confirmed_secs_ago: now.saturating_duration_since(n.confirmed).as_secs(),
             })
             .collect();
-        out.extend(self.fib.feed.neighbors.iter().map(|((p, ip), mac)| NeighborState {
-            port: names[*p as usize].clone(),
-            ip: Ipv4Addr::from(*ip),
-            mac: MacAddr(*mac),
-            state: "static".into(),
-            confirmed_secs_ago: 0,
-        }));
+        out.extend(
+            self.fib
+                .feed
+                .neighbors
+                .iter()
+                .map(|((p, ip), mac)| NeighborState {
+                    port: names[*p as usize].clone(),
+                    ip: Ipv4Addr::from(*ip),
+                    mac: MacAddr(*mac),
+                    state: "static".into(),
+                    confirmed_secs_ago: 0,
+                }),
+        );
         out.sort_by(|a, b| (&a.port, a.ip).cmp(&(&b.port, b.ip)));
         out
     }
@@ -291,7 +351,13 @@ impl Manager {
     fn proxy(&self) -> ProxyArpState {
         ProxyArpState {
             active: self.fib.feed.proxy_active,
-            addresses: self.fib.feed.proxy.iter().map(|ip| Ipv4Addr::from(*ip)).collect(),
+            addresses: self
+                .fib
+                .feed
+                .proxy
+                .iter()
+                .map(|ip| Ipv4Addr::from(*ip))
+                .collect(),
         }
     }
 
@@ -303,8 +369,12 @@ impl Manager {
             .iter()
             .map(|(ip, a)| {
                 let what = match a {
-                    crate::snapshot::EndpointAction::Local { port } => format!("local {}", names[port as usize]),
-                    crate::snapshot::EndpointAction::Tunnel { tunnel } => format!("tunnel {tunnel}"),
+                    crate::snapshot::EndpointAction::Local { port } => {
+                        format!("local {}", names[port as usize])
+                    }
+                    crate::snapshot::EndpointAction::Tunnel { tunnel } => {
+                        format!("tunnel {tunnel}")
+                    }
                     crate::snapshot::EndpointAction::Drop => "drop".into(),
                 };
                 (ip, what)
@@ -398,13 +468,22 @@ pub fn serve_feed(listener: UnixListener, mgr: SyncSender<ManagerMsg>) {
     }
 }
 
-fn ask<T>(mgr: &SyncSender<ManagerMsg>, make: impl FnOnce(SyncSender<T>) -> ManagerMsg) -> Result<T, String> {
+fn ask<T>(
+    mgr: &SyncSender<ManagerMsg>,
+    make: impl FnOnce(SyncSender<T>) -> ManagerMsg,
+) -> Result<T, String> {
     let (tx, rx) = sync_channel(1);
-    mgr.send(make(tx)).map_err(|_| "dataplane manager stopped".to_string())?;
-    rx.recv().map_err(|_| "dataplane manager stopped".to_string())
+    mgr.send(make(tx))
+        .map_err(|_| "dataplane manager stopped".to_string())?;
+    rx.recv()
+        .map_err(|_| "dataplane manager stopped".to_string())
 }
 
-fn feed_session(stream: UnixStream, session: u64, mgr: &SyncSender<ManagerMsg>) -> Result<(), String> {
+fn feed_session(
+    stream: UnixStream,
+    session: u64,
+    mgr: &SyncSender<ManagerMsg>,
+) -> Result<(), String> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
@@ -412,7 +491,13 @@ fn feed_session(stream: UnixStream, session: u64, mgr: &SyncSender<ManagerMsg>) 
     let mut writer = BufWriter::new(stream);
     let mut buf = Vec::new();
     let reply_err = |w: &mut BufWriter<UnixStream>, seq: Option<u64>, message: String| {
-        let _ = framing::write_msg(w, &DataplaneMsg::Error { seq, message: message.clone() });
+        let _ = framing::write_msg(
+            w,
+            &DataplaneMsg::Error {
+                seq,
+                message: message.clone(),
+            },
+        );
         Err(message)
     };
     let hello: ControlMsg = match framing::read_msg(&mut reader, &mut buf) {
@@ -421,7 +506,11 @@ fn feed_session(stream: UnixStream, session: u64, mgr: &SyncSender<ManagerMsg>) 
         Err(e) => return reply_err(&mut writer, None, format!("bad hello: {e}")),
     };
     let ControlMsg::Hello { version, client } = hello else {
-        return reply_err(&mut writer, hello.seq(), "the first message must be hello".into());
+        return reply_err(
+            &mut writer,
+            hello.seq(),
+            "the first message must be hello".into(),
+        );
     };
     if version != FEED_PROTOCOL_VERSION {
         return reply_err(
@@ -430,17 +519,28 @@ fn feed_session(stream: UnixStream, session: u64, mgr: &SyncSender<ManagerMsg>) 
             format!("feed protocol version {version} is not supported (this dataplane speaks {FEED_PROTOCOL_VERSION})"),
         );
     }
-    let welcome = ask(mgr, |reply| ManagerMsg::FeedHello { session, client, reply })?;
+    let welcome = ask(mgr, |reply| ManagerMsg::FeedHello {
+        session,
+        client,
+        reply,
+    })?;
     framing::write_msg(&mut writer, &welcome).map_err(|e| e.to_string())?;
     // After the handshake the controller may stay idle for long: no read timeout.
-    writer.get_ref().set_read_timeout(None).map_err(|e| e.to_string())?;
+    writer
+        .get_ref()
+        .set_read_timeout(None)
+        .map_err(|e| e.to_string())?;
     loop {
         let msg: ControlMsg = match framing::read_msg(&mut reader, &mut buf) {
             Ok(m) => m,
             Err(FrameError::Closed) => return Ok(()),
             Err(e) => return reply_err(&mut writer, None, e.to_string()),
         };
-        let answer = ask(mgr, |reply| ManagerMsg::Feed { session, msg, reply })?;
+        let answer = ask(mgr, |reply| ManagerMsg::Feed {
+            session,
+            msg,
+            reply,
+        })?;
         let failed = matches!(answer, DataplaneMsg::Error { .. });
         framing::write_msg(&mut writer, &answer).map_err(|e| e.to_string())?;
         if let DataplaneMsg::Error { message, .. } = answer {
@@ -455,9 +555,11 @@ pub fn serve_admin(listener: UnixListener, mgr: SyncSender<ManagerMsg>) {
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
         let mgr = mgr.clone();
-        let _ = std::thread::Builder::new().name("admin".into()).spawn(move || {
-            let _ = admin_session(stream, &mgr);
-        });
+        let _ = std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || {
+                let _ = admin_session(stream, &mgr);
+            });
     }
 }
 

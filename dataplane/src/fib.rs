@@ -45,7 +45,12 @@ struct Dirty {
 
 impl Dirty {
     fn all() -> Self {
-        Dirty { endpoints: true, routes: true, neighbors: true, proxy: true }
+        Dirty {
+            endpoints: true,
+            routes: true,
+            neighbors: true,
+            proxy: true,
+        }
     }
     fn any(&self) -> bool {
         self.endpoints || self.routes || self.neighbors || self.proxy
@@ -74,7 +79,12 @@ pub struct Fib {
 }
 
 impl Fib {
-    pub fn new(ports: Vec<FibPort>, config_routes: Vec<Route>, reachable: Duration, stale_gc: Duration) -> Self {
+    pub fn new(
+        ports: Vec<FibPort>,
+        config_routes: Vec<Route>,
+        reachable: Duration,
+        stale_gc: Duration,
+    ) -> Self {
         let n = ports.len();
         Fib {
             ports,
@@ -96,22 +106,39 @@ impl Fib {
         let ports: Vec<FibPort> = cfg
             .ports
             .iter()
-            .map(|p| FibPort { name: p.name.clone(), subnet: p.address.subnet() })
+            .map(|p| FibPort {
+                name: p.name.clone(),
+                subnet: p.address.subnet(),
+            })
             .collect();
         let mut routes = Vec::new();
         for (i, p) in ports.iter().enumerate() {
             let mut g = HopGroup::default();
-            g.hops.push(Hop { port: i as u16, gateway: 0 });
-            routes.push(Route { addr: u32::from(p.subnet.addr()), len: p.subnet.len(), group: g });
+            g.hops.push(Hop {
+                port: i as u16,
+                gateway: 0,
+            });
+            routes.push(Route {
+                addr: u32::from(p.subnet.addr()),
+                len: p.subnet.len(),
+                group: g,
+            });
         }
         for r in &cfg.routes {
             let mut g = HopGroup::default();
             for gw in r.via.iter().take(MAX_ECMP) {
                 if let Some(port) = cfg.port_for_gateway(*gw) {
-                    g.hops.push(Hop { port: port as u16, gateway: u32::from(*gw) });
+                    g.hops.push(Hop {
+                        port: port as u16,
+                        gateway: u32::from(*gw),
+                    });
                 }
             }
-            routes.push(Route { addr: u32::from(r.prefix.addr()), len: r.prefix.len(), group: g });
+            routes.push(Route {
+                addr: u32::from(r.prefix.addr()),
+                len: r.prefix.len(),
+                group: g,
+            });
         }
         Fib::new(
             ports,
@@ -236,8 +263,12 @@ impl Fib {
         Ok(match change {
             FibChange::EndpointSet { ip, action } => {
                 let a = match action {
-                    feed::EndpointAction::Local { port } => EndpointAction::Local { port: self.port(port)? },
-                    feed::EndpointAction::Tunnel { tunnel } => EndpointAction::Tunnel { tunnel: *tunnel },
+                    feed::EndpointAction::Local { port } => EndpointAction::Local {
+                        port: self.port(port)?,
+                    },
+                    feed::EndpointAction::Tunnel { tunnel } => {
+                        EndpointAction::Tunnel { tunnel: *tunnel }
+                    }
                     feed::EndpointAction::Drop => EndpointAction::Drop,
                 };
                 Resolved::EndpointSet(host(*ip)?, a)
@@ -248,7 +279,10 @@ impl Fib {
                     return Err(format!("route {prefix}: no next hops"));
                 }
                 if nexthops.len() > MAX_ECMP {
-                    return Err(format!("route {prefix}: {} next hops, at most {MAX_ECMP}", nexthops.len()));
+                    return Err(format!(
+                        "route {prefix}: {} next hops, at most {MAX_ECMP}",
+                        nexthops.len()
+                    ));
                 }
                 let mut g = HopGroup::default();
                 for nh in nexthops {
@@ -269,14 +303,18 @@ impl Fib {
                 }
                 Resolved::RouteSet((u32::from(prefix.addr()), prefix.len()), g)
             }
-            FibChange::RouteDel { prefix } => Resolved::RouteDel((u32::from(prefix.addr()), prefix.len())),
+            FibChange::RouteDel { prefix } => {
+                Resolved::RouteDel((u32::from(prefix.addr()), prefix.len()))
+            }
             FibChange::NeighborSet { port, ip, mac } => {
                 if !mac.is_unicast() {
                     return Err(format!("neighbor {ip}: {mac} is not a unicast MAC"));
                 }
                 Resolved::NeighborSet((self.port(port)?, host(*ip)?), mac.0)
             }
-            FibChange::NeighborDel { port, ip } => Resolved::NeighborDel((self.port(port)?, u32::from(*ip))),
+            FibChange::NeighborDel { port, ip } => {
+                Resolved::NeighborDel((self.port(port)?, u32::from(*ip)))
+            }
             FibChange::ProxyArpSet { ip } => Resolved::ProxySet(host(*ip)?),
             FibChange::ProxyArpDel { ip } => Resolved::ProxyDel(u32::from(*ip)),
             FibChange::ProxyArpActive { active } => Resolved::ProxyActive(*active),
@@ -288,7 +326,11 @@ impl Fib {
         if (l.port as usize) >= self.ports.len() {
             return;
         }
-        let fresh = LearnedNeighbor { mac: l.mac, confirmed: now, stale: false };
+        let fresh = LearnedNeighbor {
+            mac: l.mac,
+            confirmed: now,
+            stale: false,
+        };
         match self.learned.insert((l.port, l.ip), fresh) {
             Some(old) if old.mac == l.mac && !old.stale => {}
             _ => self.dirty.neighbors = true,
@@ -337,7 +379,11 @@ impl Fib {
             let mut all = self.config_routes.clone();
             // Feed routes override config routes with the same prefix.
             all.retain(|r| !self.feed.routes.contains_key(&(r.addr, r.len)));
-            all.extend(self.feed.routes.iter().map(|((addr, len), g)| Route { addr: *addr, len: *len, group: g.clone() }));
+            all.extend(self.feed.routes.iter().map(|((addr, len), g)| Route {
+                addr: *addr,
+                len: *len,
+                group: g.clone(),
+            }));
             Arc::new(Lpm::build(all))
         } else {
             prev.routes.clone()
@@ -348,16 +394,24 @@ impl Fib {
                 .iter()
                 .filter(|(k, _)| !self.feed.neighbors.contains_key(k))
                 .map(|((p, ip), n)| {
-                    let status = if n.stale { NeighborStatus::Stale } else { NeighborStatus::Reachable };
+                    let status = if n.stale {
+                        NeighborStatus::Stale
+                    } else {
+                        NeighborStatus::Reachable
+                    };
                     (*p, *ip, Neighbor { mac: n.mac, status })
                 })
                 .collect();
-            entries.extend(
-                self.feed
-                    .neighbors
-                    .iter()
-                    .map(|((p, ip), mac)| (*p, *ip, Neighbor { mac: *mac, status: NeighborStatus::Static })),
-            );
+            entries.extend(self.feed.neighbors.iter().map(|((p, ip), mac)| {
+                (
+                    *p,
+                    *ip,
+                    Neighbor {
+                        mac: *mac,
+                        status: NeighborStatus::Static,
+                    },
+                )
+            }));
             Arc::new(NeighborTable::build(self.ports.len(), &entries))
         } else {
             prev.neighbors.clone()
@@ -365,13 +419,22 @@ impl Fib {
         let proxy_arp = if d.proxy {
             Arc::new(ProxyArp {
                 active: self.feed.proxy_active,
-                set: ExactTable::build(self.feed.proxy.iter().map(|ip| (*ip, ())), self.feed.proxy.len()),
+                set: ExactTable::build(
+                    self.feed.proxy.iter().map(|ip| (*ip, ())),
+                    self.feed.proxy.len(),
+                ),
             })
         } else {
             prev.proxy_arp.clone()
         };
         self.version += 1;
-        let snap = Arc::new(Snapshot { version: self.version, endpoints, routes, neighbors, proxy_arp });
+        let snap = Arc::new(Snapshot {
+            version: self.version,
+            endpoints,
+            routes,
+            neighbors,
+            proxy_arp,
+        });
         self.last = snap.clone();
         self.dirty = Dirty::default();
         self.last_build = started.elapsed();
@@ -399,8 +462,14 @@ mod tests {
     fn fib() -> Fib {
         Fib::new(
             vec![
-                FibPort { name: "lan".into(), subnet: "10.1.0.0/24".parse().unwrap() },
-                FibPort { name: "wan".into(), subnet: "10.2.0.0/24".parse().unwrap() },
+                FibPort {
+                    name: "lan".into(),
+                    subnet: "10.1.0.0/24".parse().unwrap(),
+                },
+                FibPort {
+                    name: "wan".into(),
+                    subnet: "10.2.0.0/24".parse().unwrap(),
+                },
             ],
             vec![],
             Duration::from_secs(30),
@@ -409,7 +478,10 @@ mod tests {
     }
 
     fn ep(ip: &str, port: &str) -> FibChange {
-        FibChange::EndpointSet { ip: ip.parse().unwrap(), action: FeedAction::Local { port: port.into() } }
+        FibChange::EndpointSet {
+            ip: ip.parse().unwrap(),
+            action: FeedAction::Local { port: port.into() },
+        }
     }
 
     #[test]
@@ -425,7 +497,11 @@ mod tests {
         f.end_sync().unwrap();
         let s2 = f.build().unwrap();
         assert_eq!(s2.endpoints.len(), 1);
-        assert_eq!(s2.endpoints.get(u32::from(std::net::Ipv4Addr::new(10, 77, 60, 11))), Some(EndpointAction::Local { port: 1 }));
+        assert_eq!(
+            s2.endpoints
+                .get(u32::from(std::net::Ipv4Addr::new(10, 77, 60, 11))),
+            Some(EndpointAction::Local { port: 1 })
+        );
         assert!(s2.version > s1.version);
     }
 
@@ -451,7 +527,10 @@ mod tests {
         let e = f
             .apply(&FibChange::RouteSet {
                 prefix: "0.0.0.0/0".parse().unwrap(),
-                nexthops: vec![NextHop { port: "lan".into(), gateway: Some("10.2.0.1".parse().unwrap()) }],
+                nexthops: vec![NextHop {
+                    port: "lan".into(),
+                    gateway: Some("10.2.0.1".parse().unwrap()),
+                }],
             })
             .unwrap_err();
         assert!(e.contains("not on port 'lan'"), "{e}");
@@ -463,22 +542,42 @@ mod tests {
         let mut f = fib();
         f.apply(&ep("10.77.60.10", "lan")).unwrap();
         let a = f.build().unwrap();
-        f.learn(Learn { port: 0, ip: 0x0a01_0005, mac: [2, 0, 0, 0, 0, 5] }, Instant::now());
+        f.learn(
+            Learn {
+                port: 0,
+                ip: 0x0a01_0005,
+                mac: [2, 0, 0, 0, 0, 5],
+            },
+            Instant::now(),
+        );
         let b = f.build().unwrap();
         assert!(Arc::ptr_eq(&a.endpoints, &b.endpoints));
         assert!(!Arc::ptr_eq(&a.neighbors, &b.neighbors));
-        assert_eq!(b.neighbors.get(0, 0x0a01_0005).unwrap().status, NeighborStatus::Reachable);
+        assert_eq!(
+            b.neighbors.get(0, 0x0a01_0005).unwrap().status,
+            NeighborStatus::Reachable
+        );
     }
 
     #[test]
     fn neighbors_age_to_stale_then_go() {
         let mut f = fib();
         let t0 = Instant::now();
-        f.learn(Learn { port: 0, ip: 0x0a01_0005, mac: [2, 0, 0, 0, 0, 5] }, t0);
+        f.learn(
+            Learn {
+                port: 0,
+                ip: 0x0a01_0005,
+                mac: [2, 0, 0, 0, 0, 5],
+            },
+            t0,
+        );
         f.build();
         f.age(t0 + Duration::from_secs(31));
         let s = f.build().unwrap();
-        assert_eq!(s.neighbors.get(0, 0x0a01_0005).unwrap().status, NeighborStatus::Stale);
+        assert_eq!(
+            s.neighbors.get(0, 0x0a01_0005).unwrap().status,
+            NeighborStatus::Stale
+        );
         f.age(t0 + Duration::from_secs(91));
         let s = f.build().unwrap();
         assert!(s.neighbors.get(0, 0x0a01_0005).is_none());
@@ -487,13 +586,26 @@ mod tests {
     #[test]
     fn feed_route_overrides_config_route() {
         let mut g = HopGroup::default();
-        g.hops.push(Hop { port: 0, gateway: 0x0a01_00fe });
+        g.hops.push(Hop {
+            port: 0,
+            gateway: 0x0a01_00fe,
+        });
         let mut f = Fib::new(
             vec![
-                FibPort { name: "lan".into(), subnet: "10.1.0.0/24".parse().unwrap() },
-                FibPort { name: "wan".into(), subnet: "10.2.0.0/24".parse().unwrap() },
+                FibPort {
+                    name: "lan".into(),
+                    subnet: "10.1.0.0/24".parse().unwrap(),
+                },
+                FibPort {
+                    name: "wan".into(),
+                    subnet: "10.2.0.0/24".parse().unwrap(),
+                },
             ],
-            vec![Route { addr: 0, len: 0, group: g }],
+            vec![Route {
+                addr: 0,
+                len: 0,
+                group: g,
+            }],
             Duration::from_secs(30),
             Duration::from_secs(60),
         );
@@ -501,7 +613,10 @@ mod tests {
         assert_eq!(s.routes.lookup(0x0808_0808).unwrap().group.hops[0].port, 0);
         f.apply(&FibChange::RouteSet {
             prefix: "0.0.0.0/0".parse().unwrap(),
-            nexthops: vec![NextHop { port: "wan".into(), gateway: Some("10.2.0.1".parse().unwrap()) }],
+            nexthops: vec![NextHop {
+                port: "wan".into(),
+                gateway: Some("10.2.0.1".parse().unwrap()),
+            }],
         })
         .unwrap();
         let s = f.build().unwrap();

@@ -7,6 +7,8 @@
 
 pub mod control;
 pub mod counters;
+pub mod dpdk_io;
+pub mod engine;
 pub mod fib;
 pub mod packet;
 pub mod pipeline;

@@ -87,7 +87,11 @@ impl MemBuf {
 
     /// Resets the buffer to hold exactly `frame` at the standard headroom.
     pub fn load(&mut self, frame: &[u8]) {
-        assert!(frame.len() <= MEM_DATA_ROOM, "frame of {} bytes exceeds the data room", frame.len());
+        assert!(
+            frame.len() <= MEM_DATA_ROOM,
+            "frame of {} bytes exceeds the data room",
+            frame.len()
+        );
         self.start = HEADROOM;
         self.end = HEADROOM + frame.len();
         self.store[self.start..self.end].copy_from_slice(frame);

@@ -70,12 +70,10 @@ pub struct PipelineConfig {
 }
 
 impl PipelineConfig {
-    /// The TAP that takes exception traffic arriving on `port`: its own, or
-    /// else the first port's TAP that exists.
-    fn tap_for(&self, port: usize) -> Option<usize> {
-        self.ports[port]
-            .tap
-            .or_else(|| self.ports.iter().find_map(|p| p.tap))
+    /// The router's default TAP: the first port's TAP that exists (it also
+    /// carries the router address).
+    fn default_tap(&self) -> Option<usize> {
+        self.ports.iter().find_map(|p| p.tap)
     }
 }
 
@@ -177,7 +175,11 @@ impl<B: PacketBuf> Worker<B> {
         let guard = self.links.snapshot.load();
         let snap: &Snapshot = &guard;
         let stats = self.links.stats.clone();
-        if stats.snapshot_version.load(std::sync::atomic::Ordering::Relaxed) != snap.version {
+        if stats
+            .snapshot_version
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != snap.version
+        {
             stats
                 .snapshot_version
                 .store(snap.version, std::sync::atomic::Ordering::Relaxed);
@@ -286,15 +288,13 @@ impl<B: PacketBuf> Worker<B> {
             return self.drop_pkt(DropReason::EthTruncated, buf);
         }
         let info = self.cfg.ports[port];
-        if d[0..6] != info.mac {
-            if d[0..6] != wire::BROADCAST {
-                let reason = if d[0] & 1 == 1 {
-                    DropReason::L2Multicast
-                } else {
-                    DropReason::L2OtherHost
-                };
-                return self.drop_pkt(reason, buf);
-            }
+        if d[0..6] != info.mac && d[0..6] != wire::BROADCAST {
+            let reason = if d[0] & 1 == 1 {
+                DropReason::L2Multicast
+            } else {
+                DropReason::L2OtherHost
+            };
+            return self.drop_pkt(reason, buf);
         }
         match be16(d, 12) {
             wire::ETHERTYPE_IPV4 => self.ipv4(io, snap, port, buf),
@@ -329,7 +329,12 @@ impl<B: PacketBuf> Worker<B> {
         }
         let a = &d[wire::ETH_LEN..];
         let op = be16(a, 6);
-        if be16(a, 0) != 1 || be16(a, 2) != wire::ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 || !(op == 1 || op == 2) {
+        if be16(a, 0) != 1
+            || be16(a, 2) != wire::ETHERTYPE_IPV4
+            || a[4] != 6
+            || a[5] != 4
+            || !(op == 1 || op == 2)
+        {
             return self.drop_pkt(DropReason::ArpMalformed, buf);
         }
         let mut sha = [0u8; 6];
@@ -349,7 +354,10 @@ impl<B: PacketBuf> Worker<B> {
             self.links.stats.event(Event::DuplicateHolder);
         }
         let for_us = self.owns_on_port(port, tpa);
-        if spa != 0 && info.on_link(spa) && spa != info.addr {
+        // Learn from ARP aimed at us (replies to our requests may come from
+        // /32 endpoints outside the port's subnet); unsolicited ARP (GARP)
+        // only refreshes entries we already have.
+        if spa != 0 && spa >> 28 < 14 && spa != u32::MAX && !self.is_local(spa) {
             let known = snap.neighbors.get(port as u16, spa);
             let refresh = match known {
                 Some(n) if n.status == NeighborStatus::Static => false,
@@ -357,7 +365,11 @@ impl<B: PacketBuf> Worker<B> {
                 None => for_us,
             };
             if refresh {
-                let learn = Learn { port: port as u16, ip: spa, mac: sha };
+                let learn = Learn {
+                    port: port as u16,
+                    ip: spa,
+                    mac: sha,
+                };
                 if self.links.learn.push(learn).is_ok() {
                     self.links.stats.event(Event::ArpLearned);
                 } else {
@@ -473,7 +485,13 @@ impl<B: PacketBuf> Worker<B> {
 
     /// /32 exact match first, then the underlay LPM: (egress port, next-hop IP).
     #[inline]
-    fn route(&self, snap: &Snapshot, dst: u32, buf: &B, ihl: usize) -> Result<(usize, u32), DropReason> {
+    fn route(
+        &self,
+        snap: &Snapshot,
+        dst: u32,
+        buf: &B,
+        ihl: usize,
+    ) -> Result<(usize, u32), DropReason> {
         match snap.endpoints.get(dst) {
             Some(EndpointAction::Local { port }) => Ok((port as usize, dst)),
             Some(EndpointAction::Tunnel { .. }) => Err(DropReason::NoTunnel),
@@ -571,10 +589,19 @@ impl<B: PacketBuf> Worker<B> {
         }
     }
 
-    /// Traffic for the router itself: the kernel (TAP) takes it; without a
-    /// TAP the dataplane answers ICMP echo and drops the rest.
-    fn local<I: PortIo<Buf = B>>(&mut self, io: &mut I, snap: &Snapshot, port: usize, mut buf: B, ihl: usize) {
-        if let Some(tap) = self.cfg.tap_for(port) {
+    /// Traffic for the router itself. The arrival port's TAP takes it (the
+    /// kernel there holds that port's address and replies on the same link);
+    /// without one, the dataplane answers ICMP echo itself, and anything else
+    /// goes to the router's default TAP, if there is one.
+    fn local<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        port: usize,
+        mut buf: B,
+        ihl: usize,
+    ) {
+        if let Some(tap) = self.cfg.ports[port].tap {
             self.links.stats.event(Event::PuntedToTap);
             return self.enqueue(io, tap, buf);
         }
@@ -586,7 +613,13 @@ impl<B: PacketBuf> Worker<B> {
             && h[ihl] == 8
             && h[ihl + 1] == 0;
         if !is_echo {
-            return self.drop_pkt(DropReason::NoExceptionPath, buf);
+            return match self.cfg.default_tap() {
+                Some(tap) => {
+                    self.links.stats.event(Event::PuntedToTap);
+                    self.enqueue(io, tap, buf)
+                }
+                None => self.drop_pkt(DropReason::NoExceptionPath, buf),
+            };
         }
         let (src, dst) = (be32(h, ip::SRC), be32(h, ip::DST));
         put32(h, ip::SRC, dst);
@@ -603,7 +636,14 @@ impl<B: PacketBuf> Worker<B> {
     }
 
     /// Routes a packet the router originated (ICMP), no TTL decrement.
-    fn send_local<I: PortIo<Buf = B>>(&mut self, io: &mut I, snap: &Snapshot, in_port: usize, buf: B, ihl: usize) {
+    fn send_local<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        in_port: usize,
+        buf: B,
+        ihl: usize,
+    ) {
         let dst = be32(buf.data(), wire::ETH_LEN + ip::DST);
         match self.route(snap, dst, &buf, ihl) {
             Ok((out, nh)) => self.output(io, snap, in_port, out, nh, buf, ihl, false),
@@ -653,7 +693,28 @@ impl<B: PacketBuf> Worker<B> {
         let d = buf.data_mut();
         let total = 20 + 8 + quote;
         let h = &mut d[wire::ETH_LEN..];
-        h[..20].copy_from_slice(&[0x45, 0xc0, 0, 0, 0, 0, 0, 0, 64, wire::PROTO_ICMP, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        h[..20].copy_from_slice(&[
+            0x45,
+            0xc0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            64,
+            wire::PROTO_ICMP,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ]);
         put16(h, ip::TOTAL_LEN, total as u16);
         put16(h, ip::IDENT, ident);
         put32(h, ip::SRC, router);
@@ -727,7 +788,11 @@ impl<B: PacketBuf> Worker<B> {
             fh[0] = 0x40 | (hlen / 4) as u8;
             put16(fh, ip::TOTAL_LEN, (hlen + chunk) as u16);
             let mf = if last && !orig_mf { 0 } else { ip::MF };
-            put16(fh, ip::FLAGS_FRAG, (flags & ip::DF) | mf | (((base_off + off) / 8) as u16 & ip::OFFSET_MASK));
+            put16(
+                fh,
+                ip::FLAGS_FRAG,
+                (flags & ip::DF) | mf | (((base_off + off) / 8) as u16 & ip::OFFSET_MASK),
+            );
             if forwarded {
                 fh[ip::TTL] -= 1;
             }

@@ -42,8 +42,22 @@ struct Rig {
 impl Rig {
     fn new(with_tap: bool) -> Rig {
         let ports = vec![
-            PortInfo { mac: LAN_MAC, addr: u("10.1.0.1"), prefix_len: 24, mtu: 1500, proxy_arp: true, tap: None },
-            PortInfo { mac: WAN_MAC, addr: u("10.2.0.1"), prefix_len: 24, mtu: 1400, proxy_arp: false, tap: with_tap.then_some(2) },
+            PortInfo {
+                mac: LAN_MAC,
+                addr: u("10.1.0.1"),
+                prefix_len: 24,
+                mtu: 1500,
+                proxy_arp: true,
+                tap: None,
+            },
+            PortInfo {
+                mac: WAN_MAC,
+                addr: u("10.2.0.1"),
+                prefix_len: 24,
+                mtu: 1400,
+                proxy_arp: false,
+                tap: with_tap.then_some(2),
+            },
         ];
         let mut roles = vec![IoRole::Phys(0), IoRole::Phys(1)];
         if with_tap {
@@ -59,12 +73,26 @@ impl Rig {
         });
         let fib = Fib::new(
             vec![
-                FibPort { name: "lan".into(), subnet: "10.1.0.0/24".parse().unwrap() },
-                FibPort { name: "wan".into(), subnet: "10.2.0.0/24".parse().unwrap() },
+                FibPort {
+                    name: "lan".into(),
+                    subnet: "10.1.0.0/24".parse().unwrap(),
+                },
+                FibPort {
+                    name: "wan".into(),
+                    subnet: "10.2.0.0/24".parse().unwrap(),
+                },
             ],
             vec![
-                Route { addr: u("10.1.0.0"), len: 24, group: one_hop(0, 0) },
-                Route { addr: u("10.2.0.0"), len: 24, group: one_hop(1, 0) },
+                Route {
+                    addr: u("10.1.0.0"),
+                    len: 24,
+                    group: one_hop(0, 0),
+                },
+                Route {
+                    addr: u("10.2.0.0"),
+                    len: 24,
+                    group: one_hop(1, 0),
+                },
             ],
             Duration::from_secs(30),
             Duration::from_secs(60),
@@ -73,7 +101,12 @@ impl Rig {
         let learn = Arc::new(ArrayQueue::new(64));
         let commands = Arc::new(ArrayQueue::new(64));
         let stats = Arc::new(CoreStats::new(1));
-        let links = CoreLinks { snapshot: snap.clone(), learn: learn.clone(), commands: commands.clone(), stats: stats.clone() };
+        let links = CoreLinks {
+            snapshot: snap.clone(),
+            learn: learn.clone(),
+            commands: commands.clone(),
+            stats: stats.clone(),
+        };
         let mut r = Rig {
             io: MemPorts::new(roles.len(), 64),
             worker: Worker::new(cfg, links),
@@ -102,7 +135,11 @@ impl Rig {
     }
 
     fn neighbor(&mut self, port: &str, ip: &str, mac: [u8; 6]) {
-        self.change(FibChange::NeighborSet { port: port.into(), ip: ip.parse().unwrap(), mac: cer_shared::MacAddr(mac) });
+        self.change(FibChange::NeighborSet {
+            port: port.into(),
+            ip: ip.parse().unwrap(),
+            mac: cer_shared::MacAddr(mac),
+        });
     }
 
     fn run(&mut self, port: usize, frame: &[u8]) {
@@ -130,14 +167,30 @@ fn one_hop(port: u16, gateway: u32) -> HopGroup {
     g
 }
 
-fn eth(dst: [u8; 6], src: [u8; 6], ethertype: EthernetProtocol, payload_len: usize) -> (Vec<u8>, usize) {
-    let repr = EthernetRepr { src_addr: EthernetAddress(src), dst_addr: EthernetAddress(dst), ethertype };
+fn eth(
+    dst: [u8; 6],
+    src: [u8; 6],
+    ethertype: EthernetProtocol,
+    payload_len: usize,
+) -> (Vec<u8>, usize) {
+    let repr = EthernetRepr {
+        src_addr: EthernetAddress(src),
+        dst_addr: EthernetAddress(dst),
+        ethertype,
+    };
     let mut buf = vec![0u8; repr.buffer_len() + payload_len];
     repr.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
     (buf, repr.buffer_len())
 }
 
-fn arp_frame(op: ArpOperation, sha: [u8; 6], spa: &str, tha: [u8; 6], tpa: &str, eth_dst: [u8; 6]) -> Vec<u8> {
+fn arp_frame(
+    op: ArpOperation,
+    sha: [u8; 6],
+    spa: &str,
+    tha: [u8; 6],
+    tpa: &str,
+    eth_dst: [u8; 6],
+) -> Vec<u8> {
     let repr = ArpRepr::EthernetIpv4 {
         operation: op,
         source_hardware_addr: EthernetAddress(sha),
@@ -163,9 +216,24 @@ fn parse_arp(f: &[u8]) -> ArpRepr {
 /// An ICMP echo request (`payload` bytes of data) in an Ethernet frame.
 fn ping(dst_mac: [u8; 6], src: &str, dst: &str, ttl: u8, payload: usize) -> Vec<u8> {
     let data = vec![0x5au8; payload];
-    let icmp = Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1, data: &data };
-    let ip = Ipv4Repr { src_addr: a(src), dst_addr: a(dst), next_header: IpProtocol::Icmp, payload_len: icmp.buffer_len(), hop_limit: ttl };
-    let (mut f, off) = eth(dst_mac, HOST_MAC, EthernetProtocol::Ipv4, ip.buffer_len() + icmp.buffer_len());
+    let icmp = Icmpv4Repr::EchoRequest {
+        ident: 7,
+        seq_no: 1,
+        data: &data,
+    };
+    let ip = Ipv4Repr {
+        src_addr: a(src),
+        dst_addr: a(dst),
+        next_header: IpProtocol::Icmp,
+        payload_len: icmp.buffer_len(),
+        hop_limit: ttl,
+    };
+    let (mut f, off) = eth(
+        dst_mac,
+        HOST_MAC,
+        EthernetProtocol::Ipv4,
+        ip.buffer_len() + icmp.buffer_len(),
+    );
     let caps = ChecksumCapabilities::default();
     let mut p = Ipv4Packet::new_unchecked(&mut f[off..]);
     ip.emit(&mut p, &caps);
@@ -194,7 +262,13 @@ fn arp_reply_for_port_address() {
     let out = r.io.sent(LAN);
     assert_eq!(out.len(), 1);
     match parse_arp(&out[0]) {
-        ArpRepr::EthernetIpv4 { operation, source_hardware_addr, source_protocol_addr, target_hardware_addr, target_protocol_addr } => {
+        ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_hardware_addr,
+            target_protocol_addr,
+        } => {
             assert_eq!(operation, ArpOperation::Reply);
             assert_eq!(source_hardware_addr.0, LAN_MAC);
             assert_eq!(source_protocol_addr, a("10.1.0.1"));
@@ -223,7 +297,9 @@ fn arp_for_foreign_target_is_dropped_silently() {
 #[test]
 fn proxy_arp_answers_only_while_active_and_only_on_enabled_ports() {
     let mut r = Rig::new(false);
-    r.change(FibChange::ProxyArpSet { ip: "10.1.0.77".parse().unwrap() });
+    r.change(FibChange::ProxyArpSet {
+        ip: "10.1.0.77".parse().unwrap(),
+    });
     // Gate closed (VRRP backup): silent.
     r.run(LAN, &arp_request(HOST_MAC, "10.1.0.10", "10.1.0.77"));
     assert!(r.nothing_sent());
@@ -232,7 +308,14 @@ fn proxy_arp_answers_only_while_active_and_only_on_enabled_ports() {
     r.run(LAN, &arp_request(HOST_MAC, "10.1.0.10", "10.1.0.77"));
     let out = r.io.sent(LAN);
     assert_eq!(out.len(), 1);
-    let ArpRepr::EthernetIpv4 { source_hardware_addr, source_protocol_addr, .. } = parse_arp(&out[0]) else { unreachable!() };
+    let ArpRepr::EthernetIpv4 {
+        source_hardware_addr,
+        source_protocol_addr,
+        ..
+    } = parse_arp(&out[0])
+    else {
+        unreachable!()
+    };
     assert_eq!(source_hardware_addr.0, LAN_MAC);
     assert_eq!(source_protocol_addr, a("10.1.0.77"));
     assert_eq!(r.events(Event::ProxyArpReplySent), 1);
@@ -253,12 +336,26 @@ fn proxy_arp_answers_only_while_active_and_only_on_enabled_ports() {
 #[test]
 fn resolution_requests_rate_limits_then_forwards() {
     let mut r = Rig::new(false);
-    r.change(FibChange::EndpointSet { ip: "10.77.60.10".parse().unwrap(), action: FeedAction::Local { port: "lan".into() } });
+    r.change(FibChange::EndpointSet {
+        ip: "10.77.60.10".parse().unwrap(),
+        action: FeedAction::Local { port: "lan".into() },
+    });
     r.run(WAN, &ping(WAN_MAC, "10.2.0.50", "10.77.60.10", 64, 32));
     let out = r.io.sent(LAN);
     assert_eq!(out.len(), 1, "one ARP request");
-    let ArpRepr::EthernetIpv4 { operation, source_protocol_addr, target_protocol_addr, .. } = parse_arp(&out[0]) else { unreachable!() };
-    assert_eq!((operation, source_protocol_addr, target_protocol_addr), (ArpOperation::Request, a("10.1.0.1"), a("10.77.60.10")));
+    let ArpRepr::EthernetIpv4 {
+        operation,
+        source_protocol_addr,
+        target_protocol_addr,
+        ..
+    } = parse_arp(&out[0])
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (operation, source_protocol_addr, target_protocol_addr),
+        (ArpOperation::Request, a("10.1.0.1"), a("10.77.60.10"))
+    );
     assert_eq!(&out[0][0..6], &[0xff; 6]);
     assert_eq!(r.drops(DropReason::NeighborUnresolved), 1);
     // Second packet within arp_retry: no new request.
@@ -269,10 +366,33 @@ fn resolution_requests_rate_limits_then_forwards() {
     r.io.now_ns += 1_100_000_000;
     r.run(WAN, &ping(WAN_MAC, "10.2.0.50", "10.77.60.10", 64, 32));
     assert_eq!(r.io.sent(LAN).len(), 1);
-    // The reply teaches the neighbor (the endpoint is on-link of the LAN only
-    // through the /32 route, so learn it statically-by-reply via the subnet rule:
-    // here we answer from an on-link address instead).
-    r.neighbor("lan", "10.77.60.10", HOST_MAC);
+    // The reply teaches the neighbor, although the /32 is outside the LAN subnet.
+    r.run(
+        LAN,
+        &arp_frame(
+            ArpOperation::Reply,
+            HOST_MAC,
+            "10.77.60.10",
+            LAN_MAC,
+            "10.1.0.1",
+            LAN_MAC,
+        ),
+    );
+    assert_eq!(
+        r.snap
+            .load()
+            .neighbors
+            .get(0, u("10.77.60.10"))
+            .unwrap()
+            .mac,
+        HOST_MAC
+    );
+    // An unsolicited ARP from a stranger teaches nothing.
+    r.run(
+        LAN,
+        &arp_request([2, 0, 0, 0, 9, 9], "10.77.60.99", "10.77.60.99"),
+    );
+    assert!(r.snap.load().neighbors.get(0, u("10.77.60.99")).is_none());
     let pkt = ping(WAN_MAC, "10.2.0.50", "10.77.60.10", 64, 32);
     r.run(WAN, &pkt);
     let out = r.io.sent(LAN);
@@ -293,7 +413,17 @@ fn arp_reply_teaches_on_link_neighbor() {
     let mut r = Rig::new(false);
     r.run(WAN, &ping(WAN_MAC, "10.2.0.50", "10.1.0.10", 64, 8));
     assert_eq!(r.io.sent(LAN).len(), 1);
-    r.run(LAN, &arp_frame(ArpOperation::Reply, HOST_MAC, "10.1.0.10", LAN_MAC, "10.1.0.1", LAN_MAC));
+    r.run(
+        LAN,
+        &arp_frame(
+            ArpOperation::Reply,
+            HOST_MAC,
+            "10.1.0.10",
+            LAN_MAC,
+            "10.1.0.1",
+            LAN_MAC,
+        ),
+    );
     assert_eq!(r.events(Event::ArpLearned), 1);
     assert_eq!(r.events(Event::ArpReplyConsumed), 1);
     r.run(WAN, &ping(WAN_MAC, "10.2.0.50", "10.1.0.10", 64, 8));
@@ -309,7 +439,10 @@ fn lpm_default_route_and_ecmp() {
     r.neighbor("wan", "10.2.0.253", GW2_MAC);
     r.change(FibChange::RouteSet {
         prefix: "0.0.0.0/0".parse().unwrap(),
-        nexthops: vec![NextHop { port: "wan".into(), gateway: Some("10.2.0.254".parse().unwrap()) }],
+        nexthops: vec![NextHop {
+            port: "wan".into(),
+            gateway: Some("10.2.0.254".parse().unwrap()),
+        }],
     });
     r.run(LAN, &ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 64, 8));
     let out = r.io.sent(WAN);
@@ -319,8 +452,14 @@ fn lpm_default_route_and_ecmp() {
     r.change(FibChange::RouteSet {
         prefix: "0.0.0.0/0".parse().unwrap(),
         nexthops: vec![
-            NextHop { port: "wan".into(), gateway: Some("10.2.0.254".parse().unwrap()) },
-            NextHop { port: "wan".into(), gateway: Some("10.2.0.253".parse().unwrap()) },
+            NextHop {
+                port: "wan".into(),
+                gateway: Some("10.2.0.254".parse().unwrap()),
+            },
+            NextHop {
+                port: "wan".into(),
+                gateway: Some("10.2.0.253".parse().unwrap()),
+            },
         ],
     });
     let mut used = [0; 2];
@@ -343,29 +482,51 @@ fn exact_match_beats_lpm_and_tunnel_or_drop_actions_count() {
     r.neighbor("lan", "10.77.60.10", HOST_MAC);
     r.change(FibChange::RouteSet {
         prefix: "10.77.60.0/24".parse().unwrap(),
-        nexthops: vec![NextHop { port: "wan".into(), gateway: Some("10.2.0.254".parse().unwrap()) }],
+        nexthops: vec![NextHop {
+            port: "wan".into(),
+            gateway: Some("10.2.0.254".parse().unwrap()),
+        }],
     });
-    r.change(FibChange::EndpointSet { ip: "10.77.60.10".parse().unwrap(), action: FeedAction::Local { port: "lan".into() } });
-    r.change(FibChange::EndpointSet { ip: "10.77.60.11".parse().unwrap(), action: FeedAction::Tunnel { tunnel: 3 } });
-    r.change(FibChange::EndpointSet { ip: "10.77.60.12".parse().unwrap(), action: FeedAction::Drop });
+    r.change(FibChange::EndpointSet {
+        ip: "10.77.60.10".parse().unwrap(),
+        action: FeedAction::Local { port: "lan".into() },
+    });
+    r.change(FibChange::EndpointSet {
+        ip: "10.77.60.11".parse().unwrap(),
+        action: FeedAction::Tunnel { tunnel: 3 },
+    });
+    r.change(FibChange::EndpointSet {
+        ip: "10.77.60.12".parse().unwrap(),
+        action: FeedAction::Drop,
+    });
     r.run(WAN, &ping(WAN_MAC, "10.2.0.50", "10.77.60.10", 64, 8));
     assert_eq!(r.io.sent(LAN).len(), 1);
     r.run(LAN, &ping(LAN_MAC, "10.1.0.10", "10.77.60.13", 64, 8));
-    assert_eq!(r.io.sent(WAN).len(), 1, "LPM fallback for a /32 not in the table");
+    assert_eq!(
+        r.io.sent(WAN).len(),
+        1,
+        "LPM fallback for a /32 not in the table"
+    );
     r.run(LAN, &ping(LAN_MAC, "10.1.0.10", "10.77.60.11", 64, 8));
     r.run(LAN, &ping(LAN_MAC, "10.1.0.10", "10.77.60.12", 64, 8));
     assert!(r.nothing_sent());
     assert_eq!(r.drops(DropReason::NoTunnel), 1);
     assert_eq!(r.drops(DropReason::EndpointDrop), 1);
     // Moving the /32 changes where packets go, without restarting anything.
-    r.change(FibChange::EndpointDel { ip: "10.77.60.10".parse().unwrap() });
+    r.change(FibChange::EndpointDel {
+        ip: "10.77.60.10".parse().unwrap(),
+    });
     r.run(LAN, &ping(LAN_MAC, "10.1.0.10", "10.77.60.10", 64, 8));
     assert_eq!(r.io.sent(WAN).len(), 1);
 }
 
 fn expect_icmp_error(f: &[u8], typ: u8, code: u8, dst: &str) -> Vec<u8> {
     let (frame, ip) = parse_ip(f);
-    assert_eq!(ip.src_addr(), a("10.2.0.1"), "ICMP errors come from the router address");
+    assert_eq!(
+        ip.src_addr(),
+        a("10.2.0.1"),
+        "ICMP errors come from the router address"
+    );
     assert_eq!(ip.dst_addr(), a(dst));
     assert_eq!(ip.next_header(), IpProtocol::Icmp);
     let _ = frame;
@@ -376,7 +537,10 @@ fn expect_icmp_error(f: &[u8], typ: u8, code: u8, dst: &str) -> Vec<u8> {
     // quoted datagram, which ICMP errors never carry, so check the header).
     let quoted = Ipv4Packet::new_unchecked(&ip.payload()[8..]);
     assert_eq!(quoted.version(), 4);
-    assert!(quoted.verify_checksum(), "quoted header is the original, unchanged");
+    assert!(
+        quoted.verify_checksum(),
+        "quoted header is the original, unchanged"
+    );
     ip.payload().to_vec()
 }
 
@@ -387,7 +551,10 @@ fn ttl_expiry_sends_time_exceeded_from_router_address() {
     r.neighbor("wan", "10.2.0.254", GW_MAC);
     r.change(FibChange::RouteSet {
         prefix: "0.0.0.0/0".parse().unwrap(),
-        nexthops: vec![NextHop { port: "wan".into(), gateway: Some("10.2.0.254".parse().unwrap()) }],
+        nexthops: vec![NextHop {
+            port: "wan".into(),
+            gateway: Some("10.2.0.254".parse().unwrap()),
+        }],
     });
     let pkt = ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 1, 16);
     r.run(LAN, &pkt);
@@ -429,7 +596,10 @@ fn df_too_big_gets_frag_needed_with_mtu() {
     r.neighbor("wan", "10.2.0.254", GW_MAC);
     r.change(FibChange::RouteSet {
         prefix: "0.0.0.0/0".parse().unwrap(),
-        nexthops: vec![NextHop { port: "wan".into(), gateway: Some("10.2.0.254".parse().unwrap()) }],
+        nexthops: vec![NextHop {
+            port: "wan".into(),
+            gateway: Some("10.2.0.254".parse().unwrap()),
+        }],
     });
     let mut pkt = ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 64, 1450);
     set_df(&mut pkt, true);
@@ -437,7 +607,11 @@ fn df_too_big_gets_frag_needed_with_mtu() {
     assert!(r.io.sent(WAN).is_empty());
     let out = r.io.sent(LAN);
     let icmp = expect_icmp_error(&out[0], 3, 4, "10.1.0.10");
-    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1400, "next-hop MTU of the WAN port");
+    assert_eq!(
+        u16::from_be_bytes([icmp[6], icmp[7]]),
+        1400,
+        "next-hop MTU of the WAN port"
+    );
     assert_eq!(r.drops(DropReason::FragNeeded), 1);
 }
 
@@ -447,7 +621,10 @@ fn df_clear_too_big_is_fragmented_and_reassembles() {
     r.neighbor("wan", "10.2.0.254", GW_MAC);
     r.change(FibChange::RouteSet {
         prefix: "0.0.0.0/0".parse().unwrap(),
-        nexthops: vec![NextHop { port: "wan".into(), gateway: Some("10.2.0.254".parse().unwrap()) }],
+        nexthops: vec![NextHop {
+            port: "wan".into(),
+            gateway: Some("10.2.0.254".parse().unwrap()),
+        }],
     });
     let mut pkt = ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 64, 3000);
     set_df(&mut pkt, false);
@@ -478,10 +655,20 @@ fn router_answers_echo_without_tap_and_punts_with_tap() {
     let out = r.io.sent(LAN);
     assert_eq!(out.len(), 1);
     let (_, ip) = parse_ip(&out[0]);
-    assert_eq!((ip.src_addr(), ip.dst_addr()), (a("10.1.0.1"), a("10.1.0.10")));
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr()),
+        (a("10.1.0.1"), a("10.1.0.10"))
+    );
     let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
     assert!(icmp.verify_checksum());
-    assert!(matches!(Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default()).unwrap(), Icmpv4Repr::EchoReply { ident: 7, seq_no: 1, .. }));
+    assert!(matches!(
+        Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default()).unwrap(),
+        Icmpv4Repr::EchoReply {
+            ident: 7,
+            seq_no: 1,
+            ..
+        }
+    ));
     // TCP to the router without a TAP: counted drop.
     let mut tcp = ping(LAN_MAC, "10.1.0.10", "10.1.0.1", 64, 16);
     tcp[14 + 9] = 6;
@@ -499,18 +686,41 @@ fn router_answers_echo_without_tap_and_punts_with_tap() {
     assert_eq!(r.io.sent(WAN), vec![pkt]);
     assert_eq!(r.events(Event::FromTap), 1);
     // ARP replies for us reach the kernel too.
-    r.run(WAN, &arp_frame(ArpOperation::Reply, GW_MAC, "10.2.0.254", WAN_MAC, "10.2.0.1", WAN_MAC));
+    r.run(
+        WAN,
+        &arp_frame(
+            ArpOperation::Reply,
+            GW_MAC,
+            "10.2.0.254",
+            WAN_MAC,
+            "10.2.0.1",
+            WAN_MAC,
+        ),
+    );
     assert_eq!(r.io.sent(2).len(), 1);
 }
 
 #[test]
 fn gratuitous_arp_on_command() {
     let mut r = Rig::new(false);
-    r.commands.push(CoreCommand::GratuitousArp { port: 0, ip: u("10.1.0.77") }).unwrap();
+    r.commands
+        .push(CoreCommand::GratuitousArp {
+            port: 0,
+            ip: u("10.1.0.77"),
+        })
+        .unwrap();
     r.worker.poll(&mut r.io);
     let out = r.io.sent(LAN);
     assert_eq!(out.len(), 1);
-    let ArpRepr::EthernetIpv4 { source_protocol_addr, target_protocol_addr, source_hardware_addr, .. } = parse_arp(&out[0]) else { unreachable!() };
+    let ArpRepr::EthernetIpv4 {
+        source_protocol_addr,
+        target_protocol_addr,
+        source_hardware_addr,
+        ..
+    } = parse_arp(&out[0])
+    else {
+        unreachable!()
+    };
     assert_eq!(source_protocol_addr, target_protocol_addr);
     assert_eq!(source_hardware_addr.0, LAN_MAC);
     assert_eq!(&out[0][0..6], &[0xff; 6]);
@@ -523,8 +733,14 @@ fn every_malformed_input_has_a_named_drop() {
     let good = ping(LAN_MAC, "10.1.0.10", "10.1.0.1", 64, 16);
     let mut cases: Vec<(Vec<u8>, DropReason)> = vec![
         (good[..10].to_vec(), DropReason::EthTruncated),
-        (ping([2, 9, 9, 9, 9, 9], "10.1.0.10", "10.1.0.1", 64, 16), DropReason::L2OtherHost),
-        (ping([1, 0, 0x5e, 0, 0, 1], "10.1.0.10", "10.1.0.1", 64, 16), DropReason::L2Multicast),
+        (
+            ping([2, 9, 9, 9, 9, 9], "10.1.0.10", "10.1.0.1", 64, 16),
+            DropReason::L2OtherHost,
+        ),
+        (
+            ping([1, 0, 0x5e, 0, 0, 1], "10.1.0.10", "10.1.0.1", 64, 16),
+            DropReason::L2Multicast,
+        ),
         (good[..30].to_vec(), DropReason::Ipv4Truncated),
     ];
     let mut other = good.clone();
@@ -538,7 +754,10 @@ fn every_malformed_input_has_a_named_drop() {
     let mut bad_arp = arp_request(HOST_MAC, "10.1.0.10", "10.1.0.1");
     bad_arp[14 + 4] = 8;
     cases.push((bad_arp, DropReason::ArpMalformed));
-    cases.push((arp_request(HOST_MAC, "10.1.0.10", "10.1.0.1")[..30].to_vec(), DropReason::ArpMalformed));
+    cases.push((
+        arp_request(HOST_MAC, "10.1.0.10", "10.1.0.1")[..30].to_vec(),
+        DropReason::ArpMalformed,
+    ));
     let mut bc_arp = arp_request([0xff; 6], "10.1.0.10", "10.1.0.1");
     bc_arp[6..12].copy_from_slice(&HOST_MAC);
     cases.push((bc_arp, DropReason::ArpMalformed));
@@ -559,15 +778,36 @@ fn every_malformed_input_has_a_named_drop() {
     let mut csum = good.clone();
     csum[14 + 10] ^= 0xff;
     cases.push((csum, DropReason::Ipv4BadChecksum));
-    cases.push((ping(LAN_MAC, "127.0.0.1", "10.1.0.1", 64, 8), DropReason::Ipv4MartianSource));
-    cases.push((ping(LAN_MAC, "224.0.0.1", "10.1.0.1", 64, 8), DropReason::Ipv4MartianSource));
-    cases.push((ping(LAN_MAC, "0.0.0.0", "10.1.0.1", 64, 8), DropReason::Ipv4MartianSource));
-    cases.push((ping(LAN_MAC, "10.1.0.10", "10.1.0.255", 64, 8), DropReason::Ipv4NotRoutable));
-    cases.push((ping(LAN_MAC, "10.1.0.10", "239.1.1.1", 64, 8), DropReason::Ipv4NotRoutable));
+    cases.push((
+        ping(LAN_MAC, "127.0.0.1", "10.1.0.1", 64, 8),
+        DropReason::Ipv4MartianSource,
+    ));
+    cases.push((
+        ping(LAN_MAC, "224.0.0.1", "10.1.0.1", 64, 8),
+        DropReason::Ipv4MartianSource,
+    ));
+    cases.push((
+        ping(LAN_MAC, "0.0.0.0", "10.1.0.1", 64, 8),
+        DropReason::Ipv4MartianSource,
+    ));
+    cases.push((
+        ping(LAN_MAC, "10.1.0.10", "10.1.0.255", 64, 8),
+        DropReason::Ipv4NotRoutable,
+    ));
+    cases.push((
+        ping(LAN_MAC, "10.1.0.10", "239.1.1.1", 64, 8),
+        DropReason::Ipv4NotRoutable,
+    ));
     for (frame, reason) in cases {
         let before = r.drops(reason);
         r.run(LAN, &frame);
-        assert_eq!(r.drops(reason), before + 1, "{}: {:02x?}", reason.name(), &frame[..frame.len().min(40)]);
+        assert_eq!(
+            r.drops(reason),
+            before + 1,
+            "{}: {:02x?}",
+            reason.name(),
+            &frame[..frame.len().min(40)]
+        );
         assert!(r.nothing_sent(), "{} sent something", reason.name());
     }
 }
@@ -579,7 +819,10 @@ fn tx_full_and_no_mbuf_are_counted() {
     r.neighbor("wan", "10.2.0.254", GW_MAC);
     r.change(FibChange::RouteSet {
         prefix: "0.0.0.0/0".parse().unwrap(),
-        nexthops: vec![NextHop { port: "wan".into(), gateway: Some("10.2.0.254".parse().unwrap()) }],
+        nexthops: vec![NextHop {
+            port: "wan".into(),
+            gateway: Some("10.2.0.254".parse().unwrap()),
+        }],
     });
     r.io.tx_room[WAN] = 3;
     for _ in 0..10 {
@@ -602,7 +845,9 @@ fn tx_full_and_no_mbuf_are_counted() {
 fn random_garbage_never_panics() {
     let mut r = Rig::new(true);
     r.neighbor("lan", "10.1.0.10", HOST_MAC);
-    r.change(FibChange::ProxyArpSet { ip: "10.1.0.77".parse().unwrap() });
+    r.change(FibChange::ProxyArpSet {
+        ip: "10.1.0.77".parse().unwrap(),
+    });
     r.change(FibChange::ProxyArpActive { active: true });
     let seeds = [
         ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 64, 64),

@@ -11,13 +11,14 @@ use std::sync::Arc;
 
 /// Where traffic to an exact-match /32 goes (dataplane form of
 /// `cer_shared::feed::EndpointAction`, with the port resolved to an index).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EndpointAction {
     /// Deliver on this port, resolving the destination itself by ARP.
     Local { port: u16 },
     /// Encapsulate into this tunnel (tunnel ids index the snapshot's tunnel set).
     Tunnel { tunnel: u32 },
     /// Known, not forwarded.
+    #[default]
     Drop,
 }
 
@@ -128,12 +129,6 @@ impl<V: Copy> ExactTable<V> {
             .zip(self.vals.iter())
             .filter(|(k, _)| **k != 0)
             .map(|(k, v)| (*k, *v))
-    }
-}
-
-impl Default for EndpointAction {
-    fn default() -> Self {
-        EndpointAction::Drop
     }
 }
 
@@ -363,7 +358,10 @@ mod tests {
     #[test]
     fn exact_table_many_keys() {
         let n = 100_000u32;
-        let t = ExactTable::build((1..=n).map(|k| (k.wrapping_mul(2654435761) | 1, k)), n as usize);
+        let t = ExactTable::build(
+            (1..=n).map(|k| (k.wrapping_mul(2654435761) | 1, k)),
+            n as usize,
+        );
         assert_eq!(t.len(), n as usize);
         for k in 1..=n {
             assert_eq!(t.get(k.wrapping_mul(2654435761) | 1), Some(k));
@@ -386,7 +384,11 @@ mod tests {
         let p: cer_shared::Ipv4Prefix = p.parse().unwrap();
         let mut g = HopGroup::default();
         g.hops.push(Hop { port, gateway: 0 });
-        Route { addr: u32::from(p.addr()), len: p.len(), group: g }
+        Route {
+            addr: u32::from(p.addr()),
+            len: p.len(),
+            group: g,
+        }
     }
 
     #[test]
@@ -398,21 +400,29 @@ mod tests {
             route("10.1.2.3/32", 3),
             route("0.0.0.0/8", 4),
         ]);
-        let l = |s: &str| lpm.lookup(u32::from(s.parse::<Ipv4Addr>().unwrap())).map(|r| r.group.hops[0].port);
+        let l = |s: &str| {
+            lpm.lookup(u32::from(s.parse::<Ipv4Addr>().unwrap()))
+                .map(|r| r.group.hops[0].port)
+        };
         assert_eq!(l("10.1.2.3"), Some(3));
         assert_eq!(l("10.1.2.4"), Some(2));
         assert_eq!(l("10.2.0.1"), Some(1));
         assert_eq!(l("0.1.2.3"), Some(4));
         assert_eq!(l("192.0.2.1"), Some(9));
         let no_default = Lpm::build(vec![route("10.0.0.0/8", 1)]);
-        assert!(no_default.lookup(u32::from(Ipv4Addr::new(11, 0, 0, 1))).is_none());
+        assert!(no_default
+            .lookup(u32::from(Ipv4Addr::new(11, 0, 0, 1)))
+            .is_none());
     }
 
     #[test]
     fn ecmp_select_spreads_and_is_stable() {
         let mut g = HopGroup::default();
         for p in 0..4 {
-            g.hops.push(Hop { port: p, gateway: 0 });
+            g.hops.push(Hop {
+                port: p,
+                gateway: 0,
+            });
         }
         let mut seen = [0u32; 4];
         for h in 0..10_000u32 {

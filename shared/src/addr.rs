@@ -59,6 +59,7 @@ impl Ipv4Prefix {
         self.addr
     }
 
+    #[allow(clippy::len_without_is_empty)] // the prefix length, not a collection size
     pub fn len(&self) -> u8 {
         self.len
     }

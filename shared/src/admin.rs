@@ -17,7 +17,9 @@ pub enum AdminRequest {
     ProxyArp,
     Snapshot,
     /// Exact-match /32 entries and underlay routes (bounded by `limit`).
-    Fib { limit: Option<usize> },
+    Fib {
+        limit: Option<usize>,
+    },
     Feed,
 }
 

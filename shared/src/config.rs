@@ -241,7 +241,10 @@ impl NodeConfig {
         let mut seen = HashSet::new();
         for c in &dp.cores {
             if !seen.insert(*c) {
-                return Err(bad("dataplane.cores".into(), format!("core {c} is listed twice")));
+                return Err(bad(
+                    "dataplane.cores".into(),
+                    format!("core {c} is listed twice"),
+                ));
             }
             if *c == dp.main_lcore {
                 return Err(bad(
@@ -251,10 +254,16 @@ impl NodeConfig {
             }
         }
         if dp.cores.len() > 64 {
-            return Err(bad("dataplane.cores".into(), "at most 64 polling cores".into()));
+            return Err(bad(
+                "dataplane.cores".into(),
+                "at most 64 polling cores".into(),
+            ));
         }
         if dp.icmp_rate_per_sec == 0 {
-            return Err(bad("dataplane.icmp_rate_per_sec".into(), "must be > 0".into()));
+            return Err(bad(
+                "dataplane.icmp_rate_per_sec".into(),
+                "must be > 0".into(),
+            ));
         }
         if dp.arp_reachable_secs == 0 || dp.arp_stale_secs == 0 || dp.arp_retry_ms == 0 {
             return Err(bad(
@@ -271,7 +280,10 @@ impl NodeConfig {
         if dp.memory.memory_mb < 64 {
             return Err(bad(
                 "dataplane.memory.memory_mb".into(),
-                format!("{} MiB is too little; DPDK needs at least 64", dp.memory.memory_mb),
+                format!(
+                    "{} MiB is too little; DPDK needs at least 64",
+                    dp.memory.memory_mb
+                ),
             ));
         }
         if self.ports.is_empty() {
@@ -293,18 +305,30 @@ impl NodeConfig {
             match p.driver {
                 PortDriver::Pci => {
                     let Some(pci) = &p.pci else {
-                        return Err(bad(f("pci"), "driver = \"pci\" needs pci = \"DDDD:BB:DD.F\"".into()));
+                        return Err(bad(
+                            f("pci"),
+                            "driver = \"pci\" needs pci = \"DDDD:BB:DD.F\"".into(),
+                        ));
                     };
                     if !valid_pci(pci) {
-                        return Err(bad(f("pci"), format!("'{pci}' is not a PCI address like 0000:03:00.0")));
+                        return Err(bad(
+                            f("pci"),
+                            format!("'{pci}' is not a PCI address like 0000:03:00.0"),
+                        ));
                     }
                 }
                 PortDriver::AfPacket | PortDriver::AfXdp => {
                     let Some(iface) = &p.iface else {
-                        return Err(bad(f("iface"), "af_packet/af_xdp ports need iface = \"NAME\"".into()));
+                        return Err(bad(
+                            f("iface"),
+                            "af_packet/af_xdp ports need iface = \"NAME\"".into(),
+                        ));
                     };
                     if !valid_ifname(iface) {
-                        return Err(bad(f("iface"), format!("'{iface}' is not a valid interface name")));
+                        return Err(bad(
+                            f("iface"),
+                            format!("'{iface}' is not a valid interface name"),
+                        ));
                     }
                     if !ifaces.insert(iface.clone()) {
                         return Err(bad(f("iface"), format!("'{iface}' is used by two ports")));
@@ -312,10 +336,16 @@ impl NodeConfig {
                 }
             }
             if p.address.len == 0 || p.address.len > 32 {
-                return Err(bad(f("address"), format!("'{}' needs a prefix length 1..=32", p.address)));
+                return Err(bad(
+                    f("address"),
+                    format!("'{}' needs a prefix length 1..=32", p.address),
+                ));
             }
             if !(MIN_MTU..=MAX_MTU).contains(&p.mtu) {
-                return Err(bad(f("mtu"), format!("{} is outside {MIN_MTU}..={MAX_MTU}", p.mtu)));
+                return Err(bad(
+                    f("mtu"),
+                    format!("{} is outside {MIN_MTU}..={MAX_MTU}", p.mtu),
+                ));
             }
             if let Some(mac) = p.mac {
                 if !mac.is_unicast() {
@@ -324,7 +354,10 @@ impl NodeConfig {
             }
             if let Some(tap) = &p.exception_tap {
                 if !valid_ifname(tap) {
-                    return Err(bad(f("exception_tap"), format!("'{tap}' is not a valid interface name")));
+                    return Err(bad(
+                        f("exception_tap"),
+                        format!("'{tap}' is not a valid interface name"),
+                    ));
                 }
                 if !ifaces.insert(tap.clone()) {
                     return Err(bad(f("exception_tap"), format!("'{tap}' is used twice")));
@@ -338,7 +371,10 @@ impl NodeConfig {
         }
         for (i, r) in self.routes.iter().enumerate() {
             if r.via.is_empty() {
-                return Err(bad(format!("route[{i}] ({}).via", r.prefix), "needs at least one gateway".into()));
+                return Err(bad(
+                    format!("route[{i}] ({}).via", r.prefix),
+                    "needs at least one gateway".into(),
+                ));
             }
             for gw in &r.via {
                 if self.port_for_gateway(*gw).is_none() {
@@ -354,7 +390,9 @@ impl NodeConfig {
 
     /// Index of the port whose subnet contains `gw`.
     pub fn port_for_gateway(&self, gw: Ipv4Addr) -> Option<usize> {
-        self.ports.iter().position(|p| p.address.subnet().contains(gw))
+        self.ports
+            .iter()
+            .position(|p| p.address.subnet().contains(gw))
     }
 
     pub fn port_index(&self, name: &str) -> Option<usize> {
@@ -459,11 +497,23 @@ via = ["10.10.0.254"]
             (GOOD.replace("10.1.0.1/24", "10.1.0.1"), "address"),
             (GOOD.replace("mtu = 9000", "mtu = 100"), "port[1] (wan).mtu"),
             (GOOD.replace("0000:03:00.0", "03:00.0"), "'03:00.0'"),
-            (GOOD.replace("10.10.0.254", "192.168.9.9"), "gateway 192.168.9.9"),
-            (GOOD.replace("cores = [1]", "cores = [0]"), "dataplane.cores"),
+            (
+                GOOD.replace("10.10.0.254", "192.168.9.9"),
+                "gateway 192.168.9.9",
+            ),
+            (
+                GOOD.replace("cores = [1]", "cores = [0]"),
+                "dataplane.cores",
+            ),
             (GOOD.replace("cores = [1]", "cores = []"), "dataplane.cores"),
-            (GOOD.replace("iface = \"veth-lan\"", ""), "port[0] (lan).iface"),
-            (GOOD.replace("name = \"wan\"", "name = \"lan\""), "used twice"),
+            (
+                GOOD.replace("iface = \"veth-lan\"", ""),
+                "port[0] (lan).iface",
+            ),
+            (
+                GOOD.replace("name = \"wan\"", "name = \"lan\""),
+                "used twice",
+            ),
             (GOOD.replace("\"af_packet\"", "\"e1000\""), "e1000"),
         ];
         for (text, needle) in cases {

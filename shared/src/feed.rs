@@ -40,17 +40,40 @@ pub struct NextHop {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum FibChange {
-    EndpointSet { ip: Ipv4Addr, action: EndpointAction },
-    EndpointDel { ip: Ipv4Addr },
-    RouteSet { prefix: Ipv4Prefix, nexthops: Vec<NextHop> },
-    RouteDel { prefix: Ipv4Prefix },
-    NeighborSet { port: String, ip: Ipv4Addr, mac: MacAddr },
-    NeighborDel { port: String, ip: Ipv4Addr },
-    ProxyArpSet { ip: Ipv4Addr },
-    ProxyArpDel { ip: Ipv4Addr },
+    EndpointSet {
+        ip: Ipv4Addr,
+        action: EndpointAction,
+    },
+    EndpointDel {
+        ip: Ipv4Addr,
+    },
+    RouteSet {
+        prefix: Ipv4Prefix,
+        nexthops: Vec<NextHop>,
+    },
+    RouteDel {
+        prefix: Ipv4Prefix,
+    },
+    NeighborSet {
+        port: String,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+    },
+    NeighborDel {
+        port: String,
+        ip: Ipv4Addr,
+    },
+    ProxyArpSet {
+        ip: Ipv4Addr,
+    },
+    ProxyArpDel {
+        ip: Ipv4Addr,
+    },
     /// Whether the proxy-ARP set is answered (the capture plane's gate:
     /// VRRP master or explicit single-router mode).
-    ProxyArpActive { active: bool },
+    ProxyArpActive {
+        active: bool,
+    },
 }
 
 /// One-shot actions that are not FIB state.
@@ -58,7 +81,11 @@ pub enum FibChange {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum FeedCommand {
     /// Send `count` gratuitous ARPs for `ip` (our MAC) on `port`.
-    GratuitousArp { port: String, ip: Ipv4Addr, count: u8 },
+    GratuitousArp {
+        port: String,
+        ip: Ipv4Addr,
+        count: u8,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,7 +144,10 @@ mod tests {
                 },
                 FibChange::RouteSet {
                     prefix: "0.0.0.0/0".parse().unwrap(),
-                    nexthops: vec![NextHop { port: "wan".into(), gateway: Some("10.0.0.254".parse().unwrap()) }],
+                    nexthops: vec![NextHop {
+                        port: "wan".into(),
+                        gateway: Some("10.0.0.254".parse().unwrap()),
+                    }],
                 },
             ],
         };

@@ -6,6 +6,7 @@ pub mod addr;
 pub mod admin;
 pub mod config;
 pub mod feed;
+pub mod feed_client;
 pub mod framing;
 
 pub use addr::{Ipv4Prefix, MacAddr};

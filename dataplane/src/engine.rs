@@ -1,0 +1,505 @@
+//! Bring-up and shutdown of the DPDK dataplane: EAL arguments from the node
+//! config, the mbuf pool, NIC ports and their exception TAPs, the manager /
+//! feed / admin threads, and one pinned polling loop per configured lcore.
+
+use crate::control::{bind_socket, serve_admin, serve_feed, Manager, ManagerMsg, PortStateFn};
+use crate::counters::{CoreStats, MAX_PORTS};
+use crate::dpdk_io::DpdkIo;
+use crate::fib::Fib;
+use crate::packet::HEADROOM;
+use crate::pipeline::{CoreLinks, IoRole, PipelineConfig, PortInfo, Worker};
+use crate::snapshot::Snapshot;
+use anyhow::{bail, Context, Result};
+use arc_swap::ArcSwap;
+use cer_dpdk::{Eal, Mempool, Port, PortSetup};
+use cer_shared::admin::{PortHwStats, PortState};
+use cer_shared::config::{NodeConfig, PollMode, PortDriver};
+use cer_shared::MacAddr;
+use crossbeam_queue::ArrayQueue;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Empty polls in a row before an adaptive core starts sleeping between polls.
+const IDLE_POLLS_BEFORE_SLEEP: u32 = 1024;
+const IDLE_SLEEP: Duration = Duration::from_micros(200);
+
+/// The DPDK device name and devargs of every NIC port and TAP.
+pub struct DeviceArgs {
+    /// EAL `--vdev` values.
+    pub vdevs: Vec<String>,
+    /// EAL `-a` (allow) PCI addresses.
+    pub pci: Vec<String>,
+    /// DPDK device name per NIC port (by config index).
+    pub port_dev: Vec<String>,
+    /// DPDK device name of each port's TAP (by config index).
+    pub tap_dev: Vec<Option<String>>,
+}
+
+pub fn device_args(cfg: &NodeConfig) -> DeviceArgs {
+    let queues = cfg.dataplane.cores.len();
+    let mut d = DeviceArgs {
+        vdevs: vec![],
+        pci: vec![],
+        port_dev: vec![],
+        tap_dev: vec![],
+    };
+    for (i, p) in cfg.ports.iter().enumerate() {
+        let extra = p
+            .devargs
+            .as_deref()
+            .map(|a| format!(",{a}"))
+            .unwrap_or_default();
+        let iface = p.iface.as_deref().unwrap_or_default();
+        match p.driver {
+            PortDriver::Pci => {
+                let pci = p.pci.clone().unwrap_or_default();
+                d.pci.push(if extra.is_empty() {
+                    pci.clone()
+                } else {
+                    format!("{pci}{extra}")
+                });
+                d.port_dev.push(pci);
+            }
+            PortDriver::AfPacket => {
+                let name = format!("net_af_packet{i}");
+                d.vdevs
+                    .push(format!("{name},iface={iface},qpairs={queues}{extra}"));
+                d.port_dev.push(name);
+            }
+            PortDriver::AfXdp => {
+                let name = format!("net_af_xdp{i}");
+                d.vdevs.push(format!(
+                    "{name},iface={iface},start_queue=0,queue_count={queues}{extra}"
+                ));
+                d.port_dev.push(name);
+            }
+        }
+        d.tap_dev.push(p.exception_tap.as_ref().map(|tap| {
+            let name = format!("net_tap{i}");
+            d.vdevs.push(format!("{name},iface={tap}"));
+            name
+        }));
+    }
+    d
+}
+
+/// The full EAL argument vector for a node config.
+pub fn eal_args(cfg: &NodeConfig) -> Vec<String> {
+    let dp = &cfg.dataplane;
+    let mut lcores = vec![dp.main_lcore];
+    lcores.extend(&dp.cores);
+    let mut a: Vec<String> = vec![
+        "cer-dataplane".into(),
+        "-l".into(),
+        lcores
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        "--main-lcore".into(),
+        dp.main_lcore.to_string(),
+        "--file-prefix".into(),
+        cfg.file_prefix(),
+        "-m".into(),
+        dp.memory.memory_mb.to_string(),
+    ];
+    if !dp.memory.hugepages {
+        a.push("--no-huge".into());
+        a.push("--no-shconf".into());
+    }
+    // Our own admin socket replaces DPDK telemetry (and leaves no socket behind).
+    a.push("--no-telemetry".into());
+    let dev = device_args(cfg);
+    if dev.pci.is_empty() {
+        a.push("--no-pci".into());
+    }
+    for p in dev.pci {
+        a.push("-a".into());
+        a.push(p);
+    }
+    for v in dev.vdevs {
+        a.push("--vdev".into());
+        a.push(v);
+    }
+    a.extend(dp.eal_args.iter().cloned());
+    a
+}
+
+/// Runs `ip` for kernel-side setup of a TAP (setup time only, never on the packet path).
+fn ip_cmd(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .with_context(|| format!("running ip {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Keeps the kernel of this network namespace from also processing frames
+/// that arrive on interfaces DPDK drives through `net_af_packet`: an nftables
+/// netdev-ingress drop on each. AF_PACKET sockets see a frame before the
+/// ingress hook, so the dataplane still receives everything, while the kernel
+/// no longer answers ARP or IP for addresses it holds on the TAPs (weak host
+/// model). Removed again on shutdown.
+struct KernelIsolation {
+    table: String,
+}
+
+impl KernelIsolation {
+    fn install(table: &str, ifaces: &[&str]) -> Result<Option<KernelIsolation>> {
+        if ifaces.is_empty() {
+            return Ok(None);
+        }
+        let _ = nft(&format!("delete table netdev {table}\n"));
+        let mut script = format!("table netdev {table} {{\n");
+        for (i, iface) in ifaces.iter().enumerate() {
+            script.push_str(&format!(
+                "  chain in{i} {{ type filter hook ingress device \"{iface}\" priority -500; policy drop; }}\n"
+            ));
+        }
+        script.push_str("}\n");
+        nft(&script).context(
+            "isolating af_packet interfaces from the kernel needs nftables (scripts/bootstrap installs it)",
+        )?;
+        Ok(Some(KernelIsolation {
+            table: table.to_string(),
+        }))
+    }
+}
+
+impl std::ops::Drop for KernelIsolation {
+    fn drop(&mut self) {
+        if let Err(e) = nft(&format!("delete table netdev {}\n", self.table)) {
+            log::warn!("removing nftables table {}: {e:#}", self.table);
+        }
+    }
+}
+
+fn nft(script: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running nft")?;
+    child
+        .stdin
+        .take()
+        .context("nft stdin")?
+        .write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("nft: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// Brings the dataplane up, runs until SIGINT/SIGTERM, and shuts it down.
+pub fn run(cfg: NodeConfig) -> Result<()> {
+    let dp = cfg.dataplane.clone();
+    if dp.memory.hugepages {
+        cer_hugepages::check_available(u64::from(dp.memory.memory_mb)).context(
+            "hugepages: reserve them with `scripts/hugepages --mb N`, or set dataplane.memory.hugepages = false for a small lab",
+        )?;
+    }
+    let af_packet: Vec<&str> = cfg
+        .ports
+        .iter()
+        .filter(|p| p.driver == PortDriver::AfPacket)
+        .filter_map(|p| p.iface.as_deref())
+        .collect();
+    let table = format!(
+        "cer_{}",
+        cfg.file_prefix()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    let isolation = KernelIsolation::install(&table, &af_packet)?;
+    let args = eal_args(&cfg);
+    log::info!("EAL arguments: {}", args.join(" "));
+    let eal = Eal::init(&args).context("DPDK EAL initialisation failed")?;
+    let ncores = dp.cores.len();
+    for c in &dp.cores {
+        if !cer_dpdk::worker_lcores().contains(c) {
+            bail!(
+                "dataplane.cores: lcore {c} is not an EAL worker lcore (workers: {:?})",
+                cer_dpdk::worker_lcores()
+            );
+        }
+    }
+
+    let max_mtu = cfg
+        .ports
+        .iter()
+        .map(|p| usize::from(p.mtu))
+        .max()
+        .unwrap_or(1500);
+    let data_room = (max_mtu + 14 + 64).max(2048) + usize::from(cer_dpdk::PKTMBUF_HEADROOM);
+    let data_room = u16::try_from(data_room).context("port MTU too large for an mbuf")?;
+    // One rx pool per NIC port (af_xdp registers its pool as the UMEM and
+    // keeps ~2k mbufs in its fill ring, so ports must not share one), plus
+    // one pool for the TAPs and for packets the cores generate (ARP, ICMP,
+    // fragments).
+    let mk_pool = |name: String| -> Result<Arc<Mempool>> {
+        Ok(Arc::new(
+            Mempool::new_pktmbuf(&name, dp.memory.mbufs, 256, data_room, cer_dpdk::SOCKET_ANY)
+                .with_context(|| {
+                    format!("creating mbuf pool {name} (dataplane.memory.mbufs / memory_mb)")
+                })?,
+        ))
+    };
+    let rx_pools: Vec<Arc<Mempool>> = (0..cfg.ports.len())
+        .map(|i| mk_pool(format!("cer_rx{i}")))
+        .collect::<Result<_>>()?;
+    let pool = mk_pool("cer_gen".into())?;
+    debug_assert!(usize::from(cer_dpdk::PKTMBUF_HEADROOM) >= HEADROOM);
+
+    let dev = device_args(&cfg);
+    let setup_for = |p: &cer_shared::config::PortConfig, mtu: Option<u16>| PortSetup {
+        rx_queues: ncores as u16,
+        tx_queues: ncores as u16,
+        rx_desc: p.rx_desc,
+        tx_desc: p.tx_desc,
+        mtu,
+        rss: ncores > 1,
+        promiscuous: true,
+    };
+    let mut nic: Vec<Port> = Vec::new();
+    let mut infos: Vec<PortInfo> = Vec::new();
+    for (i, p) in cfg.ports.iter().enumerate() {
+        let port = Port::by_name(&dev.port_dev[i]).with_context(|| {
+            format!(
+                "port[{i}] ({}): DPDK device {} not found",
+                p.name, dev.port_dev[i]
+            )
+        })?;
+        port.configure(&setup_for(p, Some(p.mtu)), &rx_pools[i])
+            .with_context(|| format!("port[{i}] ({}): configure", p.name))?;
+        if let Some(mac) = p.mac {
+            port.set_mac(mac.0)
+                .with_context(|| format!("port[{i}] ({}): set mac {mac}", p.name))?;
+        }
+        port.start()
+            .with_context(|| format!("port[{i}] ({}): start", p.name))?;
+        let mac = port.mac();
+        log::info!(
+            "port {} = {} ({}), mac {}",
+            p.name,
+            dev.port_dev[i],
+            port.driver_name(),
+            MacAddr(mac)
+        );
+        infos.push(PortInfo {
+            mac,
+            addr: u32::from(p.address.addr),
+            prefix_len: p.address.len,
+            mtu: p.mtu,
+            proxy_arp: p.proxy_arp,
+            tap: None,
+        });
+        nic.push(port);
+    }
+    let mut io_ports = nic.clone();
+    let mut roles: Vec<IoRole> = (0..nic.len()).map(|i| IoRole::Phys(i as u16)).collect();
+    let mut io_names: Vec<String> = cfg.ports.iter().map(|p| p.name.clone()).collect();
+    let mut first_tap: Option<String> = None;
+    for (i, p) in cfg.ports.iter().enumerate() {
+        let (Some(tap_name), Some(tap_dev)) = (&p.exception_tap, &dev.tap_dev[i]) else {
+            continue;
+        };
+        let tap = Port::by_name(tap_dev)
+            .with_context(|| format!("port[{i}] ({}): TAP {tap_dev} not found", p.name))?;
+        tap.configure(&setup_for(p, None), &pool)
+            .with_context(|| format!("port[{i}] ({}): configure TAP {tap_name}", p.name))?;
+        // The kernel side speaks with the NIC's MAC, so its frames leave unchanged.
+        tap.set_mac(infos[i].mac)
+            .with_context(|| format!("TAP {tap_name}: set mac"))?;
+        tap.start()
+            .with_context(|| format!("TAP {tap_name}: start"))?;
+        ip_cmd(&["link", "set", "dev", tap_name, "mtu", &p.mtu.to_string()])?;
+        ip_cmd(&["addr", "replace", &p.address.to_string(), "dev", tap_name])?;
+        ip_cmd(&["link", "set", "dev", tap_name, "up"])?;
+        infos[i].tap = Some(io_ports.len());
+        roles.push(IoRole::Tap(i as u16));
+        io_names.push(format!("tap:{tap_name}"));
+        io_ports.push(tap);
+        first_tap.get_or_insert(tap_name.clone());
+    }
+    let router = cfg.node.router_address;
+    if !cfg.ports.iter().any(|p| p.address.addr == router) {
+        if let Some(tap) = &first_tap {
+            ip_cmd(&["addr", "replace", &format!("{router}/32"), "dev", tap])?;
+        }
+    }
+    if io_ports.len() > MAX_PORTS {
+        bail!("{} ports and TAPs; at most {MAX_PORTS}", io_ports.len());
+    }
+
+    let pcfg = Arc::new(PipelineConfig {
+        ports: infos,
+        port_names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
+        roles,
+        router_addr: u32::from(router),
+        icmp_rate_per_sec: dp.icmp_rate_per_sec,
+        arp_retry_ns: u64::from(dp.arp_retry_ms) * 1_000_000,
+    });
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::empty(cfg.ports.len())));
+    let learn = Arc::new(ArrayQueue::new(4096));
+    let stats: Vec<Arc<CoreStats>> = dp
+        .cores
+        .iter()
+        .map(|c| Arc::new(CoreStats::new(*c)))
+        .collect();
+    let commands: Vec<Arc<ArrayQueue<_>>> = dp
+        .cores
+        .iter()
+        .map(|_| Arc::new(ArrayQueue::new(256)))
+        .collect();
+
+    let port_state: PortStateFn = {
+        let nic = nic.clone();
+        let cfg = cfg.clone();
+        let dev_names = dev.port_dev.clone();
+        Arc::new(move || {
+            nic.iter()
+                .zip(cfg.ports.iter())
+                .zip(dev_names.iter())
+                .map(|((port, p), devname)| {
+                    let link = port.link();
+                    let hw = port.stats().unwrap_or_default();
+                    PortState {
+                        name: p.name.clone(),
+                        driver: port.driver_name(),
+                        device: devname.clone(),
+                        mac: MacAddr(port.mac()),
+                        address: p.address.to_string(),
+                        mtu: p.mtu,
+                        link_up: link.up,
+                        speed_mbps: link.speed_mbps,
+                        proxy_arp: p.proxy_arp,
+                        exception_tap: p.exception_tap.clone(),
+                        hw: PortHwStats {
+                            ipackets: hw.ipackets,
+                            opackets: hw.opackets,
+                            ibytes: hw.ibytes,
+                            obytes: hw.obytes,
+                            imissed: hw.imissed,
+                            ierrors: hw.ierrors,
+                            oerrors: hw.oerrors,
+                            rx_nombuf: hw.rx_nombuf,
+                        },
+                    }
+                })
+                .collect()
+        })
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+
+    let feed_listener = bind_socket(&dp.feed_socket)
+        .with_context(|| format!("feed socket {}", dp.feed_socket.display()))?;
+    let admin_listener = bind_socket(&dp.admin_socket)
+        .with_context(|| format!("admin socket {}", dp.admin_socket.display()))?;
+    let (mgr_tx, mgr_rx) = sync_channel::<ManagerMsg>(1024);
+    let manager = Manager::new(
+        Fib::from_config(&cfg),
+        snapshot.clone(),
+        learn.clone(),
+        commands.clone(),
+        stats.clone(),
+        io_names,
+        cfg.node.name.clone(),
+        port_state,
+    );
+    let mgr_stop = stop.clone();
+    let manager_thread = std::thread::Builder::new()
+        .name("manager".into())
+        .spawn(move || manager.run(mgr_rx, mgr_stop))?;
+    {
+        let tx = mgr_tx.clone();
+        std::thread::Builder::new()
+            .name("feed".into())
+            .spawn(move || serve_feed(feed_listener, tx))?;
+        let tx = mgr_tx.clone();
+        std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || serve_admin(admin_listener, tx))?;
+    }
+
+    for (k, lcore) in dp.cores.iter().enumerate() {
+        let links = CoreLinks {
+            snapshot: snapshot.clone(),
+            learn: learn.clone(),
+            commands: commands[k].clone(),
+            stats: stats[k].clone(),
+        };
+        let mut worker = Worker::new(pcfg.clone(), links);
+        let mut io = DpdkIo::new(io_ports.clone(), k as u16, pool.clone());
+        let stop = stop.clone();
+        let adaptive = dp.poll_mode == PollMode::Adaptive;
+        cer_dpdk::launch(
+            *lcore,
+            Box::new(move || {
+                let mut idle = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    if worker.poll(&mut io) == 0 {
+                        idle = idle.saturating_add(1);
+                        if adaptive && idle > IDLE_POLLS_BEFORE_SLEEP {
+                            // Idle only: no packet waits behind this sleep.
+                            std::thread::sleep(IDLE_SLEEP);
+                        }
+                    } else {
+                        idle = 0;
+                    }
+                }
+                0
+            }),
+        )
+        .with_context(|| format!("launching the polling loop on lcore {lcore}"))?;
+    }
+    log::info!(
+        "cer-dataplane {} forwarding on lcores {:?}; feed {}, admin {}",
+        cfg.node.name,
+        dp.cores,
+        dp.feed_socket.display(),
+        dp.admin_socket.display()
+    );
+    println!("cer-dataplane: ready");
+
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    log::info!("shutting down");
+    for lcore in &dp.cores {
+        let rc = cer_dpdk::wait_lcore(*lcore);
+        if rc != 0 {
+            log::warn!("lcore {lcore} exited with {rc}");
+        }
+    }
+    let _ = manager_thread.join();
+    for p in &io_ports {
+        if let Err(e) = p.stop() {
+            log::warn!("stopping port {}: {e}", p.name());
+        }
+        p.close();
+    }
+    let _ = std::fs::remove_file(&dp.feed_socket);
+    let _ = std::fs::remove_file(&dp.admin_socket);
+    drop(pool);
+    drop(rx_pools);
+    drop(eal);
+    drop(isolation);
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! Hugepages for the CER dataplane: discovery of the kernel's pools (per page
+//! size and NUMA node) and hugetlbfs mounts, reservation through sysfs, and
+//! idempotent mounting. The dataplane calls [`check_available`] before EAL
+//! init; operators use the `cer-hugepages` binary or `scripts/hugepages`.
+//!
+//! All reads go through `/sys/kernel/mm/hugepages`, `/sys/devices/system/node`,
+//! `/proc/mounts` and `/proc/meminfo`; [`status_from`] reads the same layout
+//! under another root, which is how the tests fake a machine.
+
+mod error;
+mod mount;
+mod reserve;
+mod size;
+mod status;
+
+pub use error::HugepageError;
+pub use mount::{ensure_mounted, unmount, Mount, DEFAULT_MOUNT_PATH};
+pub use reserve::{check_available, check_status, ensure, ensure_with, reserve, Plan};
+pub use size::PageSize;
+pub use status::{status, status_from, Pool, Status};

@@ -1,0 +1,377 @@
+//! cer-dataplane end to end: the real binary on DPDK virtual devices
+//! (`net_af_packet` / `net_af_xdp` on veths, `net_tap` for the exception
+//! path) in network namespaces, with Linux hosts on each side.
+//!
+//! Topology (all names unique per run):
+//!   h1 (10.1.0.10) --lan-- [ cer-dataplane ] --wan-- h2 (10.2.0.20)
+//!                                 |   \--dmz-- h3 (10.3.0.30)
+//!                          TAP (kernel, 10.2.0.1)
+
+use anyhow::{Context, Result};
+use cer_e2e::*;
+use std::time::Duration;
+
+const RESPONDER: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 7000))
+s.listen(16)
+while True:
+    c, _ = s.accept()
+    c.sendall(sys.argv[2].encode())
+    c.close()
+"#;
+
+const FETCH: &str = r#"
+import socket, sys, time
+deadline = time.time() + 8
+while True:
+    try:
+        s = socket.create_connection((sys.argv[1], 7000), timeout=2)
+        print(s.recv(64).decode())
+        break
+    except OSError as e:
+        if time.time() > deadline:
+            print("error", e)
+            sys.exit(1)
+        time.sleep(0.2)
+"#;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Driver {
+    AfPacket,
+    AfXdp,
+}
+
+struct Topo {
+    dp: Netns,
+    h1: Netns,
+    h2: Netns,
+    h3: Netns,
+    dataplane: Proc,
+    scratch: Scratch,
+    admin: std::path::PathBuf,
+    feed: std::path::PathBuf,
+    tap: String,
+    prefix: String,
+}
+
+impl Topo {
+    fn new(driver: Driver) -> Result<Topo> {
+        let scratch = Scratch::new("dp")?;
+        let dp = Netns::new("dp")?;
+        let h1 = Netns::new("h1")?;
+        let h2 = Netns::new("h2")?;
+        let h3 = Netns::new("h3")?;
+        let t = tag();
+        let (dl, dw, dd) = (format!("cl{t}"), format!("cw{t}"), format!("cd{t}"));
+        let tap = format!("ct{t}");
+        veth(&dl, &dp, "eth0", &h1)?;
+        veth(&dw, &dp, "eth0", &h2)?;
+        veth(&dd, &dp, "eth0", &h3)?;
+        for i in [&dl, &dw, &dd] {
+            dp.run(&[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{i}.disable_ipv6=1"),
+            ])?;
+            dp.run(&["ip", "link", "set", i, "up"])?;
+        }
+        for (h, addr, gw) in [
+            (&h1, "10.1.0.10/24", "10.1.0.1"),
+            (&h2, "10.2.0.20/24", "10.2.0.1"),
+            (&h3, "10.3.0.30/24", "10.3.0.1"),
+        ] {
+            h.addr("eth0", addr)?;
+            h.run(&["ip", "route", "add", "default", "via", gw])?;
+            // veth leaves TCP/UDP checksums to "hardware" (CHECKSUM_PARTIAL);
+            // a userspace forwarder sees them unfinished. Real NICs fill them.
+            h.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
+        }
+        let drv = match driver {
+            Driver::AfPacket => "af_packet",
+            Driver::AfXdp => "af_xdp",
+        };
+        let admin = scratch.file("admin.sock");
+        let feed = scratch.file("feed.sock");
+        let prefix = format!("e2e{t}");
+        let cfg = format!(
+            r#"
+[node]
+name = "e2e{t}"
+router_address = "10.2.0.1"
+[dataplane]
+cores = [1]
+poll_mode = "adaptive"
+admin_socket = "{admin}"
+feed_socket = "{feed}"
+arp_retry_ms = 200
+[dataplane.memory]
+hugepages = false
+memory_mb = 256
+mbufs = 4095
+file_prefix = "{prefix}"
+[[port]]
+name = "lan"
+driver = "{drv}"
+iface = "{dl}"
+address = "10.1.0.1/24"
+proxy_arp = true
+[[port]]
+name = "wan"
+driver = "{drv}"
+iface = "{dw}"
+address = "10.2.0.1/24"
+exception_tap = "{tap}"
+[[port]]
+name = "dmz"
+driver = "{drv}"
+iface = "{dd}"
+address = "10.3.0.1/24"
+"#,
+            admin = admin.display(),
+            feed = feed.display(),
+        );
+        let cfg_path = scratch.file("node.toml");
+        std::fs::write(&cfg_path, cfg)?;
+        let mut dataplane = dp.spawn(
+            &[
+                bin("cer-dataplane").to_str().unwrap(),
+                "--config",
+                cfg_path.to_str().unwrap(),
+            ],
+            &scratch.file("dataplane.log"),
+        )?;
+        dataplane.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+        Ok(Topo {
+            dp,
+            h1,
+            h2,
+            h3,
+            dataplane,
+            scratch,
+            admin,
+            feed,
+            tap,
+            prefix,
+        })
+    }
+
+    fn cerctl(&self, args: &[&str]) -> Result<String> {
+        let cerctl = bin("cerctl");
+        let admin = self.admin.to_str().unwrap();
+        let feed = self.feed.to_str().unwrap();
+        let mut full = vec![
+            cerctl.to_str().unwrap(),
+            "dataplane",
+            "--admin-socket",
+            admin,
+        ];
+        if args[0] == "feed" {
+            full.extend_from_slice(&["feed", "--socket", feed]);
+            full.extend_from_slice(&args[1..]);
+        } else {
+            full.extend_from_slice(args);
+        }
+        Ok(String::from_utf8_lossy(&sh(&full)?.stdout).into_owned())
+    }
+
+    fn responder(&self, h: &Netns, ip: &str, name: &str) -> Result<Proc> {
+        let script = self.scratch.file("responder.py");
+        std::fs::write(&script, RESPONDER)?;
+        h.run(&["ip", "addr", "add", &format!("{ip}/32"), "dev", "eth0"])?;
+        let p = h.spawn(
+            &["/usr/bin/python3", script.to_str().unwrap(), ip, name],
+            &self.scratch.file(&format!("resp-{name}.log")),
+        )?;
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(p)
+    }
+
+    fn fetch(&self, from: &Netns, ip: &str) -> String {
+        let script = self.scratch.file("fetch.py");
+        std::fs::write(&script, FETCH).unwrap();
+        let out = from.try_run(&["/usr/bin/python3", script.to_str().unwrap(), ip]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn dump(&self) -> String {
+        format!(
+            "dataplane log:\n{}\ncounters: {}",
+            self.dataplane.log_text(),
+            admin(&self.admin, "counters")
+                .map(|v| v.to_string())
+                .unwrap_or_default()
+        )
+    }
+}
+
+fn forwarding_scenario(driver: Driver) -> Result<()> {
+    let _g = serial();
+    require_root();
+    let mut t = Topo::new(driver)?;
+    let pid = t.dataplane.pid();
+
+    // ARP and forwarding between hosts on different ports.
+    assert!(
+        t.h1.ping_until("10.2.0.20", Duration::from_secs(10)),
+        "h1 -> h2\n{}",
+        t.dump()
+    );
+    assert!(t.h1.ping("10.3.0.30", 3), "h1 -> h3\n{}", t.dump());
+    let neigh = admin(&t.admin, "neighbors")?;
+    let learned: Vec<&str> = neigh
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["ip"].as_str())
+        .collect();
+    for ip in ["10.1.0.10", "10.2.0.20", "10.3.0.30"] {
+        assert!(learned.contains(&ip), "{ip} not learned: {neigh}");
+    }
+    // The hosts resolved the router by the dataplane's ARP replies.
+    let h1_neigh = String::from_utf8_lossy(&t.h1.run(&["ip", "neigh", "show", "10.1.0.1"])?.stdout)
+        .into_owned();
+    let ports = admin(&t.admin, "ports")?;
+    let lan_mac = ports[0]["mac"].as_str().unwrap().to_string();
+    assert!(
+        h1_neigh.contains(&lan_mac),
+        "h1 sees {h1_neigh}, lan port is {lan_mac}"
+    );
+
+    // TTL expiry: ICMP time exceeded from the router address.
+    let out =
+        t.h1.try_run(&["ping", "-c", "1", "-W", "1", "-t", "1", "10.2.0.20"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("From 10.2.0.1") && text.contains("Time to live exceeded"),
+        "{text}"
+    );
+
+    // Exception path: the TAP's kernel answers for the router address, and can ping a host.
+    assert!(
+        t.h2.ping("10.2.0.1", 2),
+        "h2 -> router via TAP\n{}",
+        t.dump()
+    );
+    assert!(t.dp.ping("10.2.0.20", 2), "TAP kernel -> h2\n{}", t.dump());
+    // A port without a TAP: the dataplane answers echo itself.
+    assert!(t.h1.ping("10.1.0.1", 2), "h1 -> lan address\n{}", t.dump());
+
+    // A /32 fed over the socket moves without a restart.
+    let _r2 = t.responder(&t.h2, "10.77.60.10", "h2")?;
+    let _r3 = t.responder(&t.h3, "10.77.60.10", "h3")?;
+    t.cerctl(&["feed", "endpoint-set", "10.77.60.10", "--port", "wan"])?;
+    let got = t.fetch(&t.h1, "10.77.60.10");
+    assert_eq!(
+        got,
+        "h2",
+        "{}\nresponder: {}",
+        t.dump(),
+        std::fs::read_to_string(t.scratch.file("resp-h2.log")).unwrap_or_default()
+    );
+    t.cerctl(&["feed", "endpoint-set", "10.77.60.10", "--port", "dmz"])?;
+    assert_eq!(t.fetch(&t.h1, "10.77.60.10"), "h3", "{}", t.dump());
+    t.cerctl(&["feed", "endpoint-del", "10.77.60.10"])?;
+    let out = t.h1.try_run(&["ping", "-c", "1", "-W", "1", "10.77.60.10"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Destination Net Unreachable"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Proxy ARP: 10.1.0.77 lives at h3 but is inside h1's subnet.
+    t.h3.run(&["ip", "addr", "add", "10.1.0.77/32", "dev", "eth0"])?;
+    t.cerctl(&["feed", "endpoint-set", "10.1.0.77", "--port", "dmz"])?;
+    t.cerctl(&["feed", "proxy-arp-add", "10.1.0.77"])?;
+    assert!(
+        !t.h1.ping("10.1.0.77", 2),
+        "proxy ARP answered while the gate is closed"
+    );
+    assert!(counter(&t.admin, "events", "proxy_arp_inactive_silent") > 0);
+    t.cerctl(&["feed", "proxy-arp-active", "true"])?;
+    t.h1.run(&["ip", "neigh", "flush", "dev", "eth0"])?;
+    assert!(
+        t.h1.ping_until("10.1.0.77", Duration::from_secs(5)),
+        "proxy ARP\n{}",
+        t.dump()
+    );
+    let n = String::from_utf8_lossy(&t.h1.run(&["ip", "neigh", "show", "10.1.0.77"])?.stdout)
+        .into_owned();
+    assert!(
+        n.contains(&lan_mac),
+        "10.1.0.77 resolves to the router: {n}"
+    );
+    t.cerctl(&["feed", "garp", "lan", "10.1.0.77", "--count", "2"])?;
+    assert_eq!(counter(&t.admin, "events", "gratuitous_arp_sent"), 2);
+
+    // Garbage on the feed socket: refused, the dataplane keeps forwarding.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&t.feed)?;
+        s.write_all(b"\x00\x01garbage{{{\n")?;
+        let mut answer = String::new();
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let _ = s.read_to_string(&mut answer);
+        assert!(answer.contains("\"type\":\"error\""), "{answer}");
+    }
+    let feed = admin(&t.admin, "feed")?;
+    assert!(feed["errors"].as_u64().unwrap() >= 1, "{feed}");
+    assert!(t.h1.ping("10.2.0.20", 2), "forwarding after feed garbage");
+    assert_eq!(t.dataplane.pid(), pid, "same process throughout");
+
+    // Graceful shutdown removes what it installed.
+    let code = t.dataplane.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", t.dataplane.log_text());
+    let rules = String::from_utf8_lossy(&t.dp.run(&["nft", "list", "tables"])?.stdout).into_owned();
+    assert!(
+        !rules.contains(&t.prefix),
+        "nftables table left behind: {rules}"
+    );
+    assert!(!t.feed.exists() && !t.admin.exists());
+    let links = String::from_utf8_lossy(&t.dp.run(&["ip", "link"])?.stdout).into_owned();
+    assert!(!links.contains(&t.tap), "TAP left behind");
+    Ok(())
+}
+
+#[test]
+fn forwarding_arp_feed_and_exception_path_on_af_packet() -> Result<()> {
+    forwarding_scenario(Driver::AfPacket)
+}
+
+#[test]
+fn forwarding_arp_feed_and_exception_path_on_af_xdp() -> Result<()> {
+    forwarding_scenario(Driver::AfXdp)
+}
+
+#[test]
+fn bad_config_is_a_clear_error() -> Result<()> {
+    let s = Scratch::new("cfg")?;
+    let p = s.file("bad.toml");
+    std::fs::write(
+        &p,
+        "[node]\nname = \"x\"\nrouter_address = \"10.0.0.1\"\n[[port]]\nname = \"lan\"\ndriver = \"af_packet\"\niface = \"v0\"\naddress = \"10.0.0.1/24\"\nmtu = 50\n",
+    )?;
+    let out = std::process::Command::new(bin("cer-dataplane"))
+        .args(["--config", p.to_str().unwrap()])
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("port[0] (lan).mtu") && err.contains("50"),
+        "{err}"
+    );
+    std::fs::write(&p, "[node]\nname = \"x\"\nrouter_adress = \"10.0.0.1\"\n")?;
+    let out = std::process::Command::new(bin("cer-dataplane"))
+        .args(["--config", p.to_str().unwrap()])
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("router_adress"), "{err}");
+    let out = std::process::Command::new(bin("cer-dataplane"))
+        .args(["--config", "/nonexistent/node.toml"])
+        .output()
+        .context("run")?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/node.toml"));
+    Ok(())
+}
