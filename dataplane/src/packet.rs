@@ -12,6 +12,20 @@ pub const HEADROOM: usize = 128;
 /// Data room of one in-memory buffer: a 9600-byte jumbo frame fits.
 pub const MEM_DATA_ROOM: usize = 9728;
 
+/// A hint to the CPU to start loading `r`'s cache line (table slots, headers).
+#[inline(always)]
+pub fn prefetch_read<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is only a
+    // hint: it never faults and has no effect on program state.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
+
 /// A single-segment packet buffer with headroom (an mbuf, or `MemBuf`).
 pub trait PacketBuf: Sized {
     fn data(&self) -> &[u8];
