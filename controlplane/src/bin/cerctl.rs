@@ -209,7 +209,7 @@ fn show(socket: &std::path::Path, what: ShowWhat, json: bool) -> Result<()> {
                     s(&n["ip"]),
                     s(&n["mac"]),
                     s(&n["state"]),
-                    n["confirmed_secs_ago"]
+                    n["confirmed_secs_ago"].as_u64().unwrap_or(0)
                 );
             }
         }
