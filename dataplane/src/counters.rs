@@ -26,6 +26,7 @@ named_enum! {
     DropReason {
         MultiSegment => "multi_segment",
         EthTruncated => "eth_truncated",
+        Oversized => "rx_oversized",
         L2OtherHost => "l2_other_host",
         L2Multicast => "l2_multicast",
         UnsupportedEthertype => "unsupported_ethertype",

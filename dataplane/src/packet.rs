@@ -80,6 +80,8 @@ pub struct MemBuf {
     store: Box<[u8; HEADROOM + MEM_DATA_ROOM]>,
     start: usize,
     end: usize,
+    /// Pretend to be a chained (multi-segment) buffer, for tests.
+    pub chained: bool,
 }
 
 impl MemBuf {
@@ -88,6 +90,7 @@ impl MemBuf {
             store: Box::new([0u8; HEADROOM + MEM_DATA_ROOM]),
             start: HEADROOM,
             end: HEADROOM,
+            chained: false,
         }
     }
 
@@ -161,7 +164,7 @@ impl PacketBuf for MemBuf {
     }
     #[inline]
     fn is_contiguous(&self) -> bool {
-        true
+        !self.chained
     }
     #[inline]
     fn rss_hash(&self) -> Option<u32> {
@@ -237,6 +240,7 @@ impl PortIo for MemPorts {
         let mut b = self.pool.pop()?;
         b.start = HEADROOM;
         b.end = HEADROOM;
+        b.chained = false;
         Some(b)
     }
 }

@@ -302,6 +302,10 @@ impl<B: PacketBuf> Worker<B> {
             return self.drop_pkt(DropReason::EthTruncated, buf);
         }
         let info = self.cfg.ports[port];
+        // A giant: more than the port MTU plus an Ethernet (and VLAN) header.
+        if d.len() > usize::from(info.mtu) + wire::ETH_LEN + 4 {
+            return self.drop_pkt(DropReason::Oversized, buf);
+        }
         if d[0..6] != info.mac && d[0..6] != wire::BROADCAST {
             let reason = if d[0] & 1 == 1 {
                 DropReason::L2Multicast

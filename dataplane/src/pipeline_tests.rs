@@ -46,7 +46,7 @@ impl Rig {
                 mac: LAN_MAC,
                 addr: u("10.1.0.1"),
                 prefix_len: 24,
-                mtu: 1500,
+                mtu: 9000,
                 proxy_arp: true,
                 tap: None,
             },
@@ -630,7 +630,12 @@ fn df_clear_too_big_is_fragmented_and_reassembles() {
     set_df(&mut pkt, false);
     r.run(LAN, &pkt);
     let out = r.io.sent(WAN);
-    assert_eq!(out.len(), 3);
+    let dropped: Vec<_> = DropReason::ALL
+        .iter()
+        .filter(|d| r.drops(**d) > 0)
+        .map(|d| d.name())
+        .collect();
+    assert_eq!(out.len(), 3, "drops: {dropped:?}");
     let orig = Ipv4Packet::new_checked(&pkt[14..]).unwrap();
     let mut payload = Vec::new();
     for (i, f) in out.iter().enumerate() {
@@ -798,6 +803,11 @@ fn every_malformed_input_has_a_named_drop() {
         ping(LAN_MAC, "10.1.0.10", "239.1.1.1", 64, 8),
         DropReason::Ipv4NotRoutable,
     ));
+    // A giant over the LAN MTU (9000) is not forwarded, whatever it carries.
+    cases.push((
+        ping(LAN_MAC, "10.1.0.10", "10.2.0.20", 64, 9100),
+        DropReason::Oversized,
+    ));
     for (frame, reason) in cases {
         let before = r.drops(reason);
         r.run(LAN, &frame);
@@ -810,6 +820,17 @@ fn every_malformed_input_has_a_named_drop() {
         );
         assert!(r.nothing_sent(), "{} sent something", reason.name());
     }
+}
+
+#[test]
+fn chained_buffers_are_dropped() {
+    let mut r = Rig::new(false);
+    let mut b = MemBuf::from_frame(&ping(LAN_MAC, "10.1.0.10", "10.1.0.1", 64, 8));
+    b.chained = true;
+    r.io.rx[LAN].push_back(b);
+    r.worker.poll(&mut r.io);
+    assert_eq!(r.drops(DropReason::MultiSegment), 1);
+    assert!(r.nothing_sent());
 }
 
 #[test]
