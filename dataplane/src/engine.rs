@@ -90,21 +90,36 @@ pub fn eal_args(cfg: &NodeConfig) -> Vec<String> {
     let dp = &cfg.dataplane;
     let mut lcores = vec![dp.main_lcore];
     lcores.extend(&dp.cores);
-    let mut a: Vec<String> = vec![
-        "cer-dataplane".into(),
-        "-l".into(),
-        lcores
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
+    let mut a: Vec<String> = vec!["cer-dataplane".into()];
+    if dp.cpus.is_empty() {
+        a.push("-l".into());
+        a.push(
+            lcores
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    } else {
+        // Explicit lcore -> CPU pinning (several polling lcores may share a CPU in labs).
+        let mut map = vec![format!("{0}@{0}", dp.main_lcore)];
+        map.extend(
+            dp.cores
+                .iter()
+                .zip(&dp.cpus)
+                .map(|(l, c)| format!("{l}@{c}")),
+        );
+        a.push("--lcores".into());
+        a.push(map.join(","));
+    }
+    a.extend([
         "--main-lcore".into(),
         dp.main_lcore.to_string(),
         "--file-prefix".into(),
         cfg.file_prefix(),
         "-m".into(),
         dp.memory.memory_mb.to_string(),
-    ];
+    ]);
     if !dp.memory.hugepages {
         a.push("--no-huge".into());
         a.push("--no-shconf".into());

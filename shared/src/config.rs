@@ -66,6 +66,10 @@ pub struct DataplaneSection {
     pub cores: Vec<u32>,
     /// The EAL main lcore: runs the manager, feed and admin threads.
     pub main_lcore: u32,
+    /// CPU each polling lcore is pinned to (same order as `cores`). Empty:
+    /// lcore N runs on CPU N (production). Several lcores may share a CPU in
+    /// labs (EAL `--lcores lcore@cpu`).
+    pub cpus: Vec<u32>,
     pub poll_mode: PollMode,
     /// Admin socket (JSON lines): counters, neighbors, snapshot state.
     pub admin_socket: PathBuf,
@@ -89,6 +93,7 @@ impl Default for DataplaneSection {
         Self {
             cores: vec![1],
             main_lcore: 0,
+            cpus: Vec::new(),
             poll_mode: PollMode::Busy,
             admin_socket: PathBuf::from("/run/cer/dataplane.sock"),
             feed_socket: PathBuf::from("/run/cer/feed.sock"),
@@ -252,6 +257,16 @@ impl NodeConfig {
                     format!("core {c} is also dataplane.main_lcore; polling cores must be workers"),
                 ));
             }
+        }
+        if !dp.cpus.is_empty() && dp.cpus.len() != dp.cores.len() {
+            return Err(bad(
+                "dataplane.cpus".into(),
+                format!(
+                    "{} CPUs for {} cores; give one CPU per core, or none",
+                    dp.cpus.len(),
+                    dp.cores.len()
+                ),
+            ));
         }
         if dp.cores.len() > 64 {
             return Err(bad(

@@ -59,6 +59,11 @@ struct Topo {
 
 impl Topo {
     fn new(driver: Driver) -> Result<Topo> {
+        Self::with_cores(driver, "cores = [1]")
+    }
+
+    /// `cores` is the `[dataplane]` lines that choose polling lcores.
+    fn with_cores(driver: Driver, cores: &str) -> Result<Topo> {
         let scratch = Scratch::new("dp")?;
         let dp = Netns::new("dp")?;
         let h1 = Netns::new("h1")?;
@@ -102,7 +107,7 @@ impl Topo {
 name = "e2e{t}"
 router_address = "10.2.0.1"
 [dataplane]
-cores = [1]
+{cores}
 poll_mode = "adaptive"
 admin_socket = "{admin}"
 feed_socket = "{feed}"
@@ -343,6 +348,50 @@ fn forwarding_arp_feed_and_exception_path_on_af_packet() -> Result<()> {
 #[test]
 fn forwarding_arp_feed_and_exception_path_on_af_xdp() -> Result<()> {
     forwarding_scenario(Driver::AfXdp)
+}
+
+/// Two polling lcores (sharing CPU 1 here; pinned to their own CPUs in
+/// production): each owns queue i of every port, flows are spread over the
+/// queues by the port (PACKET_FANOUT hash for af_packet), and both forward.
+#[test]
+fn two_polling_cores_each_own_a_queue() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let t = Topo::with_cores(Driver::AfPacket, "cores = [1, 2]\ncpus = [1, 1]")?;
+    let cores = admin(&t.admin, "counters")?;
+    assert_eq!(cores.as_array().unwrap().len(), 2, "{cores}");
+    assert!(
+        t.h1.ping_until("10.2.0.20", Duration::from_secs(10)),
+        "{}",
+        t.dump()
+    );
+    let script = t.scratch.file("responder.py");
+    std::fs::write(&script, RESPONDER)?;
+    let _r = t.h2.spawn(
+        &[
+            "/usr/bin/python3",
+            script.to_str().unwrap(),
+            "10.2.0.20",
+            "h2",
+        ],
+        &t.scratch.file("r.log"),
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    // Many TCP connections = many flows (distinct source ports).
+    for _ in 0..40 {
+        assert_eq!(t.fetch(&t.h1, "10.2.0.20"), "h2", "{}", t.dump());
+    }
+    let cores = admin(&t.admin, "counters")?;
+    for c in cores.as_array().unwrap() {
+        let lan = c["rx"]["lan"].as_u64().unwrap_or(0);
+        let fwd = c["events"]["forwarded"].as_u64().unwrap_or(0);
+        assert!(
+            lan > 0 && fwd > 0,
+            "lcore {} did no work: {cores}",
+            c["lcore"]
+        );
+    }
+    Ok(())
 }
 
 #[test]
