@@ -142,6 +142,17 @@ impl Rig {
         });
     }
 
+    /// 0.0.0.0/0 via 10.2.0.254 on the WAN port.
+    fn default_via_wan_gateway(&mut self) {
+        self.change(FibChange::RouteSet {
+            prefix: "0.0.0.0/0".parse().unwrap(),
+            nexthops: vec![NextHop {
+                port: "wan".into(),
+                gateway: Some("10.2.0.254".parse().unwrap()),
+            }],
+        });
+    }
+
     fn run(&mut self, port: usize, frame: &[u8]) {
         self.io.inject(port, frame);
         self.worker.poll(&mut self.io);
@@ -437,13 +448,7 @@ fn lpm_default_route_and_ecmp() {
     let mut r = Rig::new(false);
     r.neighbor("wan", "10.2.0.254", GW_MAC);
     r.neighbor("wan", "10.2.0.253", GW2_MAC);
-    r.change(FibChange::RouteSet {
-        prefix: "0.0.0.0/0".parse().unwrap(),
-        nexthops: vec![NextHop {
-            port: "wan".into(),
-            gateway: Some("10.2.0.254".parse().unwrap()),
-        }],
-    });
+    r.default_via_wan_gateway();
     r.run(LAN, &ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 64, 8));
     let out = r.io.sent(WAN);
     assert_eq!(out.len(), 1);
@@ -549,13 +554,7 @@ fn ttl_expiry_sends_time_exceeded_from_router_address() {
     let mut r = Rig::new(false);
     r.neighbor("lan", "10.1.0.10", HOST_MAC);
     r.neighbor("wan", "10.2.0.254", GW_MAC);
-    r.change(FibChange::RouteSet {
-        prefix: "0.0.0.0/0".parse().unwrap(),
-        nexthops: vec![NextHop {
-            port: "wan".into(),
-            gateway: Some("10.2.0.254".parse().unwrap()),
-        }],
-    });
+    r.default_via_wan_gateway();
     let pkt = ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 1, 16);
     r.run(LAN, &pkt);
     assert!(r.io.sent(WAN).is_empty());
@@ -594,13 +593,7 @@ fn df_too_big_gets_frag_needed_with_mtu() {
     let mut r = Rig::new(false);
     r.neighbor("lan", "10.1.0.10", HOST_MAC);
     r.neighbor("wan", "10.2.0.254", GW_MAC);
-    r.change(FibChange::RouteSet {
-        prefix: "0.0.0.0/0".parse().unwrap(),
-        nexthops: vec![NextHop {
-            port: "wan".into(),
-            gateway: Some("10.2.0.254".parse().unwrap()),
-        }],
-    });
+    r.default_via_wan_gateway();
     let mut pkt = ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 64, 1450);
     set_df(&mut pkt, true);
     r.run(LAN, &pkt);
@@ -619,13 +612,7 @@ fn df_too_big_gets_frag_needed_with_mtu() {
 fn df_clear_too_big_is_fragmented_and_reassembles() {
     let mut r = Rig::new(false);
     r.neighbor("wan", "10.2.0.254", GW_MAC);
-    r.change(FibChange::RouteSet {
-        prefix: "0.0.0.0/0".parse().unwrap(),
-        nexthops: vec![NextHop {
-            port: "wan".into(),
-            gateway: Some("10.2.0.254".parse().unwrap()),
-        }],
-    });
+    r.default_via_wan_gateway();
     let mut pkt = ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 64, 3000);
     set_df(&mut pkt, false);
     r.run(LAN, &pkt);
@@ -838,13 +825,7 @@ fn tx_full_and_no_mbuf_are_counted() {
     let mut r = Rig::new(false);
     r.neighbor("lan", "10.1.0.10", HOST_MAC);
     r.neighbor("wan", "10.2.0.254", GW_MAC);
-    r.change(FibChange::RouteSet {
-        prefix: "0.0.0.0/0".parse().unwrap(),
-        nexthops: vec![NextHop {
-            port: "wan".into(),
-            gateway: Some("10.2.0.254".parse().unwrap()),
-        }],
-    });
+    r.default_via_wan_gateway();
     r.io.tx_room[WAN] = 3;
     for _ in 0..10 {
         r.io.inject(LAN, &ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 64, 8));

@@ -93,28 +93,24 @@ impl fmt::Display for Ipv4Prefix {
     }
 }
 
+/// Splits `A.B.C.D/LEN` with LEN in 0..=32.
+fn parse_addr_len(s: &str) -> Result<(Ipv4Addr, u8), AddrError> {
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| AddrError::BadPrefix(s.to_string()))?;
+    let addr: Ipv4Addr = a.parse().map_err(|_| AddrError::BadPrefix(s.into()))?;
+    let len: u8 = l.parse().map_err(|_| AddrError::BadPrefixLen(s.into()))?;
+    if len > 32 {
+        return Err(AddrError::BadPrefixLen(s.into()));
+    }
+    Ok((addr, len))
+}
+
 impl FromStr for Ipv4Prefix {
     type Err = AddrError;
     fn from_str(s: &str) -> Result<Self, AddrError> {
-        let (a, l) = s
-            .split_once('/')
-            .ok_or_else(|| AddrError::BadPrefix(s.to_string()))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| AddrError::BadPrefix(s.into()))?;
-        let len: u8 = l.parse().map_err(|_| AddrError::BadPrefixLen(s.into()))?;
+        let (addr, len) = parse_addr_len(s)?;
         Ipv4Prefix::new(addr, len)
-    }
-}
-
-impl Serialize for Ipv4Prefix {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Ipv4Prefix {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -140,28 +136,8 @@ impl fmt::Display for Ipv4Interface {
 impl FromStr for Ipv4Interface {
     type Err = AddrError;
     fn from_str(s: &str) -> Result<Self, AddrError> {
-        let (a, l) = s
-            .split_once('/')
-            .ok_or_else(|| AddrError::BadPrefix(s.to_string()))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| AddrError::BadPrefix(s.into()))?;
-        let len: u8 = l.parse().map_err(|_| AddrError::BadPrefixLen(s.into()))?;
-        if len > 32 {
-            return Err(AddrError::BadPrefixLen(s.into()));
-        }
+        let (addr, len) = parse_addr_len(s)?;
         Ok(Self { addr, len })
-    }
-}
-
-impl Serialize for Ipv4Interface {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Ipv4Interface {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -208,18 +184,23 @@ impl FromStr for MacAddr {
     }
 }
 
-impl Serialize for MacAddr {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
+/// Serde as the Display / FromStr string form (`"10.0.0.0/24"`, `"02:00:..."`).
+macro_rules! string_serde {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
 }
 
-impl<'de> Deserialize<'de> for MacAddr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+string_serde!(Ipv4Prefix, Ipv4Interface, MacAddr);
 
 #[cfg(test)]
 mod tests {
