@@ -120,9 +120,14 @@ pub fn eal_args(cfg: &NodeConfig) -> Vec<String> {
         "-m".into(),
         dp.memory.memory_mb.to_string(),
     ]);
-    if !dp.memory.hugepages {
+    // No secondary processes attach to us: no shared config files, and with
+    // hugepages the files are unlinked right after mapping, so the pages
+    // return to the pool when the process exits, however it exits.
+    a.push("--no-shconf".into());
+    if dp.memory.hugepages {
+        a.push("--huge-unlink".into());
+    } else {
         a.push("--no-huge".into());
-        a.push("--no-shconf".into());
     }
     // Our own admin socket replaces DPDK telemetry (and leaves no socket behind).
     a.push("--no-telemetry".into());
@@ -514,7 +519,12 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     let _ = std::fs::remove_file(&dp.admin_socket);
     drop(pool);
     drop(rx_pools);
+    let runtime_dir = cer_dpdk::runtime_dir();
     drop(eal);
+    if let Some(dir) = runtime_dir {
+        // EAL keeps it when a driver still held mbufs at cleanup (af_xdp does).
+        let _ = std::fs::remove_dir(dir);
+    }
     drop(isolation);
     Ok(())
 }

@@ -45,11 +45,13 @@ enum Driver {
 }
 
 struct Topo {
+    // Dropped first: the dataplane gets SIGTERM and cleans up before its
+    // namespace goes.
+    dataplane: Proc,
     dp: Netns,
     h1: Netns,
     h2: Netns,
     h3: Netns,
-    dataplane: Proc,
     scratch: Scratch,
     admin: std::path::PathBuf,
     feed: std::path::PathBuf,
@@ -64,6 +66,11 @@ impl Topo {
 
     /// `cores` is the `[dataplane]` lines that choose polling lcores.
     fn with_cores(driver: Driver, cores: &str) -> Result<Topo> {
+        Self::with_config(driver, cores, "hugepages = false")
+    }
+
+    /// `memory` is the `[dataplane.memory]` lines besides size and prefix.
+    fn with_config(driver: Driver, cores: &str, memory: &str) -> Result<Topo> {
         let scratch = Scratch::new("dp")?;
         let dp = Netns::new("dp")?;
         let h1 = Netns::new("h1")?;
@@ -113,7 +120,7 @@ admin_socket = "{admin}"
 feed_socket = "{feed}"
 arp_retry_ms = 200
 [dataplane.memory]
-hugepages = false
+{memory}
 memory_mb = 256
 mbufs = 4095
 file_prefix = "{prefix}"
@@ -391,6 +398,74 @@ fn two_polling_cores_each_own_a_queue() -> Result<()> {
             c["lcore"]
         );
     }
+    Ok(())
+}
+
+/// Restores the 2 MiB hugepage pool (and removes a mount it made) on drop.
+struct HugepageGuard {
+    original: String,
+    mounted_by_us: bool,
+}
+
+impl HugepageGuard {
+    const NR: &'static str = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+
+    fn reserve(mb: u32) -> Result<HugepageGuard> {
+        let original = std::fs::read_to_string(Self::NR)?.trim().to_string();
+        let had_mount = std::fs::read_to_string("/proc/mounts")?.contains("hugetlbfs");
+        let guard = HugepageGuard {
+            original,
+            mounted_by_us: !had_mount,
+        };
+        sh(&[
+            bin("cer-hugepages").to_str().unwrap(),
+            "ensure",
+            "--mb",
+            &mb.to_string(),
+        ])?;
+        Ok(guard)
+    }
+}
+
+impl Drop for HugepageGuard {
+    fn drop(&mut self) {
+        let hp = bin("cer-hugepages");
+        if self.mounted_by_us {
+            let _ = sh(&[hp.to_str().unwrap(), "unmount", "--path", "/dev/hugepages"]);
+        }
+        let _ = sh(&[hp.to_str().unwrap(), "reserve", "--pages", &self.original]);
+    }
+}
+
+/// The production memory path: EAL on hugetlbfs (reserved and mounted by
+/// cer-hugepages, restored afterwards), forwarding as on --no-huge.
+#[test]
+fn forwarding_on_hugepages() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let _pages = HugepageGuard::reserve(320)?;
+    let mut t = Topo::with_config(Driver::AfPacket, "cores = [1]", "hugepages = true")?;
+    assert!(
+        t.dataplane.log_text().contains("EAL") && !t.dataplane.log_text().contains("--no-huge")
+    );
+    assert!(
+        t.h1.ping_until("10.2.0.20", Duration::from_secs(10)),
+        "{}",
+        t.dump()
+    );
+    assert!(t.h1.ping("10.3.0.30", 2), "{}", t.dump());
+    assert_eq!(
+        t.dataplane.terminate(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        t.dataplane.log_text()
+    );
+    // EAL released its hugepage files.
+    let left: Vec<_> = std::fs::read_dir("/dev/hugepages")?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(&t.prefix))
+        .collect();
+    assert!(left.is_empty(), "hugepage files left: {left:?}");
     Ok(())
 }
 
