@@ -1,0 +1,239 @@
+//! What the RIB stores: prefixes (IPv4 and IPv6 unicast), path attributes
+//! (shared between prefixes through `Arc`), and paths (attributes + where
+//! they came from).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+pub use cer_shared::Ipv4Prefix;
+
+pub type Asn = u32;
+
+/// An IPv6 prefix with host bits cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Ipv6Prefix {
+    pub addr: Ipv6Addr,
+    pub len: u8,
+}
+
+impl Ipv6Prefix {
+    pub fn new(addr: Ipv6Addr, len: u8) -> Self {
+        let len = len.min(128);
+        let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+        Ipv6Prefix { addr: Ipv6Addr::from(u128::from(addr) & mask), len }
+    }
+}
+
+impl fmt::Display for Ipv6Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// A unicast prefix of either family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Prefix {
+    V4(Ipv4Prefix),
+    V6(Ipv6Prefix),
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Prefix::V4(p) => p.fmt(f),
+            Prefix::V6(p) => p.fmt(f),
+        }
+    }
+}
+
+impl From<Ipv4Prefix> for Prefix {
+    fn from(p: Ipv4Prefix) -> Self {
+        Prefix::V4(p)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Igp = 0,
+    Egp = 1,
+    Incomplete = 2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AsSegmentKind {
+    Set,
+    Sequence,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AsSegment {
+    pub kind: AsSegmentKind,
+    pub asns: Vec<Asn>,
+}
+
+/// The next hop of a path. IPv4 NLRI may carry an IPv6 next hop (RFC 8950).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "lowercase")]
+pub enum NextHop {
+    V4 { addr: Ipv4Addr },
+    V6 { global: Ipv6Addr, link_local: Option<Ipv6Addr> },
+}
+
+impl NextHop {
+    pub fn ip(&self) -> IpAddr {
+        match self {
+            NextHop::V4 { addr } => IpAddr::V4(*addr),
+            NextHop::V6 { global, .. } => IpAddr::V6(*global),
+        }
+    }
+}
+
+impl fmt::Display for NextHop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NextHop::V4 { addr } => addr.fmt(f),
+            NextHop::V6 { global, link_local: Some(ll) } => write!(f, "{global} ({ll})"),
+            NextHop::V6 { global, link_local: None } => global.fmt(f),
+        }
+    }
+}
+
+/// A standard community (RFC 1997) as `asn << 16 | value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Community(pub u32);
+
+impl Community {
+    pub fn new(asn: u16, value: u16) -> Self {
+        Community(u32::from(asn) << 16 | u32::from(value))
+    }
+    pub const NO_EXPORT: Community = Community(0xFFFF_FF01);
+    pub const NO_ADVERTISE: Community = Community(0xFFFF_FF02);
+}
+
+impl fmt::Display for Community {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.0 >> 16, self.0 & 0xffff)
+    }
+}
+
+impl std::str::FromStr for Community {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, v) = s.split_once(':').ok_or_else(|| format!("'{s}' is not a community (ASN:VALUE)"))?;
+        let a: u16 = a.parse().map_err(|_| format!("'{s}': ASN part must be 0..=65535"))?;
+        let v: u16 = v.parse().map_err(|_| format!("'{s}': value part must be 0..=65535"))?;
+        Ok(Community::new(a, v))
+    }
+}
+
+/// An attribute we do not interpret but must pass on if it is transitive.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RawAttr {
+    pub flags: u8,
+    pub code: u8,
+    pub value: Vec<u8>,
+}
+
+/// Path attributes of one UPDATE (shared by all its prefixes).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PathAttrs {
+    pub origin: Origin,
+    pub as_path: Vec<AsSegment>,
+    pub next_hop: NextHop,
+    pub med: Option<u32>,
+    pub local_pref: Option<u32>,
+    pub atomic_aggregate: bool,
+    pub aggregator: Option<(Asn, Ipv4Addr)>,
+    pub communities: Vec<Community>,
+    pub originator_id: Option<Ipv4Addr>,
+    pub cluster_list: Vec<Ipv4Addr>,
+    pub unknown: Vec<RawAttr>,
+}
+
+impl PathAttrs {
+    /// Minimal attributes for a locally originated route.
+    pub fn local(next_hop: NextHop) -> Self {
+        PathAttrs {
+            origin: Origin::Igp,
+            as_path: Vec::new(),
+            next_hop,
+            med: None,
+            local_pref: None,
+            atomic_aggregate: false,
+            aggregator: None,
+            communities: Vec::new(),
+            originator_id: None,
+            cluster_list: Vec::new(),
+            unknown: Vec::new(),
+        }
+    }
+
+    /// AS_PATH length for the decision process: a SEQUENCE counts each ASN,
+    /// a SET counts 1 (RFC 4271 9.1.2.2 a).
+    pub fn as_path_len(&self) -> usize {
+        self.as_path
+            .iter()
+            .map(|s| match s.kind {
+                AsSegmentKind::Sequence => s.asns.len(),
+                AsSegmentKind::Set => 1,
+            })
+            .sum()
+    }
+
+    /// The neighbor AS: the first ASN of the path (None for a local/iBGP-empty path).
+    pub fn neighbor_as(&self) -> Option<Asn> {
+        self.as_path.first().and_then(|s| s.asns.first().copied())
+    }
+
+    pub fn has_community(&self, c: Community) -> bool {
+        self.communities.contains(&c)
+    }
+}
+
+/// Identifies a peer inside the speaker; `PeerId::LOCAL` is this router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PeerId(pub u32);
+
+impl PeerId {
+    pub const LOCAL: PeerId = PeerId(0);
+}
+
+/// Facts about the peer a path came from, as the decision process needs them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathSource {
+    pub peer: PeerId,
+    /// The peer's session address (lowest wins the last tie-break).
+    pub peer_addr: IpAddr,
+    /// The peer's BGP identifier from its OPEN.
+    pub router_id: Ipv4Addr,
+    pub peer_as: Asn,
+    /// Learned over iBGP (peer AS == local AS).
+    pub ibgp: bool,
+    /// The peer is one of our route-reflector clients.
+    pub rr_client: bool,
+}
+
+/// One candidate path for a prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Path {
+    pub attrs: Arc<PathAttrs>,
+    pub source: Arc<PathSource>,
+}
+
+impl Path {
+    /// The originator for tie-breaking: ORIGINATOR_ID when present (RFC 4456), else the peer's router id.
+    pub fn originator(&self) -> Ipv4Addr {
+        self.attrs.originator_id.unwrap_or(self.source.router_id)
+    }
+
+    /// LOCAL_PREF with the default applied (100).
+    pub fn local_pref(&self) -> u32 {
+        self.attrs.local_pref.unwrap_or(DEFAULT_LOCAL_PREF)
+    }
+}
+
+pub const DEFAULT_LOCAL_PREF: u32 = 100;
