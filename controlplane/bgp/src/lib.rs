@@ -7,3 +7,6 @@
 //! machine, no sockets), `session` (TCP + timers driving the FSM).
 
 pub mod route;
+pub mod wire;
+pub mod fsm;
+pub mod session;

@@ -237,3 +237,47 @@ impl Path {
 }
 
 pub const DEFAULT_LOCAL_PREF: u32 = 100;
+
+impl PathSource {
+    /// The source of locally originated paths: `PeerId::LOCAL`, our router id,
+    /// an unspecified session address, not iBGP, not a client.
+    pub fn local(router_id: Ipv4Addr, local_as: Asn) -> Self {
+        PathSource {
+            peer: PeerId::LOCAL,
+            peer_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            router_id,
+            peer_as: local_as,
+            ibgp: false,
+            rr_client: false,
+        }
+    }
+}
+
+impl PathAttrs {
+    /// Prepends `asn` `times` times to AS_PATH, merging into a leading
+    /// AS_SEQUENCE and starting a new segment when one would exceed 255 ASNs.
+    pub fn prepend_as(&mut self, asn: Asn, times: usize) {
+        const MAX_SEGMENT: usize = 255;
+        let mut left = times;
+        while left > 0 {
+            let room = match self.as_path.first() {
+                Some(s) if s.kind == AsSegmentKind::Sequence => MAX_SEGMENT.saturating_sub(s.asns.len()),
+                _ => 0,
+            };
+            if room == 0 {
+                self.as_path.insert(0, AsSegment { kind: AsSegmentKind::Sequence, asns: Vec::new() });
+                continue;
+            }
+            let n = room.min(left);
+            if let Some(seg) = self.as_path.first_mut() {
+                seg.asns.splice(0..0, std::iter::repeat(asn).take(n));
+            }
+            left -= n;
+        }
+    }
+}
+
+impl Community {
+    /// RFC 1997 NO_EXPORT_SUBCONFED; without confederations it acts as NO_EXPORT.
+    pub const NO_EXPORT_SUBCONFED: Community = Community(0xFFFF_FF03);
+}

@@ -1,0 +1,360 @@
+//! One task per configured peer: connect-retry with jitter (or passive),
+//! inbound connections handed over by the listener, RFC 4271 6.8 collision
+//! resolution, and the per-connection loop that runs the `fsm` with a reader
+//! task (whole frames, cancel-safe) and a writer task. Everything the RIB
+//! needs goes to the speaker core as `SessionEvent`s; the core answers with
+//! `SessionCmd`s on the channel it receives at establishment.
+
+use crate::fsm::{self, Action, Event, Fsm, FsmConfig, Negotiated, State};
+use crate::route::{PathAttrs, PeerId, Prefix};
+use crate::wire::{self, notify, Codec, Family, Message, Notification, HEADER_LEN, MAX_LEN};
+use bytes::Bytes;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+/// From a session to the speaker core.
+#[derive(Debug)]
+pub enum SessionEvent {
+    State { peer: PeerId, state: State },
+    Established { peer: PeerId, negotiated: Box<Negotiated>, local_addr: IpAddr, tx: mpsc::Sender<SessionCmd> },
+    Update { peer: PeerId, update: wire::Update },
+    RouteRefresh { peer: PeerId, family: Family },
+    /// The session ended; `was_established` tells the core to clean up routes.
+    Down { peer: PeerId, reason: String, was_established: bool },
+}
+
+/// From the speaker core to an established session.
+#[derive(Debug, Clone)]
+pub enum SessionCmd {
+    Announce(Vec<Prefix>, Arc<PathAttrs>),
+    Withdraw(Vec<Prefix>),
+    EndOfRib(Family),
+    RouteRefresh(Family),
+    Stop(Notification),
+}
+
+/// How a peer's connections are made.
+#[derive(Debug, Clone)]
+pub struct PeerSession {
+    pub peer: PeerId,
+    pub remote: SocketAddr,
+    /// Source address (and, for IPv6 link-local, the scope) to connect from.
+    pub local: Option<IpAddr>,
+    pub passive: bool,
+    pub connect_retry: Duration,
+    pub fsm: FsmConfig,
+}
+
+/// Control of a peer task from the speaker (admin reset, removal).
+#[derive(Debug)]
+pub enum PeerCtl {
+    Inbound(TcpStream),
+    Reset(Notification),
+    Shutdown(Notification),
+}
+
+/// Runs a peer until `Shutdown` (or the control channel closes).
+pub async fn run_peer(cfg: PeerSession, mut ctl: mpsc::Receiver<PeerCtl>, events: mpsc::Sender<SessionEvent>) {
+    let peer = cfg.peer;
+    // First attempt soon (jittered), then the connect-retry interval.
+    let mut next_connect = Instant::now() + jitter(Duration::from_millis(300));
+    loop {
+        let _ = events.send(SessionEvent::State { peer, state: if cfg.passive { State::Active } else { State::Connect } }).await;
+        let conn = tokio::select! {
+            c = ctl.recv() => match c {
+                Some(PeerCtl::Inbound(s)) => Some((s, false)),
+                Some(PeerCtl::Reset(_)) => None,
+                Some(PeerCtl::Shutdown(_)) | None => return,
+            },
+            _ = sleep_until(next_connect), if !cfg.passive => {
+                next_connect = Instant::now() + jitter(cfg.connect_retry);
+                match connect(&cfg).await {
+                    Ok(s) => Some((s, true)),
+                    Err(e) => {
+                        let _ = events.send(SessionEvent::Down { peer, reason: format!("connect to {}: {e}", cfg.remote), was_established: false }).await;
+                        None
+                    }
+                }
+            }
+        };
+        let Some((stream, outbound)) = conn else { continue };
+        let mut current = Some((stream, outbound));
+        while let Some((stream, outbound)) = current.take() {
+            match run_connection(&cfg, stream, outbound, &mut ctl, &events).await {
+                Next::Retry => {}
+                Next::Switch(s) => current = Some((s, false)),
+                Next::Shutdown => return,
+            }
+        }
+        if !cfg.passive {
+            next_connect = next_connect.min(Instant::now() + jitter(cfg.connect_retry));
+        }
+    }
+}
+
+enum Next {
+    Retry,
+    /// Continue with this (inbound) connection: it won a collision.
+    Switch(TcpStream),
+    Shutdown,
+}
+
+/// RFC 4271 suggests jitter of 0.75..1.0 of a timer.
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.75 + fastrand::f64() * 0.25)
+}
+
+async fn connect(cfg: &PeerSession) -> std::io::Result<TcpStream> {
+    let sock = match cfg.remote {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(local) = cfg.local {
+        let scope = match cfg.remote {
+            SocketAddr::V6(v6) => v6.scope_id(),
+            _ => 0,
+        };
+        let bind: SocketAddr = match local {
+            IpAddr::V6(a) => SocketAddr::V6(std::net::SocketAddrV6::new(a, 0, 0, scope)),
+            IpAddr::V4(a) => SocketAddr::new(IpAddr::V4(a), 0),
+        };
+        sock.bind(bind)?;
+    }
+    let s = tokio::time::timeout(Duration::from_secs(5), sock.connect(cfg.remote))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Reads whole frames (header checked) and sends them on; an error ends it.
+async fn reader(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Vec<u8>, wire::WireError>>) {
+    loop {
+        let mut h = [0u8; HEADER_LEN];
+        if let Err(e) = rd.read_exact(&mut h).await {
+            let _ = tx.send(Err(closed(e))).await;
+            return;
+        }
+        let (len, _) = match wire::check_header(&h, MAX_LEN) {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let mut frame = vec![0u8; len];
+        frame[..HEADER_LEN].copy_from_slice(&h);
+        if let Err(e) = rd.read_exact(&mut frame[HEADER_LEN..]).await {
+            let _ = tx.send(Err(closed(e))).await;
+            return;
+        }
+        if tx.send(Ok(frame)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A read error as a "connection closed" marker (code 0 = no NOTIFICATION to send).
+fn closed(e: std::io::Error) -> wire::WireError {
+    wire::WireError { notification: Notification::new(0, 0), reason: e.to_string() }
+}
+
+async fn writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(b) = rx.recv().await {
+        if b.is_empty() {
+            continue;
+        }
+        if wr.write_all(&b).await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// A timer that may be disarmed.
+struct Timer(Option<Instant>);
+
+impl Timer {
+    fn arm(&mut self, d: Duration) {
+        self.0 = if d.is_zero() { None } else { Some(Instant::now() + d) };
+    }
+    async fn fired(&self) {
+        match self.0 {
+            Some(t) => sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+async fn run_connection(
+    cfg: &PeerSession,
+    stream: TcpStream,
+    outbound: bool,
+    ctl: &mut mpsc::Receiver<PeerCtl>,
+    events: &mpsc::Sender<SessionEvent>,
+) -> Next {
+    let peer = cfg.peer;
+    let local_addr = stream.local_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let (ftx, mut frames) = mpsc::channel(64);
+    let (wtx, wrx) = mpsc::channel::<Bytes>(1024);
+    let read_task = tokio::spawn(reader(rd, ftx));
+    let write_task = tokio::spawn(writer(wr, wrx));
+    let mut codec = Codec::new();
+    let mut fsm = Fsm::new(cfg.fsm.clone());
+    let mut hold = Timer(None);
+    let mut keepalive = Timer(None);
+    let mut pending_inbound: Option<TcpStream> = None;
+    let (cmd_tx, mut cmds) = mpsc::channel::<SessionCmd>(4096);
+    let mut established = false;
+    let mut next = Next::Retry;
+    let mut pending = fsm.handle(Event::Connected);
+    let mut last_state = fsm.state;
+    let _ = events.send(SessionEvent::State { peer, state: fsm.state }).await;
+    'conn: loop {
+        // Perform actions.
+        for a in std::mem::take(&mut pending) {
+            match a {
+                Action::SendOpen => {
+                    let f = &cfg.fsm;
+                    let b = codec.encode_open(f.local_as, f.hold_time, f.router_id, &f.caps);
+                    let _ = wtx.send(b).await;
+                }
+                Action::SendKeepalive => {
+                    let _ = wtx.send(wire::keepalive()).await;
+                }
+                Action::SendNotification(n) => {
+                    let _ = wtx.send(wire::notification(&n)).await;
+                }
+                Action::ArmHold(d) => hold.arm(d),
+                Action::ArmKeepalive(d) => keepalive.arm(d),
+                Action::Established(n) => {
+                    codec.set_asn4(n.asn4);
+                    established = true;
+                    let _ = events
+                        .send(SessionEvent::Established { peer, negotiated: n, local_addr, tx: cmd_tx.clone() })
+                        .await;
+                }
+                Action::Close(reason) => {
+                    let _ = events.send(SessionEvent::State { peer, state: State::Idle }).await;
+                    let _ = events.send(SessionEvent::Down { peer, reason, was_established: established }).await;
+                    break 'conn;
+                }
+            }
+        }
+        if fsm.state != last_state {
+            last_state = fsm.state;
+            let _ = events.send(SessionEvent::State { peer, state: fsm.state }).await;
+            if fsm.state == State::OpenConfirm {
+                // RFC 4271 6.8: now that we know the peer's id, settle a pending collision.
+                if let (Some(other), Some(n)) = (pending_inbound.take(), fsm.negotiated.as_ref()) {
+                    if outbound && fsm::keep_outbound(cfg.fsm.router_id, n.peer_router_id) {
+                        reject_collision(other).await;
+                    } else {
+                        pending = fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_COLLISION)));
+                        next = Next::Switch(other);
+                        continue;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            f = frames.recv() => {
+                let ev = match f {
+                    Some(Ok(frame)) => match codec.decode(&frame) {
+                        Ok(Message::Open(o)) => Event::Open(o),
+                        Ok(Message::Keepalive) => Event::Keepalive,
+                        Ok(Message::Notification(n)) => Event::Notification(n),
+                        Ok(Message::Update(u)) => {
+                            if fsm.state == State::Established {
+                                let _ = events.send(SessionEvent::Update { peer, update: u }).await;
+                            }
+                            Event::Update
+                        }
+                        Ok(Message::RouteRefresh(family)) => {
+                            if fsm.state == State::Established {
+                                let _ = events.send(SessionEvent::RouteRefresh { peer, family }).await;
+                            }
+                            Event::Update
+                        }
+                        Err(e) => Event::Malformed(e.notification, e.reason),
+                    },
+                    Some(Err(e)) if e.notification.code == 0 => Event::TcpClosed(e.reason),
+                    Some(Err(e)) => Event::Malformed(e.notification, e.reason),
+                    None => Event::TcpClosed("reader stopped".into()),
+                };
+                pending = fsm.handle(ev);
+            }
+            c = cmds.recv(), if established => {
+                let Some(c) = c else { continue };
+                match c {
+                    SessionCmd::Announce(prefixes, attrs) => {
+                        for b in codec.encode_announce(&prefixes, &attrs) {
+                            let _ = wtx.send(b).await;
+                        }
+                    }
+                    SessionCmd::Withdraw(prefixes) => {
+                        let mp = !fsm.negotiated.as_ref().is_some_and(|n| n.ipv4_unicast) ;
+                        for b in codec.encode_withdraw(&prefixes, mp) {
+                            let _ = wtx.send(b).await;
+                        }
+                    }
+                    SessionCmd::EndOfRib(f) => { let _ = wtx.send(wire::end_of_rib(f)).await; }
+                    SessionCmd::RouteRefresh(f) => { let _ = wtx.send(wire::route_refresh(f)).await; }
+                    SessionCmd::Stop(n) => pending = fsm.handle(Event::Stop(n)),
+                }
+            }
+            c = ctl.recv() => match c {
+                Some(PeerCtl::Inbound(s)) => {
+                    if fsm.state == State::Established || pending_inbound.is_some() {
+                        reject_collision(s).await;
+                    } else if let (State::OpenConfirm, Some(n)) = (fsm.state, fsm.negotiated.as_ref()) {
+                        if outbound && fsm::keep_outbound(cfg.fsm.router_id, n.peer_router_id) {
+                            reject_collision(s).await;
+                        } else {
+                            pending = fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_COLLISION)));
+                            next = Next::Switch(s);
+                        }
+                    } else {
+                        pending_inbound = Some(s);
+                    }
+                }
+                Some(PeerCtl::Reset(n)) => pending = fsm.handle(Event::Stop(n)),
+                Some(PeerCtl::Shutdown(n)) => {
+                    pending = fsm.handle(Event::Stop(n));
+                    next = Next::Shutdown;
+                }
+                None => {
+                    pending = fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_PEER_DECONFIGURED)));
+                    next = Next::Shutdown;
+                }
+            },
+            _ = hold.fired() => pending = fsm.handle(Event::HoldTimerExpired),
+            _ = keepalive.fired() => pending = fsm.handle(Event::KeepaliveTimerExpired),
+        }
+    }
+    // Let the writer flush the NOTIFICATION, then close.
+    drop(wtx);
+    let _ = tokio::time::timeout(Duration::from_secs(1), write_task).await;
+    read_task.abort();
+    if let Some(s) = pending_inbound {
+        if matches!(next, Next::Retry) {
+            return Next::Switch(s);
+        }
+    }
+    next
+}
+
+/// Closes a connection that lost a collision with a Cease/collision NOTIFICATION.
+async fn reject_collision(mut s: TcpStream) {
+    let n = Notification::new(notify::CEASE, notify::CEASE_COLLISION);
+    let _ = tokio::time::timeout(Duration::from_secs(1), s.write_all(&wire::notification(&n))).await;
+    let _ = s.shutdown().await;
+}
