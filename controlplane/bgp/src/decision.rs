@@ -142,10 +142,12 @@ pub fn compare(a: &Path, b: &Path, cfg: &DecisionConfig) -> Ordering {
 /// The first step that tells `a` and `b` apart, and its verdict (`Less`: `a`
 /// wins). `None` when the paths are indistinguishable.
 pub fn deciding_step(a: &Path, b: &Path, cfg: &DecisionConfig) -> Option<(Step, Ordering)> {
-    Step::ALL.iter().find_map(|&step| match cmp_step(step, a, b, cfg) {
-        Ordering::Equal => None,
-        o => Some((step, o)),
-    })
+    Step::ALL
+        .iter()
+        .find_map(|&step| match cmp_step(step, a, b, cfg) {
+            Ordering::Equal => None,
+            o => Some((step, o)),
+        })
 }
 
 /// Runs the elimination steps over `cands` (indices into `paths`). Records,
@@ -160,7 +162,7 @@ fn select(
         if cands.len() <= 1 {
             break;
         }
-        let before = cands.clone();
+        let before = eliminated.is_some().then(|| cands.clone());
         if step == Step::Med {
             eliminate_med(paths, &mut cands, cfg);
         } else {
@@ -174,7 +176,7 @@ fn select(
             }
             cands.retain(|&i| cmp_step(step, &paths[i], &paths[top], cfg) == Ordering::Equal);
         }
-        if let Some(rec) = eliminated.as_deref_mut() {
+        if let (Some(rec), Some(before)) = (eliminated.as_deref_mut(), before) {
             for i in before {
                 if !cands.contains(&i) {
                     rec[i] = Some(step);
@@ -219,6 +221,11 @@ pub fn best(paths: &[Path], cfg: &DecisionConfig) -> Option<usize> {
     match paths.len() {
         0 => None,
         1 => Some(0),
+        // Two paths: the elimination steps reduce to the pairwise rule (MED
+        // within one group or not at all); ties keep the first, as `select`.
+        2 => Some(usize::from(
+            compare(&paths[1], &paths[0], cfg) == Ordering::Less,
+        )),
         n => select(paths, (0..n).collect(), cfg, None),
     }
 }
@@ -365,7 +372,9 @@ mod tests {
 
     /// A learned path from peer `id` (address 10.0.0.id, router id 1.1.1.id).
     fn path(id: u32, ibgp: bool, f: impl FnOnce(&mut PathAttrs)) -> Path {
-        let mut a = PathAttrs::local(NextHop::V4 { addr: ip("192.0.2.1") });
+        let mut a = PathAttrs::local(NextHop::V4 {
+            addr: ip("192.0.2.1"),
+        });
         f(&mut a);
         let octet = u8::try_from(id).expect("small id");
         Path {
@@ -390,7 +399,9 @@ mod tests {
 
     fn local_path() -> Path {
         Path {
-            attrs: Arc::new(PathAttrs::local(NextHop::V4 { addr: ip("192.0.2.9") })),
+            attrs: Arc::new(PathAttrs::local(NextHop::V4 {
+                addr: ip("192.0.2.9"),
+            })),
             source: Arc::new(PathSource::local(ip("9.9.9.9"), 65000)),
         }
     }
@@ -440,8 +451,15 @@ mod tests {
         assert_wins(&p, 1, Step::LocalPref);
         let e = explain(&p, &CFG).expect("paths");
         assert_eq!(e.reason, "local-pref 200 > 100");
-        assert_eq!(compare(&p[0], &p[2], &CFG), Ordering::Less, "lower peer address");
-        assert_eq!(deciding_step(&p[0], &p[2], &CFG).map(|s| s.0), Some(Step::Originator));
+        assert_eq!(
+            compare(&p[0], &p[2], &CFG),
+            Ordering::Less,
+            "lower peer address"
+        );
+        assert_eq!(
+            deciding_step(&p[0], &p[2], &CFG).map(|s| s.0),
+            Some(Step::Originator)
+        );
     }
 
     #[test]
@@ -452,7 +470,10 @@ mod tests {
         Arc::make_mut(&mut lp.attrs).as_path = seq(&[65000, 65000]);
         let p = [path(1, false, |a| a.as_path = seq(&[])), lp];
         assert_wins(&p, 1, Step::LocalOrigin);
-        assert_eq!(explain(&p, &CFG).expect("paths").reason, "locally originated");
+        assert_eq!(
+            explain(&p, &CFG).expect("paths").reason,
+            "locally originated"
+        );
     }
 
     #[test]
@@ -473,7 +494,10 @@ mod tests {
             }),
         ];
         assert_wins(&p, 1, Step::AsPathLen);
-        assert_eq!(explain(&p, &CFG).expect("paths").reason, "shorter as-path (2 < 3)");
+        assert_eq!(
+            explain(&p, &CFG).expect("paths").reason,
+            "shorter as-path (2 < 3)"
+        );
     }
 
     #[test]
@@ -694,8 +718,14 @@ mod tests {
         assert_eq!(best(&d, &CFG), Some(0));
         assert_eq!(compare(&d[0], &d[1], &CFG), Ordering::Equal);
         let e = explain(&d, &CFG).expect("paths");
-        assert_eq!((e.step, e.reason.as_str()), (None, "identical to the best path"));
-        assert_eq!(beat_reason(&d[0], &d[1], &CFG), "identical to the best path");
+        assert_eq!(
+            (e.step, e.reason.as_str()),
+            (None, "identical to the best path")
+        );
+        assert_eq!(
+            beat_reason(&d[0], &d[1], &CFG),
+            "identical to the best path"
+        );
     }
 
     #[test]
@@ -783,26 +813,43 @@ mod tests {
     }
 
     #[test]
-    fn two_path_best_agrees_with_compare() {
-        let cases = [
-            (
-                path(1, false, |a| {
-                    a.as_path = seq(&[64501]);
-                    a.med = Some(9)
-                }),
-                path(2, false, |a| {
-                    a.as_path = seq(&[64501]);
-                    a.med = Some(3)
-                }),
-            ),
-            (path(1, true, |_| {}), path(2, false, |_| {})),
-            (local_path(), path(1, true, |_| {})),
-        ];
-        for (a, b) in cases {
-            let pair = [a.clone(), b.clone()];
-            let w = best(&pair, &CFG).expect("two");
-            let o = compare(&a, &b, &CFG);
-            assert_eq!(w == 0, o == Ordering::Less, "{a:?} vs {b:?}");
+    fn two_path_fast_path_agrees_with_elimination() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        let mut make = |id: u32| {
+            let ibgp = next(2) == 0;
+            let lp = 100 + 100 * u32::try_from(next(2)).unwrap_or(0);
+            let nas = 64501 + u32::try_from(next(2)).unwrap_or(0);
+            let med = u32::try_from(next(3)).unwrap_or(0);
+            let rid = u8::try_from(next(2)).unwrap_or(0);
+            let origin = [Origin::Igp, Origin::Egp][usize::from(next(2) == 0)];
+            path(id, ibgp, |a| {
+                a.local_pref = Some(lp);
+                a.as_path = seq(&[nas]);
+                a.med = Some(med);
+                a.origin = origin;
+                a.originator_id = Some(Ipv4Addr::new(5, 5, 5, rid));
+            })
+        };
+        for cfg in [
+            CFG,
+            DecisionConfig {
+                always_compare_med: true,
+            },
+        ] {
+            for _ in 0..500 {
+                let pair = [make(1), make(2)];
+                let fast = best(&pair, &cfg);
+                let full = select(&pair, vec![0, 1], &cfg, None);
+                assert_eq!(fast, full, "{pair:?}");
+            }
+            let same = [local_path(), local_path()];
+            assert_eq!(best(&same, &cfg), select(&same, vec![0, 1], &cfg, None));
         }
     }
 }

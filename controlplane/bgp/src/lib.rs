@@ -10,3 +10,8 @@ pub mod route;
 pub mod wire;
 pub mod fsm;
 pub mod session;
+pub mod decision;
+pub mod rib;
+pub mod export;
+pub mod policy;
+pub mod speaker;

@@ -91,7 +91,7 @@ impl Rib {
             dest.reselect(&self.cfg);
             out.extend(change(*prefix, old, dest.best_path()));
         }
-        out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        out.sort_by_key(|c| c.prefix);
         out
     }
 
@@ -188,7 +188,7 @@ impl Rib {
             .into_keys()
             .filter_map(|prefix| self.remove_path(peer, prefix))
             .collect();
-        out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        out.sort_by_key(|c| c.prefix);
         out
     }
 
@@ -230,7 +230,7 @@ impl Rib {
             .into_iter()
             .filter_map(|prefix| self.remove_path(peer, prefix))
             .collect();
-        out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+        out.sort_by_key(|c| c.prefix);
         out
     }
 
@@ -242,6 +242,12 @@ impl Rib {
     /// Index of the best path within [`Rib::paths`].
     pub fn best_index(&self, prefix: &Prefix) -> Option<usize> {
         self.loc.get(prefix).map(|d| d.best)
+    }
+
+    /// Why the best path of `prefix` won over the runner-up (`cerctl explain`);
+    /// indices refer to [`Rib::paths`].
+    pub fn explain(&self, prefix: &Prefix) -> Option<decision::Explanation> {
+        decision::explain(self.paths(prefix), &self.cfg)
     }
 
     /// Every candidate path of `prefix`, in arrival order (empty if none).
@@ -339,7 +345,10 @@ mod tests {
         let (s1, s2) = (src(1), src(2));
         let p = pfx(1);
         let c = rib.update(&s1, p, Some(attrs(100))).expect("first path");
-        assert_eq!((c.old, c.new.map(|n| n.source.peer)), (None, Some(PeerId(1))));
+        assert_eq!(
+            (c.old, c.new.map(|n| n.source.peer)),
+            (None, Some(PeerId(1)))
+        );
         // A worse path from peer 2: no best change.
         assert_eq!(rib.update(&s2, p, Some(attrs(50))), None);
         assert_eq!(rib.paths(&p).len(), 2);
@@ -380,13 +389,19 @@ mod tests {
         let mut s = (*src(1)).clone();
         s.router_id = Ipv4Addr::new(9, 9, 9, 9);
         let c = rib.update(&Arc::new(s), p, Some(a)).expect("new router id");
-        assert_eq!(c.new.map(|n| n.originator()), Some(Ipv4Addr::new(9, 9, 9, 9)));
+        assert_eq!(
+            c.new.map(|n| n.originator()),
+            Some(Ipv4Addr::new(9, 9, 9, 9))
+        );
     }
 
     #[test]
     fn ipv6_prefixes_and_adj_in() {
         let mut rib = Rib::new(DecisionConfig::default());
-        let v6 = Prefix::V6(Ipv6Prefix::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 48));
+        let v6 = Prefix::V6(Ipv6Prefix::new(
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
+            48,
+        ));
         rib.update(&src(1), v6, Some(attrs(100)));
         rib.update(&src(1), pfx(1), Some(attrs(100)));
         rib.update(&src(2), pfx(1), Some(attrs(100)));
@@ -517,12 +532,20 @@ mod tests {
         }
         assert_eq!(rib.best(&pfx(7)).map(|b| b.source.peer), Some(PeerId(2)));
         assert_eq!(rib.peer_down(PeerId(2)).len(), N as usize);
-        assert_eq!(rib.iter_best().filter(|(_, b)| b.source.peer == PeerId(1)).count(), N as usize);
+        assert_eq!(
+            rib.iter_best()
+                .filter(|(_, b)| b.source.peer == PeerId(1))
+                .count(),
+            N as usize
+        );
         assert_eq!(rib.stale_peer(PeerId(1)), N as usize);
         assert_eq!(rib.sweep_stale(PeerId(1)).len(), N as usize);
         assert!(rib.is_empty());
         assert_eq!(Arc::strong_count(&shared[0]), 1);
         let took = start.elapsed();
-        assert!(took < Duration::from_secs(30), "100k-prefix churn took {took:?}");
+        assert!(
+            took < Duration::from_secs(30),
+            "100k-prefix churn took {took:?}"
+        );
     }
 }

@@ -270,7 +270,7 @@ impl PathAttrs {
             }
             let n = room.min(left);
             if let Some(seg) = self.as_path.first_mut() {
-                seg.asns.splice(0..0, std::iter::repeat(asn).take(n));
+                seg.asns.splice(0..0, (0..n).map(|_| asn));
             }
             left -= n;
         }

@@ -22,11 +22,12 @@ use tokio::time::{sleep_until, Instant};
 #[derive(Debug)]
 pub enum SessionEvent {
     State { peer: PeerId, state: State },
-    Established { peer: PeerId, negotiated: Box<Negotiated>, local_addr: IpAddr, tx: mpsc::Sender<SessionCmd> },
+    Established { peer: PeerId, negotiated: Box<Negotiated>, local_addr: IpAddr, tx: mpsc::UnboundedSender<SessionCmd> },
     Update { peer: PeerId, update: wire::Update },
     RouteRefresh { peer: PeerId, family: Family },
     /// The session ended; `was_established` tells the core to clean up routes.
-    Down { peer: PeerId, reason: String, was_established: bool },
+    /// `tcp_failure`: no NOTIFICATION was exchanged (graceful restart applies).
+    Down { peer: PeerId, reason: String, was_established: bool, tcp_failure: bool },
 }
 
 /// From the speaker core to an established session.
@@ -77,7 +78,7 @@ pub async fn run_peer(cfg: PeerSession, mut ctl: mpsc::Receiver<PeerCtl>, events
                 match connect(&cfg).await {
                     Ok(s) => Some((s, true)),
                     Err(e) => {
-                        let _ = events.send(SessionEvent::Down { peer, reason: format!("connect to {}: {e}", cfg.remote), was_established: false }).await;
+                        let _ = events.send(SessionEvent::Down { peer, reason: format!("connect to {}: {e}", cfg.remote), was_established: false, tcp_failure: true }).await;
                         None
                     }
                 }
@@ -212,7 +213,8 @@ async fn run_connection(
     let mut hold = Timer(None);
     let mut keepalive = Timer(None);
     let mut pending_inbound: Option<TcpStream> = None;
-    let (cmd_tx, mut cmds) = mpsc::channel::<SessionCmd>(4096);
+    let (cmd_tx, mut cmds) = mpsc::unbounded_channel::<SessionCmd>();
+    let mut notified = false;
     let mut established = false;
     let mut next = Next::Retry;
     let mut pending = fsm.handle(Event::Connected);
@@ -231,6 +233,7 @@ async fn run_connection(
                     let _ = wtx.send(wire::keepalive()).await;
                 }
                 Action::SendNotification(n) => {
+                    notified = true;
                     let _ = wtx.send(wire::notification(&n)).await;
                 }
                 Action::ArmHold(d) => hold.arm(d),
@@ -244,7 +247,9 @@ async fn run_connection(
                 }
                 Action::Close(reason) => {
                     let _ = events.send(SessionEvent::State { peer, state: State::Idle }).await;
-                    let _ = events.send(SessionEvent::Down { peer, reason, was_established: established }).await;
+                    let _ = events
+                        .send(SessionEvent::Down { peer, reason, was_established: established, tcp_failure: !notified })
+                        .await;
                     break 'conn;
                 }
             }
@@ -271,7 +276,10 @@ async fn run_connection(
                     Some(Ok(frame)) => match codec.decode(&frame) {
                         Ok(Message::Open(o)) => Event::Open(o),
                         Ok(Message::Keepalive) => Event::Keepalive,
-                        Ok(Message::Notification(n)) => Event::Notification(n),
+                        Ok(Message::Notification(n)) => {
+                            notified = true;
+                            Event::Notification(n)
+                        }
                         Ok(Message::Update(u)) => {
                             if fsm.state == State::Established {
                                 let _ = events.send(SessionEvent::Update { peer, update: u }).await;

@@ -1,0 +1,574 @@
+//! The speaker core: the one place BGP state changes. It owns the RIB, every
+//! peer's runtime state and Adj-RIB-Out, and the locally originated routes.
+//! Session tasks send it `SessionEvent`s; it imports (loop checks, hygiene,
+//! policy), runs the decision process through the `Rib`, and exports diffs to
+//! established peers. It returns the prefixes whose candidate paths changed,
+//! so the caller (cer-control's ownership plane) can re-evaluate them.
+
+use crate::decision::DecisionConfig;
+use crate::export::{export_with_policy, import_check, import_normalize, ExportCtx};
+use crate::fsm::{FsmConfig, Negotiated, PeerAs, State};
+use crate::policy::Policy;
+use crate::rib::Rib;
+use crate::route::{NextHop, Path, PathAttrs, PathSource, PeerId, Prefix, DEFAULT_LOCAL_PREF};
+use crate::session::{run_peer, PeerCtl, PeerSession, SessionCmd, SessionEvent};
+use crate::wire::{Capabilities, Family, GracefulRestart, Notification};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone)]
+pub struct SpeakerConfig {
+    pub local_as: u32,
+    pub router_id: Ipv4Addr,
+    /// `Some` makes us a route reflector with this cluster id.
+    pub cluster_id: Option<Ipv4Addr>,
+    pub hold_time: u16,
+    pub connect_retry: Duration,
+    /// Graceful restart time we advertise; `None` disables GR.
+    pub graceful_restart: Option<u16>,
+    /// We restarted and kept forwarding: set the R and F bits (RFC 4724).
+    pub restarting: bool,
+    pub decision: DecisionConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct NeighborConfig {
+    pub remote: SocketAddr,
+    pub local: Option<IpAddr>,
+    pub peer_as: PeerAs,
+    pub passive: bool,
+    pub rr_client: bool,
+    pub next_hop_self: bool,
+    pub import: Option<Policy>,
+    pub export: Option<Policy>,
+    pub description: Option<String>,
+}
+
+/// Counters and state of one peer, for `show bgp summary`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NeighborSummary {
+    pub peer: u32,
+    pub address: String,
+    pub description: Option<String>,
+    pub remote_as: Option<u32>,
+    pub router_id: Option<Ipv4Addr>,
+    pub state: &'static str,
+    pub uptime_secs: Option<u64>,
+    pub prefixes_received: usize,
+    pub prefixes_stale: usize,
+    pub prefixes_sent: usize,
+    pub updates_received: u64,
+    pub treat_as_withdraw: u64,
+    pub import_rejected: u64,
+    pub flaps: u32,
+    pub last_error: Option<String>,
+    pub capabilities: Vec<String>,
+    pub rr_client: bool,
+}
+
+struct PeerRt {
+    cfg: NeighborConfig,
+    ctl: mpsc::Sender<PeerCtl>,
+    state: State,
+    negotiated: Option<Negotiated>,
+    source: Option<Arc<PathSource>>,
+    tx: Option<mpsc::UnboundedSender<SessionCmd>>,
+    local_addr: Option<IpAddr>,
+    adj_out: HashMap<Prefix, Arc<PathAttrs>>,
+    established_at: Option<Instant>,
+    last_error: Option<String>,
+    flaps: u32,
+    updates_in: u64,
+    treat_as_withdraw: u64,
+    import_rejected: u64,
+    /// Graceful restart: stale paths are swept at this time.
+    gr_deadline: Option<Instant>,
+}
+
+pub struct Speaker {
+    pub cfg: SpeakerConfig,
+    rib: Rib,
+    peers: BTreeMap<PeerId, PeerRt>,
+    local: HashMap<Prefix, Arc<PathAttrs>>,
+    local_source: Arc<PathSource>,
+    events: mpsc::Sender<SessionEvent>,
+    next_id: u32,
+    /// Peers whose End-of-RIB we have seen since they came up.
+    eor_seen: HashSet<PeerId>,
+    pub started: SystemTime,
+}
+
+impl Speaker {
+    pub fn new(cfg: SpeakerConfig, events: mpsc::Sender<SessionEvent>) -> Self {
+        let local_source = Arc::new(PathSource {
+            peer: PeerId::LOCAL,
+            peer_addr: IpAddr::V4(cfg.router_id),
+            router_id: cfg.router_id,
+            peer_as: cfg.local_as,
+            ibgp: true,
+            rr_client: false,
+        });
+        Speaker {
+            rib: Rib::new(cfg.decision.clone()),
+            cfg,
+            peers: BTreeMap::new(),
+            local: HashMap::new(),
+            local_source,
+            events,
+            next_id: 1,
+            eor_seen: HashSet::new(),
+            started: SystemTime::now(),
+        }
+    }
+
+    pub fn rib(&self) -> &Rib {
+        &self.rib
+    }
+
+    fn capabilities(&self, n: &NeighborConfig) -> Capabilities {
+        Capabilities {
+            ipv4_unicast: true,
+            ipv6_unicast: true,
+            four_octet_as: Some(self.cfg.local_as),
+            route_refresh: true,
+            extended_next_hop_v4: n.remote.is_ipv6(),
+            graceful_restart: self.cfg.graceful_restart.map(|t| GracefulRestart {
+                restart_time: t,
+                restarting: self.cfg.restarting,
+                families: vec![(Family::Ipv4Unicast, self.cfg.restarting), (Family::Ipv6Unicast, self.cfg.restarting)],
+            }),
+        }
+    }
+
+    /// Adds a neighbor and starts its session task (needs a tokio runtime).
+    pub fn add_neighbor(&mut self, n: NeighborConfig) -> PeerId {
+        let id = PeerId(self.next_id);
+        self.next_id += 1;
+        let (ctl, ctl_rx) = mpsc::channel(16);
+        let session = PeerSession {
+            peer: id,
+            remote: n.remote,
+            local: n.local,
+            passive: n.passive,
+            connect_retry: self.cfg.connect_retry,
+            fsm: FsmConfig {
+                local_as: self.cfg.local_as,
+                router_id: self.cfg.router_id,
+                peer_as: n.peer_as,
+                hold_time: self.cfg.hold_time,
+                caps: self.capabilities(&n),
+            },
+        };
+        tokio::spawn(run_peer(session, ctl_rx, self.events.clone()));
+        self.peers.insert(
+            id,
+            PeerRt {
+                cfg: n,
+                ctl,
+                state: State::Idle,
+                negotiated: None,
+                source: None,
+                tx: None,
+                local_addr: None,
+                adj_out: HashMap::new(),
+                established_at: None,
+                last_error: None,
+                flaps: 0,
+                updates_in: 0,
+                treat_as_withdraw: 0,
+                import_rejected: 0,
+                gr_deadline: None,
+            },
+        );
+        id
+    }
+
+    /// Hands an accepted connection to the peer configured for its address.
+    /// Returns false (caller closes it) for unknown sources.
+    pub fn inbound(&self, stream: tokio::net::TcpStream) -> bool {
+        let Ok(remote) = stream.peer_addr() else { return false };
+        let ip = canonical(remote.ip());
+        match self.peers.values().find(|p| canonical(p.cfg.remote.ip()) == ip) {
+            Some(p) => p.ctl.try_send(PeerCtl::Inbound(stream)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Resets a session (admin), e.g. after a policy change.
+    pub fn reset(&self, peer: PeerId) {
+        if let Some(p) = self.peers.get(&peer) {
+            let _ = p.ctl.try_send(PeerCtl::Reset(Notification::new(6, 4)));
+        }
+    }
+
+    pub fn shutdown(&self) {
+        for p in self.peers.values() {
+            let _ = p.ctl.try_send(PeerCtl::Shutdown(Notification::new(6, 2)));
+        }
+    }
+
+    pub fn established_peers(&self) -> usize {
+        self.peers.values().filter(|p| p.state == State::Established).count()
+    }
+
+    /// Every established peer has sent End-of-RIB (initial convergence).
+    pub fn converged(&self) -> bool {
+        self.peers.iter().all(|(id, p)| p.state != State::Established || self.eor_seen.contains(id))
+    }
+
+    /// Handles a session event; returns the prefixes whose candidates changed.
+    pub fn handle(&mut self, ev: SessionEvent) -> Vec<Prefix> {
+        match ev {
+            SessionEvent::State { peer, state } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.state = state;
+                }
+                vec![]
+            }
+            SessionEvent::Established { peer, negotiated, local_addr, tx } => self.established(peer, *negotiated, local_addr, tx),
+            SessionEvent::Update { peer, update } => self.update(peer, update),
+            SessionEvent::RouteRefresh { peer, family } => {
+                self.send_table(peer, Some(family));
+                vec![]
+            }
+            SessionEvent::Down { peer, reason, was_established, tcp_failure } => self.down(peer, reason, was_established, tcp_failure),
+        }
+    }
+
+    fn established(&mut self, peer: PeerId, n: Negotiated, local_addr: IpAddr, tx: mpsc::UnboundedSender<SessionCmd>) -> Vec<Prefix> {
+        let local_as = self.cfg.local_as;
+        let Some(p) = self.peers.get_mut(&peer) else { return vec![] };
+        log::info!("peer {} established (AS {}, id {})", p.cfg.remote, n.peer_as, n.peer_router_id);
+        p.state = State::Established;
+        p.source = Some(Arc::new(PathSource {
+            peer,
+            peer_addr: p.cfg.remote.ip(),
+            router_id: n.peer_router_id,
+            peer_as: n.peer_as,
+            ibgp: n.peer_as == local_as,
+            rr_client: p.cfg.rr_client,
+        }));
+        p.negotiated = Some(n);
+        p.tx = Some(tx);
+        p.local_addr = Some(local_addr);
+        p.established_at = Some(Instant::now());
+        p.adj_out.clear();
+        self.eor_seen.remove(&peer);
+        self.send_table(peer, None);
+        vec![]
+    }
+
+    fn down(&mut self, peer: PeerId, reason: String, was_established: bool, tcp_failure: bool) -> Vec<Prefix> {
+        let Some(p) = self.peers.get_mut(&peer) else { return vec![] };
+        p.last_error = Some(reason.clone());
+        if !was_established {
+            return vec![];
+        }
+        log::warn!("peer {} down: {reason}", p.cfg.remote);
+        p.flaps += 1;
+        p.state = State::Idle;
+        p.tx = None;
+        p.established_at = None;
+        p.adj_out.clear();
+        let gr = p.negotiated.as_ref().and_then(|n| n.peer_graceful_restart.clone());
+        self.eor_seen.remove(&peer);
+        match gr {
+            Some(gr) if tcp_failure && gr.restart_time > 0 => {
+                // RFC 4724: keep the peer's routes, marked stale, for its restart time.
+                let n = self.rib.stale_peer(peer);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.gr_deadline = Some(Instant::now() + Duration::from_secs(u64::from(gr.restart_time)));
+                }
+                log::info!("keeping {n} routes of the restarting peer for {} s", gr.restart_time);
+                vec![]
+            }
+            _ => {
+                let changes = self.rib.peer_down(peer);
+                let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
+                self.propagate(&prefixes);
+                prefixes
+            }
+        }
+    }
+
+    fn update(&mut self, peer: PeerId, u: crate::wire::Update) -> Vec<Prefix> {
+        let (local_as, router_id, cluster_id) = (self.cfg.local_as, self.cfg.router_id, self.cfg.cluster_id);
+        let Some(p) = self.peers.get_mut(&peer) else { return vec![] };
+        let Some(source) = p.source.clone() else { return vec![] };
+        p.updates_in += 1;
+        if let Some(why) = &u.treat_as_withdraw {
+            p.treat_as_withdraw += 1;
+            log::warn!("peer {}: {why}: treating {} prefixes as withdrawn", p.cfg.remote, u.withdrawn.len());
+        }
+        let mut touched = Vec::with_capacity(u.withdrawn.len() + u.announced.len());
+        for prefix in &u.withdrawn {
+            self.rib.update(&source, *prefix, None);
+            touched.push(*prefix);
+        }
+        if let Some(attrs) = &u.attrs {
+            let mut a = (**attrs).clone();
+            let ok = import_check(&a, local_as, router_id, cluster_id, source.ibgp);
+            import_normalize(&mut a, source.ibgp, DEFAULT_LOCAL_PREF);
+            let a = Arc::new(a);
+            let p = self.peers.get_mut(&peer).expect("peer exists");
+            for prefix in &u.announced {
+                let accepted = match (&ok, &p.cfg.import) {
+                    (Err(_), _) => None,
+                    (Ok(()), Some(pol)) => pol.apply_arc(prefix, &a),
+                    (Ok(()), None) => Some(a.clone()),
+                };
+                if accepted.is_none() {
+                    p.import_rejected += 1;
+                }
+                self.rib.update(&source, *prefix, accepted);
+                touched.push(*prefix);
+            }
+        }
+        if u.end_of_rib.is_some() {
+            self.eor_seen.insert(peer);
+            let stale = self.rib.sweep_stale(peer);
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.gr_deadline = None;
+            }
+            touched.extend(stale.iter().map(|c| c.prefix));
+        }
+        self.propagate(&touched);
+        touched
+    }
+
+    /// Graceful-restart timers: sweeps stale routes of peers that did not come back.
+    pub fn tick(&mut self) -> Vec<Prefix> {
+        let now = Instant::now();
+        let due: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.gr_deadline.is_some_and(|d| d <= now)).map(|(id, _)| *id).collect();
+        let mut out = Vec::new();
+        for id in due {
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.gr_deadline = None;
+            }
+            let changes = self.rib.sweep_stale(id);
+            out.extend(changes.iter().map(|c| c.prefix));
+        }
+        self.propagate(&out);
+        out
+    }
+
+    /// Originates (or replaces) a local route.
+    pub fn originate(&mut self, prefix: Prefix, attrs: PathAttrs) -> Vec<Prefix> {
+        let a = Arc::new(attrs);
+        self.local.insert(prefix, a.clone());
+        self.rib.update(&self.local_source.clone(), prefix, Some(a));
+        self.propagate(&[prefix]);
+        vec![prefix]
+    }
+
+    pub fn withdraw_local(&mut self, prefix: Prefix) -> Vec<Prefix> {
+        if self.local.remove(&prefix).is_none() {
+            return vec![];
+        }
+        self.rib.update(&self.local_source.clone(), prefix, None);
+        self.propagate(&[prefix]);
+        vec![prefix]
+    }
+
+    pub fn local_routes(&self) -> impl Iterator<Item = (&Prefix, &Arc<PathAttrs>)> {
+        self.local.iter()
+    }
+
+    fn export_ctx(&self, id: PeerId, p: &PeerRt) -> Option<ExportCtx> {
+        let n = p.negotiated.as_ref()?;
+        let ibgp = n.peer_as == self.cfg.local_as;
+        let self_nh = p.local_addr.map(|a| match canonical(a) {
+            IpAddr::V4(v4) => NextHop::V4 { addr: v4 },
+            IpAddr::V6(v6) => NextHop::V6 { global: v6, link_local: None },
+        });
+        Some(ExportCtx {
+            local_as: self.cfg.local_as,
+            router_id: self.cfg.router_id,
+            cluster_id: self.cfg.cluster_id,
+            peer: id,
+            peer_as: n.peer_as,
+            ibgp,
+            rr_client: p.cfg.rr_client,
+            next_hop_self: if !ibgp || p.cfg.next_hop_self { self_nh } else { None },
+            local_pref_default: DEFAULT_LOCAL_PREF,
+        })
+    }
+
+    fn family_ok(n: &Negotiated, prefix: &Prefix) -> bool {
+        match prefix {
+            Prefix::V4(_) => n.ipv4_unicast || n.extended_next_hop,
+            Prefix::V6(_) => n.ipv6_unicast,
+        }
+    }
+
+    /// What `peer` should have for `prefix` now (None = nothing).
+    fn desired(&self, id: PeerId, p: &PeerRt, ctx: &ExportCtx, prefix: &Prefix) -> Option<Arc<PathAttrs>> {
+        let n = p.negotiated.as_ref()?;
+        if !Self::family_ok(n, prefix) {
+            return None;
+        }
+        let best: &Path = self.rib.best(prefix)?;
+        let _ = id;
+        let mut attrs = export_with_policy(prefix, best, ctx, p.cfg.export.as_ref())?;
+        // An IPv4 next hop cannot go to a peer that only takes IPv4 over MP-BGP with IPv6 next hops.
+        if let (Prefix::V4(_), NextHop::V4 { .. }, false) = (prefix, attrs.next_hop, n.ipv4_unicast) {
+            if let Some(IpAddr::V6(v6)) = p.local_addr.map(canonical) {
+                attrs.next_hop = NextHop::V6 { global: v6, link_local: None };
+            }
+        }
+        Some(Arc::new(attrs))
+    }
+
+    /// Sends the changes of `prefixes` to every established peer, grouped by attributes.
+    fn propagate(&mut self, prefixes: &[Prefix]) {
+        if prefixes.is_empty() {
+            return;
+        }
+        let ids: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.tx.is_some()).map(|(id, _)| *id).collect();
+        for id in ids {
+            let p = &self.peers[&id];
+            let Some(ctx) = self.export_ctx(id, p) else { continue };
+            let mut announce: HashMap<Arc<PathAttrs>, Vec<Prefix>> = HashMap::new();
+            let mut withdraw = Vec::new();
+            let mut set = Vec::new();
+            for prefix in prefixes {
+                let want = self.desired(id, p, &ctx, prefix);
+                let have = p.adj_out.get(prefix);
+                match (want, have) {
+                    (Some(w), Some(h)) if *w == **h => {}
+                    (Some(w), _) => {
+                        set.push((*prefix, Some(w.clone())));
+                        announce.entry(w).or_default().push(*prefix);
+                    }
+                    (None, Some(_)) => {
+                        set.push((*prefix, None));
+                        withdraw.push(*prefix);
+                    }
+                    (None, None) => {}
+                }
+            }
+            let p = self.peers.get_mut(&id).expect("peer exists");
+            for (prefix, a) in set {
+                match a {
+                    Some(a) => p.adj_out.insert(prefix, a),
+                    None => p.adj_out.remove(&prefix),
+                };
+            }
+            if let Some(tx) = &p.tx {
+                if !withdraw.is_empty() {
+                    let _ = tx.send(SessionCmd::Withdraw(withdraw));
+                }
+                for (a, ps) in announce {
+                    let _ = tx.send(SessionCmd::Announce(ps, a));
+                }
+            }
+        }
+    }
+
+    /// The full table to one peer (on establishment or ROUTE-REFRESH), then End-of-RIB.
+    fn send_table(&mut self, id: PeerId, family: Option<Family>) {
+        let Some(p) = self.peers.get(&id) else { return };
+        let Some(ctx) = self.export_ctx(id, p) else { return };
+        let Some(n) = p.negotiated.clone() else { return };
+        let mut announce: HashMap<Arc<PathAttrs>, Vec<Prefix>> = HashMap::new();
+        let prefixes: Vec<Prefix> = self
+            .rib
+            .iter_best()
+            .map(|(prefix, _)| *prefix)
+            .filter(|prefix| match family {
+                Some(Family::Ipv4Unicast) => matches!(prefix, Prefix::V4(_)),
+                Some(Family::Ipv6Unicast) => matches!(prefix, Prefix::V6(_)),
+                None => true,
+            })
+            .collect();
+        let mut set = Vec::new();
+        for prefix in prefixes {
+            if let Some(a) = self.desired(id, p, &ctx, &prefix) {
+                set.push((prefix, a.clone()));
+                announce.entry(a).or_default().push(prefix);
+            }
+        }
+        let p = self.peers.get_mut(&id).expect("peer exists");
+        for (prefix, a) in set {
+            p.adj_out.insert(prefix, a);
+        }
+        if let Some(tx) = &p.tx {
+            for (a, ps) in announce {
+                let _ = tx.send(SessionCmd::Announce(ps, a));
+            }
+            let fams: Vec<Family> = match family {
+                Some(f) => vec![f],
+                None => n.families(),
+            };
+            for f in fams {
+                let _ = tx.send(SessionCmd::EndOfRib(f));
+            }
+        }
+    }
+
+    pub fn summary(&self) -> Vec<NeighborSummary> {
+        self.peers
+            .iter()
+            .map(|(id, p)| {
+                let n = p.negotiated.as_ref();
+                let mut caps = Vec::new();
+                if let Some(n) = n {
+                    if n.ipv4_unicast {
+                        caps.push("ipv4-unicast".into());
+                    }
+                    if n.ipv6_unicast {
+                        caps.push("ipv6-unicast".into());
+                    }
+                    if n.asn4 {
+                        caps.push("4-octet-as".into());
+                    }
+                    if n.route_refresh {
+                        caps.push("route-refresh".into());
+                    }
+                    if n.extended_next_hop {
+                        caps.push("extended-nexthop".into());
+                    }
+                    if n.peer_graceful_restart.is_some() {
+                        caps.push("graceful-restart".into());
+                    }
+                }
+                NeighborSummary {
+                    peer: id.0,
+                    address: p.cfg.remote.to_string(),
+                    description: p.cfg.description.clone(),
+                    remote_as: n.map(|n| n.peer_as),
+                    router_id: n.map(|n| n.peer_router_id),
+                    state: p.state.name(),
+                    uptime_secs: p.established_at.map(|t| t.elapsed().as_secs()),
+                    prefixes_received: self.rib.prefix_count(*id),
+                    prefixes_stale: self.rib.stale_count(*id),
+                    prefixes_sent: p.adj_out.len(),
+                    updates_received: p.updates_in,
+                    treat_as_withdraw: p.treat_as_withdraw,
+                    import_rejected: p.import_rejected,
+                    flaps: p.flaps,
+                    last_error: p.last_error.clone(),
+                    capabilities: caps,
+                    rr_client: p.cfg.rr_client,
+                }
+            })
+            .collect()
+    }
+
+    /// The session address of a peer (for `explain`).
+    pub fn peer_address(&self, id: PeerId) -> Option<SocketAddr> {
+        self.peers.get(&id).map(|p| p.cfg.remote)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compare as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
