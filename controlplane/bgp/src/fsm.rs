@@ -131,7 +131,11 @@ pub struct Fsm {
 
 impl Fsm {
     pub fn new(cfg: FsmConfig) -> Self {
-        Fsm { state: State::Connect, cfg, negotiated: None }
+        Fsm {
+            state: State::Connect,
+            cfg,
+            negotiated: None,
+        }
     }
 
     pub fn config(&self) -> &FsmConfig {
@@ -148,7 +152,9 @@ impl Fsm {
             }
             (State::Idle, _) => vec![],
             (_, Event::Malformed(n, why)) => self.down(Some(n), why),
-            (_, Event::Notification(n)) => self.down(None, format!("peer sent NOTIFICATION: {}", n.describe())),
+            (_, Event::Notification(n)) => {
+                self.down(None, format!("peer sent NOTIFICATION: {}", n.describe()))
+            }
             (_, Event::HoldTimerExpired) => self.down(
                 Some(Notification::new(notify::HOLD_EXPIRED, 0)),
                 "hold timer expired".into(),
@@ -173,11 +179,19 @@ impl Fsm {
                 vec![ArmHold(n.hold_time), Established(Box::new(n))]
             }
             (State::OpenConfirm | State::Established, Event::KeepaliveTimerExpired) => {
-                let ka = self.negotiated.as_ref().map(|n| n.keepalive).unwrap_or_default();
+                let ka = self
+                    .negotiated
+                    .as_ref()
+                    .map(|n| n.keepalive)
+                    .unwrap_or_default();
                 vec![SendKeepalive, ArmKeepalive(ka)]
             }
             (State::Established, Event::Keepalive | Event::Update) => {
-                let hold = self.negotiated.as_ref().map(|n| n.hold_time).unwrap_or_default();
+                let hold = self
+                    .negotiated
+                    .as_ref()
+                    .map(|n| n.hold_time)
+                    .unwrap_or_default();
                 vec![ArmHold(hold)]
             }
             (state, ev) => self.down(
@@ -217,11 +231,18 @@ impl Fsm {
         if !as_ok {
             return Err((
                 Notification::new(notify::OPEN, notify::OPEN_BAD_PEER_AS),
-                format!("peer AS {} does not match {:?} (local AS {})", o.asn, c.peer_as, c.local_as),
+                format!(
+                    "peer AS {} does not match {:?} (local AS {})",
+                    o.asn, c.peer_as, c.local_as
+                ),
             ));
         }
-        if o.router_id.is_unspecified() || o.router_id.is_broadcast() || o.router_id.is_multicast() {
-            return Err((Notification::new(notify::OPEN, notify::OPEN_BAD_BGP_ID), format!("bad BGP identifier {}", o.router_id)));
+        if o.router_id.is_unspecified() || o.router_id.is_broadcast() || o.router_id.is_multicast()
+        {
+            return Err((
+                Notification::new(notify::OPEN, notify::OPEN_BAD_BGP_ID),
+                format!("bad BGP identifier {}", o.router_id),
+            ));
         }
         if o.asn == c.local_as && o.router_id == c.router_id {
             return Err((
@@ -248,7 +269,11 @@ impl Fsm {
             ipv6_unicast: ours.ipv6_unicast && theirs.ipv6_unicast,
             extended_next_hop: ours.extended_next_hop_v4 && theirs.extended_next_hop_v4,
             route_refresh: ours.route_refresh && theirs.route_refresh,
-            peer_graceful_restart: if ours.graceful_restart.is_some() { theirs.graceful_restart.clone() } else { None },
+            peer_graceful_restart: if ours.graceful_restart.is_some() {
+                theirs.graceful_restart.clone()
+            } else {
+                None
+            },
             peer_caps: theirs.clone(),
         })
     }
@@ -297,38 +322,74 @@ mod tests {
             four_octet_as: Some(65000),
             route_refresh: true,
             extended_next_hop_v4: true,
-            graceful_restart: Some(GracefulRestart { restart_time: 120, restarting: false, families: vec![(Family::Ipv4Unicast, true)] }),
+            graceful_restart: Some(GracefulRestart {
+                restart_time: 120,
+                restarting: false,
+                families: vec![(Family::Ipv4Unicast, true)],
+            }),
         }
     }
 
     fn fsm(peer_as: PeerAs) -> Fsm {
-        Fsm::new(FsmConfig { local_as: 65000, router_id: "10.0.0.1".parse().unwrap(), peer_as, hold_time: 90, caps: caps() })
+        Fsm::new(FsmConfig {
+            local_as: 65000,
+            router_id: "10.0.0.1".parse().unwrap(),
+            peer_as,
+            hold_time: 90,
+            caps: caps(),
+        })
     }
 
     fn open(asn: u32, id: &str, hold: u16) -> Open {
         let mut c = caps();
         c.four_octet_as = Some(asn);
         c.ipv6_unicast = false;
-        Open { version: 4, asn, hold_time: hold, router_id: id.parse().unwrap(), caps: c }
+        Open {
+            version: 4,
+            asn,
+            hold_time: hold,
+            router_id: id.parse().unwrap(),
+            caps: c,
+        }
     }
 
     #[test]
     fn happy_path_to_established() {
         let mut f = fsm(PeerAs::Internal);
-        assert_eq!(f.handle(Event::Connected), vec![Action::SendOpen, Action::ArmHold(OPEN_HOLD)]);
+        assert_eq!(
+            f.handle(Event::Connected),
+            vec![Action::SendOpen, Action::ArmHold(OPEN_HOLD)]
+        );
         assert_eq!(f.state, State::OpenSent);
         let a = f.handle(Event::Open(open(65000, "10.0.0.2", 30)));
-        assert_eq!(a, vec![Action::SendKeepalive, Action::ArmHold(Duration::from_secs(30)), Action::ArmKeepalive(Duration::from_secs(10))]);
+        assert_eq!(
+            a,
+            vec![
+                Action::SendKeepalive,
+                Action::ArmHold(Duration::from_secs(30)),
+                Action::ArmKeepalive(Duration::from_secs(10))
+            ]
+        );
         assert_eq!(f.state, State::OpenConfirm);
         let a = f.handle(Event::Keepalive);
         assert_eq!(f.state, State::Established);
-        let Action::Established(n) = &a[1] else { panic!("{a:?}") };
-        assert!(n.ipv4_unicast && !n.ipv6_unicast && n.extended_next_hop && n.asn4 && n.route_refresh);
+        let Action::Established(n) = &a[1] else {
+            panic!("{a:?}")
+        };
+        assert!(
+            n.ipv4_unicast && !n.ipv6_unicast && n.extended_next_hop && n.asn4 && n.route_refresh
+        );
         assert!(n.peer_graceful_restart.is_some());
-        assert_eq!(f.handle(Event::Update), vec![Action::ArmHold(Duration::from_secs(30))]);
+        assert_eq!(
+            f.handle(Event::Update),
+            vec![Action::ArmHold(Duration::from_secs(30))]
+        );
         assert_eq!(
             f.handle(Event::KeepaliveTimerExpired),
-            vec![Action::SendKeepalive, Action::ArmKeepalive(Duration::from_secs(10))]
+            vec![
+                Action::SendKeepalive,
+                Action::ArmKeepalive(Duration::from_secs(10))
+            ]
         );
     }
 
@@ -346,7 +407,10 @@ mod tests {
             let mut f = fsm(peer_as);
             f.handle(Event::Connected);
             let a = f.handle(Event::Open(o.clone()));
-            assert!(matches!(&a[0], Action::SendNotification(n) if n.code == code && n.subcode == sub), "{o:?}: {a:?}");
+            assert!(
+                matches!(&a[0], Action::SendNotification(n) if n.code == code && n.subcode == sub),
+                "{o:?}: {a:?}"
+            );
             assert!(matches!(a.last(), Some(Action::Close(_))));
             assert_eq!(f.state, State::Idle);
         }
@@ -354,7 +418,9 @@ mod tests {
         f.handle(Event::Connected);
         let mut o = open(65001, "10.0.0.2", 90);
         o.version = 3;
-        assert!(matches!(&f.handle(Event::Open(o))[0], Action::SendNotification(n) if n.code == 2 && n.subcode == 1 && n.data == vec![0, 4]));
+        assert!(
+            matches!(&f.handle(Event::Open(o))[0], Action::SendNotification(n) if n.code == 2 && n.subcode == 1 && n.data == vec![0, 4])
+        );
     }
 
     #[test]
@@ -374,12 +440,18 @@ mod tests {
         let mut f = fsm(PeerAs::Any);
         f.handle(Event::Connected);
         let a = f.handle(Event::Update);
-        assert!(matches!(&a[0], Action::SendNotification(n) if n.code == 5 && n.subcode == 1), "{a:?}");
+        assert!(
+            matches!(&a[0], Action::SendNotification(n) if n.code == 5 && n.subcode == 1),
+            "{a:?}"
+        );
         let mut f = fsm(PeerAs::Any);
         f.handle(Event::Connected);
         f.handle(Event::Open(open(65001, "10.0.0.2", 90)));
         let a = f.handle(Event::Open(open(65001, "10.0.0.2", 90)));
-        assert!(matches!(&a[0], Action::SendNotification(n) if n.code == 5 && n.subcode == 2), "{a:?}");
+        assert!(
+            matches!(&a[0], Action::SendNotification(n) if n.code == 5 && n.subcode == 2),
+            "{a:?}"
+        );
     }
 
     #[test]
@@ -400,7 +472,13 @@ mod tests {
 
     #[test]
     fn collision_keeps_higher_id_initiator() {
-        assert!(keep_outbound("10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap()));
-        assert!(!keep_outbound("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()));
+        assert!(keep_outbound(
+            "10.0.0.2".parse().unwrap(),
+            "10.0.0.1".parse().unwrap()
+        ));
+        assert!(!keep_outbound(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap()
+        ));
     }
 }

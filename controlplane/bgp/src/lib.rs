@@ -6,12 +6,12 @@
 //! adapter, RFC 7606 error handling), `fsm` (RFC 4271 session state
 //! machine, no sockets), `session` (TCP + timers driving the FSM).
 
-pub mod route;
-pub mod wire;
-pub mod fsm;
-pub mod session;
 pub mod decision;
-pub mod rib;
 pub mod export;
+pub mod fsm;
 pub mod policy;
+pub mod rib;
+pub mod route;
+pub mod session;
 pub mod speaker;
+pub mod wire;

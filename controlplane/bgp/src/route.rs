@@ -21,8 +21,15 @@ pub struct Ipv6Prefix {
 impl Ipv6Prefix {
     pub fn new(addr: Ipv6Addr, len: u8) -> Self {
         let len = len.min(128);
-        let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
-        Ipv6Prefix { addr: Ipv6Addr::from(u128::from(addr) & mask), len }
+        let mask = if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(len))
+        };
+        Ipv6Prefix {
+            addr: Ipv6Addr::from(u128::from(addr) & mask),
+            len,
+        }
     }
 }
 
@@ -79,8 +86,13 @@ pub struct AsSegment {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "lowercase")]
 pub enum NextHop {
-    V4 { addr: Ipv4Addr },
-    V6 { global: Ipv6Addr, link_local: Option<Ipv6Addr> },
+    V4 {
+        addr: Ipv4Addr,
+    },
+    V6 {
+        global: Ipv6Addr,
+        link_local: Option<Ipv6Addr>,
+    },
 }
 
 impl NextHop {
@@ -96,8 +108,14 @@ impl fmt::Display for NextHop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NextHop::V4 { addr } => addr.fmt(f),
-            NextHop::V6 { global, link_local: Some(ll) } => write!(f, "{global} ({ll})"),
-            NextHop::V6 { global, link_local: None } => global.fmt(f),
+            NextHop::V6 {
+                global,
+                link_local: Some(ll),
+            } => write!(f, "{global} ({ll})"),
+            NextHop::V6 {
+                global,
+                link_local: None,
+            } => global.fmt(f),
         }
     }
 }
@@ -123,9 +141,15 @@ impl fmt::Display for Community {
 impl std::str::FromStr for Community {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (a, v) = s.split_once(':').ok_or_else(|| format!("'{s}' is not a community (ASN:VALUE)"))?;
-        let a: u16 = a.parse().map_err(|_| format!("'{s}': ASN part must be 0..=65535"))?;
-        let v: u16 = v.parse().map_err(|_| format!("'{s}': value part must be 0..=65535"))?;
+        let (a, v) = s
+            .split_once(':')
+            .ok_or_else(|| format!("'{s}' is not a community (ASN:VALUE)"))?;
+        let a: u16 = a
+            .parse()
+            .map_err(|_| format!("'{s}': ASN part must be 0..=65535"))?;
+        let v: u16 = v
+            .parse()
+            .map_err(|_| format!("'{s}': value part must be 0..=65535"))?;
         Ok(Community::new(a, v))
     }
 }
@@ -261,11 +285,19 @@ impl PathAttrs {
         let mut left = times;
         while left > 0 {
             let room = match self.as_path.first() {
-                Some(s) if s.kind == AsSegmentKind::Sequence => MAX_SEGMENT.saturating_sub(s.asns.len()),
+                Some(s) if s.kind == AsSegmentKind::Sequence => {
+                    MAX_SEGMENT.saturating_sub(s.asns.len())
+                }
                 _ => 0,
             };
             if room == 0 {
-                self.as_path.insert(0, AsSegment { kind: AsSegmentKind::Sequence, asns: Vec::new() });
+                self.as_path.insert(
+                    0,
+                    AsSegment {
+                        kind: AsSegmentKind::Sequence,
+                        asns: Vec::new(),
+                    },
+                );
                 continue;
             }
             let n = room.min(left);

@@ -21,13 +21,32 @@ use tokio::time::{sleep_until, Instant};
 /// From a session to the speaker core.
 #[derive(Debug)]
 pub enum SessionEvent {
-    State { peer: PeerId, state: State },
-    Established { peer: PeerId, negotiated: Box<Negotiated>, local_addr: IpAddr, tx: mpsc::UnboundedSender<SessionCmd> },
-    Update { peer: PeerId, update: wire::Update },
-    RouteRefresh { peer: PeerId, family: Family },
+    State {
+        peer: PeerId,
+        state: State,
+    },
+    Established {
+        peer: PeerId,
+        negotiated: Box<Negotiated>,
+        local_addr: IpAddr,
+        tx: mpsc::UnboundedSender<SessionCmd>,
+    },
+    Update {
+        peer: PeerId,
+        update: wire::Update,
+    },
+    RouteRefresh {
+        peer: PeerId,
+        family: Family,
+    },
     /// The session ended; `was_established` tells the core to clean up routes.
     /// `tcp_failure`: no NOTIFICATION was exchanged (graceful restart applies).
-    Down { peer: PeerId, reason: String, was_established: bool, tcp_failure: bool },
+    Down {
+        peer: PeerId,
+        reason: String,
+        was_established: bool,
+        tcp_failure: bool,
+    },
 }
 
 /// From the speaker core to an established session.
@@ -61,12 +80,25 @@ pub enum PeerCtl {
 }
 
 /// Runs a peer until `Shutdown` (or the control channel closes).
-pub async fn run_peer(cfg: PeerSession, mut ctl: mpsc::Receiver<PeerCtl>, events: mpsc::Sender<SessionEvent>) {
+pub async fn run_peer(
+    cfg: PeerSession,
+    mut ctl: mpsc::Receiver<PeerCtl>,
+    events: mpsc::Sender<SessionEvent>,
+) {
     let peer = cfg.peer;
     // First attempt soon (jittered), then the connect-retry interval.
     let mut next_connect = Instant::now() + jitter(Duration::from_millis(300));
     loop {
-        let _ = events.send(SessionEvent::State { peer, state: if cfg.passive { State::Active } else { State::Connect } }).await;
+        let _ = events
+            .send(SessionEvent::State {
+                peer,
+                state: if cfg.passive {
+                    State::Active
+                } else {
+                    State::Connect
+                },
+            })
+            .await;
         let conn = tokio::select! {
             c = ctl.recv() => match c {
                 Some(PeerCtl::Inbound(s)) => Some((s, false)),
@@ -84,7 +116,9 @@ pub async fn run_peer(cfg: PeerSession, mut ctl: mpsc::Receiver<PeerCtl>, events
                 }
             }
         };
-        let Some((stream, outbound)) = conn else { continue };
+        let Some((stream, outbound)) = conn else {
+            continue;
+        };
         let mut current = Some((stream, outbound));
         while let Some((stream, outbound)) = current.take() {
             match run_connection(&cfg, stream, outbound, &mut ctl, &events).await {
@@ -163,7 +197,10 @@ async fn reader(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Vec<u8>, wire::Wi
 
 /// A read error as a "connection closed" marker (code 0 = no NOTIFICATION to send).
 fn closed(e: std::io::Error) -> wire::WireError {
-    wire::WireError { notification: Notification::new(0, 0), reason: e.to_string() }
+    wire::WireError {
+        notification: Notification::new(0, 0),
+        reason: e.to_string(),
+    }
 }
 
 async fn writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
@@ -183,7 +220,11 @@ struct Timer(Option<Instant>);
 
 impl Timer {
     fn arm(&mut self, d: Duration) {
-        self.0 = if d.is_zero() { None } else { Some(Instant::now() + d) };
+        self.0 = if d.is_zero() {
+            None
+        } else {
+            Some(Instant::now() + d)
+        };
     }
     async fn fired(&self) {
         match self.0 {
@@ -201,7 +242,10 @@ async fn run_connection(
     events: &mpsc::Sender<SessionEvent>,
 ) -> Next {
     let peer = cfg.peer;
-    let local_addr = stream.local_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let local_addr = stream
+        .local_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let (ftx, mut frames) = mpsc::channel(64);
@@ -219,7 +263,12 @@ async fn run_connection(
     let mut next = Next::Retry;
     let mut pending = fsm.handle(Event::Connected);
     let mut last_state = fsm.state;
-    let _ = events.send(SessionEvent::State { peer, state: fsm.state }).await;
+    let _ = events
+        .send(SessionEvent::State {
+            peer,
+            state: fsm.state,
+        })
+        .await;
     'conn: loop {
         // Perform actions.
         for a in std::mem::take(&mut pending) {
@@ -242,13 +291,28 @@ async fn run_connection(
                     codec.set_asn4(n.asn4);
                     established = true;
                     let _ = events
-                        .send(SessionEvent::Established { peer, negotiated: n, local_addr, tx: cmd_tx.clone() })
+                        .send(SessionEvent::Established {
+                            peer,
+                            negotiated: n,
+                            local_addr,
+                            tx: cmd_tx.clone(),
+                        })
                         .await;
                 }
                 Action::Close(reason) => {
-                    let _ = events.send(SessionEvent::State { peer, state: State::Idle }).await;
                     let _ = events
-                        .send(SessionEvent::Down { peer, reason, was_established: established, tcp_failure: !notified })
+                        .send(SessionEvent::State {
+                            peer,
+                            state: State::Idle,
+                        })
+                        .await;
+                    let _ = events
+                        .send(SessionEvent::Down {
+                            peer,
+                            reason,
+                            was_established: established,
+                            tcp_failure: !notified,
+                        })
                         .await;
                     break 'conn;
                 }
@@ -256,14 +320,22 @@ async fn run_connection(
         }
         if fsm.state != last_state {
             last_state = fsm.state;
-            let _ = events.send(SessionEvent::State { peer, state: fsm.state }).await;
+            let _ = events
+                .send(SessionEvent::State {
+                    peer,
+                    state: fsm.state,
+                })
+                .await;
             if fsm.state == State::OpenConfirm {
                 // RFC 4271 6.8: now that we know the peer's id, settle a pending collision.
                 if let (Some(other), Some(n)) = (pending_inbound.take(), fsm.negotiated.as_ref()) {
                     if outbound && fsm::keep_outbound(cfg.fsm.router_id, n.peer_router_id) {
                         reject_collision(other).await;
                     } else {
-                        pending = fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_COLLISION)));
+                        pending = fsm.handle(Event::Stop(Notification::new(
+                            notify::CEASE,
+                            notify::CEASE_COLLISION,
+                        )));
                         next = Next::Switch(other);
                         continue;
                     }
@@ -363,6 +435,7 @@ async fn run_connection(
 /// Closes a connection that lost a collision with a Cease/collision NOTIFICATION.
 async fn reject_collision(mut s: TcpStream) {
     let n = Notification::new(notify::CEASE, notify::CEASE_COLLISION);
-    let _ = tokio::time::timeout(Duration::from_secs(1), s.write_all(&wire::notification(&n))).await;
+    let _ =
+        tokio::time::timeout(Duration::from_secs(1), s.write_all(&wire::notification(&n))).await;
     let _ = s.shutdown().await;
 }

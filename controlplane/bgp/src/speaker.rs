@@ -113,7 +113,7 @@ impl Speaker {
             rr_client: false,
         });
         Speaker {
-            rib: Rib::new(cfg.decision.clone()),
+            rib: Rib::new(cfg.decision),
             cfg,
             peers: BTreeMap::new(),
             local: HashMap::new(),
@@ -139,7 +139,10 @@ impl Speaker {
             graceful_restart: self.cfg.graceful_restart.map(|t| GracefulRestart {
                 restart_time: t,
                 restarting: self.cfg.restarting,
-                families: vec![(Family::Ipv4Unicast, self.cfg.restarting), (Family::Ipv6Unicast, self.cfg.restarting)],
+                families: vec![
+                    (Family::Ipv4Unicast, self.cfg.restarting),
+                    (Family::Ipv6Unicast, self.cfg.restarting),
+                ],
             }),
         }
     }
@@ -190,9 +193,15 @@ impl Speaker {
     /// Hands an accepted connection to the peer configured for its address.
     /// Returns false (caller closes it) for unknown sources.
     pub fn inbound(&self, stream: tokio::net::TcpStream) -> bool {
-        let Ok(remote) = stream.peer_addr() else { return false };
+        let Ok(remote) = stream.peer_addr() else {
+            return false;
+        };
         let ip = canonical(remote.ip());
-        match self.peers.values().find(|p| canonical(p.cfg.remote.ip()) == ip) {
+        match self
+            .peers
+            .values()
+            .find(|p| canonical(p.cfg.remote.ip()) == ip)
+        {
             Some(p) => p.ctl.try_send(PeerCtl::Inbound(stream)).is_ok(),
             None => false,
         }
@@ -212,12 +221,17 @@ impl Speaker {
     }
 
     pub fn established_peers(&self) -> usize {
-        self.peers.values().filter(|p| p.state == State::Established).count()
+        self.peers
+            .values()
+            .filter(|p| p.state == State::Established)
+            .count()
     }
 
     /// Every established peer has sent End-of-RIB (initial convergence).
     pub fn converged(&self) -> bool {
-        self.peers.iter().all(|(id, p)| p.state != State::Established || self.eor_seen.contains(id))
+        self.peers
+            .iter()
+            .all(|(id, p)| p.state != State::Established || self.eor_seen.contains(id))
     }
 
     /// Handles a session event; returns the prefixes whose candidates changed.
@@ -229,20 +243,43 @@ impl Speaker {
                 }
                 vec![]
             }
-            SessionEvent::Established { peer, negotiated, local_addr, tx } => self.established(peer, *negotiated, local_addr, tx),
+            SessionEvent::Established {
+                peer,
+                negotiated,
+                local_addr,
+                tx,
+            } => self.established(peer, *negotiated, local_addr, tx),
             SessionEvent::Update { peer, update } => self.update(peer, update),
             SessionEvent::RouteRefresh { peer, family } => {
                 self.send_table(peer, Some(family));
                 vec![]
             }
-            SessionEvent::Down { peer, reason, was_established, tcp_failure } => self.down(peer, reason, was_established, tcp_failure),
+            SessionEvent::Down {
+                peer,
+                reason,
+                was_established,
+                tcp_failure,
+            } => self.down(peer, reason, was_established, tcp_failure),
         }
     }
 
-    fn established(&mut self, peer: PeerId, n: Negotiated, local_addr: IpAddr, tx: mpsc::UnboundedSender<SessionCmd>) -> Vec<Prefix> {
+    fn established(
+        &mut self,
+        peer: PeerId,
+        n: Negotiated,
+        local_addr: IpAddr,
+        tx: mpsc::UnboundedSender<SessionCmd>,
+    ) -> Vec<Prefix> {
         let local_as = self.cfg.local_as;
-        let Some(p) = self.peers.get_mut(&peer) else { return vec![] };
-        log::info!("peer {} established (AS {}, id {})", p.cfg.remote, n.peer_as, n.peer_router_id);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return vec![];
+        };
+        log::info!(
+            "peer {} established (AS {}, id {})",
+            p.cfg.remote,
+            n.peer_as,
+            n.peer_router_id
+        );
         p.state = State::Established;
         p.source = Some(Arc::new(PathSource {
             peer,
@@ -262,8 +299,16 @@ impl Speaker {
         vec![]
     }
 
-    fn down(&mut self, peer: PeerId, reason: String, was_established: bool, tcp_failure: bool) -> Vec<Prefix> {
-        let Some(p) = self.peers.get_mut(&peer) else { return vec![] };
+    fn down(
+        &mut self,
+        peer: PeerId,
+        reason: String,
+        was_established: bool,
+        tcp_failure: bool,
+    ) -> Vec<Prefix> {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return vec![];
+        };
         p.last_error = Some(reason.clone());
         if !was_established {
             return vec![];
@@ -274,16 +319,23 @@ impl Speaker {
         p.tx = None;
         p.established_at = None;
         p.adj_out.clear();
-        let gr = p.negotiated.as_ref().and_then(|n| n.peer_graceful_restart.clone());
+        let gr = p
+            .negotiated
+            .as_ref()
+            .and_then(|n| n.peer_graceful_restart.clone());
         self.eor_seen.remove(&peer);
         match gr {
             Some(gr) if tcp_failure && gr.restart_time > 0 => {
                 // RFC 4724: keep the peer's routes, marked stale, for its restart time.
                 let n = self.rib.stale_peer(peer);
                 if let Some(p) = self.peers.get_mut(&peer) {
-                    p.gr_deadline = Some(Instant::now() + Duration::from_secs(u64::from(gr.restart_time)));
+                    p.gr_deadline =
+                        Some(Instant::now() + Duration::from_secs(u64::from(gr.restart_time)));
                 }
-                log::info!("keeping {n} routes of the restarting peer for {} s", gr.restart_time);
+                log::info!(
+                    "keeping {n} routes of the restarting peer for {} s",
+                    gr.restart_time
+                );
                 vec![]
             }
             _ => {
@@ -296,13 +348,22 @@ impl Speaker {
     }
 
     fn update(&mut self, peer: PeerId, u: crate::wire::Update) -> Vec<Prefix> {
-        let (local_as, router_id, cluster_id) = (self.cfg.local_as, self.cfg.router_id, self.cfg.cluster_id);
-        let Some(p) = self.peers.get_mut(&peer) else { return vec![] };
-        let Some(source) = p.source.clone() else { return vec![] };
+        let (local_as, router_id, cluster_id) =
+            (self.cfg.local_as, self.cfg.router_id, self.cfg.cluster_id);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return vec![];
+        };
+        let Some(source) = p.source.clone() else {
+            return vec![];
+        };
         p.updates_in += 1;
         if let Some(why) = &u.treat_as_withdraw {
             p.treat_as_withdraw += 1;
-            log::warn!("peer {}: {why}: treating {} prefixes as withdrawn", p.cfg.remote, u.withdrawn.len());
+            log::warn!(
+                "peer {}: {why}: treating {} prefixes as withdrawn",
+                p.cfg.remote,
+                u.withdrawn.len()
+            );
         }
         let mut touched = Vec::with_capacity(u.withdrawn.len() + u.announced.len());
         for prefix in &u.withdrawn {
@@ -343,7 +404,12 @@ impl Speaker {
     /// Graceful-restart timers: sweeps stale routes of peers that did not come back.
     pub fn tick(&mut self) -> Vec<Prefix> {
         let now = Instant::now();
-        let due: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.gr_deadline.is_some_and(|d| d <= now)).map(|(id, _)| *id).collect();
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.gr_deadline.is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
         let mut out = Vec::new();
         for id in due {
             if let Some(p) = self.peers.get_mut(&id) {
@@ -383,7 +449,10 @@ impl Speaker {
         let ibgp = n.peer_as == self.cfg.local_as;
         let self_nh = p.local_addr.map(|a| match canonical(a) {
             IpAddr::V4(v4) => NextHop::V4 { addr: v4 },
-            IpAddr::V6(v6) => NextHop::V6 { global: v6, link_local: None },
+            IpAddr::V6(v6) => NextHop::V6 {
+                global: v6,
+                link_local: None,
+            },
         });
         Some(ExportCtx {
             local_as: self.cfg.local_as,
@@ -393,7 +462,11 @@ impl Speaker {
             peer_as: n.peer_as,
             ibgp,
             rr_client: p.cfg.rr_client,
-            next_hop_self: if !ibgp || p.cfg.next_hop_self { self_nh } else { None },
+            next_hop_self: if !ibgp || p.cfg.next_hop_self {
+                self_nh
+            } else {
+                None
+            },
             local_pref_default: DEFAULT_LOCAL_PREF,
         })
     }
@@ -406,7 +479,13 @@ impl Speaker {
     }
 
     /// What `peer` should have for `prefix` now (None = nothing).
-    fn desired(&self, id: PeerId, p: &PeerRt, ctx: &ExportCtx, prefix: &Prefix) -> Option<Arc<PathAttrs>> {
+    fn desired(
+        &self,
+        id: PeerId,
+        p: &PeerRt,
+        ctx: &ExportCtx,
+        prefix: &Prefix,
+    ) -> Option<Arc<PathAttrs>> {
         let n = p.negotiated.as_ref()?;
         if !Self::family_ok(n, prefix) {
             return None;
@@ -415,9 +494,13 @@ impl Speaker {
         let _ = id;
         let mut attrs = export_with_policy(prefix, best, ctx, p.cfg.export.as_ref())?;
         // An IPv4 next hop cannot go to a peer that only takes IPv4 over MP-BGP with IPv6 next hops.
-        if let (Prefix::V4(_), NextHop::V4 { .. }, false) = (prefix, attrs.next_hop, n.ipv4_unicast) {
+        if let (Prefix::V4(_), NextHop::V4 { .. }, false) = (prefix, attrs.next_hop, n.ipv4_unicast)
+        {
             if let Some(IpAddr::V6(v6)) = p.local_addr.map(canonical) {
-                attrs.next_hop = NextHop::V6 { global: v6, link_local: None };
+                attrs.next_hop = NextHop::V6 {
+                    global: v6,
+                    link_local: None,
+                };
             }
         }
         Some(Arc::new(attrs))
@@ -428,10 +511,17 @@ impl Speaker {
         if prefixes.is_empty() {
             return;
         }
-        let ids: Vec<PeerId> = self.peers.iter().filter(|(_, p)| p.tx.is_some()).map(|(id, _)| *id).collect();
+        let ids: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.tx.is_some())
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
             let p = &self.peers[&id];
-            let Some(ctx) = self.export_ctx(id, p) else { continue };
+            let Some(ctx) = self.export_ctx(id, p) else {
+                continue;
+            };
             let mut announce: HashMap<Arc<PathAttrs>, Vec<Prefix>> = HashMap::new();
             let mut withdraw = Vec::new();
             let mut set = Vec::new();
@@ -472,8 +562,12 @@ impl Speaker {
     /// The full table to one peer (on establishment or ROUTE-REFRESH), then End-of-RIB.
     fn send_table(&mut self, id: PeerId, family: Option<Family>) {
         let Some(p) = self.peers.get(&id) else { return };
-        let Some(ctx) = self.export_ctx(id, p) else { return };
-        let Some(n) = p.negotiated.clone() else { return };
+        let Some(ctx) = self.export_ctx(id, p) else {
+            return;
+        };
+        let Some(n) = p.negotiated.clone() else {
+            return;
+        };
         let mut announce: HashMap<Arc<PathAttrs>, Vec<Prefix>> = HashMap::new();
         let prefixes: Vec<Prefix> = self
             .rib

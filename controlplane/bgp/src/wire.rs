@@ -5,13 +5,14 @@
 //! resetting the session; only an UPDATE whose NLRI cannot be located resets it.
 
 use crate::route::{
-    AsSegment, AsSegmentKind, Community, Ipv4Prefix, Ipv6Prefix, NextHop, Origin, PathAttrs, Prefix,
-    RawAttr,
+    AsSegment, AsSegmentKind, Community, Ipv4Prefix, Ipv6Prefix, NextHop, Origin, PathAttrs,
+    Prefix, RawAttr,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use netgauze_bgp_pkt::capabilities::{
-    BgpCapability, ExtendedNextHopEncoding, ExtendedNextHopEncodingCapability, FourOctetAsCapability,
-    GracefulRestartAddressFamily, GracefulRestartCapability, MultiProtocolExtensionsCapability,
+    BgpCapability, ExtendedNextHopEncoding, ExtendedNextHopEncodingCapability,
+    FourOctetAsCapability, GracefulRestartAddressFamily, GracefulRestartCapability,
+    MultiProtocolExtensionsCapability,
 };
 use netgauze_bgp_pkt::codec::BgpCodec;
 use netgauze_bgp_pkt::nlri::{Ipv4Unicast, Ipv4UnicastAddress, Ipv6Unicast, Ipv6UnicastAddress};
@@ -67,7 +68,11 @@ pub struct Notification {
 
 impl Notification {
     pub fn new(code: u8, subcode: u8) -> Self {
-        Notification { code, subcode, data: Vec::new() }
+        Notification {
+            code,
+            subcode,
+            data: Vec::new(),
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -165,18 +170,29 @@ pub struct WireError {
 }
 
 fn wire_err(code: u8, subcode: u8, reason: impl Into<String>) -> WireError {
-    WireError { notification: Notification::new(code, subcode), reason: reason.into() }
+    WireError {
+        notification: Notification::new(code, subcode),
+        reason: reason.into(),
+    }
 }
 
 /// Checks a message header: marker, length, type. Returns (length, type).
 pub fn check_header(h: &[u8; HEADER_LEN], max_len: usize) -> Result<(usize, u8), WireError> {
     if h[..16].iter().any(|b| *b != 0xff) {
-        return Err(wire_err(notify::HEADER, notify::HEADER_NOT_SYNC, "message marker is not all ones"));
+        return Err(wire_err(
+            notify::HEADER,
+            notify::HEADER_NOT_SYNC,
+            "message marker is not all ones",
+        ));
     }
     let len = usize::from(u16::from_be_bytes([h[16], h[17]]));
     let typ = h[18];
     let bad_len = || {
-        let mut e = wire_err(notify::HEADER, notify::HEADER_BAD_LENGTH, format!("bad message length {len} for type {typ}"));
+        let mut e = wire_err(
+            notify::HEADER,
+            notify::HEADER_BAD_LENGTH,
+            format!("bad message length {len} for type {typ}"),
+        );
         e.notification.data = (len as u16).to_be_bytes().to_vec();
         e
     };
@@ -190,7 +206,11 @@ pub fn check_header(h: &[u8; HEADER_LEN], max_len: usize) -> Result<(usize, u8),
         MSG_KEEPALIVE => len == 19,
         MSG_ROUTE_REFRESH => len == 23,
         _ => {
-            let mut e = wire_err(notify::HEADER, notify::HEADER_BAD_TYPE, format!("unknown message type {typ}"));
+            let mut e = wire_err(
+                notify::HEADER,
+                notify::HEADER_BAD_TYPE,
+                format!("unknown message type {typ}"),
+            );
             e.notification.data = vec![typ];
             return Err(e);
         }
@@ -216,7 +236,10 @@ impl Default for Codec {
 
 impl Codec {
     pub fn new() -> Self {
-        Codec { inner: BgpCodec::new(true), asn4: true }
+        Codec {
+            inner: BgpCodec::new(true),
+            asn4: true,
+        }
     }
 
     /// Sets what was negotiated (after both OPENs).
@@ -255,15 +278,29 @@ impl Codec {
             Ok(Some((BgpMessage::Update(u), ignored))) => {
                 let (mut update, seen) = update_from(&u);
                 if !ignored.path_attr_errors().is_empty() {
-                    let reason = format!("malformed path attribute: {:?}", ignored.path_attr_errors()[0]);
+                    let reason = format!(
+                        "malformed path attribute: {:?}",
+                        ignored.path_attr_errors()[0]
+                    );
                     treat_as_withdraw(&mut update, reason);
                 } else if let Some(missing) = seen.missing(&update) {
-                    treat_as_withdraw(&mut update, format!("missing well-known attribute {missing}"));
+                    treat_as_withdraw(
+                        &mut update,
+                        format!("missing well-known attribute {missing}"),
+                    );
                 }
                 Ok(Message::Update(update))
             }
-            Ok(Some((other, _))) => Err(wire_err(notify::HEADER, notify::HEADER_BAD_TYPE, format!("unexpected {:?}", other.get_type()))),
-            Ok(None) => Err(wire_err(notify::HEADER, notify::HEADER_BAD_LENGTH, "incomplete message")),
+            Ok(Some((other, _))) => Err(wire_err(
+                notify::HEADER,
+                notify::HEADER_BAD_TYPE,
+                format!("unexpected {:?}", other.get_type()),
+            )),
+            Ok(None) => Err(wire_err(
+                notify::HEADER,
+                notify::HEADER_BAD_LENGTH,
+                "incomplete message",
+            )),
             Err(e) if typ == MSG_UPDATE => {
                 // RFC 7606: if the NLRI can still be located, withdraw them and keep the session.
                 match locate_nlri(frame) {
@@ -271,28 +308,45 @@ impl Codec {
                         treat_as_withdraw(&mut update, format!("unparsable UPDATE: {e}"));
                         Ok(Message::Update(update))
                     }
-                    None => Err(wire_err(notify::UPDATE, notify::UPDATE_MALFORMED_ATTR_LIST, format!("malformed UPDATE: {e}"))),
+                    None => Err(wire_err(
+                        notify::UPDATE,
+                        notify::UPDATE_MALFORMED_ATTR_LIST,
+                        format!("malformed UPDATE: {e}"),
+                    )),
                 }
             }
             Err(e) => Err(wire_err(notify::OPEN, 0, format!("malformed OPEN: {e}"))),
         }
     }
 
-    pub fn encode_open(&mut self, asn: u32, hold_time: u16, router_id: Ipv4Addr, caps: &Capabilities) -> Bytes {
+    pub fn encode_open(
+        &mut self,
+        asn: u32,
+        hold_time: u16,
+        router_id: Ipv4Addr,
+        caps: &Capabilities,
+    ) -> Bytes {
         let mut list: Vec<BgpCapability> = Vec::new();
         if caps.ipv4_unicast {
-            list.push(BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(AddressType::Ipv4Unicast)));
+            list.push(BgpCapability::MultiProtocolExtensions(
+                MultiProtocolExtensionsCapability::new(AddressType::Ipv4Unicast),
+            ));
         }
         if caps.ipv6_unicast {
-            list.push(BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(AddressType::Ipv6Unicast)));
+            list.push(BgpCapability::MultiProtocolExtensions(
+                MultiProtocolExtensionsCapability::new(AddressType::Ipv6Unicast),
+            ));
         }
         if caps.route_refresh {
             list.push(BgpCapability::RouteRefresh);
         }
         if caps.extended_next_hop_v4 {
-            list.push(BgpCapability::ExtendedNextHopEncoding(ExtendedNextHopEncodingCapability::new(vec![
-                ExtendedNextHopEncoding::new(AddressType::Ipv4Unicast, AddressFamily::IPv6),
-            ])));
+            list.push(BgpCapability::ExtendedNextHopEncoding(
+                ExtendedNextHopEncodingCapability::new(vec![ExtendedNextHopEncoding::new(
+                    AddressType::Ipv4Unicast,
+                    AddressFamily::IPv6,
+                )]),
+            ));
         }
         if let Some(gr) = &caps.graceful_restart {
             let fams: Vec<GracefulRestartAddressFamily> = gr
@@ -300,16 +354,27 @@ impl Codec {
                 .iter()
                 .map(|(f, fwd)| GracefulRestartAddressFamily::new(*fwd, address_type(*f)))
                 .collect();
-            list.push(BgpCapability::GracefulRestartCapability(GracefulRestartCapability::new(
-                gr.restarting,
-                false,
-                gr.restart_time.min(4095),
-                fams,
-            )));
+            list.push(BgpCapability::GracefulRestartCapability(
+                GracefulRestartCapability::new(
+                    gr.restarting,
+                    false,
+                    gr.restart_time.min(4095),
+                    fams,
+                ),
+            ));
         }
         list.push(BgpCapability::FourOctetAs(FourOctetAsCapability::new(asn)));
-        let my_as = if asn > 65535 { AS_TRANS as u16 } else { asn as u16 };
-        let open = BgpOpenMessage::new(my_as, hold_time, router_id, vec![BgpOpenMessageParameter::new_capabilities(list)]);
+        let my_as = if asn > 65535 {
+            AS_TRANS as u16
+        } else {
+            asn as u16
+        };
+        let open = BgpOpenMessage::new(
+            my_as,
+            hold_time,
+            router_id,
+            vec![BgpOpenMessageParameter::new_capabilities(list)],
+        );
         self.encode(BgpMessage::Open(open))
     }
 
@@ -328,27 +393,57 @@ impl Codec {
     /// the message size. IPv4 with an IPv6 next hop goes in MP_REACH (RFC 8950).
     pub fn encode_announce(&mut self, prefixes: &[Prefix], attrs: &PathAttrs) -> Vec<Bytes> {
         let mut out = Vec::new();
-        let v4: Vec<Ipv4Prefix> = prefixes.iter().filter_map(|p| if let Prefix::V4(p) = p { Some(*p) } else { None }).collect();
-        let v6: Vec<Ipv6Prefix> = prefixes.iter().filter_map(|p| if let Prefix::V6(p) = p { Some(*p) } else { None }).collect();
+        let v4: Vec<Ipv4Prefix> = prefixes
+            .iter()
+            .filter_map(|p| {
+                if let Prefix::V4(p) = p {
+                    Some(*p)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let v6: Vec<Ipv6Prefix> = prefixes
+            .iter()
+            .filter_map(|p| {
+                if let Prefix::V6(p) = p {
+                    Some(*p)
+                } else {
+                    None
+                }
+            })
+            .collect();
         for chunk in v4.chunks(500) {
             let nlri: Vec<Ipv4UnicastAddress> = chunk.iter().filter_map(|p| v4_nlri(*p)).collect();
             let mut list = self.common_attrs(attrs);
             match attrs.next_hop {
                 NextHop::V4 { addr } => {
-                    list.push(attr(false, true, pa::PathAttributeValue::NextHop(pa::NextHop::new(addr))));
+                    list.push(attr(
+                        false,
+                        true,
+                        pa::PathAttributeValue::NextHop(pa::NextHop::new(addr)),
+                    ));
                     let u = BgpUpdateMessage::new(Vec::<Ipv4UnicastAddress>::new(), list, nlri);
                     out.push(self.encode(BgpMessage::Update(u)));
                 }
                 NextHop::V6 { global, link_local } => {
                     list.insert(
                         0,
-                        attr(true, false, pa::PathAttributeValue::MpReach(pa::MpReach::Ipv4Unicast {
-                            next_hop: IpAddr::V6(global),
-                            next_hop_local: link_local,
-                            nlri: nlri.into(),
-                        })),
+                        attr(
+                            true,
+                            false,
+                            pa::PathAttributeValue::MpReach(pa::MpReach::Ipv4Unicast {
+                                next_hop: IpAddr::V6(global),
+                                next_hop_local: link_local,
+                                nlri: nlri.into(),
+                            }),
+                        ),
                     );
-                    let u = BgpUpdateMessage::new(Vec::<Ipv4UnicastAddress>::new(), list, Vec::<Ipv4UnicastAddress>::new());
+                    let u = BgpUpdateMessage::new(
+                        Vec::<Ipv4UnicastAddress>::new(),
+                        list,
+                        Vec::<Ipv4UnicastAddress>::new(),
+                    );
                     out.push(self.encode(BgpMessage::Update(u)));
                 }
             }
@@ -362,13 +457,21 @@ impl Codec {
             let mut list = self.common_attrs(attrs);
             list.insert(
                 0,
-                attr(true, false, pa::PathAttributeValue::MpReach(pa::MpReach::Ipv6Unicast {
-                    next_hop_global: global,
-                    next_hop_local: link_local,
-                    nlri: nlri.into(),
-                })),
+                attr(
+                    true,
+                    false,
+                    pa::PathAttributeValue::MpReach(pa::MpReach::Ipv6Unicast {
+                        next_hop_global: global,
+                        next_hop_local: link_local,
+                        nlri: nlri.into(),
+                    }),
+                ),
             );
-            let u = BgpUpdateMessage::new(Vec::<Ipv4UnicastAddress>::new(), list, Vec::<Ipv4UnicastAddress>::new());
+            let u = BgpUpdateMessage::new(
+                Vec::<Ipv4UnicastAddress>::new(),
+                list,
+                Vec::<Ipv4UnicastAddress>::new(),
+            );
             out.push(self.encode(BgpMessage::Update(u)));
         }
         out
@@ -378,24 +481,58 @@ impl Codec {
     /// (used on sessions where IPv4 is carried only by MP-BGP).
     pub fn encode_withdraw(&mut self, prefixes: &[Prefix], mp_v4: bool) -> Vec<Bytes> {
         let mut out = Vec::new();
-        let v4: Vec<Ipv4UnicastAddress> = prefixes.iter().filter_map(|p| if let Prefix::V4(p) = p { v4_nlri(*p) } else { None }).collect();
-        let v6: Vec<Ipv6UnicastAddress> = prefixes.iter().filter_map(|p| if let Prefix::V6(p) = p { v6_nlri(*p) } else { None }).collect();
+        let v4: Vec<Ipv4UnicastAddress> = prefixes
+            .iter()
+            .filter_map(|p| {
+                if let Prefix::V4(p) = p {
+                    v4_nlri(*p)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let v6: Vec<Ipv6UnicastAddress> = prefixes
+            .iter()
+            .filter_map(|p| {
+                if let Prefix::V6(p) = p {
+                    v6_nlri(*p)
+                } else {
+                    None
+                }
+            })
+            .collect();
         for chunk in v4.chunks(800) {
             let u = if mp_v4 {
                 BgpUpdateMessage::new(
                     Vec::<Ipv4UnicastAddress>::new(),
-                    vec![attr(true, false, pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv4Unicast { nlri: chunk.to_vec().into() }))],
+                    vec![attr(
+                        true,
+                        false,
+                        pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv4Unicast {
+                            nlri: chunk.to_vec().into(),
+                        }),
+                    )],
                     Vec::<Ipv4UnicastAddress>::new(),
                 )
             } else {
-                BgpUpdateMessage::new(chunk.to_vec(), Vec::<pa::PathAttribute>::new(), Vec::<Ipv4UnicastAddress>::new())
+                BgpUpdateMessage::new(
+                    chunk.to_vec(),
+                    Vec::<pa::PathAttribute>::new(),
+                    Vec::<Ipv4UnicastAddress>::new(),
+                )
             };
             out.push(self.encode(BgpMessage::Update(u)));
         }
         for chunk in v6.chunks(200) {
             let u = BgpUpdateMessage::new(
                 Vec::<Ipv4UnicastAddress>::new(),
-                vec![attr(true, false, pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv6Unicast { nlri: chunk.to_vec().into() }))],
+                vec![attr(
+                    true,
+                    false,
+                    pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv6Unicast {
+                        nlri: chunk.to_vec().into(),
+                    }),
+                )],
                 Vec::<Ipv4UnicastAddress>::new(),
             );
             out.push(self.encode(BgpMessage::Update(u)));
@@ -413,14 +550,28 @@ impl Codec {
         list.push(attr(false, true, pa::PathAttributeValue::Origin(origin)));
         let as_path = if self.asn4 {
             pa::AsPath::As4PathSegments(
-                a.as_path.iter().map(|s| pa::As4PathSegment::new(seg_type(s.kind), s.asns.clone())).collect::<Vec<_>>().into(),
+                a.as_path
+                    .iter()
+                    .map(|s| pa::As4PathSegment::new(seg_type(s.kind), s.asns.clone()))
+                    .collect::<Vec<_>>()
+                    .into(),
             )
         } else {
             pa::AsPath::As2PathSegments(
                 a.as_path
                     .iter()
                     .map(|s| {
-                        let asns: Vec<u16> = s.asns.iter().map(|a| if *a > 65535 { AS_TRANS as u16 } else { *a as u16 }).collect();
+                        let asns: Vec<u16> = s
+                            .asns
+                            .iter()
+                            .map(|a| {
+                                if *a > 65535 {
+                                    AS_TRANS as u16
+                                } else {
+                                    *a as u16
+                                }
+                            })
+                            .collect();
                         pa::As2PathSegment::new(seg_type(s.kind), asns)
                     })
                     .collect::<Vec<_>>()
@@ -429,38 +580,87 @@ impl Codec {
         };
         list.push(attr(false, true, pa::PathAttributeValue::AsPath(as_path)));
         if let Some(med) = a.med {
-            list.push(attr(true, false, pa::PathAttributeValue::MultiExitDiscriminator(pa::MultiExitDiscriminator::new(med))));
+            list.push(attr(
+                true,
+                false,
+                pa::PathAttributeValue::MultiExitDiscriminator(pa::MultiExitDiscriminator::new(
+                    med,
+                )),
+            ));
         }
         if let Some(lp) = a.local_pref {
-            list.push(attr(false, true, pa::PathAttributeValue::LocalPreference(pa::LocalPreference::new(lp))));
+            list.push(attr(
+                false,
+                true,
+                pa::PathAttributeValue::LocalPreference(pa::LocalPreference::new(lp)),
+            ));
         }
         if a.atomic_aggregate {
-            list.push(attr(false, true, pa::PathAttributeValue::AtomicAggregate(pa::AtomicAggregate)));
+            list.push(attr(
+                false,
+                true,
+                pa::PathAttributeValue::AtomicAggregate(pa::AtomicAggregate),
+            ));
         }
         if let Some((asn, ip)) = a.aggregator {
             let v = if self.asn4 {
                 pa::Aggregator::As4Aggregator(pa::As4Aggregator::new(asn, ip))
             } else {
-                pa::Aggregator::As2Aggregator(pa::As2Aggregator::new(if asn > 65535 { AS_TRANS as u16 } else { asn as u16 }, ip))
+                pa::Aggregator::As2Aggregator(pa::As2Aggregator::new(
+                    if asn > 65535 {
+                        AS_TRANS as u16
+                    } else {
+                        asn as u16
+                    },
+                    ip,
+                ))
             };
             list.push(attr(true, true, pa::PathAttributeValue::Aggregator(v)));
         }
         if !a.communities.is_empty() {
-            let cs: Vec<netgauze_bgp_pkt::community::Community> =
-                a.communities.iter().map(|c| netgauze_bgp_pkt::community::Community::new(c.0)).collect();
-            list.push(attr(true, true, pa::PathAttributeValue::Communities(pa::Communities::new(cs))));
+            let cs: Vec<netgauze_bgp_pkt::community::Community> = a
+                .communities
+                .iter()
+                .map(|c| netgauze_bgp_pkt::community::Community::new(c.0))
+                .collect();
+            list.push(attr(
+                true,
+                true,
+                pa::PathAttributeValue::Communities(pa::Communities::new(cs)),
+            ));
         }
         if let Some(o) = a.originator_id {
-            list.push(attr(true, false, pa::PathAttributeValue::Originator(pa::Originator::new(o))));
+            list.push(attr(
+                true,
+                false,
+                pa::PathAttributeValue::Originator(pa::Originator::new(o)),
+            ));
         }
         if !a.cluster_list.is_empty() {
-            let ids: Vec<pa::ClusterId> = a.cluster_list.iter().map(|c| pa::ClusterId::new(*c)).collect();
-            list.push(attr(true, false, pa::PathAttributeValue::ClusterList(pa::ClusterList::new(ids))));
+            let ids: Vec<pa::ClusterId> = a
+                .cluster_list
+                .iter()
+                .map(|c| pa::ClusterId::new(*c))
+                .collect();
+            list.push(attr(
+                true,
+                false,
+                pa::PathAttributeValue::ClusterList(pa::ClusterList::new(ids)),
+            ));
         }
         for raw in &a.unknown {
-            let value = pa::PathAttributeValue::UnknownAttribute(pa::UnknownAttribute::new(raw.code, raw.value.clone()));
+            let value = pa::PathAttributeValue::UnknownAttribute(pa::UnknownAttribute::new(
+                raw.code,
+                raw.value.clone(),
+            ));
             let extended = raw.value.len() > 255;
-            if let Ok(at) = pa::PathAttribute::from(raw.flags & 0x80 != 0, raw.flags & 0x40 != 0, raw.flags & 0x20 != 0, extended, value) {
+            if let Ok(at) = pa::PathAttribute::from(
+                raw.flags & 0x80 != 0,
+                raw.flags & 0x40 != 0,
+                raw.flags & 0x20 != 0,
+                extended,
+                value,
+            ) {
                 list.push(at);
             }
         }
@@ -474,20 +674,34 @@ fn attr(optional: bool, transitive: bool, value: pa::PathAttributeValue) -> pa::
         Ok(a) => a,
         // The flags we pass are the attribute's own; keep what netgauze says is valid.
         Err((value, _)) => pa::PathAttribute::from(!optional, transitive, false, true, value)
-            .unwrap_or_else(|(v, _)| pa::PathAttribute::from(true, true, false, true, v).expect("attribute flags")),
+            .unwrap_or_else(|(v, _)| {
+                pa::PathAttribute::from(true, true, false, true, v).expect("attribute flags")
+            }),
     }
 }
 
 fn value_len(v: &pa::PathAttributeValue) -> usize {
     match v {
-        pa::PathAttributeValue::MpReach(pa::MpReach::Ipv4Unicast { nlri, .. }) => nlri.len() * 5 + 40,
-        pa::PathAttributeValue::MpReach(pa::MpReach::Ipv6Unicast { nlri, .. }) => nlri.len() * 17 + 40,
-        pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv4Unicast { nlri }) => nlri.len() * 5 + 3,
-        pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv6Unicast { nlri }) => nlri.len() * 17 + 3,
+        pa::PathAttributeValue::MpReach(pa::MpReach::Ipv4Unicast { nlri, .. }) => {
+            nlri.len() * 5 + 40
+        }
+        pa::PathAttributeValue::MpReach(pa::MpReach::Ipv6Unicast { nlri, .. }) => {
+            nlri.len() * 17 + 40
+        }
+        pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv4Unicast { nlri }) => {
+            nlri.len() * 5 + 3
+        }
+        pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv6Unicast { nlri }) => {
+            nlri.len() * 17 + 3
+        }
         pa::PathAttributeValue::Communities(c) => c.communities().len() * 4,
         pa::PathAttributeValue::ClusterList(c) => c.cluster_list().len() * 4,
-        pa::PathAttributeValue::AsPath(pa::AsPath::As4PathSegments(s)) => s.iter().map(|s| 2 + 4 * s.as_numbers().len()).sum(),
-        pa::PathAttributeValue::AsPath(pa::AsPath::As2PathSegments(s)) => s.iter().map(|s| 2 + 2 * s.as_numbers().len()).sum(),
+        pa::PathAttributeValue::AsPath(pa::AsPath::As4PathSegments(s)) => {
+            s.iter().map(|s| 2 + 4 * s.as_numbers().len()).sum()
+        }
+        pa::PathAttributeValue::AsPath(pa::AsPath::As2PathSegments(s)) => {
+            s.iter().map(|s| 2 + 2 * s.as_numbers().len()).sum()
+        }
         pa::PathAttributeValue::UnknownAttribute(u) => u.value().len(),
         _ => 8,
     }
@@ -509,12 +723,17 @@ fn address_type(f: Family) -> AddressType {
 
 fn v4_nlri(p: Ipv4Prefix) -> Option<Ipv4UnicastAddress> {
     let net = ipnet::Ipv4Net::new(p.addr(), p.len()).ok()?;
-    Some(Ipv4UnicastAddress::new_no_path_id(Ipv4Unicast::from_net(net).ok()?))
+    Some(Ipv4UnicastAddress::new_no_path_id(
+        Ipv4Unicast::from_net(net).ok()?,
+    ))
 }
 
 fn v6_nlri(p: Ipv6Prefix) -> Option<Ipv6UnicastAddress> {
     let net = ipnet::Ipv6Net::new(p.addr, p.len).ok()?;
-    Some(Ipv6UnicastAddress::new(None, Ipv6Unicast::from_net(net).ok()?))
+    Some(Ipv6UnicastAddress::new(
+        None,
+        Ipv6Unicast::from_net(net).ok()?,
+    ))
 }
 
 fn prefix_v4(a: &Ipv4UnicastAddress) -> Prefix {
@@ -536,12 +755,17 @@ fn open_from(o: &BgpOpenMessage) -> Open {
                 AddressType::Ipv6Unicast => caps.ipv6_unicast = true,
                 _ => {}
             },
-            BgpCapability::RouteRefresh | BgpCapability::EnhancedRouteRefresh | BgpCapability::CiscoRouteRefresh => caps.route_refresh = true,
+            BgpCapability::RouteRefresh
+            | BgpCapability::EnhancedRouteRefresh
+            | BgpCapability::CiscoRouteRefresh => caps.route_refresh = true,
             BgpCapability::FourOctetAs(a) => caps.four_octet_as = Some(a.asn4()),
-            BgpCapability::ExtendedNextHopEncoding(e) => {
-                if e.encodings().iter().any(|x| x.address_type() == AddressType::Ipv4Unicast && x.next_hop_afi() == AddressFamily::IPv6) {
-                    caps.extended_next_hop_v4 = true;
-                }
+            BgpCapability::ExtendedNextHopEncoding(e)
+                if e.encodings().iter().any(|x| {
+                    x.address_type() == AddressType::Ipv4Unicast
+                        && x.next_hop_afi() == AddressFamily::IPv6
+                }) =>
+            {
+                caps.extended_next_hop_v4 = true;
             }
             BgpCapability::GracefulRestartCapability(g) => {
                 caps.graceful_restart = Some(GracefulRestart {
@@ -551,8 +775,12 @@ fn open_from(o: &BgpOpenMessage) -> Open {
                         .address_families()
                         .iter()
                         .filter_map(|f| match f.address_type() {
-                            AddressType::Ipv4Unicast => Some((Family::Ipv4Unicast, f.forwarding_state())),
-                            AddressType::Ipv6Unicast => Some((Family::Ipv6Unicast, f.forwarding_state())),
+                            AddressType::Ipv4Unicast => {
+                                Some((Family::Ipv4Unicast, f.forwarding_state()))
+                            }
+                            AddressType::Ipv6Unicast => {
+                                Some((Family::Ipv6Unicast, f.forwarding_state()))
+                            }
                             _ => None,
                         })
                         .collect(),
@@ -562,17 +790,30 @@ fn open_from(o: &BgpOpenMessage) -> Open {
         }
     }
     // No MP capability at all means IPv4 unicast only (RFC 4760 6).
-    if !o.capabilities().iter().any(|c| matches!(c, BgpCapability::MultiProtocolExtensions(_))) {
+    if !o
+        .capabilities()
+        .iter()
+        .any(|c| matches!(c, BgpCapability::MultiProtocolExtensions(_)))
+    {
         caps.ipv4_unicast = true;
     }
-    Open { version: o.version(), asn: o.my_asn4(), hold_time: o.hold_time(), router_id: o.bgp_id(), caps }
+    Open {
+        version: o.version(),
+        asn: o.my_asn4(),
+        hold_time: o.hold_time(),
+        router_id: o.bgp_id(),
+        caps,
+    }
 }
 
 fn update_from(u: &BgpUpdateMessage) -> (Update, SeenAttrs) {
     let mut up = Update::default();
-    up.withdrawn.extend(u.withdraw_routes().iter().map(prefix_v4));
+    up.withdrawn
+        .extend(u.withdraw_routes().iter().map(prefix_v4));
     up.announced.extend(u.nlri().iter().map(prefix_v4));
-    let mut a = PathAttrs::local(NextHop::V4 { addr: Ipv4Addr::UNSPECIFIED });
+    let mut a = PathAttrs::local(NextHop::V4 {
+        addr: Ipv4Addr::UNSPECIFIED,
+    });
     let mut have_next_hop = false;
     let mut seen = SeenAttrs::default();
     for at in u.path_attributes() {
@@ -590,11 +831,18 @@ fn update_from(u: &BgpUpdateMessage) -> (Update, SeenAttrs) {
                 a.as_path = match p {
                     pa::AsPath::As2PathSegments(s) => s
                         .iter()
-                        .map(|s| AsSegment { kind: kind(s.segment_type()), asns: s.as_numbers().iter().map(|x| u32::from(*x)).collect() })
+                        .map(|s| AsSegment {
+                            kind: kind(s.segment_type()),
+                            asns: s.as_numbers().iter().map(|x| u32::from(*x)).collect(),
+                        })
                         .collect(),
-                    pa::AsPath::As4PathSegments(s) => {
-                        s.iter().map(|s| AsSegment { kind: kind(s.segment_type()), asns: s.as_numbers().to_vec() }).collect()
-                    }
+                    pa::AsPath::As4PathSegments(s) => s
+                        .iter()
+                        .map(|s| AsSegment {
+                            kind: kind(s.segment_type()),
+                            asns: s.as_numbers().to_vec(),
+                        })
+                        .collect(),
                 }
             }
             pa::PathAttributeValue::NextHop(n) => {
@@ -604,26 +852,56 @@ fn update_from(u: &BgpUpdateMessage) -> (Update, SeenAttrs) {
             pa::PathAttributeValue::MultiExitDiscriminator(m) => a.med = Some(m.metric()),
             pa::PathAttributeValue::LocalPreference(l) => a.local_pref = Some(l.metric()),
             pa::PathAttributeValue::AtomicAggregate(_) => a.atomic_aggregate = true,
-            pa::PathAttributeValue::Aggregator(pa::Aggregator::As4Aggregator(g)) => a.aggregator = Some((*g.asn(), g.origin())),
-            pa::PathAttributeValue::Aggregator(pa::Aggregator::As2Aggregator(g)) => a.aggregator = Some((u32::from(*g.asn()), g.origin())),
-            pa::PathAttributeValue::Communities(c) => a.communities = c.communities().iter().map(|c| Community(c.value())).collect(),
+            pa::PathAttributeValue::Aggregator(pa::Aggregator::As4Aggregator(g)) => {
+                a.aggregator = Some((*g.asn(), g.origin()))
+            }
+            pa::PathAttributeValue::Aggregator(pa::Aggregator::As2Aggregator(g)) => {
+                a.aggregator = Some((u32::from(*g.asn()), g.origin()))
+            }
+            pa::PathAttributeValue::Communities(c) => {
+                a.communities = c
+                    .communities()
+                    .iter()
+                    .map(|c| Community(c.value()))
+                    .collect()
+            }
             pa::PathAttributeValue::Originator(o) => a.originator_id = Some(o.id()),
-            pa::PathAttributeValue::ClusterList(c) => a.cluster_list = c.cluster_list().iter().map(|c| c.id()).collect(),
-            pa::PathAttributeValue::MpReach(pa::MpReach::Ipv4Unicast { next_hop, next_hop_local, nlri }) => {
+            pa::PathAttributeValue::ClusterList(c) => {
+                a.cluster_list = c.cluster_list().iter().map(|c| c.id()).collect()
+            }
+            pa::PathAttributeValue::MpReach(pa::MpReach::Ipv4Unicast {
+                next_hop,
+                next_hop_local,
+                nlri,
+            }) => {
                 have_next_hop = true;
                 a.next_hop = match next_hop {
                     IpAddr::V4(v4) => NextHop::V4 { addr: *v4 },
-                    IpAddr::V6(v6) => NextHop::V6 { global: *v6, link_local: *next_hop_local },
+                    IpAddr::V6(v6) => NextHop::V6 {
+                        global: *v6,
+                        link_local: *next_hop_local,
+                    },
                 };
                 up.announced.extend(nlri.iter().map(prefix_v4));
             }
-            pa::PathAttributeValue::MpReach(pa::MpReach::Ipv6Unicast { next_hop_global, next_hop_local, nlri }) => {
+            pa::PathAttributeValue::MpReach(pa::MpReach::Ipv6Unicast {
+                next_hop_global,
+                next_hop_local,
+                nlri,
+            }) => {
                 have_next_hop = true;
-                a.next_hop = NextHop::V6 { global: *next_hop_global, link_local: *next_hop_local };
+                a.next_hop = NextHop::V6 {
+                    global: *next_hop_global,
+                    link_local: *next_hop_local,
+                };
                 up.announced.extend(nlri.iter().map(prefix_v6));
             }
             pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv4Unicast { nlri }) => {
-                if nlri.is_empty() && u.nlri().is_empty() && u.withdraw_routes().is_empty() && u.path_attributes().len() == 1 {
+                if nlri.is_empty()
+                    && u.nlri().is_empty()
+                    && u.withdraw_routes().is_empty()
+                    && u.path_attributes().len() == 1
+                {
                     up.end_of_rib = Some(Family::Ipv4Unicast);
                 }
                 up.withdrawn.extend(nlri.iter().map(prefix_v4))
@@ -694,7 +972,11 @@ fn raw_attr(at: &pa::PathAttribute) -> Option<RawAttr> {
     let flags = bytes.first().copied()?;
     let code = bytes.get(1).copied()?;
     let hdr = if flags & 0x10 != 0 { 4 } else { 3 };
-    Some(RawAttr { flags: flags & 0xe0, code, value: bytes.get(hdr..)?.to_vec() })
+    Some(RawAttr {
+        flags: flags & 0xe0,
+        code,
+        value: bytes.get(hdr..)?.to_vec(),
+    })
 }
 
 fn treat_as_withdraw(u: &mut Update, reason: String) {
@@ -714,18 +996,26 @@ pub fn locate_nlri(frame: &[u8]) -> Option<Update> {
     let wlen = usize::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
     let withdrawn = body.get(2..2 + wlen)?;
     let alen_at = 2 + wlen;
-    let alen = usize::from(u16::from_be_bytes([*body.get(alen_at)?, *body.get(alen_at + 1)?]));
+    let alen = usize::from(u16::from_be_bytes([
+        *body.get(alen_at)?,
+        *body.get(alen_at + 1)?,
+    ]));
     let attrs = body.get(alen_at + 2..alen_at + 2 + alen)?;
     let nlri = body.get(alen_at + 2 + alen..)?;
-    let mut u = Update::default();
-    u.withdrawn = parse_prefixes_v4(withdrawn)?;
-    u.announced = parse_prefixes_v4(nlri)?;
+    let mut u = Update {
+        withdrawn: parse_prefixes_v4(withdrawn)?,
+        announced: parse_prefixes_v4(nlri)?,
+        ..Default::default()
+    };
     let mut i = 0;
     while i < attrs.len() {
         let flags = *attrs.get(i)?;
         let code = *attrs.get(i + 1)?;
         let (len, hdr) = if flags & 0x10 != 0 {
-            (usize::from(u16::from_be_bytes([*attrs.get(i + 2)?, *attrs.get(i + 3)?])), 4)
+            (
+                usize::from(u16::from_be_bytes([*attrs.get(i + 2)?, *attrs.get(i + 3)?])),
+                4,
+            )
         } else {
             (usize::from(*attrs.get(i + 2)?), 3)
         };
@@ -868,14 +1158,23 @@ mod tests {
     }
 
     fn attrs() -> PathAttrs {
-        let mut a = PathAttrs::local(NextHop::V4 { addr: "10.0.0.1".parse().unwrap() });
-        a.as_path = vec![AsSegment { kind: AsSegmentKind::Sequence, asns: vec![65001, 4_200_000_000] }];
+        let mut a = PathAttrs::local(NextHop::V4 {
+            addr: "10.0.0.1".parse().unwrap(),
+        });
+        a.as_path = vec![AsSegment {
+            kind: AsSegmentKind::Sequence,
+            asns: vec![65001, 4_200_000_000],
+        }];
         a.local_pref = Some(200);
         a.med = Some(5);
         a.communities = vec![Community::new(65000, 100), Community::new(65000, 1)];
         a.originator_id = Some("10.0.0.9".parse().unwrap());
         a.cluster_list = vec!["10.0.0.100".parse().unwrap()];
-        a.unknown = vec![RawAttr { flags: 0xc0, code: 99, value: vec![1, 2, 3] }];
+        a.unknown = vec![RawAttr {
+            flags: 0xc0,
+            code: 99,
+            value: vec![1, 2, 3],
+        }];
         a
     }
 
@@ -888,14 +1187,24 @@ mod tests {
             four_octet_as: Some(4_200_000_001),
             route_refresh: true,
             extended_next_hop_v4: true,
-            graceful_restart: Some(GracefulRestart { restart_time: 120, restarting: true, families: vec![(Family::Ipv4Unicast, true)] }),
+            graceful_restart: Some(GracefulRestart {
+                restart_time: 120,
+                restarting: true,
+                families: vec![(Family::Ipv4Unicast, true)],
+            }),
         };
         let b = c.encode_open(4_200_000_001, 90, "10.0.0.1".parse().unwrap(), &caps);
-        let Message::Open(o) = Codec::new().decode(&frame_of(&b)).unwrap() else { panic!() };
+        let Message::Open(o) = Codec::new().decode(&frame_of(&b)).unwrap() else {
+            panic!()
+        };
         assert_eq!(o.asn, 4_200_000_001);
         assert_eq!(o.hold_time, 90);
         assert_eq!(o.caps, caps);
-        assert_eq!(u16::from_be_bytes([b[20], b[21]]), AS_TRANS as u16, "2-octet My AS is AS_TRANS");
+        assert_eq!(
+            u16::from_be_bytes([b[20], b[21]]),
+            AS_TRANS as u16,
+            "2-octet My AS is AS_TRANS"
+        );
     }
 
     #[test]
@@ -904,8 +1213,13 @@ mod tests {
         let a = attrs();
         let msgs = c.encode_announce(&[p4("10.77.60.10/32"), p4("10.77.60.11/32")], &a);
         assert_eq!(msgs.len(), 1);
-        let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else { panic!() };
-        assert_eq!(u.announced, vec![p4("10.77.60.10/32"), p4("10.77.60.11/32")]);
+        let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            u.announced,
+            vec![p4("10.77.60.10/32"), p4("10.77.60.11/32")]
+        );
         let got = u.attrs.unwrap();
         assert_eq!(*got, a);
         assert!(u.treat_as_withdraw.is_none());
@@ -915,9 +1229,14 @@ mod tests {
     fn ipv4_with_ipv6_next_hop_uses_mp_reach() {
         let mut c = Codec::new();
         let mut a = attrs();
-        a.next_hop = NextHop::V6 { global: "2001:db8::1".parse().unwrap(), link_local: Some("fe80::1".parse().unwrap()) };
+        a.next_hop = NextHop::V6 {
+            global: "2001:db8::1".parse().unwrap(),
+            link_local: Some("fe80::1".parse().unwrap()),
+        };
         let msgs = c.encode_announce(&[p4("10.77.60.10/32")], &a);
-        let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else { panic!() };
+        let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else {
+            panic!()
+        };
         assert_eq!(u.announced, vec![p4("10.77.60.10/32")]);
         assert_eq!(u.attrs.unwrap().next_hop, a.next_hop);
     }
@@ -926,16 +1245,23 @@ mod tests {
     fn ipv6_prefixes_and_withdrawals() {
         let mut c = Codec::new();
         let mut a = attrs();
-        a.next_hop = NextHop::V6 { global: "2001:db8::1".parse().unwrap(), link_local: None };
+        a.next_hop = NextHop::V6 {
+            global: "2001:db8::1".parse().unwrap(),
+            link_local: None,
+        };
         let p6 = Prefix::V6(Ipv6Prefix::new("2001:db8:77::".parse().unwrap(), 48));
         let msgs = c.encode_announce(&[p6], &a);
-        let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else { panic!() };
+        let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else {
+            panic!()
+        };
         assert_eq!(u.announced, vec![p6]);
         for mp in [false, true] {
             let w = c.encode_withdraw(&[p4("10.77.60.10/32"), p6], mp);
             let mut got = Vec::new();
             for m in &w {
-                let Message::Update(u) = Codec::new().decode(&frame_of(m)).unwrap() else { panic!() };
+                let Message::Update(u) = Codec::new().decode(&frame_of(m)).unwrap() else {
+                    panic!()
+                };
                 got.extend(u.withdrawn);
             }
             assert_eq!(got, vec![p4("10.77.60.10/32"), p6]);
@@ -945,13 +1271,17 @@ mod tests {
     #[test]
     fn large_announcements_are_split_under_4096() {
         let mut c = Codec::new();
-        let prefixes: Vec<Prefix> = (0..2000u32).map(|i| Prefix::V4(Ipv4Prefix::host(Ipv4Addr::from(0x0a00_0000 + i)))).collect();
+        let prefixes: Vec<Prefix> = (0..2000u32)
+            .map(|i| Prefix::V4(Ipv4Prefix::host(Ipv4Addr::from(0x0a00_0000 + i))))
+            .collect();
         let msgs = c.encode_announce(&prefixes, &attrs());
         assert!(msgs.len() >= 4);
         let mut n = 0;
         for m in &msgs {
             assert!(m.len() <= MAX_LEN);
-            let Message::Update(u) = Codec::new().decode(&frame_of(m)).unwrap() else { panic!() };
+            let Message::Update(u) = Codec::new().decode(&frame_of(m)).unwrap() else {
+                panic!()
+            };
             n += u.announced.len();
         }
         assert_eq!(n, 2000);
@@ -960,7 +1290,9 @@ mod tests {
     #[test]
     fn end_of_rib_markers() {
         for f in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
-            let Message::Update(u) = Codec::new().decode(&frame_of(&end_of_rib(f))).unwrap() else { panic!() };
+            let Message::Update(u) = Codec::new().decode(&frame_of(&end_of_rib(f))).unwrap() else {
+                panic!()
+            };
             assert_eq!(u.end_of_rib, Some(f));
         }
     }
@@ -973,19 +1305,36 @@ mod tests {
         h[18] = 4;
         assert!(check_header(&h, MAX_LEN).is_ok());
         h[0] = 0;
-        assert_eq!(check_header(&h, MAX_LEN).unwrap_err().notification, Notification::new(1, 1));
+        assert_eq!(
+            check_header(&h, MAX_LEN).unwrap_err().notification,
+            Notification::new(1, 1)
+        );
         h[0] = 0xff;
         h[17] = 18;
-        assert_eq!(check_header(&h, MAX_LEN).unwrap_err().notification.subcode, 2);
+        assert_eq!(
+            check_header(&h, MAX_LEN).unwrap_err().notification.subcode,
+            2
+        );
         h[17] = 20;
-        assert_eq!(check_header(&h, MAX_LEN).unwrap_err().notification.subcode, 2, "KEEPALIVE must be 19");
+        assert_eq!(
+            check_header(&h, MAX_LEN).unwrap_err().notification.subcode,
+            2,
+            "KEEPALIVE must be 19"
+        );
         h[17] = 19;
         h[18] = 9;
-        assert_eq!(check_header(&h, MAX_LEN).unwrap_err().notification.subcode, 3);
+        assert_eq!(
+            check_header(&h, MAX_LEN).unwrap_err().notification.subcode,
+            3
+        );
         h[16] = 0x20;
         h[17] = 0;
         h[18] = 2;
-        assert_eq!(check_header(&h, MAX_LEN).unwrap_err().notification.subcode, 2, "over 4096");
+        assert_eq!(
+            check_header(&h, MAX_LEN).unwrap_err().notification.subcode,
+            2,
+            "over 4096"
+        );
     }
 
     /// Builds an UPDATE frame from raw parts.
@@ -1019,7 +1368,9 @@ mod tests {
                 attrs.extend_from_slice(&ORIGIN);
             }
             let f = raw_update(&[], &attrs, &NLRI);
-            let Message::Update(u) = Codec::new().decode(&f).unwrap() else { panic!() };
+            let Message::Update(u) = Codec::new().decode(&f).unwrap() else {
+                panic!()
+            };
             assert!(u.treat_as_withdraw.is_some(), "{bad:?}");
             assert_eq!(u.withdrawn, vec![p4("10.77.60.10/32")]);
             assert!(u.announced.is_empty() && u.attrs.is_none());
@@ -1032,8 +1383,13 @@ mod tests {
         attrs.extend_from_slice(&ORIGIN);
         attrs.extend_from_slice(&AS_PATH_EMPTY);
         let f = raw_update(&[], &attrs, &NLRI);
-        let Message::Update(u) = Codec::new().decode(&f).unwrap() else { panic!() };
-        assert_eq!(u.treat_as_withdraw.as_deref(), Some("missing well-known attribute NEXT_HOP"));
+        let Message::Update(u) = Codec::new().decode(&f).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            u.treat_as_withdraw.as_deref(),
+            Some("missing well-known attribute NEXT_HOP")
+        );
         assert_eq!(u.withdrawn, vec![p4("10.77.60.10/32")]);
     }
 
@@ -1062,11 +1418,25 @@ mod tests {
 
     #[test]
     fn notification_and_keepalive_bytes() {
-        let n = Notification { code: 6, subcode: 2, data: b"bye".to_vec() };
+        let n = Notification {
+            code: 6,
+            subcode: 2,
+            data: b"bye".to_vec(),
+        };
         let b = notification(&n);
-        let Message::Notification(got) = Codec::new().decode(&frame_of(&b)).unwrap() else { panic!() };
+        let Message::Notification(got) = Codec::new().decode(&frame_of(&b)).unwrap() else {
+            panic!()
+        };
         assert_eq!(got, n);
-        assert!(matches!(Codec::new().decode(&frame_of(&keepalive())).unwrap(), Message::Keepalive));
-        assert!(matches!(Codec::new().decode(&frame_of(&route_refresh(Family::Ipv4Unicast))).unwrap(), Message::RouteRefresh(Family::Ipv4Unicast)));
+        assert!(matches!(
+            Codec::new().decode(&frame_of(&keepalive())).unwrap(),
+            Message::Keepalive
+        ));
+        assert!(matches!(
+            Codec::new()
+                .decode(&frame_of(&route_refresh(Family::Ipv4Unicast)))
+                .unwrap(),
+            Message::RouteRefresh(Family::Ipv4Unicast)
+        ));
     }
 }

@@ -43,7 +43,9 @@ async fn node(ip: &str, port: u16, peer_ip: &str, gr: Option<u16>) -> Node {
         description: None,
     });
     let speaker = Arc::new(Mutex::new(s));
-    let listener = TcpListener::bind(SocketAddr::new(ip.parse().unwrap(), port)).await.unwrap();
+    let listener = TcpListener::bind(SocketAddr::new(ip.parse().unwrap(), port))
+        .await
+        .unwrap();
     let sp = speaker.clone();
     let task = tokio::spawn(async move {
         loop {
@@ -80,58 +82,127 @@ async fn two_speakers_exchange_routes() {
     let a = node("127.0.0.21", 11179, "127.0.0.22", None).await;
     let b = node("127.0.0.22", 11179, "127.0.0.21", None).await;
     wait_for("established", || {
-        a.speaker.lock().unwrap().established_peers() == 1 && b.speaker.lock().unwrap().established_peers() == 1
+        a.speaker.lock().unwrap().established_peers() == 1
+            && b.speaker.lock().unwrap().established_peers() == 1
     })
     .await;
-    let mut attrs = PathAttrs::local(NextHop::V4 { addr: "10.10.0.21".parse().unwrap() });
+    let mut attrs = PathAttrs::local(NextHop::V4 {
+        addr: "10.10.0.21".parse().unwrap(),
+    });
     attrs.communities = vec![Community::new(65000, 1001)];
     attrs.local_pref = Some(150);
-    a.speaker.lock().unwrap().originate(p("10.77.60.10/32"), attrs.clone());
-    wait_for("route at b", || b.speaker.lock().unwrap().rib().best(&p("10.77.60.10/32")).is_some()).await;
+    a.speaker
+        .lock()
+        .unwrap()
+        .originate(p("10.77.60.10/32"), attrs.clone());
+    wait_for("route at b", || {
+        b.speaker
+            .lock()
+            .unwrap()
+            .rib()
+            .best(&p("10.77.60.10/32"))
+            .is_some()
+    })
+    .await;
     {
         let bs = b.speaker.lock().unwrap();
         let got = bs.rib().best(&p("10.77.60.10/32")).unwrap();
         assert_eq!(got.attrs.communities, vec![Community::new(65000, 1001)]);
         assert_eq!(got.attrs.local_pref, Some(150));
-        assert_eq!(got.attrs.next_hop, NextHop::V4 { addr: "10.10.0.21".parse().unwrap() });
+        assert_eq!(
+            got.attrs.next_hop,
+            NextHop::V4 {
+                addr: "10.10.0.21".parse().unwrap()
+            }
+        );
         assert!(got.source.ibgp);
         assert!(bs.converged(), "End-of-RIB seen");
         let sum = bs.summary();
         assert_eq!(sum[0].state, "Established");
-        assert!(sum[0].capabilities.contains(&"graceful-restart".to_string()) == false);
+        assert!(
+            sum[0]
+                .capabilities
+                .contains(&"graceful-restart".to_string())
+                == false
+        );
     }
     // Replace, then withdraw.
     attrs.local_pref = Some(300);
-    a.speaker.lock().unwrap().originate(p("10.77.60.10/32"), attrs.clone());
+    a.speaker
+        .lock()
+        .unwrap()
+        .originate(p("10.77.60.10/32"), attrs.clone());
     wait_for("replacement", || {
-        b.speaker.lock().unwrap().rib().best(&p("10.77.60.10/32")).is_some_and(|x| x.attrs.local_pref == Some(300))
+        b.speaker
+            .lock()
+            .unwrap()
+            .rib()
+            .best(&p("10.77.60.10/32"))
+            .is_some_and(|x| x.attrs.local_pref == Some(300))
     })
     .await;
-    a.speaker.lock().unwrap().withdraw_local(p("10.77.60.10/32"));
-    wait_for("withdrawal", || b.speaker.lock().unwrap().rib().best(&p("10.77.60.10/32")).is_none()).await;
+    a.speaker
+        .lock()
+        .unwrap()
+        .withdraw_local(p("10.77.60.10/32"));
+    wait_for("withdrawal", || {
+        b.speaker
+            .lock()
+            .unwrap()
+            .rib()
+            .best(&p("10.77.60.10/32"))
+            .is_none()
+    })
+    .await;
     // Many routes at once.
     for i in 0..3000u32 {
         let prefix = Prefix::V4(Ipv4Prefix::host(std::net::Ipv4Addr::from(0x0a4d_0000 + i)));
         a.speaker.lock().unwrap().originate(prefix, attrs.clone());
     }
-    wait_for("3000 routes", || b.speaker.lock().unwrap().rib().prefix_count(cer_bgp::route::PeerId(1)) == 3000).await;
+    wait_for("3000 routes", || {
+        b.speaker
+            .lock()
+            .unwrap()
+            .rib()
+            .prefix_count(cer_bgp::route::PeerId(1))
+            == 3000
+    })
+    .await;
     a.speaker.lock().unwrap().shutdown();
-    wait_for("b sees the session go", || b.speaker.lock().unwrap().established_peers() == 0).await;
+    wait_for("b sees the session go", || {
+        b.speaker.lock().unwrap().established_peers() == 0
+    })
+    .await;
     // No graceful restart negotiated: routes are gone.
-    assert_eq!(b.speaker.lock().unwrap().rib().prefix_count(cer_bgp::route::PeerId(1)), 0);
+    assert_eq!(
+        b.speaker
+            .lock()
+            .unwrap()
+            .rib()
+            .prefix_count(cer_bgp::route::PeerId(1)),
+        0
+    );
     a.task.abort();
     b.task.abort();
 }
 
 /// Runs node "a" on a runtime of its own, so "crashing" it (dropping the
 /// runtime) closes its sockets without any NOTIFICATION, like a killed process.
-fn crashable_node(routes: Vec<&'static str>) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+fn crashable_node(
+    routes: Vec<&'static str>,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     let (die_tx, die_rx) = std::sync::mpsc::channel::<()>();
     let h = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let a = node("127.0.0.31", 11179, "127.0.0.32", Some(60)).await;
-            let attrs = PathAttrs::local(NextHop::V4 { addr: "10.10.0.31".parse().unwrap() });
+            let attrs = PathAttrs::local(NextHop::V4 {
+                addr: "10.10.0.31".parse().unwrap(),
+            });
             for r in routes {
                 a.speaker.lock().unwrap().originate(p(r), attrs.clone());
             }
@@ -147,12 +218,20 @@ async fn graceful_restart_keeps_routes_until_end_of_rib() {
     let b = node("127.0.0.32", 11179, "127.0.0.31", Some(60)).await;
     let (die, h) = crashable_node(vec!["10.77.60.31/32", "10.77.60.32/32"]);
     let peer = cer_bgp::route::PeerId(1);
-    wait_for("routes at b", || b.speaker.lock().unwrap().rib().prefix_count(peer) == 2).await;
-    assert!(b.speaker.lock().unwrap().summary()[0].capabilities.contains(&"graceful-restart".to_string()));
+    wait_for("routes at b", || {
+        b.speaker.lock().unwrap().rib().prefix_count(peer) == 2
+    })
+    .await;
+    assert!(b.speaker.lock().unwrap().summary()[0]
+        .capabilities
+        .contains(&"graceful-restart".to_string()));
     // "a" crashes: its sockets close with no NOTIFICATION.
     die.send(()).unwrap();
     h.join().unwrap();
-    wait_for("b notices", || b.speaker.lock().unwrap().established_peers() == 0).await;
+    wait_for("b notices", || {
+        b.speaker.lock().unwrap().established_peers() == 0
+    })
+    .await;
     {
         let bs = b.speaker.lock().unwrap();
         assert_eq!(bs.rib().prefix_count(peer), 2, "kept during the restart");
@@ -162,11 +241,25 @@ async fn graceful_restart_keeps_routes_until_end_of_rib() {
     let (die, h) = crashable_node(vec!["10.77.60.31/32"]);
     wait_for("re-established and swept", || {
         let bs = b.speaker.lock().unwrap();
-        bs.established_peers() == 1 && bs.rib().stale_count(peer) == 0 && bs.rib().prefix_count(peer) == 1
+        bs.established_peers() == 1
+            && bs.rib().stale_count(peer) == 0
+            && bs.rib().prefix_count(peer) == 1
     })
     .await;
-    assert!(b.speaker.lock().unwrap().rib().best(&p("10.77.60.32/32")).is_none());
-    assert!(b.speaker.lock().unwrap().rib().best(&p("10.77.60.31/32")).is_some());
+    assert!(b
+        .speaker
+        .lock()
+        .unwrap()
+        .rib()
+        .best(&p("10.77.60.32/32"))
+        .is_none());
+    assert!(b
+        .speaker
+        .lock()
+        .unwrap()
+        .rib()
+        .best(&p("10.77.60.31/32"))
+        .is_some());
     die.send(()).unwrap();
     h.join().unwrap();
     b.task.abort();
