@@ -291,3 +291,6 @@ pub fn counter(socket: &Path, section: &str, name: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Real BGP daemons (gobgpd, FRR, BIRD) as peers inside a test's namespaces.
+pub mod peers;
