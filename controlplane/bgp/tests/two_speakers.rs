@@ -120,10 +120,8 @@ async fn two_speakers_exchange_routes() {
         let sum = bs.summary();
         assert_eq!(sum[0].state, "Established");
         assert!(
-            sum[0]
-                .capabilities
-                .contains(&"graceful-restart".to_string())
-                == false
+            !sum[0].capabilities.iter().any(|c| c == "graceful-restart"),
+            "GR not configured"
         );
     }
     // Replace, then withdraw.
