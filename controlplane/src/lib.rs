@@ -1,5 +1,5 @@
-//! CER control plane. For now: the operator-side pieces of the dataplane
-//! (admin client, FIB file format for the debug feeder). cer-control (BGP,
-//! ownership, capture) builds on these.
+//! CER control plane: cer-control (BGP speaker, SAM ownership, FIB feed,
+//! admin API) and the operator-side helpers cerctl uses.
 
+pub mod control;
 pub mod dataplane;

@@ -1,10 +1,13 @@
 //! cerctl: the CER operator's CLI.
 //!
-//! `cerctl dataplane show ...` reads the dataplane's admin socket;
+//! `cerctl show ...`, `cerctl endpoint ...` and `cerctl explain IP` ask
+//! cer-control's admin socket; `cerctl dataplane show ...` reads the
+//! dataplane's admin socket;
 //! `cerctl dataplane feed ...` is a debug FIB feeder (cer-control is the
 //! production feeder: a full sync from it replaces what this installed).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use cer_controlplane::control::admin::{ControlRequest, ControlResponse};
 use cer_controlplane::dataplane::{admin, endpoint_action, parse_via, FibFile};
 use cer_shared::admin::AdminRequest;
 use cer_shared::feed::{FeedCommand, FibChange};
@@ -24,6 +27,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Top {
+    /// Show cer-control state.
+    Show {
+        #[command(subcommand)]
+        what: ShowCmd,
+        #[arg(long, global = true)]
+        json: bool,
+        /// cer-control's admin socket.
+        #[arg(long, default_value = "/run/cer/control.sock", global = true)]
+        socket: PathBuf,
+    },
+    /// Endpoints this node owns (advertises).
+    Endpoint {
+        #[command(subcommand)]
+        cmd: EndpointCmd,
+        #[arg(long, default_value = "/run/cer/control.sock", global = true)]
+        socket: PathBuf,
+    },
+    /// Who owns a /32, how it is carried and captured, and how to prove no NAT.
+    Explain {
+        ip: Ipv4Addr,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "/run/cer/control.sock")]
+        socket: PathBuf,
+    },
     /// Inspect or drive cer-dataplane directly.
     #[command(alias = "dp")]
     Dataplane {
@@ -33,6 +61,48 @@ enum Top {
         #[command(subcommand)]
         cmd: Dp,
     },
+}
+
+#[derive(Subcommand)]
+enum ShowCmd {
+    /// BGP state.
+    Bgp {
+        #[command(subcommand)]
+        what: BgpShow,
+    },
+    /// The owner of every endpoint /32.
+    Owners,
+    /// Live node markers.
+    Markers,
+    /// What cer-control feeds the dataplane.
+    Fib,
+    /// Recent RIB-trap (ownership change) events.
+    Trap {
+        #[arg(long)]
+        since: Option<u64>,
+    },
+    /// Process status.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum BgpShow {
+    Summary,
+    Rib { prefix: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum EndpointCmd {
+    /// Advertise IP from this node.
+    Add {
+        ip: Ipv4Addr,
+        #[arg(long)]
+        local_pref: Option<u32>,
+    },
+    /// Stop advertising IP from this node.
+    Remove { ip: Ipv4Addr },
+    /// Take ownership of IP: advertise it here above the current owner's preference.
+    Move { ip: Ipv4Addr },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +203,50 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Top::Show { what, json, socket } => {
+            let req = match &what {
+                ShowCmd::Bgp {
+                    what: BgpShow::Summary,
+                } => ControlRequest::BgpSummary,
+                ShowCmd::Bgp {
+                    what: BgpShow::Rib { prefix },
+                } => ControlRequest::BgpRib {
+                    prefix: prefix.clone(),
+                },
+                ShowCmd::Owners => ControlRequest::Owners,
+                ShowCmd::Markers => ControlRequest::Markers,
+                ShowCmd::Fib => ControlRequest::Fib,
+                ShowCmd::Trap { since } => ControlRequest::Trap { since: *since },
+                ShowCmd::Status => ControlRequest::Status,
+            };
+            let data = control(&socket, &req)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                print_control(&what, &data);
+            }
+            Ok(())
+        }
+        Top::Endpoint { cmd, socket } => {
+            let req = match cmd {
+                EndpointCmd::Add { ip, local_pref } => {
+                    ControlRequest::EndpointAdd { ip, local_pref }
+                }
+                EndpointCmd::Remove { ip } => ControlRequest::EndpointRemove { ip },
+                EndpointCmd::Move { ip } => ControlRequest::EndpointMove { ip },
+            };
+            println!("{}", control(&socket, &req)?);
+            Ok(())
+        }
+        Top::Explain { ip, json, socket } => {
+            let data = control(&socket, &ControlRequest::Explain { ip })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                print_explain(&data);
+            }
+            Ok(())
+        }
         Top::Dataplane { admin_socket, cmd } => match cmd {
             Dp::Show { what, json } => show(&admin_socket, what, json),
             Dp::Feed { socket, cmd } => feed(&socket, cmd),
@@ -261,6 +375,222 @@ fn show(socket: &std::path::Path, what: ShowWhat, json: bool) -> Result<()> {
         _ => println!("{}", serde_json::to_string_pretty(&data)?),
     }
     Ok(())
+}
+
+/// One request to cer-control's admin socket.
+fn control(socket: &std::path::Path, req: &ControlRequest) -> Result<Value> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+        format!(
+            "cannot connect to cer-control at {} (is it running? --socket)",
+            socket.display()
+        )
+    })?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    s.write_all(&line)?;
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer)?;
+    match serde_json::from_str::<ControlResponse>(&answer)
+        .context("malformed answer from cer-control")?
+    {
+        ControlResponse::Ok { data } => Ok(data),
+        ControlResponse::Error { message } => anyhow::bail!("cer-control: {message}"),
+    }
+}
+
+fn print_control(what: &ShowCmd, d: &Value) {
+    let rows = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    match what {
+        ShowCmd::Bgp {
+            what: BgpShow::Summary,
+        } => {
+            println!(
+                "BGP router id {}, local AS {}, {} prefixes in the Loc-RIB{}",
+                s(&d["router_id"]),
+                d["asn"],
+                d["loc_rib_prefixes"],
+                if d["route_reflector"].as_bool() == Some(true) {
+                    ", route reflector"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "{:<22} {:>10} {:<12} {:>8} {:>8} {:>8} {:>5}  LAST ERROR",
+                "NEIGHBOR", "AS", "STATE", "UP(s)", "PFX-RCV", "PFX-SENT", "TAW"
+            );
+            for n in rows(&d["neighbors"]) {
+                println!(
+                    "{:<22} {:>10} {:<12} {:>8} {:>8} {:>8} {:>5}  {}",
+                    s(&n["address"]),
+                    n["remote_as"]
+                        .as_u64()
+                        .map(|a| a.to_string())
+                        .unwrap_or("-".into()),
+                    s(&n["state"]),
+                    n["uptime_secs"]
+                        .as_u64()
+                        .map(|a| a.to_string())
+                        .unwrap_or("-".into()),
+                    n["prefixes_received"].as_u64().unwrap_or(0),
+                    n["prefixes_sent"].as_u64().unwrap_or(0),
+                    n["treat_as_withdraw"].as_u64().unwrap_or(0),
+                    n["last_error"].as_str().unwrap_or("")
+                );
+            }
+        }
+        ShowCmd::Bgp {
+            what: BgpShow::Rib { .. },
+        } => {
+            println!(
+                "  {:<18} {:<16} {:>5} {:<10} {:<8} {:<16} COMMUNITIES",
+                "PREFIX", "NEXT HOP", "LP", "IDENTITY", "MARKER", "FROM"
+            );
+            for r in rows(d) {
+                println!(
+                    "{} {:<18} {:<16} {:>5} {:<10} {:<8} {:<16} {}{}",
+                    if r["best"].as_bool() == Some(true) {
+                        "*"
+                    } else {
+                        " "
+                    },
+                    s(&r["prefix"]),
+                    s(&r["next_hop"]),
+                    r["local_pref"],
+                    r["identity"].as_str().unwrap_or("-"),
+                    r["marker"].as_str().unwrap_or("-"),
+                    s(&r["from"]),
+                    rows(&r["communities"])
+                        .iter()
+                        .map(s)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    if r["stale"].as_bool() == Some(true) {
+                        " (stale)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        ShowCmd::Owners => {
+            println!(
+                "{:<18} {:<12} {:<6} {:<16} {:>5} {:<16}  WHY",
+                "PREFIX", "OWNER", "LOCAL", "NEXT HOP", "LP", "SIGNATURE"
+            );
+            for o in rows(d) {
+                println!(
+                    "{:<18} {:<12} {:<6} {:<16} {:>5} {:<16}  {}",
+                    s(&o["prefix"]),
+                    s(&o["identity"]),
+                    if o["local"].as_bool() == Some(true) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    s(&o["next_hop"]),
+                    o["local_pref"],
+                    s(&o["signature"]),
+                    o["why"].as_str().unwrap_or("")
+                );
+            }
+        }
+        ShowCmd::Fib => {
+            println!("dataplane feed: {}", d["feed"]);
+            for e in rows(&d["entries"]) {
+                println!("  {:<16} {}", s(&e["ip"]), s(&e["note"]));
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(d).unwrap_or_default()),
+    }
+}
+
+fn print_explain(d: &Value) {
+    println!(
+        "{}{}",
+        s(&d["ip"]),
+        if d["in_pool"].as_bool() == Some(true) {
+            ""
+        } else {
+            "  (not inside the endpoint pool)"
+        }
+    );
+    println!("1. Owner (best marker-valid path):");
+    match d["owner"].as_object() {
+        Some(o) => {
+            println!(
+                "   {} {} via next hop {} (local-pref {}, originator {})",
+                s(&o["identity"]),
+                if o["local"].as_bool() == Some(true) {
+                    "= this node"
+                } else {
+                    "(remote)"
+                },
+                s(&o["next_hop"]),
+                o["local_pref"],
+                s(&o["originator"])
+            );
+            println!(
+                "   why: {}; path signature {}",
+                s(&o["why"]),
+                s(&o["signature"])
+            );
+        }
+        None => println!("   none: no marker-valid path"),
+    }
+    for c in d["candidates"].as_array().into_iter().flatten() {
+        println!(
+            "   candidate {} nh {} lp {} from {}: marker {}",
+            c["identity"].as_str().unwrap_or("(no identity)"),
+            s(&c["next_hop"]),
+            c["local_pref"],
+            s(&c["from"]),
+            if c["marker_present"].as_bool() == Some(true) {
+                "present"
+            } else {
+                "ABSENT (path ignored)"
+            }
+        );
+    }
+    println!("2. Transport: workload {}", s(&d["transport"]["workload"]));
+    for n in d["transport"]["ibgp_sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!("   iBGP over {} ({})", s(&n["neighbor"]), s(&n["state"]));
+    }
+    println!(
+        "3. Capture points:\n   inner: {}\n   outer: {}",
+        s(&d["capture_points"]["inner"]),
+        s(&d["capture_points"]["outer"])
+    );
+    println!(
+        "4. Local FIB: {} (dataplane {}, snapshot {})",
+        d["fib"]["note"].as_str().unwrap_or("not imported"),
+        if d["fib"]["dataplane_connected"].as_bool() == Some(true) {
+            "connected"
+        } else {
+            "NOT connected"
+        },
+        d["fib"]["dataplane_snapshot"]
+    );
+    println!(
+        "5. Capture (ingress): {} [{}]",
+        s(&d["capture"]["mechanism"]),
+        s(&d["capture"]["state"])
+    );
+    println!(
+        "6. Fencing: {} stale actions fenced ({})",
+        d["fencing"]["stale_actions_fenced"],
+        s(&d["fencing"]["note"])
+    );
+    println!("7. Prove no NAT:");
+    for l in d["no_nat_proof"].as_array().into_iter().flatten() {
+        println!("   {}", s(l));
+    }
 }
 
 fn s(v: &Value) -> String {

@@ -1,0 +1,175 @@
+//! `cer-control --config FILE`: the BGP control process of a CER node.
+
+use anyhow::{Context, Result};
+use cer_controlplane::control::admin::{ControlRequest, ControlResponse};
+use cer_controlplane::control::config::ControlConfig;
+use cer_controlplane::control::core::{AdminMsg, Core};
+use cer_controlplane::control::fibfeed::{self, FeedStatus};
+use cer_shared::framing;
+use clap::Parser;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "CER control process: BGP, /32 ownership, dataplane feed"
+)]
+struct Args {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Validate the config and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("cer-control: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let cfg = ControlConfig::load(&args.config)?;
+    if args.check {
+        println!("config {} is valid", args.config.display());
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(cfg))
+}
+
+async fn serve(cfg: ControlConfig) -> Result<()> {
+    let feed_status = Arc::new(Mutex::new(FeedStatus::default()));
+    let feed_tx = match &cfg.dataplane.feed_socket {
+        Some(sock) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (sock, st) = (sock.clone(), feed_status.clone());
+            std::thread::Builder::new()
+                .name("fib-feed".into())
+                .spawn(move || fibfeed::run(sock, rx, st))?;
+            Some(tx)
+        }
+        None => None,
+    };
+    let (ev_tx, mut ev_rx) = mpsc::channel(65536);
+    let mut core =
+        Core::new(cfg.clone(), ev_tx, feed_tx, feed_status).map_err(anyhow::Error::msg)?;
+
+    let (in_tx, mut in_rx) = mpsc::channel(64);
+    for addr in cfg.listen_addrs() {
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bgp.listen: cannot listen on {addr}"))?;
+        log::info!("BGP listening on {addr}");
+        let tx = in_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok((s, _)) = l.accept().await {
+                    let _ = tx.send(s).await;
+                }
+            }
+        });
+    }
+
+    let (admin_tx, mut admin_rx) = mpsc::channel::<AdminMsg>(64);
+    let sock = cfg.admin.socket.clone();
+    if let Some(dir) = sock.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("admin.socket directory {}", dir.display()))?;
+    }
+    if sock.exists() {
+        if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
+            anyhow::bail!(
+                "admin.socket {} is in use by a running cer-control",
+                sock.display()
+            );
+        }
+        std::fs::remove_file(&sock)?;
+    }
+    let admin =
+        UnixListener::bind(&sock).with_context(|| format!("admin.socket {}", sock.display()))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = admin.accept().await else {
+                continue;
+            };
+            let tx = admin_tx.clone();
+            tokio::spawn(async move {
+                let (rd, mut wr) = s.into_split();
+                let mut lines = BufReader::new(rd).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.len() > 1 << 20 {
+                        break;
+                    }
+                    let resp = match framing::decode::<ControlRequest>(line.as_bytes()) {
+                        Ok(req) => {
+                            let (otx, orx) = oneshot::channel();
+                            if tx.send((req, otx)).await.is_err() {
+                                break;
+                            }
+                            orx.await.unwrap_or(ControlResponse::Error {
+                                message: "cer-control is stopping".into(),
+                            })
+                        }
+                        Err(e) => ControlResponse::Error {
+                            message: format!("{e}; expected e.g. {{\"cmd\":\"bgp_summary\"}}"),
+                        },
+                    };
+                    let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+                    out.push(b'\n');
+                    if wr.write_all(&out).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+
+    core.start().map_err(anyhow::Error::msg)?;
+    log::info!(
+        "cer-control {} up: AS {}, router id {}",
+        cfg.node.name,
+        cfg.node.asn,
+        cfg.node.router_id
+    );
+    println!("cer-control: ready");
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            Some(ev) = ev_rx.recv() => {
+                core.on_session(ev);
+                // Drain what is queued before looking at anything else.
+                while let Ok(ev) = ev_rx.try_recv() {
+                    core.on_session(ev);
+                }
+            }
+            Some(s) = in_rx.recv() => {
+                if !core.speaker.inbound(s) {
+                    log::warn!("refused a BGP connection from an unconfigured address");
+                }
+            }
+            Some((req, reply)) = admin_rx.recv() => { let _ = reply.send(core.admin(req)); }
+            _ = tick.tick() => core.tick(),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    log::info!("shutting down: Cease to every peer");
+    core.shutdown();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! cer-control's admin API: JSON lines on a Unix socket. Requests are
+//! forwarded to the core, which answers from live state.
+
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum ControlRequest {
+    BgpSummary,
+    BgpRib {
+        prefix: Option<String>,
+    },
+    Owners,
+    Markers,
+    Fib,
+    Trap {
+        since: Option<u64>,
+    },
+    EndpointAdd {
+        ip: Ipv4Addr,
+        local_pref: Option<u32>,
+    },
+    EndpointRemove {
+        ip: Ipv4Addr,
+    },
+    /// Take ownership here: advertise with a LOCAL_PREF above the current owner's.
+    EndpointMove {
+        ip: Ipv4Addr,
+    },
+    Explain {
+        ip: Ipv4Addr,
+    },
+    Status,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ControlResponse {
+    Ok { data: serde_json::Value },
+    Error { message: String },
+}

@@ -1,0 +1,434 @@
+//! cer-control's configuration file (TOML): node identity, BGP neighbors and
+//! policies, the SAM ownership plane (identity community, marker route, pool,
+//! which BGP next hop is which tunnel), the dataplane feed and the admin API.
+//! Every error names the file, the field and the value.
+
+use cer_bgp::fsm::PeerAs;
+use cer_bgp::policy::Policy;
+use cer_bgp::route::{Community, Ipv4Prefix};
+use serde::{Deserialize, Deserializer};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    pub node: Node,
+    pub bgp: Bgp,
+    #[serde(default, rename = "policy")]
+    pub policies: Vec<Policy>,
+    pub sam: Sam,
+    #[serde(default, rename = "tunnel")]
+    pub tunnels: Vec<TunnelMap>,
+    #[serde(default)]
+    pub dataplane: Dataplane,
+    #[serde(default)]
+    pub admin: Admin,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    pub router_id: Ipv4Addr,
+    pub asn: u32,
+    /// This node's transport address: the BGP next hop of what it originates,
+    /// and the tunnel endpoint other sites encapsulate to.
+    pub transport_address: IpAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bgp {
+    /// Addresses to accept connections on (port 179 unless given).
+    #[serde(default)]
+    pub listen: Vec<String>,
+    #[serde(default = "d_hold")]
+    pub hold_time: u16,
+    #[serde(default = "d_retry")]
+    pub connect_retry_secs: u64,
+    /// Graceful restart time we advertise (0 disables GR).
+    #[serde(default = "d_gr")]
+    pub graceful_restart_secs: u16,
+    /// Act as a route reflector (RFC 4456) for neighbors marked rr_client.
+    #[serde(default)]
+    pub route_reflector: bool,
+    /// Cluster id when reflecting (default: router id).
+    #[serde(default)]
+    pub cluster_id: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub always_compare_med: bool,
+    #[serde(default, rename = "neighbor")]
+    pub neighbors: Vec<Neighbor>,
+}
+
+fn d_hold() -> u16 {
+    90
+}
+fn d_retry() -> u64 {
+    5
+}
+fn d_gr() -> u16 {
+    120
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Neighbor {
+    pub address: IpAddr,
+    #[serde(deserialize_with = "de_peer_as")]
+    pub remote_as: PeerAs,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Only accept connections (never dial).
+    #[serde(default)]
+    pub passive: bool,
+    /// Source address for our connections.
+    #[serde(default)]
+    pub local_address: Option<IpAddr>,
+    #[serde(default)]
+    pub rr_client: bool,
+    #[serde(default)]
+    pub next_hop_self: bool,
+    #[serde(default)]
+    pub import_policy: Option<String>,
+    #[serde(default)]
+    pub export_policy: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+fn de_peer_as<'de, D: Deserializer<'de>>(d: D) -> Result<PeerAs, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Num(u32),
+        Word(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::Num(n) => PeerAs::Is(n),
+        Raw::Word(w) => match w.as_str() {
+            "internal" => PeerAs::Internal,
+            "external" => PeerAs::External,
+            "auto" | "any" => PeerAs::Any,
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "remote_as '{other}': use a number, \"internal\", \"external\" or \"auto\""
+                )))
+            }
+        },
+    })
+}
+
+fn de_community<'de, D: Deserializer<'de>>(d: D) -> Result<Community, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
+}
+
+/// The SAM ownership plane.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sam {
+    /// This node's identity community, carried by its marker and its endpoints.
+    #[serde(deserialize_with = "de_community")]
+    pub identity: Community,
+    /// Tags marker routes (every node uses the same one).
+    #[serde(deserialize_with = "de_community")]
+    pub marker_community: Community,
+    /// The per-node marker route this node advertises.
+    pub marker_prefix: Ipv4Prefix,
+    /// The pools whose /32s are endpoints.
+    pub pool: Vec<Ipv4Prefix>,
+    /// LOCAL_PREF of the endpoints this node advertises.
+    #[serde(default = "d_pref")]
+    pub local_pref: u32,
+    /// Where endpoints persist across restarts.
+    #[serde(default = "d_state")]
+    pub state_file: PathBuf,
+    /// Endpoints owned here from the start (more via `cerctl endpoint add`).
+    #[serde(default)]
+    pub endpoints: Vec<Ipv4Addr>,
+}
+
+fn d_pref() -> u32 {
+    100
+}
+fn d_state() -> PathBuf {
+    PathBuf::from("/var/lib/cer/endpoints.json")
+}
+
+/// Which dataplane tunnel reaches the node whose transport address is `remote`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelMap {
+    pub id: u32,
+    pub remote: IpAddr,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    /// The dataplane's FIB feed socket; none runs cer-control without a dataplane.
+    pub feed_socket: Option<PathBuf>,
+    /// The port locally owned endpoints are delivered on.
+    #[serde(default = "d_lan")]
+    pub lan_port: String,
+    /// Wait this long after start for peers' End-of-RIB before the first full sync.
+    #[serde(default = "d_sync_delay")]
+    pub initial_sync_delay_secs: u64,
+}
+
+impl Default for Dataplane {
+    fn default() -> Self {
+        Dataplane {
+            feed_socket: None,
+            lan_port: d_lan(),
+            initial_sync_delay_secs: d_sync_delay(),
+        }
+    }
+}
+
+fn d_lan() -> String {
+    "lan".into()
+}
+fn d_sync_delay() -> u64 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub socket: PathBuf,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            socket: PathBuf::from("/run/cer/control.sock"),
+        }
+    }
+}
+
+impl ControlConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: ControlConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |field: String, message: String| ConfigError::Invalid {
+            path: path.into(),
+            field,
+            message,
+        };
+        if self.node.asn == 0 || self.node.asn == cer_bgp::wire::AS_TRANS {
+            return Err(bad(
+                "node.asn".into(),
+                format!("{} is not a usable AS number", self.node.asn),
+            ));
+        }
+        if self.node.router_id.is_unspecified() {
+            return Err(bad(
+                "node.router_id".into(),
+                "0.0.0.0 is not a router id".into(),
+            ));
+        }
+        if self.bgp.hold_time != 0 && self.bgp.hold_time < 3 {
+            return Err(bad(
+                "bgp.hold_time".into(),
+                format!("{} must be 0 or at least 3", self.bgp.hold_time),
+            ));
+        }
+        for l in &self.bgp.listen {
+            parse_listen(l).map_err(|m| bad("bgp.listen".into(), m))?;
+        }
+        let names: HashSet<&str> = self.policies.iter().map(|p| p.name()).collect();
+        let mut seen = HashSet::new();
+        for (i, n) in self.bgp.neighbors.iter().enumerate() {
+            let f = |x: &str| format!("bgp.neighbor[{i}] ({}).{x}", n.address);
+            if !seen.insert(n.address) {
+                return Err(bad(f("address"), "listed twice".into()));
+            }
+            for (field, p) in [
+                ("import_policy", &n.import_policy),
+                ("export_policy", &n.export_policy),
+            ] {
+                if let Some(p) = p {
+                    if !names.contains(p.as_str()) {
+                        return Err(bad(f(field), format!("no [[policy]] named '{p}'")));
+                    }
+                }
+            }
+            if n.rr_client && !self.bgp.route_reflector {
+                return Err(bad(
+                    f("rr_client"),
+                    "needs bgp.route_reflector = true".into(),
+                ));
+            }
+        }
+        if self.sam.pool.is_empty() {
+            return Err(bad(
+                "sam.pool".into(),
+                "at least one pool prefix is needed".into(),
+            ));
+        }
+        if self.sam.identity == self.sam.marker_community {
+            return Err(bad(
+                "sam.identity".into(),
+                "must differ from sam.marker_community".into(),
+            ));
+        }
+        for e in &self.sam.endpoints {
+            if !self.in_pool(*e) {
+                return Err(bad(
+                    "sam.endpoints".into(),
+                    format!("{e} is not inside sam.pool"),
+                ));
+            }
+        }
+        let mut ids = HashSet::new();
+        for (i, t) in self.tunnels.iter().enumerate() {
+            if !ids.insert(t.id) {
+                return Err(bad(
+                    format!("tunnel[{i}].id"),
+                    format!("tunnel id {} is used twice", t.id),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn in_pool(&self, ip: Ipv4Addr) -> bool {
+        self.sam.pool.iter().any(|p| p.contains(ip))
+    }
+
+    pub fn policy(&self, name: &Option<String>) -> Option<&Policy> {
+        name.as_ref()
+            .and_then(|n| self.policies.iter().find(|p| p.name() == n))
+    }
+
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.bgp
+            .listen
+            .iter()
+            .filter_map(|l| parse_listen(l).ok())
+            .collect()
+    }
+}
+
+/// `ADDR`, `ADDR:PORT` or `[V6]:PORT`.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 179))
+        .map_err(|_| format!("'{s}' is not ADDR or ADDR:PORT"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const GOOD: &str = r#"
+[node]
+name = "cer-a"
+router_id = "10.10.0.2"
+asn = 65000
+transport_address = "10.10.0.2"
+
+[bgp]
+listen = ["10.10.0.2"]
+[[bgp.neighbor]]
+address = "10.10.0.1"
+remote_as = "internal"
+
+[sam]
+identity = "65000:1002"
+marker_community = "65000:999"
+marker_prefix = "10.255.0.2/32"
+pool = ["10.77.60.0/24"]
+endpoints = ["10.77.60.10"]
+
+[[tunnel]]
+id = 3
+remote = "10.10.0.3"
+"#;
+
+    fn parse(s: &str) -> Result<ControlConfig, ConfigError> {
+        ControlConfig::parse(s, Path::new("control.toml"))
+    }
+
+    #[test]
+    fn good_config() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.bgp.neighbors[0].remote_as, PeerAs::Internal);
+        assert_eq!(c.listen_addrs(), vec!["10.10.0.2:179".parse().unwrap()]);
+        assert_eq!(c.sam.identity, Community::new(65000, 1002));
+        assert!(c.in_pool("10.77.60.200".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_name_field_and_value() {
+        for (text, needle) in [
+            (GOOD.replace("\"internal\"", "\"sideways\""), "sideways"),
+            (GOOD.replace("65000:1002", "65000-1002"), "65000-1002"),
+            (
+                GOOD.replace(
+                    "endpoints = [\"10.77.60.10\"]",
+                    "endpoints = [\"10.9.9.9\"]",
+                ),
+                "10.9.9.9 is not inside sam.pool",
+            ),
+            (
+                GOOD.replace(
+                    "remote_as = \"internal\"",
+                    "remote_as = \"internal\"\nimport_policy = \"nope\"",
+                ),
+                "no [[policy]] named 'nope'",
+            ),
+            (
+                GOOD.replace("listen = [\"10.10.0.2\"]", "listen = [\"x\"]"),
+                "bgp.listen",
+            ),
+            (GOOD.replace("asn = 65000", "asn = 0"), "node.asn"),
+            (GOOD.replace("id = 3", "idd = 3"), "idd"),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "expected {needle} in {e}");
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The cer-control event loop: the one place state changes (holo style).
+//! Session events, accepted connections, admin requests and a 1 s tick come
+//! in; the speaker updates the RIB; the SAM plane turns candidate changes
+//! into ownership changes (RIB trap events); ownership becomes dataplane FIB
+//! operations for the feed thread.
+
+use super::admin::{ControlRequest, ControlResponse};
+use super::config::ControlConfig;
+use super::endpoints::{Endpoint, Endpoints};
+use super::fibfeed::{FeedOp, SharedStatus};
+use super::sam::{Owner, Sam, TrapEvent};
+use cer_bgp::route::{Community, Ipv4Prefix, NextHop, PathAttrs, Prefix};
+use cer_bgp::session::SessionEvent;
+use cer_bgp::speaker::{NeighborConfig, Speaker, SpeakerConfig};
+use cer_shared::feed::EndpointAction;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub type AdminMsg = (ControlRequest, oneshot::Sender<ControlResponse>);
+
+const TRAP_LOG: usize = 1000;
+
+/// What the FIB holds for one endpoint, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FibEntry {
+    pub action: Option<EndpointAction>,
+    pub note: String,
+}
+
+pub struct Core {
+    pub cfg: ControlConfig,
+    pub speaker: Speaker,
+    pub sam: Sam,
+    endpoints: Endpoints,
+    fib: BTreeMap<Ipv4Addr, FibEntry>,
+    feed: Option<std::sync::mpsc::Sender<FeedOp>>,
+    pub feed_status: SharedStatus,
+    trap_log: VecDeque<TrapEvent>,
+    pub trap_tx: broadcast::Sender<TrapEvent>,
+    started: Instant,
+    ready: bool,
+}
+
+impl Core {
+    pub fn new(
+        cfg: ControlConfig,
+        events: mpsc::Sender<SessionEvent>,
+        feed: Option<std::sync::mpsc::Sender<FeedOp>>,
+        feed_status: SharedStatus,
+    ) -> Result<Core, String> {
+        let endpoints = Endpoints::load(&cfg.sam.state_file)?;
+        let speaker_cfg = SpeakerConfig {
+            local_as: cfg.node.asn,
+            router_id: cfg.node.router_id,
+            cluster_id: cfg
+                .bgp
+                .route_reflector
+                .then(|| cfg.bgp.cluster_id.unwrap_or(cfg.node.router_id)),
+            hold_time: cfg.bgp.hold_time,
+            connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs.max(1)),
+            graceful_restart: (cfg.bgp.graceful_restart_secs > 0)
+                .then_some(cfg.bgp.graceful_restart_secs),
+            restarting: false,
+            decision: cer_bgp::decision::DecisionConfig {
+                always_compare_med: cfg.bgp.always_compare_med,
+            },
+        };
+        let sam = Sam::new(
+            cfg.sam.identity,
+            cfg.sam.marker_community,
+            cfg.sam.pool.clone(),
+            speaker_cfg.decision,
+        );
+        let (trap_tx, _) = broadcast::channel(4096);
+        Ok(Core {
+            speaker: Speaker::new(speaker_cfg, events),
+            sam,
+            endpoints,
+            fib: BTreeMap::new(),
+            feed,
+            feed_status,
+            trap_log: VecDeque::new(),
+            trap_tx,
+            started: Instant::now(),
+            ready: false,
+            cfg,
+        })
+    }
+
+    /// Starts neighbors, originates the marker and the endpoints.
+    pub fn start(&mut self) -> Result<(), String> {
+        for n in self.cfg.bgp.neighbors.clone() {
+            self.speaker.add_neighbor(NeighborConfig {
+                remote: SocketAddr::new(n.address, n.port.unwrap_or(179)),
+                local: n.local_address,
+                peer_as: n.remote_as,
+                passive: n.passive,
+                rr_client: n.rr_client,
+                next_hop_self: n.next_hop_self,
+                import: self.cfg.policy(&n.import_policy).cloned(),
+                export: self.cfg.policy(&n.export_policy).cloned(),
+                description: n.description.clone(),
+            });
+        }
+        let mut marker = self.local_attrs(self.cfg.sam.local_pref);
+        marker.communities = vec![self.cfg.sam.marker_community, self.cfg.sam.identity];
+        let changed = self
+            .speaker
+            .originate(Prefix::V4(self.cfg.sam.marker_prefix), marker);
+        self.after(changed);
+        for ip in self.cfg.sam.endpoints.clone() {
+            if self.endpoints.get(ip).is_none() {
+                self.endpoints.set(Endpoint {
+                    ip,
+                    local_pref: self.cfg.sam.local_pref,
+                })?;
+            }
+        }
+        let eps: Vec<Endpoint> = self.endpoints.iter().copied().collect();
+        for e in eps {
+            self.advertise(e);
+        }
+        Ok(())
+    }
+
+    fn local_attrs(&self, local_pref: u32) -> PathAttrs {
+        let nh = match self.cfg.node.transport_address {
+            IpAddr::V4(a) => NextHop::V4 { addr: a },
+            IpAddr::V6(a) => NextHop::V6 {
+                global: a,
+                link_local: None,
+            },
+        };
+        let mut a = PathAttrs::local(nh);
+        a.local_pref = Some(local_pref);
+        a
+    }
+
+    fn advertise(&mut self, e: Endpoint) {
+        let mut a = self.local_attrs(e.local_pref);
+        a.communities = vec![self.cfg.sam.identity];
+        let changed = self
+            .speaker
+            .originate(Prefix::V4(Ipv4Prefix::host(e.ip)), a);
+        self.after(changed);
+    }
+
+    /// After the RIB changed for `prefixes`: ownership, trap, FIB.
+    pub fn after(&mut self, prefixes: Vec<Prefix>) {
+        for p in prefixes {
+            let events = self.sam.on_prefix_change(self.speaker.rib(), &p);
+            for ev in events {
+                self.fib_for(ev.prefix);
+                let _ = self.trap_tx.send(ev.clone());
+                if self.trap_log.len() == TRAP_LOG {
+                    self.trap_log.pop_front();
+                }
+                self.trap_log.push_back(ev);
+            }
+        }
+    }
+
+    /// Derives the FIB entry of one endpoint from its owner and queues the change.
+    fn fib_for(&mut self, p: Ipv4Prefix) {
+        let ip = p.addr();
+        let entry = match self.sam.owner(&p) {
+            None => None,
+            Some(o) if o.local => Some(FibEntry {
+                action: Some(EndpointAction::Local {
+                    port: self.cfg.dataplane.lan_port.clone(),
+                }),
+                note: format!(
+                    "owned here: delivered on port {}",
+                    self.cfg.dataplane.lan_port
+                ),
+            }),
+            Some(o) => {
+                let nh = o.path.attrs.next_hop.ip();
+                Some(match self.cfg.tunnels.iter().find(|t| t.remote == nh) {
+                    Some(t) => FibEntry {
+                        action: Some(EndpointAction::Tunnel { tunnel: t.id }),
+                        note: format!("owned by {} at {nh}: tunnel {}", o.identity, t.id),
+                    },
+                    None => FibEntry {
+                        action: None,
+                        note: format!("owned by {} at {nh}, but no [[tunnel]] has remote = {nh}: not imported", o.identity),
+                    },
+                })
+            }
+        };
+        let now = Instant::now();
+        let old = self.fib.get(&ip).and_then(|e| e.action.clone());
+        let new = entry.as_ref().and_then(|e| e.action.clone());
+        match entry {
+            Some(e) => {
+                self.fib.insert(ip, e);
+            }
+            None => {
+                self.fib.remove(&ip);
+            }
+        }
+        if old != new {
+            if let Some(feed) = &self.feed {
+                let _ = feed.send(match new {
+                    Some(a) => FeedOp::Set(ip, a, now),
+                    None => FeedOp::Del(ip, now),
+                });
+            }
+        }
+    }
+
+    pub fn on_session(&mut self, ev: SessionEvent) {
+        let changed = self.speaker.handle(ev);
+        self.after(changed);
+    }
+
+    pub fn tick(&mut self) {
+        let changed = self.speaker.tick();
+        self.after(changed);
+        if !self.ready {
+            let waited = self.started.elapsed();
+            let delay = Duration::from_secs(self.cfg.dataplane.initial_sync_delay_secs);
+            let converged = self.speaker.established_peers() > 0 && self.speaker.converged();
+            if waited >= delay || (converged && waited >= Duration::from_millis(500)) {
+                self.ready = true;
+                log::info!(
+                    "initial convergence after {} ms: feeding the dataplane",
+                    waited.as_millis()
+                );
+                if let Some(feed) = &self.feed {
+                    let _ = feed.send(FeedOp::Ready);
+                }
+            }
+        }
+    }
+
+    pub fn admin(&mut self, req: ControlRequest) -> ControlResponse {
+        match self.answer(req) {
+            Ok(data) => ControlResponse::Ok { data },
+            Err(message) => ControlResponse::Error { message },
+        }
+    }
+
+    fn answer(&mut self, req: ControlRequest) -> Result<Value, String> {
+        Ok(match req {
+            ControlRequest::Status => json!({
+                "node": self.cfg.node.name,
+                "router_id": self.cfg.node.router_id,
+                "asn": self.cfg.node.asn,
+                "identity": self.cfg.sam.identity.to_string(),
+                "ready": self.ready,
+                "uptime_secs": self.started.elapsed().as_secs(),
+                "feed": self.feed_json(),
+            }),
+            ControlRequest::BgpSummary => json!({
+                "router_id": self.cfg.node.router_id,
+                "asn": self.cfg.node.asn,
+                "route_reflector": self.cfg.bgp.route_reflector,
+                "loc_rib_prefixes": self.speaker.rib().len(),
+                "neighbors": self.speaker.summary(),
+            }),
+            ControlRequest::BgpRib { prefix } => self.rib_json(prefix.as_deref())?,
+            ControlRequest::Owners => json!(self.sam.owners().map(owner_json).collect::<Vec<_>>()),
+            ControlRequest::Markers => json!(self
+                .sam
+                .live_identities()
+                .iter()
+                .map(|(c, p)| json!({"identity": c.to_string(), "marker_prefixes": p.iter().map(|x| x.to_string()).collect::<Vec<_>>()}))
+                .collect::<Vec<_>>()),
+            ControlRequest::Fib => json!({
+                "feed": self.feed_json(),
+                "entries": self.fib.iter().map(|(ip, e)| json!({"ip": ip, "action": e.action, "note": e.note})).collect::<Vec<_>>(),
+            }),
+            ControlRequest::Trap { since } => json!(self.trap_log.iter().filter(|e| since.is_none_or(|s| e.seq > s)).collect::<Vec<_>>()),
+            ControlRequest::EndpointAdd { ip, local_pref } => {
+                self.check_pool(ip)?;
+                let e = Endpoint { ip, local_pref: local_pref.unwrap_or(self.cfg.sam.local_pref) };
+                self.endpoints.set(e)?;
+                self.advertise(e);
+                json!({"advertised": ip, "local_pref": e.local_pref})
+            }
+            ControlRequest::EndpointRemove { ip } => {
+                if !self.endpoints.remove(ip)? {
+                    return Err(format!("{ip} is not an endpoint of this node"));
+                }
+                let changed = self.speaker.withdraw_local(Prefix::V4(Ipv4Prefix::host(ip)));
+                self.after(changed);
+                json!({"withdrawn": ip})
+            }
+            ControlRequest::EndpointMove { ip } => {
+                self.check_pool(ip)?;
+                let current = self.sam.owner(&Ipv4Prefix::host(ip)).map(|o| (o.local, o.path.local_pref()));
+                let pref = match current {
+                    Some((true, lp)) => return Ok(json!({"already_owner": ip, "local_pref": lp})),
+                    Some((false, lp)) => lp.saturating_add(10),
+                    None => self.cfg.sam.local_pref,
+                };
+                let e = Endpoint { ip, local_pref: pref };
+                self.endpoints.set(e)?;
+                self.advertise(e);
+                json!({"advertised": ip, "local_pref": pref, "previous_owner_local_pref": current.map(|c| c.1)})
+            }
+            ControlRequest::Explain { ip } => self.explain(ip),
+        })
+    }
+
+    fn check_pool(&self, ip: Ipv4Addr) -> Result<(), String> {
+        if self.cfg.in_pool(ip) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{ip} is outside the endpoint pool ({})",
+                self.cfg
+                    .sam
+                    .pool
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    }
+
+    fn feed_json(&self) -> Value {
+        match self.feed_status.lock() {
+            Ok(s) => json!(*s),
+            Err(_) => Value::Null,
+        }
+    }
+
+    fn rib_json(&self, prefix: Option<&str>) -> Result<Value, String> {
+        let rib = self.speaker.rib();
+        let filter: Option<Prefix> = match prefix {
+            Some(s) => Some(match s.parse::<Ipv4Prefix>() {
+                Ok(p) => Prefix::V4(p),
+                Err(_) => Prefix::V4(Ipv4Prefix::host(
+                    s.parse()
+                        .map_err(|_| format!("'{s}' is not an IPv4 prefix or address"))?,
+                )),
+            }),
+            None => None,
+        };
+        let mut out = Vec::new();
+        let prefixes: Vec<Prefix> = match filter {
+            Some(p) => vec![p],
+            None => {
+                let mut v: Vec<Prefix> = rib.iter_best().map(|(p, _)| *p).collect();
+                v.sort();
+                v
+            }
+        };
+        for p in prefixes {
+            let best = rib.best_index(&p);
+            for (i, path) in rib.paths(&p).iter().enumerate() {
+                let identity = self.sam.identity_of(path);
+                out.push(json!({
+                    "prefix": p.to_string(),
+                    "best": Some(i) == best,
+                    "next_hop": path.attrs.next_hop.to_string(),
+                    "local_pref": path.local_pref(),
+                    "med": path.attrs.med,
+                    "as_path": path.attrs.as_path.iter().flat_map(|s| s.asns.iter()).collect::<Vec<_>>(),
+                    "communities": path.attrs.communities.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+                    "originator_id": path.attrs.originator_id,
+                    "cluster_list": path.attrs.cluster_list,
+                    "from": if path.source.peer == cer_bgp::route::PeerId::LOCAL { "local".to_string() } else { path.source.peer_addr.to_string() },
+                    "identity": identity.map(|c| c.to_string()),
+                    "marker": identity.map(|c| if self.sam.marker_present(c) { "present" } else { "absent" }),
+                    "stale": rib.is_stale(path.source.peer, &p),
+                }));
+            }
+        }
+        Ok(json!(out))
+    }
+
+    /// The seven questions of DESIGN.md section 4, from live state.
+    fn explain(&self, ip: Ipv4Addr) -> Value {
+        let p = Ipv4Prefix::host(ip);
+        let prefix = Prefix::V4(p);
+        let rib = self.speaker.rib();
+        let candidates: Vec<Value> = rib
+            .paths(&prefix)
+            .iter()
+            .map(|path| {
+                let id = self.sam.identity_of(path);
+                json!({
+                    "identity": id.map(|c| c.to_string()),
+                    "next_hop": path.attrs.next_hop.to_string(),
+                    "local_pref": path.local_pref(),
+                    "originator": path.originator(),
+                    "from": if path.source.peer == cer_bgp::route::PeerId::LOCAL { "local".to_string() } else { path.source.peer_addr.to_string() },
+                    "marker_present": id.is_some_and(|c| self.sam.marker_present(c)),
+                    "marker_valid": self.sam.marker_valid(path),
+                })
+            })
+            .collect();
+        let owner = self.sam.owner(&p);
+        let in_pool = self.cfg.in_pool(ip);
+        let sessions: Vec<Value> = self
+            .speaker
+            .summary()
+            .into_iter()
+            .map(|n| json!({"neighbor": n.address, "state": n.state, "uptime_secs": n.uptime_secs}))
+            .collect();
+        let fib = self.fib.get(&ip);
+        let workload = match (owner, fib) {
+            (None, _) => {
+                "no owner: nothing carries it (traffic follows the underlay routes)".to_string()
+            }
+            (Some(_), Some(e)) => e.note.clone(),
+            (Some(_), None) => "not in the FIB".to_string(),
+        };
+        let owner_transport = owner.map(|o| o.path.attrs.next_hop.ip().to_string());
+        let me = self.cfg.node.transport_address.to_string();
+        let feed = self
+            .feed_status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        json!({
+            "ip": ip,
+            "in_pool": in_pool,
+            "owner": owner.map(|o| json!({
+                "identity": o.identity.to_string(),
+                "local": o.local,
+                "next_hop": o.path.attrs.next_hop.to_string(),
+                "local_pref": o.path.local_pref(),
+                "originator": o.path.originator(),
+                "signature": o.signature.to_string(),
+                "why": if o.reason.is_empty() { "only marker-valid path".to_string() } else { o.reason.clone() },
+                "since_unix": o.since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            })),
+            "candidates": candidates,
+            "transport": {
+                "ibgp_sessions": sessions,
+                "workload": workload,
+            },
+            "capture_points": {
+                "inner": format!("on the workload side of this CER (port {}): tcpdump -eni <lan-interface> host {ip}", self.cfg.dataplane.lan_port),
+                "outer": match &owner_transport {
+                    Some(t) if owner.is_some_and(|o| !o.local) => format!("on the transport side: tcpdump -eni <wan-interface> host {me} and host {t}"),
+                    _ => "owned here: no outer (tunnel) header on this node".to_string(),
+                },
+            },
+            "fib": {
+                "imported": fib.and_then(|e| e.action.clone()),
+                "note": fib.map(|e| e.note.clone()),
+                "dataplane_connected": feed.connected,
+                "dataplane_snapshot": feed.snapshot_version,
+                "synced": feed.ready && feed.connected,
+            },
+            "capture": {
+                "mechanism": "none configured on this node (the capture plane is not part of this build)",
+                "state": "n/a",
+            },
+            "fencing": {
+                "stale_actions_fenced": 0,
+                "note": "no capture actions are planned without a capture plane",
+            },
+            "no_nat_proof": [
+                format!("inner: tcpdump -ni <lan-interface> -c 5 'host {ip}': src/dst are the workload /32s, unchanged end to end"),
+                format!("outer: tcpdump -ni <wan-interface> -c 5 'host {me}': outer src/dst are the CER transport addresses; decode the inner header (tshark -d udp.port==PORT,ip for FOU) and compare it with the inner capture byte for byte (TTL aside)"),
+            ],
+        })
+    }
+
+    pub fn shutdown(&self) {
+        self.speaker.shutdown();
+    }
+
+    pub fn owner_of(&self, ip: Ipv4Addr) -> Option<&Owner> {
+        self.sam.owner(&Ipv4Prefix::host(ip))
+    }
+
+    pub fn identity(&self) -> Community {
+        self.cfg.sam.identity
+    }
+}
+
+fn owner_json(o: &Owner) -> Value {
+    json!({
+        "prefix": o.prefix.to_string(),
+        "identity": o.identity.to_string(),
+        "local": o.local,
+        "next_hop": o.path.attrs.next_hop.to_string(),
+        "local_pref": o.path.local_pref(),
+        "originator": o.path.originator(),
+        "signature": o.signature.to_string(),
+        "why": o.reason,
+    })
+}

@@ -1,0 +1,134 @@
+//! Endpoints this node owns (advertises), persisted so a restart
+//! re-advertises them. The file is JSON, replaced atomically (write, fsync,
+//! rename); a corrupt file is an error naming it, never silently emptied.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub ip: Ipv4Addr,
+    /// LOCAL_PREF advertised with it.
+    pub local_pref: u32,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct File {
+    version: u32,
+    endpoints: Vec<Endpoint>,
+}
+
+pub struct Endpoints {
+    path: PathBuf,
+    map: BTreeMap<Ipv4Addr, Endpoint>,
+}
+
+impl Endpoints {
+    /// Loads the file (absent = none yet).
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let map = match std::fs::read(path) {
+            Ok(bytes) => {
+                let f: File = serde_json::from_slice(&bytes).map_err(|e| {
+                    format!(
+                        "endpoint state {}: {e}; fix or remove the file",
+                        path.display()
+                    )
+                })?;
+                f.endpoints.into_iter().map(|e| (e.ip, e)).collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(format!("endpoint state {}: {e}", path.display())),
+        };
+        Ok(Endpoints {
+            path: path.to_path_buf(),
+            map,
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Endpoint> {
+        self.map.values()
+    }
+
+    pub fn get(&self, ip: Ipv4Addr) -> Option<&Endpoint> {
+        self.map.get(&ip)
+    }
+
+    /// Adds or updates; persists before returning.
+    pub fn set(&mut self, e: Endpoint) -> Result<(), String> {
+        let old = self.map.insert(e.ip, e);
+        self.save().inspect_err(|_| {
+            match old {
+                Some(o) => self.map.insert(e.ip, o),
+                None => self.map.remove(&e.ip),
+            };
+        })
+    }
+
+    pub fn remove(&mut self, ip: Ipv4Addr) -> Result<bool, String> {
+        let Some(old) = self.map.remove(&ip) else {
+            return Ok(false);
+        };
+        self.save().inspect_err(|_| {
+            self.map.insert(ip, old);
+        })?;
+        Ok(true)
+    }
+
+    fn save(&self) -> Result<(), String> {
+        let err = |e: std::io::Error| format!("saving endpoint state {}: {e}", self.path.display());
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let body = serde_json::to_vec_pretty(&File {
+            version: 1,
+            endpoints: self.map.values().copied().collect(),
+        })
+        .map_err(|e| e.to_string())?;
+        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        f.write_all(&body).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, &self.path).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persists_and_reloads() {
+        let dir = std::env::temp_dir().join(format!("cer-ep-{}", std::process::id()));
+        let path = dir.join("endpoints.json");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut e = Endpoints::load(&path).unwrap();
+        assert_eq!(e.iter().count(), 0);
+        e.set(Endpoint {
+            ip: "10.77.60.10".parse().unwrap(),
+            local_pref: 100,
+        })
+        .unwrap();
+        e.set(Endpoint {
+            ip: "10.77.60.11".parse().unwrap(),
+            local_pref: 200,
+        })
+        .unwrap();
+        assert!(e.remove("10.77.60.10".parse().unwrap()).unwrap());
+        assert!(!e.remove("10.77.60.10".parse().unwrap()).unwrap());
+        let again = Endpoints::load(&path).unwrap();
+        assert_eq!(
+            again.iter().copied().collect::<Vec<_>>(),
+            vec![Endpoint {
+                ip: "10.77.60.11".parse().unwrap(),
+                local_pref: 200
+            }]
+        );
+        std::fs::write(&path, b"{garbage").unwrap();
+        let err = Endpoints::load(&path).err().unwrap();
+        assert!(err.contains("endpoints.json"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,183 @@
+//! Feeds the dataplane: a thread holding the FIB feed connection. It keeps a
+//! mirror of the desired FIB (from the ownership plane), does a full sync on
+//! every (re)connect and sends deltas after; when the socket drops it
+//! reconnects and resyncs (the dataplane forwards on its last snapshot
+//! meanwhile). The first sync waits for `Ready` (initial BGP convergence),
+//! so a restarted cer-control does not replace a good FIB with a partial one.
+
+use cer_shared::feed::{EndpointAction, FeedCommand, FibChange};
+use cer_shared::feed_client::FeedClient;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub enum FeedOp {
+    Set(Ipv4Addr, EndpointAction, Instant),
+    Del(Ipv4Addr, Instant),
+    Command(FeedCommand),
+    /// Initial convergence reached: the first full sync may go.
+    Ready,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FeedStatus {
+    pub socket: String,
+    pub connected: bool,
+    pub ready: bool,
+    pub dataplane_node: Option<String>,
+    pub dataplane_boot_id: Option<u64>,
+    pub snapshot_version: u64,
+    pub full_syncs: u64,
+    pub deltas: u64,
+    pub entries: usize,
+    pub last_error: Option<String>,
+    /// Time from the ownership change to the dataplane's ack, last delta (microseconds).
+    pub last_change_to_ack_us: Option<u64>,
+}
+
+pub type SharedStatus = Arc<Mutex<FeedStatus>>;
+
+/// Runs the feeder until `ops` is closed.
+pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus) {
+    let mut mirror: BTreeMap<Ipv4Addr, EndpointAction> = BTreeMap::new();
+    let mut ready = false;
+    let mut client: Option<FeedClient> = None;
+    let mut next_try = Instant::now();
+    let set = |f: &dyn Fn(&mut FeedStatus)| {
+        if let Ok(mut s) = status.lock() {
+            f(&mut s);
+        }
+    };
+    set(&|s| s.socket = socket.display().to_string());
+    loop {
+        let wait = if client.is_none() && ready {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(3600)
+        };
+        let first = match ops.recv_timeout(wait) {
+            Ok(op) => Some(op),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        // Batch everything already queued into one delta.
+        let mut batch: Vec<FibChange> = Vec::new();
+        let mut commands = Vec::new();
+        let mut oldest: Option<Instant> = None;
+        for op in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| ops.try_recv().ok()))
+        {
+            match op {
+                FeedOp::Set(ip, a, t) => {
+                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                    mirror.insert(ip, a.clone());
+                    batch.push(FibChange::EndpointSet { ip, action: a });
+                }
+                FeedOp::Del(ip, t) => {
+                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                    if mirror.remove(&ip).is_some() {
+                        batch.push(FibChange::EndpointDel { ip });
+                    }
+                }
+                FeedOp::Command(c) => commands.push(c),
+                FeedOp::Ready => {
+                    ready = true;
+                    set(&|s| s.ready = true);
+                }
+            }
+        }
+        let n = mirror.len();
+        set(&|s| s.entries = n);
+        if !ready {
+            continue;
+        }
+        if client.is_none() {
+            if Instant::now() < next_try {
+                continue;
+            }
+            match connect_and_sync(&socket, &mirror) {
+                Ok(c) => {
+                    let (node, boot, v) = (c.node.clone(), c.boot_id, c.snapshot_version);
+                    set(&|s| {
+                        s.connected = true;
+                        s.dataplane_node = Some(node.clone());
+                        s.dataplane_boot_id = Some(boot);
+                        s.snapshot_version = v;
+                        s.full_syncs += 1;
+                        s.last_error = None;
+                    });
+                    log::info!("dataplane {node} synced: {n} endpoints, snapshot {v}");
+                    client = Some(c);
+                    // The full sync carried the batch already.
+                    batch.clear();
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    set(&|s| {
+                        s.connected = false;
+                        s.last_error = Some(msg.clone());
+                    });
+                    next_try = Instant::now() + Duration::from_secs(1);
+                    continue;
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else { continue };
+        let mut result = Ok(0);
+        if !batch.is_empty() {
+            result = c.changes(batch);
+        }
+        for cmd in commands {
+            if result.is_ok() {
+                result = c.command(cmd);
+            }
+        }
+        match result {
+            Ok(v) => {
+                let latency = oldest.map(|t| t.elapsed().as_micros() as u64);
+                set(&|s| {
+                    if v > 0 {
+                        s.snapshot_version = v;
+                        s.deltas += 1;
+                    }
+                    if latency.is_some() {
+                        s.last_change_to_ack_us = latency;
+                    }
+                });
+            }
+            Err(e) => {
+                // Reconnect and resync from the mirror: nothing accepted is lost.
+                log::warn!("dataplane feed: {e}; reconnecting");
+                let msg = e.to_string();
+                set(&|s| {
+                    s.connected = false;
+                    s.last_error = Some(msg.clone());
+                });
+                client = None;
+                next_try = Instant::now();
+            }
+        }
+    }
+}
+
+fn connect_and_sync(
+    socket: &std::path::Path,
+    mirror: &BTreeMap<Ipv4Addr, EndpointAction>,
+) -> Result<FeedClient, cer_shared::feed_client::FeedError> {
+    let mut c = FeedClient::connect(socket, "cer-control")?;
+    let changes: Vec<FibChange> = mirror
+        .iter()
+        .map(|(ip, a)| FibChange::EndpointSet {
+            ip: *ip,
+            action: a.clone(),
+        })
+        .collect();
+    c.full_sync(changes)?;
+    Ok(c)
+}
