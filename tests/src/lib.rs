@@ -186,6 +186,14 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Wraps a child started elsewhere (e.g. in the host namespace).
+    pub fn from_child(child: Child, log: &Path) -> Proc {
+        Proc {
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }

@@ -369,3 +369,244 @@ fn unsafe_kill(p: &mut Proc) {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     std::thread::sleep(Duration::from_millis(100));
 }
+
+/// A hand-rolled BGP peer on a raw socket, for sending crafted bytes.
+struct RawPeer {
+    s: std::net::TcpStream,
+}
+
+impl RawPeer {
+    fn connect(from: &str, to: &str) -> Result<RawPeer> {
+        let sock = socket2_connect(from, to)?;
+        sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut p = RawPeer { s: sock };
+        // OPEN: version 4, AS 65000, hold 30, id 10.9.9.9, caps: MP ipv4/unicast, 4-octet AS 65000.
+        let caps = [2u8, 12, 1, 4, 0, 1, 0, 1, 65, 4, 0, 0, 0xfd, 0xe8];
+        let mut body = vec![4u8, 0xfd, 0xe8, 0, 30, 10, 9, 9, 9, caps.len() as u8];
+        body.extend_from_slice(&caps);
+        p.send(1, &body)?;
+        let (t, _) = p.recv()?;
+        assert_eq!(t, 1, "OPEN from cer-control");
+        p.send(4, &[])?;
+        loop {
+            let (t, _) = p.recv()?;
+            if t == 4 {
+                return Ok(p);
+            }
+        }
+    }
+
+    fn send(&mut self, typ: u8, body: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let mut m = vec![0xffu8; 16];
+        m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+        m.push(typ);
+        m.extend_from_slice(body);
+        self.s.write_all(&m)?;
+        Ok(())
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        self.s.write_all(bytes)?;
+        Ok(())
+    }
+
+    fn recv(&mut self) -> Result<(u8, Vec<u8>)> {
+        use std::io::Read;
+        let mut h = [0u8; 19];
+        self.s.read_exact(&mut h)?;
+        let len = u16::from_be_bytes([h[16], h[17]]) as usize;
+        let mut body = vec![0u8; len - 19];
+        self.s.read_exact(&mut body)?;
+        Ok((h[18], body))
+    }
+
+    /// UPDATE body from attributes and NLRI.
+    fn update(&mut self, withdrawn: &[u8], attrs: &[u8], nlri: &[u8]) -> Result<()> {
+        let mut b = (withdrawn.len() as u16).to_be_bytes().to_vec();
+        b.extend_from_slice(withdrawn);
+        b.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+        b.extend_from_slice(attrs);
+        b.extend_from_slice(nlri);
+        self.send(2, &b)
+    }
+}
+
+fn socket2_connect(from: &str, to: &str) -> Result<std::net::TcpStream> {
+    // Bind the source address (the configured neighbor) with plain libc-free std:
+    // connect from a listener-less bound socket via TcpStream::connect is not
+    // possible in std, so use a tiny helper process-free trick: bind through
+    // tokio's TcpSocket in a throwaway runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (from, to): (std::net::SocketAddr, std::net::SocketAddr) =
+        (format!("{from}:0").parse()?, to.parse()?);
+    let s = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.bind(from)?;
+        sock.connect(to).await
+    })?;
+    let s = s.into_std()?;
+    s.set_nonblocking(false)?;
+    Ok(s)
+}
+
+const ORIGIN: [u8; 4] = [0x40, 1, 1, 0];
+const AS_PATH: [u8; 3] = [0x40, 2, 0];
+const NEXT_HOP: [u8; 7] = [0x40, 3, 4, 10, 9, 9, 9];
+const LOCAL_PREF: [u8; 7] = [0x40, 5, 4, 0, 0, 0, 100];
+const COMMUNITY: [u8; 7] = [0xc0, 8, 4, 0xfd, 0xe8, 0x03, 0xf1];
+
+fn good_attrs() -> Vec<u8> {
+    [&ORIGIN[..], &AS_PATH, &NEXT_HOP, &LOCAL_PREF, &COMMUNITY].concat()
+}
+
+/// Crafted malformed UPDATEs: RFC 7606 treat-as-withdraw keeps the session
+/// up and withdraws the route; only an UPDATE whose NLRI cannot be located
+/// resets it. Nothing panics.
+#[test]
+fn malformed_updates_are_treat_as_withdraw() -> Result<()> {
+    let _g = serial();
+    let scratch = Scratch::new("malformed")?;
+    let socket = scratch.file("ctl.sock");
+    let cfg = format!(
+        r#"
+[node]
+name = "m"
+router_id = "127.0.0.61"
+asn = 65000
+transport_address = "127.0.0.61"
+[bgp]
+listen = ["127.0.0.61:11180"]
+hold_time = 30
+graceful_restart_secs = 0
+[[bgp.neighbor]]
+address = "127.0.0.62"
+remote_as = "internal"
+passive = true
+[sam]
+identity = "65000:1010"
+marker_community = "65000:999"
+marker_prefix = "10.255.0.61/32"
+pool = ["10.77.60.0/24"]
+state_file = "{}"
+[admin]
+socket = "{}"
+"#,
+        scratch.file("ep.json").display(),
+        socket.display()
+    );
+    let path = scratch.file("m.toml");
+    std::fs::write(&path, cfg)?;
+    let mut proc = spawn_host(
+        &[
+            bin("cer-control").to_str().unwrap(),
+            "--config",
+            path.to_str().unwrap(),
+        ],
+        &scratch.file("m.log"),
+    )?;
+    proc.wait_for_log("cer-control: ready", Duration::from_secs(10))?;
+    let ctl = Control { proc, socket };
+    let mut peer = RawPeer::connect("127.0.0.62", "127.0.0.61:11180")?;
+    let nlri = [32u8, 10, 77, 60, 20];
+    let has_20 = |c: &Control| {
+        c.json(&["show", "bgp", "rib", "10.77.60.20/32"])
+            .is_ok_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+    };
+    let summary =
+        |c: &Control| c.json(&["show", "bgp", "summary"]).unwrap()["neighbors"][0].clone();
+
+    peer.update(&[], &good_attrs(), &nlri)?;
+    wait_until("valid route learned", Duration::from_secs(5), || {
+        has_20(&ctl)
+    })?;
+
+    // Each of these is treat-as-withdraw (RFC 7606): route gone, session up.
+    let bad_origin = [&[0x40u8, 1, 1, 9][..], &AS_PATH, &NEXT_HOP].concat();
+    let bad_local_pref_len = [&ORIGIN[..], &AS_PATH, &NEXT_HOP, &[0x40, 5, 2, 0, 1]].concat();
+    let bad_community_len = [&ORIGIN[..], &AS_PATH, &NEXT_HOP, &[0xc0, 8, 3, 1, 2, 3]].concat();
+    let missing_next_hop = [&ORIGIN[..], &AS_PATH].concat();
+    let bad_originator_len = [&ORIGIN[..], &AS_PATH, &NEXT_HOP, &[0x80, 9, 2, 1, 2]].concat();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("ORIGIN value 9", bad_origin),
+        ("LOCAL_PREF of 2 bytes", bad_local_pref_len),
+        ("COMMUNITIES of 3 bytes", bad_community_len),
+        ("no NEXT_HOP", missing_next_hop),
+        ("ORIGINATOR_ID of 2 bytes", bad_originator_len),
+    ];
+    for (i, (what, attrs)) in cases.iter().enumerate() {
+        peer.update(&[], &good_attrs(), &nlri)?;
+        wait_until("re-learned", Duration::from_secs(5), || has_20(&ctl))?;
+        peer.update(&[], attrs, &nlri)?;
+        wait_until(what, Duration::from_secs(5), || !has_20(&ctl))?;
+        let s = summary(&ctl);
+        assert_eq!(s["state"], "Established", "{what}: {s}");
+        assert_eq!(
+            s["treat_as_withdraw"].as_u64(),
+            Some(i as u64 + 1),
+            "{what}: {s}"
+        );
+    }
+    // KEEPALIVEs still flow both ways.
+    peer.send(4, &[])?;
+
+    // Broken framing (attribute length past the block): the NLRI cannot be
+    // located, so RFC 7606 says reset: NOTIFICATION UPDATE error, then close.
+    let mut b = 0u16.to_be_bytes().to_vec();
+    b.extend_from_slice(&4u16.to_be_bytes());
+    b.extend_from_slice(&[0x40, 1, 200, 0]);
+    b.extend_from_slice(&[40, 1, 2, 3]);
+    peer.send(2, &b)?;
+    let mut got_notification = None;
+    while let Ok((t, body)) = peer.recv() {
+        if t == 3 {
+            got_notification = Some((body[0], body[1]));
+            break;
+        }
+    }
+    assert_eq!(
+        got_notification.map(|n| n.0),
+        Some(3),
+        "UPDATE message error NOTIFICATION"
+    );
+    wait_until("session down", Duration::from_secs(5), || {
+        summary(&ctl)["state"] != "Established"
+    })?;
+
+    // Garbage header on a new session: NOTIFICATION 1/1, and cer-control lives on.
+    let mut peer = RawPeer::connect("127.0.0.62", "127.0.0.61:11180")?;
+    peer.raw(&[0u8; 19])?;
+    let mut hdr_err = None;
+    while let Ok((t, body)) = peer.recv() {
+        if t == 3 {
+            hdr_err = Some((body[0], body[1]));
+            break;
+        }
+    }
+    assert_eq!(hdr_err, Some((1, 1)), "connection not synchronized");
+    let _peer = RawPeer::connect("127.0.0.62", "127.0.0.61:11180")?;
+    wait_until("established again", Duration::from_secs(5), || {
+        summary(&ctl)["state"] == "Established"
+    })?;
+    assert!(
+        ctl.proc.log_text().contains("treating"),
+        "logged: {}",
+        ctl.proc.log_text()
+    );
+    Ok(())
+}
+
+/// Starts a process in the host namespace (loopback-only tests).
+fn spawn_host(args: &[&str], log: &Path) -> Result<Proc> {
+    let f = std::fs::File::create(log)?;
+    let child = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(f.try_clone()?)
+        .stderr(f)
+        .spawn()?;
+    Ok(Proc::from_child(child, log))
+}
