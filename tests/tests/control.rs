@@ -610,3 +610,186 @@ fn spawn_host(args: &[&str], log: &Path) -> Result<Proc> {
         .spawn()?;
     Ok(Proc::from_child(child, log))
 }
+
+/// cer-control as a route reflector (RFC 4456) between an FRR client and a
+/// BIRD client: sessions establish, routes and communities pass both ways,
+/// reflected routes carry ORIGINATOR_ID and our CLUSTER_LIST, and our own
+/// endpoint reaches both with its identity community.
+#[test]
+fn cer_control_reflects_between_frr_and_bird() -> Result<()> {
+    use cer_e2e::peers::{bird_config, bird_protocol_name, frr_config, Bird, Frr, IbgpConf};
+    let _g = serial();
+    require_root();
+    let scratch = Scratch::new("rr")?;
+    let lan = Lan::new()?;
+    let rr_ns = Netns::new("crr")?;
+    let f_ns = Netns::new("frr")?;
+    let w_ns = Netns::new("bird")?;
+    lan.attach(&rr_ns, "eth0", "10.10.0.1/24")?;
+    lan.attach(&f_ns, "eth0", "10.10.0.5/24")?;
+    lan.attach(&w_ns, "eth0", "10.10.0.6/24")?;
+
+    let frr_conf = frr_config(&IbgpConf {
+        asn: 65000,
+        router_id: "10.10.0.5",
+        local_addr: "10.10.0.5",
+        neighbors: &["10.10.0.1"],
+        rr_clients: false,
+        passive: false,
+        networks: &[],
+    })
+    .replace(
+        " exit-address-family",
+        "  network 10.77.70.1/32 route-map SETC\n exit-address-family",
+    ) + "route-map SETC permit 10\n set community 65000:701\n!\n";
+    let frr = Frr::start(&f_ns, &scratch.path, &frr_conf)?;
+    let bird_conf = bird_config(&IbgpConf {
+        asn: 65000,
+        router_id: "10.10.0.6",
+        local_addr: "10.10.0.6",
+        neighbors: &["10.10.0.1"],
+        rr_clients: false,
+        passive: false,
+        networks: &[],
+    })
+    .replace("protocol static local_nets {\n  ipv4;\n", "protocol static local_nets {\n  ipv4;\n  route 10.77.70.2/32 blackhole { bgp_community.add((65000,702)); };\n");
+    let bird = Bird::start(&w_ns, &scratch.path, &bird_conf)?;
+
+    let socket = scratch.file("rr2.sock");
+    let cfg = format!(
+        r#"
+[node]
+name = "rr"
+router_id = "10.10.0.1"
+asn = 65000
+transport_address = "10.10.0.1"
+[bgp]
+listen = ["10.10.0.1"]
+hold_time = 9
+connect_retry_secs = 1
+graceful_restart_secs = 0
+route_reflector = true
+[[bgp.neighbor]]
+address = "10.10.0.5"
+remote_as = "internal"
+rr_client = true
+[[bgp.neighbor]]
+address = "10.10.0.6"
+remote_as = "internal"
+rr_client = true
+[sam]
+identity = "65000:1050"
+marker_community = "65000:999"
+marker_prefix = "10.255.0.1/32"
+pool = ["10.77.60.0/24"]
+state_file = "{}"
+endpoints = ["10.77.60.50"]
+[admin]
+socket = "{}"
+"#,
+        scratch.file("rr2-ep.json").display(),
+        socket.display()
+    );
+    let path = scratch.file("rr2.toml");
+    std::fs::write(&path, cfg)?;
+    let mut proc = rr_ns.spawn(
+        &[
+            bin("cer-control").to_str().unwrap(),
+            "--config",
+            path.to_str().unwrap(),
+        ],
+        &scratch.file("rr2.log"),
+    )?;
+    proc.wait_for_log("cer-control: ready", Duration::from_secs(10))?;
+    let rr = Control { proc, socket };
+
+    frr.wait_established("10.10.0.1", Duration::from_secs(20))?;
+    bird.wait_established(&bird_protocol_name("10.10.0.1"), Duration::from_secs(20))?;
+    let sum = rr.json(&["show", "bgp", "summary"])?;
+    assert!(
+        sum["neighbors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["state"] == "Established"),
+        "{sum}"
+    );
+
+    // cer-control learned both clients' routes with their communities.
+    wait_until(
+        "both client routes at the RR",
+        Duration::from_secs(10),
+        || {
+            let r = rr.json(&["show", "bgp", "rib"]).unwrap_or_default();
+            let a = r.as_array().cloned().unwrap_or_default();
+            a.iter().any(|x| {
+                x["prefix"] == "10.77.70.1/32"
+                    && x["communities"]
+                        .as_array()
+                        .is_some_and(|c| c.contains(&"65000:701".into()))
+            }) && a.iter().any(|x| {
+                x["prefix"] == "10.77.70.2/32"
+                    && x["communities"]
+                        .as_array()
+                        .is_some_and(|c| c.contains(&"65000:702".into()))
+            })
+        },
+    )?;
+
+    // BIRD got FRR's route, reflected by us.
+    wait_until("FRR's route at BIRD", Duration::from_secs(10), || {
+        bird.routes()
+            .is_ok_and(|r| r.iter().any(|x| x.prefix == "10.77.70.1/32"))
+    })?;
+    let br = bird.routes()?;
+    let r = br.iter().find(|x| x.prefix == "10.77.70.1/32").unwrap();
+    assert!(r.has_community("65000:701"), "{r:?}");
+    assert_eq!(r.originator_id.as_deref(), Some("10.10.0.5"), "{r:?}");
+    assert_eq!(r.cluster_list, vec!["10.10.0.1".to_string()], "{r:?}");
+    assert_eq!(
+        r.next_hop, "10.10.0.5",
+        "next hop unchanged by the reflector"
+    );
+    // FRR got BIRD's route, reflected by us.
+    wait_until("BIRD's route at FRR", Duration::from_secs(10), || {
+        frr.routes_json()
+            .is_ok_and(|r| r.iter().any(|x| x.prefix == "10.77.70.2/32"))
+    })?;
+    let fr = frr.routes_json()?;
+    let r = fr.iter().find(|x| x.prefix == "10.77.70.2/32").unwrap();
+    assert!(r.has_community("65000:702"), "{r:?}");
+    assert_eq!(r.originator_id.as_deref(), Some("10.10.0.6"), "{r:?}");
+    assert_eq!(r.cluster_list, vec!["10.10.0.1".to_string()], "{r:?}");
+    // Our own endpoint and marker reach both, with our identity community.
+    for routes in [frr.routes_json()?, bird.routes()?] {
+        let ep = routes
+            .iter()
+            .find(|x| x.prefix == "10.77.60.50/32")
+            .context("our endpoint")?;
+        assert!(ep.has_community("65000:1050"), "{ep:?}");
+        assert_eq!(ep.local_pref, Some(100));
+        let m = routes
+            .iter()
+            .find(|x| x.prefix == "10.255.0.1/32")
+            .context("our marker")?;
+        assert!(
+            m.has_community("65000:999") && m.has_community("65000:1050"),
+            "{m:?}"
+        );
+    }
+    // A withdrawal at FRR is reflected to BIRD.
+    frr.configure(&[
+        "router bgp 65000",
+        "address-family ipv4 unicast",
+        "no network 10.77.70.1/32 route-map SETC",
+    ])?;
+    wait_until(
+        "withdrawal reflected to BIRD",
+        Duration::from_secs(10),
+        || {
+            bird.routes()
+                .is_ok_and(|r| !r.iter().any(|x| x.prefix == "10.77.70.1/32"))
+        },
+    )?;
+    Ok(())
+}
