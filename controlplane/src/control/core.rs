@@ -150,10 +150,16 @@ impl Core {
 
     /// After the RIB changed for `prefixes`: ownership, trap, FIB.
     pub fn after(&mut self, prefixes: Vec<Prefix>) {
+        self.after_at(prefixes, Instant::now());
+    }
+
+    /// As `after`, with the time the causing BGP event arrived (the feed
+    /// measures change-to-dataplane-ack latency from it).
+    pub fn after_at(&mut self, prefixes: Vec<Prefix>, cause: Instant) {
         for p in prefixes {
             let events = self.sam.on_prefix_change(self.speaker.rib(), &p);
             for ev in events {
-                self.fib_for(ev.prefix);
+                self.fib_for(ev.prefix, cause);
                 let _ = self.trap_tx.send(ev.clone());
                 if self.trap_log.len() == TRAP_LOG {
                     self.trap_log.pop_front();
@@ -164,7 +170,7 @@ impl Core {
     }
 
     /// Derives the FIB entry of one endpoint from its owner and queues the change.
-    fn fib_for(&mut self, p: Ipv4Prefix) {
+    fn fib_for(&mut self, p: Ipv4Prefix, now: Instant) {
         let ip = p.addr();
         let entry = match self.sam.owner(&p) {
             None => None,
@@ -191,7 +197,6 @@ impl Core {
                 })
             }
         };
-        let now = Instant::now();
         let old = self.fib.get(&ip).and_then(|e| e.action.clone());
         let new = entry.as_ref().and_then(|e| e.action.clone());
         match entry {
@@ -213,8 +218,9 @@ impl Core {
     }
 
     pub fn on_session(&mut self, ev: SessionEvent) {
+        let arrived = Instant::now();
         let changed = self.speaker.handle(ev);
-        self.after(changed);
+        self.after_at(changed, arrived);
     }
 
     pub fn tick(&mut self) {

@@ -1,0 +1,249 @@
+//! BGP benchmark, bgperf-style, all receivers measured in the same run on the
+//! same machine: gobgpd (injector) holds N /32 paths before the session comes
+//! up; each receiver (cer-control, BIRD, FRR, gobgpd) is started, dials it,
+//! and is timed from process start until it holds all N paths.
+//! Then marker loss to FIB: cer-control feeding a real cer-dataplane learns
+//! N endpoints of node 9 plus node 9's marker; the marker is withdrawn at the
+//! injector, and the time from that UPDATE reaching cer-control to the
+//! dataplane's acknowledgement of the FIB delta is reported (cer-control
+//! measures it), together with the wall time seen from outside.
+//!
+//! `cer-bench-bgp --counts 10000,100000 --json perf/reports/DATE-bgp.json` (root)
+
+use anyhow::{bail, Context, Result};
+use cer_e2e::peers::{bird_config, bird_protocol_name, frr_config, gobgp_config, Bird, BulkRoute, Frr, GoBgp, IbgpConf};
+use cer_e2e::{bin, sh, tag, veth, Netns, Proc, Scratch};
+use clap::Parser;
+use serde_json::{json, Value};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    counts: Vec<u32>,
+    #[arg(long, value_delimiter = ',', default_value = "cer-control,bird,frr,gobgpd")]
+    receivers: Vec<String>,
+    /// Endpoints for the marker-loss measurement.
+    #[arg(long, default_value_t = 10000)]
+    marker_endpoints: u32,
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+const FIRST: Ipv4Addr = Ipv4Addr::new(10, 128, 0, 0);
+
+fn routes(n: u32, communities: &[&str], lp: Option<u32>) -> Vec<BulkRoute> {
+    (0..n)
+        .map(|i| BulkRoute {
+            prefix: Ipv4Addr::from(u32::from(FIRST) + i),
+            len: 32,
+            next_hop: "10.10.0.9".parse().unwrap(),
+            as_path: vec![],
+            local_pref: lp,
+            communities: communities.iter().map(|c| c.to_string()).collect(),
+        })
+        .collect()
+}
+
+struct Pair {
+    inj_ns: Netns,
+    rcv_ns: Netns,
+    gobgp: GoBgp,
+    scratch: Scratch,
+}
+
+/// Injector gobgpd (passive, 10.10.0.1) already holding `r`, receiver namespace at 10.10.0.2.
+fn pair(r: &[BulkRoute]) -> Result<Pair> {
+    let scratch = Scratch::new("bgpbench")?;
+    let inj_ns = Netns::new("inj")?;
+    let rcv_ns = Netns::new("rcv")?;
+    veth("eth0", &inj_ns, "eth0", &rcv_ns)?;
+    inj_ns.addr("eth0", "10.10.0.1/24")?;
+    rcv_ns.addr("eth0", "10.10.0.2/24")?;
+    let conf = gobgp_config(&IbgpConf {
+        asn: 65000,
+        router_id: "10.10.0.1",
+        local_addr: "10.10.0.1",
+        neighbors: &["10.10.0.2"],
+        rr_clients: false,
+        passive: true,
+        networks: &[],
+    });
+    let gobgp = GoBgp::start(&inj_ns, &scratch.path, &conf)?;
+    gobgp.add_routes(r)?;
+    Ok(Pair { inj_ns, rcv_ns, gobgp, scratch })
+}
+
+fn wait_count(what: &str, n: u64, timeout: Duration, mut count: impl FnMut() -> u64) -> Result<Duration> {
+    let start = Instant::now();
+    loop {
+        if count() >= n {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            bail!("{what}: timed out with {} of {n}", count());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn control_config(dir: &Path, name: &str, pool: &str, extra: &str) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let sock = dir.join(format!("{name}.sock"));
+    let cfg = format!(
+        "[node]\nname = \"{name}\"\nrouter_id = \"10.10.0.2\"\nasn = 65000\ntransport_address = \"10.10.0.2\"\n\
+         [bgp]\nconnect_retry_secs = 1\ngraceful_restart_secs = 0\n[[bgp.neighbor]]\naddress = \"10.10.0.1\"\nremote_as = \"internal\"\n\
+         [sam]\nidentity = \"65000:1002\"\nmarker_community = \"65000:999\"\nmarker_prefix = \"10.255.0.2/32\"\npool = [\"{pool}\"]\nstate_file = \"{}\"\n\
+         [admin]\nsocket = \"{}\"\n{extra}",
+        dir.join(format!("{name}-ep.json")).display(),
+        sock.display()
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, cfg)?;
+    Ok((path, sock))
+}
+
+fn cerctl_json(sock: &Path, args: &[&str]) -> Result<Value> {
+    let mut full = vec![bin("cerctl").display().to_string()];
+    full.extend(args.iter().map(|s| s.to_string()));
+    full.extend(["--socket".to_string(), sock.display().to_string(), "--json".into()]);
+    let refs: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
+    Ok(serde_json::from_slice(&sh(&refs)?.stdout)?)
+}
+
+/// Time for one receiver to learn `n` paths.
+fn learn(receiver: &str, n: u32) -> Result<Duration> {
+    let p = pair(&routes(n, &["65000:1009"], None))?;
+    let timeout = Duration::from_secs(120 + u64::from(n) / 500);
+    let dir = &p.scratch.path;
+    let t0 = Instant::now();
+    let took = match receiver {
+        "cer-control" => {
+            let (cfg, sock) = control_config(dir, "rcv", "10.128.0.0/9", "")?;
+            let mut proc = p.rcv_ns.spawn(&[bin("cer-control").to_str().unwrap(), "--config", cfg.to_str().unwrap()], &dir.join("rcv.log"))?;
+            let r = wait_count("cer-control", u64::from(n), timeout, || {
+                cerctl_json(&sock, &["show", "bgp", "summary"]).ok().and_then(|v| v["neighbors"][0]["prefixes_received"].as_u64()).unwrap_or(0)
+            });
+            proc.terminate(Duration::from_secs(5));
+            r?
+        }
+        "bird" => {
+            let conf = bird_config(&IbgpConf { asn: 65000, router_id: "10.10.0.2", local_addr: "10.10.0.2", neighbors: &["10.10.0.1"], rr_clients: false, passive: false, networks: &[] })
+                .replace("import all; export all;", "import all; export none;");
+            let b = Bird::start(&p.rcv_ns, dir, &conf)?;
+            let proto = bird_protocol_name("10.10.0.1");
+            wait_count("bird", u64::from(n), timeout, || {
+                b.birdc(&format!("show protocols all {proto}")).ok().and_then(|t| bird_imported(&t)).unwrap_or(0)
+            })?
+        }
+        "frr" => {
+            let conf = frr_config(&IbgpConf { asn: 65000, router_id: "10.10.0.2", local_addr: "10.10.0.2", neighbors: &["10.10.0.1"], rr_clients: false, passive: false, networks: &[] });
+            let f = Frr::start(&p.rcv_ns, dir, &conf)?;
+            wait_count("frr", u64::from(n), timeout, || {
+                f.bgp_summary_json().ok().and_then(|v| v["peers"]["10.10.0.1"]["pfxRcd"].as_u64()).unwrap_or(0)
+            })?
+        }
+        "gobgpd" => {
+            let conf = gobgp_config(&IbgpConf { asn: 65000, router_id: "10.10.0.2", local_addr: "10.10.0.2", neighbors: &["10.10.0.1"], rr_clients: false, passive: false, networks: &[] });
+            let g = GoBgp::start(&p.rcv_ns, dir, &conf)?;
+            wait_count("gobgpd", u64::from(n), timeout, || g.neighbors().ok().and_then(|v| v.first().map(|x| x.received)).unwrap_or(0))?
+        }
+        other => bail!("unknown receiver {other}"),
+    };
+    let _ = (t0, &p.inj_ns);
+    Ok(took)
+}
+
+fn bird_imported(t: &str) -> Option<u64> {
+    // "Routes:         10000 imported, 0 exported, ..."
+    let line = t.lines().find(|l| l.trim_start().starts_with("Routes:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Marker withdrawal at the injector -> FIB delta acknowledged by cer-dataplane.
+fn marker_loss(n: u32) -> Result<Value> {
+    let mut r = routes(n, &["65000:1009"], Some(200));
+    r.push(BulkRoute {
+        prefix: "10.255.0.9".parse().unwrap(),
+        len: 32,
+        next_hop: "10.10.0.9".parse().unwrap(),
+        as_path: vec![],
+        local_pref: None,
+        communities: vec!["65000:999".into(), "65000:1009".into()],
+    });
+    let p = pair(&r)?;
+    let dir = &p.scratch.path;
+    // The dataplane (one LAN port on a veth pair inside the receiver namespace).
+    p.rcv_ns.run(&["ip", "link", "add", "dplan", "type", "veth", "peer", "name", "dphost"])?;
+    p.rcv_ns.run(&["ip", "link", "set", "dplan", "up"])?;
+    let dp_admin = dir.join("dp.sock");
+    let feed = dir.join("feed.sock");
+    let dp_cfg = dir.join("dp.toml");
+    std::fs::write(
+        &dp_cfg,
+        format!(
+            "[node]\nname = \"bench\"\nrouter_address = \"10.200.0.1\"\n[dataplane]\ncores = [1]\npoll_mode = \"adaptive\"\nadmin_socket = \"{}\"\nfeed_socket = \"{}\"\n[dataplane.memory]\nhugepages = false\nmemory_mb = 256\nmbufs = 4095\nfile_prefix = \"bench{}\"\n[[port]]\nname = \"lan\"\ndriver = \"af_packet\"\niface = \"dplan\"\naddress = \"10.200.0.1/24\"\n",
+            dp_admin.display(),
+            feed.display(),
+            tag()
+        ),
+    )?;
+    let mut dp: Proc = p.rcv_ns.spawn(&[bin("cer-dataplane").to_str().unwrap(), "--config", dp_cfg.to_str().unwrap()], &dir.join("dp.log"))?;
+    dp.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+    let (cfg, sock) = control_config(
+        dir,
+        "rcv",
+        "10.128.0.0/9",
+        &format!("[dataplane]\nfeed_socket = \"{}\"\ninitial_sync_delay_secs = 1\n[[tunnel]]\nid = 9\nremote = \"10.10.0.9\"\n", feed.display()),
+    )?;
+    let mut ctl = p.rcv_ns.spawn(&[bin("cer-control").to_str().unwrap(), "--config", cfg.to_str().unwrap()], &dir.join("rcv.log"))?;
+    let endpoints = |admin_sock: &Path| -> u64 {
+        cer_e2e::admin(admin_sock, "snapshot").ok().and_then(|v| v["endpoints"].as_u64()).unwrap_or(0)
+    };
+    let loaded = wait_count("dataplane loaded", u64::from(n), Duration::from_secs(180), || endpoints(&dp_admin))?;
+    let before = cerctl_json(&sock, &["show", "status"])?;
+    let deltas_before = before["feed"]["deltas"].as_u64().unwrap_or(0);
+    let t0 = Instant::now();
+    p.gobgp.del_route("10.255.0.9/32")?;
+    let start = Instant::now();
+    while endpoints(&dp_admin) != 0 {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("dataplane still has endpoints after the marker withdrawal");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let wall = t0.elapsed();
+    // The feed batches what is queued; wait for the last ack to be recorded.
+    std::thread::sleep(Duration::from_millis(200));
+    let st = cerctl_json(&sock, &["show", "status"])?;
+    let us = st["feed"]["last_change_to_ack_us"].as_u64().context("feed latency")?;
+    ctl.terminate(Duration::from_secs(5));
+    dp.terminate(Duration::from_secs(5));
+    Ok(json!({
+        "endpoints": n,
+        "initial_load_secs": loaded.as_secs_f64(),
+        "marker_update_to_dataplane_ack_ms": us as f64 / 1000.0,
+        "wall_from_gobgp_cli_to_empty_fib_ms": wall.as_secs_f64() * 1000.0,
+        "feed_deltas": st["feed"]["deltas"].as_u64().unwrap_or(0) - deltas_before,
+    }))
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut learn_rows = Vec::new();
+    println!("{:>8} {:<12} {:>10}", "paths", "receiver", "seconds");
+    for &n in &args.counts {
+        for r in &args.receivers {
+            let t = learn(r, n).with_context(|| format!("{r} learning {n}"))?;
+            println!("{:>8} {:<12} {:>10.3}", n, r, t.as_secs_f64());
+            learn_rows.push(json!({"paths": n, "receiver": r, "seconds": t.as_secs_f64()}));
+        }
+    }
+    let marker = marker_loss(args.marker_endpoints)?;
+    println!("marker loss: {marker}");
+    if let Some(p) = args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&json!({"learn": learn_rows, "marker_loss": marker}))?)?;
+    }
+    Ok(())
+}
