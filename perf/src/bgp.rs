@@ -11,7 +11,10 @@
 //! `cer-bench-bgp --counts 10000,100000 --json perf/reports/DATE-bgp.json` (root)
 
 use anyhow::{bail, Context, Result};
-use cer_e2e::peers::{bird_config, bird_protocol_name, frr_config, gobgp_config, Bird, BulkRoute, Frr, GoBgp, IbgpConf};
+use cer_e2e::peers::{
+    bird_config, bird_protocol_name, frr_config, gobgp_config, Bird, BulkRoute, Frr, GoBgp,
+    IbgpConf,
+};
 use cer_e2e::{bin, sh, tag, veth, Netns, Proc, Scratch};
 use clap::Parser;
 use serde_json::{json, Value};
@@ -23,7 +26,11 @@ use std::time::{Duration, Instant};
 struct Args {
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     counts: Vec<u32>,
-    #[arg(long, value_delimiter = ',', default_value = "cer-control,bird,frr,gobgpd")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cer-control,bird,frr,gobgpd"
+    )]
     receivers: Vec<String>,
     /// Endpoints for the marker-loss measurement.
     #[arg(long, default_value_t = 10000)]
@@ -73,10 +80,20 @@ fn pair(r: &[BulkRoute]) -> Result<Pair> {
     });
     let gobgp = GoBgp::start(&inj_ns, &scratch.path, &conf)?;
     gobgp.add_routes(r)?;
-    Ok(Pair { inj_ns, rcv_ns, gobgp, scratch })
+    Ok(Pair {
+        inj_ns,
+        rcv_ns,
+        gobgp,
+        scratch,
+    })
 }
 
-fn wait_count(what: &str, n: u64, timeout: Duration, mut count: impl FnMut() -> u64) -> Result<Duration> {
+fn wait_count(
+    what: &str,
+    n: u64,
+    timeout: Duration,
+    mut count: impl FnMut() -> u64,
+) -> Result<Duration> {
     let start = Instant::now();
     loop {
         if count() >= n {
@@ -89,7 +106,12 @@ fn wait_count(what: &str, n: u64, timeout: Duration, mut count: impl FnMut() -> 
     }
 }
 
-fn control_config(dir: &Path, name: &str, pool: &str, extra: &str) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+fn control_config(
+    dir: &Path,
+    name: &str,
+    pool: &str,
+    extra: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     let sock = dir.join(format!("{name}.sock"));
     let cfg = format!(
         "[node]\nname = \"{name}\"\nrouter_id = \"10.10.0.2\"\nasn = 65000\ntransport_address = \"10.10.0.2\"\n\
@@ -107,7 +129,11 @@ fn control_config(dir: &Path, name: &str, pool: &str, extra: &str) -> Result<(st
 fn cerctl_json(sock: &Path, args: &[&str]) -> Result<Value> {
     let mut full = vec![bin("cerctl").display().to_string()];
     full.extend(args.iter().map(|s| s.to_string()));
-    full.extend(["--socket".to_string(), sock.display().to_string(), "--json".into()]);
+    full.extend([
+        "--socket".to_string(),
+        sock.display().to_string(),
+        "--json".into(),
+    ]);
     let refs: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
     Ok(serde_json::from_slice(&sh(&refs)?.stdout)?)
 }
@@ -121,33 +147,78 @@ fn learn(receiver: &str, n: u32) -> Result<Duration> {
     let took = match receiver {
         "cer-control" => {
             let (cfg, sock) = control_config(dir, "rcv", "10.128.0.0/9", "")?;
-            let mut proc = p.rcv_ns.spawn(&[bin("cer-control").to_str().unwrap(), "--config", cfg.to_str().unwrap()], &dir.join("rcv.log"))?;
+            let mut proc = p.rcv_ns.spawn(
+                &[
+                    bin("cer-control").to_str().unwrap(),
+                    "--config",
+                    cfg.to_str().unwrap(),
+                ],
+                &dir.join("rcv.log"),
+            )?;
             let r = wait_count("cer-control", u64::from(n), timeout, || {
-                cerctl_json(&sock, &["show", "bgp", "summary"]).ok().and_then(|v| v["neighbors"][0]["prefixes_received"].as_u64()).unwrap_or(0)
+                cerctl_json(&sock, &["show", "bgp", "summary"])
+                    .ok()
+                    .and_then(|v| v["neighbors"][0]["prefixes_received"].as_u64())
+                    .unwrap_or(0)
             });
             proc.terminate(Duration::from_secs(5));
             r?
         }
         "bird" => {
-            let conf = bird_config(&IbgpConf { asn: 65000, router_id: "10.10.0.2", local_addr: "10.10.0.2", neighbors: &["10.10.0.1"], rr_clients: false, passive: false, networks: &[] })
-                .replace("import all; export all;", "import all; export none;");
+            let conf = bird_config(&IbgpConf {
+                asn: 65000,
+                router_id: "10.10.0.2",
+                local_addr: "10.10.0.2",
+                neighbors: &["10.10.0.1"],
+                rr_clients: false,
+                passive: false,
+                networks: &[],
+            })
+            .replace("import all; export all;", "import all; export none;");
             let b = Bird::start(&p.rcv_ns, dir, &conf)?;
             let proto = bird_protocol_name("10.10.0.1");
             wait_count("bird", u64::from(n), timeout, || {
-                b.birdc(&format!("show protocols all {proto}")).ok().and_then(|t| bird_imported(&t)).unwrap_or(0)
+                b.birdc(&format!("show protocols all {proto}"))
+                    .ok()
+                    .and_then(|t| bird_imported(&t))
+                    .unwrap_or(0)
             })?
         }
         "frr" => {
-            let conf = frr_config(&IbgpConf { asn: 65000, router_id: "10.10.0.2", local_addr: "10.10.0.2", neighbors: &["10.10.0.1"], rr_clients: false, passive: false, networks: &[] });
+            let conf = frr_config(&IbgpConf {
+                asn: 65000,
+                router_id: "10.10.0.2",
+                local_addr: "10.10.0.2",
+                neighbors: &["10.10.0.1"],
+                rr_clients: false,
+                passive: false,
+                networks: &[],
+            });
             let f = Frr::start(&p.rcv_ns, dir, &conf)?;
             wait_count("frr", u64::from(n), timeout, || {
-                f.bgp_summary_json().ok().and_then(|v| v["peers"]["10.10.0.1"]["pfxRcd"].as_u64()).unwrap_or(0)
+                f.bgp_summary_json()
+                    .ok()
+                    .and_then(|v| v["peers"]["10.10.0.1"]["pfxRcd"].as_u64())
+                    .unwrap_or(0)
             })?
         }
         "gobgpd" => {
-            let conf = gobgp_config(&IbgpConf { asn: 65000, router_id: "10.10.0.2", local_addr: "10.10.0.2", neighbors: &["10.10.0.1"], rr_clients: false, passive: false, networks: &[] });
+            let conf = gobgp_config(&IbgpConf {
+                asn: 65000,
+                router_id: "10.10.0.2",
+                local_addr: "10.10.0.2",
+                neighbors: &["10.10.0.1"],
+                rr_clients: false,
+                passive: false,
+                networks: &[],
+            });
             let g = GoBgp::start(&p.rcv_ns, dir, &conf)?;
-            wait_count("gobgpd", u64::from(n), timeout, || g.neighbors().ok().and_then(|v| v.first().map(|x| x.received)).unwrap_or(0))?
+            wait_count("gobgpd", u64::from(n), timeout, || {
+                g.neighbors()
+                    .ok()
+                    .and_then(|v| v.first().map(|x| x.received))
+                    .unwrap_or(0)
+            })?
         }
         other => bail!("unknown receiver {other}"),
     };
@@ -175,7 +246,9 @@ fn marker_loss(n: u32) -> Result<Value> {
     let p = pair(&r)?;
     let dir = &p.scratch.path;
     // The dataplane (one LAN port on a veth pair inside the receiver namespace).
-    p.rcv_ns.run(&["ip", "link", "add", "dplan", "type", "veth", "peer", "name", "dphost"])?;
+    p.rcv_ns.run(&[
+        "ip", "link", "add", "dplan", "type", "veth", "peer", "name", "dphost",
+    ])?;
     p.rcv_ns.run(&["ip", "link", "set", "dplan", "up"])?;
     let dp_admin = dir.join("dp.sock");
     let feed = dir.join("feed.sock");
@@ -189,7 +262,14 @@ fn marker_loss(n: u32) -> Result<Value> {
             tag()
         ),
     )?;
-    let mut dp: Proc = p.rcv_ns.spawn(&[bin("cer-dataplane").to_str().unwrap(), "--config", dp_cfg.to_str().unwrap()], &dir.join("dp.log"))?;
+    let mut dp: Proc = p.rcv_ns.spawn(
+        &[
+            bin("cer-dataplane").to_str().unwrap(),
+            "--config",
+            dp_cfg.to_str().unwrap(),
+        ],
+        &dir.join("dp.log"),
+    )?;
     dp.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
     let (cfg, sock) = control_config(
         dir,
@@ -197,11 +277,26 @@ fn marker_loss(n: u32) -> Result<Value> {
         "10.128.0.0/9",
         &format!("[dataplane]\nfeed_socket = \"{}\"\ninitial_sync_delay_secs = 1\n[[tunnel]]\nid = 9\nremote = \"10.10.0.9\"\n", feed.display()),
     )?;
-    let mut ctl = p.rcv_ns.spawn(&[bin("cer-control").to_str().unwrap(), "--config", cfg.to_str().unwrap()], &dir.join("rcv.log"))?;
+    let mut ctl = p.rcv_ns.spawn(
+        &[
+            bin("cer-control").to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        &dir.join("rcv.log"),
+    )?;
     let endpoints = |admin_sock: &Path| -> u64 {
-        cer_e2e::admin(admin_sock, "snapshot").ok().and_then(|v| v["endpoints"].as_u64()).unwrap_or(0)
+        cer_e2e::admin(admin_sock, "snapshot")
+            .ok()
+            .and_then(|v| v["endpoints"].as_u64())
+            .unwrap_or(0)
     };
-    let loaded = wait_count("dataplane loaded", u64::from(n), Duration::from_secs(180), || endpoints(&dp_admin))?;
+    let loaded = wait_count(
+        "dataplane loaded",
+        u64::from(n),
+        Duration::from_secs(180),
+        || endpoints(&dp_admin),
+    )?;
     let before = cerctl_json(&sock, &["show", "status"])?;
     let deltas_before = before["feed"]["deltas"].as_u64().unwrap_or(0);
     let t0 = Instant::now();
@@ -217,7 +312,9 @@ fn marker_loss(n: u32) -> Result<Value> {
     // The feed batches what is queued; wait for the last ack to be recorded.
     std::thread::sleep(Duration::from_millis(200));
     let st = cerctl_json(&sock, &["show", "status"])?;
-    let us = st["feed"]["last_change_to_ack_us"].as_u64().context("feed latency")?;
+    let us = st["feed"]["last_change_to_ack_us"]
+        .as_u64()
+        .context("feed latency")?;
     ctl.terminate(Duration::from_secs(5));
     dp.terminate(Duration::from_secs(5));
     Ok(json!({
@@ -243,7 +340,10 @@ fn main() -> Result<()> {
     let marker = marker_loss(args.marker_endpoints)?;
     println!("marker loss: {marker}");
     if let Some(p) = args.json {
-        std::fs::write(p, serde_json::to_string_pretty(&json!({"learn": learn_rows, "marker_loss": marker}))?)?;
+        std::fs::write(
+            p,
+            serde_json::to_string_pretty(&json!({"learn": learn_rows, "marker_loss": marker}))?,
+        )?;
     }
     Ok(())
 }

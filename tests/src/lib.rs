@@ -34,16 +34,21 @@ pub fn tag() -> String {
     format!("{:x}{n}", std::process::id() % 0xfff)
 }
 
-/// A built binary of this workspace (same profile as the running test).
+/// A built binary of this workspace (same profile as the running program):
+/// next to it (a binary in target/<profile>) or one level up (a test in
+/// target/<profile>/deps).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} is not built; run `cargo build --workspace --bins` with the same profile first (scripts/test does)",
-        p.display()
-    );
+    let here = exe.parent().expect("exe dir");
+    let p = [here.join(name), here.parent().map(|d| d.join(name)).unwrap_or_default()]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not built next to {}; run `cargo build --workspace --bins` with the same profile first (scripts/test does)",
+                exe.display()
+            )
+        });
     p
 }
 

@@ -793,3 +793,191 @@ socket = "{}"
     )?;
     Ok(())
 }
+
+/// Graceful restart across a cer-control crash: FRR (GR helper) keeps our
+/// routes, the dataplane keeps forwarding on its FIB, and after the restart
+/// the resync restores everything without wiping the FIB first.
+#[test]
+fn cer_control_restart_is_graceful() -> Result<()> {
+    use cer_e2e::peers::{frr_config, Frr, IbgpConf};
+    let _g = serial();
+    require_root();
+    let scratch = Scratch::new("gr")?;
+    let lan = Lan::new()?;
+    let c_ns = Netns::new("grc")?;
+    let f_ns = Netns::new("grf")?;
+    lan.attach(&c_ns, "eth0", "10.10.0.1/24")?;
+    lan.attach(&f_ns, "eth0", "10.10.0.5/24")?;
+    let frr_conf = frr_config(&IbgpConf {
+        asn: 65000,
+        router_id: "10.10.0.5",
+        local_addr: "10.10.0.5",
+        neighbors: &["10.10.0.1"],
+        rr_clients: false,
+        passive: false,
+        networks: &[],
+    })
+    .replace(" bgp log-neighbor-changes\n", " bgp log-neighbor-changes\n bgp graceful-restart\n")
+    .replace(
+        " exit-address-family",
+        "  network 10.77.60.60/32 route-map EP\n  network 10.255.0.5/32 route-map MARK\n exit-address-family",
+    )
+        + "route-map EP permit 10\n set community 65000:1060\n!\nroute-map MARK permit 10\n set community 65000:999 65000:1060\n!\n";
+    let frr = Frr::start(&f_ns, &scratch.path, &frr_conf)?;
+
+    c_ns.run(&[
+        "ip", "link", "add", "dplan", "type", "veth", "peer", "name", "dphost",
+    ])?;
+    c_ns.run(&["ip", "link", "set", "dplan", "up"])?;
+    let dp_admin = scratch.file("dp.sock");
+    let feed = scratch.file("feed.sock");
+    let dp_cfg = scratch.file("dp.toml");
+    std::fs::write(
+        &dp_cfg,
+        format!(
+            "[node]\nname = \"gr\"\nrouter_address = \"10.77.61.1\"\n[dataplane]\ncores = [1]\npoll_mode = \"adaptive\"\nadmin_socket = \"{}\"\nfeed_socket = \"{}\"\n[dataplane.memory]\nhugepages = false\nmemory_mb = 256\nmbufs = 4095\nfile_prefix = \"gr{}\"\n[[port]]\nname = \"lan\"\ndriver = \"af_packet\"\niface = \"dplan\"\naddress = \"10.77.61.1/24\"\n",
+            dp_admin.display(),
+            feed.display(),
+            tag()
+        ),
+    )?;
+    let mut dp = c_ns.spawn(
+        &[
+            bin("cer-dataplane").to_str().unwrap(),
+            "--config",
+            dp_cfg.to_str().unwrap(),
+        ],
+        &scratch.file("dp.log"),
+    )?;
+    dp.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+    let socket = scratch.file("c.sock");
+    let cfg = format!(
+        r#"
+[node]
+name = "c"
+router_id = "10.10.0.1"
+asn = 65000
+transport_address = "10.10.0.1"
+[bgp]
+listen = ["10.10.0.1"]
+hold_time = 9
+connect_retry_secs = 1
+graceful_restart_secs = 60
+[[bgp.neighbor]]
+address = "10.10.0.5"
+remote_as = "internal"
+[sam]
+identity = "65000:1001"
+marker_community = "65000:999"
+marker_prefix = "10.255.0.1/32"
+pool = ["10.77.60.0/24"]
+state_file = "{}"
+endpoints = ["10.77.60.50"]
+[[tunnel]]
+id = 5
+remote = "10.10.0.5"
+[dataplane]
+feed_socket = "{}"
+initial_sync_delay_secs = 10
+[admin]
+socket = "{}"
+"#,
+        scratch.file("c-ep.json").display(),
+        feed.display(),
+        socket.display()
+    );
+    let path = scratch.file("c.toml");
+    std::fs::write(&path, &cfg)?;
+    let start = |log: &str| -> Result<Control> {
+        let mut proc = c_ns.spawn(
+            &[
+                bin("cer-control").to_str().unwrap(),
+                "--config",
+                path.to_str().unwrap(),
+            ],
+            &scratch.file(log),
+        )?;
+        proc.wait_for_log("cer-control: ready", Duration::from_secs(10))?;
+        Ok(Control {
+            proc,
+            socket: socket.clone(),
+        })
+    };
+    let has = |routes: &[cer_e2e::peers::RibEntry], p: &str| routes.iter().any(|r| r.prefix == p);
+    let fib_has_60 = || {
+        admin(&dp_admin, "fib").is_ok_and(|f| {
+            f["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["ip"] == "10.77.60.60" && e["action"] == "tunnel 5")
+        })
+    };
+    let mut c = start("c1.log")?;
+    frr.wait_established("10.10.0.1", Duration::from_secs(20))?;
+    wait_until("FRR has our endpoint", Duration::from_secs(10), || {
+        frr.routes_json().is_ok_and(|r| has(&r, "10.77.60.50/32"))
+    })?;
+    wait_until(
+        "the dataplane has FRR's endpoint in tunnel 5",
+        Duration::from_secs(15),
+        fib_has_60,
+    )?;
+    let caps = c.json(&["show", "bgp", "summary"])?;
+    assert!(
+        caps["neighbors"][0]["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&"graceful-restart".into()),
+        "{caps}"
+    );
+    let snap_before = admin(&dp_admin, "snapshot")?["version"].as_u64().unwrap();
+
+    // Crash: no NOTIFICATION.
+    unsafe_kill(&mut c.proc);
+    drop(c);
+    std::thread::sleep(Duration::from_secs(4));
+    let routes = frr.routes_json()?;
+    assert!(
+        has(&routes, "10.77.60.50/32"),
+        "FRR (GR helper) keeps our route across the restart: {routes:?}"
+    );
+    assert!(fib_has_60(), "the dataplane keeps forwarding on its FIB");
+    assert_eq!(
+        admin(&dp_admin, "snapshot")?["version"].as_u64().unwrap(),
+        snap_before,
+        "FIB untouched while cer-control is down"
+    );
+
+    // Restart: peers resync, the FIB is replaced only after convergence, never emptied.
+    let c2 = start("c2.log")?;
+    wait_until("FRR re-established", Duration::from_secs(20), || {
+        frr.wait_established("10.10.0.1", Duration::from_millis(100))
+            .is_ok()
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut synced = false;
+    while Instant::now() < deadline {
+        assert!(
+            fib_has_60(),
+            "the resync must not drop FRR's endpoint even briefly"
+        );
+        if c2
+            .json(&["show", "status"])
+            .is_ok_and(|s| s["feed"]["full_syncs"].as_u64() >= Some(1))
+        {
+            synced = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        synced,
+        "cer-control resynced the dataplane after restarting"
+    );
+    assert!(fib_has_60());
+    assert!(frr.routes_json().is_ok_and(|r| has(&r, "10.77.60.50/32")));
+    drop(c2);
+    let _ = dp.terminate(Duration::from_secs(5));
+    Ok(())
+}

@@ -30,8 +30,12 @@ pub struct SpeakerConfig {
     pub connect_retry: Duration,
     /// Graceful restart time we advertise; `None` disables GR.
     pub graceful_restart: Option<u16>,
-    /// We restarted and kept forwarding: set the R and F bits (RFC 4724).
+    /// We restarted (RFC 4724 R bit): peers should not wait for our End-of-RIB
+    /// before sending theirs.
     pub restarting: bool,
+    /// Forwarding survives a restart of this process (the dataplane is separate):
+    /// the F bit, which makes helpers keep our routes across the restart.
+    pub forwarding_preserved: bool,
     pub decision: DecisionConfig,
 }
 

@@ -28,6 +28,7 @@ async fn node(ip: &str, port: u16, peer_ip: &str, gr: Option<u16>) -> Node {
         connect_retry: Duration::from_millis(500),
         graceful_restart: gr,
         restarting: false,
+        forwarding_preserved: false,
         decision: DecisionConfig::default(),
     };
     let mut s = Speaker::new(cfg, tx);

@@ -51,6 +51,8 @@ impl Core {
         feed: Option<std::sync::mpsc::Sender<FeedOp>>,
         feed_status: SharedStatus,
     ) -> Result<Core, String> {
+        // A state file from an earlier run means this is a restart (RFC 4724 R bit).
+        let restarting = cfg.sam.state_file.exists();
         let endpoints = Endpoints::load(&cfg.sam.state_file)?;
         let speaker_cfg = SpeakerConfig {
             local_as: cfg.node.asn,
@@ -63,7 +65,9 @@ impl Core {
             connect_retry: Duration::from_secs(cfg.bgp.connect_retry_secs.max(1)),
             graceful_restart: (cfg.bgp.graceful_restart_secs > 0)
                 .then_some(cfg.bgp.graceful_restart_secs),
-            restarting: false,
+            restarting,
+            // The dataplane forwards on its last FIB while we restart (F bit).
+            forwarding_preserved: cfg.dataplane.feed_socket.is_some(),
             decision: cer_bgp::decision::DecisionConfig {
                 always_compare_med: cfg.bgp.always_compare_med,
             },
@@ -119,6 +123,7 @@ impl Core {
                 })?;
             }
         }
+        self.endpoints.persist()?;
         let eps: Vec<Endpoint> = self.endpoints.iter().copied().collect();
         for e in eps {
             self.advertise(e);

@@ -77,6 +77,12 @@ impl Endpoints {
         Ok(true)
     }
 
+    /// Writes the file even with no endpoints: its presence marks that this
+    /// node ran before (a restart, for graceful restart's R bit).
+    pub fn persist(&self) -> Result<(), String> {
+        self.save()
+    }
+
     fn save(&self) -> Result<(), String> {
         let err = |e: std::io::Error| format!("saving endpoint state {}: {e}", self.path.display());
         if let Some(dir) = self.path.parent() {
