@@ -19,6 +19,9 @@ const ASN: u32 = 65000;
 const RR: &str = "10.10.0.1";
 const BIRD: &str = "10.10.0.2";
 const FRR: &str = "10.10.0.3";
+/// A next hop on the LAN for routes gobgpd originates (BIRD treats a route
+/// whose NEXT_HOP is one of its own addresses as withdrawn).
+const HOST: &str = "10.10.0.9";
 const UP: Duration = Duration::from_secs(20);
 const PROPAGATE: Duration = Duration::from_secs(10);
 
@@ -35,7 +38,7 @@ struct Topo {
 }
 
 impl Topo {
-    fn new(bird_networks: &[&str]) -> Result<Topo> {
+    fn new() -> Result<Topo> {
         let scratch = Scratch::new("peers")?;
         let lan = Lan::new()?;
         let rr_ns = Netns::new("rr")?;
@@ -51,17 +54,22 @@ impl Topo {
             &scratch.path,
             &gobgp_rr_config(ASN, RR, RR, &[BIRD, FRR]),
         )?;
+        let t_gobgp = t0.elapsed();
         let bird = Bird::start(
             &bird_ns,
             &scratch.path,
-            &bird_client_config(ASN, BIRD, BIRD, &[RR], bird_networks),
+            &bird_client_config(ASN, BIRD, BIRD, &[RR], &[]),
         )?;
+        let t_bird = t0.elapsed() - t_gobgp;
         let frr = Frr::start(
             &frr_ns,
             &scratch.path,
             &frr_client_config(ASN, FRR, &[RR], &[]),
         )?;
-        eprintln!("daemons started in {:?}", t0.elapsed());
+        eprintln!(
+            "started: gobgpd {t_gobgp:?}, BIRD {t_bird:?}, FRR {:?}",
+            t0.elapsed() - t_gobgp - t_bird
+        );
         Ok(Topo {
             frr,
             bird,
@@ -94,7 +102,7 @@ impl Topo {
 fn route_reflection_between_bird_and_frr() -> Result<()> {
     require_root();
     let _g = serial();
-    let topo = Topo::new(&[])?;
+    let topo = Topo::new()?;
     topo.establish()?;
 
     // gobgpd's neighbor view.
@@ -112,13 +120,13 @@ fn route_reflection_between_bird_and_frr() -> Result<()> {
     // and local-pref.
     let t0 = Instant::now();
     topo.gobgp
-        .add_route("10.99.0.1/32", BIRD, &["65000:100"], Some(200))?;
+        .add_route("10.99.0.1/32", HOST, &["65000:100"], Some(200))?;
     let want = |r: &RibEntry| r.has_community("65000:100") && r.local_pref == Some(200);
     let at_bird = topo.bird.wait_route("10.99.0.1/32", PROPAGATE, &want)?;
     let at_frr = topo.frr.wait_route("10.99.0.1/32", PROPAGATE, &want)?;
     eprintln!("gobgpd route at BIRD and FRR after {:?}", t0.elapsed());
-    assert_eq!(at_bird.next_hop, BIRD);
-    assert_eq!(at_frr.next_hop, BIRD);
+    assert_eq!(at_bird.next_hop, HOST);
+    assert_eq!(at_frr.next_hop, HOST);
     assert_eq!(at_frr.communities, vec!["65000:100".to_string()]);
     assert!(at_frr.as_path.is_empty() && at_bird.as_path.is_empty());
     let local = topo.gobgp.rib()?;
@@ -137,7 +145,7 @@ fn route_reflection_between_bird_and_frr() -> Result<()> {
     ))?;
     let r = topo
         .frr
-        .wait_route("10.98.0.1/32", PROPAGATE, &|r| r.originator_id.is_some())?;
+        .wait_route("10.98.0.1/32", PROPAGATE, &|r| r.best)?;
     eprintln!("BIRD route reflected to FRR after {:?}", t0.elapsed());
     assert_eq!(r.originator_id.as_deref(), Some(BIRD), "{r:?}");
     assert_eq!(r.cluster_list, vec![RR.to_string()], "{r:?}");
@@ -170,7 +178,7 @@ fn route_reflection_between_bird_and_frr() -> Result<()> {
 fn attributes_read_alike_from_all_three() -> Result<()> {
     require_root();
     let _g = serial();
-    let topo = Topo::new(&[])?;
+    let topo = Topo::new()?;
     topo.establish()?;
     // Multi-valued attributes, set through the gobgp CLI directly.
     topo.gobgp.gobgp(&[
@@ -181,7 +189,7 @@ fn attributes_read_alike_from_all_three() -> Result<()> {
         "ipv4",
         "10.99.1.0/24",
         "nexthop",
-        BIRD,
+        HOST,
         "community",
         "65000:1,65000:2",
         "large-community",
@@ -192,6 +200,8 @@ fn attributes_read_alike_from_all_three() -> Result<()> {
         "150",
         "origin",
         "egp",
+        "aspath",
+        "65001,65002",
     ])?;
     let check = |who: &str, r: &RibEntry| {
         assert_eq!(r.communities, vec!["65000:1", "65000:2"], "{who}: {r:?}");
@@ -199,7 +209,8 @@ fn attributes_read_alike_from_all_three() -> Result<()> {
         assert_eq!(r.med, Some(42), "{who}: {r:?}");
         assert_eq!(r.local_pref, Some(150), "{who}: {r:?}");
         assert_eq!(r.origin, "egp", "{who}: {r:?}");
-        assert_eq!(r.next_hop, BIRD, "{who}: {r:?}");
+        assert_eq!(r.as_path, vec![65001, 65002], "{who}: {r:?}");
+        assert_eq!(r.next_hop, HOST, "{who}: {r:?}");
     };
     let present = |r: &RibEntry| r.med == Some(42);
     check(
@@ -228,13 +239,13 @@ fn gobgp_bulk_injection() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let topo = Topo::new(&[])?;
+    let topo = Topo::new()?;
     topo.establish()?;
     let t0 = Instant::now();
     topo.gobgp.add_many(
         Ipv4Addr::new(10, 200, 0, 0),
         n,
-        BIRD.parse()?,
+        HOST.parse()?,
         &["65000:300"],
         Some(120),
     )?;
@@ -269,7 +280,7 @@ fn gobgp_bulk_injection() -> Result<()> {
         r[0].has_community("65000:300") && r[0].local_pref == Some(120),
         "{r:?}"
     );
-    assert_eq!(r[0].next_hop, BIRD);
+    assert_eq!(r[0].next_hop, HOST);
 
     topo.gobgp.del_all()?;
     let t2 = Instant::now();
@@ -289,7 +300,7 @@ fn gobgp_bulk_injection() -> Result<()> {
 fn errors_name_daemon_and_command() -> Result<()> {
     require_root();
     let _g = serial();
-    let topo = Topo::new(&[])?;
+    let topo = Topo::new()?;
 
     // Time-out: a neighbor that is not configured never comes up.
     let e = format!(
@@ -314,6 +325,17 @@ fn errors_name_daemon_and_command() -> Result<()> {
         "{e}"
     );
 
+    let e = format!(
+        "{:#}",
+        topo.frr
+            .wait_established("10.10.0.99", Duration::from_millis(500))
+            .unwrap_err()
+    );
+    assert!(
+        e.contains("FRR@") && e.contains("show bgp neighbors json"),
+        "{e}"
+    );
+
     // Command failures.
     let e = format!("{:#}", topo.frr.vtysh("show nonsense").unwrap_err());
     assert!(
@@ -322,13 +344,24 @@ fn errors_name_daemon_and_command() -> Result<()> {
     );
     let e = format!("{:#}", topo.bird.birdc("show nonsense").unwrap_err());
     assert!(
-        e.contains("BIRD@") && e.contains("birdc show nonsense"),
+        e.contains("BIRD@") && e.contains("birdc") && e.contains("show nonsense"),
         "{e}"
     );
     let e = format!("{:#}", topo.gobgp.del_route("not-a-prefix").unwrap_err());
     assert!(e.contains("gobgpd@") && e.contains("gobgp -u"), "{e}");
 
-    // Unparsable output: the parsers say what they expected ...
+    // Unparsable output names the daemon and the command ...
+    let e = format!("{:#}", topo.gobgp.gobgp_json(&["global"]).unwrap_err());
+    assert!(
+        e.contains("gobgpd@") && e.contains("`gobgp global`") && e.contains("JSON"),
+        "{e}"
+    );
+    let e = format!("{:#}", topo.frr.vtysh_json("show version").unwrap_err());
+    assert!(
+        e.contains("FRR@") && e.contains("show version") && e.contains("JSON"),
+        "{e}"
+    );
+    // ... and the parsers say what they expected ...
     let e = format!("{:#}", parse_gobgp_rib("{not json").unwrap_err());
     assert!(e.contains("not JSON"), "{e}");
     let e = format!("{:#}", parse_frr_routes("[1,2]").unwrap_err());
@@ -353,7 +386,10 @@ fn errors_name_daemon_and_command() -> Result<()> {
             .err()
             .unwrap()
     );
-    assert!(e.contains("FRR@"), "{e}");
+    assert!(
+        e.contains("FRR@") && e.contains("rejected") && e.contains("router bgp notanumber"),
+        "{e}"
+    );
     Ok(())
 }
 

@@ -7,7 +7,7 @@
 
 use crate::fsm::{self, Action, Event, Fsm, FsmConfig, Negotiated, State};
 use crate::route::{PathAttrs, PeerId, Prefix};
-use crate::wire::{self, notify, Codec, Family, Message, Notification, HEADER_LEN, MAX_LEN};
+use crate::wire::{self, notify, Codec, Family, Message, Notification, Open, HEADER_LEN, MAX_LEN};
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -119,11 +119,11 @@ pub async fn run_peer(
         let Some((stream, outbound)) = conn else {
             continue;
         };
-        let mut current = Some((stream, outbound));
-        while let Some((stream, outbound)) = current.take() {
-            match run_connection(&cfg, stream, outbound, &mut ctl, &events).await {
+        let mut current = Some((stream, outbound, None));
+        while let Some((stream, outbound, opened)) = current.take() {
+            match run_connection(&cfg, stream, outbound, opened, &mut ctl, &events).await {
                 Next::Retry => {}
-                Next::Switch(s) => current = Some((s, false)),
+                Next::Switch(s, open) => current = Some((s, false, Some(open))),
                 Next::Shutdown => return,
             }
         }
@@ -135,8 +135,9 @@ pub async fn run_peer(
 
 enum Next {
     Retry,
-    /// Continue with this (inbound) connection: it won a collision.
-    Switch(TcpStream),
+    /// Continue with this (inbound) connection: it won a collision. Our OPEN
+    /// was sent on it and the peer's OPEN read.
+    Switch(TcpStream, Box<Open>),
     Shutdown,
 }
 
@@ -234,10 +235,39 @@ impl Timer {
     }
 }
 
+/// The OPEN exchange on a second (inbound) connection while another is in
+/// progress (RFC 4271 6.8): send our OPEN, read the peer's. Both connections
+/// progress, so two speakers dialing each other at once never wait on each other.
+async fn handshake(mut s: TcpStream, f: FsmConfig) -> Option<(TcpStream, Open)> {
+    let mut codec = Codec::new();
+    let open = codec.encode_open(f.local_as, f.hold_time, f.router_id, &f.caps);
+    s.write_all(&open).await.ok()?;
+    let read = async {
+        let mut h = [0u8; HEADER_LEN];
+        s.read_exact(&mut h).await.ok()?;
+        let (len, typ) = wire::check_header(&h, MAX_LEN).ok()?;
+        if typ != wire::MSG_OPEN {
+            return None;
+        }
+        let mut frame = vec![0u8; len];
+        frame[..HEADER_LEN].copy_from_slice(&h);
+        s.read_exact(&mut frame[HEADER_LEN..]).await.ok()?;
+        match codec.decode(&frame) {
+            Ok(Message::Open(o)) => Some(o),
+            _ => None,
+        }
+    };
+    let o = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .ok()??;
+    Some((s, o))
+}
+
 async fn run_connection(
     cfg: &PeerSession,
     stream: TcpStream,
     outbound: bool,
+    opened: Option<Box<Open>>,
     ctl: &mut mpsc::Receiver<PeerCtl>,
     events: &mpsc::Sender<SessionEvent>,
 ) -> Next {
@@ -256,12 +286,23 @@ async fn run_connection(
     let mut fsm = Fsm::new(cfg.fsm.clone());
     let mut hold = Timer(None);
     let mut keepalive = Timer(None);
-    let mut pending_inbound: Option<TcpStream> = None;
+    let mut pending: Option<tokio::task::JoinHandle<Option<(TcpStream, Open)>>> = None;
     let (cmd_tx, mut cmds) = mpsc::unbounded_channel::<SessionCmd>();
     let mut notified = false;
     let mut established = false;
     let mut next = Next::Retry;
-    let mut pending = fsm.handle(Event::Connected);
+    let mut actions = fsm.handle(Event::Connected);
+    if let Some(open) = opened {
+        // Our OPEN already went out during the collision handshake.
+        codec.encode_open(
+            cfg.fsm.local_as,
+            cfg.fsm.hold_time,
+            cfg.fsm.router_id,
+            &cfg.fsm.caps,
+        );
+        actions.retain(|a| *a != Action::SendOpen);
+        actions.extend(fsm.handle(Event::Open(*open)));
+    }
     let mut last_state = fsm.state;
     let _ = events
         .send(SessionEvent::State {
@@ -271,7 +312,7 @@ async fn run_connection(
         .await;
     'conn: loop {
         // Perform actions.
-        for a in std::mem::take(&mut pending) {
+        for a in std::mem::take(&mut actions) {
             match a {
                 Action::SendOpen => {
                     let f = &cfg.fsm;
@@ -326,21 +367,6 @@ async fn run_connection(
                     state: fsm.state,
                 })
                 .await;
-            if fsm.state == State::OpenConfirm {
-                // RFC 4271 6.8: now that we know the peer's id, settle a pending collision.
-                if let (Some(other), Some(n)) = (pending_inbound.take(), fsm.negotiated.as_ref()) {
-                    if outbound && fsm::keep_outbound(cfg.fsm.router_id, n.peer_router_id) {
-                        reject_collision(other).await;
-                    } else {
-                        pending = fsm.handle(Event::Stop(Notification::new(
-                            notify::CEASE,
-                            notify::CEASE_COLLISION,
-                        )));
-                        next = Next::Switch(other);
-                        continue;
-                    }
-                }
-            }
         }
         tokio::select! {
             f = frames.recv() => {
@@ -370,7 +396,7 @@ async fn run_connection(
                     Some(Err(e)) => Event::Malformed(e.notification, e.reason),
                     None => Event::TcpClosed("reader stopped".into()),
                 };
-                pending = fsm.handle(ev);
+                actions = fsm.handle(ev);
             }
             c = cmds.recv(), if established => {
                 let Some(c) = c else { continue };
@@ -388,45 +414,53 @@ async fn run_connection(
                     }
                     SessionCmd::EndOfRib(f) => { let _ = wtx.send(wire::end_of_rib(f)).await; }
                     SessionCmd::RouteRefresh(f) => { let _ = wtx.send(wire::route_refresh(f)).await; }
-                    SessionCmd::Stop(n) => pending = fsm.handle(Event::Stop(n)),
+                    SessionCmd::Stop(n) => actions = fsm.handle(Event::Stop(n)),
                 }
             }
             c = ctl.recv() => match c {
                 Some(PeerCtl::Inbound(s)) => {
-                    if fsm.state == State::Established || pending_inbound.is_some() {
+                    if fsm.state == State::Established || pending.is_some() {
                         reject_collision(s).await;
-                    } else if let (State::OpenConfirm, Some(n)) = (fsm.state, fsm.negotiated.as_ref()) {
-                        if outbound && fsm::keep_outbound(cfg.fsm.router_id, n.peer_router_id) {
-                            reject_collision(s).await;
-                        } else {
-                            pending = fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_COLLISION)));
-                            next = Next::Switch(s);
-                        }
                     } else {
-                        pending_inbound = Some(s);
+                        pending = Some(tokio::spawn(handshake(s, cfg.fsm.clone())));
                     }
                 }
-                Some(PeerCtl::Reset(n)) => pending = fsm.handle(Event::Stop(n)),
+                Some(PeerCtl::Reset(n)) => actions = fsm.handle(Event::Stop(n)),
                 Some(PeerCtl::Shutdown(n)) => {
-                    pending = fsm.handle(Event::Stop(n));
+                    actions = fsm.handle(Event::Stop(n));
                     next = Next::Shutdown;
                 }
                 None => {
-                    pending = fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_PEER_DECONFIGURED)));
+                    actions = fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_PEER_DECONFIGURED)));
                     next = Next::Shutdown;
                 }
             },
-            _ = hold.fired() => pending = fsm.handle(Event::HoldTimerExpired),
-            _ = keepalive.fired() => pending = fsm.handle(Event::KeepaliveTimerExpired),
+            done = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
+                pending = None;
+                if let Ok(Some((s, open))) = done {
+                    // RFC 4271 6.8: keep the connection initiated by the higher BGP identifier.
+                    let keep_current = fsm.state == State::Established
+                        || (outbound && fsm::keep_outbound(cfg.fsm.router_id, open.router_id));
+                    if keep_current {
+                        reject_collision(s).await;
+                    } else {
+                        actions = fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_COLLISION)));
+                        next = Next::Switch(s, Box::new(open));
+                    }
+                }
+            }
+            _ = hold.fired() => actions = fsm.handle(Event::HoldTimerExpired),
+            _ = keepalive.fired() => actions = fsm.handle(Event::KeepaliveTimerExpired),
         }
     }
     // Let the writer flush the NOTIFICATION, then close.
     drop(wtx);
     let _ = tokio::time::timeout(Duration::from_secs(1), write_task).await;
     read_task.abort();
-    if let Some(s) = pending_inbound {
-        if matches!(next, Next::Retry) {
-            return Next::Switch(s);
+    if let Some(h) = pending {
+        // This connection failed while a second one was mid-handshake: use it.
+        if let (Next::Retry, Ok(Some((s, open)))) = (&next, h.await) {
+            return Next::Switch(s, Box::new(open));
         }
     }
     next

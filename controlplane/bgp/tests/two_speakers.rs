@@ -207,7 +207,8 @@ fn crashable_node(
             }
             let _ = tokio::task::spawn_blocking(move || die_rx.recv()).await;
         });
-        rt.shutdown_background();
+        // Waits until every task (and so every socket, the listener too) is gone.
+        rt.shutdown_timeout(Duration::from_secs(2));
     });
     (die_tx, h)
 }
