@@ -42,6 +42,7 @@ struct Args {
 const FIRST: Ipv4Addr = Ipv4Addr::new(10, 128, 0, 0);
 
 fn routes(n: u32, communities: &[&str], lp: Option<u32>) -> Vec<BulkRoute> {
+    let lp = lp.or(Some(100));
     (0..n)
         .map(|i| BulkRoute {
             prefix: Ipv4Addr::from(u32::from(FIRST) + i),
@@ -146,7 +147,7 @@ fn learn(receiver: &str, n: u32) -> Result<Duration> {
     let t0 = Instant::now();
     let took = match receiver {
         "cer-control" => {
-            let (cfg, sock) = control_config(dir, "rcv", "10.128.0.0/9", "")?;
+            let (cfg, sock) = control_config(dir, "rcv", "10.128.0.0/10", "")?;
             let mut proc = p.rcv_ns.spawn(
                 &[
                     bin("cer-control").to_str().unwrap(),
@@ -274,7 +275,7 @@ fn marker_loss(n: u32) -> Result<Value> {
     let (cfg, sock) = control_config(
         dir,
         "rcv",
-        "10.128.0.0/9",
+        "10.128.0.0/10",
         &format!("[dataplane]\nfeed_socket = \"{}\"\ninitial_sync_delay_secs = 1\n[[tunnel]]\nid = 9\nremote = \"10.10.0.9\"\n", feed.display()),
     )?;
     let mut ctl = p.rcv_ns.spawn(
@@ -303,8 +304,15 @@ fn marker_loss(n: u32) -> Result<Value> {
     p.gobgp.del_route("10.255.0.9/32")?;
     let start = Instant::now();
     while endpoints(&dp_admin) != 0 {
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("dataplane still has endpoints after the marker withdrawal");
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "dataplane still has {} endpoints after the marker withdrawal ({}); cer-control fib {}; markers at cer-control: {}; marker at gobgpd: {:?}",
+                endpoints(&dp_admin),
+                cer_e2e::admin(&dp_admin, "fib").map(|f| f["endpoints"].to_string()).unwrap_or_default(),
+                cerctl_json(&sock, &["show", "fib"]).map(|f| f["entries"].to_string()).unwrap_or_default(),
+                cerctl_json(&sock, &["show", "markers"]).unwrap_or_default(),
+                p.gobgp.lookup("10.255.0.9/32").map(|r| r.len())
+            );
         }
         std::thread::sleep(Duration::from_millis(2));
     }

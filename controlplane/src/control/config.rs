@@ -305,6 +305,20 @@ impl ControlConfig {
                 "at least one pool prefix is needed".into(),
             ));
         }
+        if let Some(pool) = self
+            .sam
+            .pool
+            .iter()
+            .find(|p| p.contains(self.sam.marker_prefix.addr()))
+        {
+            return Err(bad(
+                "sam.marker_prefix".into(),
+                format!(
+                    "{} is inside sam.pool {pool}: markers and endpoints must not overlap",
+                    self.sam.marker_prefix
+                ),
+            ));
+        }
         if self.sam.identity == self.sam.marker_community {
             return Err(bad(
                 "sam.identity".into(),
@@ -426,6 +440,10 @@ remote = "10.10.0.3"
             ),
             (GOOD.replace("asn = 65000", "asn = 0"), "node.asn"),
             (GOOD.replace("id = 3", "idd = 3"), "idd"),
+            (
+                GOOD.replace("10.255.0.2/32", "10.77.60.250/32"),
+                "markers and endpoints must not overlap",
+            ),
         ] {
             let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle), "expected {needle} in {e}");

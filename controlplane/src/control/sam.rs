@@ -231,9 +231,10 @@ impl Sam {
                 self.by_identity.entry(id).or_default().insert(p);
             }
         }
+        // Marker routes are liveness, never endpoints, even inside a pool.
         let valid: Vec<Path> = paths
             .iter()
-            .filter(|x| self.marker_valid(x))
+            .filter(|x| !x.attrs.has_community(self.marker_community) && self.marker_valid(x))
             .cloned()
             .collect();
         let new = decision::explain(&valid, &self.decision).map(|ex| {
@@ -501,6 +502,18 @@ mod tests {
                 true
             )
         );
+    }
+
+    #[test]
+    fn a_marker_inside_the_pool_is_not_an_endpoint() {
+        let mut w = World::new();
+        let ev = w.set(
+            "10.77.60.200/32",
+            Some(attrs("10.10.0.3", 100, &[MARKER, B], "10.10.0.3")),
+        );
+        assert!(ev.is_empty(), "{ev:?}");
+        assert!(w.sam.marker_present(B));
+        assert!(w.sam.owner(&"10.77.60.200/32".parse().unwrap()).is_none());
     }
 
     #[test]
