@@ -139,29 +139,95 @@ fn cerctl_json(sock: &Path, args: &[&str]) -> Result<Value> {
     Ok(serde_json::from_slice(&sh(&refs)?.stdout)?)
 }
 
-/// Time for one receiver to learn `n` paths.
-fn learn(receiver: &str, n: u32) -> Result<Duration> {
+/// One receiver's timings, all from just before its process was started.
+struct Learned {
+    established: Duration,
+    all: Duration,
+    /// CPU time (user + system) the receiver's BGP process used, start to all learned.
+    cpu: Duration,
+}
+
+/// utime + stime of a process, from /proc/PID/stat.
+fn cpu_of(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Polls `state` (session established?) and `count` (paths received) until all `n` are in.
+fn phases(
+    what: &str,
+    t0: Instant,
+    pid: u32,
+    n: u64,
+    timeout: Duration,
+    mut up: impl FnMut() -> bool,
+    mut count: impl FnMut() -> u64,
+) -> Result<Learned> {
+    let mut established = None;
+    loop {
+        if established.is_none() && up() {
+            established = Some(t0.elapsed());
+        }
+        if count() >= n {
+            let all = t0.elapsed();
+            return Ok(Learned {
+                established: established.unwrap_or(all),
+                all,
+                cpu: cpu_of(pid),
+            });
+        }
+        if t0.elapsed() > timeout {
+            bail!("{what}: timed out with {} of {n}", count());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Time for one receiver to establish and learn `n` paths.
+fn learn(receiver: &str, n: u32) -> Result<Learned> {
     let p = pair(&routes(n, &["65000:1009"], None))?;
     let timeout = Duration::from_secs(120 + u64::from(n) / 500);
     let dir = &p.scratch.path;
+    let n64 = u64::from(n);
     let t0 = Instant::now();
     let took = match receiver {
         "cer-control" => {
             let (cfg, sock) = control_config(dir, "rcv", "10.128.0.0/10", "")?;
-            let mut proc = p.rcv_ns.spawn(
-                &[
-                    bin("cer-control").to_str().unwrap(),
-                    "--config",
-                    cfg.to_str().unwrap(),
-                ],
-                &dir.join("rcv.log"),
-            )?;
-            let r = wait_count("cer-control", u64::from(n), timeout, || {
-                cerctl_json(&sock, &["show", "bgp", "summary"])
-                    .ok()
-                    .and_then(|v| v["neighbors"][0]["prefixes_received"].as_u64())
-                    .unwrap_or(0)
-            });
+            let cer_control = bin("cer-control");
+            let mut argv: Vec<String> = std::env::var("CER_PROFILE_CMD")
+                .map(|c| c.split_whitespace().map(String::from).collect())
+                .unwrap_or_default();
+            argv.extend([
+                cer_control.display().to_string(),
+                "--config".into(),
+                cfg.display().to_string(),
+            ]);
+            let refs: Vec<&str> = argv.iter().map(|s| s.as_str()).collect();
+            let mut proc = p.rcv_ns.spawn(&refs, &dir.join("rcv.log"))?;
+            let summary = || cerctl_json(&sock, &["show", "bgp", "summary"]).ok();
+            let pid = proc.pid();
+            let r = phases(
+                "cer-control",
+                t0,
+                pid,
+                n64,
+                timeout,
+                || summary().is_some_and(|v| v["neighbors"][0]["state"] == "Established"),
+                || {
+                    summary()
+                        .and_then(|v| v["neighbors"][0]["prefixes_received"].as_u64())
+                        .unwrap_or(0)
+                },
+            );
             proc.terminate(Duration::from_secs(5));
             r?
         }
@@ -178,12 +244,20 @@ fn learn(receiver: &str, n: u32) -> Result<Duration> {
             .replace("import all; export all;", "import all; export none;");
             let b = Bird::start(&p.rcv_ns, dir, &conf)?;
             let proto = bird_protocol_name("10.10.0.1");
-            wait_count("bird", u64::from(n), timeout, || {
-                b.birdc(&format!("show protocols all {proto}"))
-                    .ok()
-                    .and_then(|t| bird_imported(&t))
-                    .unwrap_or(0)
-            })?
+            phases(
+                "bird",
+                t0,
+                b.pid(),
+                n64,
+                timeout,
+                || b.bgp_state(&proto).is_ok_and(|s| s == "Established"),
+                || {
+                    b.birdc(&format!("show protocols all {proto}"))
+                        .ok()
+                        .and_then(|t| bird_imported(&t))
+                        .unwrap_or(0)
+                },
+            )?
         }
         "frr" => {
             let conf = frr_config(&IbgpConf {
@@ -196,12 +270,20 @@ fn learn(receiver: &str, n: u32) -> Result<Duration> {
                 networks: &[],
             });
             let f = Frr::start(&p.rcv_ns, dir, &conf)?;
-            wait_count("frr", u64::from(n), timeout, || {
+            let peer = || {
                 f.bgp_summary_json()
                     .ok()
-                    .and_then(|v| v["peers"]["10.10.0.1"]["pfxRcd"].as_u64())
-                    .unwrap_or(0)
-            })?
+                    .map(|v| v["peers"]["10.10.0.1"].clone())
+            };
+            phases(
+                "frr",
+                t0,
+                f.bgpd_pid(),
+                n64,
+                timeout,
+                || peer().is_some_and(|v| v["state"] == "Established"),
+                || peer().and_then(|v| v["pfxRcd"].as_u64()).unwrap_or(0),
+            )?
         }
         "gobgpd" => {
             let conf = gobgp_config(&IbgpConf {
@@ -214,16 +296,20 @@ fn learn(receiver: &str, n: u32) -> Result<Duration> {
                 networks: &[],
             });
             let g = GoBgp::start(&p.rcv_ns, dir, &conf)?;
-            wait_count("gobgpd", u64::from(n), timeout, || {
-                g.neighbors()
-                    .ok()
-                    .and_then(|v| v.first().map(|x| x.received))
-                    .unwrap_or(0)
-            })?
+            let nb = || g.neighbors().ok().and_then(|v| v.first().cloned());
+            phases(
+                "gobgpd",
+                t0,
+                g.pid(),
+                n64,
+                timeout,
+                || nb().is_some_and(|x| x.state == "established"),
+                || nb().map(|x| x.received).unwrap_or(0),
+            )?
         }
         other => bail!("unknown receiver {other}"),
     };
-    let _ = (t0, &p.inj_ns);
+    let _ = &p.inj_ns;
     Ok(took)
 }
 
@@ -337,12 +423,30 @@ fn marker_loss(n: u32) -> Result<Value> {
 fn main() -> Result<()> {
     let args = Args::parse();
     let mut learn_rows = Vec::new();
-    println!("{:>8} {:<12} {:>10}", "paths", "receiver", "seconds");
+    println!(
+        "{:>8} {:<12} {:>14} {:>22} {:>10} {:>8}",
+        "paths", "receiver", "established s", "learned after estab. s", "total s", "CPU s"
+    );
     for &n in &args.counts {
         for r in &args.receivers {
             let t = learn(r, n).with_context(|| format!("{r} learning {n}"))?;
-            println!("{:>8} {:<12} {:>10.3}", n, r, t.as_secs_f64());
-            learn_rows.push(json!({"paths": n, "receiver": r, "seconds": t.as_secs_f64()}));
+            let after = t.all.saturating_sub(t.established);
+            println!(
+                "{:>8} {:<12} {:>14.3} {:>22.3} {:>10.3} {:>8.2}",
+                n,
+                r,
+                t.established.as_secs_f64(),
+                after.as_secs_f64(),
+                t.all.as_secs_f64(),
+                t.cpu.as_secs_f64()
+            );
+            learn_rows.push(json!({
+                "paths": n, "receiver": r,
+                "established_secs": t.established.as_secs_f64(),
+                "learned_after_established_secs": after.as_secs_f64(),
+                "total_secs": t.all.as_secs_f64(),
+                "cpu_secs": t.cpu.as_secs_f64(),
+            }));
         }
     }
     let marker = marker_loss(args.marker_endpoints)?;

@@ -3,8 +3,7 @@
 //! of one prefix); attributes are shared through `Arc`; graceful restart keeps stale paths.
 
 use crate::decision::{self, DecisionConfig};
-use crate::route::{Path, PathAttrs, PathSource, PeerId, Prefix};
-use std::collections::HashMap;
+use crate::route::{FastMap, Path, PathAttrs, PathSource, PeerId, Prefix};
 use std::sync::Arc;
 
 /// A change of the best path of one prefix (`old`/`new` `None`: no path).
@@ -26,7 +25,7 @@ struct AdjRoute {
 /// One peer's Adj-RIB-In.
 #[derive(Clone, Debug, Default)]
 struct AdjRibIn {
-    routes: HashMap<Prefix, AdjRoute>,
+    routes: FastMap<Prefix, AdjRoute>,
     stale: usize,
 }
 
@@ -51,8 +50,8 @@ impl Destination {
 #[derive(Clone, Debug, Default)]
 pub struct Rib {
     cfg: DecisionConfig,
-    peers: HashMap<PeerId, AdjRibIn>,
-    loc: HashMap<Prefix, Destination>,
+    peers: FastMap<PeerId, AdjRibIn>,
+    loc: FastMap<Prefix, Destination>,
     paths: usize,
 }
 

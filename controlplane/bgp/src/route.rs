@@ -11,6 +11,12 @@ pub use cer_shared::Ipv4Prefix;
 
 pub type Asn = u32;
 
+/// Hash maps keyed by prefixes and peers: ahash (randomly keyed, so still
+/// resistant to crafted keys) instead of SipHash, which dominated the RIB's
+/// cost when learning full tables.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+pub type FastSet<K> = std::collections::HashSet<K, ahash::RandomState>;
+
 /// An IPv6 prefix with host bits cleared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Ipv6Prefix {
@@ -242,10 +248,18 @@ pub struct PathSource {
 }
 
 /// One candidate path for a prefix.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Eq)]
 pub struct Path {
     pub attrs: Arc<PathAttrs>,
     pub source: Arc<PathSource>,
+}
+
+impl PartialEq for Path {
+    /// Attributes are shared by `Arc`; the same pointer needs no deep compare.
+    fn eq(&self, other: &Self) -> bool {
+        (Arc::ptr_eq(&self.attrs, &other.attrs) || self.attrs == other.attrs)
+            && (Arc::ptr_eq(&self.source, &other.source) || self.source == other.source)
+    }
 }
 
 impl Path {

@@ -10,11 +10,13 @@ use crate::export::{export_with_policy, import_check, import_normalize, ExportCt
 use crate::fsm::{FsmConfig, Negotiated, PeerAs, State};
 use crate::policy::Policy;
 use crate::rib::Rib;
-use crate::route::{NextHop, Path, PathAttrs, PathSource, PeerId, Prefix, DEFAULT_LOCAL_PREF};
+use crate::route::{
+    FastMap, FastSet, NextHop, Path, PathAttrs, PathSource, PeerId, Prefix, DEFAULT_LOCAL_PREF,
+};
 use crate::session::{run_peer, PeerCtl, PeerSession, SessionCmd, SessionEvent};
 use crate::wire::{Capabilities, Family, GracefulRestart, Notification};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -82,7 +84,7 @@ struct PeerRt {
     source: Option<Arc<PathSource>>,
     tx: Option<mpsc::UnboundedSender<SessionCmd>>,
     local_addr: Option<IpAddr>,
-    adj_out: HashMap<Prefix, Arc<PathAttrs>>,
+    adj_out: FastMap<Prefix, Arc<PathAttrs>>,
     established_at: Option<Instant>,
     last_error: Option<String>,
     flaps: u32,
@@ -97,12 +99,12 @@ pub struct Speaker {
     pub cfg: SpeakerConfig,
     rib: Rib,
     peers: BTreeMap<PeerId, PeerRt>,
-    local: HashMap<Prefix, Arc<PathAttrs>>,
+    local: FastMap<Prefix, Arc<PathAttrs>>,
     local_source: Arc<PathSource>,
     events: mpsc::Sender<SessionEvent>,
     next_id: u32,
     /// Peers whose End-of-RIB we have seen since they came up.
-    eor_seen: HashSet<PeerId>,
+    eor_seen: FastSet<PeerId>,
     pub started: SystemTime,
 }
 
@@ -120,11 +122,11 @@ impl Speaker {
             rib: Rib::new(cfg.decision),
             cfg,
             peers: BTreeMap::new(),
-            local: HashMap::new(),
+            local: FastMap::default(),
             local_source,
             events,
             next_id: 1,
-            eor_seen: HashSet::new(),
+            eor_seen: FastSet::default(),
             started: SystemTime::now(),
         }
     }
@@ -181,7 +183,7 @@ impl Speaker {
                 source: None,
                 tx: None,
                 local_addr: None,
-                adj_out: HashMap::new(),
+                adj_out: FastMap::default(),
                 established_at: None,
                 last_error: None,
                 flaps: 0,
@@ -526,7 +528,7 @@ impl Speaker {
             let Some(ctx) = self.export_ctx(id, p) else {
                 continue;
             };
-            let mut announce: HashMap<Arc<PathAttrs>, Vec<Prefix>> = HashMap::new();
+            let mut announce: FastMap<Arc<PathAttrs>, Vec<Prefix>> = FastMap::default();
             let mut withdraw = Vec::new();
             let mut set = Vec::new();
             for prefix in prefixes {
@@ -572,7 +574,7 @@ impl Speaker {
         let Some(n) = p.negotiated.clone() else {
             return;
         };
-        let mut announce: HashMap<Arc<PathAttrs>, Vec<Prefix>> = HashMap::new();
+        let mut announce: FastMap<Arc<PathAttrs>, Vec<Prefix>> = FastMap::default();
         let prefixes: Vec<Prefix> = self
             .rib
             .iter_best()

@@ -9,9 +9,10 @@
 use cer_bgp::decision::{self, DecisionConfig};
 use cer_bgp::rib::Rib;
 use cer_bgp::route::{Community, Ipv4Prefix, NextHop, Path, PeerId, Prefix};
+use cer_bgp::route::{FastMap, FastSet};
 use serde::Serialize;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::time::SystemTime;
@@ -80,7 +81,7 @@ impl Owner {
 #[derive(Debug, Clone, Default)]
 struct Marker {
     /// Marker prefixes currently carrying this identity.
-    prefixes: HashSet<Ipv4Prefix>,
+    prefixes: FastSet<Ipv4Prefix>,
 }
 
 pub struct Sam {
@@ -89,11 +90,11 @@ pub struct Sam {
     pub pool: Vec<Ipv4Prefix>,
     decision: DecisionConfig,
     owners: BTreeMap<Ipv4Prefix, Owner>,
-    markers: HashMap<Community, Marker>,
+    markers: FastMap<Community, Marker>,
     /// Marker prefix -> identities its paths carry (to see what changed).
-    marker_prefixes: HashMap<Ipv4Prefix, HashSet<Community>>,
+    marker_prefixes: FastMap<Ipv4Prefix, FastSet<Community>>,
     /// Identity -> endpoint prefixes with a candidate path carrying it.
-    by_identity: HashMap<Community, HashSet<Ipv4Prefix>>,
+    by_identity: FastMap<Community, FastSet<Ipv4Prefix>>,
     seq: u64,
 }
 
@@ -110,9 +111,9 @@ impl Sam {
             pool,
             decision,
             owners: BTreeMap::new(),
-            markers: HashMap::new(),
-            marker_prefixes: HashMap::new(),
-            by_identity: HashMap::new(),
+            markers: FastMap::default(),
+            marker_prefixes: FastMap::default(),
+            by_identity: FastMap::default(),
             seq: 0,
         }
     }
@@ -176,7 +177,19 @@ impl Sam {
         let mut events = Vec::new();
         // Marker bookkeeping first: a marker appearing or vanishing re-evaluates
         // every endpoint of the identities it carries.
-        let marker_ids: HashSet<Community> = rib
+        let has_marker = rib
+            .paths(prefix)
+            .iter()
+            .any(|p| p.attrs.has_community(self.marker_community));
+        if !has_marker && !self.marker_prefixes.contains_key(p4) {
+            // The common case (an endpoint or another route): no marker bookkeeping.
+            return if self.in_pool(p4) {
+                self.reevaluate(rib, *p4).into_iter().collect()
+            } else {
+                events
+            };
+        }
+        let marker_ids: FastSet<Community> = rib
             .paths(prefix)
             .iter()
             .filter(|p| p.attrs.has_community(self.marker_community))
@@ -322,6 +335,7 @@ pub fn signature(
 mod tests {
     use super::*;
     use cer_bgp::route::{PathAttrs, PathSource};
+    use std::collections::HashSet;
     use std::sync::Arc;
 
     const MARKER: Community = Community(65000 << 16 | 999);
