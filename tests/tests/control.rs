@@ -981,3 +981,92 @@ socket = "{}"
     let _ = dp.terminate(Duration::from_secs(5));
     Ok(())
 }
+
+/// eBGP with FRR (AS 65001): routes pass both ways; what we send carries our
+/// AS first in the path and our address as next hop, without LOCAL_PREF.
+#[test]
+fn cer_control_ebgp_with_frr() -> Result<()> {
+    use cer_e2e::peers::Frr;
+    let _g = serial();
+    require_root();
+    let scratch = Scratch::new("ebgp")?;
+    let lan = Lan::new()?;
+    let c_ns = Netns::new("ebc")?;
+    let f_ns = Netns::new("ebf")?;
+    lan.attach(&c_ns, "eth0", "10.10.0.1/24")?;
+    lan.attach(&f_ns, "eth0", "10.10.0.7/24")?;
+    let frr = Frr::start(
+        &f_ns,
+        &scratch.path,
+        "hostname ebgp\nlog stdout informational\n!\nrouter bgp 65001\n bgp router-id 10.10.0.7\n no bgp ebgp-requires-policy\n no bgp network import-check\n neighbor 10.10.0.1 remote-as 65000\n neighbor 10.10.0.1 timers connect 1\n address-family ipv4 unicast\n  network 10.88.0.0/16 route-map C\n exit-address-family\n!\nroute-map C permit 10\n set community 65001:5\n!\n",
+    )?;
+    let socket = scratch.file("c.sock");
+    let cfg = format!(
+        r#"
+[node]
+name = "c"
+router_id = "10.10.0.1"
+asn = 65000
+transport_address = "10.10.0.1"
+[bgp]
+listen = ["10.10.0.1"]
+hold_time = 9
+connect_retry_secs = 1
+graceful_restart_secs = 0
+[[bgp.neighbor]]
+address = "10.10.0.7"
+remote_as = 65001
+[sam]
+identity = "65000:1001"
+marker_community = "65000:999"
+marker_prefix = "10.255.0.1/32"
+pool = ["10.77.60.0/24"]
+state_file = "{}"
+endpoints = ["10.77.60.70"]
+[admin]
+socket = "{}"
+"#,
+        scratch.file("ep.json").display(),
+        socket.display()
+    );
+    let path = scratch.file("c.toml");
+    std::fs::write(&path, cfg)?;
+    let mut proc = c_ns.spawn(
+        &[
+            bin("cer-control").to_str().unwrap(),
+            "--config",
+            path.to_str().unwrap(),
+        ],
+        &scratch.file("c.log"),
+    )?;
+    proc.wait_for_log("cer-control: ready", Duration::from_secs(10))?;
+    let c = Control { proc, socket };
+    frr.wait_established("10.10.0.1", Duration::from_secs(20))?;
+    wait_until("our endpoint at FRR", Duration::from_secs(10), || {
+        frr.routes_json()
+            .is_ok_and(|r| r.iter().any(|x| x.prefix == "10.77.60.70/32"))
+    })?;
+    let routes = frr.routes_json()?;
+    let ep = routes
+        .iter()
+        .find(|x| x.prefix == "10.77.60.70/32")
+        .unwrap();
+    assert_eq!(ep.as_path, vec![65000], "{ep:?}");
+    assert_eq!(ep.next_hop, "10.10.0.1", "{ep:?}");
+    assert!(ep.has_community("65000:1001"), "{ep:?}");
+    wait_until(
+        "FRR's route at cer-control",
+        Duration::from_secs(10),
+        || {
+            c.json(&["show", "bgp", "rib", "10.88.0.0/16"])
+                .is_ok_and(|r| r.as_array().is_some_and(|a| !a.is_empty()))
+        },
+    )?;
+    let r = &c.json(&["show", "bgp", "rib", "10.88.0.0/16"])?[0];
+    assert_eq!(r["as_path"], serde_json::json!([65001]), "{r}");
+    assert_eq!(r["next_hop"], "10.10.0.7");
+    assert_eq!(r["communities"], serde_json::json!(["65001:5"]));
+    let s = c.json(&["show", "bgp", "summary"])?;
+    assert_eq!(s["neighbors"][0]["remote_as"], 65001);
+    Ok(())
+}
