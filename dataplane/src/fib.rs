@@ -76,6 +76,7 @@ pub struct Fib {
     pub reachable: Duration,
     pub stale_gc: Duration,
     pub last_build: Duration,
+    tunnels: Arc<crate::tunnel::TunnelTable>,
 }
 
 impl Fib {
@@ -98,7 +99,18 @@ impl Fib {
             reachable,
             stale_gc,
             last_build: Duration::ZERO,
+            tunnels: Arc::new(crate::tunnel::TunnelTable::default()),
         }
+    }
+
+    /// Installs the tunnel set (from the node config).
+    pub fn set_tunnels(&mut self, t: crate::tunnel::TunnelTable) {
+        self.tunnels = Arc::new(t);
+        self.dirty.endpoints = true;
+    }
+
+    pub fn tunnels(&self) -> &Arc<crate::tunnel::TunnelTable> {
+        &self.tunnels
     }
 
     /// Ports, connected routes and static routes from a node config.
@@ -140,12 +152,14 @@ impl Fib {
                 group: g,
             });
         }
-        Fib::new(
+        let mut fib = Fib::new(
             ports,
             routes,
             Duration::from_secs(u64::from(cfg.dataplane.arp_reachable_secs)),
             Duration::from_secs(u64::from(cfg.dataplane.arp_stale_secs)),
-        )
+        );
+        fib.set_tunnels(crate::tunnel::TunnelTable::from_config(cfg));
+        fib
     }
 
     pub fn version(&self) -> u64 {
@@ -434,6 +448,7 @@ impl Fib {
             routes,
             neighbors,
             proxy_arp,
+            tunnels: self.tunnels.clone(),
         });
         self.last = snap.clone();
         self.dirty = Dirty::default();

@@ -12,5 +12,7 @@ pub mod engine;
 pub mod fib;
 pub mod packet;
 pub mod pipeline;
+pub mod reassembly;
 pub mod snapshot;
+pub mod tunnel;
 pub mod wire;

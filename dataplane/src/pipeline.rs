@@ -11,7 +11,9 @@
 
 use crate::counters::{CoreStats, DropReason, Event};
 use crate::packet::{PacketBuf, PortIo, BURST};
+use crate::reassembly::{Outcome, Reassembly};
 use crate::snapshot::{EndpointAction, NeighborStatus, Snapshot};
+use crate::tunnel::{self, Decap, TunnelInfo};
 use crate::wire::{self, be16, be32, ip, put16, put32};
 use arc_swap::ArcSwap;
 use arrayvec::ArrayVec;
@@ -148,6 +150,28 @@ pub struct Worker<B: PacketBuf> {
     icmp: TokenBucket,
     ip_ident: u16,
     now_ns: u64,
+    reasm: Reassembly<B>,
+    polls: u64,
+}
+
+/// Where a routed packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Out of a port towards a next hop.
+    Port(usize, u32),
+    /// Into a tunnel.
+    Tunnel(u32),
+}
+
+/// Where fragments go.
+#[derive(Clone, Copy)]
+enum FragSink {
+    Port {
+        out: usize,
+        dst_mac: [u8; 6],
+        src_mac: [u8; 6],
+    },
+    Tunnel(TunnelInfo),
 }
 
 impl<B: PacketBuf> Worker<B> {
@@ -160,6 +184,8 @@ impl<B: PacketBuf> Worker<B> {
             arp_sent: vec![(u64::MAX, 0u64); ARP_LIMITER_SLOTS].into_boxed_slice(),
             ip_ident: (links.stats.lcore as u16).wrapping_mul(0x1357),
             now_ns: 0,
+            reasm: Reassembly::new(),
+            polls: 0,
             cfg,
             links,
         }
@@ -186,6 +212,13 @@ impl<B: PacketBuf> Worker<B> {
         }
         while let Some(cmd) = self.links.commands.pop() {
             self.run_command(io, snap, cmd);
+        }
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls.is_multiple_of(1024) {
+            let n = self.reasm.sweep(self.now_ns);
+            for _ in 0..n {
+                self.links.stats.dropped(DropReason::ReassemblyTimeout);
+            }
         }
         let mut total = 0;
         for io_port in 0..self.cfg.roles.len() {
@@ -315,7 +348,7 @@ impl<B: PacketBuf> Worker<B> {
             return self.drop_pkt(reason, buf);
         }
         match be16(d, 12) {
-            wire::ETHERTYPE_IPV4 => self.ipv4(io, snap, port, buf),
+            wire::ETHERTYPE_IPV4 => self.ipv4(io, snap, port, buf, 0),
             wire::ETHERTYPE_ARP => self.arp(io, snap, port, buf),
             wire::ETHERTYPE_IPV6 if info.tap.is_some() => {
                 // IPv6 control traffic belongs to the kernel side for now.
@@ -438,7 +471,15 @@ impl<B: PacketBuf> Worker<B> {
         }
     }
 
-    fn ipv4<I: PortIo<Buf = B>>(&mut self, io: &mut I, snap: &Snapshot, port: usize, mut buf: B) {
+    /// IPv4 from `port`; `depth` is 1 for the inner packet of a decapsulated one.
+    fn ipv4<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        port: usize,
+        mut buf: B,
+        depth: u8,
+    ) {
         let d = buf.data();
         if d.len() < wire::ETH_LEN + wire::IPV4_MIN {
             return self.drop_pkt(DropReason::Ipv4Truncated, buf);
@@ -464,6 +505,8 @@ impl<B: PacketBuf> Worker<B> {
         let src = be32(h, ip::SRC);
         let dst = be32(h, ip::DST);
         let ttl = h[ip::TTL];
+        let proto = h[ip::PROTO];
+        let fragmented = be16(h, ip::FLAGS_FRAG) & (ip::MF | ip::OFFSET_MASK) != 0;
         let extra = h.len() - total;
         if extra > 0 {
             // Ethernet padding beyond the IP total length.
@@ -484,47 +527,191 @@ impl<B: PacketBuf> Worker<B> {
             };
         }
         if self.is_local(dst) {
+            let tunnel_proto = matches!(
+                proto,
+                tunnel::PROTO_IPIP | tunnel::PROTO_GRE | wire::PROTO_UDP
+            );
+            if tunnel_proto && !snap.tunnels.is_empty() {
+                if fragmented {
+                    return self.reassemble(io, snap, port, buf, depth);
+                }
+                return self.decap(io, snap, port, buf, ihl, depth);
+            }
             return self.local(io, snap, port, buf, ihl);
         }
         if ttl <= 1 {
             self.links.stats.dropped(DropReason::TtlExpired);
             return self.icmp_error(io, snap, port, buf, 11, 0, 0);
         }
-        let (out, nh) = match self.route(snap, dst, &buf, ihl) {
-            Ok(r) => r,
+        match self.route(snap, dst, &buf, ihl) {
+            Ok(Target::Port(out, nh)) => self.output(io, snap, port, out, nh, buf, ihl, true),
+            Ok(Target::Tunnel(t)) => self.enter_tunnel(io, snap, port, t, buf, ihl, true),
             Err(DropReason::NoRoute) => {
                 self.links.stats.dropped(DropReason::NoRoute);
-                return self.icmp_error(io, snap, port, buf, 3, 0, 0);
+                self.icmp_error(io, snap, port, buf, 3, 0, 0)
             }
-            Err(reason) => return self.drop_pkt(reason, buf),
-        };
-        self.output(io, snap, port, out, nh, buf, ihl, true);
+            Err(reason) => self.drop_pkt(reason, buf),
+        }
     }
 
-    /// /32 exact match first, then the underlay LPM: (egress port, next-hop IP).
-    #[inline]
-    fn route(
-        &self,
+    /// Outer fragments to us: reassemble, then decapsulate the whole packet.
+    fn reassemble<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
         snap: &Snapshot,
-        dst: u32,
-        buf: &B,
+        port: usize,
+        buf: B,
+        depth: u8,
+    ) {
+        match self.reasm.insert(io, buf, self.now_ns) {
+            Outcome::Pending => {}
+            Outcome::Dropped(reason) => self.links.stats.dropped(reason),
+            Outcome::Complete(whole) => {
+                self.links.stats.event(Event::Reassembled);
+                let ihl = usize::from(whole.data()[wire::ETH_LEN] & 0x0f) * 4;
+                self.decap(io, snap, port, whole, ihl, depth)
+            }
+        }
+    }
+
+    /// Tunnel traffic to us from a configured peer: strip the outer headers
+    /// and forward the inner packet; anything else for us: the exception path.
+    fn decap<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        port: usize,
+        mut buf: B,
         ihl: usize,
-    ) -> Result<(usize, u32), DropReason> {
+        depth: u8,
+    ) {
+        match tunnel::classify(&buf.data()[wire::ETH_LEN..], ihl, &snap.tunnels) {
+            Decap::NotTunnel => self.local(io, snap, port, buf, ihl),
+            Decap::Drop(reason) => self.drop_pkt(reason, buf),
+            Decap::Wireguard { .. } => self.drop_pkt(DropReason::Wireguard, buf),
+            Decap::Inner { offset, .. } => {
+                if depth > 0 {
+                    return self.drop_pkt(DropReason::TunnelNested, buf);
+                }
+                // [eth][outer..][inner] -> [eth][inner]: drop `offset` bytes and
+                // rewrite the 14 bytes now in front as an Ethernet header.
+                if !buf.adj(offset) || buf.len() < wire::ETH_LEN + wire::IPV4_MIN {
+                    return self.drop_pkt(DropReason::TunnelMalformed, buf);
+                }
+                let mac = self.cfg.ports[port].mac;
+                wire::write_eth(buf.data_mut(), &mac, &[0; 6], wire::ETHERTYPE_IPV4);
+                self.links.stats.event(Event::Decapsulated);
+                self.ipv4(io, snap, port, buf, depth + 1)
+            }
+        }
+    }
+
+    /// Into a tunnel: MSS clamp, tunnel MTU (ICMP frag-needed with DF, else
+    /// fragment the inner packet), TTL, encapsulate, route the outer packet.
+    #[allow(clippy::too_many_arguments)]
+    fn enter_tunnel<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        in_port: usize,
+        tid: u32,
+        mut buf: B,
+        ihl: usize,
+        forwarded: bool,
+    ) {
+        let Some(&t) = snap.tunnels.get(tid) else {
+            return self.drop_pkt(DropReason::NoTunnel, buf);
+        };
+        if t.kind == cer_shared::config::TunnelKind::Wireguard {
+            return self.drop_pkt(DropReason::Wireguard, buf);
+        }
+        if wire::clamp_mss(
+            &mut buf.data_mut()[wire::ETH_LEN..],
+            ihl,
+            t.mtu.saturating_sub(40),
+        ) {
+            self.links.stats.event(Event::MssClamped);
+        }
+        let total = buf.len() - wire::ETH_LEN;
+        if total > usize::from(t.mtu) {
+            let flags = be16(buf.data(), wire::ETH_LEN + ip::FLAGS_FRAG);
+            if flags & ip::DF != 0 && !t.force_fragment {
+                self.links.stats.dropped(DropReason::FragNeeded);
+                if forwarded {
+                    return self.icmp_error(io, snap, in_port, buf, 3, 4, t.mtu);
+                }
+                return;
+            }
+            return self.fragment(
+                io,
+                snap,
+                in_port,
+                FragSink::Tunnel(t),
+                buf,
+                ihl,
+                usize::from(t.mtu),
+                forwarded,
+            );
+        }
+        if forwarded {
+            wire::decrement_ttl(&mut buf.data_mut()[wire::ETH_LEN..]);
+        }
+        self.encap_send(io, snap, in_port, &t, buf);
+    }
+
+    /// Encapsulates an inner packet (Ethernet header in front, TTL already
+    /// handled) and sends the outer packet over the underlay.
+    fn encap_send<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        in_port: usize,
+        t: &TunnelInfo,
+        mut buf: B,
+    ) {
+        let ihl = usize::from(buf.data()[wire::ETH_LEN] & 0x0f) * 4;
+        let hash = match buf.rss_hash() {
+            Some(h) => h,
+            None => wire::flow_hash(&buf.data()[wire::ETH_LEN..], ihl),
+        };
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        if !buf.adj(wire::ETH_LEN) || !tunnel::encap(&mut buf, t, self.ip_ident, hash) {
+            return self.drop_pkt(DropReason::NoMbuf, buf);
+        }
+        match self.underlay(snap, t.remote, hash) {
+            Ok((out, nh)) => {
+                self.links.stats.event(Event::Encapsulated);
+                self.output(io, snap, in_port, out, nh, buf, wire::IPV4_MIN, false)
+            }
+            Err(_) => self.drop_pkt(DropReason::TunnelNoUnderlay, buf),
+        }
+    }
+
+    /// /32 exact match first, then the underlay LPM.
+    #[inline]
+    fn route(&self, snap: &Snapshot, dst: u32, buf: &B, ihl: usize) -> Result<Target, DropReason> {
         match snap.endpoints.get(dst) {
-            Some(EndpointAction::Local { port }) => Ok((port as usize, dst)),
-            Some(EndpointAction::Tunnel { .. }) => Err(DropReason::NoTunnel),
+            Some(EndpointAction::Local { port }) => Ok(Target::Port(port as usize, dst)),
+            Some(EndpointAction::Tunnel { tunnel }) => Ok(Target::Tunnel(tunnel)),
             Some(EndpointAction::Drop) => Err(DropReason::EndpointDrop),
             None => {
-                let r = snap.routes.lookup(dst).ok_or(DropReason::NoRoute)?;
                 let hash = match buf.rss_hash() {
                     Some(h) => h,
                     None => wire::flow_hash(&buf.data()[wire::ETH_LEN..], ihl),
                 };
-                let hop = r.group.select(hash).ok_or(DropReason::NoRoute)?;
-                let nh = if hop.gateway == 0 { dst } else { hop.gateway };
-                Ok((hop.port as usize, nh))
+                let (out, nh) = self.underlay(snap, dst, hash)?;
+                Ok(Target::Port(out, nh))
             }
         }
+    }
+
+    /// The underlay LPM (ECMP by flow hash): (egress port, next-hop IP).
+    #[inline]
+    fn underlay(&self, snap: &Snapshot, dst: u32, hash: u32) -> Result<(usize, u32), DropReason> {
+        let r = snap.routes.lookup(dst).ok_or(DropReason::NoRoute)?;
+        let hop = r.group.select(hash).ok_or(DropReason::NoRoute)?;
+        let nh = if hop.gateway == 0 { dst } else { hop.gateway };
+        Ok((hop.port as usize, nh))
     }
 
     /// Neighbor resolution, MTU handling, TTL, Ethernet rewrite, enqueue.
@@ -565,7 +752,12 @@ impl<B: PacketBuf> Worker<B> {
                 }
                 return;
             }
-            return self.fragment(io, out, &neigh.mac, &src_mac, buf, ihl, mtu, forwarded);
+            let sink = FragSink::Port {
+                out,
+                dst_mac: neigh.mac,
+                src_mac,
+            };
+            return self.fragment(io, snap, in_port, sink, buf, ihl, mtu, forwarded);
         }
         let d = buf.data_mut();
         if forwarded {
@@ -664,7 +856,8 @@ impl<B: PacketBuf> Worker<B> {
     ) {
         let dst = be32(buf.data(), wire::ETH_LEN + ip::DST);
         match self.route(snap, dst, &buf, ihl) {
-            Ok((out, nh)) => self.output(io, snap, in_port, out, nh, buf, ihl, false),
+            Ok(Target::Port(out, nh)) => self.output(io, snap, in_port, out, nh, buf, ihl, false),
+            Ok(Target::Tunnel(t)) => self.enter_tunnel(io, snap, in_port, t, buf, ihl, false),
             Err(reason) => self.drop_pkt(reason, buf),
         }
     }
@@ -755,9 +948,9 @@ impl<B: PacketBuf> Worker<B> {
     fn fragment<I: PortIo<Buf = B>>(
         &mut self,
         io: &mut I,
-        out: usize,
-        dst_mac: &[u8; 6],
-        src_mac: &[u8; 6],
+        snap: &Snapshot,
+        in_port: usize,
+        sink: FragSink,
         buf: B,
         ihl: usize,
         mtu: usize,
@@ -795,7 +988,12 @@ impl<B: PacketBuf> Worker<B> {
                 return;
             }
             let fd = f.data_mut();
-            wire::write_eth(fd, dst_mac, src_mac, wire::ETHERTYPE_IPV4);
+            if let FragSink::Port {
+                dst_mac, src_mac, ..
+            } = &sink
+            {
+                wire::write_eth(fd, dst_mac, src_mac, wire::ETHERTYPE_IPV4);
+            }
             let fh = &mut fd[wire::ETH_LEN..];
             fh[..20].copy_from_slice(&h[..20]);
             if first {
@@ -806,17 +1004,21 @@ impl<B: PacketBuf> Worker<B> {
             fh[0] = 0x40 | (hlen / 4) as u8;
             put16(fh, ip::TOTAL_LEN, (hlen + chunk) as u16);
             let mf = if last && !orig_mf { 0 } else { ip::MF };
+            // DF is clear on fragments (set only when a tunnel forces fragmentation).
             put16(
                 fh,
                 ip::FLAGS_FRAG,
-                (flags & ip::DF) | mf | (((base_off + off) / 8) as u16 & ip::OFFSET_MASK),
+                mf | (((base_off + off) / 8) as u16 & ip::OFFSET_MASK),
             );
             if forwarded {
                 fh[ip::TTL] -= 1;
             }
             wire::fill_ip_checksum(fh, hlen);
             fh[hlen..hlen + chunk].copy_from_slice(&payload[off..off + chunk]);
-            self.enqueue(io, out, f);
+            match sink {
+                FragSink::Port { out, .. } => self.enqueue(io, out, f),
+                FragSink::Tunnel(t) => self.encap_send(io, snap, in_port, &t, f),
+            }
             sent += 1;
             off += chunk;
             first = false;

@@ -354,6 +354,7 @@ pub struct Snapshot {
     pub routes: Arc<Lpm>,
     pub neighbors: Arc<NeighborTable>,
     pub proxy_arp: Arc<ProxyArp>,
+    pub tunnels: Arc<crate::tunnel::TunnelTable>,
 }
 
 impl Snapshot {
@@ -367,6 +368,7 @@ impl Snapshot {
                 active: false,
                 set: ExactTable::build(std::iter::empty(), 0),
             }),
+            tunnels: Arc::new(crate::tunnel::TunnelTable::default()),
         }
     }
 }

@@ -36,7 +36,96 @@ pub struct NodeConfig {
     pub ports: Vec<PortConfig>,
     #[serde(default, rename = "route")]
     pub routes: Vec<StaticRoute>,
+    #[serde(default, rename = "tunnel")]
+    pub tunnels: Vec<TunnelConfig>,
 }
+
+/// How a tunnel encapsulates (DESIGN.md section 5 overheads, IPv4 outer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TunnelKind {
+    /// IP-in-IP (protocol 4), 20 bytes.
+    Ipip,
+    /// GRE (RFC 2784/2890, protocol 47), 24 bytes, 28 with a key.
+    Gre,
+    /// Foo-over-UDP: the inner IPv4 packet is the UDP payload, 28 bytes.
+    Fou,
+    /// Generic UDP Encapsulation, version 0 header, 32 bytes.
+    Gue,
+    /// WireGuard (UDP), 60 bytes.
+    Wireguard,
+}
+
+impl TunnelKind {
+    /// Outer bytes added in front of the inner IPv4 packet (WireGuard: also the tag).
+    pub fn overhead(self, gre_key: bool) -> u16 {
+        match self {
+            TunnelKind::Ipip => 20,
+            TunnelKind::Gre => {
+                if gre_key {
+                    28
+                } else {
+                    24
+                }
+            }
+            TunnelKind::Fou => 28,
+            TunnelKind::Gue => 32,
+            TunnelKind::Wireguard => 60,
+        }
+    }
+
+    pub fn default_port(self) -> Option<u16> {
+        match self {
+            TunnelKind::Fou => Some(5555),
+            TunnelKind::Gue => Some(6080),
+            TunnelKind::Wireguard => Some(51820),
+            _ => None,
+        }
+    }
+}
+
+/// A tunnel to a remote CER.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelConfig {
+    /// Referenced by FIB endpoint actions (`tunnel N`) and cer-control's `[[tunnel]]` map.
+    pub id: u32,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub kind: TunnelKind,
+    /// Our transport address (a port address or the router address).
+    pub local: Ipv4Addr,
+    /// The remote CER's transport address.
+    pub remote: Ipv4Addr,
+    /// Inner MTU; default: the underlay port MTU minus the overhead.
+    #[serde(default)]
+    pub mtu: Option<u16>,
+    /// GRE key (RFC 2890); both ends must agree.
+    #[serde(default)]
+    pub gre_key: Option<u32>,
+    /// UDP destination port (FOU 5555, GUE 6080, WireGuard 51820 by default).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Fragment inner packets even with DF set (trusted paths only).
+    #[serde(default)]
+    pub force_fragment: bool,
+    /// WireGuard: our private key (base64), or a file holding it.
+    #[serde(default)]
+    pub private_key: Option<String>,
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    /// WireGuard: the peer's public key (base64).
+    #[serde(default)]
+    pub peer_public_key: Option<String>,
+    #[serde(default)]
+    pub preshared_key: Option<String>,
+    /// WireGuard: seconds between keepalives (none by default).
+    #[serde(default)]
+    pub persistent_keepalive: Option<u16>,
+}
+
+/// Largest tunnel id (ids index a table in the snapshot).
+pub const MAX_TUNNEL_ID: u32 = 4095;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -400,7 +489,95 @@ impl NodeConfig {
                 }
             }
         }
+        let mut ids = HashSet::new();
+        for (i, t) in self.tunnels.iter().enumerate() {
+            let f = |name: &str| format!("tunnel[{i}] (id {}).{name}", t.id);
+            if t.id == 0 || t.id > MAX_TUNNEL_ID {
+                return Err(bad(
+                    f("id"),
+                    format!("{} is outside 1..={MAX_TUNNEL_ID}", t.id),
+                ));
+            }
+            if !ids.insert(t.id) {
+                return Err(bad(f("id"), "used twice".into()));
+            }
+            if t.local != self.node.router_address
+                && !self.ports.iter().any(|p| p.address.addr == t.local)
+            {
+                return Err(bad(
+                    f("local"),
+                    format!(
+                        "{} is neither the router address nor a port address",
+                        t.local
+                    ),
+                ));
+            }
+            if self.port_for_gateway(t.remote).is_none()
+                && !self.routes.iter().any(|r| r.prefix.contains(t.remote))
+            {
+                return Err(bad(
+                    f("remote"),
+                    format!(
+                        "{} is not reachable: no port subnet or [[route]] covers it",
+                        t.remote
+                    ),
+                ));
+            }
+            if t.gre_key.is_some() && t.kind != TunnelKind::Gre {
+                return Err(bad(f("gre_key"), "only GRE tunnels have a key".into()));
+            }
+            if t.port.is_some() && t.kind.default_port().is_none() {
+                return Err(bad(
+                    f("port"),
+                    format!("{:?} tunnels have no UDP port", t.kind),
+                ));
+            }
+            if let Some(mtu) = t.mtu {
+                if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
+                    return Err(bad(
+                        f("mtu"),
+                        format!("{mtu} is outside {MIN_MTU}..={MAX_MTU}"),
+                    ));
+                }
+            }
+            let wg = t.kind == TunnelKind::Wireguard;
+            let has_key = t.private_key.is_some() || t.private_key_file.is_some();
+            if wg && (!has_key || t.peer_public_key.is_none()) {
+                return Err(bad(
+                    f("private_key"),
+                    "WireGuard tunnels need private_key (or private_key_file) and peer_public_key"
+                        .into(),
+                ));
+            }
+            if !wg && (has_key || t.peer_public_key.is_some() || t.persistent_keepalive.is_some()) {
+                return Err(bad(
+                    f("kind"),
+                    "keys and keepalive are WireGuard settings".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The underlay MTU towards `remote`: the MTU of the port that reaches it.
+    pub fn underlay_mtu(&self, remote: Ipv4Addr) -> u16 {
+        let port = self.port_for_gateway(remote).or_else(|| {
+            self.routes
+                .iter()
+                .filter(|r| r.prefix.contains(remote))
+                .max_by_key(|r| r.prefix.len())
+                .and_then(|r| r.via.first())
+                .and_then(|gw| self.port_for_gateway(*gw))
+        });
+        port.map(|p| self.ports[p].mtu).unwrap_or(1500)
+    }
+
+    /// A tunnel's inner MTU: configured, or underlay MTU minus overhead.
+    pub fn tunnel_mtu(&self, t: &TunnelConfig) -> u16 {
+        t.mtu.unwrap_or_else(|| {
+            self.underlay_mtu(t.remote)
+                .saturating_sub(t.kind.overhead(t.gre_key.is_some()))
+        })
     }
 
     /// Index of the port whose subnet contains `gw`.
