@@ -15,7 +15,7 @@ use cer_e2e::peers::{
     bird_config, bird_protocol_name, frr_config, gobgp_config, Bird, BulkRoute, Frr, GoBgp,
     IbgpConf,
 };
-use cer_e2e::{bin, sh, tag, veth, Netns, Proc, Scratch};
+use cer_e2e::{bin, sh, veth, FeedTarget, Netns, Scratch};
 use clap::Parser;
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
@@ -333,36 +333,12 @@ fn marker_loss(n: u32) -> Result<Value> {
     let p = pair(&r)?;
     let dir = &p.scratch.path;
     // The dataplane (one LAN port on a veth pair inside the receiver namespace).
-    p.rcv_ns.run(&[
-        "ip", "link", "add", "dplan", "type", "veth", "peer", "name", "dphost",
-    ])?;
-    p.rcv_ns.run(&["ip", "link", "set", "dplan", "up"])?;
-    let dp_admin = dir.join("dp.sock");
-    let feed = dir.join("feed.sock");
-    let dp_cfg = dir.join("dp.toml");
-    std::fs::write(
-        &dp_cfg,
-        format!(
-            "[node]\nname = \"bench\"\nrouter_address = \"10.200.0.1\"\n[dataplane]\ncores = [1]\npoll_mode = \"adaptive\"\nadmin_socket = \"{}\"\nfeed_socket = \"{}\"\n[dataplane.memory]\nhugepages = false\nmemory_mb = 256\nmbufs = 4095\nfile_prefix = \"bench{}\"\n[[port]]\nname = \"lan\"\ndriver = \"af_packet\"\niface = \"dplan\"\naddress = \"10.200.0.1/24\"\n",
-            dp_admin.display(),
-            feed.display(),
-            tag()
-        ),
-    )?;
-    let mut dp: Proc = p.rcv_ns.spawn(
-        &[
-            bin("cer-dataplane").to_str().unwrap(),
-            "--config",
-            dp_cfg.to_str().unwrap(),
-        ],
-        &dir.join("dp.log"),
-    )?;
-    dp.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+    let mut ft = FeedTarget::start(&p.rcv_ns, dir, "10.200.0.1/24")?;
     let (cfg, sock) = control_config(
         dir,
         "rcv",
         "10.128.0.0/10",
-        &format!("[dataplane]\nfeed_socket = \"{}\"\ninitial_sync_delay_secs = 1\n[[tunnel]]\nid = 9\nremote = \"10.10.0.9\"\n", feed.display()),
+        &format!("[dataplane]\nfeed_socket = \"{}\"\ninitial_sync_delay_secs = 1\n[[tunnel]]\nid = 9\nremote = \"10.10.0.9\"\n", ft.feed.display()),
     )?;
     let mut ctl = p.rcv_ns.spawn(
         &[
@@ -382,19 +358,19 @@ fn marker_loss(n: u32) -> Result<Value> {
         "dataplane loaded",
         u64::from(n),
         Duration::from_secs(180),
-        || endpoints(&dp_admin),
+        || endpoints(&ft.admin),
     )?;
     let before = cerctl_json(&sock, &["show", "status"])?;
     let deltas_before = before["feed"]["deltas"].as_u64().unwrap_or(0);
     let t0 = Instant::now();
     p.gobgp.del_route("10.255.0.9/32")?;
     let start = Instant::now();
-    while endpoints(&dp_admin) != 0 {
+    while endpoints(&ft.admin) != 0 {
         if start.elapsed() > Duration::from_secs(30) {
             bail!(
                 "dataplane still has {} endpoints after the marker withdrawal ({}); cer-control fib {}; markers at cer-control: {}; marker at gobgpd: {:?}",
-                endpoints(&dp_admin),
-                cer_e2e::admin(&dp_admin, "fib").map(|f| f["endpoints"].to_string()).unwrap_or_default(),
+                endpoints(&ft.admin),
+                cer_e2e::admin(&ft.admin, "fib").map(|f| f["endpoints"].to_string()).unwrap_or_default(),
                 cerctl_json(&sock, &["show", "fib"]).map(|f| f["entries"].to_string()).unwrap_or_default(),
                 cerctl_json(&sock, &["show", "markers"]).unwrap_or_default(),
                 p.gobgp.lookup("10.255.0.9/32").map(|r| r.len())
@@ -410,7 +386,7 @@ fn marker_loss(n: u32) -> Result<Value> {
         .as_u64()
         .context("feed latency")?;
     ctl.terminate(Duration::from_secs(5));
-    dp.terminate(Duration::from_secs(5));
+    ft.proc.terminate(Duration::from_secs(5));
     Ok(json!({
         "endpoints": n,
         "initial_load_secs": loaded.as_secs_f64(),

@@ -307,3 +307,128 @@ pub fn counter(socket: &Path, section: &str, name: &str) -> u64 {
 
 /// Real BGP daemons (gobgpd, FRR, BIRD) as peers inside a test's namespaces.
 pub mod peers;
+
+/// A cer-dataplane with one LAN port (`dplan`, on a veth pair inside `ns`),
+/// for tests that need a real FIB consumer: its admin and feed sockets.
+pub struct FeedTarget {
+    pub proc: Proc,
+    pub admin: PathBuf,
+    pub feed: PathBuf,
+}
+
+impl FeedTarget {
+    pub fn start(ns: &Netns, dir: &Path, lan_cidr: &str) -> Result<FeedTarget> {
+        ns.run(&[
+            "ip", "link", "add", "dplan", "type", "veth", "peer", "name", "dphost",
+        ])?;
+        ns.run(&["ip", "link", "set", "dplan", "up"])?;
+        ns.run(&["ip", "link", "set", "dphost", "up"])?;
+        let admin = dir.join("dp-admin.sock");
+        let feed = dir.join("dp-feed.sock");
+        let cfg = dir.join("dp.toml");
+        let router = lan_cidr.split('/').next().unwrap_or(lan_cidr);
+        std::fs::write(
+            &cfg,
+            format!(
+                "[node]\nname = \"feedtarget\"\nrouter_address = \"{router}\"\n\
+                 [dataplane]\ncores = [1]\npoll_mode = \"adaptive\"\nadmin_socket = \"{}\"\nfeed_socket = \"{}\"\n\
+                 [dataplane.memory]\nhugepages = false\nmemory_mb = 256\nmbufs = 4095\nfile_prefix = \"ft{}\"\n\
+                 [[port]]\nname = \"lan\"\ndriver = \"af_packet\"\niface = \"dplan\"\naddress = \"{lan_cidr}\"\n",
+                admin.display(),
+                feed.display(),
+                tag()
+            ),
+        )?;
+        let mut proc = ns.spawn(
+            &[
+                bin("cer-dataplane").to_str().unwrap(),
+                "--config",
+                cfg.to_str().unwrap(),
+            ],
+            &dir.join("dp.log"),
+        )?;
+        proc.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+        Ok(FeedTarget { proc, admin, feed })
+    }
+
+    /// The dataplane's `/32` endpoints as `(ip, action)` pairs.
+    pub fn endpoints(&self) -> Vec<(String, String)> {
+        admin(&self.admin, "fib")
+            .map(|f| {
+                f["endpoints"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| {
+                        (
+                            e["ip"].as_str().unwrap_or("").to_string(),
+                            e["action"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn has(&self, ip: &str, action: &str) -> bool {
+        self.endpoints().iter().any(|(i, a)| i == ip && a == action)
+    }
+}
+
+/// A running cer-control and its admin socket; `cerctl` against it.
+pub struct Control {
+    pub proc: Proc,
+    pub socket: PathBuf,
+}
+
+impl Control {
+    /// Writes `body` (a cer-control TOML without `[admin]`) to `dir/NAME.toml`,
+    /// adds the admin socket, starts cer-control in `ns` (or in the host
+    /// namespace when `ns` is None) and waits until it is ready.
+    pub fn start(ns: Option<&Netns>, dir: &Path, name: &str, body: &str) -> Result<Control> {
+        let socket = dir.join(format!("{name}.sock"));
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!("{body}\n[admin]\nsocket = \"{}\"\n", socket.display()),
+        )?;
+        let log = dir.join(format!("{name}.log"));
+        let argv = [
+            bin("cer-control").display().to_string(),
+            "--config".into(),
+            path.display().to_string(),
+        ];
+        let refs: Vec<&str> = argv.iter().map(|s| s.as_str()).collect();
+        let mut proc = match ns {
+            Some(ns) => ns.spawn(&refs, &log)?,
+            None => {
+                let f = std::fs::File::create(&log)?;
+                let child = Command::new(refs[0])
+                    .args(&refs[1..])
+                    .stdin(Stdio::null())
+                    .stdout(f.try_clone()?)
+                    .stderr(f)
+                    .spawn()?;
+                Proc::from_child(child, &log)
+            }
+        };
+        proc.wait_for_log("cer-control: ready", Duration::from_secs(10))?;
+        Ok(Control { proc, socket })
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Result<String> {
+        let mut full = vec![bin("cerctl").display().to_string()];
+        full.extend(args.iter().map(|s| s.to_string()));
+        full.push("--socket".into());
+        full.push(self.socket.display().to_string());
+        let refs: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
+        Ok(String::from_utf8_lossy(&sh(&refs)?.stdout).into_owned())
+    }
+
+    pub fn json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.ctl(&a)?).context("cerctl --json output")
+    }
+}
+pub mod wg;

@@ -9,26 +9,15 @@ use anyhow::{bail, Context, Result};
 use cer_e2e::peers::{gobgp_rr_config, GoBgp, Lan};
 use cer_e2e::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-struct Control {
-    proc: Proc,
-    socket: PathBuf,
-}
-
-impl Control {
-    fn start(
-        ns: &Netns,
-        dir: &Path,
-        name: &str,
-        ip: &str,
-        identity: u16,
-        extra: &str,
-    ) -> Result<Control> {
-        let socket = dir.join(format!("{name}.sock"));
-        let cfg = format!(
-            r#"
+/// The standard client config body (without `[admin]`): node `name` at `ip`,
+/// one iBGP session to the reflector 10.10.0.1, identity 65000:`identity`,
+/// tunnels 2 and 3 to a and b; `extra` is appended.
+fn client_config(dir: &Path, name: &str, ip: &str, identity: u16, extra: &str) -> String {
+    format!(
+        r#"
 [node]
 name = "{name}"
 router_id = "{ip}"
@@ -56,60 +45,28 @@ remote = "10.10.0.2"
 [[tunnel]]
 id = 3
 remote = "10.10.0.3"
-
-[admin]
-socket = "{sock}"
 {extra}
 "#,
-            last = ip.rsplit('.').next().unwrap(),
-            state = dir.join(format!("{name}-endpoints.json")).display(),
-            sock = socket.display(),
-        );
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, cfg)?;
-        let mut proc = ns.spawn(
-            &[
-                bin("cer-control").to_str().unwrap(),
-                "--config",
-                path.to_str().unwrap(),
-            ],
-            &dir.join(format!("{name}.log")),
-        )?;
-        proc.wait_for_log("cer-control: ready", Duration::from_secs(10))?;
-        Ok(Control { proc, socket })
-    }
+        last = ip.rsplit('.').next().unwrap(),
+        state = dir.join(format!("{name}-endpoints.json")).display(),
+    )
+}
 
-    fn ctl(&self, args: &[&str]) -> Result<String> {
-        let mut full = vec![bin("cerctl").to_str().unwrap().to_string()];
-        full.extend(args.iter().map(|s| s.to_string()));
-        full.push("--socket".into());
-        full.push(self.socket.display().to_string());
-        let refs: Vec<&str> = full.iter().map(|s| s.as_str()).collect();
-        Ok(String::from_utf8_lossy(&sh(&refs)?.stdout).into_owned())
-    }
+fn owner(c: &Control, ip: &str) -> Result<Option<Value>> {
+    let owners = c.json(&["show", "owners"])?;
+    Ok(owners
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["prefix"] == format!("{ip}/32"))
+        .cloned())
+}
 
-    fn json(&self, args: &[&str]) -> Result<Value> {
-        let mut a = args.to_vec();
-        a.push("--json");
-        serde_json::from_str(&self.ctl(&a)?).context("cerctl --json output")
-    }
-
-    fn owner(&self, ip: &str) -> Result<Option<Value>> {
-        let owners = self.json(&["show", "owners"])?;
-        Ok(owners
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| o["prefix"] == format!("{ip}/32"))
-            .cloned())
-    }
-
-    fn owner_identity(&self, ip: &str) -> Option<String> {
-        self.owner(ip)
-            .ok()
-            .flatten()
-            .and_then(|o| o["identity"].as_str().map(String::from))
-    }
+fn owner_identity(c: &Control, ip: &str) -> Option<String> {
+    owner(c, ip)
+        .ok()
+        .flatten()
+        .and_then(|o| o["identity"].as_str().map(String::from))
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<Duration> {
@@ -142,45 +99,25 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
     )?;
 
     // Node a also runs a dataplane, fed by cer-control (a LAN port on a veth pair in a's namespace).
-    a_ns.run(&[
-        "ip", "link", "add", "dplan", "type", "veth", "peer", "name", "dphost",
-    ])?;
-    a_ns.run(&["ip", "link", "set", "dplan", "up"])?;
-    a_ns.run(&["ip", "link", "set", "dphost", "up"])?;
-    let dp_admin = scratch.file("dp-admin.sock");
-    let feed = scratch.file("feed.sock");
-    let dp_cfg = scratch.file("dp.toml");
-    std::fs::write(
-        &dp_cfg,
-        format!(
-            "[node]\nname = \"a\"\nrouter_address = \"10.77.61.1\"\n[dataplane]\ncores = [1]\npoll_mode = \"adaptive\"\nadmin_socket = \"{}\"\nfeed_socket = \"{}\"\n[dataplane.memory]\nhugepages = false\nmemory_mb = 256\nmbufs = 4095\nfile_prefix = \"ctl{}\"\n[[port]]\nname = \"lan\"\ndriver = \"af_packet\"\niface = \"dplan\"\naddress = \"10.77.61.1/24\"\n",
-            dp_admin.display(),
-            feed.display(),
-            tag()
-        ),
-    )?;
-    let mut dp = a_ns.spawn(
-        &[
-            bin("cer-dataplane").to_str().unwrap(),
-            "--config",
-            dp_cfg.to_str().unwrap(),
-        ],
-        &scratch.file("dp.log"),
-    )?;
-    dp.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+    let mut ft = FeedTarget::start(&a_ns, &scratch.path, "10.77.61.1/24")?;
 
+    let dir = &scratch.path;
+    let a_extra = format!(
+        "[dataplane]\nfeed_socket = \"{}\"\nlan_port = \"lan\"\ninitial_sync_delay_secs = 2\n",
+        ft.feed.display()
+    );
     let a = Control::start(
-        &a_ns,
-        &scratch.path,
+        Some(&a_ns),
+        dir,
         "a",
-        "10.10.0.2",
-        1002,
-        &format!(
-            "[dataplane]\nfeed_socket = \"{}\"\nlan_port = \"lan\"\ninitial_sync_delay_secs = 2\n",
-            feed.display()
-        ),
+        &client_config(dir, "a", "10.10.0.2", 1002, &a_extra),
     )?;
-    let b = Control::start(&b_ns, &scratch.path, "b", "10.10.0.3", 1003, "")?;
+    let b = Control::start(
+        Some(&b_ns),
+        dir,
+        "b",
+        &client_config(dir, "b", "10.10.0.3", 1003, ""),
+    )?;
     let up = rr.wait_established("10.10.0.2", Duration::from_secs(15))?;
     rr.wait_established("10.10.0.3", Duration::from_secs(15))?;
     eprintln!("sessions up after {up:?}");
@@ -191,9 +128,9 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
     a.ctl(&["endpoint", "add", "10.77.60.12", "--local-pref", "100"])?;
     b.ctl(&["endpoint", "add", "10.77.60.12", "--local-pref", "200"])?;
     wait_until("owners converge", Duration::from_secs(10), || {
-        a.owner_identity("10.77.60.11").as_deref() == Some("65000:1003")
-            && b.owner_identity("10.77.60.10").as_deref() == Some("65000:1002")
-            && a.owner_identity("10.77.60.12").as_deref() == Some("65000:1003")
+        owner_identity(&a, "10.77.60.11").as_deref() == Some("65000:1003")
+            && owner_identity(&b, "10.77.60.10").as_deref() == Some("65000:1002")
+            && owner_identity(&a, "10.77.60.12").as_deref() == Some("65000:1003")
     })?;
 
     // The reflector carries communities, and a sees what gobgpd reflected.
@@ -218,17 +155,11 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
 
     // The dataplane of a got the FIB: .11 into tunnel 3 (b), .10 local.
     wait_until("dataplane FIB", Duration::from_secs(10), || {
-        admin(&dp_admin, "fib").is_ok_and(|f| {
-            let eps = f["endpoints"].as_array().cloned().unwrap_or_default();
-            eps.iter()
-                .any(|e| e["ip"] == "10.77.60.11" && e["action"] == "tunnel 3")
-                && eps
-                    .iter()
-                    .any(|e| e["ip"] == "10.77.60.10" && e["action"] == "local lan")
-                && eps
-                    .iter()
-                    .any(|e| e["ip"] == "10.77.60.12" && e["action"] == "tunnel 3")
-        })
+        let eps = ft.endpoints();
+        let has = |ip: &str, action: &str| eps.iter().any(|(i, a)| i == ip && a == action);
+        has("10.77.60.11", "tunnel 3")
+            && has("10.77.60.10", "local lan")
+            && has("10.77.60.12", "tunnel 3")
     })?;
 
     // Marker liveness: node 9's endpoint, injected at the RR, counts only while
@@ -244,7 +175,7 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
         },
     )?;
     assert!(
-        a.owner("10.77.60.13")?.is_none(),
+        owner(&a, "10.77.60.13")?.is_none(),
         "a path without its marker owns nothing"
     );
     rr.add_route(
@@ -254,14 +185,14 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
         None,
     )?;
     wait_until("node 9 owns .13", Duration::from_secs(10), || {
-        a.owner_identity("10.77.60.13").as_deref() == Some("65000:1009")
+        owner_identity(&a, "10.77.60.13").as_deref() == Some("65000:1009")
     })?;
     let t0 = Instant::now();
     rr.del_route("10.255.0.9/32")?;
     wait_until(
         "marker loss drops node 9's ownership",
         Duration::from_secs(10),
-        || a.owner("10.77.60.13").is_ok_and(|o| o.is_none()),
+        || owner(&a, "10.77.60.13").is_ok_and(|o| o.is_none()),
     )?;
     eprintln!(
         "ownership dropped {:?} after the marker withdrawal at the RR",
@@ -284,11 +215,11 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
     // Endpoint move: a takes .11 over.
     a.ctl(&["endpoint", "move", "10.77.60.11"])?;
     wait_until("a owns .11 everywhere", Duration::from_secs(10), || {
-        a.owner("10.77.60.11")
+        owner(&a, "10.77.60.11")
             .ok()
             .flatten()
             .is_some_and(|o| o["local"] == true)
-            && b.owner_identity("10.77.60.11").as_deref() == Some("65000:1002")
+            && owner_identity(&b, "10.77.60.11").as_deref() == Some("65000:1002")
     })?;
 
     // explain answers from live state.
@@ -317,36 +248,33 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
     let mut b = b;
     unsafe_kill(&mut b.proc);
     let t = wait_until("a owns .12 after b died", Duration::from_secs(20), || {
-        a.owner("10.77.60.12")
+        owner(&a, "10.77.60.12")
             .ok()
             .flatten()
             .is_some_and(|o| o["local"] == true)
     })?;
     eprintln!("ownership of .12 moved {t:?} after b was killed");
-    assert!(a
-        .owner("10.77.60.11")
+    assert!(owner(&a, "10.77.60.11")
         .ok()
         .flatten()
         .is_some_and(|o| o["local"] == true));
     wait_until(
         "dataplane delivers .12 locally",
         Duration::from_secs(10),
-        || {
-            admin(&dp_admin, "fib").is_ok_and(|f| {
-                f["endpoints"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|e| e["ip"] == "10.77.60.12" && e["action"] == "local lan")
-            })
-        },
+        || ft.has("10.77.60.12", "local lan"),
     )?;
 
     // Endpoints persist: a restarted a re-advertises them.
     let sum = a.json(&["show", "bgp", "summary"])?;
     assert_eq!(sum["neighbors"][0]["state"], "Established");
     drop(a);
-    let a2 = Control::start(&a_ns, &scratch.path, "a", "10.10.0.2", 1002, "")?;
+    // Same name: same config file, state file, socket and log as the first a.
+    let a2 = Control::start(
+        Some(&a_ns),
+        dir,
+        "a",
+        &client_config(dir, "a", "10.10.0.2", 1002, ""),
+    )?;
     wait_until(
         "a's endpoints back at the RR",
         Duration::from_secs(15),
@@ -358,7 +286,7 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
         },
     )?;
     drop(a2);
-    let _ = dp.terminate(Duration::from_secs(5));
+    let _ = ft.proc.terminate(Duration::from_secs(5));
     Ok(())
 }
 
@@ -470,7 +398,6 @@ fn good_attrs() -> Vec<u8> {
 fn malformed_updates_are_treat_as_withdraw() -> Result<()> {
     let _g = serial();
     let scratch = Scratch::new("malformed")?;
-    let socket = scratch.file("ctl.sock");
     let cfg = format!(
         r#"
 [node]
@@ -492,24 +419,10 @@ marker_community = "65000:999"
 marker_prefix = "10.255.0.61/32"
 pool = ["10.77.60.0/24"]
 state_file = "{}"
-[admin]
-socket = "{}"
 "#,
-        scratch.file("ep.json").display(),
-        socket.display()
+        scratch.file("ep.json").display()
     );
-    let path = scratch.file("m.toml");
-    std::fs::write(&path, cfg)?;
-    let mut proc = spawn_host(
-        &[
-            bin("cer-control").to_str().unwrap(),
-            "--config",
-            path.to_str().unwrap(),
-        ],
-        &scratch.file("m.log"),
-    )?;
-    proc.wait_for_log("cer-control: ready", Duration::from_secs(10))?;
-    let ctl = Control { proc, socket };
+    let ctl = Control::start(None, &scratch.path, "m", &cfg)?;
     let mut peer = RawPeer::connect("127.0.0.62", "127.0.0.61:11180")?;
     let nlri = [32u8, 10, 77, 60, 20];
     let has_20 = |c: &Control| {
@@ -599,18 +512,6 @@ socket = "{}"
     Ok(())
 }
 
-/// Starts a process in the host namespace (loopback-only tests).
-fn spawn_host(args: &[&str], log: &Path) -> Result<Proc> {
-    let f = std::fs::File::create(log)?;
-    let child = std::process::Command::new(args[0])
-        .args(&args[1..])
-        .stdin(std::process::Stdio::null())
-        .stdout(f.try_clone()?)
-        .stderr(f)
-        .spawn()?;
-    Ok(Proc::from_child(child, log))
-}
-
 /// cer-control as a route reflector (RFC 4456) between an FRR client and a
 /// BIRD client: sessions establish, routes and communities pass both ways,
 /// reflected routes carry ORIGINATOR_ID and our CLUSTER_LIST, and our own
@@ -655,7 +556,6 @@ fn cer_control_reflects_between_frr_and_bird() -> Result<()> {
     .replace("protocol static local_nets {\n  ipv4;\n", "protocol static local_nets {\n  ipv4;\n  route 10.77.70.2/32 blackhole { bgp_community.add((65000,702)); };\n");
     let bird = Bird::start(&w_ns, &scratch.path, &bird_conf)?;
 
-    let socket = scratch.file("rr2.sock");
     let cfg = format!(
         r#"
 [node]
@@ -684,24 +584,10 @@ marker_prefix = "10.255.0.1/32"
 pool = ["10.77.60.0/24"]
 state_file = "{}"
 endpoints = ["10.77.60.50"]
-[admin]
-socket = "{}"
 "#,
         scratch.file("rr2-ep.json").display(),
-        socket.display()
     );
-    let path = scratch.file("rr2.toml");
-    std::fs::write(&path, cfg)?;
-    let mut proc = rr_ns.spawn(
-        &[
-            bin("cer-control").to_str().unwrap(),
-            "--config",
-            path.to_str().unwrap(),
-        ],
-        &scratch.file("rr2.log"),
-    )?;
-    proc.wait_for_log("cer-control: ready", Duration::from_secs(10))?;
-    let rr = Control { proc, socket };
+    let rr = Control::start(Some(&rr_ns), &scratch.path, "rr2", &cfg)?;
 
     frr.wait_established("10.10.0.1", Duration::from_secs(20))?;
     bird.wait_established(&bird_protocol_name("10.10.0.1"), Duration::from_secs(20))?;
@@ -825,32 +711,7 @@ fn cer_control_restart_is_graceful() -> Result<()> {
         + "route-map EP permit 10\n set community 65000:1060\n!\nroute-map MARK permit 10\n set community 65000:999 65000:1060\n!\n";
     let frr = Frr::start(&f_ns, &scratch.path, &frr_conf)?;
 
-    c_ns.run(&[
-        "ip", "link", "add", "dplan", "type", "veth", "peer", "name", "dphost",
-    ])?;
-    c_ns.run(&["ip", "link", "set", "dplan", "up"])?;
-    let dp_admin = scratch.file("dp.sock");
-    let feed = scratch.file("feed.sock");
-    let dp_cfg = scratch.file("dp.toml");
-    std::fs::write(
-        &dp_cfg,
-        format!(
-            "[node]\nname = \"gr\"\nrouter_address = \"10.77.61.1\"\n[dataplane]\ncores = [1]\npoll_mode = \"adaptive\"\nadmin_socket = \"{}\"\nfeed_socket = \"{}\"\n[dataplane.memory]\nhugepages = false\nmemory_mb = 256\nmbufs = 4095\nfile_prefix = \"gr{}\"\n[[port]]\nname = \"lan\"\ndriver = \"af_packet\"\niface = \"dplan\"\naddress = \"10.77.61.1/24\"\n",
-            dp_admin.display(),
-            feed.display(),
-            tag()
-        ),
-    )?;
-    let mut dp = c_ns.spawn(
-        &[
-            bin("cer-dataplane").to_str().unwrap(),
-            "--config",
-            dp_cfg.to_str().unwrap(),
-        ],
-        &scratch.file("dp.log"),
-    )?;
-    dp.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
-    let socket = scratch.file("c.sock");
+    let mut ft = FeedTarget::start(&c_ns, &scratch.path, "10.77.61.1/24")?;
     let cfg = format!(
         r#"
 [node]
@@ -879,41 +740,15 @@ remote = "10.10.0.5"
 [dataplane]
 feed_socket = "{}"
 initial_sync_delay_secs = 10
-[admin]
-socket = "{}"
 "#,
         scratch.file("c-ep.json").display(),
-        feed.display(),
-        socket.display()
+        ft.feed.display(),
     );
-    let path = scratch.file("c.toml");
-    std::fs::write(&path, &cfg)?;
-    let start = |log: &str| -> Result<Control> {
-        let mut proc = c_ns.spawn(
-            &[
-                bin("cer-control").to_str().unwrap(),
-                "--config",
-                path.to_str().unwrap(),
-            ],
-            &scratch.file(log),
-        )?;
-        proc.wait_for_log("cer-control: ready", Duration::from_secs(10))?;
-        Ok(Control {
-            proc,
-            socket: socket.clone(),
-        })
-    };
+    // Both starts use name "c": the same config, state file and admin socket.
+    let start = || Control::start(Some(&c_ns), &scratch.path, "c", &cfg);
     let has = |routes: &[cer_e2e::peers::RibEntry], p: &str| routes.iter().any(|r| r.prefix == p);
-    let fib_has_60 = || {
-        admin(&dp_admin, "fib").is_ok_and(|f| {
-            f["endpoints"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|e| e["ip"] == "10.77.60.60" && e["action"] == "tunnel 5")
-        })
-    };
-    let mut c = start("c1.log")?;
+    let fib_has_60 = || ft.has("10.77.60.60", "tunnel 5");
+    let mut c = start()?;
     frr.wait_established("10.10.0.1", Duration::from_secs(20))?;
     wait_until("FRR has our endpoint", Duration::from_secs(10), || {
         frr.routes_json().is_ok_and(|r| has(&r, "10.77.60.50/32"))
@@ -931,7 +766,7 @@ socket = "{}"
             .contains(&"graceful-restart".into()),
         "{caps}"
     );
-    let snap_before = admin(&dp_admin, "snapshot")?["version"].as_u64().unwrap();
+    let snap_before = admin(&ft.admin, "snapshot")?["version"].as_u64().unwrap();
 
     // Crash: no NOTIFICATION.
     unsafe_kill(&mut c.proc);
@@ -944,13 +779,13 @@ socket = "{}"
     );
     assert!(fib_has_60(), "the dataplane keeps forwarding on its FIB");
     assert_eq!(
-        admin(&dp_admin, "snapshot")?["version"].as_u64().unwrap(),
+        admin(&ft.admin, "snapshot")?["version"].as_u64().unwrap(),
         snap_before,
         "FIB untouched while cer-control is down"
     );
 
     // Restart: peers resync, the FIB is replaced only after convergence, never emptied.
-    let c2 = start("c2.log")?;
+    let c2 = start()?;
     wait_until("FRR re-established", Duration::from_secs(20), || {
         frr.wait_established("10.10.0.1", Duration::from_millis(100))
             .is_ok()
@@ -978,7 +813,7 @@ socket = "{}"
     assert!(fib_has_60());
     assert!(frr.routes_json().is_ok_and(|r| has(&r, "10.77.60.50/32")));
     drop(c2);
-    let _ = dp.terminate(Duration::from_secs(5));
+    let _ = ft.proc.terminate(Duration::from_secs(5));
     Ok(())
 }
 
@@ -1000,7 +835,6 @@ fn cer_control_ebgp_with_frr() -> Result<()> {
         &scratch.path,
         "hostname ebgp\nlog stdout informational\n!\nrouter bgp 65001\n bgp router-id 10.10.0.7\n no bgp ebgp-requires-policy\n no bgp network import-check\n neighbor 10.10.0.1 remote-as 65000\n neighbor 10.10.0.1 timers connect 1\n address-family ipv4 unicast\n  network 10.88.0.0/16 route-map C\n exit-address-family\n!\nroute-map C permit 10\n set community 65001:5\n!\n",
     )?;
-    let socket = scratch.file("c.sock");
     let cfg = format!(
         r#"
 [node]
@@ -1023,24 +857,10 @@ marker_prefix = "10.255.0.1/32"
 pool = ["10.77.60.0/24"]
 state_file = "{}"
 endpoints = ["10.77.60.70"]
-[admin]
-socket = "{}"
 "#,
         scratch.file("ep.json").display(),
-        socket.display()
     );
-    let path = scratch.file("c.toml");
-    std::fs::write(&path, cfg)?;
-    let mut proc = c_ns.spawn(
-        &[
-            bin("cer-control").to_str().unwrap(),
-            "--config",
-            path.to_str().unwrap(),
-        ],
-        &scratch.file("c.log"),
-    )?;
-    proc.wait_for_log("cer-control: ready", Duration::from_secs(10))?;
-    let c = Control { proc, socket };
+    let c = Control::start(Some(&c_ns), &scratch.path, "c", &cfg)?;
     frr.wait_established("10.10.0.1", Duration::from_secs(20))?;
     wait_until("our endpoint at FRR", Duration::from_secs(10), || {
         frr.routes_json()
