@@ -11,6 +11,8 @@ use crate::snapshot::ExactTable;
 use crate::wire::{self, be16, be32, ip, put16, put32};
 use cer_shared::config::{NodeConfig, TunnelKind};
 
+pub mod wireguard;
+
 pub const PROTO_IPIP: u8 = 4;
 pub const PROTO_GRE: u8 = 47;
 pub const GRE_C: u16 = 0x8000;

@@ -366,7 +366,7 @@ pub struct WgStats {
 pub struct WgPeer {
     tunn: Tunn,
     index: u32,
-    limiter: Option<WgRateLimiter>,
+    limiter: WgRateLimiter,
     /// Inner packets handed to boringtun's queue while no session existed,
     /// and the longest of them (sizes `out` for flush_queued).
     queued: usize,
@@ -469,7 +469,7 @@ impl WgPeer {
         Ok(WgPeer {
             tunn,
             index,
-            limiter: Some(limiter.clone()),
+            limiter: limiter.clone(),
             queued: 0,
             queued_max_len: 0,
             handshakes: 0,
@@ -520,8 +520,9 @@ impl WgPeer {
     /// handshake response, the keepalive that confirms a session we
     /// initiated, or a cookie reply when under load. After any result but
     /// `Drop`, call [`WgPeer::flush_queued`] until it returns `Nothing`
-    /// (a flag check when nothing waits). The caller checks the inner
-    /// source against what this peer may send (cryptokey routing).
+    /// (a flag check when nothing waits). `Send` results go back to the
+    /// datagram's source. The caller checks the inner source against what
+    /// this peer may send (cryptokey routing).
     /// `out` needs [`decap_out_len`]`(datagram.len())` bytes.
     pub fn decapsulate(&mut self, src: Ipv4Addr, datagram: &[u8], out: &mut [u8]) -> WgOut {
         // An empty datagram means "flush the queue" to boringtun: frame first.
@@ -532,10 +533,7 @@ impl WgPeer {
             return WgOut::Drop(WgDrop::BufferTooSmall);
         }
         let base = out.as_ptr() as usize;
-        match self
-            .tunn
-            .decapsulate(Some(IpAddr::V4(src)), datagram, out)
-        {
+        match self.tunn.decapsulate(Some(IpAddr::V4(src)), datagram, out) {
             TunnResult::WriteToNetwork(p) => {
                 let (off, n, kind) = (p.as_ptr() as usize - base, p.len(), p.first().copied());
                 // A response to an initiation, or the keepalive that answers
@@ -567,7 +565,8 @@ impl WgPeer {
     /// response), call this until `Nothing` to send the inner packets
     /// boringtun queued while the handshake ran: each call is `Send(n)` with
     /// one data message. `Nothing` at once while no session exists (the
-    /// packets keep waiting, in order). `out` needs room for the longest
+    /// packets keep waiting, in order). Flush before encapsulating new
+    /// packets, or they overtake the queued ones. `out` needs room for the longest
     /// queued packet ([`encap_out_len`] of it; [`WgStats::queued`] tells
     /// whether anything waits).
     pub fn flush_queued(&mut self, out: &mut [u8]) -> WgOut {
@@ -605,16 +604,18 @@ impl WgPeer {
     /// session expiry): call regularly, e.g. every 100 ms from the owning
     /// core. `Send(n)`: a handshake initiation or a keepalive. An expired
     /// connection (boringtun gave up, and dropped the waiting packets) is
-    /// `Nothing`: the next encapsulate starts a new handshake.
+    /// `Nothing`: the next encapsulate starts a new handshake. With a
+    /// persistent keepalive and no session, the keepalive timer starts a
+    /// handshake by itself (a tunnel comes up without traffic). boringtun
+    /// reads its clock (CLOCK_BOOTTIME) here and stamps every other event
+    /// with the time of the last tick, so timer precision is the tick period.
     /// `out` needs [`MIN_OUT_LEN`] bytes.
     pub fn tick(&mut self, out: &mut [u8]) -> WgOut {
         if out.len() < MIN_OUT_LEN {
             return WgOut::Drop(WgDrop::BufferTooSmall);
         }
         // boringtun resets only a limiter it owns; ours is shared.
-        if let Some(l) = &self.limiter {
-            l.reset_count();
-        }
+        self.limiter.reset_count();
         let base = out.as_ptr() as usize;
         match self.tunn.update_timers(out) {
             TunnResult::WriteToNetwork(p) => {
@@ -857,9 +858,15 @@ mod tests {
         let (ka, kb) = keys();
         let pb = public_key_of(&kb).expect("pub");
         let e = WgPeer::new("not base64!", &pb, None, None, 1).expect_err("bad private");
-        assert!(e.contains("private key") && !e.contains("not base64!"), "{e}");
+        assert!(
+            e.contains("private key") && !e.contains("not base64!"),
+            "{e}"
+        );
         let e = WgPeer::new(&ka, "AAAA", None, None, 1).expect_err("short public");
-        assert!(e.contains("peer public key 'AAAA'") && e.contains("3 bytes"), "{e}");
+        assert!(
+            e.contains("peer public key 'AAAA'") && e.contains("3 bytes"),
+            "{e}"
+        );
         let e = WgPeer::new(&ka, &pb, Some("%%%"), None, 1).expect_err("bad psk");
         assert!(e.contains("preshared key") && !e.contains("%%%"), "{e}");
         let e = WgPeer::new(&ka, &pb, None, None, MAX_PEER_INDEX + 1).expect_err("index");
@@ -904,7 +911,11 @@ mod tests {
             assert_eq!(sb.tx_bytes, sa.rx_bytes);
             assert!(sa.tx_bytes > 0);
             assert!(sa.handshake_age.is_some_and(|d| d < Duration::from_secs(5)));
-            let rtt = if a_initiates { sa.handshake_rtt_ms } else { sb.handshake_rtt_ms };
+            let rtt = if a_initiates {
+                sa.handshake_rtt_ms
+            } else {
+                sb.handshake_rtt_ms
+            };
             assert!(rtt.is_some(), "the initiator measured the handshake");
         }
     }
@@ -1011,15 +1022,27 @@ mod tests {
         assert_eq!(b.decapsulate(A_ADDR, &k, &mut bb), WgOut::Nothing);
         let p = ipv4_packet(64, 1);
         let d = sent(a.encapsulate(&p, &mut ba), &ba);
-        assert!(matches!(b.decapsulate(A_ADDR, &d, &mut bb), WgOut::Inner(_)));
-        assert_eq!(b.decapsulate(A_ADDR, &d, &mut bb), WgOut::Drop(WgDrop::Replay));
+        assert!(matches!(
+            b.decapsulate(A_ADDR, &d, &mut bb),
+            WgOut::Inner(_)
+        ));
+        assert_eq!(
+            b.decapsulate(A_ADDR, &d, &mut bb),
+            WgOut::Drop(WgDrop::Replay)
+        );
         // Reordering inside the window is fine; far behind it is not.
         let mut later = Vec::new();
         for i in 0..1100u16 {
             later.push(sent(a.encapsulate(&ipv4_packet(8, i), &mut ba), &ba));
         }
-        assert!(matches!(b.decapsulate(A_ADDR, &later[1099], &mut bb), WgOut::Inner(_)));
-        assert!(matches!(b.decapsulate(A_ADDR, &later[1000], &mut bb), WgOut::Inner(_)));
+        assert!(matches!(
+            b.decapsulate(A_ADDR, &later[1099], &mut bb),
+            WgOut::Inner(_)
+        ));
+        assert!(matches!(
+            b.decapsulate(A_ADDR, &later[1000], &mut bb),
+            WgOut::Inner(_)
+        ));
         assert_eq!(
             b.decapsulate(A_ADDR, &later[0], &mut bb),
             WgOut::Drop(WgDrop::CounterTooOld)
@@ -1027,7 +1050,10 @@ mod tests {
         // A flipped ciphertext bit fails authentication.
         let mut bad = sent(a.encapsulate(&p, &mut ba), &ba);
         bad[20] ^= 1;
-        assert_eq!(b.decapsulate(A_ADDR, &bad, &mut bb), WgOut::Drop(WgDrop::DecryptFailed));
+        assert_eq!(
+            b.decapsulate(A_ADDR, &bad, &mut bb),
+            WgOut::Drop(WgDrop::DecryptFailed)
+        );
     }
 
     #[test]
@@ -1046,12 +1072,18 @@ mod tests {
         let mut a = WgPeer::new(&ka, &pb, None, None, 1).expect("a");
         let mut b = WgPeer::new(&kb, &pc, None, None, 2).expect("b");
         let init = sent(a.initiate(false, &mut buf), &buf);
-        assert_eq!(b.decapsulate(A_ADDR, &init, &mut out), WgOut::Drop(WgDrop::WrongPeerKey));
+        assert_eq!(
+            b.decapsulate(A_ADDR, &init, &mut out),
+            WgOut::Drop(WgDrop::WrongPeerKey)
+        );
         // A believes B's key is C's: mac1 is keyed for C, so B rejects it at once.
         let mut a = WgPeer::new(&ka, &pc, None, None, 1).expect("a");
         let mut b = WgPeer::new(&kb, &pa, None, None, 2).expect("b");
         let init = sent(a.initiate(false, &mut buf), &buf);
-        assert_eq!(b.decapsulate(A_ADDR, &init, &mut out), WgOut::Drop(WgDrop::InvalidMac));
+        assert_eq!(
+            b.decapsulate(A_ADDR, &init, &mut out),
+            WgOut::Drop(WgDrop::InvalidMac)
+        );
         // Preshared keys that differ: the response does not authenticate.
         let psk1 = generate_private_key();
         let psk2 = generate_private_key();
@@ -1059,7 +1091,10 @@ mod tests {
         let mut b = WgPeer::new(&kb, &pa, Some(&psk2), None, 2).expect("b");
         let init = sent(a.initiate(false, &mut buf), &buf);
         let resp = sent(b.decapsulate(A_ADDR, &init, &mut out), &out);
-        assert_eq!(a.decapsulate(B_ADDR, &resp, &mut buf), WgOut::Drop(WgDrop::DecryptFailed));
+        assert_eq!(
+            a.decapsulate(B_ADDR, &resp, &mut buf),
+            WgOut::Drop(WgDrop::DecryptFailed)
+        );
         assert!(!a.stats().session_established);
         // The same preshared key on both sides works.
         let mut a = WgPeer::new(&ka, &pb, Some(&psk1), None, 1).expect("a");
@@ -1077,17 +1112,29 @@ mod tests {
         v6[0] = 0x60;
         v6[5] = 8;
         let d = sent(a.encapsulate(&v6, &mut ba), &ba);
-        assert_eq!(b.decapsulate(A_ADDR, &d, &mut bb), WgOut::Drop(WgDrop::InnerNotIpv4));
+        assert_eq!(
+            b.decapsulate(A_ADDR, &d, &mut bb),
+            WgOut::Drop(WgDrop::InnerNotIpv4)
+        );
         let mut short = ipv4_packet(10, 1);
         short[2..4].copy_from_slice(&12u16.to_be_bytes()); // total < header
         let d = sent(a.encapsulate(&short, &mut ba), &ba);
-        assert_eq!(b.decapsulate(A_ADDR, &d, &mut bb), WgOut::Drop(WgDrop::InnerMalformed));
+        assert_eq!(
+            b.decapsulate(A_ADDR, &d, &mut bb),
+            WgOut::Drop(WgDrop::InnerMalformed)
+        );
         let mut long = ipv4_packet(10, 1);
         long[2..4].copy_from_slice(&2000u16.to_be_bytes()); // total > packet
         let d = sent(a.encapsulate(&long, &mut ba), &ba);
-        assert_eq!(b.decapsulate(A_ADDR, &d, &mut bb), WgOut::Drop(WgDrop::InnerMalformed));
+        assert_eq!(
+            b.decapsulate(A_ADDR, &d, &mut bb),
+            WgOut::Drop(WgDrop::InnerMalformed)
+        );
         let d = sent(a.encapsulate(&[0x75; 40], &mut ba), &ba);
-        assert_eq!(b.decapsulate(A_ADDR, &d, &mut bb), WgOut::Drop(WgDrop::InnerMalformed));
+        assert_eq!(
+            b.decapsulate(A_ADDR, &d, &mut bb),
+            WgOut::Drop(WgDrop::InnerMalformed)
+        );
         // Trailing padding after the total length is removed.
         let mut padded = ipv4_packet(20, 9);
         let want = padded.clone();
@@ -1100,11 +1147,17 @@ mod tests {
     fn short_buffers_are_named_drops_not_panics() {
         let Pair { mut a, mut b } = pair_with(None);
         let mut tiny = [0u8; MIN_OUT_LEN - 1];
-        assert_eq!(a.initiate(false, &mut tiny), WgOut::Drop(WgDrop::BufferTooSmall));
+        assert_eq!(
+            a.initiate(false, &mut tiny),
+            WgOut::Drop(WgDrop::BufferTooSmall)
+        );
         assert_eq!(a.tick(&mut tiny), WgOut::Drop(WgDrop::BufferTooSmall));
         let p = ipv4_packet(1000, 1);
         let mut small = [0u8; 1000];
-        assert_eq!(a.encapsulate(&p, &mut small), WgOut::Drop(WgDrop::BufferTooSmall));
+        assert_eq!(
+            a.encapsulate(&p, &mut small),
+            WgOut::Drop(WgDrop::BufferTooSmall)
+        );
         handshake(&mut a, A_ADDR, &mut b, B_ADDR);
         let mut buf = [0u8; BUF];
         let d = sent(a.encapsulate(&p, &mut buf), &buf);
@@ -1128,10 +1181,17 @@ mod tests {
         let d = sent(a.encapsulate(&ipv4_packet(5, 1), &mut buf), &buf);
         assert_eq!(
             classify(&d),
-            Some(WgMessage { kind: MSG_DATA, peer_index: Some(b.index()) })
+            Some(WgMessage {
+                kind: MSG_DATA,
+                peer_index: Some(b.index())
+            })
         );
         assert_eq!(classify(&[]), None);
-        assert_eq!(classify(&[4, 0, 0, 0, 0, 0, 0, 0]), None, "data shorter than 32");
+        assert_eq!(
+            classify(&[4, 0, 0, 0, 0, 0, 0, 0]),
+            None,
+            "data shorter than 32"
+        );
         let mut reserved = d.clone();
         reserved[1] = 1;
         assert_eq!(classify(&reserved), None, "reserved bytes must be zero");
@@ -1140,7 +1200,10 @@ mod tests {
         init[0] = 1;
         assert_eq!(
             classify(&init),
-            Some(WgMessage { kind: MSG_HANDSHAKE_INITIATION, peer_index: None })
+            Some(WgMessage {
+                kind: MSG_HANDSHAKE_INITIATION,
+                peer_index: None
+            })
         );
         assert_eq!(classify(&init[..147]), None);
         for d in WgDrop::ALL {
@@ -1191,8 +1254,8 @@ mod tests {
                 }
                 // Right type and length, random contents.
                 1 => {
-                    let (t, len) = [(1u8, 148usize), (2, 92), (3, 64), (4, 32 + rng.below(300))]
-                        [rng.below(4)];
+                    let (t, len) =
+                        [(1u8, 148usize), (2, 92), (3, 64), (4, 32 + rng.below(300))][rng.below(4)];
                     let mut v = vec![0u8; len];
                     rng.fill(&mut v[4..]);
                     v[0] = t;
@@ -1238,7 +1301,11 @@ mod tests {
         handshake(&mut a, A_ADDR, &mut b, B_ADDR);
         let mut buf = [0u8; BUF];
         let mut out = [0u8; BUF];
-        assert_eq!(b.tick(&mut out), WgOut::Nothing, "no keepalive configured on b");
+        assert_eq!(
+            b.tick(&mut out),
+            WgOut::Nothing,
+            "no keepalive configured on b"
+        );
         std::thread::sleep(Duration::from_millis(1100));
         let k = sent(a.tick(&mut buf), &buf);
         assert_eq!(k.len(), DATA_OVERHEAD, "an empty data message");
@@ -1294,7 +1361,10 @@ mod tests {
     #[test]
     fn cookie_reply_under_load() {
         let (ka, kb) = keys();
-        let (pa, pb) = (public_key_of(&ka).expect("a"), public_key_of(&kb).expect("b"));
+        let (pa, pb) = (
+            public_key_of(&ka).expect("a"),
+            public_key_of(&kb).expect("b"),
+        );
         // Limit 0: every handshake message counts as "under load".
         let loaded = WgRateLimiter::new(&kb, 0).expect("limiter");
         let mut a = WgPeer::new(&ka, &pb, None, None, 3).expect("a");
@@ -1305,7 +1375,10 @@ mod tests {
         assert_eq!(cookie.len(), COOKIE_REPLY_LEN);
         assert_eq!(
             classify(&cookie),
-            Some(WgMessage { kind: MSG_COOKIE_REPLY, peer_index: Some(3) })
+            Some(WgMessage {
+                kind: MSG_COOKIE_REPLY,
+                peer_index: Some(3)
+            })
         );
         assert!(!b.stats().session_established, "no DH work under load");
         // A stores the cookie; its next initiation carries mac2.
@@ -1329,7 +1402,10 @@ mod tests {
         // A cookie reply nobody asked for is unexpected.
         let (kc, _) = keys();
         let mut c = WgPeer::new(&kc, &pb, None, None, 3).expect("c");
-        assert_eq!(c.decapsulate(B_ADDR, &cookie, &mut ba), WgOut::Drop(WgDrop::Unexpected));
+        assert_eq!(
+            c.decapsulate(B_ADDR, &cookie, &mut ba),
+            WgOut::Drop(WgDrop::Unexpected)
+        );
     }
 
     #[test]
