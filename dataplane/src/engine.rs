@@ -25,6 +25,16 @@ use std::time::Duration;
 const IDLE_POLLS_BEFORE_SLEEP: u32 = 1024;
 const IDLE_SLEEP: Duration = Duration::from_micros(200);
 
+/// `net_af_packet` ring frame size. DPDK 22.11's af_packet PMD joins its
+/// sockets to a fanout group with PACKET_FANOUT_FLAG_DEFRAG, so the kernel
+/// hands it reassembled datagrams; frames this large hold them (a datagram
+/// beyond it arrives truncated and is dropped as such).
+pub const AF_PACKET_FRAME: usize = 16384;
+
+/// Mbufs of an af_packet port's rx pool (large buffers; the PMD copies into
+/// one per received frame, so in-flight packets are what it must cover).
+const AF_PACKET_MBUFS: u32 = 2047;
+
 /// The DPDK device name and devargs of every NIC port and TAP.
 pub struct DeviceArgs {
     /// EAL `--vdev` values.
@@ -64,8 +74,15 @@ pub fn device_args(cfg: &NodeConfig) -> DeviceArgs {
             }
             PortDriver::AfPacket => {
                 let name = format!("net_af_packet{i}");
+                // Ring frames large enough for datagrams the kernel reassembles
+                // for the packet socket (see AF_PACKET_FRAME), unless set by hand.
+                let ring = if extra.contains("framesz") {
+                    String::new()
+                } else {
+                    format!(",blocksz={AF_PACKET_FRAME},framesz={AF_PACKET_FRAME},framecnt=512")
+                };
                 d.vdevs
-                    .push(format!("{name},iface={iface},qpairs={queues}{extra}"));
+                    .push(format!("{name},iface={iface},qpairs={queues}{ring}{extra}"));
                 d.port_dev.push(name);
             }
             PortDriver::AfXdp => {
@@ -269,18 +286,29 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     // keeps ~2k mbufs in its fill ring, so ports must not share one), plus
     // one pool for the TAPs and for packets the cores generate (ARP, ICMP,
     // fragments).
-    let mk_pool = |name: String| -> Result<Arc<Mempool>> {
+    let mk_pool = |name: String, n: u32, data_room: u16| -> Result<Arc<Mempool>> {
         Ok(Arc::new(
-            Mempool::new_pktmbuf(&name, dp.memory.mbufs, 256, data_room, cer_dpdk::SOCKET_ANY)
-                .with_context(|| {
-                    format!("creating mbuf pool {name} (dataplane.memory.mbufs / memory_mb)")
-                })?,
+            Mempool::new_pktmbuf(&name, n, 256, data_room, cer_dpdk::SOCKET_ANY).with_context(
+                || format!("creating mbuf pool {name} (dataplane.memory.mbufs / memory_mb)"),
+            )?,
         ))
     };
-    let rx_pools: Vec<Arc<Mempool>> = (0..cfg.ports.len())
-        .map(|i| mk_pool(format!("cer_rx{i}")))
+    let af_packet_room = u16::try_from(AF_PACKET_FRAME + usize::from(cer_dpdk::PKTMBUF_HEADROOM))
+        .context("af_packet frame size too large for an mbuf")?;
+    let rx_pools: Vec<Arc<Mempool>> = cfg
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match p.driver {
+            PortDriver::AfPacket => mk_pool(
+                format!("cer_rx{i}"),
+                dp.memory.mbufs.min(AF_PACKET_MBUFS),
+                af_packet_room,
+            ),
+            _ => mk_pool(format!("cer_rx{i}"), dp.memory.mbufs, data_room),
+        })
         .collect::<Result<_>>()?;
-    let pool = mk_pool("cer_gen".into())?;
+    let pool = mk_pool("cer_gen".into(), dp.memory.mbufs, data_room)?;
     debug_assert!(usize::from(cer_dpdk::PKTMBUF_HEADROOM) >= HEADROOM);
 
     let dev = device_args(&cfg);
@@ -323,6 +351,10 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             addr: u32::from(p.address.addr),
             prefix_len: p.address.len,
             mtu: p.mtu,
+            max_frame: match p.driver {
+                PortDriver::AfPacket => (AF_PACKET_FRAME - 64) as u16,
+                _ => p.mtu + 18,
+            },
             proxy_arp: p.proxy_arp,
             tap: None,
         });

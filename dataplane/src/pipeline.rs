@@ -27,6 +27,11 @@ pub struct PortInfo {
     pub addr: u32,
     pub prefix_len: u8,
     pub mtu: u16,
+    /// Largest frame accepted on receive. MTU + Ethernet + VLAN on NICs; on
+    /// `net_af_packet` the kernel defragments for the packet socket (DPDK
+    /// 22.11 sets PACKET_FANOUT_FLAG_DEFRAG), so whole datagrams up to the
+    /// ring frame size arrive and are re-fragmented on output as needed.
+    pub max_frame: u16,
     pub proxy_arp: bool,
     /// I/O index of this port's exception-path TAP.
     pub tap: Option<usize>,
@@ -335,8 +340,8 @@ impl<B: PacketBuf> Worker<B> {
             return self.drop_pkt(DropReason::EthTruncated, buf);
         }
         let info = self.cfg.ports[port];
-        // A giant: more than the port MTU plus an Ethernet (and VLAN) header.
-        if d.len() > usize::from(info.mtu) + wire::ETH_LEN + 4 {
+        // A giant: more than the port accepts (MTU + Ethernet + VLAN on NICs).
+        if d.len() > usize::from(info.max_frame) {
             return self.drop_pkt(DropReason::Oversized, buf);
         }
         if d[0..6] != info.mac && d[0..6] != wire::BROADCAST {

@@ -1,0 +1,560 @@
+//! Two cer-dataplanes carry traffic between two host namespaces over each
+//! transport (IPIP, GRE with key, FOU, GUE): ping, a 100 MB TCP transfer
+//! with matching sha256, DF / no-DF pings around the tunnel MTU, TCP MSS
+//! as the far end sees it. The wire is captured on the WAN and dissected by
+//! tshark and scapy; scapy-built tunnel packets are decapsulated.
+//!
+//!   hA 10.1.0.10 -- lan [dpA] wan 10.10.0.1 ===veth=== 10.10.0.2 wan [dpB] lan -- hB 10.3.0.10
+
+use anyhow::{bail, Context, Result};
+use cer_e2e::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SENDER: &str = r#"
+import hashlib, socket, sys, time
+host, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+block = hashlib.sha256(b"cer").digest() * 2048      # 64 KiB, then varied per block
+h = hashlib.sha256()
+s = socket.create_connection((host, port), timeout=30)
+sent = 0
+i = 0
+t0 = time.time()
+while sent < total:
+    chunk = hashlib.sha256(i.to_bytes(8, "big")).digest() + block[32:]
+    chunk = chunk[: min(len(chunk), total - sent)]
+    s.sendall(chunk)
+    h.update(chunk)
+    sent += len(chunk)
+    i += 1
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+print(sent, h.hexdigest(), round(time.time() - t0, 2))
+"#;
+
+const RECEIVER: &str = r#"
+import hashlib, socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((addr, port))
+l.listen(1)
+c, _ = l.accept()
+mss = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+h = hashlib.sha256()
+n = 0
+while True:
+    b = c.recv(1 << 20)
+    if not b:
+        break
+    h.update(b)
+    n += len(b)
+c.close()
+print(n, h.hexdigest(), mss, flush=True)
+"#;
+
+struct Site {
+    // The dataplane stops (SIGTERM) before its namespaces go.
+    _dp: Proc,
+    host: Netns,
+    dp_ns: Netns,
+    admin: std::path::PathBuf,
+    feed: std::path::PathBuf,
+}
+
+struct Topo {
+    a: Site,
+    b: Site,
+    scratch: Scratch,
+    wan_a: String,
+}
+
+fn dataplane_config(
+    dir: &Path,
+    name: &str,
+    lan_if: &str,
+    lan: &str,
+    wan_if: &str,
+    wan: &str,
+    tunnel: &str,
+) -> Result<std::path::PathBuf> {
+    let cfg = format!(
+        r#"
+[node]
+name = "{name}"
+router_address = "{router}"
+[dataplane]
+cores = [1]
+poll_mode = "adaptive"
+admin_socket = "{dir}/{name}-admin.sock"
+feed_socket = "{dir}/{name}-feed.sock"
+[dataplane.memory]
+hugepages = false
+memory_mb = 256
+mbufs = 8191
+file_prefix = "{name}{t}"
+[[port]]
+name = "lan"
+driver = "af_packet"
+iface = "{lan_if}"
+address = "{lan}"
+[[port]]
+name = "wan"
+driver = "af_packet"
+iface = "{wan_if}"
+address = "{wan}"
+{tunnel}
+"#,
+        router = lan.split('/').next().unwrap(),
+        dir = dir.display(),
+        t = tag(),
+    );
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, cfg)?;
+    Ok(p)
+}
+
+impl Topo {
+    fn new(kind: &str, extra: &str) -> Result<Topo> {
+        let scratch = Scratch::new(&format!("tr-{kind}"))?;
+        let t = tag();
+        let (la, wa, wb, lb) = (
+            format!("la{t}"),
+            format!("wa{t}"),
+            format!("wb{t}"),
+            format!("lb{t}"),
+        );
+        let ha = Netns::new("ha")?;
+        let da = Netns::new("da")?;
+        let db = Netns::new("db")?;
+        let hb = Netns::new("hb")?;
+        veth(&la, &da, "eth0", &ha)?;
+        veth(&wa, &da, &wb, &db)?;
+        veth(&lb, &db, "eth0", &hb)?;
+        for (ns, ifs) in [(&da, [&la, &wa]), (&db, [&wb, &lb])] {
+            for i in ifs {
+                ns.run(&[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{i}.disable_ipv6=1"),
+                ])?;
+                ns.run(&["ip", "link", "set", i, "up"])?;
+            }
+        }
+        for (h, addr, gw) in [
+            (&ha, "10.1.0.10/24", "10.1.0.1"),
+            (&hb, "10.3.0.10/24", "10.3.0.1"),
+        ] {
+            h.addr("eth0", addr)?;
+            h.run(&["ip", "route", "add", "default", "via", gw])?;
+            h.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
+        }
+        let tun = |local: &str, remote: &str| {
+            format!("[[tunnel]]\nid = 1\nkind = \"{kind}\"\nlocal = \"{local}\"\nremote = \"{remote}\"\n{extra}")
+        };
+        let cfg_a = dataplane_config(
+            &scratch.path,
+            "a",
+            &la,
+            "10.1.0.1/24",
+            &wa,
+            "10.10.0.1/24",
+            &tun("10.10.0.1", "10.10.0.2"),
+        )?;
+        let cfg_b = dataplane_config(
+            &scratch.path,
+            "b",
+            &lb,
+            "10.3.0.1/24",
+            &wb,
+            "10.10.0.2/24",
+            &tun("10.10.0.2", "10.10.0.1"),
+        )?;
+        let start = |ns: &Netns, cfg: &Path, name: &str| -> Result<Proc> {
+            let mut p = ns.spawn(
+                &[
+                    bin("cer-dataplane").to_str().unwrap(),
+                    "--config",
+                    cfg.to_str().unwrap(),
+                ],
+                &scratch.file(&format!("{name}.log")),
+            )?;
+            p.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+            Ok(p)
+        };
+        let dpa = start(&da, &cfg_a, "a")?;
+        let dpb = start(&db, &cfg_b, "b")?;
+        let site = |host, dp_ns, dp, name: &str| Site {
+            _dp: dp,
+            host,
+            dp_ns,
+            admin: scratch.file(&format!("{name}-admin.sock")),
+            feed: scratch.file(&format!("{name}-feed.sock")),
+        };
+        let topo = Topo {
+            a: site(ha, da, dpa, "a"),
+            b: site(hb, db, dpb, "b"),
+            scratch,
+            wan_a: wa,
+        };
+        // The /32 of each host lives at its own site: the other site sends it into the tunnel.
+        topo.feed(&topo.a, &["endpoint-set", "10.3.0.10", "--tunnel", "1"])?;
+        topo.feed(&topo.b, &["endpoint-set", "10.1.0.10", "--tunnel", "1"])?;
+        Ok(topo)
+    }
+
+    fn feed(&self, site: &Site, args: &[&str]) -> Result<()> {
+        let cerctl = bin("cerctl");
+        let mut full = vec![
+            cerctl.to_str().unwrap(),
+            "dataplane",
+            "feed",
+            "--socket",
+            site.feed.to_str().unwrap(),
+        ];
+        full.extend_from_slice(args);
+        sh(&full)?;
+        Ok(())
+    }
+
+    fn counters(&self, site: &Site) -> String {
+        admin(&site.admin, "counters")
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    }
+
+    fn script(&self, name: &str, body: &str) -> Result<String> {
+        let p = self.scratch.file(name);
+        std::fs::write(&p, body)?;
+        Ok(p.display().to_string())
+    }
+
+    /// A TCP transfer hA -> hB of `bytes`; returns (MB/s, MSS the receiver saw).
+    fn transfer(&self, bytes: u64) -> Result<(f64, u32)> {
+        let recv = self.script("recv.py", RECEIVER)?;
+        let send = self.script("send.py", SENDER)?;
+        let mut r = self.b.host.spawn(
+            &["/usr/bin/python3", &recv, "10.3.0.10", "7001"],
+            &self.scratch.file("recv.log"),
+        )?;
+        std::thread::sleep(Duration::from_millis(300));
+        let t0 = Instant::now();
+        let out = self.a.host.run(&[
+            "/usr/bin/python3",
+            &send,
+            "10.3.0.10",
+            "7001",
+            &bytes.to_string(),
+        ])?;
+        let secs = t0.elapsed().as_secs_f64();
+        let sent = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        r.wait_for_log(" ", Duration::from_secs(30))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let got = loop {
+            let t = r.log_text();
+            if t.split_whitespace().count() >= 3 {
+                break t.trim().to_string();
+            }
+            if Instant::now() > deadline {
+                bail!("receiver did not finish: {t}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let s: Vec<&str> = sent.split_whitespace().collect();
+        let g: Vec<&str> = got.split_whitespace().collect();
+        assert_eq!(s[0], bytes.to_string());
+        assert_eq!(
+            (g[0], g[1]),
+            (s[0], s[1]),
+            "bytes and sha256 match end to end"
+        );
+        Ok((bytes as f64 / secs / 1e6, g[2].parse().unwrap_or(0)))
+    }
+}
+
+fn tunnel_mtu(kind: &str) -> u32 {
+    1500 - match kind {
+        "ipip" => 20,
+        "gre" => 28, // with key
+        "fou" => 28,
+        "gue" => 32,
+        _ => unreachable!(),
+    }
+}
+
+fn scenario(kind: &str) -> Result<()> {
+    let _g = serial();
+    require_root();
+    let extra = if kind == "gre" {
+        "gre_key = 4242\n"
+    } else {
+        ""
+    };
+    let t = Topo::new(kind, extra)?;
+    let key_arg = if kind == "gre" { Some("4242") } else { None };
+
+    // Capture A's tunnel packets where they arrive (B's end of the WAN: DPDK's
+    // af_packet transmits with PACKET_QDISC_BYPASS, invisible to taps on the
+    // sending interface), and the workload's packets at host A.
+    let outer_pcap = t.scratch.file("outer.pcap");
+    let inner_pcap = t.scratch.file("inner.pcap");
+    let wan_b = format!("wb{}", &t.wan_a[2..]);
+    let mut cap_outer = t.b.dp_ns.spawn(
+        &[
+            "tcpdump",
+            "-U",
+            "-n",
+            "-i",
+            &wan_b,
+            "-w",
+            outer_pcap.to_str().unwrap(),
+        ],
+        &t.scratch.file("tcpdump-outer.log"),
+    )?;
+    let mut cap_inner = t.a.host.spawn(
+        &[
+            "tcpdump",
+            "-U",
+            "-n",
+            "-i",
+            "eth0",
+            "-w",
+            inner_pcap.to_str().unwrap(),
+            "icmp",
+        ],
+        &t.scratch.file("tcpdump-inner.log"),
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        t.a.host.ping_until("10.3.0.10", Duration::from_secs(10)),
+        "{kind}: hA -> hB\nA: {}\nB: {}",
+        t.counters(&t.a),
+        t.counters(&t.b)
+    );
+    assert!(t.a.host.ping("10.3.0.10", 5), "{kind}: steady ping");
+
+    // PMTU: DF at the tunnel MTU passes, one byte more gets "frag needed" with the tunnel MTU.
+    let mtu = tunnel_mtu(kind);
+    let fits = (mtu - 28).to_string();
+    let over = (mtu - 27).to_string();
+    let ok = t.a.host.try_run(&[
+        "ping",
+        "-c",
+        "2",
+        "-W",
+        "1",
+        "-M",
+        "do",
+        "-s",
+        &fits,
+        "10.3.0.10",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{kind}: DF ping of {} bytes: {}",
+        mtu,
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let too_big = t.a.host.try_run(&[
+        "ping",
+        "-c",
+        "2",
+        "-W",
+        "1",
+        "-M",
+        "do",
+        "-s",
+        &over,
+        "10.3.0.10",
+    ]);
+    let text = String::from_utf8_lossy(&too_big.stdout).to_string()
+        + &String::from_utf8_lossy(&too_big.stderr);
+    assert!(
+        text.contains(&format!("mtu = {mtu}")),
+        "{kind}: expected frag-needed with mtu {mtu}: {text}"
+    );
+    // No DF: fragmented inside the tunnel, reassembled by the far host.
+    let frag = t.a.host.try_run(&[
+        "ping",
+        "-c",
+        "2",
+        "-W",
+        "2",
+        "-M",
+        "dont",
+        "-s",
+        "4000",
+        "10.3.0.10",
+    ]);
+    assert!(
+        frag.status.success(),
+        "{kind}: 4000-byte ping without DF: {}\nA: {}\nB: {}",
+        String::from_utf8_lossy(&frag.stdout),
+        t.counters(&t.a),
+        t.counters(&t.b)
+    );
+
+    std::thread::sleep(Duration::from_millis(300));
+    cap_outer.terminate(Duration::from_secs(3));
+    cap_inner.terminate(Duration::from_secs(3));
+    // scapy: every tunnel packet well formed, inner identical except TTL.
+    let checker = std::env::current_dir()?.join("scripts/tunnel_pcap.py");
+    let checker = if checker.exists() {
+        checker
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tunnel_pcap.py")
+    };
+    let mut args = vec![
+        "/usr/bin/python3",
+        checker.to_str().unwrap(),
+        "check",
+        outer_pcap.to_str().unwrap(),
+        inner_pcap.to_str().unwrap(),
+        kind,
+        "10.10.0.1",
+        "10.10.0.2",
+    ];
+    if let Some(k) = key_arg {
+        args.push(k);
+    }
+    let out = sh(&args).with_context(|| format!("{kind}: scapy check"))?;
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+    // tshark dissects GRE, IPIP and FOU (decode-as) natively.
+    if kind != "gue" {
+        let mut targs = vec![
+            "tshark",
+            "-r",
+            outer_pcap.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "ip.dst",
+        ];
+        let (filter, decode);
+        match kind {
+            "gre" => {
+                filter = "gre".to_string();
+                targs.extend_from_slice(&["-e", "gre.key", "-e", "gre.proto"]);
+            }
+            "ipip" => filter = "ip.proto == 4".to_string(),
+            _ => {
+                filter = "udp.dstport == 5555".to_string();
+                decode = "udp.port==5555,ip".to_string();
+                targs.extend_from_slice(&["-d", &decode]);
+            }
+        }
+        targs.extend_from_slice(&["-Y", &filter]);
+        let out = sh(&targs)?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        // tshark lists nested IP layers comma-separated: outer, then inner.
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("10.10.0.1,10.1.0.10\t10.10.0.2,10.3.0.10"))
+            .with_context(|| format!("{kind}: tshark saw no A->B tunnel packet with inner 10.1.0.10 -> 10.3.0.10:\n{text}"))?;
+
+        if kind == "gre" {
+            assert!(
+                line.contains(&format!("{:#010x}", 4242)),
+                "GRE key 4242 in tshark fields: {line}"
+            );
+        }
+        eprintln!("tshark {kind}: {line}");
+    }
+
+    // scapy-built tunnel packets are decapsulated: an echo request to hA from hB's /32,
+    // sent on B's side of the WAN with B's transport address; A's encapsulated reply is seen.
+    let ports = admin(&t.a.admin, "ports")?;
+    let a_wan_mac = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "wan")
+        .unwrap()["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply_pcap = t.scratch.file("reply.pcap");
+    let mut cap = t.b.dp_ns.spawn(
+        &[
+            "tcpdump",
+            "-U",
+            "-n",
+            "-i",
+            &wan_b,
+            "-w",
+            reply_pcap.to_str().unwrap(),
+        ],
+        &t.scratch.file("tcpdump-reply.log"),
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let mut sargs = vec![
+        "/usr/bin/python3",
+        checker.to_str().unwrap(),
+        "send",
+        &wan_b,
+        &a_wan_mac,
+        kind,
+        "10.10.0.2",
+        "10.10.0.1",
+        "10.3.0.10",
+        "10.1.0.10",
+        "4321",
+    ];
+    if let Some(k) = key_arg {
+        sargs.push(k);
+    }
+    t.b.dp_ns
+        .run(&sargs)
+        .with_context(|| format!("{kind}: scapy send"))?;
+    std::thread::sleep(Duration::from_millis(800));
+    cap.terminate(Duration::from_secs(3));
+    let check = format!(
+        "from scapy.all import *\nimport sys\nsys.path.insert(0, '{}')\nimport tunnel_pcap\nok=[p for p in rdpcap('{}') if ICMP in p and p[ICMP].type==0 and p[ICMP].id==4321 and IP in p and p[IP].src=='10.10.0.1']\nprint(len(ok))\nassert ok, 'no encapsulated echo reply to the scapy-built request'\n",
+        checker.parent().unwrap().display(),
+        reply_pcap.display()
+    );
+    let out = sh(&["/usr/bin/python3", "-c", &check])
+        .with_context(|| format!("{kind}: reply to the scapy-built packet"))?;
+    eprintln!(
+        "{kind}: {} encapsulated replies to the scapy-built request",
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+
+    // 100 MB over TCP, sha256 on both ends; the MSS the far end sees fits the tunnel.
+    let mb: u64 = std::env::var("CER_TRANSFER_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let (rate, mss) = t.transfer(mb << 20)?;
+    eprintln!("{kind}: {mb} MiB at {rate:.1} MB/s, receiver MSS {mss}");
+    assert!(
+        mss > 0 && mss <= mtu - 40,
+        "{kind}: MSS {mss} must fit the tunnel MTU {mtu} - 40"
+    );
+    let stats = admin(&t.a.admin, "counters")?;
+    let enc = stats[0]["events"]["encapsulated"].as_u64().unwrap_or(0);
+    assert!(enc > 1000, "{kind}: encapsulated {enc}");
+    Ok(())
+}
+
+#[test]
+fn transport_ipip() -> Result<()> {
+    scenario("ipip")
+}
+
+#[test]
+fn transport_gre_with_key() -> Result<()> {
+    scenario("gre")
+}
+
+#[test]
+fn transport_fou() -> Result<()> {
+    scenario("fou")
+}
+
+#[test]
+fn transport_gue() -> Result<()> {
+    scenario("gue")
+}
