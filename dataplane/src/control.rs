@@ -298,6 +298,17 @@ impl Manager {
                 drops: DropReason::ALL
                     .iter()
                     .map(|d| (d.name().to_string(), s.drops_of(*d)))
+                    .chain(
+                        crate::tunnel::wireguard::WgDrop::ALL
+                            .iter()
+                            .enumerate()
+                            .map(|(i, d)| {
+                                (
+                                    d.name().to_string(),
+                                    s.wg_drops.get(i).map(load).unwrap_or(0),
+                                )
+                            }),
+                    )
                     .collect(),
             })
             .collect()

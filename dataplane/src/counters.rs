@@ -54,7 +54,7 @@ named_enum! {
         ReassemblyTimeout => "reassembly_timeout",
         ReassemblyEvicted => "reassembly_evicted",
         ReassemblySourceLimit => "reassembly_per_source_limit",
-        Wireguard => "wireguard",
+        Wireguard => "wireguard_not_owned_queue_full",
         NeighborUnresolved => "neighbor_unresolved",
         FragNeeded => "fragmentation_needed",
         FragFailed => "fragmentation_failed",
@@ -90,6 +90,8 @@ named_enum! {
         Decapsulated => "decapsulated",
         MssClamped => "tcp_mss_clamped",
         Reassembled => "outer_reassembled",
+        WgControlSent => "wireguard_control_sent",
+        WgHandedOff => "wireguard_handed_off",
     }
 }
 
@@ -105,7 +107,12 @@ pub struct CoreStats {
     pub tx: [AtomicU64; MAX_PORTS],
     pub drops: [AtomicU64; DropReason::COUNT],
     pub events: [AtomicU64; Event::COUNT],
+    /// WireGuard drops by `WgDrop` reason (indexed by its position in `WgDrop::ALL`).
+    pub wg_drops: [AtomicU64; MAX_WG_DROPS],
 }
+
+/// Room for every `tunnel::wireguard::WgDrop` reason.
+pub const MAX_WG_DROPS: usize = 32;
 
 #[inline(always)]
 fn bump(c: &AtomicU64, n: u64) {
@@ -123,6 +130,7 @@ impl CoreStats {
             tx: std::array::from_fn(|_| AtomicU64::new(0)),
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             events: std::array::from_fn(|_| AtomicU64::new(0)),
+            wg_drops: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -154,6 +162,13 @@ impl CoreStats {
     #[inline(always)]
     pub fn burst(&self) {
         bump(&self.bursts, 1);
+    }
+
+    #[inline]
+    pub fn wg_dropped(&self, index: usize) {
+        if let Some(c) = self.wg_drops.get(index) {
+            bump(c, 1);
+        }
     }
 
     pub fn drops_of(&self, reason: DropReason) -> u64 {

@@ -7,8 +7,11 @@ use crate::counters::{CoreStats, MAX_PORTS};
 use crate::dpdk_io::DpdkIo;
 use crate::fib::Fib;
 use crate::packet::HEADROOM;
-use crate::pipeline::{CoreLinks, IoRole, PipelineConfig, PortInfo, Worker};
+use crate::pipeline::{
+    CoreLinks, IoRole, OwnedWgPeer, PipelineConfig, PortInfo, WgHandoff, Worker,
+};
 use crate::snapshot::Snapshot;
+use crate::tunnel::wireguard::{self as wg, WgPeer, WgRateLimiter};
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use cer_dpdk::{Eal, Mempool, Port, PortSetup};
@@ -490,6 +493,56 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             .spawn(move || serve_admin(admin_listener, tx))?;
     }
 
+    // WireGuard: each tunnel's peer state lives on one core (id % cores);
+    // other cores hand it packets through lock-free queues.
+    let mut wg_owned: Vec<Vec<OwnedWgPeer>> = dp.cores.iter().map(|_| Vec::new()).collect();
+    let mut limiters: Vec<(String, WgRateLimiter)> = Vec::new();
+    for t in cfg
+        .tunnels
+        .iter()
+        .filter(|t| t.kind == cer_shared::config::TunnelKind::Wireguard)
+    {
+        let what = |field: &str| format!("tunnel id {}: {field}", t.id);
+        let private = match (&t.private_key, &t.private_key_file) {
+            (Some(k), _) => k.clone(),
+            (None, Some(f)) => wg::read_private_key_file(f)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", what("private_key_file")))?,
+            (None, None) => bail!("{}: missing", what("private_key")),
+        };
+        let limiter = match limiters.iter().find(|(k, _)| *k == private) {
+            Some((_, l)) => l.clone(),
+            None => {
+                let l = WgRateLimiter::new(&private, wg::DEFAULT_HANDSHAKES_PER_SECOND)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", what("private_key")))?;
+                limiters.push((private.clone(), l.clone()));
+                l
+            }
+        };
+        let peer = WgPeer::new_with_limiter(
+            &private,
+            t.peer_public_key.as_deref().unwrap_or_default(),
+            t.preshared_key.as_deref(),
+            t.persistent_keepalive,
+            t.id,
+            &limiter,
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", what("keys")))?;
+        let owner = t.id as usize % ncores;
+        let port = t.port.unwrap_or(51820);
+        wg_owned[owner].push(OwnedWgPeer {
+            tunnel: t.id,
+            peer,
+            peer_port: port,
+        });
+        log::info!(
+            "WireGuard tunnel {} to {} owned by lcore {}",
+            t.id,
+            t.remote,
+            dp.cores[owner]
+        );
+    }
+    let wg_handoff = Arc::new(WgHandoff::new(ncores));
+
     for (k, lcore) in dp.cores.iter().enumerate() {
         let links = CoreLinks {
             snapshot: snapshot.clone(),
@@ -497,7 +550,12 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             commands: commands[k].clone(),
             stats: stats[k].clone(),
         };
-        let mut worker = Worker::new(pcfg.clone(), links);
+        let mut worker = Worker::new(pcfg.clone(), links).with_wireguard(
+            k,
+            ncores,
+            std::mem::take(&mut wg_owned[k]),
+            wg_handoff.clone(),
+        );
         let mut io = DpdkIo::new(io_ports.clone(), k as u16, pool.clone());
         let stop = stop.clone();
         let adaptive = dp.poll_mode == PollMode::Adaptive;

@@ -13,6 +13,7 @@ use crate::counters::{CoreStats, DropReason, Event};
 use crate::packet::{PacketBuf, PortIo, BURST};
 use crate::reassembly::{Outcome, Reassembly};
 use crate::snapshot::{EndpointAction, NeighborStatus, Snapshot};
+use crate::tunnel::wireguard::{self as wg, WgOut, WgPeer};
 use crate::tunnel::{self, Decap, TunnelInfo};
 use crate::wire::{self, be16, be32, ip, put16, put32};
 use arc_swap::ArcSwap;
@@ -157,6 +158,12 @@ pub struct Worker<B: PacketBuf> {
     now_ns: u64,
     reasm: Reassembly<B>,
     polls: u64,
+    /// WireGuard peers this core owns (tunnel id % cores == this core's index).
+    wg_peers: Vec<OwnedWgPeer>,
+    wg_core: usize,
+    wg_cores: usize,
+    wg_handoff: Option<Arc<WgHandoff<B>>>,
+    wg_last_tick: u64,
 }
 
 /// Where a routed packet goes.
@@ -167,6 +174,45 @@ enum Target {
     /// Into a tunnel.
     Tunnel(u32),
 }
+
+/// A WireGuard peer owned by this core, and where it was last heard from.
+pub struct OwnedWgPeer {
+    pub tunnel: u32,
+    pub peer: WgPeer,
+    /// UDP port the peer sends from (its endpoint; roaming follows it).
+    pub peer_port: u16,
+}
+
+/// Work for the core that owns a WireGuard tunnel.
+pub enum WgWork<B> {
+    Encap {
+        tunnel: u32,
+        in_port: usize,
+        buf: B,
+    },
+    Decap {
+        tunnel: u32,
+        port: usize,
+        offset: usize,
+        buf: B,
+    },
+}
+
+/// One lock-free queue per core: packets for the WireGuard peers it owns.
+pub struct WgHandoff<B> {
+    pub queues: Vec<ArrayQueue<WgWork<B>>>,
+}
+
+impl<B> WgHandoff<B> {
+    pub fn new(cores: usize) -> Self {
+        WgHandoff {
+            queues: (0..cores).map(|_| ArrayQueue::new(1024)).collect(),
+        }
+    }
+}
+
+/// How often the owning core runs WireGuard timers (rekey, keepalive, retries).
+const WG_TICK_NS: u64 = 100_000_000;
 
 /// Where fragments go.
 #[derive(Clone, Copy)]
@@ -191,9 +237,40 @@ impl<B: PacketBuf> Worker<B> {
             now_ns: 0,
             reasm: Reassembly::new(),
             polls: 0,
+            wg_peers: Vec::new(),
+            wg_core: 0,
+            wg_cores: 1,
+            wg_handoff: None,
+            wg_last_tick: 0,
             cfg,
             links,
         }
+    }
+
+    /// Gives this core (number `core` of `cores`) the WireGuard peers it owns
+    /// and the handoff queues shared by all cores.
+    pub fn with_wireguard(
+        mut self,
+        core: usize,
+        cores: usize,
+        peers: Vec<OwnedWgPeer>,
+        handoff: Arc<WgHandoff<B>>,
+    ) -> Self {
+        self.set_wireguard(core, cores, peers, handoff);
+        self
+    }
+
+    pub fn set_wireguard(
+        &mut self,
+        core: usize,
+        cores: usize,
+        peers: Vec<OwnedWgPeer>,
+        handoff: Arc<WgHandoff<B>>,
+    ) {
+        self.wg_core = core;
+        self.wg_cores = cores.max(1);
+        self.wg_peers = peers;
+        self.wg_handoff = Some(handoff);
     }
 
     pub fn stats(&self) -> &Arc<CoreStats> {
@@ -218,6 +295,7 @@ impl<B: PacketBuf> Worker<B> {
         while let Some(cmd) = self.links.commands.pop() {
             self.run_command(io, snap, cmd);
         }
+        self.wireguard_housekeeping(io, snap);
         self.polls = self.polls.wrapping_add(1);
         if self.polls.is_multiple_of(1024) {
             let n = self.reasm.sweep(self.now_ns);
@@ -593,7 +671,12 @@ impl<B: PacketBuf> Worker<B> {
         match tunnel::classify(&buf.data()[wire::ETH_LEN..], ihl, &snap.tunnels) {
             Decap::NotTunnel => self.local(io, snap, port, buf, ihl),
             Decap::Drop(reason) => self.drop_pkt(reason, buf),
-            Decap::Wireguard { .. } => self.drop_pkt(DropReason::Wireguard, buf),
+            Decap::Wireguard { offset, tunnel } => {
+                if depth > 0 {
+                    return self.drop_pkt(DropReason::TunnelNested, buf);
+                }
+                self.wg_decap(io, snap, port, tunnel, offset, buf)
+            }
             Decap::Inner { offset, .. } => {
                 if depth > 0 {
                     return self.drop_pkt(DropReason::TunnelNested, buf);
@@ -627,9 +710,6 @@ impl<B: PacketBuf> Worker<B> {
         let Some(&t) = snap.tunnels.get(tid) else {
             return self.drop_pkt(DropReason::NoTunnel, buf);
         };
-        if t.kind == cer_shared::config::TunnelKind::Wireguard {
-            return self.drop_pkt(DropReason::Wireguard, buf);
-        }
         if wire::clamp_mss(
             &mut buf.data_mut()[wire::ETH_LEN..],
             ihl,
@@ -674,6 +754,9 @@ impl<B: PacketBuf> Worker<B> {
         t: &TunnelInfo,
         mut buf: B,
     ) {
+        if t.kind == cer_shared::config::TunnelKind::Wireguard {
+            return self.wg_encap(io, snap, in_port, t.id, buf);
+        }
         let ihl = usize::from(buf.data()[wire::ETH_LEN] & 0x0f) * 4;
         let hash = match buf.rss_hash() {
             Some(h) => h,
@@ -946,6 +1029,242 @@ impl<B: PacketBuf> Worker<B> {
         put16(icmp, 2, c);
         self.links.stats.event(Event::IcmpSent);
         self.send_local(io, snap, in_port, buf, 20);
+    }
+
+    /// The core that owns a WireGuard tunnel.
+    #[inline]
+    fn wg_owner(&self, tunnel: u32) -> usize {
+        tunnel as usize % self.wg_cores
+    }
+
+    fn wg_peer_index(&self, tunnel: u32) -> Option<usize> {
+        self.wg_peers.iter().position(|p| p.tunnel == tunnel)
+    }
+
+    /// Hands `work` to the owning core; false (and counted) if its queue is full.
+    fn wg_handoff(&self, owner: usize, work: WgWork<B>) {
+        match self.wg_handoff.as_ref().and_then(|h| h.queues.get(owner)) {
+            Some(q) => match q.push(work) {
+                Ok(()) => self.links.stats.event(Event::WgHandedOff),
+                Err(_) => self.links.stats.dropped(DropReason::Wireguard),
+            },
+            None => self.links.stats.dropped(DropReason::Wireguard),
+        }
+    }
+
+    /// Runs queued handoffs and, every 100 ms, the WireGuard timers.
+    fn wireguard_housekeeping<I: PortIo<Buf = B>>(&mut self, io: &mut I, snap: &Snapshot) {
+        if self.wg_peers.is_empty() {
+            return;
+        }
+        if let Some(h) = self.wg_handoff.clone() {
+            if let Some(q) = h.queues.get(self.wg_core) {
+                while let Some(work) = q.pop() {
+                    match work {
+                        WgWork::Encap {
+                            tunnel,
+                            in_port,
+                            buf,
+                        } => self.wg_encap(io, snap, in_port, tunnel, buf),
+                        WgWork::Decap {
+                            tunnel,
+                            port,
+                            offset,
+                            buf,
+                        } => self.wg_decap(io, snap, port, tunnel, offset, buf),
+                    }
+                }
+            }
+        }
+        if self.now_ns.saturating_sub(self.wg_last_tick) < WG_TICK_NS {
+            return;
+        }
+        self.wg_last_tick = self.now_ns;
+        for i in 0..self.wg_peers.len() {
+            let Some(mut out) = io.alloc() else {
+                self.links.stats.dropped(DropReason::NoMbuf);
+                return;
+            };
+            if !out.append(wg::MIN_OUT_LEN) {
+                return self.drop_pkt(DropReason::NoMbuf, out);
+            }
+            let tunnel = self.wg_peers[i].tunnel;
+            match self.wg_peers[i].peer.tick(out.data_mut()) {
+                WgOut::Send(n) => {
+                    out.set_len(n);
+                    self.wg_send(io, snap, 0, tunnel, out);
+                }
+                WgOut::Drop(d) => self.wg_count(d),
+                WgOut::Inner(_) | WgOut::Nothing => {}
+            }
+        }
+    }
+
+    fn wg_count(&self, d: wg::WgDrop) {
+        let i = wg::WgDrop::ALL.iter().position(|x| *x == d).unwrap_or(0);
+        self.links.stats.wg_dropped(i);
+    }
+
+    /// Encrypts an inner packet (Ethernet header in front) for `tunnel` and sends it.
+    fn wg_encap<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        in_port: usize,
+        tunnel: u32,
+        buf: B,
+    ) {
+        let owner = self.wg_owner(tunnel);
+        if owner != self.wg_core {
+            return self.wg_handoff(
+                owner,
+                WgWork::Encap {
+                    tunnel,
+                    in_port,
+                    buf,
+                },
+            );
+        }
+        let Some(i) = self.wg_peer_index(tunnel) else {
+            return self.drop_pkt(DropReason::NoTunnel, buf);
+        };
+        let inner = &buf.data()[wire::ETH_LEN..];
+        let Some(mut out) = io.alloc() else {
+            return self.drop_pkt(DropReason::NoMbuf, buf);
+        };
+        if !out.append(wg::encap_out_len(inner.len())) {
+            return self.drop_pkt(DropReason::NoMbuf, buf);
+        }
+        match self.wg_peers[i].peer.encapsulate(inner, out.data_mut()) {
+            WgOut::Send(n) => {
+                out.set_len(n);
+                self.links.stats.event(Event::Encapsulated);
+                self.wg_send(io, snap, in_port, tunnel, out);
+            }
+            WgOut::Drop(d) => self.wg_count(d),
+            WgOut::Inner(_) | WgOut::Nothing => {}
+        }
+        drop(buf);
+    }
+
+    /// Sends a WireGuard message (UDP payload in `out`) to the tunnel's peer.
+    fn wg_send<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        in_port: usize,
+        tunnel: u32,
+        mut out: B,
+    ) {
+        let Some(&t) = snap.tunnels.get(tunnel) else {
+            return self.drop_pkt(DropReason::NoTunnel, out);
+        };
+        let dport = self
+            .wg_peer_index(tunnel)
+            .map(|i| self.wg_peers[i].peer_port)
+            .unwrap_or(t.port);
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        if !tunnel::encap_udp(&mut out, t.local, t.remote, t.port, dport, self.ip_ident) {
+            return self.drop_pkt(DropReason::NoMbuf, out);
+        }
+        match self.underlay(snap, t.remote, t.remote ^ u32::from(t.port)) {
+            Ok((port, nh)) => self.output(io, snap, in_port, port, nh, out, wire::IPV4_MIN, false),
+            Err(_) => self.drop_pkt(DropReason::TunnelNoUnderlay, out),
+        }
+    }
+
+    /// A WireGuard datagram from a configured peer: decrypt, forward the inner
+    /// packet; answer handshakes; flush what waited for the handshake.
+    #[allow(clippy::too_many_arguments)]
+    fn wg_decap<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        port: usize,
+        tunnel: u32,
+        offset: usize,
+        buf: B,
+    ) {
+        let owner = self.wg_owner(tunnel);
+        if owner != self.wg_core {
+            return self.wg_handoff(
+                owner,
+                WgWork::Decap {
+                    tunnel,
+                    port,
+                    offset,
+                    buf,
+                },
+            );
+        }
+        let Some(i) = self.wg_peer_index(tunnel) else {
+            return self.drop_pkt(DropReason::NoTunnel, buf);
+        };
+        let d = buf.data();
+        let h = &d[wire::ETH_LEN..];
+        let ihl = usize::from(h[0] & 0x0f) * 4;
+        let src = std::net::Ipv4Addr::from(be32(h, ip::SRC));
+        let sport = be16(h, ihl);
+        let dgram = &d[wire::ETH_LEN + offset..];
+        let Some(mut out) = io.alloc() else {
+            return self.drop_pkt(DropReason::NoMbuf, buf);
+        };
+        // Room for the decrypted packet and, for an inner packet, an Ethernet header.
+        if !out.append(wg::decap_out_len(dgram.len()) + wire::ETH_LEN) || !out.adj(wire::ETH_LEN) {
+            return self.drop_pkt(DropReason::NoMbuf, buf);
+        }
+        let result = self.wg_peers[i]
+            .peer
+            .decapsulate(src, dgram, out.data_mut());
+        drop(buf);
+        match result {
+            WgOut::Inner(n) => {
+                self.wg_peers[i].peer_port = sport;
+                out.set_len(n);
+                if !out.prepend(wire::ETH_LEN) {
+                    return self.drop_pkt(DropReason::NoMbuf, out);
+                }
+                let mac = self.cfg.ports[port].mac;
+                wire::write_eth(out.data_mut(), &mac, &[0; 6], wire::ETHERTYPE_IPV4);
+                self.links.stats.event(Event::Decapsulated);
+                self.ipv4(io, snap, port, out, 1);
+            }
+            WgOut::Send(n) => {
+                self.wg_peers[i].peer_port = sport;
+                out.set_len(n);
+                self.links.stats.event(Event::WgControlSent);
+                self.wg_send(io, snap, port, tunnel, out);
+            }
+            WgOut::Drop(d) => {
+                self.wg_count(d);
+                return;
+            }
+            WgOut::Nothing => {}
+        }
+        // Packets boringtun queued while the handshake ran.
+        for _ in 0..256 {
+            let Some(mut q) = io.alloc() else { return };
+            let mtu = snap
+                .tunnels
+                .get(tunnel)
+                .map(|t| usize::from(t.mtu))
+                .unwrap_or(1500);
+            if !q.append(wg::encap_out_len(mtu)) {
+                return self.drop_pkt(DropReason::NoMbuf, q);
+            }
+            match self.wg_peers[i].peer.flush_queued(q.data_mut()) {
+                WgOut::Send(n) => {
+                    q.set_len(n);
+                    self.links.stats.event(Event::Encapsulated);
+                    self.wg_send(io, snap, port, tunnel, q);
+                }
+                WgOut::Drop(d) => {
+                    self.wg_count(d);
+                    return;
+                }
+                WgOut::Inner(_) | WgOut::Nothing => return,
+            }
+        }
     }
 
     /// Fragments an IPv4 packet (DF clear) to `mtu` and sends every fragment.
