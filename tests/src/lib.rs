@@ -432,3 +432,83 @@ impl Control {
     }
 }
 pub mod wg;
+
+/// Sends `total` bytes over TCP and prints the count, the sha256 and the seconds taken.
+pub const TCP_SENDER: &str = r#"
+import hashlib, socket, sys, time
+host, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+block = hashlib.sha256(b"cer").digest() * 2048      # 64 KiB, then varied per block
+h = hashlib.sha256()
+s = socket.create_connection((host, port), timeout=30)
+sent = 0
+i = 0
+t0 = time.time()
+while sent < total:
+    chunk = hashlib.sha256(i.to_bytes(8, "big")).digest() + block[32:]
+    chunk = chunk[: min(len(chunk), total - sent)]
+    s.sendall(chunk)
+    h.update(chunk)
+    sent += len(chunk)
+    i += 1
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+print(sent, h.hexdigest(), round(time.time() - t0, 2))
+"#;
+
+/// Receives one TCP connection and prints the byte count, sha256 and the MSS it saw.
+pub const TCP_RECEIVER: &str = r#"
+import hashlib, socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((addr, port))
+l.listen(1)
+c, _ = l.accept()
+mss = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+h = hashlib.sha256()
+n = 0
+while True:
+    b = c.recv(1 << 20)
+    if not b:
+        break
+    h.update(b)
+    n += len(b)
+c.close()
+print(n, h.hexdigest(), mss, flush=True)
+"#;
+
+/// A TCP transfer of `bytes` from `from` to `to_ip` (a receiver in `to`), with
+/// sha256 computed on both ends and compared. Returns (MB/s, receiver's MSS).
+pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: &str, bytes: u64, scratch: &Scratch) -> Result<(f64, u32)> {
+    let recv = scratch.file("tcp_recv.py");
+    let send = scratch.file("tcp_send.py");
+    std::fs::write(&recv, TCP_RECEIVER)?;
+    std::fs::write(&send, TCP_SENDER)?;
+    let log = scratch.file(&format!("tcp_recv-{}.log", tag()));
+    let r = to.spawn(&["/usr/bin/python3", recv.to_str().unwrap(), to_ip, "7001"], &log)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let out = from.run(&["/usr/bin/python3", send.to_str().unwrap(), to_ip, "7001", &bytes.to_string()])?;
+    let secs = t0.elapsed().as_secs_f64();
+    let sent = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let t = r.log_text();
+        if t.split_whitespace().count() >= 3 {
+            break t.trim().to_string();
+        }
+        if Instant::now() > deadline {
+            bail!("receiver did not finish: {t}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let s: Vec<&str> = sent.split_whitespace().collect();
+    let g: Vec<&str> = got.split_whitespace().collect();
+    if s.first().map(|x| x.to_string()) != Some(bytes.to_string()) {
+        bail!("sender: {sent}");
+    }
+    if (g[0], g[1]) != (s[0], s[1]) {
+        bail!("transfer mismatch: sent {} bytes sha256 {}, received {} bytes sha256 {}", s[0], s[1], g[0], g[1]);
+    }
+    Ok((bytes as f64 / secs / 1e6, g[2].parse().unwrap_or(0)))
+}

@@ -6,52 +6,12 @@
 //!
 //!   hA 10.1.0.10 -- lan [dpA] wan 10.10.0.1 ===veth=== 10.10.0.2 wan [dpB] lan -- hB 10.3.0.10
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use cer_e2e::*;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const SENDER: &str = r#"
-import hashlib, socket, sys, time
-host, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-block = hashlib.sha256(b"cer").digest() * 2048      # 64 KiB, then varied per block
-h = hashlib.sha256()
-s = socket.create_connection((host, port), timeout=30)
-sent = 0
-i = 0
-t0 = time.time()
-while sent < total:
-    chunk = hashlib.sha256(i.to_bytes(8, "big")).digest() + block[32:]
-    chunk = chunk[: min(len(chunk), total - sent)]
-    s.sendall(chunk)
-    h.update(chunk)
-    sent += len(chunk)
-    i += 1
-s.shutdown(socket.SHUT_WR)
-s.recv(1)
-print(sent, h.hexdigest(), round(time.time() - t0, 2))
-"#;
 
-const RECEIVER: &str = r#"
-import hashlib, socket, sys
-addr, port = sys.argv[1], int(sys.argv[2])
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind((addr, port))
-l.listen(1)
-c, _ = l.accept()
-mss = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
-h = hashlib.sha256()
-n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b:
-        break
-    h.update(b)
-    n += len(b)
-c.close()
-print(n, h.hexdigest(), mss, flush=True)
-"#;
 
 struct Site {
     // The dataplane stops (SIGTERM) before its namespaces go.
@@ -149,27 +109,21 @@ impl Topo {
             h.run(&["ip", "route", "add", "default", "via", gw])?;
             h.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
         }
-        let tun = |local: &str, remote: &str| {
-            format!("[[tunnel]]\nid = 1\nkind = \"{kind}\"\nlocal = \"{local}\"\nremote = \"{remote}\"\n{extra}")
+        let tun = |local: &str, remote: &str, keys: &str| {
+            format!("[[tunnel]]\nid = 1\nkind = \"{kind}\"\nlocal = \"{local}\"\nremote = \"{remote}\"\n{extra}{keys}")
         };
-        let cfg_a = dataplane_config(
-            &scratch.path,
-            "a",
-            &la,
-            "10.1.0.1/24",
-            &wa,
-            "10.10.0.1/24",
-            &tun("10.10.0.1", "10.10.0.2"),
-        )?;
-        let cfg_b = dataplane_config(
-            &scratch.path,
-            "b",
-            &lb,
-            "10.3.0.1/24",
-            &wb,
-            "10.10.0.2/24",
-            &tun("10.10.0.2", "10.10.0.1"),
-        )?;
+        let (keys_a, keys_b) = if kind == "wireguard" {
+            let (ka, kb) = (wg_genkey()?, wg_genkey()?);
+            let (pa, pb) = (wg_pubkey(&ka)?, wg_pubkey(&kb)?);
+            (
+                format!("private_key = \"{ka}\"\npeer_public_key = \"{pb}\"\n"),
+                format!("private_key = \"{kb}\"\npeer_public_key = \"{pa}\"\n"),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        let cfg_a = dataplane_config(&scratch.path, "a", &la, "10.1.0.1/24", &wa, "10.10.0.1/24", &tun("10.10.0.1", "10.10.0.2", &keys_a))?;
+        let cfg_b = dataplane_config(&scratch.path, "b", &lb, "10.3.0.1/24", &wb, "10.10.0.2/24", &tun("10.10.0.2", "10.10.0.1", &keys_b))?;
         let start = |ns: &Netns, cfg: &Path, name: &str| -> Result<Proc> {
             let mut p = ns.spawn(
                 &[
@@ -223,52 +177,9 @@ impl Topo {
             .unwrap_or_default()
     }
 
-    fn script(&self, name: &str, body: &str) -> Result<String> {
-        let p = self.scratch.file(name);
-        std::fs::write(&p, body)?;
-        Ok(p.display().to_string())
-    }
-
     /// A TCP transfer hA -> hB of `bytes`; returns (MB/s, MSS the receiver saw).
     fn transfer(&self, bytes: u64) -> Result<(f64, u32)> {
-        let recv = self.script("recv.py", RECEIVER)?;
-        let send = self.script("send.py", SENDER)?;
-        let mut r = self.b.host.spawn(
-            &["/usr/bin/python3", &recv, "10.3.0.10", "7001"],
-            &self.scratch.file("recv.log"),
-        )?;
-        std::thread::sleep(Duration::from_millis(300));
-        let t0 = Instant::now();
-        let out = self.a.host.run(&[
-            "/usr/bin/python3",
-            &send,
-            "10.3.0.10",
-            "7001",
-            &bytes.to_string(),
-        ])?;
-        let secs = t0.elapsed().as_secs_f64();
-        let sent = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        r.wait_for_log(" ", Duration::from_secs(30))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let got = loop {
-            let t = r.log_text();
-            if t.split_whitespace().count() >= 3 {
-                break t.trim().to_string();
-            }
-            if Instant::now() > deadline {
-                bail!("receiver did not finish: {t}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let s: Vec<&str> = sent.split_whitespace().collect();
-        let g: Vec<&str> = got.split_whitespace().collect();
-        assert_eq!(s[0], bytes.to_string());
-        assert_eq!(
-            (g[0], g[1]),
-            (s[0], s[1]),
-            "bytes and sha256 match end to end"
-        );
-        Ok((bytes as f64 / secs / 1e6, g[2].parse().unwrap_or(0)))
+        tcp_transfer(&self.a.host, &self.b.host, "10.3.0.10", bytes, &self.scratch)
     }
 }
 
@@ -278,8 +189,26 @@ fn tunnel_mtu(kind: &str) -> u32 {
         "gre" => 28, // with key
         "fou" => 28,
         "gue" => 32,
+        "wireguard" => 60,
         _ => unreachable!(),
     }
+}
+
+/// A WireGuard private key from wireguard-tools.
+fn wg_genkey() -> Result<String> {
+    Ok(String::from_utf8(sh(&["wg", "genkey"])?.stdout)?.trim().to_string())
+}
+
+fn wg_pubkey(private: &str) -> Result<String> {
+    use std::io::Write;
+    let mut c = std::process::Command::new("wg")
+        .arg("pubkey")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    c.stdin.take().context("stdin")?.write_all(private.as_bytes())?;
+    let out = c.wait_with_output()?;
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
 fn scenario(kind: &str) -> Result<()> {
@@ -397,6 +326,23 @@ fn scenario(kind: &str) -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     cap_outer.terminate(Duration::from_secs(3));
     cap_inner.terminate(Duration::from_secs(3));
+    let checker_path = std::env::current_dir()?.join("scripts/tunnel_pcap.py");
+    if kind == "wireguard" {
+        // Encrypted: check the framing with tshark's WireGuard dissector instead.
+        let out = sh(&[
+            "tshark", "-r", outer_pcap.to_str().unwrap(), "-d", "udp.port==51820,wg", "-Y", "wg", "-T", "fields",
+            "-e", "ip.src", "-e", "ip.dst", "-e", "udp.srcport", "-e", "udp.dstport", "-e", "wg.type",
+        ])?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let data: Vec<&str> = text.lines().filter(|l| l.ends_with("\t4")).collect();
+        assert!(!data.is_empty(), "wireguard: no transport data messages seen:\n{text}");
+        for l in &data {
+            assert!(l.starts_with("10.10.0.1\t10.10.0.2\t51820\t51820"), "wireguard outer: {l}");
+        }
+        assert!(text.lines().any(|l| l.ends_with("\t1") || l.ends_with("\t2")), "a handshake on the wire:\n{text}");
+        eprintln!("tshark wireguard: {} data messages, handshake seen", data.len());
+    }
+    let _ = &checker_path;
     // scapy: every tunnel packet well formed, inner identical except TTL.
     let checker = std::env::current_dir()?.join("scripts/tunnel_pcap.py");
     let checker = if checker.exists() {
@@ -417,10 +363,12 @@ fn scenario(kind: &str) -> Result<()> {
     if let Some(k) = key_arg {
         args.push(k);
     }
-    let out = sh(&args).with_context(|| format!("{kind}: scapy check"))?;
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+    if kind != "wireguard" {
+        let out = sh(&args).with_context(|| format!("{kind}: scapy check"))?;
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+    }
     // tshark dissects GRE, IPIP and FOU (decode-as) natively.
-    if kind != "gue" {
+    if kind != "gue" && kind != "wireguard" {
         let mut targs = vec![
             "tshark",
             "-r",
@@ -463,6 +411,9 @@ fn scenario(kind: &str) -> Result<()> {
         eprintln!("tshark {kind}: {line}");
     }
 
+    if kind == "wireguard" {
+        return wg_rest(&t, mtu);
+    }
     // scapy-built tunnel packets are decapsulated: an echo request to hA from hB's /32,
     // sent on B's side of the WAN with B's transport address; A's encapsulated reply is seen.
     let ports = admin(&t.a.admin, "ports")?;
@@ -537,6 +488,20 @@ fn scenario(kind: &str) -> Result<()> {
     let enc = stats[0]["events"]["encapsulated"].as_u64().unwrap_or(0);
     assert!(enc > 1000, "{kind}: encapsulated {enc}");
     Ok(())
+}
+
+/// The transfer part for WireGuard (no scapy-built packets: they would need the session keys).
+fn wg_rest(t: &Topo, mtu: u32) -> Result<()> {
+    let mb: u64 = std::env::var("CER_TRANSFER_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let (rate, mss) = t.transfer(mb << 20)?;
+    eprintln!("wireguard: {mb} MiB at {rate:.1} MB/s, receiver MSS {mss}");
+    assert!(mss > 0 && mss <= mtu - 40, "wireguard: MSS {mss} must fit the tunnel MTU {mtu} - 40");
+    Ok(())
+}
+
+#[test]
+fn transport_wireguard() -> Result<()> {
+    scenario("wireguard")
 }
 
 #[test]
