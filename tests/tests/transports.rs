@@ -11,8 +11,6 @@ use cer_e2e::*;
 use std::path::Path;
 use std::time::Duration;
 
-
-
 struct Site {
     // The dataplane stops (SIGTERM) before its namespaces go.
     _dp: Proc,
@@ -113,8 +111,8 @@ impl Topo {
             format!("[[tunnel]]\nid = 1\nkind = \"{kind}\"\nlocal = \"{local}\"\nremote = \"{remote}\"\n{extra}{keys}")
         };
         let (keys_a, keys_b) = if kind == "wireguard" {
-            let (ka, kb) = (wg_genkey()?, wg_genkey()?);
-            let (pa, pb) = (wg_pubkey(&ka)?, wg_pubkey(&kb)?);
+            let (ka, kb) = (wg::genkey()?, wg::genkey()?);
+            let (pa, pb) = (wg::pubkey(&ka)?, wg::pubkey(&kb)?);
             (
                 format!("private_key = \"{ka}\"\npeer_public_key = \"{pb}\"\n"),
                 format!("private_key = \"{kb}\"\npeer_public_key = \"{pa}\"\n"),
@@ -122,8 +120,24 @@ impl Topo {
         } else {
             (String::new(), String::new())
         };
-        let cfg_a = dataplane_config(&scratch.path, "a", &la, "10.1.0.1/24", &wa, "10.10.0.1/24", &tun("10.10.0.1", "10.10.0.2", &keys_a))?;
-        let cfg_b = dataplane_config(&scratch.path, "b", &lb, "10.3.0.1/24", &wb, "10.10.0.2/24", &tun("10.10.0.2", "10.10.0.1", &keys_b))?;
+        let cfg_a = dataplane_config(
+            &scratch.path,
+            "a",
+            &la,
+            "10.1.0.1/24",
+            &wa,
+            "10.10.0.1/24",
+            &tun("10.10.0.1", "10.10.0.2", &keys_a),
+        )?;
+        let cfg_b = dataplane_config(
+            &scratch.path,
+            "b",
+            &lb,
+            "10.3.0.1/24",
+            &wb,
+            "10.10.0.2/24",
+            &tun("10.10.0.2", "10.10.0.1", &keys_b),
+        )?;
         let start = |ns: &Netns, cfg: &Path, name: &str| -> Result<Proc> {
             let mut p = ns.spawn(
                 &[
@@ -179,7 +193,13 @@ impl Topo {
 
     /// A TCP transfer hA -> hB of `bytes`; returns (MB/s, MSS the receiver saw).
     fn transfer(&self, bytes: u64) -> Result<(f64, u32)> {
-        tcp_transfer(&self.a.host, &self.b.host, "10.3.0.10", bytes, &self.scratch)
+        tcp_transfer(
+            &self.a.host,
+            &self.b.host,
+            "10.3.0.10",
+            bytes,
+            &self.scratch,
+        )
     }
 }
 
@@ -192,23 +212,6 @@ fn tunnel_mtu(kind: &str) -> u32 {
         "wireguard" => 60,
         _ => unreachable!(),
     }
-}
-
-/// A WireGuard private key from wireguard-tools.
-fn wg_genkey() -> Result<String> {
-    Ok(String::from_utf8(sh(&["wg", "genkey"])?.stdout)?.trim().to_string())
-}
-
-fn wg_pubkey(private: &str) -> Result<String> {
-    use std::io::Write;
-    let mut c = std::process::Command::new("wg")
-        .arg("pubkey")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    c.stdin.take().context("stdin")?.write_all(private.as_bytes())?;
-    let out = c.wait_with_output()?;
-    Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
 fn scenario(kind: &str) -> Result<()> {
@@ -326,23 +329,51 @@ fn scenario(kind: &str) -> Result<()> {
     std::thread::sleep(Duration::from_millis(300));
     cap_outer.terminate(Duration::from_secs(3));
     cap_inner.terminate(Duration::from_secs(3));
-    let checker_path = std::env::current_dir()?.join("scripts/tunnel_pcap.py");
     if kind == "wireguard" {
         // Encrypted: check the framing with tshark's WireGuard dissector instead.
         let out = sh(&[
-            "tshark", "-r", outer_pcap.to_str().unwrap(), "-d", "udp.port==51820,wg", "-Y", "wg", "-T", "fields",
-            "-e", "ip.src", "-e", "ip.dst", "-e", "udp.srcport", "-e", "udp.dstport", "-e", "wg.type",
+            "tshark",
+            "-r",
+            outer_pcap.to_str().unwrap(),
+            "-d",
+            "udp.port==51820,wg",
+            "-Y",
+            "wg",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "ip.dst",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "wg.type",
         ])?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let data: Vec<&str> = text.lines().filter(|l| l.ends_with("\t4")).collect();
-        assert!(!data.is_empty(), "wireguard: no transport data messages seen:\n{text}");
+        assert!(
+            !data.is_empty(),
+            "wireguard: no transport data messages seen:\n{text}"
+        );
         for l in &data {
-            assert!(l.starts_with("10.10.0.1\t10.10.0.2\t51820\t51820"), "wireguard outer: {l}");
+            assert!(
+                l.starts_with("10.10.0.1\t10.10.0.2\t51820\t51820"),
+                "wireguard outer: {l}"
+            );
         }
-        assert!(text.lines().any(|l| l.ends_with("\t1") || l.ends_with("\t2")), "a handshake on the wire:\n{text}");
-        eprintln!("tshark wireguard: {} data messages, handshake seen", data.len());
+        assert!(
+            text.lines()
+                .any(|l| l.ends_with("\t1") || l.ends_with("\t2")),
+            "a handshake on the wire:\n{text}"
+        );
+        eprintln!(
+            "tshark wireguard: {} data messages, handshake seen",
+            data.len()
+        );
     }
-    let _ = &checker_path;
     // scapy: every tunnel packet well formed, inner identical except TTL.
     let checker = std::env::current_dir()?.join("scripts/tunnel_pcap.py");
     let checker = if checker.exists() {
@@ -492,10 +523,16 @@ fn scenario(kind: &str) -> Result<()> {
 
 /// The transfer part for WireGuard (no scapy-built packets: they would need the session keys).
 fn wg_rest(t: &Topo, mtu: u32) -> Result<()> {
-    let mb: u64 = std::env::var("CER_TRANSFER_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let mb: u64 = std::env::var("CER_TRANSFER_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let (rate, mss) = t.transfer(mb << 20)?;
     eprintln!("wireguard: {mb} MiB at {rate:.1} MB/s, receiver MSS {mss}");
-    assert!(mss > 0 && mss <= mtu - 40, "wireguard: MSS {mss} must fit the tunnel MTU {mtu} - 40");
+    assert!(
+        mss > 0 && mss <= mtu - 40,
+        "wireguard: MSS {mss} must fit the tunnel MTU {mtu} - 40"
+    );
     Ok(())
 }
 
@@ -522,4 +559,179 @@ fn transport_fou() -> Result<()> {
 #[test]
 fn transport_gue() -> Result<()> {
     scenario("gue")
+}
+
+/// cer-dataplane against wireguard-go, the reference userspace WireGuard:
+///
+///   hA 10.1.0.10 -- lan [dpA] wan 10.10.0.1 ===veth=== 10.10.0.2 [wireguard-go wgX 10.3.0.10/32]
+///
+/// Handshake initiated by us, traffic both ways (ping, 100 MiB TCP each way
+/// with sha256), a rekey by timer with traffic flowing (REKEY_AFTER_TIME is
+/// 120 s), then wireguard-go restarts with the same key and initiates the
+/// new handshake itself; traffic resumes both ways.
+#[test]
+fn transport_wireguard_with_wireguard_go() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let scratch = Scratch::new("tr-wggo")?;
+    let t = tag();
+    let (la, wa, wb) = (format!("la{t}"), format!("wa{t}"), format!("wb{t}"));
+    let wg_if = format!("wgx{t}");
+    let ha = Netns::new("ha")?;
+    let da = Netns::new("da")?;
+    let wgb = Netns::new("wgb")?;
+    veth(&la, &da, "eth0", &ha)?;
+    veth(&wa, &da, &wb, &wgb)?;
+    for i in [&la, &wa] {
+        da.run(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{i}.disable_ipv6=1"),
+        ])?;
+        da.run(&["ip", "link", "set", i, "up"])?;
+    }
+    ha.addr("eth0", "10.1.0.10/24")?;
+    ha.run(&["ip", "route", "add", "default", "via", "10.1.0.1"])?;
+    ha.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
+    wgb.addr(&wb, "10.10.0.2/24")?;
+    wgb.run(&["ethtool", "-K", &wb, "tx", "off"])?;
+
+    let (ka, kb) = (wg::genkey()?, wg::genkey()?);
+    let (pa, pb) = (wg::pubkey(&ka)?, wg::pubkey(&kb)?);
+    let tunnel = format!(
+        "[[tunnel]]\nid = 1\nkind = \"wireguard\"\nlocal = \"10.10.0.1\"\nremote = \"10.10.0.2\"\nprivate_key = \"{ka}\"\npeer_public_key = \"{pb}\"\n"
+    );
+    let cfg = dataplane_config(
+        &scratch.path,
+        "a",
+        &la,
+        "10.1.0.1/24",
+        &wa,
+        "10.10.0.1/24",
+        &tunnel,
+    )?;
+    let mut dp = da.spawn(
+        &[
+            bin("cer-dataplane").to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        &scratch.file("a.log"),
+    )?;
+    dp.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+    let admin_sock = scratch.file("a-admin.sock");
+    let feed_sock = scratch.file("a-feed.sock");
+    sh(&[
+        bin("cerctl").to_str().unwrap(),
+        "dataplane",
+        "feed",
+        "--socket",
+        feed_sock.to_str().unwrap(),
+        "endpoint-set",
+        "10.3.0.10",
+        "--tunnel",
+        "1",
+    ])?;
+    let endpoint_a: std::net::SocketAddr = "10.10.0.1:51820".parse()?;
+    let start_peer = || -> Result<wg::WgGo> {
+        let w = wg::WgGo::start(&wgb, &scratch.path, &wg_if, &kb, 51820, "10.3.0.10/32")?;
+        w.add_peer(&pa, Some(endpoint_a), &["10.1.0.0/24"], None)?;
+        wgb.run(&["ip", "route", "replace", "10.1.0.0/24", "dev", &wg_if])?;
+        Ok(w)
+    };
+    let counters = || {
+        admin(&admin_sock, "counters")
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    };
+    let mut peer = start_peer()?;
+
+    // 1. We initiate: the first packet to 10.3.0.10 starts the handshake.
+    assert!(
+        ha.ping_until("10.3.0.10", Duration::from_secs(10)),
+        "hA -> wireguard-go\n{}\n{}",
+        counters(),
+        peer.log_text()
+    );
+    let first = peer.wait_handshake(Duration::from_secs(5))?;
+    assert_eq!(
+        first.endpoint,
+        Some(endpoint_a),
+        "wireguard-go learned our transport address and port"
+    );
+    let h1 = first.latest_handshake.context("handshake time")?;
+    // 2. Traffic both ways.
+    assert!(
+        wgb.ping("10.1.0.10", 3),
+        "wireguard-go side -> hA\n{}",
+        counters()
+    );
+    let mb: u64 = std::env::var("CER_TRANSFER_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let (rate, mss) = tcp_transfer(&ha, &wgb, "10.3.0.10", mb << 20, &scratch)?;
+    eprintln!("hA -> wireguard-go: {mb} MiB at {rate:.1} MB/s, receiver MSS {mss}");
+    assert!(
+        mss > 0 && mss <= 1440 - 40,
+        "MSS {mss} clamped to the tunnel MTU"
+    );
+    let (rate, _) = tcp_transfer(&wgb, &ha, "10.1.0.10", mb << 20, &scratch)?;
+    eprintln!("wireguard-go -> hA: {mb} MiB at {rate:.1} MB/s");
+
+    // 3. Rekey by timer: we initiated, so we rekey REKEY_AFTER_TIME (120 s) after
+    //    the first handshake while traffic flows; no ping may be lost across it.
+    let rekey = loop {
+        assert!(
+            ha.ping("10.3.0.10", 1),
+            "ping while waiting for the rekey\n{}",
+            counters()
+        );
+        let s = peer.show()?;
+        let p = s.peer(&pa).context("our peer in wg show")?;
+        if p.latest_handshake.is_some_and(|h| h > h1) {
+            break p.latest_handshake.unwrap();
+        }
+        let waited = std::time::SystemTime::now()
+            .duration_since(h1)
+            .unwrap_or_default();
+        assert!(
+            waited < Duration::from_secs(150),
+            "no rekey within {waited:?} of the first handshake\n{}",
+            counters()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let after = rekey.duration_since(h1).unwrap_or_default();
+    eprintln!("rekey {after:?} after the first handshake");
+    assert!(
+        after >= Duration::from_secs(110),
+        "rekey after {after:?}: too early for REKEY_AFTER_TIME"
+    );
+    assert!(ha.ping("10.3.0.10", 3), "after the rekey");
+    assert!(wgb.ping("10.1.0.10", 3), "after the rekey, reverse");
+
+    // 4. Peer restart: a fresh wireguard-go (same key, no session) initiates.
+    drop(peer);
+    peer = start_peer()?;
+    assert!(
+        wgb.ping_until("10.1.0.10", Duration::from_secs(15)),
+        "restarted wireguard-go -> hA\n{}\n{}",
+        counters(),
+        peer.log_text()
+    );
+    let again = peer.wait_handshake(Duration::from_secs(5))?;
+    assert_eq!(again.endpoint, Some(endpoint_a));
+    assert!(
+        ha.ping("10.3.0.10", 3),
+        "hA -> restarted wireguard-go\n{}",
+        counters()
+    );
+    let stats = admin(&admin_sock, "counters")?;
+    eprintln!("dataplane counters: {stats}");
+    let enc = stats[0]["events"]["encapsulated"].as_u64().unwrap_or(0);
+    assert!(enc > 10_000, "encapsulated {enc}");
+    drop(peer);
+    dp.terminate(Duration::from_secs(5));
+    Ok(())
 }
