@@ -479,16 +479,31 @@ print(n, h.hexdigest(), mss, flush=True)
 
 /// A TCP transfer of `bytes` from `from` to `to_ip` (a receiver in `to`), with
 /// sha256 computed on both ends and compared. Returns (MB/s, receiver's MSS).
-pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: &str, bytes: u64, scratch: &Scratch) -> Result<(f64, u32)> {
+pub fn tcp_transfer(
+    from: &Netns,
+    to: &Netns,
+    to_ip: &str,
+    bytes: u64,
+    scratch: &Scratch,
+) -> Result<(f64, u32)> {
     let recv = scratch.file("tcp_recv.py");
     let send = scratch.file("tcp_send.py");
     std::fs::write(&recv, TCP_RECEIVER)?;
     std::fs::write(&send, TCP_SENDER)?;
     let log = scratch.file(&format!("tcp_recv-{}.log", tag()));
-    let r = to.spawn(&["/usr/bin/python3", recv.to_str().unwrap(), to_ip, "7001"], &log)?;
+    let r = to.spawn(
+        &["/usr/bin/python3", recv.to_str().unwrap(), to_ip, "7001"],
+        &log,
+    )?;
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
-    let out = from.run(&["/usr/bin/python3", send.to_str().unwrap(), to_ip, "7001", &bytes.to_string()])?;
+    let out = from.run(&[
+        "/usr/bin/python3",
+        send.to_str().unwrap(),
+        to_ip,
+        "7001",
+        &bytes.to_string(),
+    ])?;
     let secs = t0.elapsed().as_secs_f64();
     let sent = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -508,7 +523,13 @@ pub fn tcp_transfer(from: &Netns, to: &Netns, to_ip: &str, bytes: u64, scratch: 
         bail!("sender: {sent}");
     }
     if (g[0], g[1]) != (s[0], s[1]) {
-        bail!("transfer mismatch: sent {} bytes sha256 {}, received {} bytes sha256 {}", s[0], s[1], g[0], g[1]);
+        bail!(
+            "transfer mismatch: sent {} bytes sha256 {}, received {} bytes sha256 {}",
+            s[0],
+            s[1],
+            g[0],
+            g[1]
+        );
     }
     Ok((bytes as f64 / secs / 1e6, g[2].parse().unwrap_or(0)))
 }
