@@ -32,6 +32,10 @@ struct Args {
         default_value = "cer-control,bird,frr,gobgpd"
     )]
     receivers: Vec<String>,
+    /// Runs per receiver and count (interleaved across receivers); the
+    /// summary is the median run by time learned after established.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
     /// Endpoints for the marker-loss measurement.
     #[arg(long, default_value_t = 10000)]
     marker_endpoints: u32,
@@ -403,34 +407,72 @@ fn main() -> Result<()> {
         "{:>8} {:<12} {:>14} {:>22} {:>10} {:>8}",
         "paths", "receiver", "established s", "learned after estab. s", "total s", "CPU s"
     );
+    let mut summary = Vec::new();
     for &n in &args.counts {
-        for r in &args.receivers {
-            let t = learn(r, n).with_context(|| format!("{r} learning {n}"))?;
-            let after = t.all.saturating_sub(t.established);
-            println!(
-                "{:>8} {:<12} {:>14.3} {:>22.3} {:>10.3} {:>8.2}",
-                n,
-                r,
-                t.established.as_secs_f64(),
-                after.as_secs_f64(),
-                t.all.as_secs_f64(),
-                t.cpu.as_secs_f64()
-            );
-            learn_rows.push(json!({
-                "paths": n, "receiver": r,
-                "established_secs": t.established.as_secs_f64(),
-                "learned_after_established_secs": after.as_secs_f64(),
-                "total_secs": t.all.as_secs_f64(),
-                "cpu_secs": t.cpu.as_secs_f64(),
+        let mut runs: Vec<Vec<(Duration, Duration, Duration)>> = vec![Vec::new(); args.receivers.len()];
+        for _ in 0..args.runs.max(1) {
+            for (i, r) in args.receivers.iter().enumerate() {
+                let t = learn(r, n).with_context(|| format!("{r} learning {n}"))?;
+                let after = t.all.saturating_sub(t.established);
+                println!(
+                    "{:>8} {:<12} {:>14.3} {:>22.3} {:>10.3} {:>8.2}",
+                    n,
+                    r,
+                    t.established.as_secs_f64(),
+                    after.as_secs_f64(),
+                    t.all.as_secs_f64(),
+                    t.cpu.as_secs_f64()
+                );
+                learn_rows.push(json!({
+                    "paths": n, "receiver": r,
+                    "established_secs": t.established.as_secs_f64(),
+                    "learned_after_established_secs": after.as_secs_f64(),
+                    "total_secs": t.all.as_secs_f64(),
+                    "cpu_secs": t.cpu.as_secs_f64(),
+                }));
+                runs[i].push((after, t.cpu, t.all));
+            }
+        }
+        for (i, r) in args.receivers.iter().enumerate() {
+            let v = &mut runs[i];
+            v.sort();
+            let (after, cpu, _) = v[v.len() / 2];
+            let min = v[0].0;
+            let max = v[v.len() - 1].0;
+            summary.push(json!({
+                "paths": n, "receiver": r, "runs": v.len(),
+                "median_learned_after_established_secs": after.as_secs_f64(),
+                "min_secs": min.as_secs_f64(), "max_secs": max.as_secs_f64(),
+                "median_run_cpu_secs": cpu.as_secs_f64(),
             }));
         }
+    }
+    println!();
+    println!(
+        "{:>8} {:<12} {:>5} {:>28} {:>18} {:>14}",
+        "paths", "receiver", "runs", "median learned after estab. s", "min-max s", "CPU s (median)"
+    );
+    for row in &summary {
+        println!(
+            "{:>8} {:<12} {:>5} {:>28.3} {:>18} {:>14.2}",
+            row["paths"],
+            row["receiver"].as_str().unwrap_or(""),
+            row["runs"],
+            row["median_learned_after_established_secs"].as_f64().unwrap_or(0.0),
+            format!(
+                "{:.3}-{:.3}",
+                row["min_secs"].as_f64().unwrap_or(0.0),
+                row["max_secs"].as_f64().unwrap_or(0.0)
+            ),
+            row["median_run_cpu_secs"].as_f64().unwrap_or(0.0)
+        );
     }
     let marker = marker_loss(args.marker_endpoints)?;
     println!("marker loss: {marker}");
     if let Some(p) = args.json {
         std::fs::write(
             p,
-            serde_json::to_string_pretty(&json!({"learn": learn_rows, "marker_loss": marker}))?,
+            serde_json::to_string_pretty(&json!({"learn": learn_rows, "summary": summary, "marker_loss": marker}))?,
         )?;
     }
     Ok(())
