@@ -409,7 +409,8 @@ fn main() -> Result<()> {
     );
     let mut summary = Vec::new();
     for &n in &args.counts {
-        let mut runs: Vec<Vec<(Duration, Duration, Duration)>> = vec![Vec::new(); args.receivers.len()];
+        let mut runs: Vec<Vec<(Duration, Duration, Duration)>> =
+            vec![Vec::new(); args.receivers.len()];
         for _ in 0..args.runs.max(1) {
             for (i, r) in args.receivers.iter().enumerate() {
                 let t = learn(r, n).with_context(|| format!("{r} learning {n}"))?;
@@ -458,7 +459,9 @@ fn main() -> Result<()> {
             row["paths"],
             row["receiver"].as_str().unwrap_or(""),
             row["runs"],
-            row["median_learned_after_established_secs"].as_f64().unwrap_or(0.0),
+            row["median_learned_after_established_secs"]
+                .as_f64()
+                .unwrap_or(0.0),
             format!(
                 "{:.3}-{:.3}",
                 row["min_secs"].as_f64().unwrap_or(0.0),
@@ -472,7 +475,9 @@ fn main() -> Result<()> {
     if let Some(p) = args.json {
         std::fs::write(
             p,
-            serde_json::to_string_pretty(&json!({"learn": learn_rows, "summary": summary, "marker_loss": marker}))?,
+            serde_json::to_string_pretty(
+                &json!({"learn": learn_rows, "summary": summary, "marker_loss": marker}),
+            )?,
         )?;
     }
     Ok(())
