@@ -1241,8 +1241,12 @@ impl<B: PacketBuf> Worker<B> {
             }
             WgOut::Nothing => {}
         }
-        // Packets boringtun queued while the handshake ran.
+        // Packets boringtun queued while the handshake ran (checked before
+        // taking a buffer: after a data message there is normally nothing).
         for _ in 0..256 {
+            if !self.wg_peers[i].peer.has_flushable() {
+                return;
+            }
             let Some(mut q) = io.alloc() else { return };
             let mtu = snap
                 .tunnels

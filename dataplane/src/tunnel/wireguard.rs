@@ -570,6 +570,21 @@ impl WgPeer {
     /// queued packet ([`encap_out_len`] of it; [`WgStats::queued`] tells
     /// whether anything waits).
     pub fn flush_queued(&mut self, out: &mut [u8]) -> WgOut {
+        if !self.has_flushable() {
+            return WgOut::Nothing;
+        }
+        self.flush_queued_inner(out)
+    }
+
+    /// Whether [`flush_queued`](Self::flush_queued) has something to send now:
+    /// packets wait and a session exists. Cheap; lets the caller skip taking
+    /// an output buffer on the common path.
+    #[inline]
+    pub fn has_flushable(&self) -> bool {
+        self.queued != 0 && self.has_session()
+    }
+
+    fn flush_queued_inner(&mut self, out: &mut [u8]) -> WgOut {
         if self.queued == 0 {
             return WgOut::Nothing;
         }
