@@ -456,9 +456,9 @@ fn main() -> Result<()> {
     for row in &summary {
         println!(
             "{:>8} {:<12} {:>5} {:>28.3} {:>18} {:>14.2}",
-            row["paths"],
+            row["paths"].as_u64().unwrap_or(0),
             row["receiver"].as_str().unwrap_or(""),
-            row["runs"],
+            row["runs"].as_u64().unwrap_or(0),
             row["median_learned_after_established_secs"]
                 .as_f64()
                 .unwrap_or(0.0),
