@@ -397,6 +397,39 @@ pub fn classify(h: &[u8], ihl: usize, table: &TunnelTable) -> Decap {
     }
 }
 
+/// Puts IPv4 + UDP headers (and room for Ethernet) in front of a UDP payload
+/// already in `buf` (a WireGuard message): `local:sport -> remote:dport`.
+pub fn encap_udp<B: PacketBuf>(
+    buf: &mut B,
+    local: u32,
+    remote: u32,
+    sport: u16,
+    dport: u16,
+    ident: u16,
+) -> bool {
+    let payload = buf.len();
+    if !buf.prepend(wire::ETH_LEN + wire::IPV4_MIN + UDP_LEN) {
+        return false;
+    }
+    let h = &mut buf.data_mut()[wire::ETH_LEN..];
+    let total = wire::IPV4_MIN + UDP_LEN + payload;
+    h[..20].fill(0);
+    h[0] = 0x45; // version 4, IHL 5
+    h[8] = 64; // TTL
+    h[9] = wire::PROTO_UDP;
+    put16(h, ip::TOTAL_LEN, total as u16);
+    put16(h, ip::IDENT, ident);
+    put32(h, ip::SRC, local);
+    put32(h, ip::DST, remote);
+    wire::fill_ip_checksum(h, 20);
+    let u = &mut h[20..];
+    put16(u, 0, sport);
+    put16(u, 2, dport);
+    put16(u, 4, (UDP_LEN + payload) as u16);
+    put16(u, 6, 0);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,55 +633,4 @@ mod tests {
         assert!(table.is_tunnel_port(5555));
         assert!(!table.is_tunnel_port(6080));
     }
-}
-
-/// Puts IPv4 + UDP headers (and room for Ethernet) in front of a UDP payload
-/// already in `buf` (a WireGuard message): `local:sport -> remote:dport`.
-pub fn encap_udp<B: PacketBuf>(
-    buf: &mut B,
-    local: u32,
-    remote: u32,
-    sport: u16,
-    dport: u16,
-    ident: u16,
-) -> bool {
-    let payload = buf.len();
-    if !buf.prepend(wire::ETH_LEN + wire::IPV4_MIN + UDP_LEN) {
-        return false;
-    }
-    let h = &mut buf.data_mut()[wire::ETH_LEN..];
-    let total = wire::IPV4_MIN + UDP_LEN + payload;
-    h[..20].copy_from_slice(&[
-        0x45,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        64,
-        wire::PROTO_UDP,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ]);
-    put16(h, ip::TOTAL_LEN, total as u16);
-    put16(h, ip::IDENT, ident);
-    put32(h, ip::SRC, local);
-    put32(h, ip::DST, remote);
-    wire::fill_ip_checksum(h, 20);
-    let u = &mut h[20..];
-    put16(u, 0, sport);
-    put16(u, 2, dport);
-    put16(u, 4, (UDP_LEN + payload) as u16);
-    put16(u, 6, 0);
-    true
 }
