@@ -51,6 +51,14 @@ pub enum ManagerMsg {
 }
 
 /// Reads port state (link, PMD stats) for the admin API.
+/// A WireGuard tunnel's published peer state and the lcore that owns it.
+#[derive(Debug, Clone)]
+pub struct WgTunnelState {
+    pub tunnel: u32,
+    pub lcore: u32,
+    pub published: Arc<crate::tunnel::wireguard::WgPublished>,
+}
+
 pub type PortStateFn = Arc<dyn Fn() -> Vec<PortState> + Send + Sync>;
 
 pub struct Manager {
@@ -65,6 +73,8 @@ pub struct Manager {
     pub node: String,
     pub boot_id: u64,
     pub port_state: PortStateFn,
+    /// WireGuard peers' published state (set by the engine after `new`).
+    pub wg_state: Vec<WgTunnelState>,
     feed: FeedState,
     session: u64,
     expected_seq: u64,
@@ -103,6 +113,7 @@ impl Manager {
             node,
             boot_id,
             port_state,
+            wg_state: Vec::new(),
             feed: FeedState::default(),
             session: 0,
             expected_seq: 1,
@@ -414,6 +425,47 @@ impl Manager {
         })
     }
 
+    /// The snapshot's tunnels, with WireGuard session state where it applies.
+    fn tunnels(&self) -> serde_json::Value {
+        let s = self.published.load();
+        let r = Ordering::Relaxed;
+        let list: Vec<serde_json::Value> = s
+            .tunnels
+            .iter()
+            .map(|t| {
+                let mut v = json!({
+                    "id": t.id,
+                    "kind": t.kind,
+                    "local": Ipv4Addr::from(t.local).to_string(),
+                    "remote": Ipv4Addr::from(t.remote).to_string(),
+                    "mtu": t.mtu,
+                    "overhead": t.overhead(),
+                    "gre_key": t.gre_key,
+                    "port": t.port,
+                    "force_fragment": t.force_fragment,
+                });
+                if let Some(w) = self.wg_state.iter().find(|w| w.tunnel == t.id) {
+                    let p = &w.published;
+                    let opt = |x: u64| (x != u64::MAX).then_some(x);
+                    v["wireguard"] = json!({
+                        "lcore": w.lcore,
+                        "published": p.ticks.load(Ordering::Acquire) > 0,
+                        "session_established": p.session_established.load(r),
+                        "handshake_age_ms": opt(p.handshake_age_ms.load(r)),
+                        "handshakes": p.handshakes.load(r),
+                        "tx_bytes": p.tx_bytes.load(r),
+                        "rx_bytes": p.rx_bytes.load(r),
+                        "estimated_loss_ppm": p.loss_ppm.load(r),
+                        "handshake_rtt_ms": opt(p.handshake_rtt_ms.load(r)),
+                        "queued": p.queued.load(r),
+                    });
+                }
+                v
+            })
+            .collect();
+        json!(list)
+    }
+
     pub fn query(&self, req: &AdminRequest) -> AdminResponse {
         let data = match req {
             AdminRequest::Counters => json!(self.counters()),
@@ -422,6 +474,7 @@ impl Manager {
             AdminRequest::ProxyArp => json!(self.proxy()),
             AdminRequest::Snapshot => json!(self.snapshot_state()),
             AdminRequest::Feed => json!(self.feed),
+            AdminRequest::Tunnels => self.tunnels(),
             AdminRequest::Fib { limit } => self.fib_json(limit.unwrap_or(1000)),
             AdminRequest::State => json!({
                 "node": self.node,
@@ -431,6 +484,7 @@ impl Manager {
                 "ports": (self.port_state)(),
                 "neighbors": self.neighbors(),
                 "proxy_arp": self.proxy(),
+                "tunnels": self.tunnels(),
                 "cores": self.counters(),
             }),
         };

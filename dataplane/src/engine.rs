@@ -2,7 +2,9 @@
 //! config, the mbuf pool, NIC ports and their exception TAPs, the manager /
 //! feed / admin threads, and one pinned polling loop per configured lcore.
 
-use crate::control::{bind_socket, serve_admin, serve_feed, Manager, ManagerMsg, PortStateFn};
+use crate::control::{
+    bind_socket, serve_admin, serve_feed, Manager, ManagerMsg, PortStateFn, WgTunnelState,
+};
 use crate::counters::{CoreStats, MAX_PORTS};
 use crate::dpdk_io::DpdkIo;
 use crate::fib::Fib;
@@ -463,40 +465,11 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
 
-    let feed_listener = bind_socket(&dp.feed_socket)
-        .with_context(|| format!("feed socket {}", dp.feed_socket.display()))?;
-    let admin_listener = bind_socket(&dp.admin_socket)
-        .with_context(|| format!("admin socket {}", dp.admin_socket.display()))?;
-    let (mgr_tx, mgr_rx) = sync_channel::<ManagerMsg>(1024);
-    let manager = Manager::new(
-        Fib::from_config(&cfg),
-        snapshot.clone(),
-        learn.clone(),
-        commands.clone(),
-        stats.clone(),
-        io_names,
-        cfg.node.name.clone(),
-        port_state,
-    );
-    let mgr_stop = stop.clone();
-    let manager_thread = std::thread::Builder::new()
-        .name("manager".into())
-        .spawn(move || manager.run(mgr_rx, mgr_stop))?;
-    {
-        let tx = mgr_tx.clone();
-        std::thread::Builder::new()
-            .name("feed".into())
-            .spawn(move || serve_feed(feed_listener, tx))?;
-        let tx = mgr_tx.clone();
-        std::thread::Builder::new()
-            .name("admin".into())
-            .spawn(move || serve_admin(admin_listener, tx))?;
-    }
-
     // WireGuard: each tunnel's peer state lives on one core (id % cores);
     // other cores hand it packets through lock-free queues.
     let mut wg_owned: Vec<Vec<OwnedWgPeer>> = dp.cores.iter().map(|_| Vec::new()).collect();
     let mut limiters: Vec<(String, WgRateLimiter)> = Vec::new();
+    let mut wg_state: Vec<WgTunnelState> = Vec::new();
     for t in cfg
         .tunnels
         .iter()
@@ -528,6 +501,11 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         )
         .map_err(|e| anyhow::anyhow!("{}: {e}", what("keys")))?;
         let owner = t.id as usize % ncores;
+        wg_state.push(WgTunnelState {
+            tunnel: t.id,
+            lcore: dp.cores[owner],
+            published: peer.published(),
+        });
         let port = t.port.unwrap_or(51820);
         wg_owned[owner].push(OwnedWgPeer {
             tunnel: t.id,
@@ -542,6 +520,37 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         );
     }
     let wg_handoff = Arc::new(WgHandoff::new(ncores));
+
+    let feed_listener = bind_socket(&dp.feed_socket)
+        .with_context(|| format!("feed socket {}", dp.feed_socket.display()))?;
+    let admin_listener = bind_socket(&dp.admin_socket)
+        .with_context(|| format!("admin socket {}", dp.admin_socket.display()))?;
+    let (mgr_tx, mgr_rx) = sync_channel::<ManagerMsg>(1024);
+    let mut manager = Manager::new(
+        Fib::from_config(&cfg),
+        snapshot.clone(),
+        learn.clone(),
+        commands.clone(),
+        stats.clone(),
+        io_names,
+        cfg.node.name.clone(),
+        port_state,
+    );
+    manager.wg_state = wg_state;
+    let mgr_stop = stop.clone();
+    let manager_thread = std::thread::Builder::new()
+        .name("manager".into())
+        .spawn(move || manager.run(mgr_rx, mgr_stop))?;
+    {
+        let tx = mgr_tx.clone();
+        std::thread::Builder::new()
+            .name("feed".into())
+            .spawn(move || serve_feed(feed_listener, tx))?;
+        let tx = mgr_tx.clone();
+        std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || serve_admin(admin_listener, tx))?;
+    }
 
     for (k, lcore) in dp.cores.iter().enumerate() {
         let links = CoreLinks {

@@ -1089,7 +1089,9 @@ impl<B: PacketBuf> Worker<B> {
                 return self.drop_pkt(DropReason::NoMbuf, out);
             }
             let tunnel = self.wg_peers[i].tunnel;
-            match self.wg_peers[i].peer.tick(out.data_mut()) {
+            let tick = self.wg_peers[i].peer.tick(out.data_mut());
+            self.wg_peers[i].peer.publish();
+            match tick {
                 WgOut::Send(n) => {
                     out.set_len(n);
                     self.wg_send(io, snap, 0, tunnel, out);

@@ -21,6 +21,8 @@ pub enum AdminRequest {
         limit: Option<usize>,
     },
     Feed,
+    /// Configured tunnels, with WireGuard session state.
+    Tunnels,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

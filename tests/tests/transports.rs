@@ -644,6 +644,30 @@ fn transport_wireguard_with_wireguard_go() -> Result<()> {
             .map(|v| v.to_string())
             .unwrap_or_default()
     };
+    // Our side of the session as the owning core publishes it (every 100 ms).
+    let wg_state = || -> Result<serde_json::Value> {
+        let t = admin(&admin_sock, "tunnels")?;
+        let w = t[0]["wireguard"].clone();
+        anyhow::ensure!(
+            t[0]["id"] == 1 && t[0]["kind"] == "wireguard" && w.is_object(),
+            "admin tunnels: {t}"
+        );
+        Ok(w)
+    };
+    let wait_handshakes = |n: u64| -> Result<serde_json::Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let w = wg_state()?;
+            if w["session_established"] == true && w["handshakes"].as_u64() >= Some(n) {
+                return Ok(w);
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "admin tunnels: waiting for {n} handshakes: {w}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
     let mut peer = start_peer()?;
 
     // 1. We initiate: the first packet to 10.3.0.10 starts the handshake.
@@ -660,6 +684,11 @@ fn transport_wireguard_with_wireguard_go() -> Result<()> {
         "wireguard-go learned our transport address and port"
     );
     let h1 = first.latest_handshake.context("handshake time")?;
+    let w = wait_handshakes(1)?;
+    assert!(
+        w["handshake_age_ms"].as_u64().is_some_and(|a| a < 10_000),
+        "fresh session: {w}"
+    );
     // 2. Traffic both ways.
     assert!(
         wgb.ping("10.1.0.10", 3),
@@ -710,6 +739,11 @@ fn transport_wireguard_with_wireguard_go() -> Result<()> {
     );
     assert!(ha.ping("10.3.0.10", 3), "after the rekey");
     assert!(wgb.ping("10.1.0.10", 3), "after the rekey, reverse");
+    let w = wait_handshakes(2)?;
+    assert!(
+        w["rx_bytes"].as_u64() > Some(100 << 20) && w["tx_bytes"].as_u64() > Some(100 << 20),
+        "bytes both ways: {w}"
+    );
 
     // 4. Peer restart: a fresh wireguard-go (same key, no session) initiates.
     drop(peer);
@@ -726,6 +760,21 @@ fn transport_wireguard_with_wireguard_go() -> Result<()> {
         ha.ping("10.3.0.10", 3),
         "hA -> restarted wireguard-go\n{}",
         counters()
+    );
+    wait_handshakes(3)?;
+    let shown = sh(&[
+        bin("cerctl").to_str().unwrap(),
+        "dataplane",
+        "show",
+        "tunnels",
+        "--admin-socket",
+        admin_sock.to_str().unwrap(),
+    ])?;
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    eprintln!("{shown}");
+    assert!(
+        shown.contains("wireguard") && shown.contains("session up"),
+        "cerctl dataplane show tunnels:\n{shown}"
     );
     let stats = admin(&admin_sock, "counters")?;
     eprintln!("dataplane counters: {stats}");

@@ -135,6 +135,8 @@ enum ShowWhat {
     Snapshot,
     Fib,
     Feed,
+    /// Tunnels with WireGuard session state.
+    Tunnels,
 }
 
 #[derive(Subcommand)]
@@ -303,6 +305,7 @@ fn show(socket: &std::path::Path, what: ShowWhat, json: bool) -> Result<()> {
         ShowWhat::Snapshot => AdminRequest::Snapshot,
         ShowWhat::Fib => AdminRequest::Fib { limit: Some(1000) },
         ShowWhat::Feed => AdminRequest::Feed,
+        ShowWhat::Tunnels => AdminRequest::Tunnels,
     };
     let data = admin(socket, &req)?;
     if json {
@@ -372,9 +375,59 @@ fn show(socket: &std::path::Path, what: ShowWhat, json: bool) -> Result<()> {
                 println!("  {:<20} {}", s(&r["prefix"]), hops.join(", "));
             }
         }
+        ShowWhat::Tunnels => print_tunnels(&data),
         _ => println!("{}", serde_json::to_string_pretty(&data)?),
     }
     Ok(())
+}
+
+fn print_tunnels(data: &Value) {
+    println!(
+        "{:>5} {:<10} {:<16} {:<16} {:>5} {:>6}  DETAIL",
+        "ID", "KIND", "LOCAL", "REMOTE", "MTU", "PORT"
+    );
+    for t in data.as_array().into_iter().flatten() {
+        let mut detail = Vec::new();
+        if let Some(k) = t["gre_key"].as_u64() {
+            detail.push(format!("key {k}"));
+        }
+        if t["force_fragment"].as_bool() == Some(true) {
+            detail.push("force_fragment".into());
+        }
+        let w = &t["wireguard"];
+        if w.is_object() {
+            detail.push(format!("lcore {}", w["lcore"]));
+            if w["session_established"].as_bool() == Some(true) {
+                let age = w["handshake_age_ms"].as_u64().unwrap_or(0) / 1000;
+                detail.push(format!("session up, handshake {age}s ago"));
+            } else if w["published"].as_bool() == Some(true) {
+                detail.push("no session".into());
+            } else {
+                detail.push("core not started".into());
+            }
+            detail.push(format!(
+                "{} handshakes, rx {} B, tx {} B",
+                w["handshakes"], w["rx_bytes"], w["tx_bytes"]
+            ));
+            if w["queued"].as_u64().unwrap_or(0) > 0 {
+                detail.push(format!("{} queued for the handshake", w["queued"]));
+            }
+        }
+        println!(
+            "{:>5} {:<10} {:<16} {:<16} {:>5} {:>6}  {}",
+            t["id"].as_u64().unwrap_or(0),
+            s(&t["kind"]),
+            s(&t["local"]),
+            s(&t["remote"]),
+            t["mtu"].as_u64().unwrap_or(0),
+            if t["port"].as_u64().unwrap_or(0) > 0 && t["kind"] != "ipip" && t["kind"] != "gre" {
+                t["port"].to_string()
+            } else {
+                "-".into()
+            },
+            detail.join(", ")
+        );
+    }
 }
 
 /// One request to cer-control's admin socket.

@@ -37,6 +37,7 @@ use rand_core::{OsRng, RngCore};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -372,6 +373,49 @@ pub struct WgPeer {
     queued: usize,
     queued_max_len: usize,
     handshakes: u64,
+    published: Arc<WgPublished>,
+}
+
+/// A peer's state as its owning core last published it (every timer tick,
+/// 100 ms), for the admin socket: plain atomics, written by one core, read by
+/// the manager thread; never a lock on the polling path.
+#[derive(Debug, Default)]
+pub struct WgPublished {
+    pub session_established: AtomicBool,
+    /// Milliseconds since the current session's handshake, as of the tick;
+    /// `u64::MAX` when there is none.
+    pub handshake_age_ms: AtomicU64,
+    pub handshakes: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    /// Estimated receive loss in parts per million.
+    pub loss_ppm: AtomicU64,
+    /// Round trip of the last handshake we initiated (ms); `u64::MAX` when none.
+    pub handshake_rtt_ms: AtomicU64,
+    pub queued: AtomicU64,
+    /// Ticks published so far (0: the owning core has not run yet).
+    pub ticks: AtomicU64,
+}
+
+impl WgPublished {
+    /// Stores `st`; called by the owning core only.
+    pub fn store(&self, st: &WgStats) {
+        let r = Ordering::Relaxed;
+        self.session_established.store(st.session_established, r);
+        self.handshake_age_ms.store(
+            st.handshake_age.map_or(u64::MAX, |d| d.as_millis() as u64),
+            r,
+        );
+        self.handshakes.store(st.handshakes, r);
+        self.tx_bytes.store(st.tx_bytes, r);
+        self.rx_bytes.store(st.rx_bytes, r);
+        self.loss_ppm
+            .store((f64::from(st.estimated_loss) * 1e6) as u64, r);
+        self.handshake_rtt_ms
+            .store(st.handshake_rtt_ms.map_or(u64::MAX, u64::from), r);
+        self.queued.store(st.queued as u64, r);
+        self.ticks.fetch_add(1, Ordering::Release);
+    }
 }
 
 // The pipeline moves a peer to its owner core.
@@ -473,7 +517,18 @@ impl WgPeer {
             queued: 0,
             queued_max_len: 0,
             handshakes: 0,
+            published: Arc::new(WgPublished::default()),
         })
+    }
+
+    /// The state this peer publishes for the admin socket (see [`publish`](Self::publish)).
+    pub fn published(&self) -> Arc<WgPublished> {
+        self.published.clone()
+    }
+
+    /// Publishes the current [`stats`](Self::stats) (owning core, timer tick).
+    pub fn publish(&self) {
+        self.published.store(&self.stats());
     }
 
     /// The peer index given at creation.
