@@ -1,0 +1,732 @@
+//! The AWS EC2 query API subset: `AssignPrivateIpAddresses`, `UnassignPrivateIpAddresses`,
+//! `DescribeNetworkInterfaces`, on EC2's wire format (form-encoded `Action=...&Version=...`,
+//! XML in the `2016-11-15` namespace, EC2 error documents).
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use hyper::{Method, Response, StatusCode};
+
+use crate::faults::FaultKind;
+use crate::server::{iso8601, reply, Body, Emulator, Gate, Outcome, Req};
+use crate::state::{ChangeError, Nic, State};
+
+pub const XMLNS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
+/// Account id reported as owner.
+pub const OWNER_ID: &str = "123456789012";
+
+/// An EC2 error: HTTP status, code, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ec2Error {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> Ec2Error {
+    Ec2Error {
+        status: StatusCode::BAD_REQUEST,
+        code,
+        message: message.into(),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Ec2Error {
+    bad("InvalidParameterValue", message)
+}
+
+fn missing(name: &str) -> Ec2Error {
+    bad(
+        "MissingParameter",
+        format!("The request must contain the parameter {name}"),
+    )
+}
+
+/// Escapes text for XML content.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn error_response(e: &Ec2Error, request_id: &str) -> Response<Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>",
+        e.code,
+        xml_escape(&e.message),
+        request_id
+    );
+    let mut r = reply(e.status, "text/xml;charset=UTF-8", body);
+    r.headers_mut().insert(
+        "x-amzn-requestid",
+        request_id.parse().expect("request id is ASCII"),
+    );
+    r
+}
+
+fn ok_response(action: &str, request_id: &str, inner: &str) -> Response<Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{XMLNS}\">\n    <requestId>{request_id}</requestId>\n{inner}</{action}Response>"
+    );
+    let mut r = reply(StatusCode::OK, "text/xml;charset=UTF-8", body);
+    r.headers_mut().insert(
+        "x-amzn-requestid",
+        request_id.parse().expect("request id is ASCII"),
+    );
+    r
+}
+
+/// The error answered for an injected fault.
+pub fn fault_error(kind: FaultKind) -> Ec2Error {
+    match kind {
+        FaultKind::Throttle => Ec2Error {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "RequestLimitExceeded",
+            message: "Request limit exceeded.".to_string(),
+        },
+        _ => Ec2Error {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "InternalError",
+            message: "An internal error has occurred".to_string(),
+        },
+    }
+}
+
+/// Query parameters (URL query plus form body), first value wins per name.
+#[derive(Debug, Default)]
+pub struct Params(BTreeMap<String, String>);
+
+impl Params {
+    pub fn parse(req: &Req) -> Params {
+        let mut m = BTreeMap::new();
+        let form = req
+            .header("content-type")
+            .map(|c| {
+                c.to_ascii_lowercase()
+                    .starts_with("application/x-www-form-urlencoded")
+            })
+            .unwrap_or(req.method == Method::POST);
+        let body: &[u8] = if form { &req.body } else { b"" };
+        for (k, v) in
+            form_urlencoded::parse(req.query.as_bytes()).chain(form_urlencoded::parse(body))
+        {
+            m.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+        }
+        Params(m)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Values of `prefix.N` ordered by N (N >= 1); a bad index is an error.
+    pub fn list(&self, prefix: &str) -> Result<Vec<&str>, Ec2Error> {
+        let mut out = BTreeMap::new();
+        let p = format!("{prefix}.");
+        for (k, v) in self.0.range(p.clone()..) {
+            let Some(rest) = k.strip_prefix(&p) else {
+                break;
+            };
+            if rest.contains('.') {
+                continue;
+            }
+            let n: u32 = rest
+                .parse()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| invalid(format!("Invalid parameter index in {k}")))?;
+            out.insert(n, v.as_str());
+        }
+        Ok(out.into_values().collect())
+    }
+
+    fn bool(&self, name: &str) -> Result<bool, Ec2Error> {
+        match self.get(name) {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(invalid(format!(
+                "Invalid value '{v}' for {name}. Valid values: true, false"
+            ))),
+        }
+    }
+
+    /// `Filter.N.Name` / `Filter.N.Value.M`.
+    fn filters(&self) -> Result<Vec<(String, Vec<String>)>, Ec2Error> {
+        let mut by_index: BTreeMap<u32, (Option<String>, BTreeMap<u32, String>)> = BTreeMap::new();
+        for (k, v) in self.0.range("Filter.".to_string()..) {
+            let Some(rest) = k.strip_prefix("Filter.") else {
+                break;
+            };
+            let mut parts = rest.split('.');
+            let n: u32 = parts
+                .next()
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| invalid(format!("Invalid parameter {k}")))?;
+            let entry = by_index.entry(n).or_default();
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("Name"), None, None) => entry.0 = Some(v.clone()),
+                (Some("Value"), Some(m), None) => {
+                    let m: u32 = m
+                        .parse()
+                        .ok()
+                        .filter(|m| *m >= 1)
+                        .ok_or_else(|| invalid(format!("Invalid parameter {k}")))?;
+                    entry.1.insert(m, v.clone());
+                }
+                _ => {
+                    return Err(bad(
+                        "UnknownParameter",
+                        format!("The parameter {k} is not recognized"),
+                    ))
+                }
+            }
+        }
+        by_index
+            .into_iter()
+            .map(|(n, (name, values))| {
+                let name = name.ok_or_else(|| missing(&format!("Filter.{n}.Name")))?;
+                if values.is_empty() {
+                    return Err(invalid(format!("The filter '{name}' requires a value")));
+                }
+                Ok((name, values.into_values().collect()))
+            })
+            .collect()
+    }
+}
+
+fn parse_ip(v: &str) -> Result<Ipv4Addr, Ec2Error> {
+    v.parse()
+        .map_err(|_| invalid(format!("Invalid value '{v}' for IP address")))
+}
+
+fn check_eni_id(id: &str) -> Result<(), Ec2Error> {
+    let ok = id
+        .strip_prefix("eni-")
+        .is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric()));
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "InvalidNetworkInterfaceId.Malformed",
+            format!("Invalid id: \"{id}\" (expecting \"eni-...\")"),
+        ))
+    }
+}
+
+/// Checks the shape of a SigV4 `Authorization` header (signatures are not verified).
+fn check_auth(req: &Req) -> Result<(), Ec2Error> {
+    let Some(auth) = req.headers.get("authorization") else {
+        return Ok(());
+    };
+    let ok = auth.to_str().ok().is_some_and(|a| {
+        a.starts_with("AWS4-HMAC-SHA256 ")
+            && a.contains("Credential=")
+            && a.contains("SignedHeaders=")
+            && a.contains("Signature=")
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "IncompleteSignature",
+            "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' (AWS4-HMAC-SHA256).",
+        ))
+    }
+}
+
+/// Serves one EC2 query API request.
+pub async fn handle(emulator: &Emulator, req: &Req) -> Outcome {
+    let request_id = emulator.request_id();
+    if req.method != Method::POST && req.method != Method::GET {
+        return Outcome::Reply(error_response(
+            &bad(
+                "InvalidAction",
+                format!("The HTTP method {} is not supported", req.method),
+            ),
+            &request_id,
+        ));
+    }
+    if req.too_large {
+        return Outcome::Reply(error_response(
+            &bad("RequestEntityTooLarge", "Request body too large"),
+            &request_id,
+        ));
+    }
+    let params = Params::parse(req);
+    let action = params.get("Action").unwrap_or("").to_string();
+    let pre = check_auth(req).and_then(|_| {
+        if action.is_empty() {
+            return Err(bad(
+                "MissingAction",
+                "The request must contain the parameter Action",
+            ));
+        }
+        if !matches!(
+            action.as_str(),
+            "AssignPrivateIpAddresses" | "UnassignPrivateIpAddresses" | "DescribeNetworkInterfaces"
+        ) {
+            return Err(bad(
+                "InvalidAction",
+                format!("The action {action} is not valid for this web service."),
+            ));
+        }
+        if params.get("Version").is_none() {
+            return Err(missing("Version"));
+        }
+        Ok(())
+    });
+    if let Err(e) = pre {
+        return Outcome::Reply(error_response(&e, &request_id));
+    }
+    match emulator.fault_gate("aws", &action).await {
+        Gate::Proceed => Outcome::Reply(run(emulator, &action, &params, &request_id)),
+        Gate::Fail(kind) => Outcome::Reply(error_response(&fault_error(kind), &request_id)),
+        Gate::Timeout { apply, hold } => {
+            if apply {
+                let _ = run(emulator, &action, &params, &request_id);
+            }
+            tokio::time::sleep(hold).await;
+            Outcome::Drop
+        }
+    }
+}
+
+fn run(emulator: &Emulator, action: &str, params: &Params, request_id: &str) -> Response<Body> {
+    let result = (|| {
+        if params.bool("DryRun")? {
+            // Permissions are not modelled: a dry run would always have succeeded.
+            return Err(Ec2Error {
+                status: StatusCode::PRECONDITION_FAILED,
+                code: "DryRunOperation",
+                message: "Request would have succeeded, but DryRun flag is set.".to_string(),
+            });
+        }
+        let mut state = emulator.state();
+        match action {
+            "AssignPrivateIpAddresses" => assign(&mut state, params),
+            "UnassignPrivateIpAddresses" => unassign(&mut state, params),
+            _ => describe(&mut state, params, emulator),
+        }
+    })();
+    match result {
+        Ok(inner) => ok_response(action, request_id, &inner),
+        Err(e) => {
+            log::info!("{action}: {} {}", e.code, e.message);
+            error_response(&e, request_id)
+        }
+    }
+}
+
+fn change_error(e: ChangeError) -> Ec2Error {
+    match e {
+        ChangeError::NicNotFound(id) => bad(
+            "InvalidNetworkInterfaceID.NotFound",
+            format!("The networkInterface ID '{id}' does not exist"),
+        ),
+        ChangeError::OutsideSubnet(ip) => invalid(format!(
+            "Address {ip} does not fall within the subnet's address range"
+        )),
+        ChangeError::InUse { ip, holder: _ } | ChangeError::PrimaryElsewhere { ip, holder: _ } => {
+            bad("PrivateIpAddressInUse", format!("Address {ip} is in use."))
+        }
+        ChangeError::IsPrimary(ip) => invalid(format!(
+            "The primary private IP address {ip} cannot be unassigned"
+        )),
+        ChangeError::NotAssigned(ip) => invalid(format!(
+            "Some of the specified addresses are not assigned to interface ({ip})"
+        )),
+    }
+}
+
+fn eni_param(params: &Params) -> Result<String, Ec2Error> {
+    let id = params
+        .get("NetworkInterfaceId")
+        .ok_or_else(|| missing("NetworkInterfaceId"))?;
+    check_eni_id(id)?;
+    Ok(id.to_string())
+}
+
+fn ip_list(params: &Params) -> Result<Vec<Ipv4Addr>, Ec2Error> {
+    let mut ips = Vec::new();
+    for v in params.list("PrivateIpAddress")? {
+        let ip = parse_ip(v)?;
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    Ok(ips)
+}
+
+fn items(tag: &str, values: impl IntoIterator<Item = String>, indent: &str) -> String {
+    let mut out = String::new();
+    let mut any = false;
+    for v in values {
+        if !any {
+            out.push_str(&format!("{indent}<{tag}>\n"));
+            any = true;
+        }
+        out.push_str(&format!("{indent}    <item>{v}</item>\n"));
+    }
+    if any {
+        out.push_str(&format!("{indent}</{tag}>\n"));
+    } else {
+        out.push_str(&format!("{indent}<{tag}/>\n"));
+    }
+    out
+}
+
+fn assign(state: &mut State, params: &Params) -> Result<String, Ec2Error> {
+    let eni = eni_param(params)?;
+    let allow = params.bool("AllowReassignment")?;
+    let mut ips = ip_list(params)?;
+    let count = match params.get("SecondaryPrivateIpAddressCount") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=50).contains(n))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "Invalid value '{v}' for SecondaryPrivateIpAddressCount"
+                    ))
+                })?,
+        ),
+    };
+    match (ips.is_empty(), count) {
+        (true, None) => {
+            return Err(missing(
+                "PrivateIpAddress or SecondaryPrivateIpAddressCount",
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(bad(
+                "InvalidParameterCombination",
+                "Specify either PrivateIpAddresses or SecondaryPrivateIpAddressCount, not both",
+            ))
+        }
+        (true, Some(n)) => {
+            ips = state
+                .free_addresses(&eni, n as usize)
+                .map_err(change_error)?
+                .ok_or_else(|| {
+                    bad(
+                        "InsufficientFreeAddressesInSubnet",
+                        "The specified subnet does not have enough free addresses to satisfy the request.",
+                    )
+                })?;
+        }
+        (false, None) => {}
+    }
+    state
+        .assign(Instant::now(), &eni, &ips, allow)
+        .map_err(change_error)?;
+    let set = items(
+        "assignedPrivateIpAddressesSet",
+        ips.iter()
+            .map(|ip| format!("<privateIpAddress>{ip}</privateIpAddress>")),
+        "    ",
+    );
+    Ok(format!(
+        "    <return>true</return>\n    <networkInterfaceId>{}</networkInterfaceId>\n{set}    <assignedIpv4PrefixSet/>\n",
+        xml_escape(&eni)
+    ))
+}
+
+fn unassign(state: &mut State, params: &Params) -> Result<String, Ec2Error> {
+    let eni = eni_param(params)?;
+    let ips = ip_list(params)?;
+    if ips.is_empty() {
+        return Err(missing("PrivateIpAddress"));
+    }
+    state
+        .unassign(Instant::now(), &eni, &ips)
+        .map_err(change_error)?;
+    Ok("    <return>true</return>\n".to_string())
+}
+
+/// EC2 filter wildcards: `*` any run, `?` one character.
+fn glob(pattern: &str, value: &str) -> bool {
+    fn rec(p: &[char], v: &[char]) -> bool {
+        match p.split_first() {
+            None => v.is_empty(),
+            Some(('*', rest)) => (0..=v.len()).any(|i| rec(rest, &v[i..])),
+            Some(('?', rest)) => !v.is_empty() && rec(rest, &v[1..]),
+            Some((c, rest)) => v.first() == Some(c) && rec(rest, &v[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let v: Vec<char> = value.chars().collect();
+    rec(&p, &v)
+}
+
+const FILTERS: &[&str] = &[
+    "network-interface-id",
+    "addresses.private-ip-address",
+    "addresses.primary",
+    "private-ip-address",
+    "attachment.instance-id",
+    "attachment.device-index",
+    "subnet-id",
+    "vpc-id",
+    "mac-address",
+    "availability-zone",
+    "status",
+    "owner-id",
+];
+
+fn filter_values(state: &State, nic: &Nic, name: &str) -> Vec<String> {
+    let subnet = state.subnets.get(&nic.subnet);
+    match name {
+        "network-interface-id" => vec![nic.id.clone()],
+        "addresses.private-ip-address" => std::iter::once(nic.primary_ip)
+            .chain(nic.secondary_ips.iter().copied())
+            .map(|ip| ip.to_string())
+            .collect(),
+        "addresses.primary" => {
+            let mut v = vec!["true".to_string()];
+            if !nic.secondary_ips.is_empty() {
+                v.push("false".to_string());
+            }
+            v
+        }
+        "private-ip-address" => vec![nic.primary_ip.to_string()],
+        "attachment.instance-id" => nic.instance.iter().cloned().collect(),
+        "attachment.device-index" => nic
+            .instance
+            .as_ref()
+            .map(|_| nic.device_index.to_string())
+            .into_iter()
+            .collect(),
+        "subnet-id" => vec![nic.subnet.clone()],
+        "vpc-id" => subnet.map(|s| s.vpc.clone()).into_iter().collect(),
+        "mac-address" => vec![nic.mac.clone()],
+        "availability-zone" => subnet
+            .map(|s| s.availability_zone.clone())
+            .into_iter()
+            .collect(),
+        "status" => vec![if nic.instance.is_some() {
+            "in-use"
+        } else {
+            "available"
+        }
+        .to_string()],
+        "owner-id" => vec![OWNER_ID.to_string()],
+        _ => Vec::new(),
+    }
+}
+
+fn describe(state: &mut State, params: &Params, emulator: &Emulator) -> Result<String, Ec2Error> {
+    let ids: Vec<String> = params
+        .list("NetworkInterfaceId")?
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    for id in &ids {
+        check_eni_id(id)?;
+    }
+    let filters = params.filters()?;
+    for (name, _) in &filters {
+        if !FILTERS.contains(&name.as_str()) {
+            return Err(invalid(format!("The filter '{name}' is invalid")));
+        }
+    }
+    let max_results = match params.get("MaxResults") {
+        None => None,
+        Some(v) => {
+            if !ids.is_empty() {
+                return Err(bad(
+                    "InvalidParameterCombination",
+                    "The parameter NetworkInterfaceIds cannot be used with the parameter MaxResults",
+                ));
+            }
+            Some(
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (5..=1000).contains(n))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "Value ( {v} ) for parameter maxResults is invalid. Expecting a value between 5 and 1000."
+                        ))
+                    })?,
+            )
+        }
+    };
+    let start = match params.get("NextToken") {
+        None => 0,
+        Some(t) => t
+            .strip_prefix("emu-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| invalid(format!("Invalid value '{t}' for NextToken")))?,
+    };
+    state.settle(Instant::now());
+    let view = state.visible(Instant::now()).clone();
+    let missing_ids: Vec<&String> = ids
+        .iter()
+        .filter(|id| !view.nics.contains_key(*id))
+        .collect();
+    if !missing_ids.is_empty() {
+        let list: Vec<&str> = missing_ids.iter().map(|s| s.as_str()).collect();
+        return Err(bad(
+            "InvalidNetworkInterfaceID.NotFound",
+            format!(
+                "The networkInterface ID '{}' does not exist",
+                list.join(", ")
+            ),
+        ));
+    }
+    let matching: Vec<&Nic> = view
+        .nics
+        .values()
+        .filter(|n| n.provider == "aws")
+        .filter(|n| ids.is_empty() || ids.contains(&n.id))
+        .filter(|n| {
+            filters.iter().all(|(name, values)| {
+                let have = filter_values(state, n, name);
+                values.iter().any(|want| have.iter().any(|h| glob(want, h)))
+            })
+        })
+        .collect();
+    let end = max_results.map_or(matching.len(), |m| (start + m).min(matching.len()));
+    let page = matching.get(start.min(matching.len())..end).unwrap_or(&[]);
+    let mut out = String::new();
+    if page.is_empty() {
+        out.push_str("    <networkInterfaceSet/>\n");
+    } else {
+        out.push_str("    <networkInterfaceSet>\n");
+        for n in page {
+            out.push_str(&nic_xml(state, n, emulator));
+        }
+        out.push_str("    </networkInterfaceSet>\n");
+    }
+    if end < matching.len() {
+        out.push_str(&format!("    <nextToken>emu-{end}</nextToken>\n"));
+    }
+    Ok(out)
+}
+
+fn nic_xml(state: &State, n: &Nic, emulator: &Emulator) -> String {
+    let subnet = state.subnets.get(&n.subnet);
+    let vpc = subnet.map_or("vpc-emulator", |s| s.vpc.as_str());
+    let az = subnet.map_or("", |s| s.availability_zone.as_str());
+    let e = xml_escape;
+    let dns = |ip: Ipv4Addr| format!("ip-{}.ec2.internal", ip.to_string().replace('.', "-"));
+    let mut x = String::new();
+    x.push_str("        <item>\n");
+    x.push_str(&format!(
+        "            <networkInterfaceId>{}</networkInterfaceId>\n",
+        e(&n.id)
+    ));
+    x.push_str(&format!(
+        "            <subnetId>{}</subnetId>\n",
+        e(&n.subnet)
+    ));
+    x.push_str(&format!("            <vpcId>{}</vpcId>\n", e(vpc)));
+    x.push_str(&format!(
+        "            <availabilityZone>{}</availabilityZone>\n",
+        e(az)
+    ));
+    if n.description.is_empty() {
+        x.push_str("            <description/>\n");
+    } else {
+        x.push_str(&format!(
+            "            <description>{}</description>\n",
+            e(&n.description)
+        ));
+    }
+    x.push_str(&format!("            <ownerId>{OWNER_ID}</ownerId>\n"));
+    x.push_str("            <requesterManaged>false</requesterManaged>\n");
+    let status = if n.instance.is_some() {
+        "in-use"
+    } else {
+        "available"
+    };
+    x.push_str(&format!("            <status>{status}</status>\n"));
+    x.push_str(&format!(
+        "            <macAddress>{}</macAddress>\n",
+        e(&n.mac)
+    ));
+    x.push_str(&format!(
+        "            <privateIpAddress>{}</privateIpAddress>\n",
+        n.primary_ip
+    ));
+    x.push_str(&format!(
+        "            <privateDnsName>{}</privateDnsName>\n",
+        dns(n.primary_ip)
+    ));
+    x.push_str("            <sourceDestCheck>true</sourceDestCheck>\n");
+    x.push_str("            <groupSet/>\n");
+    if let Some(i) = &n.instance {
+        x.push_str("            <attachment>\n");
+        x.push_str(&format!(
+            "                <attachmentId>eni-attach-{:016x}</attachmentId>\n",
+            crate::state::fnv1a(n.id.as_bytes())
+        ));
+        x.push_str(&format!(
+            "                <instanceId>{}</instanceId>\n",
+            e(i)
+        ));
+        x.push_str(&format!(
+            "                <instanceOwnerId>{OWNER_ID}</instanceOwnerId>\n"
+        ));
+        x.push_str(&format!(
+            "                <deviceIndex>{}</deviceIndex>\n",
+            n.device_index
+        ));
+        x.push_str("                <status>attached</status>\n");
+        x.push_str(&format!(
+            "                <attachTime>{}</attachTime>\n",
+            iso8601(emulator.started)
+        ));
+        x.push_str(&format!(
+            "                <deleteOnTermination>{}</deleteOnTermination>\n",
+            n.device_index == 0
+        ));
+        x.push_str("            </attachment>\n");
+    }
+    x.push_str("            <tagSet/>\n");
+    x.push_str("            <privateIpAddressesSet>\n");
+    for (ip, primary) in
+        std::iter::once((n.primary_ip, true)).chain(n.secondary_ips.iter().map(|ip| (*ip, false)))
+    {
+        x.push_str(&format!(
+            "                <item>\n                    <privateIpAddress>{ip}</privateIpAddress>\n                    <privateDnsName>{}</privateDnsName>\n                    <primary>{primary}</primary>\n                </item>\n",
+            dns(ip)
+        ));
+    }
+    x.push_str("            </privateIpAddressesSet>\n");
+    x.push_str("            <ipv6AddressesSet/>\n");
+    x.push_str("            <interfaceType>interface</interfaceType>\n");
+    x.push_str("        </item>\n");
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globbing() {
+        assert!(glob("10.0.1.*", "10.0.1.100"));
+        assert!(glob("eni-?", "eni-a"));
+        assert!(!glob("eni-?", "eni-ab"));
+        assert!(glob("*", ""));
+        assert!(!glob("a", "b"));
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(xml_escape("<a&'\">"), "&lt;a&amp;&apos;&quot;&gt;");
+    }
+}

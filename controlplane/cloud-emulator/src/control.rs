@@ -1,0 +1,161 @@
+//! The emulator's own JSON control API under `/_emulator/` (documented in the crate docs).
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use hyper::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::faults::FaultSpec;
+use crate::server::{json, Body, Emulator, Req};
+use crate::state::Seed;
+
+fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response<Body> {
+    json(status, &json!({ "error": msg.to_string() }))
+}
+
+fn query_param<'a>(req: &'a Req, name: &str) -> Option<std::borrow::Cow<'a, str>> {
+    form_urlencoded::parse(req.query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// Serves one control API request.
+pub fn handle(emulator: &Emulator, req: &Req) -> Response<Body> {
+    if req.too_large {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+    }
+    let path = req.path.trim_end_matches('/');
+    match (&req.method, path) {
+        (&Method::GET, "/_emulator/holders") => holders(emulator, req),
+        (&Method::GET, "/_emulator/state") => state(emulator),
+        (&Method::GET, "/_emulator/faults") => json(
+            StatusCode::OK,
+            &json!({ "faults": emulator.faults().list() }),
+        ),
+        (&Method::POST, "/_emulator/faults") => add_faults(emulator, req),
+        (&Method::DELETE, "/_emulator/faults") => {
+            emulator.faults().clear();
+            json(StatusCode::OK, &json!({ "faults": [] }))
+        }
+        (&Method::POST, "/_emulator/reset") => reset(emulator, req),
+        (&Method::POST, "/_emulator/config") => config(emulator, req),
+        (
+            _,
+            "/_emulator/holders" | "/_emulator/state" | "/_emulator/faults" | "/_emulator/reset"
+            | "/_emulator/config",
+        ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {}", req.path),
+        ),
+    }
+}
+
+fn holders(emulator: &Emulator, req: &Req) -> Response<Body> {
+    let ip = match query_param(req, "ip") {
+        None => None,
+        Some(v) => match v.parse::<Ipv4Addr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => return error(StatusCode::BAD_REQUEST, format!("bad ip {v:?}")),
+        },
+    };
+    let provider = query_param(req, "provider").map(|p| p.into_owned());
+    let mut state = emulator.state();
+    let now = Instant::now();
+    let holders: Vec<_> = state
+        .holders(now)
+        .into_iter()
+        .filter(|h| ip.is_none_or(|ip| h.ip == ip))
+        .filter(|h| provider.as_deref().is_none_or(|p| h.provider == p))
+        .collect();
+    let pending = state.pending(now);
+    json(
+        StatusCode::OK,
+        &json!({ "generation": state.generation, "holders": holders, "pending": pending }),
+    )
+}
+
+fn state(emulator: &Emulator) -> Response<Body> {
+    let mut state = emulator.state();
+    let now = Instant::now();
+    let visible: Vec<_> = state.visible(now).nics.values().cloned().collect();
+    let target: Vec<_> = state.target().nics.values().cloned().collect();
+    let subnets: Vec<_> = state.subnets.values().cloned().collect();
+    let pending = state.pending(now);
+    json(
+        StatusCode::OK,
+        &json!({
+            "region": state.region,
+            "move_delay_ms": state.move_delay.as_millis() as u64,
+            "imds_instance": state.imds_instance,
+            "generation": state.generation,
+            "subnets": subnets,
+            "nics": visible,
+            "target_nics": target,
+            "pending": pending,
+            "faults": emulator.faults().list(),
+        }),
+    )
+}
+
+fn add_faults(emulator: &Emulator, req: &Req) -> Response<Body> {
+    let v: Value = match serde_json::from_slice(&req.body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON: {e}")),
+    };
+    let specs: Result<Vec<FaultSpec>, _> = match v {
+        Value::Array(_) => serde_json::from_value(v),
+        other => serde_json::from_value(other).map(|s| vec![s]),
+    };
+    let specs = match specs {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad fault: {e}")),
+    };
+    let mut faults = emulator.faults();
+    for s in specs {
+        faults.add(s);
+    }
+    json(StatusCode::OK, &json!({ "faults": faults.list() }))
+}
+
+fn reset(emulator: &Emulator, req: &Req) -> Response<Body> {
+    let seed = if req.body.iter().all(|b| b.is_ascii_whitespace()) {
+        None
+    } else {
+        match serde_json::from_slice::<Seed>(&req.body) {
+            Ok(s) => Some(s),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
+        }
+    };
+    match emulator.reset(seed) {
+        Ok(()) => json(StatusCode::OK, &json!({ "reset": true })),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
+    }
+}
+
+fn config(emulator: &Emulator, req: &Req) -> Response<Body> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Config {
+        move_delay_ms: Option<u64>,
+    }
+    let c: Config = match serde_json::from_slice(&req.body) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad config: {e}")),
+    };
+    let mut state = emulator.state();
+    if let Some(ms) = c.move_delay_ms {
+        if ms > 3_600_000 {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "move_delay_ms must be at most 3600000",
+            );
+        }
+        state.move_delay = Duration::from_millis(ms);
+    }
+    json(
+        StatusCode::OK,
+        &json!({ "move_delay_ms": state.move_delay.as_millis() as u64 }),
+    )
+}

@@ -1,0 +1,716 @@
+//! Cloud-agnostic state: subnets, NICs, which NIC holds each private IP, pending (asynchronous)
+//! moves, and the per-NIC version used as an etag.
+//!
+//! Two views are kept. The *target* view reflects every accepted request at once and is what new
+//! requests are validated against (so two assigns in a row see each other). The *visible* view is
+//! what `Describe*`, IMDS and the holder API report: accepted changes reach it in order, each one
+//! `move_delay` after it was accepted, which is how the provider fabric lags behind the API.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// Default delay between an accepted change and its visibility.
+pub const DEFAULT_MOVE_DELAY_MS: u64 = 500;
+
+fn default_provider() -> String {
+    "aws".to_string()
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+
+fn default_move_delay() -> u64 {
+    DEFAULT_MOVE_DELAY_MS
+}
+
+/// An IPv4 prefix (`a.b.c.d/len`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, l) = s.split_once('/')?;
+        let addr: Ipv4Addr = a.parse().ok()?;
+        let len: u8 = l.parse().ok()?;
+        if len > 32 {
+            return None;
+        }
+        Some(Cidr { addr, len })
+    }
+
+    fn mask(&self) -> u32 {
+        if self.len == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.len))
+        }
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) & self.mask()) == (u32::from(self.addr) & self.mask())
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// A subnet as written in the seed file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetSeed {
+    pub id: String,
+    pub cidr: String,
+    #[serde(default)]
+    pub vpc: Option<String>,
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+}
+
+/// A NIC as written in the seed file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NicSeed {
+    pub id: String,
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    #[serde(default)]
+    pub instance: Option<String>,
+    pub subnet: String,
+    pub primary_ip: Ipv4Addr,
+    #[serde(default)]
+    pub secondary_ips: Vec<Ipv4Addr>,
+    /// Defaults to a MAC derived from the NIC id.
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// Defaults to the NIC's position among the instance's NICs.
+    #[serde(default)]
+    pub device_index: Option<u32>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The seed file (`--state FILE`, JSON or TOML).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default = "default_move_delay")]
+    pub move_delay_ms: u64,
+    /// Instance that `/latest/meta-data` describes on the main listener (default: first NIC's).
+    #[serde(default)]
+    pub imds_instance: Option<String>,
+    #[serde(default)]
+    pub subnets: Vec<SubnetSeed>,
+    #[serde(default)]
+    pub nics: Vec<NicSeed>,
+}
+
+impl Default for Seed {
+    fn default() -> Self {
+        Seed {
+            region: default_region(),
+            move_delay_ms: DEFAULT_MOVE_DELAY_MS,
+            imds_instance: None,
+            subnets: Vec::new(),
+            nics: Vec::new(),
+        }
+    }
+}
+
+impl Seed {
+    /// Reads a seed file; `.json` is JSON, anything else TOML.
+    pub fn load(path: &Path) -> anyhow::Result<Seed> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let seed: Seed = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?
+        } else {
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?
+        };
+        seed.validate()?;
+        Ok(seed)
+    }
+
+    /// Checks ids are unique, subnets exist, addresses are inside their subnet and held once.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut subnets = BTreeMap::new();
+        for s in &self.subnets {
+            let cidr = Cidr::parse(&s.cidr)
+                .ok_or_else(|| anyhow::anyhow!("subnet {}: bad cidr {:?}", s.id, s.cidr))?;
+            if subnets.insert(s.id.clone(), cidr).is_some() {
+                anyhow::bail!("subnet {}: duplicate id", s.id);
+            }
+        }
+        let mut ids = BTreeMap::new();
+        let mut held: BTreeMap<Ipv4Addr, &str> = BTreeMap::new();
+        for n in &self.nics {
+            if ids.insert(n.id.clone(), ()).is_some() {
+                anyhow::bail!("nic {}: duplicate id", n.id);
+            }
+            let cidr = subnets
+                .get(&n.subnet)
+                .ok_or_else(|| anyhow::anyhow!("nic {}: unknown subnet {:?}", n.id, n.subnet))?;
+            for ip in std::iter::once(&n.primary_ip).chain(n.secondary_ips.iter()) {
+                if !cidr.contains(*ip) {
+                    anyhow::bail!("nic {}: {ip} is outside subnet {} ({cidr})", n.id, n.subnet);
+                }
+                if let Some(other) = held.insert(*ip, &n.id) {
+                    anyhow::bail!("nic {}: {ip} is already held by {other}", n.id);
+                }
+            }
+            if let Some(mac) = &n.mac {
+                if parse_mac(mac).is_none() {
+                    anyhow::bail!("nic {}: bad mac {mac:?}", n.id);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut out {
+        let p = parts.next()?;
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
+/// A MAC derived from the NIC id (locally administered, stable).
+fn derive_mac(id: &str) -> String {
+    let h = fnv1a(id.as_bytes());
+    let b = h.to_be_bytes();
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[3], b[4], b[5], b[6], b[7]
+    )
+}
+
+pub(crate) fn fnv1a(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// A subnet.
+#[derive(Clone, Debug, Serialize)]
+pub struct Subnet {
+    pub id: String,
+    pub cidr: String,
+    pub vpc: String,
+    pub availability_zone: String,
+    #[serde(skip)]
+    pub prefix: Cidr,
+}
+
+/// A NIC (AWS ENI, Azure NIC, OCI VNIC).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Nic {
+    pub id: String,
+    pub provider: String,
+    pub instance: Option<String>,
+    pub subnet: String,
+    pub mac: String,
+    pub device_index: u32,
+    pub description: String,
+    pub primary_ip: Ipv4Addr,
+    /// Secondary addresses in assignment order.
+    pub secondary_ips: Vec<Ipv4Addr>,
+    /// Bumped by every change to the NIC's addresses.
+    pub version: u64,
+}
+
+impl Nic {
+    pub fn etag(&self) -> String {
+        format!("{:016x}-{}", fnv1a(self.id.as_bytes()), self.version)
+    }
+
+    pub fn holds(&self, ip: Ipv4Addr) -> bool {
+        self.primary_ip == ip || self.secondary_ips.contains(&ip)
+    }
+}
+
+/// An accepted change.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Change {
+    /// Add `ips` as secondaries of `nic`, taking them from whichever NIC holds them.
+    Assign { nic: String, ips: Vec<Ipv4Addr> },
+    /// Remove secondaries `ips` from `nic`.
+    Unassign { nic: String, ips: Vec<Ipv4Addr> },
+}
+
+#[derive(Clone, Debug)]
+struct Pending {
+    seq: u64,
+    accepted: SystemTime,
+    visible_at: Instant,
+    change: Change,
+}
+
+/// NICs keyed by id.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub nics: BTreeMap<String, Nic>,
+}
+
+impl View {
+    /// The NIC holding `ip` (primary or secondary).
+    pub fn holder(&self, ip: Ipv4Addr) -> Option<&Nic> {
+        self.nics.values().find(|n| n.holds(ip))
+    }
+
+    fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Assign { nic, ips } => {
+                for ip in ips {
+                    for other in self.nics.values_mut() {
+                        if other.id != *nic && other.secondary_ips.contains(ip) {
+                            other.secondary_ips.retain(|x| x != ip);
+                            other.version += 1;
+                        }
+                    }
+                }
+                if let Some(n) = self.nics.get_mut(nic) {
+                    let mut changed = false;
+                    for ip in ips {
+                        if !n.holds(*ip) {
+                            n.secondary_ips.push(*ip);
+                            changed = true;
+                        }
+                    }
+                    if changed {
+                        n.version += 1;
+                    }
+                }
+            }
+            Change::Unassign { nic, ips } => {
+                if let Some(n) = self.nics.get_mut(nic) {
+                    let before = n.secondary_ips.len();
+                    n.secondary_ips.retain(|x| !ips.contains(x));
+                    if n.secondary_ips.len() != before {
+                        n.version += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why a change was refused (mapped to provider error codes by each API front end).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeError {
+    NicNotFound(String),
+    /// The address is outside the NIC's subnet.
+    OutsideSubnet(Ipv4Addr),
+    /// Held by another NIC and reassignment was not allowed.
+    InUse {
+        ip: Ipv4Addr,
+        holder: String,
+    },
+    /// The address is another NIC's primary address (never movable).
+    PrimaryElsewhere {
+        ip: Ipv4Addr,
+        holder: String,
+    },
+    /// Unassign of the NIC's primary address.
+    IsPrimary(Ipv4Addr),
+    /// Unassign of an address the NIC does not hold.
+    NotAssigned(Ipv4Addr),
+}
+
+/// One entry of the holder view.
+#[derive(Clone, Debug, Serialize)]
+pub struct Holder {
+    pub ip: Ipv4Addr,
+    pub provider: String,
+    pub nic: String,
+    pub instance: Option<String>,
+    pub subnet: String,
+    pub mac: String,
+    pub primary: bool,
+}
+
+/// A pending change as reported by the control API.
+#[derive(Clone, Debug, Serialize)]
+pub struct PendingReport {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub change: Change,
+    pub accepted_unix_ms: u64,
+    pub visible_in_ms: u64,
+}
+
+/// The whole provider state.
+#[derive(Debug)]
+pub struct State {
+    pub region: String,
+    pub move_delay: Duration,
+    pub imds_instance: Option<String>,
+    pub subnets: BTreeMap<String, Subnet>,
+    target: View,
+    visible: View,
+    pending: VecDeque<Pending>,
+    next_seq: u64,
+    /// Bumped whenever the visible view changes (lets the fabric poll cheaply).
+    pub generation: u64,
+}
+
+impl State {
+    pub fn from_seed(seed: &Seed) -> anyhow::Result<State> {
+        seed.validate()?;
+        let mut subnets = BTreeMap::new();
+        for s in &seed.subnets {
+            let prefix =
+                Cidr::parse(&s.cidr).ok_or_else(|| anyhow::anyhow!("subnet {}: bad cidr", s.id))?;
+            subnets.insert(
+                s.id.clone(),
+                Subnet {
+                    id: s.id.clone(),
+                    cidr: prefix.to_string(),
+                    vpc: s.vpc.clone().unwrap_or_else(|| "vpc-emulator".to_string()),
+                    availability_zone: s
+                        .availability_zone
+                        .clone()
+                        .unwrap_or_else(|| format!("{}a", seed.region)),
+                    prefix,
+                },
+            );
+        }
+        let mut view = View::default();
+        let mut per_instance: BTreeMap<String, u32> = BTreeMap::new();
+        for n in &seed.nics {
+            let device_index = match (n.device_index, &n.instance) {
+                (Some(d), _) => d,
+                (None, Some(i)) => {
+                    let c = per_instance.entry(i.clone()).or_insert(0);
+                    *c += 1;
+                    *c - 1
+                }
+                (None, None) => 0,
+            };
+            view.nics.insert(
+                n.id.clone(),
+                Nic {
+                    id: n.id.clone(),
+                    provider: n.provider.clone(),
+                    instance: n.instance.clone(),
+                    subnet: n.subnet.clone(),
+                    mac: n
+                        .mac
+                        .clone()
+                        .map(|m| m.to_ascii_lowercase())
+                        .unwrap_or_else(|| derive_mac(&n.id)),
+                    device_index,
+                    description: n.description.clone().unwrap_or_default(),
+                    primary_ip: n.primary_ip,
+                    secondary_ips: n.secondary_ips.clone(),
+                    version: 1,
+                },
+            );
+        }
+        let imds_instance = seed
+            .imds_instance
+            .clone()
+            .or_else(|| seed.nics.iter().find_map(|n| n.instance.clone()));
+        Ok(State {
+            region: seed.region.clone(),
+            move_delay: Duration::from_millis(seed.move_delay_ms),
+            imds_instance,
+            subnets,
+            target: view.clone(),
+            visible: view,
+            pending: VecDeque::new(),
+            next_seq: 1,
+            generation: 1,
+        })
+    }
+
+    /// Applies every pending change whose time has come (in acceptance order).
+    pub fn settle(&mut self, now: Instant) {
+        while let Some(p) = self.pending.front() {
+            if p.visible_at > now {
+                break;
+            }
+            let p = self.pending.pop_front().expect("front exists");
+            self.visible.apply(&p.change);
+            self.generation += 1;
+        }
+    }
+
+    /// The visible view, settled to `now`.
+    pub fn visible(&mut self, now: Instant) -> &View {
+        self.settle(now);
+        &self.visible
+    }
+
+    /// The view including every accepted change.
+    pub fn target(&self) -> &View {
+        &self.target
+    }
+
+    /// Validates and accepts an assignment of secondary `ips` to `nic`. Returns the addresses.
+    pub fn assign(
+        &mut self,
+        now: Instant,
+        nic: &str,
+        ips: &[Ipv4Addr],
+        allow_reassignment: bool,
+    ) -> Result<(), ChangeError> {
+        self.settle(now);
+        let n = self
+            .target
+            .nics
+            .get(nic)
+            .ok_or_else(|| ChangeError::NicNotFound(nic.to_string()))?;
+        let subnet = self.subnets.get(&n.subnet).map(|s| s.prefix);
+        for ip in ips {
+            if let Some(prefix) = subnet {
+                if !prefix.contains(*ip) {
+                    return Err(ChangeError::OutsideSubnet(*ip));
+                }
+            }
+            if let Some(h) = self.target.holder(*ip) {
+                if h.id == nic {
+                    continue;
+                }
+                if h.primary_ip == *ip {
+                    return Err(ChangeError::PrimaryElsewhere {
+                        ip: *ip,
+                        holder: h.id.clone(),
+                    });
+                }
+                if !allow_reassignment {
+                    return Err(ChangeError::InUse {
+                        ip: *ip,
+                        holder: h.id.clone(),
+                    });
+                }
+            }
+        }
+        self.accept(
+            now,
+            Change::Assign {
+                nic: nic.to_string(),
+                ips: ips.to_vec(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The `count` lowest free addresses of `nic`'s subnet (AWS reserves the first four and the
+    /// last address of a subnet); `None` when the subnet has too few.
+    pub fn free_addresses(
+        &self,
+        nic: &str,
+        count: usize,
+    ) -> Result<Option<Vec<Ipv4Addr>>, ChangeError> {
+        let n = self
+            .target
+            .nics
+            .get(nic)
+            .ok_or_else(|| ChangeError::NicNotFound(nic.to_string()))?;
+        let Some(subnet) = self.subnets.get(&n.subnet) else {
+            return Ok(None);
+        };
+        let base = u64::from(u32::from(subnet.prefix.addr) & subnet.prefix.mask());
+        let size = 1u64 << (32 - u32::from(subnet.prefix.len));
+        let mut out = Vec::new();
+        for off in 4..size.saturating_sub(1) {
+            if out.len() == count {
+                break;
+            }
+            let ip = Ipv4Addr::from((base + off) as u32);
+            if self.target.holder(ip).is_none() {
+                out.push(ip);
+            }
+        }
+        Ok((out.len() == count).then_some(out))
+    }
+
+    /// Validates and accepts the removal of secondary `ips` from `nic`.
+    pub fn unassign(
+        &mut self,
+        now: Instant,
+        nic: &str,
+        ips: &[Ipv4Addr],
+    ) -> Result<(), ChangeError> {
+        self.settle(now);
+        let n = self
+            .target
+            .nics
+            .get(nic)
+            .ok_or_else(|| ChangeError::NicNotFound(nic.to_string()))?;
+        for ip in ips {
+            if n.primary_ip == *ip {
+                return Err(ChangeError::IsPrimary(*ip));
+            }
+            if !n.secondary_ips.contains(ip) {
+                return Err(ChangeError::NotAssigned(*ip));
+            }
+        }
+        self.accept(
+            now,
+            Change::Unassign {
+                nic: nic.to_string(),
+                ips: ips.to_vec(),
+            },
+        );
+        Ok(())
+    }
+
+    fn accept(&mut self, now: Instant, change: Change) {
+        self.target.apply(&change);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.push_back(Pending {
+            seq,
+            accepted: SystemTime::now(),
+            visible_at: now + self.move_delay,
+            change,
+        });
+        // A zero delay is visible at once.
+        self.settle(now);
+    }
+
+    /// Holder view (visible state): every private address with the NIC holding it.
+    pub fn holders(&mut self, now: Instant) -> Vec<Holder> {
+        self.settle(now);
+        let mut out = Vec::new();
+        for n in self.visible.nics.values() {
+            for (ip, primary) in std::iter::once((n.primary_ip, true))
+                .chain(n.secondary_ips.iter().map(|ip| (*ip, false)))
+            {
+                out.push(Holder {
+                    ip,
+                    provider: n.provider.clone(),
+                    nic: n.id.clone(),
+                    instance: n.instance.clone(),
+                    subnet: n.subnet.clone(),
+                    mac: n.mac.clone(),
+                    primary,
+                });
+            }
+        }
+        out.sort_by_key(|h| u32::from(h.ip));
+        out
+    }
+
+    /// Pending changes (accepted, not yet visible).
+    pub fn pending(&mut self, now: Instant) -> Vec<PendingReport> {
+        self.settle(now);
+        self.pending
+            .iter()
+            .map(|p| PendingReport {
+                seq: p.seq,
+                change: p.change.clone(),
+                accepted_unix_ms: p
+                    .accepted
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                visible_in_ms: p.visible_at.saturating_duration_since(now).as_millis() as u64,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> Seed {
+        toml::from_str(
+            r#"
+            move_delay_ms = 100
+            [[subnets]]
+            id = "subnet-1"
+            cidr = "10.0.1.0/24"
+            [[nics]]
+            id = "eni-a"
+            instance = "i-a"
+            subnet = "subnet-1"
+            primary_ip = "10.0.1.10"
+            secondary_ips = ["10.0.1.100"]
+            [[nics]]
+            id = "eni-b"
+            instance = "i-b"
+            subnet = "subnet-1"
+            primary_ip = "10.0.1.20"
+            "#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn move_is_delayed_and_ordered() {
+        let mut s = State::from_seed(&seed()).unwrap();
+        let t0 = Instant::now();
+        let ip: Ipv4Addr = "10.0.1.100".parse().unwrap();
+        assert!(matches!(
+            s.assign(t0, "eni-b", &[ip], false),
+            Err(ChangeError::InUse { .. })
+        ));
+        s.assign(t0, "eni-b", &[ip], true).unwrap();
+        assert_eq!(s.target().holder(ip).unwrap().id, "eni-b");
+        assert_eq!(s.visible(t0).holder(ip).unwrap().id, "eni-a");
+        s.unassign(t0 + Duration::from_millis(50), "eni-b", &[ip])
+            .unwrap();
+        let t1 = t0 + Duration::from_millis(100);
+        // First change visible, second not yet: the visible view lags but stays ordered.
+        assert_eq!(s.visible(t1).holder(ip).unwrap().id, "eni-b");
+        assert_eq!(s.pending(t1).len(), 1);
+        assert_eq!(s.visible(t1).nics["eni-a"].version, 2);
+        let v = s.visible(t1 + Duration::from_millis(50)).holder(ip);
+        assert!(v.is_none());
+        assert_eq!(s.visible(t1).nics["eni-b"].version, 3);
+    }
+
+    #[test]
+    fn primary_never_moves_and_seed_is_checked() {
+        let mut s = State::from_seed(&seed()).unwrap();
+        let t0 = Instant::now();
+        let p: Ipv4Addr = "10.0.1.10".parse().unwrap();
+        assert!(matches!(
+            s.assign(t0, "eni-b", &[p], true),
+            Err(ChangeError::PrimaryElsewhere { .. })
+        ));
+        assert_eq!(
+            s.unassign(t0, "eni-a", &[p]),
+            Err(ChangeError::IsPrimary(p))
+        );
+        let out: Ipv4Addr = "10.9.9.9".parse().unwrap();
+        assert_eq!(
+            s.assign(t0, "eni-b", &[out], false),
+            Err(ChangeError::OutsideSubnet(out))
+        );
+        let mut bad = seed();
+        bad.nics[1]
+            .secondary_ips
+            .push("10.0.1.100".parse().unwrap());
+        assert!(bad.validate().is_err());
+        assert_eq!(Cidr::parse("10.0.0.0/33"), None);
+        assert!(parse_mac("02:00:00:00:00:0g").is_none());
+    }
+}
