@@ -2,9 +2,10 @@
 
 use anyhow::{Context, Result};
 use cer_controlplane::control::admin::{ControlRequest, ControlResponse};
-use cer_controlplane::control::config::ControlConfig;
+use cer_controlplane::control::config::{CaptureMode, ControlConfig};
 use cer_controlplane::control::core::{AdminMsg, Core};
-use cer_controlplane::control::fibfeed::{self, FeedStatus};
+use cer_controlplane::control::fibfeed::{self, FeedOp, FeedStatus};
+use cer_controlplane::control::vrrp;
 use cer_shared::framing;
 use clap::Parser;
 use std::path::PathBuf;
@@ -55,16 +56,51 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
         Some(sock) => {
             let (tx, rx) = std::sync::mpsc::channel();
             let (sock, st) = (sock.clone(), feed_status.clone());
+            let garp = fibfeed::GarpOptions {
+                port: cfg.dataplane.lan_port.clone(),
+                count: cfg.capture.garp_count,
+            };
             std::thread::Builder::new()
                 .name("fib-feed".into())
-                .spawn(move || fibfeed::run(sock, rx, st))?;
+                .spawn(move || fibfeed::run(sock, rx, st, garp))?;
             Some(tx)
         }
         None => None,
     };
     let (ev_tx, mut ev_rx) = mpsc::channel(65536);
+    // The on-prem capture gate: VRRP master only (fail closed), or explicit single_router.
+    let mut vrrp_status = None;
+    if cfg.capture.mode == CaptureMode::Onprem {
+        match (&cfg.capture.vrrp_notify_fifo, &feed_tx) {
+            (Some(fifo), tx) => {
+                let instance = cfg.capture.vrrp_instance.clone().unwrap_or_default();
+                let st = vrrp::new_status(fifo, &instance);
+                vrrp_status = Some(st.clone());
+                let (fifo, tx) = (fifo.clone(), tx.clone());
+                std::thread::Builder::new()
+                    .name("vrrp-gate".into())
+                    .spawn(move || {
+                        vrrp::follow(fifo, instance, st, move |open, why| {
+                            log::info!(
+                                "proxy-ARP gate {}: {why}",
+                                if open { "open" } else { "closed" }
+                            );
+                            if let Some(tx) = &tx {
+                                let _ = tx.send(FeedOp::Gate(open));
+                            }
+                        })
+                    })?;
+            }
+            (None, Some(tx)) => {
+                log::info!("proxy-ARP gate open: single_router = true (no VRRP)");
+                let _ = tx.send(FeedOp::Gate(true));
+            }
+            (None, None) => {}
+        }
+    }
     let mut core =
         Core::new(cfg.clone(), ev_tx, feed_tx, feed_status).map_err(anyhow::Error::msg)?;
+    core.vrrp = vrrp_status;
 
     let (in_tx, mut in_rx) = mpsc::channel(64);
     for addr in cfg.listen_addrs() {

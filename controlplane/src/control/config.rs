@@ -42,6 +42,53 @@ pub struct ControlConfig {
     pub dataplane: Dataplane,
     #[serde(default)]
     pub admin: Admin,
+    #[serde(default)]
+    pub capture: Capture,
+}
+
+/// How ingress for remote-owned /32s is realized at this site (DESIGN.md
+/// section 3). Only on-prem proxy ARP exists in this build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMode {
+    /// No capture: remote-owned /32s are reachable only by routing.
+    #[default]
+    None,
+    /// Proxy ARP (+ GARP) in the dataplane on `dataplane.lan_port`, gated by VRRP.
+    Onprem,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capture {
+    #[serde(default)]
+    pub mode: CaptureMode,
+    /// keepalived's `notify_fifo`: proxy ARP only while `vrrp_instance` is MASTER.
+    pub vrrp_notify_fifo: Option<PathBuf>,
+    /// The VRRP instance (or sync group) to follow.
+    pub vrrp_instance: Option<String>,
+    /// One site, one router, one owner: proxy ARP without VRRP. Must be said explicitly.
+    #[serde(default)]
+    pub single_router: bool,
+    /// Gratuitous ARPs sent per /32 when capture starts or the gate opens.
+    #[serde(default = "d_garp")]
+    pub garp_count: u8,
+}
+
+fn d_garp() -> u8 {
+    3
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture {
+            mode: CaptureMode::None,
+            vrrp_notify_fifo: None,
+            vrrp_instance: None,
+            single_router: false,
+            garp_count: d_garp(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,6 +380,44 @@ impl ControlConfig {
                 ));
             }
         }
+        let c = &self.capture;
+        match c.mode {
+            CaptureMode::None => {
+                if c.vrrp_notify_fifo.is_some() || c.single_router {
+                    return Err(bad(
+                        "capture.mode".into(),
+                        "vrrp_notify_fifo / single_router need mode = \"onprem\"".into(),
+                    ));
+                }
+            }
+            CaptureMode::Onprem => match (&c.vrrp_notify_fifo, c.single_router) {
+                (Some(_), true) => {
+                    return Err(bad(
+                        "capture.single_router".into(),
+                        "is for a router without VRRP: remove it or vrrp_notify_fifo".into(),
+                    ))
+                }
+                (None, false) => {
+                    return Err(bad(
+                        "capture.vrrp_notify_fifo".into(),
+                        "on-prem capture needs keepalived's notify_fifo (VRRP gate), or single_router = true for one site with one router".into(),
+                    ))
+                }
+                (Some(_), false) if c.vrrp_instance.as_deref().unwrap_or("").is_empty() => {
+                    return Err(bad(
+                        "capture.vrrp_instance".into(),
+                        "name the keepalived vrrp_instance (or sync group) to follow".into(),
+                    ))
+                }
+                _ => {}
+            },
+        }
+        if c.garp_count > 20 {
+            return Err(bad(
+                "capture.garp_count".into(),
+                format!("{} is more than 20", c.garp_count),
+            ));
+        }
         let mut ids = HashSet::new();
         for (i, t) in self.tunnels.iter().enumerate() {
             if !ids.insert(t.id) {
@@ -446,6 +531,39 @@ remote = "10.10.0.3"
             ),
         ] {
             let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "expected {needle} in {e}");
+        }
+    }
+
+    #[test]
+    fn capture_section_needs_an_explicit_gate() {
+        let with = |c: &str| format!("{GOOD}\n[capture]\n{c}\n");
+        let c = parse(&with(
+            "mode = \"onprem\"\nvrrp_notify_fifo = \"/run/k.fifo\"\nvrrp_instance = \"VI_1\"",
+        ))
+        .unwrap();
+        assert_eq!(c.capture.mode, CaptureMode::Onprem);
+        assert_eq!(c.capture.garp_count, 3);
+        assert!(parse(&with("mode = \"onprem\"\nsingle_router = true")).is_ok());
+        assert_eq!(parse(GOOD).unwrap().capture.mode, CaptureMode::None);
+        for (c, needle) in [
+            ("mode = \"onprem\"", "capture.vrrp_notify_fifo"),
+            (
+                "mode = \"onprem\"\nvrrp_notify_fifo = \"/run/k.fifo\"",
+                "capture.vrrp_instance",
+            ),
+            (
+                "mode = \"onprem\"\nvrrp_notify_fifo = \"/f\"\nvrrp_instance = \"V\"\nsingle_router = true",
+                "capture.single_router",
+            ),
+            ("single_router = true", "capture.mode"),
+            ("mode = \"aws\"", "aws"),
+            (
+                "mode = \"onprem\"\nsingle_router = true\ngarp_count = 200",
+                "capture.garp_count",
+            ),
+        ] {
+            let e = parse(&with(c)).unwrap_err().to_string();
             assert!(e.contains(needle), "expected {needle} in {e}");
         }
     }

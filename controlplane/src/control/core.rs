@@ -5,7 +5,7 @@
 //! operations for the feed thread.
 
 use super::admin::{ControlRequest, ControlResponse};
-use super::config::ControlConfig;
+use super::config::{CaptureMode, ControlConfig};
 use super::endpoints::{Endpoint, Endpoints};
 use super::fibfeed::{FeedOp, SharedStatus};
 use super::sam::{Owner, Sam, TrapEvent};
@@ -14,7 +14,7 @@ use cer_bgp::session::SessionEvent;
 use cer_bgp::speaker::{NeighborConfig, Speaker, SpeakerConfig};
 use cer_shared::feed::EndpointAction;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -36,6 +36,10 @@ pub struct Core {
     pub sam: Sam,
     endpoints: Endpoints,
     fib: BTreeMap<Ipv4Addr, FibEntry>,
+    /// Pool /32s captured here by proxy ARP (on-prem capture: owned elsewhere).
+    captured: BTreeSet<Ipv4Addr>,
+    /// The VRRP gate of on-prem capture (set by the binary when configured).
+    pub vrrp: Option<super::vrrp::SharedVrrp>,
     feed: Option<std::sync::mpsc::Sender<FeedOp>>,
     pub feed_status: SharedStatus,
     trap_log: VecDeque<TrapEvent>,
@@ -84,6 +88,8 @@ impl Core {
             sam,
             endpoints,
             fib: BTreeMap::new(),
+            captured: BTreeSet::new(),
+            vrrp: None,
             feed,
             feed_status,
             trap_log: VecDeque::new(),
@@ -220,6 +226,21 @@ impl Core {
                 });
             }
         }
+        // On-prem capture: answer ARP for pool /32s owned at another site
+        // (the gate decides whether the dataplane actually answers).
+        let capture = self.cfg.capture.mode == CaptureMode::Onprem
+            && self.cfg.in_pool(ip)
+            && matches!(self.sam.owner(&p), Some(o) if !o.local);
+        let changed = if capture {
+            self.captured.insert(ip)
+        } else {
+            self.captured.remove(&ip)
+        };
+        if changed {
+            if let Some(feed) = &self.feed {
+                let _ = feed.send(FeedOp::Capture(ip, capture, now));
+            }
+        }
     }
 
     pub fn on_session(&mut self, ev: SessionEvent) {
@@ -255,6 +276,48 @@ impl Core {
         }
     }
 
+    /// Capture at this site: the mechanism, the gate and, for one /32,
+    /// whether it is captured here.
+    fn capture_json(&self, ip: Option<Ipv4Addr>) -> Value {
+        let feed = self
+            .feed_status
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default();
+        let c = &self.cfg.capture;
+        let gate = match (&self.vrrp, c.single_router) {
+            (Some(v), _) => v
+                .lock()
+                .map(|v| json!(*v))
+                .unwrap_or_else(|_| json!("unavailable")),
+            (None, true) => json!({"single_router": true, "gate_open": true}),
+            (None, false) => json!(null),
+        };
+        let mut v = match c.mode {
+            CaptureMode::None => json!({
+                "mechanism": "none configured on this node ([capture] mode = \"none\")",
+            }),
+            CaptureMode::Onprem => json!({
+                "mechanism": format!("on-prem proxy ARP + gratuitous ARP on dataplane port {}", self.cfg.dataplane.lan_port),
+                "gate": gate,
+                "captured_here": self.captured.len(),
+                "dataplane_proxy_arp_entries": feed.captured,
+                "dataplane_gate_open": feed.proxy_arp_active,
+            }),
+        };
+        if let Some(ip) = ip {
+            v["this_ip"] = json!(match c.mode {
+                CaptureMode::None => "not captured (no capture mechanism)".to_string(),
+                CaptureMode::Onprem if self.captured.contains(&ip) && feed.proxy_arp_active =>
+                    "captured here: the dataplane answers ARP for it".to_string(),
+                CaptureMode::Onprem if self.captured.contains(&ip) =>
+                    "captured here, but the gate is closed (not VRRP master): the dataplane stays silent".to_string(),
+                CaptureMode::Onprem => "not captured here (owned here, not in the pool, or no owner)".to_string(),
+            });
+        }
+        v
+    }
+
     fn answer(&mut self, req: ControlRequest) -> Result<Value, String> {
         Ok(match req {
             ControlRequest::Status => json!({
@@ -265,6 +328,7 @@ impl Core {
                 "ready": self.ready,
                 "uptime_secs": self.started.elapsed().as_secs(),
                 "feed": self.feed_json(),
+                "capture": self.capture_json(None),
             }),
             ControlRequest::BgpSummary => json!({
                 "router_id": self.cfg.node.router_id,
@@ -463,10 +527,7 @@ impl Core {
                 "dataplane_snapshot": feed.snapshot_version,
                 "synced": feed.ready && feed.connected,
             },
-            "capture": {
-                "mechanism": "none configured on this node (the capture plane is not part of this build)",
-                "state": "n/a",
-            },
+            "capture": self.capture_json(Some(ip)),
             "fencing": {
                 "stale_actions_fenced": 0,
                 "note": "no capture actions are planned without a capture plane",

@@ -8,7 +8,7 @@
 use cer_shared::feed::{EndpointAction, FeedCommand, FibChange};
 use cer_shared::feed_client::FeedClient;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -22,6 +22,17 @@ pub enum FeedOp {
     Command(FeedCommand),
     /// Initial convergence reached: the first full sync may go.
     Ready,
+    /// On-prem capture of a /32 starts (true) or ends: proxy ARP set membership.
+    Capture(Ipv4Addr, bool, Instant),
+    /// The proxy-ARP gate (VRRP master, or single_router) opens or closes.
+    Gate(bool),
+}
+
+/// Where gratuitous ARPs for captured /32s go.
+#[derive(Debug, Clone)]
+pub struct GarpOptions {
+    pub port: String,
+    pub count: u8,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -35,6 +46,10 @@ pub struct FeedStatus {
     pub full_syncs: u64,
     pub deltas: u64,
     pub entries: usize,
+    /// /32s in the dataplane's proxy-ARP set (on-prem capture).
+    pub captured: usize,
+    /// Whether the dataplane's proxy-ARP gate is open.
+    pub proxy_arp_active: bool,
     pub last_error: Option<String>,
     /// Time from the ownership change to the dataplane's ack, last delta (microseconds).
     pub last_change_to_ack_us: Option<u64>,
@@ -43,8 +58,15 @@ pub struct FeedStatus {
 pub type SharedStatus = Arc<Mutex<FeedStatus>>;
 
 /// Runs the feeder until `ops` is closed.
-pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus) {
+///
+/// The mirror holds the endpoints, the proxy-ARP set and the gate; a full
+/// sync sends all three (the gate closed until told otherwise: fail closed).
+/// Gratuitous ARPs go out for a /32 whose capture starts while the gate is
+/// open, and for every captured /32 when the gate opens.
+pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: GarpOptions) {
     let mut mirror: BTreeMap<Ipv4Addr, EndpointAction> = BTreeMap::new();
+    let mut proxy: BTreeSet<Ipv4Addr> = BTreeSet::new();
+    let mut gate = false;
     let mut ready = false;
     let mut client: Option<FeedClient> = None;
     let mut next_try = Instant::now();
@@ -86,6 +108,26 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus) {
                     }
                 }
                 FeedOp::Command(c) => commands.push(c),
+                FeedOp::Capture(ip, on, t) => {
+                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                    if on && proxy.insert(ip) {
+                        batch.push(FibChange::ProxyArpSet { ip });
+                        if gate {
+                            commands.push(garp_for(&garp, ip));
+                        }
+                    } else if !on && proxy.remove(&ip) {
+                        batch.push(FibChange::ProxyArpDel { ip });
+                    }
+                }
+                FeedOp::Gate(open) => {
+                    if open != gate {
+                        gate = open;
+                        batch.push(FibChange::ProxyArpActive { active: open });
+                        if open {
+                            commands.extend(proxy.iter().map(|ip| garp_for(&garp, *ip)));
+                        }
+                    }
+                }
                 FeedOp::Ready => {
                     ready = true;
                     set(&|s| s.ready = true);
@@ -93,7 +135,12 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus) {
             }
         }
         let n = mirror.len();
-        set(&|s| s.entries = n);
+        let (np, g) = (proxy.len(), gate);
+        set(&|s| {
+            s.entries = n;
+            s.captured = np;
+            s.proxy_arp_active = g;
+        });
         if !ready {
             continue;
         }
@@ -101,7 +148,7 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus) {
             if Instant::now() < next_try {
                 continue;
             }
-            match connect_and_sync(&socket, &mirror) {
+            match connect_and_sync(&socket, &mirror, &proxy, gate) {
                 Ok(c) => {
                     let (node, boot, v) = (c.node.clone(), c.boot_id, c.snapshot_version);
                     set(&|s| {
@@ -114,8 +161,12 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus) {
                     });
                     log::info!("dataplane {node} synced: {n} endpoints, snapshot {v}");
                     client = Some(c);
-                    // The full sync carried the batch already.
+                    // The full sync carried the batch already; announce what
+                    // we capture (the dataplane may have restarted).
                     batch.clear();
+                    if gate {
+                        commands = proxy.iter().map(|ip| garp_for(&garp, *ip)).collect();
+                    }
                 }
                 Err(e) => {
                     let msg = e.to_string();
@@ -166,18 +217,30 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus) {
     }
 }
 
+fn garp_for(g: &GarpOptions, ip: Ipv4Addr) -> FeedCommand {
+    FeedCommand::GratuitousArp {
+        port: g.port.clone(),
+        ip,
+        count: g.count,
+    }
+}
+
 fn connect_and_sync(
     socket: &std::path::Path,
     mirror: &BTreeMap<Ipv4Addr, EndpointAction>,
+    proxy: &BTreeSet<Ipv4Addr>,
+    gate: bool,
 ) -> Result<FeedClient, cer_shared::feed_client::FeedError> {
     let mut c = FeedClient::connect(socket, "cer-control")?;
-    let changes: Vec<FibChange> = mirror
+    let mut changes: Vec<FibChange> = mirror
         .iter()
         .map(|(ip, a)| FibChange::EndpointSet {
             ip: *ip,
             action: a.clone(),
         })
         .collect();
+    changes.extend(proxy.iter().map(|ip| FibChange::ProxyArpSet { ip: *ip }));
+    changes.push(FibChange::ProxyArpActive { active: gate });
     c.full_sync(changes)?;
     Ok(c)
 }

@@ -9,3 +9,4 @@ pub mod core;
 pub mod endpoints;
 pub mod fibfeed;
 pub mod sam;
+pub mod vrrp;

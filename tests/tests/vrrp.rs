@@ -1,0 +1,227 @@
+//! The on-prem capture gate against real keepalived: two routers in two
+//! namespaces run VRRP over a veth; cer-control's gate follows each one's
+//! `notify_fifo`. Exactly the master's gate is open; when the master is
+//! SIGKILLed its gate closes at once (the FIFO reaches EOF: fail closed) and
+//! the backup's opens after VRRP's master-down interval. Sampled every 10 ms,
+//! the two gates are never open together. A restarted router (nopreempt)
+//! comes back as backup and keeps its gate closed.
+
+use anyhow::{bail, Context, Result};
+use cer_controlplane::control::vrrp::{self, SharedVrrp, VrrpState};
+use cer_e2e::*;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Router {
+    ns: Netns,
+    dir: PathBuf,
+    iface: String,
+    fifo: PathBuf,
+    instance: String,
+    priority: u8,
+    keepalived: Option<Proc>,
+}
+
+impl Router {
+    fn config(&self) -> String {
+        format!(
+            r#"global_defs {{
+    router_id {name}
+    notify_fifo {fifo}
+    vrrp_garp_master_delay 0
+}}
+vrrp_instance {inst} {{
+    state BACKUP
+    nopreempt
+    interface {iface}
+    virtual_router_id 77
+    priority {prio}
+    advert_int 1
+    virtual_ipaddress {{
+        192.168.77.100/32
+    }}
+}}
+"#,
+            name = self.ns.name,
+            fifo = self.fifo.display(),
+            inst = self.instance,
+            iface = self.iface,
+            prio = self.priority,
+        )
+    }
+
+    fn start(&mut self, n: u32) -> Result<()> {
+        let conf = self.dir.join("keepalived.conf");
+        std::fs::write(&conf, self.config())?;
+        let pid = self.dir.join(format!("k{n}.pid"));
+        let vpid = self.dir.join(format!("vrrp{n}.pid"));
+        let p = self.ns.spawn(
+            &[
+                "keepalived",
+                "-n",
+                "-l",
+                "-D",
+                "-P",
+                "-f",
+                conf.to_str().unwrap(),
+                "-p",
+                pid.to_str().unwrap(),
+                "-r",
+                vpid.to_str().unwrap(),
+            ],
+            &self.dir.join(format!("keepalived{n}.log")),
+        )?;
+        self.keepalived = Some(p);
+        Ok(())
+    }
+
+    /// SIGKILL keepalived and its VRRP child (both ours), as a crash would.
+    fn kill(&mut self, n: u32) {
+        let vpid = std::fs::read_to_string(self.dir.join(format!("vrrp{n}.pid")))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        if let Some(p) = &self.keepalived {
+            // SAFETY: kill(2) on processes this test started.
+            unsafe { libc::kill(p.pid() as i32, libc::SIGKILL) };
+        }
+        if let Some(v) = vpid {
+            // SAFETY: as above; the VRRP child of our keepalived.
+            unsafe { libc::kill(v, libc::SIGKILL) };
+        }
+        drop(self.keepalived.take());
+    }
+
+    fn log(&self) -> String {
+        self.keepalived
+            .as_ref()
+            .map(|p| p.log_text())
+            .unwrap_or_default()
+    }
+}
+
+fn follow(r: &Router) -> SharedVrrp {
+    let st = vrrp::new_status(&r.fifo, &r.instance);
+    let (fifo, inst, s) = (r.fifo.clone(), r.instance.clone(), st.clone());
+    std::thread::spawn(move || vrrp::follow(fifo, inst, s, |_, _| {}));
+    st
+}
+
+fn state(s: &SharedVrrp) -> (VrrpState, bool) {
+    let v = s.lock().unwrap();
+    (v.state, v.gate_open)
+}
+
+fn wait(what: &str, timeout: Duration, f: impl Fn() -> bool) -> Result<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if f() {
+            return Ok(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!("timed out after {timeout:?} waiting for {what}")
+}
+
+fn router(name: &str, scratch: &Path, iface: &str, prio: u8, t: &str) -> Result<Router> {
+    let ns = Netns::new(name)?;
+    let dir = scratch.join(name);
+    std::fs::create_dir_all(&dir)?;
+    Ok(Router {
+        fifo: dir.join("notify.fifo"),
+        ns,
+        dir,
+        iface: iface.to_string(),
+        instance: format!("VI_{t}"),
+        priority: prio,
+        keepalived: None,
+    })
+}
+
+#[test]
+fn vrrp_gate_follows_keepalived_and_fails_closed() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let scratch = Scratch::new("vrrp")?;
+    let t = tag();
+    let (ia, ib) = (format!("va{t}"), format!("vb{t}"));
+    let mut a = router("vra", &scratch.path, &ia, 150, &t)?;
+    let mut b = router("vrb", &scratch.path, &ib, 100, &t)?;
+    veth(&ia, &a.ns, &ib, &b.ns)?;
+    a.ns.addr(&ia, "192.168.77.1/24")?;
+    b.ns.addr(&ib, "192.168.77.2/24")?;
+    let (ga, gb) = (follow(&a), follow(&b));
+
+    // Sample both gates every 10 ms for the whole test.
+    let stop = Arc::new(AtomicBool::new(false));
+    let both_open = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (ga, gb, stop, both) = (ga.clone(), gb.clone(), stop.clone(), both_open.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if state(&ga).1 && state(&gb).1 {
+                    both.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+
+    // Both closed before keepalived says anything.
+    assert!(!state(&ga).1 && !state(&gb).1);
+    a.start(1)?;
+    b.start(1)?;
+    let took = wait("A master, B backup", Duration::from_secs(15), || {
+        state(&ga) == (VrrpState::Master, true) && state(&gb) == (VrrpState::Backup, false)
+    })
+    .with_context(|| {
+        format!(
+            "A: {:?} {}\nB: {:?} {}",
+            state(&ga),
+            a.log(),
+            state(&gb),
+            b.log()
+        )
+    })?;
+    eprintln!("election: A master after {took:?}");
+
+    // Crash the master: A's FIFO reaches EOF, its gate closes at once; B takes over.
+    let t0 = Instant::now();
+    a.kill(1);
+    wait("A's gate closed", Duration::from_secs(2), || !state(&ga).1)?;
+    let closed = t0.elapsed();
+    wait("B master", Duration::from_secs(10), || {
+        state(&gb) == (VrrpState::Master, true)
+    })
+    .with_context(|| format!("B: {:?} {}", state(&gb), b.log()))?;
+    let opened = t0.elapsed();
+    eprintln!("master killed: A closed after {closed:?}, B open after {opened:?}");
+    assert!(closed < opened);
+    {
+        let s = ga.lock().unwrap();
+        assert_eq!(s.state, VrrpState::Unknown, "A after the crash: {s:?}");
+        assert!(s.fifo_closed >= 1);
+    }
+
+    // A comes back; with nopreempt it stays backup and its gate stays closed.
+    a.start(2)?;
+    wait("A reports backup", Duration::from_secs(10), || {
+        state(&ga).0 == VrrpState::Backup
+    })
+    .with_context(|| format!("A: {:?} {}", state(&ga), a.log()))?;
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(state(&ga), (VrrpState::Backup, false));
+    assert_eq!(state(&gb), (VrrpState::Master, true));
+
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert_eq!(
+        both_open.load(Ordering::Relaxed),
+        0,
+        "both gates were open at the same time"
+    );
+    a.kill(2);
+    b.kill(1);
+    Ok(())
+}
