@@ -1,0 +1,297 @@
+//! IMDSv2 and the /_emulator control API over real HTTP on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const TTL: &str = "X-aws-ec2-metadata-token-ttl-seconds";
+const TOKEN: &str = "X-aws-ec2-metadata-token";
+
+async fn token(addr: std::net::SocketAddr, ttl: &str) -> String {
+    let r = http(addr, "PUT", "/latest/api/token", &[(TTL, ttl)], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header(TTL), Some(ttl));
+    assert!(!r.body.is_empty());
+    r.body
+}
+
+#[tokio::test]
+async fn imdsv2_token_flow() {
+    let emu = start().await;
+    let a = emu.addr;
+
+    // No token, bad TTLs, wrong method, proxied token requests.
+    let r = http(a, "GET", "/latest/meta-data/instance-id", &[], b"").await;
+    assert_eq!(r.status, 401);
+    for ttl in ["0", "21601", "abc"] {
+        let r = http(a, "PUT", "/latest/api/token", &[(TTL, ttl)], b"").await;
+        assert_eq!(r.status, 400, "ttl {ttl}");
+    }
+    assert_eq!(
+        http(a, "PUT", "/latest/api/token", &[], b"").await.status,
+        400
+    );
+    assert_eq!(
+        http(a, "GET", "/latest/api/token", &[], b"").await.status,
+        405
+    );
+    let r = http(
+        a,
+        "PUT",
+        "/latest/api/token",
+        &[(TTL, "60"), ("X-Forwarded-For", "10.9.9.9")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = http(
+        a,
+        "GET",
+        "/latest/meta-data/instance-id",
+        &[(TOKEN, "forged")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+
+    let t = token(a, "60").await;
+    let get = |path: &'static str, t: String| async move {
+        http(a, "GET", path, &[(TOKEN, t.as_str())], b"").await
+    };
+    let r = get("/latest/meta-data/instance-id", t.clone()).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "i-a"));
+    let r = get("/latest/meta-data/mac", t.clone()).await;
+    assert_eq!(r.body, "02:00:00:00:00:0a");
+    let r = get("/latest/meta-data/local-ipv4", t.clone()).await;
+    assert_eq!(r.body, "10.0.1.10");
+    let r = get(
+        "/latest/meta-data/network/interfaces/macs/02:00:00:00:00:0a/interface-id",
+        t.clone(),
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_str()), (200, "eni-a"));
+    let r = get(
+        "/latest/meta-data/network/interfaces/macs/02:00:00:00:00:0a/local-ipv4s",
+        t.clone(),
+    )
+    .await;
+    assert_eq!(r.body, "10.0.1.10\n10.0.1.100");
+    let r = get("/latest/meta-data/placement/region", t.clone()).await;
+    assert_eq!(r.body, "eu-west-1");
+    let r = get("/latest/meta-data/placement/availability-zone", t.clone()).await;
+    assert_eq!(r.body, "eu-west-1a");
+    let r = get(
+        "/latest/meta-data/network/interfaces/macs/02:00:00:00:00:0b/interface-id",
+        t.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 404, "another instance's MAC");
+    assert_eq!(get("/latest/meta-data/nope", t.clone()).await.status, 404);
+    assert_eq!(get("/latest/user-data", t.clone()).await.status, 404);
+
+    // The dedicated IMDS listener for i-b: two NICs by device index.
+    let (inst, b) = emu.imds_addrs[0].clone();
+    assert_eq!(inst, "i-b");
+    let tb = token(b, "21600").await;
+    let r = http(
+        b,
+        "GET",
+        "/latest/meta-data/instance-id",
+        &[(TOKEN, &tb)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.body, "i-b");
+    let r = http(
+        b,
+        "GET",
+        "/latest/meta-data/network/interfaces/macs/",
+        &[(TOKEN, &tb)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.body, "02:00:00:00:00:0b/\n02:00:00:00:00:0c/");
+    let r = http(
+        b,
+        "GET",
+        "/latest/meta-data/network/interfaces/macs/02:00:00:00:00:0c/device-number",
+        &[(TOKEN, &tb)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.body, "1");
+    // The IMDS listener serves nothing else.
+    let r = http(b, "GET", "/_emulator/holders", &[], b"").await;
+    assert_eq!(r.status, 401);
+
+    // Tokens expire.
+    let short = token(a, "1").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = http(
+        a,
+        "GET",
+        "/latest/meta-data/instance-id",
+        &[(TOKEN, &short)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+
+    // IMDS faults.
+    http(
+        a,
+        "POST",
+        "/_emulator/faults",
+        &[],
+        br#"{"provider":"imds","action":"/latest/api/token","kind":"throttle"}"#,
+    )
+    .await;
+    assert_eq!(
+        http(a, "PUT", "/latest/api/token", &[(TTL, "60")], b"")
+            .await
+            .status,
+        429
+    );
+    token(a, "60").await;
+    emu.stop();
+}
+
+#[tokio::test]
+async fn control_api_holders_state_reset() {
+    let emu = start().await;
+    let a = emu.addr;
+
+    let v = http(a, "GET", "/_emulator/holders", &[], b"").await.json();
+    let holders = v["holders"].as_array().expect("holders");
+    let ips: Vec<&str> = holders.iter().map(|h| h["ip"].as_str().unwrap()).collect();
+    assert_eq!(ips, ["10.0.1.10", "10.0.1.20", "10.0.1.30", "10.0.1.100"]);
+    assert_eq!(holders[3]["nic"], "eni-a");
+    assert_eq!(holders[3]["instance"], "i-a");
+    assert_eq!(holders[3]["primary"], false);
+    assert_eq!(holders[3]["mac"], "02:00:00:00:00:0a");
+    let g0 = v["generation"].as_u64().unwrap();
+
+    let r = http(a, "GET", "/_emulator/holders?ip=bogus", &[], b"").await;
+    assert_eq!(r.status, 400);
+    let r = http(a, "GET", "/_emulator/holders?provider=azure", &[], b"").await;
+    assert_eq!(r.json()["holders"], serde_json::json!([]));
+
+    // A move bumps the generation once visible; reset restores the seed.
+    http(
+        a,
+        "POST",
+        "/_emulator/config",
+        &[],
+        br#"{"move_delay_ms": 50}"#,
+    )
+    .await;
+    let r = ec2(
+        a,
+        &[
+            ("Action", "AssignPrivateIpAddresses"),
+            ("NetworkInterfaceId", "eni-c"),
+            ("PrivateIpAddress.1", "10.0.1.100"),
+            ("AllowReassignment", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let v = http(a, "GET", "/_emulator/holders", &[], b"").await.json();
+    assert!(v["generation"].as_u64().unwrap() > g0);
+    assert_eq!(api_holder(a, "10.0.1.100").await.as_deref(), Some("eni-c"));
+    let s = http(a, "GET", "/_emulator/state", &[], b"").await.json();
+    assert_eq!(s["move_delay_ms"], 50);
+    let eni_c = s["nics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "eni-c")
+        .unwrap();
+    assert_eq!(eni_c["version"], 2);
+
+    http(a, "POST", "/_emulator/faults", &[], br#"{"kind":"error"}"#).await;
+    let r = http(a, "POST", "/_emulator/reset", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(api_holder(a, "10.0.1.100").await.as_deref(), Some("eni-a"));
+    let s = http(a, "GET", "/_emulator/state", &[], b"").await.json();
+    assert_eq!(s["move_delay_ms"], 400);
+    assert_eq!(s["faults"], serde_json::json!([]));
+
+    // Reset with a new seed; a bad seed is refused and changes nothing.
+    let new_seed = serde_json::json!({
+        "subnets": [{"id": "subnet-9", "cidr": "192.168.9.0/24"}],
+        "nics": [{"id": "eni-9", "instance": "i-9", "subnet": "subnet-9", "primary_ip": "192.168.9.9"}]
+    });
+    let r = http(
+        a,
+        "POST",
+        "/_emulator/reset",
+        &[],
+        new_seed.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(api_holder(a, "192.168.9.9").await.as_deref(), Some("eni-9"));
+    let bad = br#"{"nics": [{"id": "eni-x", "subnet": "nope", "primary_ip": "1.2.3.4"}]}"#;
+    let r = http(a, "POST", "/_emulator/reset", &[], bad).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(api_holder(a, "192.168.9.9").await.as_deref(), Some("eni-9"));
+
+    // Unknown endpoints and methods, bad config.
+    assert_eq!(
+        http(a, "GET", "/_emulator/nope", &[], b"").await.status,
+        404
+    );
+    assert_eq!(
+        http(a, "PUT", "/_emulator/holders", &[], b"").await.status,
+        405
+    );
+    assert_eq!(
+        http(a, "POST", "/_emulator/config", &[], b"{\"x\":1}")
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        http(
+            a,
+            "POST",
+            "/_emulator/config",
+            &[],
+            br#"{"move_delay_ms": 99999999}"#
+        )
+        .await
+        .status,
+        400
+    );
+    emu.stop();
+}
+
+#[test]
+fn seed_files_load_as_toml_and_json_and_are_checked() {
+    let dir = std::env::temp_dir().join(format!("cer-cloud-emulator-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml_path = dir.join("seed.toml");
+    std::fs::write(&toml_path, SEED).unwrap();
+    let s = cer_cloud_emulator::Seed::load(&toml_path).unwrap();
+    assert_eq!(s, seed());
+    let json_path = dir.join("seed.json");
+    std::fs::write(&json_path, serde_json::to_string(&s).unwrap()).unwrap();
+    assert_eq!(cer_cloud_emulator::Seed::load(&json_path).unwrap(), s);
+
+    for bad in [
+        "nics = 3",
+        "[[nics]]\nid = \"eni-a\"\nsubnet = \"s\"\nprimary_ip = \"10.0.0.1\"",
+        "[[subnets]]\nid = \"s\"\ncidr = \"10.0.0.0/24\"\n[[nics]]\nid = \"eni-a\"\nsubnet = \"s\"\nprimary_ip = \"10.0.1.1\"",
+        "[[subnets]]\nid = \"s\"\ncidr = \"10.0.0.0/40\"",
+        "unknown_key = 1",
+    ] {
+        std::fs::write(&toml_path, bad).unwrap();
+        assert!(cer_cloud_emulator::Seed::load(&toml_path).is_err(), "{bad}");
+    }
+    assert!(cer_cloud_emulator::Seed::load(&dir.join("missing.toml")).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
