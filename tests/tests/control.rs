@@ -103,7 +103,7 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
 
     let dir = &scratch.path;
     let a_extra = format!(
-        "[dataplane]\nfeed_socket = \"{}\"\nlan_port = \"lan\"\ninitial_sync_delay_secs = 2\n",
+        "[dataplane]\nfeed_socket = \"{}\"\nlan_port = \"lan\"\ninitial_sync_delay_secs = 2\n[capture]\nmode = \"onprem\"\nsingle_router = true\n",
         ft.feed.display()
     );
     let a = Control::start(
@@ -161,6 +161,35 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
             && has("10.77.60.10", "local lan")
             && has("10.77.60.12", "tunnel 3")
     })?;
+    // On-prem capture (single_router): a's dataplane answers ARP for the /32s
+    // owned at b, not for its own.
+    wait_until(
+        "proxy-ARP set = remote-owned /32s",
+        Duration::from_secs(10),
+        || {
+            admin(&ft.admin, "proxy_arp").is_ok_and(|p| {
+                let has = |ip: &str| {
+                    p["addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|a| a == ip)
+                };
+                p["active"] == true
+                    && has("10.77.60.11")
+                    && has("10.77.60.12")
+                    && !has("10.77.60.10")
+            })
+        },
+    )?;
+    let ex = a.json(&["explain", "10.77.60.11"])?;
+    assert!(
+        ex["capture"]["this_ip"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("captured here")),
+        "explain capture: {}",
+        ex["capture"]
+    );
 
     // Marker liveness: node 9's endpoint, injected at the RR, counts only while
     // node 9's marker is in the Loc-RIB. (gobgpd reflects only its best path, so
