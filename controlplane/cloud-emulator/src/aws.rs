@@ -43,7 +43,8 @@ fn missing(name: &str) -> Ec2Error {
     )
 }
 
-/// Escapes text for XML content.
+/// Escapes text for XML element content (never used in attributes; quotes stay literal, as
+/// EC2 writes them).
 pub fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -51,8 +52,6 @@ pub fn xml_escape(s: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
             c => out.push(c),
         }
     }
@@ -727,6 +726,6 @@ mod tests {
 
     #[test]
     fn escaping() {
-        assert_eq!(xml_escape("<a&'\">"), "&lt;a&amp;&apos;&quot;&gt;");
+        assert_eq!(xml_escape("<a&'\">"), "&lt;a&amp;'\"&gt;");
     }
 }
