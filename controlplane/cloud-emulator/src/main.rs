@@ -51,6 +51,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let running = cer_cloud_emulator::start(seed, args.listen, &args.imds).await?;
     log::info!("listening on {} (EC2, IMDS, /_emulator)", running.addr);
+    // One line on stdout for scripts that start the emulator on port 0.
+    println!("cer-cloud-emulator listening on {}", running.addr);
     for (instance, addr) in &running.imds_addrs {
         log::info!("IMDS for {instance} on {addr}");
     }
