@@ -110,6 +110,7 @@
 //! `subnet-id`, `subnet-ipv4-cidr-block`, `vpc-id`, `mac`. Values come from the visible view.
 
 pub mod aws;
+pub mod azure;
 pub mod control;
 pub mod faults;
 pub mod imds;

@@ -58,6 +58,8 @@ pub struct Emulator {
     state: Mutex<State>,
     faults: Mutex<Faults>,
     pub(crate) imds_tokens: Mutex<HashMap<String, Instant>>,
+    /// Azure long-running operations: id -> completion time.
+    pub(crate) azure_ops: Mutex<HashMap<String, Instant>>,
     counter: AtomicU64,
     salt: u64,
     pub(crate) started: SystemTime,
@@ -81,6 +83,7 @@ impl Emulator {
             state: Mutex::new(state),
             faults: Mutex::new(Faults::default()),
             imds_tokens: Mutex::new(HashMap::new()),
+            azure_ops: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(1),
             salt,
             started: SystemTime::now(),
@@ -104,6 +107,7 @@ impl Emulator {
         *lock(&self.state) = state;
         self.faults().clear();
         lock(&self.imds_tokens).clear();
+        lock(&self.azure_ops).clear();
         Ok(())
     }
 
@@ -287,6 +291,9 @@ async fn handle(
         Role::Main => {
             if req.path.starts_with("/_emulator/") || req.path == "/_emulator" {
                 Outcome::Reply(crate::control::handle(&emulator, &req))
+            } else if req.path.starts_with("/subscriptions/") || req.path.starts_with("/metadata/")
+            {
+                crate::azure::handle(&emulator, &req).await
             } else if req.path.starts_with("/latest") {
                 crate::imds::handle(&emulator, None, &req).await
             } else {

@@ -111,10 +111,17 @@ pub struct Seed {
     /// Instance that `/latest/meta-data` describes on the main listener (default: first NIC's).
     #[serde(default)]
     pub imds_instance: Option<String>,
+    /// Location reported for Azure NICs and used in operation URLs.
+    #[serde(default = "default_azure_location")]
+    pub azure_location: String,
     #[serde(default)]
     pub subnets: Vec<SubnetSeed>,
     #[serde(default)]
     pub nics: Vec<NicSeed>,
+}
+
+fn default_azure_location() -> String {
+    "westeurope".to_string()
 }
 
 impl Default for Seed {
@@ -123,6 +130,7 @@ impl Default for Seed {
             region: default_region(),
             move_delay_ms: DEFAULT_MOVE_DELAY_MS,
             imds_instance: None,
+            azure_location: default_azure_location(),
             subnets: Vec::new(),
             nics: Vec::new(),
         }
@@ -237,6 +245,10 @@ pub struct Nic {
     pub primary_ip: Ipv4Addr,
     /// Secondary addresses in assignment order.
     pub secondary_ips: Vec<Ipv4Addr>,
+    /// Names of the secondary addresses (Azure ipConfiguration names); unnamed ones are
+    /// reported as `ipconfig-<a>-<b>-<c>-<d>`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub names: BTreeMap<Ipv4Addr, String>,
     /// Bumped by every change to the NIC's addresses.
     pub version: u64,
 }
@@ -244,6 +256,14 @@ pub struct Nic {
 impl Nic {
     pub fn etag(&self) -> String {
         format!("{:016x}-{}", fnv1a(self.id.as_bytes()), self.version)
+    }
+
+    /// The name of a secondary address's configuration (Azure ipConfiguration name).
+    pub fn name_of(&self, ip: Ipv4Addr) -> String {
+        self.names
+            .get(&ip)
+            .cloned()
+            .unwrap_or_else(|| format!("ipconfig-{}", ip.to_string().replace('.', "-")))
     }
 
     pub fn holds(&self, ip: Ipv4Addr) -> bool {
@@ -259,6 +279,11 @@ pub enum Change {
     Assign { nic: String, ips: Vec<Ipv4Addr> },
     /// Remove secondaries `ips` from `nic`.
     Unassign { nic: String, ips: Vec<Ipv4Addr> },
+    /// Replace `nic`'s secondaries by exactly these (address, name) pairs (Azure PUT NIC).
+    Set {
+        nic: String,
+        secondaries: Vec<(Ipv4Addr, String)>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -303,6 +328,24 @@ impl View {
                     if changed {
                         n.version += 1;
                     }
+                }
+            }
+            Change::Set { nic, secondaries } => {
+                let ips: Vec<Ipv4Addr> = secondaries.iter().map(|(ip, _)| *ip).collect();
+                for other in self.nics.values_mut() {
+                    if other.id != *nic && other.secondary_ips.iter().any(|ip| ips.contains(ip)) {
+                        other.secondary_ips.retain(|x| !ips.contains(x));
+                        other.names.retain(|k, _| !ips.contains(k));
+                        other.version += 1;
+                    }
+                }
+                if let Some(n) = self.nics.get_mut(nic) {
+                    n.secondary_ips = ips;
+                    n.names = secondaries
+                        .iter()
+                        .map(|(ip, name)| (*ip, name.clone()))
+                        .collect();
+                    n.version += 1;
                 }
             }
             Change::Unassign { nic, ips } => {
@@ -366,6 +409,7 @@ pub struct PendingReport {
 #[derive(Debug)]
 pub struct State {
     pub region: String,
+    pub azure_location: String,
     pub move_delay: Duration,
     pub imds_instance: Option<String>,
     pub subnets: BTreeMap<String, Subnet>,
@@ -426,6 +470,7 @@ impl State {
                     description: n.description.clone().unwrap_or_default(),
                     primary_ip: n.primary_ip,
                     secondary_ips: n.secondary_ips.clone(),
+                    names: BTreeMap::new(),
                     version: 1,
                 },
             );
@@ -436,6 +481,7 @@ impl State {
             .or_else(|| seed.nics.iter().find_map(|n| n.instance.clone()));
         Ok(State {
             region: seed.region.clone(),
+            azure_location: seed.azure_location.clone(),
             move_delay: Duration::from_millis(seed.move_delay_ms),
             imds_instance,
             subnets,
@@ -517,6 +563,71 @@ impl State {
             },
         );
         Ok(())
+    }
+
+    /// True while an accepted change of `nic` is not yet visible (Azure: an operation is running).
+    pub fn busy(&mut self, now: Instant, nic: &str) -> bool {
+        self.settle(now);
+        self.pending.iter().any(|p| match &p.change {
+            Change::Assign { nic: n, .. }
+            | Change::Unassign { nic: n, .. }
+            | Change::Set { nic: n, .. } => n == nic,
+        })
+    }
+
+    /// When the last accepted change becomes visible.
+    pub fn last_visible_at(&self) -> Option<Instant> {
+        self.pending.back().map(|p| p.visible_at)
+    }
+
+    /// Validates and accepts a full replacement of `nic`'s secondaries (Azure semantics: an
+    /// address still held by another NIC in either view is allocated, so a move needs the release
+    /// on the old NIC to complete first).
+    pub fn set_secondaries(
+        &mut self,
+        now: Instant,
+        nic: &str,
+        secondaries: &[(Ipv4Addr, String)],
+    ) -> Result<bool, ChangeError> {
+        self.settle(now);
+        let n = self
+            .target
+            .nics
+            .get(nic)
+            .ok_or_else(|| ChangeError::NicNotFound(nic.to_string()))?;
+        let subnet = self.subnets.get(&n.subnet).map(|s| s.prefix);
+        for (ip, _) in secondaries {
+            if let Some(prefix) = subnet {
+                if !prefix.contains(*ip) {
+                    return Err(ChangeError::OutsideSubnet(*ip));
+                }
+            }
+            for view in [&self.target, &self.visible] {
+                if let Some(h) = view.holder(*ip) {
+                    if h.id != nic {
+                        return Err(ChangeError::InUse {
+                            ip: *ip,
+                            holder: h.id.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        let unchanged = n.secondary_ips.len() == secondaries.len()
+            && secondaries
+                .iter()
+                .all(|(ip, name)| n.secondary_ips.contains(ip) && n.name_of(*ip) == *name);
+        if unchanged {
+            return Ok(false);
+        }
+        self.accept(
+            now,
+            Change::Set {
+                nic: nic.to_string(),
+                secondaries: secondaries.to_vec(),
+            },
+        );
+        Ok(true)
     }
 
     /// The `count` lowest free addresses of `nic`'s subnet (AWS reserves the first four and the
