@@ -1,6 +1,7 @@
 //! `cer-cloud-emulator`: a local, faithful emulator of the cloud provider APIs the CER capture
-//! plane uses, for tests and the four-site lab. AWS is implemented (EC2 query API subset and
-//! IMDSv2); Azure ARM NICs and OCI privateIps are not yet.
+//! plane uses, for tests and the four-site lab: AWS (EC2 query API subset, IMDSv2), Azure (ARM
+//! network interfaces with long-running operations, managed identity token) and OCI
+//! (`privateIps`). All listeners serve plain HTTP; bind them to loopback (the default).
 //!
 //! # State model
 //!
@@ -41,7 +42,10 @@
 //! ```
 //!
 //! The file is checked: unique ids, known subnets, addresses inside their subnet, no address
-//! held twice.
+//! held twice. `provider` selects which API sees a NIC: `aws` (ids `eni-...`), `azure` (the
+//! ARM resource id `/subscriptions/S/resourceGroups/G/providers/Microsoft.Network/networkInterfaces/N`
+//! as id, ARM subnet ids, `instance` = VM resource id) or `oci` (VNIC and subnet OCIDs).
+//! `azure_location` (default `westeurope`) is reported by Azure NICs.
 //!
 //! # Control API (JSON, main listener)
 //!
@@ -63,10 +67,14 @@
 //! {"provider": "aws", "action": "AssignPrivateIpAddresses", "kind": "throttle", "count": 3}
 //! ```
 //!
-//! - `provider`: `aws` (EC2 API), `imds` (then `action` is the request path) or `*` (default).
+//! - `provider`: `aws` (EC2 API), `azure`, `oci`, `imds` (then `action` is the request path) or
+//!   `*` (default). Azure actions: `GetNetworkInterface`, `PutNetworkInterface`, `GetOperation`,
+//!   `GetToken`; OCI actions: `ListPrivateIps`, `GetPrivateIp`, `UpdatePrivateIp`,
+//!   `CreatePrivateIp`, `DeletePrivateIp`.
 //! - `action`: API action name; absent or `*` matches every action.
-//! - `kind`: `error` (AWS: HTTP 500 `InternalError`; IMDS: 500), `throttle` (AWS: HTTP 503
-//!   `RequestLimitExceeded`; IMDS: 429), `delay` (wait `delay_ms`, then serve normally),
+//! - `kind`: `error` (AWS: HTTP 500 `InternalError`; Azure: 500 `InternalServerError`; OCI:
+//!   500 `InternalServerError`; IMDS: 500), `throttle` (AWS: HTTP 503 `RequestLimitExceeded`;
+//!   Azure: 429 `RetryableError` with `Retry-After`; OCI: 429 `TooManyRequests`; IMDS: 429), `delay` (wait `delay_ms`, then serve normally),
 //!   `timeout` (hold the connection `delay_ms`, default one hour, then close it without an
 //!   answer; with `"apply": true` the call is executed first, so the client cannot know whether
 //!   it happened).
@@ -109,11 +117,57 @@
 //! `network/interfaces/macs/` and per MAC `interface-id`, `local-ipv4s`, `device-number`,
 //! `subnet-id`, `subnet-ipv4-cidr-block`, `vpc-id`, `mac`. Values come from the visible view.
 
+//! # Azure ([`azure`], main listener, paths `/subscriptions/...` and `/metadata/...`)
+//!
+//! Requests need `?api-version=` (else 400 `MissingApiVersionParameter`) and an
+//! `Authorization: Bearer ...` header (any token; else 401 `AuthenticationFailed`); errors are
+//! `{"error": {"code", "message", "details"}}`.
+//!
+//! - `GET <nic id>`: the NIC (`etag` header and field, `ipConfigurations` with name,
+//!   `privateIPAddress`, `primary`, subnet; `provisioningState` `Updating` while a change is
+//!   running, else `Succeeded`). Unknown: 404 `ResourceNotFound`.
+//! - `PUT <nic id>`: the full NIC body; the secondary ipConfigurations are replaced by the body's
+//!   (Static with `privateIPAddress`, or Dynamic: lowest free address). `If-Match` must match
+//!   the etag (else 412 `PreconditionFailed`). A NIC keeps exactly one primary configuration
+//!   whose address does not change (else 400 `InvalidRequestFormat`). An address held by another
+//!   NIC, **including one whose release is still running**, is 400
+//!   `PrivateIPAddressIsAllocated`; a second PUT while the NIC's operation runs is 429
+//!   `RetryableErrorDueToAnotherOperation` (`Retry-After`). Other errors:
+//!   `PrivateIPAddressInvalid`, `PrivateIPAddressNotInSubnet`, `SubnetIsFull`. A change answers
+//!   200 with `provisioningState: Updating`, `Azure-AsyncOperation` and `Retry-After: 1`; an
+//!   identical PUT answers `Succeeded` without an operation.
+//! - `GET /subscriptions/S/providers/Microsoft.Network/locations/L/operations/ID`:
+//!   `{"status": "InProgress"}` until the change is visible (`move_delay_ms`), then
+//!   `{"status": "Succeeded"}`.
+//! - `GET /metadata/identity/oauth2/token?api-version=...&resource=...` with `Metadata: true`:
+//!   a managed identity token (`access_token`, `expires_on`, `token_type: Bearer`, ...).
+//!
+//! A move is the two steps the capture plane performs: PUT the old NIC without the
+//! configuration, poll until `Succeeded`, then PUT the new NIC with it.
+//!
+//! # OCI ([`oci`], main listener, paths `/20160918/privateIps...`)
+//!
+//! Requests need an `Authorization: Signature version="1",keyId=...,algorithm="rsa-sha256",
+//! headers=...,signature=...` header (shape only; else 401 `NotAuthenticated`); errors are
+//! `{"code", "message"}` with `opc-request-id`. A private IP's OCID is derived from its subnet and
+//! address, so it survives moves; its `etag` changes whenever it or its VNIC changes.
+//!
+//! - `GET /20160918/privateIps?ipAddress=A&subnetId=S` | `?subnetId=S` | `?vnicId=V`: list.
+//! - `GET /20160918/privateIps/{id}`: one (with `etag`); unknown: 404 `NotAuthorizedOrNotFound`.
+//! - `PUT /20160918/privateIps/{id}` `{"vnicId": V}`: moves a secondary private IP to another VNIC
+//!   of the same subnet (the API answers the new VNIC at once; the holder view follows after
+//!   `move_delay_ms`); `if-match` mismatch: 412 `NoEtagMatch`; primary or other subnet: 400
+//!   `InvalidParameter`.
+//! - `POST /20160918/privateIps` `{"vnicId": V, "ipAddress": A}` (address optional): create;
+//!   held elsewhere or already on the VNIC: 409 `Conflict`.
+//! - `DELETE /20160918/privateIps/{id}`: 204; a primary cannot be deleted (400).
+
 pub mod aws;
 pub mod azure;
 pub mod control;
 pub mod faults;
 pub mod imds;
+pub mod oci;
 pub mod server;
 pub mod state;
 

@@ -294,6 +294,8 @@ async fn handle(
             } else if req.path.starts_with("/subscriptions/") || req.path.starts_with("/metadata/")
             {
                 crate::azure::handle(&emulator, &req).await
+            } else if req.path.starts_with("/20160918/") {
+                crate::oci::handle(&emulator, &req).await
             } else if req.path.starts_with("/latest") {
                 crate::imds::handle(&emulator, None, &req).await
             } else {
