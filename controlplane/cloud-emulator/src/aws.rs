@@ -199,6 +199,11 @@ impl Params {
                 if values.is_empty() {
                     return Err(invalid(format!("The filter '{name}' requires a value")));
                 }
+                if values.len() > 200 || values.values().any(|v| v.len() > 1024) {
+                    return Err(invalid(format!(
+                        "The filter '{name}' has too many or too long values"
+                    )));
+                }
                 Ok((name, values.into_values().collect()))
             })
             .collect()
@@ -455,19 +460,34 @@ fn unassign(state: &mut State, params: &Params) -> Result<String, Ec2Error> {
     Ok("    <return>true</return>\n".to_string())
 }
 
-/// EC2 filter wildcards: `*` any run, `?` one character.
+/// EC2 filter wildcards: `*` any run, `?` one character. Iterative (linear space, no recursion),
+/// so hostile patterns can neither overflow the stack nor backtrack exponentially.
 fn glob(pattern: &str, value: &str) -> bool {
-    fn rec(p: &[char], v: &[char]) -> bool {
-        match p.split_first() {
-            None => v.is_empty(),
-            Some(('*', rest)) => (0..=v.len()).any(|i| rec(rest, &v[i..])),
-            Some(('?', rest)) => !v.is_empty() && rec(rest, &v[1..]),
-            Some((c, rest)) => v.first() == Some(c) && rec(rest, &v[1..]),
-        }
-    }
     let p: Vec<char> = pattern.chars().collect();
     let v: Vec<char> = value.chars().collect();
-    rec(&p, &v)
+    let (mut pi, mut vi) = (0, 0);
+    let mut star: Option<usize> = None;
+    let mut mark = 0;
+    while vi < v.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
+            pi += 1;
+            vi += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = vi;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            vi = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
 }
 
 const FILTERS: &[&str] = &[
@@ -722,6 +742,12 @@ mod tests {
         assert!(!glob("eni-?", "eni-ab"));
         assert!(glob("*", ""));
         assert!(!glob("a", "b"));
+        assert!(glob("*1*0*", "10.0.1.100"));
+        assert!(!glob("*x*", "10.0.1.100"));
+        assert!(glob("a*b*c", "aXbYc"));
+        assert!(!glob("a*b*c", "aXbY"));
+        let hostile = "*a".repeat(50_000);
+        assert!(!glob(&hostile, &"a".repeat(40_000)));
     }
 
     #[test]
