@@ -190,7 +190,7 @@ fn mutate(rng: &mut Rng, v: &mut Value, depth: u32) {
             }
         }
         Value::Array(a) => {
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 a.clear();
             }
             for x in a.iter_mut() {
@@ -200,7 +200,7 @@ fn mutate(rng: &mut Rng, v: &mut Value, depth: u32) {
             }
         }
         _ => {
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 *v = junk[(rng.next() % junk.len() as u64) as usize].clone();
             }
         }
@@ -260,7 +260,7 @@ async fn mutated_azure_and_oci_bodies() {
         let mut b =
             json!({"vnicId": "ocid1.vnic.oc1..b", "ipAddress": "10.2.0.7", "displayName": "x"});
         mutate(&mut rng, &mut b, 0);
-        let (method, p) = if rng.next() % 2 == 0 {
+        let (method, p) = if rng.next().is_multiple_of(2) {
             ("POST", "/20160918/privateIps".to_string())
         } else {
             ("PUT", format!("/20160918/privateIps/{pip}"))
