@@ -61,6 +61,7 @@ fn holders(emulator: &Emulator, req: &Req) -> Response<Body> {
         },
     };
     let provider = query_param(req, "provider").map(|p| p.into_owned());
+    let network = query_param(req, "network").map(|p| p.into_owned());
     let mut state = emulator.state();
     let now = Instant::now();
     let holders: Vec<_> = state
@@ -68,6 +69,7 @@ fn holders(emulator: &Emulator, req: &Req) -> Response<Body> {
         .into_iter()
         .filter(|h| ip.is_none_or(|ip| h.ip == ip))
         .filter(|h| provider.as_deref().is_none_or(|p| h.provider == p))
+        .filter(|h| network.as_deref().is_none_or(|n| h.network == n))
         .collect();
     let pending = state.pending(now);
     json(

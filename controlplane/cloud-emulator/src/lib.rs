@@ -7,7 +7,9 @@
 //!
 //! Cloud-agnostic ([`state`]): subnets (id, CIDR, VPC, availability zone) and NICs (id, provider,
 //! instance, subnet, MAC, device index, primary IP, ordered secondary IPs, version). A private IP
-//! is held by at most one NIC; the per-NIC `version` is bumped by every change and gives the etag.
+//! is held by at most one NIC per *network* (`provider/vpc`: a VPC, VNet or VCN), so the same /32
+//! can be captured at several sites at once, one holder per site; the per-NIC `version` is
+//! bumped by every change and gives the etag.
 //!
 //! Changes are **asynchronous**, as in the real fabric: a request is validated against, and
 //! applied at once to, the *target* view; the *visible* view (what `DescribeNetworkInterfaces`,
@@ -51,7 +53,7 @@
 //!
 //! | request | effect |
 //! |---|---|
-//! | `GET /_emulator/holders[?ip=A][&provider=P]` | `{"generation": n, "holders": [{"ip", "provider", "nic", "instance", "subnet", "mac", "primary"}], "pending": [{"seq", "op": "assign"\|"unassign", "nic", "ips", "accepted_unix_ms", "visible_in_ms"}]}` from the visible view; `generation` changes whenever the visible view does |
+//! | `GET /_emulator/holders[?ip=A][&provider=P][&network=N]` | `{"generation": n, "holders": [{"ip", "provider", "network", "nic", "instance", "subnet", "mac", "primary"}], "pending": [{"seq", "op": "assign"\|"unassign", "nic", "ips", "accepted_unix_ms", "visible_in_ms"}]}` from the visible view; `generation` changes whenever the visible view does |
 //! | `GET /_emulator/state` | region, move delay, subnets, `nics` (visible), `target_nics`, `pending`, `faults` |
 //! | `POST /_emulator/faults` | body: one rule or an array of rules (below); answers the active rules |
 //! | `GET /_emulator/faults` | the active rules |

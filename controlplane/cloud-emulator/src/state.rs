@@ -13,6 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+/// VPC of subnets that name none.
+pub const DEFAULT_VPC: &str = "vpc-emulator";
+
 /// Default delay between an accepted change and its visibility.
 pub const DEFAULT_MOVE_DELAY_MS: u64 = 500;
 
@@ -158,24 +161,27 @@ impl Seed {
         for s in &self.subnets {
             let cidr = Cidr::parse(&s.cidr)
                 .ok_or_else(|| anyhow::anyhow!("subnet {}: bad cidr {:?}", s.id, s.cidr))?;
-            if subnets.insert(s.id.clone(), cidr).is_some() {
+            let vpc = s.vpc.clone().unwrap_or_else(|| DEFAULT_VPC.to_string());
+            if subnets.insert(s.id.clone(), (cidr, vpc)).is_some() {
                 anyhow::bail!("subnet {}: duplicate id", s.id);
             }
         }
         let mut ids = BTreeMap::new();
-        let mut held: BTreeMap<Ipv4Addr, &str> = BTreeMap::new();
+        // Addresses are unique within one network (provider + VPC / VNet / VCN).
+        let mut held: BTreeMap<(String, Ipv4Addr), &str> = BTreeMap::new();
         for n in &self.nics {
             if ids.insert(n.id.clone(), ()).is_some() {
                 anyhow::bail!("nic {}: duplicate id", n.id);
             }
-            let cidr = subnets
+            let (cidr, vpc) = subnets
                 .get(&n.subnet)
                 .ok_or_else(|| anyhow::anyhow!("nic {}: unknown subnet {:?}", n.id, n.subnet))?;
+            let network = format!("{}/{vpc}", n.provider);
             for ip in std::iter::once(&n.primary_ip).chain(n.secondary_ips.iter()) {
                 if !cidr.contains(*ip) {
                     anyhow::bail!("nic {}: {ip} is outside subnet {} ({cidr})", n.id, n.subnet);
                 }
-                if let Some(other) = held.insert(*ip, &n.id) {
+                if let Some(other) = held.insert((network.clone(), *ip), &n.id) {
                     anyhow::bail!("nic {}: {ip} is already held by {other}", n.id);
                 }
             }
@@ -237,6 +243,9 @@ pub struct Subnet {
 pub struct Nic {
     pub id: String,
     pub provider: String,
+    /// The address space the NIC's addresses are unique in: `provider/vpc` (a VPC, VNet or VCN).
+    /// The same address may be held once per network, e.g. captured at two sites at once.
+    pub network: String,
     pub instance: Option<String>,
     pub subnet: String,
     pub mac: String,
@@ -301,17 +310,35 @@ pub struct View {
 }
 
 impl View {
-    /// The NIC holding `ip` (primary or secondary).
+    /// A NIC holding `ip` (primary or secondary) in any network.
     pub fn holder(&self, ip: Ipv4Addr) -> Option<&Nic> {
         self.nics.values().find(|n| n.holds(ip))
+    }
+
+    /// The NIC holding `ip` in `network`.
+    pub fn holder_in(&self, network: &str, ip: Ipv4Addr) -> Option<&Nic> {
+        self.nics
+            .values()
+            .find(|n| n.network == network && n.holds(ip))
+    }
+
+    fn network_of(&self, nic: &str) -> String {
+        self.nics
+            .get(nic)
+            .map(|n| n.network.clone())
+            .unwrap_or_default()
     }
 
     fn apply(&mut self, change: &Change) {
         match change {
             Change::Assign { nic, ips } => {
+                let network = self.network_of(nic);
                 for ip in ips {
                     for other in self.nics.values_mut() {
-                        if other.id != *nic && other.secondary_ips.contains(ip) {
+                        if other.id != *nic
+                            && other.network == network
+                            && other.secondary_ips.contains(ip)
+                        {
                             other.secondary_ips.retain(|x| x != ip);
                             other.version += 1;
                         }
@@ -332,8 +359,12 @@ impl View {
             }
             Change::Set { nic, secondaries } => {
                 let ips: Vec<Ipv4Addr> = secondaries.iter().map(|(ip, _)| *ip).collect();
+                let network = self.network_of(nic);
                 for other in self.nics.values_mut() {
-                    if other.id != *nic && other.secondary_ips.iter().any(|ip| ips.contains(ip)) {
+                    if other.id != *nic
+                        && other.network == network
+                        && other.secondary_ips.iter().any(|ip| ips.contains(ip))
+                    {
                         other.secondary_ips.retain(|x| !ips.contains(x));
                         other.names.retain(|k, _| !ips.contains(k));
                         other.version += 1;
@@ -388,6 +419,7 @@ pub enum ChangeError {
 pub struct Holder {
     pub ip: Ipv4Addr,
     pub provider: String,
+    pub network: String,
     pub nic: String,
     pub instance: Option<String>,
     pub subnet: String,
@@ -433,7 +465,7 @@ impl State {
                 Subnet {
                     id: s.id.clone(),
                     cidr: prefix.to_string(),
-                    vpc: s.vpc.clone().unwrap_or_else(|| "vpc-emulator".to_string()),
+                    vpc: s.vpc.clone().unwrap_or_else(|| DEFAULT_VPC.to_string()),
                     availability_zone: s
                         .availability_zone
                         .clone()
@@ -459,6 +491,13 @@ impl State {
                 Nic {
                     id: n.id.clone(),
                     provider: n.provider.clone(),
+                    network: format!(
+                        "{}/{}",
+                        n.provider,
+                        subnets
+                            .get(&n.subnet)
+                            .map_or(DEFAULT_VPC, |s: &Subnet| s.vpc.as_str())
+                    ),
                     instance: n.instance.clone(),
                     subnet: n.subnet.clone(),
                     mac: n
@@ -537,7 +576,7 @@ impl State {
                     return Err(ChangeError::OutsideSubnet(*ip));
                 }
             }
-            if let Some(h) = self.target.holder(*ip) {
+            if let Some(h) = self.target.holder_in(&n.network, *ip) {
                 if h.id == nic {
                     continue;
                 }
@@ -603,7 +642,7 @@ impl State {
                 }
             }
             for view in [&self.target, &self.visible] {
-                if let Some(h) = view.holder(*ip) {
+                if let Some(h) = view.holder_in(&n.network, *ip) {
                     if h.id != nic {
                         return Err(ChangeError::InUse {
                             ip: *ip,
@@ -653,7 +692,7 @@ impl State {
                 break;
             }
             let ip = Ipv4Addr::from((base + off) as u32);
-            if self.target.holder(ip).is_none() {
+            if self.target.holder_in(&n.network, ip).is_none() {
                 out.push(ip);
             }
         }
@@ -716,6 +755,7 @@ impl State {
                 out.push(Holder {
                     ip,
                     provider: n.provider.clone(),
+                    network: n.network.clone(),
                     nic: n.id.clone(),
                     instance: n.instance.clone(),
                     subnet: n.subnet.clone(),
@@ -796,6 +836,70 @@ mod tests {
         let v = s.visible(t1 + Duration::from_millis(50)).holder(ip);
         assert!(v.is_none());
         assert_eq!(s.visible(t1).nics["eni-b"].version, 3);
+    }
+
+    #[test]
+    fn addresses_are_unique_per_network_only() {
+        let seed: Seed = toml::from_str(
+            r#"
+            move_delay_ms = 0
+            [[subnets]]
+            id = "subnet-1"
+            cidr = "10.0.0.0/24"
+            vpc = "vpc-1"
+            [[subnets]]
+            id = "subnet-2"
+            cidr = "10.0.0.0/24"
+            vpc = "vpc-2"
+            [[subnets]]
+            id = "azure-subnet"
+            cidr = "10.0.0.0/24"
+            [[nics]]
+            id = "eni-a"
+            subnet = "subnet-1"
+            primary_ip = "10.0.0.10"
+            secondary_ips = ["10.0.0.100"]
+            [[nics]]
+            id = "eni-b"
+            subnet = "subnet-1"
+            primary_ip = "10.0.0.11"
+            [[nics]]
+            id = "eni-x"
+            subnet = "subnet-2"
+            primary_ip = "10.0.0.10"
+            secondary_ips = ["10.0.0.100"]
+            [[nics]]
+            id = "nic-z"
+            provider = "azure"
+            subnet = "azure-subnet"
+            primary_ip = "10.0.0.11"
+            secondary_ips = ["10.0.0.100"]
+            "#,
+        )
+        .unwrap();
+        let mut s = State::from_seed(&seed).unwrap();
+        let t = Instant::now();
+        let ip: Ipv4Addr = "10.0.0.100".parse().unwrap();
+        // A move inside vpc-1 leaves the other networks' holders alone.
+        s.assign(t, "eni-b", &[ip], true).unwrap();
+        let holders: Vec<String> = s
+            .holders(t)
+            .into_iter()
+            .filter(|h| h.ip == ip)
+            .map(|h| format!("{} {}", h.network, h.nic))
+            .collect();
+        assert_eq!(
+            holders,
+            [
+                "aws/vpc-1 eni-b",
+                "aws/vpc-2 eni-x",
+                "azure/vpc-emulator nic-z"
+            ]
+        );
+        // Held twice in one network is refused.
+        let mut bad = seed.clone();
+        bad.nics[1].secondary_ips.push(ip);
+        assert!(bad.validate().is_err());
     }
 
     #[test]
