@@ -764,7 +764,9 @@ impl State {
                 });
             }
         }
-        out.sort_by_key(|h| u32::from(h.ip));
+        out.sort_by(|a, b| {
+            (u32::from(a.ip), &a.network, &a.nic).cmp(&(u32::from(b.ip), &b.network, &b.nic))
+        });
         out
     }
 

@@ -4,6 +4,8 @@ mod common;
 
 use std::time::Duration;
 
+use serde_json::json;
+
 use common::*;
 
 const TTL: &str = "X-aws-ec2-metadata-token-ttl-seconds";
@@ -294,4 +296,70 @@ fn seed_files_load_as_toml_and_json_and_are_checked() {
     }
     assert!(cer_cloud_emulator::Seed::load(&dir.join("missing.toml")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn example_lab_seed_captures_one_pool_address_at_every_site() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/lab.toml");
+    let mut seed = cer_cloud_emulator::Seed::load(&path).expect("the example seed loads");
+    seed.move_delay_ms = 0;
+    let emu = cer_cloud_emulator::start(seed, "127.0.0.1:0".parse().unwrap(), &[])
+        .await
+        .unwrap();
+    let a = emu.addr;
+    // 10.100.200.1 is owned at AWS: the Azure and OCI CER NICs capture it.
+    let r = ec2(
+        a,
+        &[
+            ("Action", "DescribeNetworkInterfaces"),
+            ("Filter.1.Name", "addresses.private-ip-address"),
+            ("Filter.1.Value.1", "10.100.200.1"),
+        ],
+    )
+    .await;
+    assert_eq!(tag_values(&r.body, "networkInterfaceId"), vec!["eni-0wl"]);
+    let nic = "/subscriptions/sub-lab/resourceGroups/rg-lab/providers/Microsoft.Network/networkInterfaces/nic-cer";
+    let path = format!("{nic}?api-version=2023-09-01");
+    let mut body = http(a, "GET", &path, &[("Authorization", "Bearer t")], b"")
+        .await
+        .json();
+    let subnet = body["properties"]["ipConfigurations"][0]["properties"]["subnet"].clone();
+    body["properties"]["ipConfigurations"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "cer-10-100-200-1", "properties": {"privateIPAddress": "10.100.200.1", "subnet": subnet, "primary": false}}));
+    let r = http(
+        a,
+        "PUT",
+        &path,
+        &[("Authorization", "Bearer t")],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sig =
+        r#"Signature version="1",keyId="k",algorithm="rsa-sha256",headers="date",signature="s""#;
+    let r = http(
+        a,
+        "POST",
+        "/20160918/privateIps",
+        &[("Authorization", sig)],
+        br#"{"vnicId": "ocid1.vnic.oc1.eu-frankfurt-1.cer", "ipAddress": "10.100.200.1"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = http(a, "GET", "/_emulator/holders?ip=10.100.200.1", &[], b"")
+        .await
+        .json();
+    let holders: Vec<&str> = v["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["nic"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        holders,
+        ["eni-0wl", nic, "ocid1.vnic.oc1.eu-frankfurt-1.cer"]
+    );
+    emu.stop();
 }
