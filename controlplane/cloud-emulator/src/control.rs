@@ -21,13 +21,13 @@ fn query_param<'a>(req: &'a Req, name: &str) -> Option<std::borrow::Cow<'a, str>
 }
 
 /// Serves one control API request.
-pub fn handle(emulator: &Emulator, req: &Req) -> Response<Body> {
+pub async fn handle(emulator: &Emulator, req: &Req) -> Response<Body> {
     if req.too_large {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     }
     let path = req.path.trim_end_matches('/');
     match (&req.method, path) {
-        (&Method::GET, "/_emulator/holders") => holders(emulator, req),
+        (&Method::GET, "/_emulator/holders") => holders(emulator, req).await,
         (&Method::GET, "/_emulator/state") => state(emulator),
         (&Method::GET, "/_emulator/faults") => json(
             StatusCode::OK,
@@ -52,7 +52,10 @@ pub fn handle(emulator: &Emulator, req: &Req) -> Response<Body> {
     }
 }
 
-fn holders(emulator: &Emulator, req: &Req) -> Response<Body> {
+/// Longest `wait_ms` accepted by the holder long poll.
+const MAX_WAIT_MS: u64 = 60_000;
+
+async fn holders(emulator: &Emulator, req: &Req) -> Response<Body> {
     let ip = match query_param(req, "ip") {
         None => None,
         Some(v) => match v.parse::<Ipv4Addr>() {
@@ -60,6 +63,41 @@ fn holders(emulator: &Emulator, req: &Req) -> Response<Body> {
             Err(_) => return error(StatusCode::BAD_REQUEST, format!("bad ip {v:?}")),
         },
     };
+    let number = |name: &str| -> Result<Option<u64>, String> {
+        match query_param(req, name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| format!("bad {name} {v:?}")),
+        }
+    };
+    let (since, wait_ms) = match (number("since"), number("wait_ms")) {
+        (Ok(s), Ok(w)) => (s, w.unwrap_or(0)),
+        (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if wait_ms > MAX_WAIT_MS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("wait_ms must be at most {MAX_WAIT_MS}"),
+        );
+    }
+    // Long poll: wait until the visible generation passes `since` (or `wait_ms` elapses).
+    if let Some(since) = since {
+        let deadline = Instant::now() + Duration::from_millis(wait_ms);
+        loop {
+            let now = Instant::now();
+            let generation = {
+                let mut state = emulator.state();
+                state.settle(now);
+                state.generation
+            };
+            if generation > since || now >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10).min(deadline - now)).await;
+        }
+    }
     let provider = query_param(req, "provider").map(|p| p.into_owned());
     let network = query_param(req, "network").map(|p| p.into_owned());
     let mut state = emulator.state();

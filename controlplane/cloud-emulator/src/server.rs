@@ -290,7 +290,7 @@ async fn handle(
         Role::Imds { instance } => crate::imds::handle(&emulator, Some(instance), &req).await,
         Role::Main => {
             if req.path.starts_with("/_emulator/") || req.path == "/_emulator" {
-                Outcome::Reply(crate::control::handle(&emulator, &req))
+                Outcome::Reply(crate::control::handle(&emulator, &req).await)
             } else if req.path.starts_with("/subscriptions/") || req.path.starts_with("/metadata/")
             {
                 crate::azure::handle(&emulator, &req).await

@@ -363,3 +363,59 @@ async fn example_lab_seed_captures_one_pool_address_at_every_site() {
     );
     emu.stop();
 }
+
+#[tokio::test]
+async fn holder_long_poll_returns_when_the_move_becomes_visible() {
+    let emu = start().await;
+    let a = emu.addr;
+    let g = http(a, "GET", "/_emulator/holders", &[], b"").await.json()["generation"]
+        .as_u64()
+        .unwrap();
+    // Nothing changes: the poll times out with the same generation.
+    let t = std::time::Instant::now();
+    let v = http(
+        a,
+        "GET",
+        &format!("/_emulator/holders?since={g}&wait_ms=100"),
+        &[],
+        b"",
+    )
+    .await
+    .json();
+    assert_eq!(v["generation"].as_u64(), Some(g));
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    // A move (400 ms delay): the poll answers once it is visible, with the new holder.
+    let r = ec2(
+        a,
+        &[
+            ("Action", "AssignPrivateIpAddresses"),
+            ("NetworkInterfaceId", "eni-b"),
+            ("PrivateIpAddress.1", "10.0.1.100"),
+            ("AllowReassignment", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let t = std::time::Instant::now();
+    let v = http(
+        a,
+        "GET",
+        &format!("/_emulator/holders?since={g}&wait_ms=5000&ip=10.0.1.100"),
+        &[],
+        b"",
+    )
+    .await
+    .json();
+    let waited = t.elapsed();
+    assert!(v["generation"].as_u64().unwrap() > g);
+    assert_eq!(v["holders"][0]["nic"], "eni-b");
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(2000),
+        "{waited:?}"
+    );
+    for bad in ["since=x", "since=1&wait_ms=-1", "since=1&wait_ms=60001"] {
+        let r = http(a, "GET", &format!("/_emulator/holders?{bad}"), &[], b"").await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    emu.stop();
+}
