@@ -364,9 +364,14 @@ fn put_nic(emulator: &Emulator, req: &Req) -> Result<Response<Body>, ArmError> {
             Some(other) => return Err(bad_request(format!("Bad privateIPAddress {other}"))),
         };
         if ip.is_none() && method.eq_ignore_ascii_case("static") {
-            return Err(bad_request(format!(
-                "ipConfiguration {name}: a Static allocation needs privateIPAddress"
-            )));
+            return Err(arm(
+                StatusCode::BAD_REQUEST,
+                "PrivateIPAddressMissing",
+                format!(
+                    "Private IP address is required when privateIPAllocationMethod is Static in IP configuration {}/ipConfigurations/{name}.",
+                    nic.id
+                ),
+            ));
         }
         if let Some(sub) = props.pointer("/subnet/id").and_then(Value::as_str) {
             if !sub.eq_ignore_ascii_case(&nic.subnet) {
@@ -435,16 +440,31 @@ fn put_nic(emulator: &Emulator, req: &Req) -> Result<Response<Body>, ArmError> {
         secondaries.push((ip, name.clone()));
     }
     let location = state.azure_location.clone();
-    let changed = state
-        .set_secondaries(now, &nic.id, &secondaries)
-        .map_err(|e| match e {
+    // The holder's ipConfiguration id, as Azure names it in PrivateIPAddressIsAllocated.
+    let holder_config = |state: &State, holder: &str, ip: Ipv4Addr| -> String {
+        match state
+            .target()
+            .nics
+            .get(holder)
+            .or_else(|| state.target().holder(ip))
+        {
+            Some(h) if h.primary_ip == ip => {
+                format!("{}/ipConfigurations/{}", h.id, primary_name(h))
+            }
+            Some(h) => format!("{}/ipConfigurations/{}", h.id, h.name_of(ip)),
+            None => holder.to_string(),
+        }
+    };
+    let result = state.set_secondaries(now, &nic.id, &secondaries);
+    let changed = result.map_err(|e| match e {
             ChangeError::InUse { ip, holder } => arm(
                 StatusCode::BAD_REQUEST,
                 "PrivateIPAddressIsAllocated",
                 format!(
-                    "IP configuration {}/ipConfigurations/{} is using the private IP address {ip} which is already allocated to resource {holder}.",
+                    "IP configuration {}/ipConfigurations/{} is using the private IP address {ip} which is already allocated to resource {}.",
                     nic.id,
-                    secondaries.iter().find(|s| s.0 == ip).map_or("", |s| s.1.as_str())
+                    secondaries.iter().find(|s| s.0 == ip).map_or("", |s| s.1.as_str()),
+                    holder_config(&state, &holder, ip)
                 ),
             ),
             ChangeError::OutsideSubnet(ip) => arm(

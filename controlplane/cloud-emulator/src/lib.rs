@@ -136,7 +136,8 @@
 //!   NIC, **including one whose release is still running**, is 400
 //!   `PrivateIPAddressIsAllocated`; a second PUT while the NIC's operation runs is 429
 //!   `RetryableErrorDueToAnotherOperation` (`Retry-After`). Other errors:
-//!   `PrivateIPAddressInvalid`, `PrivateIPAddressNotInSubnet`, `SubnetIsFull`. A change answers
+//!   `PrivateIPAddressInvalid`, `PrivateIPAddressMissing` (Static without an address),
+//!   `PrivateIPAddressNotInSubnet`, `SubnetIsFull`. A change answers
 //!   200 with `provisioningState: Updating`, `Azure-AsyncOperation` and `Retry-After: 1`; an
 //!   identical PUT answers `Succeeded` without an operation.
 //! - `GET /subscriptions/S/providers/Microsoft.Network/locations/L/operations/ID`:

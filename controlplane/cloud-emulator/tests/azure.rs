@@ -128,6 +128,14 @@ async fn two_step_move_with_lro_and_allocation_conflict() {
     .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "PrivateIPAddressIsAllocated");
+    assert_eq!(
+        r.json()["error"]["message"],
+        format!(
+            "IP configuration {}/ipConfigurations/cer-1 is using the private IP address 10.1.0.100 which is already allocated to resource {}/ipConfigurations/ipconfig-10-1-0-100.",
+            nic_id("nic-b"),
+            nic_id("nic-a")
+        )
+    );
 
     // Step 1: release on nic-a (LRO).
     let r = arm(
@@ -281,6 +289,18 @@ async fn etags_validation_faults_and_auth() {
     )
     .await;
     assert_eq!(r.status, 412, "{}", r.body);
+
+    // Static without an address.
+    let mut missing = with_secondaries(&nic, &[]);
+    missing["properties"]["ipConfigurations"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "st", "properties": {"privateIPAllocationMethod": "Static", "primary": false}}));
+    let r = arm(a, "PUT", &nic_id("nic-a"), Some(&missing), &[]).await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (400, Some("PrivateIPAddressMissing"))
+    );
 
     // Dynamic allocation picks a free address.
     let mut dynamic = with_secondaries(&nic, &[]);
