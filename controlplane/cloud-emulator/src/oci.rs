@@ -117,7 +117,9 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Outcome {
     };
     let run = || -> Response<Body> {
         let result = check_auth(req).and_then(|_| {
-            if !req.path.starts_with(PREFIX) || rest.starts_with("//") {
+            let under_prefix = req.path.starts_with(PREFIX)
+                && (rest.is_empty() || (rest.starts_with('/') && !rest[1..].contains('/')));
+            if !under_prefix {
                 return Err(not_found(&req.path));
             }
             if req.too_large {

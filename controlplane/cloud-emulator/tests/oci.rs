@@ -308,6 +308,18 @@ async fn bad_input_auth_and_faults() {
     .await;
     assert_eq!(r.status, 400);
 
+    for p in [
+        "/20160918/privateIpsX",
+        "/20160918/vnics",
+        "/20160918/privateIps/a/b",
+    ] {
+        let r = oci(a, "GET", p, None, &[]).await;
+        assert_eq!(
+            (r.status, r.json()["code"].as_str()),
+            (404, Some("NotAuthorizedOrNotFound")),
+            "{p}"
+        );
+    }
     // Unsigned or badly signed requests.
     let r = http(
         a,
