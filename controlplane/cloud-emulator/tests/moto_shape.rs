@@ -30,7 +30,11 @@ async fn start_moto() -> Option<(Moto, SocketAddr)> {
         .local_addr()
         .ok()?
         .port();
-    let child = match Command::new("moto_server")
+    // scripts/bootstrap installs moto in a venv; scripts/test sets both variables
+    // so that there a missing moto fails instead of skipping.
+    let program = std::env::var("CER_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let required = std::env::var_os("CER_REQUIRE_MOTO").is_some();
+    let child = match Command::new(&program)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -38,6 +42,10 @@ async fn start_moto() -> Option<(Moto, SocketAddr)> {
     {
         Ok(c) => c,
         Err(e) => {
+            assert!(
+                !required,
+                "CER_REQUIRE_MOTO is set but {program} cannot start: {e}"
+            );
             eprintln!("SKIPPED: moto_server not available ({e}); pip install 'moto[server]'");
             return None;
         }
@@ -47,6 +55,10 @@ async fn start_moto() -> Option<(Moto, SocketAddr)> {
     let t0 = Instant::now();
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         if t0.elapsed() > Duration::from_secs(30) {
+            assert!(
+                !required,
+                "moto_server did not listen on {addr} within 30 s"
+            );
             eprintln!("SKIPPED: moto_server did not listen on {addr} within 30 s");
             return None;
         }
