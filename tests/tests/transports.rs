@@ -72,6 +72,57 @@ address = "{wan}"
     Ok(p)
 }
 
+/// Readies interfaces a dataplane takes over: no IPv6, link up.
+fn dataplane_ifaces(ns: &Netns, ifs: &[&str]) -> Result<()> {
+    for i in ifs {
+        ns.run(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{i}.disable_ipv6=1"),
+        ])?;
+        ns.run(&["ip", "link", "set", i, "up"])?;
+    }
+    Ok(())
+}
+
+/// A host namespace behind a dataplane: address, default route, checksums
+/// computed in software (veth would leave them to the "hardware").
+fn host(ns: &Netns, cidr: &str, gw: &str) -> Result<()> {
+    ns.addr("eth0", cidr)?;
+    ns.run(&["ip", "route", "add", "default", "via", gw])?;
+    ns.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
+    Ok(())
+}
+
+/// Starts cer-dataplane with `cfg` in `ns` and waits until it is ready.
+fn start_dataplane(ns: &Netns, cfg: &Path, log: &Path) -> Result<Proc> {
+    let mut p = ns.spawn(
+        &[
+            bin("cer-dataplane").to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        log,
+    )?;
+    p.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+    Ok(p)
+}
+
+/// `cerctl dataplane feed --socket SOCKET ARGS...`.
+fn feed(socket: &Path, args: &[&str]) -> Result<()> {
+    let cerctl = bin("cerctl");
+    let mut full = vec![
+        cerctl.to_str().unwrap(),
+        "dataplane",
+        "feed",
+        "--socket",
+        socket.to_str().unwrap(),
+    ];
+    full.extend_from_slice(args);
+    sh(&full)?;
+    Ok(())
+}
+
 impl Topo {
     fn new(kind: &str, extra: &str) -> Result<Topo> {
         let scratch = Scratch::new(&format!("tr-{kind}"))?;
@@ -89,24 +140,10 @@ impl Topo {
         veth(&la, &da, "eth0", &ha)?;
         veth(&wa, &da, &wb, &db)?;
         veth(&lb, &db, "eth0", &hb)?;
-        for (ns, ifs) in [(&da, [&la, &wa]), (&db, [&wb, &lb])] {
-            for i in ifs {
-                ns.run(&[
-                    "sysctl",
-                    "-qw",
-                    &format!("net.ipv6.conf.{i}.disable_ipv6=1"),
-                ])?;
-                ns.run(&["ip", "link", "set", i, "up"])?;
-            }
-        }
-        for (h, addr, gw) in [
-            (&ha, "10.1.0.10/24", "10.1.0.1"),
-            (&hb, "10.3.0.10/24", "10.3.0.1"),
-        ] {
-            h.addr("eth0", addr)?;
-            h.run(&["ip", "route", "add", "default", "via", gw])?;
-            h.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
-        }
+        dataplane_ifaces(&da, &[&la, &wa])?;
+        dataplane_ifaces(&db, &[&wb, &lb])?;
+        host(&ha, "10.1.0.10/24", "10.1.0.1")?;
+        host(&hb, "10.3.0.10/24", "10.3.0.1")?;
         let tun = |local: &str, remote: &str, keys: &str| {
             format!("[[tunnel]]\nid = 1\nkind = \"{kind}\"\nlocal = \"{local}\"\nremote = \"{remote}\"\n{extra}{keys}")
         };
@@ -138,20 +175,8 @@ impl Topo {
             "10.10.0.2/24",
             &tun("10.10.0.2", "10.10.0.1", &keys_b),
         )?;
-        let start = |ns: &Netns, cfg: &Path, name: &str| -> Result<Proc> {
-            let mut p = ns.spawn(
-                &[
-                    bin("cer-dataplane").to_str().unwrap(),
-                    "--config",
-                    cfg.to_str().unwrap(),
-                ],
-                &scratch.file(&format!("{name}.log")),
-            )?;
-            p.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
-            Ok(p)
-        };
-        let dpa = start(&da, &cfg_a, "a")?;
-        let dpb = start(&db, &cfg_b, "b")?;
+        let dpa = start_dataplane(&da, &cfg_a, &scratch.file("a.log"))?;
+        let dpb = start_dataplane(&db, &cfg_b, &scratch.file("b.log"))?;
         let site = |host, dp_ns, dp, name: &str| Site {
             _dp: dp,
             host,
@@ -172,17 +197,7 @@ impl Topo {
     }
 
     fn feed(&self, site: &Site, args: &[&str]) -> Result<()> {
-        let cerctl = bin("cerctl");
-        let mut full = vec![
-            cerctl.to_str().unwrap(),
-            "dataplane",
-            "feed",
-            "--socket",
-            site.feed.to_str().unwrap(),
-        ];
-        full.extend_from_slice(args);
-        sh(&full)?;
-        Ok(())
+        feed(&site.feed, args)
     }
 
     fn counters(&self, site: &Site) -> String {
@@ -582,17 +597,8 @@ fn transport_wireguard_with_wireguard_go() -> Result<()> {
     let wgb = Netns::new("wgb")?;
     veth(&la, &da, "eth0", &ha)?;
     veth(&wa, &da, &wb, &wgb)?;
-    for i in [&la, &wa] {
-        da.run(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{i}.disable_ipv6=1"),
-        ])?;
-        da.run(&["ip", "link", "set", i, "up"])?;
-    }
-    ha.addr("eth0", "10.1.0.10/24")?;
-    ha.run(&["ip", "route", "add", "default", "via", "10.1.0.1"])?;
-    ha.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
+    dataplane_ifaces(&da, &[&la, &wa])?;
+    host(&ha, "10.1.0.10/24", "10.1.0.1")?;
     wgb.addr(&wb, "10.10.0.2/24")?;
     wgb.run(&["ethtool", "-K", &wb, "tx", "off"])?;
 
@@ -610,28 +616,12 @@ fn transport_wireguard_with_wireguard_go() -> Result<()> {
         "10.10.0.1/24",
         &tunnel,
     )?;
-    let mut dp = da.spawn(
-        &[
-            bin("cer-dataplane").to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-        &scratch.file("a.log"),
-    )?;
-    dp.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+    let mut dp = start_dataplane(&da, &cfg, &scratch.file("a.log"))?;
     let admin_sock = scratch.file("a-admin.sock");
-    let feed_sock = scratch.file("a-feed.sock");
-    sh(&[
-        bin("cerctl").to_str().unwrap(),
-        "dataplane",
-        "feed",
-        "--socket",
-        feed_sock.to_str().unwrap(),
-        "endpoint-set",
-        "10.3.0.10",
-        "--tunnel",
-        "1",
-    ])?;
+    feed(
+        &scratch.file("a-feed.sock"),
+        &["endpoint-set", "10.3.0.10", "--tunnel", "1"],
+    )?;
     let endpoint_a: std::net::SocketAddr = "10.10.0.1:51820".parse()?;
     let start_peer = || -> Result<wg::WgGo> {
         let w = wg::WgGo::start(&wgb, &scratch.path, &wg_if, &kb, 51820, "10.3.0.10/32")?;

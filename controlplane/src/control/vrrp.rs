@@ -146,9 +146,9 @@ pub fn follow(
             f(&mut s);
         }
     };
-    let mut gate = false;
     on_change(false, "starting: no VRRP state yet (fail closed)");
-    let mut apply = |state: VrrpState, why: &str, gate: &mut bool| {
+    let mut gate = false;
+    let mut apply = |state: VrrpState, why: &str| {
         set(&mut |s| {
             if s.state != state {
                 s.since_unix = unix_now();
@@ -156,31 +156,26 @@ pub fn follow(
             s.state = state;
             s.gate_open = state.gate_open();
         });
-        if state.gate_open() != *gate {
-            *gate = state.gate_open();
-            on_change(*gate, why);
+        if state.gate_open() != gate {
+            gate = state.gate_open();
+            on_change(gate, why);
         }
     };
     loop {
-        if let Err(e) = ensure_fifo(&fifo) {
-            log::error!("vrrp gate: {e}");
-            set(&mut |s| s.last_error = Some(e.clone()));
-            apply(VrrpState::Unknown, &e, &mut gate);
-            std::thread::sleep(Duration::from_secs(1));
-            continue;
-        }
-        // Blocks until keepalived opens the FIFO for writing.
-        let file = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&fifo)
-        {
+        // Opening blocks until keepalived opens the FIFO for writing.
+        let opened = ensure_fifo(&fifo).and_then(|()| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&fifo)
+                .map_err(|e| format!("opening {}: {e}", fifo.display()))
+        });
+        let file = match opened {
             Ok(f) => f,
             Err(e) => {
-                let msg = format!("opening {}: {e}", fifo.display());
-                log::error!("vrrp gate: {msg}");
-                set(&mut |s| s.last_error = Some(msg.clone()));
-                apply(VrrpState::Unknown, &msg, &mut gate);
+                log::error!("vrrp gate: {e}");
+                set(&mut |s| s.last_error = Some(e.clone()));
+                apply(VrrpState::Unknown, &e);
                 std::thread::sleep(Duration::from_secs(1));
                 continue;
             }
@@ -199,7 +194,7 @@ pub fn follow(
                         let text = line.trim().to_string();
                         log::info!("vrrp gate: {text}");
                         set(&mut |s| s.last_line = Some(text.clone()));
-                        apply(state, &text, &mut gate);
+                        apply(state, &text);
                     }
                 }
                 Err(e) => {
@@ -216,11 +211,7 @@ pub fn follow(
             "vrrp gate: {} closed by keepalived; gate closed until it reports again",
             fifo.display()
         );
-        apply(
-            VrrpState::Unknown,
-            "notify FIFO closed (keepalived exited)",
-            &mut gate,
-        );
+        apply(VrrpState::Unknown, "notify FIFO closed (keepalived exited)");
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -625,30 +625,12 @@ impl WgPeer {
     /// queued packet ([`encap_out_len`] of it; [`WgStats::queued`] tells
     /// whether anything waits).
     pub fn flush_queued(&mut self, out: &mut [u8]) -> WgOut {
+        // Without a session boringtun would move the head packet to the tail.
         if !self.has_flushable() {
-            return WgOut::Nothing;
-        }
-        self.flush_queued_inner(out)
-    }
-
-    /// Whether [`flush_queued`](Self::flush_queued) has something to send now:
-    /// packets wait and a session exists. Cheap; lets the caller skip taking
-    /// an output buffer on the common path.
-    #[inline]
-    pub fn has_flushable(&self) -> bool {
-        self.queued != 0 && self.has_session()
-    }
-
-    fn flush_queued_inner(&mut self, out: &mut [u8]) -> WgOut {
-        if self.queued == 0 {
             return WgOut::Nothing;
         }
         if out.len() < encap_out_len(self.queued_max_len) {
             return WgOut::Drop(WgDrop::BufferTooSmall);
-        }
-        // Without a session boringtun would move the head packet to the tail.
-        if !self.has_session() {
-            return WgOut::Nothing;
         }
         let base = out.as_ptr() as usize;
         match self.tunn.decapsulate(None, &[], out) {
@@ -668,6 +650,14 @@ impl WgPeer {
                 WgOut::Drop(WgDrop::Internal)
             }
         }
+    }
+
+    /// Whether [`flush_queued`](Self::flush_queued) has something to send now:
+    /// packets wait and a session exists. Cheap; lets the caller skip taking
+    /// an output buffer on the common path.
+    #[inline]
+    pub fn has_flushable(&self) -> bool {
+        self.queued != 0 && self.has_session()
     }
 
     /// Timers (rekey, keepalive, persistent keepalive, handshake retry,
