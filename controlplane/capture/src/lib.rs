@@ -1,0 +1,8 @@
+//! The CER capture plane (DESIGN.md section 3): BGP decides who owns a /32,
+//! capture makes the local provider network hand its packets to this CER.
+//! `provider` is the interface every cloud client implements; `reconciler`
+//! drives them from the ownership view with path-signature fencing.
+
+pub mod provider;
+
+pub use provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding};

@@ -1,0 +1,128 @@
+//! The interface between the reconciler and a cloud's capture mechanism
+//! (AWS secondary IPs, Azure ipConfigurations, OCI private IPs): observe who
+//! holds a /32, capture it onto this router's NIC, release it. Every mutating
+//! provider call is preceded by a fence check, so an action planned from a
+//! path signature that is no longer current never reaches the provider.
+
+use async_trait::async_trait;
+use std::net::Ipv4Addr;
+
+/// Who holds a /32 in the provider network, as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holding {
+    /// Assigned to this router's NIC (captured).
+    Ours,
+    /// Assigned to another NIC: the provider's id of it (ENI id, NIC resource
+    /// id, VNIC OCID), for logs and `cerctl explain`.
+    Elsewhere(String),
+    /// Not assigned to any NIC in this network.
+    Nobody,
+}
+
+/// How the reconciler treats a failed provider call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Throttled (RequestLimitExceeded, 429): back off longer.
+    Throttled,
+    /// Worth retrying soon: 5xx, timeouts, connection errors, etag races,
+    /// Azure RetryableError / RetryableErrorDueToAnotherOperation.
+    Transient,
+    /// Needs the operator: missing or rejected credentials, unknown NIC,
+    /// address outside every subnet. Still retried, at the maximum backoff,
+    /// so a fixed configuration recovers without a restart.
+    Config,
+    /// The path signature changed before a provider call: the action was
+    /// skipped, never executed.
+    Fenced,
+}
+
+/// A provider call that failed, with what to show the operator.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{provider} {step}: {message}")]
+pub struct CaptureError {
+    pub kind: ErrorKind,
+    /// "aws", "azure", "oci".
+    pub provider: &'static str,
+    /// The step that failed, e.g. "AssignPrivateIpAddresses", "PUT old NIC".
+    pub step: String,
+    /// What went wrong, with the provider's error code when it gave one.
+    pub message: String,
+}
+
+impl CaptureError {
+    pub fn new(
+        kind: ErrorKind,
+        provider: &'static str,
+        step: impl Into<String>,
+        message: impl Into<String>,
+    ) -> CaptureError {
+        CaptureError {
+            kind,
+            provider,
+            step: step.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The fence an action carries: true while the path signature the action was
+/// planned from is still the current one.
+pub struct Fence<'a> {
+    current: &'a (dyn Fn() -> bool + Send + Sync),
+}
+
+impl<'a> Fence<'a> {
+    pub fn new(current: &'a (dyn Fn() -> bool + Send + Sync)) -> Fence<'a> {
+        Fence { current }
+    }
+
+    /// Call right before every mutating provider call (and between the steps
+    /// of a multi-step move): `Err(Fenced)` means stop without calling.
+    pub fn check(&self, provider: &'static str, step: &str) -> Result<(), CaptureError> {
+        if (self.current)() {
+            Ok(())
+        } else {
+            Err(CaptureError::new(
+                ErrorKind::Fenced,
+                provider,
+                step,
+                "path signature changed since the action was planned: skipped",
+            ))
+        }
+    }
+
+    /// A fence that never trips (tools, tests of a client alone).
+    pub fn open() -> Fence<'static> {
+        static OPEN: fn() -> bool = || true;
+        Fence { current: &OPEN }
+    }
+}
+
+/// One cloud's capture mechanism for this router's NIC.
+///
+/// Implementations keep no state about past actions: every call asks the
+/// provider, so a restarted cer-control re-derives everything.
+#[async_trait]
+pub trait CaptureProvider: Send + Sync {
+    /// "aws", "azure", "oci".
+    fn name(&self) -> &'static str;
+
+    /// A human description of what is captured where, e.g.
+    /// "AWS ENI eni-0abc secondary private IPs (instance i-0123)".
+    fn describe(&self) -> String;
+
+    /// Who holds `ip` now, as the provider reports it (read-only).
+    async fn observe(&self, ip: Ipv4Addr) -> Result<Holding, CaptureError>;
+
+    /// Moves `ip` onto this router's NIC, from wherever it is. Idempotent: a
+    /// no-op when already ours. Calls `fence.check` before every mutating
+    /// provider call. Returning Ok means the provider accepted the change; it
+    /// may still be in flight (AWS moves are asynchronous): the reconciler
+    /// confirms with `observe`.
+    async fn capture(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError>;
+
+    /// Removes `ip` from this router's NIC if it is there; never touches
+    /// another NIC. Idempotent. Same fence rule as `capture`.
+    async fn release(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError>;
+}
