@@ -4,5 +4,7 @@
 //! drives them from the ownership view with path-signature fencing.
 
 pub mod provider;
+pub mod reconciler;
 
 pub use provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding};
+pub use reconciler::{Desired, Intent, Reconciler, ReconcilerConfig};

@@ -125,4 +125,13 @@ pub trait CaptureProvider: Send + Sync {
     /// Removes `ip` from this router's NIC if it is there; never touches
     /// another NIC. Idempotent. Same fence rule as `capture`.
     async fn release(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError>;
+
+    /// Every address on this router's NIC besides its primary, when the
+    /// provider can list them in one call. The reconciler sweeps with it at
+    /// start and on every resync, so a pool /32 captured before a restart
+    /// and owned by nobody since is released. `None`: not supported (the
+    /// reconciler then only acts on /32s that BGP names).
+    async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {
+        Ok(None)
+    }
 }
