@@ -3,6 +3,9 @@
 //! `provider` is the interface every cloud client implements; `reconciler`
 //! drives them from the ownership view with path-signature fencing.
 
+pub mod azure;
+pub mod oci;
+pub mod oci_sign;
 pub mod provider;
 pub mod reconciler;
 

@@ -1,5 +1,6 @@
-//! Azure: ARM network interface resources (GET / PUT NIC, long-running operation status) and the
-//! managed identity token endpoint of the instance metadata service.
+//! Azure: ARM network interface resources (list a resource group's or subscription's NICs with
+//! `nextLink` paging, GET / PUT NIC, long-running operation status) and the managed identity
+//! token endpoint of the instance metadata service.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -76,6 +77,8 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Outcome {
         "GetToken"
     } else if path.contains("/operations/") {
         "GetOperation"
+    } else if req.method == Method::GET && is_nic_collection(&path) {
+        "ListNetworkInterfaces"
     } else if req.method == Method::PUT {
         "PutNetworkInterface"
     } else {
@@ -191,6 +194,7 @@ fn arm_request(emulator: &Emulator, req: &Req, action: &str) -> Result<Response<
     }
     match action {
         "GetOperation" => operation(emulator, req),
+        "ListNetworkInterfaces" => list_nics(emulator, req),
         "PutNetworkInterface" => put_nic(emulator, req),
         _ if req.method == Method::GET => get_nic(emulator, req),
         _ => Err(arm(
@@ -199,6 +203,73 @@ fn arm_request(emulator: &Emulator, req: &Req, action: &str) -> Result<Response<
             format!("The HTTP method {} is not supported", req.method),
         )),
     }
+}
+
+/// `/subscriptions/S[/resourceGroups/G]/providers/Microsoft.Network/networkInterfaces` (lower
+/// case): a NIC collection.
+fn is_nic_collection(path: &str) -> bool {
+    let Some(scope) = path
+        .trim_end_matches('/')
+        .strip_suffix("/providers/microsoft.network/networkinterfaces")
+    else {
+        return false;
+    };
+    let parts: Vec<&str> = scope.split('/').collect();
+    match parts.as_slice() {
+        ["", "subscriptions", s] => !s.is_empty(),
+        ["", "subscriptions", s, "resourcegroups", g] => !s.is_empty() && !g.is_empty(),
+        _ => false,
+    }
+}
+
+/// Lists the NICs of a resource group or subscription: `{"value": [...], "nextLink": url}`, a
+/// page of `azure_list_page_size` at a time (`$skiptoken` carries the position).
+fn list_nics(emulator: &Emulator, req: &Req) -> Result<Response<Body>, ArmError> {
+    let path = req.path.trim_end_matches('/');
+    let lower = path.to_ascii_lowercase();
+    let scope = lower
+        .strip_suffix("/providers/microsoft.network/networkinterfaces")
+        .unwrap_or("")
+        .to_string();
+    let skip = match query_param(req, "$skiptoken") {
+        None => 0,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| bad_request(format!("The $skiptoken {t} is invalid.")))?,
+    };
+    let mut state = emulator.state();
+    let now = Instant::now();
+    let page = state.azure_list_page_size.max(1);
+    let ids: Vec<String> = state
+        .target()
+        .nics
+        .values()
+        .filter(|n| {
+            n.provider == "azure" && n.id.to_ascii_lowercase().starts_with(&format!("{scope}/"))
+        })
+        .map(|n| n.id.clone())
+        .collect();
+    let mut value = Vec::new();
+    for id in ids.iter().skip(skip).take(page) {
+        let busy = state.busy(now, id);
+        if let Some(n) = find_nic(&state, id) {
+            value.push(nic_json(
+                &state,
+                n,
+                if busy { "Updating" } else { "Succeeded" },
+            ));
+        }
+    }
+    let mut body = json!({ "value": value });
+    if skip + page < ids.len() {
+        let host = req.header("host").unwrap_or("127.0.0.1");
+        let api = query_param(req, "api-version").unwrap_or_default();
+        body["nextLink"] = json!(format!(
+            "http://{host}{path}?api-version={api}&$skiptoken={}",
+            skip + page
+        ));
+    }
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// The NIC whose ARM id is the request path (case-insensitive, as ARM ids are).

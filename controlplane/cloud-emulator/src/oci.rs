@@ -1,8 +1,22 @@
 //! OCI Core Services `privateIps` (API version 20160918): ListPrivateIps, GetPrivateIp,
-//! UpdatePrivateIp (move to another VNIC, `if-match` etag), CreatePrivateIp, DeletePrivateIp.
+//! UpdatePrivateIp (move to another VNIC, `if-match` etag), CreatePrivateIp, DeletePrivateIp;
+//! request signatures (draft-cavage HTTP signatures, RSA-SHA256) verified against the seed's API
+//! keys and the security tokens this emulator issued; and the instance principal pieces: the
+//! instance metadata identity documents (`/opc/v2/identity/{cert,key,intermediate}.pem`) and the
+//! X.509 federation endpoint (`POST /v1/x509`) that trades a signed leaf certificate plus a
+//! session public key for a security token (`keyId="ST$<token>"`).
 
 use std::net::Ipv4Addr;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use base64::Engine as _;
+use rsa::pkcs1::{DecodeRsaPrivateKey, DecodeRsaPublicKey};
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
+use rsa::signature::Verifier;
+use rsa::traits::PublicKeyParts;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use sha2::{Digest, Sha256};
 
 use hyper::{Method, Response, StatusCode};
 use serde_json::{json, Value};
@@ -82,24 +96,290 @@ fn query_param(req: &Req, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Checks the shape of an OCI (draft-cavage) `Authorization: Signature ...` header.
-fn check_auth(req: &Req) -> Result<(), OciError> {
-    let ok = req.header("authorization").is_some_and(|a| {
-        a.starts_with("Signature ")
-            && a.contains("keyId=\"")
-            && a.contains("signature=\"")
-            && a.contains("headers=\"")
-            && a.contains("algorithm=\"rsa-sha256\"")
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(err(
-            StatusCode::UNAUTHORIZED,
-            "NotAuthenticated",
-            "The required information to complete authentication was not provided or was incorrect.",
-        ))
+fn not_authenticated(why: impl Into<String>) -> OciError {
+    let why = why.into();
+    log::info!("oci signature refused: {why}");
+    err(
+        StatusCode::UNAUTHORIZED,
+        "NotAuthenticated",
+        format!("The required information to complete authentication was not provided or was incorrect: {why}"),
+    )
+}
+
+/// The DER body of the first PEM block labelled `label`.
+pub fn pem_der(pem: &str, label: &str) -> Option<Vec<u8>> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = pem.find(&begin)? + begin.len();
+    let stop = start + pem[start..].find(&end)?;
+    let b64: String = pem[start..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    B64.decode(b64).ok()
+}
+
+/// An RSA public key from PEM (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`).
+pub fn parse_public_key(pem: &str) -> Result<RsaPublicKey, String> {
+    RsaPublicKey::from_public_key_pem(pem.trim())
+        .or_else(|_| RsaPublicKey::from_pkcs1_pem(pem.trim()))
+        .map_err(|e| format!("not an RSA public key in PEM: {e}"))
+}
+
+/// An RSA private key from PEM (PKCS#8 or PKCS#1).
+pub fn parse_private_key(pem: &str) -> Result<RsaPrivateKey, String> {
+    RsaPrivateKey::from_pkcs8_pem(pem.trim())
+        .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem.trim()))
+        .map_err(|e| format!("not an RSA private key in PEM: {e}"))
+}
+
+/// The colon-separated lower-case hex SHA-1 of a certificate's DER, as OCI prints fingerprints.
+pub fn cert_fingerprint(der: &[u8]) -> String {
+    use sha1::Digest as _;
+    let d = sha1::Sha1::digest(der);
+    d.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The `key="value"` parameters of an `Authorization: Signature ...` header.
+fn auth_params(header: &str) -> Option<Vec<(String, String)>> {
+    let rest = header.strip_prefix("Signature ")?;
+    let mut out = Vec::new();
+    for part in rest.split(',') {
+        let (k, v) = part.trim().split_once('=')?;
+        let v = v.strip_prefix('"')?.strip_suffix('"')?;
+        out.push((k.trim().to_string(), v.to_string()));
     }
+    Some(out)
+}
+
+/// Which key a request must be signed with.
+enum KeySource {
+    /// Signature verification is not configured: shape check only.
+    ShapeOnly,
+    Key(RsaPublicKey),
+}
+
+/// Checks a request's OCI signature. `federation` allows the instance principal's leaf
+/// certificate key (`{tenancy}/fed-x509/{fingerprint}`), which only the federation endpoint
+/// accepts.
+fn check_auth(emulator: &Emulator, req: &Req, federation: bool) -> Result<(), OciError> {
+    let header = req
+        .header("authorization")
+        .ok_or_else(|| not_authenticated("no Authorization header"))?;
+    let params =
+        auth_params(header).ok_or_else(|| not_authenticated("malformed Signature header"))?;
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let (Some(key_id), Some(signature), Some(headers)) =
+        (get("keyId"), get("signature"), get("headers"))
+    else {
+        return Err(not_authenticated(
+            "keyId, headers and signature are required",
+        ));
+    };
+    if get("algorithm") != Some("rsa-sha256") {
+        return Err(not_authenticated("algorithm must be rsa-sha256"));
+    }
+    if get("version").is_some_and(|v| v != "1") {
+        return Err(not_authenticated("version must be 1"));
+    }
+    let source = {
+        let state = emulator.state();
+        let configured = !state.oci_api_keys.is_empty() || state.oci_instance_principal.is_some();
+        if let Some(token) = key_id.strip_prefix("ST$") {
+            let tokens = emulator
+                .oci_tokens
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match tokens.get(token) {
+                Some((pem, exp)) if *exp > SystemTime::now() => {
+                    KeySource::Key(parse_public_key(pem).map_err(not_authenticated)?)
+                }
+                Some(_) => return Err(not_authenticated("the security token has expired")),
+                None => return Err(not_authenticated("unknown security token")),
+            }
+        } else if let Some(pem) = state.oci_api_keys.get(key_id) {
+            KeySource::Key(parse_public_key(pem).map_err(not_authenticated)?)
+        } else if let (true, Some(ip)) = (federation, &state.oci_instance_principal) {
+            let fp = pem_der(&ip.cert_pem, "CERTIFICATE")
+                .map(|d| cert_fingerprint(&d))
+                .unwrap_or_default();
+            if !key_id.eq_ignore_ascii_case(&format!("{}/fed-x509/{fp}", ip.tenancy)) {
+                return Err(not_authenticated(format!(
+                    "unknown federation keyId {key_id}"
+                )));
+            }
+            let key = parse_private_key(&ip.key_pem).map_err(not_authenticated)?;
+            KeySource::Key(key.to_public_key())
+        } else if configured {
+            return Err(not_authenticated(format!("unknown keyId {key_id}")));
+        } else {
+            KeySource::ShapeOnly
+        }
+    };
+    let KeySource::Key(key) = source else {
+        return Ok(());
+    };
+    let names: Vec<String> = headers
+        .split_whitespace()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    let mut required = vec!["(request-target)", "host"];
+    let has_body = req.method == Method::POST || req.method == Method::PUT;
+    if has_body {
+        required.extend(["x-content-sha256", "content-type", "content-length"]);
+    }
+    for r in required {
+        if !names.iter().any(|n| n == r) {
+            return Err(not_authenticated(format!("header {r} must be signed")));
+        }
+    }
+    if !names.iter().any(|n| n == "date" || n == "x-date") {
+        return Err(not_authenticated("date or x-date must be signed"));
+    }
+    let date = req
+        .header("x-date")
+        .or_else(|| req.header("date"))
+        .and_then(|d| httpdate::parse_http_date(d).ok())
+        .ok_or_else(|| not_authenticated("missing or malformed date"))?;
+    let now = SystemTime::now();
+    let skew = now.duration_since(date).unwrap_or_else(|e| e.duration());
+    if skew > Duration::from_secs(300) {
+        return Err(not_authenticated("date is more than 5 minutes off"));
+    }
+    if has_body {
+        let want = B64.encode(Sha256::digest(&req.body));
+        if req.header("x-content-sha256") != Some(want.as_str()) {
+            return Err(not_authenticated(
+                "x-content-sha256 does not match the body",
+            ));
+        }
+    }
+    let mut lines = Vec::new();
+    for n in &names {
+        if n == "(request-target)" {
+            let target = if req.query.is_empty() {
+                req.path.clone()
+            } else {
+                format!("{}?{}", req.path, req.query)
+            };
+            lines.push(format!(
+                "(request-target): {} {target}",
+                req.method.as_str().to_ascii_lowercase()
+            ));
+        } else {
+            let v = req
+                .header(n)
+                .ok_or_else(|| not_authenticated(format!("signed header {n} is missing")))?;
+            lines.push(format!("{n}: {v}"));
+        }
+    }
+    let signing_string = lines.join("\n");
+    let sig = B64
+        .decode(signature)
+        .ok()
+        .and_then(|b| rsa::pkcs1v15::Signature::try_from(b.as_slice()).ok())
+        .ok_or_else(|| not_authenticated("signature is not base64"))?;
+    rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key)
+        .verify(signing_string.as_bytes(), &sig)
+        .map_err(|_| not_authenticated(format!("signature does not verify for keyId {key_id}")))
+}
+
+/// `/opc/v2/identity/{cert,key,intermediate}.pem` (instance metadata, `Authorization: Bearer
+/// Oracle`) and `POST /v1/x509` (federation).
+fn identity(emulator: &Emulator, req: &Req, action: &str) -> Result<Response<Body>, OciError> {
+    let ip = emulator
+        .state()
+        .oci_instance_principal
+        .clone()
+        .ok_or_else(|| not_found("no instance principal is configured"))?;
+    if action == "GetIdentityDocument" {
+        if req.method != Method::GET {
+            return Err(err(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "GET only",
+            ));
+        }
+        if req.header("authorization") != Some("Bearer Oracle") {
+            return Err(err(
+                StatusCode::UNAUTHORIZED,
+                "NotAuthenticated",
+                "Authorization: Bearer Oracle is required",
+            ));
+        }
+        let body = match req.path.as_str() {
+            "/opc/v2/identity/cert.pem" => ip.cert_pem,
+            "/opc/v2/identity/key.pem" => ip.key_pem,
+            "/opc/v2/identity/intermediate.pem" => ip.intermediate_pem,
+            other => return Err(not_found(other)),
+        };
+        return Ok(crate::server::reply(StatusCode::OK, "text/plain", body));
+    }
+    if req.method != Method::POST {
+        return Err(err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "POST only",
+        ));
+    }
+    check_auth(emulator, req, true)?;
+    let b = body(req)?;
+    let leaf = pem_der(&ip.cert_pem, "CERTIFICATE").unwrap_or_default();
+    let sent = b
+        .get("certificate")
+        .and_then(Value::as_str)
+        .and_then(|c| B64.decode(c).ok())
+        .ok_or_else(|| invalid("certificate (base64 DER) is required"))?;
+    if sent != leaf {
+        return Err(not_authenticated("the certificate is not this instance's"));
+    }
+    let session = b
+        .get("publicKey")
+        .and_then(Value::as_str)
+        .and_then(|k| B64.decode(k).ok())
+        .and_then(|der| RsaPublicKey::from_public_key_der(&der).ok())
+        .ok_or_else(|| invalid("publicKey (base64 DER SubjectPublicKeyInfo) is required"))?;
+    let pem = session
+        .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+        .map_err(|e| invalid(format!("publicKey: {e}")))?;
+    let now = SystemTime::now();
+    let exp = now + Duration::from_secs(ip.token_ttl_secs);
+    let secs = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let header = B64URL.encode(json!({"alg": "RS256", "typ": "JWT"}).to_string());
+    let claims = B64URL.encode(
+        json!({
+            "sub": "ocid1.instance.oc1..emulator",
+            "tenant": ip.tenancy,
+            "iat": secs(now),
+            "exp": secs(exp),
+            "jti": format!("{:032x}", emulator.random128()),
+            "jwk": {
+                "kty": "RSA",
+                "kid": "emulator-session",
+                "n": B64URL.encode(session.n().to_bytes_be()),
+                "e": B64URL.encode(session.e().to_bytes_be()),
+                "alg": "RS256",
+            },
+        })
+        .to_string(),
+    );
+    let token = format!(
+        "{header}.{claims}.{}",
+        B64URL.encode(emulator.random128().to_be_bytes())
+    );
+    emulator
+        .oci_tokens
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(token.clone(), (pem, exp));
+    Ok(json(StatusCode::OK, &json!({ "token": token })))
 }
 
 /// Serves one `/20160918/privateIps` request.
@@ -107,6 +387,29 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Outcome {
     let request_id = emulator.request_id();
     let rest = req.path.strip_prefix(PREFIX).unwrap_or("");
     let id = rest.strip_prefix('/').filter(|s| !s.is_empty());
+    let identity_action = if req.path.starts_with("/opc/") {
+        Some("GetIdentityDocument")
+    } else if req.path == "/v1/x509" {
+        Some("X509Federation")
+    } else {
+        None
+    };
+    if let Some(action) = identity_action {
+        return match emulator.fault_gate("oci", action).await {
+            Gate::Proceed => Outcome::Reply(match identity(emulator, req, action) {
+                Ok(r) => with_request_id(r, &request_id),
+                Err(e) => {
+                    log::info!("oci {action}: {} {}", e.code, e.message);
+                    error_response(&e, &request_id)
+                }
+            }),
+            Gate::Fail(kind) => Outcome::Reply(error_response(&fault_error(kind), &request_id)),
+            Gate::Timeout { hold, .. } => {
+                tokio::time::sleep(hold).await;
+                Outcome::Drop
+            }
+        };
+    }
     let action = match (&req.method, id) {
         (&Method::GET, None) => "ListPrivateIps",
         (&Method::POST, None) => "CreatePrivateIp",
@@ -116,7 +419,7 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Outcome {
         _ => "Unsupported",
     };
     let run = || -> Response<Body> {
-        let result = check_auth(req).and_then(|_| {
+        let result = check_auth(emulator, req, false).and_then(|_| {
             let under_prefix = req.path.starts_with(PREFIX)
                 && (rest.is_empty() || (rest.starts_with('/') && !rest[1..].contains('/')));
             if !under_prefix {

@@ -60,6 +60,9 @@ pub struct Emulator {
     pub(crate) imds_tokens: Mutex<HashMap<String, Instant>>,
     /// Azure long-running operations: id -> completion time.
     pub(crate) azure_ops: Mutex<HashMap<String, Instant>>,
+    /// OCI security tokens issued by the federation endpoint: token -> (session public key PEM,
+    /// expiry).
+    pub(crate) oci_tokens: Mutex<HashMap<String, (String, SystemTime)>>,
     counter: AtomicU64,
     salt: u64,
     pub(crate) started: SystemTime,
@@ -84,6 +87,7 @@ impl Emulator {
             faults: Mutex::new(Faults::default()),
             imds_tokens: Mutex::new(HashMap::new()),
             azure_ops: Mutex::new(HashMap::new()),
+            oci_tokens: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(1),
             salt,
             started: SystemTime::now(),
@@ -108,6 +112,7 @@ impl Emulator {
         self.faults().clear();
         lock(&self.imds_tokens).clear();
         lock(&self.azure_ops).clear();
+        lock(&self.oci_tokens).clear();
         Ok(())
     }
 
@@ -294,7 +299,10 @@ async fn handle(
             } else if req.path.starts_with("/subscriptions/") || req.path.starts_with("/metadata/")
             {
                 crate::azure::handle(&emulator, &req).await
-            } else if req.path.starts_with("/20160918/") {
+            } else if req.path.starts_with("/20160918/")
+                || req.path.starts_with("/opc/")
+                || req.path == "/v1/x509"
+            {
                 crate::oci::handle(&emulator, &req).await
             } else if req.path.starts_with("/latest") {
                 crate::imds::handle(&emulator, None, &req).await

@@ -121,6 +121,43 @@ pub struct Seed {
     pub subnets: Vec<SubnetSeed>,
     #[serde(default)]
     pub nics: Vec<NicSeed>,
+    /// Page size of Azure list operations (`value` + `nextLink`).
+    #[serde(default = "default_azure_page")]
+    pub azure_list_page_size: usize,
+    /// OCI API signing keys: `keyId` (`tenancy/user/fingerprint`) -> PEM public key (SPKI or
+    /// PKCS#1). When a key or an instance principal is configured, every OCI request must carry
+    /// a valid signature; otherwise only the header's shape is checked.
+    #[serde(default)]
+    pub oci_api_keys: BTreeMap<String, String>,
+    /// OCI instance principal: the identity the emulated instance metadata service hands out and
+    /// the federation endpoint accepts.
+    #[serde(default)]
+    pub oci_instance_principal: Option<OciInstancePrincipalSeed>,
+}
+
+/// The instance principal identity served at `/opc/v2/identity/*` and accepted by `/v1/x509`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OciInstancePrincipalSeed {
+    /// Tenancy OCID (the leaf certificate's subject OU `opc-tenant:...` names it).
+    pub tenancy: String,
+    /// Leaf certificate (PEM).
+    pub cert_pem: String,
+    /// Leaf private key (PEM, PKCS#1 or PKCS#8).
+    pub key_pem: String,
+    /// Intermediate certificate (PEM).
+    pub intermediate_pem: String,
+    /// Lifetime of issued security tokens (default 1200 s, as OCI's).
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl_secs: u64,
+}
+
+fn default_token_ttl() -> u64 {
+    1200
+}
+
+fn default_azure_page() -> usize {
+    50
 }
 
 fn default_azure_location() -> String {
@@ -136,6 +173,9 @@ impl Default for Seed {
             azure_location: default_azure_location(),
             subnets: Vec::new(),
             nics: Vec::new(),
+            azure_list_page_size: default_azure_page(),
+            oci_api_keys: BTreeMap::new(),
+            oci_instance_principal: None,
         }
     }
 }
@@ -189,6 +229,25 @@ impl Seed {
                 if parse_mac(mac).is_none() {
                     anyhow::bail!("nic {}: bad mac {mac:?}", n.id);
                 }
+            }
+        }
+        if self.azure_list_page_size == 0 {
+            anyhow::bail!("azure_list_page_size must be at least 1");
+        }
+        for (key_id, pem) in &self.oci_api_keys {
+            crate::oci::parse_public_key(pem)
+                .map_err(|e| anyhow::anyhow!("oci_api_keys {key_id:?}: {e}"))?;
+        }
+        if let Some(ip) = &self.oci_instance_principal {
+            crate::oci::parse_private_key(&ip.key_pem)
+                .map_err(|e| anyhow::anyhow!("oci_instance_principal.key_pem: {e}"))?;
+            for (name, pem) in [
+                ("cert_pem", &ip.cert_pem),
+                ("intermediate_pem", &ip.intermediate_pem),
+            ] {
+                crate::oci::pem_der(pem, "CERTIFICATE").ok_or_else(|| {
+                    anyhow::anyhow!("oci_instance_principal.{name}: not a PEM certificate")
+                })?;
             }
         }
         Ok(())
@@ -441,6 +500,9 @@ pub struct PendingReport {
 #[derive(Debug)]
 pub struct State {
     pub region: String,
+    pub azure_list_page_size: usize,
+    pub oci_api_keys: BTreeMap<String, String>,
+    pub oci_instance_principal: Option<OciInstancePrincipalSeed>,
     pub azure_location: String,
     pub move_delay: Duration,
     pub imds_instance: Option<String>,
@@ -520,6 +582,9 @@ impl State {
             .or_else(|| seed.nics.iter().find_map(|n| n.instance.clone()));
         Ok(State {
             region: seed.region.clone(),
+            azure_list_page_size: seed.azure_list_page_size,
+            oci_api_keys: seed.oci_api_keys.clone(),
+            oci_instance_principal: seed.oci_instance_principal.clone(),
             azure_location: seed.azure_location.clone(),
             move_delay: Duration::from_millis(seed.move_delay_ms),
             imds_instance,

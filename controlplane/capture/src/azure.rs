@@ -1,0 +1,813 @@
+//! Azure capture: a /32 is captured as an extra ipConfiguration on this router's NIC (ARM REST,
+//! `Microsoft.Network/networkInterfaces`), authenticated with a managed identity token from the
+//! instance metadata service (cached until shortly before it expires).
+//!
+//! - `observe` lists the NICs of our NIC's resource group (`value` / `nextLink` paging) and
+//!   reports which one holds the address inside our NIC's virtual network.
+//! - `capture` is the two-step move DESIGN.md section 3 describes: GET the old NIC and PUT it
+//!   back without the address's ipConfiguration (`If-Match` etag), poll the long-running
+//!   operation (`Azure-AsyncOperation` or `Location`, honouring `Retry-After`) until it
+//!   succeeded, check the fence again, then GET our NIC and PUT it with a new Static
+//!   ipConfiguration for the address. A NIC's primary ipConfiguration is never removed: an
+//!   address that is another NIC's primary is a `Config` error.
+//! - `release` removes the address's ipConfiguration from our NIC only.
+//!
+//! Within one call, 429 (`RetryableError`, `RetryableErrorDueToAnotherOperation`), 412 etag races
+//! and `PrivateIPAddressIsAllocated` (the old NIC's removal still settling) are retried a bounded
+//! number of times; then the call fails `Throttled` or `Transient` and the reconciler backs off.
+//! `fence.check` runs right before every PUT and between the two steps. Every request has a
+//! timeout, and long-running operations are polled for a bounded time.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding};
+
+const PROVIDER: &str = "azure";
+const DEFAULT_ARM: &str = "https://management.azure.com";
+const DEFAULT_IMDS: &str = "http://169.254.169.254";
+const DEFAULT_API_VERSION: &str = "2023-09-01";
+const IMDS_TOKEN_API_VERSION: &str = "2018-02-01";
+/// Most list pages followed (a resource group with more NICs than this is refused).
+const MAX_PAGES: usize = 200;
+
+/// The `[capture.azure]` configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureConfig {
+    /// ARM resource id of this router's NIC.
+    pub nic_id: String,
+    /// ARM endpoint (default `https://management.azure.com`).
+    pub arm_endpoint: Option<String>,
+    /// Instance metadata service for the managed identity token (default
+    /// `http://169.254.169.254`).
+    pub imds_endpoint: Option<String>,
+    /// Client id of a user-assigned managed identity (absent: the system-assigned one).
+    pub client_id: Option<String>,
+    /// ARM API version of `Microsoft.Network` calls (default `2023-09-01`).
+    pub api_version: Option<String>,
+}
+
+/// The subscription, resource group and name of an ARM NIC id.
+fn parse_nic_id(id: &str) -> Option<(String, String, String)> {
+    let parts: Vec<&str> = id.split('/').collect();
+    match parts.as_slice() {
+        ["", subs, s, rgs, g, prov, ns, kind, name]
+            if subs.eq_ignore_ascii_case("subscriptions")
+                && rgs.eq_ignore_ascii_case("resourceGroups")
+                && prov.eq_ignore_ascii_case("providers")
+                && ns.eq_ignore_ascii_case("Microsoft.Network")
+                && kind.eq_ignore_ascii_case("networkInterfaces")
+                && !s.is_empty()
+                && !g.is_empty()
+                && !name.is_empty() =>
+        {
+            Some((s.to_string(), g.to_string(), name.to_string()))
+        }
+        _ => None,
+    }
+}
+
+fn check_endpoint(field: &str, v: &str) -> Result<(), String> {
+    match url::Url::parse(v) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Ok(()),
+        _ => Err(format!(
+            "capture.azure.{field} = {v:?}: expected an http(s) URL"
+        )),
+    }
+}
+
+impl AzureConfig {
+    /// Checks the configuration; errors name the field and its value.
+    pub fn validate(&self) -> Result<(), String> {
+        if parse_nic_id(&self.nic_id).is_none() {
+            return Err(format!(
+                "capture.azure.nic_id = {:?}: expected /subscriptions/S/resourceGroups/G/providers/Microsoft.Network/networkInterfaces/NAME",
+                self.nic_id
+            ));
+        }
+        if let Some(e) = &self.arm_endpoint {
+            check_endpoint("arm_endpoint", e)?;
+        }
+        if let Some(e) = &self.imds_endpoint {
+            check_endpoint("imds_endpoint", e)?;
+        }
+        if let Some(c) = &self.client_id {
+            if c.trim().is_empty() || c.contains(char::is_whitespace) {
+                return Err(format!(
+                    "capture.azure.client_id = {c:?}: expected a client id"
+                ));
+            }
+        }
+        if let Some(v) = &self.api_version {
+            let ok = !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !ok {
+                return Err(format!(
+                    "capture.azure.api_version = {v:?}: expected e.g. \"2023-09-01\""
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Time limits of the client (defaults suit production; tests shorten them).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Connect timeout of one HTTP request.
+    pub connect: Duration,
+    /// Whole-request timeout of one HTTP request.
+    pub request: Duration,
+    /// How long a long-running operation is polled before the call fails `Transient`.
+    pub operation: Duration,
+    /// Attempts of one step on 429 / 412 / `PrivateIPAddressIsAllocated` (at least 1).
+    pub attempts: u32,
+    /// Longest wait between attempts or polls, whatever `Retry-After` says.
+    pub max_wait: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(30),
+            operation: Duration::from_secs(120),
+            attempts: 4,
+            max_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The Azure capture provider for one NIC.
+pub struct AzureProvider {
+    http: reqwest::Client,
+    timing: Timing,
+    nic_id: String,
+    arm: String,
+    imds: String,
+    client_id: Option<String>,
+    api_version: String,
+    /// `/subscriptions/S/resourceGroups/G`.
+    scope: String,
+    /// Cached managed identity token and when to stop using it.
+    token: tokio::sync::Mutex<Option<(String, SystemTime)>>,
+}
+
+/// One ARM answer.
+struct ArmResp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl ArmResp {
+    fn code(&self) -> String {
+        self.body
+            .pointer("/error/code")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn describe(&self) -> String {
+        let code = self.code();
+        let msg = self
+            .body
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if code.is_empty() && msg.is_empty() {
+            format!("HTTP {}", self.status.as_u16())
+        } else {
+            format!("HTTP {} {code}: {msg}", self.status.as_u16())
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn retry_after(&self, max: Duration) -> Duration {
+        self.header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(1))
+            .min(max)
+    }
+
+    fn etag(&self) -> Option<String> {
+        self.header("etag").map(str::to_string).or_else(|| {
+            self.body
+                .get("etag")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+    }
+}
+
+/// Maps an unsuccessful ARM answer to an error. `own` is true for calls about our own NIC, whose
+/// absence or refusal needs the operator.
+fn classify(step: &str, r: &ArmResp, own: bool) -> CaptureError {
+    let code = r.code();
+    let kind = match r.status.as_u16() {
+        429 => ErrorKind::Throttled,
+        409 | 412 => ErrorKind::Transient,
+        401 | 403 => ErrorKind::Config,
+        404 if own => ErrorKind::Config,
+        404 => ErrorKind::Transient,
+        s if s >= 500 => ErrorKind::Transient,
+        _ if code == "PrivateIPAddressIsAllocated"
+            || code == "RetryableError"
+            || code == "RetryableErrorDueToAnotherOperation"
+            || code == "AnotherOperationInProgress" =>
+        {
+            ErrorKind::Transient
+        }
+        _ => ErrorKind::Config,
+    };
+    CaptureError::new(kind, PROVIDER, step, r.describe())
+}
+
+fn transport_error(step: &str, e: &reqwest::Error) -> CaptureError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    CaptureError::new(ErrorKind::Transient, PROVIDER, step, format!("{what}: {e}"))
+}
+
+fn same_ip(v: &Value, ip: Ipv4Addr) -> bool {
+    v.pointer("/properties/privateIPAddress")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<Ipv4Addr>().ok())
+        == Some(ip)
+}
+
+fn is_primary(v: &Value) -> bool {
+    v.pointer("/properties/primary")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+fn configs(nic: &Value) -> &[Value] {
+    nic.pointer("/properties/ipConfigurations")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// The virtual network id (lower case) of a NIC: its primary configuration's subnet id up to
+/// `/subnets/`.
+fn vnet_of(nic: &Value) -> Option<String> {
+    let cfgs = configs(nic);
+    let c = cfgs
+        .iter()
+        .find(|c| is_primary(c))
+        .or_else(|| cfgs.first())?;
+    let subnet = c
+        .pointer("/properties/subnet/id")?
+        .as_str()?
+        .to_ascii_lowercase();
+    let i = subnet.find("/subnets/")?;
+    Some(subnet[..i].to_string())
+}
+
+/// The configuration name this router gives an address it captures.
+pub fn config_name(ip: Ipv4Addr) -> String {
+    format!("cer-{}", ip.to_string().replace('.', "-"))
+}
+
+impl AzureProvider {
+    /// A client for `cfg` (validated here). Fetches nothing yet: the first call gets a token.
+    pub fn new(cfg: &AzureConfig) -> Result<AzureProvider, CaptureError> {
+        Self::with_timing(cfg, Timing::default())
+    }
+
+    /// As [`AzureProvider::new`] with other time limits.
+    pub fn with_timing(cfg: &AzureConfig, timing: Timing) -> Result<AzureProvider, CaptureError> {
+        cfg.validate()
+            .map_err(|e| CaptureError::new(ErrorKind::Config, PROVIDER, "configuration", e))?;
+        let (s, g, _) = parse_nic_id(&cfg.nic_id).ok_or_else(|| {
+            CaptureError::new(ErrorKind::Config, PROVIDER, "configuration", "bad nic_id")
+        })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(timing.connect)
+            .timeout(timing.request)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                CaptureError::new(
+                    ErrorKind::Config,
+                    PROVIDER,
+                    "HTTP client",
+                    format!("cannot build the HTTP client: {e}"),
+                )
+            })?;
+        let trim = |s: &str| s.trim_end_matches('/').to_string();
+        Ok(AzureProvider {
+            http,
+            timing: Timing {
+                attempts: timing.attempts.max(1),
+                ..timing
+            },
+            nic_id: cfg.nic_id.clone(),
+            arm: trim(cfg.arm_endpoint.as_deref().unwrap_or(DEFAULT_ARM)),
+            imds: trim(cfg.imds_endpoint.as_deref().unwrap_or(DEFAULT_IMDS)),
+            client_id: cfg.client_id.clone(),
+            api_version: cfg
+                .api_version
+                .clone()
+                .unwrap_or_else(|| DEFAULT_API_VERSION.to_string()),
+            scope: format!("/subscriptions/{s}/resourceGroups/{g}"),
+            token: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    fn is_ours(&self, id: &str) -> bool {
+        id.eq_ignore_ascii_case(&self.nic_id)
+    }
+
+    /// A managed identity token for ARM, from the cache or the metadata service.
+    async fn token(&self) -> Result<String, CaptureError> {
+        let step = "managed identity token";
+        let mut cached = self.token.lock().await;
+        if let Some((t, until)) = cached.as_ref() {
+            if SystemTime::now() < *until {
+                return Ok(t.clone());
+            }
+        }
+        let mut url = url::Url::parse(&format!("{}/metadata/identity/oauth2/token", self.imds))
+            .map_err(|e| CaptureError::new(ErrorKind::Config, PROVIDER, step, e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("api-version", IMDS_TOKEN_API_VERSION)
+            .append_pair("resource", &format!("{}/", self.arm));
+        if let Some(c) = &self.client_id {
+            url.query_pairs_mut().append_pair("client_id", c);
+        }
+        let r = self
+            .http
+            .get(url)
+            .header("Metadata", "true")
+            .send()
+            .await
+            .map_err(|e| transport_error(step, &e))?;
+        let status = r.status();
+        let text = r.text().await.map_err(|e| transport_error(step, &e))?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if !status.is_success() {
+            let kind = match status.as_u16() {
+                429 => ErrorKind::Throttled,
+                s if s >= 500 => ErrorKind::Transient,
+                _ => ErrorKind::Config,
+            };
+            let code = body.get("error").and_then(Value::as_str).unwrap_or("");
+            let msg = body
+                .get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            return Err(CaptureError::new(
+                kind,
+                PROVIDER,
+                step,
+                format!("HTTP {} {code}: {msg}", status.as_u16()),
+            ));
+        }
+        let token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                CaptureError::new(
+                    ErrorKind::Transient,
+                    PROVIDER,
+                    step,
+                    "the metadata service answered without an access_token",
+                )
+            })?
+            .to_string();
+        let num = |v: Option<&Value>| -> Option<u64> {
+            match v? {
+                Value::String(s) => s.parse().ok(),
+                Value::Number(n) => n.as_u64(),
+                _ => None,
+            }
+        };
+        let now = SystemTime::now();
+        let expires = num(body.get("expires_on"))
+            .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+            .or_else(|| num(body.get("expires_in")).map(|s| now + Duration::from_secs(s)))
+            .unwrap_or(now + Duration::from_secs(300));
+        // Renew five minutes early (or half-way for short-lived tokens).
+        let left = expires.duration_since(now).unwrap_or(Duration::ZERO);
+        let until = now + left.saturating_sub(Duration::from_secs(300).min(left / 2));
+        *cached = Some((token.clone(), until));
+        Ok(token)
+    }
+
+    /// One ARM request (`path_or_url`: an ARM path, or an absolute URL on the ARM endpoint).
+    async fn call(
+        &self,
+        method: Method,
+        path_or_url: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        step: &str,
+    ) -> Result<ArmResp, CaptureError> {
+        let url = if path_or_url.starts_with('/') {
+            let sep = if path_or_url.contains('?') { '&' } else { '?' };
+            format!(
+                "{}{path_or_url}{sep}api-version={}",
+                self.arm, self.api_version
+            )
+        } else {
+            // nextLink / operation URLs: only ever to the ARM endpoint (they carry our token).
+            let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
+            if origin(path_or_url).is_none() || origin(path_or_url) != origin(&self.arm) {
+                return Err(CaptureError::new(
+                    ErrorKind::Transient,
+                    PROVIDER,
+                    step,
+                    format!("refusing to follow {path_or_url}: not on {}", self.arm),
+                ));
+            }
+            path_or_url.to_string()
+        };
+        let token = self.token().await?;
+        let mut req = self.http.request(method, &url).bearer_auth(token);
+        if let Some(m) = if_match {
+            req = req.header("If-Match", m);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req.send().await.map_err(|e| transport_error(step, &e))?;
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.map_err(|e| transport_error(step, &e))?;
+        if status == StatusCode::UNAUTHORIZED {
+            // The token may have been revoked or rotated: fetch a new one next time.
+            *self.token.lock().await = None;
+        }
+        Ok(ArmResp {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        })
+    }
+
+    /// Every NIC of our resource group.
+    async fn list_nics(&self) -> Result<Vec<Value>, CaptureError> {
+        let step = "list network interfaces";
+        let mut next = format!(
+            "{}/providers/Microsoft.Network/networkInterfaces",
+            self.scope
+        );
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let r = self.call_retrying(Method::GET, &next, step, true).await?;
+            let Some(value) = r.body.get("value").and_then(Value::as_array) else {
+                return Err(CaptureError::new(
+                    ErrorKind::Transient,
+                    PROVIDER,
+                    step,
+                    "the answer has no value array",
+                ));
+            };
+            out.extend(value.iter().cloned());
+            match r.body.get("nextLink").and_then(Value::as_str) {
+                Some(l) if !l.is_empty() => next = l.to_string(),
+                _ => return Ok(out),
+            }
+        }
+        Err(CaptureError::new(
+            ErrorKind::Config,
+            PROVIDER,
+            step,
+            format!("more than {MAX_PAGES} pages of network interfaces"),
+        ))
+    }
+
+    /// A read with 429 retries; unsuccessful answers become errors.
+    async fn call_retrying(
+        &self,
+        method: Method,
+        path: &str,
+        step: &str,
+        own: bool,
+    ) -> Result<ArmResp, CaptureError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = self.call(method.clone(), path, None, None, step).await?;
+            if r.status.is_success() {
+                return Ok(r);
+            }
+            if r.status == StatusCode::TOO_MANY_REQUESTS && attempt < self.timing.attempts {
+                tokio::time::sleep(r.retry_after(self.timing.max_wait)).await;
+                continue;
+            }
+            return Err(classify(step, &r, own));
+        }
+    }
+
+    /// Who holds `ip` in our NIC's virtual network: (NIC id, primary configuration).
+    async fn holder(&self, ip: Ipv4Addr) -> Result<Option<(String, bool)>, CaptureError> {
+        let nics = self.list_nics().await?;
+        let id_of = |n: &Value| {
+            n.get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let ours = nics
+            .iter()
+            .find(|n| self.is_ours(&id_of(n)))
+            .ok_or_else(|| {
+                CaptureError::new(
+                    ErrorKind::Config,
+                    PROVIDER,
+                    "list network interfaces",
+                    format!("NIC {} is not in its resource group's list", self.nic_id),
+                )
+            })?;
+        let vnet = vnet_of(ours);
+        for n in &nics {
+            if vnet.is_some() && vnet_of(n) != vnet {
+                continue;
+            }
+            if let Some(c) = configs(n).iter().find(|c| same_ip(c, ip)) {
+                return Ok(Some((id_of(n), is_primary(c))));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits for the long-running operation a PUT answer names (if any) to end.
+    async fn wait_operation(&self, put: &ArmResp, step: &str) -> Result<(), CaptureError> {
+        let step = format!("{step} (operation)");
+        let (url, async_op) = match (put.header("azure-asyncoperation"), put.header("location")) {
+            (Some(u), _) => (u.to_string(), true),
+            (None, Some(u)) => (u.to_string(), false),
+            (None, None) => return Ok(()),
+        };
+        let deadline = tokio::time::Instant::now() + self.timing.operation;
+        let mut wait = put.retry_after(self.timing.max_wait);
+        loop {
+            if tokio::time::Instant::now() + wait > deadline {
+                return Err(CaptureError::new(
+                    ErrorKind::Transient,
+                    PROVIDER,
+                    step,
+                    format!(
+                        "operation still running after {:?}: {url}",
+                        self.timing.operation
+                    ),
+                ));
+            }
+            tokio::time::sleep(wait).await;
+            let r = self.call(Method::GET, &url, None, None, &step).await?;
+            wait = r.retry_after(self.timing.max_wait);
+            if r.status == StatusCode::TOO_MANY_REQUESTS || r.status == StatusCode::ACCEPTED {
+                continue;
+            }
+            if !r.status.is_success() {
+                return Err(classify(&step, &r, false));
+            }
+            if !async_op {
+                // Location polling: 200 means done.
+                return Ok(());
+            }
+            match r.body.get("status").and_then(Value::as_str).unwrap_or("") {
+                "Succeeded" => return Ok(()),
+                "Failed" | "Canceled" | "Cancelled" => {
+                    let code = r
+                        .body
+                        .pointer("/error/code")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    let msg = r
+                        .body
+                        .pointer("/error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    return Err(CaptureError::new(
+                        ErrorKind::Transient,
+                        PROVIDER,
+                        step,
+                        format!(
+                            "operation {}: {code}: {msg}",
+                            r.body["status"].as_str().unwrap_or("")
+                        ),
+                    ));
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// GET `nic`, let `edit` change its body (None: nothing to do), fence-check, PUT with the
+    /// etag, wait for the operation. Retries etag races, 429 and allocation conflicts.
+    async fn modify(
+        &self,
+        nic: &str,
+        step: &str,
+        fence: &Fence<'_>,
+        edit: &(dyn Fn(&Value) -> Result<Option<Value>, CaptureError> + Send + Sync),
+    ) -> Result<(), CaptureError> {
+        let own = self.is_ours(nic);
+        let get_step = format!("GET {}", if own { "our NIC" } else { "old NIC" });
+        let put_step = format!("PUT {}", if own { "our NIC" } else { "old NIC" });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let got = match self.call_retrying(Method::GET, nic, &get_step, own).await {
+                Ok(r) => r,
+                // The old NIC is gone, so is its configuration.
+                Err(e) if !own && e.message.starts_with("HTTP 404") => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let Some(body) = edit(&got.body)? else {
+                return Ok(());
+            };
+            let etag = got.etag();
+            fence.check(PROVIDER, &format!("{put_step} ({step})"))?;
+            let r = self
+                .call(Method::PUT, nic, Some(&body), etag.as_deref(), &put_step)
+                .await?;
+            if r.status.is_success() {
+                return self.wait_operation(&r, &put_step).await;
+            }
+            let code = r.code();
+            let retry = r.status == StatusCode::TOO_MANY_REQUESTS
+                || r.status == StatusCode::PRECONDITION_FAILED
+                || code == "PrivateIPAddressIsAllocated"
+                || code == "RetryableError"
+                || code == "RetryableErrorDueToAnotherOperation";
+            if retry && attempt < self.timing.attempts {
+                let wait = if r.status == StatusCode::PRECONDITION_FAILED {
+                    Duration::from_millis(100)
+                } else {
+                    r.retry_after(self.timing.max_wait)
+                };
+                log::debug!("azure {put_step}: {}; retrying in {wait:?}", r.describe());
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(classify(&put_step, &r, own));
+        }
+    }
+
+    /// Removes `ip`'s ipConfiguration from `nic` (never the primary one).
+    async fn remove(&self, nic: &str, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+        let nic_name = nic.to_string();
+        let edit = move |body: &Value| -> Result<Option<Value>, CaptureError> {
+            let cfgs = configs(body);
+            let Some(c) = cfgs.iter().find(|c| same_ip(c, ip)) else {
+                return Ok(None);
+            };
+            if is_primary(c) {
+                return Err(CaptureError::new(
+                    ErrorKind::Config,
+                    PROVIDER,
+                    "remove ipConfiguration",
+                    format!("{ip} is the primary address of NIC {nic_name}: never removed"),
+                ));
+            }
+            let mut b = body.clone();
+            if let Some(arr) = b
+                .pointer_mut("/properties/ipConfigurations")
+                .and_then(Value::as_array_mut)
+            {
+                arr.retain(|c| !same_ip(c, ip));
+            }
+            Ok(Some(b))
+        };
+        self.modify(nic, &format!("remove {ip}"), fence, &edit)
+            .await
+    }
+
+    /// Adds an ipConfiguration for `ip` to our NIC.
+    async fn add(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+        let edit = move |body: &Value| -> Result<Option<Value>, CaptureError> {
+            let cfgs = configs(body);
+            if cfgs.iter().any(|c| same_ip(c, ip)) {
+                return Ok(None);
+            }
+            let subnet = cfgs
+                .iter()
+                .find(|c| is_primary(c))
+                .or_else(|| cfgs.first())
+                .and_then(|c| c.pointer("/properties/subnet/id"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    CaptureError::new(
+                        ErrorKind::Transient,
+                        PROVIDER,
+                        "GET our NIC",
+                        "our NIC has no ipConfiguration with a subnet",
+                    )
+                })?
+                .to_string();
+            let mut name = config_name(ip);
+            let taken = |n: &str| {
+                cfgs.iter().any(|c| {
+                    c.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|x| x.eq_ignore_ascii_case(n))
+                })
+            };
+            let mut i = 1;
+            while taken(&name) {
+                i += 1;
+                name = format!("{}-{i}", config_name(ip));
+            }
+            let mut b = body.clone();
+            let new = json!({
+                "name": name,
+                "properties": {
+                    "privateIPAddress": ip.to_string(),
+                    "privateIPAllocationMethod": "Static",
+                    "privateIPAddressVersion": "IPv4",
+                    "primary": false,
+                    "subnet": { "id": subnet },
+                }
+            });
+            match b
+                .pointer_mut("/properties/ipConfigurations")
+                .and_then(Value::as_array_mut)
+            {
+                Some(arr) => arr.push(new),
+                None => {
+                    return Err(CaptureError::new(
+                        ErrorKind::Transient,
+                        PROVIDER,
+                        "GET our NIC",
+                        "our NIC has no ipConfigurations array",
+                    ))
+                }
+            }
+            Ok(Some(b))
+        };
+        let nic = self.nic_id.clone();
+        self.modify(&nic, &format!("add {ip}"), fence, &edit).await
+    }
+}
+
+#[async_trait]
+impl CaptureProvider for AzureProvider {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn describe(&self) -> String {
+        format!("Azure NIC {} ipConfigurations", self.nic_id)
+    }
+
+    async fn observe(&self, ip: Ipv4Addr) -> Result<Holding, CaptureError> {
+        Ok(match self.holder(ip).await? {
+            None => Holding::Nobody,
+            Some((id, _)) if self.is_ours(&id) => Holding::Ours,
+            Some((id, _)) => Holding::Elsewhere(id),
+        })
+    }
+
+    async fn capture(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+        match self.holder(ip).await? {
+            Some((id, _)) if self.is_ours(&id) => return Ok(()),
+            Some((id, true)) => {
+                return Err(CaptureError::new(
+                    ErrorKind::Config,
+                    PROVIDER,
+                    "capture",
+                    format!("{ip} is the primary address of NIC {id}: never moved"),
+                ))
+            }
+            Some((old, false)) => {
+                // Step 1: remove it from the old NIC, and wait until that is done.
+                self.remove(&old, ip, fence).await?;
+                fence.check(
+                    PROVIDER,
+                    "between removing from the old NIC and adding to ours",
+                )?;
+            }
+            None => {}
+        }
+        // Step 2: add it to ours.
+        self.add(ip, fence).await
+    }
+
+    async fn release(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+        let nic = self.nic_id.clone();
+        self.remove(&nic, ip, fence).await
+    }
+}

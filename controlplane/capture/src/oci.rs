@@ -1,0 +1,548 @@
+//! OCI capture: a /32 is captured as a secondary private IP of this router's VNIC (Core Services
+//! `privateIps`, API version 20160918). Every request is signed ([`crate::oci_sign`]) with an API
+//! key or an instance principal's security token.
+//!
+//! - `observe`: `ListPrivateIps?ipAddress=A&subnetId=S`: nobody, our VNIC or another VNIC.
+//! - `capture`: on our VNIC already: nothing to do. On another VNIC: `GetPrivateIp` for its etag,
+//!   then `UpdatePrivateIp {vnicId: ours}` with `if-match` (an etag race is retried a bounded
+//!   number of times, then `Transient`). Nobody: `CreatePrivateIp {vnicId, ipAddress}`. OCI has
+//!   no "unassign if already assigned" flag: that decision is this client's. A VNIC's primary
+//!   private IP never moves (`Config` error).
+//! - `release`: `DeletePrivateIp` only while the address is a secondary of our VNIC, with the
+//!   etag read when that was checked (so an address moved meanwhile is not deleted).
+//!
+//! `fence.check` runs right before every mutating call. 429 is `Throttled`; 5xx, timeouts, 409
+//! and 412 are `Transient`; 401/403, our VNIC or subnet unknown (404 on list) and a bad key file
+//! are `Config`.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::oci_sign::Credentials;
+use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding};
+
+const PROVIDER: &str = "oci";
+const API: &str = "/20160918";
+const DEFAULT_IMDS: &str = "http://169.254.169.254";
+
+/// How the OCI client authenticates.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OciAuth {
+    /// An API signing key of a user.
+    ApiKey {
+        tenancy: String,
+        user: String,
+        /// The key's fingerprint as the console shows it (`aa:bb:...`).
+        fingerprint: String,
+        /// The private key (PEM, PKCS#1 or PKCS#8, unencrypted).
+        key_file: PathBuf,
+    },
+    /// The instance's own identity (dynamic group policies).
+    InstancePrincipal {
+        /// Instance metadata service (default `http://169.254.169.254`).
+        imds_endpoint: Option<String>,
+        /// Federation endpoint (default `https://auth.{region}.oraclecloud.com`).
+        auth_endpoint: Option<String>,
+    },
+}
+
+/// The `[capture.oci]` configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OciConfig {
+    /// OCID of this router's VNIC.
+    pub vnic_id: String,
+    /// OCID of the subnet the captured addresses live in (our VNIC's subnet).
+    pub subnet_id: String,
+    /// Core Services endpoint (default `https://iaas.{region}.oraclecloud.com`).
+    pub endpoint: Option<String>,
+    /// Region identifier, e.g. `eu-frankfurt-1` (needed when an endpoint is defaulted).
+    pub region: Option<String>,
+    pub auth: OciAuth,
+}
+
+fn check_url(field: &str, v: &str) -> Result<(), String> {
+    match url::Url::parse(v) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => Ok(()),
+        _ => Err(format!(
+            "capture.oci.{field} = {v:?}: expected an http(s) URL"
+        )),
+    }
+}
+
+fn check_ocid(field: &str, v: &str, kind: &str) -> Result<(), String> {
+    let ok = v.starts_with(&format!("ocid1.{kind}."))
+        && v.split('.').count() >= 4
+        && !v.contains(|c: char| c.is_whitespace() || c == '/' || c == '?' || c == '&');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "capture.oci.{field} = {v:?}: expected an OCID ocid1.{kind}.<realm>.[region].<id>"
+        ))
+    }
+}
+
+impl OciConfig {
+    /// Checks the configuration; errors name the field and its value.
+    pub fn validate(&self) -> Result<(), String> {
+        check_ocid("vnic_id", &self.vnic_id, "vnic")?;
+        check_ocid("subnet_id", &self.subnet_id, "subnet")?;
+        if let Some(r) = &self.region {
+            let ok = !r.is_empty()
+                && r.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                return Err(format!(
+                    "capture.oci.region = {r:?}: expected a region identifier like \"eu-frankfurt-1\""
+                ));
+            }
+        }
+        match &self.endpoint {
+            Some(e) => check_url("endpoint", e)?,
+            None if self.region.is_none() => {
+                return Err(
+                    "capture.oci.region: required when capture.oci.endpoint is not set".into(),
+                )
+            }
+            None => {}
+        }
+        match &self.auth {
+            OciAuth::ApiKey {
+                tenancy,
+                user,
+                fingerprint,
+                key_file,
+            } => {
+                check_ocid("auth.tenancy", tenancy, "tenancy")?;
+                check_ocid("auth.user", user, "user")?;
+                let fp_ok = fingerprint.split(':').count() == 16
+                    && fingerprint
+                        .split(':')
+                        .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
+                if !fp_ok {
+                    return Err(format!(
+                        "capture.oci.auth.fingerprint = {fingerprint:?}: expected 16 colon-separated hex bytes"
+                    ));
+                }
+                if key_file.as_os_str().is_empty() {
+                    return Err("capture.oci.auth.key_file = \"\": expected a PEM file".into());
+                }
+            }
+            OciAuth::InstancePrincipal {
+                imds_endpoint,
+                auth_endpoint,
+            } => {
+                if let Some(e) = imds_endpoint {
+                    check_url("auth.imds_endpoint", e)?;
+                }
+                match auth_endpoint {
+                    Some(e) => check_url("auth.auth_endpoint", e)?,
+                    None if self.region.is_none() => {
+                        return Err("capture.oci.region: required when capture.oci.auth.auth_endpoint is not set".into())
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Time limits and retries of the client.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub connect: Duration,
+    /// Whole-request timeout of one HTTP request.
+    pub request: Duration,
+    /// Attempts of an etag-guarded change on 412 (at least 1).
+    pub attempts: u32,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(30),
+            attempts: 3,
+        }
+    }
+}
+
+/// The OCI capture provider for one VNIC.
+pub struct OciProvider {
+    http: reqwest::Client,
+    timing: Timing,
+    endpoint: url::Url,
+    vnic_id: String,
+    subnet_id: String,
+    creds: Credentials,
+}
+
+/// One OCI answer.
+struct OciResp {
+    status: StatusCode,
+    etag: Option<String>,
+    body: Value,
+}
+
+impl OciResp {
+    fn describe(&self) -> String {
+        let code = self.body.get("code").and_then(Value::as_str).unwrap_or("");
+        let msg = self
+            .body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        format!("HTTP {} {code}: {msg}", self.status.as_u16())
+    }
+}
+
+fn classify(step: &str, r: &OciResp) -> CaptureError {
+    let kind = match r.status.as_u16() {
+        429 => ErrorKind::Throttled,
+        409 | 412 => ErrorKind::Transient,
+        s if s >= 500 => ErrorKind::Transient,
+        _ => ErrorKind::Config,
+    };
+    CaptureError::new(kind, PROVIDER, step, r.describe())
+}
+
+/// A private IP as ListPrivateIps / GetPrivateIp report it.
+struct PrivateIp {
+    id: String,
+    vnic: Option<String>,
+    primary: bool,
+}
+
+fn private_ip(v: &Value) -> Option<PrivateIp> {
+    Some(PrivateIp {
+        id: v.get("id")?.as_str()?.to_string(),
+        vnic: v.get("vnicId").and_then(Value::as_str).map(str::to_string),
+        primary: v.get("isPrimary").and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+impl OciProvider {
+    /// A client for `cfg` (validated here; an API key file is read and parsed now).
+    pub fn new(cfg: &OciConfig) -> Result<OciProvider, CaptureError> {
+        Self::with_timing(cfg, Timing::default())
+    }
+
+    /// As [`OciProvider::new`] with other time limits.
+    pub fn with_timing(cfg: &OciConfig, timing: Timing) -> Result<OciProvider, CaptureError> {
+        let cfg_err =
+            |m: String| CaptureError::new(ErrorKind::Config, PROVIDER, "configuration", m);
+        cfg.validate().map_err(cfg_err)?;
+        let region = cfg.region.clone().unwrap_or_default();
+        let endpoint = cfg
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://iaas.{region}.oraclecloud.com"));
+        let endpoint = url::Url::parse(endpoint.trim_end_matches('/'))
+            .map_err(|e| cfg_err(format!("capture.oci.endpoint = {endpoint:?}: {e}")))?;
+        let creds = match &cfg.auth {
+            OciAuth::ApiKey {
+                tenancy,
+                user,
+                fingerprint,
+                key_file,
+            } => Credentials::api_key(tenancy, user, fingerprint, key_file)?,
+            OciAuth::InstancePrincipal {
+                imds_endpoint,
+                auth_endpoint,
+            } => Credentials::instance_principal(
+                imds_endpoint.as_deref().unwrap_or(DEFAULT_IMDS),
+                &auth_endpoint
+                    .clone()
+                    .unwrap_or_else(|| format!("https://auth.{region}.oraclecloud.com")),
+            ),
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(timing.connect)
+            .timeout(timing.request)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| cfg_err(format!("cannot build the HTTP client: {e}")))?;
+        Ok(OciProvider {
+            http,
+            timing: Timing {
+                attempts: timing.attempts.max(1),
+                ..timing
+            },
+            endpoint,
+            vnic_id: cfg.vnic_id.clone(),
+            subnet_id: cfg.subnet_id.clone(),
+            creds,
+        })
+    }
+
+    /// One signed request. `path` is under the API version (`/privateIps...`).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+        if_match: Option<&str>,
+        step: &str,
+    ) -> Result<OciResp, CaptureError> {
+        let mut url = self.endpoint.clone();
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}{API}{path}"));
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        let headers = self
+            .creds
+            .sign(&self.http, method.as_str(), &url, bytes.as_deref())
+            .await?;
+        let mut req = self
+            .http
+            .request(method, url)
+            .header("accept", "application/json");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        if let Some(m) = if_match {
+            req = req.header("if-match", m);
+        }
+        if let Some(b) = bytes {
+            req = req.body(b);
+        }
+        let r = req.send().await.map_err(|e| {
+            let what = if e.is_timeout() {
+                "timed out"
+            } else {
+                "request failed"
+            };
+            CaptureError::new(ErrorKind::Transient, PROVIDER, step, format!("{what}: {e}"))
+        })?;
+        let status = r.status();
+        let etag = r
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = r.text().await.map_err(|e| {
+            CaptureError::new(
+                ErrorKind::Transient,
+                PROVIDER,
+                step,
+                format!("reading the answer: {e}"),
+            )
+        })?;
+        if status == StatusCode::UNAUTHORIZED {
+            self.creds.invalidate().await;
+        }
+        Ok(OciResp {
+            status,
+            etag,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        })
+    }
+
+    /// The private IP object for `ip` in our subnet, if any.
+    async fn find(&self, ip: Ipv4Addr) -> Result<Option<PrivateIp>, CaptureError> {
+        let step = "ListPrivateIps";
+        let a = ip.to_string();
+        let r = self
+            .call(
+                Method::GET,
+                "/privateIps",
+                &[("ipAddress", &a), ("subnetId", &self.subnet_id)],
+                None,
+                None,
+                step,
+            )
+            .await?;
+        if !r.status.is_success() {
+            return Err(classify(step, &r));
+        }
+        let items = r.body.as_array().ok_or_else(|| {
+            CaptureError::new(
+                ErrorKind::Transient,
+                PROVIDER,
+                step,
+                "the answer is not a list",
+            )
+        })?;
+        Ok(items
+            .iter()
+            .filter(|v| v.get("ipAddress").and_then(Value::as_str) == Some(a.as_str()))
+            .find_map(private_ip))
+    }
+
+    /// GetPrivateIp: the object and its etag (None: it no longer exists).
+    async fn get(&self, id: &str) -> Result<Option<(PrivateIp, Option<String>)>, CaptureError> {
+        let step = "GetPrivateIp";
+        let r = self
+            .call(
+                Method::GET,
+                &format!("/privateIps/{id}"),
+                &[],
+                None,
+                None,
+                step,
+            )
+            .await?;
+        if r.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !r.status.is_success() {
+            return Err(classify(step, &r));
+        }
+        let p = private_ip(&r.body).ok_or_else(|| {
+            CaptureError::new(ErrorKind::Transient, PROVIDER, step, "the answer has no id")
+        })?;
+        Ok(Some((p, r.etag)))
+    }
+
+    fn primary_error(&self, ip: Ipv4Addr, vnic: &str, what: &str) -> CaptureError {
+        CaptureError::new(
+            ErrorKind::Config,
+            PROVIDER,
+            what,
+            format!("{ip} is the primary private IP of VNIC {vnic}: never moved or deleted"),
+        )
+    }
+}
+
+#[async_trait]
+impl CaptureProvider for OciProvider {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "OCI VNIC {} secondary private IPs (subnet {})",
+            self.vnic_id, self.subnet_id
+        )
+    }
+
+    async fn observe(&self, ip: Ipv4Addr) -> Result<Holding, CaptureError> {
+        Ok(match self.find(ip).await? {
+            Some(PrivateIp { vnic: Some(v), .. }) if v == self.vnic_id => Holding::Ours,
+            Some(PrivateIp { vnic: Some(v), .. }) => Holding::Elsewhere(v),
+            // A private IP object on no VNIC (reserved) delivers to nobody.
+            Some(PrivateIp { vnic: None, .. }) | None => Holding::Nobody,
+        })
+    }
+
+    async fn capture(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(found) = self.find(ip).await? else {
+                let step = "CreatePrivateIp";
+                fence.check(PROVIDER, step)?;
+                let body = json!({ "vnicId": self.vnic_id, "ipAddress": ip.to_string() });
+                let r = self
+                    .call(Method::POST, "/privateIps", &[], Some(&body), None, step)
+                    .await?;
+                if r.status.is_success() {
+                    return Ok(());
+                }
+                // 409: created elsewhere meanwhile; look again (bounded).
+                if r.status == StatusCode::CONFLICT && attempt < self.timing.attempts {
+                    continue;
+                }
+                return Err(classify(step, &r));
+            };
+            if found.vnic.as_deref() == Some(self.vnic_id.as_str()) {
+                return Ok(());
+            }
+            if found.primary {
+                return Err(self.primary_error(
+                    ip,
+                    found.vnic.as_deref().unwrap_or("?"),
+                    "UpdatePrivateIp",
+                ));
+            }
+            let Some((current, etag)) = self.get(&found.id).await? else {
+                if attempt < self.timing.attempts {
+                    continue;
+                }
+                return Err(CaptureError::new(
+                    ErrorKind::Transient,
+                    PROVIDER,
+                    "GetPrivateIp",
+                    format!("private IP {} disappeared while moving {ip}", found.id),
+                ));
+            };
+            if current.vnic.as_deref() == Some(self.vnic_id.as_str()) {
+                return Ok(());
+            }
+            let step = "UpdatePrivateIp";
+            fence.check(PROVIDER, step)?;
+            let body = json!({ "vnicId": self.vnic_id });
+            let r = self
+                .call(
+                    Method::PUT,
+                    &format!("/privateIps/{}", found.id),
+                    &[],
+                    Some(&body),
+                    etag.as_deref(),
+                    step,
+                )
+                .await?;
+            if r.status.is_success() {
+                return Ok(());
+            }
+            if r.status == StatusCode::PRECONDITION_FAILED && attempt < self.timing.attempts {
+                log::debug!("oci {step} {ip}: {}; retrying", r.describe());
+                continue;
+            }
+            return Err(classify(step, &r));
+        }
+    }
+
+    async fn release(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(found) = self.find(ip).await? else {
+                return Ok(());
+            };
+            if found.vnic.as_deref() != Some(self.vnic_id.as_str()) {
+                return Ok(());
+            }
+            if found.primary {
+                return Err(self.primary_error(ip, &self.vnic_id, "DeletePrivateIp"));
+            }
+            let Some((current, etag)) = self.get(&found.id).await? else {
+                return Ok(());
+            };
+            if current.vnic.as_deref() != Some(self.vnic_id.as_str()) {
+                return Ok(());
+            }
+            let step = "DeletePrivateIp";
+            fence.check(PROVIDER, step)?;
+            let r = self
+                .call(
+                    Method::DELETE,
+                    &format!("/privateIps/{}", found.id),
+                    &[],
+                    None,
+                    etag.as_deref(),
+                    step,
+                )
+                .await?;
+            if r.status.is_success() || r.status == StatusCode::NOT_FOUND {
+                return Ok(());
+            }
+            if r.status == StatusCode::PRECONDITION_FAILED && attempt < self.timing.attempts {
+                continue;
+            }
+            return Err(classify(step, &r));
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The Azure capture client against the `cer-cloud-emulator` binary: observe, the two-step move
+//! with long-running operations, release, fault classification, and fencing (before any call and
+//! between the two steps).
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use cer_capture::azure::{AzureConfig, AzureProvider, Timing};
+use cer_capture::{CaptureProvider, ErrorKind, Fence, Holding};
+use common::*;
+use serde_json::json;
+
+const RG: &str = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Network";
+
+fn nic(name: &str) -> String {
+    format!("{RG}/networkInterfaces/{name}")
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// Our NIC `nic-r`, `nic-a` holding .100 and .101, `nic-b` idle (all in vnet-1), and `nic-x` in
+/// another VNet of the same resource group holding the same .100. Pages of 2 NICs.
+fn start() -> Emulator {
+    let subnet = format!("{RG}/virtualNetworks/vnet-1/subnets/default");
+    let other = format!("{RG}/virtualNetworks/vnet-2/subnets/default");
+    Emulator::start(&json!({
+        "move_delay_ms": 300,
+        "azure_list_page_size": 2,
+        "subnets": [
+            {"id": subnet, "cidr": "10.1.0.0/24", "vpc": "vnet-1"},
+            {"id": other, "cidr": "10.1.0.0/24", "vpc": "vnet-2"}
+        ],
+        "nics": [
+            {"id": nic("nic-a"), "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.5",
+             "secondary_ips": ["10.1.0.100", "10.1.0.101"]},
+            {"id": nic("nic-b"), "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.6"},
+            {"id": nic("nic-r"), "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.4"},
+            {"id": nic("nic-x"), "provider": "azure", "subnet": other, "primary_ip": "10.1.0.7",
+             "secondary_ips": ["10.1.0.100"]}
+        ]
+    }))
+}
+
+fn config(emu: &Emulator, nic_id: &str) -> AzureConfig {
+    AzureConfig {
+        nic_id: nic_id.to_string(),
+        arm_endpoint: Some(emu.url()),
+        imds_endpoint: Some(emu.url()),
+        client_id: None,
+        api_version: None,
+    }
+}
+
+fn timing() -> Timing {
+    Timing {
+        connect: Duration::from_secs(2),
+        request: Duration::from_secs(2),
+        operation: Duration::from_secs(10),
+        attempts: 4,
+        max_wait: Duration::from_secs(1),
+    }
+}
+
+fn provider(emu: &Emulator) -> AzureProvider {
+    AzureProvider::with_timing(&config(emu, &nic("nic-r")), timing()).unwrap()
+}
+
+/// NICs (by name) holding `a` in vnet-1's target view, nic-x excluded.
+async fn holders(emu: &Emulator, a: &str) -> Vec<String> {
+    emu.target_holders(a)
+        .await
+        .into_iter()
+        .map(|(n, _)| n.rsplit('/').next().unwrap().to_string())
+        .filter(|n| n != "nic-x")
+        .collect()
+}
+
+#[tokio::test]
+async fn observe_nobody_elsewhere_ours() {
+    let emu = start();
+    let p = provider(&emu);
+    assert_eq!(p.name(), "azure");
+    assert!(p.describe().contains("nic-r"));
+    // .100 is held by nic-a in our VNet (nic-x holds it in another VNet: ignored).
+    assert_eq!(
+        within(10, p.observe(ip("10.1.0.100"))).await.unwrap(),
+        Holding::Elsewhere(nic("nic-a"))
+    );
+    assert_eq!(
+        within(10, p.observe(ip("10.1.0.150"))).await.unwrap(),
+        Holding::Nobody
+    );
+    assert_eq!(
+        within(10, p.observe(ip("10.1.0.4"))).await.unwrap(),
+        Holding::Ours
+    );
+    // Our NIC missing from its resource group: the operator's problem.
+    let ghost = AzureProvider::with_timing(&config(&emu, &nic("nic-ghost")), timing()).unwrap();
+    let e = within(10, ghost.observe(ip("10.1.0.100")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+}
+
+#[tokio::test]
+async fn capture_moves_in_two_steps_is_idempotent_and_releases() {
+    let emu = start();
+    let p = provider(&emu);
+    let t0 = Instant::now();
+    within(30, p.capture(ip("10.1.0.100"), &Fence::open()))
+        .await
+        .unwrap();
+    // Step 1 waited for the old NIC's operation (>= move delay) before step 2.
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    assert_eq!(holders(&emu, "10.1.0.100").await, ["nic-r"]);
+    assert_eq!(holders(&emu, "10.1.0.101").await, ["nic-a"]);
+    assert_eq!(p.observe(ip("10.1.0.100")).await.unwrap(), Holding::Ours);
+    // The other VNet's holder is untouched.
+    assert!(emu
+        .target_holders("10.1.0.100")
+        .await
+        .iter()
+        .any(|(n, _)| n.ends_with("nic-x")));
+
+    // Idempotent: no further change.
+    emu.settle().await;
+    let before = emu.target().await;
+    within(30, p.capture(ip("10.1.0.100"), &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(emu.target().await, before);
+
+    // Release removes it from our NIC only; again is a no-op.
+    within(30, p.release(ip("10.1.0.100"), &Fence::open()))
+        .await
+        .unwrap();
+    assert!(holders(&emu, "10.1.0.100").await.is_empty());
+    within(30, p.release(ip("10.1.0.100"), &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(p.observe(ip("10.1.0.100")).await.unwrap(), Holding::Nobody);
+}
+
+#[tokio::test]
+async fn capture_of_a_free_address_and_release_never_touches_other_nics() {
+    let emu = start();
+    let p = provider(&emu);
+    within(30, p.capture(ip("10.1.0.150"), &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(holders(&emu, "10.1.0.150").await, ["nic-r"]);
+    let nic_r = emu
+        .target()
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == nic("nic-r"))
+        .cloned()
+        .unwrap();
+    assert_eq!(nic_r["names"]["10.1.0.150"], "cer-10-1-0-150");
+
+    // Releasing an address another NIC holds changes nothing.
+    emu.settle().await;
+    let before = emu.target().await;
+    within(30, p.release(ip("10.1.0.101"), &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(emu.target().await, before);
+    // Our primary is never released, nor another NIC's primary captured.
+    let e = p.release(ip("10.1.0.4"), &Fence::open()).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    let e = p.capture(ip("10.1.0.5"), &Fence::open()).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert!(e.message.contains("primary"), "{e}");
+    assert_eq!(emu.target().await, before);
+}
+
+#[tokio::test]
+async fn faults_are_classified_and_never_hang() {
+    let emu = start();
+    let p = provider(&emu);
+    // One 429 on a PUT is retried within the call (after Retry-After).
+    emu.fault(json!({"provider": "azure", "action": "PutNetworkInterface", "kind": "throttle"}))
+        .await;
+    within(30, p.capture(ip("10.1.0.150"), &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(holders(&emu, "10.1.0.150").await, ["nic-r"]);
+
+    // Persistent 429: Throttled after a bounded number of attempts.
+    emu.fault(json!({"provider": "azure", "action": "ListNetworkInterfaces", "kind": "throttle", "count": 50}))
+        .await;
+    let e = within(20, p.observe(ip("10.1.0.100"))).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Throttled, "{e}");
+    assert!(e.message.contains("RetryableError"), "{e}");
+    emu.clear_faults().await;
+
+    // 500: Transient, with the provider's code.
+    emu.fault(json!({"provider": "azure", "action": "GetNetworkInterface", "kind": "error"}))
+        .await;
+    let e = within(20, p.capture(ip("10.1.0.101"), &Fence::open()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(e.message.contains("InternalServerError"), "{e}");
+
+    // A request the provider never answers: Transient after the request timeout.
+    emu.fault(json!({"provider": "azure", "action": "ListNetworkInterfaces", "kind": "timeout", "delay_ms": 30000}))
+        .await;
+    let t0 = Instant::now();
+    let e = within(20, p.observe(ip("10.1.0.100"))).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+
+    // The managed identity endpoint failing: a fresh client cannot get a token.
+    emu.fault(json!({"provider": "azure", "action": "GetToken", "kind": "error"}))
+        .await;
+    let fresh = provider(&emu);
+    let e = within(20, fresh.observe(ip("10.1.0.100")))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(e.step.contains("token"), "{e}");
+}
+
+#[tokio::test]
+async fn closed_fence_changes_nothing() {
+    let emu = start();
+    let p = provider(&emu);
+    let before = emu.target().await;
+    let closed = || false;
+    let fence = Fence::new(&closed);
+    for (a, what) in [("10.1.0.100", "elsewhere"), ("10.1.0.150", "nobody")] {
+        let e = within(20, p.capture(ip(a), &fence)).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Fenced, "{what}: {e}");
+    }
+    assert_eq!(emu.target().await, before);
+    // Release of an address we hold is fenced too.
+    within(30, p.capture(ip("10.1.0.150"), &Fence::open()))
+        .await
+        .unwrap();
+    let before = emu.target().await;
+    let e = within(20, p.release(ip("10.1.0.150"), &fence))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Fenced, "{e}");
+    assert_eq!(emu.target().await, before);
+}
+
+#[tokio::test]
+async fn fence_tripping_between_the_steps_stops_before_step_two() {
+    let emu = start();
+    let p = provider(&emu);
+    // Open for the first check (before the old NIC's PUT), closed from then on.
+    let checks = AtomicU32::new(0);
+    let current = || checks.fetch_add(1, Ordering::SeqCst) == 0;
+    let fence = Fence::new(&current);
+    let e = within(30, p.capture(ip("10.1.0.100"), &fence))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Fenced, "{e}");
+    assert!(e.step.contains("between"), "{e}");
+    // Released from the old NIC, not created on ours.
+    assert!(holders(&emu, "10.1.0.100").await.is_empty());
+    assert_eq!(holders(&emu, "10.1.0.101").await, ["nic-a"]);
+    assert_eq!(p.observe(ip("10.1.0.100")).await.unwrap(), Holding::Nobody);
+}
+
+#[test]
+fn config_is_validated_with_field_names() {
+    let good = AzureConfig {
+        nic_id: nic("nic-r"),
+        arm_endpoint: None,
+        imds_endpoint: None,
+        client_id: Some("11111111-2222-3333-4444-555555555555".into()),
+        api_version: None,
+    };
+    good.validate().unwrap();
+    let bad = AzureConfig {
+        nic_id: "/subscriptions/s/nic".into(),
+        ..good.clone()
+    };
+    let e = bad.validate().unwrap_err();
+    assert!(
+        e.contains("nic_id") && e.contains("/subscriptions/s/nic"),
+        "{e}"
+    );
+    let bad = AzureConfig {
+        arm_endpoint: Some("ftp://x".into()),
+        ..good.clone()
+    };
+    assert!(bad.validate().unwrap_err().contains("arm_endpoint"));
+    assert_eq!(
+        AzureProvider::new(&bad).err().map(|e| e.kind),
+        Some(ErrorKind::Config)
+    );
+    let parsed: AzureConfig =
+        serde_json::from_value(json!({"nic_id": nic("n"), "api_version": "2023-09-01"})).unwrap();
+    parsed.validate().unwrap();
+    assert!(serde_json::from_value::<AzureConfig>(json!({"nic_id": "x", "nope": 1})).is_err());
+}
