@@ -3,6 +3,18 @@
 //! snapshots), the FIB feed server and the admin server (Unix sockets, JSON
 //! lines). Socket threads never touch the FIB; they send requests to the
 //! manager, which handles them in order.
+//!
+//! Capture gate: the feed session whose hello sets `capture_gate` owns the
+//! proxy-ARP gate. When it ends for any reason (EOF, error, the controller
+//! was killed) the manager closes the gate in the live tables and publishes,
+//! while every forwarding entry stays (non-stop forwarding); the controller's
+//! next full sync decides again. Sessions without the flag (`cerctl`'s
+//! one-shot commands) leave the gate as it is when they end.
+//!
+//! Duplicate holders: the manager polls each core's last offender (a
+//! sequence-locked record beside its counters) every loop turn, keeps the
+//! recent ones for the admin view and the feed acks, and logs each at
+//! error level (once per (ip, mac) every 10 s).
 
 use crate::counters::{CoreStats, DropReason, Event};
 use crate::fib::Fib;
@@ -13,7 +25,10 @@ use cer_shared::admin::{
     AdminRequest, AdminResponse, CoreCounters, FeedState, NeighborState, PortState, ProxyArpState,
     SnapshotState,
 };
-use cer_shared::feed::{ControlMsg, DataplaneMsg, FeedCommand, FEED_PROTOCOL_VERSION};
+use cer_shared::feed::{
+    ControlMsg, DataplaneMsg, DuplicateHolder, FeedCommand, FEED_PROTOCOL_VERSION,
+    MAX_DUPLICATE_HOLDERS,
+};
 use cer_shared::framing::{self, FrameError};
 use cer_shared::MacAddr;
 use crossbeam_queue::ArrayQueue;
@@ -26,13 +41,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Requests to the manager thread.
 pub enum ManagerMsg {
     FeedHello {
         session: u64,
         client: String,
+        capture_gate: bool,
         reply: SyncSender<DataplaneMsg>,
     },
     Feed {
@@ -78,6 +94,12 @@ pub struct Manager {
     feed: FeedState,
     session: u64,
     expected_seq: u64,
+    /// The session owning the proxy-ARP gate, and its client name.
+    gate_session: Option<(u64, String)>,
+    /// Per core: the sequence of the last offender already taken in.
+    dup_seen: Vec<u64>,
+    /// Recent duplicate holders, newest first, with when each was last logged.
+    dup_holders: Vec<(DuplicateHolder, Instant)>,
 }
 
 impl Manager {
@@ -117,6 +139,9 @@ impl Manager {
             feed: FeedState::default(),
             session: 0,
             expected_seq: 1,
+            gate_session: None,
+            dup_seen: Vec::new(),
+            dup_holders: Vec::new(),
         }
     }
 
@@ -139,6 +164,7 @@ impl Manager {
             }
             let now = Instant::now();
             self.drain_learned(now);
+            self.poll_duplicates(now);
             if now.duration_since(last_age) >= Duration::from_secs(1) {
                 self.fib.age(now);
                 last_age = now;
@@ -158,8 +184,14 @@ impl Manager {
             ManagerMsg::FeedHello {
                 session,
                 client,
+                capture_gate,
                 reply,
             } => {
+                if capture_gate {
+                    log::info!("feed session {session} ({client}) owns the capture gate");
+                    self.gate_session = Some((session, client.clone()));
+                    self.feed.gate_owner_connected = true;
+                }
                 // The newest session wins: a restarted controller takes over.
                 if self.fib.syncing() {
                     self.fib.abort_sync();
@@ -196,6 +228,13 @@ impl Manager {
                         self.fib.abort_sync();
                     }
                     self.feed.connected = false;
+                }
+                if self
+                    .gate_session
+                    .as_ref()
+                    .is_some_and(|(s, _)| *s == session)
+                {
+                    self.gate_owner_gone(session, error.as_deref());
                 }
                 // Refused messages were counted when answered; this counts
                 // sessions that failed before or outside that (bad hello, garbage).
@@ -241,15 +280,19 @@ impl Manager {
                 self.fib.end_sync().map(|_| self.feed.syncs_completed += 1)
             }
             ControlMsg::Command { command, .. } => self.command(command),
+            ControlMsg::Ping { .. } => Ok(()),
         };
         match result {
             Ok(()) => {
                 self.expected_seq += 1;
                 self.feed.last_seq = seq_n;
                 self.publish();
+                self.poll_duplicates(Instant::now());
                 DataplaneMsg::Ack {
                     seq: seq_n,
                     snapshot_version: self.fib.version(),
+                    duplicate_holder_alarms: self.duplicate_alarms(),
+                    duplicate_holders: self.duplicate_holders(),
                 }
             }
             Err(message) => {
@@ -259,6 +302,106 @@ impl Manager {
                 err(message)
             }
         }
+    }
+
+    /// The session that owned the capture gate ended: close the gate in the
+    /// live tables (not in a sync another session may be staging), keep
+    /// every forwarding entry.
+    fn gate_owner_gone(&mut self, session: u64, error: Option<&str>) {
+        let client = self.gate_session.take().map(|(_, c)| c).unwrap_or_default();
+        self.feed.gate_owner_connected = false;
+        let why = error.unwrap_or("closed");
+        if self.fib.close_proxy_gate() {
+            self.feed.gate_closed_on_disconnect += 1;
+            self.publish();
+            log::warn!(
+                "feed session {session} ({client}) that owns the capture gate ended ({why}): \
+                 proxy ARP gate closed (fail closed); forwarding continues on snapshot {} \
+                 until the controller resyncs",
+                self.fib.version()
+            );
+        } else {
+            log::warn!(
+                "feed session {session} ({client}) that owns the capture gate ended ({why}); \
+                 the gate was already closed; forwarding continues on snapshot {}",
+                self.fib.version()
+            );
+        }
+    }
+
+    /// Takes in each core's last duplicate proxy-ARP holder, if new.
+    pub fn poll_duplicates(&mut self, now: Instant) {
+        if self.dup_seen.len() != self.stats.len() {
+            self.dup_seen.resize(self.stats.len(), 0);
+        }
+        for i in 0..self.stats.len() {
+            let Some(d) = self.stats[i].last_duplicate() else {
+                continue;
+            };
+            if d.seq == self.dup_seen[i] {
+                continue;
+            }
+            self.dup_seen[i] = d.seq;
+            let ip = Ipv4Addr::from(d.ip);
+            let mac = MacAddr(d.mac);
+            let port = self
+                .fib
+                .port_names()
+                .nth(d.port as usize)
+                .unwrap_or("?")
+                .to_string();
+            let unix = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|t| t.as_secs())
+                .unwrap_or(0);
+            let pos = self
+                .dup_holders
+                .iter()
+                .position(|(h, _)| h.ip == ip && h.mac == mac);
+            let (mut h, logged) = match pos {
+                Some(p) => self.dup_holders.remove(p),
+                None => (
+                    DuplicateHolder {
+                        ip,
+                        mac,
+                        port: port.clone(),
+                        seen: 0,
+                        last_unix: unix,
+                    },
+                    now,
+                ),
+            };
+            h.seen += 1;
+            h.last_unix = unix;
+            h.port = port;
+            let first = pos.is_none();
+            let log_now = first || now.duration_since(logged) >= Duration::from_secs(10);
+            if log_now {
+                log::error!(
+                    "DUPLICATE PROXY-ARP HOLDER: {} on port {} claims {} (ARP reply or GARP), \
+                     an address this dataplane answers for; two routers capture it \
+                     (seen {} times)",
+                    h.mac,
+                    h.port,
+                    h.ip,
+                    h.seen
+                );
+            }
+            self.dup_holders
+                .insert(0, (h, if log_now { now } else { logged }));
+            self.dup_holders.truncate(MAX_DUPLICATE_HOLDERS);
+        }
+    }
+
+    fn duplicate_alarms(&self) -> u64 {
+        self.stats
+            .iter()
+            .map(|s| s.events_of(Event::DuplicateHolder))
+            .sum()
+    }
+
+    fn duplicate_holders(&self) -> Vec<DuplicateHolder> {
+        self.dup_holders.iter().map(|(h, _)| h.clone()).collect()
     }
 
     fn command(&mut self, c: FeedCommand) -> Result<(), String> {
@@ -372,6 +515,8 @@ impl Manager {
 
     fn proxy(&self) -> ProxyArpState {
         ProxyArpState {
+            duplicate_holder_alarms: self.duplicate_alarms(),
+            duplicate_holders: self.duplicate_holders(),
             active: self.fib.feed.proxy_active,
             addresses: self
                 .fib
@@ -570,7 +715,12 @@ fn feed_session(
         Err(FrameError::Closed) => return Ok(()),
         Err(e) => return reply_err(&mut writer, None, format!("bad hello: {e}")),
     };
-    let ControlMsg::Hello { version, client } = hello else {
+    let ControlMsg::Hello {
+        version,
+        client,
+        capture_gate,
+    } = hello
+    else {
         return reply_err(
             &mut writer,
             hello.seq(),
@@ -587,6 +737,7 @@ fn feed_session(
     let welcome = ask(mgr, |reply| ManagerMsg::FeedHello {
         session,
         client,
+        capture_gate,
         reply,
     })?;
     framing::write_msg(&mut writer, &welcome).map_err(|e| e.to_string())?;
@@ -645,5 +796,170 @@ fn admin_session(stream: UnixStream, mgr: &SyncSender<ManagerMsg>) -> Result<(),
             Err(e) => return Err(e.to_string()),
         };
         framing::write_msg(&mut writer, &resp).map_err(|e| e.to_string())?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters::CoreStats;
+    use crate::fib::FibPort;
+    use cer_shared::feed::{EndpointAction, FibChange};
+
+    fn manager() -> Manager {
+        let fib = Fib::new(
+            vec![FibPort {
+                name: "lan".into(),
+                subnet: "10.1.0.0/24".parse().unwrap(),
+            }],
+            Vec::new(),
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+        );
+        let published = Arc::new(ArcSwap::from(fib.current().clone()));
+        Manager::new(
+            fib,
+            published,
+            Arc::new(ArrayQueue::new(16)),
+            vec![Arc::new(ArrayQueue::new(16))],
+            vec![Arc::new(CoreStats::new(1))],
+            vec!["lan".into()],
+            "t".into(),
+            Arc::new(Vec::new),
+        )
+    }
+
+    fn hello(m: &mut Manager, session: u64, client: &str, capture_gate: bool) {
+        let (tx, rx) = sync_channel(1);
+        m.handle(ManagerMsg::FeedHello {
+            session,
+            client: client.into(),
+            capture_gate,
+            reply: tx,
+        });
+        assert!(matches!(rx.recv().unwrap(), DataplaneMsg::Welcome { .. }));
+    }
+
+    fn send(m: &mut Manager, session: u64, msg: ControlMsg) -> DataplaneMsg {
+        let (tx, rx) = sync_channel(1);
+        m.handle(ManagerMsg::Feed {
+            session,
+            msg,
+            reply: tx,
+        });
+        rx.recv().unwrap()
+    }
+
+    fn closed(m: &mut Manager, session: u64, error: Option<&str>) {
+        m.handle(ManagerMsg::FeedClosed {
+            session,
+            error: error.map(String::from),
+        });
+    }
+
+    /// cer-control's session: full sync of one endpoint, one captured /32, gate open.
+    fn controller_syncs(m: &mut Manager, session: u64) {
+        hello(m, session, "cer-control", true);
+        let changes = vec![
+            FibChange::EndpointSet {
+                ip: "10.77.60.11".parse().unwrap(),
+                action: EndpointAction::Local { port: "lan".into() },
+            },
+            FibChange::ProxyArpSet {
+                ip: "10.77.60.12".parse().unwrap(),
+            },
+            FibChange::ProxyArpActive { active: true },
+        ];
+        for msg in [
+            ControlMsg::SyncBegin { seq: 1 },
+            ControlMsg::Changes { seq: 2, changes },
+            ControlMsg::SyncEnd { seq: 3 },
+        ] {
+            assert!(matches!(send(m, session, msg), DataplaneMsg::Ack { .. }));
+        }
+        assert!(m.published.load().proxy_arp.active);
+        assert!(m.feed.gate_owner_connected);
+    }
+
+    #[test]
+    fn gate_closes_when_its_owner_disconnects_and_forwarding_stays() {
+        let mut m = manager();
+        controller_syncs(&mut m, 1);
+        let before = m.published.load().endpoints.len();
+        closed(&mut m, 1, Some("connection reset"));
+        let snap = m.published.load();
+        assert!(!snap.proxy_arp.active, "gate still open");
+        assert!(snap
+            .proxy_arp
+            .holds(u32::from(Ipv4Addr::new(10, 77, 60, 12))));
+        assert_eq!(snap.endpoints.len(), before, "forwarding entries kept");
+        assert_eq!(m.feed.gate_closed_on_disconnect, 1);
+        assert!(!m.feed.gate_owner_connected);
+        let p = m.proxy();
+        assert!(!p.active && p.addresses.len() == 1);
+        // The controller comes back and its full sync opens the gate again.
+        controller_syncs(&mut m, 2);
+        // A clean EOF (killed controller: the kernel closes the socket) closes it too.
+        closed(&mut m, 2, None);
+        assert!(!m.published.load().proxy_arp.active);
+        assert_eq!(m.feed.gate_closed_on_disconnect, 2);
+    }
+
+    #[test]
+    fn one_shot_sessions_leave_the_gate_alone() {
+        let mut m = manager();
+        controller_syncs(&mut m, 1);
+        // cerctl: no gate flag; its end does not close the gate.
+        hello(&mut m, 2, "cerctl", false);
+        let ack = send(&mut m, 2, ControlMsg::Ping { seq: 1 });
+        assert!(matches!(ack, DataplaneMsg::Ack { seq: 1, .. }), "{ack:?}");
+        closed(&mut m, 2, None);
+        assert!(m.published.load().proxy_arp.active);
+        assert_eq!(m.feed.gate_closed_on_disconnect, 0);
+        // A stale owner's late close does not touch a newer owner's gate.
+        controller_syncs(&mut m, 3);
+        closed(&mut m, 1, Some("superseded"));
+        assert!(m.published.load().proxy_arp.active);
+        assert!(m.feed.gate_owner_connected);
+        // cerctl may still close the gate explicitly.
+        hello(&mut m, 4, "cerctl", false);
+        let changes = vec![FibChange::ProxyArpActive { active: false }];
+        assert!(matches!(
+            send(&mut m, 4, ControlMsg::Changes { seq: 1, changes }),
+            DataplaneMsg::Ack { .. }
+        ));
+        assert!(!m.published.load().proxy_arp.active);
+    }
+
+    #[test]
+    fn duplicate_holders_reach_acks_and_the_admin_view() {
+        let mut m = manager();
+        controller_syncs(&mut m, 1);
+        let ip = Ipv4Addr::new(10, 77, 60, 12);
+        let mac = [2, 0, 0, 0, 0, 0x42];
+        m.stats[0].duplicate_holder(0, u32::from(ip), mac);
+        m.stats[0].duplicate_holder(0, u32::from(ip), mac);
+        let ack = send(&mut m, 1, ControlMsg::Ping { seq: 4 });
+        let DataplaneMsg::Ack {
+            duplicate_holder_alarms,
+            duplicate_holders,
+            ..
+        } = ack
+        else {
+            panic!("{ack:?}")
+        };
+        assert_eq!(duplicate_holder_alarms, 2);
+        assert_eq!(duplicate_holders.len(), 1);
+        let h = &duplicate_holders[0];
+        assert_eq!((h.ip, h.mac, h.port.as_str()), (ip, MacAddr(mac), "lan"));
+        // Another offender comes first; the list stays bounded.
+        for i in 0..20u8 {
+            m.stats[0].duplicate_holder(0, u32::from(ip), [2, 0, 0, 0, 1, i]);
+            m.poll_duplicates(Instant::now());
+        }
+        let p = m.proxy();
+        assert_eq!(p.duplicate_holder_alarms, 22);
+        assert_eq!(p.duplicate_holders.len(), MAX_DUPLICATE_HOLDERS);
+        assert_eq!(p.duplicate_holders[0].mac, MacAddr([2, 0, 0, 0, 1, 19]));
     }
 }

@@ -2,8 +2,13 @@
 //! name. Each polling core owns one `CoreStats` and is its only writer, so an
 //! increment is a plain load + store (no locked instruction); the admin thread
 //! reads them with relaxed loads.
+//!
+//! The last duplicate proxy-ARP holder a core saw (IP, MAC, port) sits beside
+//! the counters in three atomics under a sequence lock: the core (the only
+//! writer) never waits and never allocates; the manager retries a read that
+//! raced with a write.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{fence, AtomicU64, Ordering, Ordering::Relaxed};
 
 macro_rules! named_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal,)* }) => {
@@ -109,6 +114,23 @@ pub struct CoreStats {
     pub events: [AtomicU64; Event::COUNT],
     /// WireGuard drops by `WgDrop` reason (indexed by its position in `WgDrop::ALL`).
     pub wg_drops: [AtomicU64; MAX_WG_DROPS],
+    /// Sequence lock over `dup_what` and `dup_mac`: odd while being written,
+    /// +2 per duplicate-holder alarm.
+    pub dup_seq: AtomicU64,
+    /// The last offender: IPv4 address (low 32 bits) and port (bits 32..48).
+    pub dup_what: AtomicU64,
+    /// The last offender's MAC (low 48 bits, big-endian byte order).
+    pub dup_mac: AtomicU64,
+}
+
+/// The last duplicate proxy-ARP holder one core saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastDuplicate {
+    /// Changes (by 2) with every alarm on that core.
+    pub seq: u64,
+    pub port: u16,
+    pub ip: u32,
+    pub mac: [u8; 6],
 }
 
 /// Room for every `tunnel::wireguard::WgDrop` reason.
@@ -131,7 +153,58 @@ impl CoreStats {
             drops: std::array::from_fn(|_| AtomicU64::new(0)),
             events: std::array::from_fn(|_| AtomicU64::new(0)),
             wg_drops: std::array::from_fn(|_| AtomicU64::new(0)),
+            dup_seq: AtomicU64::new(0),
+            dup_what: AtomicU64::new(0),
+            dup_mac: AtomicU64::new(0),
         }
+    }
+
+    /// A foreign ARP sender claims `ip`, which this core answers proxy ARP
+    /// for: counts `duplicate_holder_alarm` and records the offender. Only
+    /// the owning core calls this (single writer); no lock, no allocation.
+    #[inline]
+    pub fn duplicate_holder(&self, port: u16, ip: u32, mac: [u8; 6]) {
+        self.event(Event::DuplicateHolder);
+        let s = self.dup_seq.load(Relaxed);
+        self.dup_seq.store(s.wrapping_add(1), Relaxed);
+        fence(Ordering::Release);
+        let mut m = [0u8; 8];
+        m[2..].copy_from_slice(&mac);
+        self.dup_what
+            .store(u64::from(ip) | u64::from(port) << 32, Relaxed);
+        self.dup_mac.store(u64::from_be_bytes(m), Relaxed);
+        self.dup_seq.store(s.wrapping_add(2), Ordering::Release);
+    }
+
+    /// The last offender this core recorded, `None` if none yet (or the
+    /// writer kept racing the read).
+    pub fn last_duplicate(&self) -> Option<LastDuplicate> {
+        for _ in 0..16 {
+            let s1 = self.dup_seq.load(Ordering::Acquire);
+            if s1 == 0 {
+                return None;
+            }
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let what = self.dup_what.load(Relaxed);
+            let mac = self.dup_mac.load(Relaxed);
+            fence(Ordering::Acquire);
+            if self.dup_seq.load(Relaxed) != s1 {
+                continue;
+            }
+            let b = mac.to_be_bytes();
+            let mut out = [0u8; 6];
+            out.copy_from_slice(&b[2..]);
+            return Some(LastDuplicate {
+                seq: s1,
+                port: (what >> 32) as u16,
+                ip: what as u32,
+                mac: out,
+            });
+        }
+        None
     }
 
     #[inline(always)]
@@ -181,5 +254,46 @@ impl CoreStats {
 
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_duplicate_round_trips_and_counts() {
+        let s = CoreStats::new(1);
+        assert_eq!(s.last_duplicate(), None);
+        s.duplicate_holder(3, 0x0a4d_3c14, [2, 0, 0, 0, 0, 9]);
+        s.duplicate_holder(1, 0x0a4d_3c15, [2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
+        let d = s.last_duplicate().unwrap();
+        assert_eq!(d.port, 1);
+        assert_eq!(d.ip, 0x0a4d_3c15);
+        assert_eq!(d.mac, [2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
+        assert_eq!(d.seq, 4);
+        assert_eq!(s.events_of(Event::DuplicateHolder), 2);
+    }
+
+    #[test]
+    fn concurrent_reader_never_sees_a_torn_record() {
+        let s = std::sync::Arc::new(CoreStats::new(1));
+        let w = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..200_000u32 {
+                    let b = (i as u8).wrapping_mul(7);
+                    s.duplicate_holder(i as u16, i, [2, b, b, b, b, b]);
+                }
+            })
+        };
+        while !w.is_finished() {
+            if let Some(d) = s.last_duplicate() {
+                let b = (d.ip as u8).wrapping_mul(7);
+                assert_eq!(d.port, d.ip as u16);
+                assert_eq!(d.mac, [2, b, b, b, b, b]);
+            }
+        }
+        w.join().unwrap();
     }
 }

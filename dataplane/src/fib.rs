@@ -205,6 +205,18 @@ impl Fib {
         Ok(())
     }
 
+    /// Closes the proxy-ARP gate in the live feed tables (never in a staged
+    /// sync: that belongs to the session now feeding). Returns whether it
+    /// was open.
+    pub fn close_proxy_gate(&mut self) -> bool {
+        let was = self.feed.proxy_active;
+        if was {
+            self.feed.proxy_active = false;
+            self.dirty.proxy = true;
+        }
+        was
+    }
+
     /// Validates every change first, then applies them all: a batch with one
     /// bad change is refused whole, with the change's index in the error.
     pub fn apply_batch(&mut self, changes: &[FibChange]) -> Result<(), String> {

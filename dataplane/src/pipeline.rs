@@ -485,7 +485,7 @@ impl<B: PacketBuf> Worker<B> {
         }
         // Someone else claims an address we proxy for: two holders.
         if spa != 0 && info.proxy_arp && snap.proxy_arp.answers(spa) {
-            self.links.stats.event(Event::DuplicateHolder);
+            self.links.stats.duplicate_holder(port as u16, spa, sha);
         }
         let for_us = self.owns_on_port(port, tpa);
         // Learn from ARP aimed at us (replies to our requests may come from

@@ -89,6 +89,12 @@ pub struct NeighborState {
 pub struct ProxyArpState {
     pub active: bool,
     pub addresses: Vec<Ipv4Addr>,
+    /// Foreign ARP replies/GARPs for an address answered here, since start.
+    #[serde(default)]
+    pub duplicate_holder_alarms: u64,
+    /// The most recent offenders, newest first.
+    #[serde(default)]
+    pub duplicate_holders: Vec<crate::feed::DuplicateHolder>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -110,4 +116,10 @@ pub struct FeedState {
     pub sessions: u64,
     pub errors: u64,
     pub last_error: Option<String>,
+    /// A session owning the capture gate (cer-control's feeder) is open.
+    #[serde(default)]
+    pub gate_owner_connected: bool,
+    /// Times the proxy-ARP gate was closed because its owner disconnected.
+    #[serde(default)]
+    pub gate_closed_on_disconnect: u64,
 }

@@ -9,6 +9,19 @@
 //! the dataplane keeps forwarding on its previous snapshot. If the socket
 //! drops, the dataplane keeps its last snapshot; the client reconnects and
 //! syncs again (a dataplane restart is seen as a new `boot_id`).
+//!
+//! Capture gate ownership: the session whose `Hello` sets `capture_gate`
+//! (cer-control's feeder, never `cerctl`'s one-shot commands) owns the
+//! proxy-ARP gate. When that session ends (EOF, error, the controller was
+//! killed), the dataplane closes the gate at once (`ProxyArpActive` false:
+//! fail closed, another router may hold the /32s now) but keeps forwarding
+//! on its last snapshot. The controller's next full sync opens it again if
+//! VRRP says master. Other sessions leave the gate alone when they end.
+//!
+//! `Ping` changes nothing; its `Ack` (like every `Ack`) carries the
+//! dataplane's duplicate proxy-ARP holder alarm: the count since the
+//! dataplane started and the recent offenders (foreign ARP replies or GARPs
+//! claiming a /32 this dataplane answers for).
 
 use crate::addr::{Ipv4Prefix, MacAddr};
 use serde::{Deserialize, Serialize};
@@ -91,11 +104,36 @@ pub enum FeedCommand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ControlMsg {
-    Hello { version: u32, client: String },
-    SyncBegin { seq: u64 },
-    Changes { seq: u64, changes: Vec<FibChange> },
-    SyncEnd { seq: u64 },
-    Command { seq: u64, command: FeedCommand },
+    Hello {
+        version: u32,
+        client: String,
+        /// This session owns the proxy-ARP gate: the dataplane closes the
+        /// gate when the session ends (cer-control sets it; cerctl does not).
+        #[serde(default, skip_serializing_if = "is_false")]
+        capture_gate: bool,
+    },
+    SyncBegin {
+        seq: u64,
+    },
+    Changes {
+        seq: u64,
+        changes: Vec<FibChange>,
+    },
+    SyncEnd {
+        seq: u64,
+    },
+    Command {
+        seq: u64,
+        command: FeedCommand,
+    },
+    /// Changes nothing; answered with an `Ack` (alarm state, liveness).
+    Ping {
+        seq: u64,
+    },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl ControlMsg {
@@ -105,7 +143,8 @@ impl ControlMsg {
             ControlMsg::SyncBegin { seq }
             | ControlMsg::Changes { seq, .. }
             | ControlMsg::SyncEnd { seq }
-            | ControlMsg::Command { seq, .. } => Some(*seq),
+            | ControlMsg::Command { seq, .. }
+            | ControlMsg::Ping { seq } => Some(*seq),
         }
     }
 }
@@ -121,10 +160,38 @@ pub enum DataplaneMsg {
         snapshot_version: u64,
     },
     /// `seq` was applied; `snapshot_version` is the snapshot now published.
-    Ack { seq: u64, snapshot_version: u64 },
+    Ack {
+        seq: u64,
+        snapshot_version: u64,
+        /// Duplicate proxy-ARP holder alarms since the dataplane started.
+        #[serde(default)]
+        duplicate_holder_alarms: u64,
+        /// The most recent offenders, newest first (bounded).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        duplicate_holders: Vec<DuplicateHolder>,
+    },
     /// The message was refused; the dataplane closes the session after this.
     Error { seq: Option<u64>, message: String },
 }
+
+/// A foreign station that claimed (ARP reply or GARP) a /32 this dataplane
+/// answers proxy ARP for: two holders of one address, a capture failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuplicateHolder {
+    pub ip: Ipv4Addr,
+    /// The sender hardware address of the offending ARP.
+    pub mac: MacAddr,
+    /// The dataplane port it arrived on.
+    pub port: String,
+    /// Times the dataplane's manager saw this (ip, mac) (a lower bound of the
+    /// packets: it samples the cores' last offender).
+    pub seen: u64,
+    /// Unix seconds of the last sighting.
+    pub last_unix: u64,
+}
+
+/// How many offenders an `Ack` and the admin view carry.
+pub const MAX_DUPLICATE_HOLDERS: usize = 8;
 
 /// Full-sync chunk size clients should use (keeps lines well under MAX_LINE).
 pub const SYNC_CHUNK: usize = 20_000;
@@ -159,6 +226,63 @@ mod tests {
         let back: ControlMsg = serde_json::from_str(&s).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.seq(), Some(3));
+    }
+
+    #[test]
+    fn hello_gate_flag_is_optional_on_the_wire() {
+        // An old client's hello (no flag) does not own the gate.
+        let old: ControlMsg =
+            serde_json::from_str(r#"{"type":"hello","version":1,"client":"x"}"#).unwrap();
+        assert_eq!(
+            old,
+            ControlMsg::Hello {
+                version: 1,
+                client: "x".into(),
+                capture_gate: false
+            }
+        );
+        let owner = ControlMsg::Hello {
+            version: 1,
+            client: "cer-control".into(),
+            capture_gate: true,
+        };
+        let s = serde_json::to_string(&owner).unwrap();
+        assert_eq!(
+            s,
+            r#"{"type":"hello","version":1,"client":"cer-control","capture_gate":true}"#
+        );
+        assert_eq!(serde_json::from_str::<ControlMsg>(&s).unwrap(), owner);
+        let ping: ControlMsg = serde_json::from_str(r#"{"type":"ping","seq":7}"#).unwrap();
+        assert_eq!(ping.seq(), Some(7));
+    }
+
+    #[test]
+    fn ack_alarm_fields_default() {
+        let a: DataplaneMsg =
+            serde_json::from_str(r#"{"type":"ack","seq":2,"snapshot_version":5}"#).unwrap();
+        assert_eq!(
+            a,
+            DataplaneMsg::Ack {
+                seq: 2,
+                snapshot_version: 5,
+                duplicate_holder_alarms: 0,
+                duplicate_holders: vec![]
+            }
+        );
+        let b = DataplaneMsg::Ack {
+            seq: 3,
+            snapshot_version: 6,
+            duplicate_holder_alarms: 4,
+            duplicate_holders: vec![DuplicateHolder {
+                ip: "10.77.60.20".parse().unwrap(),
+                mac: "02:00:00:00:00:09".parse().unwrap(),
+                port: "lan".into(),
+                seen: 2,
+                last_unix: 1,
+            }],
+        };
+        let s = serde_json::to_string(&b).unwrap();
+        assert_eq!(serde_json::from_str::<DataplaneMsg>(&s).unwrap(), b);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! `cerctl dataplane feed`): handshake, sequence numbers, chunked full sync.
 
 use crate::feed::{
-    ControlMsg, DataplaneMsg, FeedCommand, FibChange, FEED_PROTOCOL_VERSION, SYNC_CHUNK,
+    ControlMsg, DataplaneMsg, DuplicateHolder, FeedCommand, FibChange, FEED_PROTOCOL_VERSION,
+    SYNC_CHUNK,
 };
 use crate::framing::{self, FrameError};
 use std::io::{BufReader, BufWriter};
@@ -37,10 +38,24 @@ pub struct FeedClient {
     pub boot_id: u64,
     pub node: String,
     pub snapshot_version: u64,
+    /// From the last ack: the dataplane's duplicate proxy-ARP holder alarms.
+    pub duplicate_holder_alarms: u64,
+    pub duplicate_holders: Vec<DuplicateHolder>,
 }
 
 impl FeedClient {
+    /// A session that does not own the capture gate (one-shot commands).
     pub fn connect(path: &Path, client: &str) -> Result<FeedClient, FeedError> {
+        Self::connect_with(path, client, false)
+    }
+
+    /// `capture_gate`: this session owns the proxy-ARP gate; the dataplane
+    /// closes the gate when the session ends (see `feed`).
+    pub fn connect_with(
+        path: &Path,
+        client: &str,
+        capture_gate: bool,
+    ) -> Result<FeedClient, FeedError> {
         let stream = UnixStream::connect(path).map_err(|source| FeedError::Connect {
             path: path.display().to_string(),
             source,
@@ -54,12 +69,15 @@ impl FeedClient {
             boot_id: 0,
             node: String::new(),
             snapshot_version: 0,
+            duplicate_holder_alarms: 0,
+            duplicate_holders: Vec::new(),
         };
         framing::write_msg(
             &mut c.writer,
             &ControlMsg::Hello {
                 version: FEED_PROTOCOL_VERSION,
                 client: client.to_string(),
+                capture_gate,
             },
         )?;
         match framing::read_msg::<_, DataplaneMsg>(&mut c.reader, &mut c.buf)? {
@@ -86,9 +104,13 @@ impl FeedClient {
             DataplaneMsg::Ack {
                 seq: s,
                 snapshot_version,
+                duplicate_holder_alarms,
+                duplicate_holders,
             } if s == seq => {
                 self.next_seq += 1;
                 self.snapshot_version = snapshot_version;
+                self.duplicate_holder_alarms = duplicate_holder_alarms;
+                self.duplicate_holders = duplicate_holders;
                 Ok(snapshot_version)
             }
             DataplaneMsg::Error { seq, message } => Err(FeedError::Refused { seq, message }),
@@ -117,5 +139,10 @@ impl FeedClient {
 
     pub fn command(&mut self, command: FeedCommand) -> Result<u64, FeedError> {
         self.request(|seq| ControlMsg::Command { seq, command })
+    }
+
+    /// Changes nothing: refreshes the alarm fields and proves the session alive.
+    pub fn ping(&mut self) -> Result<u64, FeedError> {
+        self.request(|seq| ControlMsg::Ping { seq })
     }
 }

@@ -257,7 +257,9 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn feed(socket: &std::path::Path, cmd: FeedCmd) -> Result<()> {
-    let mut c = FeedClient::connect(socket, "cerctl")?;
+    // A one-shot session: it does not own the capture gate, so its end
+    // leaves the gate as cer-control set it.
+    let mut c = FeedClient::connect_with(socket, "cerctl", false)?;
     let version = match cmd {
         FeedCmd::Sync { file } => c.full_sync(FibFile::load(&file)?.changes()?)?,
         FeedCmd::Garp { port, ip, count } => {

@@ -4,8 +4,19 @@
 //! reconnects and resyncs (the dataplane forwards on its last snapshot
 //! meanwhile). The first sync waits for `Ready` (initial BGP convergence),
 //! so a restarted cer-control does not replace a good FIB with a partial one.
+//!
+//! The session owns the dataplane's proxy-ARP gate (`capture_gate` in the
+//! hello): if this process dies, the dataplane closes the gate by itself and
+//! keeps forwarding; the full sync after a reconnect sends the gate as VRRP
+//! has it now.
+//!
+//! While connected and idle the feeder pings the dataplane every second.
+//! Every ack carries the dataplane's duplicate proxy-ARP holder alarm (count
+//! and recent offenders); it lands in `FeedStatus` and each new alarm is
+//! logged at error level with the IP and MAC. Two holders of one /32 is a
+//! capture failure the operator must see.
 
-use cer_shared::feed::{EndpointAction, FeedCommand, FibChange};
+use cer_shared::feed::{DuplicateHolder, EndpointAction, FeedCommand, FibChange};
 use cer_shared::feed_client::FeedClient;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,6 +62,11 @@ pub struct FeedStatus {
     /// Whether the dataplane's proxy-ARP gate is open.
     pub proxy_arp_active: bool,
     pub last_error: Option<String>,
+    /// The dataplane's duplicate proxy-ARP holder alarms since it started:
+    /// foreign ARP replies/GARPs for a /32 it answers for (two holders).
+    pub duplicate_holder_alarms: u64,
+    /// The recent offenders the dataplane reported (ip, mac, port), newest first.
+    pub duplicate_holders: Vec<DuplicateHolder>,
     /// Time from the ownership change to the dataplane's ack, last delta (microseconds).
     pub last_change_to_ack_us: Option<u64>,
 }
@@ -70,6 +86,8 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: G
     let mut ready = false;
     let mut client: Option<FeedClient> = None;
     let mut next_try = Instant::now();
+    // (dataplane boot id, alarms already reported) for "new alarm" logging.
+    let mut alarms_seen: (u64, u64) = (0, 0);
     let set = |f: &dyn Fn(&mut FeedStatus)| {
         if let Ok(mut s) = status.lock() {
             f(&mut s);
@@ -77,7 +95,9 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: G
     };
     set(&|s| s.socket = socket.display().to_string());
     loop {
-        let wait = if client.is_none() && ready {
+        let wait = if client.is_some() {
+            PING_EVERY
+        } else if ready {
             Duration::from_millis(200)
         } else {
             Duration::from_secs(3600)
@@ -183,11 +203,17 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: G
         let mut result = Ok(0);
         if !batch.is_empty() {
             result = c.changes(batch);
+        } else if commands.is_empty() {
+            // Idle (or only non-FIB ops): refresh the alarm, prove the session.
+            result = c.ping().map(|_| 0);
         }
         for cmd in commands {
             if result.is_ok() {
                 result = c.command(cmd);
             }
+        }
+        if result.is_ok() {
+            note_alarms(c, &status, &mut alarms_seen);
         }
         match result {
             Ok(v) => {
@@ -217,6 +243,42 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: G
     }
 }
 
+/// How often an idle connected feeder pings the dataplane.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies the dataplane's duplicate-holder alarm into the status and logs
+/// new alarms loudly, naming the IPs and MACs.
+fn note_alarms(c: &FeedClient, status: &SharedStatus, seen: &mut (u64, u64)) {
+    let count = c.duplicate_holder_alarms;
+    if let Ok(mut s) = status.lock() {
+        s.duplicate_holder_alarms = count;
+        s.duplicate_holders = c.duplicate_holders.clone();
+    }
+    if seen.0 != c.boot_id {
+        // A (re)started dataplane counts from zero.
+        *seen = (c.boot_id, 0);
+    }
+    if count > seen.1 {
+        let who: Vec<String> = c
+            .duplicate_holders
+            .iter()
+            .map(|h| format!("{} claimed by {} on {}", h.ip, h.mac, h.port))
+            .collect();
+        log::error!(
+            "DUPLICATE PROXY-ARP HOLDER on dataplane {}: {} new alarm(s), {count} total: {}; \
+             another router (or host) answers ARP for a /32 this node captures",
+            c.node,
+            count - seen.1,
+            if who.is_empty() {
+                "offender not recorded".to_string()
+            } else {
+                who.join(", ")
+            }
+        );
+        seen.1 = count;
+    }
+}
+
 fn garp_for(g: &GarpOptions, ip: Ipv4Addr) -> FeedCommand {
     FeedCommand::GratuitousArp {
         port: g.port.clone(),
@@ -231,7 +293,8 @@ fn connect_and_sync(
     proxy: &BTreeSet<Ipv4Addr>,
     gate: bool,
 ) -> Result<FeedClient, cer_shared::feed_client::FeedError> {
-    let mut c = FeedClient::connect(socket, "cer-control")?;
+    // This session owns the capture gate: the dataplane closes it if we die.
+    let mut c = FeedClient::connect_with(socket, "cer-control", true)?;
     let mut changes: Vec<FibChange> = mirror
         .iter()
         .map(|(ip, a)| FibChange::EndpointSet {
