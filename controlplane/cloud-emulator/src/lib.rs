@@ -47,7 +47,22 @@
 //! held twice. `provider` selects which API sees a NIC: `aws` (ids `eni-...`), `azure` (the
 //! ARM resource id `/subscriptions/S/resourceGroups/G/providers/Microsoft.Network/networkInterfaces/N`
 //! as id, ARM subnet ids, `instance` = VM resource id) or `oci` (VNIC and subnet OCIDs).
-//! `azure_location` (default `westeurope`) is reported by Azure NICs.
+//! `azure_location` (default `westeurope`) is reported by Azure NICs; `azure_list_page_size`
+//! (default 50) is the page size of Azure NIC lists.
+//!
+//! OCI signatures (optional; without them only the `Authorization` header's shape is checked):
+//!
+//! ```toml
+//! [oci_api_keys]                # keyId -> PEM public key (SPKI or PKCS#1)
+//! "ocid1.tenancy.oc1..t/ocid1.user.oc1..u/11:22:..." = "-----BEGIN PUBLIC KEY-----\n..."
+//!
+//! [oci_instance_principal]      # served at /opc/v2/identity/*.pem, accepted by POST /v1/x509
+//! tenancy = "ocid1.tenancy.oc1..t"   # the leaf certificate's OU=opc-tenant:...
+//! cert_pem = "..."              # leaf certificate
+//! key_pem = "..."               # its private key (PKCS#1 or PKCS#8)
+//! intermediate_pem = "..."
+//! token_ttl_secs = 1200         # default
+//! ```
 //!
 //! # Control API (JSON, main listener)
 //!
@@ -72,8 +87,9 @@
 //!
 //! - `provider`: `aws` (EC2 API), `azure`, `oci`, `imds` (then `action` is the request path) or
 //!   `*` (default). Azure actions: `GetNetworkInterface`, `PutNetworkInterface`, `GetOperation`,
-//!   `GetToken`; OCI actions: `ListPrivateIps`, `GetPrivateIp`, `UpdatePrivateIp`,
-//!   `CreatePrivateIp`, `DeletePrivateIp`.
+//!   `GetToken`, `ListNetworkInterfaces`; OCI actions: `ListPrivateIps`, `GetPrivateIp`,
+//!   `UpdatePrivateIp`, `CreatePrivateIp`, `DeletePrivateIp`, `GetIdentityDocument`
+//!   (`/opc/v2/identity/*`), `X509Federation` (`/v1/x509`).
 //! - `action`: API action name; absent or `*` matches every action.
 //! - `kind`: `error` (AWS: HTTP 500 `InternalError`; Azure: 500 `InternalServerError`; OCI:
 //!   500 `InternalServerError`; IMDS: 500), `throttle` (AWS: HTTP 503 `RequestLimitExceeded`;
@@ -126,6 +142,9 @@
 //! `Authorization: Bearer ...` header (any token; else 401 `AuthenticationFailed`); errors are
 //! `{"error": {"code", "message", "details"}}`.
 //!
+//! - `GET /subscriptions/S[/resourceGroups/G]/providers/Microsoft.Network/networkInterfaces`:
+//!   the NICs of the resource group (or subscription) as `{"value": [...], "nextLink": url}`,
+//!   `azure_list_page_size` per page (`$skiptoken` in the `nextLink`; a bad one is 400).
 //! - `GET <nic id>`: the NIC (`etag` header and field, `ipConfigurations` with name,
 //!   `privateIPAddress`, `primary`, subnet; `provisioningState` `Updating` while a change is
 //!   running, else `Succeeded`). Unknown: 404 `ResourceNotFound`.
@@ -152,7 +171,13 @@
 //! # OCI ([`oci`], main listener, paths `/20160918/privateIps...`)
 //!
 //! Requests need an `Authorization: Signature version="1",keyId=...,algorithm="rsa-sha256",
-//! headers=...,signature=...` header (shape only; else 401 `NotAuthenticated`); errors are
+//! headers=...,signature=...` header (else 401 `NotAuthenticated`). Without `oci_api_keys` and
+//! `oci_instance_principal` in the seed only its shape is checked. With either, the signature is
+//! verified (RSA-SHA256 over the listed headers; `(request-target)`, `host` and `date` must be
+//! signed, and for POST / PUT also `x-content-sha256` (which must match the body),
+//! `content-type` and `content-length`; the date may be at most 5 minutes off): `keyId` is an
+//! `oci_api_keys` entry, or `ST$<token>` for a security token this emulator issued (signed
+//! with that token's session key); any other keyId is refused. Errors are
 //! `{"code", "message"}` with `opc-request-id`. A private IP's OCID is derived from its subnet and
 //! address, so it survives moves; its `etag` changes whenever it or its VNIC changes.
 //!
@@ -165,6 +190,11 @@
 //! - `POST /20160918/privateIps` `{"vnicId": V, "ipAddress": A}` (address optional): create;
 //!   held elsewhere or already on the VNIC: 409 `Conflict`.
 //! - `DELETE /20160918/privateIps/{id}`: 204; a primary cannot be deleted (400).
+//! - `GET /opc/v2/identity/{cert,key,intermediate}.pem` with `Authorization: Bearer Oracle`
+//!   (else 401): the instance principal's PEM documents (404 when none is configured).
+//! - `POST /v1/x509` `{"certificate": base64 DER leaf, "publicKey": base64 DER SPKI session key,
+//!   ...}`, signed with the leaf key as `keyId="{tenancy}/fed-x509/{leaf SHA-1 fingerprint}"`:
+//!   `{"token": JWT}` whose claims carry `tenant`, `exp` and the session key (`jwk`).
 
 pub mod aws;
 pub mod azure;

@@ -365,3 +365,122 @@ async fn etags_validation_faults_and_auth() {
     assert_eq!(r.status, 400);
     emu.stop();
 }
+
+#[tokio::test]
+async fn list_network_interfaces_pages_with_next_link() {
+    let subnet = format!("{RG}/virtualNetworks/vnet-1/subnets/default");
+    let other_rg = "/subscriptions/sub-1/resourceGroups/rg-2/providers/Microsoft.Network";
+    let seed: cer_cloud_emulator::Seed = serde_json::from_value(json!({
+        "move_delay_ms": 300,
+        "azure_list_page_size": 2,
+        "subnets": [{"id": subnet, "cidr": "10.1.0.0/24"}],
+        "nics": [
+            {"id": nic_id("nic-a"), "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.4", "secondary_ips": ["10.1.0.100"]},
+            {"id": nic_id("nic-b"), "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.5"},
+            {"id": nic_id("nic-c"), "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.6"},
+            {"id": format!("{other_rg}/networkInterfaces/nic-z"), "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.7"}
+        ]
+    }))
+    .unwrap();
+    let emu = cer_cloud_emulator::start(seed, "127.0.0.1:0".parse().unwrap(), &[])
+        .await
+        .unwrap();
+    let a = emu.addr;
+    let list = format!("{RG}/networkInterfaces");
+    // Page 1 of the resource group: two NICs and a nextLink on this host.
+    let r = arm(a, "GET", &list, None, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let names = |v: &Value| -> Vec<String> {
+        v["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&v), ["nic-a", "nic-b"]);
+    assert_eq!(
+        v["value"][0]["properties"]["ipConfigurations"][1]["properties"]["privateIPAddress"],
+        "10.1.0.100"
+    );
+    let next = v["nextLink"].as_str().expect("nextLink").to_string();
+    let path = next.split_once(&a.to_string()).expect("same host").1;
+    assert!(
+        path.contains("api-version=2023-09-01") && path.contains("$skiptoken="),
+        "{next}"
+    );
+    // Page 2: the last NIC of rg-1, no nextLink (rg-2's NIC is not listed).
+    let r = http(a, "GET", path, &[("Authorization", "Bearer token")], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(names(&v), ["nic-c"]);
+    assert!(v.get("nextLink").is_none(), "{v}");
+    // A running change shows as Updating in the list.
+    let nic = arm(a, "GET", &nic_id("nic-a"), None, &[]).await.json();
+    let r = arm(
+        a,
+        "PUT",
+        &nic_id("nic-a"),
+        Some(&with_secondaries(&nic, &[])),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = arm(a, "GET", &list, None, &[]).await.json();
+    assert_eq!(v["value"][0]["properties"]["provisioningState"], "Updating");
+    assert_eq!(
+        v["value"][0]["properties"]["ipConfigurations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // The subscription-wide list has all four.
+    let mut all = Vec::new();
+    let mut next = "/subscriptions/sub-1/providers/Microsoft.Network/networkInterfaces".to_string();
+    loop {
+        let r = if next.starts_with("http") {
+            let path = next.split_once(&a.to_string()).unwrap().1.to_string();
+            http(a, "GET", &path, &[("Authorization", "Bearer token")], b"").await
+        } else {
+            arm(a, "GET", &next, None, &[]).await
+        };
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        all.extend(names(&v));
+        match v["nextLink"].as_str() {
+            Some(n) => next = n.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(all, ["nic-a", "nic-b", "nic-c", "nic-z"]);
+    // Bad skip token, missing token, faults.
+    let r = http(
+        a,
+        "GET",
+        &format!("{list}?{API}&$skiptoken=zz"),
+        &[("Authorization", "Bearer token")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = http(a, "GET", &format!("{list}?{API}"), &[], b"").await;
+    assert_eq!(r.json()["error"]["code"], "AuthenticationFailed");
+    let r = http(
+        a,
+        "POST",
+        "/_emulator/faults",
+        &[],
+        br#"{"provider":"azure","action":"ListNetworkInterfaces","kind":"throttle"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = arm(a, "GET", &list, None, &[]).await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (429, Some("RetryableError"))
+    );
+    assert_eq!(arm(a, "GET", &list, None, &[]).await.status, 200);
+    emu.stop();
+}

@@ -380,3 +380,293 @@ async fn bad_input_auth_and_faults() {
     assert_eq!(r.status, 200);
     emu.stop();
 }
+
+mod signing {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    use sha2::{Digest, Sha256};
+
+    pub fn fixture(name: &str) -> String {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    pub fn key(name: &str) -> rsa::RsaPrivateKey {
+        let pem = fixture(name);
+        rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
+            .or_else(|_| {
+                use rsa::pkcs1::DecodeRsaPrivateKey;
+                rsa::RsaPrivateKey::from_pkcs1_pem(&pem)
+            })
+            .unwrap()
+    }
+
+    /// Headers of a request signed the OCI way; `date` overrides the current time.
+    pub fn sign(
+        key_id: &str,
+        key: &rsa::RsaPrivateKey,
+        method: &str,
+        target: &str,
+        host: &str,
+        body: Option<&[u8]>,
+        date: Option<std::time::SystemTime>,
+    ) -> Vec<(String, String)> {
+        let date = httpdate::fmt_http_date(date.unwrap_or_else(std::time::SystemTime::now));
+        let mut names = vec!["date", "(request-target)", "host"];
+        let mut lines = vec![
+            format!("date: {date}"),
+            format!("(request-target): {} {target}", method.to_ascii_lowercase()),
+            format!("host: {host}"),
+        ];
+        let mut headers = vec![("Date".to_string(), date.clone())];
+        if let Some(b) = body {
+            let sha = B64.encode(Sha256::digest(b));
+            lines.push(format!("x-content-sha256: {sha}"));
+            lines.push("content-type: application/json".into());
+            lines.push(format!("content-length: {}", b.len()));
+            names.extend(["x-content-sha256", "content-type", "content-length"]);
+            headers.push(("x-content-sha256".into(), sha));
+        }
+        let sig =
+            rsa::pkcs1v15::SigningKey::<Sha256>::new(key.clone()).sign(lines.join("\n").as_bytes());
+        headers.push((
+            "Authorization".into(),
+            format!(
+                "Signature version=\"1\",keyId=\"{key_id}\",algorithm=\"rsa-sha256\",headers=\"{}\",signature=\"{}\"",
+                names.join(" "),
+                B64.encode(sig.to_bytes())
+            ),
+        ));
+        headers
+    }
+}
+
+#[tokio::test]
+async fn signatures_are_verified_when_keys_are_configured() {
+    use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+    use base64::Engine as _;
+    use rsa::pkcs8::EncodePublicKey;
+    use signing::*;
+
+    const KEY_ID: &str = "ocid1.tenancy.oc1..t/ocid1.user.oc1..u/11:22";
+    const TENANCY: &str = "ocid1.tenancy.oc1..emulatortenancy";
+    let mut seed: cer_cloud_emulator::Seed = serde_json::from_value(json!({
+        "move_delay_ms": 0,
+        "subnets": [{"id": SUBNET, "cidr": "10.2.0.0/24"}],
+        "nics": [{"id": VNIC_A, "provider": "oci", "subnet": SUBNET, "primary_ip": "10.2.0.10", "secondary_ips": ["10.2.0.100"]}],
+        "oci_api_keys": { KEY_ID: fixture("api_key_public.pem") },
+        "oci_instance_principal": {
+            "tenancy": TENANCY,
+            "cert_pem": fixture("leaf_cert.pem"),
+            "key_pem": fixture("leaf_key.pem"),
+            "intermediate_pem": fixture("intermediate.pem"),
+            "token_ttl_secs": 600
+        }
+    }))
+    .unwrap();
+    seed.validate().unwrap();
+    let emu = cer_cloud_emulator::start(seed.clone(), "127.0.0.1:0".parse().unwrap(), &[])
+        .await
+        .unwrap();
+    let a = emu.addr;
+    let host = a.to_string();
+    let api = key("api_key.pem");
+    let list = format!("/20160918/privateIps?ipAddress=10.2.0.100&subnetId={SUBNET}");
+    let send = |method: &'static str, target: String, h: Vec<(String, String)>, body: Vec<u8>| async move {
+        let hv: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        http(a, method, &target, &hv, &body).await
+    };
+
+    // A good signature.
+    let h = sign(KEY_ID, &api, "GET", &list, &host, None, None);
+    let r = send("GET", list.clone(), h, Vec::new()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()[0]["vnicId"], VNIC_A);
+    // The shape-only header of the other tests, a wrong key, an unknown keyId, a signature over
+    // another path, and a stale date are refused.
+    let r = oci(a, "GET", &list, None, &[]).await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (401, Some("NotAuthenticated"))
+    );
+    let h = sign(
+        KEY_ID,
+        &key("leaf_key.pem"),
+        "GET",
+        &list,
+        &host,
+        None,
+        None,
+    );
+    assert_eq!(send("GET", list.clone(), h, Vec::new()).await.status, 401);
+    let h = sign(
+        "ocid1.tenancy.oc1..t/ocid1.user.oc1..x/11:22",
+        &api,
+        "GET",
+        &list,
+        &host,
+        None,
+        None,
+    );
+    assert_eq!(send("GET", list.clone(), h, Vec::new()).await.status, 401);
+    let h = sign(
+        KEY_ID,
+        &api,
+        "GET",
+        "/20160918/privateIps",
+        &host,
+        None,
+        None,
+    );
+    assert_eq!(send("GET", list.clone(), h, Vec::new()).await.status, 401);
+    let old = std::time::SystemTime::now() - Duration::from_secs(600);
+    let h = sign(KEY_ID, &api, "GET", &list, &host, None, Some(old));
+    let r = send("GET", list.clone(), h, Vec::new()).await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("5 minutes"), "{}", r.body);
+
+    // Bodies: the hash must match and the body headers must be signed.
+    let body = json!({"vnicId": VNIC_A, "ipAddress": "10.2.0.101"})
+        .to_string()
+        .into_bytes();
+    let mut h = sign(
+        KEY_ID,
+        &api,
+        "POST",
+        "/20160918/privateIps",
+        &host,
+        Some(&body),
+        None,
+    );
+    h.push(("Content-Type".into(), "application/json".into()));
+    let tampered = json!({"vnicId": VNIC_A, "ipAddress": "10.2.0.102"})
+        .to_string()
+        .into_bytes();
+    let r = send("POST", "/20160918/privateIps".into(), h.clone(), tampered).await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("x-content-sha256"), "{}", r.body);
+    let unsigned_body = sign(
+        KEY_ID,
+        &api,
+        "POST",
+        "/20160918/privateIps",
+        &host,
+        None,
+        None,
+    );
+    let r = send(
+        "POST",
+        "/20160918/privateIps".into(),
+        unsigned_body,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let r = send("POST", "/20160918/privateIps".into(), h, body).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Instance metadata identity: Bearer Oracle only.
+    let r = http(a, "GET", "/opc/v2/identity/cert.pem", &[], b"").await;
+    assert_eq!(r.status, 401);
+    let r = http(
+        a,
+        "GET",
+        "/opc/v2/identity/cert.pem",
+        &[("Authorization", "Bearer Oracle")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, fixture("leaf_cert.pem"));
+    let r = http(
+        a,
+        "GET",
+        "/opc/v2/identity/nope.pem",
+        &[("Authorization", "Bearer Oracle")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+
+    // Federation: signed with the leaf key as {tenancy}/fed-x509/{fingerprint}.
+    let leaf = B64
+        .decode(
+            fixture("leaf_cert.pem")
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>(),
+        )
+        .unwrap();
+    let fp = {
+        use sha1::Digest as _;
+        sha1::Sha1::digest(&leaf)
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    // The session key: any RSA key (the API key's, to keep the test fast).
+    let session_pub = api.to_public_key().to_public_key_der().unwrap();
+    let fed = json!({
+        "certificate": B64.encode(&leaf),
+        "publicKey": B64.encode(session_pub.as_bytes()),
+        "intermediateCertificates": [],
+        "purpose": "DEFAULT",
+        "fingerprintAlgorithm": "SHA256",
+    })
+    .to_string()
+    .into_bytes();
+    let leaf_key = key("leaf_key.pem");
+    let fed_id = format!("{TENANCY}/fed-x509/{fp}");
+    let mut h = sign(&fed_id, &api, "POST", "/v1/x509", &host, Some(&fed), None);
+    h.push(("Content-Type".into(), "application/json".into()));
+    assert_eq!(
+        send("POST", "/v1/x509".into(), h, fed.clone()).await.status,
+        401,
+        "leaf key required"
+    );
+    let mut h = sign(
+        &fed_id,
+        &leaf_key,
+        "POST",
+        "/v1/x509",
+        &host,
+        Some(&fed),
+        None,
+    );
+    h.push(("Content-Type".into(), "application/json".into()));
+    let r = send("POST", "/v1/x509".into(), h, fed.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let claims: Value =
+        serde_json::from_slice(&B64URL.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(claims["tenant"], TENANCY);
+    assert!(claims["exp"].as_u64().unwrap() > claims["iat"].as_u64().unwrap() + 500);
+    // The federation keyId is accepted nowhere else; the token is, with the session key.
+    let h = sign(&fed_id, &leaf_key, "GET", &list, &host, None, None);
+    assert_eq!(send("GET", list.clone(), h, Vec::new()).await.status, 401);
+    let h = sign(
+        &format!("ST${token}"),
+        &api,
+        "GET",
+        &list,
+        &host,
+        None,
+        None,
+    );
+    let r = send("GET", list.clone(), h, Vec::new()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let h = sign("ST$forged", &api, "GET", &list, &host, None, None);
+    assert_eq!(send("GET", list.clone(), h, Vec::new()).await.status, 401);
+
+    // A seed with a bad key is refused.
+    seed.oci_api_keys.insert("x".into(), "not a key".into());
+    assert!(seed.validate().is_err());
+    emu.stop();
+}
