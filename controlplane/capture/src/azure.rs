@@ -810,4 +810,21 @@ impl CaptureProvider for AzureProvider {
         let nic = self.nic_id.clone();
         self.remove(&nic, ip, fence).await
     }
+
+    async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {
+        let r = self
+            .call_retrying(Method::GET, &self.nic_id, "GET our NIC", true)
+            .await?;
+        Ok(Some(
+            configs(&r.body)
+                .iter()
+                .filter(|c| !is_primary(c))
+                .filter_map(|c| {
+                    c.pointer("/properties/privateIPAddress")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse().ok())
+                })
+                .collect(),
+        ))
+    }
 }

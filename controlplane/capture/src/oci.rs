@@ -189,6 +189,8 @@ pub struct OciProvider {
 struct OciResp {
     status: StatusCode,
     etag: Option<String>,
+    /// `opc-next-page`: the `page` token of the next page of a list.
+    next_page: Option<String>,
     body: Value,
 }
 
@@ -331,6 +333,12 @@ impl OciProvider {
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let next_page = r
+            .headers()
+            .get("opc-next-page")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string);
         let text = r.text().await.map_err(|e| {
             CaptureError::new(
                 ErrorKind::Transient,
@@ -345,6 +353,7 @@ impl OciProvider {
         Ok(OciResp {
             status,
             etag,
+            next_page,
             body: serde_json::from_str(&text).unwrap_or(Value::Null),
         })
     }
@@ -544,5 +553,48 @@ impl CaptureProvider for OciProvider {
             }
             return Err(classify(step, &r));
         }
+    }
+
+    async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {
+        let step = "ListPrivateIps";
+        let mut out = Vec::new();
+        let mut page: Option<String> = None;
+        // Bounded: a VNIC has at most a few dozen private IPs.
+        for _ in 0..100 {
+            let mut query = vec![("vnicId", self.vnic_id.as_str())];
+            if let Some(p) = &page {
+                query.push(("page", p.as_str()));
+            }
+            let r = self
+                .call(Method::GET, "/privateIps", &query, None, None, step)
+                .await?;
+            if !r.status.is_success() {
+                return Err(classify(step, &r));
+            }
+            let items = r.body.as_array().ok_or_else(|| {
+                CaptureError::new(
+                    ErrorKind::Transient,
+                    PROVIDER,
+                    step,
+                    "the answer is not a list",
+                )
+            })?;
+            out.extend(
+                items
+                    .iter()
+                    .filter(|v| !v.get("isPrimary").and_then(Value::as_bool).unwrap_or(false))
+                    .filter_map(|v| v.get("ipAddress")?.as_str()?.parse::<Ipv4Addr>().ok()),
+            );
+            match r.next_page {
+                Some(p) => page = Some(p),
+                None => return Ok(Some(out)),
+            }
+        }
+        Err(CaptureError::new(
+            ErrorKind::Transient,
+            PROVIDER,
+            step,
+            "too many pages of private IPs",
+        ))
     }
 }

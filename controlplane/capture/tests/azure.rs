@@ -164,6 +164,7 @@ async fn capture_of_a_free_address_and_release_never_touches_other_nics() {
         .cloned()
         .unwrap();
     assert_eq!(nic_r["names"]["10.1.0.150"], "cer-10-1-0-150");
+    assert_eq!(p.held().await.unwrap(), Some(vec![ip("10.1.0.150")]));
 
     // Releasing an address another NIC holds changes nothing.
     emu.settle().await;

@@ -141,6 +141,7 @@ async fn create_when_nobody_holds_it_and_release_never_touches_other_vnics() {
         .await
         .unwrap();
     assert_eq!(holders(&emu, "10.2.0.150").await, [VNIC_R]);
+    assert_eq!(p.held().await.unwrap(), Some(vec![ip("10.2.0.150")]));
 
     emu.settle().await;
     let before = emu.target().await;
