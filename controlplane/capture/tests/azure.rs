@@ -306,3 +306,50 @@ fn config_is_validated_with_field_names() {
     parsed.validate().unwrap();
     assert!(serde_json::from_value::<AzureConfig>(json!({"nic_id": "x", "nope": 1})).is_err());
 }
+
+#[tokio::test]
+async fn etag_race_and_another_operation_are_retried_within_the_call() {
+    let emu = start();
+    let p = provider(&emu);
+    let other = provider(&emu);
+    // Our PUT of nic-r is held 600 ms; meanwhile another writer changes nic-r (new etag, and an
+    // operation running): the held PUT gets 412, the retry may meet 429
+    // RetryableErrorDueToAnotherOperation, and the call still succeeds.
+    emu.fault(json!({"provider": "azure", "action": "PutNetworkInterface", "kind": "delay", "delay_ms": 600}))
+        .await;
+    let open = Fence::open();
+    let (r, _) = tokio::join!(within(30, p.capture(ip("10.1.0.150"), &open)), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        other
+            .capture(ip("10.1.0.151"), &Fence::open())
+            .await
+            .unwrap();
+    });
+    r.unwrap();
+    assert_eq!(holders(&emu, "10.1.0.150").await, ["nic-r"]);
+    assert_eq!(holders(&emu, "10.1.0.151").await, ["nic-r"]);
+
+    // With a single attempt the race is reported Transient with the provider's code.
+    let once = AzureProvider::with_timing(
+        &config(&emu, &nic("nic-r")),
+        Timing {
+            attempts: 1,
+            ..timing()
+        },
+    )
+    .unwrap();
+    emu.settle().await;
+    emu.fault(json!({"provider": "azure", "action": "PutNetworkInterface", "kind": "delay", "delay_ms": 600}))
+        .await;
+    let (r, _) = tokio::join!(within(30, once.capture(ip("10.1.0.152"), &open)), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        other
+            .release(ip("10.1.0.151"), &Fence::open())
+            .await
+            .unwrap();
+    });
+    let e = r.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(e.message.contains("PreconditionFailed"), "{e}");
+    assert!(holders(&emu, "10.1.0.152").await.is_empty());
+}
