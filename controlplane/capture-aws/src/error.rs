@@ -1,0 +1,192 @@
+//! Classification of AWS SDK, IMDS and credential failures into the capture plane's
+//! [`ErrorKind`]s: throttling codes are `Throttled`; 5xx, timeouts, connection and dispatch
+//! failures and unreadable replies are `Transient`; authentication failures, unknown ENIs,
+//! invalid parameters and everything else the operator has to fix are `Config`. Messages carry
+//! the AWS error code and message.
+
+use aws_config::imds::client::error::ImdsError;
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use cer_capture::{CaptureError, ErrorKind};
+
+/// Provider name used in every error.
+pub const PROVIDER: &str = "aws";
+
+/// EC2 error codes that mean "slow down".
+const THROTTLING_CODES: &[&str] = &[
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// EC2 error codes that mean "try again soon" whatever the HTTP status.
+const TRANSIENT_CODES: &[&str] = &[
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "Unavailable",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "IDPCommunicationError",
+];
+
+/// The kind of an EC2 service error, from its code and HTTP status.
+pub fn kind_of(code: Option<&str>, status: u16) -> ErrorKind {
+    if let Some(code) = code {
+        if THROTTLING_CODES.contains(&code) {
+            return ErrorKind::Throttled;
+        }
+        if TRANSIENT_CODES.contains(&code) {
+            return ErrorKind::Transient;
+        }
+    }
+    match status {
+        429 => ErrorKind::Throttled,
+        500..=599 => ErrorKind::Transient,
+        _ => ErrorKind::Config,
+    }
+}
+
+/// Converts a failed EC2 call into a [`CaptureError`] for `step` (the API action).
+pub fn sdk_error<E>(step: &str, err: SdkError<E, HttpResponse>) -> CaptureError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (kind, message) = match &err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            let e = ctx.err();
+            let code = e.code();
+            let kind = kind_of(code, status);
+            let message = format!(
+                "{} (HTTP {status}): {}",
+                code.unwrap_or("unknown error code"),
+                e.message().unwrap_or("no message")
+            );
+            (kind, message)
+        }
+        SdkError::TimeoutError(_) => (
+            ErrorKind::Transient,
+            format!("timed out: {}", DisplayErrorContext(&err)),
+        ),
+        SdkError::DispatchFailure(d) => {
+            let text = DisplayErrorContext(&err).to_string();
+            let kind = if d.is_io() || d.is_timeout() {
+                ErrorKind::Transient
+            } else if d.is_user() || credentials_problem(&text) {
+                ErrorKind::Config
+            } else {
+                ErrorKind::Transient
+            };
+            (kind, format!("request not delivered: {text}"))
+        }
+        SdkError::ResponseError(r) => (
+            if r.raw().status().as_u16() == 429 {
+                ErrorKind::Throttled
+            } else {
+                ErrorKind::Transient
+            },
+            format!("unreadable reply: {}", DisplayErrorContext(&err)),
+        ),
+        SdkError::ConstructionFailure(_) => {
+            let text = DisplayErrorContext(&err).to_string();
+            (ErrorKind::Config, format!("request not built: {text}"))
+        }
+        _ => (ErrorKind::Transient, DisplayErrorContext(&err).to_string()),
+    };
+    CaptureError::new(kind, PROVIDER, step, message)
+}
+
+/// True when a dispatch failure text is about credentials (identity resolution happens
+/// right before dispatch; a missing identity is the operator's to fix).
+fn credentials_problem(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("credential") || t.contains("identity")
+}
+
+/// The operator-facing text for missing credentials.
+pub const MISSING_CREDENTIALS: &str = "no AWS credentials found: set AWS_ACCESS_KEY_ID and \
+    AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials), or AWS_PROFILE with \
+    a profile in ~/.aws/credentials, or attach an IAM role to the instance (IMDS)";
+
+/// Converts a credential chain failure.
+pub fn credentials_error(
+    err: aws_credential_types::provider::error::CredentialsError,
+) -> CaptureError {
+    use aws_credential_types::provider::error::CredentialsError as C;
+    let detail = DisplayErrorContext(&err).to_string();
+    let (kind, message) = match &err {
+        C::CredentialsNotLoaded(_) => (
+            ErrorKind::Config,
+            format!("{MISSING_CREDENTIALS} ({detail})"),
+        ),
+        C::ProviderTimedOut(_) => (
+            ErrorKind::Transient,
+            format!("credential provider timed out: {detail}"),
+        ),
+        C::InvalidConfiguration(_) | C::ProviderError(_) => (
+            ErrorKind::Config,
+            format!("credentials rejected or misconfigured: {detail}"),
+        ),
+        _ => (ErrorKind::Transient, format!("credentials: {detail}")),
+    };
+    CaptureError::new(kind, PROVIDER, "credentials", message)
+}
+
+/// Converts an IMDS failure for `path`.
+pub fn imds_error(path: &str, err: ImdsError) -> CaptureError {
+    let hint = "set eni_id and region explicitly when not running on EC2";
+    let detail = DisplayErrorContext(&err).to_string();
+    let kind = match &err {
+        ImdsError::ErrorResponse(r) => match r.response().status().as_u16() {
+            429 => ErrorKind::Throttled,
+            500..=599 => ErrorKind::Transient,
+            _ => ErrorKind::Config,
+        },
+        ImdsError::FailedToLoadToken(_) | ImdsError::IoError(_) => ErrorKind::Transient,
+        _ => ErrorKind::Config,
+    };
+    CaptureError::new(
+        kind,
+        PROVIDER,
+        format!("IMDS {path}"),
+        format!("{detail} ({hint})"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses() {
+        assert_eq!(
+            kind_of(Some("RequestLimitExceeded"), 503),
+            ErrorKind::Throttled
+        );
+        assert_eq!(kind_of(Some("Throttling"), 400), ErrorKind::Throttled);
+        assert_eq!(kind_of(Some("InternalError"), 500), ErrorKind::Transient);
+        assert_eq!(kind_of(None, 502), ErrorKind::Transient);
+        assert_eq!(kind_of(None, 429), ErrorKind::Throttled);
+        assert_eq!(
+            kind_of(Some("InvalidNetworkInterfaceID.NotFound"), 400),
+            ErrorKind::Config
+        );
+        assert_eq!(kind_of(Some("AuthFailure"), 401), ErrorKind::Config);
+        assert_eq!(
+            kind_of(Some("UnauthorizedOperation"), 403),
+            ErrorKind::Config
+        );
+        assert_eq!(
+            kind_of(Some("InvalidParameterValue"), 400),
+            ErrorKind::Config
+        );
+    }
+}

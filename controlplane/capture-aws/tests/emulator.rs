@@ -1,0 +1,329 @@
+//! `AwsProvider` against the real `cer-cloud-emulator` binary (EC2 query API with move
+//! semantics, IMDSv2, fault injection): discovery, observe, asynchronous capture with
+//! AllowReassignment, release, error classification, bounded timeouts and fencing.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use cer_capture::{CaptureProvider, ErrorKind, Fence, Holding};
+use cer_capture_aws::{AwsConfig, AwsProvider, OPERATION_TIMEOUT};
+use common::*;
+use serde_json::json;
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+/// A provider for `eni-cer0` discovered through the emulator's IMDS.
+async fn provider(emu: &Emulator) -> AwsProvider {
+    test_env();
+    let cfg = AwsConfig {
+        endpoint_url: Some(emu.endpoint()),
+        imds_endpoint: Some(emu.imds_endpoint()),
+        ..Default::default()
+    };
+    AwsProvider::new(&cfg).await.expect("provider starts")
+}
+
+#[tokio::test]
+async fn imds_discovery_finds_the_eni() {
+    let emu = Emulator::start();
+    let p = provider(&emu).await;
+    assert_eq!(p.name(), "aws");
+    assert_eq!(p.eni_id(), "eni-cer0");
+    let d = p.describe();
+    for part in ["eni-cer0", "i-cer", "vpc-1", "subnet-1", "eu-west-1"] {
+        assert!(d.contains(part), "{part} in {d}");
+    }
+
+    let cfg = AwsConfig {
+        endpoint_url: Some(emu.endpoint()),
+        imds_endpoint: Some(emu.imds_endpoint()),
+        device_index: Some(1),
+        ..Default::default()
+    };
+    let p1 = AwsProvider::new(&cfg).await.expect("device 1");
+    assert_eq!(p1.eni_id(), "eni-cer1");
+    assert_eq!(p1.observe(ip("10.0.1.111")).await.unwrap(), Holding::Ours);
+
+    let cfg = AwsConfig {
+        device_index: Some(7),
+        ..cfg
+    };
+    let e = AwsProvider::new(&cfg).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert!(e.message.contains("device index 7"), "{e}");
+}
+
+#[tokio::test]
+async fn explicit_eni_and_region_need_no_imds() {
+    let emu = Emulator::start();
+    test_env();
+    let cfg = AwsConfig {
+        region: Some("eu-west-1".into()),
+        endpoint_url: Some(emu.endpoint()),
+        eni_id: Some("eni-cer1".into()),
+        ..Default::default()
+    };
+    let p = AwsProvider::new(&cfg).await.expect("provider starts");
+    assert_eq!(p.eni_id(), "eni-cer1");
+    // The instance comes from the ENI's attachment.
+    assert!(p.describe().contains("i-cer"), "{}", p.describe());
+
+    let cfg = AwsConfig {
+        eni_id: Some("eni-nope".into()),
+        ..cfg
+    };
+    let e = AwsProvider::new(&cfg).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert!(
+        e.message.contains("InvalidNetworkInterfaceID.NotFound"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn observe_nobody_elsewhere_ours() {
+    let emu = Emulator::start();
+    let p = provider(&emu).await;
+    assert_eq!(p.observe(ip("10.0.1.99")).await.unwrap(), Holding::Nobody);
+    assert_eq!(
+        p.observe(ip("10.0.1.100")).await.unwrap(),
+        Holding::Elsewhere("eni-wl".into())
+    );
+    // A primary address of another ENI.
+    assert_eq!(
+        p.observe(ip("10.0.1.20")).await.unwrap(),
+        Holding::Elsewhere("eni-wl".into())
+    );
+    // Our other ENI is "elsewhere" too: only this ENI is ours.
+    assert_eq!(
+        p.observe(ip("10.0.1.111")).await.unwrap(),
+        Holding::Elsewhere("eni-cer1".into())
+    );
+    assert_eq!(p.observe(ip("10.0.1.50")).await.unwrap(), Holding::Ours);
+    assert_eq!(p.observe(ip("10.0.1.10")).await.unwrap(), Holding::Ours);
+    // Held in another VPC only: nobody in ours.
+    assert_eq!(p.observe(ip("10.0.1.150")).await.unwrap(), Holding::Nobody);
+}
+
+#[tokio::test]
+async fn capture_moves_asynchronously_and_is_idempotent() {
+    let emu = Emulator::start();
+    let p = provider(&emu).await;
+    emu.set_move_delay(1500).await;
+    let t0 = Instant::now();
+    p.capture(ip("10.0.1.100"), &Fence::open())
+        .await
+        .expect("capture accepted");
+    // Accepted, not yet visible: the move is asynchronous.
+    if t0.elapsed() < Duration::from_millis(1000) {
+        assert_eq!(
+            p.observe(ip("10.0.1.100")).await.unwrap(),
+            Holding::Elsewhere("eni-wl".into())
+        );
+    }
+    let ours = eventually(Duration::from_secs(10), || async {
+        p.observe(ip("10.0.1.100")).await.ok() == Some(Holding::Ours)
+    })
+    .await;
+    assert!(ours, "10.0.1.100 never became ours");
+    assert_eq!(emu.holder("10.0.1.100").await.as_deref(), Some("eni-cer0"));
+
+    // Idempotent: already ours means no AssignPrivateIpAddresses call (the armed fault
+    // would fail it and stays unconsumed).
+    emu.fault(json!({"provider": "aws", "action": "AssignPrivateIpAddresses", "kind": "error", "count": 1}))
+        .await;
+    p.capture(ip("10.0.1.100"), &Fence::open())
+        .await
+        .expect("idempotent capture");
+    assert_eq!(emu.faults().await.as_array().map(Vec::len), Some(1));
+    emu.clear_faults().await;
+
+    // Capturing an address nobody holds.
+    emu.set_move_delay(0).await;
+    p.capture(ip("10.0.1.77"), &Fence::open()).await.unwrap();
+    let ours = eventually(Duration::from_secs(5), || async {
+        p.observe(ip("10.0.1.77")).await.ok() == Some(Holding::Ours)
+    })
+    .await;
+    assert!(ours);
+}
+
+#[tokio::test]
+async fn release_touches_only_our_eni() {
+    let emu = Emulator::start();
+    let p = provider(&emu).await;
+    emu.set_move_delay(0).await;
+    p.release(ip("10.0.1.50"), &Fence::open())
+        .await
+        .expect("release ours");
+    let gone = eventually(Duration::from_secs(5), || async {
+        p.observe(ip("10.0.1.50")).await.ok() == Some(Holding::Nobody)
+    })
+    .await;
+    assert!(gone, "10.0.1.50 still held");
+    // Idempotent.
+    p.release(ip("10.0.1.50"), &Fence::open())
+        .await
+        .expect("second release");
+
+    // Held elsewhere: no UnassignPrivateIpAddresses call at all, the holder keeps it.
+    emu.fault(json!({"provider": "aws", "action": "UnassignPrivateIpAddresses", "kind": "error", "count": 1}))
+        .await;
+    p.release(ip("10.0.1.101"), &Fence::open())
+        .await
+        .expect("release of a foreign address is a no-op");
+    assert_eq!(emu.faults().await.as_array().map(Vec::len), Some(1));
+    emu.clear_faults().await;
+    assert_eq!(emu.holder("10.0.1.101").await.as_deref(), Some("eni-wl"));
+
+    // Our primary address is never released.
+    let e = p
+        .release(ip("10.0.1.10"), &Fence::open())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert_eq!(emu.holder("10.0.1.10").await.as_deref(), Some("eni-cer0"));
+
+    // Capture then release round trip.
+    p.capture(ip("10.0.1.102"), &Fence::open()).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            p.observe(ip("10.0.1.102")).await.ok() == Some(Holding::Ours)
+        })
+        .await
+    );
+    p.release(ip("10.0.1.102"), &Fence::open()).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            p.observe(ip("10.0.1.102")).await.ok() == Some(Holding::Nobody)
+        })
+        .await
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_throttled() {
+    let emu = Emulator::start();
+    let p = provider(&emu).await;
+    emu.fault(json!({"provider": "aws", "action": "DescribeNetworkInterfaces", "kind": "throttle", "count": 10}))
+        .await;
+    let e = p.observe(ip("10.0.1.100")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Throttled, "{e}");
+    assert_eq!(e.provider, "aws");
+    assert!(e.message.contains("RequestLimitExceeded"), "{e}");
+    emu.clear_faults().await;
+
+    emu.fault(json!({"provider": "aws", "action": "AssignPrivateIpAddresses", "kind": "throttle", "count": 10}))
+        .await;
+    let e = p
+        .capture(ip("10.0.1.100"), &Fence::open())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Throttled, "{e}");
+    assert_eq!(e.step, "AssignPrivateIpAddresses");
+}
+
+#[tokio::test]
+async fn server_error_is_transient() {
+    let emu = Emulator::start();
+    let p = provider(&emu).await;
+    emu.fault(json!({"provider": "aws", "action": "DescribeNetworkInterfaces", "kind": "error", "count": 10}))
+        .await;
+    let e = p.observe(ip("10.0.1.100")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(e.message.contains("InternalError"), "{e}");
+    assert!(e.message.contains("500"), "{e}");
+    emu.clear_faults().await;
+    // One failed attempt is absorbed by the SDK's single retry.
+    emu.fault(json!({"provider": "aws", "action": "DescribeNetworkInterfaces", "kind": "error", "count": 1}))
+        .await;
+    assert_eq!(
+        p.observe(ip("10.0.1.100")).await.unwrap(),
+        Holding::Elsewhere("eni-wl".into())
+    );
+}
+
+#[tokio::test]
+async fn hung_endpoint_times_out() {
+    let emu = Emulator::start();
+    let p = provider(&emu).await;
+    emu.fault(json!({"provider": "aws", "action": "DescribeNetworkInterfaces", "kind": "timeout", "count": 10}))
+        .await;
+    let t0 = Instant::now();
+    let r = tokio::time::timeout(
+        OPERATION_TIMEOUT + Duration::from_secs(20),
+        p.observe(ip("10.0.1.100")),
+    )
+    .await
+    .expect("observe hung past its timeout");
+    let e = r.unwrap_err();
+    let took = t0.elapsed();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(
+        took <= OPERATION_TIMEOUT + Duration::from_secs(2),
+        "took {took:?}: {e}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_is_transient() {
+    let emu = Emulator::start();
+    test_env();
+    let port = free_port();
+    let cfg = AwsConfig {
+        endpoint_url: Some(format!("http://127.0.0.1:{port}")),
+        imds_endpoint: Some(emu.imds_endpoint()),
+        ..Default::default()
+    };
+    let e = AwsProvider::new(&cfg).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+}
+
+#[tokio::test]
+async fn imds_failure_is_reported() {
+    let emu = Emulator::start();
+    test_env();
+    emu.fault(json!({"provider": "imds", "kind": "error", "count": 100}))
+        .await;
+    let cfg = AwsConfig {
+        endpoint_url: Some(emu.endpoint()),
+        imds_endpoint: Some(emu.imds_endpoint()),
+        ..Default::default()
+    };
+    let e = AwsProvider::new(&cfg).await.unwrap_err();
+    assert!(e.step.starts_with("IMDS"), "{e}");
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+}
+
+#[tokio::test]
+async fn closed_fence_changes_nothing() {
+    let emu = Emulator::start();
+    let p = provider(&emu).await;
+    emu.set_move_delay(0).await;
+    let closed = || false;
+    let fence = Fence::new(&closed);
+    let before = emu.state().await;
+
+    let e = p.capture(ip("10.0.1.100"), &fence).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Fenced, "{e}");
+    assert_eq!(e.step, "AssignPrivateIpAddresses");
+    let e = p.release(ip("10.0.1.50"), &fence).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Fenced, "{e}");
+    assert_eq!(e.step, "UnassignPrivateIpAddresses");
+
+    let after = emu.state().await;
+    assert_eq!(before["nics"], after["nics"]);
+    assert_eq!(before["target_nics"], after["target_nics"]);
+    assert_eq!(after["pending"].as_array().map(Vec::len), Some(0));
+    assert_eq!(emu.holder("10.0.1.100").await.as_deref(), Some("eni-wl"));
+    assert_eq!(emu.holder("10.0.1.50").await.as_deref(), Some("eni-cer0"));
+
+    // Already ours: capture needs no mutating call, so a closed fence does not matter.
+    p.capture(ip("10.0.1.50"), &fence).await.unwrap();
+    // Not ours: release needs no mutating call either.
+    p.release(ip("10.0.1.100"), &fence).await.unwrap();
+}
