@@ -236,7 +236,7 @@ impl Emulator {
 
     /// The active fault rules.
     pub async fn faults(&self) -> serde_json::Value {
-        self.json("GET", "/_emulator/faults", "").await
+        self.json("GET", "/_emulator/faults", "").await["faults"].take()
     }
 
     pub async fn clear_faults(&self) {
