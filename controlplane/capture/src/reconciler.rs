@@ -733,6 +733,9 @@ impl Worker {
             if let Some(e) = st.ips.get_mut(&ip) {
                 e.phase = Phase::Pending;
             }
+            // Even when the intent is back to the one last confirmed, look
+            // again: the provider may have moved meanwhile.
+            slot.force = true;
             if self.queued.insert(ip) {
                 self.ready.push_back(ip);
             }

@@ -5,7 +5,7 @@ use cer_controlplane::control::admin::{ControlRequest, ControlResponse};
 use cer_controlplane::control::config::{CaptureMode, ControlConfig};
 use cer_controlplane::control::core::{AdminMsg, Core};
 use cer_controlplane::control::fibfeed::{self, FeedOp, FeedStatus};
-use cer_controlplane::control::vrrp;
+use cer_controlplane::control::{capture, vrrp};
 use cer_shared::framing;
 use clap::Parser;
 use std::path::PathBuf;
@@ -101,6 +101,13 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
     let mut core =
         Core::new(cfg.clone(), ev_tx, feed_tx, feed_status).map_err(anyhow::Error::msg)?;
     core.vrrp = vrrp_status;
+    // Cloud capture: the reconciler exists from the start (the core feeds it
+    // intents); its provider client is built, and retried, in the background.
+    if cfg.capture.mode.is_cloud() {
+        let r = cer_capture::Reconciler::new(capture::reconciler_config(&cfg));
+        capture::spawn(r.clone(), cfg.capture.clone());
+        core.reconciler = Some(r);
+    }
 
     let (in_tx, mut in_rx) = mpsc::channel(64);
     for addr in cfg.listen_addrs() {

@@ -83,6 +83,8 @@ enum ShowCmd {
     },
     /// Process status.
     Status,
+    /// Capture plane: mechanism, reconciler state per /32, fenced actions.
+    Capture,
 }
 
 #[derive(Subcommand)]
@@ -220,6 +222,7 @@ fn run(cli: Cli) -> Result<()> {
                 ShowCmd::Fib => ControlRequest::Fib,
                 ShowCmd::Trap { since } => ControlRequest::Trap { since: *since },
                 ShowCmd::Status => ControlRequest::Status,
+                ShowCmd::Capture => ControlRequest::Capture,
             };
             let data = control(&socket, &req)?;
             if json {
@@ -558,7 +561,60 @@ fn print_control(what: &ShowCmd, d: &Value) {
                 println!("  {:<16} {}", s(&e["ip"]), s(&e["note"]));
             }
         }
+        ShowCmd::Capture => print_capture(d),
         _ => println!("{}", serde_json::to_string_pretty(d).unwrap_or_default()),
+    }
+}
+
+fn print_capture(d: &Value) {
+    println!("capture mode {}: {}", s(&d["mode"]), s(&d["mechanism"]));
+    if let Some(p) = d["provider"].as_str().filter(|p| !p.is_empty()) {
+        println!("provider: {p}");
+    }
+    if let Some(e) = d["provider_error"].as_str() {
+        println!("PROVIDER CLIENT NOT RUNNING: {e}");
+    }
+    if d["gate"] != Value::Null {
+        println!("gate: {}", d["gate"]);
+    }
+    if let Some(n) = d["fenced_total"].as_u64() {
+        println!(
+            "in flight {}, errors {}, fenced (stale, skipped) {}",
+            d["in_flight"], d["errors_total"], n
+        );
+    }
+    if let Some(ips) = d["ips"].as_object() {
+        println!(
+            "{:<16} {:<8} {:<10} {:<24} {:>8} {:>6} {:>10}  LAST ERROR",
+            "IP", "DESIRED", "PHASE", "OBSERVED", "ATTEMPTS", "FENCED", "CONFIRM-MS"
+        );
+        for (ip, v) in ips {
+            println!(
+                "{:<16} {:<8} {:<10} {:<24} {:>8} {:>6} {:>10}  {}",
+                ip,
+                s(&v["desired"]),
+                s(&v["phase"]),
+                v["observed"].as_str().unwrap_or("-"),
+                v["attempts"],
+                v["fenced"],
+                v["confirm_ms"]
+                    .as_u64()
+                    .map(|m| m.to_string())
+                    .unwrap_or("-".into()),
+                v["last_error"].as_str().unwrap_or("")
+            );
+        }
+    }
+    for f in d["fencing"]["recent"].as_array().into_iter().flatten() {
+        println!(
+            "fenced: {} {} planned from {} (now {} {}) before {}",
+            s(&f["ip"]),
+            s(&f["planned"]),
+            s(&f["planned_signature"]),
+            f["current"].as_str().unwrap_or("none"),
+            f["current_signature"].as_str().unwrap_or(""),
+            s(&f["step"])
+        );
     }
 }
 
@@ -633,15 +689,31 @@ fn print_explain(d: &Value) {
         d["fib"]["dataplane_snapshot"]
     );
     println!(
-        "5. Capture (ingress): {} [{}]",
+        "5. Capture (ingress): {}\n   here: {}",
         s(&d["capture"]["mechanism"]),
-        s(&d["capture"]["state"])
+        d["capture"]["this_ip"].as_str().unwrap_or("-")
     );
+    if let Some(e) = d["capture"]["provider_error"].as_str() {
+        println!("   PROVIDER CLIENT NOT RUNNING: {e}");
+    }
+    if let Some(n) = d["capture"]["note"].as_str() {
+        println!("   note: {n}");
+    }
     println!(
-        "6. Fencing: {} stale actions fenced ({})",
+        "6. Fencing: {} stale actions fenced for this /32 ({})",
         d["fencing"]["stale_actions_fenced"],
         s(&d["fencing"]["note"])
     );
+    for f in d["fencing"]["recent"].as_array().into_iter().flatten() {
+        println!(
+            "   skipped {} planned from signature {} before {} (current: {} {})",
+            s(&f["planned"]),
+            s(&f["planned_signature"]),
+            s(&f["step"]),
+            f["current"].as_str().unwrap_or("none"),
+            f["current_signature"].as_str().unwrap_or("")
+        );
+    }
     println!("7. Prove no NAT:");
     for l in d["no_nat_proof"].as_array().into_iter().flatten() {
         println!("   {}", s(l));

@@ -32,6 +32,8 @@ pub enum ControlRequest {
         ip: Ipv4Addr,
     },
     Status,
+    /// The capture plane: mechanism, reconciler state per /32, fenced actions.
+    Capture,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

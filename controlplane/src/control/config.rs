@@ -47,7 +47,7 @@ pub struct ControlConfig {
 }
 
 /// How ingress for remote-owned /32s is realized at this site (DESIGN.md
-/// section 3). Only on-prem proxy ARP exists in this build.
+/// section 3): on-prem proxy ARP, or one cloud's API through the reconciler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CaptureMode {
@@ -56,6 +56,74 @@ pub enum CaptureMode {
     None,
     /// Proxy ARP (+ GARP) in the dataplane on `dataplane.lan_port`, gated by VRRP.
     Onprem,
+    /// AWS: secondary private IPs on this router's ENI (`[capture.aws]`).
+    Aws,
+    /// Azure: ipConfigurations on this router's NIC (`[capture.azure]`).
+    Azure,
+    /// OCI: secondary private IPs on this router's VNIC (`[capture.oci]`).
+    Oci,
+}
+
+impl CaptureMode {
+    /// A cloud API realizes capture (through the reconciler).
+    pub fn is_cloud(self) -> bool {
+        matches!(
+            self,
+            CaptureMode::Aws | CaptureMode::Azure | CaptureMode::Oci
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CaptureMode::None => "none",
+            CaptureMode::Onprem => "onprem",
+            CaptureMode::Aws => "aws",
+            CaptureMode::Azure => "azure",
+            CaptureMode::Oci => "oci",
+        }
+    }
+}
+
+/// Tuning of the capture reconciler (cloud modes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcilerTuning {
+    /// Provider actions in flight at once.
+    #[serde(default = "d_concurrency")]
+    pub concurrency: usize,
+    /// Longest wait for the provider to show an accepted change.
+    #[serde(default = "d_confirm")]
+    pub confirm_timeout_secs: u64,
+    /// Re-observe every managed /32 this often.
+    #[serde(default = "d_resync")]
+    pub resync_secs: u64,
+    /// Ceiling of the retry backoff.
+    #[serde(default = "d_backoff_max")]
+    pub backoff_max_secs: u64,
+}
+
+fn d_concurrency() -> usize {
+    4
+}
+fn d_confirm() -> u64 {
+    30
+}
+fn d_resync() -> u64 {
+    60
+}
+fn d_backoff_max() -> u64 {
+    30
+}
+
+impl Default for ReconcilerTuning {
+    fn default() -> Self {
+        ReconcilerTuning {
+            concurrency: d_concurrency(),
+            confirm_timeout_secs: d_confirm(),
+            resync_secs: d_resync(),
+            backoff_max_secs: d_backoff_max(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +141,14 @@ pub struct Capture {
     /// Gratuitous ARPs sent per /32 when capture starts or the gate opens.
     #[serde(default = "d_garp")]
     pub garp_count: u8,
+    /// mode = "aws": this router's ENI, region, endpoint overrides.
+    pub aws: Option<cer_capture_aws::AwsConfig>,
+    /// mode = "azure": this router's NIC and the ARM / identity endpoints.
+    pub azure: Option<cer_capture::azure::AzureConfig>,
+    /// mode = "oci": this router's VNIC, subnet and request signing.
+    pub oci: Option<cer_capture::oci::OciConfig>,
+    #[serde(default)]
+    pub reconciler: ReconcilerTuning,
 }
 
 fn d_garp() -> u8 {
@@ -87,6 +163,10 @@ impl Default for Capture {
             vrrp_instance: None,
             single_router: false,
             garp_count: d_garp(),
+            aws: None,
+            azure: None,
+            oci: None,
+            reconciler: ReconcilerTuning::default(),
         }
     }
 }
@@ -381,15 +461,60 @@ impl ControlConfig {
             }
         }
         let c = &self.capture;
-        match c.mode {
-            CaptureMode::None => {
-                if c.vrrp_notify_fifo.is_some() || c.single_router {
-                    return Err(bad(
-                        "capture.mode".into(),
-                        "vrrp_notify_fifo / single_router need mode = \"onprem\"".into(),
-                    ));
-                }
+        if c.mode != CaptureMode::Onprem && (c.vrrp_notify_fifo.is_some() || c.single_router) {
+            return Err(bad(
+                "capture.mode".into(),
+                "vrrp_notify_fifo / single_router need mode = \"onprem\"".into(),
+            ));
+        }
+        for (name, present) in [
+            ("aws", c.aws.is_some()),
+            ("azure", c.azure.is_some()),
+            ("oci", c.oci.is_some()),
+        ] {
+            if present && c.mode.name() != name {
+                return Err(bad(
+                    format!("capture.{name}"),
+                    format!(
+                        "is set but capture.mode is \"{}\": set mode = \"{name}\" or remove the section",
+                        c.mode.name()
+                    ),
+                ));
             }
+        }
+        let cloud = match c.mode {
+            CaptureMode::Aws => c.aws.as_ref().map(|a| a.validate()),
+            CaptureMode::Azure => c.azure.as_ref().map(|a| a.validate()),
+            CaptureMode::Oci => c.oci.as_ref().map(|a| a.validate()),
+            _ => Some(Ok(())),
+        };
+        match cloud {
+            None => {
+                return Err(bad(
+                    format!("capture.{}", c.mode.name()),
+                    format!(
+                        "mode = \"{0}\" needs a [capture.{0}] section (this router's NIC and the API endpoints)",
+                        c.mode.name()
+                    ),
+                ))
+            }
+            Some(Err(e)) => return Err(bad(format!("capture.{}", c.mode.name()), e)),
+            Some(Ok(())) => {}
+        }
+        if c.reconciler.concurrency == 0 || c.reconciler.concurrency > 64 {
+            return Err(bad(
+                "capture.reconciler.concurrency".into(),
+                format!("{} is outside 1..=64", c.reconciler.concurrency),
+            ));
+        }
+        if c.reconciler.confirm_timeout_secs == 0 || c.reconciler.resync_secs == 0 {
+            return Err(bad(
+                "capture.reconciler".into(),
+                "confirm_timeout_secs and resync_secs must be at least 1".into(),
+            ));
+        }
+        match c.mode {
+            CaptureMode::None | CaptureMode::Aws | CaptureMode::Azure | CaptureMode::Oci => {}
             CaptureMode::Onprem => match (&c.vrrp_notify_fifo, c.single_router) {
                 (Some(_), true) => {
                     return Err(bad(
@@ -562,6 +687,38 @@ remote = "10.10.0.3"
                 "mode = \"onprem\"\nsingle_router = true\ngarp_count = 200",
                 "capture.garp_count",
             ),
+        ] {
+            let e = parse(&with(c)).unwrap_err().to_string();
+            assert!(e.contains(needle), "expected {needle} in {e}");
+        }
+    }
+
+    #[test]
+    fn cloud_capture_sections_are_checked() {
+        let with = |c: &str| format!("{GOOD}\n[capture]\n{c}\n");
+        let aws = "mode = \"aws\"\n[capture.aws]\nregion = \"eu-west-1\"\nendpoint_url = \"http://127.0.0.1:8700\"";
+        let c = parse(&with(aws)).unwrap();
+        assert_eq!(c.capture.mode, CaptureMode::Aws);
+        assert_eq!(c.capture.reconciler.concurrency, 4);
+        let azure = "[capture.azure]\nnic_id = \"/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/networkInterfaces/n\"";
+        assert!(parse(&with(&format!("mode = \"azure\"\n{azure}"))).is_ok());
+        for (c, needle) in [
+            ("mode = \"aws\"", "[capture.aws] section"),
+            ("mode = \"oci\"", "[capture.oci] section"),
+            (&format!("mode = \"aws\"\n{azure}"), "capture.azure"),
+            (
+                &format!("{aws}\n[capture.reconciler]\nconcurrency = 0"),
+                "capture.reconciler.concurrency",
+            ),
+            (
+                "mode = \"aws\"\n[capture.aws]\nendpoint_url = \"not a url\"",
+                "capture.aws",
+            ),
+            (
+                "mode = \"azure\"\n[capture.azure]\nnic_id = \"nic-1\"",
+                "capture.azure",
+            ),
+            ("mode = \"gcp\"", "unknown variant `gcp`"),
         ] {
             let e = parse(&with(c)).unwrap_err().to_string();
             assert!(e.contains(needle), "expected {needle} in {e}");

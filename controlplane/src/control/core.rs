@@ -12,6 +12,7 @@ use super::sam::{Owner, Sam, TrapEvent};
 use cer_bgp::route::{Community, Ipv4Prefix, NextHop, PathAttrs, Prefix};
 use cer_bgp::session::SessionEvent;
 use cer_bgp::speaker::{NeighborConfig, Speaker, SpeakerConfig};
+use cer_capture::{Desired, Intent};
 use cer_shared::feed::EndpointAction;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -40,6 +41,8 @@ pub struct Core {
     captured: BTreeSet<Ipv4Addr>,
     /// The VRRP gate of on-prem capture (set by the binary when configured).
     pub vrrp: Option<super::vrrp::SharedVrrp>,
+    /// Cloud capture: the reconciler this core feeds intents to.
+    pub reconciler: Option<cer_capture::Reconciler>,
     feed: Option<std::sync::mpsc::Sender<FeedOp>>,
     pub feed_status: SharedStatus,
     trap_log: VecDeque<TrapEvent>,
@@ -90,6 +93,7 @@ impl Core {
             fib: BTreeMap::new(),
             captured: BTreeSet::new(),
             vrrp: None,
+            reconciler: None,
             feed,
             feed_status,
             trap_log: VecDeque::new(),
@@ -241,6 +245,27 @@ impl Core {
                 let _ = feed.send(FeedOp::Capture(ip, capture, now));
             }
         }
+        // Cloud capture: the intent (and the path signature that fences
+        // every action planned from it) changes here, synchronously.
+        if let Some(r) = &self.reconciler {
+            if self.cfg.in_pool(ip) {
+                let intent = match self.sam.owner(&p) {
+                    Some(o) if !o.local => Intent {
+                        desired: Desired::Capture,
+                        signature: o.signature.0,
+                    },
+                    Some(o) => Intent {
+                        desired: Desired::Release,
+                        signature: o.signature.0,
+                    },
+                    None => Intent {
+                        desired: Desired::Release,
+                        signature: 0,
+                    },
+                };
+                r.set(ip, intent);
+            }
+        }
     }
 
     pub fn on_session(&mut self, ev: SessionEvent) {
@@ -264,6 +289,11 @@ impl Core {
                 );
                 if let Some(feed) = &self.feed {
                     let _ = feed.send(FeedOp::Ready);
+                }
+                // Captures are planned from converged routes only, so a
+                // restart never releases what the provider still delivers.
+                if let Some(r) = &self.reconciler {
+                    r.activate();
                 }
             }
         }
@@ -304,6 +334,42 @@ impl Core {
                 "dataplane_proxy_arp_entries": feed.captured,
                 "dataplane_gate_open": feed.proxy_arp_active,
             }),
+            CaptureMode::Aws | CaptureMode::Azure | CaptureMode::Oci => {
+                let st = self
+                    .reconciler
+                    .as_ref()
+                    .map(|r| r.status())
+                    .unwrap_or_default();
+                let count = |d: Desired, confirmed: bool| {
+                    st.ips
+                        .values()
+                        .filter(|s| {
+                            s.desired == d
+                                && (s.phase == cer_capture::reconciler::Phase::Confirmed)
+                                    == confirmed
+                        })
+                        .count()
+                };
+                json!({
+                    "mechanism": match c.mode {
+                        CaptureMode::Aws => "AWS: ENI secondary private IP (AssignPrivateIpAddresses with AllowReassignment, verified with DescribeNetworkInterfaces)",
+                        CaptureMode::Azure => "Azure: NIC ipConfiguration (removed from the old NIC, then created on ours; LRO polled)",
+                        _ => "OCI: VNIC secondary private IP (UpdatePrivateIp move or CreatePrivateIp, if-match etag)",
+                    },
+                    "provider": st.provider_detail,
+                    "provider_error": st.provider_error,
+                    "reconciler_running": st.running,
+                    "reconciler_active": st.active,
+                    "captures_confirmed": count(Desired::Capture, true),
+                    "captures_pending": count(Desired::Capture, false),
+                    "releases_confirmed": count(Desired::Release, true),
+                    "releases_pending": count(Desired::Release, false),
+                    "in_flight": st.in_flight,
+                    "errors_total": st.errors_total,
+                    "fenced_total": st.fenced_total,
+                    "throttled_until_unix_ms": st.throttled_until_ms,
+                })
+            }
         };
         if let Some(ip) = ip {
             v["this_ip"] = json!(match c.mode {
@@ -313,9 +379,62 @@ impl Core {
                 CaptureMode::Onprem if self.captured.contains(&ip) =>
                     "captured here, but the gate is closed (not VRRP master): the dataplane stays silent".to_string(),
                 CaptureMode::Onprem => "not captured here (owned here, not in the pool, or no owner)".to_string(),
+                CaptureMode::Aws | CaptureMode::Azure | CaptureMode::Oci => {
+                    match self.reconciler.as_ref().and_then(|r| r.ip_status(ip)) {
+                        None if self.cfg.in_pool(ip) => "no capture action: no owner has been seen for it".to_string(),
+                        None => "not in the pool: never captured".to_string(),
+                        Some(s) => {
+                            let what = match s.desired {
+                                Desired::Capture => "capture onto this router's NIC (owned by a remote node)",
+                                Desired::Release => "release from this router's NIC (owned here or by nobody)",
+                            };
+                            let state = match s.phase {
+                                cer_capture::reconciler::Phase::Confirmed => "confirmed by the provider".to_string(),
+                                cer_capture::reconciler::Phase::Settling => "looks right; an older accepted change may still land, re-observing".to_string(),
+                                cer_capture::reconciler::Phase::Waiting => "waiting (provider client not ready or BGP not converged)".to_string(),
+                                cer_capture::reconciler::Phase::Pending => "queued".to_string(),
+                                cer_capture::reconciler::Phase::InFlight => "in flight at the provider".to_string(),
+                                cer_capture::reconciler::Phase::Backoff => format!("failed {} time(s), retrying: {}", s.attempts, s.last_error.clone().unwrap_or_default()),
+                            };
+                            format!("{what}: {state}")
+                        }
+                    }
+                }
             });
+            if let Some(s) = self.reconciler.as_ref().and_then(|r| r.ip_status(ip)) {
+                v["this_ip_detail"] = json!(s);
+                let overlay = self.fib.get(&ip).and_then(|e| e.action.clone()).is_some();
+                if overlay
+                    && s.desired == Desired::Capture
+                    && s.phase != cer_capture::reconciler::Phase::Confirmed
+                {
+                    v["note"] = json!("the overlay path is ready, but the provider has not confirmed the capture yet: local workloads reach this CER for it only once it does");
+                }
+            }
         }
         v
+    }
+
+    /// Stale capture actions skipped, for `explain` and the admin API.
+    fn fencing_json(&self, ip: Option<Ipv4Addr>) -> Value {
+        let Some(r) = &self.reconciler else {
+            return json!({
+                "stale_actions_fenced": 0,
+                "note": format!("no capture actions are planned in capture mode \"{}\" (only the cloud modes call a provider)", self.cfg.capture.mode.name()),
+            });
+        };
+        let st = r.status();
+        let recent: Vec<_> = st
+            .recent_fenced
+            .iter()
+            .filter(|f| ip.is_none_or(|ip| f.ip == ip))
+            .collect();
+        json!({
+            "stale_actions_fenced": ip.and_then(|ip| st.ips.get(&ip)).map(|s| s.fenced).unwrap_or(st.fenced_total),
+            "fenced_total_all_ips": st.fenced_total,
+            "recent": recent,
+            "note": "an action planned from a path signature that is no longer current is skipped before its provider call, never executed",
+        })
     }
 
     fn answer(&mut self, req: ControlRequest) -> Result<Value, String> {
@@ -379,6 +498,15 @@ impl Core {
                 json!({"advertised": ip, "local_pref": pref, "previous_owner_local_pref": current.map(|c| c.1)})
             }
             ControlRequest::Explain { ip } => self.explain(ip),
+            ControlRequest::Capture => {
+                let mut v = self.capture_json(None);
+                v["mode"] = json!(self.cfg.capture.mode.name());
+                v["fencing"] = self.fencing_json(None);
+                if let Some(r) = &self.reconciler {
+                    v["ips"] = json!(r.status().ips);
+                }
+                v
+            }
         })
     }
 
@@ -528,10 +656,7 @@ impl Core {
                 "synced": feed.ready && feed.connected,
             },
             "capture": self.capture_json(Some(ip)),
-            "fencing": {
-                "stale_actions_fenced": 0,
-                "note": "no capture actions are planned without a capture plane",
-            },
+            "fencing": self.fencing_json(Some(ip)),
             "no_nat_proof": [
                 format!("inner: tcpdump -ni <lan-interface> -c 5 'host {ip}': src/dst are the workload /32s, unchanged end to end"),
                 format!("outer: tcpdump -ni <wan-interface> -c 5 'host {me}': outer src/dst are the CER transport addresses; decode the inner header (tshark -d udp.port==PORT,ip for FOU) and compare it with the inner capture byte for byte (TTL aside)"),

@@ -4,6 +4,7 @@
 //! `admin` (JSON API for cerctl) hang off it.
 
 pub mod admin;
+pub mod capture;
 pub mod config;
 pub mod core;
 pub mod endpoints;
