@@ -6,7 +6,7 @@
 
 use aws_config::imds::client::error::ImdsError;
 use aws_sdk_ec2::config::http::HttpResponse;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use cer_capture::{CaptureError, ErrorKind};
 
 /// Provider name used in every error.
@@ -36,6 +36,25 @@ const TRANSIENT_CODES: &[&str] = &[
     "RequestTimeoutException",
     "IDPCommunicationError",
 ];
+
+/// An error and its sources, outermost first, joined with ": " on one line (repeated
+/// texts, which the SDK's layered errors produce, are dropped).
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let text = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
 
 /// The kind of an EC2 service error, from its code and HTTP status.
 pub fn kind_of(code: Option<&str>, status: u16) -> ErrorKind {
@@ -72,12 +91,9 @@ where
             );
             (kind, message)
         }
-        SdkError::TimeoutError(_) => (
-            ErrorKind::Transient,
-            format!("timed out: {}", DisplayErrorContext(&err)),
-        ),
+        SdkError::TimeoutError(_) => (ErrorKind::Transient, format!("timed out: {}", chain(&err))),
         SdkError::DispatchFailure(d) => {
-            let text = DisplayErrorContext(&err).to_string();
+            let text = chain(&err);
             let kind = if d.is_io() || d.is_timeout() {
                 ErrorKind::Transient
             } else if d.is_user() || credentials_problem(&text) {
@@ -93,13 +109,13 @@ where
             } else {
                 ErrorKind::Transient
             },
-            format!("unreadable reply: {}", DisplayErrorContext(&err)),
+            format!("unreadable reply: {}", chain(&err)),
         ),
         SdkError::ConstructionFailure(_) => {
-            let text = DisplayErrorContext(&err).to_string();
+            let text = chain(&err);
             (ErrorKind::Config, format!("request not built: {text}"))
         }
-        _ => (ErrorKind::Transient, DisplayErrorContext(&err).to_string()),
+        _ => (ErrorKind::Transient, chain(&err)),
     };
     CaptureError::new(kind, PROVIDER, step, message)
 }
@@ -121,7 +137,7 @@ pub fn credentials_error(
     err: aws_credential_types::provider::error::CredentialsError,
 ) -> CaptureError {
     use aws_credential_types::provider::error::CredentialsError as C;
-    let detail = DisplayErrorContext(&err).to_string();
+    let detail = chain(&err);
     let (kind, message) = match &err {
         C::CredentialsNotLoaded(_) => (
             ErrorKind::Config,
@@ -143,7 +159,7 @@ pub fn credentials_error(
 /// Converts an IMDS failure for `path`.
 pub fn imds_error(path: &str, err: ImdsError) -> CaptureError {
     let hint = "set eni_id and region explicitly when not running on EC2";
-    let detail = DisplayErrorContext(&err).to_string();
+    let detail = chain(&err);
     let kind = match &err {
         ImdsError::ErrorResponse(r) => match r.response().status().as_u16() {
             429 => ErrorKind::Throttled,

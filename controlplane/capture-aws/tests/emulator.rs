@@ -212,6 +212,7 @@ async fn throttling_is_throttled() {
     emu.fault(json!({"provider": "aws", "action": "DescribeNetworkInterfaces", "kind": "throttle", "count": 10}))
         .await;
     let e = p.observe(ip("10.0.1.100")).await.unwrap_err();
+    eprintln!("throttled: {e}");
     assert_eq!(e.kind, ErrorKind::Throttled, "{e}");
     assert_eq!(e.provider, "aws");
     assert!(e.message.contains("RequestLimitExceeded"), "{e}");
@@ -234,6 +235,7 @@ async fn server_error_is_transient() {
     emu.fault(json!({"provider": "aws", "action": "DescribeNetworkInterfaces", "kind": "error", "count": 10}))
         .await;
     let e = p.observe(ip("10.0.1.100")).await.unwrap_err();
+    eprintln!("server error: {e}");
     assert_eq!(e.kind, ErrorKind::Transient, "{e}");
     assert!(e.message.contains("InternalError"), "{e}");
     assert!(e.message.contains("500"), "{e}");
@@ -262,6 +264,7 @@ async fn hung_endpoint_times_out() {
     .expect("observe hung past its timeout");
     let e = r.unwrap_err();
     let took = t0.elapsed();
+    eprintln!("hung endpoint after {took:?}: {e}");
     assert_eq!(e.kind, ErrorKind::Transient, "{e}");
     assert!(
         took <= OPERATION_TIMEOUT + Duration::from_secs(2),
@@ -280,6 +283,7 @@ async fn unreachable_endpoint_is_transient() {
         ..Default::default()
     };
     let e = AwsProvider::new(&cfg).await.unwrap_err();
+    eprintln!("unreachable: {e}");
     assert_eq!(e.kind, ErrorKind::Transient, "{e}");
 }
 
@@ -295,6 +299,7 @@ async fn imds_failure_is_reported() {
         ..Default::default()
     };
     let e = AwsProvider::new(&cfg).await.unwrap_err();
+    eprintln!("imds: {e}");
     assert!(e.step.starts_with("IMDS"), "{e}");
     assert_eq!(e.kind, ErrorKind::Transient, "{e}");
 }

@@ -39,6 +39,7 @@ async fn missing_credentials_is_a_config_error() {
         ..Default::default()
     };
     let e = AwsProvider::new(&cfg).await.unwrap_err();
+    eprintln!("no credentials: {e}");
     assert_eq!(e.kind, ErrorKind::Config, "{e}");
     assert_eq!(e.provider, "aws");
     assert!(e.message.contains("AWS_ACCESS_KEY_ID"), "{e}");
