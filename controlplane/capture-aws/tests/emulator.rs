@@ -332,3 +332,26 @@ async fn closed_fence_changes_nothing() {
     // Not ours: release needs no mutating call either.
     p.release(ip("10.0.1.100"), &fence).await.unwrap();
 }
+
+#[tokio::test]
+async fn lost_reply_is_transient_and_observe_tells_the_outcome() {
+    let emu = Emulator::start();
+    let p = provider(&emu).await;
+    emu.set_move_delay(0).await;
+    // EC2 executes the call but the reply never arrives: the caller cannot know, observe can.
+    emu.fault(json!({"provider": "aws", "action": "AssignPrivateIpAddresses", "kind": "timeout", "apply": true, "count": 10}))
+        .await;
+    let t0 = Instant::now();
+    let e = p
+        .capture(ip("10.0.1.101"), &Fence::open())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient, "{e}");
+    assert!(t0.elapsed() <= OPERATION_TIMEOUT + Duration::from_secs(2));
+    emu.clear_faults().await;
+    let ours = eventually(Duration::from_secs(5), || async {
+        p.observe(ip("10.0.1.101")).await.ok() == Some(Holding::Ours)
+    })
+    .await;
+    assert!(ours, "the executed capture is visible through observe");
+}
