@@ -9,7 +9,10 @@
 //! was killed) the manager closes the gate in the live tables and publishes,
 //! while every forwarding entry stays (non-stop forwarding); the controller's
 //! next full sync decides again. Sessions without the flag (`cerctl`'s
-//! one-shot commands) leave the gate as it is when they end.
+//! one-shot commands) leave the gate as it is when they end. A one-shot
+//! session supersedes the owner's (the newest session feeds); the owner's
+//! controller is alive and reconnects at once, so then the gate closes only
+//! if no owner says hello within `GATE_GRACE`.
 //!
 //! Duplicate holders: the manager polls each core's last offender (a
 //! sequence-locked record beside its counters) every loop turn, keeps the
@@ -96,6 +99,10 @@ pub struct Manager {
     expected_seq: u64,
     /// The session owning the proxy-ARP gate, and its client name.
     gate_session: Option<(u64, String)>,
+    /// The gate owner was superseded by a session without the flag (a
+    /// `cerctl` one-shot): its controller is alive and reconnects; the gate
+    /// closes at this deadline unless an owner says hello first.
+    gate_grace: Option<Instant>,
     /// Per core: the sequence of the last offender already taken in.
     dup_seen: Vec<u64>,
     /// Recent duplicate holders, newest first, with when each was last logged.
@@ -140,6 +147,7 @@ impl Manager {
             session: 0,
             expected_seq: 1,
             gate_session: None,
+            gate_grace: None,
             dup_seen: Vec::new(),
             dup_holders: Vec::new(),
         }
@@ -165,6 +173,9 @@ impl Manager {
             let now = Instant::now();
             self.drain_learned(now);
             self.poll_duplicates(now);
+            if self.gate_grace.is_some_and(|d| now >= d) {
+                self.gate_owner_gone(0, Some("superseded and no owner reconnected"));
+            }
             if now.duration_since(last_age) >= Duration::from_secs(1) {
                 self.fib.age(now);
                 last_age = now;
@@ -190,6 +201,7 @@ impl Manager {
                 if capture_gate {
                     log::info!("feed session {session} ({client}) owns the capture gate");
                     self.gate_session = Some((session, client.clone()));
+                    self.gate_grace = None;
                     self.feed.gate_owner_connected = true;
                 }
                 // The newest session wins: a restarted controller takes over.
@@ -234,7 +246,21 @@ impl Manager {
                     .as_ref()
                     .is_some_and(|(s, _)| *s == session)
                 {
-                    self.gate_owner_gone(session, error.as_deref());
+                    let superseded = session != self.session
+                        && error.as_deref().is_some_and(|e| e.contains(SUPERSEDED));
+                    if superseded {
+                        // A one-shot session took the feed; the controller
+                        // reconnects at once (the close came from its next
+                        // message). Do not flap the gate for that.
+                        self.gate_grace = Some(Instant::now() + GATE_GRACE);
+                        self.feed.gate_owner_connected = false;
+                        log::info!(
+                            "feed session {session} (capture gate owner) superseded; \
+                             the gate closes in {GATE_GRACE:?} unless its controller reconnects"
+                        );
+                    } else {
+                        self.gate_owner_gone(session, error.as_deref());
+                    }
                 }
                 // Refused messages were counted when answered; this counts
                 // sessions that failed before or outside that (bad hello, garbage).
@@ -255,7 +281,9 @@ impl Manager {
         let seq = msg.seq();
         let err = |message: String| DataplaneMsg::Error { seq, message };
         if session != self.session {
-            return err("this feed session was superseded by a newer connection".into());
+            return err(format!(
+                "this feed session was {SUPERSEDED} by a newer connection"
+            ));
         }
         let Some(seq_n) = seq else {
             return err("hello sent twice".into());
@@ -308,7 +336,8 @@ impl Manager {
     /// live tables (not in a sync another session may be staging), keep
     /// every forwarding entry.
     fn gate_owner_gone(&mut self, session: u64, error: Option<&str>) {
-        let client = self.gate_session.take().map(|(_, c)| c).unwrap_or_default();
+        self.gate_grace = None;
+        let (session, client) = self.gate_session.take().unwrap_or((session, String::new()));
         self.feed.gate_owner_connected = false;
         let why = error.unwrap_or("closed");
         if self.fib.close_proxy_gate() {
@@ -637,6 +666,13 @@ impl Manager {
     }
 }
 
+/// Word in the error a superseded session gets (and reports when it ends).
+const SUPERSEDED: &str = "superseded";
+
+/// How long a superseded gate owner's controller has to reconnect before
+/// the gate closes (it reconnects within its ping interval plus a resync).
+pub const GATE_GRACE: Duration = Duration::from_secs(3);
+
 /// Binds a Unix socket, replacing a stale file, creating the directory.
 pub fn bind_socket(path: &Path) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
@@ -916,6 +952,44 @@ mod tests {
         closed(&mut m, 2, None);
         assert!(m.published.load().proxy_arp.active);
         assert_eq!(m.feed.gate_closed_on_disconnect, 0);
+        // cerctl supersedes the owner (the owner's next message is refused,
+        // its session ends): the gate stays open while the controller
+        // reconnects, and closes if it does not.
+        hello(&mut m, 5, "cerctl", false);
+        let e = send(&mut m, 1, ControlMsg::Ping { seq: 4 });
+        let DataplaneMsg::Error { message, .. } = e else {
+            panic!("{e:?}")
+        };
+        closed(&mut m, 1, Some(&message));
+        assert!(m.published.load().proxy_arp.active, "gate flapped");
+        assert!(m.gate_grace.is_some());
+        controller_syncs(&mut m, 6);
+        assert!(m.gate_grace.is_none() && m.published.load().proxy_arp.active);
+        hello(&mut m, 7, "cerctl", false);
+        closed(&mut m, 6, Some(&message));
+        m.gate_grace = Some(Instant::now());
+        let (_tx, rx) = sync_channel(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let published = m.published.clone();
+        m.run(rx, stop);
+        stopper.join().unwrap();
+        assert!(
+            !published.load().proxy_arp.active,
+            "grace expired: gate closed"
+        );
+    }
+
+    #[test]
+    fn a_late_close_of_an_old_owner_is_ignored() {
+        let mut m = manager();
+        controller_syncs(&mut m, 1);
         // A stale owner's late close does not touch a newer owner's gate.
         controller_syncs(&mut m, 3);
         closed(&mut m, 1, Some("superseded"));
