@@ -316,6 +316,14 @@ fn forwarding_scenario(driver: Driver) -> Result<()> {
         "10.1.0.77 resolves to the router: {n}"
     );
     t.cerctl(&["feed", "garp", "lan", "10.1.0.77", "--count", "2"])?;
+    // The ack says the manager queued the burst; a polling core sends it
+    // (and counts it) on its next turn.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while counter(&t.admin, "events", "gratuitous_arp_sent") < 2
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(counter(&t.admin, "events", "gratuitous_arp_sent"), 2);
 
     // Garbage on the feed socket: refused, the dataplane keeps forwarding.
