@@ -669,6 +669,15 @@ fn onprem_failover_has_one_arp_holder_and_alarms_on_a_second() -> Result<()> {
         "cer-control B log:\n{}",
         tail(&blog, 20)
     );
+    let ctl = b.control.as_ref().context("cer-control B")?;
+    let ex = ctl.json(&["explain", CAPTURED])?;
+    assert!(
+        ex["capture"]["duplicate_holder"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("ALARM") && t.contains(FOREIGN_MAC)),
+        "explain names the duplicate holder: {}",
+        ex["capture"]
+    );
     // A's gate was closed: it saw the GARP but raised nothing.
     assert_eq!(counter(&a.admin, "events", "duplicate_holder_alarm"), 0);
 

@@ -223,6 +223,21 @@ struct PrivateIp {
     primary: bool,
 }
 
+/// The items of a successful list answer.
+fn list_items<'a>(step: &str, r: &'a OciResp) -> Result<&'a Vec<Value>, CaptureError> {
+    if !r.status.is_success() {
+        return Err(classify(step, r));
+    }
+    r.body.as_array().ok_or_else(|| {
+        CaptureError::new(
+            ErrorKind::Transient,
+            PROVIDER,
+            step,
+            "the answer is not a list",
+        )
+    })
+}
+
 fn private_ip(v: &Value) -> Option<PrivateIp> {
     Some(PrivateIp {
         id: v.get("id")?.as_str()?.to_string(),
@@ -372,17 +387,7 @@ impl OciProvider {
                 step,
             )
             .await?;
-        if !r.status.is_success() {
-            return Err(classify(step, &r));
-        }
-        let items = r.body.as_array().ok_or_else(|| {
-            CaptureError::new(
-                ErrorKind::Transient,
-                PROVIDER,
-                step,
-                "the answer is not a list",
-            )
-        })?;
+        let items = list_items(step, &r)?;
         Ok(items
             .iter()
             .filter(|v| v.get("ipAddress").and_then(Value::as_str) == Some(a.as_str()))
@@ -568,17 +573,7 @@ impl CaptureProvider for OciProvider {
             let r = self
                 .call(Method::GET, "/privateIps", &query, None, None, step)
                 .await?;
-            if !r.status.is_success() {
-                return Err(classify(step, &r));
-            }
-            let items = r.body.as_array().ok_or_else(|| {
-                CaptureError::new(
-                    ErrorKind::Transient,
-                    PROVIDER,
-                    step,
-                    "the answer is not a list",
-                )
-            })?;
+            let items = list_items(step, &r)?;
             out.extend(
                 items
                     .iter()

@@ -699,6 +699,9 @@ fn print_explain(d: &Value) {
     if let Some(n) = d["capture"]["note"].as_str() {
         println!("   note: {n}");
     }
+    if let Some(n) = d["capture"]["duplicate_holder"].as_str() {
+        println!("   {n}");
+    }
     println!(
         "6. Fencing: {} stale actions fenced for this /32 ({})",
         d["fencing"]["stale_actions_fenced"],

@@ -333,6 +333,8 @@ impl Core {
                 "captured_here": self.captured.len(),
                 "dataplane_proxy_arp_entries": feed.captured,
                 "dataplane_gate_open": feed.proxy_arp_active,
+                "duplicate_holder_alarms": feed.duplicate_holder_alarms,
+                "duplicate_holders": feed.duplicate_holders,
             }),
             CaptureMode::Aws | CaptureMode::Azure | CaptureMode::Oci => {
                 let st = self
@@ -401,6 +403,12 @@ impl Core {
                     }
                 }
             });
+            if let Some(d) = feed.duplicate_holders.iter().find(|d| d.ip == ip) {
+                v["duplicate_holder"] = json!(format!(
+                    "ALARM: another host ({} on port {}) claimed {ip} by ARP while this router answers for it ({} time(s)); two holders for one /32 is a failure: find and stop the other holder",
+                    d.mac, d.port, d.seen
+                ));
+            }
             if let Some(s) = self.reconciler.as_ref().and_then(|r| r.ip_status(ip)) {
                 v["this_ip_detail"] = json!(s);
                 let overlay = self.fib.get(&ip).and_then(|e| e.action.clone()).is_some();
