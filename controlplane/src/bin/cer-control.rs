@@ -77,10 +77,14 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
                 let st = vrrp::new_status(fifo, &instance);
                 vrrp_status = Some(st.clone());
                 let (fifo, tx) = (fifo.clone(), tx.clone());
+                let opts = vrrp::FollowOptions {
+                    keepalived_pid_file: cfg.capture.keepalived_pid_file.clone(),
+                    stop: None,
+                };
                 std::thread::Builder::new()
                     .name("vrrp-gate".into())
                     .spawn(move || {
-                        vrrp::follow(fifo, instance, st, move |open, why| {
+                        vrrp::follow_with(fifo, instance, st, opts, move |open, why| {
                             log::info!(
                                 "proxy-ARP gate {}: {why}",
                                 if open { "open" } else { "closed" }

@@ -135,6 +135,12 @@ pub struct Capture {
     pub vrrp_notify_fifo: Option<PathBuf>,
     /// The VRRP instance (or sync group) to follow.
     pub vrrp_instance: Option<String>,
+    /// keepalived's pid file (`keepalived -p`, e.g. `/run/keepalived.pid`).
+    /// When the VRRP state is unknown after (re)opening the notify FIFO (e.g.
+    /// right after cer-control starts while keepalived runs on), cer-control
+    /// sends SIGHUP once to that pid so keepalived rewrites its states; this
+    /// needs `fifo_write_vrrp_states_on_reload` in keepalived's `global_defs`.
+    pub keepalived_pid_file: Option<PathBuf>,
     /// One site, one router, one owner: proxy ARP without VRRP. Must be said explicitly.
     #[serde(default)]
     pub single_router: bool,
@@ -161,6 +167,7 @@ impl Default for Capture {
             mode: CaptureMode::None,
             vrrp_notify_fifo: None,
             vrrp_instance: None,
+            keepalived_pid_file: None,
             single_router: false,
             garp_count: d_garp(),
             aws: None,
@@ -467,6 +474,14 @@ impl ControlConfig {
                 "vrrp_notify_fifo / single_router need mode = \"onprem\"".into(),
             ));
         }
+        if c.keepalived_pid_file.is_some()
+            && (c.mode != CaptureMode::Onprem || c.vrrp_notify_fifo.is_none())
+        {
+            return Err(bad(
+                "capture.keepalived_pid_file".into(),
+                "is only for mode = \"onprem\" with vrrp_notify_fifo (it asks keepalived to rewrite its VRRP states)".into(),
+            ));
+        }
         for (name, present) in [
             ("aws", c.aws.is_some()),
             ("azure", c.azure.is_some()),
@@ -670,6 +685,14 @@ remote = "10.10.0.3"
         assert_eq!(c.capture.mode, CaptureMode::Onprem);
         assert_eq!(c.capture.garp_count, 3);
         assert!(parse(&with("mode = \"onprem\"\nsingle_router = true")).is_ok());
+        let c = parse(&with(
+            "mode = \"onprem\"\nvrrp_notify_fifo = \"/run/k.fifo\"\nvrrp_instance = \"VI_1\"\nkeepalived_pid_file = \"/run/keepalived.pid\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.capture.keepalived_pid_file.as_deref(),
+            Some(std::path::Path::new("/run/keepalived.pid"))
+        );
         assert_eq!(parse(GOOD).unwrap().capture.mode, CaptureMode::None);
         for (c, needle) in [
             ("mode = \"onprem\"", "capture.vrrp_notify_fifo"),
@@ -682,6 +705,14 @@ remote = "10.10.0.3"
                 "capture.single_router",
             ),
             ("single_router = true", "capture.mode"),
+            (
+                "mode = \"onprem\"\nsingle_router = true\nkeepalived_pid_file = \"/run/k.pid\"",
+                "capture.keepalived_pid_file",
+            ),
+            (
+                "keepalived_pid_file = \"/run/k.pid\"",
+                "capture.keepalived_pid_file",
+            ),
             ("mode = \"aws\"", "aws"),
             (
                 "mode = \"onprem\"\nsingle_router = true\ngarp_count = 200",
