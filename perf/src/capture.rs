@@ -212,7 +212,10 @@ fn stats(mut v: Vec<u64>) -> Value {
 }
 
 async fn measure(provider: &str, args: &Args) -> Result<Value> {
-    let dir = std::env::temp_dir().join(format!("cer-bench-capture-{}-{provider}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "cer-bench-capture-{}-{provider}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir)?;
     let emu = Emulator::start(&args.emulator, &seed(provider, &args.fixtures)?, &dir)?;
     let p = client(provider, &emu.url, &args.fixtures).await?;
@@ -248,7 +251,10 @@ async fn measure(provider: &str, args: &Args) -> Result<Value> {
                 }
             }
             if t0.elapsed() > Duration::from_secs(60) {
-                bail!("{provider}: move {i} not confirmed within 60 s: {:?}", r.ip_status(POOL_IP));
+                bail!(
+                    "{provider}: move {i} not confirmed within 60 s: {:?}",
+                    r.ip_status(POOL_IP)
+                );
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
