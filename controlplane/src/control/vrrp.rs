@@ -25,6 +25,9 @@
 //! of the FIFO, so the reader sees EOF and reopens; it does not signal again
 //! until keepalived has reported a state for our instance (no reload loops).
 //! A missing or stale pid file is a logged warning: the gate stays closed.
+//! keepalived 2.2.7 (Debian 12) rewrites BACKUP and FAULT states on reload
+//! but not MASTER (checked against the real daemon in tests/tests/vrrp.rs), so
+//! there the master's gate stays closed until the next transition.
 
 use serde::Serialize;
 use std::io::{BufRead, BufReader};
