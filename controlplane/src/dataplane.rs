@@ -80,6 +80,7 @@ pub fn parse_via(s: &str) -> Result<NextHop> {
         None => Ok(NextHop {
             port: s.to_string(),
             gateway: None,
+            gateway6: None,
         }),
         Some((port, gw)) => Ok(NextHop {
             port: port.to_string(),
@@ -87,6 +88,7 @@ pub fn parse_via(s: &str) -> Result<NextHop> {
                 gw.parse()
                     .with_context(|| format!("'{s}': '{gw}' is not an IPv4 gateway"))?,
             ),
+            gateway6: None,
         }),
     }
 }

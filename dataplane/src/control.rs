@@ -18,15 +18,19 @@
 //! sequence-locked record beside its counters) every loop turn, keeps the
 //! recent ones for the admin view and the feed acks, and logs each at
 //! error level (once per (ip, mac) every 10 s).
+//!
+//! Neighbor discovery: the manager records the IPv6 neighbors the cores
+//! report (`Learn6`) and, every RA interval, asks the first core to send the
+//! precomputed Router Advertisement of each `unnumbered` port.
 
 use crate::counters::{CoreStats, DropReason, Event};
 use crate::fib::Fib;
-use crate::pipeline::{CoreCommand, Learn};
+use crate::pipeline::{CoreCommand, Learn, Learn6};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use cer_shared::admin::{
-    AdminRequest, AdminResponse, CoreCounters, FeedState, NeighborState, PortState, ProxyArpState,
-    SnapshotState,
+    AdminRequest, AdminResponse, CoreCounters, FeedState, Neighbor6State, NeighborState,
+    Neighbors6State, PortLinkLocal, PortState, ProxyArpState, SnapshotState,
 };
 use cer_shared::feed::{
     ControlMsg, DataplaneMsg, DuplicateHolder, FeedCommand, FEED_PROTOCOL_VERSION,
@@ -94,6 +98,14 @@ pub struct Manager {
     pub port_state: PortStateFn,
     /// WireGuard peers' published state (set by the engine after `new`).
     pub wg_state: Vec<WgTunnelState>,
+    /// IPv6 neighbors from the cores (the engine hands the same queue to
+    /// each core's `Worker::set_nd`).
+    pub learn6: Arc<ArrayQueue<Learn6>>,
+    /// Per port (config order): link-local address and whether RAs go out.
+    pub link_locals: Vec<(std::net::Ipv6Addr, bool)>,
+    /// Router Advertisement interval on unnumbered ports.
+    pub ra_interval: Duration,
+    next_ra: Option<Instant>,
     feed: FeedState,
     session: u64,
     expected_seq: u64,
@@ -143,6 +155,10 @@ impl Manager {
             boot_id,
             port_state,
             wg_state: Vec::new(),
+            learn6: Arc::new(ArrayQueue::new(1024)),
+            link_locals: Vec::new(),
+            ra_interval: Duration::from_secs(10),
+            next_ra: None,
             feed: FeedState::default(),
             session: 0,
             expected_seq: 1,
@@ -172,6 +188,7 @@ impl Manager {
             }
             let now = Instant::now();
             self.drain_learned(now);
+            self.router_adverts(now);
             self.poll_duplicates(now);
             if self.gate_grace.is_some_and(|d| now >= d) {
                 self.gate_owner_gone(0, Some("superseded and no owner reconnected"));
@@ -187,6 +204,29 @@ impl Manager {
     pub fn drain_learned(&mut self, now: Instant) {
         while let Some(l) = self.learn.pop() {
             self.fib.learn(l, now);
+        }
+        while let Some(l) = self.learn6.pop() {
+            self.fib.learn6(l, now);
+        }
+    }
+
+    /// Asks the first core to send each unnumbered port's Router
+    /// Advertisement, at start and then every `ra_interval`.
+    pub fn router_adverts(&mut self, now: Instant) {
+        if self.next_ra.is_some_and(|t| now < t) {
+            return;
+        }
+        self.next_ra = Some(now + self.ra_interval);
+        let Some(q) = self.commands.first() else {
+            return;
+        };
+        for (port, (_, unnumbered)) in self.link_locals.iter().enumerate() {
+            if *unnumbered
+                && q.push(CoreCommand::RouterAdvert { port: port as u16 })
+                    .is_err()
+            {
+                log::warn!("core command queue full: router advertisement skipped");
+            }
         }
     }
 
@@ -530,6 +570,38 @@ impl Manager {
         out
     }
 
+    fn neighbors6(&self) -> Neighbors6State {
+        let names: Vec<String> = self.fib.port_names().map(String::from).collect();
+        let now = Instant::now();
+        let mut neighbors: Vec<Neighbor6State> = self
+            .fib
+            .learned6
+            .iter()
+            .map(|((p, ip), n)| Neighbor6State {
+                port: names[*p as usize].clone(),
+                ip: *ip,
+                mac: MacAddr(n.mac),
+                state: if n.stale { "stale" } else { "reachable" }.into(),
+                router: n.router,
+                confirmed_secs_ago: now.saturating_duration_since(n.confirmed).as_secs(),
+            })
+            .collect();
+        neighbors.sort_by(|a, b| (&a.port, a.ip).cmp(&(&b.port, b.ip)));
+        Neighbors6State {
+            ports: self
+                .link_locals
+                .iter()
+                .zip(&names)
+                .map(|((ll, unnumbered), name)| PortLinkLocal {
+                    port: name.clone(),
+                    link_local: *ll,
+                    unnumbered: *unnumbered,
+                })
+                .collect(),
+            neighbors,
+        }
+    }
+
     fn snapshot_state(&self) -> SnapshotState {
         let s = self.fib.current();
         SnapshotState {
@@ -645,6 +717,7 @@ impl Manager {
             AdminRequest::Counters => json!(self.counters()),
             AdminRequest::Ports => json!((self.port_state)()),
             AdminRequest::Neighbors => json!(self.neighbors()),
+            AdminRequest::Neighbors6 => json!(self.neighbors6()),
             AdminRequest::ProxyArp => json!(self.proxy()),
             AdminRequest::Snapshot => json!(self.snapshot_state()),
             AdminRequest::Feed => json!(self.feed),
@@ -657,6 +730,7 @@ impl Manager {
                 "feed": self.feed,
                 "ports": (self.port_state)(),
                 "neighbors": self.neighbors(),
+                "neighbors6": self.neighbors6(),
                 "proxy_arp": self.proxy(),
                 "tunnels": self.tunnels(),
                 "cores": self.counters(),

@@ -61,6 +61,14 @@ named_enum! {
         ReassemblySourceLimit => "reassembly_per_source_limit",
         Wireguard => "wireguard_not_owned_queue_full",
         NeighborUnresolved => "neighbor_unresolved",
+        Neighbor6Unresolved => "neighbor6_unresolved",
+        Ipv6Malformed => "ipv6_malformed",
+        Ipv6BadSource => "ipv6_bad_source",
+        Ipv6NotForUs => "ipv6_not_for_us",
+        Icmpv6Malformed => "icmpv6_malformed",
+        Icmpv6BadChecksum => "icmpv6_bad_checksum",
+        NdBadHopLimit => "nd_hop_limit_not_255",
+        NdMalformed => "nd_malformed",
         FragNeeded => "fragmentation_needed",
         FragFailed => "fragmentation_failed",
         NoExceptionPath => "no_exception_path",
@@ -97,6 +105,13 @@ named_enum! {
         Reassembled => "outer_reassembled",
         WgControlSent => "wireguard_control_sent",
         WgHandedOff => "wireguard_handed_off",
+        RouterAdvertSent => "nd_router_advert_sent",
+        NeighborAdvertSent => "nd_neighbor_advert_sent",
+        NeighborSolicitSent => "nd_neighbor_solicit_sent",
+        NeighborSolicitSuppressed => "nd_neighbor_solicit_rate_limited",
+        NdLearned => "nd_learned",
+        NdLearnQueueFull => "nd_learn_queue_full",
+        NdConsumed => "nd_consumed_no_tap",
     }
 }
 

@@ -537,6 +537,24 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         port_state,
     );
     manager.wg_state = wg_state;
+    manager.ra_interval = Duration::from_secs(u64::from(dp.ra_interval_secs));
+    manager.link_locals = pcfg
+        .ports
+        .iter()
+        .zip(&cfg.ports)
+        .map(|(info, p)| (crate::nd::link_local(info.mac), p.unnumbered))
+        .collect();
+    for (p, (ll, unnumbered)) in cfg.ports.iter().zip(&manager.link_locals) {
+        if *unnumbered {
+            log::info!(
+                "port {}: unnumbered, router advertisements from {ll} every {} s",
+                p.name,
+                dp.ra_interval_secs
+            );
+        }
+    }
+    let learn6 = manager.learn6.clone();
+    let ra_lifetime = crate::nd::router_lifetime(dp.ra_interval_secs);
     let mgr_stop = stop.clone();
     let manager_thread = std::thread::Builder::new()
         .name("manager".into())
@@ -559,12 +577,14 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             commands: commands[k].clone(),
             stats: stats[k].clone(),
         };
-        let mut worker = Worker::new(pcfg.clone(), links).with_wireguard(
-            k,
-            ncores,
-            std::mem::take(&mut wg_owned[k]),
-            wg_handoff.clone(),
-        );
+        let mut worker = Worker::new(pcfg.clone(), links)
+            .with_wireguard(
+                k,
+                ncores,
+                std::mem::take(&mut wg_owned[k]),
+                wg_handoff.clone(),
+            )
+            .with_nd(learn6.clone(), ra_lifetime);
         let mut io = DpdkIo::new(io_ports.clone(), k as u16, pool.clone());
         let stop = stop.clone();
         let adaptive = dp.poll_mode == PollMode::Adaptive;

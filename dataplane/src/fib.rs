@@ -6,15 +6,17 @@
 //! sync stages a complete new feed state and swaps it in at `SyncEnd`, so the
 //! cores never see a half-synced FIB.
 
-use crate::pipeline::Learn;
+use crate::pipeline::{Learn, Learn6};
 use crate::snapshot::{
-    EndpointAction, ExactTable, Hop, HopGroup, Lpm, Neighbor, NeighborStatus, NeighborTable,
-    ProxyArp, Route, Snapshot, MAX_ECMP,
+    EndpointAction, ExactTable, Gateways6, Hop, HopGroup, Lpm, Neighbor, Neighbor6Table,
+    NeighborStatus, NeighborTable, ProxyArp, Route, Snapshot, GATEWAY6_BASE, MAX_ECMP,
+    MAX_GATEWAYS6,
 };
 use cer_shared::config::NodeConfig;
 use cer_shared::feed::{self, FibChange};
 use cer_shared::Ipv4Prefix;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::Ipv6Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,16 @@ pub struct LearnedNeighbor {
     pub mac: [u8; 6],
     pub confirmed: Instant,
     pub stale: bool,
+}
+
+/// An IPv6 neighbor learned from RA, NS or NA.
+#[derive(Debug, Clone, Copy)]
+pub struct LearnedNeighbor6 {
+    pub mac: [u8; 6],
+    pub confirmed: Instant,
+    pub stale: bool,
+    /// Seen advertising itself as a router (RA, or NA with the R flag).
+    pub router: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -70,6 +82,11 @@ pub struct Fib {
     pub feed: FeedTables,
     staging: Option<FeedTables>,
     pub learned: HashMap<(u16, u32), LearnedNeighbor>,
+    pub learned6: HashMap<(u16, Ipv6Addr), LearnedNeighbor6>,
+    /// IPv6 gateways of feed routes; a gateway's index + `GATEWAY6_BASE` is
+    /// its synthetic IPv4 next-hop key (stable for the process's life).
+    gateways6: Vec<(u16, Ipv6Addr)>,
+    gateway6_keys: HashMap<(u16, Ipv6Addr), u32>,
     dirty: Dirty,
     version: u64,
     last: Arc<Snapshot>,
@@ -93,6 +110,9 @@ impl Fib {
             feed: FeedTables::default(),
             staging: None,
             learned: HashMap::new(),
+            learned6: HashMap::new(),
+            gateways6: Vec::new(),
+            gateway6_keys: HashMap::new(),
             dirty: Dirty::all(),
             version: 0,
             last: Arc::new(Snapshot::empty(n)),
@@ -239,7 +259,40 @@ impl Fib {
         Ok(())
     }
 
+    /// The synthetic next-hop key of an IPv6 gateway on `port` (assigned on
+    /// first use; None when the key space is exhausted).
+    fn gateway6_key(&mut self, port: u16, ip: Ipv6Addr) -> Option<u32> {
+        if let Some(k) = self.gateway6_keys.get(&(port, ip)) {
+            return Some(*k);
+        }
+        if self.gateways6.len() >= MAX_GATEWAYS6 {
+            return None;
+        }
+        let key = GATEWAY6_BASE + self.gateways6.len() as u32;
+        self.gateways6.push((port, ip));
+        self.gateway6_keys.insert((port, ip), key);
+        self.dirty.neighbors = true;
+        Some(key)
+    }
+
     fn apply_resolved(&mut self, resolved: Resolved) {
+        let resolved = match resolved {
+            Resolved::RouteSetVia(k, hops) => {
+                let mut g = HopGroup::default();
+                for (port, gw) in hops {
+                    let gateway = match gw {
+                        Gateway::V4(ip) => ip,
+                        Gateway::V6(ip) => match self.gateway6_key(port, ip) {
+                            Some(key) => key,
+                            None => continue,
+                        },
+                    };
+                    g.hops.push(Hop { port, gateway });
+                }
+                Resolved::RouteSet(k, g)
+            }
+            other => other,
+        };
         let in_sync = self.staging.is_some();
         let t = match self.staging.as_mut() {
             Some(s) => s,
@@ -256,6 +309,7 @@ impl Fib {
                 t.routes.insert(k, g);
                 d.routes = true;
             }
+            Resolved::RouteSetVia(..) => unreachable!("converted above"),
             Resolved::RouteDel(k) => d.routes = t.routes.remove(&k).is_some(),
             Resolved::NeighborSet(k, mac) => {
                 t.neighbors.insert(k, mac);
@@ -310,11 +364,26 @@ impl Fib {
                         nexthops.len()
                     ));
                 }
-                let mut g = HopGroup::default();
+                let mut hops = Vec::with_capacity(nexthops.len());
                 for nh in nexthops {
                     let port = self.port(&nh.port)?;
-                    let gateway = match nh.gateway {
-                        Some(gw) => {
+                    let gateway = match (nh.gateway, nh.gateway6) {
+                        (Some(_), Some(_)) => {
+                            return Err(format!(
+                                "route {prefix}: next hop on '{}' has both gateway and gateway6",
+                                nh.port
+                            ))
+                        }
+                        (None, Some(gw6)) => {
+                            if !crate::nd::is_link_local_unicast(&gw6) {
+                                return Err(format!(
+                                    "route {prefix}: gateway6 {gw6} is not an IPv6 link-local unicast address (fe80::/10)"
+                                ));
+                            }
+                            hops.push((port, Gateway::V6(gw6)));
+                            continue;
+                        }
+                        (Some(gw), None) => {
                             if !self.ports[port as usize].subnet.contains(gw) {
                                 return Err(format!(
                                     "route {prefix}: gateway {gw} is not on port '{}' ({})",
@@ -323,11 +392,11 @@ impl Fib {
                             }
                             host(gw)?
                         }
-                        None => 0,
+                        (None, None) => 0,
                     };
-                    g.hops.push(Hop { port, gateway });
+                    hops.push((port, Gateway::V4(gateway)));
                 }
-                Resolved::RouteSet((u32::from(prefix.addr()), prefix.len()), g)
+                Resolved::RouteSetVia((u32::from(prefix.addr()), prefix.len()), hops)
             }
             FibChange::RouteDel { prefix } => {
                 Resolved::RouteDel((u32::from(prefix.addr()), prefix.len()))
@@ -363,11 +432,50 @@ impl Fib {
         }
     }
 
+    /// Records an IPv6 neighbor (RA, NS or NA) from a core.
+    pub fn learn6(&mut self, l: Learn6, now: Instant) {
+        if (l.port as usize) >= self.ports.len() {
+            return;
+        }
+        let router = l.router
+            || self
+                .learned6
+                .get(&(l.port, l.ip))
+                .is_some_and(|o| o.router && o.mac == l.mac);
+        let fresh = LearnedNeighbor6 {
+            mac: l.mac,
+            confirmed: now,
+            stale: false,
+            router,
+        };
+        match self.learned6.insert((l.port, l.ip), fresh) {
+            Some(old) if old.mac == l.mac && !old.stale => {}
+            _ => self.dirty.neighbors = true,
+        }
+    }
+
+    /// The IPv6 gateways of routes, by synthetic key order.
+    pub fn gateways6(&self) -> &[(u16, Ipv6Addr)] {
+        &self.gateways6
+    }
+
     /// Reachable -> stale after `reachable`; stale entries unconfirmed for
     /// `stale_gc` are removed.
     pub fn age(&mut self, now: Instant) {
         let (reachable, gc) = (self.reachable, self.stale_gc);
         let mut changed = false;
+        self.learned6.retain(|_, n| {
+            let age = now.saturating_duration_since(n.confirmed);
+            if age >= reachable + gc {
+                changed = true;
+                return false;
+            }
+            if age >= reachable && !n.stale {
+                n.stale = true;
+                changed = true;
+            }
+            true
+        });
         self.learned.retain(|_, n| {
             let age = now.saturating_duration_since(n.confirmed);
             if age >= reachable + gc {
@@ -438,9 +546,48 @@ impl Fib {
                     },
                 )
             }));
+            // An IPv4 next hop can never be in 0.0.0.0/8: those keys are the
+            // IPv6 gateways', resolved through the IPv6 neighbors.
+            entries.retain(|(_, ip, _)| !crate::snapshot::is_gateway6_key(*ip));
+            for (i, (port, ip)) in self.gateways6.iter().enumerate() {
+                if let Some(n) = self.learned6.get(&(*port, *ip)) {
+                    let status = if n.stale {
+                        NeighborStatus::Stale
+                    } else {
+                        NeighborStatus::Reachable
+                    };
+                    entries.push((
+                        *port,
+                        GATEWAY6_BASE + i as u32,
+                        Neighbor { mac: n.mac, status },
+                    ));
+                }
+            }
             Arc::new(NeighborTable::build(self.ports.len(), &entries))
         } else {
             prev.neighbors.clone()
+        };
+        let (neighbors6, gateways6) = if d.neighbors {
+            let entries: Vec<(u16, Ipv6Addr, Neighbor)> = self
+                .learned6
+                .iter()
+                .map(|((p, ip), n)| {
+                    let status = if n.stale {
+                        NeighborStatus::Stale
+                    } else {
+                        NeighborStatus::Reachable
+                    };
+                    (*p, *ip, Neighbor { mac: n.mac, status })
+                })
+                .collect();
+            (
+                Arc::new(Neighbor6Table::build(self.ports.len(), &entries)),
+                Arc::new(Gateways6 {
+                    list: self.gateways6.clone(),
+                }),
+            )
+        } else {
+            (prev.neighbors6.clone(), prev.gateways6.clone())
         };
         let proxy_arp = if d.proxy {
             Arc::new(ProxyArp {
@@ -461,6 +608,8 @@ impl Fib {
             neighbors,
             proxy_arp,
             tunnels: self.tunnels.clone(),
+            neighbors6,
+            gateways6,
         });
         self.last = snap.clone();
         self.dirty = Dirty::default();
@@ -469,10 +618,17 @@ impl Fib {
     }
 }
 
+/// A validated next-hop gateway before IPv6 ones get their synthetic key.
+enum Gateway {
+    V4(u32),
+    V6(Ipv6Addr),
+}
+
 enum Resolved {
     EndpointSet(u32, EndpointAction),
     EndpointDel(u32),
     RouteSet((u32, u8), HopGroup),
+    RouteSetVia((u32, u8), Vec<(u16, Gateway)>),
     RouteDel((u32, u8)),
     NeighborSet((u16, u32), [u8; 6]),
     NeighborDel((u16, u32)),
@@ -557,6 +713,7 @@ mod tests {
                 nexthops: vec![NextHop {
                     port: "lan".into(),
                     gateway: Some("10.2.0.1".parse().unwrap()),
+                    gateway6: None,
                 }],
             })
             .unwrap_err();
@@ -643,6 +800,7 @@ mod tests {
             nexthops: vec![NextHop {
                 port: "wan".into(),
                 gateway: Some("10.2.0.1".parse().unwrap()),
+                gateway6: None,
             }],
         })
         .unwrap();

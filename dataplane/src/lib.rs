@@ -4,12 +4,15 @@
 //! code runs on DPDK ports (`dpdk_io`) and on in-memory ports (tests,
 //! benchmarks). The manager thread (`manager`) owns the FIB, applies the
 //! control process's feed (`feed`) and publishes immutable `snapshot`s.
+//! IPv6 neighbor discovery (`nd`) serves BGP unnumbered and IPv4 routes via
+//! IPv6 link-local next hops.
 
 pub mod control;
 pub mod counters;
 pub mod dpdk_io;
 pub mod engine;
 pub mod fib;
+pub mod nd;
 pub mod packet;
 pub mod pipeline;
 pub mod reassembly;

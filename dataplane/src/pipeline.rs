@@ -8,17 +8,23 @@
 //! allocates from the heap, takes a lock or makes a syscall: generated
 //! packets (ARP, ICMP) reuse the packet that caused them, or come from the
 //! port I/O's buffer pool (an mbuf mempool under DPDK).
+//!
+//! IPv6 is not routed: neighbor discovery (`nd`) is answered and learned
+//! from here, and every IPv6 packet for the router also goes to the port's
+//! TAP, so the kernel there can run BGP over link-local addresses.
 
 use crate::counters::{CoreStats, DropReason, Event};
+use crate::nd::{self, Ipv6In, NdKind, NdMessage};
 use crate::packet::{PacketBuf, PortIo, BURST};
 use crate::reassembly::{Outcome, Reassembly};
-use crate::snapshot::{EndpointAction, NeighborStatus, Snapshot};
+use crate::snapshot::{is_gateway6_key, EndpointAction, NeighborStatus, Snapshot};
 use crate::tunnel::wireguard::{self as wg, WgOut, WgPeer};
 use crate::tunnel::{self, Decap, TunnelInfo};
 use crate::wire::{self, be16, be32, ip, put16, put32};
 use arc_swap::ArcSwap;
 use arrayvec::ArrayVec;
 use crossbeam_queue::ArrayQueue;
+use std::net::Ipv6Addr;
 use std::sync::Arc;
 
 /// Static facts about one physical port (from the node config).
@@ -93,10 +99,47 @@ pub struct Learn {
     pub mac: [u8; 6],
 }
 
+/// An IPv6 neighbor seen by a core (RA, NS or NA), for the manager to record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Learn6 {
+    pub port: u16,
+    pub ip: Ipv6Addr,
+    pub mac: [u8; 6],
+    /// It advertised itself as a router (RA, or NA with the R flag).
+    pub router: bool,
+}
+
 /// Work the manager asks of a core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CoreCommand {
-    GratuitousArp { port: u16, ip: u32 },
+    GratuitousArp {
+        port: u16,
+        ip: u32,
+    },
+    /// Send the port's (precomputed) Router Advertisement.
+    RouterAdvert {
+        port: u16,
+    },
+}
+
+/// Neighbor discovery facts of one port, computed once.
+struct PortNd {
+    /// The link-local address (EUI-64 from the port MAC).
+    ll: Ipv6Addr,
+    /// The Router Advertisement frame sent on `CoreCommand::RouterAdvert`.
+    ra: Box<[u8]>,
+}
+
+impl PortNd {
+    fn for_ports(ports: &[PortInfo], ra_lifetime_secs: u16) -> Vec<PortNd> {
+        ports
+            .iter()
+            .map(|p| PortNd {
+                ll: nd::link_local(p.mac),
+                ra: nd::router_advert(p.mac, ra_lifetime_secs).into_boxed_slice(),
+            })
+            .collect()
+    }
 }
 
 /// Queues between the manager and the cores (lock-free, bounded).
@@ -164,6 +207,9 @@ pub struct Worker<B: PacketBuf> {
     wg_cores: usize,
     wg_handoff: Option<Arc<WgHandoff<B>>>,
     wg_last_tick: u64,
+    nd: Vec<PortNd>,
+    /// Where IPv6 neighbors go (the manager's queue; `set_nd`).
+    learn6: Option<Arc<ArrayQueue<Learn6>>>,
 }
 
 /// Where a routed packet goes.
@@ -242,6 +288,8 @@ impl<B: PacketBuf> Worker<B> {
             wg_cores: 1,
             wg_handoff: None,
             wg_last_tick: 0,
+            nd: PortNd::for_ports(&cfg.ports, nd::router_lifetime(10)),
+            learn6: None,
             cfg,
             links,
         }
@@ -271,6 +319,18 @@ impl<B: PacketBuf> Worker<B> {
         self.wg_cores = cores.max(1);
         self.wg_peers = peers;
         self.wg_handoff = Some(handoff);
+    }
+
+    /// Connects IPv6 neighbor learning to the manager's queue and sets the
+    /// router lifetime the Router Advertisements carry.
+    pub fn set_nd(&mut self, learn6: Arc<ArrayQueue<Learn6>>, ra_lifetime_secs: u16) {
+        self.nd = PortNd::for_ports(&self.cfg.ports, ra_lifetime_secs);
+        self.learn6 = Some(learn6);
+    }
+
+    pub fn with_nd(mut self, learn6: Arc<ArrayQueue<Learn6>>, ra_lifetime_secs: u16) -> Self {
+        self.set_nd(learn6, ra_lifetime_secs);
+        self
     }
 
     pub fn stats(&self) -> &Arc<CoreStats> {
@@ -364,6 +424,22 @@ impl<B: PacketBuf> Worker<B> {
                     self.flush_all(io);
                 }
             }
+            CoreCommand::RouterAdvert { port } => {
+                let Some(nd) = self.nd.get(port as usize) else {
+                    return;
+                };
+                let Some(mut buf) = io.alloc() else {
+                    self.links.stats.dropped(DropReason::NoMbuf);
+                    return;
+                };
+                if !buf.set_len(nd.ra.len()) {
+                    return self.drop_pkt(DropReason::NoMbuf, buf);
+                }
+                buf.data_mut().copy_from_slice(&nd.ra);
+                self.links.stats.event(Event::RouterAdvertSent);
+                self.enqueue(io, port as usize, buf);
+                self.flush_all(io);
+            }
         }
     }
 
@@ -422,7 +498,9 @@ impl<B: PacketBuf> Worker<B> {
         if d.len() > usize::from(info.max_frame) {
             return self.drop_pkt(DropReason::Oversized, buf);
         }
-        if d[0..6] != info.mac && d[0..6] != wire::BROADCAST {
+        // IPv6 multicast (33:33:..) is checked by group in `ipv6`.
+        let ipv6_multicast = d[0] == 0x33 && d[1] == 0x33 && be16(d, 12) == wire::ETHERTYPE_IPV6;
+        if d[0..6] != info.mac && d[0..6] != wire::BROADCAST && !ipv6_multicast {
             let reason = if d[0] & 1 == 1 {
                 DropReason::L2Multicast
             } else {
@@ -433,13 +511,142 @@ impl<B: PacketBuf> Worker<B> {
         match be16(d, 12) {
             wire::ETHERTYPE_IPV4 => self.ipv4(io, snap, port, buf, 0),
             wire::ETHERTYPE_ARP => self.arp(io, snap, port, buf),
-            wire::ETHERTYPE_IPV6 if info.tap.is_some() => {
-                // IPv6 control traffic belongs to the kernel side for now.
-                let tap = info.tap.unwrap_or_default();
-                self.links.stats.event(Event::PuntedToTap);
-                self.enqueue(io, tap, buf)
-            }
+            wire::ETHERTYPE_IPV6 => self.ipv6(io, snap, port, buf),
             _ => self.drop_pkt(DropReason::UnsupportedEthertype, buf),
+        }
+    }
+
+    /// IPv6 for the router: neighbor discovery is validated, learned and
+    /// answered here; then the packet (ND included) goes to the port's TAP.
+    /// IPv6 is not routed.
+    fn ipv6<I: PortIo<Buf = B>>(&mut self, io: &mut I, snap: &Snapshot, port: usize, mut buf: B) {
+        let d = buf.data();
+        if d.len() < wire::ETH_LEN + nd::IPV6_LEN {
+            return self.drop_pkt(DropReason::Ipv6Malformed, buf);
+        }
+        let total = nd::IPV6_LEN + usize::from(be16(d, wire::ETH_LEN + 4));
+        let have = d.len() - wire::ETH_LEN;
+        if total > have {
+            return self.drop_pkt(DropReason::Ipv6Malformed, buf);
+        }
+        if have > total {
+            // Ethernet padding.
+            buf.trim(have - total);
+        }
+        match nd::classify(&buf.data()[wire::ETH_LEN..]) {
+            Err(reason) => self.drop_pkt(reason, buf),
+            Ok(Ipv6In::NotForUs) => self.drop_pkt(DropReason::Ipv6NotForUs, buf),
+            Ok(Ipv6In::ForUs) => match self.cfg.ports[port].tap {
+                Some(tap) => {
+                    self.links.stats.event(Event::PuntedToTap);
+                    self.enqueue(io, tap, buf)
+                }
+                None => self.drop_pkt(DropReason::NoExceptionPath, buf),
+            },
+            Ok(Ipv6In::Nd(m)) => {
+                let mut eth_src = [0u8; 6];
+                eth_src.copy_from_slice(&buf.data()[6..12]);
+                self.nd_input(io, snap, port, &m, eth_src);
+                match self.cfg.ports[port].tap {
+                    Some(tap) => {
+                        self.links.stats.event(Event::PuntedToTap);
+                        self.enqueue(io, tap, buf)
+                    }
+                    None => {
+                        self.links.stats.event(Event::NdConsumed);
+                        drop(buf);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Learns from a valid ND message and answers a solicitation for our
+    /// link-local address (router, solicited, override).
+    fn nd_input<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        port: usize,
+        m: &NdMessage,
+        eth_src: [u8; 6],
+    ) {
+        let mac = self.cfg.ports[port].mac;
+        if eth_src == mac || m.lladdr == Some(mac) {
+            // Our own frame looped back (or a MAC clash): never learn from it.
+            return;
+        }
+        let ll = self.nd[port].ll;
+        match m.kind {
+            NdKind::RouterAdvert { .. } => {
+                if let Some(l) = m.lladdr {
+                    self.learn6(snap, port, m.src, l, true);
+                }
+            }
+            NdKind::NeighborSolicit { target } => {
+                if m.src.is_unspecified() {
+                    // Duplicate address detection: the kernel side defends.
+                    return;
+                }
+                if let Some(l) = m.lladdr {
+                    self.learn6(snap, port, m.src, l, false);
+                }
+                if target != ll {
+                    return;
+                }
+                let Some(mut out) = io.alloc() else {
+                    self.links.stats.dropped(DropReason::NoMbuf);
+                    return;
+                };
+                if !out.set_len(nd::NA_LEN) {
+                    return self.drop_pkt(DropReason::NoMbuf, out);
+                }
+                nd::write_advert(out.data_mut(), mac, &m.src, m.lladdr.unwrap_or(eth_src));
+                self.links.stats.event(Event::NeighborAdvertSent);
+                self.enqueue(io, port, out);
+            }
+            NdKind::NeighborAdvert {
+                target,
+                router,
+                solicited,
+                ..
+            } => {
+                let l = m.lladdr.or((target == m.src).then_some(eth_src));
+                let known = snap.neighbors6.get(port as u16, &target).is_some();
+                if let Some(l) = l {
+                    if target != ll && (solicited || known) {
+                        self.learn6(snap, port, target, l, router);
+                    }
+                }
+            }
+            NdKind::RouterSolicit | NdKind::Redirect => {}
+        }
+    }
+
+    /// Queues an IPv6 neighbor for the manager unless the snapshot already
+    /// has it reachable at that MAC (RAs always go: they mark routers).
+    fn learn6(&self, snap: &Snapshot, port: usize, ip: Ipv6Addr, mac: [u8; 6], router: bool) {
+        if ip.is_unspecified() || ip.is_multicast() || ip == self.nd[port].ll {
+            return;
+        }
+        if !router {
+            if let Some(n) = snap.neighbors6.get(port as u16, &ip) {
+                if n.mac == mac && n.status == NeighborStatus::Reachable {
+                    return;
+                }
+            }
+        }
+        let Some(q) = &self.learn6 else { return };
+        let l = Learn6 {
+            port: port as u16,
+            ip,
+            mac,
+            router,
+        };
+        if q.push(l).is_ok() {
+            self.links.stats.event(Event::NdLearned);
+        } else {
+            self.links.stats.event(Event::NdLearnQueueFull);
         }
     }
 
@@ -491,7 +698,7 @@ impl<B: PacketBuf> Worker<B> {
         // Learn from ARP aimed at us (replies to our requests may come from
         // /32 endpoints outside the port's subnet); unsolicited ARP (GARP)
         // only refreshes entries we already have.
-        if spa != 0 && spa >> 28 < 14 && spa != u32::MAX && !self.is_local(spa) {
+        if spa >> 24 != 0 && spa >> 28 < 14 && spa != u32::MAX && !self.is_local(spa) {
             let known = snap.neighbors.get(port as u16, spa);
             let refresh = match known {
                 Some(n) if n.status == NeighborStatus::Static => false,
@@ -820,13 +1027,22 @@ impl<B: PacketBuf> Worker<B> {
             return self.drop_pkt(DropReason::NoRoute, buf);
         };
         let Some(neigh) = snap.neighbors.get(out as u16, nh) else {
+            if is_gateway6_key(nh) {
+                // An IPv6 link-local gateway (RFC 5549): solicit it.
+                self.links.stats.dropped(DropReason::Neighbor6Unresolved);
+                return self.solicit(io, snap, out, nh, None, Some(buf));
+            }
             self.links.stats.dropped(DropReason::NeighborUnresolved);
             // Reuse the unroutable packet as the ARP request (no allocation).
             return self.resolve(io, out, nh, Some(buf));
         };
         if neigh.status == NeighborStatus::Stale {
             self.links.stats.event(Event::StaleProbe);
-            self.resolve(io, out, nh, None);
+            if is_gateway6_key(nh) {
+                self.solicit(io, snap, out, nh, Some(neigh.mac), None);
+            } else {
+                self.resolve(io, out, nh, None);
+            }
         }
         let mtu = usize::from(info.mtu);
         let src_mac = info.mac;
@@ -885,6 +1101,48 @@ impl<B: PacketBuf> Worker<B> {
         } else {
             self.links.stats.dropped(DropReason::NoMbuf);
         }
+    }
+
+    /// Sends a Neighbor Solicitation for the IPv6 gateway behind synthetic
+    /// next-hop key `nh` on `port` (multicast, or unicast to `known` as a
+    /// probe) unless one went out recently; `reuse` is consumed either way.
+    fn solicit<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        port: usize,
+        nh: u32,
+        known: Option<[u8; 6]>,
+        reuse: Option<B>,
+    ) {
+        let Some((_, target)) = snap.gateways6.get(nh) else {
+            return;
+        };
+        let key = (port as u64) << 32 | u64::from(nh);
+        let slot = ((key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize) % ARP_LIMITER_SLOTS;
+        let (k, last) = self.arp_sent[slot];
+        if k == key && self.now_ns.saturating_sub(last) < self.cfg.arp_retry_ns {
+            self.links.stats.event(Event::NeighborSolicitSuppressed);
+            return;
+        }
+        let mut buf = match reuse {
+            Some(b) => b,
+            None => match io.alloc() {
+                Some(b) => b,
+                None => {
+                    self.links.stats.dropped(DropReason::NoMbuf);
+                    return;
+                }
+            },
+        };
+        if !buf.set_len(nd::NS_LEN) {
+            return self.drop_pkt(DropReason::NoMbuf, buf);
+        }
+        let mac = self.cfg.ports[port].mac;
+        nd::write_solicit(buf.data_mut(), mac, &target, known);
+        self.arp_sent[slot] = (key, self.now_ns);
+        self.links.stats.event(Event::NeighborSolicitSent);
+        self.enqueue(io, port, buf);
     }
 
     /// Traffic for the router itself. The arrival port's TAP takes it (the

@@ -7,7 +7,7 @@
 //! entry does not copy a million /32s.
 
 use crate::packet::prefetch_read;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 /// Where traffic to an exact-match /32 goes (dataplane form of
@@ -327,6 +327,84 @@ impl NeighborTable {
     }
 }
 
+/// IPv6 neighbors (link-local peers learned from RA/NS/NA), per port: a few
+/// entries each, kept sorted for a binary search.
+#[derive(Debug, Clone, Default)]
+pub struct Neighbor6Table {
+    per_port: Vec<Box<[Neighbor6Entry]>>,
+}
+
+/// An IPv6 address (as bytes, the sort key) and its neighbor.
+type Neighbor6Entry = ([u8; 16], Neighbor);
+
+impl Neighbor6Table {
+    pub fn build(ports: usize, entries: &[(u16, Ipv6Addr, Neighbor)]) -> Self {
+        let per_port = (0..ports)
+            .map(|p| {
+                let mut v: Vec<Neighbor6Entry> = entries
+                    .iter()
+                    .filter(|(port, _, _)| *port as usize == p)
+                    .map(|(_, ip, n)| (ip.octets(), *n))
+                    .collect();
+                v.sort_by_key(|e| e.0);
+                v.dedup_by(|a, b| a.0 == b.0);
+                v.into_boxed_slice()
+            })
+            .collect();
+        Neighbor6Table { per_port }
+    }
+
+    #[inline]
+    pub fn get(&self, port: u16, ip: &Ipv6Addr) -> Option<Neighbor> {
+        let t = self.per_port.get(port as usize)?;
+        let key = ip.octets();
+        t.binary_search_by(|(k, _)| k.cmp(&key))
+            .ok()
+            .map(|i| t[i].1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.per_port.iter().map(|t| t.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// IPv6 link-local gateways of IPv4 routes (RFC 5549/8950). A hop whose
+/// `gateway` is `GATEWAY6_BASE + i` (inside 0.0.0.0/8, never a valid IPv4
+/// next hop) goes via gateway `i` of this list; the manager publishes its
+/// resolved MAC in the IPv4 neighbor table under that same key, so the
+/// forwarding path is the IPv4 one unchanged (the userspace form of the
+/// kernel's 169.254.0.1 onlink next hop). Only a miss looks here, to send a
+/// Neighbor Solicitation.
+#[derive(Debug, Clone, Default)]
+pub struct Gateways6 {
+    pub list: Vec<(u16, Ipv6Addr)>,
+}
+
+/// First synthetic IPv4 next-hop key of an IPv6 gateway (0.0.0.1).
+pub const GATEWAY6_BASE: u32 = 1;
+/// Keys stay inside 0.0.0.0/8.
+pub const MAX_GATEWAYS6: usize = (1 << 24) - 2;
+
+/// Is this next-hop key an IPv6 gateway's (0.0.0.0/8)?
+#[inline(always)]
+pub fn is_gateway6_key(nh: u32) -> bool {
+    nh >> 24 == 0 && nh >= GATEWAY6_BASE
+}
+
+impl Gateways6 {
+    #[inline]
+    pub fn get(&self, key: u32) -> Option<(u16, Ipv6Addr)> {
+        if !is_gateway6_key(key) {
+            return None;
+        }
+        self.list.get((key - GATEWAY6_BASE) as usize).copied()
+    }
+}
+
 /// The proxy-ARP set and its gate.
 #[derive(Debug, Clone)]
 pub struct ProxyArp {
@@ -355,6 +433,10 @@ pub struct Snapshot {
     pub neighbors: Arc<NeighborTable>,
     pub proxy_arp: Arc<ProxyArp>,
     pub tunnels: Arc<crate::tunnel::TunnelTable>,
+    /// IPv6 neighbors (link-local -> MAC per port).
+    pub neighbors6: Arc<Neighbor6Table>,
+    /// IPv6 link-local gateways of IPv4 routes, by synthetic next-hop key.
+    pub gateways6: Arc<Gateways6>,
 }
 
 impl Snapshot {
@@ -369,6 +451,8 @@ impl Snapshot {
                 set: ExactTable::build(std::iter::empty(), 0),
             }),
             tunnels: Arc::new(crate::tunnel::TunnelTable::default()),
+            neighbors6: Arc::new(Neighbor6Table::build(ports, &[])),
+            gateways6: Arc::new(Gateways6::default()),
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::addr::MacAddr;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -14,6 +14,9 @@ pub enum AdminRequest {
     Counters,
     Ports,
     Neighbors,
+    /// The IPv6 neighbor table (link-local -> MAC per port, from RA/NS/NA)
+    /// and each port's link-local address.
+    Neighbors6,
     ProxyArp,
     Snapshot,
     /// Exact-match /32 entries and underlay routes (bounded by `limit`).
@@ -82,6 +85,34 @@ pub struct NeighborState {
     pub mac: MacAddr,
     /// "reachable", "stale" or "static".
     pub state: String,
+    pub confirmed_secs_ago: u64,
+}
+
+/// The answer to `neighbors6`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Neighbors6State {
+    /// Every port's IPv6 link-local address and whether it sends RAs.
+    pub ports: Vec<PortLinkLocal>,
+    pub neighbors: Vec<Neighbor6State>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortLinkLocal {
+    pub port: String,
+    pub link_local: Ipv6Addr,
+    /// Router Advertisements are sent on this port (`unnumbered = true`).
+    pub unnumbered: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Neighbor6State {
+    pub port: String,
+    pub ip: Ipv6Addr,
+    pub mac: MacAddr,
+    /// "reachable" or "stale".
+    pub state: String,
+    /// Learned from a Router Advertisement (the peer is a router).
+    pub router: bool,
     pub confirmed_secs_ago: u64,
 }
 

@@ -172,6 +172,10 @@ pub struct DataplaneSection {
     pub arp_stale_secs: u32,
     /// Minimum interval between ARP requests for one next hop, per core.
     pub arp_retry_ms: u32,
+    /// Router Advertisement interval on `unnumbered` ports, in seconds (FRR's
+    /// `ipv6 nd ra-interval`, which BGP unnumbered sets to 10). The router
+    /// lifetime advertised is three times this, as FRR does.
+    pub ra_interval_secs: u32,
     pub memory: MemorySection,
     /// Extra EAL arguments appended verbatim (e.g. `--log-level=pmd.net.af_packet:debug`).
     pub eal_args: Vec<String>,
@@ -190,6 +194,7 @@ impl Default for DataplaneSection {
             arp_reachable_secs: 30,
             arp_stale_secs: 300,
             arp_retry_ms: 1000,
+            ra_interval_secs: 10,
             memory: MemorySection::default(),
             eal_args: Vec::new(),
         }
@@ -257,6 +262,12 @@ pub struct PortConfig {
     /// goes to the kernel there, and kernel frames from it leave this port.
     #[serde(default)]
     pub exception_tap: Option<String>,
+    /// BGP unnumbered on this port (RFC 5549/8950): the dataplane sends IPv6
+    /// Router Advertisements from the port's link-local address (EUI-64 from
+    /// the MAC) every `dataplane.ra_interval_secs`, so peers learn it.
+    /// Neighbor discovery itself (NS/NA, learning) runs on every port.
+    #[serde(default)]
+    pub unnumbered: bool,
     #[serde(default = "default_desc")]
     pub rx_desc: u16,
     #[serde(default = "default_desc")]
@@ -373,6 +384,15 @@ impl NodeConfig {
             return Err(bad(
                 "dataplane.arp_*".into(),
                 "arp_reachable_secs, arp_stale_secs and arp_retry_ms must be > 0".into(),
+            ));
+        }
+        if !(4..=1800).contains(&dp.ra_interval_secs) {
+            return Err(bad(
+                "dataplane.ra_interval_secs".into(),
+                format!(
+                    "{} is outside 4..=1800 (RFC 4861 MaxRtrAdvInterval)",
+                    dp.ra_interval_secs
+                ),
             ));
         }
         if dp.memory.mbufs < 1023 {

@@ -25,7 +25,7 @@
 
 use crate::addr::{Ipv4Prefix, MacAddr};
 use serde::{Deserialize, Serialize};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const FEED_PROTOCOL_VERSION: u32 = 1;
 
@@ -48,6 +48,13 @@ pub struct NextHop {
     /// `None`: the destination itself is on the port's link (connected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<Ipv4Addr>,
+    /// An IPv6 link-local gateway on `port` (RFC 5549/8950: an IPv4 route
+    /// learned over BGP unnumbered). The dataplane resolves it through its
+    /// IPv6 neighbor table to the peer's MAC (the userspace form of the
+    /// kernel's 169.254.0.1 onlink trick). Exclusive with `gateway`; absent
+    /// from older messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,6 +221,7 @@ mod tests {
                     nexthops: vec![NextHop {
                         port: "wan".into(),
                         gateway: Some("10.0.0.254".parse().unwrap()),
+                        gateway6: None,
                     }],
                 },
             ],
@@ -283,6 +291,33 @@ mod tests {
         };
         let s = serde_json::to_string(&b).unwrap();
         assert_eq!(serde_json::from_str::<DataplaneMsg>(&s).unwrap(), b);
+    }
+
+    #[test]
+    fn link_local_gateway_is_optional_on_the_wire() {
+        // An old message (no gateway6) still parses.
+        let old: FibChange = serde_json::from_str(
+            r#"{"op":"route_set","prefix":"10.9.0.0/16","nexthops":[{"port":"wan","gateway":"10.0.0.1"}]}"#,
+        )
+        .unwrap();
+        let FibChange::RouteSet { nexthops, .. } = &old else {
+            panic!("{old:?}")
+        };
+        assert_eq!(nexthops[0].gateway6, None);
+        let new = FibChange::RouteSet {
+            prefix: "10.77.60.11/32".parse().unwrap(),
+            nexthops: vec![NextHop {
+                port: "swp1".into(),
+                gateway: None,
+                gateway6: Some("fe80::1".parse().unwrap()),
+            }],
+        };
+        let s = serde_json::to_string(&new).unwrap();
+        assert_eq!(
+            s,
+            r#"{"op":"route_set","prefix":"10.77.60.11/32","nexthops":[{"port":"swp1","gateway6":"fe80::1"}]}"#
+        );
+        assert_eq!(serde_json::from_str::<FibChange>(&s).unwrap(), new);
     }
 
     #[test]
