@@ -58,9 +58,9 @@ impl fmt::Display for PageSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const MIB: u64 = 1024;
         const GIB: u64 = 1024 * 1024;
-        if self.kib >= GIB && self.kib % GIB == 0 {
+        if self.kib >= GIB && self.kib.is_multiple_of(GIB) {
             write!(f, "{}G", self.kib / GIB)
-        } else if self.kib >= MIB && self.kib % MIB == 0 {
+        } else if self.kib >= MIB && self.kib.is_multiple_of(MIB) {
             write!(f, "{}M", self.kib / MIB)
         } else {
             write!(f, "{}K", self.kib)
@@ -87,7 +87,7 @@ impl FromStr for PageSize {
             "k" | "kb" | "kib" => Some(n),
             "m" | "mb" | "mib" => n.checked_mul(1024),
             "g" | "gb" | "gib" => n.checked_mul(1024 * 1024),
-            "b" if n % 1024 == 0 => Some(n / 1024),
+            "b" if n.is_multiple_of(1024) => Some(n / 1024),
             _ => None,
         }
         .ok_or_else(invalid)?;
