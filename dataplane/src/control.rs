@@ -656,10 +656,18 @@ impl Manager {
             .map(|r| {
                 json!({
                     "prefix": format!("{}/{}", Ipv4Addr::from(r.addr), r.len),
-                    "nexthops": r.group.hops.iter().map(|h| json!({
-                        "port": names[h.port as usize],
-                        "gateway": if h.gateway == 0 { None } else { Some(Ipv4Addr::from(h.gateway).to_string()) },
-                    })).collect::<Vec<_>>(),
+                    "nexthops": r.group.hops.iter().map(|h| match s.gateways6.get(h.gateway) {
+                        // An IPv6 link-local gateway: its address and resolved MAC.
+                        Some((_, ll)) => json!({
+                            "port": names[h.port as usize],
+                            "gateway6": ll.to_string(),
+                            "mac": s.neighbors.get(h.port, h.gateway).map(|n| MacAddr(n.mac).to_string()),
+                        }),
+                        None => json!({
+                            "port": names[h.port as usize],
+                            "gateway": if h.gateway == 0 { None } else { Some(Ipv4Addr::from(h.gateway).to_string()) },
+                        }),
+                    }).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -1109,5 +1117,72 @@ mod tests {
         assert_eq!(p.duplicate_holder_alarms, 22);
         assert_eq!(p.duplicate_holders.len(), MAX_DUPLICATE_HOLDERS);
         assert_eq!(p.duplicate_holders[0].mac, MacAddr([2, 0, 0, 0, 1, 19]));
+    }
+
+    #[test]
+    fn router_adverts_on_unnumbered_ports_and_neighbors6_view() {
+        let mut m = manager();
+        let ll = crate::nd::link_local([2, 0, 0, 0, 1, 1]);
+        m.link_locals = vec![(ll, true)];
+        let t0 = Instant::now();
+        m.router_adverts(t0);
+        assert_eq!(
+            m.commands[0].pop(),
+            Some(CoreCommand::RouterAdvert { port: 0 })
+        );
+        m.router_adverts(t0 + Duration::from_secs(5));
+        assert!(m.commands[0].pop().is_none(), "not before the interval");
+        m.router_adverts(t0 + Duration::from_secs(10));
+        assert_eq!(
+            m.commands[0].pop(),
+            Some(CoreCommand::RouterAdvert { port: 0 })
+        );
+        // Not unnumbered: no RA.
+        m.link_locals = vec![(ll, false)];
+        m.router_adverts(t0 + Duration::from_secs(20));
+        assert!(m.commands[0].pop().is_none());
+
+        // A peer learned from an RA, and a route via its link-local address.
+        let peer: std::net::Ipv6Addr = "fe80::5054:ff:fe00:31".parse().unwrap();
+        m.learn6
+            .push(Learn6 {
+                port: 0,
+                ip: peer,
+                mac: [0x52, 0x54, 0, 0, 0, 0x31],
+                router: true,
+            })
+            .unwrap();
+        m.drain_learned(Instant::now());
+        m.fib
+            .apply(&FibChange::RouteSet {
+                prefix: "10.77.0.0/16".parse().unwrap(),
+                nexthops: vec![cer_shared::feed::NextHop {
+                    port: "lan".into(),
+                    gateway: None,
+                    gateway6: Some(peer),
+                }],
+            })
+            .unwrap();
+        m.publish();
+        let AdminResponse::Ok { data } = m.query(&AdminRequest::Neighbors6) else {
+            panic!()
+        };
+        let v: Neighbors6State = serde_json::from_value(data).unwrap();
+        assert_eq!(v.ports[0].link_local, ll);
+        assert_eq!(v.neighbors.len(), 1);
+        assert_eq!(v.neighbors[0].ip, peer);
+        assert!(v.neighbors[0].router);
+        assert_eq!(v.neighbors[0].state, "reachable");
+        let AdminResponse::Ok { data } = m.query(&AdminRequest::Fib { limit: None }) else {
+            panic!()
+        };
+        let hop = &data["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["prefix"] == "10.77.0.0/16")
+            .unwrap()["nexthops"][0];
+        assert_eq!(hop["gateway6"], "fe80::5054:ff:fe00:31");
+        assert_eq!(hop["mac"], "52:54:00:00:00:31");
     }
 }

@@ -808,4 +808,67 @@ mod tests {
         assert_eq!(s.routes.lookup(0x0808_0808).unwrap().group.hops[0].port, 1);
         assert_eq!(s.routes.len(), 1);
     }
+
+    #[test]
+    fn link_local_gateways_resolve_through_learned6_and_age() {
+        let mut f = fib();
+        let peer: Ipv6Addr = "fe80::1".parse().unwrap();
+        f.apply(&FibChange::RouteSet {
+            prefix: "0.0.0.0/0".parse().unwrap(),
+            nexthops: vec![NextHop {
+                port: "wan".into(),
+                gateway: None,
+                gateway6: Some(peer),
+            }],
+        })
+        .unwrap();
+        let s = f.build().unwrap();
+        let hop = s.routes.lookup(0x0808_0808).unwrap().group.hops[0];
+        assert_eq!(hop.port, 1);
+        assert!(crate::snapshot::is_gateway6_key(hop.gateway));
+        assert_eq!(s.gateways6.get(hop.gateway), Some((1, peer)));
+        assert!(s.neighbors.get(1, hop.gateway).is_none(), "unresolved");
+        let t0 = Instant::now();
+        f.learn6(
+            Learn6 {
+                port: 1,
+                ip: peer,
+                mac: [2, 0, 0, 0, 0, 9],
+                router: true,
+            },
+            t0,
+        );
+        let s = f.build().unwrap();
+        assert_eq!(
+            s.neighbors.get(1, hop.gateway).unwrap().mac,
+            [2, 0, 0, 0, 0, 9]
+        );
+        assert_eq!(s.neighbors6.get(1, &peer).unwrap().mac, [2, 0, 0, 0, 0, 9]);
+        // The same gateway in another route shares the key.
+        f.apply(&FibChange::RouteSet {
+            prefix: "10.9.0.0/16".parse().unwrap(),
+            nexthops: vec![NextHop {
+                port: "wan".into(),
+                gateway: None,
+                gateway6: Some(peer),
+            }],
+        })
+        .unwrap();
+        let s = f.build().unwrap();
+        assert_eq!(
+            s.routes.lookup(0x0a09_0001).unwrap().group.hops[0].gateway,
+            hop.gateway
+        );
+        // Aging: stale, then gone (and the route's MAC with it).
+        f.age(t0 + Duration::from_secs(31));
+        let s = f.build().unwrap();
+        assert_eq!(
+            s.neighbors.get(1, hop.gateway).unwrap().status,
+            NeighborStatus::Stale
+        );
+        f.age(t0 + Duration::from_secs(91));
+        let s = f.build().unwrap();
+        assert!(s.neighbors.get(1, hop.gateway).is_none());
+        assert!(s.neighbors6.is_empty());
+    }
 }

@@ -133,6 +133,8 @@ enum ShowWhat {
     Counters,
     Ports,
     Neighbors,
+    /// IPv6 neighbors (RA/NS/NA) and each port's link-local address.
+    Neighbors6,
     ProxyArp,
     Snapshot,
     Fib,
@@ -306,6 +308,7 @@ fn show(socket: &std::path::Path, what: ShowWhat, json: bool) -> Result<()> {
         ShowWhat::Counters => AdminRequest::Counters,
         ShowWhat::Ports => AdminRequest::Ports,
         ShowWhat::Neighbors => AdminRequest::Neighbors,
+        ShowWhat::Neighbors6 => AdminRequest::Neighbors6,
         ShowWhat::ProxyArp => AdminRequest::ProxyArp,
         ShowWhat::Snapshot => AdminRequest::Snapshot,
         ShowWhat::Fib => AdminRequest::Fib { limit: Some(1000) },
@@ -372,9 +375,14 @@ fn show(socket: &std::path::Path, what: ShowWhat, json: bool) -> Result<()> {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|h| match h["gateway"].as_str() {
-                        Some(gw) => format!("{} via {gw}", s(&h["port"])),
-                        None => format!("{} on-link", s(&h["port"])),
+                    .map(|h| match (h["gateway"].as_str(), h["gateway6"].as_str()) {
+                        (Some(gw), _) => format!("{} via {gw}", s(&h["port"])),
+                        (None, Some(ll)) => format!(
+                            "{} via {ll} ({})",
+                            s(&h["port"]),
+                            h["mac"].as_str().unwrap_or("unresolved")
+                        ),
+                        (None, None) => format!("{} on-link", s(&h["port"])),
                     })
                     .collect();
                 println!("  {:<20} {}", s(&r["prefix"]), hops.join(", "));
