@@ -8,9 +8,9 @@
 //!
 //! A cer-control restart under a running master: a fresh follower hears
 //! nothing (keepalived reports transitions only) and stays closed; with
-//! `keepalived_pid_file` it SIGHUPs keepalived once, keepalived rewrites its
-//! states (`fifo_write_vrrp_states_on_reload`) and the gate opens again, with
-//! no VRRP transition.
+//! `keepalived_pid_file` (and `keepalived_json_file`) it sends keepalived's
+//! JSON signal once, reads the read-only JSON state dump and the gate opens
+//! again, with no VRRP transition and no keepalived reload.
 
 use anyhow::{bail, Context, Result};
 use cer_controlplane::control::vrrp::{self, SharedVrrp, VrrpState};
@@ -28,8 +28,6 @@ struct Router {
     fifo: PathBuf,
     instance: String,
     priority: u8,
-    /// `fifo_write_vrrp_states_on_reload` in global_defs.
-    reload_states: bool,
     keepalived: Option<Proc>,
 }
 
@@ -39,7 +37,7 @@ impl Router {
             r#"global_defs {{
     router_id {name}
     notify_fifo {fifo}
-    vrrp_garp_master_delay 0{reload}
+    vrrp_garp_master_delay 0
 }}
 vrrp_instance {inst} {{
     state BACKUP
@@ -58,11 +56,6 @@ vrrp_instance {inst} {{
             inst = self.instance,
             iface = self.iface,
             prio = self.priority,
-            reload = if self.reload_states {
-                "\n    fifo_write_vrrp_states_on_reload"
-            } else {
-                ""
-            },
         )
     }
 
@@ -71,8 +64,12 @@ vrrp_instance {inst} {{
         std::fs::write(&conf, self.config())?;
         let pid = self.dir.join(format!("k{n}.pid"));
         let vpid = self.dir.join(format!("vrrp{n}.pid"));
+        // keepalived writes its JSON dump to $TMPDIR/keepalived.json: keep it private.
+        let tmpdir = format!("TMPDIR={}", self.dir.display());
         let p = self.ns.spawn(
             &[
+                "env",
+                &tmpdir,
                 "keepalived",
                 "-n",
                 "-l",
@@ -149,7 +146,6 @@ fn router(name: &str, scratch: &Path, iface: &str, prio: u8, t: &str) -> Result<
         iface: iface.to_string(),
         instance: format!("VI_{t}"),
         priority: prio,
-        reload_states: false,
         keepalived: None,
     })
 }
@@ -250,11 +246,12 @@ struct Follower {
 }
 
 impl Follower {
-    fn start(r: &Router, pid_file: Option<PathBuf>) -> Follower {
+    fn start(r: &Router, pid_file: Option<PathBuf>, json_file: Option<PathBuf>) -> Follower {
         let status = vrrp::new_status(&r.fifo, &r.instance);
         let stop = Arc::new(AtomicBool::new(false));
         let opts = vrrp::FollowOptions {
             keepalived_pid_file: pid_file,
+            keepalived_json_file: json_file,
             stop: Some(stop.clone()),
         };
         let (fifo, inst, s) = (r.fifo.clone(), r.instance.clone(), status.clone());
@@ -304,27 +301,18 @@ fn entered(log: &str, inst: &str) -> (usize, usize) {
     (m, other)
 }
 
-/// cer-control restarts (a fresh follower) while keepalived stays MASTER.
-/// Always checked: without the option nothing is heard and the gate stays
-/// closed; with it, exactly one SIGHUP, keepalived reloads and stays MASTER
-/// (no transition), no reload loop. `expect_open`: the gate opens again
-/// because keepalived rewrote its MASTER state.
-fn restart_under_master(expect_open: bool) -> Result<()> {
-    let _g = serial();
-    require_root();
-    let scratch = Scratch::new("vrrp-restart")?;
+/// A router that is MASTER on its own (nobody else speaks VRRP), followed
+/// by cer-control's first life, which is then stopped (a cer-control restart
+/// leaves keepalived running).
+fn lone_master(scratch: &Scratch) -> Result<Router> {
     let t = tag();
     let (ia, ib) = (format!("vr{t}"), format!("vp{t}"));
     let mut a = router("vrr", &scratch.path, &ia, 150, &t)?;
-    a.reload_states = true;
-    // The VRRP interface: one end of a veth pair in the same namespace (nobody else speaks VRRP).
+    // The VRRP interface: one end of a veth pair in the same namespace.
     veth(&ia, &a.ns, &ib, &a.ns)?;
     a.ns.addr(&ia, "192.168.78.1/24")?;
     a.ns.run(&["ip", "link", "set", &ib, "up"])?;
-    let pid_file = a.dir.join("k1.pid");
-
-    // cer-control's first life: the gate follows keepalived to MASTER.
-    let mut f1 = Follower::start(&a, None);
+    let mut f1 = Follower::start(&a, None, None);
     a.start(1)?;
     let took = wait("A master", Duration::from_secs(15), || {
         state(&f1.status) == (VrrpState::Master, true)
@@ -332,70 +320,105 @@ fn restart_under_master(expect_open: bool) -> Result<()> {
     .with_context(|| format!("A: {:?} {}", state(&f1.status), a.log()))?;
     eprintln!("A master after {took:?}");
     f1.stop()?;
+    Ok(a)
+}
+
+/// keepalived stayed MASTER all along (one BACKUP at init, one MASTER) and
+/// was never reloaded; it printed its JSON dump `dumps` times.
+fn check_keepalived_untouched(a: &Router, dumps: usize) {
+    let log = a.log();
+    assert_eq!(log.matches("Reloading").count(), 0, "{log}");
+    assert_eq!(
+        entered(&log, &a.instance),
+        (1, 1),
+        "one BACKUP (init), one MASTER, no transition after:\n{log}"
+    );
+    assert_eq!(log.matches("Printing VRRP as json").count(), dumps, "{log}");
+}
+
+/// cer-control restarts (a fresh follower) while keepalived stays MASTER.
+/// Without the option nothing is heard and the gate stays closed; with a
+/// JSON file keepalived does not write to (its TMPDIR is elsewhere), one
+/// signal, a warning, the gate stays closed and there is no retry loop.
+#[test]
+fn vrrp_restart_asks_keepalived_once_without_a_transition() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let scratch = Scratch::new("vrrp-restart")?;
+    let mut a = lone_master(&scratch)?;
+    let pid_file = a.dir.join("k1.pid");
 
     // Restart without the option: nothing is heard, the gate stays closed.
-    let mut f2 = Follower::start(&a, None);
+    let mut f2 = Follower::start(&a, None, None);
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(
         state(&f2.status),
         (VrrpState::Unknown, false),
         "without keepalived_pid_file"
     );
-    assert_eq!(f2.status.lock().unwrap().state_requests, 0);
+    assert_eq!(f2.status.lock().unwrap().json_dump_requests, 0);
     f2.stop()?;
 
-    // Restart with the option: one SIGHUP (after the grace period), keepalived reloads.
-    let f3 = Follower::start(&a, Some(pid_file.clone()));
+    // The wrong JSON file: one signal, keepalived dumps elsewhere, the gate stays closed.
+    let wrong = scratch.path.join("elsewhere.json");
+    let mut f3 = Follower::start(&a, Some(pid_file.clone()), Some(wrong));
     wait("one state request", Duration::from_secs(5), || {
-        f3.status.lock().unwrap().state_requests == 1
+        f3.status.lock().unwrap().json_dump_requests == 1
     })?;
-    let opened = wait("gate open again", Duration::from_secs(5), || {
-        state(&f3.status) == (VrrpState::Master, true)
-    });
-    // A while later: still one request (no reload loop).
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(vrrp::JSON_WAIT + Duration::from_secs(2));
     let s = f3.status.lock().unwrap().clone();
-    eprintln!(
-        "restart with keepalived_pid_file: {:?}; gate {}",
-        s.last_state_request,
-        match &opened {
-            Ok(t) => format!("open after {t:?}"),
-            Err(_) => format!(
-                "still closed ({:?}; keepalived wrote no state line)",
-                s.state
-            ),
-        }
+    eprintln!("wrong keepalived_json_file: {:?}", s.last_json_dump);
+    assert_eq!((s.state, s.gate_open), (VrrpState::Unknown, false), "{s:?}");
+    assert_eq!(s.json_dump_requests, 1, "{s:?}");
+    assert!(
+        s.last_json_dump
+            .as_deref()
+            .is_some_and(|m| m.contains("did not change")),
+        "{s:?}"
     );
-    assert_eq!(s.state_requests, 1, "{s:?}");
-    // keepalived reloaded once and stayed MASTER: no transition at all.
-    let log = a.log();
-    assert_eq!(log.matches("Reloading ...").count(), 1, "{log}");
-    assert_eq!(
-        entered(&log, &a.instance),
-        (1, 1),
-        "one BACKUP (init), one MASTER, nothing after the reload:\n{log}"
-    );
-    if expect_open {
-        opened.with_context(|| format!("status {s:?}\nkeepalived log:\n{log}"))?;
-        assert_eq!((s.state, s.gate_open), (VrrpState::Master, true), "{s:?}");
-    }
-    drop(f3);
+    f3.stop()?;
+    check_keepalived_untouched(&a, 1);
     a.kill(1);
     Ok(())
 }
 
-#[test]
-fn vrrp_restart_asks_keepalived_once_without_a_transition() -> Result<()> {
-    restart_under_master(false)
-}
-
 /// The goal of `keepalived_pid_file`: the gate opens again on the master
-/// after a cer-control restart. keepalived 2.2.7 (Debian 12, this machine)
-/// writes BACKUP and FAULT states on reload with
-/// `fifo_write_vrrp_states_on_reload`, but not MASTER: the reload is seen
-/// (SIGHUP sent, FIFO reopened, no transition) and the gate stays closed.
+/// after a cer-control restart, from keepalived's JSON dump (keepalived
+/// 2.2.7 here), within a few seconds, with one request, no VRRP transition
+/// and no keepalived reload.
 #[test]
-#[ignore = "keepalived 2.2.7 does not rewrite MASTER states to the notify FIFO on reload"]
 fn vrrp_gate_reopens_on_the_master_after_a_restart() -> Result<()> {
-    restart_under_master(true)
+    let _g = serial();
+    require_root();
+    let scratch = Scratch::new("vrrp-reopen")?;
+    let mut a = lone_master(&scratch)?;
+    let pid_file = a.dir.join("k1.pid");
+    let json_file = a.dir.join("keepalived.json");
+    let f = Follower::start(&a, Some(pid_file), Some(json_file.clone()));
+    let opened = wait("gate open again", Duration::from_secs(5), || {
+        state(&f.status) == (VrrpState::Master, true)
+    })
+    .with_context(|| {
+        format!(
+            "status {:?}\nkeepalived log:\n{}",
+            f.status.lock().unwrap(),
+            a.log()
+        )
+    })?;
+    eprintln!(
+        "restart with keepalived_pid_file: gate open after {opened:?}: {:?}",
+        f.status.lock().unwrap().last_json_dump
+    );
+    assert!(opened >= vrrp::RELOAD_GRACE, "{opened:?}");
+    assert!(json_file.exists());
+    // A while later: still open, still one request.
+    std::thread::sleep(Duration::from_secs(3));
+    let s = f.status.lock().unwrap().clone();
+    assert_eq!((s.state, s.gate_open), (VrrpState::Master, true), "{s:?}");
+    assert_eq!(s.json_dump_requests, 1, "{s:?}");
+    assert_eq!(s.last_line, None, "{s:?}");
+    check_keepalived_untouched(&a, 1);
+    drop(f);
+    a.kill(1);
+    Ok(())
 }

@@ -79,6 +79,7 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
                 let (fifo, tx) = (fifo.clone(), tx.clone());
                 let opts = vrrp::FollowOptions {
                     keepalived_pid_file: cfg.capture.keepalived_pid_file.clone(),
+                    keepalived_json_file: cfg.capture.keepalived_json_file.clone(),
                     stop: None,
                 };
                 std::thread::Builder::new()

@@ -138,9 +138,12 @@ pub struct Capture {
     /// keepalived's pid file (`keepalived -p`, e.g. `/run/keepalived.pid`).
     /// When the VRRP state is unknown after (re)opening the notify FIFO (e.g.
     /// right after cer-control starts while keepalived runs on), cer-control
-    /// sends SIGHUP once to that pid so keepalived rewrites its states; this
-    /// needs `fifo_write_vrrp_states_on_reload` in keepalived's `global_defs`.
+    /// sends keepalived's JSON signal (`keepalived --signum=JSON`) once to that
+    /// pid and reads the state from keepalived's read-only JSON dump.
     pub keepalived_pid_file: Option<PathBuf>,
+    /// Where keepalived writes that JSON dump: `$TMPDIR/keepalived.json` of
+    /// the keepalived process (default `/tmp/keepalived.json`).
+    pub keepalived_json_file: Option<PathBuf>,
     /// One site, one router, one owner: proxy ARP without VRRP. Must be said explicitly.
     #[serde(default)]
     pub single_router: bool,
@@ -168,6 +171,7 @@ impl Default for Capture {
             vrrp_notify_fifo: None,
             vrrp_instance: None,
             keepalived_pid_file: None,
+            keepalived_json_file: None,
             single_router: false,
             garp_count: d_garp(),
             aws: None,
@@ -479,7 +483,17 @@ impl ControlConfig {
         {
             return Err(bad(
                 "capture.keepalived_pid_file".into(),
-                "is only for mode = \"onprem\" with vrrp_notify_fifo (it asks keepalived to rewrite its VRRP states)".into(),
+                "is only for mode = \"onprem\" with vrrp_notify_fifo (it asks keepalived for its VRRP states)".into(),
+            ));
+        }
+        if c.keepalived_json_file.is_some()
+            && (c.mode != CaptureMode::Onprem
+                || c.vrrp_notify_fifo.is_none()
+                || c.keepalived_pid_file.is_none())
+        {
+            return Err(bad(
+                "capture.keepalived_json_file".into(),
+                "is only for mode = \"onprem\" with vrrp_notify_fifo and keepalived_pid_file (where keepalived writes its JSON state dump)".into(),
             ));
         }
         for (name, present) in [
@@ -693,6 +707,15 @@ remote = "10.10.0.3"
             c.capture.keepalived_pid_file.as_deref(),
             Some(std::path::Path::new("/run/keepalived.pid"))
         );
+        assert_eq!(c.capture.keepalived_json_file, None);
+        let c = parse(&with(
+            "mode = \"onprem\"\nvrrp_notify_fifo = \"/run/k.fifo\"\nvrrp_instance = \"VI_1\"\nkeepalived_pid_file = \"/run/keepalived.pid\"\nkeepalived_json_file = \"/run/keepalived/keepalived.json\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.capture.keepalived_json_file.as_deref(),
+            Some(std::path::Path::new("/run/keepalived/keepalived.json"))
+        );
         assert_eq!(parse(GOOD).unwrap().capture.mode, CaptureMode::None);
         for (c, needle) in [
             ("mode = \"onprem\"", "capture.vrrp_notify_fifo"),
@@ -712,6 +735,22 @@ remote = "10.10.0.3"
             (
                 "keepalived_pid_file = \"/run/k.pid\"",
                 "capture.keepalived_pid_file",
+            ),
+            (
+                "mode = \"onprem\"\nsingle_router = true\nkeepalived_pid_file = \"/run/k.pid\"\nkeepalived_json_file = \"/tmp/k.json\"",
+                "capture.keepalived_pid_file",
+            ),
+            (
+                "mode = \"onprem\"\nsingle_router = true\nkeepalived_json_file = \"/tmp/k.json\"",
+                "capture.keepalived_json_file",
+            ),
+            (
+                "keepalived_json_file = \"/tmp/k.json\"",
+                "capture.keepalived_json_file",
+            ),
+            (
+                "mode = \"onprem\"\nvrrp_notify_fifo = \"/f\"\nvrrp_instance = \"V\"\nkeepalived_json_file = \"/tmp/k.json\"",
+                "capture.keepalived_json_file",
             ),
             ("mode = \"aws\"", "aws"),
             (

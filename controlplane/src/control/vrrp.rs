@@ -16,18 +16,21 @@
 //! keepalived reports transitions only. After cer-control restarts while
 //! keepalived keeps running, no line comes until the next transition, and the
 //! gate would stay closed on a master. With `keepalived_pid_file` configured
-//! (see [`FollowOptions`]), the reader asks keepalived to write its states
-//! again: when the FIFO is open, our state is still Unknown and no line for
-//! our instance has arrived within [`RELOAD_GRACE`], it sends SIGHUP once to
-//! the pid in that file. keepalived reloads and, with
-//! `fifo_write_vrrp_states_on_reload` in its `global_defs`, writes the state
-//! of every instance to the FIFO. A reload closes and reopens keepalived's end
-//! of the FIFO, so the reader sees EOF and reopens; it does not signal again
-//! until keepalived has reported a state for our instance (no reload loops).
-//! A missing or stale pid file is a logged warning: the gate stays closed.
-//! keepalived 2.2.7 (Debian 12) rewrites BACKUP and FAULT states on reload
-//! but not MASTER (checked against the real daemon in tests/tests/vrrp.rs), so
-//! there the master's gate stays closed until the next transition.
+//! (see [`FollowOptions`]), the reader reads keepalived's state from its
+//! read-only JSON dump instead: when the FIFO is open, our state is still
+//! Unknown and no line for our instance has arrived within [`RELOAD_GRACE`],
+//! it sends keepalived's JSON signal (`keepalived --signum=JSON`, asked once
+//! when the reader starts) once to the pid in that file. keepalived then
+//! writes `$TMPDIR/keepalived.json` (its own TMPDIR, `/tmp` by default; see
+//! `keepalived_json_file`) without reloading anything and without a VRRP
+//! transition; this works with keepalived 2.2 (checked against 2.2.7 in
+//! tests/tests/vrrp.rs). The reader waits up to [`JSON_WAIT`] for the file's
+//! mtime to change, takes our instance's `data.state` (2 MASTER, 1 BACKUP,
+//! 3 FAULT) and applies it only if no FIFO line for our instance came in the
+//! meantime: FIFO lines always win. At most one request per FIFO (re)open, no
+//! retries. A missing or stale pid file, a file that does not change, garbage
+//! or a dump without our instance (sync groups are not in it) are logged
+//! warnings: the state stays Unknown and the gate closed.
 
 use serde::Serialize;
 use std::io::{BufRead, BufReader};
@@ -40,8 +43,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long the reader waits, after opening the FIFO with no known state,
 /// for keepalived to report on its own (it does right after it starts)
-/// before it asks for the states with SIGHUP.
+/// before it asks for the JSON state dump.
 pub const RELOAD_GRACE: Duration = Duration::from_secs(1);
+
+/// How long the reader waits, after sending the JSON signal, for keepalived
+/// to write its JSON file.
+pub const JSON_WAIT: Duration = Duration::from_secs(3);
+
+/// Where keepalived writes its JSON dump when its TMPDIR is unset.
+pub const DEFAULT_JSON_FILE: &str = "/tmp/keepalived.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,10 +108,12 @@ pub struct VrrpStatus {
     /// Times the FIFO reached EOF or failed (keepalived gone: gate closed).
     pub fifo_closed: u64,
     pub last_error: Option<String>,
-    /// SIGHUPs sent to keepalived to have it rewrite its states (`keepalived_pid_file`).
-    pub state_requests: u64,
-    /// What the last such request did (signalled pid, or why it could not).
-    pub last_state_request: Option<String>,
+    /// JSON signals sent to keepalived to read its state from its JSON dump
+    /// (`keepalived_pid_file`, `keepalived_json_file`).
+    pub json_dump_requests: u64,
+    /// What the last such request did: signalled pid and what the dump said
+    /// (applied, or ignored because a FIFO line came first), or why not.
+    pub last_json_dump: Option<String>,
 }
 
 pub type SharedVrrp = Arc<Mutex<VrrpStatus>>;
@@ -123,8 +135,8 @@ pub fn new_status(fifo: &Path, instance: &str) -> SharedVrrp {
         last_line: None,
         fifo_closed: 0,
         last_error: None,
-        state_requests: 0,
-        last_state_request: None,
+        json_dump_requests: 0,
+        last_json_dump: None,
     }))
 }
 
@@ -132,17 +144,46 @@ pub fn new_status(fifo: &Path, instance: &str) -> SharedVrrp {
 #[derive(Debug, Clone, Default)]
 pub struct FollowOptions {
     /// keepalived's pid file (`keepalived -p FILE`, e.g. `/run/keepalived.pid`):
-    /// when the state is unknown after opening the FIFO, SIGHUP that pid once
-    /// so keepalived rewrites its states (needs `fifo_write_vrrp_states_on_reload`).
+    /// when the state is unknown after opening the FIFO, send keepalived's
+    /// JSON signal to that pid once and read the state from its JSON dump.
     pub keepalived_pid_file: Option<PathBuf>,
+    /// Where keepalived writes its JSON dump: `$TMPDIR/keepalived.json` of
+    /// the keepalived process; `None` is [`DEFAULT_JSON_FILE`].
+    pub keepalived_json_file: Option<PathBuf>,
     /// When set, [`follow_with`] returns (within about 200 ms while the FIFO
     /// is open; opening it waits for a writer).
     pub stop: Option<Arc<AtomicBool>>,
 }
 
-/// Reads a pid file and sends SIGHUP to exactly that pid. Returns what was
-/// done, or why nothing was sent (missing file, garbage, no such process).
-pub fn request_states(pid_file: &Path) -> Result<String, String> {
+/// keepalived's JSON signal number as `keepalived --signum=JSON` prints it
+/// (36 with glibc). When that fails: a warning, and keepalived's definition
+/// (`SIGRTMIN + 2`).
+pub fn json_signal() -> (libc::c_int, Option<String>) {
+    let asked = std::process::Command::new("keepalived")
+        .arg("--signum=JSON")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("running keepalived --signum=JSON: {e}"))
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            text.parse::<libc::c_int>()
+                .ok()
+                .filter(|n| (1..=64).contains(n) && o.status.success())
+                .ok_or_else(|| format!("keepalived --signum=JSON said {text:?} ({})", o.status))
+        });
+    match asked {
+        Ok(n) => (n, None),
+        Err(e) => {
+            let n = libc::SIGRTMIN() + 2;
+            (n, Some(format!("{e}; using SIGRTMIN+2 = {n}")))
+        }
+    }
+}
+
+/// Reads a pid file and sends `signum` to exactly that pid. Returns the pid,
+/// or why nothing was sent (missing file, garbage, no such process).
+pub fn signal_pid_file(pid_file: &Path, signum: libc::c_int) -> Result<libc::pid_t, String> {
     let text = std::fs::read_to_string(pid_file)
         .map_err(|e| format!("keepalived pid file {}: {e}", pid_file.display()))?;
     let pid: libc::pid_t = text.trim().parse().ok().filter(|p| *p > 1).ok_or_else(|| {
@@ -153,17 +194,91 @@ pub fn request_states(pid_file: &Path) -> Result<String, String> {
         )
     })?;
     // SAFETY: kill(2) with one positive pid read from keepalived's pid file.
-    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+    if unsafe { libc::kill(pid, signum) } != 0 {
         let e = std::io::Error::last_os_error();
         return Err(format!(
-            "SIGHUP to keepalived pid {pid} (from {}): {e} (stale pid file?)",
+            "signal {signum} to keepalived pid {pid} (from {}): {e} (stale pid file?)",
             pid_file.display()
         ));
     }
-    Ok(format!(
-        "sent SIGHUP to keepalived pid {pid} (from {}) to have it rewrite its VRRP states",
-        pid_file.display()
-    ))
+    Ok(pid)
+}
+
+/// Our instance's state in keepalived's JSON dump (an array of
+/// `{"data": {"iname": NAME, "state": N, ...}, ...}`): 2 MASTER, 1 BACKUP,
+/// 3 FAULT; anything else is Unknown.
+pub fn parse_json_state(text: &str, instance: &str) -> Result<VrrpState, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not keepalived JSON: {e}"))?;
+    let list = v
+        .as_array()
+        .ok_or_else(|| "not keepalived JSON: not an array".to_string())?;
+    let data = list
+        .iter()
+        .filter_map(|e| e.get("data"))
+        .find(|d| d.get("iname").and_then(|n| n.as_str()) == Some(instance))
+        .ok_or_else(|| {
+            format!(
+                "no vrrp_instance {instance:?} in it (sync groups are not in keepalived's JSON dump)"
+            )
+        })?;
+    let n = data
+        .get("state")
+        .and_then(|s| s.as_i64())
+        .ok_or_else(|| format!("instance {instance:?} has no numeric data.state"))?;
+    Ok(match n {
+        2 => VrrpState::Master,
+        1 => VrrpState::Backup,
+        3 => VrrpState::Fault,
+        _ => VrrpState::Unknown,
+    })
+}
+
+/// A JSON dump asked for and not yet read.
+struct PendingDump {
+    pid: libc::pid_t,
+    sent: Instant,
+    /// The file's mtime just before the signal (`None`: no file yet).
+    before: Option<SystemTime>,
+    last_problem: Option<String>,
+}
+
+/// What [`PendingDump::check`] found.
+enum DumpCheck {
+    NotYet,
+    Done(Result<VrrpState, String>),
+}
+
+impl PendingDump {
+    fn check(&mut self, json_file: &Path, instance: &str) -> DumpCheck {
+        let mtime = std::fs::metadata(json_file).and_then(|m| m.modified()).ok();
+        let timeout = self.sent.elapsed() >= JSON_WAIT;
+        if mtime.is_some() && mtime != self.before {
+            // keepalived may still be writing: retry garbage until the deadline.
+            match std::fs::read_to_string(json_file)
+                .map_err(|e| format!("reading {}: {e}", json_file.display()))
+                .and_then(|t| parse_json_state(&t, instance))
+            {
+                Ok(state) => return DumpCheck::Done(Ok(state)),
+                Err(e) if timeout => {
+                    return DumpCheck::Done(Err(format!("{}: {e}", json_file.display())))
+                }
+                Err(e) => self.last_problem = Some(e),
+            }
+        }
+        if timeout {
+            return DumpCheck::Done(Err(self.last_problem.clone().map_or_else(
+                || {
+                    format!(
+                        "{} did not change within {JSON_WAIT:?} (keepalived's TMPDIR elsewhere? set keepalived_json_file)",
+                        json_file.display()
+                    )
+                },
+                |e| format!("{}: {e}", json_file.display()),
+            )));
+        }
+        DumpCheck::NotYet
+    }
 }
 
 /// Waits up to `timeout` for `fd` to be readable (or hung up). `true` when it is.
@@ -224,8 +339,8 @@ pub fn follow(
     follow_with(fifo, instance, status, FollowOptions::default(), on_change)
 }
 
-/// [`follow`] with options: ask keepalived for its states when they are
-/// unknown (`keepalived_pid_file`), and a stop flag.
+/// [`follow`] with options: read keepalived's JSON state dump when the state
+/// is unknown (`keepalived_pid_file`), and a stop flag.
 pub fn follow_with(
     fifo: PathBuf,
     instance: String,
@@ -244,6 +359,18 @@ pub fn follow_with(
         }
     };
     on_change(false, "starting: no VRRP state yet (fail closed)");
+    let json_file = opts
+        .keepalived_json_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_JSON_FILE));
+    // keepalived's JSON signal, asked once (only needed with a pid file).
+    let signum = opts.keepalived_pid_file.as_ref().map(|_| {
+        let (n, warning) = json_signal();
+        if let Some(w) = warning {
+            log::warn!("vrrp gate: {w}");
+        }
+        n
+    });
     let mut gate = false;
     let mut apply = |state: VrrpState, why: &str| {
         set(&mut |s| {
@@ -258,9 +385,17 @@ pub fn follow_with(
             on_change(gate, why);
         }
     };
-    // Armed: a SIGHUP may be sent. Disarmed after sending, re-armed by the
-    // next line keepalived writes for our instance.
-    let mut armed = true;
+    let note = |msg: String, warn: bool, count: bool| {
+        if warn {
+            log::warn!("vrrp gate: {msg}");
+        } else {
+            log::info!("vrrp gate: {msg}");
+        }
+        set(&mut |s| {
+            s.json_dump_requests += u64::from(count);
+            s.last_json_dump = Some(msg.clone());
+        });
+    };
     loop {
         if stopped() {
             return;
@@ -287,6 +422,10 @@ pub fn follow_with(
         let mut reader = BufReader::new(file);
         let mut line = String::new();
         let opened_at = Instant::now();
+        // Per (re)open: a line for our instance heard, the one JSON request made.
+        let mut heard = false;
+        let mut asked = false;
+        let mut pending: Option<PendingDump> = None;
         loop {
             if stopped() {
                 return;
@@ -296,29 +435,67 @@ pub fn follow_with(
                     .lock()
                     .map(|s| s.state == VrrpState::Unknown)
                     .unwrap_or(false);
-                let ask = armed && unknown && opts.keepalived_pid_file.is_some();
-                let wait = if ask {
+                let ask = !asked && !heard && unknown && signum.is_some();
+                let wait = if pending.is_some() {
+                    Duration::from_millis(50)
+                } else if ask {
                     RELOAD_GRACE.saturating_sub(opened_at.elapsed())
                 } else {
                     Duration::from_millis(200)
                 };
                 if !readable(fd, wait.min(Duration::from_millis(200))) {
-                    if ask && opened_at.elapsed() >= RELOAD_GRACE {
-                        armed = false;
+                    // Nothing waiting in the FIFO: a dump may be applied now.
+                    if let Some(p) = pending.as_mut() {
+                        if let DumpCheck::Done(r) = p.check(&json_file, &instance) {
+                            let pid = p.pid;
+                            pending = None;
+                            match r {
+                                Ok(state) => {
+                                    let msg = format!(
+                                        "keepalived pid {pid} JSON dump {}: {instance} {state:?}",
+                                        json_file.display()
+                                    );
+                                    note(format!("{msg} (applied)"), false, false);
+                                    apply(state, &msg);
+                                }
+                                Err(e) => note(
+                                    format!("keepalived pid {pid} JSON dump: {e}; state of {instance} stays unknown (gate closed)"),
+                                    true,
+                                    false,
+                                ),
+                            }
+                        }
+                    } else if ask && opened_at.elapsed() >= RELOAD_GRACE {
+                        asked = true;
+                        let signum = signum.unwrap_or(0);
                         let pid_file = opts.keepalived_pid_file.as_deref().unwrap_or(Path::new(""));
-                        let done = request_states(pid_file);
-                        match &done {
-                            Ok(m) => log::info!("vrrp gate: state of {instance} unknown: {m}"),
-                            Err(e) => log::warn!(
-                                "vrrp gate: state of {instance} unknown; cannot ask keepalived: {e}"
+                        let before = std::fs::metadata(&json_file)
+                            .and_then(|m| m.modified())
+                            .ok();
+                        match signal_pid_file(pid_file, signum) {
+                            Ok(pid) => {
+                                note(
+                                    format!(
+                                        "state of {instance} unknown: sent JSON signal {signum} to keepalived pid {pid} (from {}), reading {}",
+                                        pid_file.display(),
+                                        json_file.display()
+                                    ),
+                                    false,
+                                    true,
+                                );
+                                pending = Some(PendingDump {
+                                    pid,
+                                    sent: Instant::now(),
+                                    before,
+                                    last_problem: None,
+                                });
+                            }
+                            Err(e) => note(
+                                format!("state of {instance} unknown; cannot ask keepalived: {e}"),
+                                true,
+                                false,
                             ),
                         }
-                        set(&mut |s| {
-                            s.state_requests += u64::from(done.is_ok());
-                            s.last_state_request = Some(match &done {
-                                Ok(m) | Err(m) => m.clone(),
-                            });
-                        });
                     }
                     continue;
                 }
@@ -331,9 +508,19 @@ pub fn follow_with(
                         continue;
                     }
                     if let Some(state) = parse_line(&line, &instance) {
-                        armed = true;
+                        heard = true;
                         let text = line.trim().to_string();
                         log::info!("vrrp gate: {text}");
+                        if let Some(p) = pending.take() {
+                            note(
+                                format!(
+                                    "keepalived pid {} JSON dump ignored: the FIFO said {text:?} first",
+                                    p.pid
+                                ),
+                                false,
+                                false,
+                            );
+                        }
                         set(&mut |s| s.last_line = Some(text.clone()));
                         apply(state, &text);
                     }
@@ -344,6 +531,16 @@ pub fn follow_with(
                     break;
                 }
             }
+        }
+        if let Some(p) = pending.take() {
+            note(
+                format!(
+                    "keepalived pid {} JSON dump dropped: the notify FIFO closed",
+                    p.pid
+                ),
+                true,
+                false,
+            );
         }
         // EOF: every writer is gone. keepalived is not telling us anything:
         // the other router may be master. Close the gate until it reports.
@@ -484,18 +681,21 @@ mod tests {
     }
 
     #[test]
-    fn request_states_warns_on_missing_or_stale_pid_files() {
+    fn signal_pid_file_warns_on_missing_or_stale_pid_files() {
         let dir = std::env::temp_dir().join(format!("cer-vrrp-pid-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let missing = dir.join("none.pid");
-        assert!(request_states(&missing).unwrap_err().contains("none.pid"));
+        let sig = libc::SIGRTMIN() + 2;
+        assert!(signal_pid_file(&missing, sig)
+            .unwrap_err()
+            .contains("none.pid"));
         let junk = dir.join("junk.pid");
         std::fs::write(&junk, "keepalived\n").unwrap();
-        assert!(request_states(&junk)
+        assert!(signal_pid_file(&junk, sig)
             .unwrap_err()
             .contains("not a process id"));
         std::fs::write(&junk, "1\n").unwrap();
-        assert!(request_states(&junk)
+        assert!(signal_pid_file(&junk, sig)
             .unwrap_err()
             .contains("not a process id"));
         // A pid that has exited (and been reaped): ESRCH, a warning, no crash.
@@ -503,62 +703,140 @@ mod tests {
         let gone = c.id();
         c.wait().unwrap();
         std::fs::write(&junk, format!("{gone}\n")).unwrap();
-        let e = request_states(&junk).unwrap_err();
+        let e = signal_pid_file(&junk, sig).unwrap_err();
         assert!(e.contains("stale"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// The reader's question with a stand-in for keepalived: a shell that
-    /// writes its state line to the FIFO on SIGHUP. Exactly one SIGHUP, and
-    /// only after the grace period without a line.
     #[test]
-    fn asks_once_for_the_state_when_nothing_is_heard() {
-        let dir = std::env::temp_dir().join(format!(
-            "cer-vrrp-ask-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("notify.fifo");
-        ensure_fifo(&fifo).unwrap();
-        let count = dir.join("hups");
-        let line = dir.join("line");
-        std::fs::write(&line, "INSTANCE \"VI_1\" MASTER 150\n").unwrap();
-        let script = format!(
-            r#"trap 'echo x >> {c}; cat {l} > {f}' HUP; echo $$ > {p}; while :; do sleep 0.05; done"#,
-            c = count.display(),
-            l = line.display(),
-            f = fifo.display(),
-            p = dir.join("k.pid").display()
-        );
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .spawn()
-            .unwrap();
-        for _ in 0..100 {
-            if dir.join("k.pid").exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // keepalived keeps its end of the FIFO open (O_RDWR) all the time.
-        let _writer = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&fifo)
-            .unwrap();
-        let status = new_status(&fifo, "VI_1");
-        let stop = Arc::new(AtomicBool::new(false));
-        let opts = FollowOptions {
-            keepalived_pid_file: Some(dir.join("k.pid")),
-            stop: Some(stop.clone()),
+    fn parses_keepalived_json_dumps() {
+        let dump = |name: &str, state: i64| {
+            format!(
+                r#"[{{"data":{{"iname":"OTHER","state":2}},"stats":{{}}}},{{"data":{{"iname":"{name}","ifp_ifname":"eth0","state":{state},"wantstate":{state}}},"stats":{{"become_master":1}}}}]"#
+            )
         };
-        let (f, st) = (fifo.clone(), status.clone());
-        let t0 = std::time::Instant::now();
-        let th = std::thread::spawn(move || follow_with(f, "VI_1".into(), st, opts, |_, _| {}));
+        assert_eq!(
+            parse_json_state(&dump("VI_1", 2), "VI_1"),
+            Ok(VrrpState::Master)
+        );
+        assert_eq!(
+            parse_json_state(&dump("VI_1", 1), "VI_1"),
+            Ok(VrrpState::Backup)
+        );
+        assert_eq!(
+            parse_json_state(&dump("VI_1", 3), "VI_1"),
+            Ok(VrrpState::Fault)
+        );
+        // INIT and anything else: unknown (closed).
+        assert_eq!(
+            parse_json_state(&dump("VI_1", 0), "VI_1"),
+            Ok(VrrpState::Unknown)
+        );
+        assert!(parse_json_state(&dump("VI_10", 2), "VI_1")
+            .unwrap_err()
+            .contains("no vrrp_instance"));
+        assert!(parse_json_state(&dump("VI_1", 2), "OTHER_G").is_err());
+        for junk in ["", "[", "{}", "garbage", r#"[{"data":{"iname":"VI_1"}}]"#] {
+            assert!(parse_json_state(junk, "VI_1").is_err(), "{junk:?}");
+        }
+        assert!(
+            parse_json_state(r#"[{"data":{"iname":"VI_1","state":"MASTER"}}]"#, "VI_1").is_err()
+        );
+    }
+
+    /// A stand-in for keepalived: a shell that keeps the FIFO open and, on
+    /// keepalived's JSON signal, counts it, waits `delay` seconds and writes
+    /// `json` to the JSON file.
+    struct StandIn {
+        dir: PathBuf,
+        fifo: PathBuf,
+        child: std::process::Child,
+        _writer: std::fs::File,
+    }
+
+    impl StandIn {
+        fn start(name: &str, json: &str, delay: &str) -> StandIn {
+            let dir = std::env::temp_dir().join(format!(
+                "cer-vrrp-{name}-{}-{}",
+                std::process::id(),
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let fifo = dir.join("notify.fifo");
+            ensure_fifo(&fifo).unwrap();
+            std::fs::write(dir.join("src.json"), json).unwrap();
+            let script = format!(
+                r#"trap 'echo x >> {d}/signals; sleep {delay}; cat {d}/src.json > {d}/keepalived.json' {sig}; echo $$ > {d}/k.pid; while :; do sleep 0.05; done"#,
+                d = dir.display(),
+                sig = json_signal().0,
+            );
+            let child = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .spawn()
+                .unwrap();
+            for _ in 0..100 {
+                if dir.join("k.pid").exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // keepalived keeps its end of the FIFO open (O_RDWR) all the time.
+            let _writer = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&fifo)
+                .unwrap();
+            StandIn {
+                dir,
+                fifo,
+                child,
+                _writer,
+            }
+        }
+
+        fn follow(&self) -> (SharedVrrp, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+            let status = new_status(&self.fifo, "VI_1");
+            let stop = Arc::new(AtomicBool::new(false));
+            let opts = FollowOptions {
+                keepalived_pid_file: Some(self.dir.join("k.pid")),
+                keepalived_json_file: Some(self.dir.join("keepalived.json")),
+                stop: Some(stop.clone()),
+            };
+            let (f, st) = (self.fifo.clone(), status.clone());
+            let th = std::thread::spawn(move || follow_with(f, "VI_1".into(), st, opts, |_, _| {}));
+            (status, stop, th)
+        }
+
+        fn signals(&self) -> usize {
+            std::fs::read_to_string(self.dir.join("signals"))
+                .unwrap_or_default()
+                .lines()
+                .count()
+        }
+    }
+
+    impl Drop for StandIn {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    const MASTER_JSON: &str = r#"[{"data":{"iname":"VI_1","state":2,"wantstate":2},"stats":{}}]"#;
+
+    /// Exactly one JSON signal, only after the grace period without a line,
+    /// and the dump's MASTER opens the gate.
+    #[test]
+    fn reads_the_json_dump_once_when_nothing_is_heard() {
+        let k = StandIn::start("ask", MASTER_JSON, "0");
+        // A stale dump from before: only a newer one counts.
+        std::fs::write(k.dir.join("keepalived.json"), "stale").unwrap();
+        let t0 = Instant::now();
+        let (status, stop, th) = k.follow();
         while !status.lock().unwrap().gate_open && t0.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -567,15 +845,76 @@ mod tests {
         let s = status.lock().unwrap().clone();
         stop.store(true, Ordering::Relaxed);
         th.join().unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
         assert!(s.gate_open && s.state == VrrpState::Master, "{s:?}");
         assert!(
             took >= RELOAD_GRACE,
             "asked before the grace period: {took:?}"
         );
-        assert_eq!(s.state_requests, 1, "{s:?}");
-        assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 1);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(s.json_dump_requests, 1, "{s:?}");
+        assert!(
+            s.last_json_dump.as_deref().unwrap().contains("applied"),
+            "{s:?}"
+        );
+        assert_eq!(k.signals(), 1);
+    }
+
+    /// A FIFO line that comes while the dump is awaited wins over the dump.
+    #[test]
+    fn a_fifo_line_wins_over_the_json_dump() {
+        let k = StandIn::start("race", MASTER_JSON, "0.7");
+        let t0 = Instant::now();
+        let (status, stop, th) = k.follow();
+        while status.lock().unwrap().json_dump_requests == 0
+            && t0.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&k.fifo)
+            .unwrap();
+        writeln!(w, "INSTANCE \"VI_1\" BACKUP 100").unwrap();
+        // Past the stand-in's delay: the dump (MASTER) was written meanwhile.
+        std::thread::sleep(Duration::from_millis(2000));
+        let s = status.lock().unwrap().clone();
+        stop.store(true, Ordering::Relaxed);
+        th.join().unwrap();
+        assert!(k.dir.join("keepalived.json").exists());
+        assert_eq!((s.state, s.gate_open), (VrrpState::Backup, false), "{s:?}");
+        assert_eq!(s.json_dump_requests, 1, "{s:?}");
+        assert!(
+            s.last_json_dump.as_deref().unwrap().contains("ignored"),
+            "{s:?}"
+        );
+        assert_eq!(k.signals(), 1);
+    }
+
+    /// Garbage, a dump without our instance, a file that never changes: a
+    /// warning, the gate stays closed, and no second signal.
+    #[test]
+    fn bad_json_dumps_keep_the_gate_closed_without_retries() {
+        for (name, json, needle) in [
+            ("garbage", "{not json", "not keepalived JSON"),
+            (
+                "other",
+                r#"[{"data":{"iname":"VI_2","state":2}}]"#,
+                "no vrrp_instance",
+            ),
+        ] {
+            let k = StandIn::start(name, json, "0");
+            let (status, stop, th) = k.follow();
+            std::thread::sleep(RELOAD_GRACE + JSON_WAIT + Duration::from_millis(1500));
+            let s = status.lock().unwrap().clone();
+            stop.store(true, Ordering::Relaxed);
+            th.join().unwrap();
+            assert_eq!((s.state, s.gate_open), (VrrpState::Unknown, false), "{s:?}");
+            assert_eq!(s.json_dump_requests, 1, "{s:?}");
+            let last = s.last_json_dump.clone().unwrap();
+            assert!(
+                last.contains(needle) && last.contains("stays unknown"),
+                "{last}"
+            );
+            assert_eq!(k.signals(), 1, "{name}");
+        }
     }
 }
