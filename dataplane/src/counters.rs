@@ -106,6 +106,7 @@ named_enum! {
         WgControlSent => "wireguard_control_sent",
         WgHandedOff => "wireguard_handed_off",
         RouterAdvertSent => "nd_router_advert_sent",
+        RouterAdvertSuppressed => "nd_solicited_router_advert_rate_limited",
         NeighborAdvertSent => "nd_neighbor_advert_sent",
         NeighborSolicitSent => "nd_neighbor_solicit_sent",
         NeighborSolicitSuppressed => "nd_neighbor_solicit_rate_limited",

@@ -554,6 +554,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         }
     }
     let learn6 = manager.learn6.clone();
+    let unnumbered: Vec<bool> = cfg.ports.iter().map(|p| p.unnumbered).collect();
     let ra_lifetime = crate::nd::router_lifetime(dp.ra_interval_secs);
     let mgr_stop = stop.clone();
     let manager_thread = std::thread::Builder::new()
@@ -584,7 +585,8 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
                 std::mem::take(&mut wg_owned[k]),
                 wg_handoff.clone(),
             )
-            .with_nd(learn6.clone(), ra_lifetime);
+            .with_nd(learn6.clone(), ra_lifetime)
+            .with_unnumbered(&unnumbered);
         let mut io = DpdkIo::new(io_ports.clone(), k as u16, pool.clone());
         let stop = stop.clone();
         let adaptive = dp.poll_mode == PollMode::Adaptive;

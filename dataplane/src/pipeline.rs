@@ -128,7 +128,14 @@ struct PortNd {
     ll: Ipv6Addr,
     /// The Router Advertisement frame sent on `CoreCommand::RouterAdvert`.
     ra: Box<[u8]>,
+    /// Router Solicitations are answered with `ra` (the port is unnumbered).
+    answers_rs: bool,
+    /// When this core last sent `ra` (solicited answers are rate limited).
+    last_ra_ns: Option<u64>,
 }
+
+/// RFC 4861 MIN_DELAY_BETWEEN_RAS: solicited RAs at most this often.
+const MIN_DELAY_BETWEEN_RAS_NS: u64 = 3_000_000_000;
 
 impl PortNd {
     fn for_ports(ports: &[PortInfo], ra_lifetime_secs: u16) -> Vec<PortNd> {
@@ -137,6 +144,8 @@ impl PortNd {
             .map(|p| PortNd {
                 ll: nd::link_local(p.mac),
                 ra: nd::router_advert(p.mac, ra_lifetime_secs).into_boxed_slice(),
+                answers_rs: false,
+                last_ra_ns: None,
             })
             .collect()
     }
@@ -333,6 +342,19 @@ impl<B: PacketBuf> Worker<B> {
         self
     }
 
+    /// Which ports (by index) answer Router Solicitations with their RA
+    /// (the `unnumbered` ones; call after `set_nd`).
+    pub fn set_unnumbered(&mut self, unnumbered: &[bool]) {
+        for (nd, u) in self.nd.iter_mut().zip(unnumbered) {
+            nd.answers_rs = *u;
+        }
+    }
+
+    pub fn with_unnumbered(mut self, unnumbered: &[bool]) -> Self {
+        self.set_unnumbered(unnumbered);
+        self
+    }
+
     pub fn stats(&self) -> &Arc<CoreStats> {
         &self.links.stats
     }
@@ -425,22 +447,29 @@ impl<B: PacketBuf> Worker<B> {
                 }
             }
             CoreCommand::RouterAdvert { port } => {
-                let Some(nd) = self.nd.get(port as usize) else {
-                    return;
-                };
-                let Some(mut buf) = io.alloc() else {
-                    self.links.stats.dropped(DropReason::NoMbuf);
-                    return;
-                };
-                if !buf.set_len(nd.ra.len()) {
-                    return self.drop_pkt(DropReason::NoMbuf, buf);
-                }
-                buf.data_mut().copy_from_slice(&nd.ra);
-                self.links.stats.event(Event::RouterAdvertSent);
-                self.enqueue(io, port as usize, buf);
+                self.router_advert(io, port as usize);
                 self.flush_all(io);
             }
         }
+    }
+
+    /// Sends the port's precomputed Router Advertisement.
+    fn router_advert<I: PortIo<Buf = B>>(&mut self, io: &mut I, port: usize) {
+        let Some(nd) = self.nd.get_mut(port) else {
+            return;
+        };
+        nd.last_ra_ns = Some(self.now_ns);
+        let Some(mut buf) = io.alloc() else {
+            self.links.stats.dropped(DropReason::NoMbuf);
+            return;
+        };
+        let ra = &self.nd[port].ra;
+        if !buf.set_len(ra.len()) {
+            return self.drop_pkt(DropReason::NoMbuf, buf);
+        }
+        buf.data_mut().copy_from_slice(ra);
+        self.links.stats.event(Event::RouterAdvertSent);
+        self.enqueue(io, port, buf);
     }
 
     #[inline]
@@ -619,7 +648,22 @@ impl<B: PacketBuf> Worker<B> {
                     }
                 }
             }
-            NdKind::RouterSolicit | NdKind::Redirect => {}
+            NdKind::RouterSolicit => {
+                let nd = &self.nd[port];
+                if !nd.answers_rs {
+                    return;
+                }
+                let recent = nd
+                    .last_ra_ns
+                    .is_some_and(|t| self.now_ns.saturating_sub(t) < MIN_DELAY_BETWEEN_RAS_NS);
+                if recent {
+                    self.links.stats.event(Event::RouterAdvertSuppressed);
+                    return;
+                }
+                // To all-nodes, as FRR answers (RFC 4861 6.2.6 allows it).
+                self.router_advert(io, port);
+            }
+            NdKind::Redirect => {}
         }
     }
 

@@ -1592,6 +1592,60 @@ mod nd_tests {
     }
 
     #[test]
+    fn router_solicitation_is_answered_on_unnumbered_ports_only_rate_limited() {
+        let rs = |mac: [u8; 6]| -> Vec<u8> {
+            let src = peer_ll(mac);
+            let repr = Icmpv6Repr::Ndisc(NdiscRepr::RouterSolicit {
+                lladdr: Some(smoltcp::wire::RawHardwareAddress::from_bytes(&mac)),
+            });
+            let ip = smoltcp::wire::Ipv6Repr {
+                src_addr: v6(&src),
+                dst_addr: v6(&nd::ALL_ROUTERS),
+                next_header: IpProtocol::Icmpv6,
+                payload_len: repr.buffer_len(),
+                hop_limit: 255,
+            };
+            let (mut f, off) = eth(
+                nd::multicast_mac(&nd::ALL_ROUTERS),
+                mac,
+                EthernetProtocol::Ipv6,
+                40 + repr.buffer_len(),
+            );
+            ip.emit(&mut Ipv6Packet::new_unchecked(&mut f[off..]));
+            repr.emit(
+                &IpAddress::Ipv6(v6(&src)),
+                &IpAddress::Ipv6(v6(&nd::ALL_ROUTERS)),
+                &mut Icmpv6Packet::new_unchecked(&mut f[off + 40..]),
+                &ChecksumCapabilities::default(),
+            );
+            f
+        };
+        // Not unnumbered: no answer.
+        let mut r = Rig::new(false);
+        r.run(WAN, &rs(PEER_MAC));
+        assert!(r.io.sent(WAN).is_empty());
+        // Unnumbered WAN: an RA to all-nodes, then nothing for 3 s.
+        let mut r = Rig::new(false);
+        r.worker.set_unnumbered(&[false, true]);
+        r.io.now_ns = 10_000_000_000;
+        r.run(WAN, &rs(PEER_MAC));
+        let out = r.io.sent(WAN);
+        assert_eq!(out.len(), 1);
+        let (dst, src, _, ip_dst, _, repr) = parse_nd(&out[0]);
+        assert_eq!((dst, src), ([0x33, 0x33, 0, 0, 0, 1], WAN_MAC));
+        assert_eq!(ip_dst, v6(&nd::ALL_NODES));
+        assert!(repr.contains("RouterAdvert"), "{repr}");
+        r.io.now_ns += 1_000_000_000;
+        r.run(WAN, &rs(PEER2_MAC));
+        assert!(r.io.sent(WAN).is_empty());
+        assert_eq!(r.events(Event::RouterAdvertSuppressed), 1);
+        r.io.now_ns += 3_000_000_000;
+        r.run(WAN, &rs(PEER2_MAC));
+        assert_eq!(r.io.sent(WAN).len(), 1);
+        assert!(r.io.sent(LAN).is_empty());
+    }
+
+    #[test]
     fn ra_ns_na_from_peers_teach_the_table_and_reach_the_tap() {
         let mut r = Rig::new(true);
         let our_ll = nd::link_local(WAN_MAC);
