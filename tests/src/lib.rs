@@ -52,6 +52,21 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Starts the real `cer-dataplane` in `ns` with the config file `cfg`
+/// (output to `log`) and waits until it reports ready.
+pub fn start_dataplane(ns: &Netns, cfg: &Path, log: &Path) -> Result<Proc> {
+    let mut p = ns.spawn(
+        &[
+            bin("cer-dataplane").to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+        log,
+    )?;
+    p.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+    Ok(p)
+}
+
 /// Runs a command, failing with its output when it fails.
 pub fn sh(args: &[&str]) -> Result<Output> {
     let out = Command::new(args[0])

@@ -147,15 +147,7 @@ address = "10.3.0.1/24"
         );
         let cfg_path = scratch.file("node.toml");
         std::fs::write(&cfg_path, cfg)?;
-        let mut dataplane = dp.spawn(
-            &[
-                bin("cer-dataplane").to_str().unwrap(),
-                "--config",
-                cfg_path.to_str().unwrap(),
-            ],
-            &scratch.file("dataplane.log"),
-        )?;
-        dataplane.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+        let dataplane = start_dataplane(&dp, &cfg_path, &scratch.file("dataplane.log"))?;
         Ok(Topo {
             dp,
             h1,

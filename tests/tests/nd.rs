@@ -149,15 +149,7 @@ unnumbered = true
     );
     let cfg_path = scratch.file("node.toml");
     std::fs::write(&cfg_path, cfg)?;
-    let mut dataplane = dp.spawn(
-        &[
-            bin("cer-dataplane").to_str().unwrap(),
-            "--config",
-            cfg_path.to_str().unwrap(),
-        ],
-        &scratch.file("dataplane.log"),
-    )?;
-    dataplane.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+    let dataplane = start_dataplane(&dp, &cfg_path, &scratch.file("dataplane.log"))?;
     let dump = |what: &str| -> String {
         format!(
             "{what}\ndataplane log:\n{}\nneighbors6: {}\ncounters: {}\nh2 neigh: {}\nh2 routes: {}",

@@ -198,15 +198,7 @@ remote = "10.30.0.9"
         );
         let cfg_path = dir.join("dp.toml");
         std::fs::write(&cfg_path, cfg)?;
-        let mut dataplane = ns.spawn(
-            &[
-                bin("cer-dataplane").to_str().unwrap(),
-                "--config",
-                cfg_path.to_str().unwrap(),
-            ],
-            &dir.join("dp.log"),
-        )?;
-        dataplane.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
+        let dataplane = start_dataplane(&ns, &cfg_path, &dir.join("dp.log"))?;
         let ports = admin_q(&admin, "ports")?;
         let lan_mac = ports[0]["mac"]
             .as_str()

@@ -94,20 +94,6 @@ fn host(ns: &Netns, cidr: &str, gw: &str) -> Result<()> {
     Ok(())
 }
 
-/// Starts cer-dataplane with `cfg` in `ns` and waits until it is ready.
-fn start_dataplane(ns: &Netns, cfg: &Path, log: &Path) -> Result<Proc> {
-    let mut p = ns.spawn(
-        &[
-            bin("cer-dataplane").to_str().unwrap(),
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-        log,
-    )?;
-    p.wait_for_log("cer-dataplane: ready", Duration::from_secs(20))?;
-    Ok(p)
-}
-
 /// `cerctl dataplane feed --socket SOCKET ARGS...`.
 fn feed(socket: &Path, args: &[&str]) -> Result<()> {
     let cerctl = bin("cerctl");
