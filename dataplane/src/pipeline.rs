@@ -1116,25 +1116,37 @@ impl<B: PacketBuf> Worker<B> {
         self.enqueue(io, out, buf);
     }
 
-    /// Sends an ARP request for `ip` on `port` unless one went out recently;
-    /// uses `reuse` as the buffer when given (it is consumed either way).
-    fn resolve<I: PortIo<Buf = B>>(&mut self, io: &mut I, port: usize, ip: u32, reuse: Option<B>) {
-        let key = (port as u64) << 32 | u64::from(ip);
+    /// The resolution rate limiter (ARP and ND share it): the (key, slot) to
+    /// record a request for next hop `nh` on `port` in, or None (counted as
+    /// `suppressed`) when one went out within `arp_retry_ns`.
+    fn solicit_slot(&mut self, port: usize, nh: u32, suppressed: Event) -> Option<(u64, usize)> {
+        let key = (port as u64) << 32 | u64::from(nh);
         let slot = ((key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize) % ARP_LIMITER_SLOTS;
         let (k, last) = self.arp_sent[slot];
         if k == key && self.now_ns.saturating_sub(last) < self.cfg.arp_retry_ns {
-            self.links.stats.event(Event::ArpRequestSuppressed);
-            return;
+            self.links.stats.event(suppressed);
+            return None;
         }
-        let mut buf = match reuse {
-            Some(b) => b,
-            None => match io.alloc() {
-                Some(b) => b,
-                None => {
-                    self.links.stats.dropped(DropReason::NoMbuf);
-                    return;
-                }
-            },
+        Some((key, slot))
+    }
+
+    /// `reuse`, or a fresh buffer from the pool (a counted drop when empty).
+    fn reuse_or_alloc<I: PortIo<Buf = B>>(&mut self, io: &mut I, reuse: Option<B>) -> Option<B> {
+        let b = reuse.or_else(|| io.alloc());
+        if b.is_none() {
+            self.links.stats.dropped(DropReason::NoMbuf);
+        }
+        b
+    }
+
+    /// Sends an ARP request for `ip` on `port` unless one went out recently;
+    /// uses `reuse` as the buffer when given (it is consumed either way).
+    fn resolve<I: PortIo<Buf = B>>(&mut self, io: &mut I, port: usize, ip: u32, reuse: Option<B>) {
+        let Some((key, slot)) = self.solicit_slot(port, ip, Event::ArpRequestSuppressed) else {
+            return;
+        };
+        let Some(mut buf) = self.reuse_or_alloc(io, reuse) else {
+            return;
         };
         let info = self.cfg.ports[port];
         let (mac, addr) = (info.mac, info.addr);
@@ -1162,22 +1174,12 @@ impl<B: PacketBuf> Worker<B> {
         let Some((_, target)) = snap.gateways6.get(nh) else {
             return;
         };
-        let key = (port as u64) << 32 | u64::from(nh);
-        let slot = ((key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize) % ARP_LIMITER_SLOTS;
-        let (k, last) = self.arp_sent[slot];
-        if k == key && self.now_ns.saturating_sub(last) < self.cfg.arp_retry_ns {
-            self.links.stats.event(Event::NeighborSolicitSuppressed);
+        let Some((key, slot)) = self.solicit_slot(port, nh, Event::NeighborSolicitSuppressed)
+        else {
             return;
-        }
-        let mut buf = match reuse {
-            Some(b) => b,
-            None => match io.alloc() {
-                Some(b) => b,
-                None => {
-                    self.links.stats.dropped(DropReason::NoMbuf);
-                    return;
-                }
-            },
+        };
+        let Some(mut buf) = self.reuse_or_alloc(io, reuse) else {
+            return;
         };
         if !buf.set_len(nd::NS_LEN) {
             return self.drop_pkt(DropReason::NoMbuf, buf);

@@ -225,7 +225,7 @@ async fn measure(provider: &str, args: &Args) -> Result<Value> {
     });
     r.start(p);
     r.activate();
-    let (mut capture, mut release, mut calls) = (Vec::new(), Vec::new(), 0u64);
+    let (mut capture, mut release) = (Vec::new(), Vec::new());
     let (mut fabric_capture, mut fabric_release) = (Vec::new(), Vec::new());
     for i in 0..args.moves {
         let desired = if i % 2 == 0 {
@@ -283,14 +283,13 @@ async fn measure(provider: &str, args: &Args) -> Result<Value> {
         }
         // Let the fabric settle before the next change.
         tokio::time::sleep(Duration::from_millis(600)).await;
-        calls += 1;
     }
     let st = r.status();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(json!({
         "provider": provider,
         "client": st.provider_detail,
-        "moves": calls,
+        "moves": args.moves,
         "capture": stats(capture),
         "release": stats(release),
         "fabric_capture": stats(fabric_capture),

@@ -534,8 +534,9 @@ impl Worker {
                 }
             });
             self.tasks.insert(h.id(), Some(ip));
-            lock(&self.shared.status).actions_total += 1;
-            if let Some(e) = lock(&self.shared.status).ips.get_mut(&ip) {
+            let mut st = lock(&self.shared.status);
+            st.actions_total += 1;
+            if let Some(e) = st.ips.get_mut(&ip) {
                 e.phase = Phase::InFlight;
             }
         }

@@ -12,6 +12,7 @@ use super::sam::{Owner, Sam, TrapEvent};
 use cer_bgp::route::{Community, Ipv4Prefix, NextHop, PathAttrs, Prefix};
 use cer_bgp::session::SessionEvent;
 use cer_bgp::speaker::{NeighborConfig, Speaker, SpeakerConfig};
+use cer_capture::reconciler::Phase;
 use cer_capture::{Desired, Intent};
 use cer_shared::feed::EndpointAction;
 use serde_json::{json, Value};
@@ -345,11 +346,7 @@ impl Core {
                 let count = |d: Desired, confirmed: bool| {
                     st.ips
                         .values()
-                        .filter(|s| {
-                            s.desired == d
-                                && (s.phase == cer_capture::reconciler::Phase::Confirmed)
-                                    == confirmed
-                        })
+                        .filter(|s| s.desired == d && (s.phase == Phase::Confirmed) == confirmed)
                         .count()
                 };
                 json!({
@@ -391,12 +388,12 @@ impl Core {
                                 Desired::Release => "release from this router's NIC (owned here or by nobody)",
                             };
                             let state = match s.phase {
-                                cer_capture::reconciler::Phase::Confirmed => "confirmed by the provider".to_string(),
-                                cer_capture::reconciler::Phase::Settling => "looks right; an older accepted change may still land, re-observing".to_string(),
-                                cer_capture::reconciler::Phase::Waiting => "waiting (provider client not ready or BGP not converged)".to_string(),
-                                cer_capture::reconciler::Phase::Pending => "queued".to_string(),
-                                cer_capture::reconciler::Phase::InFlight => "in flight at the provider".to_string(),
-                                cer_capture::reconciler::Phase::Backoff => format!("failed {} time(s), retrying: {}", s.attempts, s.last_error.clone().unwrap_or_default()),
+                                Phase::Confirmed => "confirmed by the provider".to_string(),
+                                Phase::Settling => "looks right; an older accepted change may still land, re-observing".to_string(),
+                                Phase::Waiting => "waiting (provider client not ready or BGP not converged)".to_string(),
+                                Phase::Pending => "queued".to_string(),
+                                Phase::InFlight => "in flight at the provider".to_string(),
+                                Phase::Backoff => format!("failed {} time(s), retrying: {}", s.attempts, s.last_error.clone().unwrap_or_default()),
                             };
                             format!("{what}: {state}")
                         }
@@ -412,10 +409,7 @@ impl Core {
             if let Some(s) = self.reconciler.as_ref().and_then(|r| r.ip_status(ip)) {
                 v["this_ip_detail"] = json!(s);
                 let overlay = self.fib.get(&ip).and_then(|e| e.action.clone()).is_some();
-                if overlay
-                    && s.desired == Desired::Capture
-                    && s.phase != cer_capture::reconciler::Phase::Confirmed
-                {
+                if overlay && s.desired == Desired::Capture && s.phase != Phase::Confirmed {
                     v["note"] = json!("the overlay path is ready, but the provider has not confirmed the capture yet: local workloads reach this CER for it only once it does");
                 }
             }
