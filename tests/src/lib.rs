@@ -448,6 +448,10 @@ impl Control {
 }
 pub mod wg;
 
+/// Protocol peers (vsftpd, nfs-ganesha + rpcbind, iperf3, bulk TCP with sha256),
+/// captures read with tshark, and an outage probe, for the acceptance and failover tests.
+pub mod apps;
+
 /// Sends `total` bytes over TCP and prints the count, the sha256 and the seconds taken.
 pub const TCP_SENDER: &str = r#"
 import hashlib, socket, sys, time
