@@ -185,6 +185,66 @@ fn ip_cmd(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// How often the link mirror looks at the ports.
+const LINK_MIRROR_EVERY: Duration = Duration::from_millis(200);
+
+/// The carrier of a kernel interface (`/sys/class/net/IF/carrier`); a
+/// missing interface or an admin-down one (the file cannot be read) is down.
+fn kernel_carrier(iface: &str) -> bool {
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/carrier"))
+        .map(|c| c.trim() == "1")
+        .unwrap_or(false)
+}
+
+/// Mirrors each port's link state onto its exception TAP (the linux-cp
+/// model): when the port loses its link, the TAP goes down, so the kernel
+/// side and cer-control (BGP unnumbered peers, sessions over the TAP) see
+/// the loss at once instead of waiting for a hold timer. The link is the
+/// PMD's view, and for `af_packet` / `af_xdp` ports also the carrier of the
+/// kernel interface under them (those PMDs report their link up
+/// regardless). Runs on its own thread, off the polling path.
+fn spawn_link_mirror(cfg: &NodeConfig, nic: &[Port], stop: Arc<AtomicBool>) -> Result<()> {
+    let mirrored: Vec<(String, Port, Option<String>, String)> = cfg
+        .ports
+        .iter()
+        .zip(nic)
+        .filter_map(|(p, port)| {
+            let tap = p.exception_tap.clone()?;
+            let kernel = match p.driver {
+                PortDriver::AfPacket | PortDriver::AfXdp => p.iface.clone(),
+                _ => None,
+            };
+            Some((p.name.clone(), *port, kernel, tap))
+        })
+        .collect();
+    if mirrored.is_empty() {
+        return Ok(());
+    }
+    std::thread::Builder::new()
+        .name("link-mirror".into())
+        .spawn(move || {
+            let mut last: Vec<bool> = vec![true; mirrored.len()];
+            while !stop.load(Ordering::Relaxed) {
+                for (i, (name, port, kernel, tap)) in mirrored.iter().enumerate() {
+                    let up = port.link().up && kernel.as_deref().is_none_or(kernel_carrier);
+                    if up == last[i] {
+                        continue;
+                    }
+                    let state = if up { "up" } else { "down" };
+                    match ip_cmd(&["link", "set", "dev", tap, state]) {
+                        Ok(()) => {
+                            log::warn!("port {name}: link {state}; TAP {tap} set {state}");
+                            last[i] = up;
+                        }
+                        Err(e) => log::warn!("port {name}: link {state}, TAP {tap}: {e:#}"),
+                    }
+                }
+                std::thread::sleep(LINK_MIRROR_EVERY);
+            }
+        })?;
+    Ok(())
+}
+
 /// Keeps the kernel of this network namespace from also processing frames
 /// that arrive on interfaces DPDK drives through `net_af_packet`: an nftables
 /// netdev-ingress drop on each. AF_PACKET sockets see a frame before the
@@ -556,6 +616,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     let learn6 = manager.learn6.clone();
     let unnumbered: Vec<bool> = cfg.ports.iter().map(|p| p.unnumbered).collect();
     let ra_lifetime = crate::nd::router_lifetime(dp.ra_interval_secs);
+    spawn_link_mirror(&cfg, &nic, stop.clone())?;
     let mgr_stop = stop.clone();
     let manager_thread = std::thread::Builder::new()
         .name("manager".into())

@@ -52,6 +52,9 @@ pub struct NeighborConfig {
     pub import: Option<Policy>,
     pub export: Option<Policy>,
     pub description: Option<String>,
+    /// BGP unnumbered: the interface the peer was discovered on (its
+    /// link-local session address carries the interface as scope id).
+    pub interface: Option<String>,
 }
 
 /// Counters and state of one peer, for `show bgp summary`.
@@ -59,6 +62,8 @@ pub struct NeighborConfig {
 pub struct NeighborSummary {
     pub peer: u32,
     pub address: String,
+    /// Unnumbered neighbors: the interface (the session runs over the peer's link-local address on it).
+    pub interface: Option<String>,
     pub description: Option<String>,
     pub remote_as: Option<u32>,
     pub router_id: Option<Ipv4Addr>,
@@ -196,21 +201,55 @@ impl Speaker {
         id
     }
 
+    /// Stops a neighbor's session (Cease) and forgets it: its routes leave
+    /// the RIB at once and the change goes to every other peer. Returns the
+    /// prefixes whose candidates changed.
+    pub fn remove_neighbor(&mut self, id: PeerId) -> Vec<Prefix> {
+        let Some(p) = self.peers.remove(&id) else {
+            return vec![];
+        };
+        let _ = p.ctl.try_send(PeerCtl::Shutdown(Notification::new(
+            crate::wire::notify::CEASE,
+            crate::wire::notify::CEASE_PEER_DECONFIGURED,
+        )));
+        self.eor_seen.remove(&id);
+        let changes = self.rib.peer_down(id);
+        let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
+        self.propagate(&prefixes);
+        prefixes
+    }
+
+    /// The neighbor configured for a connection from `remote`: same address,
+    /// and for IPv6 link-local addresses also the same interface (scope id).
+    pub fn neighbor_for(&self, remote: SocketAddr) -> Option<PeerId> {
+        let ip = canonical(remote.ip());
+        let scope = |a: SocketAddr| match a {
+            SocketAddr::V6(v6) if v6.ip().segments()[0] & 0xffc0 == 0xfe80 => v6.scope_id(),
+            _ => 0,
+        };
+        self.peers
+            .iter()
+            .find(|(_, p)| {
+                canonical(p.cfg.remote.ip()) == ip && scope(p.cfg.remote) == scope(remote)
+            })
+            .map(|(id, _)| *id)
+    }
+
     /// Hands an accepted connection to the peer configured for its address.
     /// Returns false (caller closes it) for unknown sources.
     pub fn inbound(&self, stream: tokio::net::TcpStream) -> bool {
         let Ok(remote) = stream.peer_addr() else {
             return false;
         };
-        let ip = canonical(remote.ip());
-        match self
-            .peers
-            .values()
-            .find(|p| canonical(p.cfg.remote.ip()) == ip)
-        {
+        match self.neighbor_for(remote).and_then(|id| self.peers.get(&id)) {
             Some(p) => p.ctl.try_send(PeerCtl::Inbound(stream)).is_ok(),
             None => false,
         }
+    }
+
+    /// The interface of an unnumbered neighbor.
+    pub fn peer_interface(&self, id: PeerId) -> Option<&str> {
+        self.peers.get(&id).and_then(|p| p.cfg.interface.as_deref())
     }
 
     /// Resets a session (admin), e.g. after a policy change.
@@ -331,7 +370,10 @@ impl Speaker {
             .and_then(|n| n.peer_graceful_restart.clone());
         self.eor_seen.remove(&peer);
         match gr {
-            Some(gr) if tcp_failure && gr.restart_time > 0 => {
+            // RFC 4724 4.2: only for a peer that listed address families in
+            // its capability (helper-only speakers such as FRR's default
+            // list none: their routes go at once).
+            Some(gr) if tcp_failure && gr.restart_time > 0 && !gr.families.is_empty() => {
                 // RFC 4724: keep the peer's routes, marked stale, for its restart time.
                 let n = self.rib.stale_peer(peer);
                 if let Some(p) = self.peers.get_mut(&peer) {
@@ -639,6 +681,7 @@ impl Speaker {
                 NeighborSummary {
                     peer: id.0,
                     address: p.cfg.remote.to_string(),
+                    interface: p.cfg.interface.clone(),
                     description: p.cfg.description.clone(),
                     remote_as: n.map(|n| n.peer_as),
                     router_id: n.map(|n| n.peer_router_id),

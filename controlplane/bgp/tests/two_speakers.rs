@@ -42,6 +42,7 @@ async fn node(ip: &str, port: u16, peer_ip: &str, gr: Option<u16>) -> Node {
         import: None,
         export: None,
         description: None,
+        interface: None,
     });
     let speaker = Arc::new(Mutex::new(s));
     let listener = TcpListener::bind(SocketAddr::new(ip.parse().unwrap(), port))

@@ -5,7 +5,7 @@ use cer_controlplane::control::admin::{ControlRequest, ControlResponse};
 use cer_controlplane::control::config::{CaptureMode, ControlConfig};
 use cer_controlplane::control::core::{AdminMsg, Core};
 use cer_controlplane::control::fibfeed::{self, FeedOp, FeedStatus};
-use cer_controlplane::control::{capture, vrrp};
+use cer_controlplane::control::{capture, unnumbered, vrrp};
 use cer_shared::framing;
 use clap::Parser;
 use std::path::PathBuf;
@@ -105,6 +105,8 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
     }
     let mut core =
         Core::new(cfg.clone(), ev_tx, feed_tx, feed_status).map_err(anyhow::Error::msg)?;
+    let (link_tx, mut link_rx) = mpsc::channel(1024);
+    let watchers_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     core.vrrp = vrrp_status;
     // Cloud capture: the reconciler exists from the start (the core feeds it
     // intents); its provider client is built, and retried, in the background.
@@ -115,11 +117,28 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
     }
 
     let (in_tx, mut in_rx) = mpsc::channel(64);
+    let mut listeners = Vec::new();
     for addr in cfg.listen_addrs() {
         let l = TcpListener::bind(addr)
             .await
             .with_context(|| format!("bgp.listen: cannot listen on {addr}"))?;
         log::info!("BGP listening on {addr}");
+        listeners.push(l);
+    }
+    let unnumbered = cfg.bgp.neighbors.iter().any(|n| n.interface.is_some());
+    let v6_any = cfg
+        .listen_addrs()
+        .iter()
+        .any(|a| a.ip() == std::net::Ipv6Addr::UNSPECIFIED);
+    if unnumbered && !v6_any {
+        // Unnumbered peers connect to our link-local address: listen on
+        // [::]:179, IPv6 only, next to any IPv4 listener.
+        listeners.push(bind_v6_only(179).context(
+            "BGP unnumbered: cannot listen on [::]:179 (IPv6 only) for link-local peers",
+        )?);
+        log::info!("BGP listening on [::]:179 for unnumbered peers");
+    }
+    for l in listeners {
         let tx = in_tx.clone();
         tokio::spawn(async move {
             loop {
@@ -185,6 +204,14 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
     });
 
     core.start().map_err(anyhow::Error::msg)?;
+    for (k, i) in core.unnumbered.ifaces.iter().enumerate() {
+        unnumbered::spawn_watcher(k, i.name.clone(), link_tx.clone(), watchers_stop.clone())
+            .with_context(|| format!("starting the unnumbered watcher of {}", i.name))?;
+        log::info!(
+            "unnumbered neighbor on {}: learning the peer from Router Advertisements",
+            i.name
+        );
+    }
     log::info!(
         "cer-control {} up: AS {}, router id {}",
         cfg.node.name,
@@ -204,8 +231,9 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
                     core.on_session(ev);
                 }
             }
+            Some(ev) = link_rx.recv() => core.on_link(ev),
             Some(s) = in_rx.recv() => {
-                if !core.speaker.inbound(s) {
+                if !core.inbound(s) {
                     log::warn!("refused a BGP connection from an unconfigured address");
                 }
             }
@@ -215,9 +243,24 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
             _ = int.recv() => break,
         }
     }
+    watchers_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     log::info!("shutting down: Cease to every peer");
     core.shutdown();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = std::fs::remove_file(&sock);
     Ok(())
+}
+
+/// A listener on [::]:PORT that takes IPv6 only, so it coexists with an
+/// IPv4 wildcard listener on the same port.
+fn bind_v6_only(port: u16) -> Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    s.set_only_v6(true)?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    let addr = std::net::SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), port);
+    s.bind(&addr.into())?;
+    s.listen(128)?;
+    Ok(TcpListener::from_std(s.into())?)
 }

@@ -51,6 +51,10 @@ enum Top {
         json: bool,
         #[arg(long, default_value = "/run/cer/control.sock")]
         socket: PathBuf,
+        /// The dataplane's admin socket: link-local next hops are shown with
+        /// the MAC the dataplane resolved for them.
+        #[arg(long, default_value = "/run/cer/dataplane.sock")]
+        dataplane_socket: PathBuf,
     },
     /// Inspect or drive cer-dataplane directly.
     #[command(alias = "dp")]
@@ -245,8 +249,14 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", control(&socket, &req)?);
             Ok(())
         }
-        Top::Explain { ip, json, socket } => {
-            let data = control(&socket, &ControlRequest::Explain { ip })?;
+        Top::Explain {
+            ip,
+            json,
+            socket,
+            dataplane_socket,
+        } => {
+            let mut data = control(&socket, &ControlRequest::Explain { ip })?;
+            resolve_link_locals(&mut data, &dataplane_socket);
             if json {
                 println!("{}", serde_json::to_string_pretty(&data)?);
             } else {
@@ -488,9 +498,15 @@ fn print_control(what: &ShowCmd, d: &Value) {
                 "NEIGHBOR", "AS", "STATE", "UP(s)", "PFX-RCV", "PFX-SENT", "TAW"
             );
             for n in rows(&d["neighbors"]) {
+                // Unnumbered peers are shown by interface, as FRR does.
+                let u = &n["unnumbered"];
+                let name = match u["interface"].as_str() {
+                    Some(i) => i.to_string(),
+                    None => s(&n["address"]),
+                };
                 println!(
                     "{:<22} {:>10} {:<12} {:>8} {:>8} {:>8} {:>5}  {}",
-                    s(&n["address"]),
+                    name,
                     n["remote_as"]
                         .as_u64()
                         .map(|a| a.to_string())
@@ -505,6 +521,19 @@ fn print_control(what: &ShowCmd, d: &Value) {
                     n["treat_as_withdraw"].as_u64().unwrap_or(0),
                     n["last_error"].as_str().unwrap_or("")
                 );
+                if u.is_object() {
+                    println!(
+                        "  unnumbered: dataplane port {}, peer {}{}",
+                        u["dataplane_port"].as_str().unwrap_or("-"),
+                        u["peer_link_local"].as_str().unwrap_or("not learned yet"),
+                        match (u["learned_from"].as_str(), u["ra_interval_secs"].as_f64()) {
+                            (Some(l), Some(iv)) =>
+                                format!(" (learned from {l}, RA every {iv:.1} s)"),
+                            (Some(l), None) => format!(" (learned from {l})"),
+                            _ => String::new(),
+                        }
+                    );
+                }
             }
         }
         ShowCmd::Bgp {
@@ -626,6 +655,36 @@ fn print_capture(d: &Value) {
     }
 }
 
+/// Adds to each link-local next hop of the explained underlay route the
+/// MAC the dataplane resolved for it (its `neighbors6` table), live.
+fn resolve_link_locals(d: &mut Value, dataplane: &std::path::Path) {
+    let Some(via) = d["underlay"]["via"].as_array_mut() else {
+        return;
+    };
+    let n6 = admin(dataplane, &AdminRequest::Neighbors6);
+    for v in via {
+        v["resolved"] = match &n6 {
+            Err(e) => Value::String(format!(
+                "unknown: dataplane admin socket {}: {e:#}",
+                dataplane.display()
+            )),
+            Ok(n6) => {
+                let hit = n6["neighbors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|n| n["port"] == v["port"] && n["ip"] == v["link_local"]);
+                match hit {
+                    Some(n) => serde_json::json!({"mac": n["mac"], "state": n["state"], "router": n["router"]}),
+                    None => Value::String(
+                        "NOT RESOLVED: the dataplane has no IPv6 neighbor entry for it yet (packets wait for its NS/NA; counter neighbor6_unresolved)".into(),
+                    ),
+                }
+            }
+        };
+    }
+}
+
 fn print_explain(d: &Value) {
     println!(
         "{}{}",
@@ -696,6 +755,31 @@ fn print_explain(d: &Value) {
         },
         d["fib"]["dataplane_snapshot"]
     );
+    if let Some(u) = d["underlay"].as_object() {
+        println!(
+            "   underlay route {}{}: {}",
+            s(&u["prefix"]),
+            if u["ecmp"].as_bool() == Some(true) {
+                " (ECMP)"
+            } else {
+                ""
+            },
+            s(&u["note"])
+        );
+        for v in u["via"].as_array().into_iter().flatten() {
+            let r = &v["resolved"];
+            println!(
+                "   via {} on port {} (BGP unnumbered on {}): {}",
+                s(&v["link_local"]),
+                s(&v["port"]),
+                s(&v["interface"]),
+                match r["mac"].as_str() {
+                    Some(mac) => format!("resolved to MAC {mac} ({})", s(&r["state"])),
+                    None => r.as_str().unwrap_or("MAC not asked").to_string(),
+                }
+            );
+        }
+    }
     println!(
         "5. Capture (ingress): {}\n   here: {}",
         s(&d["capture"]["mechanism"]),

@@ -214,8 +214,23 @@ pub struct Bgp {
     pub cluster_id: Option<Ipv4Addr>,
     #[serde(default)]
     pub always_compare_med: bool,
+    /// Prefixes this node originates into BGP besides its endpoints and
+    /// marker (e.g. its LAN or loopback for an unnumbered fabric), with the
+    /// transport address as next hop (next-hop-self towards eBGP peers).
+    #[serde(default)]
+    pub networks: Vec<Ipv4Prefix>,
+    /// ECMP: at most this many equal paths learned from unnumbered
+    /// (interface) neighbors are installed for one underlay prefix (as FRR's
+    /// `maximum-paths`, with `as-path multipath-relax`: equal LOCAL_PREF,
+    /// AS path length, ORIGIN and MED). 1 disables ECMP.
+    #[serde(default = "d_max_paths")]
+    pub maximum_paths: usize,
     #[serde(default, rename = "neighbor")]
     pub neighbors: Vec<Neighbor>,
+}
+
+fn d_max_paths() -> usize {
+    16
 }
 
 fn d_hold() -> u16 {
@@ -231,7 +246,28 @@ fn d_gr() -> u16 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Neighbor {
-    pub address: IpAddr,
+    /// The peer's address; or, for BGP unnumbered, leave it out and name the `interface`.
+    #[serde(default)]
+    pub address: Option<IpAddr>,
+    /// BGP unnumbered (FRR's `neighbor IFACE interface`): the kernel
+    /// interface the peer is on, the dataplane port's exception TAP. The
+    /// peer's IPv6 link-local address is learned from its Router
+    /// Advertisements on that interface (or from its connection to us);
+    /// the session runs over link-local with the extended next hop
+    /// capability (RFC 8950).
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// The dataplane port behind `interface`: routes learned from this
+    /// neighbor go out of it to the peer's MAC. Default: the interface name.
+    #[serde(default)]
+    pub dataplane_port: Option<String>,
+    /// Unnumbered: the peer counts as gone (session stopped, its routes
+    /// withdrawn) when its Router Advertisements stop: after 3 of its
+    /// observed RA intervals (at least 3 s), or after this many seconds
+    /// while only one RA has been seen. 0 disables RA expiry (the link
+    /// state and the hold timer still apply).
+    #[serde(default = "d_ra_timeout")]
+    pub ra_timeout_secs: u64,
     #[serde(deserialize_with = "de_peer_as")]
     pub remote_as: PeerAs,
     #[serde(default)]
@@ -252,6 +288,26 @@ pub struct Neighbor {
     pub export_policy: Option<String>,
     #[serde(default)]
     pub port: Option<u16>,
+}
+
+fn d_ra_timeout() -> u64 {
+    30
+}
+
+impl Neighbor {
+    /// How the neighbor is named in messages: its address or its interface.
+    pub fn name(&self) -> String {
+        match (&self.address, &self.interface) {
+            (Some(a), _) => a.to_string(),
+            (None, Some(i)) => format!("interface {i}"),
+            (None, None) => "?".into(),
+        }
+    }
+
+    /// The dataplane port of an unnumbered neighbor.
+    pub fn port(&self) -> Option<&str> {
+        self.dataplane_port.as_deref().or(self.interface.as_deref())
+    }
 }
 
 fn de_peer_as<'de, D: Deserializer<'de>>(d: D) -> Result<PeerAs, D::Error> {
@@ -416,8 +472,46 @@ impl ControlConfig {
         let names: HashSet<&str> = self.policies.iter().map(|p| p.name()).collect();
         let mut seen = HashSet::new();
         for (i, n) in self.bgp.neighbors.iter().enumerate() {
-            let f = |x: &str| format!("bgp.neighbor[{i}] ({}).{x}", n.address);
-            if !seen.insert(n.address) {
+            let f = |x: &str| format!("bgp.neighbor[{i}] ({}).{x}", n.name());
+            match (&n.address, &n.interface) {
+                (Some(_), Some(_)) => {
+                    return Err(bad(
+                        f("interface"),
+                        "give either address (numbered) or interface (unnumbered), not both"
+                            .into(),
+                    ))
+                }
+                (None, None) => {
+                    return Err(bad(
+                        f("address"),
+                        "missing: give address = \"PEER-IP\", or interface = \"IFACE\" for BGP unnumbered".into(),
+                    ))
+                }
+                (None, Some(ifname)) => {
+                    if ifname.is_empty() || ifname.len() > 15 || ifname.contains('/') {
+                        return Err(bad(
+                            f("interface"),
+                            format!("'{ifname}' is not a Linux interface name (1-15 bytes, no '/')"),
+                        ));
+                    }
+                    if n.local_address.is_some() || n.port.is_some() {
+                        return Err(bad(
+                            f("interface"),
+                            "an unnumbered neighbor takes no local_address or port: the session runs between the link-local addresses on port 179".into(),
+                        ));
+                    }
+                }
+                (Some(_), None) => {
+                    if n.dataplane_port.is_some() {
+                        return Err(bad(
+                            f("dataplane_port"),
+                            "is for unnumbered (interface) neighbors only".into(),
+                        ));
+                    }
+                }
+            }
+            let key = n.address.map(|a| a.to_string()).or(n.interface.clone());
+            if !seen.insert(key) {
                 return Err(bad(f("address"), "listed twice".into()));
             }
             for (field, p) in [
@@ -572,6 +666,27 @@ impl ControlConfig {
                 format!("{} is more than 20", c.garp_count),
             ));
         }
+        if self.bgp.maximum_paths == 0 || self.bgp.maximum_paths > 64 {
+            return Err(bad(
+                "bgp.maximum_paths".into(),
+                format!("{} is outside 1..=64", self.bgp.maximum_paths),
+            ));
+        }
+        for n in &self.bgp.networks {
+            if self
+                .sam
+                .pool
+                .iter()
+                .any(|p| p.contains(n.addr()) || n.contains(p.addr()))
+            {
+                return Err(bad(
+                    "bgp.networks".into(),
+                    format!(
+                        "{n} overlaps sam.pool: endpoints are advertised per /32 by the SAM plane"
+                    ),
+                ));
+            }
+        }
         let mut ids = HashSet::new();
         for (i, t) in self.tunnels.iter().enumerate() {
             if !ids.insert(t.id) {
@@ -655,6 +770,22 @@ remote = "10.10.0.3"
     }
 
     #[test]
+    fn unnumbered_neighbor_by_interface() {
+        let c = parse(&GOOD.replace(
+            "address = \"10.10.0.1\"\nremote_as = \"internal\"",
+            "interface = \"cer-swp1\"\ndataplane_port = \"swp1\"\nremote_as = \"external\"",
+        ))
+        .unwrap();
+        let n = &c.bgp.neighbors[0];
+        assert_eq!(n.address, None);
+        assert_eq!(n.interface.as_deref(), Some("cer-swp1"));
+        assert_eq!(n.port(), Some("swp1"));
+        assert_eq!(n.remote_as, PeerAs::External);
+        assert_eq!(n.ra_timeout_secs, 30);
+        assert_eq!(c.bgp.maximum_paths, 16);
+    }
+
+    #[test]
     fn errors_name_field_and_value() {
         for (text, needle) in [
             (GOOD.replace("\"internal\"", "\"sideways\""), "sideways"),
@@ -682,6 +813,42 @@ remote = "10.10.0.3"
             (
                 GOOD.replace("10.255.0.2/32", "10.77.60.250/32"),
                 "markers and endpoints must not overlap",
+            ),
+            (
+                GOOD.replace(
+                    "address = \"10.10.0.1\"",
+                    "address = \"10.10.0.1\"\ninterface = \"cer-swp1\"",
+                ),
+                "either address (numbered) or interface (unnumbered), not both",
+            ),
+            (
+                GOOD.replace("address = \"10.10.0.1\"\n", ""),
+                "bgp.neighbor[0] (?).address: missing",
+            ),
+            (
+                GOOD.replace(
+                    "address = \"10.10.0.1\"",
+                    "interface = \"cer-swp1\"\nlocal_address = \"10.0.0.1\"",
+                ),
+                "(interface cer-swp1).interface: an unnumbered neighbor takes no local_address",
+            ),
+            (
+                GOOD.replace(
+                    "address = \"10.10.0.1\"",
+                    "interface = \"a-name-that-is-too-long\"",
+                ),
+                "is not a Linux interface name",
+            ),
+            (
+                GOOD.replace("[[bgp.neighbor]]", "maximum_paths = 0\n[[bgp.neighbor]]"),
+                "bgp.maximum_paths",
+            ),
+            (
+                GOOD.replace(
+                    "[[bgp.neighbor]]",
+                    "networks = [\"10.77.0.0/16\"]\n[[bgp.neighbor]]",
+                ),
+                "overlaps sam.pool",
             ),
         ] {
             let e = parse(&text).unwrap_err().to_string();

@@ -9,7 +9,9 @@ use super::config::{CaptureMode, ControlConfig};
 use super::endpoints::{Endpoint, Endpoints};
 use super::fibfeed::{FeedOp, SharedStatus};
 use super::sam::{Owner, Sam, TrapEvent};
-use cer_bgp::route::{Community, Ipv4Prefix, NextHop, PathAttrs, Prefix};
+use super::underlay::{self, Via};
+use super::unnumbered::{LinkEvent, PeerChange, Unnumbered};
+use cer_bgp::route::{Community, Ipv4Prefix, NextHop, PathAttrs, PeerId, Prefix};
 use cer_bgp::session::SessionEvent;
 use cer_bgp::speaker::{NeighborConfig, Speaker, SpeakerConfig};
 use cer_capture::reconciler::Phase;
@@ -38,6 +40,12 @@ pub struct Core {
     pub sam: Sam,
     endpoints: Endpoints,
     fib: BTreeMap<Ipv4Addr, FibEntry>,
+    /// BGP unnumbered: the peer of each interface neighbor.
+    pub unnumbered: Unnumbered,
+    /// The speaker neighbor running each unnumbered interface's session.
+    unnumbered_sessions: BTreeMap<usize, PeerId>,
+    /// Underlay routes fed to the dataplane (learned from interface neighbors).
+    underlay: BTreeMap<Ipv4Prefix, Vec<Via>>,
     /// Pool /32s captured here by proxy ARP (on-prem capture: owned elsewhere).
     captured: BTreeSet<Ipv4Addr>,
     /// The VRRP gate of on-prem capture (set by the binary when configured).
@@ -92,6 +100,9 @@ impl Core {
             sam,
             endpoints,
             fib: BTreeMap::new(),
+            unnumbered: Unnumbered::default(),
+            unnumbered_sessions: BTreeMap::new(),
+            underlay: BTreeMap::new(),
             captured: BTreeSet::new(),
             vrrp: None,
             reconciler: None,
@@ -107,18 +118,25 @@ impl Core {
 
     /// Starts neighbors, originates the marker and the endpoints.
     pub fn start(&mut self) -> Result<(), String> {
-        for n in self.cfg.bgp.neighbors.clone() {
-            self.speaker.add_neighbor(NeighborConfig {
-                remote: SocketAddr::new(n.address, n.port.unwrap_or(179)),
-                local: n.local_address,
-                peer_as: n.remote_as,
-                passive: n.passive,
-                rr_client: n.rr_client,
-                next_hop_self: n.next_hop_self,
-                import: self.cfg.policy(&n.import_policy).cloned(),
-                export: self.cfg.policy(&n.export_policy).cloned(),
-                description: n.description.clone(),
-            });
+        for (i, n) in self.cfg.bgp.neighbors.clone().into_iter().enumerate() {
+            match (n.address, &n.interface) {
+                (Some(address), _) => {
+                    let remote = SocketAddr::new(address, n.port.unwrap_or(179));
+                    let cfg = self.neighbor_config(i, remote, None);
+                    self.speaker.add_neighbor(cfg);
+                }
+                (None, Some(ifname)) => {
+                    // The session starts once the peer is learned (RA or its connection).
+                    self.unnumbered
+                        .add(ifname, i, Duration::from_secs(n.ra_timeout_secs));
+                }
+                (None, None) => return Err(format!("bgp.neighbor[{i}]: no address or interface")),
+            }
+        }
+        for net in self.cfg.bgp.networks.clone() {
+            let a = self.local_attrs(self.cfg.sam.local_pref);
+            let changed = self.speaker.originate(Prefix::V4(net), a);
+            self.after(changed);
         }
         let mut marker = self.local_attrs(self.cfg.sam.local_pref);
         marker.communities = vec![self.cfg.sam.marker_community, self.cfg.sam.identity];
@@ -140,6 +158,128 @@ impl Core {
             self.advertise(e);
         }
         Ok(())
+    }
+
+    /// The speaker's view of configured neighbor `i` at `remote`.
+    fn neighbor_config(
+        &self,
+        i: usize,
+        remote: SocketAddr,
+        interface: Option<String>,
+    ) -> NeighborConfig {
+        let n = &self.cfg.bgp.neighbors[i];
+        NeighborConfig {
+            remote,
+            local: n.local_address,
+            peer_as: n.remote_as,
+            passive: n.passive,
+            rr_client: n.rr_client,
+            next_hop_self: n.next_hop_self,
+            import: self.cfg.policy(&n.import_policy).cloned(),
+            export: self.cfg.policy(&n.export_policy).cloned(),
+            description: n.description.clone(),
+            interface,
+        }
+    }
+
+    /// A link or Router Advertisement event from an unnumbered interface.
+    pub fn on_link(&mut self, ev: LinkEvent) {
+        let changes = self.unnumbered.on_event(ev, Instant::now());
+        self.apply_unnumbered(changes);
+    }
+
+    /// Starts or stops unnumbered sessions as their peers come and go.
+    fn apply_unnumbered(&mut self, changes: Vec<PeerChange>) {
+        for ch in changes {
+            match ch {
+                PeerChange::Up { iface, peer } => {
+                    let i = &self.unnumbered.ifaces[iface];
+                    let (name, neighbor) = (i.name.clone(), i.neighbor);
+                    log::info!(
+                        "unnumbered {name}: peer {} (learned from {:?}): starting the session",
+                        peer.addr,
+                        peer.learned
+                    );
+                    let cfg = self.neighbor_config(neighbor, peer.socket(), Some(name));
+                    let id = self.speaker.add_neighbor(cfg);
+                    if let Some(old) = self.unnumbered_sessions.insert(iface, id) {
+                        let changed = self.speaker.remove_neighbor(old);
+                        self.after(changed);
+                    }
+                }
+                PeerChange::Down { iface, reason } => {
+                    log::warn!(
+                        "unnumbered {}: peer lost ({reason}): session down, its routes withdrawn",
+                        self.unnumbered.ifaces[iface].name
+                    );
+                    if let Some(id) = self.unnumbered_sessions.remove(&iface) {
+                        let changed = self.speaker.remove_neighbor(id);
+                        self.after(changed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// An accepted BGP connection: to its configured neighbor; a connection
+    /// from a link-local address on an unnumbered interface without a known
+    /// peer teaches that peer first. Returns false when nobody takes it.
+    pub fn inbound(&mut self, stream: tokio::net::TcpStream) -> bool {
+        if let Ok(remote) = stream.peer_addr() {
+            if self.speaker.neighbor_for(remote).is_none() {
+                if let Some(ch) = self.unnumbered.on_connection(remote) {
+                    self.apply_unnumbered(vec![ch]);
+                }
+            }
+        }
+        self.speaker.inbound(stream)
+    }
+
+    /// Interface and dataplane port of an unnumbered session.
+    fn unnumbered_port(&self, id: PeerId) -> Option<(String, String)> {
+        let (&iface, _) = self.unnumbered_sessions.iter().find(|(_, p)| **p == id)?;
+        let i = self.unnumbered.ifaces.get(iface)?;
+        let port = self.cfg.bgp.neighbors.get(i.neighbor)?.port()?.to_string();
+        Some((i.name.clone(), port))
+    }
+
+    /// Re-derives the underlay route of one prefix and feeds the change.
+    fn underlay_for(&mut self, prefix: &Prefix, now: Instant) {
+        let Prefix::V4(p) = prefix else { return };
+        let in_pool = self
+            .cfg
+            .sam
+            .pool
+            .iter()
+            .any(|pool| pool.contains(p.addr()) || p.contains(pool.addr()));
+        let rib = self.speaker.rib();
+        let marker = rib
+            .best(prefix)
+            .is_some_and(|b| b.attrs.communities.contains(&self.cfg.sam.marker_community));
+        let want = if in_pool || marker || self.unnumbered_sessions.is_empty() {
+            None
+        } else {
+            underlay::route(
+                rib.paths(prefix),
+                rib.best_index(prefix),
+                self.cfg.bgp.maximum_paths,
+                |id| self.unnumbered_port(id),
+            )
+        };
+        if self.underlay.get(p) == want.as_ref() {
+            return;
+        }
+        let op = match &want {
+            Some(v) => FeedOp::Route(*p, v.iter().map(Via::next_hop).collect(), now),
+            None => FeedOp::RouteDel(*p, now),
+        };
+        match want {
+            Some(v) => self.underlay.insert(*p, v),
+            None => self.underlay.remove(p),
+        };
+        if let Some(feed) = &self.feed {
+            let _ = feed.send(op);
+        }
     }
 
     fn local_attrs(&self, local_pref: u32) -> PathAttrs {
@@ -173,6 +313,7 @@ impl Core {
     /// measures change-to-dataplane-ack latency from it).
     pub fn after_at(&mut self, prefixes: Vec<Prefix>, cause: Instant) {
         for p in prefixes {
+            self.underlay_for(&p, cause);
             let events = self.sam.on_prefix_change(self.speaker.rib(), &p);
             for ev in events {
                 self.fib_for(ev.prefix, cause);
@@ -278,6 +419,8 @@ impl Core {
     pub fn tick(&mut self) {
         let changed = self.speaker.tick();
         self.after(changed);
+        let lost = self.unnumbered.tick(Instant::now());
+        self.apply_unnumbered(lost);
         if !self.ready {
             let waited = self.started.elapsed();
             let delay = Duration::from_secs(self.cfg.dataplane.initial_sync_delay_secs);
@@ -456,7 +599,7 @@ impl Core {
                 "asn": self.cfg.node.asn,
                 "route_reflector": self.cfg.bgp.route_reflector,
                 "loc_rib_prefixes": self.speaker.rib().len(),
-                "neighbors": self.speaker.summary(),
+                "neighbors": self.neighbors_json(),
             }),
             ControlRequest::BgpRib { prefix } => self.rib_json(prefix.as_deref())?,
             ControlRequest::Owners => json!(self.sam.owners().map(owner_json).collect::<Vec<_>>()),
@@ -510,6 +653,78 @@ impl Core {
                 v
             }
         })
+    }
+
+    /// Every neighbor for `show bgp summary`: sessions, and unnumbered
+    /// interfaces with their peer (or what they wait for).
+    fn neighbors_json(&self) -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        let sessions = self.speaker.summary();
+        for n in &sessions {
+            let mut v = json!(n);
+            let iface = self
+                .unnumbered_sessions
+                .iter()
+                .find(|(_, id)| id.0 == n.peer)
+                .and_then(|(i, _)| self.unnumbered.ifaces.get(*i));
+            if let Some(i) = iface {
+                v["unnumbered"] = json!({
+                    "interface": i.name,
+                    "dataplane_port": self.cfg.bgp.neighbors.get(i.neighbor).and_then(|n| n.port()),
+                    "peer_link_local": i.peer.as_ref().map(|p| p.addr),
+                    "learned_from": i.peer.as_ref().map(|p| p.learned),
+                    "ra_interval_secs": i.peer.as_ref().and_then(|p| p.ra_interval()).map(|d| d.as_secs_f32()),
+                    "ra_age_secs": i.peer.as_ref().and_then(|p| p.last_ra).map(|t| t.elapsed().as_secs_f32()),
+                });
+            }
+            out.push(v);
+        }
+        for (k, i) in self.unnumbered.ifaces.iter().enumerate() {
+            if self.unnumbered_sessions.contains_key(&k) {
+                continue;
+            }
+            let n = &self.cfg.bgp.neighbors[i.neighbor];
+            let waiting = if i.link_up {
+                format!("waiting for the peer: no Router Advertisement on {} yet (and no connection from a link-local address on it)", i.name)
+            } else {
+                format!("interface {} is down or missing", i.name)
+            };
+            out.push(json!({
+                "peer": null,
+                "address": format!("{} (unnumbered)", i.name),
+                "interface": i.name,
+                "description": n.description,
+                "remote_as": null,
+                "state": "Idle",
+                "prefixes_received": 0,
+                "prefixes_sent": 0,
+                "last_error": i.last_loss.clone().map(|l| format!("{l}; {waiting}")).unwrap_or(waiting),
+                "unnumbered": {
+                    "interface": i.name,
+                    "dataplane_port": n.port(),
+                    "peer_link_local": null,
+                },
+            }));
+        }
+        out
+    }
+
+    /// The underlay route covering `ip` (longest match), for `explain`.
+    fn underlay_json(&self, ip: Ipv4Addr) -> Value {
+        let best = self
+            .underlay
+            .iter()
+            .filter(|(p, _)| p.contains(ip))
+            .max_by_key(|(p, _)| p.len());
+        match best {
+            None => Value::Null,
+            Some((p, via)) => json!({
+                "prefix": p.to_string(),
+                "ecmp": via.len() > 1,
+                "via": via,
+                "note": "learned over BGP unnumbered: the dataplane sends to the peer's MAC, resolved from its link-local address by IPv6 neighbor discovery (RFC 5549/8950)",
+            }),
+        }
     }
 
     fn check_pool(&self, ip: Ipv4Addr) -> Result<(), String> {
@@ -657,6 +872,7 @@ impl Core {
                 "dataplane_snapshot": feed.snapshot_version,
                 "synced": feed.ready && feed.connected,
             },
+            "underlay": self.underlay_json(ip),
             "capture": self.capture_json(Some(ip)),
             "fencing": self.fencing_json(Some(ip)),
             "no_nat_proof": [

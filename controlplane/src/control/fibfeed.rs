@@ -1,5 +1,6 @@
 //! Feeds the dataplane: a thread holding the FIB feed connection. It keeps a
-//! mirror of the desired FIB (from the ownership plane), does a full sync on
+//! mirror of the desired FIB (endpoints from the ownership plane, underlay
+//! routes learned over BGP unnumbered), does a full sync on
 //! every (re)connect and sends deltas after; when the socket drops it
 //! reconnects and resyncs (the dataplane forwards on its last snapshot
 //! meanwhile). The first sync waits for `Ready` (initial BGP convergence),
@@ -16,8 +17,9 @@
 //! logged at error level with the IP and MAC. Two holders of one /32 is a
 //! capture failure the operator must see.
 
-use cer_shared::feed::{DuplicateHolder, EndpointAction, FeedCommand, FibChange};
+use cer_shared::feed::{DuplicateHolder, EndpointAction, FeedCommand, FibChange, NextHop};
 use cer_shared::feed_client::FeedClient;
+use cer_shared::Ipv4Prefix;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -30,6 +32,9 @@ use std::time::{Duration, Instant};
 pub enum FeedOp {
     Set(Ipv4Addr, EndpointAction, Instant),
     Del(Ipv4Addr, Instant),
+    /// An underlay route (BGP unnumbered: next hops via peer link-locals).
+    Route(Ipv4Prefix, Vec<NextHop>, Instant),
+    RouteDel(Ipv4Prefix, Instant),
     Command(FeedCommand),
     /// Initial convergence reached: the first full sync may go.
     Ready,
@@ -57,6 +62,8 @@ pub struct FeedStatus {
     pub full_syncs: u64,
     pub deltas: u64,
     pub entries: usize,
+    /// Underlay routes fed (learned over BGP unnumbered).
+    pub routes: usize,
     /// /32s in the dataplane's proxy-ARP set (on-prem capture).
     pub captured: usize,
     /// Whether the dataplane's proxy-ARP gate is open.
@@ -81,6 +88,7 @@ pub type SharedStatus = Arc<Mutex<FeedStatus>>;
 /// open, and for every captured /32 when the gate opens.
 pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: GarpOptions) {
     let mut mirror: BTreeMap<Ipv4Addr, EndpointAction> = BTreeMap::new();
+    let mut routes: BTreeMap<Ipv4Prefix, Vec<NextHop>> = BTreeMap::new();
     let mut proxy: BTreeSet<Ipv4Addr> = BTreeSet::new();
     let mut gate = false;
     let mut ready = false;
@@ -127,6 +135,19 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: G
                         batch.push(FibChange::EndpointDel { ip });
                     }
                 }
+                FeedOp::Route(prefix, nexthops, t) => {
+                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                    if routes.get(&prefix) != Some(&nexthops) {
+                        routes.insert(prefix, nexthops.clone());
+                        batch.push(FibChange::RouteSet { prefix, nexthops });
+                    }
+                }
+                FeedOp::RouteDel(prefix, t) => {
+                    oldest = Some(oldest.map_or(t, |o| o.min(t)));
+                    if routes.remove(&prefix).is_some() {
+                        batch.push(FibChange::RouteDel { prefix });
+                    }
+                }
                 FeedOp::Command(c) => commands.push(c),
                 FeedOp::Capture(ip, on, t) => {
                     oldest = Some(oldest.map_or(t, |o| o.min(t)));
@@ -155,9 +176,11 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: G
             }
         }
         let n = mirror.len();
+        let nr = routes.len();
         let (np, g) = (proxy.len(), gate);
         set(&|s| {
             s.entries = n;
+            s.routes = nr;
             s.captured = np;
             s.proxy_arp_active = g;
         });
@@ -168,7 +191,7 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: G
             if Instant::now() < next_try {
                 continue;
             }
-            match connect_and_sync(&socket, &mirror, &proxy, gate) {
+            match connect_and_sync(&socket, &mirror, &routes, &proxy, gate) {
                 Ok(c) => {
                     let (node, boot, v) = (c.node.clone(), c.boot_id, c.snapshot_version);
                     set(&|s| {
@@ -179,7 +202,9 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: G
                         s.full_syncs += 1;
                         s.last_error = None;
                     });
-                    log::info!("dataplane {node} synced: {n} endpoints, snapshot {v}");
+                    log::info!(
+                        "dataplane {node} synced: {n} endpoints, {nr} underlay routes, snapshot {v}"
+                    );
                     client = Some(c);
                     // The full sync carried the batch already; announce what
                     // we capture (the dataplane may have restarted).
@@ -290,6 +315,7 @@ fn garp_for(g: &GarpOptions, ip: Ipv4Addr) -> FeedCommand {
 fn connect_and_sync(
     socket: &std::path::Path,
     mirror: &BTreeMap<Ipv4Addr, EndpointAction>,
+    routes: &BTreeMap<Ipv4Prefix, Vec<NextHop>>,
     proxy: &BTreeSet<Ipv4Addr>,
     gate: bool,
 ) -> Result<FeedClient, cer_shared::feed_client::FeedError> {
@@ -302,6 +328,10 @@ fn connect_and_sync(
             action: a.clone(),
         })
         .collect();
+    changes.extend(routes.iter().map(|(prefix, nexthops)| FibChange::RouteSet {
+        prefix: *prefix,
+        nexthops: nexthops.clone(),
+    }));
     changes.extend(proxy.iter().map(|ip| FibChange::ProxyArpSet { ip: *ip }));
     changes.push(FibChange::ProxyArpActive { active: gate });
     c.full_sync(changes)?;

@@ -10,4 +10,6 @@ pub mod core;
 pub mod endpoints;
 pub mod fibfeed;
 pub mod sam;
+pub mod underlay;
+pub mod unnumbered;
 pub mod vrrp;
