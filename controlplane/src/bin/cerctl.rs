@@ -658,7 +658,12 @@ fn print_capture(d: &Value) {
 /// Adds to each link-local next hop of the explained underlay route the
 /// MAC the dataplane resolved for it (its `neighbors6` table), live.
 fn resolve_link_locals(d: &mut Value, dataplane: &std::path::Path) {
-    let Some(via) = d["underlay"]["via"].as_array_mut() else {
+    // `get_mut`, not indexing: IndexMut would turn a null into an object.
+    let Some(via) = d
+        .get_mut("underlay")
+        .and_then(|u| u.get_mut("via"))
+        .and_then(|v| v.as_array_mut())
+    else {
         return;
     };
     let n6 = admin(dataplane, &AdminRequest::Neighbors6);
@@ -755,7 +760,8 @@ fn print_explain(d: &Value) {
         },
         d["fib"]["dataplane_snapshot"]
     );
-    if let Some(u) = d["underlay"].as_object() {
+    if d["underlay"].is_object() {
+        let u = &d["underlay"];
         println!(
             "   underlay route {}{}: {}",
             s(&u["prefix"]),
