@@ -72,6 +72,7 @@ named_enum! {
         FragNeeded => "fragmentation_needed",
         FragFailed => "fragmentation_failed",
         NoExceptionPath => "no_exception_path",
+        ExceptionPathTooBig => "exception_path_too_big",
         TxFull => "tx_queue_full",
         NoMbuf => "no_mbuf",
     }

@@ -395,7 +395,28 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
                 p.name, dev.port_dev[i]
             )
         })?;
-        port.configure(&setup_for(p, Some(p.mtu)), &rx_pools[i])
+        // net_af_packet reports a 1518-byte max_rx_pktlen to ethdev whatever
+        // its frame size, so ethdev refuses MTUs above 1500 there. Its real
+        // limit is the packet socket's frame (AF_PACKET_FRAME): leave the
+        // ethdev MTU alone and size the kernel interface under it, which is
+        // what decides the frames it passes (veth drops frames above it).
+        let ethdev_mtu = match (p.driver, &p.iface) {
+            (PortDriver::AfPacket, Some(iface)) => {
+                if usize::from(p.mtu) + 18 > AF_PACKET_FRAME - 64 {
+                    bail!(
+                        "port[{i}] ({}): mtu {} is above what an af_packet port carries ({})",
+                        p.name,
+                        p.mtu,
+                        AF_PACKET_FRAME - 64 - 18
+                    );
+                }
+                ip_cmd(&["link", "set", "dev", iface, "mtu", &p.mtu.to_string()])
+                    .with_context(|| format!("port[{i}] ({}): mtu {}", p.name, p.mtu))?;
+                None
+            }
+            _ => Some(p.mtu),
+        };
+        port.configure(&setup_for(p, ethdev_mtu), &rx_pools[i])
             .with_context(|| format!("port[{i}] ({}): configure", p.name))?;
         if let Some(mac) = p.mac {
             port.set_mac(mac.0)
@@ -442,7 +463,17 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             .with_context(|| format!("TAP {tap_name}: set mac"))?;
         tap.start()
             .with_context(|| format!("TAP {tap_name}: start"))?;
-        ip_cmd(&["link", "set", "dev", tap_name, "mtu", &p.mtu.to_string()])?;
+        // The kernel side of the TAP speaks at most what net_tap carries
+        // (ethdev caps it at 1500): BGP/SSH/ICMP to the router stay below it.
+        let tap_mtu = p.mtu.min(crate::pipeline::TAP_MAX_MTU);
+        if tap_mtu < p.mtu {
+            log::info!(
+                "TAP {tap_name}: mtu {tap_mtu} (port {} has {}; net_tap carries at most {tap_mtu}; bigger frames for the router are dropped as exception_path_too_big)",
+                p.name,
+                p.mtu
+            );
+        }
+        ip_cmd(&["link", "set", "dev", tap_name, "mtu", &tap_mtu.to_string()])?;
         ip_cmd(&["addr", "replace", &p.address.to_string(), "dev", tap_name])?;
         ip_cmd(&["link", "set", "dev", tap_name, "up"])?;
         infos[i].tap = Some(io_ports.len());

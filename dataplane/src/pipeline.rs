@@ -136,6 +136,10 @@ struct PortNd {
 
 /// RFC 4861 MIN_DELAY_BETWEEN_RAS: solicited RAs at most this often.
 const MIN_DELAY_BETWEEN_RAS_NS: u64 = 3_000_000_000;
+/// The largest MTU a DPDK `net_tap` exception path carries (its ethdev
+/// reports a 1522-byte max frame), and the largest frame punted to it.
+pub const TAP_MAX_MTU: u16 = 1500;
+pub const TAP_MAX_FRAME: usize = TAP_MAX_MTU as usize + 14 + 4;
 
 impl PortNd {
     fn for_ports(ports: &[PortInfo], ra_lifetime_secs: u16) -> Vec<PortNd> {
@@ -566,10 +570,7 @@ impl<B: PacketBuf> Worker<B> {
             Err(reason) => self.drop_pkt(reason, buf),
             Ok(Ipv6In::NotForUs) => self.drop_pkt(DropReason::Ipv6NotForUs, buf),
             Ok(Ipv6In::ForUs) => match self.cfg.ports[port].tap {
-                Some(tap) => {
-                    self.links.stats.event(Event::PuntedToTap);
-                    self.enqueue(io, tap, buf)
-                }
+                Some(tap) => self.punt(io, tap, buf),
                 None => self.drop_pkt(DropReason::NoExceptionPath, buf),
             },
             Ok(Ipv6In::Nd(m)) => {
@@ -577,10 +578,7 @@ impl<B: PacketBuf> Worker<B> {
                 eth_src.copy_from_slice(&buf.data()[6..12]);
                 self.nd_input(io, snap, port, &m, eth_src);
                 match self.cfg.ports[port].tap {
-                    Some(tap) => {
-                        self.links.stats.event(Event::PuntedToTap);
-                        self.enqueue(io, tap, buf)
-                    }
+                    Some(tap) => self.punt(io, tap, buf),
                     None => {
                         self.links.stats.event(Event::NdConsumed);
                         drop(buf);
@@ -588,6 +586,18 @@ impl<B: PacketBuf> Worker<B> {
                 }
             }
         }
+    }
+
+    /// Hands a frame to the kernel through a TAP. DPDK's `net_tap` carries
+    /// at most a 1500-byte MTU (its ethdev limit), so bigger frames are a
+    /// counted drop instead of a silent TAP transmit failure.
+    #[inline]
+    fn punt<I: PortIo<Buf = B>>(&mut self, io: &mut I, tap: usize, buf: B) {
+        if buf.data().len() > TAP_MAX_FRAME {
+            return self.drop_pkt(DropReason::ExceptionPathTooBig, buf);
+        }
+        self.links.stats.event(Event::PuntedToTap);
+        self.enqueue(io, tap, buf)
     }
 
     /// Learns from a valid ND message and answers a solicitation for our
@@ -792,8 +802,7 @@ impl<B: PacketBuf> Worker<B> {
             // A reply to a request (ours, or the kernel's through the TAP).
             match info.tap {
                 Some(tap) => {
-                    self.links.stats.event(Event::PuntedToTap);
-                    self.enqueue(io, tap, buf);
+                    self.punt(io, tap, buf);
                 }
                 None => {
                     self.links.stats.event(Event::ArpReplyConsumed);
@@ -853,10 +862,7 @@ impl<B: PacketBuf> Worker<B> {
         if dst >> 28 >= 14 || dst == info.subnet_broadcast() {
             // Multicast and broadcast are not routed; the kernel side may want them.
             return match info.tap {
-                Some(tap) => {
-                    self.links.stats.event(Event::PuntedToTap);
-                    self.enqueue(io, tap, buf)
-                }
+                Some(tap) => self.punt(io, tap, buf),
                 None => self.drop_pkt(DropReason::Ipv4NotRoutable, buf),
             };
         }
@@ -1204,8 +1210,7 @@ impl<B: PacketBuf> Worker<B> {
         ihl: usize,
     ) {
         if let Some(tap) = self.cfg.ports[port].tap {
-            self.links.stats.event(Event::PuntedToTap);
-            return self.enqueue(io, tap, buf);
+            return self.punt(io, tap, buf);
         }
         let d = buf.data_mut();
         let h = &mut d[wire::ETH_LEN..];
@@ -1216,10 +1221,7 @@ impl<B: PacketBuf> Worker<B> {
             && h[ihl + 1] == 0;
         if !is_echo {
             return match self.cfg.default_tap() {
-                Some(tap) => {
-                    self.links.stats.event(Event::PuntedToTap);
-                    self.enqueue(io, tap, buf)
-                }
+                Some(tap) => self.punt(io, tap, buf),
                 None => self.drop_pkt(DropReason::NoExceptionPath, buf),
             };
         }
