@@ -1,0 +1,459 @@
+"""The report of perf/run-lab: reads what the runner measured (its environment and $TMP) and writes
+perf/reports/<date>-lab.{md,json} and <date>-lab-{throughput,latency-idle,latency-load,cpu}.svg.
+Every figure comes from a file the runner wrote in this run; nothing is estimated here."""
+
+import json
+import math
+import os
+import statistics
+
+e = os.environ
+TMP, OUT, DATE = e["TMP"], e["OUT"], e["DATE"]
+TICK = float(e["TICK"])
+TRANSPORTS = e["TRANSPORTS"].split(",")
+records = [json.loads(line) for line in open(e["RESULTS"]) if line.strip()]
+
+
+def load(path):
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def stat_delta(r):
+    b0, s0, t0 = (int(x) for x in r["stat0"].split())
+    b1, s1, t1 = (int(x) for x in r["stat1"].split())
+    return (b1 - b0) / TICK, (s1 - s0) / TICK, (t1 - t0) / TICK
+
+
+def summarize(label):
+    idle = [r for r in records if r["label"] == label and r["phase"] == "idle"]
+    loads = [r for r in records if r["label"] == label and r["phase"] == "load"]
+    if not loads:
+        return None
+    runs = []
+    for r in loads:
+        ip = load(r["iperf"])
+        if "error" in ip:
+            raise SystemExit(f"{label}: iperf3 error: {ip['error']}")
+        end = ip["end"]
+        wall = r["t1"] - r["t0"]
+        busy, softirq, total = stat_delta(r)
+        runs.append(
+            {
+                "repeat": r["repeat"],
+                "receiver_gbps": end["sum_received"]["bits_per_second"] / 1e9,
+                "sender_gbps": end["sum_sent"]["bits_per_second"] / 1e9,
+                "received_bytes": end["sum_received"]["bytes"],
+                "iperf3_seconds": end["sum_received"]["seconds"],
+                "retransmits": end["sum_sent"].get("retransmits"),
+                "wall_seconds": wall,
+                "forwarder_cpu_seconds": r["fwd_ticks"] / TICK,
+                "all_dataplanes_cpu_seconds": r["all_dp_ticks"] / TICK,
+                "machine_busy_cpu_seconds": busy,
+                "machine_softirq_cpu_seconds": softirq,
+                "machine_cpu_seconds_available": total,
+                "loadavg_after": r["loadavg"],
+            }
+        )
+    gbits = sum(x["received_bytes"] * 8 / 1e9 for x in runs)
+    wall = sum(x["wall_seconds"] for x in runs)
+    i = idle[0]
+    iwall = i["t1"] - i["t0"]
+    ibusy, isoft, _ = stat_delta(i)
+    bg_cores = ibusy / iwall
+    fwd_cpu = sum(x["forwarder_cpu_seconds"] for x in runs)
+    busy = sum(x["machine_busy_cpu_seconds"] for x in runs)
+    gbps = [x["receiver_gbps"] for x in runs]
+    return {
+        "forwarder": loads[0]["kind"],
+        "runs": runs,
+        "receiver_gbps_median": statistics.median(gbps),
+        "receiver_gbps_min": min(gbps),
+        "receiver_gbps_max": max(gbps),
+        "retransmits_total": sum(x["retransmits"] or 0 for x in runs),
+        "gbit_transferred": gbits,
+        "transfer_wall_seconds": wall,
+        # CPU seconds per Gbit moved = cores busy per Gbps of goodput.
+        "forwarder_cores_per_gbps": fwd_cpu / gbits if loads[0]["kind"] != "kernel-routing" else None,
+        "forwarder_cores_busy": fwd_cpu / wall,
+        "all_dataplanes_cores_per_gbps": sum(x["all_dataplanes_cpu_seconds"] for x in runs) / gbits,
+        "machine_busy_cores_per_gbps": busy / gbits,
+        "machine_busy_cores": busy / wall,
+        "machine_softirq_cores": sum(x["machine_softirq_cpu_seconds"] for x in runs) / wall,
+        "idle_phase": {
+            "seconds": iwall,
+            "forwarder_cores_busy": i["fwd_ticks"] / TICK / iwall,
+            "all_dataplanes_cores_busy": i["all_dp_ticks"] / TICK / iwall,
+            "machine_busy_cores": bg_cores,
+            "machine_softirq_cores": isoft / iwall,
+        },
+        "latency_idle": load(f"{TMP}/{label}-idle-hist.json"),
+        "latency_load": load(f"{TMP}/{label}-load-hist.json"),
+    }
+
+
+results = {}
+for t in TRANSPORTS:
+    lab = load(f"{TMP}/{t}-lab.json")
+    pinned = open(f"{TMP}/{t}-pinned").read().strip() if os.path.exists(f"{TMP}/{t}-pinned") else ""
+    results[t] = {
+        "lab": lab,
+        "cer": summarize(f"{t}-cer"),
+        "kernel": summarize(f"{t}-kernel"),
+        "kernel_mtus": load(f"{TMP}/{t}-mtus.json") if os.path.exists(f"{TMP}/{t}-mtus.json") else None,
+        "fabric_routes_pinned_for_kernel": pinned,
+    }
+
+inmem = {}
+if e.get("INMEM") == "1":
+    inmem = {
+        "forward_command": e["FWD_CMD"],
+        "forward": load(f"{TMP}/forward.json"),
+        "forward_table": open(f"{TMP}/forward.txt").read().rstrip(),
+        "transports_command": e["TR_CMD"],
+        "transports": load(f"{TMP}/transports.json"),
+        "transports_table": open(f"{TMP}/transports.txt").read().rstrip(),
+    }
+
+wall_total = float(e["T_END"]) - float(e["T_START"])
+command = "perf/run-lab" + (f" {e['ARGS']}" if e["ARGS"] else "")
+report = {
+    "date": DATE,
+    "command": command,
+    "machine": e["MACHINE"],
+    "versions": e["VERSIONS"],
+    "git": e["GIT"],
+    "load_average_at_start": e["LOAD_START"],
+    "load_average_at_end": e["LOAD_END"],
+    "run_seconds": wall_total,
+    "build_seconds": int(e["BUILD_SECS"]),
+    "size": e["SIZE"],
+    "repeat": int(e["REPEAT"]),
+    "idle_probes": int(e["IDLE_PROBES"]),
+    "probe_interval_us": int(e["INTERVAL_US"]),
+    "path": "aws workload 10.77.60.11 -> aws fabric -> aws CER -> WAN router -> azure CER -> azure fabric -> azure workload 10.77.60.12",
+    "transports": results,
+    "in_memory": inmem,
+}
+base = f"{OUT}/{DATE}-lab"
+json.dump(report, open(f"{base}.json", "w"), indent=2)
+
+
+# ---------------------------------------------------------------- plots (plain SVG)
+
+COL = {"cer": "#1f77b4", "kernel": "#ff7f0e"}
+TCOL = {"wireguard": "#1f77b4", "ipip": "#2ca02c", "gre": "#d62728", "fou": "#9467bd", "gue": "#8c564b"}
+
+
+def esc(s):
+    return str(s).replace("&", "&amp;").replace("<", "&lt;")
+
+
+def bars(title, ylabel, cats, series, path, whiskers=None, fmt="{:.2f}"):
+    """Grouped bars; series = [(name, color, [value or None per cat])]; whiskers[name] = [(lo, hi)]."""
+    W, H, L, R, T, B = 800, 380, 70, 20, 40, 70
+    vals = [v for _, _, vs in series for v in vs if v is not None]
+    if whiskers:
+        vals += [hi for ws in whiskers.values() for _, hi in ws if hi is not None]
+    top = max(vals) * 1.15 if vals else 1
+    pw, ph = W - L - R, H - T - B
+    gw = pw / max(len(cats), 1)
+    bw = gw * 0.8 / max(len(series), 1)
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">']
+    o.append(f'<rect width="{W}" height="{H}" fill="white"/>')
+    o.append(f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="15">{esc(title)}</text>')
+    for k in range(6):
+        v = top * k / 5
+        y = T + ph - ph * k / 5
+        o.append(f'<line x1="{L}" y1="{y:.1f}" x2="{W - R}" y2="{y:.1f}" stroke="#ddd"/>')
+        o.append(f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{v:.2f}</text>')
+    o.append(f'<text x="16" y="{T + ph / 2}" transform="rotate(-90 16 {T + ph / 2})" text-anchor="middle">{esc(ylabel)}</text>')
+    for ci, c in enumerate(cats):
+        x0 = L + gw * ci + gw * 0.1
+        for si, (name, color, vs) in enumerate(series):
+            v = vs[ci]
+            x = x0 + bw * si
+            if v is None:
+                o.append(f'<text x="{x + bw / 2:.1f}" y="{T + ph - 4}" text-anchor="middle" font-size="10">n/a</text>')
+                continue
+            h = ph * v / top
+            o.append(f'<rect x="{x:.1f}" y="{T + ph - h:.1f}" width="{bw * 0.92:.1f}" height="{h:.1f}" fill="{color}"/>')
+            o.append(f'<text x="{x + bw / 2:.1f}" y="{T + ph - h - 4:.1f}" text-anchor="middle" font-size="10">{fmt.format(v)}</text>')
+            if whiskers and name in whiskers:
+                lo, hi = whiskers[name][ci]
+                if lo is not None:
+                    xm = x + bw * 0.46
+                    y1, y2 = T + ph - ph * lo / top, T + ph - ph * hi / top
+                    o.append(f'<line x1="{xm:.1f}" y1="{y1:.1f}" x2="{xm:.1f}" y2="{y2:.1f}" stroke="black"/>')
+        o.append(f'<text x="{L + gw * ci + gw / 2:.1f}" y="{T + ph + 18}" text-anchor="middle">{esc(c)}</text>')
+    for si, (name, color, _) in enumerate(series):
+        x = L + 10 + si * 180
+        o.append(f'<rect x="{x}" y="{H - 28}" width="12" height="12" fill="{color}"/>')
+        o.append(f'<text x="{x + 16}" y="{H - 18}">{esc(name)}</text>')
+    o.append("</svg>")
+    open(path, "w").write("\n".join(o) + "\n")
+
+
+def curves(title, lines, path):
+    """HDR percentile plot: x = -log10(1 - p), y = round trip (us, log). lines = [(name, color, dash, curve)]."""
+    W, H, L, R, T, B = 820, 420, 70, 230, 40, 50
+    pw, ph = W - L - R, H - T - B
+    pts = [(pt["percentile"], pt["us"]) for _, _, _, cv in lines for pt in cv if pt["percentile"] < 100]
+    ymin = min(v for _, v in pts)
+    ymax = max(v for _, v in pts)
+    lo, hi = math.floor(math.log10(ymin)), math.ceil(math.log10(ymax))
+    if hi == lo:
+        hi += 1
+    xmax = 4.0
+
+    def X(p):
+        return L + pw * min(-math.log10(1 - p / 100), xmax) / xmax
+
+    def Y(v):
+        return T + ph - ph * (math.log10(v) - lo) / (hi - lo)
+
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">']
+    o.append(f'<rect width="{W}" height="{H}" fill="white"/>')
+    o.append(f'<text x="{(W - R) / 2 + L / 2}" y="22" text-anchor="middle" font-size="15">{esc(title)}</text>')
+    for d in range(lo, hi + 1):
+        y = Y(10**d)
+        o.append(f'<line x1="{L}" y1="{y:.1f}" x2="{W - R}" y2="{y:.1f}" stroke="#ddd"/>')
+        o.append(f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{10**d:g} us</text>')
+    for p, lab in [(0, "0%"), (90, "90%"), (99, "99%"), (99.9, "99.9%"), (99.99, "99.99%")]:
+        x = X(p)
+        o.append(f'<line x1="{x:.1f}" y1="{T}" x2="{x:.1f}" y2="{T + ph}" stroke="#ddd"/>')
+        o.append(f'<text x="{x:.1f}" y="{T + ph + 16}" text-anchor="middle">{lab}</text>')
+    o.append(f'<text x="{L + pw / 2}" y="{H - 8}" text-anchor="middle">percentile</text>')
+    for k, (name, color, dash, cv) in enumerate(lines):
+        p = " ".join(f"{X(pt['percentile']):.1f},{Y(pt['us']):.1f}" for pt in cv if pt["percentile"] < 100)
+        o.append(f'<polyline points="{p}" fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>')
+        y = T + 10 + k * 18
+        o.append(f'<line x1="{W - R + 10}" y1="{y}" x2="{W - R + 34}" y2="{y}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>')
+        o.append(f'<text x="{W - R + 40}" y="{y + 4}">{esc(name)}</text>')
+    o.append("</svg>")
+    open(path, "w").write("\n".join(o) + "\n")
+
+
+def kname(t):
+    return "wireguard-go" if t == "wireguard" else "kernel routing"
+
+
+ts = [t for t in TRANSPORTS if results[t]["cer"] and results[t]["kernel"]]
+cats = [f"{t} / {kname(t)}" for t in ts]
+bars(
+    f"{e['SIZE']}B iperf3 transfers, aws -> azure workload (median of {e['REPEAT']}, whiskers min-max)",
+    "Gbps (receiver goodput)",
+    cats,
+    [
+        ("CER (cer-dataplane)", COL["cer"], [results[t]["cer"]["receiver_gbps_median"] for t in ts]),
+        ("Linux kernel (same namespaces)", COL["kernel"], [results[t]["kernel"]["receiver_gbps_median"] for t in ts]),
+    ],
+    f"{base}-throughput.svg",
+    whiskers={
+        "CER (cer-dataplane)": [(results[t]["cer"]["receiver_gbps_min"], results[t]["cer"]["receiver_gbps_max"]) for t in ts],
+        "Linux kernel (same namespaces)": [(results[t]["kernel"]["receiver_gbps_min"], results[t]["kernel"]["receiver_gbps_max"]) for t in ts],
+    },
+)
+bars(
+    "CPU per Gbps of goodput during the transfers",
+    "cores per Gbps",
+    cats,
+    [
+        ("CER: whole machine", COL["cer"], [results[t]["cer"]["machine_busy_cores_per_gbps"] for t in ts]),
+        ("CER: the two path dataplanes", "#aec7e8", [results[t]["cer"]["forwarder_cores_per_gbps"] for t in ts]),
+        ("kernel: whole machine", COL["kernel"], [results[t]["kernel"]["machine_busy_cores_per_gbps"] for t in ts]),
+        ("kernel: wireguard-go", "#ffbb78", [results[t]["kernel"]["forwarder_cores_per_gbps"] for t in ts]),
+    ],
+    f"{base}-cpu.svg",
+)
+for phase, title in (("idle", "idle"), ("load", "alongside the transfers")):
+    lines = []
+    for t in ts:
+        lines.append((f"{t} CER", TCOL[t], "", results[t]["cer"][f"latency_{phase}"]["curve"]))
+        lines.append((f"{t} {kname(t)}", TCOL[t], "5,4", results[t]["kernel"][f"latency_{phase}"]["curve"]))
+    curves(f"UDP round trip aws -> azure workload, {title}", lines, f"{base}-latency-{phase}.svg")
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def f(x, d=2):
+    return "-" if x is None else f"{x:.{d}f}"
+
+
+def lat(h):
+    return f"{f(h['p50_us'], 0)} / {f(h['p90_us'], 0)} / {f(h['p99_us'], 0)} / {f(h['p99_9_us'], 0)} / {f(h['max_us'], 0)}"
+
+
+L = []
+w = L.append
+w(f"# Bulk transfers through the four-site lab, CER vs the Linux kernel ({DATE})")
+w("")
+w(f"Command: `{command}` (as root; {wall_total / 60:.1f} min including {e['BUILD_SECS']} s of cargo build)")
+w("")
+w(f"Machine: {e['MACHINE']}. Tools: {e['VERSIONS']}. Source: {e['GIT']}.")
+w("")
+w(f"Load average (1/5/15 min): {e['LOAD_START']} at the start, {e['LOAD_END']} at the end; after each")
+w("transfer it is in the JSON (`runs[].loadavg_after`), and per transport below. The machine was shared")
+w("with other engineers' builds and tests during the run.")
+w("")
+w("## What was measured")
+w("")
+w(f"- For each transport, a fresh lab with every site pair on it: `scripts/lab --name {e['NAME']} --transport T up`")
+w("  (five CERs: `cer-dataplane` on `net_af_packet` + `cer-control`, gobgpd reflector, the provider")
+w("  emulators and fabrics, keepalived on-prem), then `scripts/lab down`.")
+w(f"- Path: {report['path']}. Both ends are cloud sites; the on-prem and OCI CERs run but carry nothing.")
+w(f"- Throughput: `iperf3 -c 10.77.60.12 -B 10.77.60.11 -n {e['SIZE']} -J` in the AWS workload namespace,")
+w(f"  {e['REPEAT']} transfers per transport and forwarder; the figure is iperf3's receiver goodput (median, min-max).")
+w(f"- Latency: `cer-bench-lab probe`, one 64-byte UDP datagram at a time from 10.77.60.11 to an echo on")
+w(f"  10.77.60.12, every {e['INTERVAL_US']} us (or as soon as the previous reply came), reply timeout 500 ms;")
+w(f"  round trips recorded into an HDR histogram (hdrhistogram crate, 3 significant digits).")
+w(f"  'Idle': {e['IDLE_PROBES']} probes with nothing else on the path. 'Loaded': the prober runs alongside each")
+w("  transfer, from just before iperf3 starts until it exits; the repeats' samples are merged.")
+w("- CPU per Gbps = CPU seconds / Gbit delivered over the transfers (= cores busy per Gbps of goodput):")
+w("  - CER: utime + stime of the two path dataplanes (aws, azure) from /proc/PID/stat; every lab dataplane")
+w("    runs `poll_mode = \"adaptive\"` on lcore 1 (all five share core 1 of 2), so this includes polling;")
+w("  - wireguard-go: the two wireguard-go processes the same way;")
+w("  - kernel routing: forwarding runs in softirq, charged to no process: only the machine figure applies;")
+w("  - whole machine: busy ticks of all cores from /proc/stat (user+nice+system+irq+softirq+steal), which")
+w("    includes iperf3 at both ends, the prober, the idle lab daemons and anyone else's load. 'Excess' subtracts")
+w("    the machine's busy rate in the idle-probe phase just before (a different interval: an estimate).")
+w("- Kernel side by side, same run, same lab: after the CER measurement, `scripts/lab fail aws` and")
+w("  `scripts/lab fail azure` SIGKILL both CERs' cer-control and dataplane; the runner deletes the netdev")
+w("  ingress-drop table the dead dataplane left on its ports, puts the CER's own addresses on the same")
+w("  `lan0`/`wan0` veths (unchanged MTUs), enables forwarding and adds routes:")
+w("  - WireGuard: wireguard-go in each CER namespace (`wg` peers at the CERs' transport addresses, the")
+w("    lab's tunnel MTU on the interface, the remote /32 routed into it);")
+w("  - IPIP, GRE, FOU, GUE: **no encapsulation**. This kernel has no ipip/gre/fou modules")
+w("    (shared/INTEROP.md), so the baseline is plain routed forwarding of the inner packets: the remote /32")
+w("    via the WAN router (which gets routes for both /32s), with the tunnel's MTU locked on that route so")
+w("    the packets have the same sizes as through the tunnel. The four plain-routing rows measure the same")
+w("    thing four times (once per lab) and show the run-to-run spread; the encapsulation itself is not")
+w("    part of the kernel figure.")
+w("  - Both: an nftables forward rule clamps the SYN MSS to the route MTU, as cer-dataplane does into a tunnel.")
+w("  - The fabrics: when the first CER dies, the second one releases its capture of the first one's /32")
+w("    (ownership lost) before it is killed too, and the fabric agent removes that route. The runner puts")
+w("    back the two fabric routes the captures held (the /32 to the CER's NIC), as before the failure;")
+w("    nothing changes the emulators afterwards. Pinned per transport is listed below.")
+w("")
+w("MTUs (from the namespaces during the run):")
+w("")
+w("| transport | tunnel MTU (overhead) | aws lan0 / wan0 | azure lan0 / wan0 | aws / azure workload | lab up |")
+w("|---|---:|---|---|---|---:|")
+for t in TRANSPORTS:
+    lb = results[t]["lab"]
+    w(f"| {t} | {lb['tunnel_mtu']} ({lb['overhead']}) | {lb['aws_lan0']} / {lb['aws_wan0']} | {lb['azure_lan0']} / {lb['azure_wan0']} | "
+      f"{lb['aws_workload']} / {lb['azure_workload']} | {lb['lab_up_seconds']} s |")
+w("")
+w("## Throughput")
+w("")
+w(f"![throughput]({DATE}-lab-throughput.svg)")
+w("")
+w(f"| transport | CER Gbps median (min-max) | CER retransmits | kernel side | kernel Gbps median (min-max) | kernel retransmits | CER / kernel |")
+w("|---|---:|---:|---|---:|---:|---:|")
+for t in ts:
+    c, k = results[t]["cer"], results[t]["kernel"]
+    w(f"| {t} | {f(c['receiver_gbps_median'])} ({f(c['receiver_gbps_min'])}-{f(c['receiver_gbps_max'])}) | {c['retransmits_total']} | "
+      f"{kname(t)} | {f(k['receiver_gbps_median'])} ({f(k['receiver_gbps_min'])}-{f(k['receiver_gbps_max'])}) | {k['retransmits_total']} | "
+      f"{f(c['receiver_gbps_median'] / k['receiver_gbps_median'])} |")
+w("")
+w("## Latency (UDP round trip, us)")
+w("")
+w("p50 / p90 / p99 / p99.9 / max; samples = round trips recorded (lost = no reply within 500 ms).")
+w("")
+w("| transport | forwarder | idle | samples (lost) | alongside the transfers | samples (lost) |")
+w("|---|---|---|---:|---|---:|")
+for t in ts:
+    for side, name in (("cer", "CER"), ("kernel", kname(t))):
+        s = results[t][side]
+        li, ll = s["latency_idle"], s["latency_load"]
+        w(f"| {t} | {name} | {lat(li)} | {li['samples']} ({li['lost']}) | {lat(ll)} | {ll['samples']} ({ll['lost']}) |")
+w("")
+w(f"![idle latency]({DATE}-lab-latency-idle.svg)")
+w("")
+w(f"![loaded latency]({DATE}-lab-latency-load.svg)")
+w("")
+w("## CPU per Gbps")
+w("")
+w(f"![cpu]({DATE}-lab-cpu.svg)")
+w("")
+w("Cores per Gbps of goodput during the transfers (CPU seconds / Gbit). 'Forwarder' is the two path")
+w("dataplanes for CER, the two wireguard-go processes for WireGuard in the kernel, none for kernel routing.")
+w("")
+w("| transport | forwarder | forwarder cores/Gbps | forwarder cores busy | all 5 dataplanes cores/Gbps | machine busy cores/Gbps | machine busy / softirq cores | idle phase: forwarder / machine cores |")
+w("|---|---|---:|---:|---:|---:|---:|---:|")
+for t in ts:
+    for side, name in (("cer", "CER"), ("kernel", kname(t))):
+        s = results[t][side]
+        ip = s["idle_phase"]
+        w(f"| {t} | {name} | {f(s['forwarder_cores_per_gbps'])} | {f(s['forwarder_cores_busy'])} | "
+          f"{f(s['all_dataplanes_cores_per_gbps']) if side == 'cer' else '-'} | {f(s['machine_busy_cores_per_gbps'])} | "
+          f"{f(s['machine_busy_cores'])} / {f(s['machine_softirq_cores'])} | "
+          f"{f(ip['forwarder_cores_busy'])} / {f(ip['machine_busy_cores'])} |")
+w("")
+w("Load average after each transport's last transfer (CER, kernel):")
+w("")
+for t in ts:
+    w(f"- {t}: {results[t]['cer']['runs'][-1]['loadavg_after']}; {results[t]['kernel']['runs'][-1]['loadavg_after']}"
+      f"{'; fabric routes pinned for the kernel run: ' + results[t]['fabric_routes_pinned_for_kernel'] if results[t]['fabric_routes_pinned_for_kernel'] else ''}")
+w("")
+if inmem:
+    w("## In-memory Mpps/core (same run, after the lab is down)")
+    w("")
+    w("The forward path and the tunnel engines through `Worker::poll` on in-memory ports, one pinned core")
+    w("(how they are measured: perf/reports/2026-11-21-forward.md and 2026-11-21-transports.md). Shorter")
+    w("runs than those reports' commands, on the same machine while it was shared.")
+    w("")
+    w(f"`{inmem['forward_command']}`")
+    w("```")
+    w(inmem["forward_table"])
+    w("```")
+    w(f"`{inmem['transports_command']}`")
+    w("```")
+    w(inmem["transports_table"])
+    w("```")
+    rows = {(r["transport"], r["direction"], r["inner_bytes"]): r for r in inmem["transports"]["transports"]}
+    w("")
+    w("| transport | encap Mpps/core 64 B | decap Mpps/core 64 B | encap Gbps/core 1400 B | decap Gbps/core 1400 B |")
+    w("|---|---:|---:|---:|---:|")
+    for t in ["ipip", "gre", "fou", "gue", "wireguard"]:
+        a, b = rows.get((t, "encap", 64)), rows.get((t, "decap", 64))
+        c, d = rows.get((t, "encap", 1400)), rows.get((t, "decap", 1400))
+        w(f"| {t} | {f(a and a['mpps'])} | {f(b and b['mpps'])} | {f(c and c['inner_gbps'])} | {f(d and d['inner_gbps'])} |")
+    fw = inmem["forward"]["forward"]
+    w("")
+    w("Forward path (no tunnel), 64-byte frames: " + ", ".join(f"{f(r['mpps'], 1)} Mpps/core at {r['entries']} /32s" for r in fw) + ".")
+    w("")
+w("## Caveats")
+w("")
+w("- 2 cores for everything: five dataplanes (their polling lcore is core 1 for all five, main lcore 0),")
+w("  five cer-controls, gobgpd, three emulators and fabric agents, keepalived, iperf3 at both ends, the")
+w("  prober, wireguard-go in the WireGuard baseline, and other engineers' work. The CER figures are what")
+w("  two dataplanes sharing one core with three idle ones and the traffic generators do, not a")
+w("  dataplane's capacity; the in-memory figures above are the per-core engine numbers.")
+w("- veth + `net_af_packet`: every packet crosses the kernel twice per CER (veth xmit, then the")
+w("  af_packet ring copy in and out); the CERs' ports run at 1500 (DPDK 22.11's af_packet max frame, see")
+w("  README 'The four-site lab'), so the AWS site's 9001 MTU never reaches the WAN; the kernel baseline")
+w("  uses the same veths with those MTUs.")
+w("- Adaptive polling (dataplane/src/engine.rs): a polling core spins while it finds packets; after 1024")
+w("  empty polls in a row it sleeps 200 us (plus timer slack and scheduling) between polls. A probe every")
+w("  millisecond therefore finds the four dataplane hops of its round trip (aws out, azure in, azure out,")
+w("  aws in) often asleep, and each wake-up spins for another 1024 polls: the idle round trips through CER")
+w("  include those sleeps, and the idle-phase CPU column shows the spinning. `poll_mode = \"busy\"` would")
+w("  trade that for a core spinning all the time; the lab runs adaptive (five dataplanes on one core) and")
+w("  so does this report.")
+w("- iperf3 -n 100M over these links takes about a second: each CPU figure spans a few hundred clock ticks")
+w(f"  ({int(TICK)} Hz), and each loaded histogram holds about a thousand round trips per transfer, so p99.9 and")
+w("  max rest on a handful of samples. The prober keeps one datagram in flight (no correction for")
+w("  coordinated omission: a slow reply delays the next probe).")
+w("- The kernel baseline for IPIP/GRE/FOU/GUE does no encapsulation (no modules on this kernel); its")
+w("  packets are the same size as the tunnel's inner packets, but it skips the outer header work.")
+w("- wireguard-go is Debian 12's build, without the UDP GSO/GRO and TUN offloads of newer releases.")
+w("- The kernel side runs after `scripts/lab fail` with two fabric routes put back by hand (see above);")
+w("  the other three CERs, the emulators, fabric agents and the reflector keep running in both phases.")
+open(f"{base}.md", "w").write("\n".join(L) + "\n")
+print(f"wrote {base}.md, {base}.json and {base}-*.svg")
+for t in ts:
+    c, k = results[t]["cer"], results[t]["kernel"]
+    print(f"  {t}: CER {c['receiver_gbps_median']:.2f} Gbps, {kname(t)} {k['receiver_gbps_median']:.2f} Gbps; "
+          f"loaded p99 {c['latency_load']['p99_us']:.0f} / {k['latency_load']['p99_us']:.0f} us")
