@@ -649,3 +649,43 @@ fn failover_onprem_vrrp_master_killed() -> Result<()> {
     );
     Ok(())
 }
+
+/// A CER that restarts loses its WireGuard sessions; its peers keep sending
+/// on the old session. Traffic into it must not be black-holed for long once
+/// BGP prefers it again. Today: after `heal onprem-a`, AWS -> 10.77.60.10
+/// (onprem-aws is a WireGuard pair) is lost for 3-9 s while onprem-a counts
+/// `wg_no_session` drops, until AWS's WireGuard timers re-handshake (the IPIP
+/// pair to OCI loses at most one probe).
+#[test]
+#[ignore = "product bug: a restarted cer-dataplane drops its WireGuard peers' data on their stale sessions (drops.wg_no_session) and does not initiate a handshake itself, so traffic into it over WireGuard is black-holed for seconds after BGP prefers it again"]
+fn failover_wireguard_into_a_restarted_cer() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let scratch = Scratch::new("fo-wg")?;
+    let lab = Lab::up("fow", &[])?;
+    let ip = lab.ip("onprem");
+    // Sessions aws <-> onprem-a exist (the probe flows through onprem-a, the best path).
+    let ps = probes(&lab, &["aws"], &ip, &scratch.path)?;
+    lab.run(&["fail", "onprem-a"])?;
+    finish_probes(ps, "onprem-a killed", Duration::from_secs(20))?;
+    let ps = probes(&lab, &["aws", "oci"], &ip, &scratch.path)?;
+    lab.run(&["heal", "onprem-a"])?;
+    let outages = finish_probes(ps, "onprem-a healed", Duration::from_secs(20))?;
+    let no_session = counter(
+        std::path::Path::new(
+            lab.node("onprem-a")?["dataplane_socket"]
+                .as_str()
+                .unwrap_or(""),
+        ),
+        "drops",
+        "wg_no_session",
+    );
+    eprintln!("onprem-a after heal: drops.wg_no_session = {no_session}");
+    ensure!(
+        outages[0].longest_gap_ms <= 2000,
+        "aws -> {ip} over WireGuard lost {} ms after onprem-a came back (IPIP from OCI: {} ms); onprem-a drops.wg_no_session = {no_session}",
+        outages[0].longest_gap_ms,
+        outages[1].longest_gap_ms
+    );
+    Ok(())
+}
