@@ -1408,6 +1408,37 @@ impl<B: PacketBuf> Worker<B> {
         }
     }
 
+    /// Data for a session we do not have: the peer kept its session while
+    /// this dataplane restarted. A handshake now gives it a new one at once
+    /// instead of after its own retry timers (up to 15 s of black hole).
+    /// boringtun sends at most one initiation per REKEY_TIMEOUT (5 s) per
+    /// peer, so unauthenticated data cannot make us flood.
+    fn wg_rehandshake<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        port: usize,
+        tunnel: u32,
+        i: usize,
+    ) {
+        let Some(mut out) = io.alloc() else {
+            self.links.stats.dropped(DropReason::NoMbuf);
+            return;
+        };
+        if !out.append(wg::MIN_OUT_LEN) {
+            return self.drop_pkt(DropReason::NoMbuf, out);
+        }
+        match self.wg_peers[i].peer.initiate(false, out.data_mut()) {
+            WgOut::Send(n) => {
+                out.set_len(n);
+                self.links.stats.event(Event::WgControlSent);
+                self.wg_send(io, snap, port, tunnel, out);
+            }
+            WgOut::Drop(d) => self.wg_count(d),
+            WgOut::Inner(_) | WgOut::Nothing => {}
+        }
+    }
+
     fn wg_count(&self, d: wg::WgDrop) {
         let i = wg::WgDrop::ALL.iter().position(|x| *x == d).unwrap_or(0);
         self.links.stats.wg_dropped(i);
@@ -1545,6 +1576,10 @@ impl<B: PacketBuf> Worker<B> {
             }
             WgOut::Drop(d) => {
                 self.wg_count(d);
+                if d == wg::WgDrop::NoSession {
+                    drop(out);
+                    self.wg_rehandshake(io, snap, port, tunnel, i);
+                }
                 return;
             }
             WgOut::Nothing => {}

@@ -1273,6 +1273,8 @@ mod wireguard {
         r: Rig,
         /// The remote CER's WireGuard state, driven by the test.
         remote: WgPeer,
+        /// Our private key and the remote's public key.
+        r_keys: (String, String),
     }
 
     fn pair() -> Pair {
@@ -1313,6 +1315,7 @@ mod wireguard {
         Pair {
             r,
             remote: WgPeer::new(&kb, &pa, None, None, 9).unwrap(),
+            r_keys: (ka, pb),
         }
     }
 
@@ -1363,6 +1366,58 @@ mod wireguard {
         f.extend_from_slice(&[0, 0]);
         f.extend_from_slice(payload);
         f
+    }
+
+    #[test]
+    fn data_on_a_session_lost_in_a_restart_starts_a_handshake() {
+        let mut p = pair();
+        // The remote established a session with this node before it restarted.
+        let (ka, pb) = p.r_keys.clone();
+        let mut before = WgPeer::new(&ka, &pb, None, None, 5).unwrap();
+        let (mut b1, mut b2) = (vec![0u8; 2048], vec![0u8; 2048]);
+        let WgOut::Send(n) = p.remote.initiate(false, &mut b1) else {
+            panic!("no initiation")
+        };
+        let WgOut::Send(m) =
+            before.decapsulate(std::net::Ipv4Addr::new(10, 2, 0, 254), &b1[..n], &mut b2)
+        else {
+            panic!("no response")
+        };
+        let _ = p.remote.decapsulate(
+            std::net::Ipv4Addr::new(10, 2, 0, 1),
+            &b2[..m].to_vec(),
+            &mut b1,
+        );
+        let mut back = ping(LAN_MAC, "10.77.60.20", "10.77.60.10", 64, 100)[14..].to_vec();
+        Ipv4Packet::new_unchecked(&mut back[..]).fill_checksum();
+        let WgOut::Send(n) = p.remote.encapsulate(&back, &mut b1) else {
+            panic!("remote could not encrypt")
+        };
+        // This (restarted) node has no such session: counted, and it
+        // initiates a handshake at once.
+        p.r.run(WAN, &from_peer(&b1[..n]));
+        assert!(p.r.io.sent(LAN).is_empty());
+        let no_session = crate::tunnel::wireguard::WgDrop::ALL
+            .iter()
+            .position(|d| d.name() == "wg_no_session")
+            .unwrap();
+        assert_eq!(
+            p.r.stats.wg_drops[no_session].load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        let sent = p.r.io.sent(WAN);
+        assert_eq!(sent.len(), 1);
+        let init = udp_payload(&sent[0]);
+        assert_eq!(init[0], 1, "handshake initiation");
+        let WgOut::Send(_) =
+            p.remote
+                .decapsulate(std::net::Ipv4Addr::new(10, 2, 0, 1), &init, &mut b2)
+        else {
+            panic!("the remote did not answer the new initiation")
+        };
+        // More stale data within REKEY_TIMEOUT: counted, no second initiation.
+        p.r.run(WAN, &from_peer(&b1[..n]));
+        assert!(p.r.io.sent(WAN).is_empty());
     }
 
     #[test]
