@@ -1383,11 +1383,9 @@ mod wireguard {
         else {
             panic!("no response")
         };
-        let _ = p.remote.decapsulate(
-            std::net::Ipv4Addr::new(10, 2, 0, 1),
-            &b2[..m].to_vec(),
-            &mut b1,
-        );
+        let _ = p
+            .remote
+            .decapsulate(std::net::Ipv4Addr::new(10, 2, 0, 1), &b2[..m], &mut b1);
         let mut back = ping(LAN_MAC, "10.77.60.20", "10.77.60.10", 64, 100)[14..].to_vec();
         Ipv4Packet::new_unchecked(&mut back[..]).fill_checksum();
         let WgOut::Send(n) = p.remote.encapsulate(&back, &mut b1) else {
