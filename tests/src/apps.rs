@@ -743,22 +743,21 @@ pub fn parse_ping_seqs(text: &str) -> Vec<u64> {
 }
 
 /// The outage from the sorted, deduplicated replied sequence numbers (ping
-/// starts at 1) out of `sent` probes. The last second of probes may still be
-/// in flight when ping stopped: they count as neither lost nor answered.
+/// starts at 1) out of `sent` probes. Probes sent in the last second before
+/// ping stopped may still be in flight: unanswered ones there are not lost.
 pub fn outage_from(seqs: &[u64], sent: u64, interval: Duration) -> Outage {
     let ms = interval.as_millis() as u64;
-    let in_flight = (1000 / ms.max(1)).min(sent);
-    let judged = sent - in_flight;
+    let in_flight = 1000 / ms.max(1);
     let mut longest = 0u64;
     let mut lost = 0u64;
     let mut prev = 0u64;
-    for &s in seqs.iter().filter(|&&s| s <= judged) {
+    for &s in seqs {
         let gap = s - prev - 1;
         longest = longest.max(gap);
         lost += gap;
         prev = s;
     }
-    let tail = judged.saturating_sub(prev);
+    let tail = sent.saturating_sub(prev).saturating_sub(in_flight);
     longest = longest.max(tail);
     lost += tail;
     Outage {
@@ -1112,7 +1111,7 @@ mod tests {
     fn outage_counts_the_longest_gap() {
         let seqs: Vec<u64> = (1..=10).chain(21..=60).collect();
         let o = outage_from(&seqs, 80, Duration::from_millis(50));
-        // 80 sent, the last 20 (1 s) in flight: judged 1..=60, gap 11..=20.
+        // 80 sent, the last 20 (1 s) may be in flight: gap 11..=20 only.
         assert_eq!(o.longest_gap_ms, 500);
         assert_eq!(o.lost_ms, 500);
         assert!(o.recovered);
