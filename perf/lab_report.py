@@ -92,6 +92,57 @@ def summarize(label):
     }
 
 
+def dp_deltas(label):
+    """Per path dataplane: port hw statistics and drop counters, after minus before the measurement."""
+    out = {}
+    for site in ("aws", "azure"):
+        paths = [f"{TMP}/{label}-{site}-{k}-{n}.json" for k in ("ports", "counters") for n in (0, 1)]
+        if not all(os.path.exists(p) for p in paths):
+            return None
+        p0, p1, c0, c1 = (load(p) for p in paths)
+        ports = {}
+        before = {p["name"]: p["hw"] for p in p0}
+        for p in p1:
+            b = before.get(p["name"], {})
+            ports[p["name"]] = {k: v - b.get(k, 0) for k, v in p["hw"].items()}
+            ports[p["name"]]["mtu"] = p.get("mtu")
+
+        def drops(cs):
+            d = {}
+            for lc in cs:
+                for k, v in lc.get("drops", {}).items():
+                    d[k] = d.get(k, 0) + v
+            return d
+
+        d0, d1 = drops(c0), drops(c1)
+        out[site] = {"ports": ports, "drops": {k: v - d0.get(k, 0) for k, v in d1.items() if v - d0.get(k, 0)}}
+    return out
+
+
+def link_drops(label):
+    """Interfaces on the path whose drop/error counters moved during the measurement: {ns/iface: {counter: n}}."""
+    try:
+        a, b = load(f"{TMP}/{label}-links-0.json"), load(f"{TMP}/{label}-links-1.json")
+    except OSError:
+        return None
+    out = {}
+    for ns, links in b.items():
+        before = {l["ifname"]: l.get("stats64", {}) for l in a.get(ns, [])}
+        for l in links:
+            s0, s1 = before.get(l["ifname"], {}), l.get("stats64", {})
+            moved = {}
+            for d in ("rx", "tx"):
+                for k, v in s1.get(d, {}).items():
+                    if k in ("bytes", "packets", "multicast"):
+                        continue
+                    delta = v - s0.get(d, {}).get(k, 0)
+                    if delta:
+                        moved[f"{d}_{k}"] = delta
+            if moved:
+                out[f"{ns}/{l['ifname']}"] = moved
+    return out
+
+
 results = {}
 for t in TRANSPORTS:
     lab = load(f"{TMP}/{t}-lab.json")
@@ -100,6 +151,8 @@ for t in TRANSPORTS:
         "lab": lab,
         "cer": summarize(f"{t}-cer"),
         "kernel": summarize(f"{t}-kernel"),
+        "cer_dataplane_counters": dp_deltas(f"{t}-cer"),
+        "link_drops": {"cer": link_drops(f"{t}-cer"), "kernel": link_drops(f"{t}-kernel")},
         "kernel_mtus": load(f"{TMP}/{t}-mtus.json") if os.path.exists(f"{TMP}/{t}-mtus.json") else None,
         "fabric_routes_pinned_for_kernel": pinned,
     }
@@ -125,6 +178,10 @@ report = {
     "git": e["GIT"],
     "load_average_at_start": e["LOAD_START"],
     "load_average_at_end": e["LOAD_END"],
+    "other_cer_dataplanes_at_start": int(e["OTHER_DP_START"]),
+    "other_cer_dataplanes_at_end": int(e["OTHER_DP_END"]),
+    "top_at_start": e["TOP_START"],
+    "top_at_end": e["TOP_END"],
     "run_seconds": wall_total,
     "build_seconds": int(e["BUILD_SECS"]),
     "size": e["SIZE"],
@@ -295,7 +352,16 @@ w(f"Machine: {e['MACHINE']}. Tools: {e['VERSIONS']}. Source: {e['GIT']}.")
 w("")
 w(f"Load average (1/5/15 min): {e['LOAD_START']} at the start, {e['LOAD_END']} at the end; after each")
 w("transfer it is in the JSON (`runs[].loadavg_after`), and per transport below. The machine was shared")
-w("with other engineers' builds and tests during the run.")
+w("with other engineers' builds and tests during the run: cer-dataplane processes not started by this run")
+w(f"(other labs and tests): {e['OTHER_DP_START']} at the start, {e['OTHER_DP_END']} at the end, and per transport in the table below.")
+w("Busiest processes over one second (top) at the")
+w("start (before the build and the first lab) and at the end (after the in-memory benchmarks):")
+w("")
+w("```")
+w(e["TOP_START"])
+w("...")
+w(e["TOP_END"])
+w("```")
 w("")
 w("## What was measured")
 w("")
@@ -338,12 +404,12 @@ w("    nothing changes the emulators afterwards. Pinned per transport is listed 
 w("")
 w("MTUs (from the namespaces during the run):")
 w("")
-w("| transport | tunnel MTU (overhead) | aws lan0 / wan0 | azure lan0 / wan0 | aws / azure workload | lab up |")
-w("|---|---:|---|---|---|---:|")
+w("| transport | tunnel MTU (overhead) | aws lan0 / wan0 | azure lan0 / wan0 | aws / azure workload | lab up | other cer-dataplanes running |")
+w("|---|---:|---|---|---|---:|---:|")
 for t in TRANSPORTS:
     lb = results[t]["lab"]
     w(f"| {t} | {lb['tunnel_mtu']} ({lb['overhead']}) | {lb['aws_lan0']} / {lb['aws_wan0']} | {lb['azure_lan0']} / {lb['azure_wan0']} | "
-      f"{lb['aws_workload']} / {lb['azure_workload']} | {lb['lab_up_seconds']} s |")
+      f"{lb['aws_workload']} / {lb['azure_workload']} | {lb['lab_up_seconds']} s | {lb.get('other_dataplanes', '-')} |")
 w("")
 w("## Throughput")
 w("")
@@ -391,6 +457,48 @@ for t in ts:
           f"{f(s['machine_busy_cores'])} / {f(s['machine_softirq_cores'])} | "
           f"{f(ip['forwarder_cores_busy'])} / {f(ip['machine_busy_cores'])} |")
 w("")
+w("## Dataplane counters during the CER measurements")
+w("")
+w("`cerctl dataplane show ports --json` / `show counters --json` of the two path dataplanes, after minus")
+w("before each transport's CER measurement (warm-up excluded; idle probes and all transfers included).")
+w("rx/tx = af_packet port packets; imissed = frames the kernel dropped because the PMD's ring was full;")
+w("oerrors = tx failures; drops = the pipeline's named drop counters that moved.")
+w("")
+w("| transport | dataplane | port (MTU) | rx | tx | imissed | ierrors | oerrors | rx_nombuf | drops |")
+w("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+for t in ts:
+    dc = results[t]["cer_dataplane_counters"]
+    if not dc:
+        continue
+    for site in ("aws", "azure"):
+        dr = ", ".join(f"{k} {v}" for k, v in sorted(dc[site]["drops"].items())) or "none"
+        for i, (pn, h) in enumerate(sorted(dc[site]["ports"].items())):
+            w(f"| {t} | {site} | {pn} ({h.get('mtu')}) | {h.get('ipackets', 0)} | {h.get('opackets', 0)} | {h.get('imissed', 0)} | "
+              f"{h.get('ierrors', 0)} | {h.get('oerrors', 0)} | {h.get('rx_nombuf', 0)} | {dr if i == 0 else ''} |")
+w("")
+w("Packets the sending dataplane counted on its WAN port that the receiving one did not count (compare")
+w("the interface counters below; the CERs' own BGP and ARP on the WAN, a few packets, are in the tx")
+w("counts too, so a small difference is not a loss):")
+w("")
+for t in ts:
+    dc = results[t]["cer_dataplane_counters"]
+    if not dc:
+        continue
+    a, z = dc["aws"]["ports"].get("wan", {}), dc["azure"]["ports"].get("wan", {})
+    fwd = a.get("opackets", 0) - z.get("ipackets", 0)
+    rev = z.get("opackets", 0) - a.get("ipackets", 0)
+    sent = a.get("opackets", 0)
+    w(f"- {t}: aws wan tx - azure wan rx = {fwd} of {sent} ({100 * fwd / sent if sent else 0:.3f}%); azure wan tx - aws wan rx = {rev}")
+w("")
+w("Interface drop and error counters (`ip -s -j link`) that moved on the path's namespaces during each")
+w("measurement (workloads, fabrics, CER namespaces, WAN router):")
+w("")
+for t in ts:
+    for side in ("cer", "kernel"):
+        ld = results[t]["link_drops"][side]
+        txt = "none" if not ld else "; ".join(f"{k} " + ", ".join(f"{c} {n}" for c, n in v.items()) for k, v in sorted(ld.items()))
+        w(f"- {t}, {'CER' if side == 'cer' else kname(t)}: {txt}")
+w("")
 w("Load average after each transport's last transfer (CER, kernel):")
 w("")
 for t in ts:
@@ -432,9 +540,9 @@ w("  prober, wireguard-go in the WireGuard baseline, and other engineers' work. 
 w("  two dataplanes sharing one core with three idle ones and the traffic generators do, not a")
 w("  dataplane's capacity; the in-memory figures above are the per-core engine numbers.")
 w("- veth + `net_af_packet`: every packet crosses the kernel twice per CER (veth xmit, then the")
-w("  af_packet ring copy in and out); the CERs' ports run at 1500 (DPDK 22.11's af_packet max frame, see")
-w("  README 'The four-site lab'), so the AWS site's 9001 MTU never reaches the WAN; the kernel baseline")
-w("  uses the same veths with those MTUs.")
+w("  af_packet ring copy in and out). The port MTUs are in the table at the top; the aws-azure path MTU")
+w("  is the WAN's 1500 either way, so the inner packets are at most the tunnel MTU; the kernel baseline")
+w("  uses the same veths with the same MTUs.")
 w("- Adaptive polling (dataplane/src/engine.rs): a polling core spins while it finds packets; after 1024")
 w("  empty polls in a row it sleeps 200 us (plus timer slack and scheduling) between polls. A probe every")
 w("  millisecond therefore finds the four dataplane hops of its round trip (aws out, azure in, azure out,")
