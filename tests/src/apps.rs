@@ -1004,6 +1004,30 @@ impl Lab {
             .with_context(|| format!("{url}: {}", String::from_utf8_lossy(&out.stdout)))
     }
 
+    /// A POST with a JSON body to a cloud site's provider emulator (e.g. `/_emulator/faults`).
+    pub fn emulator_post(&self, site: &str, path: &str, body: &str) -> Result<serde_json::Value> {
+        let emu = &self.site(site)["emulator"];
+        let url = format!("{}{path}", emu["url"].as_str().context("emulator url")?);
+        let out = ns_run(
+            emu["netns"].as_str().context("emulator netns")?,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/json",
+                "--data",
+                body,
+                &url,
+            ],
+        )?;
+        serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("{url}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
     /// Runs `scripts/lab status` (for failure messages).
     pub fn status(&self) -> String {
         self.cmd(&["status"])
