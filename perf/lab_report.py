@@ -243,10 +243,11 @@ def bars(title, ylabel, cats, series, path, whiskers=None, fmt="{:.2f}"):
                     y1, y2 = T + ph - ph * lo / top, T + ph - ph * hi / top
                     o.append(f'<line x1="{xm:.1f}" y1="{y1:.1f}" x2="{xm:.1f}" y2="{y2:.1f}" stroke="black"/>')
         o.append(f'<text x="{L + gw * ci + gw / 2:.1f}" y="{T + ph + 18}" text-anchor="middle">{esc(c)}</text>')
-    for si, (name, color, _) in enumerate(series):
-        x = L + 10 + si * 180
+    x = L + 10
+    for name, color, _ in series:
         o.append(f'<rect x="{x}" y="{H - 28}" width="12" height="12" fill="{color}"/>')
         o.append(f'<text x="{x + 16}" y="{H - 18}">{esc(name)}</text>')
+        x += 34 + 7 * len(name)
     o.append("</svg>")
     open(path, "w").write("\n".join(o) + "\n")
 
@@ -362,6 +363,20 @@ w(e["TOP_START"])
 w("...")
 w(e["TOP_END"])
 w("```")
+w("")
+w("## Summary")
+w("")
+w("Medians over the transfers; round trips in us; CPU in cores per Gbps of goodput (details and")
+w("definitions below). Kernel side: wireguard-go for WireGuard, plain routing (no encapsulation) for the rest.")
+w("")
+w("| transport | Gbps CER / kernel | idle RTT p50 CER / kernel | RTT p99 under load CER / kernel | CER path dataplanes cores/Gbps | machine cores/Gbps CER / kernel |")
+w("|---|---|---|---|---:|---|")
+for t in ts:
+    c, k = results[t]["cer"], results[t]["kernel"]
+    w(f"| {t} | {f(c['receiver_gbps_median'])} / {f(k['receiver_gbps_median'])} | "
+      f"{f(c['latency_idle']['p50_us'], 0)} / {f(k['latency_idle']['p50_us'], 0)} | "
+      f"{f(c['latency_load']['p99_us'], 0)} / {f(k['latency_load']['p99_us'], 0)} | "
+      f"{f(c['forwarder_cores_per_gbps'])} | {f(c['machine_busy_cores_per_gbps'])} / {f(k['machine_busy_cores_per_gbps'])} |")
 w("")
 w("## What was measured")
 w("")
