@@ -35,6 +35,8 @@ const IDLE_SLEEP: Duration = Duration::from_micros(200);
 /// hands it reassembled datagrams; frames this large hold them (a datagram
 /// beyond it arrives truncated and is dropped as such).
 pub const AF_PACKET_FRAME: usize = 16384;
+// Every configurable MTU fits an af_packet frame (the pipeline keeps 64 bytes of it).
+const _: () = assert!(cer_shared::config::MAX_MTU as usize + 18 <= AF_PACKET_FRAME - 64);
 
 /// Mbufs of an af_packet port's rx pool (large buffers; the PMD copies into
 /// one per received frame, so in-flight packets are what it must cover).
@@ -402,14 +404,6 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         // what decides the frames it passes (veth drops frames above it).
         let ethdev_mtu = match (p.driver, &p.iface) {
             (PortDriver::AfPacket, Some(iface)) => {
-                if usize::from(p.mtu) + 18 > AF_PACKET_FRAME - 64 {
-                    bail!(
-                        "port[{i}] ({}): mtu {} is above what an af_packet port carries ({})",
-                        p.name,
-                        p.mtu,
-                        AF_PACKET_FRAME - 64 - 18
-                    );
-                }
                 ip_cmd(&["link", "set", "dev", iface, "mtu", &p.mtu.to_string()])
                     .with_context(|| format!("port[{i}] ({}): mtu {}", p.name, p.mtu))?;
                 None

@@ -464,30 +464,21 @@ impl Fib {
     pub fn age(&mut self, now: Instant) {
         let (reachable, gc) = (self.reachable, self.stale_gc);
         let mut changed = false;
-        self.learned6.retain(|_, n| {
-            let age = now.saturating_duration_since(n.confirmed);
+        // Keep an entry? Marks it stale on the way (IPv4 and IPv6 alike).
+        let mut keep = |confirmed: Instant, stale: &mut bool| {
+            let age = now.saturating_duration_since(confirmed);
             if age >= reachable + gc {
                 changed = true;
                 return false;
             }
-            if age >= reachable && !n.stale {
-                n.stale = true;
+            if age >= reachable && !*stale {
+                *stale = true;
                 changed = true;
             }
             true
-        });
-        self.learned.retain(|_, n| {
-            let age = now.saturating_duration_since(n.confirmed);
-            if age >= reachable + gc {
-                changed = true;
-                return false;
-            }
-            if age >= reachable && !n.stale {
-                n.stale = true;
-                changed = true;
-            }
-            true
-        });
+        };
+        self.learned6.retain(|_, n| keep(n.confirmed, &mut n.stale));
+        self.learned.retain(|_, n| keep(n.confirmed, &mut n.stale));
         self.dirty.neighbors |= changed;
     }
 
