@@ -105,6 +105,8 @@ pub struct Manager {
     pub link_locals: Vec<(std::net::Ipv6Addr, bool)>,
     /// Router Advertisement interval on unnumbered ports.
     pub ra_interval: Duration,
+    /// TSC frequency of the polling cores (their cycle counters); 0 unknown.
+    pub tsc_hz: u64,
     next_ra: Option<Instant>,
     feed: FeedState,
     session: u64,
@@ -154,6 +156,7 @@ impl Manager {
             node,
             boot_id,
             port_state,
+            tsc_hz: 0,
             wg_state: Vec::new(),
             learn6: Arc::new(ArrayQueue::new(1024)),
             link_locals: Vec::new(),
@@ -501,6 +504,11 @@ impl Manager {
             .map(|s| CoreCounters {
                 lcore: s.lcore,
                 bursts: load(&s.bursts),
+                busy_cycles: load(&s.busy_cycles),
+                busy_polls: load(&s.busy_polls),
+                idle_cycles: load(&s.idle_cycles),
+                idle_polls: load(&s.idle_polls),
+                tsc_hz: self.tsc_hz,
                 snapshot_version: load(&s.snapshot_version),
                 rx: self
                     .io_names

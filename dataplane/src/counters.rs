@@ -124,6 +124,15 @@ pub const MAX_PORTS: usize = 32;
 pub struct CoreStats {
     pub lcore: u32,
     pub bursts: AtomicU64,
+    /// TSC cycles spent in polls that received packets, and how many such
+    /// polls (OVS's "processing cycles"): busy cycles / packets received is
+    /// the forwarding cost per packet on this core.
+    pub busy_cycles: AtomicU64,
+    pub busy_polls: AtomicU64,
+    /// TSC cycles spent in polls that received nothing (and in adaptive
+    /// sleeps between them), and how many such polls.
+    pub idle_cycles: AtomicU64,
+    pub idle_polls: AtomicU64,
     pub snapshot_version: AtomicU64,
     pub rx: [AtomicU64; MAX_PORTS],
     pub tx: [AtomicU64; MAX_PORTS],
@@ -164,6 +173,10 @@ impl CoreStats {
         CoreStats {
             lcore,
             bursts: AtomicU64::new(0),
+            busy_cycles: AtomicU64::new(0),
+            busy_polls: AtomicU64::new(0),
+            idle_cycles: AtomicU64::new(0),
+            idle_polls: AtomicU64::new(0),
             snapshot_version: AtomicU64::new(0),
             rx: std::array::from_fn(|_| AtomicU64::new(0)),
             tx: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -247,6 +260,18 @@ impl CoreStats {
     #[inline(always)]
     pub fn tx(&self, port: usize, n: u64) {
         bump(&self.tx[port], n);
+    }
+
+    /// Accounts one poll of `cycles` TSC cycles: busy if it received packets.
+    #[inline(always)]
+    pub fn poll_cycles(&self, cycles: u64, busy: bool) {
+        if busy {
+            bump(&self.busy_cycles, cycles);
+            bump(&self.busy_polls, 1);
+        } else {
+            bump(&self.idle_cycles, cycles);
+            bump(&self.idle_polls, 1);
+        }
     }
 
     #[inline(always)]

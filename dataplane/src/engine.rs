@@ -18,10 +18,10 @@ use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use cer_dpdk::{Eal, Mempool, Port, PortSetup};
 use cer_shared::admin::{PortHwStats, PortState};
-use cer_shared::config::{NodeConfig, PollMode, PortDriver};
+use cer_shared::config::{MemifRole, NodeConfig, PollMode, PortDriver};
 use cer_shared::MacAddr;
 use crossbeam_queue::ArrayQueue;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,48 @@ const _: () = assert!(cer_shared::config::MAX_MTU as usize + 18 <= AF_PACKET_FRA
 /// Mbufs of an af_packet port's rx pool (large buffers; the PMD copies into
 /// one per received frame, so in-flight packets are what it must cover).
 const AF_PACKET_MBUFS: u32 = 2047;
+
+/// The memif buffer size for a port MTU: a whole Ethernet frame (with a
+/// VLAN tag) in one buffer, at least DPDK's default of 2048 bytes.
+pub fn memif_buffer_size(mtu: u16) -> u32 {
+    (u32::from(mtu) + 18).next_power_of_two().max(2048)
+}
+
+/// Prepares the control socket of a memif server port: creates its
+/// directory, and removes a socket file left by a process that died (nobody
+/// accepts on it), since DPDK refuses to listen on an existing path. A path
+/// that is not a socket, or one a live process listens on, is an error that
+/// names it.
+pub fn prepare_memif_socket(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("memif socket directory {}", dir.display()))?;
+    }
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("memif socket {}", path.display())),
+    };
+    if !meta.file_type().is_socket() {
+        bail!(
+            "memif socket {}: exists and is not a socket; remove it or choose another path",
+            path.display()
+        );
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => bail!(
+            "memif socket {}: another process is listening on it (a second dataplane, or a memif server on the same socket)",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            log::info!("memif socket {}: removing a stale socket file", path.display());
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing stale memif socket {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("memif socket {}: probing", path.display())),
+    }
+}
 
 /// The DPDK device name and devargs of every NIC port and TAP.
 pub struct DeviceArgs {
@@ -99,6 +141,28 @@ pub fn device_args(cfg: &NodeConfig) -> DeviceArgs {
                 ));
                 d.port_dev.push(name);
             }
+            PortDriver::Memif => {
+                let name = format!("net_memif{i}");
+                let role = p.role.unwrap_or_default();
+                let socket = p.socket.as_deref().unwrap_or(std::path::Path::new(""));
+                // The client supplies the shared memory: its buffers must
+                // hold a whole frame at the port MTU (a bigger frame would
+                // arrive chained, which the pipeline drops).
+                let bsize = if role == MemifRole::Client && !extra.contains("bsize") {
+                    format!(",bsize={}", memif_buffer_size(p.mtu))
+                } else {
+                    String::new()
+                };
+                // The PMD takes the MAC at probe only (no mac_addr_set).
+                let mac = p.mac.map(|m| format!(",mac={m}")).unwrap_or_default();
+                d.vdevs.push(format!(
+                    "{name},role={},id={},socket={},socket-abstract=no{mac}{bsize}{extra}",
+                    role.as_str(),
+                    p.memif_id.unwrap_or(0),
+                    socket.display()
+                ));
+                d.port_dev.push(name);
+            }
         }
         d.tap_dev.push(p.exception_tap.as_ref().map(|tap| {
             let name = format!("net_tap{i}");
@@ -146,8 +210,12 @@ pub fn eal_args(cfg: &NodeConfig) -> Vec<String> {
     ]);
     // No secondary processes attach to us: no shared config files, and with
     // hugepages the files are unlinked right after mapping, so the pages
-    // return to the pool when the process exits, however it exits.
-    a.push("--no-shconf".into());
+    // return to the pool when the process exits, however it exits. The
+    // memif PMD registers a multi-process action at probe and fails
+    // without the multi-process channel, so memif ports keep it.
+    if !cfg.ports.iter().any(|p| p.driver == PortDriver::Memif) {
+        a.push("--no-shconf".into());
+    }
     if dp.memory.hugepages {
         a.push("--huge-unlink".into());
     } else {
@@ -198,45 +266,80 @@ fn kernel_carrier(iface: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Mirrors each port's link state onto its exception TAP (the linux-cp
-/// model): when the port loses its link, the TAP goes down, so the kernel
+/// Link state of every NIC port as the link watcher last saw it, and how
+/// often it went down (a memif or vhost peer that disconnected, a cable
+/// pulled): what `show ports` reports beside the PMD's live view.
+pub struct LinkWatch {
+    pub up: Vec<AtomicBool>,
+    pub down_events: Vec<AtomicU64>,
+}
+
+/// Watches each port's link (the PMD's view, and for `af_packet` /
+/// `af_xdp` ports also the carrier of the kernel interface under them,
+/// since those PMDs report their link up regardless). A change is logged
+/// and counted, and mirrored onto the port's exception TAP (the linux-cp
+/// model): when the port loses its link the TAP goes down, so the kernel
 /// side and cer-control (BGP unnumbered peers, sessions over the TAP) see
-/// the loss at once instead of waiting for a hold timer. The link is the
-/// PMD's view, and for `af_packet` / `af_xdp` ports also the carrier of the
-/// kernel interface under them (those PMDs report their link up
-/// regardless). Runs on its own thread, off the polling path.
-fn spawn_link_mirror(cfg: &NodeConfig, nic: &[Port], stop: Arc<AtomicBool>) -> Result<()> {
-    let mirrored: Vec<(String, Port, Option<String>, String)> = cfg
+/// the loss at once instead of waiting for a hold timer. Runs on its own
+/// thread, off the polling path.
+fn spawn_link_watch(
+    cfg: &NodeConfig,
+    nic: &[Port],
+    stop: Arc<AtomicBool>,
+) -> Result<Arc<LinkWatch>> {
+    let watched: Vec<(String, Port, Option<String>, Option<String>)> = cfg
         .ports
         .iter()
         .zip(nic)
-        .filter_map(|(p, port)| {
-            let tap = p.exception_tap.clone()?;
+        .map(|(p, port)| {
             let kernel = match p.driver {
                 PortDriver::AfPacket | PortDriver::AfXdp => p.iface.clone(),
                 _ => None,
             };
-            Some((p.name.clone(), *port, kernel, tap))
+            (p.name.clone(), *port, kernel, p.exception_tap.clone())
         })
         .collect();
-    if mirrored.is_empty() {
-        return Ok(());
+    let link_up = |port: &Port, kernel: &Option<String>| {
+        port.link().up && kernel.as_deref().is_none_or(kernel_carrier)
+    };
+    let watch = Arc::new(LinkWatch {
+        up: watched
+            .iter()
+            .map(|(_, port, kernel, _)| AtomicBool::new(link_up(port, kernel)))
+            .collect(),
+        down_events: watched.iter().map(|_| AtomicU64::new(0)).collect(),
+    });
+    for (i, (name, ..)) in watched.iter().enumerate() {
+        if !watch.up[i].load(Ordering::Relaxed) {
+            log::warn!("port {name}: link down at start (peer missing?); packets sent there are dropped as port_link_down until it comes up");
+        }
     }
+    let w = watch.clone();
     std::thread::Builder::new()
-        .name("link-mirror".into())
+        .name("link-watch".into())
         .spawn(move || {
-            let mut last: Vec<bool> = vec![true; mirrored.len()];
+            // TAPs start up: mirror the first observation too.
+            let mut mirrored: Vec<bool> = vec![true; watched.len()];
             while !stop.load(Ordering::Relaxed) {
-                for (i, (name, port, kernel, tap)) in mirrored.iter().enumerate() {
-                    let up = port.link().up && kernel.as_deref().is_none_or(kernel_carrier);
-                    if up == last[i] {
+                for (i, (name, port, kernel, tap)) in watched.iter().enumerate() {
+                    let up = link_up(port, kernel);
+                    if w.up[i].swap(up, Ordering::Relaxed) != up {
+                        if up {
+                            log::warn!("port {name}: link up");
+                        } else {
+                            w.down_events[i].fetch_add(1, Ordering::Relaxed);
+                            log::warn!("port {name}: link down");
+                        }
+                    }
+                    let Some(tap) = tap else { continue };
+                    if up == mirrored[i] {
                         continue;
                     }
                     let state = if up { "up" } else { "down" };
                     match ip_cmd(&["link", "set", "dev", tap, state]) {
                         Ok(()) => {
-                            log::warn!("port {name}: link {state}; TAP {tap} set {state}");
-                            last[i] = up;
+                            log::warn!("port {name}: TAP {tap} set {state}");
+                            mirrored[i] = up;
                         }
                         Err(e) => log::warn!("port {name}: link {state}, TAP {tap}: {e:#}"),
                     }
@@ -244,7 +347,7 @@ fn spawn_link_mirror(cfg: &NodeConfig, nic: &[Port], stop: Arc<AtomicBool>) -> R
                 std::thread::sleep(LINK_MIRROR_EVERY);
             }
         })?;
-    Ok(())
+    Ok(watch)
 }
 
 /// Keeps the kernel of this network namespace from also processing frames
@@ -328,6 +431,13 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
     );
     let isolation = KernelIsolation::install(&table, &af_packet)?;
+    for p in &cfg.ports {
+        if let (PortDriver::Memif, Some(sock), MemifRole::Server) =
+            (p.driver, &p.socket, p.role.unwrap_or_default())
+        {
+            prepare_memif_socket(sock).with_context(|| format!("port {}", p.name))?;
+        }
+    }
     let args = eal_args(&cfg);
     log::info!("EAL arguments: {}", args.join(" "));
     let eal = Eal::init(&args).context("DPDK EAL initialisation failed")?;
@@ -408,11 +518,17 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
                     .with_context(|| format!("port[{i}] ({}): mtu {}", p.name, p.mtu))?;
                 None
             }
+            // net_memif also reports a 1518-byte max frame to ethdev; its
+            // real limit is the buffers: received frames are copied into our
+            // rx pool's mbufs (sized for the port MTU), and transmitted ones
+            // into the peer's buffers (chained there when they are smaller).
+            (PortDriver::Memif, _) => None,
             _ => Some(p.mtu),
         };
         port.configure(&setup_for(p, ethdev_mtu), &rx_pools[i])
             .with_context(|| format!("port[{i}] ({}): configure", p.name))?;
-        if let Some(mac) = p.mac {
+        // memif takes its MAC as a devarg at probe (it cannot change it later).
+        if let (Some(mac), false) = (p.mac, p.driver == PortDriver::Memif) {
             port.set_mac(mac.0)
                 .with_context(|| format!("port[{i}] ({}): set mac {mac}", p.name))?;
         }
@@ -507,15 +623,22 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         .map(|_| Arc::new(ArrayQueue::new(256)))
         .collect();
 
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let links_watch = spawn_link_watch(&cfg, &nic, stop.clone())?;
     let port_state: PortStateFn = {
         let nic = nic.clone();
+        let watch = links_watch.clone();
         let cfg = cfg.clone();
         let dev_names = dev.port_dev.clone();
         Arc::new(move || {
             nic.iter()
                 .zip(cfg.ports.iter())
                 .zip(dev_names.iter())
-                .map(|((port, p), devname)| {
+                .enumerate()
+                .map(|(i, ((port, p), devname))| {
                     let link = port.link();
                     let hw = port.stats().unwrap_or_default();
                     PortState {
@@ -525,7 +648,8 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
                         mac: MacAddr(port.mac()),
                         address: p.address.to_string(),
                         mtu: p.mtu,
-                        link_up: link.up,
+                        link_up: link.up && watch.up[i].load(Ordering::Relaxed),
+                        link_down_events: watch.down_events[i].load(Ordering::Relaxed),
                         speed_mbps: link.speed_mbps,
                         proxy_arp: p.proxy_arp,
                         exception_tap: p.exception_tap.clone(),
@@ -544,11 +668,6 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
                 .collect()
         })
     };
-
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
-    }
 
     // WireGuard: each tunnel's peer state lives on one core (id % cores);
     // other cores hand it packets through lock-free queues.
@@ -622,6 +741,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         port_state,
     );
     manager.wg_state = wg_state;
+    manager.tsc_hz = cer_dpdk::tsc_hz();
     manager.ra_interval = Duration::from_secs(u64::from(dp.ra_interval_secs));
     manager.link_locals = pcfg
         .ports
@@ -641,7 +761,6 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     let learn6 = manager.learn6.clone();
     let unnumbered: Vec<bool> = cfg.ports.iter().map(|p| p.unnumbered).collect();
     let ra_lifetime = crate::nd::router_lifetime(dp.ra_interval_secs);
-    spawn_link_mirror(&cfg, &nic, stop.clone())?;
     let mgr_stop = stop.clone();
     let manager_thread = std::thread::Builder::new()
         .name("manager".into())
@@ -680,8 +799,11 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             *lcore,
             Box::new(move || {
                 let mut idle = 0u32;
+                let stats = worker.stats().clone();
+                let mut t0 = cer_dpdk::tsc();
                 while !stop.load(Ordering::Relaxed) {
-                    if worker.poll(&mut io) == 0 {
+                    let n = worker.poll(&mut io);
+                    if n == 0 {
                         idle = idle.saturating_add(1);
                         if adaptive && idle > IDLE_POLLS_BEFORE_SLEEP {
                             // Idle only: no packet waits behind this sleep.
@@ -690,6 +812,10 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
                     } else {
                         idle = 0;
                     }
+                    // Busy/idle cycle accounting (one TSC read per poll).
+                    let t1 = cer_dpdk::tsc();
+                    stats.poll_cycles(t1.wrapping_sub(t0), n > 0);
+                    t0 = t1;
                 }
                 0
             }),
@@ -734,4 +860,86 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     }
     drop(isolation);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn node(ports: &str) -> NodeConfig {
+        let text = format!(
+            r#"
+[node]
+name = "t"
+router_address = "10.2.0.1"
+[dataplane]
+cores = [1, 2]
+{ports}"#
+        );
+        NodeConfig::parse(&text, Path::new("t.toml")).expect("config")
+    }
+
+    #[test]
+    fn memif_ports_become_memif_vdevs_with_role_id_and_buffer_size() {
+        let c = node(
+            r#"
+[[port]]
+name = "lan"
+driver = "memif"
+socket = "/run/cer/lan.sock"
+address = "10.1.0.1/24"
+[[port]]
+name = "wan"
+driver = "memif"
+socket = "/run/cer/vpp.sock"
+role = "client"
+memif_id = 3
+mtu = 9000
+mac = "02:00:00:00:02:01"
+address = "10.2.0.1/24"
+"#,
+        );
+        let d = device_args(&c);
+        assert_eq!(d.port_dev, ["net_memif0", "net_memif1"]);
+        assert_eq!(
+            d.vdevs[0],
+            "net_memif0,role=server,id=0,socket=/run/cer/lan.sock,socket-abstract=no"
+        );
+        // A client supplies the buffers: a whole jumbo frame fits in one.
+        assert_eq!(
+            d.vdevs[1],
+            "net_memif1,role=client,id=3,socket=/run/cer/vpp.sock,socket-abstract=no,mac=02:00:00:00:02:01,bsize=16384"
+        );
+        let eal = eal_args(&c);
+        assert!(eal.contains(&"--no-pci".to_string()));
+        // memif needs the multi-process channel (it registers an action at probe).
+        assert!(!eal.contains(&"--no-shconf".to_string()));
+        assert_eq!(memif_buffer_size(1500), 2048);
+        assert_eq!(memif_buffer_size(2100), 4096);
+    }
+
+    #[test]
+    fn a_stale_memif_socket_is_removed_and_a_live_one_refused() {
+        let dir = std::env::temp_dir().join(format!("cer-memif-sock-{}", std::process::id()));
+        let path = dir.join("sub/x.sock");
+        // A missing directory is created.
+        prepare_memif_socket(&path).unwrap();
+        assert!(dir.join("sub").is_dir());
+        // Left by a dead process: bound, nobody listening.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        prepare_memif_socket(&path).unwrap();
+        assert!(!path.exists());
+        // Someone listens: refused, naming the path.
+        let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let e = prepare_memif_socket(&path).unwrap_err().to_string();
+        assert!(e.contains("listening") && e.contains("x.sock"), "{e}");
+        drop(live);
+        // Not a socket at all.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"x").unwrap();
+        let e = prepare_memif_socket(&path).unwrap_err().to_string();
+        assert!(e.contains("not a socket"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

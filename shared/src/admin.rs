@@ -44,6 +44,10 @@ pub struct PortState {
     pub address: String,
     pub mtu: u16,
     pub link_up: bool,
+    /// Times the link went down since start (a memif/vhost peer that
+    /// disconnected, a carrier loss).
+    #[serde(default)]
+    pub link_down_events: u64,
     pub speed_mbps: u32,
     pub proxy_arp: bool,
     pub exception_tap: Option<String>,
@@ -68,6 +72,20 @@ pub struct PortHwStats {
 pub struct CoreCounters {
     pub lcore: u32,
     pub bursts: u64,
+    /// TSC cycles in polls that received packets / such polls; divided by
+    /// the packets received, the forwarding cost per packet on this core.
+    #[serde(default)]
+    pub busy_cycles: u64,
+    #[serde(default)]
+    pub busy_polls: u64,
+    /// TSC cycles in polls that received nothing (and sleeps between them).
+    #[serde(default)]
+    pub idle_cycles: u64,
+    #[serde(default)]
+    pub idle_polls: u64,
+    /// TSC frequency, to turn cycles into time.
+    #[serde(default)]
+    pub tsc_hz: u64,
     /// Per port (by name): packets received / transmitted by this core.
     pub rx: BTreeMap<String, u64>,
     pub tx: BTreeMap<String, u64>,

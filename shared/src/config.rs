@@ -234,6 +234,29 @@ pub enum PortDriver {
     AfPacket,
     /// DPDK `net_af_xdp` on a kernel interface.
     AfXdp,
+    /// DPDK `net_memif`: a shared-memory packet interface to another
+    /// userspace process on the same host (VPP, OVS-DPDK, a VNF, another
+    /// DPDK application). No kernel on the path.
+    Memif,
+}
+
+/// Which end of a memif connection a port is. The server listens on the
+/// control socket; the client connects and supplies the shared memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MemifRole {
+    #[default]
+    Server,
+    Client,
+}
+
+impl MemifRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemifRole::Server => "server",
+            MemifRole::Client => "client",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -244,6 +267,18 @@ pub struct PortConfig {
     /// Kernel interface for af_packet / af_xdp.
     #[serde(default)]
     pub iface: Option<String>,
+    /// memif: the control socket path (a file; abstract sockets do not
+    /// cross network namespaces). A server removes a stale socket file
+    /// nobody listens on before it starts.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// memif: `server` (default; listens on `socket`) or `client`.
+    #[serde(default)]
+    pub role: Option<MemifRole>,
+    /// memif: the interface id inside the socket (default 0); several
+    /// interfaces may share one socket with different ids.
+    #[serde(default)]
+    pub memif_id: Option<u32>,
     /// PCI address for pci, e.g. `0000:03:00.0`.
     #[serde(default)]
     pub pci: Option<String>,
@@ -418,6 +453,7 @@ impl NodeConfig {
         }
         let mut names = HashSet::new();
         let mut ifaces = HashSet::new();
+        let mut memif_ids = HashSet::new();
         for (i, p) in self.ports.iter().enumerate() {
             let f = |name: &str| format!("port[{i}] ({}).{name}", p.name);
             if p.name.is_empty() || p.name.len() > 15 {
@@ -456,6 +492,67 @@ impl NodeConfig {
                     }
                     if !ifaces.insert(iface.clone()) {
                         return Err(bad(f("iface"), format!("'{iface}' is used by two ports")));
+                    }
+                }
+                PortDriver::Memif => {
+                    let Some(sock) = &p.socket else {
+                        return Err(bad(
+                            f("socket"),
+                            "driver = \"memif\" needs socket = \"/path/to/NAME.sock\"".into(),
+                        ));
+                    };
+                    if !sock.is_absolute() || sock.file_name().is_none() {
+                        return Err(bad(
+                            f("socket"),
+                            format!("'{}' must be an absolute file path", sock.display()),
+                        ));
+                    }
+                    // sockaddr_un.sun_path holds 107 bytes and a NUL.
+                    if sock.as_os_str().len() > 107 {
+                        return Err(bad(
+                            f("socket"),
+                            format!(
+                                "'{}' is {} bytes; a unix socket path holds at most 107",
+                                sock.display(),
+                                sock.as_os_str().len()
+                            ),
+                        ));
+                    }
+                    let key = (sock.clone(), p.memif_id.unwrap_or(0));
+                    if !memif_ids.insert(key) {
+                        return Err(bad(
+                            f("memif_id"),
+                            format!(
+                                "socket '{}' id {} is used by two ports; give each its own memif_id",
+                                sock.display(),
+                                p.memif_id.unwrap_or(0)
+                            ),
+                        ));
+                    }
+                    if let Some(iface) = &p.iface {
+                        return Err(bad(
+                            f("iface"),
+                            format!(
+                                "'{iface}': memif ports have no kernel interface; remove iface"
+                            ),
+                        ));
+                    }
+                }
+            }
+            if p.driver != PortDriver::Memif {
+                for (field, set) in [
+                    ("socket", p.socket.is_some()),
+                    ("role", p.role.is_some()),
+                    ("memif_id", p.memif_id.is_some()),
+                ] {
+                    if set {
+                        return Err(bad(
+                            f(field),
+                            format!(
+                                "only memif ports take {field} (this port's driver is {:?})",
+                                p.driver
+                            ),
+                        ));
                     }
                 }
             }
@@ -695,6 +792,28 @@ via = ["10.10.0.254"]
     }
 
     #[test]
+    fn memif_ports_parse_with_roles_and_ids() {
+        let two = GOOD
+            .replace(
+                "driver = \"af_packet\"\niface = \"veth-lan\"",
+                "driver = \"memif\"\nsocket = \"/run/cer/io.sock\"\nrole = \"client\"",
+            )
+            .replace(
+                "driver = \"pci\"\npci = \"0000:03:00.0\"",
+                "driver = \"memif\"\nsocket = \"/run/cer/io.sock\"\nmemif_id = 1",
+            );
+        let c = parse(&two).unwrap();
+        assert_eq!(c.ports[0].driver, PortDriver::Memif);
+        assert_eq!(c.ports[0].role, Some(MemifRole::Client));
+        assert_eq!(c.ports[1].role, None);
+        assert_eq!(c.ports[1].memif_id, Some(1));
+        // The same socket and id twice is refused, naming the field.
+        let clash = two.replace("memif_id = 1", "memif_id = 0");
+        let e = parse(&clash).unwrap_err().to_string();
+        assert!(e.contains("port[1] (wan).memif_id"), "{e}");
+    }
+
+    #[test]
     fn unknown_field_is_named() {
         let e = parse(&GOOD.replace("proxy_arp = true", "proxy_arpp = true"))
             .unwrap_err()
@@ -727,6 +846,51 @@ via = ["10.10.0.254"]
                 "used twice",
             ),
             (GOOD.replace("\"af_packet\"", "\"e1000\""), "e1000"),
+            (
+                GOOD.replace(
+                    "driver = \"af_packet\"\niface = \"veth-lan\"",
+                    "driver = \"memif\"",
+                ),
+                "port[0] (lan).socket",
+            ),
+            (
+                GOOD.replace(
+                    "driver = \"af_packet\"\niface = \"veth-lan\"",
+                    "driver = \"memif\"\nsocket = \"lan.sock\"",
+                ),
+                "absolute",
+            ),
+            (
+                GOOD.replace(
+                    "driver = \"af_packet\"\niface = \"veth-lan\"",
+                    "driver = \"memif\"\nsocket = \"/run/x.sock\"\nrole = \"master\"",
+                ),
+                "master",
+            ),
+            (
+                GOOD.replace(
+                    "iface = \"veth-lan\"",
+                    "iface = \"veth-lan\"\nrole = \"client\"",
+                ),
+                "port[0] (lan).role",
+            ),
+            (
+                GOOD.replace(
+                    "driver = \"af_packet\"\niface = \"veth-lan\"",
+                    "driver = \"memif\"\nsocket = \"/run/x.sock\"\niface = \"veth-lan\"",
+                ),
+                "no kernel interface",
+            ),
+            (
+                GOOD.replace(
+                    "driver = \"af_packet\"\niface = \"veth-lan\"",
+                    &format!(
+                        "driver = \"memif\"\nsocket = \"/run/{}.sock\"",
+                        "x".repeat(110)
+                    ),
+                ),
+                "at most 107",
+            ),
         ];
         for (text, needle) in cases {
             let e = parse(&text).unwrap_err().to_string();

@@ -1,0 +1,209 @@
+"""The report of perf/run-io: reads the benchmark's JSON (RESULTS) and the runner's context
+(environment), writes perf/reports/<date>-io.{md,json} and <date>-io.svg. Every figure comes
+from the measurement of this run; nothing is estimated here. A hand-written analysis of the
+run, if present as <date>-io.analysis.md beside the report, is appended to it."""
+
+import json
+import os
+
+e = os.environ
+OUT, DATE = e["OUT"], e["DATE"]
+res = json.load(open(e["RESULTS"]))
+rows = res["rows"]
+CASE_ORDER = ["forward"] + [f"{t}-{op}" for op in ("encap", "decap")
+                            for t in ("ipip", "gre", "fou", "gue", "wireguard")]
+FRAMES = ["64", "imix", "1400"]
+ENGINES = ["ceiling", "cer", "ovs"]
+COLORS = {"ceiling": "#9e9e9e", "cer": "#1f77b4", "ovs": "#ff7f0e"}
+
+
+def row(case, frame, engine):
+    for r in rows:
+        if r["case"] == case and r["frame"] == frame and r["engine"] == engine:
+            return r
+    return None
+
+
+def ceiling_for(case, frame):
+    """The ceiling row that bounds a case: inner frames (forward, encap) or outer (decap)."""
+    return row("gre-decap" if case.endswith("-decap") else "forward", frame, "ceiling")
+
+
+def f(v, fmt="{:.2f}"):
+    return "-" if v is None else fmt.format(v)
+
+
+# ---------------------------------------------------------------- JSON (comparable across runs)
+json.dump({
+    "rows": [{k: r[k] for k in ("case", "frame", "engine", "max_mpps", "ndr_mpps", "gbps",
+                                "cycles_per_packet")} | {
+        "ndr_gbps": r["ndr_gbps"], "offered_mpps": r["offered_mpps"],
+        "unexpected_frames": r["unexpected_frames"], "generator_behind": r["generator_behind"],
+        "ndr_steps": r["ndr_steps"]} for r in rows],
+    "entries": res["entries"], "max_secs": res["max_secs"], "ndr_secs": res["ndr_secs"],
+    "memory": res["memory"], "failures": res["failures"], "engine_drops": res["engine_drops"],
+    "command": e["COMMAND"], "machine": e["MACHINE"], "versions": e["VERSIONS"],
+}, open(e["JSON"], "w"), indent=1)
+
+# ---------------------------------------------------------------- markdown
+md = []
+w = md.append
+w(f"# Kernel-free DPDK path: CER vs the PMD ceiling vs OVS-DPDK ({DATE})\n")
+w(f"Command: `{e['COMMAND']}` (runs `{e['RUNS']}`)\n")
+w(f"Machine: {e['MACHINE']}; {e['VERSIONS']}\n")
+w("Setup: the generator (`cer-bench-io gen`: DPDK, memif clients, one core) on CPU "
+  f"{0} and the engine under test busy-polling CPU 1, joined by two `net_memif` links (socket "
+  "files, no kernel on the path). Each engine is the memif server in the same place on the same "
+  "links. Memory: " + res["memory"] + ". The generator sends the case's frames with the "
+  f"destination drawn from CER's table of {res['entries']:,} /32s (every entry, pseudo-random "
+  "order) and counts what comes back on the other link.\n")
+w("- **ceiling**: `dpdk-testpmd --forward-mode=io` (receives and transmits, touches nothing). "
+  "Its `forward` row bounds forward and encap (inner frames in), its `gre-decap` row bounds "
+  "decap (outer frames in).")
+w("- **cer**: `cer-dataplane` with two `driver = \"memif\"` ports, one polling core; forward: "
+  "/32 exact match, neighbor, TTL, Ethernet rewrite; encap: the same into the transport's tunnel "
+  "(MSS clamp check, tunnel MTU, outer header, underlay route); decap: outer checks, peer lookup, "
+  "strip, then forward. Port MTU 1600 (IMIX 1518-byte frames fit every tunnel without "
+  "fragmentation).")
+w("- **ovs**: OVS-DPDK userspace datapath, PMD on CPU 1. Forward: one OpenFlow rule "
+  "`ip,nw_dst=10.128.0.0/9 actions=dec_ttl,mod_dl_src,mod_dl_dst,output` (a route with one "
+  "next hop: OVS's megaflow covers every destination, so OVS does less per packet than a 1M-entry "
+  "FIB with per-host neighbors); GRE: native tunneling with `packet_type=legacy_l3`, key 77 "
+  "(the same 28-byte encapsulation as CER's GRE).")
+w("")
+w(f"Trials: maximum = offered as fast as the generator can for {res['max_secs']} s; no-drop rate "
+  f"(NDR) = highest offered rate with zero loss over {res['ndr_secs']} s (binary search from the "
+  "maximum, 1% resolution; a ring the engine did not drain counts as loss). Mpps are packets "
+  "delivered; Gbps = delivered packets x mean frame size of the input frames with FCS (64 B, "
+  "IMIX 7:4:1 of 64/570/1518 = 353.8 B, 1400 B) x 8. Cycles/packet = TSC cycles the engine's "
+  "core spent in polls that received packets / packets received, during the maximum trial "
+  "(cer: its per-core busy counters; ovs: `dpif-netdev/pmd-stats-show` processing cycles / "
+  "packets received; ceiling: testpmd `--record-core-cycles`).\n")
+
+w("## 64-byte frames\n")
+w("| case | ceiling Mpps | CER Mpps | CER / ceiling | CER NDR | OVS Mpps | OVS NDR | CER cycles/pkt | OVS cycles/pkt | CER cycles / OVS |")
+w("|---|---|---|---|---|---|---|---|---|---|")
+for case in CASE_ORDER:
+    c = row(case, "64", "cer")
+    if c is None:
+        continue
+    ceil = ceiling_for(case, "64")
+    o = row(case, "64", "ovs")
+    ratio = c["max_mpps"] / ceil["max_mpps"] if ceil else None
+    cyc = (c["cycles_per_packet"] / o["cycles_per_packet"]
+           if o and o["cycles_per_packet"] and c["cycles_per_packet"] else None)
+    w(f"| {case} | {f(ceil and ceil['max_mpps'])} | {f(c['max_mpps'])} | "
+      f"{f(ratio and ratio * 100, '{:.0f}%')} | {f(c['ndr_mpps'])} | {f(o and o['max_mpps'])} | "
+      f"{f(o and o['ndr_mpps'])} | {f(c['cycles_per_packet'], '{:.0f}')} | "
+      f"{f(o and o['cycles_per_packet'], '{:.0f}')} | {f(cyc, '{:.2f}')} |")
+w("")
+
+w("## Targets (issue 12), from this run\n")
+for case in ["forward", "ipip-encap", "gre-encap", "fou-encap", "gue-encap", "wireguard-encap"]:
+    c, ceil = row(case, "64", "cer"), ceiling_for(case, "64")
+    if not (c and ceil):
+        continue
+    r = c["max_mpps"] / ceil["max_mpps"]
+    gen_bound = ceil["offered_mpps"] <= ceil["max_mpps"] * 1.01
+    verdict = "met" if r >= 0.95 else f"missed by {(0.95 - r) * 100:.0f} points"
+    w(f"- {case} 64 B: CER {c['max_mpps']:.2f} Mpps = {r * 100:.0f}% of the ceiling's "
+      f"{ceil['max_mpps']:.2f} (target >= 95%: {verdict}); the ceiling delivered "
+      f"{'everything the generator offered: the generator is the bound' if gen_bound else 'less than offered: the PMD path is the bound'} "
+      f"(offered {ceil['offered_mpps']:.2f} Mpps).")
+for case in ["forward", "gre-encap"]:
+    c, o = row(case, "64", "cer"), row(case, "64", "ovs")
+    if c and o and c["cycles_per_packet"] and o["cycles_per_packet"]:
+        r = c["cycles_per_packet"] / o["cycles_per_packet"]
+        verdict = "met" if r <= 2 / 3 else f"missed ({r:.2f} > 0.67)"
+        w(f"- {case} 64 B cycles/packet: CER {c['cycles_per_packet']:.0f} vs OVS "
+          f"{o['cycles_per_packet']:.0f} = {r:.2f} (target <= 2/3: {verdict}).")
+w("")
+
+w("## Every measurement\n")
+w("| case | frame | engine | max Mpps | max Gbps | NDR Mpps | NDR Gbps | cycles/pkt | offered Mpps | NDR trials (Mpps offered: lost) |")
+w("|---|---|---|---|---|---|---|---|---|---|")
+for case in CASE_ORDER:
+    for frame in FRAMES:
+        for eng in ENGINES:
+            r = row(case, frame, eng)
+            if r is None:
+                continue
+            steps = ", ".join(f"{s['rate_pps'] / 1e6:.2f}: {s['lost']}{' (gen behind)' if s['behind'] else ''}"
+                              for s in r["ndr_steps"])
+            notes = ""
+            if r["unexpected_frames"]:
+                notes += f" {r['unexpected_frames']} unexpected frames;"
+            w(f"| {case} | {frame} | {eng} | {f(r['max_mpps'])} | {f(r['gbps'])} | {f(r['ndr_mpps'])} | "
+              f"{f(r['ndr_gbps'])} | {f(r['cycles_per_packet'], '{:.0f}')} | {f(r['offered_mpps'])} | "
+              f"{steps}{notes} |")
+w("")
+if res["engine_drops"]:
+    w("Drop counters over the whole run (CER names every drop; `tx_queue_full`/refused rings are the "
+      "overload of the maximum trials):\n")
+    for eng, d in res["engine_drops"].items():
+        w(f"- {eng}: " + ", ".join(f"{k} {v:,}" for k, v in d))
+    w("")
+if res["failures"]:
+    w("Failed measurements:\n")
+    for x in res["failures"]:
+        w(f"- {x}")
+    w("")
+w("Load context (machine shared; figures are ratios within this run):\n")
+w("```")
+w("start:")
+w(e.get("LOAD_START", ""))
+w("other polling processes at start: " + (e.get("POLLERS_START", "").strip() or "none"))
+w("end:")
+w(e.get("LOAD_END", ""))
+w("other polling processes at end: " + (e.get("POLLERS_END", "").strip() or "none"))
+w("```\n")
+w(f"![rates](./{DATE}-io.svg)\n")
+analysis = os.path.join(OUT, f"{DATE}-io.analysis.md")
+if os.path.exists(analysis):
+    w(open(analysis).read())
+open(os.path.join(OUT, f"{DATE}-io.md"), "w").write("\n".join(md) + "\n")
+
+# ---------------------------------------------------------------- SVG: rate vs frame mix per case
+cases = [c for c in CASE_ORDER if any(r["case"] == c for r in rows)]
+cols = 4
+cw, ch = 300, 210
+rws = (len(cases) + cols - 1) // cols
+W, H = cols * cw + 20, rws * ch + 70
+top = max([r["max_mpps"] for r in rows] + [1])
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+       f'<rect width="{W}" height="{H}" fill="white"/>',
+       f'<text x="10" y="18" font-size="14">Delivered Mpps (bar: maximum, black tick: no-drop rate) by frame mix, {DATE}</text>']
+x = 10
+for eng in ENGINES:
+    svg.append(f'<rect x="{x}" y="30" width="12" height="12" fill="{COLORS[eng]}"/>'
+               f'<text x="{x + 16}" y="40">{eng}</text>')
+    x += 90
+for i, case in enumerate(cases):
+    ox, oy = 10 + (i % cols) * cw, 60 + (i // cols) * ch
+    ph = ch - 50
+    svg.append(f'<text x="{ox + 30}" y="{oy + 10}" font-size="12">{case}</text>')
+    svg.append(f'<line x1="{ox + 30}" y1="{oy + 15 + ph}" x2="{ox + cw - 10}" y2="{oy + 15 + ph}" stroke="black"/>')
+    for k in range(0, 5):
+        v = top * k / 4
+        y = oy + 15 + ph - ph * k / 4
+        svg.append(f'<text x="{ox}" y="{y + 4:.0f}" font-size="9">{v:.0f}</text>'
+                   f'<line x1="{ox + 28}" y1="{y:.0f}" x2="{ox + cw - 10}" y2="{y:.0f}" stroke="#eee"/>')
+    gw = (cw - 50) / len(FRAMES)
+    for j, frame in enumerate(FRAMES):
+        gx = ox + 35 + j * gw
+        svg.append(f'<text x="{gx + gw / 2 - 10:.0f}" y="{oy + 30 + ph}">{frame}</text>')
+        bw = (gw - 10) / len(ENGINES)
+        for k, eng in enumerate(ENGINES):
+            r = row(case, frame, eng) or (ceiling_for(case, frame) if eng == "ceiling" else None)
+            if r is None:
+                continue
+            hgt = ph * r["max_mpps"] / top
+            bx = gx + k * bw
+            svg.append(f'<rect x="{bx:.1f}" y="{oy + 15 + ph - hgt:.1f}" width="{bw - 2:.1f}" '
+                       f'height="{hgt:.1f}" fill="{COLORS[eng]}"/>')
+            if r["ndr_mpps"] is not None:
+                ny = oy + 15 + ph - ph * r["ndr_mpps"] / top
+                svg.append(f'<line x1="{bx:.1f}" y1="{ny:.1f}" x2="{bx + bw - 2:.1f}" y2="{ny:.1f}" '
+                           f'stroke="black" stroke-width="2"/>')
+svg.append("</svg>")
+open(os.path.join(OUT, f"{DATE}-io.svg"), "w").write("\n".join(svg) + "\n")

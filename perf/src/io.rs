@@ -1,0 +1,411 @@
+//! Kernel-free DPDK-to-DPDK benchmark (`perf/run-io` drives it): a
+//! generator on one core and the engine under test busy-polling the other,
+//! joined by two memif links, with no kernel on the path. For each engine
+//! (CER, the testpmd io ceiling, OVS-DPDK), case (forward at the /32 table
+//! size, encap and decap per transport) and frame mix (64 B, IMIX, 1400 B):
+//! the maximum delivered rate, the no-drop rate (RFC 2544 binary search,
+//! zero loss over a trial) and the engine's busy cycles per packet.
+//!
+//! `cer-bench-io run --json out.json [--engines cer,ovs,ceiling] [--cases ...] [--frames 64,imix,1400]`
+//! `cer-bench-io gen --setup FILE` is the generator process `run` starts.
+
+#[path = "io/engines.rs"]
+mod engines;
+#[path = "io/frames.rs"]
+mod frames;
+#[path = "io/gen.rs"]
+mod gen;
+#[path = "io/search.rs"]
+mod search;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use engines::{Bench, Ceiling, Cer, Engine, EngineKind, Memory, Ovs};
+use frames::{Case, FrameMix};
+use gen::{GenSetup, Reply, Request, TrialResult};
+use serde_json::json;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "Kernel-free DPDK benchmark: CER vs the testpmd ceiling vs OVS-DPDK over memif")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Measure and write the JSON report.
+    Run(RunArgs),
+    /// The generator process (started by `run`).
+    Gen {
+        #[arg(long)]
+        setup: PathBuf,
+    },
+}
+
+#[derive(Parser, Clone)]
+struct RunArgs {
+    /// Engines to measure, in order.
+    #[arg(long, value_delimiter = ',', default_value = "ceiling,cer,ovs")]
+    engines: Vec<String>,
+    /// Cases (forward, ipip-encap, gre-decap, ...); default every case each engine supports.
+    #[arg(long, value_delimiter = ',')]
+    cases: Vec<String>,
+    /// Frame mixes: 64, imix, 1400.
+    #[arg(long, value_delimiter = ',', default_value = "64,imix,1400")]
+    frames: Vec<String>,
+    /// /32 entries in CER's exact-match table (destinations are drawn from all of them).
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: usize,
+    /// Seconds of the flat-out trial (maximum rate, cycles per packet).
+    #[arg(long, default_value_t = 5.0)]
+    max_secs: f64,
+    /// Seconds of each no-drop-rate trial (RFC 2544: zero loss over the trial).
+    #[arg(long, default_value_t = 10.0)]
+    ndr_secs: f64,
+    /// Stop the no-drop search when the bracket is this fraction of the rate.
+    #[arg(long, default_value_t = 0.01)]
+    resolution: f64,
+    /// Trials per no-drop search at most (0: skip the search).
+    #[arg(long, default_value_t = 8)]
+    ndr_trials: usize,
+    /// CPU the engine under test polls on.
+    #[arg(long, default_value_t = 1)]
+    dut_cpu: u32,
+    /// CPU of the generator.
+    #[arg(long, default_value_t = 0)]
+    gen_cpu: u32,
+    /// Run every DPDK process with --no-huge (default: hugepages).
+    #[arg(long)]
+    no_huge: bool,
+    #[arg(long)]
+    json: PathBuf,
+    /// Keep the work directory (configs, logs) for inspection.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Gen { setup } => gen::main(&setup),
+        Cmd::Run(a) => run(a),
+    };
+    if let Err(e) = r {
+        eprintln!("cer-bench-io: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The generator process and its request/reply pipe.
+struct GenProc {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    log: PathBuf,
+}
+
+impl GenProc {
+    fn start(bench: &Bench, queues: u16, tag: &str) -> Result<GenProc> {
+        let setup = GenSetup {
+            eal: bench.gen_eal(),
+            queues,
+            mbufs: 32767,
+        };
+        let path = bench.dir.join(format!("gen-{tag}.json"));
+        std::fs::write(&path, serde_json::to_string(&setup)?)?;
+        let log = bench.dir.join(format!("gen-{tag}.log"));
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["gen", "--setup", path.to_str().unwrap_or_default()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("starting the generator")?;
+        let stdin = child.stdin.take().context("generator stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("generator stdout")?);
+        let mut g = GenProc {
+            child,
+            stdin,
+            stdout,
+            log,
+        };
+        match g.read()? {
+            Reply::Ready { .. } => Ok(g),
+            other => bail!("generator: {other:?}"),
+        }
+    }
+
+    fn read(&mut self) -> Result<Reply> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!(
+                "the generator exited: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        serde_json::from_str(&line).with_context(|| format!("generator reply {line:?}"))
+    }
+
+    fn ask(&mut self, r: &Request) -> Result<Reply> {
+        serde_json::to_writer(&mut self.stdin, r)?;
+        self.stdin.write_all(b"\n")?;
+        self.stdin.flush()?;
+        match self.read()? {
+            Reply::Error { message } => bail!("generator: {message}"),
+            other => Ok(other),
+        }
+    }
+
+    fn trial(&mut self, rate_pps: f64, secs: f64) -> Result<TrialResult> {
+        match self.ask(&Request::Trial {
+            rate_pps,
+            secs,
+            drain_ms: 200,
+        })? {
+            Reply::Trial(t) => Ok(t),
+            other => bail!("generator: unexpected {other:?}"),
+        }
+    }
+}
+
+impl Drop for GenProc {
+    fn drop(&mut self) {
+        let _ = serde_json::to_writer(&mut self.stdin, &Request::Quit);
+        let _ = self.stdin.write_all(b"\n");
+        let _ = self.stdin.flush();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One measured (engine, case, frame mix).
+fn measure(
+    a: &RunArgs,
+    e: &mut dyn Engine,
+    g: &mut GenProc,
+    case: Case,
+    mix: FrameMix,
+) -> Result<serde_json::Value> {
+    let (lan_mac, wan_mac) = e.macs();
+    let wg = match case.transport() {
+        Some(frames::Transport::Wireguard) => e.wg_keys(),
+        _ => None,
+    };
+    g.ask(&Request::Load {
+        case,
+        mix,
+        lan_mac,
+        wan_mac,
+        entries: a.entries,
+        wg,
+    })?;
+    let warm = match g.ask(&Request::Warm { timeout_ms: 8000 })? {
+        Reply::Warm { received, .. } => received,
+        other => bail!("generator: unexpected {other:?}"),
+    };
+    if warm == 0 {
+        bail!("nothing came back while warming up (8 s)");
+    }
+    e.begin()?;
+    let max = g.trial(0.0, a.max_secs)?;
+    let cycles = e.end()?;
+    let offered = max.attempted as f64 / max.secs;
+    let delivered = max.received as f64 / max.secs;
+    let (ndr, steps) = if a.ndr_trials == 0 {
+        (f64::NAN, Vec::new())
+    } else {
+        search::no_drop_rate(offered, delivered, a.resolution, a.ndr_trials, |rate| {
+            let r = g.trial(rate, a.ndr_secs)?;
+            let s = search::Step::of(rate, &r);
+            eprintln!(
+                "    {}/{}/{}: {:.3} Mpps offered -> {} lost{}",
+                e.kind().name(),
+                case,
+                mix.name(),
+                rate / 1e6,
+                s.lost,
+                if s.behind { " (generator behind)" } else { "" }
+            );
+            Ok(s)
+        })?
+    };
+    let bits = mix.mean_bytes() * 8.0;
+    let row = json!({
+        "case": case.name(),
+        "frame": mix.name(),
+        "engine": e.kind().name(),
+        "max_mpps": delivered / 1e6,
+        "ndr_mpps": if ndr.is_nan() { serde_json::Value::Null } else { json!(ndr / 1e6) },
+        "gbps": delivered * bits / 1e9,
+        "ndr_gbps": if ndr.is_nan() { serde_json::Value::Null } else { json!(ndr * bits / 1e9) },
+        "cycles_per_packet": cycles,
+        "offered_mpps": offered / 1e6,
+        "refused_by_engine": max.refused,
+        "unexpected_frames": max.unexpected,
+        "wg_handshakes": max.wg_handshakes,
+        "generator_behind": max.behind,
+        "ndr_steps": steps,
+    });
+    eprintln!(
+        "  {:<8} {:<16} {:<5} max {:>7.3} Mpps ({:>6.2} Gbps) offered {:>7.3}  ndr {:>7}  cycles/pkt {:>7}",
+        e.kind().name(),
+        case.name(),
+        mix.name(),
+        delivered / 1e6,
+        delivered * bits / 1e9,
+        offered / 1e6,
+        if ndr.is_nan() { "-".to_string() } else { format!("{:.3}", ndr / 1e6) },
+        cycles.map(|c| format!("{c:.0}")).unwrap_or("-".into())
+    );
+    Ok(row)
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("needs root (DPDK memif, OVS, network namespaces)");
+    }
+    let mixes: Vec<FrameMix> = a
+        .frames
+        .iter()
+        .map(|f| {
+            FrameMix::parse(f).with_context(|| format!("--frames: unknown '{f}' (64, imix, 1400)"))
+        })
+        .collect::<Result<_>>()?;
+    let only: Vec<Case> = a
+        .cases
+        .iter()
+        .map(|c| Case::parse(c).with_context(|| format!("--cases: unknown '{c}'")))
+        .collect::<Result<_>>()?;
+    let kinds: Vec<EngineKind> = a
+        .engines
+        .iter()
+        .map(|e| {
+            EngineKind::parse(e)
+                .with_context(|| format!("--engines: unknown '{e}' (cer, ovs, ceiling)"))
+        })
+        .collect::<Result<_>>()?;
+    let dir = engines::work_dir()?;
+    let bench = Bench {
+        dir: dir.clone(),
+        dut_cpu: a.dut_cpu,
+        gen_cpu: a.gen_cpu,
+        memory: if a.no_huge {
+            Memory::NoHuge
+        } else {
+            Memory::Hugepages
+        },
+        entries: a.entries,
+    };
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    let mut drops = serde_json::Map::new();
+    for kind in &kinds {
+        let cases: Vec<Case> = kind
+            .cases()
+            .into_iter()
+            .filter(|c| only.is_empty() || only.contains(c))
+            .collect();
+        if cases.is_empty() {
+            continue;
+        }
+        eprintln!(
+            "== {} ({} cases x {} frame mixes)",
+            kind.name(),
+            cases.len(),
+            mixes.len()
+        );
+        let mut engine: Box<dyn Engine> = match kind {
+            EngineKind::Cer => Box::new(Cer::start(&bench)?),
+            EngineKind::Ceiling => Box::new(Ceiling::start(&bench)?),
+            EngineKind::Ovs => Box::new(Ovs::start(&bench)?),
+        };
+        let mut g = GenProc::start(&bench, engine.gen_queues(), kind.name())?;
+        for &case in &cases {
+            let t = Instant::now();
+            engine
+                .prepare(case)
+                .with_context(|| format!("{}: preparing {case}", kind.name()))?;
+            eprintln!("  {case}: prepared in {:.1} s", t.elapsed().as_secs_f64());
+            for &mix in &mixes {
+                match measure(&a, engine.as_mut(), &mut g, case, mix) {
+                    Ok(row) => rows.push(row),
+                    Err(e) => {
+                        let msg = format!("{}/{case}/{}: {e:#}", kind.name(), mix.name());
+                        eprintln!("  FAILED {msg}");
+                        failures.push(msg);
+                    }
+                }
+            }
+        }
+        match engine.drop_counters() {
+            Ok(d) if !d.is_empty() => {
+                drops.insert(kind.name().into(), json!(d));
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("  {}: drop counters: {e:#}", kind.name()),
+        }
+        drop(g);
+        drop(engine);
+    }
+    if let Ok(d) = std::fs::read_dir(&dir) {
+        for f in d.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".log") || name.ends_with(".err") {
+                let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+                if text.contains("panicked") {
+                    failures.push(format!(
+                        "{name}: a panic: {}",
+                        text.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+                    ));
+                }
+            }
+        }
+    }
+    let out = json!({
+        "rows": rows,
+        "failures": failures,
+        "engine_drops": drops,
+        "entries": a.entries,
+        "max_secs": a.max_secs,
+        "ndr_secs": a.ndr_secs,
+        "resolution": a.resolution,
+        "dut_cpu": a.dut_cpu,
+        "gen_cpu": a.gen_cpu,
+        "memory": if a.no_huge { "no-huge" } else { "hugepages" },
+        "elapsed_secs": started.elapsed().as_secs(),
+    });
+    write_json(&a.json, &out)?;
+    if !a.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("kept {}", dir.display());
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} measurements failed: {}",
+            failures.len(),
+            failures.join("; ")
+        );
+    }
+    Ok(())
+}
+
+fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(v)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
