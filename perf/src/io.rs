@@ -27,7 +27,21 @@ use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Set by SIGINT/SIGTERM: the run stops at the next trial and cleans up
+/// (processes by PID, sockets, OVS database, namespace) instead of dying
+/// with them still running.
+static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+fn interrupted() -> Result<()> {
+    if STOP.get().is_some_and(|s| s.load(Ordering::Relaxed)) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
 
 #[derive(Parser)]
 #[command(about = "Kernel-free DPDK benchmark: CER vs the testpmd ceiling vs OVS-DPDK over memif")]
@@ -163,6 +177,7 @@ impl GenProc {
     }
 
     fn trial(&mut self, rate_pps: f64, secs: f64) -> Result<TrialResult> {
+        interrupted()?;
         match self.ask(&Request::Trial {
             rate_pps,
             secs,
@@ -298,6 +313,11 @@ fn run(a: RunArgs) -> Result<()> {
                 .with_context(|| format!("--engines: unknown '{e}' (cer, ovs, ceiling)"))
         })
         .collect::<Result<_>>()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let _ = STOP.set(stop);
     let dir = engines::work_dir()?;
     let bench = Bench {
         dir: dir.clone(),
@@ -344,6 +364,7 @@ fn run(a: RunArgs) -> Result<()> {
             for &mix in &mixes {
                 match measure(&a, engine.as_mut(), &mut g, case, mix) {
                     Ok(row) => rows.push(row),
+                    Err(e) if interrupted().is_err() => return Err(e),
                     Err(e) => {
                         let msg = format!("{}/{case}/{}: {e:#}", kind.name(), mix.name());
                         eprintln!("  FAILED {msg}");

@@ -199,9 +199,13 @@ impl Eal {
         if rc != 0 {
             return Err(DpdkError::call("rte_eal_cleanup", "", rc));
         }
-        // EAL leaves its (by now empty) runtime directory behind, e.g.
-        // /var/run/dpdk/<file-prefix>; remove_dir only removes it if empty.
+        // EAL leaves its runtime directory behind, e.g. /var/run/dpdk/<file-
+        // prefix>, and in it, without --no-shconf, the primary's shared
+        // config files (config, fbarray_*: megabytes each) that only
+        // secondary processes of this prefix would read. This process is the
+        // primary: remove them, then the directory if nothing else is left.
         if let Some(dir) = runtime_dir {
+            remove_primary_files(&dir);
             let _ = std::fs::remove_dir(dir);
         }
         log::info!("DPDK EAL cleaned up");
@@ -213,6 +217,26 @@ impl Drop for Eal {
     fn drop(&mut self) {
         if let Err(e) = self.teardown() {
             log::warn!("{e}");
+        }
+    }
+}
+
+/// Removes the files a primary process's EAL creates in its runtime
+/// directory (`config`, `fbarray_*`, `hugepage_info`, `mp_socket*`);
+/// anything else there is left alone.
+fn remove_primary_files(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name == "config"
+            || name == "hugepage_info"
+            || name.starts_with("fbarray_")
+            || name.starts_with("mp_socket")
+        {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }

@@ -545,8 +545,15 @@ impl Drop for Ceiling {
             let _ = c.kill();
             let _ = c.wait();
         }
+        remove_runtime_dir(&format!("cerio-tp-{}", std::process::id()));
         self.bench.remove_sockets();
     }
+}
+
+/// Removes the EAL runtime directory (shared config files, megabytes) a
+/// DPDK process this run started left under its own file prefix.
+fn remove_runtime_dir(prefix: &str) {
+    let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(prefix));
 }
 
 // ---------------------------------------------------------------- OVS-DPDK
@@ -880,6 +887,7 @@ impl Drop for Ovs {
             }
         }
         drop(self.ns.take());
+        remove_runtime_dir(&format!("cerio-ovs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&self.dir);
         self.bench.remove_sockets();
     }
