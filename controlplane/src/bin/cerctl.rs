@@ -827,12 +827,47 @@ fn s(v: &Value) -> String {
         .unwrap_or_else(|| v.to_string())
 }
 
+/// A core's busy share and forwarding cost, from its TSC cycle counters:
+/// busy = polls that received packets; cycles/packet = busy cycles over the
+/// packets received on NIC ports (TAP traffic excluded).
+fn cycles_line(core: &Value) -> Option<String> {
+    let n = |k: &str| core[k].as_u64().unwrap_or(0);
+    let (busy, idle) = (n("busy_cycles"), n("idle_cycles"));
+    if busy + idle == 0 {
+        return None;
+    }
+    let packets: u64 = core["rx"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| !k.starts_with("tap:"))
+        .filter_map(|(_, v)| v.as_u64())
+        .sum();
+    let mut line = format!(
+        "busy {:.1}% ({} busy / {} idle polls)",
+        busy as f64 * 100.0 / (busy + idle) as f64,
+        n("busy_polls"),
+        n("idle_polls")
+    );
+    if packets > 0 {
+        line += &format!(", {:.0} cycles/packet", busy as f64 / packets as f64);
+    }
+    let hz = n("tsc_hz");
+    if hz > 0 {
+        line += &format!(", {:.1} s measured", (busy + idle) as f64 / hz as f64);
+    }
+    Some(line)
+}
+
 fn print_counters(data: &Value) {
     for core in data.as_array().into_iter().flatten() {
         println!(
             "lcore {} (snapshot {}, {} busy polls)",
             core["lcore"], core["snapshot_version"], core["bursts"]
         );
+        if let Some(line) = cycles_line(core) {
+            println!("  cycles  {line}");
+        }
         for (title, key) in [
             ("rx", "rx"),
             ("tx", "tx"),
