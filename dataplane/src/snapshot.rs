@@ -38,11 +38,54 @@ struct Slot<V: Copy> {
     val: V,
 }
 
+/// Where a table's slots live: the heap, or 2 MiB pages for big tables
+/// (a random lookup then costs a cache miss but no TLB miss).
+#[derive(Debug, Clone)]
+enum SlotMem<T: Copy> {
+    Heap(Box<[T]>),
+    Huge(cer_hugepages::HugeSlice<T>),
+}
+
+/// Tables of at least this many bytes go on huge pages.
+const HUGE_TABLE_BYTES: usize = 4 << 20;
+
+impl<T: Copy> SlotMem<T> {
+    fn filled(len: usize, value: T) -> Self {
+        if len * std::mem::size_of::<T>() >= HUGE_TABLE_BYTES {
+            if let Some(h) = cer_hugepages::HugeSlice::filled(len, value) {
+                return SlotMem::Huge(h);
+            }
+        }
+        SlotMem::Heap(vec![value; len].into_boxed_slice())
+    }
+}
+
+impl<T: Copy> std::ops::Deref for SlotMem<T> {
+    type Target = [T];
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        match self {
+            SlotMem::Heap(b) => b,
+            SlotMem::Huge(h) => h,
+        }
+    }
+}
+
+impl<T: Copy> std::ops::DerefMut for SlotMem<T> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self {
+            SlotMem::Heap(b) => b,
+            SlotMem::Huge(h) => h,
+        }
+    }
+}
+
 /// Open-addressing (linear probing) exact-match table keyed by a non-zero u32.
 /// Load factor stays at or under 1/2, so probes are short and bounded.
 #[derive(Debug, Clone)]
 pub struct ExactTable<V: Copy> {
-    slots: Box<[Slot<V>]>,
+    slots: SlotMem<Slot<V>>,
     shift: u32,
     len: usize,
 }
@@ -66,14 +109,13 @@ impl<V: Copy + Default> ExactTable<V> {
 
     fn with_capacity(cap: usize) -> Self {
         ExactTable {
-            slots: vec![
+            slots: SlotMem::filled(
+                cap,
                 Slot {
                     key: 0,
-                    val: V::default()
-                };
-                cap
-            ]
-            .into_boxed_slice(),
+                    val: V::default(),
+                },
+            ),
             shift: 32 - cap.trailing_zeros(),
             len: 0,
         }
