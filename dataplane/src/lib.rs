@@ -1,11 +1,14 @@
 //! cer-dataplane: a userspace IPv4 router on DPDK poll-mode drivers.
 //!
-//! The pipeline (`pipeline`) is written against `packet::PortIo`, so the same
-//! code runs on DPDK ports (`dpdk_io`) and on in-memory ports (tests,
-//! benchmarks). The manager thread (`manager`) owns the FIB, applies the
-//! control process's feed (`feed`) and publishes immutable `snapshot`s.
-//! IPv6 neighbor discovery (`nd`) serves BGP unnumbered and IPv4 routes via
-//! IPv6 link-local next hops.
+//! The pipeline (`pipeline`, one file per stage) is written against
+//! `packet::PortIo`, so the same code runs on DPDK ports (`dpdk_io`) and on
+//! in-memory ports (tests, benchmarks); it reads and rewrites headers through
+//! the typed views in `wire`. The manager thread (`control`) owns the FIB
+//! (`fib`), applies the control process's feed and publishes immutable
+//! `snapshot`s; `engine` brings the whole dataplane up. Tunnel formats are in
+//! `tunnel`, outer-fragment reassembly in `reassembly`, per-core counters in
+//! `counters`. IPv6 neighbor discovery (`nd`) serves BGP unnumbered and IPv4
+//! routes via IPv6 link-local next hops.
 
 pub mod control;
 pub mod counters;
