@@ -74,6 +74,7 @@ named_enum! {
         NoExceptionPath => "no_exception_path",
         ExceptionPathTooBig => "exception_path_too_big",
         TxFull => "tx_queue_full",
+        PortLinkDown => "port_link_down",
         NoMbuf => "no_mbuf",
     }
 }
@@ -240,6 +241,11 @@ impl CoreStats {
     #[inline(always)]
     pub fn dropped(&self, reason: DropReason) {
         bump(&self.drops[reason as usize], 1);
+    }
+
+    #[inline(always)]
+    pub fn dropped_n(&self, reason: DropReason, n: u64) {
+        bump(&self.drops[reason as usize], n);
     }
 
     #[inline(always)]

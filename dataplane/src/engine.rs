@@ -10,7 +10,7 @@ use crate::dpdk_io::DpdkIo;
 use crate::fib::Fib;
 use crate::packet::HEADROOM;
 use crate::pipeline::{
-    CoreLinks, IoRole, OwnedWgPeer, PipelineConfig, PortInfo, WgHandoff, Worker,
+    CoreLinks, IoRole, LinkState, OwnedWgPeer, PipelineConfig, PortInfo, WgHandoff, Worker,
 };
 use crate::snapshot::Snapshot;
 use crate::tunnel::wireguard::{self as wg, WgPeer, WgRateLimiter};
@@ -266,14 +266,6 @@ fn kernel_carrier(iface: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Link state of every NIC port as the link watcher last saw it, and how
-/// often it went down (a memif or vhost peer that disconnected, a cable
-/// pulled): what `show ports` reports beside the PMD's live view.
-pub struct LinkWatch {
-    pub up: Vec<AtomicBool>,
-    pub down_events: Vec<AtomicU64>,
-}
-
 /// Watches each port's link (the PMD's view, and for `af_packet` /
 /// `af_xdp` ports also the carrier of the kernel interface under them,
 /// since those PMDs report their link up regardless). A change is logged
@@ -286,7 +278,7 @@ fn spawn_link_watch(
     cfg: &NodeConfig,
     nic: &[Port],
     stop: Arc<AtomicBool>,
-) -> Result<Arc<LinkWatch>> {
+) -> Result<Arc<LinkState>> {
     let watched: Vec<(String, Port, Option<String>, Option<String>)> = cfg
         .ports
         .iter()
@@ -302,7 +294,7 @@ fn spawn_link_watch(
     let link_up = |port: &Port, kernel: &Option<String>| {
         port.link().up && kernel.as_deref().is_none_or(kernel_carrier)
     };
-    let watch = Arc::new(LinkWatch {
+    let watch = Arc::new(LinkState {
         up: watched
             .iter()
             .map(|(_, port, kernel, _)| AtomicBool::new(link_up(port, kernel)))
@@ -792,6 +784,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             )
             .with_nd(learn6.clone(), ra_lifetime)
             .with_unnumbered(&unnumbered);
+        worker.set_link_state(links_watch.clone());
         let mut io = DpdkIo::new(io_ports.clone(), k as u16, pool.clone());
         let stop = stop.clone();
         let adaptive = dp.poll_mode == PollMode::Adaptive;

@@ -148,6 +148,26 @@ pub enum CoreCommand {
 pub const TAP_MAX_MTU: u16 = 1500;
 pub const TAP_MAX_FRAME: usize = TAP_MAX_MTU as usize + 14 + 4;
 
+/// The link of every NIC port as the engine's link watcher last saw it
+/// (by port index), and how often each went down. Cores read it only when
+/// a transmit falls short, to name the drop: a port whose peer is gone
+/// (memif/vhost disconnect, carrier loss) is `port_link_down`, not a full ring.
+#[derive(Debug, Default)]
+pub struct LinkState {
+    pub up: Vec<std::sync::atomic::AtomicBool>,
+    pub down_events: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl LinkState {
+    /// Is NIC port (I/O index) `io_port` known to be down?
+    #[inline]
+    fn is_down(&self, io_port: usize) -> bool {
+        self.up
+            .get(io_port)
+            .is_some_and(|u| !u.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// Queues between the manager and the cores (lock-free, bounded).
 pub struct CoreLinks {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
@@ -178,6 +198,8 @@ pub struct Worker<B: PacketBuf> {
     nd: Vec<PortNd>,
     /// Where IPv6 neighbors go (the manager's queue; `set_nd`).
     learn6: Option<Arc<ArrayQueue<Learn6>>>,
+    /// Port links (`set_link_state`); without it a short transmit is a full ring.
+    link_state: Option<Arc<LinkState>>,
 }
 
 /// Per-packet metadata the stages hand each other (VPP's `vnet_buffer`):
@@ -253,9 +275,16 @@ impl<B: PacketBuf> Worker<B> {
             wg_last_tick: 0,
             nd: PortNd::for_ports(&cfg.ports, nd::router_lifetime(10)),
             learn6: None,
+            link_state: None,
             cfg,
             links,
         }
+    }
+
+    /// Shares the engine's view of the port links, so packets that cannot
+    /// leave a port whose link is down are counted as `port_link_down`.
+    pub fn set_link_state(&mut self, links: Arc<LinkState>) {
+        self.link_state = Some(links);
     }
 
     pub fn stats(&self) -> &Arc<CoreStats> {
@@ -383,10 +412,13 @@ impl<B: PacketBuf> Worker<B> {
         self.links.stats.tx(io_port, sent as u64);
         let left = q.len();
         if left > 0 {
-            // The driver's ring is full: drop the rest (freed on clear).
-            for _ in 0..left {
-                self.links.stats.dropped(DropReason::TxFull);
-            }
+            // The driver's ring is full, or the port has no link: drop the
+            // rest (freed on clear).
+            let reason = match &self.link_state {
+                Some(l) if l.is_down(io_port) => DropReason::PortLinkDown,
+                _ => DropReason::TxFull,
+            };
+            self.links.stats.dropped_n(reason, left as u64);
             q.clear();
         }
     }

@@ -254,3 +254,32 @@ fn tx_full_and_no_mbuf_are_counted() {
     assert_eq!(r.drops(DropReason::NoMbuf), 1);
     assert_eq!(r.drops(DropReason::FragFailed), 1);
 }
+
+#[test]
+fn a_port_without_link_names_its_drops_port_link_down() {
+    use crate::pipeline::LinkState;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    let mut r = Rig::new(false);
+    r.neighbor("wan", "10.2.0.254", GW_MAC);
+    r.default_via_wan_gateway();
+    let links = Arc::new(LinkState {
+        up: (0..2).map(|_| AtomicBool::new(true)).collect(),
+        down_events: (0..2).map(|_| AtomicU64::new(0)).collect(),
+    });
+    r.worker.set_link_state(links.clone());
+    // The WAN peer is gone: its ring takes nothing.
+    links.up[WAN].store(false, std::sync::atomic::Ordering::Relaxed);
+    r.io.tx_room[WAN] = 0;
+    for _ in 0..5 {
+        r.io.inject(LAN, &ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 64, 8));
+    }
+    r.worker.poll(&mut r.io);
+    assert_eq!(r.drops(DropReason::PortLinkDown), 5);
+    assert_eq!(r.drops(DropReason::TxFull), 0);
+    // Link up again but the ring full: that is a full ring.
+    links.up[WAN].store(true, std::sync::atomic::Ordering::Relaxed);
+    r.io.inject(LAN, &ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 64, 8));
+    r.worker.poll(&mut r.io);
+    assert_eq!(r.drops(DropReason::TxFull), 1);
+    assert_eq!(r.drops(DropReason::PortLinkDown), 5);
+}
