@@ -8,7 +8,7 @@ use super::lookup::Target;
 use super::{Meta, Worker};
 use crate::counters::{DropReason, Event};
 use crate::packet::{PacketBuf, PortIo};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{EndpointAction, Snapshot};
 use crate::tunnel;
 use crate::wire::{self, checksum_adjust, icmpv4, ipv4::Packet as Ipv4Packet};
 
@@ -21,6 +21,15 @@ fn malformed(e: wire::Error) -> DropReason {
         // `Unsupported` is not an outcome of the IPv4 checks.
         wire::Error::Truncated | wire::Error::Unsupported => DropReason::Ipv4Truncated,
     }
+}
+
+/// What the routing decision needs of a checked transit packet.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Transit {
+    pub dst: u32,
+    pub ttl: u8,
+    /// The destination's /32 exact match, already looked up.
+    pub exact: Option<EndpointAction>,
 }
 
 impl<B: PacketBuf> Worker<B> {
@@ -86,11 +95,28 @@ impl<B: PacketBuf> Worker<B> {
             }
             return self.local(io, snap, m, buf);
         }
+        let exact = snap.endpoints.get(dst);
+        self.transit(io, snap, m, buf, Transit { dst, ttl, exact })
+    }
+
+    /// A checked transit packet (not for us, not multicast): TTL expiry, or
+    /// the route to its destination, whose /32 exact match was already
+    /// looked up (here, or by the burst stage).
+    #[inline]
+    pub(super) fn transit<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        m: Meta,
+        buf: B,
+        t: Transit,
+    ) {
+        let Transit { dst, ttl, exact } = t;
         if ttl <= 1 {
             self.links.stats.dropped(DropReason::TtlExpired);
             return self.icmp_error(io, snap, m, buf, IcmpError::TtlExpired);
         }
-        match self.route(snap, dst, &buf, m.ihl()) {
+        match self.route_with(snap, dst, exact, &buf, m.ihl()) {
             Ok(Target::Port(out, nh)) => self.output(io, snap, m, buf, out, nh),
             Ok(Target::Tunnel(t)) => self.enter_tunnel(io, snap, m, t, buf),
             Err(DropReason::NoRoute) => {

@@ -27,7 +27,20 @@ impl<B: PacketBuf> Worker<B> {
         buf: &B,
         ihl: usize,
     ) -> Result<Target, DropReason> {
-        match snap.endpoints.get(dst) {
+        self.route_with(snap, dst, snap.endpoints.get(dst), buf, ihl)
+    }
+
+    /// As `route`, with the /32 exact match `exact` already looked up.
+    #[inline]
+    pub(super) fn route_with(
+        &self,
+        snap: &Snapshot,
+        dst: u32,
+        exact: Option<EndpointAction>,
+        buf: &B,
+        ihl: usize,
+    ) -> Result<Target, DropReason> {
+        match exact {
             Some(EndpointAction::Local { port }) => Ok(Target::Port(port as usize, dst)),
             Some(EndpointAction::Tunnel { tunnel }) => Ok(Target::Tunnel(tunnel)),
             Some(EndpointAction::Drop) => Err(DropReason::EndpointDrop),

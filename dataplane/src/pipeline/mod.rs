@@ -14,7 +14,8 @@
 //! TAP, so the kernel there can run BGP over link-local addresses.
 //!
 //! The stages are `impl Worker` blocks, one file each, in packet order:
-//! `ethernet` (L2 classify), `arp`, `ipv6` (ND, IPv6 to the TAP), `ipv4`
+//! `burst` (the whole rx burst: transit IPv4 checked, its /32 slots
+//! prefetched and looked up together), `ethernet` (L2 classify), `arp`, `ipv6` (ND, IPv6 to the TAP), `ipv4`
 //! (sanity, martians, the router's own traffic), `tunnel` (decap and encap),
 //! `wireguard`, `lookup` (/32 exact match, LPM, ECMP), `output` (neighbor,
 //! MTU, TTL, L2 rewrite), `frag`, `icmp` (errors the router sends). A
@@ -22,6 +23,7 @@
 //! configuration, the poll loop, the tx queues and the manager's commands.
 
 mod arp;
+mod burst;
 mod ethernet;
 mod frag;
 mod icmp;
@@ -40,7 +42,7 @@ use crate::counters::{CoreStats, DropReason, Event};
 use crate::nd;
 use crate::packet::{PacketBuf, PortIo, BURST};
 use crate::reassembly::Reassembly;
-use crate::snapshot::{EndpointAction, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::wire;
 use arc_swap::ArcSwap;
 use arrayvec::ArrayVec;
@@ -200,6 +202,10 @@ pub struct Worker<B: PacketBuf> {
     learn6: Option<Arc<ArrayQueue<Learn6>>>,
     /// Port links (`set_link_state`); without it a short transmit is a full ring.
     link_state: Option<Arc<LinkState>>,
+    /// Tests: every frame through the per-packet stages, bypassing `burst`
+    /// (the reference the burst stage is compared with).
+    #[cfg(test)]
+    per_packet: bool,
 }
 
 /// Per-packet metadata the stages hand each other (VPP's `vnet_buffer`):
@@ -276,6 +282,8 @@ impl<B: PacketBuf> Worker<B> {
             nd: PortNd::for_ports(&cfg.ports, nd::router_lifetime(10)),
             learn6: None,
             link_state: None,
+            #[cfg(test)]
+            per_packet: false,
             cfg,
             links,
         }
@@ -329,25 +337,13 @@ impl<B: PacketBuf> Worker<B> {
             total += n;
             self.links.stats.rx(io_port, n as u64);
             match self.cfg.roles[io_port] {
-                IoRole::Phys(p) => {
-                    // Vector stages (VPP style): the table misses of all packets
-                    // in the burst overlap instead of stalling one by one.
-                    for buf in rx.iter() {
-                        if let Some(dst) = peek_ipv4_dst(buf.data()) {
-                            snap.endpoints.prefetch(dst);
-                        }
-                    }
-                    for buf in rx.iter() {
-                        if let Some(dst) = peek_ipv4_dst(buf.data()) {
-                            if let Some(EndpointAction::Local { port }) = snap.endpoints.get(dst) {
-                                snap.neighbors.prefetch(port, dst);
-                            }
-                        }
-                    }
+                #[cfg(test)]
+                IoRole::Phys(p) if self.per_packet => {
                     for buf in rx.drain(..) {
                         self.process(io, snap, Meta::received(p as usize), buf);
                     }
                 }
+                IoRole::Phys(p) => self.phys_burst(io, snap, p as usize, &mut rx),
                 IoRole::Tap(p) => {
                     self.links.stats.event_n(Event::FromTap, n as u64);
                     for buf in rx.drain(..) {
@@ -445,18 +441,6 @@ impl<B: PacketBuf> Worker<B> {
     fn drop_pkt(&self, reason: DropReason, buf: B) {
         self.links.stats.dropped(reason);
         drop(buf);
-    }
-}
-
-/// The IPv4 destination of an untagged IPv4 frame, unchecked (prefetch hint only).
-#[inline(always)]
-fn peek_ipv4_dst(d: &[u8]) -> Option<u32> {
-    if d.len() >= wire::ETH_LEN + wire::IPV4_MIN
-        && wire::ethernet::Frame::new_unchecked(d).ethertype() == wire::ETHERTYPE_IPV4
-    {
-        Some(wire::ipv4::Packet::new_unchecked(&d[wire::ETH_LEN..]).dst_addr())
-    } else {
-        None
     }
 }
 

@@ -302,6 +302,7 @@ fn expect_icmp_error(f: &[u8], typ: u8, code: u8, dst: &str) -> Vec<u8> {
 }
 
 mod arp;
+mod burst;
 mod forward;
 mod ipv6;
 mod malformed;
