@@ -38,7 +38,8 @@ json.dump({
     "rows": [{k: r[k] for k in ("case", "frame", "engine", "max_mpps", "ndr_mpps", "gbps",
                                 "cycles_per_packet")} | {
         "ndr_gbps": r["ndr_gbps"], "offered_mpps": r["offered_mpps"],
-        "unexpected_frames": r["unexpected_frames"], "generator_behind": r["generator_behind"],
+        "unexpected_frames": r["unexpected_frames"], "unexpected_sample": r.get("unexpected_sample"),
+        "generator_behind": r["generator_behind"],
         "ndr_steps": r["ndr_steps"]} for r in rows],
     "entries": res["entries"], "max_secs": res["max_secs"], "ndr_secs": res["ndr_secs"],
     "memory": res["memory"], "failures": res["failures"], "engine_drops": res["engine_drops"],
@@ -132,7 +133,8 @@ for case in CASE_ORDER:
                               for s in r["ndr_steps"])
             notes = ""
             if r["unexpected_frames"]:
-                notes += f" {r['unexpected_frames']} unexpected frames;"
+                notes += (f" {r['unexpected_frames']} unexpected frames (first: "
+                          f"`{r.get('unexpected_sample') or '?'}`);")
             w(f"| {case} | {frame} | {eng} | {f(r['max_mpps'])} | {f(r['gbps'])} | {f(r['ndr_mpps'])} | "
               f"{f(r['ndr_gbps'])} | {f(r['cycles_per_packet'], '{:.0f}')} | {f(r['offered_mpps'])} | "
               f"{steps}{notes} |")

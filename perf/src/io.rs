@@ -270,6 +270,7 @@ fn measure(
         "offered_mpps": offered / 1e6,
         "refused_by_engine": max.refused,
         "unexpected_frames": max.unexpected,
+        "unexpected_sample": max.unexpected_sample,
         "wg_handshakes": max.wg_handshakes,
         "generator_behind": max.behind,
         "ndr_steps": steps,

@@ -86,6 +86,8 @@ pub struct TrialResult {
     /// Frames that were not what the case sends back (wrong link, wrong
     /// MAC, not IPv4): should stay 0.
     pub unexpected: u64,
+    /// The first unexpected frame (port and its first 64 bytes, hex).
+    pub unexpected_sample: Option<String>,
     /// WireGuard handshake messages answered during the trial.
     pub wg_handshakes: u64,
     /// Seconds of sending.
@@ -405,6 +407,11 @@ impl Gen {
                         r.rx_bytes += d.len() as u64;
                     } else {
                         r.unexpected += 1;
+                        if r.unexpected_sample.is_none() {
+                            let hex: String =
+                                d.iter().take(64).map(|b| format!("{b:02x}")).collect();
+                            r.unexpected_sample = Some(format!("port {port}: {hex}"));
+                        }
                     }
                 }
                 free_bulk(&mut bufs);
