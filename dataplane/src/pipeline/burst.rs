@@ -1,40 +1,49 @@
-//! The burst stage for transit IPv4, VPP-style (ip4-input and ip4-lookup
-//! over a whole vector): every frame of an rx burst is checked at once, the
-//! /32 slots of all transit packets are prefetched together, then looked up
-//! together (prefetching their neighbors), so a million-entry table costs
-//! overlapping cache misses instead of one stall per packet. Transit packets
-//! then enter the routing decision directly (`Worker::transit`); every other
-//! frame (ARP, IPv6, the router's own traffic, tunnels to us, options,
-//! anything malformed) takes the per-packet stages from `process`, in
-//! arrival order.
+//! The burst stage for IPv4, VPP-style (ip4-input and ip4-lookup over a
+//! whole vector): every frame of an rx burst is checked at once, the /32
+//! slots of all transit packets (and of the inner packets of tunnel traffic
+//! to us) are prefetched together, then looked up together (prefetching
+//! their neighbors), so a million-entry table costs overlapping cache misses
+//! instead of one stall per packet. Transit packets then enter the routing
+//! decision directly (`Worker::transit`), tunnel packets the decapsulation
+//! (`Worker::decap_classified`); every other frame (ARP, IPv6, the router's
+//! own traffic, options, fragments to us, anything malformed) takes the
+//! per-packet stages from `process`, in arrival order.
 
 use super::ipv4::Transit;
 use super::{Meta, PortInfo, Worker};
 use crate::packet::{PacketBuf, PortIo, BURST};
 use crate::snapshot::{EndpointAction, Snapshot};
+use crate::tunnel::{self, Decap};
 use crate::wire::{self, ipv4::Packet as Ipv4Packet};
 use arrayvec::ArrayVec;
 
-/// A frame the burst stage routes directly.
-#[derive(Debug, Clone, Copy, Default)]
+/// A checked IPv4 frame the burst stage handles itself.
+#[derive(Debug, Clone, Copy)]
 struct Candidate {
+    /// The destination whose /32 is looked up: the packet's own (transit),
+    /// or the inner packet's (tunnel traffic to us).
     dst: u32,
     /// IPv4 total length (the frame may carry link padding after it).
     total: u16,
     ttl: u8,
+    /// Tunnel traffic to us, classified; `None` for transit.
+    decap: Option<Decap>,
 }
 
 impl<B: PacketBuf> Worker<B> {
-    /// Plain transit IPv4: what `process` and `ipv4` accept without a side
-    /// effect and hand to `transit`. A single-segment frame within the
-    /// port's max frame, to the port's MAC, IPv4 without options, a sound
-    /// total length and header checksum, a source that is not martian, a
-    /// destination that is neither multicast, the port's subnet broadcast,
-    /// nor one of the router's addresses. Anything else returns `None` and
+    /// IPv4 that `process` and `ipv4` accept without a side effect and hand
+    /// to `transit` or `decap`: a single-segment frame within the port's max
+    /// frame, to the port's MAC, IPv4 without options, a sound total length
+    /// and header checksum, a source that is not martian, a destination that
+    /// is neither multicast nor the port's subnet broadcast. Transit when the
+    /// destination is not the router's; for the router, only unfragmented
+    /// IPIP, GRE or UDP while tunnels exist (classified here; a WireGuard or
+    /// GRE/UDP packet that is not tunnel traffic keeps its classification,
+    /// which `decap_classified` acts on). Anything else returns `None` and
     /// goes the per-packet way, which names the reason. (The conditions
     /// mirror `process` and `ipv4`; the pipeline tests run both ways.)
     #[inline(always)]
-    fn candidate(&self, buf: &B, info: &PortInfo) -> Option<Candidate> {
+    fn candidate(&self, snap: &Snapshot, buf: &B, info: &PortInfo) -> Option<Candidate> {
         if !buf.is_contiguous() {
             return None;
         }
@@ -64,14 +73,40 @@ impl<B: PacketBuf> Worker<B> {
             || src == bcast
             || dst >> 28 >= 14
             || dst == bcast
-            || self.is_local(dst)
         {
             return None;
         }
+        let ttl = ip.ttl();
+        if !self.is_local(dst) {
+            return Some(Candidate {
+                dst,
+                total,
+                ttl,
+                decap: None,
+            });
+        }
+        let tunnel_proto = matches!(
+            ip.protocol(),
+            tunnel::PROTO_IPIP | tunnel::PROTO_GRE | wire::PROTO_UDP
+        );
+        if !tunnel_proto || snap.tunnels.is_empty() || ip.is_fragment() {
+            return None;
+        }
+        // Classified on the packet as `decap` will see it (padding trimmed).
+        let outer = &h[..usize::from(total)];
+        let decap = tunnel::classify(outer, wire::IPV4_MIN, &snap.tunnels);
+        // The inner destination, to warm its /32 (a hint: unchecked here).
+        let inner = match decap {
+            Decap::Inner { offset, .. } if outer.len() >= offset + wire::IPV4_MIN => {
+                wire::be32(outer, offset + wire::ip::DST)
+            }
+            _ => 0,
+        };
         Some(Candidate {
-            dst,
+            dst: inner,
             total,
-            ttl: ip.ttl(),
+            ttl,
+            decap: Some(decap),
         })
     }
 
@@ -87,7 +122,7 @@ impl<B: PacketBuf> Worker<B> {
         let mut cand: [Option<Candidate>; BURST] = [None; BURST];
         // ip4-input: check every frame; prefetch the /32 slot of transit ones.
         for (i, buf) in rx.iter().enumerate() {
-            cand[i] = self.candidate(buf, &info);
+            cand[i] = self.candidate(snap, buf, &info);
             if let Some(c) = cand[i] {
                 snap.endpoints.prefetch(c.dst);
             }
@@ -115,16 +150,21 @@ impl<B: PacketBuf> Worker<B> {
                 // Ethernet padding beyond the IP total length.
                 buf.trim(extra);
             }
-            let t = Transit {
-                dst: c.dst,
-                ttl: c.ttl,
-                exact: exact[i],
-            };
             let m = Meta {
                 ihl: wire::IPV4_MIN as u8,
                 ..m
             };
-            self.transit(io, snap, m, buf, t);
+            match c.decap {
+                None => {
+                    let t = Transit {
+                        dst: c.dst,
+                        ttl: c.ttl,
+                        exact: exact[i],
+                    };
+                    self.transit(io, snap, m, buf, t);
+                }
+                Some(d) => self.decap_classified(io, snap, m, buf, d),
+            }
         }
     }
 }

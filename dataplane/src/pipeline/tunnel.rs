@@ -45,9 +45,23 @@ impl<B: PacketBuf> Worker<B> {
         io: &mut I,
         snap: &Snapshot,
         m: Meta,
-        mut buf: B,
+        buf: B,
     ) {
-        match tunnel::classify(&buf.data()[wire::ETH_LEN..], m.ihl(), &snap.tunnels) {
+        let d = tunnel::classify(&buf.data()[wire::ETH_LEN..], m.ihl(), &snap.tunnels);
+        self.decap_classified(io, snap, m, buf, d)
+    }
+
+    /// `decap` once the outer packet is classified (`tunnel::classify`; the
+    /// burst stage classifies a whole burst first).
+    pub(super) fn decap_classified<I: PortIo<Buf = B>>(
+        &mut self,
+        io: &mut I,
+        snap: &Snapshot,
+        m: Meta,
+        mut buf: B,
+        d: Decap,
+    ) {
+        match d {
             Decap::NotTunnel => self.local(io, snap, m, buf),
             Decap::Drop(reason) => self.drop_pkt(reason, buf),
             Decap::Wireguard { offset, tunnel } => {
