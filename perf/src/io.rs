@@ -266,7 +266,8 @@ fn measure(
         "ndr_mpps": if ndr.is_nan() { serde_json::Value::Null } else { json!(ndr / 1e6) },
         "gbps": delivered * bits / 1e9,
         "ndr_gbps": if ndr.is_nan() { serde_json::Value::Null } else { json!(ndr * bits / 1e9) },
-        "cycles_per_packet": cycles,
+        "cycles_per_packet": cycles.per_packet,
+        "engine_busy": cycles.busy,
         "offered_mpps": offered / 1e6,
         "refused_by_engine": max.refused,
         "unexpected_frames": max.unexpected,
@@ -284,7 +285,10 @@ fn measure(
         delivered * bits / 1e9,
         offered / 1e6,
         if ndr.is_nan() { "-".to_string() } else { format!("{:.3}", ndr / 1e6) },
-        cycles.map(|c| format!("{c:.0}")).unwrap_or("-".into())
+        cycles
+            .per_packet
+            .map(|c| format!("{c:.0}"))
+            .unwrap_or("-".into())
     );
     Ok(row)
 }

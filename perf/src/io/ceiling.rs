@@ -2,7 +2,7 @@
 //! (receives and transmits on the same memif links, touches nothing), driven
 //! over its interactive prompt; cycles per packet from `--record-core-cycles`.
 
-use super::{remove_runtime_dir, Bench, Engine, EngineKind};
+use super::{remove_runtime_dir, Bench, Cycles, Engine, EngineKind};
 use crate::frames::{Case, GEN_LAN_MAC, GEN_WAN_MAC};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -16,6 +16,8 @@ pub struct Ceiling {
     child: Option<Child>,
     log: PathBuf,
     stops_seen: usize,
+    /// When the measured forwarding started (busy share = its cycles / the wall time).
+    started: Option<Instant>,
 }
 
 impl Ceiling {
@@ -66,6 +68,7 @@ impl Ceiling {
             child: Some(child),
             log,
             stops_seen: 0,
+            started: None,
         };
         c.wait_for(|t| t.contains("testpmd>"), Duration::from_secs(30))
             .context("dpdk-testpmd did not reach its prompt")?;
@@ -126,19 +129,34 @@ impl Engine for Ceiling {
     fn begin(&mut self) -> Result<()> {
         // `start` resets the forwarding statistics (warm-up traffic out).
         self.stop_stats()?;
-        self.say("start")
+        self.say("start")?;
+        self.started = Some(Instant::now());
+        Ok(())
     }
 
-    fn end(&mut self) -> Result<Option<f64>> {
+    fn end(&mut self) -> Result<Cycles> {
         let text = self.stop_stats()?;
+        let wall = self.started.take().map(|t| t.elapsed().as_secs_f64());
         self.say("start")?;
-        // "CPU cycles/packet=293.12 (busy cycles=... / total io packets=...)"
+        // "CPU cycles/packet=293.12 (total cycles=683774 / total io packets=64) at 2600 MHz Clock"
         let last = text.rsplit("CPU cycles/packet=").next().unwrap_or("");
-        let v: String = last
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.')
-            .collect();
-        Ok(v.parse().ok())
+        let leading = |s: &str| -> Option<f64> {
+            s.trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect::<String>()
+                .parse()
+                .ok()
+        };
+        let after = |key: &str| last.split(key).nth(1).and_then(leading);
+        let per_packet = leading(last);
+        let total = after("total cycles=");
+        let mhz = after(" at ");
+        let busy = match (total, mhz, wall) {
+            (Some(t), Some(m), Some(w)) if m > 0.0 && w > 0.0 => Some(t / (m * 1e6 * w)),
+            _ => None,
+        };
+        Ok(Cycles { per_packet, busy })
     }
 }
 

@@ -3,7 +3,7 @@
 //! tunnels to the generator's WAN address, its /32 table loaded through the
 //! FIB feed per case, busy cycles per packet from its per-core counters.
 
-use super::{Bench, Engine, EngineKind, Memory};
+use super::{Bench, Cycles, Engine, EngineKind, Memory};
 use crate::frames::{
     Case, Transport, ENDPOINT_BASE, GEN_LAN_MAC, GEN_WAN_ADDR, GEN_WAN_MAC, GRE_KEY, LAN_ADDR,
     LAN_MAC, WAN_ADDR, WAN_MAC,
@@ -27,7 +27,7 @@ pub struct Cer {
     feed: FeedClient,
     engine_key: String,
     gen_key: String,
-    mark: (u64, u64),
+    mark: (u64, u64, u64),
 }
 
 impl Cer {
@@ -128,22 +128,22 @@ mtu = 1600
             feed,
             engine_key,
             gen_key,
-            mark: (0, 0),
+            mark: (0, 0, 0),
         })
     }
 
-    /// (busy cycles, packets received on the NIC ports) summed over cores.
-    fn cycles(&self) -> Result<(u64, u64)> {
+    /// (busy cycles, idle cycles, packets received on the NIC ports) summed over cores.
+    fn cycles(&self) -> Result<(u64, u64, u64)> {
         let c = admin(&self.admin, "counters")?;
-        let mut busy = 0;
-        let mut rx = 0;
+        let (mut busy, mut idle, mut rx) = (0, 0, 0);
         for core in c.as_array().into_iter().flatten() {
             busy += core["busy_cycles"].as_u64().unwrap_or(0);
+            idle += core["idle_cycles"].as_u64().unwrap_or(0);
             for port in ["lan", "wan"] {
                 rx += core["rx"][port].as_u64().unwrap_or(0);
             }
         }
-        Ok((busy, rx))
+        Ok((busy, idle, rx))
     }
 
     /// Every drop reason with a non-zero count (for the report).
@@ -231,11 +231,14 @@ impl Engine for Cer {
         self.drops()
     }
 
-    fn end(&mut self) -> Result<Option<f64>> {
-        let (busy, rx) = self.cycles()?;
-        let (b0, r0) = self.mark;
-        let pkts = rx.saturating_sub(r0);
-        Ok((pkts > 0).then(|| busy.saturating_sub(b0) as f64 / pkts as f64))
+    fn end(&mut self) -> Result<Cycles> {
+        let (busy, idle, rx) = self.cycles()?;
+        let (b0, i0, r0) = self.mark;
+        let (busy, idle, pkts) = (busy - b0, idle - i0, rx.saturating_sub(r0));
+        Ok(Cycles {
+            per_packet: (pkts > 0).then(|| busy as f64 / pkts as f64),
+            busy: (busy + idle > 0).then(|| busy as f64 / (busy + idle) as f64),
+        })
     }
 }
 

@@ -128,6 +128,16 @@ impl Bench {
     }
 }
 
+/// What the engine's core spent over a trial, as the engine reports it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cycles {
+    /// Busy cycles per received packet.
+    pub per_packet: Option<f64>,
+    /// Share of the core's cycles spent in polls that received packets: near
+    /// 1.0 the engine is the bound; well below, the generator is.
+    pub busy: Option<f64>,
+}
+
 /// An engine in the DUT's place.
 pub trait Engine {
     fn kind(&self) -> EngineKind;
@@ -145,8 +155,8 @@ pub trait Engine {
     fn prepare(&mut self, case: Case) -> Result<()>;
     /// Right before a trial: reset or snapshot the cycle counters.
     fn begin(&mut self) -> Result<()>;
-    /// Right after: busy cycles per received packet over the trial.
-    fn end(&mut self) -> Result<Option<f64>>;
+    /// Right after: the engine core's cost over the trial.
+    fn end(&mut self) -> Result<Cycles>;
     /// Named drop counters over the whole run (non-zero ones), if the engine has them.
     fn drop_counters(&self) -> Result<Vec<(String, u64)>> {
         Ok(Vec::new())

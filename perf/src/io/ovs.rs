@@ -4,7 +4,7 @@
 //! the tunnel's underlay address), OpenFlow rules per case; cycles per
 //! packet from `dpif-netdev/pmd-stats-show`.
 
-use super::{remove_runtime_dir, Bench, Engine, EngineKind, Memory};
+use super::{remove_runtime_dir, Bench, Cycles, Engine, EngineKind, Memory};
 use crate::frames::{
     Case, Transport, GEN_LAN_MAC, GEN_WAN_ADDR, GEN_WAN_MAC, GRE_KEY, LAN_MAC, WAN_ADDR, WAN_MAC,
 };
@@ -303,12 +303,12 @@ impl Engine for Ovs {
         Ok(())
     }
 
-    fn end(&mut self) -> Result<Option<f64>> {
+    fn end(&mut self) -> Result<Cycles> {
         let s = self.appctl(&["dpif-netdev/pmd-stats-show"])?;
         // The PMD thread on the DUT core: processing cycles / packets received.
         let core = format!("core_id {}:", self.bench.dut_cpu);
         let Some(sec) = s.split("pmd thread").find(|b| b.contains(&core)) else {
-            return Ok(None);
+            return Ok(Cycles::default());
         };
         let num = |key: &str| -> Option<f64> {
             let rest = sec.split(key).nth(1)?;
@@ -320,7 +320,11 @@ impl Engine for Ovs {
         };
         let pkts = num("packets received:").unwrap_or(0.0);
         let busy = num("processing cycles:").unwrap_or(0.0);
-        Ok((pkts > 0.0).then(|| busy / pkts))
+        let idle = num("idle cycles:").unwrap_or(0.0);
+        Ok(Cycles {
+            per_packet: (pkts > 0.0).then(|| busy / pkts),
+            busy: (busy + idle > 0.0).then(|| busy / (busy + idle)),
+        })
     }
 }
 
