@@ -6,8 +6,10 @@
 //! `SessionCmd`s on the channel it receives at establishment.
 
 use crate::fsm::{self, Action, Event, Fsm, FsmConfig, Negotiated, State};
+use crate::packet::{
+    self, notify, Codec, Family, Message, Notification, Open, HEADER_LEN, MAX_LEN,
+};
 use crate::route::{PathAttrs, PeerId, Prefix};
-use crate::wire::{self, notify, Codec, Family, Message, Notification, Open, HEADER_LEN, MAX_LEN};
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -33,7 +35,7 @@ pub enum SessionEvent {
     },
     Update {
         peer: PeerId,
-        update: wire::Update,
+        update: packet::Update,
     },
     RouteRefresh {
         peer: PeerId,
@@ -170,14 +172,14 @@ async fn connect(cfg: &PeerSession) -> std::io::Result<TcpStream> {
 }
 
 /// Reads whole frames (header checked) and sends them on; an error ends it.
-async fn reader(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Vec<u8>, wire::WireError>>) {
+async fn reader(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Vec<u8>, packet::WireError>>) {
     loop {
         let mut h = [0u8; HEADER_LEN];
         if let Err(e) = rd.read_exact(&mut h).await {
             let _ = tx.send(Err(closed(e))).await;
             return;
         }
-        let (len, _) = match wire::check_header(&h, MAX_LEN) {
+        let (len, _) = match packet::check_header(&h, MAX_LEN) {
             Ok(x) => x,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
@@ -197,8 +199,8 @@ async fn reader(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Vec<u8>, wire::Wi
 }
 
 /// A read error as a "connection closed" marker (code 0 = no NOTIFICATION to send).
-fn closed(e: std::io::Error) -> wire::WireError {
-    wire::WireError {
+fn closed(e: std::io::Error) -> packet::WireError {
+    packet::WireError {
         notification: Notification::new(0, 0),
         reason: e.to_string(),
     }
@@ -245,8 +247,8 @@ async fn handshake(mut s: TcpStream, f: FsmConfig) -> Option<(TcpStream, Open)> 
     let read = async {
         let mut h = [0u8; HEADER_LEN];
         s.read_exact(&mut h).await.ok()?;
-        let (len, typ) = wire::check_header(&h, MAX_LEN).ok()?;
-        if typ != wire::MSG_OPEN {
+        let (len, typ) = packet::check_header(&h, MAX_LEN).ok()?;
+        if typ != packet::MSG_OPEN {
             return None;
         }
         let mut frame = vec![0u8; len];
@@ -320,11 +322,11 @@ async fn run_connection(
                     let _ = wtx.send(b).await;
                 }
                 Action::SendKeepalive => {
-                    let _ = wtx.send(wire::keepalive()).await;
+                    let _ = wtx.send(packet::keepalive()).await;
                 }
                 Action::SendNotification(n) => {
                     notified = true;
-                    let _ = wtx.send(wire::notification(&n)).await;
+                    let _ = wtx.send(packet::notification(&n)).await;
                 }
                 Action::ArmHold(d) => hold.arm(d),
                 Action::ArmKeepalive(d) => keepalive.arm(d),
@@ -412,8 +414,8 @@ async fn run_connection(
                             let _ = wtx.send(b).await;
                         }
                     }
-                    SessionCmd::EndOfRib(f) => { let _ = wtx.send(wire::end_of_rib(f)).await; }
-                    SessionCmd::RouteRefresh(f) => { let _ = wtx.send(wire::route_refresh(f)).await; }
+                    SessionCmd::EndOfRib(f) => { let _ = wtx.send(packet::end_of_rib(f)).await; }
+                    SessionCmd::RouteRefresh(f) => { let _ = wtx.send(packet::route_refresh(f)).await; }
                     SessionCmd::Stop(n) => actions = fsm.handle(Event::Stop(n)),
                 }
             }
@@ -469,7 +471,10 @@ async fn run_connection(
 /// Closes a connection that lost a collision with a Cease/collision NOTIFICATION.
 async fn reject_collision(mut s: TcpStream) {
     let n = Notification::new(notify::CEASE, notify::CEASE_COLLISION);
-    let _ =
-        tokio::time::timeout(Duration::from_secs(1), s.write_all(&wire::notification(&n))).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        s.write_all(&packet::notification(&n)),
+    )
+    .await;
     let _ = s.shutdown().await;
 }

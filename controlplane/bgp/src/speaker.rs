@@ -8,13 +8,13 @@
 use crate::decision::DecisionConfig;
 use crate::export::{export_with_policy, import_check, import_normalize, ExportCtx};
 use crate::fsm::{FsmConfig, Negotiated, PeerAs, State};
+use crate::packet::{Capabilities, Family, GracefulRestart, Notification};
 use crate::policy::Policy;
 use crate::rib::Rib;
 use crate::route::{
     FastMap, FastSet, NextHop, Path, PathAttrs, PathSource, PeerId, Prefix, DEFAULT_LOCAL_PREF,
 };
 use crate::session::{run_peer, PeerCtl, PeerSession, SessionCmd, SessionEvent};
-use crate::wire::{Capabilities, Family, GracefulRestart, Notification};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -209,8 +209,8 @@ impl Speaker {
             return vec![];
         };
         let _ = p.ctl.try_send(PeerCtl::Shutdown(Notification::new(
-            crate::wire::notify::CEASE,
-            crate::wire::notify::CEASE_PEER_DECONFIGURED,
+            crate::packet::notify::CEASE,
+            crate::packet::notify::CEASE_PEER_DECONFIGURED,
         )));
         self.eor_seen.remove(&id);
         let changes = self.rib.peer_down(id);
@@ -395,7 +395,7 @@ impl Speaker {
         }
     }
 
-    fn update(&mut self, peer: PeerId, u: crate::wire::Update) -> Vec<Prefix> {
+    fn update(&mut self, peer: PeerId, u: crate::packet::Update) -> Vec<Prefix> {
         let (local_as, router_id, cluster_id) =
             (self.cfg.local_as, self.cfg.router_id, self.cfg.cluster_id);
         let Some(p) = self.peers.get_mut(&peer) else {

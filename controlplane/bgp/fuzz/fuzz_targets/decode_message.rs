@@ -2,7 +2,7 @@
 //! fallback (locate_nlri). Any input must decode or fail cleanly.
 #![no_main]
 
-use cer_bgp::wire::{check_header, locate_nlri, Codec, HEADER_LEN, MAX_LEN};
+use cer_bgp::packet::{check_header, locate_nlri, Codec, HEADER_LEN, MAX_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

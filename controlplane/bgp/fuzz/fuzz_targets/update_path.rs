@@ -6,7 +6,7 @@ use cer_bgp::decision::DecisionConfig;
 use cer_bgp::export::{import_check, import_normalize};
 use cer_bgp::rib::Rib;
 use cer_bgp::route::{PathSource, PeerId};
-use cer_bgp::wire::{Codec, Message, HEADER_LEN};
+use cer_bgp::packet::{Codec, Message, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
 
