@@ -2,6 +2,7 @@
 //! (split to fit 4096 bytes; IPv4 with an IPv6 next hop in MP_REACH_NLRI per
 //! RFC 8950), withdrawals, KEEPALIVE, NOTIFICATION, ROUTE-REFRESH, End-of-RIB.
 
+use super::nlri::split;
 use super::{Capabilities, Codec, Family, Notification, AS_TRANS, HEADER_LEN, MAX_LEN};
 use super::{MSG_KEEPALIVE, MSG_NOTIFICATION, MSG_ROUTE_REFRESH, MSG_UPDATE};
 use crate::route::AsSegmentKind;
@@ -96,26 +97,7 @@ impl Codec {
     /// the message size. IPv4 with an IPv6 next hop goes in MP_REACH (RFC 8950).
     pub fn encode_announce(&mut self, prefixes: &[Prefix], attrs: &PathAttrs) -> Vec<Bytes> {
         let mut out = Vec::new();
-        let v4: Vec<Ipv4Prefix> = prefixes
-            .iter()
-            .filter_map(|p| {
-                if let Prefix::V4(p) = p {
-                    Some(*p)
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let v6: Vec<Ipv6Prefix> = prefixes
-            .iter()
-            .filter_map(|p| {
-                if let Prefix::V6(p) = p {
-                    Some(*p)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let (v4, v6) = split(prefixes);
         for chunk in v4.chunks(500) {
             let nlri: Vec<Ipv4UnicastAddress> = chunk.iter().filter_map(|p| v4_nlri(*p)).collect();
             let mut list = self.common_attrs(attrs);
@@ -184,26 +166,9 @@ impl Codec {
     /// (used on sessions where IPv4 is carried only by MP-BGP).
     pub fn encode_withdraw(&mut self, prefixes: &[Prefix], mp_v4: bool) -> Vec<Bytes> {
         let mut out = Vec::new();
-        let v4: Vec<Ipv4UnicastAddress> = prefixes
-            .iter()
-            .filter_map(|p| {
-                if let Prefix::V4(p) = p {
-                    v4_nlri(*p)
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let v6: Vec<Ipv6UnicastAddress> = prefixes
-            .iter()
-            .filter_map(|p| {
-                if let Prefix::V6(p) = p {
-                    v6_nlri(*p)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        let (v4, v6) = split(prefixes);
+        let v4: Vec<Ipv4UnicastAddress> = v4.into_iter().filter_map(v4_nlri).collect();
+        let v6: Vec<Ipv6UnicastAddress> = v6.into_iter().filter_map(v6_nlri).collect();
         for chunk in v4.chunks(800) {
             let u = if mp_v4 {
                 BgpUpdateMessage::new(
@@ -251,7 +216,7 @@ impl Codec {
             Origin::Incomplete => pa::Origin::Incomplete,
         };
         list.push(attr(false, true, pa::PathAttributeValue::Origin(origin)));
-        let as_path = if self.asn4 {
+        let as_path = if self.session.asn4 {
             pa::AsPath::As4PathSegments(
                 a.as_path
                     .iter()
@@ -306,7 +271,7 @@ impl Codec {
             ));
         }
         if let Some((asn, ip)) = a.aggregator {
-            let v = if self.asn4 {
+            let v = if self.session.asn4 {
                 pa::Aggregator::As4Aggregator(pa::As4Aggregator::new(asn, ip))
             } else {
                 pa::Aggregator::As2Aggregator(pa::As2Aggregator::new(
@@ -577,13 +542,16 @@ mod tests {
         let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else {
             panic!()
         };
+        assert!(u.errors.is_empty(), "{:?}", u.errors);
+        assert_eq!(u.announced.len(), 1);
         assert_eq!(
-            u.announced,
+            u.announced[0].prefixes,
             vec![p4("10.77.60.10/32"), p4("10.77.60.11/32")]
         );
-        let got = u.attrs.unwrap();
-        assert_eq!(*got, a);
-        assert!(u.treat_as_withdraw.is_none());
+        // An unrecognized transitive attribute comes back with the Partial bit (RFC 4271 9).
+        let mut want = a.clone();
+        want.unknown[0].flags |= 0x20;
+        assert_eq!(*u.announced[0].attrs, want);
     }
 
     #[test]
@@ -598,8 +566,8 @@ mod tests {
         let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else {
             panic!()
         };
-        assert_eq!(u.announced, vec![p4("10.77.60.10/32")]);
-        assert_eq!(u.attrs.unwrap().next_hop, a.next_hop);
+        assert_eq!(u.announced[0].prefixes, vec![p4("10.77.60.10/32")]);
+        assert_eq!(u.announced[0].attrs.next_hop, a.next_hop);
     }
 
     #[test]
@@ -615,7 +583,7 @@ mod tests {
         let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else {
             panic!()
         };
-        assert_eq!(u.announced, vec![p6]);
+        assert_eq!(u.announced[0].prefixes, vec![p6]);
         for mp in [false, true] {
             let w = c.encode_withdraw(&[p4("10.77.60.10/32"), p6], mp);
             let mut got = Vec::new();
@@ -643,7 +611,7 @@ mod tests {
             let Message::Update(u) = Codec::new().decode(&frame_of(m)).unwrap() else {
                 panic!()
             };
-            n += u.announced.len();
+            n += u.announced_prefixes().count();
         }
         assert_eq!(n, 2000);
     }

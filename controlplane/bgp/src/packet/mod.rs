@@ -1,25 +1,30 @@
 //! The BGP wire format: message framing and header checks, the constants and
 //! NOTIFICATION codes of RFC 4271 4, and the per-session `Codec` that turns
 //! frames into `Message`s. OPEN decoding lives in `open`, UPDATE decoding in
-//! `update`, everything we send in `encode`, the error types in `error`.
+//! `update` (message level) and `attribute` (per attribute, RFC 7606 7),
+//! prefixes in `nlri`, everything we send in `encode`, errors in `error`.
+//!
+//! OPEN decoding and all encoding go through the netgauze-bgp-pkt codec.
+//! UPDATEs are decoded here: RFC 7606 prescribes a different action per
+//! attribute and per error, which needs the attribute, the error and the
+//! session (eBGP or iBGP, 2- or 4-octet AS) at hand, and a decoder that keeps
+//! no state from one message to the next.
 
+pub mod attribute;
 mod encode;
 mod error;
+pub mod nlri;
 mod open;
 mod update;
 
 pub use encode::{end_of_rib, keepalive, notification, route_refresh};
 use error::wire_err;
-pub use error::WireError;
-use open::open_from;
+pub use error::{ErrorAction, ErrorKind, Subject, UpdateError, WireError};
 pub use open::{Capabilities, GracefulRestart, Open};
-pub use update::{locate_nlri, Update};
-use update::{treat_as_withdraw, update_from};
+pub use update::{Reach, Update};
 
-use bytes::BytesMut;
 use netgauze_bgp_pkt::codec::BgpCodec;
-use netgauze_bgp_pkt::BgpMessage;
-use tokio_util::codec::Decoder;
+use std::net::IpAddr;
 
 pub const HEADER_LEN: usize = 19;
 pub const MAX_LEN: usize = 4096;
@@ -44,6 +49,15 @@ pub mod notify {
     pub const OPEN_UNACCEPTABLE_HOLD: u8 = 6;
     pub const UPDATE: u8 = 3;
     pub const UPDATE_MALFORMED_ATTR_LIST: u8 = 1;
+    pub const UPDATE_UNRECOGNIZED_WELL_KNOWN: u8 = 2;
+    pub const UPDATE_MISSING_WELL_KNOWN: u8 = 3;
+    pub const UPDATE_ATTR_FLAGS: u8 = 4;
+    pub const UPDATE_ATTR_LENGTH: u8 = 5;
+    pub const UPDATE_INVALID_ORIGIN: u8 = 6;
+    pub const UPDATE_INVALID_NEXT_HOP: u8 = 8;
+    pub const UPDATE_OPTIONAL_ATTRIBUTE: u8 = 9;
+    pub const UPDATE_INVALID_NETWORK: u8 = 10;
+    pub const UPDATE_MALFORMED_AS_PATH: u8 = 11;
     pub const HOLD_EXPIRED: u8 = 4;
     pub const FSM: u8 = 5;
     pub const CEASE: u8 = 6;
@@ -81,6 +95,16 @@ impl Notification {
             (2, 3) => "OPEN: bad BGP identifier",
             (2, 6) => "OPEN: unacceptable hold time",
             (2, _) => "OPEN message error",
+            (3, 1) => "UPDATE: malformed attribute list",
+            (3, 2) => "UPDATE: unrecognized well-known attribute",
+            (3, 3) => "UPDATE: missing well-known attribute",
+            (3, 4) => "UPDATE: attribute flags error",
+            (3, 5) => "UPDATE: attribute length error",
+            (3, 6) => "UPDATE: invalid ORIGIN attribute",
+            (3, 8) => "UPDATE: invalid NEXT_HOP attribute",
+            (3, 9) => "UPDATE: optional attribute error",
+            (3, 10) => "UPDATE: invalid network field",
+            (3, 11) => "UPDATE: malformed AS_PATH",
             (3, _) => "UPDATE message error",
             (4, _) => "hold timer expired",
             (5, _) => "finite state machine error",
@@ -156,11 +180,46 @@ pub fn check_header(h: &[u8; HEADER_LEN], max_len: usize) -> Result<(usize, u8),
     Ok((len, typ))
 }
 
+/// IPv4-mapped IPv6 addresses compare as IPv4.
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// The facts of an established session that decoding and encoding depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionContext {
+    /// Both sides advertised 4-octet AS numbers (RFC 6793): AS_PATH and
+    /// AGGREGATOR carry 4-octet ASNs, AS4_PATH/AS4_AGGREGATOR are discarded.
+    pub asn4: bool,
+    /// The peer is in our AS. From an external peer LOCAL_PREF, ORIGINATOR_ID
+    /// and CLUSTER_LIST are discarded (RFC 7606 7.5, 7.9, 7.10).
+    pub ibgp: bool,
+    /// The external peer's AS: the leftmost AS of its AS_PATH (RFC 4271 6.3).
+    pub peer_as: Option<u32>,
+    /// Our address on the session: a next hop equal to it is ignored (RFC 4271 6.3).
+    pub local_addr: Option<IpAddr>,
+}
+
+impl Default for SessionContext {
+    /// Before a session is established: 4-octet AS, iBGP, no address checks.
+    fn default() -> Self {
+        SessionContext {
+            asn4: true,
+            ibgp: true,
+            peer_as: None,
+            local_addr: None,
+        }
+    }
+}
+
 /// Per-session codec: decodes frames and encodes messages.
 pub struct Codec {
+    /// netgauze's codec, for encoding (its AS width follows `session.asn4`).
     pub(super) inner: BgpCodec,
-    /// Both sides advertised 4-octet AS.
-    pub asn4: bool,
+    pub session: SessionContext,
 }
 
 impl Default for Codec {
@@ -173,84 +232,56 @@ impl Codec {
     pub fn new() -> Self {
         Codec {
             inner: BgpCodec::new(true),
-            asn4: true,
+            session: SessionContext::default(),
         }
     }
 
     /// Sets what was negotiated (after both OPENs).
-    pub fn set_asn4(&mut self, asn4: bool) {
-        self.asn4 = asn4;
-        self.inner = BgpCodec::new(asn4);
+    pub fn set_session(&mut self, session: SessionContext) {
+        self.session = session;
+        self.inner = BgpCodec::new(session.asn4);
     }
 
-    /// Decodes one complete frame (header included, already checked).
+    /// Decodes one complete frame (header included, checked by `check_header`).
     pub fn decode(&mut self, frame: &[u8]) -> Result<Message, WireError> {
-        let typ = frame[18];
-        match typ {
-            MSG_KEEPALIVE => return Ok(Message::Keepalive),
-            MSG_NOTIFICATION => {
-                return Ok(Message::Notification(Notification {
-                    code: frame[19],
-                    subcode: frame[20],
-                    data: frame[21..].to_vec(),
-                }))
-            }
+        let min = match frame.get(18) {
+            Some(&MSG_NOTIFICATION) => 21,
+            Some(&MSG_ROUTE_REFRESH) => 23,
+            _ => HEADER_LEN,
+        };
+        if frame.len() < min {
+            return Err(wire_err(
+                notify::HEADER,
+                notify::HEADER_BAD_LENGTH,
+                format!("message of {} octets is too short", frame.len()),
+            ));
+        }
+        match frame[18] {
+            MSG_KEEPALIVE => Ok(Message::Keepalive),
+            MSG_NOTIFICATION => Ok(Message::Notification(Notification {
+                code: frame[19],
+                subcode: frame[20],
+                data: frame[21..].to_vec(),
+            })),
             MSG_ROUTE_REFRESH => {
                 let afi = u16::from_be_bytes([frame[19], frame[20]]);
                 let safi = frame[22];
-                return match (afi, safi) {
+                match (afi, safi) {
                     (1, 1) => Ok(Message::RouteRefresh(Family::Ipv4Unicast)),
                     (2, 1) => Ok(Message::RouteRefresh(Family::Ipv6Unicast)),
                     // RFC 2918: ignore a refresh for a family we did not negotiate.
                     _ => Ok(Message::Keepalive),
-                };
-            }
-            _ => {}
-        }
-        let mut buf = BytesMut::from(frame);
-        match self.inner.decode(&mut buf) {
-            Ok(Some((BgpMessage::Open(o), _))) => Ok(Message::Open(open_from(&o))),
-            Ok(Some((BgpMessage::Update(u), ignored))) => {
-                let (mut update, seen) = update_from(&u);
-                if !ignored.path_attr_errors().is_empty() {
-                    let reason = format!(
-                        "malformed path attribute: {:?}",
-                        ignored.path_attr_errors()[0]
-                    );
-                    treat_as_withdraw(&mut update, reason);
-                } else if let Some(missing) = seen.missing(&update) {
-                    treat_as_withdraw(
-                        &mut update,
-                        format!("missing well-known attribute {missing}"),
-                    );
                 }
-                Ok(Message::Update(update))
             }
-            Ok(Some((other, _))) => Err(wire_err(
+            MSG_OPEN => open::decode(frame).map(Message::Open),
+            MSG_UPDATE => update::decode(frame, &self.session)
+                .map(Message::Update)
+                .map_err(WireError::from),
+            typ => Err(wire_err(
                 notify::HEADER,
                 notify::HEADER_BAD_TYPE,
-                format!("unexpected {:?}", other.get_type()),
+                format!("unknown message type {typ}"),
             )),
-            Ok(None) => Err(wire_err(
-                notify::HEADER,
-                notify::HEADER_BAD_LENGTH,
-                "incomplete message",
-            )),
-            Err(e) if typ == MSG_UPDATE => {
-                // RFC 7606: if the NLRI can still be located, withdraw them and keep the session.
-                match locate_nlri(frame) {
-                    Some(mut update) => {
-                        treat_as_withdraw(&mut update, format!("unparsable UPDATE: {e}"));
-                        Ok(Message::Update(update))
-                    }
-                    None => Err(wire_err(
-                        notify::UPDATE,
-                        notify::UPDATE_MALFORMED_ATTR_LIST,
-                        format!("malformed UPDATE: {e}"),
-                    )),
-                }
-            }
-            Err(e) => Err(wire_err(notify::OPEN, 0, format!("malformed OPEN: {e}"))),
         }
     }
 }

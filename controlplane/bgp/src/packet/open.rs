@@ -2,11 +2,16 @@
 //! advertises (`Capabilities`, `GracefulRestart`) and the decoding of a
 //! received OPEN through netgauze into those terms.
 
-use super::Family;
+use super::error::{wire_err, WireError};
+use super::{notify, Family};
+use bytes::BytesMut;
 use netgauze_bgp_pkt::capabilities::BgpCapability;
+use netgauze_bgp_pkt::codec::BgpCodec;
 use netgauze_bgp_pkt::open::BgpOpenMessage;
+use netgauze_bgp_pkt::BgpMessage;
 use netgauze_iana::address_family::{AddressFamily, AddressType};
 use std::net::Ipv4Addr;
+use tokio_util::codec::Decoder;
 
 /// Graceful restart as advertised by a speaker (RFC 4724).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -40,7 +45,7 @@ pub struct Open {
     pub caps: Capabilities,
 }
 
-pub(super) fn open_from(o: &BgpOpenMessage) -> Open {
+fn open_from(o: &BgpOpenMessage) -> Open {
     let mut caps = Capabilities::default();
     for c in o.capabilities() {
         match c {
@@ -97,5 +102,20 @@ pub(super) fn open_from(o: &BgpOpenMessage) -> Open {
         hold_time: o.hold_time(),
         router_id: o.bgp_id(),
         caps,
+    }
+}
+
+/// Decodes an OPEN frame (header included) with a fresh netgauze codec, so
+/// nothing of one message's parse is left for the next.
+pub(super) fn decode(frame: &[u8]) -> Result<Open, WireError> {
+    let mut buf = BytesMut::from(frame);
+    match BgpCodec::new(true).decode(&mut buf) {
+        Ok(Some((BgpMessage::Open(o), _))) => Ok(open_from(&o)),
+        Ok(_) => Err(wire_err(
+            notify::HEADER,
+            notify::HEADER_BAD_LENGTH,
+            "incomplete OPEN message",
+        )),
+        Err(e) => Err(wire_err(notify::OPEN, 0, format!("malformed OPEN: {e}"))),
     }
 }
