@@ -891,3 +891,105 @@ pub(super) fn merge_as4(rx: &mut Received) {
     }
     rx.attrs.as_path = path;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(asns: &[u32]) -> AsSegment {
+        AsSegment {
+            kind: AsSegmentKind::Sequence,
+            asns: asns.to_vec(),
+        }
+    }
+
+    #[test]
+    fn every_named_attribute_has_flags_and_a_rule() {
+        for c in 0..=255u8 {
+            assert_eq!(name(c).is_some(), expected_flags(c).is_some(), "code {c}");
+            if name(c).is_some() {
+                assert_ne!(
+                    malformed_rule(c).1,
+                    "RFC 7606 3",
+                    "code {c} has its own rule"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn as4_path_rebuilds_the_path_from_a_2_octet_speaker() {
+        // AS_PATH 65001 AS_TRANS AS_TRANS 65002, AS4_PATH 4200000001 4200000002 65002:
+        // keep the leading 1 ASN of AS_PATH, then AS4_PATH (RFC 6793 4.2.3).
+        let mut rx = Received::default();
+        rx.attrs.as_path = vec![seq(&[65001, AS_TRANS, AS_TRANS, 65002])];
+        rx.as4_path = Some(vec![seq(&[4_200_000_001, 4_200_000_002, 65002])]);
+        merge_as4(&mut rx);
+        assert_eq!(
+            rx.attrs.as_path,
+            vec![seq(&[65001, 4_200_000_001, 4_200_000_002, 65002])]
+        );
+        // More ASNs in AS4_PATH than in AS_PATH: AS4_PATH is ignored.
+        let mut rx = Received::default();
+        rx.attrs.as_path = vec![seq(&[AS_TRANS])];
+        rx.as4_path = Some(vec![seq(&[4_200_000_001, 65002])]);
+        merge_as4(&mut rx);
+        assert_eq!(rx.attrs.as_path, vec![seq(&[AS_TRANS])]);
+        // An AGGREGATOR other than AS_TRANS: both AS4_* attributes are ignored.
+        let agg = (65001, Ipv4Addr::new(192, 0, 2, 9));
+        let mut rx = Received::default();
+        rx.attrs.as_path = vec![seq(&[AS_TRANS])];
+        rx.attrs.aggregator = Some(agg);
+        rx.as4_path = Some(vec![seq(&[4_200_000_001])]);
+        rx.as4_aggregator = Some((4_200_000_001, agg.1));
+        merge_as4(&mut rx);
+        assert_eq!(rx.attrs.aggregator, Some(agg));
+        assert_eq!(rx.attrs.as_path, vec![seq(&[AS_TRANS])]);
+        // AGGREGATOR AS_TRANS: AS4_AGGREGATOR is the aggregator.
+        let mut rx = Received::default();
+        rx.attrs.aggregator = Some((AS_TRANS, agg.1));
+        rx.as4_aggregator = Some((4_200_000_001, agg.1));
+        merge_as4(&mut rx);
+        assert_eq!(rx.attrs.aggregator, Some((4_200_000_001, agg.1)));
+    }
+
+    #[test]
+    fn unrecognized_transitive_attribute_is_passed_on_partial() {
+        let mut rx = Received::default();
+        let raw = [0xc0, 99, 2, 1, 2];
+        read(
+            0xc0,
+            99,
+            &raw[3..],
+            &raw,
+            &SessionContext::default(),
+            &mut rx,
+        )
+        .unwrap();
+        read(
+            0x80,
+            98,
+            &raw[3..],
+            &raw,
+            &SessionContext::default(),
+            &mut rx,
+        )
+        .unwrap();
+        assert_eq!(
+            rx.attrs.unknown,
+            vec![RawAttr {
+                flags: 0xe0,
+                code: 99,
+                value: vec![1, 2]
+            }],
+            "transitive kept with the Partial bit, non-transitive dropped"
+        );
+        assert!(rx.errors.is_empty());
+    }
+
+    #[test]
+    fn as4_path_confederation_segments_are_dropped() {
+        let v = [3, 1, 0, 0, 0xfd, 0xe8, 2, 1, 0, 1, 0, 0];
+        assert_eq!(as4_path(&v).unwrap(), vec![seq(&[65536])]);
+    }
+}
