@@ -420,9 +420,14 @@ fn good_attrs() -> Vec<u8> {
     [&ORIGIN[..], &AS_PATH, &NEXT_HOP, &LOCAL_PREF, &COMMUNITY].concat()
 }
 
-/// Crafted malformed UPDATEs: RFC 7606 treat-as-withdraw keeps the session
-/// up and withdraws the route; only an UPDATE whose NLRI cannot be located
-/// resets it. Nothing panics.
+/// Crafted malformed UPDATEs against the real cer-control (RFC 7606, RFC 4271
+/// 6.3): treat-as-withdraw keeps the session up and withdraws the route;
+/// attribute discard keeps the route; a following valid UPDATE is always
+/// installed (no error outlives its message); an attribute overrunning the
+/// attribute field is treat-as-withdraw since the Total Attribute Length still
+/// locates the NLRI (RFC 7606 4); only errors that leave the NLRI unusable
+/// reset, with the right NOTIFICATION, and the peer's old routes go with the
+/// session. Every action is counted under its cause. Nothing panics.
 #[test]
 fn malformed_updates_are_treat_as_withdraw() -> Result<()> {
     let _g = serial();
@@ -454,32 +459,88 @@ state_file = "{}"
     let ctl = Control::start(None, &scratch.path, "m", &cfg)?;
     let mut peer = RawPeer::connect("127.0.0.62", "127.0.0.61:11180")?;
     let nlri = [32u8, 10, 77, 60, 20];
-    let has_20 = |c: &Control| {
-        c.json(&["show", "bgp", "rib", "10.77.60.20/32"])
+    let nlri_21 = [32u8, 10, 77, 60, 21];
+    let has = |c: &Control, prefix: &str| {
+        c.json(&["show", "bgp", "rib", prefix])
             .is_ok_and(|v| v.as_array().is_some_and(|a| !a.is_empty()))
     };
+    let has_20 = |c: &Control| has(c, "10.77.60.20/32");
     let summary =
         |c: &Control| c.json(&["show", "bgp", "summary"]).unwrap()["neighbors"][0].clone();
+    let caused = |c: &Control, cause: &str| {
+        summary(c)["update_errors"][cause]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    };
+    let notification = |peer: &mut RawPeer| {
+        while let Ok((t, body)) = peer.recv() {
+            if t == 3 {
+                return Some((body[0], body[1]));
+            }
+        }
+        None
+    };
 
     peer.update(&[], &good_attrs(), &nlri)?;
     wait_until("valid route learned", Duration::from_secs(5), || {
         has_20(&ctl)
     })?;
 
-    // Each of these is treat-as-withdraw (RFC 7606): route gone, session up.
-    let bad_origin = [&[0x40u8, 1, 1, 9][..], &AS_PATH, &NEXT_HOP].concat();
-    let bad_local_pref_len = [&ORIGIN[..], &AS_PATH, &NEXT_HOP, &[0x40, 5, 2, 0, 1]].concat();
-    let bad_community_len = [&ORIGIN[..], &AS_PATH, &NEXT_HOP, &[0xc0, 8, 3, 1, 2, 3]].concat();
-    let missing_next_hop = [&ORIGIN[..], &AS_PATH].concat();
-    let bad_originator_len = [&ORIGIN[..], &AS_PATH, &NEXT_HOP, &[0x80, 9, 2, 1, 2]].concat();
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("ORIGIN value 9", bad_origin),
-        ("LOCAL_PREF of 2 bytes", bad_local_pref_len),
-        ("COMMUNITIES of 3 bytes", bad_community_len),
-        ("no NEXT_HOP", missing_next_hop),
-        ("ORIGINATOR_ID of 2 bytes", bad_originator_len),
+    // Each of these is treat-as-withdraw: route gone, session up, counted by cause.
+    let with = |extra: &[u8]| [&ORIGIN[..], &AS_PATH, &NEXT_HOP, extra].concat();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "ORIGIN value 9",
+            [&[0x40u8, 1, 1, 9][..], &AS_PATH, &NEXT_HOP].concat(),
+            "treat-as-withdraw: ORIGIN value",
+        ),
+        (
+            "LOCAL_PREF of 2 bytes",
+            with(&[0x40, 5, 2, 0, 1]),
+            "treat-as-withdraw: LOCAL_PREF length",
+        ),
+        (
+            "COMMUNITIES of 3 bytes",
+            with(&[0xc0, 8, 3, 1, 2, 3]),
+            "treat-as-withdraw: COMMUNITIES length",
+        ),
+        (
+            "no NEXT_HOP",
+            [&ORIGIN[..], &AS_PATH].concat(),
+            "treat-as-withdraw: NEXT_HOP missing",
+        ),
+        (
+            "ORIGINATOR_ID of 2 bytes",
+            with(&[0x80, 9, 2, 1, 2]),
+            "treat-as-withdraw: ORIGINATOR_ID length",
+        ),
+        (
+            "NEXT_HOP of 5 bytes",
+            [&ORIGIN[..], &AS_PATH, &[0x40, 3, 5, 10, 9, 9, 9, 0]].concat(),
+            "treat-as-withdraw: NEXT_HOP length",
+        ),
+        (
+            "NEXT_HOP 0.0.0.0",
+            [&ORIGIN[..], &AS_PATH, &[0x40, 3, 4, 0, 0, 0, 0]].concat(),
+            "treat-as-withdraw: NEXT_HOP value",
+        ),
+        (
+            "NEXT_HOP 224.0.0.9 (multicast)",
+            [&ORIGIN[..], &AS_PATH, &[0x40, 3, 4, 224, 0, 0, 9]].concat(),
+            "treat-as-withdraw: NEXT_HOP value",
+        ),
+        (
+            "attribute length past the attribute field (RFC 7606 4)",
+            with(&[0x40, 5, 200, 0, 0, 0, 100]),
+            "treat-as-withdraw: LOCAL_PREF framing",
+        ),
+        (
+            "2 trailing octets in the attribute field (RFC 7606 4)",
+            with(&[0x40, 5]),
+            "treat-as-withdraw: path attributes framing",
+        ),
     ];
-    for (i, (what, attrs)) in cases.iter().enumerate() {
+    for (i, (what, attrs, cause)) in cases.iter().enumerate() {
         peer.update(&[], &good_attrs(), &nlri)?;
         wait_until("re-learned", Duration::from_secs(5), || has_20(&ctl))?;
         peer.update(&[], attrs, &nlri)?;
@@ -491,53 +552,132 @@ state_file = "{}"
             Some(i as u64 + 1),
             "{what}: {s}"
         );
+        assert!(caused(&ctl, cause), "{what}: {cause} not counted: {s}");
+        // The next valid UPDATE (another prefix) is installed: no error outlives its message.
+        peer.update(&[], &good_attrs(), &nlri_21)?;
+        wait_until(
+            "valid UPDATE after the bad one",
+            Duration::from_secs(5),
+            || has(&ctl, "10.77.60.21/32"),
+        )?;
+        peer.update(&nlri_21, &[], &[])?;
     }
+
+    // Attribute discard (RFC 7606 7.6): ATOMIC_AGGREGATE of 1 octet is dropped, the route stays.
+    peer.update(&[], &good_attrs(), &nlri)?;
+    wait_until("re-learned", Duration::from_secs(5), || has_20(&ctl))?;
+    peer.update(&[], &[&good_attrs()[..], &[0x40, 6, 1, 0]].concat(), &nlri)?;
+    wait_until("ATOMIC_AGGREGATE discarded", Duration::from_secs(5), || {
+        caused(&ctl, "attribute-discard: ATOMIC_AGGREGATE length")
+    })?;
+    let s = summary(&ctl);
+    assert!(has_20(&ctl), "route kept: {s}");
+    assert_eq!(s["attribute_discard"].as_u64(), Some(1), "{s}");
+    assert_eq!(
+        s["treat_as_withdraw"].as_u64(),
+        Some(cases.len() as u64),
+        "{s}"
+    );
     // KEEPALIVEs still flow both ways.
     peer.send(4, &[])?;
 
-    // Broken framing (attribute length past the block): the NLRI cannot be
-    // located, so RFC 7606 says reset: NOTIFICATION UPDATE error, then close.
+    // NLRI prefix length 40 (the attribute field also overruns, which alone would be
+    // treat-as-withdraw): the NLRI is syntactically incorrect, so the session is reset
+    // with Invalid Network Field (RFC 4271 6.3, RFC 7606 5.3). The peer's route goes
+    // with the session. (This case expected any UPDATE error before; 3/10 is the code.)
     let mut b = 0u16.to_be_bytes().to_vec();
     b.extend_from_slice(&4u16.to_be_bytes());
     b.extend_from_slice(&[0x40, 1, 200, 0]);
     b.extend_from_slice(&[40, 1, 2, 3]);
     peer.send(2, &b)?;
-    let mut got_notification = None;
-    while let Ok((t, body)) = peer.recv() {
-        if t == 3 {
-            got_notification = Some((body[0], body[1]));
-            break;
-        }
-    }
     assert_eq!(
-        got_notification.map(|n| n.0),
-        Some(3),
-        "UPDATE message error NOTIFICATION"
+        notification(&mut peer),
+        Some((3, 10)),
+        "Invalid Network Field"
     );
     wait_until("session down", Duration::from_secs(5), || {
         summary(&ctl)["state"] != "Established"
     })?;
+    assert!(!has_20(&ctl), "the old route went with the session");
+
+    // Errors that reset, each on a new session.
+    let mp_reach_nh7 = [
+        0x80u8, 14, 17, 0, 1, 1, 7, 10, 9, 9, 9, 0, 0, 0, 0, 32, 10, 77, 60, 20,
+    ];
+    let mp_reach = [
+        0x80u8, 14, 14, 0, 1, 1, 4, 10, 9, 9, 9, 0, 32, 10, 77, 60, 20,
+    ];
+    // (what, attributes, NLRI field, NOTIFICATION, counter); every UPDATE is about 10.77.60.20.
+    type ResetCase<'a> = (&'a str, Vec<u8>, &'a [u8], (u8, u8), &'a str);
+    let resets: Vec<ResetCase> = vec![
+        (
+            "unrecognized attribute flagged well-known",
+            [&good_attrs()[..], &[0x40, 99, 1, 0]].concat(),
+            &nlri,
+            (3, 2),
+            "session-reset: attribute 99 unrecognized",
+        ),
+        (
+            "two MP_REACH_NLRI",
+            [&ORIGIN[..], &AS_PATH, &LOCAL_PREF, &mp_reach, &mp_reach].concat(),
+            &[],
+            (3, 1),
+            "session-reset: MP_REACH_NLRI duplicate",
+        ),
+        (
+            "MP_REACH_NLRI next-hop length 7",
+            [&ORIGIN[..], &AS_PATH, &LOCAL_PREF, &mp_reach_nh7].concat(),
+            &[],
+            (3, 9),
+            "session-reset: MP_REACH_NLRI length",
+        ),
+    ];
+    for (what, attrs, bad_nlri, code, cause) in &resets {
+        let mut peer = RawPeer::connect("127.0.0.62", "127.0.0.61:11180")?;
+        peer.update(&[], &good_attrs(), &nlri)?;
+        wait_until("learned on the new session", Duration::from_secs(5), || {
+            has_20(&ctl)
+        })?;
+        peer.update(&[], attrs, bad_nlri)?;
+        assert_eq!(notification(&mut peer), Some(*code), "{what}");
+        wait_until(what, Duration::from_secs(5), || {
+            summary(&ctl)["state"] != "Established"
+        })?;
+        assert!(!has_20(&ctl), "{what}: the old route survived the reset");
+        assert!(
+            caused(&ctl, cause),
+            "{what}: {cause} not counted: {}",
+            summary(&ctl)
+        );
+    }
 
     // Garbage header on a new session: NOTIFICATION 1/1, and cer-control lives on.
     let mut peer = RawPeer::connect("127.0.0.62", "127.0.0.61:11180")?;
     peer.raw(&[0u8; 19])?;
-    let mut hdr_err = None;
-    while let Ok((t, body)) = peer.recv() {
-        if t == 3 {
-            hdr_err = Some((body[0], body[1]));
-            break;
-        }
-    }
-    assert_eq!(hdr_err, Some((1, 1)), "connection not synchronized");
-    let _peer = RawPeer::connect("127.0.0.62", "127.0.0.61:11180")?;
+    assert_eq!(
+        notification(&mut peer),
+        Some((1, 1)),
+        "connection not synchronized"
+    );
+    let mut peer = RawPeer::connect("127.0.0.62", "127.0.0.61:11180")?;
     wait_until("established again", Duration::from_secs(5), || {
         summary(&ctl)["state"] == "Established"
     })?;
-    assert!(
-        ctl.proc.log_text().contains("treating"),
-        "logged: {}",
-        ctl.proc.log_text()
-    );
+    peer.update(&[], &good_attrs(), &nlri)?;
+    wait_until(
+        "a valid route after all of it",
+        Duration::from_secs(5),
+        || has_20(&ctl),
+    )?;
+    let log = ctl.proc.log_text();
+    for needle in [
+        "treating",
+        "treat-as-withdraw: NEXT_HOP value",
+        "attribute-discard: ATOMIC_AGGREGATE length",
+        "session-reset: MP_REACH_NLRI length",
+    ] {
+        assert!(log.contains(needle), "{needle} not logged: {log}");
+    }
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! Connect/Active (connect-retry with jitter, passive or active) are handled
 //! by the runner per peer; this machine starts when a TCP connection exists.
 
-use crate::wire::{notify, Capabilities, Family, GracefulRestart, Notification, Open};
+use crate::packet::{notify, Capabilities, Family, GracefulRestart, Notification, Open};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 

@@ -1,13 +1,17 @@
 //! One task per configured peer: connect-retry with jitter (or passive),
 //! inbound connections handed over by the listener, RFC 4271 6.8 collision
-//! resolution, and the per-connection loop that runs the `fsm` with a reader
-//! task (whole frames, cancel-safe) and a writer task. Everything the RIB
-//! needs goes to the speaker core as `SessionEvent`s; the core answers with
-//! `SessionCmd`s on the channel it receives at establishment.
+//! resolution, and the per-connection loop that runs a `Connection` (codec +
+//! `fsm`, no sockets) with a reader task (whole frames, cancel-safe) and a
+//! writer task. Everything the RIB needs goes to the speaker core as
+//! `SessionEvent`s; the core answers with `SessionCmd`s on the channel it
+//! receives at establishment.
 
 use crate::fsm::{self, Action, Event, Fsm, FsmConfig, Negotiated, State};
+use crate::packet::{
+    self, notify, Codec, Family, Message, Notification, Open, SessionContext, UpdateError,
+    HEADER_LEN, MAX_LEN,
+};
 use crate::route::{PathAttrs, PeerId, Prefix};
-use crate::wire::{self, notify, Codec, Family, Message, Notification, Open, HEADER_LEN, MAX_LEN};
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -33,7 +37,12 @@ pub enum SessionEvent {
     },
     Update {
         peer: PeerId,
-        update: wire::Update,
+        update: packet::Update,
+    },
+    /// An UPDATE so malformed that RFC 7606 resets the session (a `Down` follows).
+    UpdateReset {
+        peer: PeerId,
+        error: UpdateError,
     },
     RouteRefresh {
         peer: PeerId,
@@ -57,6 +66,76 @@ pub enum SessionCmd {
     EndOfRib(Family),
     RouteRefresh(Family),
     Stop(Notification),
+}
+
+/// What a received frame brings the speaker core.
+#[derive(Debug)]
+pub enum Inbound {
+    Update(packet::Update),
+    RouteRefresh(Family),
+    /// The UPDATE error that reset the session.
+    UpdateReset(UpdateError),
+}
+
+/// The socket-free part of one connection: the codec and the FSM. A frame in
+/// gives the FSM's actions and what the speaker core must hear of it; the
+/// tokio loop (`run_connection`) only moves bytes and timers around it, so
+/// tests drive decoding, RFC 7606 handling and the FSM without sockets.
+pub struct Connection {
+    pub codec: Codec,
+    pub fsm: Fsm,
+    local_addr: IpAddr,
+    /// A NOTIFICATION was received or sent (graceful restart does not apply).
+    pub notified: bool,
+}
+
+impl Connection {
+    pub fn new(cfg: FsmConfig, local_addr: IpAddr) -> Self {
+        Connection {
+            codec: Codec::new(),
+            fsm: Fsm::new(cfg),
+            local_addr,
+            notified: false,
+        }
+    }
+
+    /// Handles one received frame (header checked by `packet::check_header`).
+    pub fn receive(&mut self, frame: &[u8]) -> (Vec<Action>, Option<Inbound>) {
+        let established = self.fsm.state == State::Established;
+        let (ev, inbound) = match self.codec.decode(frame) {
+            Ok(Message::Open(o)) => (Event::Open(o), None),
+            Ok(Message::Keepalive) => (Event::Keepalive, None),
+            Ok(Message::Notification(n)) => {
+                self.notified = true;
+                (Event::Notification(n), None)
+            }
+            Ok(Message::Update(u)) => (Event::Update, established.then_some(Inbound::Update(u))),
+            Ok(Message::RouteRefresh(f)) => (
+                Event::Update,
+                established.then_some(Inbound::RouteRefresh(f)),
+            ),
+            Err(e) => {
+                let inbound = match e.update {
+                    Some(u) if established => Some(Inbound::UpdateReset(*u)),
+                    _ => None,
+                };
+                (Event::Malformed(e.notification, e.reason), inbound)
+            }
+        };
+        (self.fsm.handle(ev), inbound)
+    }
+
+    /// Performs `Action::Established`: decoding and encoding follow what was
+    /// negotiated (AS width, iBGP or eBGP, our address on the session).
+    pub fn established(&mut self, n: &Negotiated) {
+        let ibgp = n.peer_as == self.fsm.config().local_as;
+        self.codec.set_session(SessionContext {
+            asn4: n.asn4,
+            ibgp,
+            peer_as: (!ibgp).then_some(n.peer_as),
+            local_addr: Some(self.local_addr),
+        });
+    }
 }
 
 /// How a peer's connections are made.
@@ -170,14 +249,14 @@ async fn connect(cfg: &PeerSession) -> std::io::Result<TcpStream> {
 }
 
 /// Reads whole frames (header checked) and sends them on; an error ends it.
-async fn reader(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Vec<u8>, wire::WireError>>) {
+async fn reader(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Vec<u8>, packet::WireError>>) {
     loop {
         let mut h = [0u8; HEADER_LEN];
         if let Err(e) = rd.read_exact(&mut h).await {
             let _ = tx.send(Err(closed(e))).await;
             return;
         }
-        let (len, _) = match wire::check_header(&h, MAX_LEN) {
+        let (len, _) = match packet::check_header(&h, MAX_LEN) {
             Ok(x) => x,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
@@ -197,10 +276,11 @@ async fn reader(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Vec<u8>, wire::Wi
 }
 
 /// A read error as a "connection closed" marker (code 0 = no NOTIFICATION to send).
-fn closed(e: std::io::Error) -> wire::WireError {
-    wire::WireError {
+fn closed(e: std::io::Error) -> packet::WireError {
+    packet::WireError {
         notification: Notification::new(0, 0),
         reason: e.to_string(),
+        update: None,
     }
 }
 
@@ -245,8 +325,8 @@ async fn handshake(mut s: TcpStream, f: FsmConfig) -> Option<(TcpStream, Open)> 
     let read = async {
         let mut h = [0u8; HEADER_LEN];
         s.read_exact(&mut h).await.ok()?;
-        let (len, typ) = wire::check_header(&h, MAX_LEN).ok()?;
-        if typ != wire::MSG_OPEN {
+        let (len, typ) = packet::check_header(&h, MAX_LEN).ok()?;
+        if typ != packet::MSG_OPEN {
             return None;
         }
         let mut frame = vec![0u8; len];
@@ -282,32 +362,30 @@ async fn run_connection(
     let (wtx, wrx) = mpsc::channel::<Bytes>(1024);
     let read_task = tokio::spawn(reader(rd, ftx));
     let write_task = tokio::spawn(writer(wr, wrx));
-    let mut codec = Codec::new();
-    let mut fsm = Fsm::new(cfg.fsm.clone());
+    let mut conn = Connection::new(cfg.fsm.clone(), local_addr);
     let mut hold = Timer(None);
     let mut keepalive = Timer(None);
     let mut pending: Option<tokio::task::JoinHandle<Option<(TcpStream, Open)>>> = None;
     let (cmd_tx, mut cmds) = mpsc::unbounded_channel::<SessionCmd>();
-    let mut notified = false;
     let mut established = false;
     let mut next = Next::Retry;
-    let mut actions = fsm.handle(Event::Connected);
+    let mut actions = conn.fsm.handle(Event::Connected);
     if let Some(open) = opened {
         // Our OPEN already went out during the collision handshake.
-        codec.encode_open(
+        conn.codec.encode_open(
             cfg.fsm.local_as,
             cfg.fsm.hold_time,
             cfg.fsm.router_id,
             &cfg.fsm.caps,
         );
         actions.retain(|a| *a != Action::SendOpen);
-        actions.extend(fsm.handle(Event::Open(*open)));
+        actions.extend(conn.fsm.handle(Event::Open(*open)));
     }
-    let mut last_state = fsm.state;
+    let mut last_state = conn.fsm.state;
     let _ = events
         .send(SessionEvent::State {
             peer,
-            state: fsm.state,
+            state: conn.fsm.state,
         })
         .await;
     'conn: loop {
@@ -316,20 +394,22 @@ async fn run_connection(
             match a {
                 Action::SendOpen => {
                     let f = &cfg.fsm;
-                    let b = codec.encode_open(f.local_as, f.hold_time, f.router_id, &f.caps);
+                    let b = conn
+                        .codec
+                        .encode_open(f.local_as, f.hold_time, f.router_id, &f.caps);
                     let _ = wtx.send(b).await;
                 }
                 Action::SendKeepalive => {
-                    let _ = wtx.send(wire::keepalive()).await;
+                    let _ = wtx.send(packet::keepalive()).await;
                 }
                 Action::SendNotification(n) => {
-                    notified = true;
-                    let _ = wtx.send(wire::notification(&n)).await;
+                    conn.notified = true;
+                    let _ = wtx.send(packet::notification(&n)).await;
                 }
                 Action::ArmHold(d) => hold.arm(d),
                 Action::ArmKeepalive(d) => keepalive.arm(d),
                 Action::Established(n) => {
-                    codec.set_asn4(n.asn4);
+                    conn.established(&n);
                     established = true;
                     let _ = events
                         .send(SessionEvent::Established {
@@ -352,86 +432,77 @@ async fn run_connection(
                             peer,
                             reason,
                             was_established: established,
-                            tcp_failure: !notified,
+                            tcp_failure: !conn.notified,
                         })
                         .await;
                     break 'conn;
                 }
             }
         }
-        if fsm.state != last_state {
-            last_state = fsm.state;
+        if conn.fsm.state != last_state {
+            last_state = conn.fsm.state;
             let _ = events
                 .send(SessionEvent::State {
                     peer,
-                    state: fsm.state,
+                    state: conn.fsm.state,
                 })
                 .await;
         }
         tokio::select! {
             f = frames.recv() => {
                 let ev = match f {
-                    Some(Ok(frame)) => match codec.decode(&frame) {
-                        Ok(Message::Open(o)) => Event::Open(o),
-                        Ok(Message::Keepalive) => Event::Keepalive,
-                        Ok(Message::Notification(n)) => {
-                            notified = true;
-                            Event::Notification(n)
-                        }
-                        Ok(Message::Update(u)) => {
-                            if fsm.state == State::Established {
-                                let _ = events.send(SessionEvent::Update { peer, update: u }).await;
-                            }
-                            Event::Update
-                        }
-                        Ok(Message::RouteRefresh(family)) => {
-                            if fsm.state == State::Established {
-                                let _ = events.send(SessionEvent::RouteRefresh { peer, family }).await;
-                            }
-                            Event::Update
-                        }
-                        Err(e) => Event::Malformed(e.notification, e.reason),
-                    },
+                    Some(Ok(frame)) => {
+                        let (a, inbound) = conn.receive(&frame);
+                        actions = a;
+                        let ev = match inbound {
+                            Some(Inbound::Update(update)) => SessionEvent::Update { peer, update },
+                            Some(Inbound::RouteRefresh(family)) => SessionEvent::RouteRefresh { peer, family },
+                            Some(Inbound::UpdateReset(error)) => SessionEvent::UpdateReset { peer, error },
+                            None => continue,
+                        };
+                        let _ = events.send(ev).await;
+                        continue;
+                    }
                     Some(Err(e)) if e.notification.code == 0 => Event::TcpClosed(e.reason),
                     Some(Err(e)) => Event::Malformed(e.notification, e.reason),
                     None => Event::TcpClosed("reader stopped".into()),
                 };
-                actions = fsm.handle(ev);
+                actions = conn.fsm.handle(ev);
             }
             c = cmds.recv(), if established => {
                 let Some(c) = c else { continue };
                 match c {
                     SessionCmd::Announce(prefixes, attrs) => {
-                        for b in codec.encode_announce(&prefixes, &attrs) {
+                        for b in conn.codec.encode_announce(&prefixes, &attrs) {
                             let _ = wtx.send(b).await;
                         }
                     }
                     SessionCmd::Withdraw(prefixes) => {
-                        let mp = !fsm.negotiated.as_ref().is_some_and(|n| n.ipv4_unicast) ;
-                        for b in codec.encode_withdraw(&prefixes, mp) {
+                        let mp = !conn.fsm.negotiated.as_ref().is_some_and(|n| n.ipv4_unicast) ;
+                        for b in conn.codec.encode_withdraw(&prefixes, mp) {
                             let _ = wtx.send(b).await;
                         }
                     }
-                    SessionCmd::EndOfRib(f) => { let _ = wtx.send(wire::end_of_rib(f)).await; }
-                    SessionCmd::RouteRefresh(f) => { let _ = wtx.send(wire::route_refresh(f)).await; }
-                    SessionCmd::Stop(n) => actions = fsm.handle(Event::Stop(n)),
+                    SessionCmd::EndOfRib(f) => { let _ = wtx.send(packet::end_of_rib(f)).await; }
+                    SessionCmd::RouteRefresh(f) => { let _ = wtx.send(packet::route_refresh(f)).await; }
+                    SessionCmd::Stop(n) => actions = conn.fsm.handle(Event::Stop(n)),
                 }
             }
             c = ctl.recv() => match c {
                 Some(PeerCtl::Inbound(s)) => {
-                    if fsm.state == State::Established || pending.is_some() {
+                    if conn.fsm.state == State::Established || pending.is_some() {
                         reject_collision(s).await;
                     } else {
                         pending = Some(tokio::spawn(handshake(s, cfg.fsm.clone())));
                     }
                 }
-                Some(PeerCtl::Reset(n)) => actions = fsm.handle(Event::Stop(n)),
+                Some(PeerCtl::Reset(n)) => actions = conn.fsm.handle(Event::Stop(n)),
                 Some(PeerCtl::Shutdown(n)) => {
-                    actions = fsm.handle(Event::Stop(n));
+                    actions = conn.fsm.handle(Event::Stop(n));
                     next = Next::Shutdown;
                 }
                 None => {
-                    actions = fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_PEER_DECONFIGURED)));
+                    actions = conn.fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_PEER_DECONFIGURED)));
                     next = Next::Shutdown;
                 }
             },
@@ -439,18 +510,18 @@ async fn run_connection(
                 pending = None;
                 if let Ok(Some((s, open))) = done {
                     // RFC 4271 6.8: keep the connection initiated by the higher BGP identifier.
-                    let keep_current = fsm.state == State::Established
+                    let keep_current = conn.fsm.state == State::Established
                         || (outbound && fsm::keep_outbound(cfg.fsm.router_id, open.router_id));
                     if keep_current {
                         reject_collision(s).await;
                     } else {
-                        actions = fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_COLLISION)));
+                        actions = conn.fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_COLLISION)));
                         next = Next::Switch(s, Box::new(open));
                     }
                 }
             }
-            _ = hold.fired() => actions = fsm.handle(Event::HoldTimerExpired),
-            _ = keepalive.fired() => actions = fsm.handle(Event::KeepaliveTimerExpired),
+            _ = hold.fired() => actions = conn.fsm.handle(Event::HoldTimerExpired),
+            _ = keepalive.fired() => actions = conn.fsm.handle(Event::KeepaliveTimerExpired),
         }
     }
     // Let the writer flush the NOTIFICATION, then close.
@@ -469,7 +540,10 @@ async fn run_connection(
 /// Closes a connection that lost a collision with a Cease/collision NOTIFICATION.
 async fn reject_collision(mut s: TcpStream) {
     let n = Notification::new(notify::CEASE, notify::CEASE_COLLISION);
-    let _ =
-        tokio::time::timeout(Duration::from_secs(1), s.write_all(&wire::notification(&n))).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        s.write_all(&packet::notification(&n)),
+    )
+    .await;
     let _ = s.shutdown().await;
 }

@@ -8,13 +8,15 @@
 use crate::decision::DecisionConfig;
 use crate::export::{export_with_policy, import_check, import_normalize, ExportCtx};
 use crate::fsm::{FsmConfig, Negotiated, PeerAs, State};
+use crate::packet::{
+    Capabilities, ErrorAction, Family, GracefulRestart, Notification, UpdateError,
+};
 use crate::policy::Policy;
 use crate::rib::Rib;
 use crate::route::{
     FastMap, FastSet, NextHop, Path, PathAttrs, PathSource, PeerId, Prefix, DEFAULT_LOCAL_PREF,
 };
 use crate::session::{run_peer, PeerCtl, PeerSession, SessionCmd, SessionEvent};
-use crate::wire::{Capabilities, Family, GracefulRestart, Notification};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -73,7 +75,13 @@ pub struct NeighborSummary {
     pub prefixes_stale: usize,
     pub prefixes_sent: usize,
     pub updates_received: u64,
+    /// UPDATEs whose announcements RFC 7606 turned into withdrawals.
     pub treat_as_withdraw: u64,
+    /// Path attributes dropped by RFC 7606 "attribute discard".
+    pub attribute_discard: u64,
+    /// Every RFC 7606 action taken on this peer's UPDATEs, by cause
+    /// ("treat-as-withdraw: NEXT_HOP value": count).
+    pub update_errors: BTreeMap<String, u64>,
     pub import_rejected: u64,
     pub flaps: u32,
     pub last_error: Option<String>,
@@ -95,9 +103,21 @@ struct PeerRt {
     flaps: u32,
     updates_in: u64,
     treat_as_withdraw: u64,
+    attribute_discard: u64,
+    update_errors: BTreeMap<String, u64>,
     import_rejected: u64,
     /// Graceful restart: stale paths are swept at this time.
     gr_deadline: Option<Instant>,
+}
+
+impl PeerRt {
+    /// Counts one RFC 7606 error by cause (and attribute discards in total).
+    fn count(&mut self, e: &UpdateError) {
+        if e.action == ErrorAction::AttributeDiscard {
+            self.attribute_discard += 1;
+        }
+        *self.update_errors.entry(e.cause()).or_default() += 1;
+    }
 }
 
 pub struct Speaker {
@@ -194,6 +214,8 @@ impl Speaker {
                 flaps: 0,
                 updates_in: 0,
                 treat_as_withdraw: 0,
+                attribute_discard: 0,
+                update_errors: BTreeMap::new(),
                 import_rejected: 0,
                 gr_deadline: None,
             },
@@ -209,8 +231,8 @@ impl Speaker {
             return vec![];
         };
         let _ = p.ctl.try_send(PeerCtl::Shutdown(Notification::new(
-            crate::wire::notify::CEASE,
-            crate::wire::notify::CEASE_PEER_DECONFIGURED,
+            crate::packet::notify::CEASE,
+            crate::packet::notify::CEASE_PEER_DECONFIGURED,
         )));
         self.eor_seen.remove(&id);
         let changes = self.rib.peer_down(id);
@@ -295,6 +317,7 @@ impl Speaker {
                 tx,
             } => self.established(peer, *negotiated, local_addr, tx),
             SessionEvent::Update { peer, update } => self.update(peer, update),
+            SessionEvent::UpdateReset { peer, error } => self.update_reset(peer, error),
             SessionEvent::RouteRefresh { peer, family } => {
                 self.send_table(peer, Some(family));
                 vec![]
@@ -395,7 +418,16 @@ impl Speaker {
         }
     }
 
-    fn update(&mut self, peer: PeerId, u: crate::wire::Update) -> Vec<Prefix> {
+    /// An UPDATE that reset the session: counted by cause (the `Down` that follows cleans up).
+    fn update_reset(&mut self, peer: PeerId, e: UpdateError) -> Vec<Prefix> {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.count(&e);
+            log::warn!("peer {}: {e}", p.cfg.remote);
+        }
+        vec![]
+    }
+
+    fn update(&mut self, peer: PeerId, u: crate::packet::Update) -> Vec<Prefix> {
         let (local_as, router_id, cluster_id) =
             (self.cfg.local_as, self.cfg.router_id, self.cfg.cluster_id);
         let Some(p) = self.peers.get_mut(&peer) else {
@@ -405,26 +437,32 @@ impl Speaker {
             return vec![];
         };
         p.updates_in += 1;
-        if let Some(why) = &u.treat_as_withdraw {
+        for e in &u.errors {
+            p.count(e);
+        }
+        for e in u.discarded() {
+            log::warn!("peer {}: {e}", p.cfg.remote);
+        }
+        if let Some(e) = u.treat_as_withdraw() {
             p.treat_as_withdraw += 1;
             log::warn!(
-                "peer {}: {why}: treating {} prefixes as withdrawn",
+                "peer {}: {e}: treating {} prefixes as withdrawn",
                 p.cfg.remote,
                 u.withdrawn.len()
             );
         }
-        let mut touched = Vec::with_capacity(u.withdrawn.len() + u.announced.len());
+        let mut touched = Vec::with_capacity(u.withdrawn.len() + u.announced_prefixes().count());
         for prefix in &u.withdrawn {
             self.rib.update(&source, *prefix, None);
             touched.push(*prefix);
         }
-        if let Some(attrs) = &u.attrs {
-            let mut a = (**attrs).clone();
+        for reach in &u.announced {
+            let mut a = (*reach.attrs).clone();
             let ok = import_check(&a, local_as, router_id, cluster_id, source.ibgp);
             import_normalize(&mut a, source.ibgp, DEFAULT_LOCAL_PREF);
             let a = Arc::new(a);
             let p = self.peers.get_mut(&peer).expect("peer exists");
-            for prefix in &u.announced {
+            for prefix in &reach.prefixes {
                 let accepted = match (&ok, &p.cfg.import) {
                     (Err(_), _) => None,
                     (Ok(()), Some(pol)) => pol.apply_arc(prefix, &a),
@@ -692,6 +730,8 @@ impl Speaker {
                     prefixes_sent: p.adj_out.len(),
                     updates_received: p.updates_in,
                     treat_as_withdraw: p.treat_as_withdraw,
+                    attribute_discard: p.attribute_discard,
+                    update_errors: p.update_errors.clone(),
                     import_rejected: p.import_rejected,
                     flaps: p.flaps,
                     last_error: p.last_error.clone(),

@@ -494,8 +494,8 @@ fn print_control(what: &ShowCmd, d: &Value) {
                 }
             );
             println!(
-                "{:<22} {:>10} {:<12} {:>8} {:>8} {:>8} {:>5}  LAST ERROR",
-                "NEIGHBOR", "AS", "STATE", "UP(s)", "PFX-RCV", "PFX-SENT", "TAW"
+                "{:<22} {:>10} {:<12} {:>8} {:>8} {:>8} {:>5} {:>5}  LAST ERROR",
+                "NEIGHBOR", "AS", "STATE", "UP(s)", "PFX-RCV", "PFX-SENT", "TAW", "DISC"
             );
             for n in rows(&d["neighbors"]) {
                 // Unnumbered peers are shown by interface, as FRR does.
@@ -505,7 +505,7 @@ fn print_control(what: &ShowCmd, d: &Value) {
                     None => s(&n["address"]),
                 };
                 println!(
-                    "{:<22} {:>10} {:<12} {:>8} {:>8} {:>8} {:>5}  {}",
+                    "{:<22} {:>10} {:<12} {:>8} {:>8} {:>8} {:>5} {:>5}  {}",
                     name,
                     n["remote_as"]
                         .as_u64()
@@ -519,8 +519,17 @@ fn print_control(what: &ShowCmd, d: &Value) {
                     n["prefixes_received"].as_u64().unwrap_or(0),
                     n["prefixes_sent"].as_u64().unwrap_or(0),
                     n["treat_as_withdraw"].as_u64().unwrap_or(0),
+                    n["attribute_discard"].as_u64().unwrap_or(0),
                     n["last_error"].as_str().unwrap_or("")
                 );
+                // RFC 7606 actions on this peer's UPDATEs, by cause.
+                if let Some(errors) = n["update_errors"].as_object().filter(|e| !e.is_empty()) {
+                    let causes: Vec<String> = errors
+                        .iter()
+                        .map(|(cause, count)| format!("{cause} x{count}"))
+                        .collect();
+                    println!("  UPDATE errors: {}", causes.join(", "));
+                }
                 if u.is_object() {
                     println!(
                         "  unnumbered: dataplane port {}, peer {}{}",

@@ -448,7 +448,7 @@ impl ControlConfig {
             field,
             message,
         };
-        if self.node.asn == 0 || self.node.asn == cer_bgp::wire::AS_TRANS {
+        if self.node.asn == 0 || self.node.asn == cer_bgp::packet::AS_TRANS {
             return Err(bad(
                 "node.asn".into(),
                 format!("{} is not a usable AS number", self.node.asn),

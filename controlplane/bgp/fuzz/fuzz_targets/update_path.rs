@@ -6,7 +6,7 @@ use cer_bgp::decision::DecisionConfig;
 use cer_bgp::export::{import_check, import_normalize};
 use cer_bgp::rib::Rib;
 use cer_bgp::route::{PathSource, PeerId};
-use cer_bgp::wire::{Codec, Message, HEADER_LEN};
+use cer_bgp::packet::{Codec, Message, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
 
@@ -32,15 +32,15 @@ fuzz_target!(|body: &[u8]| {
     for p in &u.withdrawn {
         rib.update(&src, *p, None);
     }
-    if let Some(a) = &u.attrs {
-        let mut a = (**a).clone();
+    for r in &u.announced {
+        let mut a = (*r.attrs).clone();
         let ok = import_check(&a, 65000, "10.0.0.1".parse().unwrap(), None, true).is_ok();
         import_normalize(&mut a, true, 100);
         let a = Arc::new(a);
-        for p in &u.announced {
+        for p in &r.prefixes {
             rib.update(&src, *p, ok.then(|| a.clone()));
         }
         let mut c = Codec::new();
-        let _ = c.encode_announce(&u.announced, &a);
+        let _ = c.encode_announce(&r.prefixes, &a);
     }
 });

@@ -1,0 +1,628 @@
+//! Encoding of everything we send: OPEN with our capabilities, UPDATEs
+//! (split to fit 4096 bytes; IPv4 with an IPv6 next hop in MP_REACH_NLRI per
+//! RFC 8950), withdrawals, KEEPALIVE, NOTIFICATION, ROUTE-REFRESH, End-of-RIB.
+
+use super::nlri::split;
+use super::{Capabilities, Codec, Family, Notification, AS_TRANS, HEADER_LEN, MAX_LEN};
+use super::{MSG_KEEPALIVE, MSG_NOTIFICATION, MSG_ROUTE_REFRESH, MSG_UPDATE};
+use crate::route::AsSegmentKind;
+use crate::route::{Ipv4Prefix, Ipv6Prefix, NextHop, Origin, PathAttrs, Prefix};
+use bytes::{BufMut, Bytes, BytesMut};
+use netgauze_bgp_pkt::capabilities::{
+    BgpCapability, ExtendedNextHopEncoding, ExtendedNextHopEncodingCapability,
+    FourOctetAsCapability, GracefulRestartAddressFamily, GracefulRestartCapability,
+    MultiProtocolExtensionsCapability,
+};
+use netgauze_bgp_pkt::nlri::{Ipv4Unicast, Ipv4UnicastAddress, Ipv6Unicast, Ipv6UnicastAddress};
+use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
+use netgauze_bgp_pkt::path_attribute as pa;
+use netgauze_bgp_pkt::update::BgpUpdateMessage;
+use netgauze_bgp_pkt::BgpMessage;
+use netgauze_iana::address_family::{AddressFamily, AddressType};
+use std::net::{IpAddr, Ipv4Addr};
+use tokio_util::codec::Encoder;
+
+impl Codec {
+    pub fn encode_open(
+        &mut self,
+        asn: u32,
+        hold_time: u16,
+        router_id: Ipv4Addr,
+        caps: &Capabilities,
+    ) -> Bytes {
+        let mut list: Vec<BgpCapability> = Vec::new();
+        if caps.ipv4_unicast {
+            list.push(BgpCapability::MultiProtocolExtensions(
+                MultiProtocolExtensionsCapability::new(AddressType::Ipv4Unicast),
+            ));
+        }
+        if caps.ipv6_unicast {
+            list.push(BgpCapability::MultiProtocolExtensions(
+                MultiProtocolExtensionsCapability::new(AddressType::Ipv6Unicast),
+            ));
+        }
+        if caps.route_refresh {
+            list.push(BgpCapability::RouteRefresh);
+        }
+        if caps.extended_next_hop_v4 {
+            list.push(BgpCapability::ExtendedNextHopEncoding(
+                ExtendedNextHopEncodingCapability::new(vec![ExtendedNextHopEncoding::new(
+                    AddressType::Ipv4Unicast,
+                    AddressFamily::IPv6,
+                )]),
+            ));
+        }
+        if let Some(gr) = &caps.graceful_restart {
+            let fams: Vec<GracefulRestartAddressFamily> = gr
+                .families
+                .iter()
+                .map(|(f, fwd)| GracefulRestartAddressFamily::new(*fwd, address_type(*f)))
+                .collect();
+            list.push(BgpCapability::GracefulRestartCapability(
+                GracefulRestartCapability::new(
+                    gr.restarting,
+                    false,
+                    gr.restart_time.min(4095),
+                    fams,
+                ),
+            ));
+        }
+        list.push(BgpCapability::FourOctetAs(FourOctetAsCapability::new(asn)));
+        let my_as = if asn > 65535 {
+            AS_TRANS as u16
+        } else {
+            asn as u16
+        };
+        let open = BgpOpenMessage::new(
+            my_as,
+            hold_time,
+            router_id,
+            vec![BgpOpenMessageParameter::new_capabilities(list)],
+        );
+        self.encode(BgpMessage::Open(open))
+    }
+
+    fn encode(&mut self, msg: BgpMessage) -> Bytes {
+        let mut out = BytesMut::with_capacity(256);
+        // Our own messages are built from validated values; a failure here is a bug
+        // we report by sending nothing rather than a corrupt frame.
+        if let Err(e) = self.inner.encode(msg, &mut out) {
+            log::error!("BGP encode failed: {e:?}");
+            return Bytes::new();
+        }
+        out.freeze()
+    }
+
+    /// UPDATEs announcing `prefixes` (all one family) with `attrs`, split to fit
+    /// the message size. IPv4 with an IPv6 next hop goes in MP_REACH (RFC 8950).
+    pub fn encode_announce(&mut self, prefixes: &[Prefix], attrs: &PathAttrs) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let (v4, v6) = split(prefixes);
+        for chunk in v4.chunks(500) {
+            let nlri: Vec<Ipv4UnicastAddress> = chunk.iter().filter_map(|p| v4_nlri(*p)).collect();
+            let mut list = self.common_attrs(attrs);
+            match attrs.next_hop {
+                NextHop::V4 { addr } => {
+                    list.push(attr(
+                        false,
+                        true,
+                        pa::PathAttributeValue::NextHop(pa::NextHop::new(addr)),
+                    ));
+                    let u = BgpUpdateMessage::new(Vec::<Ipv4UnicastAddress>::new(), list, nlri);
+                    out.push(self.encode(BgpMessage::Update(u)));
+                }
+                NextHop::V6 { global, link_local } => {
+                    list.insert(
+                        0,
+                        attr(
+                            true,
+                            false,
+                            pa::PathAttributeValue::MpReach(pa::MpReach::Ipv4Unicast {
+                                next_hop: IpAddr::V6(global),
+                                next_hop_local: link_local,
+                                nlri: nlri.into(),
+                            }),
+                        ),
+                    );
+                    let u = BgpUpdateMessage::new(
+                        Vec::<Ipv4UnicastAddress>::new(),
+                        list,
+                        Vec::<Ipv4UnicastAddress>::new(),
+                    );
+                    out.push(self.encode(BgpMessage::Update(u)));
+                }
+            }
+        }
+        for chunk in v6.chunks(150) {
+            let nlri: Vec<Ipv6UnicastAddress> = chunk.iter().filter_map(|p| v6_nlri(*p)).collect();
+            let (global, link_local) = match attrs.next_hop {
+                NextHop::V6 { global, link_local } => (global, link_local),
+                NextHop::V4 { addr } => (addr.to_ipv6_mapped(), None),
+            };
+            let mut list = self.common_attrs(attrs);
+            list.insert(
+                0,
+                attr(
+                    true,
+                    false,
+                    pa::PathAttributeValue::MpReach(pa::MpReach::Ipv6Unicast {
+                        next_hop_global: global,
+                        next_hop_local: link_local,
+                        nlri: nlri.into(),
+                    }),
+                ),
+            );
+            let u = BgpUpdateMessage::new(
+                Vec::<Ipv4UnicastAddress>::new(),
+                list,
+                Vec::<Ipv4UnicastAddress>::new(),
+            );
+            out.push(self.encode(BgpMessage::Update(u)));
+        }
+        out
+    }
+
+    /// UPDATEs withdrawing `prefixes`. With `mp_v4`, IPv4 goes in MP_UNREACH
+    /// (used on sessions where IPv4 is carried only by MP-BGP).
+    pub fn encode_withdraw(&mut self, prefixes: &[Prefix], mp_v4: bool) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let (v4, v6) = split(prefixes);
+        let v4: Vec<Ipv4UnicastAddress> = v4.into_iter().filter_map(v4_nlri).collect();
+        let v6: Vec<Ipv6UnicastAddress> = v6.into_iter().filter_map(v6_nlri).collect();
+        for chunk in v4.chunks(800) {
+            let u = if mp_v4 {
+                BgpUpdateMessage::new(
+                    Vec::<Ipv4UnicastAddress>::new(),
+                    vec![attr(
+                        true,
+                        false,
+                        pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv4Unicast {
+                            nlri: chunk.to_vec().into(),
+                        }),
+                    )],
+                    Vec::<Ipv4UnicastAddress>::new(),
+                )
+            } else {
+                BgpUpdateMessage::new(
+                    chunk.to_vec(),
+                    Vec::<pa::PathAttribute>::new(),
+                    Vec::<Ipv4UnicastAddress>::new(),
+                )
+            };
+            out.push(self.encode(BgpMessage::Update(u)));
+        }
+        for chunk in v6.chunks(200) {
+            let u = BgpUpdateMessage::new(
+                Vec::<Ipv4UnicastAddress>::new(),
+                vec![attr(
+                    true,
+                    false,
+                    pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv6Unicast {
+                        nlri: chunk.to_vec().into(),
+                    }),
+                )],
+                Vec::<Ipv4UnicastAddress>::new(),
+            );
+            out.push(self.encode(BgpMessage::Update(u)));
+        }
+        out
+    }
+
+    fn common_attrs(&self, a: &PathAttrs) -> Vec<pa::PathAttribute> {
+        let mut list = Vec::new();
+        let origin = match a.origin {
+            Origin::Igp => pa::Origin::IGP,
+            Origin::Egp => pa::Origin::EGP,
+            Origin::Incomplete => pa::Origin::Incomplete,
+        };
+        list.push(attr(false, true, pa::PathAttributeValue::Origin(origin)));
+        let as_path = if self.session.asn4 {
+            pa::AsPath::As4PathSegments(
+                a.as_path
+                    .iter()
+                    .map(|s| pa::As4PathSegment::new(seg_type(s.kind), s.asns.clone()))
+                    .collect::<Vec<_>>()
+                    .into(),
+            )
+        } else {
+            pa::AsPath::As2PathSegments(
+                a.as_path
+                    .iter()
+                    .map(|s| {
+                        let asns: Vec<u16> = s
+                            .asns
+                            .iter()
+                            .map(|a| {
+                                if *a > 65535 {
+                                    AS_TRANS as u16
+                                } else {
+                                    *a as u16
+                                }
+                            })
+                            .collect();
+                        pa::As2PathSegment::new(seg_type(s.kind), asns)
+                    })
+                    .collect::<Vec<_>>()
+                    .into(),
+            )
+        };
+        list.push(attr(false, true, pa::PathAttributeValue::AsPath(as_path)));
+        if let Some(med) = a.med {
+            list.push(attr(
+                true,
+                false,
+                pa::PathAttributeValue::MultiExitDiscriminator(pa::MultiExitDiscriminator::new(
+                    med,
+                )),
+            ));
+        }
+        if let Some(lp) = a.local_pref {
+            list.push(attr(
+                false,
+                true,
+                pa::PathAttributeValue::LocalPreference(pa::LocalPreference::new(lp)),
+            ));
+        }
+        if a.atomic_aggregate {
+            list.push(attr(
+                false,
+                true,
+                pa::PathAttributeValue::AtomicAggregate(pa::AtomicAggregate),
+            ));
+        }
+        if let Some((asn, ip)) = a.aggregator {
+            let v = if self.session.asn4 {
+                pa::Aggregator::As4Aggregator(pa::As4Aggregator::new(asn, ip))
+            } else {
+                pa::Aggregator::As2Aggregator(pa::As2Aggregator::new(
+                    if asn > 65535 {
+                        AS_TRANS as u16
+                    } else {
+                        asn as u16
+                    },
+                    ip,
+                ))
+            };
+            list.push(attr(true, true, pa::PathAttributeValue::Aggregator(v)));
+        }
+        if !a.communities.is_empty() {
+            let cs: Vec<netgauze_bgp_pkt::community::Community> = a
+                .communities
+                .iter()
+                .map(|c| netgauze_bgp_pkt::community::Community::new(c.0))
+                .collect();
+            list.push(attr(
+                true,
+                true,
+                pa::PathAttributeValue::Communities(pa::Communities::new(cs)),
+            ));
+        }
+        if let Some(o) = a.originator_id {
+            list.push(attr(
+                true,
+                false,
+                pa::PathAttributeValue::Originator(pa::Originator::new(o)),
+            ));
+        }
+        if !a.cluster_list.is_empty() {
+            let ids: Vec<pa::ClusterId> = a
+                .cluster_list
+                .iter()
+                .map(|c| pa::ClusterId::new(*c))
+                .collect();
+            list.push(attr(
+                true,
+                false,
+                pa::PathAttributeValue::ClusterList(pa::ClusterList::new(ids)),
+            ));
+        }
+        for raw in &a.unknown {
+            let value = pa::PathAttributeValue::UnknownAttribute(pa::UnknownAttribute::new(
+                raw.code,
+                raw.value.clone(),
+            ));
+            let extended = raw.value.len() > 255;
+            if let Ok(at) = pa::PathAttribute::from(
+                raw.flags & 0x80 != 0,
+                raw.flags & 0x40 != 0,
+                raw.flags & 0x20 != 0,
+                extended,
+                value,
+            ) {
+                list.push(at);
+            }
+        }
+        list
+    }
+}
+
+fn attr(optional: bool, transitive: bool, value: pa::PathAttributeValue) -> pa::PathAttribute {
+    let extended = value_len(&value) > 255;
+    match pa::PathAttribute::from(optional, transitive, false, extended, value) {
+        Ok(a) => a,
+        // The flags we pass are the attribute's own; keep what netgauze says is valid.
+        Err((value, _)) => pa::PathAttribute::from(!optional, transitive, false, true, value)
+            .unwrap_or_else(|(v, _)| {
+                pa::PathAttribute::from(true, true, false, true, v).expect("attribute flags")
+            }),
+    }
+}
+
+fn value_len(v: &pa::PathAttributeValue) -> usize {
+    match v {
+        pa::PathAttributeValue::MpReach(pa::MpReach::Ipv4Unicast { nlri, .. }) => {
+            nlri.len() * 5 + 40
+        }
+        pa::PathAttributeValue::MpReach(pa::MpReach::Ipv6Unicast { nlri, .. }) => {
+            nlri.len() * 17 + 40
+        }
+        pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv4Unicast { nlri }) => {
+            nlri.len() * 5 + 3
+        }
+        pa::PathAttributeValue::MpUnreach(pa::MpUnreach::Ipv6Unicast { nlri }) => {
+            nlri.len() * 17 + 3
+        }
+        pa::PathAttributeValue::Communities(c) => c.communities().len() * 4,
+        pa::PathAttributeValue::ClusterList(c) => c.cluster_list().len() * 4,
+        pa::PathAttributeValue::AsPath(pa::AsPath::As4PathSegments(s)) => {
+            s.iter().map(|s| 2 + 4 * s.as_numbers().len()).sum()
+        }
+        pa::PathAttributeValue::AsPath(pa::AsPath::As2PathSegments(s)) => {
+            s.iter().map(|s| 2 + 2 * s.as_numbers().len()).sum()
+        }
+        pa::PathAttributeValue::UnknownAttribute(u) => u.value().len(),
+        _ => 8,
+    }
+}
+
+fn seg_type(k: AsSegmentKind) -> pa::AsPathSegmentType {
+    match k {
+        AsSegmentKind::Set => pa::AsPathSegmentType::AsSet,
+        AsSegmentKind::Sequence => pa::AsPathSegmentType::AsSequence,
+    }
+}
+
+fn address_type(f: Family) -> AddressType {
+    match f {
+        Family::Ipv4Unicast => AddressType::Ipv4Unicast,
+        Family::Ipv6Unicast => AddressType::Ipv6Unicast,
+    }
+}
+
+fn v4_nlri(p: Ipv4Prefix) -> Option<Ipv4UnicastAddress> {
+    let net = ipnet::Ipv4Net::new(p.addr(), p.len()).ok()?;
+    Some(Ipv4UnicastAddress::new_no_path_id(
+        Ipv4Unicast::from_net(net).ok()?,
+    ))
+}
+
+fn v6_nlri(p: Ipv6Prefix) -> Option<Ipv6UnicastAddress> {
+    let net = ipnet::Ipv6Net::new(p.addr, p.len).ok()?;
+    Some(Ipv6UnicastAddress::new(
+        None,
+        Ipv6Unicast::from_net(net).ok()?,
+    ))
+}
+
+/// A KEEPALIVE.
+pub fn keepalive() -> Bytes {
+    let mut b = BytesMut::with_capacity(HEADER_LEN);
+    b.put_slice(&[0xff; 16]);
+    b.put_u16(HEADER_LEN as u16);
+    b.put_u8(MSG_KEEPALIVE);
+    b.freeze()
+}
+
+/// A NOTIFICATION.
+pub fn notification(n: &Notification) -> Bytes {
+    let len = HEADER_LEN + 2 + n.data.len().min(MAX_LEN - HEADER_LEN - 2);
+    let mut b = BytesMut::with_capacity(len);
+    b.put_slice(&[0xff; 16]);
+    b.put_u16(len as u16);
+    b.put_u8(MSG_NOTIFICATION);
+    b.put_u8(n.code);
+    b.put_u8(n.subcode);
+    b.put_slice(&n.data[..len - HEADER_LEN - 2]);
+    b.freeze()
+}
+
+/// A ROUTE-REFRESH request (RFC 2918).
+pub fn route_refresh(f: Family) -> Bytes {
+    let mut b = BytesMut::with_capacity(23);
+    b.put_slice(&[0xff; 16]);
+    b.put_u16(23);
+    b.put_u8(MSG_ROUTE_REFRESH);
+    b.put_u16(match f {
+        Family::Ipv4Unicast => 1,
+        Family::Ipv6Unicast => 2,
+    });
+    b.put_u8(0);
+    b.put_u8(1);
+    b.freeze()
+}
+
+/// An End-of-RIB marker (RFC 4724 2).
+pub fn end_of_rib(f: Family) -> Bytes {
+    match f {
+        Family::Ipv4Unicast => {
+            let mut b = BytesMut::with_capacity(23);
+            b.put_slice(&[0xff; 16]);
+            b.put_u16(23);
+            b.put_u8(MSG_UPDATE);
+            b.put_u16(0);
+            b.put_u16(0);
+            b.freeze()
+        }
+        Family::Ipv6Unicast => {
+            let mut b = BytesMut::with_capacity(29);
+            b.put_slice(&[0xff; 16]);
+            b.put_u16(29);
+            b.put_u8(MSG_UPDATE);
+            b.put_u16(0);
+            b.put_u16(6);
+            b.put_slice(&[0x80, 15, 3, 0, 2, 1]);
+            b.freeze()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{check_header, GracefulRestart, Message};
+    use super::*;
+    use crate::route::{AsSegment, Community, RawAttr};
+
+    fn frame_of(b: &Bytes) -> Vec<u8> {
+        let h: [u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
+        let (len, _) = check_header(&h, MAX_LEN).unwrap();
+        assert_eq!(len, b.len());
+        b.to_vec()
+    }
+
+    fn p4(s: &str) -> Prefix {
+        Prefix::V4(s.parse().unwrap())
+    }
+
+    fn attrs() -> PathAttrs {
+        let mut a = PathAttrs::local(NextHop::V4 {
+            addr: "10.0.0.1".parse().unwrap(),
+        });
+        a.as_path = vec![AsSegment {
+            kind: AsSegmentKind::Sequence,
+            asns: vec![65001, 4_200_000_000],
+        }];
+        a.local_pref = Some(200);
+        a.med = Some(5);
+        a.communities = vec![Community::new(65000, 100), Community::new(65000, 1)];
+        a.originator_id = Some("10.0.0.9".parse().unwrap());
+        a.cluster_list = vec!["10.0.0.100".parse().unwrap()];
+        a.unknown = vec![RawAttr {
+            flags: 0xc0,
+            code: 99,
+            value: vec![1, 2, 3],
+        }];
+        a
+    }
+
+    #[test]
+    fn open_roundtrip_with_capabilities() {
+        let mut c = Codec::new();
+        let caps = Capabilities {
+            ipv4_unicast: true,
+            ipv6_unicast: true,
+            four_octet_as: Some(4_200_000_001),
+            route_refresh: true,
+            extended_next_hop_v4: true,
+            graceful_restart: Some(GracefulRestart {
+                restart_time: 120,
+                restarting: true,
+                families: vec![(Family::Ipv4Unicast, true)],
+            }),
+        };
+        let b = c.encode_open(4_200_000_001, 90, "10.0.0.1".parse().unwrap(), &caps);
+        let Message::Open(o) = Codec::new().decode(&frame_of(&b)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(o.asn, 4_200_000_001);
+        assert_eq!(o.hold_time, 90);
+        assert_eq!(o.caps, caps);
+        assert_eq!(
+            u16::from_be_bytes([b[20], b[21]]),
+            AS_TRANS as u16,
+            "2-octet My AS is AS_TRANS"
+        );
+    }
+
+    #[test]
+    fn update_roundtrip_v4_next_hop() {
+        let mut c = Codec::new();
+        let a = attrs();
+        let msgs = c.encode_announce(&[p4("10.77.60.10/32"), p4("10.77.60.11/32")], &a);
+        assert_eq!(msgs.len(), 1);
+        let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else {
+            panic!()
+        };
+        assert!(u.errors.is_empty(), "{:?}", u.errors);
+        assert_eq!(u.announced.len(), 1);
+        assert_eq!(
+            u.announced[0].prefixes,
+            vec![p4("10.77.60.10/32"), p4("10.77.60.11/32")]
+        );
+        // An unrecognized transitive attribute comes back with the Partial bit (RFC 4271 9).
+        let mut want = a.clone();
+        want.unknown[0].flags |= 0x20;
+        assert_eq!(*u.announced[0].attrs, want);
+    }
+
+    #[test]
+    fn ipv4_with_ipv6_next_hop_uses_mp_reach() {
+        let mut c = Codec::new();
+        let mut a = attrs();
+        a.next_hop = NextHop::V6 {
+            global: "2001:db8::1".parse().unwrap(),
+            link_local: Some("fe80::1".parse().unwrap()),
+        };
+        let msgs = c.encode_announce(&[p4("10.77.60.10/32")], &a);
+        let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else {
+            panic!()
+        };
+        assert_eq!(u.announced[0].prefixes, vec![p4("10.77.60.10/32")]);
+        assert_eq!(u.announced[0].attrs.next_hop, a.next_hop);
+    }
+
+    #[test]
+    fn ipv6_prefixes_and_withdrawals() {
+        let mut c = Codec::new();
+        let mut a = attrs();
+        a.next_hop = NextHop::V6 {
+            global: "2001:db8::1".parse().unwrap(),
+            link_local: None,
+        };
+        let p6 = Prefix::V6(Ipv6Prefix::new("2001:db8:77::".parse().unwrap(), 48));
+        let msgs = c.encode_announce(&[p6], &a);
+        let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else {
+            panic!()
+        };
+        assert_eq!(u.announced[0].prefixes, vec![p6]);
+        for mp in [false, true] {
+            let w = c.encode_withdraw(&[p4("10.77.60.10/32"), p6], mp);
+            let mut got = Vec::new();
+            for m in &w {
+                let Message::Update(u) = Codec::new().decode(&frame_of(m)).unwrap() else {
+                    panic!()
+                };
+                got.extend(u.withdrawn);
+            }
+            assert_eq!(got, vec![p4("10.77.60.10/32"), p6]);
+        }
+    }
+
+    #[test]
+    fn large_announcements_are_split_under_4096() {
+        let mut c = Codec::new();
+        let prefixes: Vec<Prefix> = (0..2000u32)
+            .map(|i| Prefix::V4(Ipv4Prefix::host(Ipv4Addr::from(0x0a00_0000 + i))))
+            .collect();
+        let msgs = c.encode_announce(&prefixes, &attrs());
+        assert!(msgs.len() >= 4);
+        let mut n = 0;
+        for m in &msgs {
+            assert!(m.len() <= MAX_LEN);
+            let Message::Update(u) = Codec::new().decode(&frame_of(m)).unwrap() else {
+                panic!()
+            };
+            n += u.announced_prefixes().count();
+        }
+        assert_eq!(n, 2000);
+    }
+
+    #[test]
+    fn end_of_rib_markers() {
+        for f in [Family::Ipv4Unicast, Family::Ipv6Unicast] {
+            let Message::Update(u) = Codec::new().decode(&frame_of(&end_of_rib(f))).unwrap() else {
+                panic!()
+            };
+            assert_eq!(u.end_of_rib, Some(f));
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! OPEN messages (RFC 4271 4.2, RFC 5492 capabilities): what a speaker
+//! advertises (`Capabilities`, `GracefulRestart`) and the decoding of a
+//! received OPEN through netgauze into those terms.
+
+use super::error::{wire_err, WireError};
+use super::{notify, Family};
+use bytes::BytesMut;
+use netgauze_bgp_pkt::capabilities::BgpCapability;
+use netgauze_bgp_pkt::codec::BgpCodec;
+use netgauze_bgp_pkt::open::BgpOpenMessage;
+use netgauze_bgp_pkt::BgpMessage;
+use netgauze_iana::address_family::{AddressFamily, AddressType};
+use std::net::Ipv4Addr;
+use tokio_util::codec::Decoder;
+
+/// Graceful restart as advertised by a speaker (RFC 4724).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GracefulRestart {
+    pub restart_time: u16,
+    /// The R bit: the sender has restarted.
+    pub restarting: bool,
+    /// Families with the forwarding state preserved (F bit).
+    pub families: Vec<(Family, bool)>,
+}
+
+/// Capabilities of one side of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    pub ipv4_unicast: bool,
+    pub ipv6_unicast: bool,
+    pub four_octet_as: Option<u32>,
+    pub route_refresh: bool,
+    /// IPv4 unicast NLRI with an IPv6 next hop (RFC 8950).
+    pub extended_next_hop_v4: bool,
+    pub graceful_restart: Option<GracefulRestart>,
+}
+
+/// A received OPEN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Open {
+    pub version: u8,
+    pub asn: u32,
+    pub hold_time: u16,
+    pub router_id: Ipv4Addr,
+    pub caps: Capabilities,
+}
+
+fn open_from(o: &BgpOpenMessage) -> Open {
+    let mut caps = Capabilities::default();
+    for c in o.capabilities() {
+        match c {
+            BgpCapability::MultiProtocolExtensions(m) => match m.address_type() {
+                AddressType::Ipv4Unicast => caps.ipv4_unicast = true,
+                AddressType::Ipv6Unicast => caps.ipv6_unicast = true,
+                _ => {}
+            },
+            BgpCapability::RouteRefresh
+            | BgpCapability::EnhancedRouteRefresh
+            | BgpCapability::CiscoRouteRefresh => caps.route_refresh = true,
+            BgpCapability::FourOctetAs(a) => caps.four_octet_as = Some(a.asn4()),
+            BgpCapability::ExtendedNextHopEncoding(e)
+                if e.encodings().iter().any(|x| {
+                    x.address_type() == AddressType::Ipv4Unicast
+                        && x.next_hop_afi() == AddressFamily::IPv6
+                }) =>
+            {
+                caps.extended_next_hop_v4 = true;
+            }
+            BgpCapability::GracefulRestartCapability(g) => {
+                caps.graceful_restart = Some(GracefulRestart {
+                    restart_time: g.time(),
+                    restarting: g.restart(),
+                    families: g
+                        .address_families()
+                        .iter()
+                        .filter_map(|f| match f.address_type() {
+                            AddressType::Ipv4Unicast => {
+                                Some((Family::Ipv4Unicast, f.forwarding_state()))
+                            }
+                            AddressType::Ipv6Unicast => {
+                                Some((Family::Ipv6Unicast, f.forwarding_state()))
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                })
+            }
+            _ => {}
+        }
+    }
+    // No MP capability at all means IPv4 unicast only (RFC 4760 6).
+    if !o
+        .capabilities()
+        .iter()
+        .any(|c| matches!(c, BgpCapability::MultiProtocolExtensions(_)))
+    {
+        caps.ipv4_unicast = true;
+    }
+    Open {
+        version: o.version(),
+        asn: o.my_asn4(),
+        hold_time: o.hold_time(),
+        router_id: o.bgp_id(),
+        caps,
+    }
+}
+
+/// Decodes an OPEN frame (header included) with a fresh netgauze codec, so
+/// nothing of one message's parse is left for the next.
+pub(super) fn decode(frame: &[u8]) -> Result<Open, WireError> {
+    let mut buf = BytesMut::from(frame);
+    match BgpCodec::new(true).decode(&mut buf) {
+        Ok(Some((BgpMessage::Open(o), _))) => Ok(open_from(&o)),
+        Ok(_) => Err(wire_err(
+            notify::HEADER,
+            notify::HEADER_BAD_LENGTH,
+            "incomplete OPEN message",
+        )),
+        Err(e) => Err(wire_err(notify::OPEN, 0, format!("malformed OPEN: {e}"))),
+    }
+}
