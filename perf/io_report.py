@@ -51,6 +51,7 @@ json.dump({
         "ndr_steps": r["ndr_steps"]} for r in rows],
     "entries": res["entries"], "max_secs": res["max_secs"], "ndr_secs": res["ndr_secs"],
     "memory": res["memory"], "failures": res["failures"], "engine_drops": res["engine_drops"],
+    "drift": res.get("drift"),
     "command": e["COMMAND"], "machine": e["MACHINE"], "versions": e["VERSIONS"],
 }, open(e["JSON"], "w"), indent=1)
 
@@ -80,7 +81,8 @@ w("- **ovs**: OVS-DPDK userspace datapath, PMD on CPU 1. Forward: one OpenFlow r
   "FIB with per-host neighbors); GRE: native tunneling with `packet_type=legacy_l3`, key 77 "
   "(the same 28-byte encapsulation as CER's GRE).")
 w("")
-w(f"Trials: maximum = offered as fast as the generator can for {res['max_secs']} s; no-drop rate "
+w(f"Trials: maximum = offered as fast as the generator can for {res['max_secs']} s, three times "
+  "(the median trial is reported; the range is in the JSON); no-drop rate "
   f"(NDR) = highest offered rate with zero loss over {res['ndr_secs']} s (binary search from the "
   "maximum, 1% resolution; a ring the engine did not drain counts as loss). Mpps are packets "
   "delivered; Gbps = delivered packets x mean frame size of the input frames with FCS (64 B, "
@@ -161,6 +163,12 @@ if res["failures"]:
     for x in res["failures"]:
         w(f"- {x}")
     w("")
+d = res.get("drift") or {}
+if d:
+    a, b = d["ceiling_forward_64_start_mpps"], d["ceiling_forward_64_end_mpps"]
+    w(f"Drift check: the ceiling's forward 64 B maximum was {a:.2f} Mpps at the start of the run and "
+      f"{b:.2f} at the end ({(b - a) / a * 100:+.1f}%): ratios between engines measured at different "
+      "times carry about that much host noise.\n")
 w("Load context (machine shared; figures are ratios within this run):\n")
 w("```")
 w("start:")
