@@ -51,7 +51,7 @@ json.dump({
         "ndr_steps": r["ndr_steps"]} for r in rows],
     "entries": res["entries"], "max_secs": res["max_secs"], "ndr_secs": res["ndr_secs"],
     "memory": res["memory"], "failures": res["failures"], "engine_drops": res["engine_drops"],
-    "drift": res.get("drift"),
+    "drift": res.get("drift"), "head_to_head": res.get("head_to_head"),
     "command": e["COMMAND"], "machine": e["MACHINE"], "versions": e["VERSIONS"],
 }, open(e["JSON"], "w"), indent=1)
 
@@ -90,6 +90,51 @@ w(f"Trials: maximum = offered as fast as the generator can for {res['max_secs']}
   "core spent in polls that received packets / packets received, during the maximum trial "
   "(cer: its per-core busy counters; ovs: `dpif-netdev/pmd-stats-show` processing cycles / "
   "packets received; ceiling: testpmd `--record-core-cycles`).\n")
+
+h2h = res.get("head_to_head") or []
+H2H = {}
+if h2h:
+    import statistics
+    w("## Head to head: forward and GRE encap at 64 B, engines measured back to back\n")
+    w(f"{len(h2h)} rounds; in each round every engine is started fresh and measured "
+      "(one maximum trial per case) within about a minute of the others, so the per-round ratios "
+      "share the host's speed of that minute. Medians over the rounds.\n")
+    w("| round | case | ceiling Mpps | CER Mpps | OVS Mpps | CER / ceiling | CER cycles/pkt | OVS cycles/pkt | CER / OVS cycles |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    per = {}
+    for rd in h2h:
+        by = {(x["engine"], x["case"]): x for x in rd["rows"]}
+        for case in ("forward", "gre-encap"):
+            c, ceil, o = by.get(("cer", case)), by.get(("ceiling", "forward")), by.get(("ovs", case))
+            if not c:
+                continue
+            r1 = c["max_mpps"] / ceil["max_mpps"] if ceil else None
+            r2 = (c["cycles_per_packet"] / o["cycles_per_packet"]
+                  if o and o["cycles_per_packet"] and c["cycles_per_packet"] else None)
+            per.setdefault(case, []).append((c, ceil, o, r1, r2))
+            w(f"| {rd['round']} | {case} | {f(ceil and ceil['max_mpps'])} | {f(c['max_mpps'])} | "
+              f"{f(o and o['max_mpps'])} | {f(r1 and r1 * 100, '{:.0f}%')} | "
+              f"{f(c['cycles_per_packet'], '{:.0f}')} | {f(o and o['cycles_per_packet'], '{:.0f}')} | "
+              f"{f(r2, '{:.2f}')} |")
+    w("")
+    for case, xs in per.items():
+        med = lambda v: statistics.median(v) if v else None
+        H2H[case] = {
+            "cer_over_ceiling": med([x[3] for x in xs if x[3] is not None]),
+            "cer_over_ovs_cycles": med([x[4] for x in xs if x[4] is not None]),
+            "cer_mpps": med([x[0]["max_mpps"] for x in xs]),
+            "cer_cycles": med([x[0]["cycles_per_packet"] for x in xs if x[0]["cycles_per_packet"]]),
+            "ovs_cycles": med([x[2]["cycles_per_packet"] for x in xs if x[2] and x[2]["cycles_per_packet"]]),
+            "cer_busy": med([x[0]["engine_busy"] for x in xs if x[0].get("engine_busy") is not None]),
+            "ceiling_busy": med([x[1]["engine_busy"] for x in xs if x[1] and x[1].get("engine_busy") is not None]),
+        }
+    for case, h in H2H.items():
+        w(f"- {case}: CER / ceiling median {f(h['cer_over_ceiling'] and h['cer_over_ceiling'] * 100, '{:.0f}%')}, "
+          f"CER cycles / OVS cycles median {f(h['cer_over_ovs_cycles'])} (CER {f(h['cer_cycles'], '{:.0f}')}, "
+          f"OVS {f(h['ovs_cycles'], '{:.0f}')} cycles/packet); busy share median CER "
+          f"{f(h['cer_busy'] and h['cer_busy'] * 100, '{:.0f}%')}, ceiling "
+          f"{f(h['ceiling_busy'] and h['ceiling_busy'] * 100, '{:.0f}%')}.")
+    w("")
 
 w("## 64-byte frames\n")
 w("Busy = share of the engine core's cycles in polls that received packets during the maximum "

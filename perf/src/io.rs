@@ -101,6 +101,15 @@ struct RunArgs {
     no_huge: bool,
     #[arg(long)]
     json: PathBuf,
+    /// Head-to-head rounds before the matrix: each round starts every engine
+    /// in turn and takes one maximum trial of forward and GRE encap at 64 B,
+    /// so the engines of a round are measured within a minute of each other
+    /// (the shared host's speed drifts over minutes). 0: none.
+    #[arg(long, default_value_t = 0)]
+    head_to_head: usize,
+    /// Skip the full matrix (with --head-to-head: only the rounds).
+    #[arg(long)]
+    no_matrix: bool,
     /// Keep the work directory (configs, logs) for inspection.
     #[arg(long)]
     keep: bool,
@@ -348,6 +357,8 @@ fn run(a: RunArgs) -> Result<()> {
         entries: a.entries,
     };
     let started = Instant::now();
+    let h2h = head_to_head(&a, &bench, &kinds)?;
+    let kinds = if a.no_matrix { Vec::new() } else { kinds };
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     let mut drops = serde_json::Map::new();
@@ -449,6 +460,7 @@ fn run(a: RunArgs) -> Result<()> {
         "failures": failures,
         "engine_drops": drops,
         "drift": drift,
+        "head_to_head": h2h,
         "entries": a.entries,
         "max_secs": a.max_secs,
         "ndr_secs": a.ndr_secs,
@@ -472,6 +484,42 @@ fn run(a: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--head-to-head` rounds: per round, per engine, one maximum trial of each
+/// target case at 64 B, each engine started fresh.
+fn head_to_head(a: &RunArgs, bench: &Bench, kinds: &[EngineKind]) -> Result<serde_json::Value> {
+    let cases = [Case::Forward, Case::Encap(frames::Transport::Gre)];
+    let one = RunArgs {
+        ndr_trials: 0,
+        repeat: 1,
+        ..a.clone()
+    };
+    let mut rounds = Vec::new();
+    for round in 0..a.head_to_head {
+        eprintln!("== head-to-head round {}/{}", round + 1, a.head_to_head);
+        let mut results = Vec::new();
+        for kind in kinds {
+            let mut engine: Box<dyn Engine> = match kind {
+                EngineKind::Cer => Box::new(Cer::start(bench)?),
+                EngineKind::Ceiling => Box::new(Ceiling::start(bench)?),
+                EngineKind::Ovs => Box::new(Ovs::start(bench)?),
+            };
+            let mut g =
+                GenProc::start(bench, engine.gen_queues(), &format!("h2h-{}", kind.name()))?;
+            for &case in &cases {
+                // The ceiling's forward row bounds encap too (inner frames in).
+                if !kind.cases().contains(&case) {
+                    continue;
+                }
+                engine.prepare(case)?;
+                let row = measure(&one, engine.as_mut(), &mut g, case, FrameMix::F64)?;
+                results.push(row);
+            }
+        }
+        rounds.push(json!({ "round": round + 1, "rows": results }));
+    }
+    Ok(json!(rounds))
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {

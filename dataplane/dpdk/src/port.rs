@@ -737,7 +737,9 @@ impl Port {
             let slots = bufs.as_mut_ptr().cast::<*mut sys::rte_mbuf>();
             let n = usize::from(sys::cer_eth_tx_burst(self.id, queue, slots, len as u16));
             if n > 0 {
-                ptr::copy(slots.add(n), slots, total - n);
+                if n < total {
+                    ptr::copy(slots.add(n), slots, total - n);
+                }
                 bufs.set_len(total - n);
             }
             n

@@ -119,24 +119,26 @@ impl<B: PacketBuf> Worker<B> {
         rx: &mut ArrayVec<B, BURST>,
     ) {
         let info = self.cfg.ports[port];
-        let mut cand: [Option<Candidate>; BURST] = [None; BURST];
+        // Per-packet stage results, pushed (not a pre-initialized array: a
+        // burst is often short, and nothing here needs zeroing).
+        let mut cand: ArrayVec<Option<Candidate>, BURST> = ArrayVec::new();
         // ip4-input: check every frame; prefetch the /32 slot of transit ones.
-        for (i, buf) in rx.iter().enumerate() {
-            cand[i] = self.candidate(snap, buf, &info);
-            if let Some(c) = cand[i] {
+        for buf in rx.iter() {
+            let c = self.candidate(snap, buf, &info);
+            if let Some(c) = c {
                 snap.endpoints.prefetch(c.dst);
             }
+            cand.push(c);
         }
         // ip4-lookup: the slots are (mostly) in cache now; start loading the
         // neighbor of each local delivery.
-        let mut exact: [Option<EndpointAction>; BURST] = [None; BURST];
-        for i in 0..rx.len() {
-            if let Some(c) = cand[i] {
-                exact[i] = snap.endpoints.get(c.dst);
-                if let Some(EndpointAction::Local { port }) = exact[i] {
-                    snap.neighbors.prefetch(port, c.dst);
-                }
+        let mut exact: ArrayVec<Option<EndpointAction>, BURST> = ArrayVec::new();
+        for c in cand.iter() {
+            let e = c.and_then(|c| snap.endpoints.get(c.dst));
+            if let (Some(EndpointAction::Local { port }), Some(c)) = (e, c) {
+                snap.neighbors.prefetch(port, c.dst);
             }
+            exact.push(e);
         }
         // Then each packet, in arrival order.
         let m = Meta::received(port);

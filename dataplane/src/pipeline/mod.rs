@@ -183,7 +183,6 @@ pub struct Worker<B: PacketBuf> {
     cfg: Arc<PipelineConfig>,
     links: CoreLinks,
     tx: Vec<ArrayVec<B, BURST>>,
-    rx: ArrayVec<B, BURST>,
     /// Direct-mapped (port,ip) -> last ARP request time, to rate-limit resolution.
     arp_sent: Box<[(u64, u64)]>,
     icmp: TokenBucket,
@@ -268,7 +267,6 @@ impl<B: PacketBuf> Worker<B> {
         Worker {
             icmp: TokenBucket::new(cfg.icmp_rate_per_sec),
             tx: (0..n_io).map(|_| ArrayVec::new()).collect(),
-            rx: ArrayVec::new(),
             arp_sent: vec![(u64::MAX, 0u64); output::ARP_LIMITER_SLOTS].into_boxed_slice(),
             ip_ident: (links.stats.lcore as u16).wrapping_mul(0x1357),
             now_ns: 0,
@@ -327,11 +325,12 @@ impl<B: PacketBuf> Worker<B> {
         }
         let mut total = 0;
         for io_port in 0..self.cfg.roles.len() {
-            let mut rx = std::mem::take(&mut self.rx);
+            // A local burst (only its length is initialized): nothing is
+            // moved in or out of the worker per poll.
+            let mut rx: ArrayVec<B, BURST> = ArrayVec::new();
             io.rx_burst(io_port, &mut rx);
             let n = rx.len();
             if n == 0 {
-                self.rx = rx;
                 continue;
             }
             total += n;
@@ -351,7 +350,6 @@ impl<B: PacketBuf> Worker<B> {
                     }
                 }
             }
-            self.rx = rx;
             self.flush_all(io);
         }
         if total > 0 {
