@@ -50,7 +50,8 @@ json.dump({
         "generator_behind": r["generator_behind"],
         "ndr_steps": r["ndr_steps"]} for r in rows],
     "entries": res["entries"], "max_secs": res["max_secs"], "ndr_secs": res["ndr_secs"],
-    "memory": res["memory"], "failures": res["failures"], "engine_drops": res["engine_drops"],
+    "memory": res["memory"], "ring_log2": res.get("ring_log2"), "failures": res["failures"],
+    "engine_drops": res["engine_drops"],
     "drift": res.get("drift"), "head_to_head": res.get("head_to_head"),
     "command": e["COMMAND"], "machine": e["MACHINE"], "versions": e["VERSIONS"],
 }, open(e["JSON"], "w"), indent=1)
@@ -64,7 +65,7 @@ w(f"Machine: {e['MACHINE']}; {e['VERSIONS']}\n")
 w("Setup: the generator (`cer-bench-io gen`: DPDK, memif clients, one core) on CPU "
   f"{0} and the engine under test busy-polling CPU 1, joined by two `net_memif` links (socket "
   "files, no kernel on the path). Each engine is the memif server in the same place on the same "
-  "links. Memory: " + res["memory"] + ". The generator sends the case's frames with the "
+  f"links (memif rings of {2 ** res.get('ring_log2', 10)} slots). Memory: " + res["memory"] + ". The generator sends the case's frames with the "
   f"destination drawn from CER's table of {res['entries']:,} /32s (every entry, pseudo-random "
   "order) and counts what comes back on the other link.\n")
 w("- **ceiling**: `dpdk-testpmd --forward-mode=io` (receives and transmits, touches nothing). "
@@ -186,8 +187,17 @@ for case in CASE_ORDER:
             r = row(case, frame, eng)
             if r is None:
                 continue
-            steps = ", ".join(f"{s['rate_pps'] / 1e6:.2f}: {s['lost']}{' (gen behind)' if s['behind'] else ''}"
-                              for s in r["ndr_steps"])
+            def step(s):
+                t = f"{s['rate_pps'] / 1e6:.2f}: {s['lost']}"
+                notes = []
+                if s["behind"]:
+                    notes.append("gen behind")
+                if s.get("engine_stalls"):
+                    notes.append(f"{s['engine_stalls']} CER stalls")
+                if s.get("lag_max_us", 0) > 500:
+                    notes.append(f"gen late {s['lag_max_us']:.0f} us")
+                return t + (f" ({', '.join(notes)})" if notes else "")
+            steps = ", ".join(step(s) for s in r["ndr_steps"])
             notes = ""
             if r["unexpected_frames"]:
                 notes += (f" {r['unexpected_frames']} unexpected frames (first: "

@@ -65,6 +65,10 @@ const FUNCTIONS: &[&str] = &[
     "rte_eth_promiscuous_enable",
     "rte_eth_promiscuous_disable",
     "rte_eth_promiscuous_get",
+    // receive interrupts (event-driven idle wake-up of polling cores)
+    "rte_eth_dev_rx_intr_enable",
+    "rte_eth_dev_rx_intr_disable",
+    "rte_eth_dev_rx_intr_ctl_q_get_fd",
     // hot-plug of devices after EAL init (e.g. the exception-path TAP)
     "rte_dev_probe",
     // our shim

@@ -107,6 +107,10 @@ pub struct Manager {
     pub ra_interval: Duration,
     /// TSC frequency of the polling cores (their cycle counters); 0 unknown.
     pub tsc_hz: u64,
+    /// Per core: what wakes it from an idle sleep (set by the engine).
+    pub core_wake: Vec<CoreWakeInfo>,
+    /// Per core: wakes it when a command was queued for it.
+    pub wakers: Vec<Arc<crate::wake::CoreWaker>>,
     next_ra: Option<Instant>,
     feed: FeedState,
     session: u64,
@@ -157,6 +161,8 @@ impl Manager {
             boot_id,
             port_state,
             tsc_hz: 0,
+            core_wake: Vec::new(),
+            wakers: Vec::new(),
             wg_state: Vec::new(),
             learn6: Arc::new(ArrayQueue::new(1024)),
             link_locals: Vec::new(),
@@ -230,6 +236,14 @@ impl Manager {
             {
                 log::warn!("core command queue full: router advertisement skipped");
             }
+        }
+        self.wake_core(0);
+    }
+
+    /// Wakes core `k` if it sleeps (a command was queued for it).
+    fn wake_core(&self, k: usize) {
+        if let Some(w) = self.wakers.get(k) {
+            w.wake();
         }
     }
 
@@ -492,6 +506,7 @@ impl Manager {
                     })
                     .map_err(|_| "core command queue full; retry".to_string())?;
                 }
+                self.wake_core(0);
                 Ok(())
             }
         }
@@ -501,7 +516,8 @@ impl Manager {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         self.stats
             .iter()
-            .map(|s| CoreCounters {
+            .enumerate()
+            .map(|(k, s)| CoreCounters {
                 lcore: s.lcore,
                 bursts: load(&s.bursts),
                 busy_cycles: load(&s.busy_cycles),
@@ -509,6 +525,26 @@ impl Manager {
                 idle_cycles: load(&s.idle_cycles),
                 idle_polls: load(&s.idle_polls),
                 tsc_hz: self.tsc_hz,
+                stalls: load(&s.stalls),
+                sleeps: load(&s.sleeps),
+                wake_events: load(&s.wake_events),
+                wake_timeouts: load(&s.wake_timeouts),
+                wake_sources: self
+                    .core_wake
+                    .get(k)
+                    .map(|w| w.sources.clone())
+                    .unwrap_or_default(),
+                wake_timer_for: self
+                    .core_wake
+                    .get(k)
+                    .map(|w| w.timer_for.clone())
+                    .unwrap_or_default(),
+                wake_bound_us: self.core_wake.get(k).and_then(|w| w.bound_us),
+                poll_mode: self
+                    .core_wake
+                    .get(k)
+                    .map(|w| w.poll_mode.clone())
+                    .unwrap_or_default(),
                 snapshot_version: load(&s.snapshot_version),
                 rx: self
                     .io_names
@@ -754,6 +790,18 @@ impl Manager {
         };
         AdminResponse::Ok { data }
     }
+}
+
+/// How a polling core sleeps when idle, for `show state` / `show counters`.
+#[derive(Debug, Clone, Default)]
+pub struct CoreWakeInfo {
+    pub poll_mode: String,
+    /// Ports (and how) that wake the core when traffic arrives.
+    pub sources: Vec<String>,
+    /// Ports the core wakes up for on a timer (no event source).
+    pub timer_for: Vec<String>,
+    /// That timer's bound (µs), when one is in force.
+    pub bound_us: Option<u64>,
 }
 
 /// Word in the error a superseded session gets (and reports when it ends).

@@ -120,6 +120,9 @@ named_enum! {
 
 pub const MAX_PORTS: usize = 32;
 
+/// A poll that takes longer than this (without sleeping) counts as a stall.
+pub const STALL_NS: u64 = 100_000;
+
 /// Counters of one polling core (one writer: that core).
 #[repr(align(64))]
 pub struct CoreStats {
@@ -134,6 +137,16 @@ pub struct CoreStats {
     /// sleeps between them), and how many such polls.
     pub idle_cycles: AtomicU64,
     pub idle_polls: AtomicU64,
+    /// Polls that took longer than `STALL_NS` of wall time without sleeping:
+    /// the core was taken away (preempted, a hypervisor pause) or stuck.
+    /// Each can overflow the receive rings at line rate: the first thing to
+    /// check when packets are missed on an otherwise idle core.
+    pub stalls: AtomicU64,
+    /// Idle sleeps (poll modes adaptive/shared), and how they ended: a port
+    /// or the manager signalled, or the timer (back-off bound, timer duty).
+    pub sleeps: AtomicU64,
+    pub wake_events: AtomicU64,
+    pub wake_timeouts: AtomicU64,
     pub snapshot_version: AtomicU64,
     pub rx: [AtomicU64; MAX_PORTS],
     pub tx: [AtomicU64; MAX_PORTS],
@@ -178,6 +191,10 @@ impl CoreStats {
             busy_polls: AtomicU64::new(0),
             idle_cycles: AtomicU64::new(0),
             idle_polls: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            sleeps: AtomicU64::new(0),
+            wake_events: AtomicU64::new(0),
+            wake_timeouts: AtomicU64::new(0),
             snapshot_version: AtomicU64::new(0),
             rx: std::array::from_fn(|_| AtomicU64::new(0)),
             tx: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -278,6 +295,25 @@ impl CoreStats {
             bump(&self.idle_cycles, cycles);
             bump(&self.idle_polls, 1);
         }
+    }
+
+    /// Accounts one stalled poll (see `stalls`).
+    #[inline]
+    pub fn stalled(&self) {
+        bump(&self.stalls, 1);
+    }
+
+    /// Accounts one idle sleep and how it ended.
+    pub fn slept(&self, by_event: bool) {
+        bump(&self.sleeps, 1);
+        bump(
+            if by_event {
+                &self.wake_events
+            } else {
+                &self.wake_timeouts
+            },
+            1,
+        );
     }
 
     #[inline(always)]

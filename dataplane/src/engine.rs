@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use cer_dpdk::{Eal, Mempool, Port, PortSetup};
 use cer_shared::admin::{PortHwStats, PortState};
-use cer_shared::config::{MemifRole, NodeConfig, PollMode, PortDriver};
+use cer_shared::config::{IdleWake, MemifRole, NodeConfig, PollMode, PortDriver};
 use cer_shared::MacAddr;
 use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,9 +26,11 @@ use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Empty polls in a row before an adaptive core starts sleeping between polls.
-const IDLE_POLLS_BEFORE_SLEEP: u32 = 1024;
-const IDLE_SLEEP: Duration = Duration::from_micros(200);
+/// Empty polls in a row before a core sleeps: adaptive (~50-100 µs of
+/// spinning: a burst gap does not cost a wake-up) and shared (a few µs: the
+/// core is someone else's while this dataplane is idle).
+const IDLE_POLLS_ADAPTIVE: u32 = 1024;
+const IDLE_POLLS_SHARED: u32 = 32;
 
 /// `net_af_packet` ring frame size. DPDK 22.11's af_packet PMD joins its
 /// sockets to a fanout group with PACKET_FANOUT_FLAG_DEFRAG, so the kernel
@@ -489,7 +491,9 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         mtu,
         rss: ncores > 1,
         promiscuous: true,
+        rx_interrupts: false,
     };
+    let sleeping = dp.poll_mode != PollMode::Busy && dp.idle_wake == IdleWake::Events;
     let mut nic: Vec<Port> = Vec::new();
     let mut infos: Vec<PortInfo> = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
@@ -558,8 +562,22 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         };
         let tap = Port::by_name(tap_dev)
             .with_context(|| format!("port[{i}] ({}): TAP {tap_dev} not found", p.name))?;
-        tap.configure(&setup_for(p, None), &pool)
-            .with_context(|| format!("port[{i}] ({}): configure TAP {tap_name}", p.name))?;
+        // A sleeping core wakes on the TAP's rx interrupt (net_tap has them).
+        let with_intr = PortSetup {
+            rx_interrupts: sleeping,
+            ..setup_for(p, None)
+        };
+        if let Err(e) = tap.configure(&with_intr, &pool) {
+            if !sleeping {
+                return Err(e)
+                    .with_context(|| format!("port[{i}] ({}): configure TAP {tap_name}", p.name));
+            }
+            log::warn!(
+                "TAP {tap_name}: no rx interrupts ({e}); a sleeping core polls it on a timer"
+            );
+            tap.configure(&setup_for(p, None), &pool)
+                .with_context(|| format!("port[{i}] ({}): configure TAP {tap_name}", p.name))?;
+        }
         // The kernel side speaks with the NIC's MAC, so its frames leave unchanged.
         tap.set_mac(infos[i].mac)
             .with_context(|| format!("TAP {tap_name}: set mac"))?;
@@ -583,6 +601,77 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         io_names.push(format!("tap:{tap_name}"));
         io_ports.push(tap);
         first_tap.get_or_insert(tap_name.clone());
+    }
+    // What wakes each core from an idle sleep (adaptive/shared modes).
+    let kernel_ports: Vec<crate::wake::KernelPort> = cfg
+        .ports
+        .iter()
+        .filter_map(|p| match (p.driver, p.iface.as_deref()) {
+            (PortDriver::AfPacket, Some(iface)) => Some(crate::wake::KernelPort {
+                name: &p.name,
+                iface,
+                xdp: false,
+            }),
+            (PortDriver::AfXdp, Some(iface)) => Some(crate::wake::KernelPort {
+                name: &p.name,
+                iface,
+                xdp: true,
+            }),
+            _ => None,
+        })
+        .collect();
+    let intr_ports: Vec<(String, Port)> = cfg
+        .ports
+        .iter()
+        .zip(&dev.tap_dev)
+        .filter_map(|(p, t)| {
+            Some((
+                format!("tap {}", p.exception_tap.clone()?),
+                Port::by_name(t.as_ref()?).ok()?,
+            ))
+        })
+        .collect();
+    let silent_ports: Vec<String> = cfg
+        .ports
+        .iter()
+        .filter(|p| matches!(p.driver, PortDriver::Memif | PortDriver::Pci))
+        .map(|p| format!("{} ({:?}: no rx event source)", p.name, p.driver).to_lowercase())
+        .collect();
+    let bound = Duration::from_micros(u64::from(dp.idle_backoff_us));
+    let mut wake: Vec<(crate::wake::WakeSources, Arc<crate::wake::CoreWaker>)> = Vec::new();
+    for (k, lcore) in dp.cores.iter().enumerate() {
+        let w = crate::wake::discover(
+            &kernel_ports,
+            &intr_ports,
+            &silent_ports,
+            k as u16,
+            ncores as u16,
+        );
+        if dp.poll_mode != PollMode::Busy {
+            match (dp.idle_wake, w.missing.is_empty()) {
+                (IdleWake::Timer, _) => log::info!(
+                    "lcore {lcore}: poll mode {:?}, idle_wake = timer: polls every {} us when idle",
+                    dp.poll_mode,
+                    dp.idle_backoff_us
+                ),
+                (IdleWake::Events, true) => log::info!(
+                    "lcore {lcore}: poll mode {:?}: sleeps when idle, woken by {}",
+                    dp.poll_mode,
+                    w.fds.iter().map(|f| f.1.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                (IdleWake::Events, false) => log::warn!(
+                    "lcore {lcore}: poll mode {:?}: no rx event source for {}: a sleeping core polls them every {} us (woken by events for {})",
+                    dp.poll_mode,
+                    w.missing.join(", "),
+                    dp.idle_backoff_us,
+                    if w.fds.is_empty() { "nothing".to_string() } else { w.fds.iter().map(|f| f.1.as_str()).collect::<Vec<_>>().join(", ") }
+                ),
+            }
+        }
+        wake.push((
+            w,
+            Arc::new(crate::wake::CoreWaker::new().context("core waker eventfd")?),
+        ));
     }
     let router = cfg.node.router_address;
     if !cfg.ports.iter().any(|p| p.address.addr == router) {
@@ -734,6 +823,28 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     );
     manager.wg_state = wg_state;
     manager.tsc_hz = cer_dpdk::tsc_hz();
+    manager.wakers = wake.iter().map(|(_, w)| w.clone()).collect();
+    manager.core_wake = wake
+        .iter()
+        .map(|(w, _)| {
+            let events = dp.poll_mode != PollMode::Busy && dp.idle_wake == IdleWake::Events;
+            crate::control::CoreWakeInfo {
+                poll_mode: format!("{:?}", dp.poll_mode).to_lowercase(),
+                sources: if events {
+                    w.fds.iter().map(|f| f.1.clone()).collect()
+                } else {
+                    Vec::new()
+                },
+                timer_for: match (dp.poll_mode, events) {
+                    (PollMode::Busy, _) => Vec::new(),
+                    (_, true) => w.missing.clone(),
+                    (_, false) => vec!["every port (idle_wake = timer)".into()],
+                },
+                bound_us: (dp.poll_mode != PollMode::Busy && (!events || !w.missing.is_empty()))
+                    .then_some(u64::from(dp.idle_backoff_us)),
+            }
+        })
+        .collect();
     manager.ra_interval = Duration::from_secs(u64::from(dp.ra_interval_secs));
     manager.link_locals = pcfg
         .ports
@@ -787,27 +898,79 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         worker.set_link_state(links_watch.clone());
         let mut io = DpdkIo::new(io_ports.clone(), k as u16, pool.clone());
         let stop = stop.clone();
-        let adaptive = dp.poll_mode == PollMode::Adaptive;
+        let mode = dp.poll_mode;
+        let events = dp.idle_wake == IdleWake::Events;
+        let (sources, waker) = wake[k].clone();
+        // The WireGuard timers of the peers this core owns run every 100 ms.
+        let duty = if cfg.tunnels.iter().any(|t| {
+            t.kind == cer_shared::config::TunnelKind::Wireguard && t.id as usize % ncores == k
+        }) {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        };
         cer_dpdk::launch(
             *lcore,
             Box::new(move || {
-                let mut idle = 0u32;
                 let stats = worker.stats().clone();
+                let spin = match mode {
+                    PollMode::Busy => u32::MAX,
+                    PollMode::Adaptive => IDLE_POLLS_ADAPTIVE,
+                    PollMode::Shared => IDLE_POLLS_SHARED,
+                };
+                let mut sleeper = if mode == PollMode::Busy {
+                    None
+                } else {
+                    crate::wake::tighten_timer_slack();
+                    match crate::wake::Sleeper::new(&sources, waker, bound, events) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            log::error!("idle sleep unavailable ({e}); busy polling instead");
+                            None
+                        }
+                    }
+                };
+                let mut idle = 0u32;
+                let stall = cer_dpdk::tsc_hz() / (1_000_000_000 / crate::counters::STALL_NS);
                 let mut t0 = cer_dpdk::tsc();
                 while !stop.load(Ordering::Relaxed) {
+                    let mut slept = false;
                     let n = worker.poll(&mut io);
-                    if n == 0 {
-                        idle = idle.saturating_add(1);
-                        if adaptive && idle > IDLE_POLLS_BEFORE_SLEEP {
-                            // Idle only: no packet waits behind this sleep.
-                            std::thread::sleep(IDLE_SLEEP);
-                        }
-                    } else {
+                    if n > 0 {
                         idle = 0;
+                    } else {
+                        idle = idle.saturating_add(1);
+                        if idle >= spin {
+                            if let Some(s) = sleeper.as_mut() {
+                                // Armed, then one more poll: traffic that came
+                                // before the arm is not left waiting.
+                                s.arm();
+                                if worker.poll(&mut io) == 0 {
+                                    let woke = s.wait(duty);
+                                    slept = true;
+                                    stats.slept(woke == crate::wake::Woke::Event);
+                                    // After an event traffic likely follows:
+                                    // spin again; after a timeout sleep again
+                                    // at the next empty poll.
+                                    idle = if woke == crate::wake::Woke::Event {
+                                        0
+                                    } else {
+                                        spin
+                                    };
+                                } else {
+                                    s.wait_cancel();
+                                    idle = 0;
+                                }
+                            }
+                        }
                     }
                     // Busy/idle cycle accounting (one TSC read per poll).
                     let t1 = cer_dpdk::tsc();
-                    stats.poll_cycles(t1.wrapping_sub(t0), n > 0);
+                    let dt = t1.wrapping_sub(t0);
+                    stats.poll_cycles(dt, n > 0);
+                    if dt > stall && !slept {
+                        stats.stalled();
+                    }
                     t0 = t1;
                 }
                 0

@@ -8,7 +8,8 @@
 //! `snapshot`s; `engine` brings the whole dataplane up. Tunnel formats are in
 //! `tunnel`, outer-fragment reassembly in `reassembly`, per-core counters in
 //! `counters`. IPv6 neighbor discovery (`nd`) serves BGP unnumbered and IPv4
-//! routes via IPv6 link-local next hops.
+//! routes via IPv6 link-local next hops. `wake` puts an idle polling core
+//! to sleep on its ports' events (poll modes `adaptive` and `shared`).
 
 pub mod control;
 pub mod counters;
@@ -21,4 +22,5 @@ pub mod pipeline;
 pub mod reassembly;
 pub mod snapshot;
 pub mod tunnel;
+pub mod wake;
 pub mod wire;

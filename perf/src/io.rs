@@ -101,6 +101,11 @@ struct RunArgs {
     no_huge: bool,
     #[arg(long)]
     json: PathBuf,
+    /// log2 of the memif ring size the generator (the memif client) sets up
+    /// for both links (DPDK's default is 10: 1024 slots). A deeper ring rides
+    /// out a longer stall of the engine's core before it drops.
+    #[arg(long, default_value_t = 10)]
+    ring_log2: u8,
     /// Head-to-head rounds before the matrix: each round starts every engine
     /// in turn and takes one maximum trial of forward and GRE encap at 64 B,
     /// so the engines of a round are measured within a minute of each other
@@ -263,16 +268,27 @@ fn measure(
         (f64::NAN, Vec::new())
     } else {
         search::no_drop_rate(offered, delivered, a.resolution, a.ndr_trials, |rate| {
+            e.begin()?;
             let r = g.trial(rate, a.ndr_secs)?;
-            let s = search::Step::of(rate, &r);
+            let c = e.end()?;
+            let s = search::Step {
+                engine_stalls: c.stalls,
+                ..search::Step::of(rate, &r)
+            };
             eprintln!(
-                "    {}/{}/{}: {:.3} Mpps offered -> {} lost{}",
+                "    {}/{}/{}: {:.3} Mpps offered -> {} lost{}{}",
                 e.kind().name(),
                 case,
                 mix.name(),
                 rate / 1e6,
                 s.lost,
-                if s.behind { " (generator behind)" } else { "" }
+                if s.behind { " (generator behind)" } else { "" },
+                s.engine_stalls
+                    .map(|n| format!(
+                        ", engine stalls {n}, generator late up to {:.0} us",
+                        s.lag_max_us
+                    ))
+                    .unwrap_or_default()
             );
             Ok(s)
         })?
@@ -345,7 +361,11 @@ fn run(a: RunArgs) -> Result<()> {
     }
     let _ = STOP.set(stop);
     let dir = engines::work_dir()?;
+    if !(8..=14).contains(&a.ring_log2) {
+        bail!("--ring-log2 {}: memif takes 8..=14", a.ring_log2);
+    }
     let bench = Bench {
+        ring_log2: a.ring_log2,
         dir: dir.clone(),
         dut_cpu: a.dut_cpu,
         gen_cpu: a.gen_cpu,
@@ -468,6 +488,7 @@ fn run(a: RunArgs) -> Result<()> {
         "dut_cpu": a.dut_cpu,
         "gen_cpu": a.gen_cpu,
         "memory": if a.no_huge { "no-huge" } else { "hugepages" },
+        "ring_log2": a.ring_log2,
         "elapsed_secs": started.elapsed().as_secs(),
     });
     write_json(&a.json, &out)?;

@@ -86,6 +86,28 @@ pub struct CoreCounters {
     /// TSC frequency, to turn cycles into time.
     #[serde(default)]
     pub tsc_hz: u64,
+    /// Polls that took over 100 µs without sleeping: the core was taken
+    /// away (preemption, a hypervisor pause); each can overflow rx rings.
+    #[serde(default)]
+    pub stalls: u64,
+    /// Idle sleeps (poll modes adaptive/shared) and how they ended.
+    #[serde(default)]
+    pub sleeps: u64,
+    #[serde(default)]
+    pub wake_events: u64,
+    #[serde(default)]
+    pub wake_timeouts: u64,
+    /// What wakes this core from an idle sleep (ports that signal traffic),
+    /// ports it must wake up for on a timer, and that timer's bound.
+    #[serde(default)]
+    pub wake_sources: Vec<String>,
+    #[serde(default)]
+    pub wake_timer_for: Vec<String>,
+    #[serde(default)]
+    pub wake_bound_us: Option<u64>,
+    /// The poll mode (busy, adaptive, shared).
+    #[serde(default)]
+    pub poll_mode: String,
     /// Per port (by name): packets received / transmitted by this core.
     pub rx: BTreeMap<String, u64>,
     pub tx: BTreeMap<String, u64>,

@@ -140,12 +140,32 @@ pub struct NodeSection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum PollMode {
-    /// Spin on rx bursts forever (production; the core shows 100% busy).
+    /// Spin on rx bursts forever: dedicated cores, the lowest latency; the
+    /// core shows 100% busy (production on bare metal).
     #[default]
     Busy,
-    /// Spin while there is traffic; after a run of empty polls, sleep briefly
-    /// between polls (labs and CI on small machines).
+    /// Spin while there is traffic; after about 1024 empty polls (~50-100
+    /// µs), sleep until a port signals traffic (its PMD's sockets or rx
+    /// interrupts), with a back-off bound (`idle_backoff_us`) for ports that
+    /// cannot signal. Dedicated cores that should not burn power when idle.
     Adaptive,
+    /// As `adaptive`, but sleeps after 32 empty polls (a few µs): for hosts
+    /// where dataplanes share cores with each other or with other work (the
+    /// lab runs five on one core); an idle dataplane costs almost nothing.
+    Shared,
+}
+
+/// How a sleeping core learns of traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleWake {
+    /// Port events where the PMD has them (af_packet/af_xdp sockets, rx
+    /// interrupts), the back-off bound elsewhere.
+    #[default]
+    Events,
+    /// Never block on port events: sleep the back-off bound and poll (for
+    /// a PMD whose events misbehave).
+    Timer,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,6 +180,12 @@ pub struct DataplaneSection {
     /// labs (EAL `--lcores lcore@cpu`).
     pub cpus: Vec<u32>,
     pub poll_mode: PollMode,
+    /// `adaptive`/`shared`: how a sleeping core learns of traffic.
+    pub idle_wake: IdleWake,
+    /// `adaptive`/`shared`: the longest a sleeping core waits before it
+    /// polls again when some port cannot signal traffic (memif, PCI NICs),
+    /// so a packet there never waits longer, in microseconds.
+    pub idle_backoff_us: u32,
     /// Admin socket (JSON lines): counters, neighbors, snapshot state.
     pub admin_socket: PathBuf,
     /// FIB feed socket the control process connects to.
@@ -188,6 +214,8 @@ impl Default for DataplaneSection {
             main_lcore: 0,
             cpus: Vec::new(),
             poll_mode: PollMode::Busy,
+            idle_wake: IdleWake::Events,
+            idle_backoff_us: 200,
             admin_socket: PathBuf::from("/run/cer/dataplane.sock"),
             feed_socket: PathBuf::from("/run/cer/feed.sock"),
             icmp_rate_per_sec: 200,
@@ -407,6 +435,12 @@ impl NodeConfig {
             return Err(bad(
                 "dataplane.cores".into(),
                 "at most 64 polling cores".into(),
+            ));
+        }
+        if !(10..=100_000).contains(&dp.idle_backoff_us) {
+            return Err(bad(
+                "dataplane.idle_backoff_us".into(),
+                format!("{} is outside 10..=100000", dp.idle_backoff_us),
             ));
         }
         if dp.icmp_rate_per_sec == 0 {

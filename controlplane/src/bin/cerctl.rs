@@ -865,6 +865,48 @@ fn cycles_line(core: &Value) -> Option<String> {
     if hz > 0 {
         line += &format!(", {:.1} s measured", (busy + idle) as f64 / hz as f64);
     }
+    if n("stalls") > 0 {
+        line += &format!(
+            ", {} stalls (polls over 100 us: the core was taken away)",
+            n("stalls")
+        );
+    }
+    Some(line)
+}
+
+/// How a core sleeps when idle and what wakes it (poll modes adaptive/shared).
+fn wake_line(core: &Value) -> Option<String> {
+    let mode = core["poll_mode"].as_str().unwrap_or("");
+    if mode.is_empty() || mode == "busy" {
+        return None;
+    }
+    let list = |k: &str| -> Vec<String> {
+        core[k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect()
+    };
+    let n = |k: &str| core[k].as_u64().unwrap_or(0);
+    let mut line = format!(
+        "poll mode {mode}: {} sleeps ({} woken by traffic, {} by the timer)",
+        n("sleeps"),
+        n("wake_events"),
+        n("wake_timeouts")
+    );
+    let sources = list("wake_sources");
+    if !sources.is_empty() {
+        line += &format!("; woken by {}", sources.join(", "));
+    }
+    let timer = list("wake_timer_for");
+    if !timer.is_empty() {
+        line += &format!(
+            "; timed back-off every {} us for {}",
+            n("wake_bound_us"),
+            timer.join(", ")
+        );
+    }
     Some(line)
 }
 
@@ -876,6 +918,9 @@ fn print_counters(data: &Value) {
         );
         if let Some(line) = cycles_line(core) {
             println!("  cycles  {line}");
+        }
+        if let Some(line) = wake_line(core) {
+            println!("  idle    {line}");
         }
         for (title, key) in [
             ("rx", "rx"),

@@ -430,6 +430,7 @@ fn child_main(case: &str) {
         mtu: None,
         rss: true, // one queue: must be ignored, not fail
         promiscuous: true,
+        rx_interrupts: false,
     };
     port.configure(&setup, &pool).expect("configure");
     port.start().expect("start");

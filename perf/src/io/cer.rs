@@ -27,7 +27,7 @@ pub struct Cer {
     feed: FeedClient,
     engine_key: String,
     gen_key: String,
-    mark: (u64, u64, u64),
+    mark: (u64, u64, u64, u64),
 }
 
 impl Cer {
@@ -128,22 +128,24 @@ mtu = 1600
             feed,
             engine_key,
             gen_key,
-            mark: (0, 0, 0),
+            mark: (0, 0, 0, 0),
         })
     }
 
-    /// (busy cycles, idle cycles, packets received on the NIC ports) summed over cores.
-    fn cycles(&self) -> Result<(u64, u64, u64)> {
+    /// (busy cycles, idle cycles, packets received on the NIC ports, stalls)
+    /// summed over cores.
+    fn cycles(&self) -> Result<(u64, u64, u64, u64)> {
         let c = admin(&self.admin, "counters")?;
-        let (mut busy, mut idle, mut rx) = (0, 0, 0);
+        let (mut busy, mut idle, mut rx, mut stalls) = (0, 0, 0, 0);
         for core in c.as_array().into_iter().flatten() {
             busy += core["busy_cycles"].as_u64().unwrap_or(0);
             idle += core["idle_cycles"].as_u64().unwrap_or(0);
+            stalls += core["stalls"].as_u64().unwrap_or(0);
             for port in ["lan", "wan"] {
                 rx += core["rx"][port].as_u64().unwrap_or(0);
             }
         }
-        Ok((busy, idle, rx))
+        Ok((busy, idle, rx, stalls))
     }
 
     /// Every drop reason with a non-zero count (for the report).
@@ -232,12 +234,13 @@ impl Engine for Cer {
     }
 
     fn end(&mut self) -> Result<Cycles> {
-        let (busy, idle, rx) = self.cycles()?;
-        let (b0, i0, r0) = self.mark;
+        let (busy, idle, rx, stalls) = self.cycles()?;
+        let (b0, i0, r0, s0) = self.mark;
         let (busy, idle, pkts) = (busy - b0, idle - i0, rx.saturating_sub(r0));
         Ok(Cycles {
             per_packet: (pkts > 0).then(|| busy as f64 / pkts as f64),
             busy: (busy + idle > 0).then(|| busy as f64 / (busy + idle) as f64),
+            stalls: Some(stalls.saturating_sub(s0)),
         })
     }
 }

@@ -84,6 +84,8 @@ pub struct Bench {
     pub gen_cpu: u32,
     pub memory: Memory,
     pub entries: usize,
+    /// log2 of the memif ring size (the client, the generator, sets it).
+    pub ring_log2: u8,
 }
 
 impl Bench {
@@ -114,8 +116,9 @@ impl Bench {
         for p in 0..2 {
             a.push("--vdev".into());
             a.push(format!(
-                "net_memif{p},role=client,id=0,socket={},socket-abstract=no",
-                self.socket(p).display()
+                "net_memif{p},role=client,id=0,socket={},socket-abstract=no,rsize={}",
+                self.socket(p).display(),
+                self.ring_log2
             ));
         }
         a
@@ -136,6 +139,8 @@ pub struct Cycles {
     /// Share of the core's cycles spent in polls that received packets: near
     /// 1.0 the engine is the bound; well below, the generator is.
     pub busy: Option<f64>,
+    /// Polls over 100 µs (the core was taken away), where the engine counts them.
+    pub stalls: Option<u64>,
 }
 
 /// An engine in the DUT's place.

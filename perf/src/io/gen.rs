@@ -175,6 +175,7 @@ pub fn main(setup_path: &std::path::Path) -> Result<()> {
                 mtu: None,
                 rss: false,
                 promiscuous: true,
+                rx_interrupts: false,
             },
             &pool,
         )

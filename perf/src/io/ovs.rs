@@ -324,6 +324,7 @@ impl Engine for Ovs {
         Ok(Cycles {
             per_packet: (pkts > 0.0).then(|| busy / pkts),
             busy: (busy + idle > 0.0).then(|| busy / (busy + idle)),
+            stalls: None,
         })
     }
 }

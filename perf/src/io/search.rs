@@ -14,6 +14,8 @@ pub struct Step {
     pub behind: bool,
     /// The generator's longest stall behind its schedule (microseconds).
     pub lag_max_us: f64,
+    /// The engine's polls over 100 µs during the trial (CER counts them).
+    pub engine_stalls: Option<u64>,
 }
 
 impl Step {
@@ -23,6 +25,7 @@ impl Step {
             lost: r.attempted.saturating_sub(r.received),
             behind: r.behind,
             lag_max_us: r.lag_max_us,
+            engine_stalls: None,
         }
     }
 
@@ -82,6 +85,7 @@ mod tests {
                 lost: if rate > limit { 1 } else { 0 },
                 behind: false,
                 lag_max_us: 0.0,
+                engine_stalls: None,
             })
         }
     }
@@ -114,6 +118,7 @@ mod tests {
                 lost: 0,
                 behind: rate > 5e6,
                 lag_max_us: 0.0,
+                engine_stalls: None,
             })
         })
         .unwrap();
