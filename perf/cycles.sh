@@ -30,21 +30,22 @@ cg_sums() {
       a_ir += ir; a_d1 += d1; a_ll += ll
       if ($0 ~ /:cer_dataplane::/) { p_ir += ir; p_d1 += d1; p_ll += ll }
     }
-    END { printf "%d %d %d %d %d %d\n", p_ir, p_d1, p_ll, a_ir, a_d1, a_ll }'
+    END { printf "%.0f %.0f %.0f %.0f %.0f %.0f\n", p_ir, p_d1, p_ll, a_ir, a_d1, a_ll }'
 }
 
 where_cycles() {
   local label=$1 n1=$2 n2=$3
   shift 3
-  local c1=() c2=() a
-  for a in "$@"; do c1+=("${a//@N@/$n1}"); c2+=("${a//@N@/$n2}"); done
+  local c1=() c2=() cp=() a
+  # perf record runs 20x longer, so the steady state outweighs the set-up.
+  for a in "$@"; do c1+=("${a//@N@/$n1}"); c2+=("${a//@N@/$n2}"); cp+=("${a//@N@/$((n2 * 20))}"); done
   local d
   d=$(mktemp -d /tmp/cer-cycles.XXXXXX)
   local cg=(valgrind --tool=cachegrind --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64
     --LL=33554432,16,64)
   taskset -c "$CORE" "${cg[@]}" --cachegrind-out-file="$d/cg1" "${c1[@]}" >/dev/null 2>"$d/log1"
   taskset -c "$CORE" "${cg[@]}" --cachegrind-out-file="$d/cg2" "${c2[@]}" >/dev/null 2>"$d/log2"
-  taskset -c "$CORE" perf record -q -e cpu-clock -F 4999 -o "$d/perf.data" "${c2[@]}" >/dev/null 2>&1
+  taskset -c "$CORE" perf record -q -e cpu-clock -F 4999 -o "$d/perf.data" "${cp[@]}" >/dev/null 2>&1
   local dn=$((n2 - n1)) ev
   echo "### Where the cycles go: $label"
   echo
@@ -60,8 +61,9 @@ where_cycles() {
   echo "| pipeline (\`cer_dataplane\` functions, in-memory port I/O inlined) | $(per "${s1[0]}" "${s2[0]}") | $(per "${s1[1]}" "${s2[1]}") | $(per "${s1[2]}" "${s2[2]}") |"
   echo "| whole benchmark process (with its untimed refill/drain) | $(per "${s1[3]}" "${s2[3]}") | $(per "${s1[4]}" "${s2[4]}") | $(per "${s1[5]}" "${s2[5]}") |"
   echo
-  echo "Top symbols by cpu-clock samples (whole process: the benchmark's own refill and"
-  echo "drain of the in-memory ports are listed too, though only \`Worker::poll\` is timed):"
+  echo "Top symbols by cpu-clock samples over $((n2 * 20)) packets (whole process: the benchmark's"
+  echo "set-up and its own refill and drain of the in-memory ports are listed too, though only"
+  echo "\`Worker::poll\` is timed):"
   echo
   echo '```'
   perf report -i "$d/perf.data" --no-children --percent-limit 1.5 --stdio 2>/dev/null \
