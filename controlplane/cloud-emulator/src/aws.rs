@@ -93,6 +93,11 @@ pub fn fault_error(kind: FaultKind) -> Ec2Error {
             code: "RequestLimitExceeded",
             message: "Request limit exceeded.".to_string(),
         },
+        FaultKind::Denied => Ec2Error {
+            status: StatusCode::FORBIDDEN,
+            code: "UnauthorizedOperation",
+            message: "You are not authorized to perform this operation.".to_string(),
+        },
         _ => Ec2Error {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "InternalError",

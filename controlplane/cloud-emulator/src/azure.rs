@@ -55,6 +55,11 @@ fn fault_error(kind: FaultKind) -> ArmError {
             message: "A retryable error occurred.".to_string(),
             retry_after: Some(1),
         },
+        FaultKind::Denied => arm(
+            StatusCode::FORBIDDEN,
+            "AuthorizationFailed",
+            "The client does not have authorization to perform the action.",
+        ),
         _ => arm(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerError",

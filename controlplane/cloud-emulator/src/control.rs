@@ -40,10 +40,15 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Response<Body> {
         }
         (&Method::POST, "/_emulator/reset") => reset(emulator, req),
         (&Method::POST, "/_emulator/config") => config(emulator, req),
+        (&Method::POST, "/_emulator/nics/delete") => delete_nic(emulator, req),
         (
             _,
-            "/_emulator/holders" | "/_emulator/state" | "/_emulator/faults" | "/_emulator/reset"
-            | "/_emulator/config",
+            "/_emulator/holders"
+            | "/_emulator/state"
+            | "/_emulator/faults"
+            | "/_emulator/reset"
+            | "/_emulator/config"
+            | "/_emulator/nics/delete",
         ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => error(
             StatusCode::NOT_FOUND,
@@ -198,4 +203,22 @@ fn config(emulator: &Emulator, req: &Req) -> Response<Body> {
         StatusCode::OK,
         &json!({ "move_delay_ms": state.move_delay.as_millis() as u64 }),
     )
+}
+
+/// `{"id": NIC}`: the NIC is deleted (its VM terminated), as an operator would in the console.
+fn delete_nic(emulator: &Emulator, req: &Req) -> Response<Body> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Delete {
+        id: String,
+    }
+    let d: Delete = match serde_json::from_slice(&req.body) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request: {e}")),
+    };
+    let mut state = emulator.state();
+    match state.delete_nic(Instant::now(), &d.id) {
+        Ok(()) => json(StatusCode::OK, &json!({ "deleted": d.id })),
+        Err(_) => error(StatusCode::NOT_FOUND, format!("no such NIC: {}", d.id)),
+    }
 }

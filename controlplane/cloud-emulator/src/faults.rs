@@ -1,5 +1,5 @@
 //! Injected faults: each rule matches the next `count` calls of a provider (and optionally one
-//! action) and turns them into an internal error, a throttle, a delay or a timeout.
+//! action) and turns them into an internal error, a throttle, a refusal, a delay or a timeout.
 
 use std::time::Duration;
 
@@ -13,6 +13,10 @@ pub enum FaultKind {
     Error,
     /// The provider's throttle (AWS: HTTP 503 `RequestLimitExceeded`). Not executed.
     Throttle,
+    /// The caller is not authorized (AWS: HTTP 403 `UnauthorizedOperation`; Azure: 403
+    /// `AuthorizationFailed`; OCI: 404 `NotAuthorizedOrNotFound`, which OCI also answers for
+    /// what does not exist; IMDS: 403). Not executed.
+    Denied,
     /// Wait `delay_ms`, then handle the call normally.
     Delay,
     /// Hold the call for `delay_ms` (default one hour), then close the connection without a
@@ -126,5 +130,10 @@ mod tests {
         );
         assert!(f.take("aws", "AssignPrivateIpAddresses").is_none());
         assert!(serde_json::from_str::<FaultSpec>(r#"{"kind":"nope"}"#).is_err());
+        f.add(serde_json::from_str(r#"{"provider":"oci","kind":"denied"}"#).unwrap());
+        assert_eq!(
+            f.take("oci", "UpdatePrivateIp").unwrap().kind,
+            FaultKind::Denied
+        );
     }
 }

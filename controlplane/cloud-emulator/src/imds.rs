@@ -29,6 +29,7 @@ pub async fn handle(emulator: &Emulator, instance: Option<&str>, req: &Req) -> O
         Gate::Fail(FaultKind::Throttle) => {
             return Outcome::Reply(status_page(StatusCode::TOO_MANY_REQUESTS))
         }
+        Gate::Fail(FaultKind::Denied) => return Outcome::Reply(status_page(StatusCode::FORBIDDEN)),
         Gate::Fail(_) => return Outcome::Reply(status_page(StatusCode::INTERNAL_SERVER_ERROR)),
         Gate::Timeout { hold, .. } => {
             tokio::time::sleep(hold).await;

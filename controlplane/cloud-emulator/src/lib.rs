@@ -76,6 +76,7 @@
 //! | `DELETE /_emulator/faults` | removes every rule |
 //! | `POST /_emulator/reset` | back to the seed state, no faults, no IMDS tokens; a JSON seed in the body replaces the seed |
 //! | `POST /_emulator/config` | `{"move_delay_ms": n}` for changes accepted from now on |
+//! | `POST /_emulator/nics/delete` | `{"id": NIC}`: the NIC is deleted (its VM terminated): every API refuses it at once (AWS `InvalidNetworkInterfaceID.NotFound`, Azure 404 `ResourceNotFound`, OCI 404 `NotAuthorizedOrNotFound`), its addresses are free, and it leaves the visible view after the move delay; unknown: 404 |
 //!
 //! Errors are `{"error": "..."}` with status 400, 404 or 405.
 //!
@@ -93,7 +94,10 @@
 //! - `action`: API action name; absent or `*` matches every action.
 //! - `kind`: `error` (AWS: HTTP 500 `InternalError`; Azure: 500 `InternalServerError`; OCI:
 //!   500 `InternalServerError`; IMDS: 500), `throttle` (AWS: HTTP 503 `RequestLimitExceeded`;
-//!   Azure: 429 `RetryableError` with `Retry-After`; OCI: 429 `TooManyRequests`; IMDS: 429), `delay` (wait `delay_ms`, then serve normally),
+//!   Azure: 429 `RetryableError` with `Retry-After`; OCI: 429 `TooManyRequests`; IMDS: 429),
+//!   `denied` (AWS: HTTP 403 `UnauthorizedOperation`; Azure: 403 `AuthorizationFailed`; OCI: 404
+//!   `NotAuthorizedOrNotFound`, OCI's answer for both "not allowed" and "does not exist"; IMDS:
+//!   403), `delay` (wait `delay_ms`, then serve normally),
 //!   `timeout` (hold the connection `delay_ms`, default one hour, then close it without an
 //!   answer; with `"apply": true` the call is executed first, so the client cannot know whether
 //!   it happened).

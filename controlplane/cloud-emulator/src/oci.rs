@@ -76,6 +76,12 @@ fn fault_error(kind: FaultKind) -> OciError {
             "TooManyRequests",
             "Too many requests for the tenancy",
         ),
+        // OCI does not tell "not allowed" from "does not exist".
+        FaultKind::Denied => err(
+            StatusCode::NOT_FOUND,
+            "NotAuthorizedOrNotFound",
+            "Authorization failed or requested resource not found.",
+        ),
         _ => err(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerError",

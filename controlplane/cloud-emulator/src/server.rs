@@ -150,7 +150,7 @@ impl Emulator {
         };
         log::info!("fault {:?} on {provider} {action}", rule.kind);
         match rule.kind {
-            FaultKind::Error | FaultKind::Throttle => {
+            FaultKind::Error | FaultKind::Throttle | FaultKind::Denied => {
                 tokio::time::sleep(rule.delay()).await;
                 Gate::Fail(rule.kind)
             }

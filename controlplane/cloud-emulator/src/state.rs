@@ -352,6 +352,8 @@ pub enum Change {
         nic: String,
         secondaries: Vec<(Ipv4Addr, String)>,
     },
+    /// `nic` is deleted (its VM terminated): its addresses are free.
+    Delete { nic: String },
 }
 
 #[derive(Clone, Debug)]
@@ -446,6 +448,9 @@ impl View {
                         n.version += 1;
                     }
                 }
+            }
+            Change::Delete { nic } => {
+                self.nics.remove(nic);
             }
         }
     }
@@ -675,7 +680,8 @@ impl State {
         self.pending.iter().any(|p| match &p.change {
             Change::Assign { nic: n, .. }
             | Change::Unassign { nic: n, .. }
-            | Change::Set { nic: n, .. } => n == nic,
+            | Change::Set { nic: n, .. }
+            | Change::Delete { nic: n } => n == nic,
         })
     }
 
@@ -790,6 +796,22 @@ impl State {
             Change::Unassign {
                 nic: nic.to_string(),
                 ips: ips.to_vec(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Deletes `nic` (as when its VM is terminated): every API refuses it from now on (target
+    /// view), and its addresses leave the visible view after the move delay like any change.
+    pub fn delete_nic(&mut self, now: Instant, nic: &str) -> Result<(), ChangeError> {
+        self.settle(now);
+        if !self.target.nics.contains_key(nic) {
+            return Err(ChangeError::NicNotFound(nic.to_string()));
+        }
+        self.accept(
+            now,
+            Change::Delete {
+                nic: nic.to_string(),
             },
         );
         Ok(())
@@ -967,6 +989,28 @@ mod tests {
         let mut bad = seed.clone();
         bad.nics[1].secondary_ips.push(ip);
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn a_deleted_nic_is_refused_and_frees_its_addresses() {
+        let mut s = State::from_seed(&seed()).unwrap();
+        let t0 = Instant::now();
+        let ip: Ipv4Addr = "10.0.1.100".parse().unwrap();
+        s.delete_nic(t0, "eni-a").unwrap();
+        assert_eq!(
+            s.assign(t0, "eni-a", &[ip], true),
+            Err(ChangeError::NicNotFound("eni-a".into()))
+        );
+        assert_eq!(
+            s.delete_nic(t0, "eni-a"),
+            Err(ChangeError::NicNotFound("eni-a".into()))
+        );
+        // Visible after the move delay, like any change.
+        assert_eq!(s.visible(t0).holder(ip).unwrap().id, "eni-a");
+        let t1 = t0 + Duration::from_millis(100);
+        assert!(s.visible(t1).holder(ip).is_none());
+        // The freed address can be taken without reassignment.
+        s.assign(t1, "eni-b", &[ip], false).unwrap();
     }
 
     #[test]

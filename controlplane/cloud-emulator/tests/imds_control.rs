@@ -272,6 +272,87 @@ async fn control_api_holders_state_reset() {
     emu.stop();
 }
 
+/// A NIC deleted through the control API (its VM terminated): EC2 refuses it at once
+/// (`InvalidNetworkInterfaceID.NotFound`, as for an ENI id that never existed), its addresses
+/// are free, and the holder view follows after the move delay.
+#[tokio::test]
+async fn control_api_deletes_a_nic() {
+    let emu = start().await;
+    let a = emu.addr;
+    http(
+        a,
+        "POST",
+        "/_emulator/config",
+        &[],
+        br#"{"move_delay_ms": 50}"#,
+    )
+    .await;
+    let r = http(
+        a,
+        "POST",
+        "/_emulator/nics/delete",
+        &[],
+        br#"{"id": "eni-a"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["deleted"], "eni-a");
+    let r = ec2(
+        a,
+        &[
+            ("Action", "AssignPrivateIpAddresses"),
+            ("NetworkInterfaceId", "eni-a"),
+            ("PrivateIpAddress.1", "10.0.1.100"),
+            ("AllowReassignment", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body.contains("InvalidNetworkInterfaceID.NotFound"),
+        "{}",
+        r.body
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(api_holder(a, "10.0.1.100").await, None);
+    // Free: assignable without reassignment.
+    let r = ec2(
+        a,
+        &[
+            ("Action", "AssignPrivateIpAddresses"),
+            ("NetworkInterfaceId", "eni-b"),
+            ("PrivateIpAddress.1", "10.0.1.100"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = http(
+        a,
+        "POST",
+        "/_emulator/nics/delete",
+        &[],
+        br#"{"id": "eni-a"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    let r = http(
+        a,
+        "POST",
+        "/_emulator/nics/delete",
+        &[],
+        br#"{"nic": "eni-b"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        http(a, "GET", "/_emulator/nics/delete", &[], b"")
+            .await
+            .status,
+        405
+    );
+    emu.stop();
+}
+
 #[test]
 fn seed_files_load_as_toml_and_json_and_are_checked() {
     let dir = std::env::temp_dir().join(format!("cer-cloud-emulator-{}", std::process::id()));
