@@ -267,12 +267,19 @@ fn aws_capture_follows_bgp_ownership_and_fences_stale_actions() -> Result<()> {
     assert!(!log.contains("release confirmed"), "{log}");
     emu(&x_ns, "DELETE", "/_emulator/faults", None)?;
 
-    // Owned here for good: released from the ENI (workload takes it back).
+    // Owned here for good: the release hands .11 back to the workload's ENI it
+    // was captured from (remembered, and persisted next to the endpoint state).
+    assert_eq!(capture_ip(&x)?["captured_from"], "eni-0workload");
+    let origins = std::fs::read_to_string(dir.join("x-endpoints.capture-origins.json"))?;
+    assert!(origins.contains("eni-0workload"), "{origins}");
     x.ctl(&["endpoint", "move", IP])?;
     wait_until("release confirmed", Duration::from_secs(20), || {
         capture_ip(&x).is_ok_and(|c| c["phase"] == "confirmed" && c["desired"] == "release")
     })?;
-    assert_eq!(holder(&x_ns, IP)?, None);
+    assert_eq!(holder(&x_ns, IP)?.as_deref(), Some("eni-0workload"));
+    let c = capture_ip(&x)?;
+    assert_eq!(c["observed"], "elsewhere: eni-0workload");
+    assert_eq!(c["captured_from"], Value::Null);
 
     // Provider faults: throttled, then 500s; the capture is not lost.
     emu(

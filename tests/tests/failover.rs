@@ -756,14 +756,14 @@ fn failover_stale_release_is_fenced() -> Result<()> {
 }
 
 /// After the same 300 ms flap (no provider delays), OCI's own workload must
-/// hold 10.77.60.13 again and traffic to it recover. Today the OCI CER, told
-/// by BGP that AWS owned .13, captured it from the workload's VNIC (a valid
-/// action at the time); when ownership came back it released it from its own
-/// VNIC and nothing handed it back: OCI's emulator shows nobody holding .13
-/// (`cerctl show capture` on oci: release confirmed, observed "nobody") and
-/// .13 is unreachable from every site until an operator re-assigns it.
+/// hold 10.77.60.13 again and traffic to it recover. The OCI CER, told by BGP
+/// that AWS owned .13, may capture it from the workload's VNIC (a valid
+/// action at the time; it remembers that VNIC); when ownership comes back its
+/// release hands .13 back to that VNIC (UpdatePrivateIp), not to nobody.
+/// Before the fix OCI's emulator showed nobody holding .13 (`cerctl show
+/// capture` on oci: release confirmed, observed "nobody") and .13 was
+/// unreachable from every site until an operator re-assigned it.
 #[test]
-#[ignore = "product bug: a cloud CER's release after a transient remote ownership leaves the /32 unassigned (observed: nobody) instead of handing it back to the workload NIC it was captured from; the workload is black-holed until re-assigned by hand"]
 fn failover_flap_gives_the_address_back_to_the_workload() -> Result<()> {
     let _g = serial();
     require_root();
@@ -791,6 +791,42 @@ fn failover_flap_gives_the_address_back_to_the_workload() -> Result<()> {
     let oci_cap = lab.cerctl("oci", &["show", "capture"]).unwrap_or_default();
     let h = holder(&lab, "oci", &ip).ok();
     r.with_context(|| format!("OCI holder of {ip}: {h:?}\n{oci_cap}"))?;
+    // Confirmed where it belongs, nothing left remembered or pending; and the
+    // release did move it (a hand-back ran): the OCI CER had captured .13
+    // during the flap, else this test would prove nothing.
+    let c = lab.control("oci", "capture")?;
+    let e = &c["ips"][ip.as_str()];
+    ensure!(
+        e["observed"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("elsewhere:") && o.contains("workload"))
+            && e["captured_from"].is_null(),
+        "OCI capture state of {ip}: {e}\n{oci_cap}"
+    );
+    ensure!(
+        e["changed_provider"] == true,
+        "the OCI CER's release of {ip} changed nothing at the provider: it never captured .13 during the flap, so nothing was handed back (the flap proves nothing): {e}\n{oci_cap}"
+    );
+    let log = std::fs::read_to_string(
+        lab.node("oci")?["logs"]["ctl"]
+            .as_str()
+            .context("oci ctl log")?,
+    )?;
+    let trail: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(ip.as_str()) && (l.contains("confirmed") || l.contains("handed")))
+        .collect();
+    ensure!(
+        trail
+            .iter()
+            .any(|l| l.contains("handed") && l.contains("back to")),
+        "no hand-back in the OCI CER's log:\n{}",
+        trail.join("\n")
+    );
+    eprintln!(
+        "FLAP: OCI's capture of {ip} after the flap: {e}\nFLAP: OCI CER log:\n  {}",
+        trail.join("\n  ")
+    );
     let outages = finish_probes(
         ps,
         "ownership flap OCI -> AWS -> OCI",
@@ -799,6 +835,114 @@ fn failover_flap_gives_the_address_back_to_the_workload() -> Result<()> {
     eprintln!(
         "FLAP: outages {:?} ms",
         outages.iter().map(|o| o.longest_gap_ms).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// The flap with the original holder gone: AWS takes 10.77.60.13 over, the
+/// OCI CER captures it from its workload's VNIC, and that VNIC is deleted
+/// (the VM terminated) before ownership comes back. The hand-back is refused
+/// (the emulator answers 404 NotAuthorizedOrNotFound, and the VNIC has no
+/// private IP left in the subnet, so it is gone rather than hidden); the
+/// release gives .13 to nobody, where the deletion would have left it:
+/// confirmed once, not retried, nothing remembered, and `cerctl explain` on
+/// OCI names the gone VNIC. The /32 is not kept on the CER's VNIC, where a
+/// replacement workload could not take it.
+#[test]
+fn failover_flap_with_the_workload_nic_deleted_releases_to_nobody() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let lab = Lab::up("fog", &[])?;
+    let ip = lab.ip("oci");
+    let wl_nic = holder(&lab, "oci", &ip)?
+        .0
+        .filter(|n| n.contains("workload"))
+        .with_context(|| format!("before: {ip} at OCI not on the workload's VNIC"))?;
+    let live = all_nodes(&lab);
+
+    // AWS owns .13 for now: the OCI CER captures it from the workload VNIC.
+    lab.cerctl("aws", &["endpoint", "add", &ip, "--local-pref", "300"])?;
+    let aws = identity(&lab, "aws");
+    wait_for("ownership at AWS", Duration::from_secs(20), || {
+        converged_on(&lab, &ip, &aws, "aws", &live)
+    })?;
+    wait_for(
+        "the OCI CER's capture of .13 confirmed",
+        Duration::from_secs(30),
+        || Ok(capture_of(&lab, "oci", &ip) == Some(("capture".into(), "confirmed".into()))),
+    )?;
+    // The provider API answers from its own (target) state at once; wait
+    // until the fabric delivers .13 to the CER too, as before a real VM's end.
+    wait_for(
+        "the OCI fabric to deliver .13 to the CER",
+        Duration::from_secs(10),
+        || Ok(matches!(holder(&lab, "oci", &ip)?, (Some(n), 0) if n.contains("cer"))),
+    )?;
+    let c = lab.control("oci", "capture")?;
+    let origins0 = c["origins_remembered"].as_u64().unwrap_or(0);
+    ensure!(
+        c["ips"][ip.as_str()]["captured_from"] == wl_nic.as_str(),
+        "OCI remembers {} as the origin of {ip}, want {wl_nic}",
+        c["ips"][ip.as_str()]["captured_from"]
+    );
+    let errors0 = c["errors_total"].as_u64().unwrap_or(0);
+
+    // The workload VM is terminated while AWS owns .13: its VNIC is deleted.
+    lab.emulator_post(
+        "oci",
+        "/_emulator/nics/delete",
+        &serde_json::json!({ "id": wl_nic }).to_string(),
+    )?;
+
+    // Ownership comes back to OCI.
+    lab.cerctl("aws", &["endpoint", "remove", &ip])?;
+    let oci = identity(&lab, "oci");
+    wait_for("ownership back at OCI", Duration::from_secs(20), || {
+        converged_on(&lab, &ip, &oci, "oci", &live)
+    })?;
+    wait_for(
+        "the OCI CER's release of .13 confirmed",
+        Duration::from_secs(30),
+        || Ok(capture_of(&lab, "oci", &ip) == Some(("release".into(), "confirmed".into()))),
+    )?;
+    let oci_cap = lab.cerctl("oci", &["show", "capture"]).unwrap_or_default();
+    let explain = lab.cerctl("oci", &["explain", &ip])?;
+    eprintln!("GONE: cerctl show capture on oci:\n{oci_cap}\nGONE: cerctl explain {ip} on oci:\n{explain}");
+    // The fabric follows the provider after its move delay.
+    let r = wait_for("nobody to hold .13 at OCI", Duration::from_secs(10), || {
+        Ok(holder(&lab, "oci", &ip)? == (None, 0))
+    });
+    let h = holder(&lab, "oci", &ip);
+    r.with_context(|| format!("{ip} at OCI: {h:?}, want nobody\n{oci_cap}"))?;
+    let c = lab.control("oci", "capture")?;
+    let e = &c["ips"][ip.as_str()];
+    ensure!(
+        e["observed"] == "nobody"
+            && e["captured_from"].is_null()
+            && e["attempts"] == 0
+            && e["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("released to nobody") && n.contains(wl_nic.as_str()))
+            && c["released_holder_gone_total"] == 1
+            && c["origins_remembered"].as_u64() == Some(origins0 - 1),
+        "OCI capture state of {ip}: {e}\n{c}"
+    );
+    ensure!(
+        explain.contains("released to nobody") && explain.contains(wl_nic.as_str()),
+        "cerctl explain on OCI does not name the gone VNIC:\n{explain}"
+    );
+    // Done for good: no retries, no errors, nothing changes any more.
+    let gen0 = lab.emulator_get("oci", "/_emulator/holders")?["generation"].clone();
+    std::thread::sleep(Duration::from_secs(3));
+    let gen1 = lab.emulator_get("oci", "/_emulator/holders")?["generation"].clone();
+    let c = lab.control("oci", "capture")?;
+    ensure!(
+        gen0 == gen1 && c["in_flight"] == 0,
+        "OCI's holders still change ({gen0} -> {gen1}) or actions in flight: {c}"
+    );
+    eprintln!(
+        "GONE: provider errors on the OCI CER during the release: {}",
+        c["errors_total"].as_u64().unwrap_or(0) - errors0
     );
     Ok(())
 }

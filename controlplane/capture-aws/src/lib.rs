@@ -15,6 +15,12 @@
 //!   and the SDK retries at most once ([`MAX_ATTEMPTS`]): the reconciler owns backoff and jitter;
 //! - failures are classified into [`cer_capture::ErrorKind`] (see [`error`]).
 //!
+//! A release hands the address back to the ENI it was captured from when the reconciler remembers
+//! one ([`AwsProvider::hand_back`]: `AssignPrivateIpAddresses` to that ENI with
+//! `AllowReassignment`, one call that moves it from ours); an ENI that no longer exists
+//! (`InvalidNetworkInterfaceID.NotFound`) is [`cer_capture::ErrorKind::HolderGone`] and the
+//! address stays on ours.
+//!
 //! `observe` first asks EC2 for the ENIs of our VPC holding the address
 //! (`addresses.private-ip-address` filter); when that finds nobody it lists the ENIs of our
 //! subnet (the only subnet an address can be captured from) and matches on the client side,
@@ -553,6 +559,66 @@ impl CaptureProvider for AwsProvider {
                 Err(err)
             }
         }
+    }
+
+    async fn hand_back(
+        &self,
+        ip: Ipv4Addr,
+        to: &str,
+        fence: &Fence<'_>,
+    ) -> Result<(), CaptureError> {
+        let step = format!("AssignPrivateIpAddresses to {to}");
+        if self.is_own_nic(to) {
+            return Err(config_error(
+                &step,
+                format!("{to} is this router's own ENI: nothing to hand {ip} back to"),
+            ));
+        }
+        let ours = addrs_of(&self.our_eni().await?);
+        if ours.primary == Some(ip) {
+            return Err(config_error(
+                &step,
+                format!(
+                    "{ip} is the primary private IP of {}: it never moves",
+                    self.eni_id
+                ),
+            ));
+        }
+        // Not on ours: held by `to` already or by a third ENI (not ours to move), or on nobody
+        // (an earlier hand-back or someone else removed it: assign it to `to`).
+        if !ours.all.contains(&ip) && matches!(self.observe(ip).await?, Holding::Elsewhere(_)) {
+            return Ok(());
+        }
+        fence.check(PROVIDER, &step)?;
+        let r = self
+            .client
+            .assign_private_ip_addresses()
+            .network_interface_id(to)
+            .private_ip_addresses(ip.to_string())
+            .allow_reassignment(true)
+            .send()
+            .await;
+        match r {
+            Ok(_) => {
+                log::info!("aws: handed {ip} back to {to} (AllowReassignment)");
+                Ok(())
+            }
+            Err(e) => {
+                let mut err = sdk_error(&step, e);
+                if err
+                    .message
+                    .starts_with("InvalidNetworkInterfaceID.NotFound")
+                {
+                    err.kind = ErrorKind::HolderGone;
+                    err.message = format!("ENI {to} no longer exists: {}", err.message);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn is_own_nic(&self, id: &str) -> bool {
+        id == self.eni_id
     }
 }
 

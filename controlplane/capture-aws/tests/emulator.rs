@@ -355,3 +355,127 @@ async fn lost_reply_is_transient_and_observe_tells_the_outcome() {
     .await;
     assert!(ours, "the executed capture is visible through observe");
 }
+
+/// A release of an address captured from another ENI hands it back there: one
+/// AssignPrivateIpAddresses to that ENI with AllowReassignment (asynchronous like a capture),
+/// idempotent, never taking the address from a third ENI, fenced.
+#[tokio::test]
+async fn hand_back_returns_the_address_to_the_eni_it_came_from() {
+    let emu = Emulator::start();
+    let p = provider(&emu).await;
+    emu.set_move_delay(0).await;
+    p.capture(ip("10.0.1.100"), &Fence::open()).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            p.observe(ip("10.0.1.100")).await.ok() == Some(Holding::Ours)
+        })
+        .await
+    );
+
+    emu.set_move_delay(800).await;
+    p.hand_back(ip("10.0.1.100"), "eni-wl", &Fence::open())
+        .await
+        .expect("hand back accepted");
+    let back = eventually(Duration::from_secs(10), || async {
+        p.observe(ip("10.0.1.100")).await.ok() == Some(Holding::Elsewhere("eni-wl".into()))
+    })
+    .await;
+    assert!(back, "10.0.1.100 never went back to eni-wl");
+    assert_eq!(emu.holder("10.0.1.100").await.as_deref(), Some("eni-wl"));
+    emu.set_move_delay(0).await;
+
+    // On eni-wl already, or held by a third ENI: no AssignPrivateIpAddresses at all (the armed
+    // fault would fail it and stays unconsumed).
+    emu.fault(json!({"provider": "aws", "action": "AssignPrivateIpAddresses", "kind": "error", "count": 1}))
+        .await;
+    p.hand_back(ip("10.0.1.100"), "eni-wl", &Fence::open())
+        .await
+        .expect("idempotent");
+    p.hand_back(ip("10.0.1.101"), "eni-cer1", &Fence::open())
+        .await
+        .expect("a third ENI's address is left alone");
+    assert_eq!(emu.faults().await.as_array().map(Vec::len), Some(1));
+    emu.clear_faults().await;
+    assert_eq!(emu.holder("10.0.1.101").await.as_deref(), Some("eni-wl"));
+
+    // From nobody (an earlier hand-back or an operator removed it): assigned to the holder.
+    p.hand_back(ip("10.0.1.77"), "eni-wl", &Fence::open())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            emu.holder("10.0.1.77").await.as_deref() == Some("eni-wl")
+        })
+        .await
+    );
+
+    // Never to ourselves, never our primary.
+    let e = p
+        .hand_back(ip("10.0.1.50"), "eni-cer0", &Fence::open())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    let e = p
+        .hand_back(ip("10.0.1.10"), "eni-wl", &Fence::open())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert!(e.message.contains("primary"), "{e}");
+    assert!(p.is_own_nic("eni-cer0") && !p.is_own_nic("eni-cer1"));
+
+    // A closed fence: nothing is sent.
+    let before = emu.state().await;
+    let closed = || false;
+    let e = p
+        .hand_back(ip("10.0.1.50"), "eni-wl", &Fence::new(&closed))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Fenced, "{e}");
+    assert_eq!(e.step, "AssignPrivateIpAddresses to eni-wl");
+    let after = emu.state().await;
+    assert_eq!(before["target_nics"], after["target_nics"]);
+    assert_eq!(emu.holder("10.0.1.50").await.as_deref(), Some("eni-cer0"));
+}
+
+/// The ENI an address came from was deleted while it was captured: EC2 refuses the hand-back
+/// (InvalidNetworkInterfaceID.NotFound), HolderGone, and nothing moved (the reconciler then
+/// releases it to nobody). A refusal for lack of permission is a Config error instead.
+#[tokio::test]
+async fn hand_back_to_a_deleted_eni_is_holder_gone_and_keeps_the_address() {
+    let emu = Emulator::start();
+    let p = provider(&emu).await;
+    emu.set_move_delay(0).await;
+    p.capture(ip("10.0.1.100"), &Fence::open()).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            p.observe(ip("10.0.1.100")).await.ok() == Some(Holding::Ours)
+        })
+        .await
+    );
+    // Not allowed (403 UnauthorizedOperation) is not gone: Config, nothing moved.
+    emu.fault(json!({"provider": "aws", "action": "AssignPrivateIpAddresses", "kind": "denied"}))
+        .await;
+    let e = p
+        .hand_back(ip("10.0.1.100"), "eni-wl", &Fence::open())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert!(e.message.contains("UnauthorizedOperation"), "{e}");
+    assert_eq!(emu.holder("10.0.1.100").await.as_deref(), Some("eni-cer0"));
+
+    emu.delete_nic("eni-wl").await;
+    let e = p
+        .hand_back(ip("10.0.1.100"), "eni-wl", &Fence::open())
+        .await
+        .unwrap_err();
+    eprintln!("holder gone: {e}");
+    assert_eq!(e.kind, ErrorKind::HolderGone, "{e}");
+    assert!(
+        e.message.contains("eni-wl") && e.message.contains("InvalidNetworkInterfaceID.NotFound"),
+        "{e}"
+    );
+    assert_eq!(p.observe(ip("10.0.1.100")).await.unwrap(), Holding::Ours);
+    assert_eq!(emu.holder("10.0.1.100").await.as_deref(), Some("eni-cer0"));
+    // The workload's other addresses went with its ENI.
+    assert_eq!(p.observe(ip("10.0.1.101")).await.unwrap(), Holding::Nobody);
+}

@@ -11,6 +11,11 @@
 //!   ipConfiguration for the address. A NIC's primary ipConfiguration is never removed: an
 //!   address that is another NIC's primary is a `Config` error.
 //! - `release` removes the address's ipConfiguration from our NIC only.
+//! - `hand_back` gives an address back to the NIC it was captured from: GET that NIC first (404:
+//!   `HolderGone`, nothing removed), remove the ipConfiguration from our NIC (LRO polled), check
+//!   the fence again, then create it on that NIC (named `cer-a-b-c-d`: the original name is not
+//!   kept). If that NIC disappears between the two steps, the address is left on no NIC and the
+//!   call fails `HolderGone` (the reconciler releases to nobody when the holder is gone).
 //!
 //! Within one call, 429 (`RetryableError`, `RetryableErrorDueToAnotherOperation`), 412 etag races
 //! and `PrivateIPAddressIsAllocated` (the old NIC's removal still settling) are retried a bounded
@@ -616,24 +621,37 @@ impl AzureProvider {
     }
 
     /// GET `nic`, let `edit` change its body (None: nothing to do), fence-check, PUT with the
-    /// etag, wait for the operation. Retries etag races, 429 and allocation conflicts.
+    /// etag, wait for the operation. Retries etag races, 429 and allocation conflicts. Another
+    /// NIC that does not exist is done when removing from it (`Gone::Done`: its configuration
+    /// went with it) and `HolderGone` when adding to it (`Gone::Refused`).
     async fn modify(
         &self,
         nic: &str,
+        gone: Gone,
         step: &str,
         fence: &Fence<'_>,
         edit: &(dyn Fn(&Value) -> Result<Option<Value>, CaptureError> + Send + Sync),
     ) -> Result<(), CaptureError> {
         let own = self.is_ours(nic);
-        let get_step = format!("GET {}", if own { "our NIC" } else { "old NIC" });
-        let put_step = format!("PUT {}", if own { "our NIC" } else { "old NIC" });
+        let role = match (own, gone) {
+            (true, _) => "our NIC",
+            (false, Gone::Done) => "old NIC",
+            (false, Gone::Refused) => "holder NIC",
+        };
+        let get_step = format!("GET {role}");
+        let put_step = format!("PUT {role}");
         let mut attempt = 0;
         loop {
             attempt += 1;
             let got = match self.call_retrying(Method::GET, nic, &get_step, own).await {
                 Ok(r) => r,
-                // The old NIC is gone, so is its configuration.
-                Err(e) if !own && e.message.starts_with("HTTP 404") => return Ok(()),
+                Err(e) if !own && e.message.starts_with("HTTP 404") => {
+                    return match gone {
+                        // The old NIC is gone, so is its configuration.
+                        Gone::Done => Ok(()),
+                        Gone::Refused => Err(holder_gone(nic, &get_step, &e)),
+                    };
+                }
                 Err(e) => return Err(e),
             };
             let Some(body) = edit(&got.body)? else {
@@ -663,7 +681,11 @@ impl AzureProvider {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            return Err(classify(&put_step, &r, own));
+            let err = classify(&put_step, &r, own);
+            if !own && gone == Gone::Refused && r.status == StatusCode::NOT_FOUND {
+                return Err(holder_gone(nic, &put_step, &err));
+            }
+            return Err(err);
         }
     }
 
@@ -692,12 +714,13 @@ impl AzureProvider {
             }
             Ok(Some(b))
         };
-        self.modify(nic, &format!("remove {ip}"), fence, &edit)
+        self.modify(nic, Gone::Done, &format!("remove {ip}"), fence, &edit)
             .await
     }
 
-    /// Adds an ipConfiguration for `ip` to our NIC.
-    async fn add(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+    /// Adds an ipConfiguration for `ip` to `nic` (ours, or the holder it goes back to), in the
+    /// subnet of that NIC's primary configuration.
+    async fn add(&self, nic: &str, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
         let edit = move |body: &Value| -> Result<Option<Value>, CaptureError> {
             let cfgs = configs(body);
             if cfgs.iter().any(|c| same_ip(c, ip)) {
@@ -713,8 +736,8 @@ impl AzureProvider {
                     CaptureError::new(
                         ErrorKind::Transient,
                         PROVIDER,
-                        "GET our NIC",
-                        "our NIC has no ipConfiguration with a subnet",
+                        "GET NIC",
+                        "the NIC has no ipConfiguration with a subnet",
                     )
                 })?
                 .to_string();
@@ -751,16 +774,34 @@ impl AzureProvider {
                     return Err(CaptureError::new(
                         ErrorKind::Transient,
                         PROVIDER,
-                        "GET our NIC",
-                        "our NIC has no ipConfigurations array",
+                        "GET NIC",
+                        "the NIC has no ipConfigurations array",
                     ))
                 }
             }
             Ok(Some(b))
         };
-        let nic = self.nic_id.clone();
-        self.modify(&nic, &format!("add {ip}"), fence, &edit).await
+        self.modify(nic, Gone::Refused, &format!("add {ip}"), fence, &edit)
+            .await
     }
+}
+
+/// What a NIC other than ours that does not exist means to `modify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    /// Removing from it: nothing left to remove.
+    Done,
+    /// Adding to it (a hand-back): the holder is gone.
+    Refused,
+}
+
+fn holder_gone(nic: &str, step: &str, e: &CaptureError) -> CaptureError {
+    CaptureError::new(
+        ErrorKind::HolderGone,
+        PROVIDER,
+        step,
+        format!("NIC {nic} no longer exists ({})", e.message),
+    )
 }
 
 #[async_trait]
@@ -803,12 +844,85 @@ impl CaptureProvider for AzureProvider {
             None => {}
         }
         // Step 2: add it to ours.
-        self.add(ip, fence).await
+        let ours = self.nic_id.clone();
+        self.add(&ours, ip, fence).await
     }
 
     async fn release(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
         let nic = self.nic_id.clone();
         self.remove(&nic, ip, fence).await
+    }
+
+    async fn hand_back(
+        &self,
+        ip: Ipv4Addr,
+        to: &str,
+        fence: &Fence<'_>,
+    ) -> Result<(), CaptureError> {
+        if self.is_ours(to) || parse_nic_id(to).is_none() {
+            return Err(CaptureError::new(
+                ErrorKind::Config,
+                PROVIDER,
+                "hand back",
+                format!(
+                    "{to} is this router's own NIC or not a NIC id: nothing to hand {ip} back to"
+                ),
+            ));
+        }
+        // The NIC it goes back to must exist before anything leaves ours.
+        if let Err(e) = self
+            .call_retrying(Method::GET, to, "GET holder NIC", false)
+            .await
+        {
+            return Err(if e.message.starts_with("HTTP 404") {
+                holder_gone(to, "GET holder NIC", &e)
+            } else {
+                e
+            });
+        }
+        match self.holder(ip).await? {
+            // Held by `to` already, or by a third NIC: not ours to move.
+            Some((id, _)) if !self.is_ours(&id) => Ok(()),
+            Some((_, true)) => Err(CaptureError::new(
+                ErrorKind::Config,
+                PROVIDER,
+                "hand back",
+                format!("{ip} is the primary address of our NIC: never moved"),
+            )),
+            Some((_, false)) => {
+                // Step 1: remove it from ours, and wait until that is done.
+                let ours = self.nic_id.clone();
+                self.remove(&ours, ip, fence).await?;
+                fence.check(
+                    PROVIDER,
+                    &format!("between removing from our NIC and adding to {to}"),
+                )?;
+                // Step 2: create it on the holder. Gone between the steps: the address stays on
+                // nobody, where that NIC's deletion would have left it (the reconciler's answer
+                // to `HolderGone` anyway).
+                let r = match self.add(to, ip, fence).await {
+                    Err(e) if e.kind == ErrorKind::HolderGone => Err(CaptureError {
+                        message: format!("{}; {ip} left on no NIC", e.message),
+                        ..e
+                    }),
+                    r => r,
+                };
+                if r.is_ok() {
+                    log::info!("azure: handed {ip} back to {to}");
+                }
+                r
+            }
+            // An earlier hand-back stopped between the steps: finish it.
+            None => {
+                self.add(to, ip, fence).await?;
+                log::info!("azure: handed {ip} (on no NIC) back to {to}");
+                Ok(())
+            }
+        }
+    }
+
+    fn is_own_nic(&self, id: &str) -> bool {
+        self.is_ours(id)
     }
 
     async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {

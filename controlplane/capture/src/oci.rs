@@ -10,6 +10,10 @@
 //!   private IP never moves (`Config` error).
 //! - `release`: `DeletePrivateIp` only while the address is a secondary of our VNIC, with the
 //!   etag read when that was checked (so an address moved meanwhile is not deleted).
+//! - `hand_back`: on our VNIC (or on no VNIC): `UpdatePrivateIp {vnicId: holder}` with `if-match`,
+//!   one call that moves it; on nobody: `CreatePrivateIp` on the holder. A 404 for the holder
+//!   VNIC is `HolderGone` (nothing moved) only when that VNIC has no private IP left in our subnet:
+//!   OCI's `NotAuthorizedOrNotFound` also means "exists, but not for you", which is `Config`.
 //!
 //! `fence.check` runs right before every mutating call. 429 is `Throttled`; 5xx, timeouts, 409
 //! and 412 are `Transient`; 401/403, our VNIC or subnet unknown (404 on list) and a bad key file
@@ -419,6 +423,71 @@ impl OciProvider {
         Ok(Some((p, r.etag)))
     }
 
+    /// What a 404 on a hand-back to VNIC `to` means. OCI answers 404 `NotAuthorizedOrNotFound`
+    /// both for a VNIC that does not exist and for one this principal may not use, and only the
+    /// first is `HolderGone` (the reconciler then releases the address to nobody): a VNIC that
+    /// held an address of our subnet has its primary private IP there too (a secondary comes
+    /// from its VNIC's subnet), so a VNIC still listed in our subnet exists and the 404 is a
+    /// missing permission (`Config`, retried, nothing released).
+    async fn vnic_refused(&self, ip: Ipv4Addr, to: &str, step: &str, r: &OciResp) -> CaptureError {
+        match self.vnic_in_subnet(to).await {
+            Ok(false) => CaptureError::new(
+                ErrorKind::HolderGone,
+                PROVIDER,
+                step,
+                format!(
+                    "VNIC {to} no longer exists ({}; no private IP of it in subnet {})",
+                    r.describe(),
+                    self.subnet_id
+                ),
+            ),
+            Ok(true) => CaptureError::new(
+                ErrorKind::Config,
+                PROVIDER,
+                step,
+                format!(
+                    "{}: VNIC {to} exists (listed in subnet {}), so this principal may not assign {ip} to it: allow it (e.g. `manage private-ips` and `use vnics` in that VNIC's compartment)",
+                    r.describe(),
+                    self.subnet_id
+                ),
+            ),
+            Err(e) => e,
+        }
+    }
+
+    /// Whether VNIC `vnic` has a private IP in our subnet (ListPrivateIps by subnet, paged).
+    async fn vnic_in_subnet(&self, vnic: &str) -> Result<bool, CaptureError> {
+        let step = "ListPrivateIps (subnet)";
+        let mut page: Option<String> = None;
+        // Bounded: 1000 pages of a subnet's private IPs.
+        for _ in 0..1000 {
+            let mut query = vec![("subnetId", self.subnet_id.as_str())];
+            if let Some(p) = &page {
+                query.push(("page", p.as_str()));
+            }
+            let r = self
+                .call(Method::GET, "/privateIps", &query, None, None, step)
+                .await?;
+            let items = list_items(step, &r)?;
+            if items
+                .iter()
+                .any(|v| v.get("vnicId").and_then(Value::as_str) == Some(vnic))
+            {
+                return Ok(true);
+            }
+            match r.next_page {
+                Some(p) => page = Some(p),
+                None => return Ok(false),
+            }
+        }
+        Err(CaptureError::new(
+            ErrorKind::Transient,
+            PROVIDER,
+            step,
+            "too many pages of private IPs in the subnet",
+        ))
+    }
+
     fn primary_error(&self, ip: Ipv4Addr, vnic: &str, what: &str) -> CaptureError {
         CaptureError::new(
             ErrorKind::Config,
@@ -558,6 +627,107 @@ impl CaptureProvider for OciProvider {
             }
             return Err(classify(step, &r));
         }
+    }
+
+    async fn hand_back(
+        &self,
+        ip: Ipv4Addr,
+        to: &str,
+        fence: &Fence<'_>,
+    ) -> Result<(), CaptureError> {
+        if to == self.vnic_id {
+            return Err(CaptureError::new(
+                ErrorKind::Config,
+                PROVIDER,
+                "hand back",
+                format!("{to} is this router's own VNIC: nothing to hand {ip} back to"),
+            ));
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(found) = self.find(ip).await? else {
+                // On nobody (an earlier hand-back or someone else removed it): create it there.
+                let step = format!("CreatePrivateIp on {to}");
+                fence.check(PROVIDER, &step)?;
+                let body = json!({ "vnicId": to, "ipAddress": ip.to_string() });
+                let r = self
+                    .call(Method::POST, "/privateIps", &[], Some(&body), None, &step)
+                    .await?;
+                if r.status.is_success() {
+                    log::info!("oci: handed {ip} (on no VNIC) back to {to}");
+                    return Ok(());
+                }
+                if r.status == StatusCode::NOT_FOUND {
+                    return Err(self.vnic_refused(ip, to, &step, &r).await);
+                }
+                // 409: created meanwhile; look again (bounded).
+                if r.status == StatusCode::CONFLICT && attempt < self.timing.attempts {
+                    continue;
+                }
+                return Err(classify(&step, &r));
+            };
+            match found.vnic.as_deref() {
+                // Held by `to` already, or by a third VNIC: not ours to move.
+                Some(v) if v != self.vnic_id => return Ok(()),
+                _ => {}
+            }
+            if found.primary {
+                return Err(self.primary_error(ip, &self.vnic_id, "UpdatePrivateIp"));
+            }
+            let Some((current, etag)) = self.get(&found.id).await? else {
+                if attempt < self.timing.attempts {
+                    continue;
+                }
+                return Err(CaptureError::new(
+                    ErrorKind::Transient,
+                    PROVIDER,
+                    "GetPrivateIp",
+                    format!(
+                        "private IP {} disappeared while handing {ip} back",
+                        found.id
+                    ),
+                ));
+            };
+            if current.vnic.as_deref().is_some_and(|v| v != self.vnic_id) {
+                return Ok(());
+            }
+            let step = format!("UpdatePrivateIp to {to}");
+            fence.check(PROVIDER, &step)?;
+            let body = json!({ "vnicId": to });
+            let r = self
+                .call(
+                    Method::PUT,
+                    &format!("/privateIps/{}", found.id),
+                    &[],
+                    Some(&body),
+                    etag.as_deref(),
+                    &step,
+                )
+                .await?;
+            if r.status.is_success() {
+                log::info!("oci: handed {ip} back to {to}");
+                return Ok(());
+            }
+            if r.status == StatusCode::NOT_FOUND {
+                // Either the private IP went meanwhile (look again) or the VNIC is gone.
+                if self.get(&found.id).await?.is_some() {
+                    return Err(self.vnic_refused(ip, to, &step, &r).await);
+                }
+                if attempt < self.timing.attempts {
+                    continue;
+                }
+            }
+            if r.status == StatusCode::PRECONDITION_FAILED && attempt < self.timing.attempts {
+                log::debug!("oci {step} {ip}: {}; retrying", r.describe());
+                continue;
+            }
+            return Err(classify(&step, &r));
+        }
+    }
+
+    fn is_own_nic(&self, id: &str) -> bool {
+        id == self.vnic_id
     }
 
     async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {

@@ -1,8 +1,9 @@
 //! The interface between the reconciler and a cloud's capture mechanism
 //! (AWS secondary IPs, Azure ipConfigurations, OCI private IPs): observe who
-//! holds a /32, capture it onto this router's NIC, release it. Every mutating
-//! provider call is preceded by a fence check, so an action planned from a
-//! path signature that is no longer current never reaches the provider.
+//! holds a /32, capture it onto this router's NIC, release it, or hand it
+//! back to the NIC it was captured from. Every mutating provider call is
+//! preceded by a fence check, so an action planned from a path signature that
+//! is no longer current never reaches the provider.
 
 use async_trait::async_trait;
 use std::net::Ipv4Addr;
@@ -35,6 +36,12 @@ pub enum ErrorKind {
     /// The path signature changed before a provider call: the action was
     /// skipped, never executed.
     Fenced,
+    /// The NIC an address was to be handed back to does not exist any more
+    /// (the provider says so unambiguously: not an authorization failure):
+    /// the hand-back was refused and nothing moved. The reconciler then
+    /// releases the address to nobody, where that NIC's deletion would have
+    /// left it.
+    HolderGone,
 }
 
 /// A provider call that failed, with what to show the operator.
@@ -123,8 +130,33 @@ pub trait CaptureProvider: Send + Sync {
     async fn capture(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError>;
 
     /// Removes `ip` from this router's NIC if it is there; never touches
-    /// another NIC. Idempotent. Same fence rule as `capture`.
+    /// another NIC. Idempotent. Same fence rule as `capture`. The reconciler
+    /// calls it only for a /32 that nobody held before it captured it (else
+    /// `hand_back`).
     async fn release(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError>;
+
+    /// Gives `ip` back to NIC `to` (the holder the reconciler observed when
+    /// it captured it): from this router's NIC, or from nobody (an earlier
+    /// hand-back stopped half-way, e.g. between Azure's two steps). Never
+    /// takes it from a third NIC: held elsewhere (by `to` or any other NIC)
+    /// is Ok without a call. AWS: `AssignPrivateIpAddresses` to `to` with
+    /// `AllowReassignment`; Azure: remove the ipConfiguration from our NIC,
+    /// then create it on `to`; OCI: `UpdatePrivateIp` to `to` (or
+    /// `CreatePrivateIp` on it). Same fence rule as `capture` (checked
+    /// before every mutating call and between Azure's steps). `to` missing
+    /// at the provider is `ErrorKind::HolderGone`; `to` being this router's
+    /// own NIC is a `Config` error. Returning Ok means the provider accepted
+    /// the change; the reconciler confirms it with `observe`.
+    async fn hand_back(
+        &self,
+        ip: Ipv4Addr,
+        to: &str,
+        fence: &Fence<'_>,
+    ) -> Result<(), CaptureError>;
+
+    /// Whether a NIC id `observe` could report is this router's own NIC
+    /// (ids are compared the way the provider compares them).
+    fn is_own_nic(&self, id: &str) -> bool;
 
     /// Every address on this router's NIC besides its primary, when the
     /// provider can list them in one call. The reconciler sweeps with it at

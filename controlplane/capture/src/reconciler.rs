@@ -3,8 +3,19 @@
 //! provider), in the background. Idempotent (observe first, act only on a
 //! difference, confirm by observing again), exponential backoff with full
 //! jitter per /32 plus a global pause when the provider throttles, bounded
-//! concurrency, and no state of its own beyond memory: a restart re-derives
-//! everything from BGP and the provider.
+//! concurrency. A restart re-derives the desired state from BGP and the
+//! observed one from the provider; the one thing neither knows is kept in
+//! `origin`: which holder each captured /32 was taken from.
+//!
+//! Hand-back: a capture records the holder it observed right before its
+//! provider call (another NIC, or nobody), persisted before the call. A
+//! release of that /32 gives it back to that NIC (`CaptureProvider::
+//! hand_back`) and is confirmed once another NIC holds it; only a /32 that
+//! nobody held is released to nobody. If the provider says that NIC no
+//! longer exists (deleted with its VM), the /32 is released to nobody: that
+//! is where the deletion would have left it had it never been captured, and
+//! where a replacement workload can take it. The confirmation carries a note
+//! naming the gone NIC (`cerctl explain`); nothing is retried forever.
 //!
 //! Fencing: every action carries the intent (desired state + path
 //! signature) it was planned from. The provider re-checks it right before
@@ -12,12 +23,14 @@
 //! stale action is skipped and counted (`Status::fenced_total`,
 //! `recent_fenced`), never executed.
 
+use crate::origin::{Origin, Origins};
 use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding};
 use rand::Rng;
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -62,6 +75,9 @@ pub struct ReconcilerConfig {
     pub resync: Duration,
     /// The endpoint pool: swept addresses outside it are never touched.
     pub pool: Vec<(Ipv4Addr, u8)>,
+    /// Where the origin of each captured /32 persists (None: memory only,
+    /// lost with the process).
+    pub origins_file: Option<PathBuf>,
 }
 
 impl Default for ReconcilerConfig {
@@ -76,6 +92,7 @@ impl Default for ReconcilerConfig {
             call_timeout: Duration::from_secs(20),
             resync: Duration::from_secs(60),
             pool: Vec::new(),
+            origins_file: None,
         }
     }
 }
@@ -130,6 +147,14 @@ pub struct IpStatus {
     /// Mutating provider calls the last confirmation needed (0: already so).
     pub changed_provider: Option<bool>,
     pub confirmed_unix_ms: Option<u64>,
+    /// The holder this router took the /32 from when it captured it ("nobody"
+    /// or a NIC id): a release hands it back there. None: no capture of it
+    /// is remembered (a release leaves it on nobody).
+    pub captured_from: Option<String>,
+    /// Something the operator should know about how the current intent was
+    /// confirmed (a release to nobody because the NIC it was captured from is
+    /// gone); cleared when the desired state changes.
+    pub note: Option<String>,
 }
 
 /// One stale action that was skipped.
@@ -163,12 +188,22 @@ pub struct Status {
     pub fenced_total: u64,
     pub throttled_until_ms: Option<u64>,
     pub recent_fenced: VecDeque<FencedAction>,
+    /// Releases that could not hand a /32 back because the NIC it was
+    /// captured from no longer exists, and released it to nobody instead.
+    pub released_holder_gone_total: u64,
+    /// Where the origins of captured /32s persist (None: memory only).
+    pub origins_file: Option<String>,
+    /// /32s whose origin is remembered (captured here, not yet released).
+    pub origins: usize,
+    /// The last failure to persist the origins (the memory still has them).
+    pub origins_error: Option<String>,
     pub ips: BTreeMap<Ipv4Addr, IpStatus>,
 }
 
 struct Shared {
     intents: Mutex<HashMap<Ipv4Addr, (Intent, Instant)>>,
     status: Mutex<Status>,
+    origins: Mutex<Origins>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -178,6 +213,105 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     fn current(&self, ip: Ipv4Addr) -> Option<Intent> {
         lock(&self.intents).get(&ip).map(|(i, _)| *i)
+    }
+
+    fn origin_text(&self, ip: Ipv4Addr) -> Option<String> {
+        lock(&self.origins).get(ip).map(Origin::text)
+    }
+
+    /// Mirrors a change of the origin memory into the status.
+    fn origins_changed(&self, ip: Ipv4Addr, saved: Result<(), String>) {
+        let (from, count) = {
+            let o = lock(&self.origins);
+            (o.get(ip).map(Origin::text), o.len())
+        };
+        let mut st = lock(&self.status);
+        st.origins = count;
+        match saved {
+            Ok(()) => {}
+            Err(e) => {
+                log::error!("capture: {e}");
+                st.origins_error = Some(e);
+            }
+        }
+        if let Some(e) = st.ips.get_mut(&ip) {
+            e.captured_from = from;
+        }
+    }
+
+    /// Write-ahead for a capture: remembers the holder `ip` is about to be
+    /// taken from. Another NIC replaces what was remembered (a re-capture
+    /// from a NIC that took the /32 while it was captured, e.g. a workload
+    /// re-created with a new NIC: the release gives it to the NIC it was
+    /// last taken from); nobody does not replace a NIC (the /32 left that
+    /// NIC half-way through an earlier action, e.g. between Azure's steps).
+    /// `Some(previous)` when the memory changed, for `restore_origin`.
+    fn remember_origin(
+        &self,
+        ip: Ipv4Addr,
+        before: &Holding,
+        provider: &dyn CaptureProvider,
+    ) -> Option<Option<Origin>> {
+        let holder = match before {
+            Holding::Elsewhere(id) if !provider.is_own_nic(id) => Some(id.clone()),
+            Holding::Nobody => None,
+            Holding::Elsewhere(_) | Holding::Ours => return None,
+        };
+        let (previous, saved) = {
+            let mut o = lock(&self.origins);
+            let previous = o.get(ip).cloned();
+            match (&previous, &holder) {
+                (Some(_), None) => return None,
+                (Some(p), Some(h)) if p.holder.as_ref() == Some(h) => return None,
+                _ => {}
+            }
+            let saved = o.insert(
+                ip,
+                Origin {
+                    holder,
+                    since_unix_ms: unix_ms(),
+                },
+            );
+            (previous, saved)
+        };
+        self.origins_changed(ip, saved);
+        Some(previous)
+    }
+
+    /// Puts back what `remember_origin` replaced (the capture never reached
+    /// the provider).
+    fn restore_origin(&self, ip: Ipv4Addr, previous: Option<Origin>) {
+        match previous {
+            None => self.forget_origin(ip),
+            Some(p) => {
+                let saved = lock(&self.origins).insert(ip, p);
+                self.origins_changed(ip, saved);
+            }
+        }
+    }
+
+    /// Forgets the origin of `ip` (released).
+    fn forget_origin(&self, ip: Ipv4Addr) {
+        let saved = lock(&self.origins).remove(ip);
+        match saved {
+            Ok(false) => {}
+            Ok(true) => self.origins_changed(ip, Ok(())),
+            Err(e) => self.origins_changed(ip, Err(e)),
+        }
+    }
+
+    /// The NIC a release of `ip` hands it back to: the remembered holder,
+    /// unless nobody held it or it names this router's own NIC (nothing to
+    /// hand back to: released to nobody).
+    fn hand_back_target(&self, ip: Ipv4Addr, provider: &dyn CaptureProvider) -> Option<String> {
+        let holder = lock(&self.origins).get(ip)?.holder.clone()?;
+        if provider.is_own_nic(&holder) {
+            log::warn!(
+                "capture: the holder remembered for {ip} ({holder}) is this router's own NIC: nothing to hand it back to, released to nobody"
+            );
+            return None;
+        }
+        Some(holder)
     }
 }
 
@@ -198,12 +332,52 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
+    /// A reconciler with the origins remembered in `cfg.origins_file`; a
+    /// file that cannot be read is an error naming it (cer-control stops on
+    /// it: fix or remove the file). Remembered /32s outside the pool are
+    /// forgotten.
+    pub fn open(cfg: ReconcilerConfig) -> Result<Reconciler, String> {
+        let origins = Origins::load(cfg.origins_file.as_deref())?;
+        Ok(Reconciler::build(cfg, origins, None))
+    }
+
+    /// As `open`, but a file that cannot be read is neither used nor
+    /// overwritten: the origins are then kept in memory only, and the error
+    /// is shown (`Status::origins_error`).
     pub fn new(cfg: ReconcilerConfig) -> Reconciler {
+        match Origins::load(cfg.origins_file.as_deref()) {
+            Ok(origins) => Reconciler::build(cfg, origins, None),
+            Err(e) => {
+                log::error!("capture: {e}; origins are kept in memory only");
+                Reconciler::build(cfg, Origins::default(), Some(e))
+            }
+        }
+    }
+
+    fn build(cfg: ReconcilerConfig, mut origins: Origins, error: Option<String>) -> Reconciler {
+        let mut status = Status {
+            origins_file: origins.path().map(|p| p.display().to_string()),
+            origins_error: error,
+            ..Status::default()
+        };
+        match origins.retain(|ip| cfg.in_pool(ip)) {
+            Ok(0) => {}
+            Ok(n) => log::info!("capture: forgot the origins of {n} /32(s) outside the pool"),
+            Err(e) => status.origins_error = Some(e),
+        }
+        status.origins = origins.len();
+        if !origins.is_empty() {
+            log::info!(
+                "capture: {} captured /32(s) remembered with the holder to hand them back to",
+                origins.len()
+            );
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         Reconciler {
             shared: Arc::new(Shared {
                 intents: Mutex::new(HashMap::new()),
-                status: Mutex::new(Status::default()),
+                status: Mutex::new(status),
+                origins: Mutex::new(origins),
             }),
             tx,
             rx: Arc::new(Mutex::new(Some(rx))),
@@ -221,10 +395,15 @@ impl Reconciler {
             }
             m.insert(ip, (intent, Instant::now()));
         }
+        let from = self.shared.origin_text(ip);
         {
             let mut s = lock(&self.shared.status);
             let active = s.active;
             let e = s.ips.entry(ip).or_insert_with(|| new_ip_status(intent));
+            e.captured_from = from;
+            if e.desired != intent.desired {
+                e.note = None;
+            }
             e.desired = intent.desired;
             e.signature = format!("{:016x}", intent.signature);
             if e.phase != Phase::InFlight {
@@ -311,6 +490,8 @@ fn new_ip_status(intent: Intent) -> IpStatus {
         confirm_ms: None,
         changed_provider: None,
         confirmed_unix_ms: None,
+        captured_from: None,
+        note: None,
     }
 }
 
@@ -358,6 +539,9 @@ enum Done {
 struct Confirmation {
     observed: Holding,
     changed: bool,
+    /// Set when a hand-back found the NIC gone and released to nobody: what
+    /// to tell the operator.
+    holder_gone: Option<String>,
 }
 
 struct Worker {
@@ -590,16 +774,24 @@ impl Worker {
                         continue;
                     }
                     // Held from an earlier life, named by no route now.
-                    log::info!("capture: {ip} is on this NIC but no path names it: releasing");
+                    log::info!(
+                        "capture: {ip} is on this NIC but no path names it: releasing it{}",
+                        match self.shared.origin_text(ip) {
+                            Some(from) if from != "nobody" => format!(" (back to {from})"),
+                            _ => String::new(),
+                        }
+                    );
                     let intent = Intent {
                         desired: Desired::Release,
                         signature: 0,
                     };
                     lock(&self.shared.intents).insert(ip, (intent, Instant::now()));
+                    let from = self.shared.origin_text(ip);
                     lock(&self.shared.status)
                         .ips
                         .entry(ip)
-                        .or_insert_with(|| new_ip_status(intent));
+                        .or_insert_with(|| new_ip_status(intent))
+                        .captured_from = from;
                     self.changed(ip);
                 }
             }
@@ -615,6 +807,23 @@ impl Worker {
         result: Result<Confirmation, CaptureError>,
         accepted: bool,
     ) {
+        let released = self.record(ip, intent, result, accepted);
+        if released {
+            // The release is final: the episode that began with the capture
+            // is over, and so is the memory of where it came from.
+            self.shared.forget_origin(ip);
+        }
+    }
+
+    /// Updates the slot and the status after an action; true when a release
+    /// of the current intent is confirmed for good.
+    fn record(
+        &mut self,
+        ip: Ipv4Addr,
+        intent: Intent,
+        result: Result<Confirmation, CaptureError>,
+        accepted: bool,
+    ) -> bool {
         let now = Instant::now();
         let current = lock(&self.shared.intents).get(&ip).copied();
         let slot = self.slots.entry(ip).or_default();
@@ -628,6 +837,7 @@ impl Worker {
             // Confirmed by observation: anything older has landed or lost.
             slot.unsettled_until = None;
         }
+        let mut released = false;
         let mut st = lock(&self.shared.status);
         let st = &mut *st;
         let e = st.ips.entry(ip).or_insert_with(|| new_ip_status(intent));
@@ -642,6 +852,13 @@ impl Worker {
                 e.attempts = 0;
                 e.last_error = None;
                 e.last_error_kind = None;
+                if let Some(n) = c.holder_gone {
+                    // Kept until the intent changes: a later look that
+                    // finds nothing to do does not erase why.
+                    log::warn!("capture: {ip}: {n}");
+                    st.released_holder_gone_total += 1;
+                    e.note = Some(n);
+                }
                 if current.is_some_and(|(i, _)| i == intent) && slot.unsettled_until.is_some() {
                     // Looks right, but an accepted change of an older plan
                     // may still land: look again shortly.
@@ -656,15 +873,21 @@ impl Worker {
                     e.confirm_ms = Some(now.duration_since(since).as_millis() as u64);
                     e.changed_provider = Some(c.changed);
                     e.confirmed_unix_ms = Some(unix_ms());
+                    released = intent.desired == Desired::Release;
                     if c.changed {
                         log::info!(
-                            "capture: {ip} {} confirmed by {} ({} ms after the ownership change)",
+                            "capture: {ip} {} confirmed by {} ({} ms after the ownership change; {})",
                             match intent.desired {
                                 Desired::Capture => "capture",
                                 Desired::Release => "release",
                             },
                             self.provider.name(),
-                            now.duration_since(since).as_millis()
+                            now.duration_since(since).as_millis(),
+                            match &c.observed {
+                                Holding::Ours => "on this router's NIC".to_string(),
+                                Holding::Nobody => "on nobody".to_string(),
+                                Holding::Elsewhere(id) => format!("held by {id}"),
+                            }
                         );
                     }
                 }
@@ -724,7 +947,7 @@ impl Worker {
                     let due = now + delay;
                     slot.due = Some(due);
                     self.timers.push(Reverse((due, ip)));
-                    return;
+                    return false;
                 }
             }
         }
@@ -741,6 +964,7 @@ impl Worker {
                 self.ready.push_back(ip);
             }
         }
+        released
     }
 
     fn publish(&self, in_flight: usize) {
@@ -763,7 +987,7 @@ fn jitter(d: Duration) -> Duration {
 
 fn backoff(cfg: &ReconcilerConfig, kind: ErrorKind, attempts: u32) -> Duration {
     let d = match kind {
-        ErrorKind::Config => cfg.backoff_max,
+        ErrorKind::Config | ErrorKind::HolderGone => cfg.backoff_max,
         ErrorKind::Throttled => cfg
             .throttle_base
             .saturating_mul(1 << attempts.min(16).saturating_sub(1)),
@@ -793,6 +1017,10 @@ async fn bounded<T>(
 }
 
 /// Plans and runs one action: observe, act if needed (fenced), confirm.
+///
+/// Capture: remember where the /32 comes from (write-ahead), then take it.
+/// Release: hand it back to the remembered holder, or, when nobody held it,
+/// remove it from our NIC.
 async fn execute(
     provider: &dyn CaptureProvider,
     shared: &Shared,
@@ -812,45 +1040,158 @@ async fn execute(
         ok
     };
     let fence = Fence::new(&still);
-    let want_ours = intent.desired == Desired::Capture;
     let before = bounded(name, "observe", cfg.call_timeout, provider.observe(ip)).await?;
-    if (before == Holding::Ours) == want_ours {
-        return Ok(Confirmation {
-            observed: before,
+    let as_is = |observed: Holding| {
+        Ok(Confirmation {
+            observed,
             changed: false,
-        });
-    }
-    let r = match intent.desired {
+            holder_gone: None,
+        })
+    };
+    match intent.desired {
         Desired::Capture => {
-            bounded(
+            if before == Holding::Ours {
+                return as_is(before);
+            }
+            let replaced = shared.remember_origin(ip, &before, provider);
+            let r = bounded(
                 name,
                 "capture",
                 cfg.call_timeout,
                 provider.capture(ip, &fence),
             )
-            .await
+            .await;
+            // A mutating call that passed its fence may have been applied,
+            // even when it failed or timed out afterwards.
+            *accepted = passed.load(std::sync::atomic::Ordering::Relaxed);
+            if let (Err(_), false, Some(previous)) = (&r, *accepted, replaced) {
+                // Nothing reached the provider: nothing new to remember.
+                shared.restore_origin(ip, previous);
+            }
+            r?;
+            confirm(provider, cfg, &fence, ip, |h| *h == Holding::Ours).await
         }
-        Desired::Release => {
-            bounded(
-                name,
-                "release",
-                cfg.call_timeout,
-                provider.release(ip, &fence),
-            )
-            .await
+        Desired::Release => match shared.hand_back_target(ip, provider) {
+            None => {
+                if before != Holding::Ours {
+                    return as_is(before);
+                }
+                let r = bounded(
+                    name,
+                    "release",
+                    cfg.call_timeout,
+                    provider.release(ip, &fence),
+                )
+                .await;
+                *accepted = passed.load(std::sync::atomic::Ordering::Relaxed);
+                r?;
+                confirm(provider, cfg, &fence, ip, |h| *h != Holding::Ours).await
+            }
+            Some(to) => {
+                // Held by another NIC (the one it came from, or whoever took
+                // it since): not ours to move.
+                if matches!(before, Holding::Elsewhere(_)) {
+                    return as_is(before);
+                }
+                let r = bounded(
+                    name,
+                    "hand back",
+                    cfg.call_timeout,
+                    provider.hand_back(ip, &to, &fence),
+                )
+                .await;
+                *accepted = passed.load(std::sync::atomic::Ordering::Relaxed);
+                match r {
+                    Err(e) if e.kind == ErrorKind::HolderGone => {
+                        return release_for_a_gone_holder(
+                            provider, cfg, &fence, &passed, accepted, ip, &to, e,
+                        )
+                        .await;
+                    }
+                    r => r?,
+                }
+                // Confirmed once another NIC holds it (Azure passes through
+                // nobody between its two steps).
+                confirm(provider, cfg, &fence, ip, |h| {
+                    matches!(h, Holding::Elsewhere(_))
+                })
+                .await
+            }
+        },
+    }
+}
+
+/// The provider refused a hand-back because the NIC the /32 was captured
+/// from no longer exists (`ErrorKind::HolderGone`: deleted, e.g. with its
+/// VM). Deleting that NIC would have freed the /32 had it never been
+/// captured, so that is where it goes: released to nobody (fenced like any
+/// release), confirmed, and the confirmation notes the gone NIC for
+/// `cerctl explain`. A replacement workload can then take the address; an
+/// ownership change back to a remote node captures it from nobody.
+#[allow(clippy::too_many_arguments)]
+async fn release_for_a_gone_holder(
+    provider: &dyn CaptureProvider,
+    cfg: &ReconcilerConfig,
+    fence: &Fence<'_>,
+    passed: &std::sync::atomic::AtomicBool,
+    accepted: &mut bool,
+    ip: Ipv4Addr,
+    to: &str,
+    gone: CaptureError,
+) -> Result<Confirmation, CaptureError> {
+    let name = provider.name();
+    log::warn!(
+        "capture: {ip}: cannot hand it back, {}; releasing it to nobody",
+        gone.message
+    );
+    let note = format!(
+        "released to nobody, where deleting the NIC it was captured from ({to}) would have left it ({}: {})",
+        gone.step, gone.message
+    );
+    let now = bounded(name, "observe", cfg.call_timeout, provider.observe(ip)).await?;
+    let c = if now == Holding::Ours {
+        let r = bounded(
+            name,
+            "release",
+            cfg.call_timeout,
+            provider.release(ip, fence),
+        )
+        .await;
+        *accepted = passed.load(std::sync::atomic::Ordering::Relaxed);
+        r?;
+        confirm(provider, cfg, fence, ip, |h| *h != Holding::Ours).await?
+    } else {
+        // Already off our NIC: an Azure hand-back whose holder vanished
+        // between the two steps, or an operator removed it.
+        Confirmation {
+            observed: now,
+            changed: *accepted,
+            holder_gone: None,
         }
     };
-    // A mutating call that passed its fence may have been applied, even
-    // when it failed or timed out afterwards.
-    *accepted = passed.load(std::sync::atomic::Ordering::Relaxed);
-    r?;
+    Ok(Confirmation {
+        holder_gone: Some(note),
+        ..c
+    })
+}
+
+/// Observes until the provider shows what an accepted change wants.
+async fn confirm(
+    provider: &dyn CaptureProvider,
+    cfg: &ReconcilerConfig,
+    fence: &Fence<'_>,
+    ip: Ipv4Addr,
+    wanted: impl Fn(&Holding) -> bool,
+) -> Result<Confirmation, CaptureError> {
+    let name = provider.name();
     let deadline = Instant::now() + cfg.confirm_timeout;
     loop {
         let h = bounded(name, "confirm", cfg.call_timeout, provider.observe(ip)).await?;
-        if (h == Holding::Ours) == want_ours {
+        if wanted(&h) {
             return Ok(Confirmation {
                 observed: h,
                 changed: true,
+                holder_gone: None,
             });
         }
         // Confirming a stale action is pointless: the new intent replans.

@@ -15,8 +15,11 @@ struct Net {
     holders: HashMap<Ipv4Addr, String>,
     /// Accepted changes not yet visible: (visible at, ip, new holder or None).
     pending: Vec<(Instant, Ipv4Addr, Option<String>)>,
-    /// Mutating calls executed, in order: "capture IP" / "release IP".
+    /// Mutating calls executed, in order: "capture IP" / "release IP" /
+    /// "hand back IP to NIC".
     calls: Vec<String>,
+    /// NICs that no longer exist (a hand-back to them is refused).
+    gone: HashSet<String>,
     /// Errors returned by the next calls, in order.
     failures: VecDeque<ErrorKind>,
     /// Steal an address to this holder on the next observe.
@@ -125,6 +128,42 @@ impl CaptureProvider for Scripted {
         net.calls.push(format!("release {ip}"));
         net.pending.push((at, ip, None));
         Ok(())
+    }
+    async fn hand_back(
+        &self,
+        ip: Ipv4Addr,
+        to: &str,
+        fence: &Fence<'_>,
+    ) -> Result<(), CaptureError> {
+        if to == ME {
+            return Err(CaptureError::new(
+                ErrorKind::Config,
+                "scripted",
+                "hand back",
+                "our own NIC",
+            ));
+        }
+        if self.holder(ip).is_some_and(|h| h != ME) {
+            return Ok(());
+        }
+        fence.check("scripted", "assign back")?;
+        self.call("assign back").await?;
+        let mut net = self.net();
+        if net.gone.contains(to) {
+            return Err(CaptureError::new(
+                ErrorKind::HolderGone,
+                "scripted",
+                "assign back",
+                format!("{to} does not exist"),
+            ));
+        }
+        let at = Instant::now() + self.visible_after;
+        net.calls.push(format!("hand back {ip} to {to}"));
+        net.pending.push((at, ip, Some(to.to_string())));
+        Ok(())
+    }
+    fn is_own_nic(&self, id: &str) -> bool {
+        id == ME
     }
     async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {
         self.call("list").await?;
@@ -254,7 +293,10 @@ async fn owner_change_a_b_a_fences_stale_actions() {
 }
 
 /// The owner changes while a capture is being confirmed: confirmation stops
-/// (fenced) and the release runs from the new plan.
+/// (fenced) and the release runs from the new plan. The release first sees
+/// the workload still holding the /32 (the accepted capture is not visible
+/// yet), so it settles instead of confirming, and keeps the origin: once the
+/// capture lands, the /32 is handed back to the workload NIC.
 #[tokio::test(start_paused = true)]
 async fn change_during_confirmation_is_fenced_then_replanned() {
     let p = Scripted::new(10, 2000);
@@ -268,11 +310,17 @@ async fn change_during_confirmation_is_fenced_then_replanned() {
     r.set(ip(13), rel(2));
     let s = confirmed(&r, ip(13), rel(2)).await;
     assert_eq!(r.status().recent_fenced[0].step, "confirm");
-    assert_eq!(s.observed.as_deref(), Some("nobody"));
+    assert_eq!(s.observed.as_deref(), Some("elsewhere: eni-workload"));
     assert_eq!(
         p.net().calls,
-        vec![format!("capture {}", ip(13)), format!("release {}", ip(13))]
+        vec![
+            format!("capture {}", ip(13)),
+            format!("hand back {} to eni-workload", ip(13))
+        ]
     );
+    assert_eq!(p.holder(ip(13)).as_deref(), Some("eni-workload"));
+    assert_eq!(s.captured_from, None);
+    assert_eq!(r.status().origins, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -423,4 +471,426 @@ fn backoff_grows_with_jitter_and_caps() {
         assert!(d <= full && d >= full / 2, "{attempt}: {d:?} vs {full:?}");
     }
     assert!(backoff(&cfg, ErrorKind::Config, 1) >= cfg.backoff_max / 2);
+}
+
+/// The flap of issue 16: a remote owner for a moment, then owned here
+/// again. The /32 captured from the workload's NIC goes back to that NIC,
+/// not to nobody; the origin is shown while captured and forgotten after.
+#[tokio::test(start_paused = true)]
+async fn release_hands_the_address_back_to_the_nic_it_was_captured_from() {
+    let p = Scripted::new(10, 300);
+    p.hold(ip(13), "eni-workload");
+    let r = reconciler();
+    r.set(ip(13), rel(1));
+    r.start(p.clone()).unwrap();
+    r.activate();
+    let s = confirmed(&r, ip(13), rel(1)).await;
+    assert_eq!(s.captured_from, None);
+    assert_eq!(s.changed_provider, Some(false));
+    r.set(ip(13), cap(2)); // owned by a remote node for a moment
+    let s = confirmed(&r, ip(13), cap(2)).await;
+    assert_eq!(s.captured_from.as_deref(), Some("eni-workload"));
+    assert_eq!(r.status().origins, 1);
+    r.set(ip(13), rel(3)); // owned here again
+    let s = confirmed(&r, ip(13), rel(3)).await;
+    assert_eq!(s.observed.as_deref(), Some("elsewhere: eni-workload"));
+    assert_eq!(s.changed_provider, Some(true));
+    assert_eq!(s.captured_from, None);
+    assert_eq!(r.status().origins, 0);
+    assert_eq!(p.holder(ip(13)).as_deref(), Some("eni-workload"));
+    assert_eq!(
+        p.net().calls,
+        vec![
+            format!("capture {}", ip(13)),
+            format!("hand back {} to eni-workload", ip(13))
+        ]
+    );
+    // Idempotent: a resync finds it where it belongs and does nothing.
+    r.resync();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(p.net().calls.len(), 2);
+}
+
+/// Only a /32 that nobody held before the capture is released to nobody.
+#[tokio::test(start_paused = true)]
+async fn a_capture_from_nobody_is_released_to_nobody() {
+    let p = Scripted::new(10, 100);
+    let r = reconciler();
+    r.set(ip(14), cap(1));
+    r.start(p.clone()).unwrap();
+    r.activate();
+    let s = confirmed(&r, ip(14), cap(1)).await;
+    assert_eq!(s.captured_from.as_deref(), Some("nobody"));
+    r.set(ip(14), rel(2));
+    let s = confirmed(&r, ip(14), rel(2)).await;
+    assert_eq!(s.observed.as_deref(), Some("nobody"));
+    assert_eq!(
+        p.net().calls,
+        vec![format!("capture {}", ip(14)), format!("release {}", ip(14))]
+    );
+}
+
+/// A NIC that takes the /32 while it is captured (e.g. the workload
+/// re-created with a new NIC before ownership came back) is the one the
+/// re-capture took it from last: the release gives it to that NIC.
+#[tokio::test(start_paused = true)]
+async fn a_recapture_remembers_the_nic_it_took_the_address_from_last() {
+    let p = Scripted::new(5, 20);
+    p.hold(ip(15), "eni-workload");
+    let r = reconciler();
+    r.set(ip(15), cap(1));
+    r.start(p.clone()).unwrap();
+    r.activate();
+    let s = confirmed(&r, ip(15), cap(1)).await;
+    assert_eq!(s.captured_from.as_deref(), Some("eni-workload"));
+    p.net().steal = Some((ip(15), "eni-workload-new".into()));
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let s = confirmed(&r, ip(15), cap(1)).await;
+    assert_eq!(p.net().calls.len(), 2, "{:?}", p.net().calls);
+    assert_eq!(s.captured_from.as_deref(), Some("eni-workload-new"));
+    r.set(ip(15), rel(2));
+    confirmed(&r, ip(15), rel(2)).await;
+    assert_eq!(p.holder(ip(15)).as_deref(), Some("eni-workload-new"));
+}
+
+/// Nobody does not replace a remembered NIC: found on nobody (an earlier
+/// action stopped half-way, e.g. after Azure's first step), the re-capture
+/// keeps the NIC it came from.
+#[tokio::test(start_paused = true)]
+async fn a_recapture_from_nobody_keeps_the_remembered_nic() {
+    let p = Scripted::new(5, 20);
+    p.hold(ip(20), "eni-workload");
+    let r = reconciler();
+    r.set(ip(20), cap(1));
+    r.start(p.clone()).unwrap();
+    r.activate();
+    confirmed(&r, ip(20), cap(1)).await;
+    p.net().holders.remove(&ip(20));
+    r.resync();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = confirmed(&r, ip(20), cap(1)).await;
+    assert_eq!(p.net().calls.len(), 2, "{:?}", p.net().calls);
+    assert_eq!(s.captured_from.as_deref(), Some("eni-workload"));
+}
+
+/// The hand-back is fenced like every action: ownership goes remote again
+/// while the release is still observing, so the planned hand-back never
+/// reaches the provider and the /32 stays captured.
+#[tokio::test(start_paused = true)]
+async fn a_stale_hand_back_is_fenced_never_executed() {
+    let p = Scripted::new(200, 50);
+    p.hold(ip(16), "eni-workload");
+    let r = reconciler();
+    r.set(ip(16), cap(1));
+    r.start(p.clone()).unwrap();
+    r.activate();
+    confirmed(&r, ip(16), cap(1)).await;
+    r.set(ip(16), rel(2));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    r.set(ip(16), cap(3));
+    let s = confirmed(&r, ip(16), cap(3)).await;
+    let st = r.status();
+    assert_eq!(st.fenced_total, 1, "{st:?}");
+    assert_eq!(st.recent_fenced[0].planned, Desired::Release);
+    assert_eq!(st.recent_fenced[0].step, "assign back");
+    assert_eq!(p.net().calls, vec![format!("capture {}", ip(16))]);
+    assert_eq!(p.holder(ip(16)).as_deref(), Some(ME));
+    // Still remembered for the next release.
+    assert_eq!(s.captured_from.as_deref(), Some("eni-workload"));
+}
+
+/// The NIC the /32 came from was deleted while it was captured: the provider
+/// refuses the hand-back (nothing moves), and the release gives the /32 to
+/// nobody, where deleting that NIC would have left it. Confirmed at once,
+/// never retried, the origin forgotten; the status names the gone NIC and
+/// keeps naming it until the desired state changes.
+#[tokio::test(start_paused = true)]
+async fn a_gone_holder_gets_the_address_released_to_nobody() {
+    let p = Scripted::new(5, 20);
+    p.hold(ip(17), "eni-workload");
+    let r = reconciler();
+    r.set(ip(17), cap(1));
+    r.start(p.clone()).unwrap();
+    r.activate();
+    confirmed(&r, ip(17), cap(1)).await;
+    p.net().gone.insert("eni-workload".into());
+    r.set(ip(17), rel(2));
+    let s = confirmed(&r, ip(17), rel(2)).await;
+    assert_eq!(s.observed.as_deref(), Some("nobody"));
+    assert_eq!(s.attempts, 0);
+    assert_eq!(s.last_error, None);
+    let note = s.note.clone().unwrap();
+    assert!(
+        note.contains("released to nobody")
+            && note.contains("eni-workload")
+            && note.contains("does not exist"),
+        "{note}"
+    );
+    assert_eq!(s.captured_from, None);
+    assert_eq!(p.holder(ip(17)), None);
+    assert_eq!(
+        p.net().calls,
+        vec![format!("capture {}", ip(17)), format!("release {}", ip(17))]
+    );
+    let st = r.status();
+    assert_eq!(
+        (st.origins, st.released_holder_gone_total, st.errors_total),
+        (0, 1, 0)
+    );
+    // A resync finds nothing to do and still says why it is on nobody.
+    r.resync();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = r.ip_status(ip(17)).unwrap();
+    assert_eq!(s.phase, Phase::Confirmed);
+    assert_eq!(s.note.as_deref(), Some(note.as_str()));
+    assert_eq!(p.net().calls.len(), 2);
+    // Owned remotely again: captured from nobody, the note is gone.
+    r.set(ip(17), cap(3));
+    let s = confirmed(&r, ip(17), cap(3)).await;
+    assert_eq!(s.note, None);
+    assert_eq!(s.captured_from.as_deref(), Some("nobody"));
+}
+
+/// The gone holder's release to nobody is a release like any other: fenced
+/// when the ownership changes again before its provider call.
+#[tokio::test(start_paused = true)]
+async fn the_release_for_a_gone_holder_is_fenced() {
+    let p = Scripted::new(100, 20);
+    p.hold(ip(18), "eni-workload");
+    let r = reconciler();
+    r.set(ip(18), cap(1));
+    r.start(p.clone()).unwrap();
+    r.activate();
+    confirmed(&r, ip(18), cap(1)).await;
+    p.net().gone.insert("eni-workload".into());
+    r.set(ip(18), rel(2));
+    // observe (100 ms), refused hand-back (100), observe (100), then the
+    // release's fence check: the owner is remote again before it.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    r.set(ip(18), cap(3));
+    let s = confirmed(&r, ip(18), cap(3)).await;
+    let st = r.status();
+    assert_eq!(st.fenced_total, 1, "{st:?}");
+    assert_eq!(st.recent_fenced[0].planned, Desired::Release);
+    assert_eq!(st.recent_fenced[0].step, "unassign");
+    assert_eq!(p.net().calls, vec![format!("capture {}", ip(18))]);
+    assert_eq!(p.holder(ip(18)).as_deref(), Some(ME));
+    assert_eq!(s.captured_from.as_deref(), Some("eni-workload"));
+}
+
+/// A hand-back that stopped half-way (the /32 on nobody, e.g. between
+/// Azure's two steps) is finished from nobody at the next attempt.
+#[tokio::test(start_paused = true)]
+async fn a_half_done_hand_back_is_finished_from_nobody() {
+    let p = Scripted::new(5, 20);
+    p.hold(ip(19), "eni-workload");
+    let r = reconciler();
+    r.set(ip(19), cap(1));
+    r.start(p.clone()).unwrap();
+    r.activate();
+    confirmed(&r, ip(19), cap(1)).await;
+    // Step 1 done (gone from our NIC), step 2 never ran.
+    p.net().holders.remove(&ip(19));
+    r.set(ip(19), rel(2));
+    let s = confirmed(&r, ip(19), rel(2)).await;
+    assert_eq!(s.observed.as_deref(), Some("elsewhere: eni-workload"));
+    assert_eq!(p.holder(ip(19)).as_deref(), Some("eni-workload"));
+    assert_eq!(
+        p.net().calls.last().cloned(),
+        Some(format!("hand back {} to eni-workload", ip(19)))
+    );
+}
+
+/// The origin is written before the capture call; a capture fenced before
+/// any provider call leaves nothing behind.
+#[tokio::test(start_paused = true)]
+async fn a_capture_that_never_reached_the_provider_remembers_nothing() {
+    let p = Scripted::new(200, 50);
+    p.hold(ip(21), "eni-workload");
+    let r = reconciler();
+    r.start(p.clone()).unwrap();
+    r.activate();
+    r.set(ip(21), cap(1));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    r.set(ip(21), rel(2)); // before the capture's fence check
+    let s = confirmed(&r, ip(21), rel(2)).await;
+    assert_eq!(r.status().fenced_total, 1);
+    assert!(p.net().calls.is_empty(), "{:?}", p.net().calls);
+    assert_eq!(s.captured_from, None);
+    assert_eq!(r.status().origins, 0);
+}
+
+fn origins_file(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cer-reconciler-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.join("origins.json")
+}
+
+fn reconciler_with(file: &std::path::Path) -> Reconciler {
+    Reconciler::open(ReconcilerConfig {
+        pool: vec![(Ipv4Addr::new(10, 77, 60, 0), 24)],
+        origins_file: Some(file.to_path_buf()),
+        ..ReconcilerConfig::default()
+    })
+    .unwrap()
+}
+
+/// cer-control restarts while the /32 is captured, and by the time it is
+/// back the /32 is owned here: the origin persisted before the capture call
+/// still tells where it goes back.
+#[tokio::test(start_paused = true)]
+async fn the_origin_survives_a_restart() {
+    let file = origins_file("restart");
+    let p = Scripted::new(5, 20);
+    p.hold(ip(22), "eni-workload");
+    {
+        let r = reconciler_with(&file);
+        r.set(ip(22), cap(1));
+        r.start(p.clone()).unwrap();
+        r.activate();
+        confirmed(&r, ip(22), cap(1)).await;
+        assert_eq!(r.status().origins_file.as_deref(), file.to_str());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("eni-workload"), "{text}");
+    // The new process: same provider state, the /32 is owned here now.
+    let r = reconciler_with(&file);
+    assert_eq!(r.status().origins, 1);
+    r.set(ip(22), rel(2));
+    assert_eq!(
+        r.ip_status(ip(22)).unwrap().captured_from.as_deref(),
+        Some("eni-workload")
+    );
+    r.start(p.clone()).unwrap();
+    r.activate();
+    confirmed(&r, ip(22), rel(2)).await;
+    assert_eq!(p.holder(ip(22)).as_deref(), Some("eni-workload"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("10.77.60.22"), "{text}");
+    // A third start sees nothing remembered; a release stays a no-op.
+    assert_eq!(reconciler_with(&file).status().origins, 0);
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
+
+/// A remembered holder that is this router's own NIC (a memory from another
+/// configuration) is not a place to hand back to: released to nobody, never
+/// a hand-back to ourselves. Remembered /32s outside the pool are dropped.
+#[tokio::test(start_paused = true)]
+async fn a_remembered_holder_that_is_our_own_nic_is_released_to_nobody() {
+    let file = origins_file("own");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"version": 1, "origins": [
+                {{"ip": "10.77.60.23", "holder": "{ME}", "since_unix_ms": 1}},
+                {{"ip": "10.1.1.1", "holder": "eni-x", "since_unix_ms": 1}}
+            ]}}"#
+        ),
+    )
+    .unwrap();
+    let p = Scripted::new(5, 20);
+    p.hold(ip(23), ME);
+    let r = reconciler_with(&file);
+    assert_eq!(r.status().origins, 1, "the one outside the pool is dropped");
+    r.set(ip(23), rel(1));
+    r.start(p.clone()).unwrap();
+    r.activate();
+    let s = confirmed(&r, ip(23), rel(1)).await;
+    assert_eq!(s.observed.as_deref(), Some("nobody"));
+    assert_eq!(p.net().calls, vec![format!("release {}", ip(23))]);
+    assert_eq!(r.status().origins, 0);
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
+
+/// A corrupt origin file is an error naming it (`open`, as cer-control
+/// starts), never silently emptied: `new` keeps the origins in memory only,
+/// shows the error and leaves the file as it was.
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_origin_file_is_refused_never_overwritten() {
+    let file = origins_file("corrupt");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, b"not json").unwrap();
+    let cfg = ReconcilerConfig {
+        pool: vec![(Ipv4Addr::new(10, 77, 60, 0), 24)],
+        origins_file: Some(file.clone()),
+        ..ReconcilerConfig::default()
+    };
+    let e = Reconciler::open(cfg.clone()).err().unwrap();
+    assert!(e.contains("origins.json"), "{e}");
+    let r = Reconciler::new(cfg);
+    assert!(r
+        .status()
+        .origins_error
+        .is_some_and(|e| e.contains("origins.json")));
+    let p = Scripted::new(5, 20);
+    p.hold(ip(24), "eni-workload");
+    r.set(ip(24), cap(1));
+    r.start(p.clone()).unwrap();
+    r.activate();
+    let s = confirmed(&r, ip(24), cap(1)).await;
+    assert_eq!(s.captured_from.as_deref(), Some("eni-workload"));
+    assert_eq!(std::fs::read(&file).unwrap(), b"not json");
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
+}
+
+/// The write-ahead rules on their own: another NIC replaces the memory,
+/// nobody and our own NIC do not, and a capture that never reached the
+/// provider puts back exactly what it replaced.
+#[test]
+fn remember_and_restore_the_origin() {
+    let p = Scripted::new(0, 0);
+    let r = reconciler();
+    let sh = &r.shared;
+    let held = |id: &str| Holding::Elsewhere(id.to_string());
+    let from = || sh.origin_text(ip(25));
+    assert_eq!(
+        sh.remember_origin(ip(25), &Holding::Nobody, &*p),
+        Some(None)
+    );
+    assert_eq!(from().as_deref(), Some("nobody"));
+    let prev = sh.remember_origin(ip(25), &held("eni-a"), &*p).unwrap();
+    assert_eq!(prev.and_then(|o| o.holder), None);
+    assert_eq!(sh.remember_origin(ip(25), &held("eni-a"), &*p), None);
+    assert_eq!(sh.remember_origin(ip(25), &Holding::Nobody, &*p), None);
+    assert_eq!(sh.remember_origin(ip(25), &held(ME), &*p), None);
+    assert_eq!(sh.remember_origin(ip(25), &Holding::Ours, &*p), None);
+    assert_eq!(from().as_deref(), Some("eni-a"));
+    let prev = sh.remember_origin(ip(25), &held("eni-b"), &*p).unwrap();
+    assert_eq!(from().as_deref(), Some("eni-b"));
+    sh.restore_origin(ip(25), prev);
+    assert_eq!(from().as_deref(), Some("eni-a"));
+    assert_eq!(r.status().origins, 1);
+    sh.restore_origin(ip(25), None);
+    assert_eq!(from(), None);
+    assert_eq!(r.status().origins, 0);
+}
+
+/// After a restart the sweep finds a pool /32 on our NIC that no route
+/// names any more: with its origin remembered it goes back to that NIC, not
+/// to nobody.
+#[tokio::test(start_paused = true)]
+async fn the_restart_sweep_hands_an_orphan_back_to_its_origin() {
+    let file = origins_file("sweep");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        r#"{"version": 1, "origins": [{"ip": "10.77.60.52", "holder": "eni-workload", "since_unix_ms": 1}]}"#,
+    )
+    .unwrap();
+    let p = Scripted::new(5, 20);
+    p.net().list_held = true;
+    p.hold(ip(52), ME);
+    let r = reconciler_with(&file);
+    r.start(p.clone()).unwrap();
+    r.activate();
+    let s = confirmed(&r, ip(52), rel(0)).await;
+    assert_eq!(s.observed.as_deref(), Some("elsewhere: eni-workload"));
+    assert_eq!(
+        p.net().calls,
+        vec![format!("hand back {} to eni-workload", ip(52))]
+    );
+    assert_eq!(r.status().origins, 0);
+    let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }

@@ -353,3 +353,190 @@ async fn etag_race_and_another_operation_are_retried_within_the_call() {
     assert!(e.message.contains("PreconditionFailed"), "{e}");
     assert!(holders(&emu, "10.1.0.152").await.is_empty());
 }
+
+/// A release of an address captured from another NIC hands it back: the ipConfiguration leaves
+/// our NIC (LRO polled), then is created on that NIC; idempotent; never taken from a third NIC;
+/// a holder NIC it may not read is a Config error, not a gone holder.
+#[tokio::test]
+async fn hand_back_recreates_the_configuration_on_the_nic_it_came_from() {
+    let emu = start();
+    let p = provider(&emu);
+    within(30, p.capture(ip("10.1.0.100"), &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(holders(&emu, "10.1.0.100").await, ["nic-r"]);
+    let t0 = Instant::now();
+    within(
+        30,
+        p.hand_back(ip("10.1.0.100"), &nic("nic-a"), &Fence::open()),
+    )
+    .await
+    .unwrap();
+    // Step 1 waited for our NIC's operation (>= move delay) before step 2.
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    assert_eq!(holders(&emu, "10.1.0.100").await, ["nic-a"]);
+    assert_eq!(
+        p.observe(ip("10.1.0.100")).await.unwrap(),
+        Holding::Elsewhere(nic("nic-a"))
+    );
+    let nic_a = emu
+        .target()
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == nic("nic-a"))
+        .cloned()
+        .unwrap();
+    assert_eq!(nic_a["names"]["10.1.0.100"], "cer-10-1-0-100");
+    // The other VNet's holder is untouched.
+    assert!(emu
+        .target_holders("10.1.0.100")
+        .await
+        .iter()
+        .any(|(n, _)| n.ends_with("nic-x")));
+
+    // Idempotent, and a third NIC's address is left alone.
+    emu.settle().await;
+    let before = emu.target().await;
+    within(
+        30,
+        p.hand_back(ip("10.1.0.100"), &nic("nic-a"), &Fence::open()),
+    )
+    .await
+    .unwrap();
+    within(
+        30,
+        p.hand_back(ip("10.1.0.101"), &nic("nic-b"), &Fence::open()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(emu.target().await, before);
+
+    // From nobody (a hand-back stopped between the steps): created on the holder.
+    within(
+        30,
+        p.hand_back(ip("10.1.0.150"), &nic("nic-b"), &Fence::open()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(holders(&emu, "10.1.0.150").await, ["nic-b"]);
+
+    // Never to ourselves.
+    let e = p
+        .hand_back(ip("10.1.0.150"), &nic("nic-r"), &Fence::open())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert!(p.is_own_nic(&nic("NIC-R")) && !p.is_own_nic(&nic("nic-a")));
+
+    // A holder NIC this identity may not read (403) is not gone: Config, nothing leaves ours.
+    within(30, p.capture(ip("10.1.0.150"), &Fence::open()))
+        .await
+        .unwrap();
+    emu.fault(json!({"provider": "azure", "action": "GetNetworkInterface", "kind": "denied"}))
+        .await;
+    let e = within(
+        20,
+        p.hand_back(ip("10.1.0.150"), &nic("nic-b"), &Fence::open()),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert!(e.message.contains("AuthorizationFailed"), "{e}");
+    assert_eq!(holders(&emu, "10.1.0.150").await, ["nic-r"]);
+}
+
+/// The fence is checked before each PUT and between the two steps: tripping between them leaves
+/// the address on nobody (step 1 done), and the next hand-back finishes from there.
+#[tokio::test]
+async fn hand_back_fenced_between_the_steps_is_finished_by_the_next_one() {
+    let emu = start();
+    let p = provider(&emu);
+    within(30, p.capture(ip("10.1.0.100"), &Fence::open()))
+        .await
+        .unwrap();
+    let closed = || false;
+    let before = emu.target().await;
+    let e = within(
+        20,
+        p.hand_back(ip("10.1.0.100"), &nic("nic-a"), &Fence::new(&closed)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Fenced, "{e}");
+    assert!(e.step.starts_with("PUT our NIC"), "{e}");
+    assert_eq!(emu.target().await, before);
+
+    let checks = AtomicU32::new(0);
+    let current = || checks.fetch_add(1, Ordering::SeqCst) == 0;
+    let fence = Fence::new(&current);
+    let e = within(30, p.hand_back(ip("10.1.0.100"), &nic("nic-a"), &fence))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Fenced, "{e}");
+    assert!(e.step.contains("between"), "{e}");
+    assert!(holders(&emu, "10.1.0.100").await.is_empty());
+    assert_eq!(p.observe(ip("10.1.0.100")).await.unwrap(), Holding::Nobody);
+
+    within(
+        30,
+        p.hand_back(ip("10.1.0.100"), &nic("nic-a"), &Fence::open()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(holders(&emu, "10.1.0.100").await, ["nic-a"]);
+}
+
+/// The NIC an address came from was deleted: refused before anything leaves our NIC
+/// (HolderGone); deleted between the steps: HolderGone with the address left on no NIC, where
+/// the deletion would have left it (the reconciler releases to nobody for a gone holder).
+#[tokio::test]
+async fn hand_back_to_a_deleted_nic_is_holder_gone_and_keeps_the_address() {
+    let emu = start();
+    let p = provider(&emu);
+    within(30, p.capture(ip("10.1.0.100"), &Fence::open()))
+        .await
+        .unwrap();
+    emu.delete_nic(&nic("nic-a")).await;
+    emu.settle().await;
+    let before = emu.target().await;
+    let e = within(
+        20,
+        p.hand_back(ip("10.1.0.100"), &nic("nic-a"), &Fence::open()),
+    )
+    .await
+    .unwrap_err();
+    eprintln!("holder gone: {e}");
+    assert_eq!(e.kind, ErrorKind::HolderGone, "{e}");
+    assert!(e.message.contains("nic-a"), "{e}");
+    assert_eq!(emu.target().await, before);
+    assert_eq!(holders(&emu, "10.1.0.100").await, ["nic-r"]);
+
+    // Give .150 to nic-b, capture it, then delete nic-b while step 1's operation is polled.
+    within(
+        30,
+        p.hand_back(ip("10.1.0.150"), &nic("nic-b"), &Fence::open()),
+    )
+    .await
+    .unwrap();
+    within(30, p.capture(ip("10.1.0.150"), &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(holders(&emu, "10.1.0.150").await, ["nic-r"]);
+    let (nic_b, open) = (nic("nic-b"), Fence::open());
+    let (r, _) = tokio::join!(
+        within(30, p.hand_back(ip("10.1.0.150"), &nic_b, &open)),
+        async {
+            // The LRO of step 1 is polled after Retry-After (1 s): delete nic-b meanwhile.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            emu.delete_nic(&nic("nic-b")).await;
+        }
+    );
+    let e = r.unwrap_err();
+    eprintln!("holder gone between the steps: {e}");
+    assert_eq!(e.kind, ErrorKind::HolderGone, "{e}");
+    assert!(e.message.contains("left on no NIC"), "{e}");
+    assert!(holders(&emu, "10.1.0.150").await.is_empty());
+    assert_eq!(p.observe(ip("10.1.0.150")).await.unwrap(), Holding::Nobody);
+}

@@ -349,3 +349,124 @@ fn config_is_validated_with_field_names() {
     }
     assert!(bad.validate().unwrap_err().contains("fingerprint"));
 }
+
+/// A release of an address captured from another VNIC hands it back: one UpdatePrivateIp to that
+/// VNIC (the private IP object moves, its OCID stays), idempotent, never taken from a third VNIC,
+/// created on the holder when it is on nobody, fenced.
+#[tokio::test]
+async fn hand_back_moves_the_private_ip_to_the_vnic_it_came_from() {
+    let emu = start();
+    let p = provider_for(&emu, VNIC_R);
+    within(10, p.capture(ip("10.2.0.100"), &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(holders(&emu, "10.2.0.100").await, [VNIC_R]);
+    within(10, p.hand_back(ip("10.2.0.100"), VNIC_A, &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(holders(&emu, "10.2.0.100").await, [VNIC_A]);
+    assert_eq!(
+        p.observe(ip("10.2.0.100")).await.unwrap(),
+        Holding::Elsewhere(VNIC_A.to_string())
+    );
+
+    emu.settle().await;
+    let before = emu.target().await;
+    within(10, p.hand_back(ip("10.2.0.100"), VNIC_A, &Fence::open()))
+        .await
+        .unwrap();
+    within(10, p.hand_back(ip("10.2.0.101"), VNIC_B, &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(
+        emu.target().await,
+        before,
+        "idempotent; a third VNIC's address stays"
+    );
+
+    within(10, p.hand_back(ip("10.2.0.150"), VNIC_B, &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(holders(&emu, "10.2.0.150").await, [VNIC_B]);
+
+    let e = p
+        .hand_back(ip("10.2.0.150"), VNIC_R, &Fence::open())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert!(p.is_own_nic(VNIC_R) && !p.is_own_nic(VNIC_A));
+
+    within(10, p.capture(ip("10.2.0.150"), &Fence::open()))
+        .await
+        .unwrap();
+    let closed = || false;
+    let before = emu.target().await;
+    let e = within(
+        10,
+        p.hand_back(ip("10.2.0.150"), VNIC_B, &Fence::new(&closed)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Fenced, "{e}");
+    assert_eq!(e.step, format!("UpdatePrivateIp to {VNIC_B}"));
+    assert_eq!(emu.target().await, before);
+}
+
+/// The VNIC an address came from was deleted: UpdatePrivateIp is refused (404), reported as
+/// HolderGone, and the private IP stays on our VNIC; from nobody, CreatePrivateIp is refused the
+/// same way and nothing is created.
+#[tokio::test]
+async fn hand_back_to_a_deleted_vnic_is_holder_gone_and_keeps_the_address() {
+    let emu = start();
+    let p = provider_for(&emu, VNIC_R);
+    within(10, p.capture(ip("10.2.0.100"), &Fence::open()))
+        .await
+        .unwrap();
+    emu.delete_nic(VNIC_A).await;
+    let e = within(10, p.hand_back(ip("10.2.0.100"), VNIC_A, &Fence::open()))
+        .await
+        .unwrap_err();
+    eprintln!("holder gone: {e}");
+    assert_eq!(e.kind, ErrorKind::HolderGone, "{e}");
+    assert!(e.message.contains(VNIC_A), "{e}");
+    assert_eq!(holders(&emu, "10.2.0.100").await, [VNIC_R]);
+    assert_eq!(p.observe(ip("10.2.0.100")).await.unwrap(), Holding::Ours);
+
+    let e = within(10, p.hand_back(ip("10.2.0.150"), VNIC_A, &Fence::open()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::HolderGone, "{e}");
+    assert!(holders(&emu, "10.2.0.150").await.is_empty());
+}
+
+/// OCI answers 404 `NotAuthorizedOrNotFound` also for a VNIC that exists but this principal may
+/// not use: that VNIC is still listed in our subnet, so the refusal is a Config error naming the
+/// permission, not a gone holder (which would release the address to nobody).
+#[tokio::test]
+async fn hand_back_refused_for_an_existing_vnic_is_config_not_holder_gone() {
+    let emu = start();
+    let p = provider_for(&emu, VNIC_R);
+    within(10, p.capture(ip("10.2.0.100"), &Fence::open()))
+        .await
+        .unwrap();
+    emu.fault(json!({"provider": "oci", "action": "UpdatePrivateIp", "kind": "denied"}))
+        .await;
+    let e = within(10, p.hand_back(ip("10.2.0.100"), VNIC_A, &Fence::open()))
+        .await
+        .unwrap_err();
+    eprintln!("denied: {e}");
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert!(
+        e.message.contains("NotAuthorizedOrNotFound") && e.message.contains("exists"),
+        "{e}"
+    );
+    assert_eq!(holders(&emu, "10.2.0.100").await, [VNIC_R]);
+    // The same from nobody (CreatePrivateIp).
+    emu.fault(json!({"provider": "oci", "action": "CreatePrivateIp", "kind": "denied"}))
+        .await;
+    let e = within(10, p.hand_back(ip("10.2.0.150"), VNIC_B, &Fence::open()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert!(holders(&emu, "10.2.0.150").await.is_empty());
+}

@@ -111,7 +111,8 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
     // Cloud capture: the reconciler exists from the start (the core feeds it
     // intents); its provider client is built, and retried, in the background.
     if cfg.capture.mode.is_cloud() {
-        let r = cer_capture::Reconciler::new(capture::reconciler_config(&cfg));
+        let r = cer_capture::Reconciler::open(capture::reconciler_config(&cfg))
+            .map_err(anyhow::Error::msg)?;
         capture::spawn(r.clone(), cfg.capture.clone());
         core.reconciler = Some(r);
     }

@@ -625,29 +625,49 @@ fn print_capture(d: &Value) {
     }
     if let Some(n) = d["fenced_total"].as_u64() {
         println!(
-            "in flight {}, errors {}, fenced (stale, skipped) {}",
-            d["in_flight"], d["errors_total"], n
+            "in flight {}, errors {}, fenced (stale, skipped) {}, released to nobody (captured-from NIC gone) {}",
+            d["in_flight"], d["errors_total"], n, d["released_holder_gone_total"]
         );
+    }
+    if let Some(f) = d["origins_file"].as_str() {
+        println!(
+            "captured from (handed back there on release): {} remembered in {f}",
+            d["origins_remembered"]
+        );
+    }
+    if let Some(e) = d["origins_error"].as_str() {
+        println!("ORIGINS NOT SAVED: {e}");
     }
     if let Some(ips) = d["ips"].as_object() {
         println!(
-            "{:<16} {:<8} {:<10} {:<24} {:>8} {:>6} {:>10}  LAST ERROR",
-            "IP", "DESIRED", "PHASE", "OBSERVED", "ATTEMPTS", "FENCED", "CONFIRM-MS"
+            "{:<16} {:<8} {:<10} {:<24} {:<24} {:>8} {:>6} {:>10}  LAST ERROR / NOTE",
+            "IP",
+            "DESIRED",
+            "PHASE",
+            "OBSERVED",
+            "CAPTURED FROM",
+            "ATTEMPTS",
+            "FENCED",
+            "CONFIRM-MS"
         );
         for (ip, v) in ips {
             println!(
-                "{:<16} {:<8} {:<10} {:<24} {:>8} {:>6} {:>10}  {}",
+                "{:<16} {:<8} {:<10} {:<24} {:<24} {:>8} {:>6} {:>10}  {}",
                 ip,
                 s(&v["desired"]),
                 s(&v["phase"]),
                 v["observed"].as_str().unwrap_or("-"),
+                v["captured_from"].as_str().unwrap_or("-"),
                 v["attempts"],
                 v["fenced"],
                 v["confirm_ms"]
                     .as_u64()
                     .map(|m| m.to_string())
                     .unwrap_or("-".into()),
-                v["last_error"].as_str().unwrap_or("")
+                v["last_error"]
+                    .as_str()
+                    .or(v["note"].as_str())
+                    .unwrap_or("")
             );
         }
     }

@@ -2,10 +2,12 @@
 //! `[capture] mode` and starts the reconciler once it exists. A client that
 //! cannot be built (no credentials, IMDS unreachable) is retried with
 //! backoff and the reason shown in `cerctl show capture` / `explain`;
-//! BGP and the dataplane feed run on regardless.
+//! BGP and the dataplane feed run on regardless. The reconciler's memory of
+//! where each captured /32 came from persists next to the endpoint state.
 
 use super::config::{Capture, CaptureMode, ControlConfig};
 use cer_capture::{CaptureError, CaptureProvider, Reconciler, ReconcilerConfig};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +20,17 @@ pub fn reconciler_config(cfg: &ControlConfig) -> ReconcilerConfig {
         resync: Duration::from_secs(t.resync_secs),
         backoff_max: Duration::from_secs(t.backoff_max_secs),
         pool: cfg.sam.pool.iter().map(|p| (p.addr(), p.len())).collect(),
+        origins_file: Some(origins_file(&cfg.sam.state_file)),
         ..ReconcilerConfig::default()
     }
+}
+
+/// Where the reconciler remembers which holder each captured /32 came from:
+/// next to the endpoint state file, named after it (`endpoints.json` ->
+/// `endpoints.capture-origins.json`), so nodes sharing a directory never
+/// share it.
+pub fn origins_file(state_file: &Path) -> PathBuf {
+    state_file.with_extension("capture-origins.json")
 }
 
 /// The provider client for this node's capture mode.
@@ -80,4 +91,21 @@ pub fn spawn(r: Reconciler, c: Capture) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_file_is_named_after_the_state_file() {
+        assert_eq!(
+            origins_file(Path::new("/var/lib/cer/endpoints.json")),
+            PathBuf::from("/var/lib/cer/endpoints.capture-origins.json")
+        );
+        assert_eq!(
+            origins_file(Path::new("/run/lab/aws-endpoints.json")),
+            PathBuf::from("/run/lab/aws-endpoints.capture-origins.json")
+        );
+    }
 }

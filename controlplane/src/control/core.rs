@@ -506,6 +506,10 @@ impl Core {
                     "captures_pending": count(Desired::Capture, false),
                     "releases_confirmed": count(Desired::Release, true),
                     "releases_pending": count(Desired::Release, false),
+                    "released_holder_gone_total": st.released_holder_gone_total,
+                    "origins_remembered": st.origins,
+                    "origins_file": st.origins_file,
+                    "origins_error": st.origins_error,
                     "in_flight": st.in_flight,
                     "errors_total": st.errors_total,
                     "fenced_total": st.fenced_total,
@@ -526,19 +530,24 @@ impl Core {
                         None if self.cfg.in_pool(ip) => "no capture action: no owner has been seen for it".to_string(),
                         None => "not in the pool: never captured".to_string(),
                         Some(s) => {
-                            let what = match s.desired {
-                                Desired::Capture => "capture onto this router's NIC (owned by a remote node)",
-                                Desired::Release => "release from this router's NIC (owned here or by nobody)",
+                            let from = s.captured_from.as_deref();
+                            let what = match (s.desired, from) {
+                                (Desired::Capture, Some(f)) => format!("capture onto this router's NIC (owned by a remote node; taken from {f}, handed back there on release)"),
+                                (Desired::Capture, None) => "capture onto this router's NIC (owned by a remote node)".to_string(),
+                                (Desired::Release, Some("nobody")) => "release from this router's NIC (owned here or by nobody; nobody held it when it was captured here, so it goes to nobody)".to_string(),
+                                (Desired::Release, Some(f)) => format!("release from this router's NIC (owned here or by nobody): hand it back to {f}, the NIC it was captured from"),
+                                (Desired::Release, None) => "release from this router's NIC (owned here or by nobody)".to_string(),
                             };
                             let state = match s.phase {
-                                Phase::Confirmed => "confirmed by the provider".to_string(),
+                                Phase::Confirmed => format!("confirmed by the provider ({})", s.observed.as_deref().unwrap_or("?")),
                                 Phase::Settling => "looks right; an older accepted change may still land, re-observing".to_string(),
                                 Phase::Waiting => "waiting (provider client not ready or BGP not converged)".to_string(),
                                 Phase::Pending => "queued".to_string(),
                                 Phase::InFlight => "in flight at the provider".to_string(),
                                 Phase::Backoff => format!("failed {} time(s), retrying: {}", s.attempts, s.last_error.clone().unwrap_or_default()),
                             };
-                            format!("{what}: {state}")
+                            let note = s.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
+                            format!("{what}: {state}{note}")
                         }
                     }
                 }

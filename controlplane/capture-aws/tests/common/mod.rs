@@ -243,6 +243,16 @@ impl Emulator {
         self.json("DELETE", "/_emulator/faults", "").await;
     }
 
+    /// Deletes a NIC (its VM terminated), as an operator would.
+    pub async fn delete_nic(&self, id: &str) {
+        self.json(
+            "POST",
+            "/_emulator/nics/delete",
+            &serde_json::json!({ "id": id }).to_string(),
+        )
+        .await;
+    }
+
     pub async fn set_move_delay(&self, ms: u64) {
         self.json(
             "POST",

@@ -113,6 +113,16 @@ impl Emulator {
             .await;
     }
 
+    /// Deletes a NIC (its VM terminated), as an operator would.
+    pub async fn delete_nic(&self, id: &str) {
+        self.control(
+            reqwest::Method::POST,
+            "/_emulator/nics/delete",
+            Some(serde_json::json!({ "id": id })),
+        )
+        .await;
+    }
+
     pub async fn clear_faults(&self) {
         self.control(reqwest::Method::DELETE, "/_emulator/faults", None)
             .await;
