@@ -542,7 +542,25 @@ pub fn nc_file(
     Ok(secs)
 }
 
-/// A packet capture (tcpdump -U, pcap file) on one interface of a namespace.
+/// How every test starts a live capture (then `-i IFACE -w FILE ...`). libpcap 1.10 on Linux
+/// reads through a TPACKET_V3 ring unless immediate mode is asked for, and that ring hands
+/// frames to tcpdump a block at a time: a block is retired when full or when the 1 s block
+/// timeout tcpdump sets expires, so a frame reaches tcpdump (and, with `-U`, the file) up to
+/// 1 s after it was on the wire, and a tcpdump stopped meanwhile (SIGTERM: `pcap_breakloop`,
+/// then exit) never reads the block it was filling: those frames are not in the file at all.
+/// `--immediate-mode` makes libpcap use TPACKET_V2, one frame at a time (measured here: a
+/// frame is in the file 0-4 ms after it was sent, against 0-1000 ms without); `-U` writes each
+/// frame as it is delivered instead of when tcpdump's stdio buffer fills.
+pub const TCPDUMP_LIVE: [&str; 3] = ["tcpdump", "--immediate-mode", "-U"];
+
+/// The command line of a live capture: [`TCPDUMP_LIVE`] followed by `args`.
+pub fn tcpdump_live<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = TCPDUMP_LIVE.to_vec();
+    v.extend_from_slice(args);
+    v
+}
+
+/// A packet capture (tcpdump, pcap file) on one interface of a namespace.
 pub struct Capture {
     proc: Proc,
     pub pcap: PathBuf,
@@ -554,20 +572,8 @@ impl Capture {
     pub fn start(ns: &str, iface: &str, filter: &str, dir: &Path, name: &str) -> Result<Capture> {
         let t = tag();
         let pcap = dir.join(format!("{name}-{t}.pcap"));
-        let mut args = vec![
-            "tcpdump",
-            // Immediate: without it TPACKET_V3 hands packets over in blocks
-            // (up to 1 s late) and a stop right after the traffic loses them.
-            "--immediate-mode",
-            "-U",
-            "-n",
-            "-s",
-            "256",
-            "-i",
-            iface,
-            "-w",
-            pcap.to_str().unwrap(),
-        ];
+        let mut args =
+            tcpdump_live(&["-n", "-s", "256", "-i", iface, "-w", pcap.to_str().unwrap()]);
         if !filter.is_empty() {
             args.push(filter);
         }

@@ -487,18 +487,13 @@ fn onprem_failover_has_one_arp_holder_and_alarms_on_a_second() -> Result<()> {
     b.start_keepalived(100, &t)?;
 
     // Capture the workload's bridge port for the rest of the test, then probe.
+    // In immediate mode (`apps::TCPDUMP_LIVE`): frames are in the file as they
+    // arrive. Without it they reached the file up to 1 s late and the ones
+    // of the last second before the stop never did (issue 16: the foreign
+    // GARPs, sent well under a second before the stop, were missing).
     let pcap = scratch.file("segment.pcap");
     let mut dump = lan.ns.spawn(
-        &[
-            "tcpdump",
-            "-U",
-            "-n",
-            "-i",
-            &wl_port,
-            "-w",
-            pcap.to_str().unwrap(),
-            "arp",
-        ],
+        &cer_e2e::apps::tcpdump_live(&["-n", "-i", &wl_port, "-w", pcap.to_str().unwrap(), "arp"]),
         &scratch.file("tcpdump.log"),
     )?;
     dump.wait_for_log("listening on", Duration::from_secs(10))?;
@@ -673,8 +668,19 @@ fn onprem_failover_has_one_arp_holder_and_alarms_on_a_second() -> Result<()> {
     // A's gate was closed: it saw the GARP but raised nothing.
     assert_eq!(counter(&a.admin, "events", "duplicate_holder_alarm"), 0);
 
-    // The wire: who claimed the /32, when.
-    std::thread::sleep(Duration::from_millis(300));
+    // The wire: who claimed the /32, when. The foreign GARPs are the last
+    // frames the test checks; the capture is stopped only once they are in the
+    // file (each packet is written as it arrives), never after a guessed delay.
+    let foreign_in_pcap = || {
+        claims(&pcap)
+            .map(|c| c.iter().filter(|c| c.mac == FOREIGN_MAC).count())
+            .unwrap_or(0)
+    };
+    let written = wait_until(
+        "the 3 foreign GARPs in the capture file",
+        Duration::from_secs(5),
+        || foreign_in_pcap() >= 3,
+    );
     dump.terminate(Duration::from_secs(5));
     let all = claims(&pcap)?;
     let (amac, bmac) = (a.lan_mac.as_str(), b.lan_mac.as_str());
@@ -722,11 +728,16 @@ fn onprem_failover_has_one_arp_holder_and_alarms_on_a_second() -> Result<()> {
         ca.iter().all(|c| c.t < b_first),
         "two holders overlapped: {report}"
     );
-    // The foreign GARP is on the wire too.
+    // The foreign GARPs are on the wire too, all three of them.
+    let foreign = all.iter().filter(|c| c.mac == FOREIGN_MAC).count();
     assert!(
-        all.iter().any(|c| c.mac == FOREIGN_MAC),
-        "the foreign GARP is not in the capture: {report}\ntcpdump: {}",
+        foreign == 3,
+        "{foreign} of the 3 foreign GARPs in the capture ({written:?}): {report}\ntcpdump: {}",
         dump.log_text()
+    );
+    eprintln!(
+        "foreign GARPs in the capture file after {:?} (one tshark read of the file takes ~0.3 s)",
+        written.as_ref().ok()
     );
     eprintln!("onprem test took {:?}", t0.elapsed());
     drop(rr);

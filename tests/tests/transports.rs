@@ -233,28 +233,18 @@ fn scenario(kind: &str) -> Result<()> {
     let inner_pcap = t.scratch.file("inner.pcap");
     let wan_b = format!("wb{}", &t.wan_a[2..]);
     let mut cap_outer = t.b.dp_ns.spawn(
-        &[
-            "tcpdump",
-            "-U",
-            "-n",
-            "-i",
-            &wan_b,
-            "-w",
-            outer_pcap.to_str().unwrap(),
-        ],
+        &cer_e2e::apps::tcpdump_live(&["-n", "-i", &wan_b, "-w", outer_pcap.to_str().unwrap()]),
         &t.scratch.file("tcpdump-outer.log"),
     )?;
     let mut cap_inner = t.a.host.spawn(
-        &[
-            "tcpdump",
-            "-U",
+        &cer_e2e::apps::tcpdump_live(&[
             "-n",
             "-i",
             "eth0",
             "-w",
             inner_pcap.to_str().unwrap(),
             "icmp",
-        ],
+        ]),
         &t.scratch.file("tcpdump-inner.log"),
     )?;
     std::thread::sleep(Duration::from_millis(500));
@@ -460,15 +450,7 @@ fn scenario(kind: &str) -> Result<()> {
         .to_string();
     let reply_pcap = t.scratch.file("reply.pcap");
     let mut cap = t.b.dp_ns.spawn(
-        &[
-            "tcpdump",
-            "-U",
-            "-n",
-            "-i",
-            &wan_b,
-            "-w",
-            reply_pcap.to_str().unwrap(),
-        ],
+        &cer_e2e::apps::tcpdump_live(&["-n", "-i", &wan_b, "-w", reply_pcap.to_str().unwrap()]),
         &t.scratch.file("tcpdump-reply.log"),
     )?;
     std::thread::sleep(Duration::from_millis(500));
