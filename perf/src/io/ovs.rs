@@ -324,7 +324,6 @@ impl Engine for Ovs {
         Ok(Cycles {
             per_packet: (pkts > 0.0).then(|| busy / pkts),
             busy: (busy + idle > 0.0).then(|| busy / (busy + idle)),
-            stalls: None,
         })
     }
 }
