@@ -10,7 +10,7 @@ use crate::dpdk_io::DpdkIo;
 use crate::fib::Fib;
 use crate::packet::HEADROOM;
 use crate::pipeline::{
-    CoreLinks, IoRole, LinkState, OwnedWgPeer, PipelineConfig, PortInfo, WgHandoff, Worker,
+    CoreLinks, Hygiene, IoRole, LinkState, OwnedWgPeer, PipelineConfig, PortInfo, WgHandoff, Worker,
 };
 use crate::snapshot::Snapshot;
 use crate::tunnel::wireguard::{self as wg, WgPeer, WgRateLimiter};
@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use cer_dpdk::{Eal, Mempool, Port, PortSetup};
 use cer_shared::admin::{PortHwStats, PortState};
-use cer_shared::config::{IdleWake, MemifRole, NodeConfig, PollMode, PortDriver};
+use cer_shared::config::{IdleWake, MemifRole, NodeConfig, PollMode, PortDriver, UrpfMode};
 use cer_shared::MacAddr;
 use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -879,6 +879,13 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             .spawn(move || serve_admin(admin_listener, tx))?;
     }
 
+    let hygiene = Hygiene {
+        source_route: dp.source_route,
+        urpf: cfg.ports.iter().map(|p| p.urpf).collect(),
+    };
+    for p in cfg.ports.iter().filter(|p| p.urpf == UrpfMode::Strict) {
+        log::info!("port {}: strict uRPF (RFC 3704)", p.name);
+    }
     for (k, lcore) in dp.cores.iter().enumerate() {
         let links = CoreLinks {
             snapshot: snapshot.clone(),
@@ -894,7 +901,8 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
                 wg_handoff.clone(),
             )
             .with_nd(learn6.clone(), ra_lifetime)
-            .with_unnumbered(&unnumbered);
+            .with_unnumbered(&unnumbered)
+            .with_hygiene(&hygiene);
         worker.set_link_state(links_watch.clone());
         let mut io = DpdkIo::new(io_ports.clone(), k as u16, pool.clone());
         let stop = stop.clone();

@@ -10,7 +10,8 @@
 //! per-packet stages from `process`, in arrival order.
 
 use super::ipv4::Transit;
-use super::{Meta, PortInfo, Worker};
+use super::{hygiene, Meta, PortInfo, Worker};
+use crate::counters::DropReason;
 use crate::packet::{PacketBuf, PortIo, BURST};
 use crate::snapshot::{EndpointAction, Snapshot};
 use crate::tunnel::{self, Decap};
@@ -33,9 +34,12 @@ struct Candidate {
 impl<B: PacketBuf> Worker<B> {
     /// IPv4 that `process` and `ipv4` accept without a side effect and hand
     /// to `transit` or `decap`: a single-segment frame within the port's max
-    /// frame, to the port's MAC, IPv4 without options, a sound total length
-    /// and header checksum, a source that is not martian, a destination that
-    /// is neither multicast nor the port's subnet broadcast. Transit when the
+    /// frame, to the port's MAC (so not a link-layer broadcast), IPv4 without
+    /// options (so no source route), a sound total length and header
+    /// checksum, a source that is neither martian nor a broadcast nor one of
+    /// the router's addresses, a destination that is neither martian nor
+    /// multicast nor any port's subnet broadcast (strict uRPF, where the port
+    /// has it, is checked by `phys_burst` before the hand-off). Transit when the
     /// destination is not the router's; for the router, only unfragmented
     /// IPIP, GRE or UDP while tunnels exist (classified here; a WireGuard or
     /// GRE/UDP packet that is not tunnel traffic keeps its classification,
@@ -65,14 +69,15 @@ impl<B: PacketBuf> Worker<B> {
         {
             return None;
         }
+        // RFC 1812: a source that is martian, a broadcast or ours, a
+        // destination that is martian, multicast or any broadcast: the
+        // per-packet stages name the drop (or punt). One filter word each
+        // for the common miss.
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        let bcast = info.subnet_broadcast();
-        if src >> 24 == 127
-            || src >> 28 >= 14
-            || src == 0
-            || src == bcast
-            || dst >> 28 >= 14
-            || dst == bcast
+        if hygiene::martian_class(src)
+            || hygiene::martian_class(dst)
+            || self.addrs.not_source.contains(src)
+            || self.addrs.broadcast.contains(dst)
         {
             return None;
         }
@@ -142,11 +147,19 @@ impl<B: PacketBuf> Worker<B> {
         }
         // Then each packet, in arrival order.
         let m = Meta::received(port);
+        let urpf = self.urpf_on(port);
         for (i, mut buf) in rx.drain(..).enumerate() {
             let Some(c) = cand[i] else {
                 self.process(io, snap, m, buf);
                 continue;
             };
+            if urpf {
+                let src = wire::be32(buf.data(), wire::ETH_LEN + wire::ip::SRC);
+                if !self.urpf_ok(snap, src, port) {
+                    self.drop_pkt(DropReason::Ipv4UrpfFailed, buf);
+                    continue;
+                }
+            }
             let extra = buf.len() - wire::ETH_LEN - usize::from(c.total);
             if extra > 0 {
                 // Ethernet padding beyond the IP total length.
