@@ -235,6 +235,15 @@ pub struct DataplaneSection {
     /// IPv4 packets with a loose or strict source route option: `drop`
     /// (default) or `forward`.
     pub source_route: SourceRoutePolicy,
+    /// `af_packet` ports: DPDK's `net_af_packet` makes the kernel reassemble
+    /// IPv4 fragments before the dataplane sees them, in the network
+    /// namespace's fragment memory (`net.ipv4.ipfrag_high_thresh`). A queue
+    /// that never completes holds its share for `net.ipv4.ipfrag_time`; the
+    /// dataplane sets that sysctl of its namespace to this many seconds while
+    /// it runs (restored at exit), so a flood of incomplete datagrams black-holes
+    /// fragmented traffic for at most this long after it stops. 0 leaves the
+    /// kernel's value. Nodes without af_packet ports never touch it.
+    pub kernel_reassembly_secs: u32,
     pub memory: MemorySection,
     /// Extra EAL arguments appended verbatim (e.g. `--log-level=pmd.net.af_packet:debug`).
     pub eal_args: Vec<String>,
@@ -257,6 +266,7 @@ impl Default for DataplaneSection {
             arp_retry_ms: 1000,
             ra_interval_secs: 10,
             source_route: SourceRoutePolicy::Drop,
+            kernel_reassembly_secs: 5,
             memory: MemorySection::default(),
             eal_args: Vec::new(),
         }
@@ -499,6 +509,15 @@ impl NodeConfig {
                 format!(
                     "{} is outside 4..=1800 (RFC 4861 MaxRtrAdvInterval)",
                     dp.ra_interval_secs
+                ),
+            ));
+        }
+        if dp.kernel_reassembly_secs > 300 {
+            return Err(bad(
+                "dataplane.kernel_reassembly_secs".into(),
+                format!(
+                    "{} is outside 0..=300 (0 leaves the kernel's net.ipv4.ipfrag_time)",
+                    dp.kernel_reassembly_secs
                 ),
             ));
         }
@@ -974,15 +993,17 @@ via = ["10.10.0.254"]
     fn rfc1812_options_default_safe_parse_and_are_checked() {
         let c = parse(GOOD).unwrap();
         assert_eq!(c.dataplane.source_route, SourceRoutePolicy::Drop);
+        assert_eq!(c.dataplane.kernel_reassembly_secs, 5);
         assert!(c.ports.iter().all(|p| p.urpf == UrpfMode::Off));
         let set = GOOD
             .replace(
                 "poll_mode = \"adaptive\"",
-                "poll_mode = \"adaptive\"\nsource_route = \"forward\"",
+                "poll_mode = \"adaptive\"\nsource_route = \"forward\"\nkernel_reassembly_secs = 0",
             )
             .replace("proxy_arp = true", "proxy_arp = true\nurpf = \"strict\"");
         let c = parse(&set).unwrap();
         assert_eq!(c.dataplane.source_route, SourceRoutePolicy::Forward);
+        assert_eq!(c.dataplane.kernel_reassembly_secs, 0);
         assert_eq!(c.ports[0].urpf, UrpfMode::Strict);
         assert_eq!(c.ports[1].urpf, UrpfMode::Off);
         for (text, needle) in [
@@ -996,6 +1017,13 @@ via = ["10.10.0.254"]
             (
                 GOOD.replace("proxy_arp = true", "proxy_arp = true\nurpf = \"loose\""),
                 "loose",
+            ),
+            (
+                GOOD.replace(
+                    "poll_mode = \"adaptive\"",
+                    "poll_mode = \"adaptive\"\nkernel_reassembly_secs = 301",
+                ),
+                "dataplane.kernel_reassembly_secs",
             ),
         ] {
             let e = parse(&text).unwrap_err().to_string();
