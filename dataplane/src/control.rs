@@ -63,9 +63,20 @@ pub enum ManagerMsg {
         msg: ControlMsg,
         reply: SyncSender<DataplaneMsg>,
     },
+    /// A session refused before its hello was accepted (garbage, wrong
+    /// version): counted before the refusal is written back, so a client
+    /// that reads the refusal and then asks `show feed` sees it counted.
+    FeedRefused {
+        session: u64,
+        message: String,
+        reply: SyncSender<()>,
+    },
     FeedClosed {
         session: u64,
+        /// Why the session ended, when it did not end cleanly.
         error: Option<String>,
+        /// The error was already counted (a refusal or an answered error).
+        counted: bool,
     },
     Query {
         req: AdminRequest,
@@ -332,7 +343,21 @@ impl Manager {
                 }
                 let _ = reply.send(answer);
             }
-            ManagerMsg::FeedClosed { session, error } => {
+            ManagerMsg::FeedRefused {
+                session,
+                message,
+                reply,
+            } => {
+                log::warn!("feed session {session} refused: {message}");
+                self.feed.errors += 1;
+                self.feed.last_error = Some(message);
+                let _ = reply.send(());
+            }
+            ManagerMsg::FeedClosed {
+                session,
+                error,
+                counted,
+            } => {
                 if session == self.session {
                     if self.fib.syncing() {
                         // An unfinished sync is dropped; the last snapshot stays.
@@ -361,10 +386,11 @@ impl Manager {
                         self.gate_owner_gone(session, error.as_deref());
                     }
                 }
-                // Refused messages were counted when answered; this counts
-                // sessions that failed before or outside that (bad hello, garbage).
+                // Refusals and answered errors were counted when they were
+                // answered; this counts the rest (I/O errors, a peer that hung up
+                // mid-message).
                 if let Some(e) = error {
-                    if self.feed.last_error.as_deref() != Some(e.as_str()) {
+                    if !counted {
                         self.feed.errors += 1;
                         self.feed.last_error = Some(e);
                     }
@@ -883,13 +909,20 @@ pub fn serve_feed(listener: UnixListener, mgr: SyncSender<ManagerMsg>) {
         let _ = std::thread::Builder::new()
             .name(format!("feed-{session}"))
             .spawn(move || {
-                let error = feed_session(stream, session, &mgr).err();
+                let (error, counted) = match feed_session(stream, session, &mgr) {
+                    Ok(()) => (None, false),
+                    Err(e) => (Some(e.message), e.counted),
+                };
                 if let Some(e) = &error {
                     log::warn!("feed session {session} ended: {e}");
                 } else {
                     log::info!("feed session {session} closed");
                 }
-                let _ = mgr.send(ManagerMsg::FeedClosed { session, error });
+                let _ = mgr.send(ManagerMsg::FeedClosed {
+                    session,
+                    error,
+                    counted,
+                });
             });
     }
 }
@@ -905,18 +938,42 @@ fn ask<T>(
         .map_err(|_| "dataplane manager stopped".to_string())
 }
 
+/// Why a feed session ended badly.
+struct FeedEnd {
+    message: String,
+    /// The manager already counted it (refusal or answered error).
+    counted: bool,
+}
+
+impl From<String> for FeedEnd {
+    fn from(message: String) -> Self {
+        FeedEnd {
+            message,
+            counted: false,
+        }
+    }
+}
+
 fn feed_session(
     stream: UnixStream,
     session: u64,
     mgr: &SyncSender<ManagerMsg>,
-) -> Result<(), String> {
+) -> Result<(), FeedEnd> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
     let mut writer = BufWriter::new(stream);
     let mut buf = Vec::new();
-    let reply_err = |w: &mut BufWriter<UnixStream>, seq: Option<u64>, message: String| {
+    // Counted first, answered second: whoever reads the refusal and then
+    // asks the admin socket finds it in `errors`.
+    let refuse = |w: &mut BufWriter<UnixStream>, seq: Option<u64>, message: String| {
+        let counted = ask(mgr, |reply| ManagerMsg::FeedRefused {
+            session,
+            message: message.clone(),
+            reply,
+        })
+        .is_ok();
         let _ = framing::write_msg(
             w,
             &DataplaneMsg::Error {
@@ -924,12 +981,12 @@ fn feed_session(
                 message: message.clone(),
             },
         );
-        Err(message)
+        Err(FeedEnd { message, counted })
     };
     let hello: ControlMsg = match framing::read_msg(&mut reader, &mut buf) {
         Ok(m) => m,
         Err(FrameError::Closed) => return Ok(()),
-        Err(e) => return reply_err(&mut writer, None, format!("bad hello: {e}")),
+        Err(e) => return refuse(&mut writer, None, format!("bad hello: {e}")),
     };
     let ControlMsg::Hello {
         version,
@@ -937,14 +994,14 @@ fn feed_session(
         capture_gate,
     } = hello
     else {
-        return reply_err(
+        return refuse(
             &mut writer,
             hello.seq(),
             "the first message must be hello".into(),
         );
     };
     if version != FEED_PROTOCOL_VERSION {
-        return reply_err(
+        return refuse(
             &mut writer,
             None,
             format!("feed protocol version {version} is not supported (this dataplane speaks {FEED_PROTOCOL_VERSION})"),
@@ -966,18 +1023,20 @@ fn feed_session(
         let msg: ControlMsg = match framing::read_msg(&mut reader, &mut buf) {
             Ok(m) => m,
             Err(FrameError::Closed) => return Ok(()),
-            Err(e) => return reply_err(&mut writer, None, e.to_string()),
+            Err(e) => return refuse(&mut writer, None, e.to_string()),
         };
         let answer = ask(mgr, |reply| ManagerMsg::Feed {
             session,
             msg,
             reply,
         })?;
-        let failed = matches!(answer, DataplaneMsg::Error { .. });
         framing::write_msg(&mut writer, &answer).map_err(|e| e.to_string())?;
         if let DataplaneMsg::Error { message, .. } = answer {
-            debug_assert!(failed);
-            return Err(message);
+            // Counted by the manager when it answered.
+            return Err(FeedEnd {
+                message,
+                counted: true,
+            });
         }
     }
 }
@@ -1070,6 +1129,7 @@ mod tests {
         m.handle(ManagerMsg::FeedClosed {
             session,
             error: error.map(String::from),
+            counted: false,
         });
     }
 
@@ -1095,6 +1155,43 @@ mod tests {
         }
         assert!(m.published.load().proxy_arp.active);
         assert!(m.feed.gate_owner_connected);
+    }
+
+    #[test]
+    fn every_refused_or_broken_session_is_counted_once() {
+        let mut m = manager();
+        // Two sessions refused with the same text are two errors.
+        for session in [1, 2] {
+            let (tx, rx) = sync_channel(1);
+            m.handle(ManagerMsg::FeedRefused {
+                session,
+                message: "bad hello: expected value at line 1".into(),
+                reply: tx,
+            });
+            rx.recv().unwrap();
+            m.handle(ManagerMsg::FeedClosed {
+                session,
+                error: Some("bad hello: expected value at line 1".into()),
+                counted: true,
+            });
+        }
+        assert_eq!(m.feed.errors, 2);
+        // An answered error is counted by the answer, not again at close.
+        hello(&mut m, 3, "cerctl", false);
+        let e = send(&mut m, 3, ControlMsg::SyncEnd { seq: 1 });
+        assert!(matches!(e, DataplaneMsg::Error { .. }), "{e:?}");
+        assert_eq!(m.feed.errors, 3);
+        m.handle(ManagerMsg::FeedClosed {
+            session: 3,
+            error: Some("no sync in progress".into()),
+            counted: true,
+        });
+        assert_eq!(m.feed.errors, 3);
+        // A session that broke on I/O is counted when it closes.
+        hello(&mut m, 4, "cerctl", false);
+        closed(&mut m, 4, Some("connection reset"));
+        assert_eq!(m.feed.errors, 4);
+        assert_eq!(m.feed.last_error.as_deref(), Some("connection reset"));
     }
 
     #[test]
