@@ -11,7 +11,6 @@
 
 use super::ipv4::Transit;
 use super::{hygiene, Meta, PortInfo, Worker};
-use crate::counters::DropReason;
 use crate::packet::{PacketBuf, PortIo, BURST};
 use crate::snapshot::{EndpointAction, Snapshot};
 use crate::tunnel::{self, Decap};
@@ -42,7 +41,7 @@ impl<B: PacketBuf> Worker<B> {
     /// checksum, a source that is neither martian nor a broadcast nor one of
     /// the router's addresses, a destination that is neither martian nor
     /// multicast nor any port's subnet broadcast (strict uRPF, where the port
-    /// has it, is checked by `phys_burst` before the hand-off). Transit when the
+    /// has it, is checked by `phys_burst` on the candidates). Transit when the
     /// destination is not the router's; for the router, only unfragmented
     /// IPIP, GRE or UDP while tunnels exist (classified here; a WireGuard or
     /// GRE/UDP packet that is not tunnel traffic keeps its classification,
@@ -74,18 +73,24 @@ impl<B: PacketBuf> Worker<B> {
         }
         // RFC 1812: a source that is martian, a broadcast or ours, a
         // destination that is martian, multicast or any broadcast: the
-        // per-packet stages name the drop (or punt). One filter word each
-        // for the common miss.
+        // per-packet stages name the drop (or punt). Screened by a table
+        // load per address and one filter word per address for the common
+        // miss (transit); the exact sets only behind a screen hit.
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
-        if hygiene::martian_class(src)
-            || hygiene::martian_class(dst)
-            || self.addrs.not_source.contains(src)
-            || self.addrs.broadcast.contains(dst)
-        {
+        if hygiene::martian_pair(src, dst) {
             return None;
         }
+        let f = &self.addrs;
+        let local = if f.screen(src, dst) {
+            if f.not_source.contains(src) || f.broadcast.contains(dst) {
+                return None;
+            }
+            f.local.contains(dst)
+        } else {
+            false
+        };
         let ttl = ip.ttl();
-        if !self.is_local(dst) {
+        if !local {
             return Some(Candidate {
                 dst,
                 total,
@@ -142,6 +147,19 @@ impl<B: PacketBuf> Worker<B> {
             }
             cand.push(c);
         }
+        // Strict uRPF (RFC 3704) where the port has it: a candidate whose
+        // source fails it takes the per-packet path, which names the drop.
+        // Its own loop, so a port without it pays one branch per burst.
+        if self.urpf_on(port) {
+            for (c, buf) in cand.iter_mut().zip(rx.iter()) {
+                if c.is_some() {
+                    let src = wire::be32(buf.data(), wire::ETH_LEN + wire::ip::SRC);
+                    if !self.urpf_ok(snap, src, port) {
+                        *c = None;
+                    }
+                }
+            }
+        }
         // ip4-lookup: the slots are (mostly) in cache now; start loading the
         // neighbor of each local delivery.
         let mut exact: ArrayVec<Option<EndpointAction>, BURST> = ArrayVec::new();
@@ -154,19 +172,11 @@ impl<B: PacketBuf> Worker<B> {
         }
         // Then each packet, in arrival order.
         let m = Meta::received(port);
-        let urpf = self.urpf_on(port);
         for (i, mut buf) in rx.drain(..).enumerate() {
             let Some(c) = cand[i] else {
                 self.process(io, snap, m, buf);
                 continue;
             };
-            if urpf {
-                let src = wire::be32(buf.data(), wire::ETH_LEN + wire::ip::SRC);
-                if !self.urpf_ok(snap, src, port) {
-                    self.drop_pkt(DropReason::Ipv4UrpfFailed, buf);
-                    continue;
-                }
-            }
             let extra = buf.len() - wire::ETH_LEN - usize::from(c.total);
             if extra > 0 {
                 // Ethernet padding beyond the IP total length.

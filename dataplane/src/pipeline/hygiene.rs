@@ -21,6 +21,30 @@ pub(super) fn martian_class(ip: u32) -> bool {
     first == 0 || first == 127 || first >= 224 || ip >> 16 == 0xa9fe
 }
 
+/// First octets under which `martian_class` may hold: 0, 127, 169 (for
+/// 169.254/16) and 224-255.
+const SUSPECT_FIRST_OCTET: [bool; 256] = {
+    let mut t = [false; 256];
+    t[0] = true;
+    t[127] = true;
+    t[169] = true;
+    let mut i = 224;
+    while i < 256 {
+        t[i] = true;
+        i += 1;
+    }
+    t
+};
+
+/// The fast-path screen for `martian_class` on a packet's two addresses: a
+/// table load each and one branch for the common case (neither address
+/// under a suspect first octet); the exact test runs only behind it.
+#[inline(always)]
+pub(super) fn martian_pair(src: u32, dst: u32) -> bool {
+    (SUSPECT_FIRST_OCTET[(src >> 24) as usize] | SUSPECT_FIRST_OCTET[(dst >> 24) as usize])
+        && (martian_class(src) || martian_class(dst))
+}
+
 /// Multicast (224/4) or the limited broadcast: addressed to every host of a
 /// group or link, never one.
 #[inline(always)]
@@ -49,9 +73,15 @@ impl AddrSet {
         }
     }
 
+    /// The filter alone: false means `ip` is not in the set.
+    #[inline(always)]
+    pub(super) fn may_contain(&self, ip: u32) -> bool {
+        self.filter & Self::bit(ip) != 0
+    }
+
     #[inline(always)]
     pub(super) fn contains(&self, ip: u32) -> bool {
-        self.filter & Self::bit(ip) != 0 && self.addrs.contains(&ip)
+        self.may_contain(ip) && self.addrs.contains(&ip)
     }
 }
 
@@ -63,7 +93,9 @@ pub(super) struct AddrFacts {
     /// Every port's subnet broadcast address (prefixes up to /30: a /31
     /// (RFC 3021) or /32 has none).
     pub broadcast: AddrSet,
-    /// Both: no packet from outside may carry one of these as its source.
+    /// Both: no packet from outside may carry one of these as its source;
+    /// as a destination, its filter screens `local` and `broadcast` on the
+    /// fast path (an address in neither is transit).
     pub not_source: AddrSet,
 }
 
@@ -71,16 +103,24 @@ impl AddrFacts {
     pub(super) fn of(cfg: &PipelineConfig) -> AddrFacts {
         let mut f = AddrFacts::default();
         f.local.insert(cfg.router_addr);
-        f.not_source.insert(cfg.router_addr);
         for p in &cfg.ports {
             f.local.insert(p.addr);
-            f.not_source.insert(p.addr);
             if let Some(b) = p.subnet_broadcast() {
                 f.broadcast.insert(b);
-                f.not_source.insert(b);
             }
         }
+        for &ip in f.local.addrs.iter().chain(&f.broadcast.addrs) {
+            f.not_source.insert(ip);
+        }
         f
+    }
+
+    /// The fast-path screen: false when `src` may be a source from outside
+    /// and `dst` is neither a broadcast nor one of ours (transit), with two
+    /// filter words and one branch; true means "ask the exact sets".
+    #[inline(always)]
+    pub(super) fn screen(&self, src: u32, dst: u32) -> bool {
+        self.not_source.may_contain(src) | self.not_source.may_contain(dst)
     }
 }
 
@@ -208,6 +248,23 @@ mod tests {
             "223.255.255.255",
         ] {
             assert!(!martian_class(ip(ok)), "{ok}");
+        }
+        // The screened pair agrees with the exact test on every first octet
+        // (and either side of 169.254/16).
+        for first in 0..=255u32 {
+            for rest in [
+                0,
+                0x00fe_0101,
+                0x00fe_ffff,
+                0x00ff_0000,
+                0x00fd_ffff,
+                0x0001_0203,
+            ] {
+                let a = first << 24 | rest;
+                let b = ip("10.1.0.10");
+                assert_eq!(martian_pair(a, b), martian_class(a), "{a:#x}");
+                assert_eq!(martian_pair(b, a), martian_class(a), "{a:#x}");
+            }
         }
         assert!(group_destination(ip("224.0.0.5")) && group_destination(ip("255.255.255.255")));
         assert!(!group_destination(ip("240.0.0.1")) && !group_destination(ip("10.1.0.255")));
