@@ -393,7 +393,8 @@ w(f"  'Idle': {e['IDLE_PROBES']} probes with nothing else on the path. 'Loaded':
 w("  transfer, from just before iperf3 starts until it exits; the repeats' samples are merged.")
 w("- CPU per Gbps = CPU seconds / Gbit delivered over the transfers (= cores busy per Gbps of goodput):")
 w("  - CER: utime + stime of the two path dataplanes (aws, azure) from /proc/PID/stat; every lab dataplane")
-w("    runs `poll_mode = \"shared\"` on lcore 1 (all five share core 1 of 2), so this includes polling;")
+w("    runs `poll_mode = \"shared\"` (asleep when idle), node n's polling lcore on CPU n mod CPUs (on two")
+w("    CPUs: aws on CPU 1, azure on CPU 0), so this includes polling;")
 w("  - wireguard-go: the two wireguard-go processes the same way;")
 w("  - kernel routing: forwarding runs in softirq, charged to no process: only the machine figure applies;")
 w("  - whole machine: busy ticks of all cores from /proc/stat (user+nice+system+irq+softirq+steal), which")
@@ -548,12 +549,57 @@ if inmem:
     w("")
     w("Forward path (no tunnel), 64-byte frames: " + ", ".join(f"{f(r['mpps'], 1)} Mpps/core at {r['entries']} /32s" for r in fw) + ".")
     w("")
+profiles = {}
+for t in ts:
+    for side in ("cer", "kernel"):
+        pth = os.path.join(TMP, f"{t}-{side}-profile.json")
+        if os.path.exists(pth):
+            profiles.setdefault(t, {})[side] = load(pth)
+if profiles:
+    w("## Where each microsecond goes (`--profile`)")
+    w("")
+    w("One more transfer per forwarder with the whole machine recorded (`perf record -a -g -e cpu-clock`,")
+    w("kernel and user stacks), every sample charged to a stage of the path by `perf/lab_profile.py` (the")
+    w("leaf function, or for a helper such as memcpy or a checksum the nearest caller that names a stage).")
+    w("CPU time per stage divided by the transfer's data segments (bytes / MSS) = microseconds of CPU per")
+    w("packet, both cores together; 'idle' is what was left of the two cores.")
+    w("")
+    for t, pr in profiles.items():
+        stages = []
+        for side in ("cer", "kernel"):
+            for s_ in pr.get(side, {}).get("stages", []):
+                if s_["stage"] not in stages:
+                    stages.append(s_["stage"])
+        def us(side, st):
+            for s_ in pr.get(side, {}).get("stages", []):
+                if s_["stage"] == st:
+                    return s_["us_per_packet"]
+            return None
+        w(f"**{t}** (CER: {f(pr.get('cer', {}).get('packets'), 0)} packets in {f(pr.get('cer', {}).get('seconds'), 2)} s; "
+          f"{kname(t)}: {f(pr.get('kernel', {}).get('packets'), 0)} packets in {f(pr.get('kernel', {}).get('seconds'), 2)} s)")
+        w("")
+        w(f"| stage | CER us/packet | {kname(t)} us/packet |")
+        w("|---|---:|---:|")
+        for st in stages:
+            w(f"| {st} | {f(us('cer', st), 3)} | {f(us('kernel', st), 3)} |")
+        busy = {side: sum(s_["us_per_packet"] or 0 for s_ in pr.get(side, {}).get("stages", []) if s_["stage"] not in ("idle", "other processes (not on the path)")) for side in ("cer", "kernel")}
+        w(f"| **path busy total** | **{f(busy['cer'], 3)}** | **{f(busy['kernel'], 3)}** |")
+        w("")
+        for side in ("cer", "kernel"):
+            other = pr.get(side, {}).get("other_top", {})
+            if other:
+                w(f"- {side}: unclassified top symbols: " + "; ".join(
+                    f"{k}: " + ", ".join(f"{sym} {100 * sh:.1f}%" for sym, sh in v[:5]) for k, v in other.items()))
+        w("")
+    report["profiles"] = profiles
+    json.dump(report, open(f"{base}.json", "w"), indent=2)
+
 w("## Caveats")
 w("")
-w("- 2 cores for everything: five dataplanes (their polling lcore is core 1 for all five, main lcore 0),")
+w("- 2 cores for everything: five dataplanes (polling lcores spread over both CPUs, main lcores on CPU 0),")
 w("  five cer-controls, gobgpd, three emulators and fabric agents, keepalived, iperf3 at both ends, the")
 w("  prober, wireguard-go in the WireGuard baseline, and other engineers' work. The CER figures are what")
-w("  two dataplanes sharing one core with three idle ones and the traffic generators do, not a")
+w("  two dataplanes on two CPUs shared with three idle ones and the traffic generators do, not a")
 w("  dataplane's capacity; the in-memory figures above are the per-core engine numbers.")
 w("- veth + `net_af_packet`: every packet crosses the kernel twice per CER (veth xmit, then the")
 w("  af_packet ring copy in and out). The port MTUs are in the table at the top; the aws-azure path MTU")

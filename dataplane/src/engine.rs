@@ -39,6 +39,13 @@ const IDLE_POLLS_SHARED: u32 = 32;
 /// beyond it arrives truncated and is dropped as such). The kernel's
 /// reassembly itself is bounded and shown by `kernel_reasm`.
 pub const AF_PACKET_FRAME: usize = 16384;
+/// `net_af_packet` ring depth (frames per queue, rx and tx rings alike: 16
+/// MiB each). The ring absorbs what arrives while the polling core is away
+/// (asleep in a `shared` or `adaptive` poll mode, or preempted on a shared
+/// CPU): 512, DPDK's default, overflowed by 2-3% under one TCP stream in the
+/// lab (`kernel_ring_drops`); 1024 did not. Set `framecnt` in the port's
+/// `devargs` to choose another depth.
+pub const AF_PACKET_RING_FRAMES: usize = 1024;
 // Every configurable MTU fits an af_packet frame (the pipeline keeps 64 bytes of it).
 const _: () = assert!(cer_shared::config::MAX_MTU as usize + 18 <= AF_PACKET_FRAME - 64);
 
@@ -131,8 +138,10 @@ pub fn device_args(cfg: &NodeConfig) -> DeviceArgs {
                 // for the packet socket (see AF_PACKET_FRAME), unless set by hand.
                 let ring = if extra.contains("framesz") {
                     String::new()
+                } else if extra.contains("framecnt") {
+                    format!(",blocksz={AF_PACKET_FRAME},framesz={AF_PACKET_FRAME}")
                 } else {
-                    format!(",blocksz={AF_PACKET_FRAME},framesz={AF_PACKET_FRAME},framecnt=512")
+                    format!(",blocksz={AF_PACKET_FRAME},framesz={AF_PACKET_FRAME},framecnt={AF_PACKET_RING_FRAMES}")
                 };
                 d.vdevs
                     .push(format!("{name},iface={iface},qpairs={queues}{ring}{extra}"));
@@ -261,6 +270,8 @@ fn ip_cmd(args: &[&str]) -> Result<()> {
 
 /// How often the link mirror looks at the ports.
 const LINK_MIRROR_EVERY: Duration = Duration::from_millis(200);
+/// How often a port's kernel ring drops may be logged (they are counted always).
+const RING_DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The carrier of a kernel interface (`/sys/class/net/IF/carrier`); a
 /// missing interface or an admin-down one (the file cannot be read) is down.
@@ -304,7 +315,16 @@ fn spawn_link_watch(
             .map(|(_, port, kernel, _)| AtomicBool::new(link_up(port, kernel)))
             .collect(),
         down_events: watched.iter().map(|_| AtomicU64::new(0)).collect(),
+        kernel_ring_drops: watched.iter().map(|_| AtomicU64::new(0)).collect(),
     });
+    let mut rings: Vec<Option<crate::ring_stats::PacketRing>> = cfg
+        .ports
+        .iter()
+        .map(|p| match (p.driver, p.iface.as_deref()) {
+            (PortDriver::AfPacket, Some(iface)) => Some(crate::ring_stats::PacketRing::new(iface)),
+            _ => None,
+        })
+        .collect();
     for (i, (name, ..)) in watched.iter().enumerate() {
         if !watch.up[i].load(Ordering::Relaxed) {
             log::warn!("port {name}: link down at start (peer missing?); packets sent there are dropped as port_link_down until it comes up");
@@ -316,7 +336,26 @@ fn spawn_link_watch(
         .spawn(move || {
             // TAPs start up: mirror the first observation too.
             let mut mirrored: Vec<bool> = vec![true; watched.len()];
+            let mut logged_drops = vec![0u64; watched.len()];
+            let mut last_log: Vec<Option<std::time::Instant>> = vec![None; watched.len()];
             while !stop.load(Ordering::Relaxed) {
+                for (i, ring) in rings.iter_mut().enumerate() {
+                    let Some(ring) = ring else { continue };
+                    ring.poll();
+                    w.kernel_ring_drops[i].store(ring.drops, Ordering::Relaxed);
+                    // At most one line per port every 10 s, with the count since the last.
+                    if ring.drops > logged_drops[i]
+                        && last_log[i].is_none_or(|t| t.elapsed() >= RING_DROP_LOG_EVERY)
+                    {
+                        log::warn!(
+                            "port {}: the kernel dropped {} frames in front of the af_packet ring (ring full: the core did not poll in time; kernel_ring_drops in show ports)",
+                            watched[i].0,
+                            ring.drops - logged_drops[i]
+                        );
+                        logged_drops[i] = ring.drops;
+                        last_log[i] = Some(std::time::Instant::now());
+                    }
+                }
                 for (i, (name, port, kernel, tap)) in watched.iter().enumerate() {
                     let up = link_up(port, kernel);
                     if w.up[i].swap(up, Ordering::Relaxed) != up {
@@ -769,6 +808,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
                             ierrors: hw.ierrors,
                             oerrors: hw.oerrors,
                             rx_nombuf: hw.rx_nombuf,
+                            kernel_ring_drops: watch.kernel_ring_drops[i].load(Ordering::Relaxed),
                         },
                     }
                 })
@@ -1033,7 +1073,17 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     log::info!("shutting down");
+    // Sleeping cores see the stop flag at once, and the main thread does not
+    // spin in rte_eal_wait_lcore (on a shared CPU that spin would take the
+    // core's own time slice) while they finish their last poll.
+    for (_, w) in &wake {
+        w.wake();
+    }
     for lcore in &dp.cores {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !cer_dpdk::lcore_is_idle(*lcore) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let rc = cer_dpdk::wait_lcore(*lcore);
         if rc != 0 {
             log::warn!("lcore {lcore} exited with {rc}");

@@ -23,6 +23,7 @@ pub mod nd;
 pub mod packet;
 pub mod pipeline;
 pub mod reassembly;
+pub mod ring_stats;
 pub mod snapshot;
 pub mod tunnel;
 pub mod wake;

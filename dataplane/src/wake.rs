@@ -239,7 +239,7 @@ pub fn tighten_timer_slack() {
 }
 
 /// Kernel interface index of `iface` (0 if unknown).
-fn ifindex(iface: &str) -> u32 {
+pub(crate) fn ifindex(iface: &str) -> u32 {
     let Ok(c) = std::ffi::CString::new(iface) else {
         return 0;
     };
@@ -249,7 +249,7 @@ fn ifindex(iface: &str) -> u32 {
 
 /// The sockets of this process bound to an interface: (fd, family,
 /// ifindex, queue) for every AF_PACKET (queue unknown: 0) and AF_XDP socket.
-fn bound_sockets() -> Vec<(RawFd, i32, u32, u32)> {
+pub(crate) fn bound_sockets() -> Vec<(RawFd, i32, u32, u32)> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return out;

@@ -171,6 +171,9 @@ pub const TAP_MAX_FRAME: usize = TAP_MAX_MTU as usize + 14 + 4;
 pub struct LinkState {
     pub up: Vec<std::sync::atomic::AtomicBool>,
     pub down_events: Vec<std::sync::atomic::AtomicU64>,
+    /// Frames the kernel dropped in front of the port (af_packet ring full;
+    /// `ring_stats`), as last read by the link-watch thread.
+    pub kernel_ring_drops: Vec<std::sync::atomic::AtomicU64>,
 }
 
 impl LinkState {
