@@ -479,10 +479,12 @@ w("")
 w("`cerctl dataplane show ports --json` / `show counters --json` of the two path dataplanes, after minus")
 w("before each transport's CER measurement (warm-up excluded; idle probes and all transfers included).")
 w("rx/tx = the ports' packets; imissed, ierrors, oerrors, rx_nombuf = the ethdev counters as")
-w("net_af_packet reports them; drops = the pipeline's named drop counters that moved.")
+w("net_af_packet reports them; ring drops = frames the kernel dropped because the af_packet receive ring")
+w("was full (`kernel_ring_drops`, from the socket's PACKET_STATISTICS: DPDK does not count them);")
+w("drops = the pipeline's named drop counters that moved.")
 w("")
-w("| transport | dataplane | port (MTU) | rx | tx | imissed | ierrors | oerrors | rx_nombuf | drops |")
-w("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+w("| transport | dataplane | port (MTU) | rx | tx | imissed | ring drops | ierrors | oerrors | rx_nombuf | drops |")
+w("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
 for t in ts:
     dc = results[t]["cer_dataplane_counters"]
     if not dc:
@@ -490,7 +492,7 @@ for t in ts:
     for site in ("aws", "azure"):
         dr = ", ".join(f"{k} {v}" for k, v in sorted(dc[site]["drops"].items())) or "none"
         for i, (pn, h) in enumerate(sorted(dc[site]["ports"].items())):
-            w(f"| {t} | {site} | {pn} ({h.get('mtu')}) | {h.get('ipackets', 0)} | {h.get('opackets', 0)} | {h.get('imissed', 0)} | "
+            w(f"| {t} | {site} | {pn} ({h.get('mtu')}) | {h.get('ipackets', 0)} | {h.get('opackets', 0)} | {h.get('imissed', 0)} | {h.get('kernel_ring_drops', '-')} | "
               f"{h.get('ierrors', 0)} | {h.get('oerrors', 0)} | {h.get('rx_nombuf', 0)} | {dr if i == 0 else ''} |")
 w("")
 w("Packets the sending dataplane counted on its WAN port that the receiving one did not count (compare")
