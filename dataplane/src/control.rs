@@ -122,6 +122,13 @@ pub struct Manager {
     pub core_wake: Vec<CoreWakeInfo>,
     /// Per core: wakes it when a command was queued for it.
     pub wakers: Vec<Arc<crate::wake::CoreWaker>>,
+    /// Per port (config order): an af_packet port, whose IPv4 fragments
+    /// the kernel reassembles (`kernel_reasm`).
+    pub af_packet: Vec<bool>,
+    /// Where the namespace's reassembly figures are read (set by the engine
+    /// when af_packet ports exist).
+    pub kernel_proc: Option<crate::kernel_reasm::ProcFiles>,
+    kernel_watch: crate::kernel_reasm::FailureWatch,
     next_ra: Option<Instant>,
     feed: FeedState,
     session: u64,
@@ -174,6 +181,9 @@ impl Manager {
             tsc_hz: 0,
             core_wake: Vec::new(),
             wakers: Vec::new(),
+            af_packet: Vec::new(),
+            kernel_proc: None,
+            kernel_watch: Default::default(),
             wg_state: Vec::new(),
             learn6: Arc::new(ArrayQueue::new(1024)),
             link_locals: Vec::new(),
@@ -215,6 +225,7 @@ impl Manager {
             }
             if now.duration_since(last_age) >= Duration::from_secs(1) {
                 self.fib.age(now);
+                self.watch_kernel_reassembly(now);
                 last_age = now;
             }
             self.publish();
@@ -228,6 +239,37 @@ impl Manager {
         while let Some(l) = self.learn6.pop() {
             self.fib.learn6(l, now);
         }
+    }
+
+    /// Samples the kernel's reassembly in front of the af_packet ports and
+    /// warns (at most every 10 s) when it failed reassemblies.
+    pub fn watch_kernel_reassembly(&mut self, now: Instant) {
+        let Some(s) = self.kernel_proc.as_ref().and_then(|p| p.sample()) else {
+            return;
+        };
+        if let Some(msg) = self.kernel_watch.observe(s, now, Duration::from_secs(10)) {
+            log::warn!("{msg}");
+        }
+    }
+
+    /// `show ports`: each port's state; af_packet ports also carry the
+    /// kernel's reassembly in front of them (`kernel_reassembly`, shared by
+    /// the namespace), read now.
+    fn ports(&self) -> serde_json::Value {
+        let kernel = self.kernel_proc.as_ref().and_then(|p| p.sample());
+        let ports = (self.port_state)();
+        let list: Vec<serde_json::Value> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut v = json!(p);
+                if let (Some(k), true) = (kernel, self.af_packet.get(i) == Some(&true)) {
+                    v["kernel_reassembly"] = json!(k);
+                }
+                v
+            })
+            .collect();
+        json!(list)
     }
 
     /// Asks the first core to send each unnumbered port's Router
@@ -793,7 +835,7 @@ impl Manager {
     pub fn query(&self, req: &AdminRequest) -> AdminResponse {
         let data = match req {
             AdminRequest::Counters => json!(self.counters()),
-            AdminRequest::Ports => json!((self.port_state)()),
+            AdminRequest::Ports => self.ports(),
             AdminRequest::Neighbors => json!(self.neighbors()),
             AdminRequest::Neighbors6 => json!(self.neighbors6()),
             AdminRequest::ProxyArp => json!(self.proxy()),
@@ -806,7 +848,7 @@ impl Manager {
                 "boot_id": self.boot_id,
                 "snapshot": self.snapshot_state(),
                 "feed": self.feed,
-                "ports": (self.port_state)(),
+                "ports": self.ports(),
                 "neighbors": self.neighbors(),
                 "neighbors6": self.neighbors6(),
                 "proxy_arp": self.proxy(),

@@ -8,9 +8,10 @@ use crate::control::{
 use crate::counters::{CoreStats, MAX_PORTS};
 use crate::dpdk_io::DpdkIo;
 use crate::fib::Fib;
+use crate::kernel_reasm::{FragTimeout, ProcFiles};
 use crate::packet::HEADROOM;
 use crate::pipeline::{
-    CoreLinks, IoRole, LinkState, OwnedWgPeer, PipelineConfig, PortInfo, WgHandoff, Worker,
+    CoreLinks, Hygiene, IoRole, LinkState, OwnedWgPeer, PipelineConfig, PortInfo, WgHandoff, Worker,
 };
 use crate::snapshot::Snapshot;
 use crate::tunnel::wireguard::{self as wg, WgPeer, WgRateLimiter};
@@ -18,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use cer_dpdk::{Eal, Mempool, Port, PortSetup};
 use cer_shared::admin::{PortHwStats, PortState};
-use cer_shared::config::{IdleWake, MemifRole, NodeConfig, PollMode, PortDriver};
+use cer_shared::config::{IdleWake, MemifRole, NodeConfig, PollMode, PortDriver, UrpfMode};
 use cer_shared::MacAddr;
 use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,7 +36,8 @@ const IDLE_POLLS_SHARED: u32 = 32;
 /// `net_af_packet` ring frame size. DPDK 22.11's af_packet PMD joins its
 /// sockets to a fanout group with PACKET_FANOUT_FLAG_DEFRAG, so the kernel
 /// hands it reassembled datagrams; frames this large hold them (a datagram
-/// beyond it arrives truncated and is dropped as such).
+/// beyond it arrives truncated and is dropped as such). The kernel's
+/// reassembly itself is bounded and shown by `kernel_reasm`.
 pub const AF_PACKET_FRAME: usize = 16384;
 /// `net_af_packet` ring depth (frames per queue, rx and tx rings alike: 16
 /// MiB each). The ring absorbs what arrives while the polling core is away
@@ -464,6 +466,30 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
     );
     let isolation = KernelIsolation::install(&table, &af_packet)?;
+    // The kernel reassembles fragments for af_packet ports (kernel_reasm):
+    // bound how long an incomplete datagram holds its memory there.
+    let frag_timeout = if !af_packet.is_empty() && dp.kernel_reassembly_secs > 0 {
+        let secs = u64::from(dp.kernel_reassembly_secs);
+        match FragTimeout::set(&ProcFiles::default(), secs) {
+            Ok(Some(g)) => {
+                log::info!(
+                    "af_packet ports: the kernel reassembles IPv4 fragments for them; {} = {secs} s in this namespace while the dataplane runs (was {} s)",
+                    g.path().display(),
+                    g.previous()
+                );
+                Some(g)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                log::warn!(
+                    "af_packet ports: could not set net.ipv4.ipfrag_time to {secs} s ({e}); the kernel's value stays"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     for p in &cfg.ports {
         if let (PortDriver::Memif, Some(sock), MemifRole::Server) =
             (p.driver, &p.socket, p.role.unwrap_or_default())
@@ -862,6 +888,14 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         port_state,
     );
     manager.wg_state = wg_state;
+    manager.af_packet = cfg
+        .ports
+        .iter()
+        .map(|p| p.driver == PortDriver::AfPacket)
+        .collect();
+    if manager.af_packet.contains(&true) {
+        manager.kernel_proc = Some(ProcFiles::default());
+    }
     manager.tsc_hz = cer_dpdk::tsc_hz();
     manager.wakers = wake.iter().map(|(_, w)| w.clone()).collect();
     manager.core_wake = wake
@@ -919,6 +953,13 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             .spawn(move || serve_admin(admin_listener, tx))?;
     }
 
+    let hygiene = Hygiene {
+        source_route: dp.source_route,
+        urpf: cfg.ports.iter().map(|p| p.urpf).collect(),
+    };
+    for p in cfg.ports.iter().filter(|p| p.urpf == UrpfMode::Strict) {
+        log::info!("port {}: strict uRPF (RFC 3704)", p.name);
+    }
     for (k, lcore) in dp.cores.iter().enumerate() {
         let links = CoreLinks {
             snapshot: snapshot.clone(),
@@ -934,7 +975,8 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
                 wg_handoff.clone(),
             )
             .with_nd(learn6.clone(), ra_lifetime)
-            .with_unnumbered(&unnumbered);
+            .with_unnumbered(&unnumbered)
+            .with_hygiene(&hygiene);
         worker.set_link_state(links_watch.clone());
         let mut io = DpdkIo::new(io_ports.clone(), k as u16, pool.clone());
         let stop = stop.clone();
@@ -1065,6 +1107,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         let _ = std::fs::remove_dir(dir);
     }
     drop(isolation);
+    drop(frag_timeout);
     Ok(())
 }
 
