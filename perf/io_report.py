@@ -159,6 +159,20 @@ for case in CASE_ORDER:
 w("")
 
 w("## Targets (issue 12), from this run\n")
+if H2H:
+    w("From the head-to-head rounds (engines measured within a minute of each other; the matrix's "
+      "engines ran up to an hour apart, see the drift check):\n")
+    for case, h in H2H.items():
+        r, c = h["cer_over_ceiling"], h["cer_over_ovs_cycles"]
+        if r is not None:
+            w(f"- {case} 64 B: CER / ceiling median {r * 100:.0f}% (target >= 95%: "
+              f"{'met' if r >= 0.95 else f'missed by {(0.95 - r) * 100:.0f} points'}); the engine was the "
+              f"bound (CER busy {f(h['cer_busy'] and h['cer_busy'] * 100, '{:.0f}%')}).")
+        if c is not None:
+            w(f"- {case} 64 B cycles/packet: CER / OVS median {c:.2f} (target <= 2/3: "
+              f"{'met' if c <= 2 / 3 else 'missed'}).")
+    w("")
+w("From the matrix (each engine's rows at a different time of the run):\n")
 for case in ["forward", "ipip-encap", "gre-encap", "fou-encap", "gue-encap", "wireguard-encap"]:
     c, ceil = row(case, "64", "cer"), ceiling_for(case, "64")
     if not (c and ceil):

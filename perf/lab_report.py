@@ -393,7 +393,8 @@ w(f"  'Idle': {e['IDLE_PROBES']} probes with nothing else on the path. 'Loaded':
 w("  transfer, from just before iperf3 starts until it exits; the repeats' samples are merged.")
 w("- CPU per Gbps = CPU seconds / Gbit delivered over the transfers (= cores busy per Gbps of goodput):")
 w("  - CER: utime + stime of the two path dataplanes (aws, azure) from /proc/PID/stat; every lab dataplane")
-w("    runs `poll_mode = \"adaptive\"` on lcore 1 (all five share core 1 of 2), so this includes polling;")
+w("    runs `poll_mode = \"shared\"` (asleep when idle), node n's polling lcore on CPU n mod CPUs (on two")
+w("    CPUs: aws on CPU 1, azure on CPU 0), so this includes polling;")
 w("  - wireguard-go: the two wireguard-go processes the same way;")
 w("  - kernel routing: forwarding runs in softirq, charged to no process: only the machine figure applies;")
 w("  - whole machine: busy ticks of all cores from /proc/stat (user+nice+system+irq+softirq+steal), which")
@@ -478,10 +479,12 @@ w("")
 w("`cerctl dataplane show ports --json` / `show counters --json` of the two path dataplanes, after minus")
 w("before each transport's CER measurement (warm-up excluded; idle probes and all transfers included).")
 w("rx/tx = the ports' packets; imissed, ierrors, oerrors, rx_nombuf = the ethdev counters as")
-w("net_af_packet reports them; drops = the pipeline's named drop counters that moved.")
+w("net_af_packet reports them; ring drops = frames the kernel dropped because the af_packet receive ring")
+w("was full (`kernel_ring_drops`, from the socket's PACKET_STATISTICS: DPDK does not count them);")
+w("drops = the pipeline's named drop counters that moved.")
 w("")
-w("| transport | dataplane | port (MTU) | rx | tx | imissed | ierrors | oerrors | rx_nombuf | drops |")
-w("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+w("| transport | dataplane | port (MTU) | rx | tx | imissed | ring drops | ierrors | oerrors | rx_nombuf | drops |")
+w("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
 for t in ts:
     dc = results[t]["cer_dataplane_counters"]
     if not dc:
@@ -489,7 +492,7 @@ for t in ts:
     for site in ("aws", "azure"):
         dr = ", ".join(f"{k} {v}" for k, v in sorted(dc[site]["drops"].items())) or "none"
         for i, (pn, h) in enumerate(sorted(dc[site]["ports"].items())):
-            w(f"| {t} | {site} | {pn} ({h.get('mtu')}) | {h.get('ipackets', 0)} | {h.get('opackets', 0)} | {h.get('imissed', 0)} | "
+            w(f"| {t} | {site} | {pn} ({h.get('mtu')}) | {h.get('ipackets', 0)} | {h.get('opackets', 0)} | {h.get('imissed', 0)} | {h.get('kernel_ring_drops', '-')} | "
               f"{h.get('ierrors', 0)} | {h.get('oerrors', 0)} | {h.get('rx_nombuf', 0)} | {dr if i == 0 else ''} |")
 w("")
 w("Packets the sending dataplane counted on its WAN port that the receiving one did not count (compare")
@@ -548,24 +551,69 @@ if inmem:
     w("")
     w("Forward path (no tunnel), 64-byte frames: " + ", ".join(f"{f(r['mpps'], 1)} Mpps/core at {r['entries']} /32s" for r in fw) + ".")
     w("")
+profiles = {}
+for t in ts:
+    for side in ("cer", "kernel"):
+        pth = os.path.join(TMP, f"{t}-{side}-profile.json")
+        if os.path.exists(pth):
+            profiles.setdefault(t, {})[side] = load(pth)
+if profiles:
+    w("## Where each microsecond goes (`--profile`)")
+    w("")
+    w("One more transfer per forwarder with the whole machine recorded (`perf record -a -g -e cpu-clock`,")
+    w("kernel and user stacks), every sample charged to a stage of the path by `perf/lab_profile.py` (the")
+    w("leaf function, or for a helper such as memcpy or a checksum the nearest caller that names a stage).")
+    w("CPU time per stage divided by the transfer's data segments (bytes / MSS) = microseconds of CPU per")
+    w("packet, both cores together; 'idle' is what was left of the two cores.")
+    w("")
+    for t, pr in profiles.items():
+        stages = []
+        for side in ("cer", "kernel"):
+            for s_ in pr.get(side, {}).get("stages", []):
+                if s_["stage"] not in stages:
+                    stages.append(s_["stage"])
+        def us(side, st):
+            for s_ in pr.get(side, {}).get("stages", []):
+                if s_["stage"] == st:
+                    return s_["us_per_packet"]
+            return None
+        w(f"**{t}** (CER: {f(pr.get('cer', {}).get('packets'), 0)} packets in {f(pr.get('cer', {}).get('seconds'), 2)} s; "
+          f"{kname(t)}: {f(pr.get('kernel', {}).get('packets'), 0)} packets in {f(pr.get('kernel', {}).get('seconds'), 2)} s)")
+        w("")
+        w(f"| stage | CER us/packet | {kname(t)} us/packet |")
+        w("|---|---:|---:|")
+        for st in stages:
+            w(f"| {st} | {f(us('cer', st), 3)} | {f(us('kernel', st), 3)} |")
+        busy = {side: sum(s_["us_per_packet"] or 0 for s_ in pr.get(side, {}).get("stages", []) if s_["stage"] not in ("idle", "other processes (not on the path)")) for side in ("cer", "kernel")}
+        w(f"| **path busy total** | **{f(busy['cer'], 3)}** | **{f(busy['kernel'], 3)}** |")
+        w("")
+        for side in ("cer", "kernel"):
+            other = pr.get(side, {}).get("other_top", {})
+            if other:
+                w(f"- {side}: unclassified top symbols: " + "; ".join(
+                    f"{k}: " + ", ".join(f"{sym} {100 * sh:.1f}%" for sym, sh in v[:5]) for k, v in other.items()))
+        w("")
+    report["profiles"] = profiles
+    json.dump(report, open(f"{base}.json", "w"), indent=2)
+
 w("## Caveats")
 w("")
-w("- 2 cores for everything: five dataplanes (their polling lcore is core 1 for all five, main lcore 0),")
+w("- 2 cores for everything: five dataplanes (polling lcores spread over both CPUs, main lcores on CPU 0),")
 w("  five cer-controls, gobgpd, three emulators and fabric agents, keepalived, iperf3 at both ends, the")
 w("  prober, wireguard-go in the WireGuard baseline, and other engineers' work. The CER figures are what")
-w("  two dataplanes sharing one core with three idle ones and the traffic generators do, not a")
+w("  two dataplanes on two CPUs shared with three idle ones and the traffic generators do, not a")
 w("  dataplane's capacity; the in-memory figures above are the per-core engine numbers.")
 w("- veth + `net_af_packet`: every packet crosses the kernel twice per CER (veth xmit, then the")
 w("  af_packet ring copy in and out). The port MTUs are in the table at the top; the aws-azure path MTU")
 w("  is the WAN's 1500 either way, so the inner packets are at most the tunnel MTU; the kernel baseline")
 w("  uses the same veths with the same MTUs.")
-w("- Adaptive polling (dataplane/src/engine.rs): a polling core spins while it finds packets; after 1024")
-w("  empty polls in a row it sleeps 200 us (plus timer slack and scheduling) between polls. A probe every")
-w("  millisecond therefore finds the four dataplane hops of its round trip (aws out, azure in, azure out,")
-w("  aws in) often asleep, and each wake-up spins for another 1024 polls: the idle round trips through CER")
-w("  include those sleeps, and the idle-phase CPU column shows the spinning. `poll_mode = \"busy\"` would")
-w("  trade that for a core spinning all the time; the lab runs adaptive (five dataplanes on one core) and")
-w("  so does this report.")
+w("- Poll mode `shared` (dataplane/src/wake.rs): a polling core spins while it finds packets; after 32")
+w("  empty polls in a row (a few us) it sleeps in epoll on its ports' events (the af_packet PMD's packet")
+w("  sockets, the exception TAP's rx interrupt) and wakes when a frame arrives, so an idle dataplane costs")
+w("  about nothing and a probe finds each of the four dataplane hops of its round trip (aws out, azure in,")
+w("  azure out, aws in) asleep but woken by the probe itself: the idle round trips include four wake-ups.")
+w("  `poll_mode = \"busy\"` would trade that for a core spinning all the time: with five dataplanes on one")
+w("  core the lab cannot.")
 w("- iperf3 -n 100M over these links takes about a second: each CPU figure spans a few hundred clock ticks")
 w(f"  ({int(TICK)} Hz), and a loaded histogram holds a few hundred round trips per transfer (the sample")
 w("  counts are in the latency table), so p99.9 and max rest on a handful of samples. The prober keeps one datagram in flight (no correction for")

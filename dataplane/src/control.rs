@@ -63,9 +63,20 @@ pub enum ManagerMsg {
         msg: ControlMsg,
         reply: SyncSender<DataplaneMsg>,
     },
+    /// A session refused before its hello was accepted (garbage, wrong
+    /// version): counted before the refusal is written back, so a client
+    /// that reads the refusal and then asks `show feed` sees it counted.
+    FeedRefused {
+        session: u64,
+        message: String,
+        reply: SyncSender<()>,
+    },
     FeedClosed {
         session: u64,
+        /// Why the session ended, when it did not end cleanly.
         error: Option<String>,
+        /// The error was already counted (a refusal or an answered error).
+        counted: bool,
     },
     Query {
         req: AdminRequest,
@@ -111,6 +122,13 @@ pub struct Manager {
     pub core_wake: Vec<CoreWakeInfo>,
     /// Per core: wakes it when a command was queued for it.
     pub wakers: Vec<Arc<crate::wake::CoreWaker>>,
+    /// Per port (config order): an af_packet port, whose IPv4 fragments
+    /// the kernel reassembles (`kernel_reasm`).
+    pub af_packet: Vec<bool>,
+    /// Where the namespace's reassembly figures are read (set by the engine
+    /// when af_packet ports exist).
+    pub kernel_proc: Option<crate::kernel_reasm::ProcFiles>,
+    kernel_watch: crate::kernel_reasm::FailureWatch,
     next_ra: Option<Instant>,
     feed: FeedState,
     session: u64,
@@ -163,6 +181,9 @@ impl Manager {
             tsc_hz: 0,
             core_wake: Vec::new(),
             wakers: Vec::new(),
+            af_packet: Vec::new(),
+            kernel_proc: None,
+            kernel_watch: Default::default(),
             wg_state: Vec::new(),
             learn6: Arc::new(ArrayQueue::new(1024)),
             link_locals: Vec::new(),
@@ -204,6 +225,7 @@ impl Manager {
             }
             if now.duration_since(last_age) >= Duration::from_secs(1) {
                 self.fib.age(now);
+                self.watch_kernel_reassembly(now);
                 last_age = now;
             }
             self.publish();
@@ -217,6 +239,37 @@ impl Manager {
         while let Some(l) = self.learn6.pop() {
             self.fib.learn6(l, now);
         }
+    }
+
+    /// Samples the kernel's reassembly in front of the af_packet ports and
+    /// warns (at most every 10 s) when it failed reassemblies.
+    pub fn watch_kernel_reassembly(&mut self, now: Instant) {
+        let Some(s) = self.kernel_proc.as_ref().and_then(|p| p.sample()) else {
+            return;
+        };
+        if let Some(msg) = self.kernel_watch.observe(s, now, Duration::from_secs(10)) {
+            log::warn!("{msg}");
+        }
+    }
+
+    /// `show ports`: each port's state; af_packet ports also carry the
+    /// kernel's reassembly in front of them (`kernel_reassembly`, shared by
+    /// the namespace), read now.
+    fn ports(&self) -> serde_json::Value {
+        let kernel = self.kernel_proc.as_ref().and_then(|p| p.sample());
+        let ports = (self.port_state)();
+        let list: Vec<serde_json::Value> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut v = json!(p);
+                if let (Some(k), true) = (kernel, self.af_packet.get(i) == Some(&true)) {
+                    v["kernel_reassembly"] = json!(k);
+                }
+                v
+            })
+            .collect();
+        json!(list)
     }
 
     /// Asks the first core to send each unnumbered port's Router
@@ -290,7 +343,21 @@ impl Manager {
                 }
                 let _ = reply.send(answer);
             }
-            ManagerMsg::FeedClosed { session, error } => {
+            ManagerMsg::FeedRefused {
+                session,
+                message,
+                reply,
+            } => {
+                log::warn!("feed session {session} refused: {message}");
+                self.feed.errors += 1;
+                self.feed.last_error = Some(message);
+                let _ = reply.send(());
+            }
+            ManagerMsg::FeedClosed {
+                session,
+                error,
+                counted,
+            } => {
                 if session == self.session {
                     if self.fib.syncing() {
                         // An unfinished sync is dropped; the last snapshot stays.
@@ -319,10 +386,11 @@ impl Manager {
                         self.gate_owner_gone(session, error.as_deref());
                     }
                 }
-                // Refused messages were counted when answered; this counts
-                // sessions that failed before or outside that (bad hello, garbage).
+                // Refusals and answered errors were counted when they were
+                // answered; this counts the rest (I/O errors, a peer that hung up
+                // mid-message).
                 if let Some(e) = error {
-                    if self.feed.last_error.as_deref() != Some(e.as_str()) {
+                    if !counted {
                         self.feed.errors += 1;
                         self.feed.last_error = Some(e);
                     }
@@ -767,7 +835,7 @@ impl Manager {
     pub fn query(&self, req: &AdminRequest) -> AdminResponse {
         let data = match req {
             AdminRequest::Counters => json!(self.counters()),
-            AdminRequest::Ports => json!((self.port_state)()),
+            AdminRequest::Ports => self.ports(),
             AdminRequest::Neighbors => json!(self.neighbors()),
             AdminRequest::Neighbors6 => json!(self.neighbors6()),
             AdminRequest::ProxyArp => json!(self.proxy()),
@@ -780,7 +848,7 @@ impl Manager {
                 "boot_id": self.boot_id,
                 "snapshot": self.snapshot_state(),
                 "feed": self.feed,
-                "ports": (self.port_state)(),
+                "ports": self.ports(),
                 "neighbors": self.neighbors(),
                 "neighbors6": self.neighbors6(),
                 "proxy_arp": self.proxy(),
@@ -841,13 +909,20 @@ pub fn serve_feed(listener: UnixListener, mgr: SyncSender<ManagerMsg>) {
         let _ = std::thread::Builder::new()
             .name(format!("feed-{session}"))
             .spawn(move || {
-                let error = feed_session(stream, session, &mgr).err();
+                let (error, counted) = match feed_session(stream, session, &mgr) {
+                    Ok(()) => (None, false),
+                    Err(e) => (Some(e.message), e.counted),
+                };
                 if let Some(e) = &error {
                     log::warn!("feed session {session} ended: {e}");
                 } else {
                     log::info!("feed session {session} closed");
                 }
-                let _ = mgr.send(ManagerMsg::FeedClosed { session, error });
+                let _ = mgr.send(ManagerMsg::FeedClosed {
+                    session,
+                    error,
+                    counted,
+                });
             });
     }
 }
@@ -863,18 +938,42 @@ fn ask<T>(
         .map_err(|_| "dataplane manager stopped".to_string())
 }
 
+/// Why a feed session ended badly.
+struct FeedEnd {
+    message: String,
+    /// The manager already counted it (refusal or answered error).
+    counted: bool,
+}
+
+impl From<String> for FeedEnd {
+    fn from(message: String) -> Self {
+        FeedEnd {
+            message,
+            counted: false,
+        }
+    }
+}
+
 fn feed_session(
     stream: UnixStream,
     session: u64,
     mgr: &SyncSender<ManagerMsg>,
-) -> Result<(), String> {
+) -> Result<(), FeedEnd> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
     let mut writer = BufWriter::new(stream);
     let mut buf = Vec::new();
-    let reply_err = |w: &mut BufWriter<UnixStream>, seq: Option<u64>, message: String| {
+    // Counted first, answered second: whoever reads the refusal and then
+    // asks the admin socket finds it in `errors`.
+    let refuse = |w: &mut BufWriter<UnixStream>, seq: Option<u64>, message: String| {
+        let counted = ask(mgr, |reply| ManagerMsg::FeedRefused {
+            session,
+            message: message.clone(),
+            reply,
+        })
+        .is_ok();
         let _ = framing::write_msg(
             w,
             &DataplaneMsg::Error {
@@ -882,12 +981,12 @@ fn feed_session(
                 message: message.clone(),
             },
         );
-        Err(message)
+        Err(FeedEnd { message, counted })
     };
     let hello: ControlMsg = match framing::read_msg(&mut reader, &mut buf) {
         Ok(m) => m,
         Err(FrameError::Closed) => return Ok(()),
-        Err(e) => return reply_err(&mut writer, None, format!("bad hello: {e}")),
+        Err(e) => return refuse(&mut writer, None, format!("bad hello: {e}")),
     };
     let ControlMsg::Hello {
         version,
@@ -895,14 +994,14 @@ fn feed_session(
         capture_gate,
     } = hello
     else {
-        return reply_err(
+        return refuse(
             &mut writer,
             hello.seq(),
             "the first message must be hello".into(),
         );
     };
     if version != FEED_PROTOCOL_VERSION {
-        return reply_err(
+        return refuse(
             &mut writer,
             None,
             format!("feed protocol version {version} is not supported (this dataplane speaks {FEED_PROTOCOL_VERSION})"),
@@ -924,18 +1023,20 @@ fn feed_session(
         let msg: ControlMsg = match framing::read_msg(&mut reader, &mut buf) {
             Ok(m) => m,
             Err(FrameError::Closed) => return Ok(()),
-            Err(e) => return reply_err(&mut writer, None, e.to_string()),
+            Err(e) => return refuse(&mut writer, None, e.to_string()),
         };
         let answer = ask(mgr, |reply| ManagerMsg::Feed {
             session,
             msg,
             reply,
         })?;
-        let failed = matches!(answer, DataplaneMsg::Error { .. });
         framing::write_msg(&mut writer, &answer).map_err(|e| e.to_string())?;
         if let DataplaneMsg::Error { message, .. } = answer {
-            debug_assert!(failed);
-            return Err(message);
+            // Counted by the manager when it answered.
+            return Err(FeedEnd {
+                message,
+                counted: true,
+            });
         }
     }
 }
@@ -1028,6 +1129,7 @@ mod tests {
         m.handle(ManagerMsg::FeedClosed {
             session,
             error: error.map(String::from),
+            counted: false,
         });
     }
 
@@ -1053,6 +1155,43 @@ mod tests {
         }
         assert!(m.published.load().proxy_arp.active);
         assert!(m.feed.gate_owner_connected);
+    }
+
+    #[test]
+    fn every_refused_or_broken_session_is_counted_once() {
+        let mut m = manager();
+        // Two sessions refused with the same text are two errors.
+        for session in [1, 2] {
+            let (tx, rx) = sync_channel(1);
+            m.handle(ManagerMsg::FeedRefused {
+                session,
+                message: "bad hello: expected value at line 1".into(),
+                reply: tx,
+            });
+            rx.recv().unwrap();
+            m.handle(ManagerMsg::FeedClosed {
+                session,
+                error: Some("bad hello: expected value at line 1".into()),
+                counted: true,
+            });
+        }
+        assert_eq!(m.feed.errors, 2);
+        // An answered error is counted by the answer, not again at close.
+        hello(&mut m, 3, "cerctl", false);
+        let e = send(&mut m, 3, ControlMsg::SyncEnd { seq: 1 });
+        assert!(matches!(e, DataplaneMsg::Error { .. }), "{e:?}");
+        assert_eq!(m.feed.errors, 3);
+        m.handle(ManagerMsg::FeedClosed {
+            session: 3,
+            error: Some("no sync in progress".into()),
+            counted: true,
+        });
+        assert_eq!(m.feed.errors, 3);
+        // A session that broke on I/O is counted when it closes.
+        hello(&mut m, 4, "cerctl", false);
+        closed(&mut m, 4, Some("connection reset"));
+        assert_eq!(m.feed.errors, 4);
+        assert_eq!(m.feed.last_error.as_deref(), Some("connection reset"));
     }
 
     #[test]

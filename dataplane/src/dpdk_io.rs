@@ -43,6 +43,10 @@ impl PacketBuf for Mbuf {
     fn rss_hash(&self) -> Option<u32> {
         Mbuf::rss_hash(self)
     }
+    #[inline(always)]
+    fn prefetch_data(&self) {
+        Mbuf::prefetch_data(self)
+    }
 }
 
 /// One polling core's queues: queue `queue` of every I/O port.

@@ -8,9 +8,10 @@ use crate::control::{
 use crate::counters::{CoreStats, MAX_PORTS};
 use crate::dpdk_io::DpdkIo;
 use crate::fib::Fib;
+use crate::kernel_reasm::{FragTimeout, ProcFiles};
 use crate::packet::HEADROOM;
 use crate::pipeline::{
-    CoreLinks, IoRole, LinkState, OwnedWgPeer, PipelineConfig, PortInfo, WgHandoff, Worker,
+    CoreLinks, Hygiene, IoRole, LinkState, OwnedWgPeer, PipelineConfig, PortInfo, WgHandoff, Worker,
 };
 use crate::snapshot::Snapshot;
 use crate::tunnel::wireguard::{self as wg, WgPeer, WgRateLimiter};
@@ -18,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use cer_dpdk::{Eal, Mempool, Port, PortSetup};
 use cer_shared::admin::{PortHwStats, PortState};
-use cer_shared::config::{IdleWake, MemifRole, NodeConfig, PollMode, PortDriver};
+use cer_shared::config::{IdleWake, MemifRole, NodeConfig, PollMode, PortDriver, UrpfMode};
 use cer_shared::MacAddr;
 use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,8 +36,16 @@ const IDLE_POLLS_SHARED: u32 = 32;
 /// `net_af_packet` ring frame size. DPDK 22.11's af_packet PMD joins its
 /// sockets to a fanout group with PACKET_FANOUT_FLAG_DEFRAG, so the kernel
 /// hands it reassembled datagrams; frames this large hold them (a datagram
-/// beyond it arrives truncated and is dropped as such).
+/// beyond it arrives truncated and is dropped as such). The kernel's
+/// reassembly itself is bounded and shown by `kernel_reasm`.
 pub const AF_PACKET_FRAME: usize = 16384;
+/// `net_af_packet` ring depth (frames per queue, rx and tx rings alike: 16
+/// MiB each). The ring absorbs what arrives while the polling core is away
+/// (asleep in a `shared` or `adaptive` poll mode, or preempted on a shared
+/// CPU): 512, DPDK's default, overflowed by 2-3% under one TCP stream in the
+/// lab (`kernel_ring_drops`); 1024 did not. Set `framecnt` in the port's
+/// `devargs` to choose another depth.
+pub const AF_PACKET_RING_FRAMES: usize = 1024;
 // Every configurable MTU fits an af_packet frame (the pipeline keeps 64 bytes of it).
 const _: () = assert!(cer_shared::config::MAX_MTU as usize + 18 <= AF_PACKET_FRAME - 64);
 
@@ -129,8 +138,10 @@ pub fn device_args(cfg: &NodeConfig) -> DeviceArgs {
                 // for the packet socket (see AF_PACKET_FRAME), unless set by hand.
                 let ring = if extra.contains("framesz") {
                     String::new()
+                } else if extra.contains("framecnt") {
+                    format!(",blocksz={AF_PACKET_FRAME},framesz={AF_PACKET_FRAME}")
                 } else {
-                    format!(",blocksz={AF_PACKET_FRAME},framesz={AF_PACKET_FRAME},framecnt=512")
+                    format!(",blocksz={AF_PACKET_FRAME},framesz={AF_PACKET_FRAME},framecnt={AF_PACKET_RING_FRAMES}")
                 };
                 d.vdevs
                     .push(format!("{name},iface={iface},qpairs={queues}{ring}{extra}"));
@@ -259,6 +270,8 @@ fn ip_cmd(args: &[&str]) -> Result<()> {
 
 /// How often the link mirror looks at the ports.
 const LINK_MIRROR_EVERY: Duration = Duration::from_millis(200);
+/// How often a port's kernel ring drops may be logged (they are counted always).
+const RING_DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The carrier of a kernel interface (`/sys/class/net/IF/carrier`); a
 /// missing interface or an admin-down one (the file cannot be read) is down.
@@ -302,7 +315,16 @@ fn spawn_link_watch(
             .map(|(_, port, kernel, _)| AtomicBool::new(link_up(port, kernel)))
             .collect(),
         down_events: watched.iter().map(|_| AtomicU64::new(0)).collect(),
+        kernel_ring_drops: watched.iter().map(|_| AtomicU64::new(0)).collect(),
     });
+    let mut rings: Vec<Option<crate::ring_stats::PacketRing>> = cfg
+        .ports
+        .iter()
+        .map(|p| match (p.driver, p.iface.as_deref()) {
+            (PortDriver::AfPacket, Some(iface)) => Some(crate::ring_stats::PacketRing::new(iface)),
+            _ => None,
+        })
+        .collect();
     for (i, (name, ..)) in watched.iter().enumerate() {
         if !watch.up[i].load(Ordering::Relaxed) {
             log::warn!("port {name}: link down at start (peer missing?); packets sent there are dropped as port_link_down until it comes up");
@@ -314,7 +336,26 @@ fn spawn_link_watch(
         .spawn(move || {
             // TAPs start up: mirror the first observation too.
             let mut mirrored: Vec<bool> = vec![true; watched.len()];
+            let mut logged_drops = vec![0u64; watched.len()];
+            let mut last_log: Vec<Option<std::time::Instant>> = vec![None; watched.len()];
             while !stop.load(Ordering::Relaxed) {
+                for (i, ring) in rings.iter_mut().enumerate() {
+                    let Some(ring) = ring else { continue };
+                    ring.poll();
+                    w.kernel_ring_drops[i].store(ring.drops, Ordering::Relaxed);
+                    // At most one line per port every 10 s, with the count since the last.
+                    if ring.drops > logged_drops[i]
+                        && last_log[i].is_none_or(|t| t.elapsed() >= RING_DROP_LOG_EVERY)
+                    {
+                        log::warn!(
+                            "port {}: the kernel dropped {} frames in front of the af_packet ring (ring full: the core did not poll in time; kernel_ring_drops in show ports)",
+                            watched[i].0,
+                            ring.drops - logged_drops[i]
+                        );
+                        logged_drops[i] = ring.drops;
+                        last_log[i] = Some(std::time::Instant::now());
+                    }
+                }
                 for (i, (name, port, kernel, tap)) in watched.iter().enumerate() {
                     let up = link_up(port, kernel);
                     if w.up[i].swap(up, Ordering::Relaxed) != up {
@@ -425,6 +466,30 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
     );
     let isolation = KernelIsolation::install(&table, &af_packet)?;
+    // The kernel reassembles fragments for af_packet ports (kernel_reasm):
+    // bound how long an incomplete datagram holds its memory there.
+    let frag_timeout = if !af_packet.is_empty() && dp.kernel_reassembly_secs > 0 {
+        let secs = u64::from(dp.kernel_reassembly_secs);
+        match FragTimeout::set(&ProcFiles::default(), secs) {
+            Ok(Some(g)) => {
+                log::info!(
+                    "af_packet ports: the kernel reassembles IPv4 fragments for them; {} = {secs} s in this namespace while the dataplane runs (was {} s)",
+                    g.path().display(),
+                    g.previous()
+                );
+                Some(g)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                log::warn!(
+                    "af_packet ports: could not set net.ipv4.ipfrag_time to {secs} s ({e}); the kernel's value stays"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     for p in &cfg.ports {
         if let (PortDriver::Memif, Some(sock), MemifRole::Server) =
             (p.driver, &p.socket, p.role.unwrap_or_default())
@@ -743,6 +808,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
                             ierrors: hw.ierrors,
                             oerrors: hw.oerrors,
                             rx_nombuf: hw.rx_nombuf,
+                            kernel_ring_drops: watch.kernel_ring_drops[i].load(Ordering::Relaxed),
                         },
                     }
                 })
@@ -822,6 +888,14 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         port_state,
     );
     manager.wg_state = wg_state;
+    manager.af_packet = cfg
+        .ports
+        .iter()
+        .map(|p| p.driver == PortDriver::AfPacket)
+        .collect();
+    if manager.af_packet.contains(&true) {
+        manager.kernel_proc = Some(ProcFiles::default());
+    }
     manager.tsc_hz = cer_dpdk::tsc_hz();
     manager.wakers = wake.iter().map(|(_, w)| w.clone()).collect();
     manager.core_wake = wake
@@ -879,6 +953,13 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             .spawn(move || serve_admin(admin_listener, tx))?;
     }
 
+    let hygiene = Hygiene {
+        source_route: dp.source_route,
+        urpf: cfg.ports.iter().map(|p| p.urpf).collect(),
+    };
+    for p in cfg.ports.iter().filter(|p| p.urpf == UrpfMode::Strict) {
+        log::info!("port {}: strict uRPF (RFC 3704)", p.name);
+    }
     for (k, lcore) in dp.cores.iter().enumerate() {
         let links = CoreLinks {
             snapshot: snapshot.clone(),
@@ -894,7 +975,8 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
                 wg_handoff.clone(),
             )
             .with_nd(learn6.clone(), ra_lifetime)
-            .with_unnumbered(&unnumbered);
+            .with_unnumbered(&unnumbered)
+            .with_hygiene(&hygiene);
         worker.set_link_state(links_watch.clone());
         let mut io = DpdkIo::new(io_ports.clone(), k as u16, pool.clone());
         let stop = stop.clone();
@@ -991,7 +1073,17 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     log::info!("shutting down");
+    // Sleeping cores see the stop flag at once, and the main thread does not
+    // spin in rte_eal_wait_lcore (on a shared CPU that spin would take the
+    // core's own time slice) while they finish their last poll.
+    for (_, w) in &wake {
+        w.wake();
+    }
     for lcore in &dp.cores {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !cer_dpdk::lcore_is_idle(*lcore) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let rc = cer_dpdk::wait_lcore(*lcore);
         if rc != 0 {
             log::warn!("lcore {lcore} exited with {rc}");
@@ -1015,6 +1107,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         let _ = std::fs::remove_dir(dir);
     }
     drop(isolation);
+    drop(frag_timeout);
     Ok(())
 }
 

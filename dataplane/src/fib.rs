@@ -315,7 +315,15 @@ impl Fib {
                 t.neighbors.insert(k, mac);
                 d.neighbors = true;
             }
-            Resolved::NeighborDel(k) => d.neighbors = t.neighbors.remove(&k).is_some(),
+            Resolved::NeighborDel(k) => {
+                d.neighbors = t.neighbors.remove(&k).is_some();
+                // A learned entry goes too, at once (it is not feed state:
+                // no sync stages it). The next ARP from a valid sender may
+                // teach it again.
+                if self.learned.remove(&k).is_some() {
+                    self.dirty.neighbors = true;
+                }
+            }
             Resolved::ProxySet(ip) => d.proxy = t.proxy.insert(ip),
             Resolved::ProxyDel(ip) => d.proxy = t.proxy.remove(&ip),
             Resolved::ProxyActive(a) => {
@@ -405,7 +413,14 @@ impl Fib {
                 if !mac.is_unicast() {
                     return Err(format!("neighbor {ip}: {mac} is not a unicast MAC"));
                 }
-                Resolved::NeighborSet((self.port(port)?, host(*ip)?), mac.0)
+                let p = self.port(port)?;
+                if self.not_a_host_on(p, u32::from(*ip)) {
+                    return Err(format!(
+                        "neighbor {ip}: the network or broadcast address of port '{port}' ({})",
+                        self.ports[p as usize].subnet
+                    ));
+                }
+                Resolved::NeighborSet((p, host(*ip)?), mac.0)
             }
             FibChange::NeighborDel { port, ip } => {
                 Resolved::NeighborDel((self.port(port)?, u32::from(*ip)))
@@ -416,9 +431,31 @@ impl Fib {
         })
     }
 
-    /// Records a neighbor confirmation from a core.
+    /// Is `ip` the network or broadcast address of port `port`'s subnet
+    /// (prefixes up to /30; a /31 or /32 has neither)?
+    fn not_a_host_on(&self, port: u16, ip: u32) -> bool {
+        let subnet = self.ports[port as usize].subnet;
+        if subnet.len() > 30 {
+            return false;
+        }
+        let net = u32::from(subnet.addr());
+        ip == net || ip == net | !subnet.mask()
+    }
+
+    /// Records a neighbor confirmation from a core. The cores learn only
+    /// from valid unicast senders; an address that is not one host on the
+    /// port is refused here too.
     pub fn learn(&mut self, l: Learn, now: Instant) {
         if (l.port as usize) >= self.ports.len() {
+            return;
+        }
+        let ip = std::net::Ipv4Addr::from(l.ip);
+        if ip.is_unspecified()
+            || ip.is_loopback()
+            || ip.is_multicast()
+            || ip.is_broadcast()
+            || self.not_a_host_on(l.port, l.ip)
+        {
             return;
         }
         let fresh = LearnedNeighbor {
@@ -861,5 +898,57 @@ mod tests {
         let s = f.build().unwrap();
         assert!(s.neighbors.get(1, hop.gateway).is_none());
         assert!(s.neighbors6.is_empty());
+    }
+
+    #[test]
+    fn neighbor_del_removes_learned_entries_and_broadcasts_are_never_neighbors() {
+        let mut f = fib();
+        let now = Instant::now();
+        let learn = |ip: u32| Learn {
+            port: 0,
+            ip,
+            mac: [2, 0, 0, 0, 0, 5],
+        };
+        f.learn(learn(0x0a01_0005), now);
+        // The port's broadcast and network addresses, loopback: refused.
+        for bad in [0x0a01_00ff, 0x0a01_0000, 0x7f00_0001] {
+            f.learn(learn(bad), now);
+        }
+        let s = f.build().unwrap();
+        assert!(s.neighbors.get(0, 0x0a01_0005).is_some());
+        for bad in [0x0a01_00ff, 0x0a01_0000, 0x7f00_0001] {
+            assert!(s.neighbors.get(0, bad).is_none(), "{bad:#x} learned");
+        }
+        // neighbor-del removes the learned entry (no static entry exists).
+        f.apply(&FibChange::NeighborDel {
+            port: "lan".into(),
+            ip: "10.1.0.5".parse().unwrap(),
+        })
+        .unwrap();
+        let s = f.build().unwrap();
+        assert!(s.neighbors.get(0, 0x0a01_0005).is_none());
+        assert!(f.learned.is_empty());
+        // Also during a full sync (learned entries are not staged).
+        f.learn(learn(0x0a01_0005), now);
+        f.build();
+        f.begin_sync();
+        f.apply(&FibChange::NeighborDel {
+            port: "lan".into(),
+            ip: "10.1.0.5".parse().unwrap(),
+        })
+        .unwrap();
+        f.end_sync().unwrap();
+        assert!(f.build().unwrap().neighbors.get(0, 0x0a01_0005).is_none());
+        // A static entry for a broadcast or network address is refused.
+        for ip in ["10.1.0.255", "10.1.0.0"] {
+            let e = f
+                .apply(&FibChange::NeighborSet {
+                    port: "lan".into(),
+                    ip: ip.parse().unwrap(),
+                    mac: cer_shared::MacAddr([2, 0, 0, 0, 0, 9]),
+                })
+                .unwrap_err();
+            assert!(e.contains("broadcast address of port 'lan'"), "{e}");
+        }
     }
 }

@@ -10,16 +10,20 @@
 //! `counters`. IPv6 neighbor discovery (`nd`) serves BGP unnumbered and IPv4
 //! routes via IPv6 link-local next hops. `wake` puts an idle polling core
 //! to sleep on its ports' events (poll modes `adaptive` and `shared`).
+//! `kernel_reasm` bounds and shows the kernel's reassembly in front of
+//! af_packet ports.
 
 pub mod control;
 pub mod counters;
 pub mod dpdk_io;
 pub mod engine;
 pub mod fib;
+pub mod kernel_reasm;
 pub mod nd;
 pub mod packet;
 pub mod pipeline;
 pub mod reassembly;
+pub mod ring_stats;
 pub mod snapshot;
 pub mod tunnel;
 pub mod wake;

@@ -50,6 +50,9 @@ pub trait PacketBuf: Sized {
     fn is_contiguous(&self) -> bool;
     /// The NIC's RSS hash, when it computed one.
     fn rss_hash(&self) -> Option<u32>;
+    /// Starts loading the first cache line of the packet data (a hint).
+    #[inline(always)]
+    fn prefetch_data(&self) {}
     /// Sets the length to exactly `len` bytes (trim or append).
     #[inline]
     fn set_len(&mut self, len: usize) -> bool {

@@ -239,7 +239,7 @@ pub fn tighten_timer_slack() {
 }
 
 /// Kernel interface index of `iface` (0 if unknown).
-fn ifindex(iface: &str) -> u32 {
+pub(crate) fn ifindex(iface: &str) -> u32 {
     let Ok(c) = std::ffi::CString::new(iface) else {
         return 0;
     };
@@ -249,20 +249,27 @@ fn ifindex(iface: &str) -> u32 {
 
 /// The sockets of this process bound to an interface: (fd, family,
 /// ifindex, queue) for every AF_PACKET (queue unknown: 0) and AF_XDP socket.
-fn bound_sockets() -> Vec<(RawFd, i32, u32, u32)> {
+pub(crate) fn bound_sockets() -> Vec<(RawFd, i32, u32, u32)> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return out;
     };
+    // AF_XDP sockets have no getsockname: their interface and queue come
+    // from sock_diag, by inode (asked once, only if needed).
+    let mut xdp: Option<std::collections::HashMap<u64, (u32, u32)>> = None;
     for e in dir.flatten() {
         let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else {
             continue;
         };
-        let is_socket =
-            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
-        if !is_socket {
+        let Some(inode) = std::fs::read_link(e.path()).ok().and_then(|l| {
+            l.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse::<u64>()
+                .ok()
+        }) else {
             continue;
-        }
+        };
         // SAFETY: a zeroed sockaddr_storage is a valid out buffer.
         let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -276,6 +283,15 @@ fn bound_sockets() -> Vec<(RawFd, i32, u32, u32)> {
             )
         };
         if rc != 0 {
+            let info = xdp.get_or_insert_with(xdp_sockets);
+            if let Some(&(ifi, q)) = info.get(&inode) {
+                out.push((fd, libc::AF_XDP, ifi, q));
+            } else if socket_domain(fd) == Some(libc::AF_XDP) {
+                // A kernel without xsk_diag: an AF_XDP socket whose port is
+                // unknown (ifindex 0), with its inode in place of the queue
+                // (creation order; see `discover`).
+                out.push((fd, libc::AF_XDP, 0, inode as u32));
+            }
             continue;
         }
         let family = i32::from(ss.ss_family);
@@ -297,6 +313,125 @@ fn bound_sockets() -> Vec<(RawFd, i32, u32, u32)> {
     }
     out.sort_by_key(|s| s.0);
     out
+}
+
+/// The address family of socket `fd` (SO_DOMAIN).
+fn socket_domain(fd: RawFd) -> Option<i32> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v/len describe a live int; a bad fd makes the call fail.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(v)
+}
+
+/// The AF_XDP sockets of this network namespace, inode -> (ifindex, queue),
+/// from a NETLINK_SOCK_DIAG dump (`ss --xdp` asks the same). Empty if the
+/// kernel refuses (no xsk_diag): those ports then wake on the timer.
+fn xdp_sockets() -> std::collections::HashMap<u64, (u32, u32)> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const XDP_SHOW_INFO: u32 = 1;
+    const XDP_DIAG_INFO: u16 = 1;
+    let mut map = std::collections::HashMap::new();
+    // SAFETY: plain socket(2); the result is checked and owned below.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if raw < 0 {
+        return map;
+    }
+    // SAFETY: raw is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // nlmsghdr (16) + xdp_diag_req (family, protocol, pad16, ino, show, cookie[2]) (20).
+    let mut req = Vec::with_capacity(36);
+    req.extend_from_slice(&36u32.to_ne_bytes());
+    req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req.extend_from_slice(&((libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16).to_ne_bytes());
+    req.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    req.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
+    req.push(libc::AF_XDP as u8);
+    req.push(0);
+    req.extend_from_slice(&0u16.to_ne_bytes());
+    req.extend_from_slice(&0u32.to_ne_bytes()); // any inode
+    req.extend_from_slice(&XDP_SHOW_INFO.to_ne_bytes());
+    req.extend_from_slice(&[0u8; 8]);
+    // SAFETY: a zeroed sockaddr_nl addresses the kernel.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as u16;
+    // SAFETY: req and kernel are live for the call; sizes are theirs.
+    let sent = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent != req.len() as isize {
+        return map;
+    }
+    let mut buf = vec![0u8; 32 * 1024];
+    let rd = |b: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    let rd16 = |b: &[u8], at: usize| -> Option<u16> {
+        Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+    };
+    // Bounded: a dump ends with NLMSG_DONE or an error; give up after 64 reads.
+    for _ in 0..64 {
+        // SAFETY: buf is a live buffer of buf.len() bytes.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            return map;
+        }
+        let data = &buf[..n as usize];
+        let mut off = 0;
+        while off + 16 <= data.len() {
+            let Some(len) = rd(data, off).map(|l| l as usize) else {
+                return map;
+            };
+            let ty = rd16(data, off + 4).unwrap_or(0);
+            if len < 16 || off + len > data.len() {
+                return map;
+            }
+            if ty == libc::NLMSG_DONE as u16 || ty == libc::NLMSG_ERROR as u16 {
+                return map;
+            }
+            // xdp_diag_msg: family, type, pad16, ino (4), cookie (8) = 16 bytes.
+            let msg = &data[off + 16..off + len];
+            if let Some(ino) = rd(msg, 4) {
+                let mut a = 16;
+                while a + 4 <= msg.len() {
+                    let alen = usize::from(rd16(msg, a).unwrap_or(0));
+                    let aty = rd16(msg, a + 2).unwrap_or(0);
+                    if alen < 4 || a + alen > msg.len() {
+                        break;
+                    }
+                    if aty == XDP_DIAG_INFO {
+                        if let (Some(ifi), Some(q)) = (rd(msg, a + 4), rd(msg, a + 8)) {
+                            map.insert(u64::from(ino), (ifi, q));
+                        }
+                    }
+                    a += (alen + 3) & !3;
+                }
+            }
+            off += (len + 3) & !3;
+        }
+    }
+    map
 }
 
 /// A kernel-facing port of the node file (af_packet or af_xdp on `iface`).
@@ -325,6 +460,24 @@ pub fn discover(
         interrupts: Vec::new(),
         missing: others.to_vec(),
     };
+    // AF_XDP sockets the kernel could not place (no xsk_diag), in creation
+    // order (inode). The PMD creates one per port at start, in port order.
+    // With one queue per port they are then the af_xdp ports' sockets in
+    // port order, and which is which does not matter for waking (the one
+    // core polls every port); with several queues they cannot be told apart
+    // and those ports wake on the timer instead.
+    let mut unplaced: Vec<(u32, RawFd)> = socks
+        .iter()
+        .filter(|s| s.1 == libc::AF_XDP && s.2 == 0)
+        .map(|s| (s.3, s.0))
+        .collect();
+    unplaced.sort_unstable();
+    let xdp_ports = kernel.iter().filter(|k| k.xdp).count();
+    let n_unplaced = unplaced.len();
+    let mut by_order = (queues == 1 && unplaced.len() == xdp_ports)
+        .then(|| unplaced.into_iter().map(|(_, fd)| fd))
+        .into_iter()
+        .flatten();
     for k in kernel {
         let idx = ifindex(k.iface);
         let fam = if k.xdp { libc::AF_XDP } else { libc::AF_PACKET };
@@ -333,7 +486,10 @@ pub fn discover(
             .filter(|s| s.1 == fam && s.2 == idx && idx != 0)
             .collect();
         let found = if k.xdp {
-            on.iter().find(|s| s.3 == u32::from(queue)).map(|s| s.0)
+            on.iter()
+                .find(|s| s.3 == u32::from(queue))
+                .map(|s| s.0)
+                .or_else(|| by_order.next())
         } else if on.len() == usize::from(queues) {
             Some(on[usize::from(queue)].0)
         } else {
@@ -348,6 +504,16 @@ pub fn discover(
                     if k.xdp { "af_xdp" } else { "af_packet" },
                     k.iface
                 ),
+            )),
+            None if k.xdp && n_unplaced > 0 => w.missing.push(format!(
+                "{} (af_xdp sockets on {}: {} found, {} expected; {} AF_XDP sockets of unknown port for {} af_xdp ports at {} queues)",
+                k.name,
+                k.iface,
+                on.len(),
+                queues,
+                n_unplaced,
+                xdp_ports,
+                queues
             )),
             None => w.missing.push(format!(
                 "{} ({} sockets on {}: {} found, {} expected)",

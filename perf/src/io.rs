@@ -268,11 +268,13 @@ fn measure(
         (f64::NAN, Vec::new())
     } else {
         search::no_drop_rate(offered, delivered, a.resolution, a.ndr_trials, |rate| {
-            e.begin()?;
+            // Only a passive counter read here: testpmd's statistics reset
+            // (`begin`) stops and restarts its forwarding, which loses ~10 ms
+            // of traffic per trial: fatal for a zero-loss search.
+            let s0 = e.stalls();
             let r = g.trial(rate, a.ndr_secs)?;
-            let c = e.end()?;
             let s = search::Step {
-                engine_stalls: c.stalls,
+                engine_stalls: s0.zip(e.stalls()).map(|(a, b)| b.saturating_sub(a)),
                 ..search::Step::of(rate, &r)
             };
             eprintln!(

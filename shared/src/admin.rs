@@ -65,6 +65,12 @@ pub struct PortHwStats {
     pub ierrors: u64,
     pub oerrors: u64,
     pub rx_nombuf: u64,
+    /// `net_af_packet` only: frames the kernel dropped because the PMD's
+    /// receive ring was full (the socket's PACKET_STATISTICS, which DPDK
+    /// 22.11 does not report in `imissed`). A dataplane that is not polling
+    /// often enough, or a ring too shallow for the traffic's bursts.
+    #[serde(default)]
+    pub kernel_ring_drops: u64,
 }
 
 /// Counters of one polling core.

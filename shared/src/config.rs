@@ -168,6 +168,36 @@ pub enum IdleWake {
     Timer,
 }
 
+/// What the dataplane does with IPv4 packets that carry a loose or strict
+/// source route option (LSRR/SSRR, RFC 791 3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceRoutePolicy {
+    /// Drop them, counted as `ipv4_source_route` (RFC 7126 4.3/4.4: the
+    /// default for routers; a source route lets a sender steer traffic
+    /// around filters).
+    #[default]
+    Drop,
+    /// Route them by their destination address like any other packet (the
+    /// option is carried untouched: the router never acts as a source-route
+    /// hop), counted as the event `ipv4_source_route_forwarded`.
+    Forward,
+}
+
+/// Reverse-path forwarding check on a port (RFC 3704).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UrpfMode {
+    /// No check.
+    #[default]
+    Off,
+    /// Strict (RFC 3704 2.2): a packet is accepted only if the route back to
+    /// its source (the /32 table first, then the underlay routes) leaves by
+    /// the port it arrived on; else it is dropped as `ipv4_urpf_strict_failed`.
+    /// For single-homed LAN sides, not for ports with asymmetric routes.
+    Strict,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataplaneSection {
@@ -202,6 +232,18 @@ pub struct DataplaneSection {
     /// `ipv6 nd ra-interval`, which BGP unnumbered sets to 10). The router
     /// lifetime advertised is three times this, as FRR does.
     pub ra_interval_secs: u32,
+    /// IPv4 packets with a loose or strict source route option: `drop`
+    /// (default) or `forward`.
+    pub source_route: SourceRoutePolicy,
+    /// `af_packet` ports: DPDK's `net_af_packet` makes the kernel reassemble
+    /// IPv4 fragments before the dataplane sees them, in the network
+    /// namespace's fragment memory (`net.ipv4.ipfrag_high_thresh`). A queue
+    /// that never completes holds its share for `net.ipv4.ipfrag_time`; the
+    /// dataplane sets that sysctl of its namespace to this many seconds while
+    /// it runs (restored at exit), so a flood of incomplete datagrams black-holes
+    /// fragmented traffic for at most this long after it stops. 0 leaves the
+    /// kernel's value. Nodes without af_packet ports never touch it.
+    pub kernel_reassembly_secs: u32,
     pub memory: MemorySection,
     /// Extra EAL arguments appended verbatim (e.g. `--log-level=pmd.net.af_packet:debug`).
     pub eal_args: Vec<String>,
@@ -223,6 +265,8 @@ impl Default for DataplaneSection {
             arp_stale_secs: 300,
             arp_retry_ms: 1000,
             ra_interval_secs: 10,
+            source_route: SourceRoutePolicy::Drop,
+            kernel_reassembly_secs: 5,
             memory: MemorySection::default(),
             eal_args: Vec::new(),
         }
@@ -331,6 +375,10 @@ pub struct PortConfig {
     /// Neighbor discovery itself (NS/NA, learning) runs on every port.
     #[serde(default)]
     pub unnumbered: bool,
+    /// Reverse-path check on packets received here: `off` (default) or
+    /// `strict` (RFC 3704).
+    #[serde(default)]
+    pub urpf: UrpfMode,
     #[serde(default = "default_desc")]
     pub rx_desc: u16,
     #[serde(default = "default_desc")]
@@ -461,6 +509,15 @@ impl NodeConfig {
                 format!(
                     "{} is outside 4..=1800 (RFC 4861 MaxRtrAdvInterval)",
                     dp.ra_interval_secs
+                ),
+            ));
+        }
+        if dp.kernel_reassembly_secs > 300 {
+            return Err(bad(
+                "dataplane.kernel_reassembly_secs".into(),
+                format!(
+                    "{} is outside 0..=300 (0 leaves the kernel's net.ipv4.ipfrag_time)",
+                    dp.kernel_reassembly_secs
                 ),
             ));
         }
@@ -927,6 +984,48 @@ via = ["10.10.0.254"]
             ),
         ];
         for (text, needle) in cases {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "expected '{needle}' in: {e}");
+        }
+    }
+
+    #[test]
+    fn rfc1812_options_default_safe_parse_and_are_checked() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.dataplane.source_route, SourceRoutePolicy::Drop);
+        assert_eq!(c.dataplane.kernel_reassembly_secs, 5);
+        assert!(c.ports.iter().all(|p| p.urpf == UrpfMode::Off));
+        let set = GOOD
+            .replace(
+                "poll_mode = \"adaptive\"",
+                "poll_mode = \"adaptive\"\nsource_route = \"forward\"\nkernel_reassembly_secs = 0",
+            )
+            .replace("proxy_arp = true", "proxy_arp = true\nurpf = \"strict\"");
+        let c = parse(&set).unwrap();
+        assert_eq!(c.dataplane.source_route, SourceRoutePolicy::Forward);
+        assert_eq!(c.dataplane.kernel_reassembly_secs, 0);
+        assert_eq!(c.ports[0].urpf, UrpfMode::Strict);
+        assert_eq!(c.ports[1].urpf, UrpfMode::Off);
+        for (text, needle) in [
+            (
+                GOOD.replace(
+                    "poll_mode = \"adaptive\"",
+                    "poll_mode = \"adaptive\"\nsource_route = \"accept\"",
+                ),
+                "accept",
+            ),
+            (
+                GOOD.replace("proxy_arp = true", "proxy_arp = true\nurpf = \"loose\""),
+                "loose",
+            ),
+            (
+                GOOD.replace(
+                    "poll_mode = \"adaptive\"",
+                    "poll_mode = \"adaptive\"\nkernel_reassembly_secs = 301",
+                ),
+                "dataplane.kernel_reassembly_secs",
+            ),
+        ] {
             let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle), "expected '{needle}' in: {e}");
         }

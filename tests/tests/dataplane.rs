@@ -510,9 +510,20 @@ fn cpu_secs(pid: u32) -> f64 {
 /// at once (no back-off wait), and `show counters` says what wakes it.
 #[test]
 fn idle_cores_sleep_on_port_events_and_wake_for_traffic() -> Result<()> {
+    idle_scenario(Driver::AfPacket, "af_packet")
+}
+
+/// The same on af_xdp ports, whose sockets have no getsockname: the core
+/// finds them through sock_diag and sleeps on them too.
+#[test]
+fn idle_cores_sleep_on_af_xdp_socket_events() -> Result<()> {
+    idle_scenario(Driver::AfXdp, "af_xdp")
+}
+
+fn idle_scenario(driver: Driver, kind: &str) -> Result<()> {
     let _g = serial();
     require_root();
-    let t = Topo::with_cores(Driver::AfPacket, "cores = [1]\npoll_mode = \"shared\"")?;
+    let t = Topo::with_cores(driver, "cores = [1]\npoll_mode = \"shared\"")?;
     assert!(
         t.h1.ping_until("10.2.0.20", Duration::from_secs(10)),
         "{}",
@@ -527,14 +538,14 @@ fn idle_cores_sleep_on_port_events_and_wake_for_traffic() -> Result<()> {
         .collect();
     assert_eq!(c["poll_mode"], "shared", "{c}");
     for want in [
-        "lan (af_packet socket",
-        "wan (af_packet socket",
-        "dmz (af_packet socket",
-        "(rx interrupt)",
+        format!("lan ({kind} socket"),
+        format!("wan ({kind} socket"),
+        format!("dmz ({kind} socket"),
+        "(rx interrupt)".to_string(),
     ] {
         assert!(
-            sources.iter().any(|s| s.contains(want)),
-            "{want}: {sources:?}"
+            sources.iter().any(|s| s.contains(&want)),
+            "{want}: {sources:?}\n{c}"
         );
     }
     assert!(c["wake_timer_for"].as_array().unwrap().is_empty(), "{c}");

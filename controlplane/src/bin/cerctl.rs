@@ -350,12 +350,12 @@ fn show(socket: &std::path::Path, what: ShowWhat, json: bool) -> Result<()> {
         }
         ShowWhat::Ports => {
             println!(
-                "{:<8} {:<16} {:<18} {:<18} {:>5} {:<5} {:>12} {:>12}",
-                "PORT", "DRIVER", "MAC", "ADDRESS", "MTU", "LINK", "RX", "TX"
+                "{:<8} {:<16} {:<18} {:<18} {:>5} {:<5} {:>12} {:>12} {:>10}",
+                "PORT", "DRIVER", "MAC", "ADDRESS", "MTU", "LINK", "RX", "TX", "RX-MISSED"
             );
             for p in data.as_array().into_iter().flatten() {
                 println!(
-                    "{:<8} {:<16} {:<18} {:<18} {:>5} {:<5} {:>12} {:>12}",
+                    "{:<8} {:<16} {:<18} {:<18} {:>5} {:<5} {:>12} {:>12} {:>10}",
                     s(&p["name"]),
                     s(&p["driver"]),
                     s(&p["mac"]),
@@ -367,7 +367,11 @@ fn show(socket: &std::path::Path, what: ShowWhat, json: bool) -> Result<()> {
                         "down"
                     },
                     p["hw"]["ipackets"],
-                    p["hw"]["opackets"]
+                    p["hw"]["opackets"],
+                    // Frames lost before the dataplane saw them: the PMD's
+                    // own count plus the kernel's in front of af_packet.
+                    p["hw"]["imissed"].as_u64().unwrap_or(0)
+                        + p["hw"]["kernel_ring_drops"].as_u64().unwrap_or(0)
                 );
             }
         }

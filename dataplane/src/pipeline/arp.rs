@@ -1,15 +1,56 @@
-//! ARP: requests and replies in (learning, answering for the port's
-//! addresses), proxy ARP for captured /32s while the gate is open, and the
-//! ARP requests the router sends to resolve next hops.
+//! ARP: requests and replies in (learning from valid unicast senders on the
+//! port only, answering for the port's addresses), proxy ARP for captured
+//! /32s while the gate is open, and the ARP requests the router sends to
+//! resolve next hops.
 
-use super::{Learn, Meta, Worker};
+use super::{hygiene, Learn, Meta, Worker};
 use crate::counters::{DropReason, Event};
 use crate::packet::{PacketBuf, PortIo};
-use crate::snapshot::{NeighborStatus, Snapshot};
+use crate::snapshot::{EndpointAction, NeighborStatus, Snapshot};
 use crate::wire::arp::{self, Packet as ArpPacket, Repr as ArpRepr};
 use crate::wire::{self, ethernet::Frame as EthernetFrame};
 
+/// Who sent an ARP packet, as far as learning goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sender {
+    /// 0.0.0.0: an address probe (RFC 5227), answered, never learned.
+    Probe,
+    /// A host on the port: its subnet (not the network or broadcast
+    /// address), or a /32 endpoint delivered on this port.
+    Learnable,
+    /// A unicast host off the port's subnet: answered when it asks for us,
+    /// never learned (counted `arp_not_learned_off_subnet`).
+    OffSubnet,
+    /// Not one host (martian class, a subnet broadcast or network address)
+    /// or one of the router's own addresses: dropped as `arp_bad_sender`.
+    Bad,
+}
+
 impl<B: PacketBuf> Worker<B> {
+    /// Classifies the sender protocol address of an ARP packet on `port`.
+    /// Only valid unicast senders on the port become neighbors: an entry for
+    /// a broadcast address or 127.0.0.1 would let directed broadcasts (or
+    /// worse) be forwarded as unicast.
+    fn arp_sender(&self, snap: &Snapshot, port: usize, spa: u32) -> Sender {
+        if spa == 0 {
+            return Sender::Probe;
+        }
+        let info = &self.cfg.ports[port];
+        if hygiene::martian_class(spa)
+            || self.addrs.not_source.contains(spa)
+            || Some(spa) == info.subnet_network()
+        {
+            return Sender::Bad;
+        }
+        if info.on_link(spa)
+            || snap.endpoints.get(spa) == Some(EndpointAction::Local { port: port as u16 })
+        {
+            Sender::Learnable
+        } else {
+            Sender::OffSubnet
+        }
+    }
+
     /// Does the router answer ARP for `ip` on `port`?
     #[inline]
     fn owns_on_port(&self, port: usize, ip: u32) -> bool {
@@ -51,10 +92,17 @@ impl<B: PacketBuf> Worker<B> {
             self.links.stats.duplicate_holder(port as u16, spa, sha);
         }
         let for_us = self.owns_on_port(port, tpa);
+        let sender = self.arp_sender(snap, port, spa);
+        if sender == Sender::Bad {
+            return self.drop_pkt(DropReason::ArpBadSender, buf);
+        }
+        if sender == Sender::OffSubnet && for_us {
+            self.links.stats.event(Event::ArpNotLearnedOffSubnet);
+        }
         // Learn from ARP aimed at us (replies to our requests may come from
         // /32 endpoints outside the port's subnet); unsolicited ARP (GARP)
         // only refreshes entries we already have.
-        if spa >> 24 != 0 && spa >> 28 < 14 && spa != u32::MAX && !self.is_local(spa) {
+        if sender == Sender::Learnable {
             let known = snap.neighbors.get(port as u16, spa);
             let refresh = match known {
                 Some(n) if n.status == NeighborStatus::Static => false,

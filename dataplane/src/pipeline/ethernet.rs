@@ -30,7 +30,9 @@ impl<B: PacketBuf> Worker<B> {
         if d.len() > usize::from(info.max_frame) {
             return self.drop_pkt(DropReason::Oversized, buf);
         }
-        // IPv6 multicast (33:33:..) is checked by group in `ipv6`.
+        // IPv6 multicast (33:33:..) is checked by group in `ipv6`; IPv4 in a
+        // broadcast or multicast frame must be broadcast or multicast IP
+        // (checked in `ipv4`).
         let dst = frame.dst_addr();
         if dst != info.mac && dst != wire::BROADCAST && !frame.is_ipv6_multicast() {
             let reason = if frame.dst_is_group() {

@@ -1,9 +1,9 @@
 //! ICMP errors the router sends (RFC 792, RFC 1812 4.3.2): time exceeded,
 //! network unreachable, fragmentation needed with the next-hop MTU. Built
 //! in the offending packet's buffer, sourced from the router address, rate
-//! limited by a token bucket.
+//! limited by a token bucket; never sent to a source that is not one host.
 
-use super::{Meta, Worker};
+use super::{hygiene, Meta, Worker};
 use crate::counters::{DropReason, Event};
 use crate::packet::{PacketBuf, PortIo};
 use crate::snapshot::Snapshot;
@@ -125,6 +125,21 @@ impl<B: PacketBuf> Worker<B> {
             && !payload.is_empty()
             && icmpv4::Packet::new_unchecked(payload).is_error()
         {
+            return;
+        }
+        // RFC 1812 4.3.2.7: never about a datagram whose source is not one
+        // host (martian, broadcast, multicast, ours), sent to a broadcast or
+        // multicast address, or received as a link-layer broadcast. The IPv4
+        // stage drops those before any error can be due; this is the last
+        // guard, so an error never reaches them whatever path leads here.
+        let dst = ip.dst_addr();
+        if hygiene::martian_class(src)
+            || self.addrs.not_source.contains(src)
+            || hygiene::group_destination(dst)
+            || self.addrs.broadcast.contains(dst)
+            || buf.data()[0] & 1 != 0
+        {
+            self.links.stats.event(Event::IcmpSuppressed);
             return;
         }
         if !self.icmp.take(self.now_ns) {

@@ -1,8 +1,11 @@
 //! IPv4 in: header sanity (version, IHL, lengths, checksum) and RFC 1812
-//! checks (martian sources and destinations), then the fork: tunnel traffic
+//! checks (martian sources and destinations, the router's own addresses as
+//! source, link-layer broadcasts carrying unicast IP, source routes, strict
+//! uRPF; the facts and policies in `hygiene`), then the fork: tunnel traffic
 //! for us, the router's own traffic (exception path to the TAP, or an echo
 //! reply), TTL expiry, or a route. Also routes what the router originates.
 
+use super::hygiene::{self, Options};
 use super::icmp::IcmpError;
 use super::lookup::Target;
 use super::{Meta, Worker};
@@ -11,6 +14,7 @@ use crate::packet::{PacketBuf, PortIo};
 use crate::snapshot::{EndpointAction, Snapshot};
 use crate::tunnel;
 use crate::wire::{self, checksum_adjust, icmpv4, ipv4::Packet as Ipv4Packet};
+use cer_shared::config::SourceRoutePolicy;
 
 /// The drop reason of a structurally broken IPv4 header.
 fn malformed(e: wire::Error) -> DropReason {
@@ -34,13 +38,33 @@ pub(super) struct Transit {
 
 impl<B: PacketBuf> Worker<B> {
     /// Is `ip` one of the router's own addresses?
-    #[inline]
+    #[inline(always)]
     pub(super) fn is_local(&self, ip: u32) -> bool {
-        ip == self.cfg.router_addr || self.cfg.ports.iter().any(|p| p.addr == ip)
+        self.addrs.local.contains(ip)
     }
 
     /// IPv4 from `m.in_port`; `m.depth` is 1 for the inner packet of a
     /// decapsulated one. Sets `m.ihl` for the stages after it.
+    ///
+    /// The RFC 1812 checks, in this order (`burst::candidate` sends only
+    /// packets that pass all of them but uRPF to `transit` or `decap`, and
+    /// checks uRPF itself):
+    /// 1. source: not martian by class (0/8, 127/8, 169.254/16, 224/4,
+    ///    240/4), not any port's subnet broadcast (`ipv4_martian_source`),
+    ///    not one of the router's own addresses (`ipv4_source_is_router`,
+    ///    also for a decapsulated inner packet);
+    /// 2. strict uRPF where the arrival port has it (`ipv4_urpf_strict_failed`);
+    /// 3. destination: multicast, the limited broadcast or the arrival
+    ///    port's subnet broadcast go to the kernel side (never routed);
+    ///    unicast IP in a link-layer broadcast or multicast frame is
+    ///    dropped (RFC 1812 5.3.4, RFC 1122 3.3.6: `ipv4_unicast_in_l2_broadcast`);
+    ///    0/8, 127/8, 169.254/16 and 240/4 are never routed
+    ///    (`ipv4_martian_destination`), nor another port's subnet broadcast
+    ///    (RFC 2644: `ipv4_directed_broadcast`);
+    /// 4. options: malformed (`ipv4_bad_options`), loose or strict source
+    ///    route (`ipv4_source_route`, unless `source_route = "forward"`);
+    /// 5. a decapsulated packet for a tunnel peer's transport address is
+    ///    a hairpin (`tunnel_hairpin`, see `transit`).
     pub(super) fn ipv4<I: PortIo<Buf = B>>(
         &mut self,
         io: &mut I,
@@ -52,6 +76,9 @@ impl<B: PacketBuf> Worker<B> {
         if d.len() < wire::ETH_LEN + wire::IPV4_MIN {
             return self.drop_pkt(DropReason::Ipv4Truncated, buf);
         }
+        // Received as a link-layer broadcast or multicast (a decapsulated
+        // packet's Ethernet header is ours: unicast).
+        let l2_group = d[0] & 1 != 0;
         let ip = match Ipv4Packet::new_checked(&d[wire::ETH_LEN..]) {
             Ok(ip) => ip,
             Err(e) => return self.drop_pkt(malformed(e), buf),
@@ -65,22 +92,56 @@ impl<B: PacketBuf> Worker<B> {
         let ttl = ip.ttl();
         let proto = ip.protocol();
         let fragmented = ip.is_fragment();
+        let options = if ihl > wire::IPV4_MIN {
+            hygiene::scan_options(ip.options())
+        } else {
+            Options::Plain
+        };
         let extra = ip.buffer_len() - usize::from(ip.total_len());
         if extra > 0 {
             // Ethernet padding beyond the IP total length.
             buf.trim(extra);
         }
         m.ihl = ihl as u8;
-        let info = self.cfg.ports[m.port()];
-        if src >> 24 == 127 || src >> 28 >= 14 || src == 0 || src == info.subnet_broadcast() {
+        let port = m.port();
+        let info = self.cfg.ports[port];
+        if hygiene::martian_class(src) || self.addrs.broadcast.contains(src) {
             return self.drop_pkt(DropReason::Ipv4MartianSource, buf);
         }
-        if dst >> 28 >= 14 || dst == info.subnet_broadcast() {
+        if self.is_local(src) {
+            return self.drop_pkt(DropReason::Ipv4SourceIsRouter, buf);
+        }
+        if m.depth == 0 && self.urpf_on(port) && !self.urpf_ok(snap, src, port) {
+            return self.drop_pkt(DropReason::Ipv4UrpfFailed, buf);
+        }
+        if hygiene::group_destination(dst) || Some(dst) == info.subnet_broadcast() {
             // Multicast and broadcast are not routed; the kernel side may want them.
             return match info.tap {
                 Some(tap) => self.punt(io, tap, buf),
                 None => self.drop_pkt(DropReason::Ipv4NotRoutable, buf),
             };
+        }
+        if l2_group {
+            return self.drop_pkt(DropReason::Ipv4UnicastInL2Broadcast, buf);
+        }
+        if hygiene::martian_class(dst) {
+            return self.drop_pkt(DropReason::Ipv4MartianDestination, buf);
+        }
+        if self.addrs.broadcast.contains(dst) {
+            return self.drop_pkt(DropReason::Ipv4DirectedBroadcast, buf);
+        }
+        match options {
+            Options::Plain => {}
+            Options::Malformed => return self.drop_pkt(DropReason::Ipv4BadOptions, buf),
+            Options::SourceRoute => match self.source_route {
+                SourceRoutePolicy::Drop => return self.drop_pkt(DropReason::Ipv4SourceRoute, buf),
+                SourceRoutePolicy::Forward => {
+                    self.links.stats.event(Event::SourceRouteForwarded);
+                }
+            },
+        }
+        if m.depth > 0 && snap.tunnels.is_remote(dst) {
+            return self.drop_pkt(DropReason::TunnelHairpin, buf);
         }
         if self.is_local(dst) {
             let tunnel_proto = matches!(
@@ -102,6 +163,14 @@ impl<B: PacketBuf> Worker<B> {
     /// A checked transit packet (not for us, not multicast): TTL expiry, or
     /// the route to its destination, whose /32 exact match was already
     /// looked up (here, or by the burst stage).
+    ///
+    /// Tunnel hairpins: a decapsulated packet is never encapsulated again,
+    /// into any tunnel (`tunnel_hairpin`). The overlay is a full mesh, so a
+    /// sender always has a direct tunnel to the owner of a /32 and no site
+    /// relays for another; a packet that would go back into the overlay means
+    /// two sites disagree about the owner (a move in progress), and relaying
+    /// it would bounce it between them until its TTL ran out. Dropping it
+    /// costs that packet while BGP converges, never a loop.
     #[inline]
     pub(super) fn transit<I: PortIo<Buf = B>>(
         &mut self,
@@ -118,6 +187,7 @@ impl<B: PacketBuf> Worker<B> {
         }
         match self.route_with(snap, dst, exact, &buf, m.ihl()) {
             Ok(Target::Port(out, nh)) => self.output(io, snap, m, buf, out, nh),
+            Ok(Target::Tunnel(_)) if m.depth > 0 => self.drop_pkt(DropReason::TunnelHairpin, buf),
             Ok(Target::Tunnel(t)) => self.enter_tunnel(io, snap, m, t, buf),
             Err(DropReason::NoRoute) => {
                 self.links.stats.dropped(DropReason::NoRoute);

@@ -31,7 +31,9 @@ impl<B: PacketBuf> Worker<B> {
     }
 
     /// As `route`, with the /32 exact match `exact` already looked up.
-    #[inline]
+    /// Always inlined: on the fast path (`transit`) the call and the
+    /// `Result` passed through memory cost more than the body.
+    #[inline(always)]
     pub(super) fn route_with(
         &self,
         snap: &Snapshot,

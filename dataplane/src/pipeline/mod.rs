@@ -16,7 +16,8 @@
 //! The stages are `impl Worker` blocks, one file each, in packet order:
 //! `burst` (the whole rx burst: transit IPv4 checked, its /32 slots
 //! prefetched and looked up together), `ethernet` (L2 classify), `arp`, `ipv6` (ND, IPv6 to the TAP), `ipv4`
-//! (sanity, martians, the router's own traffic), `tunnel` (decap and encap),
+//! (sanity, RFC 1812 checks, the router's own traffic; their address facts
+//! and policies in `hygiene`), `tunnel` (decap and encap),
 //! `wireguard`, `lookup` (/32 exact match, LPM, ECMP), `output` (neighbor,
 //! MTU, TTL, L2 rewrite), `frag`, `icmp` (errors the router sends). A
 //! packet travels with its `Meta`. This file owns the worker, its
@@ -26,6 +27,7 @@ mod arp;
 mod burst;
 mod ethernet;
 mod frag;
+mod hygiene;
 mod icmp;
 mod ipv4;
 mod ipv6;
@@ -34,6 +36,7 @@ mod output;
 mod tunnel;
 mod wireguard;
 
+pub use self::hygiene::Hygiene;
 pub use self::wireguard::{OwnedWgPeer, WgHandoff, WgWork};
 
 use self::icmp::TokenBucket;
@@ -46,6 +49,7 @@ use crate::snapshot::Snapshot;
 use crate::wire;
 use arc_swap::ArcSwap;
 use arrayvec::ArrayVec;
+use cer_shared::config::SourceRoutePolicy;
 use crossbeam_queue::ArrayQueue;
 use std::net::Ipv6Addr;
 use std::sync::Arc;
@@ -78,9 +82,18 @@ impl PortInfo {
         (ip ^ self.addr) & self.subnet_mask() == 0
     }
 
+    /// The subnet's broadcast address: none on a /31 (RFC 3021: both
+    /// addresses are hosts) or a /32.
     #[inline]
-    fn subnet_broadcast(&self) -> u32 {
-        self.addr | !self.subnet_mask()
+    fn subnet_broadcast(&self) -> Option<u32> {
+        (self.prefix_len <= 30).then(|| self.addr | !self.subnet_mask())
+    }
+
+    /// The subnet's network address (host part zero), which no host holds:
+    /// none on a /31 or a /32.
+    #[inline]
+    fn subnet_network(&self) -> Option<u32> {
+        (self.prefix_len <= 30).then(|| self.addr & self.subnet_mask())
     }
 }
 
@@ -158,6 +171,9 @@ pub const TAP_MAX_FRAME: usize = TAP_MAX_MTU as usize + 14 + 4;
 pub struct LinkState {
     pub up: Vec<std::sync::atomic::AtomicBool>,
     pub down_events: Vec<std::sync::atomic::AtomicU64>,
+    /// Frames the kernel dropped in front of the port (af_packet ring full;
+    /// `ring_stats`), as last read by the link-watch thread.
+    pub kernel_ring_drops: Vec<std::sync::atomic::AtomicU64>,
 }
 
 impl LinkState {
@@ -201,6 +217,12 @@ pub struct Worker<B: PacketBuf> {
     learn6: Option<Arc<ArrayQueue<Learn6>>>,
     /// Port links (`set_link_state`); without it a short transmit is a full ring.
     link_state: Option<Arc<LinkState>>,
+    /// The router's addresses and the ports' broadcasts (RFC 1812 checks).
+    addrs: hygiene::AddrFacts,
+    /// Source-routed packets (`set_hygiene`; drop by default).
+    source_route: SourceRoutePolicy,
+    /// Strict uRPF per NIC port (`set_hygiene`; off by default).
+    urpf: Vec<bool>,
     /// Tests: every frame through the per-packet stages, bypassing `burst`
     /// (the reference the burst stage is compared with).
     #[cfg(test)]
@@ -280,6 +302,9 @@ impl<B: PacketBuf> Worker<B> {
             nd: PortNd::for_ports(&cfg.ports, nd::router_lifetime(10)),
             learn6: None,
             link_state: None,
+            addrs: hygiene::AddrFacts::of(&cfg),
+            source_route: SourceRoutePolicy::Drop,
+            urpf: vec![false; cfg.ports.len()],
             #[cfg(test)]
             per_packet: false,
             cfg,

@@ -176,6 +176,12 @@ impl TunnelTable {
             })
     }
 
+    /// Is `ip` the transport address of a tunnel peer?
+    #[inline]
+    pub fn is_remote(&self, ip: u32) -> bool {
+        self.by_remote.get(ip).is_some()
+    }
+
     #[inline]
     pub fn is_tunnel_port(&self, port: u16) -> bool {
         self.fou_ports.contains(&port)
@@ -352,9 +358,12 @@ pub fn classify(h: &[u8], ihl: usize, table: &TunnelTable) -> Decap {
             if !table.is_tunnel_port(dport) {
                 return Decap::NotTunnel;
             }
+            // The UDP length must be the IP payload exactly, and the
+            // datagram must carry something: bytes past a shorter UDP
+            // length are not part of it, whatever they look like.
             let ulen = usize::from(be16(u, 4));
-            if ulen < UDP_LEN || ulen > u.len() {
-                return Decap::Drop(DropReason::TunnelMalformed);
+            if ulen <= UDP_LEN || ulen != u.len() {
+                return Decap::Drop(DropReason::TunnelUdpBadLength);
             }
             if table.wg_ports.contains(&dport) {
                 return match find(TunnelKind::Wireguard, None, dport) {
@@ -575,8 +584,16 @@ mod tests {
             ), // IPv6 proto
             (
                 outer(17, &[0, 1, 0x17, 0xc0, 0, 99, 0, 0], peer),
-                Decap::Drop(DropReason::TunnelMalformed),
-            ), // UDP length
+                Decap::Drop(DropReason::TunnelUdpBadLength),
+            ), // UDP length past the IP payload
+            (
+                outer(17, &[0, 1, 0x17, 0xc0, 0, 8, 0, 0, 0, 4, 0, 0], peer),
+                Decap::Drop(DropReason::TunnelUdpBadLength),
+            ), // UDP length 8: no payload, the GUE header after it is not in the datagram
+            (
+                outer(17, &[0, 1, 0x17, 0xc0, 0, 10, 0, 0, 0, 4, 0, 0], peer),
+                Decap::Drop(DropReason::TunnelUdpBadLength),
+            ), // UDP length short of the IP payload
             (
                 outer(17, &[0, 1, 0x17], peer),
                 Decap::Drop(DropReason::TunnelMalformed),

@@ -156,11 +156,7 @@ impl Engine for Ceiling {
             (Some(t), Some(m), Some(w)) if m > 0.0 && w > 0.0 => Some(t / (m * 1e6 * w)),
             _ => None,
         };
-        Ok(Cycles {
-            per_packet,
-            busy,
-            stalls: None,
-        })
+        Ok(Cycles { per_packet, busy })
     }
 }
 

@@ -233,14 +233,17 @@ impl Engine for Cer {
         self.drops()
     }
 
+    fn stalls(&self) -> Option<u64> {
+        self.cycles().ok().map(|c| c.3)
+    }
+
     fn end(&mut self) -> Result<Cycles> {
-        let (busy, idle, rx, stalls) = self.cycles()?;
-        let (b0, i0, r0, s0) = self.mark;
+        let (busy, idle, rx, _) = self.cycles()?;
+        let (b0, i0, r0, _) = self.mark;
         let (busy, idle, pkts) = (busy - b0, idle - i0, rx.saturating_sub(r0));
         Ok(Cycles {
             per_packet: (pkts > 0).then(|| busy as f64 / pkts as f64),
             busy: (busy + idle > 0).then(|| busy as f64 / (busy + idle) as f64),
-            stalls: Some(stalls.saturating_sub(s0)),
         })
     }
 }

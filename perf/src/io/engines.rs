@@ -139,8 +139,6 @@ pub struct Cycles {
     /// Share of the core's cycles spent in polls that received packets: near
     /// 1.0 the engine is the bound; well below, the generator is.
     pub busy: Option<f64>,
-    /// Polls over 100 µs (the core was taken away), where the engine counts them.
-    pub stalls: Option<u64>,
 }
 
 /// An engine in the DUT's place.
@@ -162,6 +160,11 @@ pub trait Engine {
     fn begin(&mut self) -> Result<()>;
     /// Right after: the engine core's cost over the trial.
     fn end(&mut self) -> Result<Cycles>;
+    /// A counter of stalled polls (over 100 µs), read without disturbing the
+    /// engine (unlike `begin`/`end`, which restart testpmd's forwarding).
+    fn stalls(&self) -> Option<u64> {
+        None
+    }
     /// Named drop counters over the whole run (non-zero ones), if the engine has them.
     fn drop_counters(&self) -> Result<Vec<(String, u64)>> {
         Ok(Vec::new())

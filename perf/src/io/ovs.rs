@@ -196,14 +196,14 @@ impl Ovs {
         self.vsctl(&[
             "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev", &hw0,
             "--", "add-port", "br0", "dpdk0", "--", "set", "Interface", "dpdk0", "type=dpdk",
-            "ofport_request=1", "options:n_rxq=2", &m0,
+            "ofport_request=1", "options:n_rxq=2", "mtu_request=1600", &m0,
             "--", "add-port", "br0", "gre0", "--", "set", "Interface", "gre0", "type=gre",
             "ofport_request=2", &gre_remote, &gre_key, "options:packet_type=legacy_l3",
             "--", "add-port", "br0", "patch0", "--", "set", "Interface", "patch0", "type=patch",
             "ofport_request=3", "options:peer=patch1",
             "--", "add-br", "br1", "--", "set", "bridge", "br1", "datapath_type=netdev", &hw1,
             "--", "add-port", "br1", "dpdk1", "--", "set", "Interface", "dpdk1", "type=dpdk",
-            "ofport_request=1", "options:n_rxq=2", &m1,
+            "ofport_request=1", "options:n_rxq=2", "mtu_request=1600", &m1,
             "--", "add-port", "br1", "patch1", "--", "set", "Interface", "patch1", "type=patch",
             "ofport_request=2", "options:peer=patch0",
         ])?;
@@ -324,7 +324,6 @@ impl Engine for Ovs {
         Ok(Cycles {
             per_packet: (pkts > 0.0).then(|| busy / pkts),
             busy: (busy + idle > 0.0).then(|| busy / (busy + idle)),
-            stalls: None,
         })
     }
 }

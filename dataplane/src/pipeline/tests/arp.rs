@@ -206,3 +206,78 @@ fn gratuitous_arp_on_command() {
     assert_eq!(&out[0][0..6], &[0xff; 6]);
     assert_eq!(r.events(Event::GratuitousArpSent), 1);
 }
+
+#[test]
+fn arp_learns_only_valid_unicast_senders_on_the_port() {
+    let mut r = Rig::new(false);
+    // Not one host, or one of ours: neither learned nor answered.
+    for spa in [
+        "10.1.0.255",
+        "10.1.0.0",
+        "10.2.0.255",
+        "127.0.0.1",
+        "0.1.2.3",
+        "169.254.1.1",
+        "224.0.0.1",
+        "255.255.255.255",
+        "10.1.0.1",
+        "10.2.0.1",
+    ] {
+        for frame in [
+            arp_request(HOST_MAC, spa, "10.1.0.1"),
+            arp_frame(
+                ArpOperation::Reply,
+                HOST_MAC,
+                spa,
+                LAN_MAC,
+                "10.1.0.1",
+                LAN_MAC,
+            ),
+        ] {
+            let before = r.drops(DropReason::ArpBadSender);
+            r.run(LAN, &frame);
+            assert_eq!(r.drops(DropReason::ArpBadSender), before + 1, "{spa}");
+            assert!(r.nothing_sent(), "{spa} answered");
+            assert!(r.snap.load().neighbors.get(0, u(spa)).is_none(), "{spa}");
+        }
+    }
+    assert_eq!(r.events(Event::ArpLearned), 0);
+    // A unicast host off the subnet (and not a /32 delivered here): answered
+    // when it asks for us, never learned.
+    r.run(LAN, &arp_request(HOST_MAC, "192.0.2.7", "10.1.0.1"));
+    assert_eq!(r.io.sent(LAN).len(), 1);
+    assert_eq!(r.events(Event::ArpNotLearnedOffSubnet), 1);
+    assert!(r.snap.load().neighbors.get(0, u("192.0.2.7")).is_none());
+    // An address probe (sender 0.0.0.0, RFC 5227): answered, not learned.
+    r.run(LAN, &arp_request(HOST_MAC, "0.0.0.0", "10.1.0.1"));
+    assert_eq!(r.io.sent(LAN).len(), 1);
+    assert_eq!(r.events(Event::ArpLearned), 0);
+    // A host on the subnet: answered and learned.
+    r.run(LAN, &arp_request(HOST_MAC, "10.1.0.10", "10.1.0.1"));
+    assert_eq!(r.io.sent(LAN).len(), 1);
+    assert_eq!(r.events(Event::ArpLearned), 1);
+    assert!(r.snap.load().neighbors.get(0, u("10.1.0.10")).is_some());
+    // So a directed broadcast never finds a "neighbor" for the broadcast.
+    r.run(WAN, &ping(WAN_MAC, "10.2.0.50", "10.1.0.255", 64, 8));
+    assert!(r.nothing_sent());
+    assert_eq!(r.drops(DropReason::Ipv4DirectedBroadcast), 1);
+}
+
+#[test]
+fn neighbor_del_removes_a_learned_neighbor() {
+    let mut r = Rig::new(false);
+    r.run(LAN, &arp_request(HOST_MAC, "10.1.0.10", "10.1.0.1"));
+    r.io.sent(LAN);
+    assert!(r.snap.load().neighbors.get(0, u("10.1.0.10")).is_some());
+    r.change(FibChange::NeighborDel {
+        port: "lan".into(),
+        ip: "10.1.0.10".parse().unwrap(),
+    });
+    assert!(r.snap.load().neighbors.get(0, u("10.1.0.10")).is_none());
+    // Traffic to it resolves again instead of using the deleted entry.
+    r.run(WAN, &ping(WAN_MAC, "10.2.0.50", "10.1.0.10", 64, 8));
+    let out = r.io.sent(LAN);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0][0..6], &[0xff; 6], "an ARP request, not the packet");
+    assert_eq!(r.drops(DropReason::NeighborUnresolved), 1);
+}

@@ -30,15 +30,30 @@ fn rig() -> Rig {
 
 #[test]
 fn burst_stage_sends_and_counts_exactly_what_the_per_packet_path_does() {
+    use cer_shared::config::{SourceRoutePolicy, UrpfMode};
+    // The defaults; then source routes forwarded and strict uRPF on the LAN.
+    compare_with(None);
+    compare_with(Some(Hygiene {
+        source_route: SourceRoutePolicy::Forward,
+        urpf: vec![UrpfMode::Strict, UrpfMode::Off],
+    }));
+}
+
+fn compare_with(policy: Option<Hygiene>) {
     let mut fast = rig();
     let mut slow = rig();
     slow.worker.per_packet = true;
-    let mut with_options = ping(LAN_MAC, "10.1.0.10", "10.77.0.5", 64, 32);
-    with_options[14] = 0x46; // IHL 6 (the header bytes are then the options)
+    if let Some(p) = &policy {
+        fast.worker.set_hygiene(p);
+        slow.worker.set_hygiene(p);
+    }
+    let mut with_ihl6 = ping(LAN_MAC, "10.1.0.10", "10.77.0.5", 64, 32);
+    with_ihl6[14] = 0x46; // IHL 6 (the header bytes are then the options)
     let mut padded = ping(LAN_MAC, "10.1.0.10", "10.77.0.5", 64, 0);
     padded.extend_from_slice(&[0; 12]);
+    let to_host = ping(LAN_MAC, "10.1.0.10", "10.77.0.5", 64, 64);
     let seeds = [
-        ping(LAN_MAC, "10.1.0.10", "10.77.0.5", 64, 64),
+        to_host.clone(),
         ping(LAN_MAC, "10.1.0.10", "10.77.0.6", 64, 64),
         ping(LAN_MAC, "10.1.0.10", "10.77.0.7", 64, 64),
         ping(LAN_MAC, "10.1.0.10", "192.0.2.1", 64, 1200),
@@ -51,8 +66,34 @@ fn burst_stage_sends_and_counts_exactly_what_the_per_packet_path_does() {
         ping([0xff; 6], "10.1.0.10", "10.77.0.5", 64, 64),
         ping(HOST_MAC, "10.1.0.10", "10.77.0.5", 64, 64),
         arp_request(HOST_MAC, "10.1.0.10", "10.1.0.1"),
-        with_options,
+        with_ihl6,
         padded,
+        // RFC 1812: martian and own sources, martian destinations,
+        // directed broadcasts, unicast IP in link-layer broadcasts and
+        // multicasts, source routes, record route, bad options, a source
+        // routed back through the WAN (uRPF), bad ARP senders.
+        ping(LAN_MAC, "0.1.2.3", "10.77.0.5", 64, 64),
+        ping(LAN_MAC, "169.254.9.9", "10.77.0.5", 64, 64),
+        ping(LAN_MAC, "10.2.0.255", "10.77.0.5", 64, 64),
+        ping(LAN_MAC, "10.2.0.1", "10.77.0.5", 64, 64),
+        ping(WAN_MAC, "10.1.0.1", "10.77.0.5", 64, 64),
+        ping(LAN_MAC, "10.1.0.10", "127.0.0.1", 64, 64),
+        ping(LAN_MAC, "10.1.0.10", "169.254.1.1", 1, 64),
+        ping(LAN_MAC, "10.1.0.10", "0.1.2.3", 64, 64),
+        ping(LAN_MAC, "10.1.0.10", "240.0.0.1", 64, 64),
+        ping(LAN_MAC, "10.1.0.10", "10.2.0.255", 64, 64),
+        ping(WAN_MAC, "10.2.0.254", "10.1.0.255", 64, 64),
+        ping([0xff; 6], "10.1.0.10", "192.0.2.1", 1, 64),
+        ping([0x33, 0x33, 0, 0, 0, 1], "10.1.0.10", "10.77.0.5", 64, 64),
+        with_options(&to_host, &[0x83, 7, 4, 10, 2, 0, 254, 0]),
+        with_options(&to_host, &[0x89, 7, 4, 10, 2, 0, 254, 0]),
+        with_options(&to_host, &[7, 7, 4, 0, 0, 0, 0, 0]),
+        with_options(&to_host, &[7, 9, 4, 0]),
+        ping(LAN_MAC, "192.0.2.9", "10.77.0.5", 64, 64),
+        ping(LAN_MAC, "192.0.2.9", "10.2.0.1", 64, 64),
+        arp_request(HOST_MAC, "10.1.0.255", "10.1.0.1"),
+        arp_request(HOST_MAC, "127.0.0.1", "10.1.0.1"),
+        arp_request(HOST_MAC, "192.0.2.9", "10.1.0.1"),
     ];
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut rnd = || {
@@ -62,10 +103,14 @@ fn burst_stage_sends_and_counts_exactly_what_the_per_packet_path_does() {
         x
     };
     let mut sent = 0;
-    for round in 0..400 {
+    // Half the frames from the first 15 seeds (mostly valid traffic, so
+    // bursts mix forwarding with the rest), half from all of them.
+    let classic = 15;
+    for round in 0..800 {
         let n = 1 + (rnd() % 32) as usize;
         for _ in 0..n {
-            let mut f = seeds[(rnd() as usize) % seeds.len()].clone();
+            let pick = if rnd() % 2 == 0 { classic } else { seeds.len() };
+            let mut f = seeds[(rnd() as usize) % pick].clone();
             // Half unchanged (the common case), half corrupted somewhere.
             if rnd() % 2 == 0 {
                 for _ in 0..1 + rnd() % 3 {
@@ -182,6 +227,23 @@ fn burst_stage_decapsulates_exactly_like_the_per_packet_path() {
     let mut stranger = outer(&tunnels[0], "10.77.60.10");
     stranger[14 + 12] ^= 1;
     seeds.push(stranger);
+    // RFC 1812 on the tunnel path: FOU with a UDP length of 8 and one past
+    // the IP payload; hairpins (to the peer itself); an inner packet
+    // claiming the router's address or a martian one.
+    let fou = outer(&tunnels[1], "10.77.60.10");
+    for ulen in [8u16, 200] {
+        let mut f = fou.clone();
+        f[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&ulen.to_be_bytes());
+        seeds.push(f);
+    }
+    seeds.push(outer(&tunnels[2], peer));
+    for src in ["10.2.0.1", "127.0.0.1"] {
+        let mut f = outer(&tunnels[2], "10.77.60.10");
+        let inner = 14 + 20;
+        f[inner + 12..inner + 16].copy_from_slice(&u(src).to_be_bytes());
+        Ipv4Packet::new_unchecked(&mut f[inner..]).fill_checksum();
+        seeds.push(f);
+    }
     let mut x: u64 = 0x1234_5678_9abc_def1;
     let mut rnd = || {
         x ^= x << 13;

@@ -265,6 +265,7 @@ fn a_port_without_link_names_its_drops_port_link_down() {
     let links = Arc::new(LinkState {
         up: (0..2).map(|_| AtomicBool::new(true)).collect(),
         down_events: (0..2).map(|_| AtomicU64::new(0)).collect(),
+        kernel_ring_drops: (0..2).map(|_| AtomicU64::new(0)).collect(),
     });
     r.worker.set_link_state(links.clone());
     // The WAN peer is gone: its ring takes nothing.

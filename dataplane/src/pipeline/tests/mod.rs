@@ -263,6 +263,24 @@ fn ping(dst_mac: [u8; 6], src: &str, dst: &str, ttl: u8, payload: usize) -> Vec<
     f
 }
 
+/// `f` (an Ethernet + IPv4 frame) with the IPv4 options `opts` (padded
+/// to a multiple of 4 bytes) inserted after its header.
+fn with_options(f: &[u8], opts: &[u8]) -> Vec<u8> {
+    let mut o = opts.to_vec();
+    while !o.len().is_multiple_of(4) {
+        o.push(0);
+    }
+    let mut out = f[..14 + 20].to_vec();
+    out.extend_from_slice(&o);
+    out.extend_from_slice(&f[14 + 20..]);
+    let mut ip = Ipv4Packet::new_unchecked(&mut out[14..]);
+    ip.set_header_len((20 + o.len()) as u8);
+    let total = ip.total_len() + o.len() as u16;
+    ip.set_total_len(total);
+    ip.fill_checksum();
+    out
+}
+
 fn set_df(f: &mut [u8], df: bool) {
     let mut p = Ipv4Packet::new_unchecked(&mut f[14..]);
     p.set_dont_frag(df);
@@ -304,6 +322,7 @@ fn expect_icmp_error(f: &[u8], typ: u8, code: u8, dst: &str) -> Vec<u8> {
 mod arp;
 mod burst;
 mod forward;
+mod ipv4;
 mod ipv6;
 mod malformed;
 mod tunnel;

@@ -361,3 +361,99 @@ fn nested_tunnels_and_garbage_outer_never_panic() {
         }
     }
 }
+
+/// An outer frame as the peer of `t` sends it, carrying `inner` (an IPv4
+/// packet, no Ethernet header).
+fn from_peer(t: &TunnelInfo, inner: &[u8]) -> Vec<u8> {
+    let mut b = MemBuf::from_frame(inner);
+    let swapped = TunnelInfo {
+        local: t.remote,
+        remote: t.local,
+        ..*t
+    };
+    assert!(crate::tunnel::encap(&mut b, &swapped, 1, 7));
+    let mut frame = b.data().to_vec();
+    wire::write_eth(&mut frame, &WAN_MAC, &GW_MAC, wire::ETHERTYPE_IPV4);
+    frame
+}
+
+#[test]
+fn fou_and_gue_with_a_bad_udp_length_are_dropped_by_name() {
+    for per_packet in [false, true] {
+        for kind in [TunnelKind::Fou, TunnelKind::Gue] {
+            let t = tunnel(kind, None, 1300);
+            let mut r = rig(t);
+            r.worker.per_packet = per_packet;
+            let inner = ping(LAN_MAC, "10.77.60.99", "10.77.60.10", 64, 40)[14..].to_vec();
+            let good = from_peer(&t, &inner);
+            let ulen_at = 14 + 20 + 4;
+            let ulen = u16::from_be_bytes([good[ulen_at], good[ulen_at + 1]]);
+            // 8: no payload (the inner packet after it is not in the datagram);
+            // shorter or longer than the IP payload.
+            for bad in [8, 0, ulen - 4, ulen + 4] {
+                let mut f = good.clone();
+                f[ulen_at..ulen_at + 2].copy_from_slice(&bad.to_be_bytes());
+                let before = r.drops(DropReason::TunnelUdpBadLength);
+                r.run(WAN, &f);
+                assert_eq!(
+                    r.drops(DropReason::TunnelUdpBadLength),
+                    before + 1,
+                    "{kind:?} UDP length {bad}"
+                );
+                assert!(r.nothing_sent(), "{kind:?} UDP length {bad}");
+            }
+            assert_eq!(r.events(Event::Decapsulated), 0);
+            r.run(WAN, &good);
+            assert_eq!(r.io.sent(LAN).len(), 1, "{kind:?}: the well-formed one");
+        }
+    }
+}
+
+#[test]
+fn decapsulated_packets_never_go_back_into_a_tunnel_nor_to_a_peer() {
+    for per_packet in [false, true] {
+        let t = tunnel(TunnelKind::Ipip, None, 1400);
+        // A second peer (on the WAN too) with a /32 behind it.
+        let other = TunnelInfo {
+            id: 6,
+            remote: u("10.2.0.253"),
+            ..tunnel(TunnelKind::Gre, None, 1400)
+        };
+        let mut r = rig(t);
+        r.worker.per_packet = per_packet;
+        r.fib.set_tunnels(TunnelTable::build(vec![t, other]));
+        r.neighbor("wan", "10.2.0.253", GW2_MAC);
+        r.change(FibChange::EndpointSet {
+            ip: "10.77.60.21".parse().unwrap(),
+            action: FeedAction::Tunnel { tunnel: 6 },
+        });
+        for (src, dst, reason) in [
+            // Back into the tunnel it came from, and into another one.
+            ("10.77.60.99", "10.77.60.20", DropReason::TunnelHairpin),
+            ("10.77.60.99", "10.77.60.21", DropReason::TunnelHairpin),
+            // To the transport address of the peer it came from, of another.
+            ("10.77.60.99", PEER, DropReason::TunnelHairpin),
+            ("10.77.60.99", "10.2.0.253", DropReason::TunnelHairpin),
+            // An inner packet claiming the router's address, or martian.
+            ("10.2.0.1", "10.77.60.10", DropReason::Ipv4SourceIsRouter),
+            ("10.1.0.1", "10.77.60.10", DropReason::Ipv4SourceIsRouter),
+            ("127.0.0.1", "10.77.60.10", DropReason::Ipv4MartianSource),
+            (
+                "10.77.60.99",
+                "127.0.0.1",
+                DropReason::Ipv4MartianDestination,
+            ),
+        ] {
+            let inner = ping(LAN_MAC, src, dst, 64, 40)[14..].to_vec();
+            let before = r.drops(reason);
+            r.run(WAN, &from_peer(&t, &inner));
+            assert_eq!(r.drops(reason), before + 1, "{src} -> {dst}");
+            assert!(r.nothing_sent(), "{src} -> {dst}");
+        }
+        assert_eq!(r.events(Event::Encapsulated), 0);
+        // The local /32 is delivered.
+        let inner = ping(LAN_MAC, "10.77.60.99", "10.77.60.10", 64, 40)[14..].to_vec();
+        r.run(WAN, &from_peer(&t, &inner));
+        assert_eq!(r.io.sent(LAN).len(), 1);
+    }
+}
