@@ -234,17 +234,15 @@ impl Capture {
     fn start(ns: &Netns, scratch: &Scratch, name: &str) -> Result<Capture> {
         let pcap = scratch.file(&format!("{name}.pcap"));
         let mut proc = ns.spawn(
-            &[
-                "tcpdump",
+            &cer_e2e::apps::tcpdump_live(&[
                 "-i",
                 "eth0",
                 "-Q",
                 "in",
-                "-U",
                 "-n",
                 "-w",
                 pcap.to_str().unwrap(),
-            ],
+            ]),
             &scratch.file(&format!("{name}.tcpdump.log")),
         )?;
         proc.wait_for_log("listening on", Duration::from_secs(5))?;
@@ -252,7 +250,7 @@ impl Capture {
     }
 
     /// What the capture holds so far: (markers seen, ICMP errors from the
-    /// router). tcpdump writes each packet as it comes (`-U`).
+    /// router). tcpdump writes each packet as it comes (immediate mode, `-U`).
     fn summary(&self, t: &Topo, ns: &Netns) -> Result<(BTreeSet<String>, u64)> {
         let out = t.frames(
             ns,
@@ -277,8 +275,9 @@ impl Capture {
     /// Waits (up to `timeout`) until the capture holds every marker of
     /// `controls`, the frames sent last on their path: the frames sent
     /// before them on the same path have had their chance to arrive too. A
-    /// fixed sleep was not enough on a loaded machine: tcpdump had not read
-    /// the last frame from its socket when it was stopped.
+    /// fixed sleep was not enough: without immediate mode libpcap handed
+    /// tcpdump the frames up to 1 s late, a TPACKET_V3 block at a time, and
+    /// a stop lost the block it was filling (see `apps::TCPDUMP_LIVE`).
     fn wait_for(&self, t: &Topo, ns: &Netns, controls: &[&str], timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
