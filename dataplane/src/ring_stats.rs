@@ -16,8 +16,6 @@ pub struct PacketRing {
     fds: Vec<RawFd>,
     /// Frames dropped since start (all queues).
     pub drops: u64,
-    /// Frames the kernel delivered to the ring since start.
-    pub packets: u64,
 }
 
 impl PacketRing {
@@ -43,17 +41,16 @@ impl PacketRing {
                 .collect();
         }
         for &fd in &self.fds {
-            if let Some((packets, drops)) = read_stats(fd) {
-                self.packets += packets;
+            if let Some(drops) = read_drops(fd) {
                 self.drops += drops;
             }
         }
     }
 }
 
-/// `getsockopt(SOL_PACKET, PACKET_STATISTICS)`: (packets, drops) since the
+/// `getsockopt(SOL_PACKET, PACKET_STATISTICS)`: frames dropped since the
 /// last read. TPACKET_V2 sockets fill a `struct tpacket_stats`.
-fn read_stats(fd: RawFd) -> Option<(u64, u64)> {
+fn read_drops(fd: RawFd) -> Option<u64> {
     let mut st = libc::tpacket_stats {
         tp_packets: 0,
         tp_drops: 0,
@@ -70,13 +67,7 @@ fn read_stats(fd: RawFd) -> Option<(u64, u64)> {
             &mut len,
         )
     };
-    // tp_packets counts the dropped frames too.
-    (rc == 0).then(|| {
-        (
-            u64::from(st.tp_packets.saturating_sub(st.tp_drops)),
-            u64::from(st.tp_drops),
-        )
-    })
+    (rc == 0).then_some(u64::from(st.tp_drops))
 }
 
 #[cfg(test)]
@@ -87,7 +78,7 @@ mod tests {
     fn a_port_without_sockets_reads_nothing() {
         let mut r = PacketRing::new("no-such-iface0");
         r.poll();
-        assert_eq!((r.packets, r.drops), (0, 0));
-        assert!(read_stats(-1).is_none());
+        assert_eq!(r.drops, 0);
+        assert!(read_drops(-1).is_none());
     }
 }

@@ -457,22 +457,42 @@ impl OciProvider {
 
     /// Whether VNIC `vnic` has a private IP in our subnet (ListPrivateIps by subnet, paged).
     async fn vnic_in_subnet(&self, vnic: &str) -> Result<bool, CaptureError> {
-        let step = "ListPrivateIps (subnet)";
-        let mut page: Option<String> = None;
         // Bounded: 1000 pages of a subnet's private IPs.
-        for _ in 0..1000 {
-            let mut query = vec![("subnetId", self.subnet_id.as_str())];
+        self.walk_private_ips(
+            ("subnetId", self.subnet_id.as_str()),
+            1000,
+            "ListPrivateIps (subnet)",
+            "too many pages of private IPs in the subnet",
+            |items| {
+                items
+                    .iter()
+                    .any(|v| v.get("vnicId").and_then(Value::as_str) == Some(vnic))
+            },
+        )
+        .await
+    }
+
+    /// ListPrivateIps filtered by `filter`, page by page: each page's items go
+    /// to `visit` until it returns true (then: true) or the pages end (then:
+    /// false). More than `max_pages` pages is a transient error (`too_many`).
+    async fn walk_private_ips(
+        &self,
+        filter: (&str, &str),
+        max_pages: usize,
+        step: &str,
+        too_many: &str,
+        mut visit: impl FnMut(&[Value]) -> bool,
+    ) -> Result<bool, CaptureError> {
+        let mut page: Option<String> = None;
+        for _ in 0..max_pages {
+            let mut query = vec![filter];
             if let Some(p) = &page {
                 query.push(("page", p.as_str()));
             }
             let r = self
                 .call(Method::GET, "/privateIps", &query, None, None, step)
                 .await?;
-            let items = list_items(step, &r)?;
-            if items
-                .iter()
-                .any(|v| v.get("vnicId").and_then(Value::as_str) == Some(vnic))
-            {
+            if visit(list_items(step, &r)?) {
                 return Ok(true);
             }
             match r.next_page {
@@ -484,7 +504,7 @@ impl OciProvider {
             ErrorKind::Transient,
             PROVIDER,
             step,
-            "too many pages of private IPs in the subnet",
+            too_many,
         ))
     }
 
@@ -731,35 +751,24 @@ impl CaptureProvider for OciProvider {
     }
 
     async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {
-        let step = "ListPrivateIps";
         let mut out = Vec::new();
-        let mut page: Option<String> = None;
         // Bounded: a VNIC has at most a few dozen private IPs.
-        for _ in 0..100 {
-            let mut query = vec![("vnicId", self.vnic_id.as_str())];
-            if let Some(p) = &page {
-                query.push(("page", p.as_str()));
-            }
-            let r = self
-                .call(Method::GET, "/privateIps", &query, None, None, step)
-                .await?;
-            let items = list_items(step, &r)?;
-            out.extend(
-                items
-                    .iter()
-                    .filter(|v| !v.get("isPrimary").and_then(Value::as_bool).unwrap_or(false))
-                    .filter_map(|v| v.get("ipAddress")?.as_str()?.parse::<Ipv4Addr>().ok()),
-            );
-            match r.next_page {
-                Some(p) => page = Some(p),
-                None => return Ok(Some(out)),
-            }
-        }
-        Err(CaptureError::new(
-            ErrorKind::Transient,
-            PROVIDER,
-            step,
+        self.walk_private_ips(
+            ("vnicId", self.vnic_id.as_str()),
+            100,
+            "ListPrivateIps",
             "too many pages of private IPs",
-        ))
+            |items| {
+                out.extend(
+                    items
+                        .iter()
+                        .filter(|v| !v.get("isPrimary").and_then(Value::as_bool).unwrap_or(false))
+                        .filter_map(|v| v.get("ipAddress")?.as_str()?.parse::<Ipv4Addr>().ok()),
+                );
+                false
+            },
+        )
+        .await?;
+        Ok(Some(out))
     }
 }
