@@ -317,11 +317,14 @@ fn spawn_link_watch(
         down_events: watched.iter().map(|_| AtomicU64::new(0)).collect(),
         kernel_ring_drops: watched.iter().map(|_| AtomicU64::new(0)).collect(),
     });
+    let socks = crate::wake::bound_sockets();
     let mut rings: Vec<Option<crate::ring_stats::PacketRing>> = cfg
         .ports
         .iter()
         .map(|p| match (p.driver, p.iface.as_deref()) {
-            (PortDriver::AfPacket, Some(iface)) => Some(crate::ring_stats::PacketRing::new(iface)),
+            (PortDriver::AfPacket, Some(iface)) => {
+                Some(crate::ring_stats::PacketRing::new(iface, &socks))
+            }
             _ => None,
         })
         .collect();

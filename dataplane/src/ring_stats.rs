@@ -12,34 +12,30 @@ use std::os::fd::RawFd;
 /// The af_packet sockets of one port (all its queues), found by interface.
 #[derive(Debug, Default)]
 pub struct PacketRing {
-    iface: String,
     fds: Vec<RawFd>,
     /// Frames dropped since start (all queues).
     pub drops: u64,
 }
 
 impl PacketRing {
-    pub fn new(iface: &str) -> Self {
-        PacketRing {
-            iface: iface.to_string(),
-            ..Default::default()
+    /// The sockets on `iface` among `socks` (`wake::bound_sockets`, read
+    /// once by the caller after the ports started: the PMD opens them at
+    /// probe). None found: the port's ring drops cannot be read (logged).
+    pub fn new(iface: &str, socks: &[(RawFd, i32, u32, u32)]) -> Self {
+        let ifi = crate::wake::ifindex(iface);
+        let fds: Vec<RawFd> = socks
+            .iter()
+            .filter(|&&(_, family, i, _)| family == libc::AF_PACKET && i == ifi && ifi != 0)
+            .map(|&(fd, ..)| fd)
+            .collect();
+        if fds.is_empty() {
+            log::warn!("af_packet port on {iface}: no packet socket found; its kernel ring drops are not counted");
         }
+        PacketRing { fds, drops: 0 }
     }
 
-    /// Reads and accumulates the sockets' counters; finds the sockets on
-    /// the first call that sees them (they exist once the PMD probed).
+    /// Reads and accumulates the sockets' counters.
     pub fn poll(&mut self) {
-        if self.fds.is_empty() {
-            let ifi = crate::wake::ifindex(&self.iface);
-            if ifi == 0 {
-                return;
-            }
-            self.fds = crate::wake::bound_sockets()
-                .into_iter()
-                .filter(|&(_, family, i, _)| family == libc::AF_PACKET && i == ifi)
-                .map(|(fd, ..)| fd)
-                .collect();
-        }
         for &fd in &self.fds {
             if let Some(drops) = read_drops(fd) {
                 self.drops += drops;
@@ -76,7 +72,7 @@ mod tests {
 
     #[test]
     fn a_port_without_sockets_reads_nothing() {
-        let mut r = PacketRing::new("no-such-iface0");
+        let mut r = PacketRing::new("no-such-iface0", &crate::wake::bound_sockets());
         r.poll();
         assert_eq!(r.drops, 0);
         assert!(read_drops(-1).is_none());
