@@ -27,7 +27,7 @@ use cer_bgp::fsm::{Action, Event, FsmConfig, PeerAs, State};
 use cer_bgp::packet::{
     self, Capabilities, ErrorKind, ErrorKind::*, Notification, UpdateError, HEADER_LEN,
 };
-use cer_bgp::route::{PeerId, Prefix};
+use cer_bgp::route::{AsSegment, AsSegmentKind, PeerId, Prefix};
 use cer_bgp::session::{Connection, Inbound, SessionCmd, SessionEvent};
 use cer_bgp::speaker::{NeighborConfig, NeighborSummary, Speaker, SpeakerConfig};
 use std::net::{IpAddr, SocketAddr};
@@ -382,8 +382,10 @@ const TABLE: &[Row] = &[
         Add(&[0x80, 17, 6, 2, 1, 0, 0, 0xfd, 0xe9]), TreatAsWithdraw),
     row("RFC 7606 3(g)", "AS4_PATH", Duplicate, Old, "AS4_PATH twice",
         Add(&[0xc0, 17, 6, 2, 1, 0, 1, 0, 0, 0xc0, 17, 6, 2, 1, 0, 1, 0, 1]), AttributeDiscard),
-    row("RFC 6793 4.2.3", "AS4_PATH", Value, Old, "AS4_PATH from a 2-octet speaker (valid)",
-        Add(&[0xc0, 17, 6, 2, 1, 0, 1, 0, 0]), Accept),
+    row("RFC 6793 4.2.3", "AS4_PATH", Value, Old, "AS_PATH AS_TRANS, then AS4_PATH 65536, from a 2-octet speaker (valid)",
+        Set(AS_PATH, &[0x40, 2, 4, 2, 1, 0x5b, 0xa0, 0xc0, 17, 6, 2, 1, 0, 1, 0, 0]), Accept),
+    row("RFC 6793 4.2.3", "AS4_PATH", Value, Old, "AS4_PATH of 1 ASN, AS_PATH of none: AS4_PATH ignored",
+        Add(&[0xc0, 17, 6, 2, 1, 0, 1, 0, 0]), AttributeDiscard),
 
     // ---- AS4_AGGREGATOR (RFC 6793 3, 4.2.3, 6; RFC 7607) ----
     row("RFC 6793 6", "AS4_AGGREGATOR", NotAllowed, Ibgp, "AS4_AGGREGATOR between 4-octet speakers",
@@ -396,6 +398,10 @@ const TABLE: &[Row] = &[
         Add(&[0x80, 18, 8, 0, 1, 0, 0, 192, 0, 2, 9]), TreatAsWithdraw),
     row("RFC 6793 4.2.3", "AS4_AGGREGATOR", Value, Old, "AS4_AGGREGATOR with AGGREGATOR AS_TRANS (valid)",
         Add(&[0xc0, 7, 6, 0x5b, 0xa0, 192, 0, 2, 9, 0xc0, 18, 8, 0, 1, 0, 0, 192, 0, 2, 9]), Accept),
+    row("RFC 6793 4.2.3", "AS4_AGGREGATOR", Value, Old, "AS4_AGGREGATOR beside AGGREGATOR 65001 (not AS_TRANS): ignored",
+        Add(&[0xc0, 7, 6, 0xfd, 0xe9, 192, 0, 2, 9, 0xc0, 18, 8, 0, 1, 0, 0, 192, 0, 2, 9]), AttributeDiscard),
+    row("RFC 6793 4.2.3", "AS4_AGGREGATOR", Value, Old, "AS4_AGGREGATOR without AGGREGATOR: ignored",
+        Add(&[0xc0, 18, 8, 0, 1, 0, 0, 192, 0, 2, 9]), AttributeDiscard),
 
     // ---- IPv6 Address Specific Extended Community (RFC 5701; RFC 7606 7.15) ----
     row("RFC 7606 7.15", "IPV6_EXTENDED_COMMUNITIES", Length, Ibgp, "of 19 octets",
@@ -1037,4 +1043,41 @@ async fn issue15_nlri_prefix_length_33_resets_with_3_10() {
     let out = h.send(&build(Ibgp, Nlri(&[33, 10, 77, 60, 1, 0])));
     let n = out.notification.expect("NOTIFICATION");
     assert_eq!((n.code, n.subcode), (3, 10), "Invalid Network Field");
+}
+
+// ---------------------------------------------------------------------------
+// RFC 6793 4.2.3 through the speaker: what reaches the RIB.
+
+#[tokio::test]
+async fn rfc6793_path_and_aggregator_from_a_2_octet_peer_are_rebuilt_in_the_rib() {
+    let mut h = Harness::new(Old);
+    // AS_PATH 65010 AS_TRANS, AS4_PATH 4200000001, AGGREGATOR AS_TRANS 192.0.2.9,
+    // AS4_AGGREGATOR 4200000009 192.0.2.9.
+    let wide = [
+        &[0x40, 2, 6, 2, 2, 0xfd, 0xf2, 0x5b, 0xa0][..],
+        &[0xc0, 17, 6, 2, 1],
+        &4_200_000_001u32.to_be_bytes(),
+        &[0xc0, 7, 6, 0x5b, 0xa0, 192, 0, 2, 9],
+        &[0xc0, 18, 8],
+        &4_200_000_009u32.to_be_bytes(),
+        &[192, 0, 2, 9],
+    ]
+    .concat();
+    let mut attrs = valid_attrs(Old);
+    attrs.retain(|(c, _)| *c != AS_PATH);
+    attrs.push((AS_PATH, wide));
+    let out = h.send(&update_body(&[], &join(&attrs), &P1));
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let best = h.speaker.rib().best(&p("10.77.60.1/32")).unwrap();
+    assert_eq!(
+        best.attrs.as_path,
+        vec![AsSegment {
+            kind: AsSegmentKind::Sequence,
+            asns: vec![65010, 4_200_000_001],
+        }]
+    );
+    assert_eq!(
+        best.attrs.aggregator,
+        Some((4_200_000_009, "192.0.2.9".parse().unwrap()))
+    );
 }

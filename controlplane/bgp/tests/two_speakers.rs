@@ -1,16 +1,19 @@
 //! Two cer-bgp speakers over real TCP on loopback addresses: session
 //! establishment, route exchange with communities, replacement, withdrawal,
-//! End-of-RIB, and graceful restart keeping routes across a session loss.
+//! End-of-RIB, graceful restart keeping routes across a session loss, and a
+//! 4-octet AS path crossing a session negotiated with 2-octet ASNs.
 
 use cer_bgp::decision::DecisionConfig;
 use cer_bgp::fsm::PeerAs;
-use cer_bgp::route::{Community, Ipv4Prefix, NextHop, PathAttrs, Prefix};
+use cer_bgp::route::{AsSegment, AsSegmentKind, Community, Ipv4Prefix, NextHop, PathAttrs, Prefix};
 use cer_bgp::session::SessionEvent;
 use cer_bgp::speaker::{NeighborConfig, Speaker, SpeakerConfig};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 
 struct Node {
@@ -19,6 +22,12 @@ struct Node {
 }
 
 async fn node(ip: &str, port: u16, peer_ip: &str, gr: Option<u16>) -> Node {
+    let remote = SocketAddr::new(peer_ip.parse().unwrap(), port);
+    node_to(ip, port, remote, false, gr).await
+}
+
+/// A speaker on `ip:port` with one iBGP neighbor at `remote`.
+async fn node_to(ip: &str, port: u16, remote: SocketAddr, passive: bool, gr: Option<u16>) -> Node {
     let (tx, mut rx) = mpsc::channel::<SessionEvent>(1024);
     let cfg = SpeakerConfig {
         local_as: 65000,
@@ -33,10 +42,10 @@ async fn node(ip: &str, port: u16, peer_ip: &str, gr: Option<u16>) -> Node {
     };
     let mut s = Speaker::new(cfg, tx);
     s.add_neighbor(NeighborConfig {
-        remote: SocketAddr::new(peer_ip.parse().unwrap(), port),
+        remote,
         local: Some(ip.parse().unwrap()),
         peer_as: PeerAs::Internal,
-        passive: false,
+        passive,
         rr_client: false,
         next_hop_self: false,
         import: None,
@@ -264,4 +273,143 @@ async fn graceful_restart_keeps_routes_until_end_of_rib() {
     die.send(()).unwrap();
     h.join().unwrap();
     b.task.abort();
+}
+
+/// Copies BGP messages from `rd` to `wr`, taking the 4-octet AS capability
+/// (code 65) out of OPENs.
+async fn relay_without_asn4(mut rd: OwnedReadHalf, mut wr: OwnedWriteHalf) {
+    loop {
+        let mut h = [0u8; 19];
+        if rd.read_exact(&mut h).await.is_err() {
+            return;
+        }
+        let len = usize::from(u16::from_be_bytes([h[16], h[17]]));
+        let mut m = h.to_vec();
+        m.resize(len.max(19), 0);
+        if rd.read_exact(&mut m[19..]).await.is_err() {
+            return;
+        }
+        if m[18] == 1 {
+            m = open_without_asn4(&m);
+        }
+        if wr.write_all(&m).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// An OPEN (RFC 4271 4.2) with the 4-octet AS capability (RFC 6793 9) left out.
+fn open_without_asn4(m: &[u8]) -> Vec<u8> {
+    let mut params = Vec::new();
+    let mut rest = &m[29..];
+    while let [typ, len, tail @ ..] = rest {
+        let (value, next) = tail.split_at(usize::from(*len));
+        if *typ == 2 {
+            // A Capabilities parameter: keep each capability but 65.
+            let mut caps = Vec::new();
+            let mut c = value;
+            while let [code, clen, ctail @ ..] = c {
+                let (cvalue, cnext) = ctail.split_at(usize::from(*clen));
+                if *code != 65 {
+                    caps.extend_from_slice(&[*code, *clen]);
+                    caps.extend_from_slice(cvalue);
+                }
+                c = cnext;
+            }
+            params.extend_from_slice(&[2, caps.len() as u8]);
+            params.extend_from_slice(&caps);
+        } else {
+            params.extend_from_slice(&[*typ, *len]);
+            params.extend_from_slice(value);
+        }
+        rest = next;
+    }
+    let mut out = m[..28].to_vec();
+    out.push(params.len() as u8);
+    out.extend_from_slice(&params);
+    let len = out.len() as u16;
+    out[16..18].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+/// Accepts connections on `listen` and relays each to `to`, from `from`'s
+/// address (so `to` sees its configured neighbor), OPENs without the
+/// 4-octet AS capability: both ends negotiate 2-octet ASNs (RFC 6793 "OLD").
+async fn asn4_stripping_relay(listen: SocketAddr, to: SocketAddr, from: IpAddr) {
+    let listener = TcpListener::bind(listen).await.unwrap();
+    loop {
+        let Ok((inbound, _)) = listener.accept().await else {
+            return;
+        };
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(from, 0)).unwrap();
+        let Ok(outbound) = sock.connect(to).await else {
+            continue;
+        };
+        let (ir, iw) = inbound.into_split();
+        let (or, ow) = outbound.into_split();
+        tokio::spawn(relay_without_asn4(ir, ow));
+        tokio::spawn(relay_without_asn4(or, iw));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_octet_path_crosses_a_two_octet_session_intact() {
+    // a -> relay (127.0.0.42:11180) -> b (127.0.0.42:11179); b only listens.
+    let relay = SocketAddr::new("127.0.0.42".parse().unwrap(), 11180);
+    let b_addr = SocketAddr::new("127.0.0.42".parse().unwrap(), 11179);
+    let a_addr = SocketAddr::new("127.0.0.41".parse().unwrap(), 11179);
+    let relay_task = tokio::spawn(asn4_stripping_relay(relay, b_addr, a_addr.ip()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let b = node_to("127.0.0.42", 11179, a_addr, true, None).await;
+    let a = node_to("127.0.0.41", 11179, relay, false, None).await;
+    wait_for("established", || {
+        a.speaker.lock().unwrap().established_peers() == 1
+            && b.speaker.lock().unwrap().established_peers() == 1
+    })
+    .await;
+    for s in [&a, &b] {
+        let caps = s.speaker.lock().unwrap().summary()[0].capabilities.clone();
+        assert!(!caps.iter().any(|c| c == "4-octet-as"), "{caps:?}");
+    }
+    let mut attrs = PathAttrs::local(NextHop::V4 {
+        addr: "10.10.0.41".parse().unwrap(),
+    });
+    attrs.as_path = vec![
+        AsSegment {
+            kind: AsSegmentKind::Sequence,
+            asns: vec![4_200_000_001, 65010, 4_200_000_002],
+        },
+        AsSegment {
+            kind: AsSegmentKind::Set,
+            asns: vec![4_200_000_003, 65011],
+        },
+    ];
+    attrs.aggregator = Some((4_200_000_009, "192.0.2.9".parse().unwrap()));
+    a.speaker
+        .lock()
+        .unwrap()
+        .originate(p("10.77.60.41/32"), attrs.clone());
+    wait_for("route at b", || {
+        b.speaker
+            .lock()
+            .unwrap()
+            .rib()
+            .best(&p("10.77.60.41/32"))
+            .is_some()
+    })
+    .await;
+    let bs = b.speaker.lock().unwrap();
+    let got = bs.rib().best(&p("10.77.60.41/32")).unwrap();
+    assert_eq!(
+        got.attrs.as_path, attrs.as_path,
+        "AS_TRANS + AS4_PATH merged back"
+    );
+    assert_eq!(got.attrs.aggregator, attrs.aggregator);
+    let s = &bs.summary()[0];
+    assert!(s.update_errors.is_empty(), "{:?}", s.update_errors);
+    drop(bs);
+    a.task.abort();
+    b.task.abort();
+    relay_task.abort();
 }

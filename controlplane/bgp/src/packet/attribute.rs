@@ -20,8 +20,8 @@
 //! | MP_REACH_NLRI (14) | 1/0 | session reset 3/9 (next hop: martian -> treat-as-withdraw) | 7606 7.11, 5.3 |
 //! | MP_UNREACH_NLRI (15) | 1/0 | session reset 3/9 | 7606 7.12, 5.3 |
 //! | EXTENDED_COMMUNITIES (16) | 1/1 | treat-as-withdraw | 7606 7.14 |
-//! | AS4_PATH (17) | 1/1 | attribute discard; between 4-octet speakers: discard | 6793 6 |
-//! | AS4_AGGREGATOR (18) | 1/1 | attribute discard; between 4-octet speakers: discard | 6793 6 |
+//! | AS4_PATH (17) | 1/1 | attribute discard; between 4-octet speakers: discard; longer than AS_PATH: ignored (discard) | 6793 6, 4.2.3 |
+//! | AS4_AGGREGATOR (18) | 1/1 | attribute discard; between 4-octet speakers: discard; beside a non-AS_TRANS AGGREGATOR: ignored with AS4_PATH (discard) | 6793 6, 4.2.3 |
 //! | IPV6_EXTENDED_COMMUNITIES (25) | 1/1 | treat-as-withdraw | 7606 7.15 |
 //! | LARGE_COMMUNITY (32) | 1/1 | treat-as-withdraw | 8092 6 |
 //! | unrecognized, O=0 | - | session reset 3/2 | 4271 6.3 |
@@ -30,11 +30,12 @@
 //! attribute (RFC 7606 3(c): no attribute above mandates otherwise); an
 //! attribute that is discarded whatever it holds (LOCAL_PREF, ORIGINATOR_ID,
 //! CLUSTER_LIST from eBGP; AS4_* between 4-octet speakers) is discarded
-//! before its flags are looked at.
+//! before its flags are looked at. How AS4_PATH and AS4_AGGREGATOR from a
+//! 2-octet-AS speaker combine with AS_PATH and AGGREGATOR is in `as4`.
 
 use super::error::{ErrorAction, ErrorKind, Subject, UpdateError};
 use super::nlri::{self, PrefixError};
-use super::{notify, Family, SessionContext, AS_TRANS};
+use super::{notify, Family, SessionContext};
 use crate::route::{
     AsSegment, AsSegmentKind, Community, NextHop, Origin, PathAttrs, Prefix, RawAttr,
 };
@@ -829,69 +830,6 @@ fn mp_unreach(v: &[u8], raw: &[u8]) -> Result<Option<(Family, Vec<Prefix>)>, Upd
     Ok(Some((f, prefixes)))
 }
 
-/// Counts ASNs the RFC 6793 4.2.3 way: each ASN of a sequence, 1 for a set.
-fn path_len(p: &[AsSegment]) -> usize {
-    p.iter()
-        .map(|s| match s.kind {
-            AsSegmentKind::Sequence => s.asns.len(),
-            AsSegmentKind::Set => 1,
-        })
-        .sum()
-}
-
-/// From a 2-octet-AS speaker, rebuilds the AS path and aggregator from
-/// AS_PATH/AGGREGATOR and AS4_PATH/AS4_AGGREGATOR (RFC 6793 4.2.3).
-pub(super) fn merge_as4(rx: &mut Received) {
-    let as4_path = rx.as4_path.take();
-    let as4_aggregator = rx.as4_aggregator.take();
-    match (rx.attrs.aggregator, as4_aggregator) {
-        // An AGGREGATOR other than AS_TRANS: the AS4_* attributes are ignored.
-        (Some((asn, _)), _) if asn != AS_TRANS => return,
-        (Some(_), Some(a4)) => rx.attrs.aggregator = Some(a4),
-        _ => {}
-    }
-    let Some(as4) = as4_path else { return };
-    let (n, n4) = (path_len(&rx.attrs.as_path), path_len(&as4));
-    if n < n4 {
-        // Fewer ASNs in AS_PATH than in AS4_PATH: AS4_PATH is ignored.
-        return;
-    }
-    // Keep the leading n - n4 ASNs of AS_PATH (the OLD speakers on the way), then AS4_PATH.
-    let mut keep = n - n4;
-    let mut path = Vec::new();
-    for seg in &rx.attrs.as_path {
-        if keep == 0 {
-            break;
-        }
-        match seg.kind {
-            AsSegmentKind::Sequence => {
-                let take = keep.min(seg.asns.len());
-                path.push(AsSegment {
-                    kind: AsSegmentKind::Sequence,
-                    asns: seg.asns[..take].to_vec(),
-                });
-                keep -= take;
-            }
-            AsSegmentKind::Set => {
-                path.push(seg.clone());
-                keep -= 1;
-            }
-        }
-    }
-    for seg in as4 {
-        match (path.last_mut(), seg.kind) {
-            (Some(last), AsSegmentKind::Sequence)
-                if last.kind == AsSegmentKind::Sequence
-                    && last.asns.len() + seg.asns.len() <= 255 =>
-            {
-                last.asns.extend(seg.asns)
-            }
-            _ => path.push(seg),
-        }
-    }
-    rx.attrs.as_path = path;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -915,42 +853,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn as4_path_rebuilds_the_path_from_a_2_octet_speaker() {
-        // AS_PATH 65001 AS_TRANS AS_TRANS 65002, AS4_PATH 4200000001 4200000002 65002:
-        // keep the leading 1 ASN of AS_PATH, then AS4_PATH (RFC 6793 4.2.3).
-        let mut rx = Received::default();
-        rx.attrs.as_path = vec![seq(&[65001, AS_TRANS, AS_TRANS, 65002])];
-        rx.as4_path = Some(vec![seq(&[4_200_000_001, 4_200_000_002, 65002])]);
-        merge_as4(&mut rx);
-        assert_eq!(
-            rx.attrs.as_path,
-            vec![seq(&[65001, 4_200_000_001, 4_200_000_002, 65002])]
-        );
-        // More ASNs in AS4_PATH than in AS_PATH: AS4_PATH is ignored.
-        let mut rx = Received::default();
-        rx.attrs.as_path = vec![seq(&[AS_TRANS])];
-        rx.as4_path = Some(vec![seq(&[4_200_000_001, 65002])]);
-        merge_as4(&mut rx);
-        assert_eq!(rx.attrs.as_path, vec![seq(&[AS_TRANS])]);
-        // An AGGREGATOR other than AS_TRANS: both AS4_* attributes are ignored.
-        let agg = (65001, Ipv4Addr::new(192, 0, 2, 9));
-        let mut rx = Received::default();
-        rx.attrs.as_path = vec![seq(&[AS_TRANS])];
-        rx.attrs.aggregator = Some(agg);
-        rx.as4_path = Some(vec![seq(&[4_200_000_001])]);
-        rx.as4_aggregator = Some((4_200_000_001, agg.1));
-        merge_as4(&mut rx);
-        assert_eq!(rx.attrs.aggregator, Some(agg));
-        assert_eq!(rx.attrs.as_path, vec![seq(&[AS_TRANS])]);
-        // AGGREGATOR AS_TRANS: AS4_AGGREGATOR is the aggregator.
-        let mut rx = Received::default();
-        rx.attrs.aggregator = Some((AS_TRANS, agg.1));
-        rx.as4_aggregator = Some((4_200_000_001, agg.1));
-        merge_as4(&mut rx);
-        assert_eq!(rx.attrs.aggregator, Some((4_200_000_001, agg.1)));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! (split to fit 4096 bytes; IPv4 with an IPv6 next hop in MP_REACH_NLRI per
 //! RFC 8950), withdrawals, KEEPALIVE, NOTIFICATION, ROUTE-REFRESH, End-of-RIB.
 
+use super::as4;
+use super::attribute::code;
 use super::nlri::split;
 use super::{Capabilities, Codec, Family, Notification, AS_TRANS, HEADER_LEN, MAX_LEN};
 use super::{MSG_KEEPALIVE, MSG_NOTIFICATION, MSG_ROUTE_REFRESH, MSG_UPDATE};
@@ -216,35 +218,25 @@ impl Codec {
             Origin::Incomplete => pa::Origin::Incomplete,
         };
         list.push(attr(false, true, pa::PathAttributeValue::Origin(origin)));
-        let as_path = if self.session.asn4 {
-            pa::AsPath::As4PathSegments(
+        // RFC 6793 4.2.2: a peer without the 4-octet AS capability (an OLD
+        // speaker) gets 2-octet ASNs, with AS4_PATH and AS4_AGGREGATOR
+        // carrying what does not fit (see `as4`); a NEW peer never gets them.
+        let old = (!self.session.asn4).then(|| as4::to_old(a));
+        let as_path = match &old {
+            None => pa::AsPath::As4PathSegments(
                 a.as_path
                     .iter()
                     .map(|s| pa::As4PathSegment::new(seg_type(s.kind), s.asns.clone()))
                     .collect::<Vec<_>>()
                     .into(),
-            )
-        } else {
-            pa::AsPath::As2PathSegments(
-                a.as_path
+            ),
+            Some(o) => pa::AsPath::As2PathSegments(
+                o.as_path
                     .iter()
-                    .map(|s| {
-                        let asns: Vec<u16> = s
-                            .asns
-                            .iter()
-                            .map(|a| {
-                                if *a > 65535 {
-                                    AS_TRANS as u16
-                                } else {
-                                    *a as u16
-                                }
-                            })
-                            .collect();
-                        pa::As2PathSegment::new(seg_type(s.kind), asns)
-                    })
+                    .map(|(kind, asns)| pa::As2PathSegment::new(seg_type(*kind), asns.clone()))
                     .collect::<Vec<_>>()
                     .into(),
-            )
+            ),
         };
         list.push(attr(false, true, pa::PathAttributeValue::AsPath(as_path)));
         if let Some(med) = a.med {
@@ -270,19 +262,15 @@ impl Codec {
                 pa::PathAttributeValue::AtomicAggregate(pa::AtomicAggregate),
             ));
         }
-        if let Some((asn, ip)) = a.aggregator {
-            let v = if self.session.asn4 {
-                pa::Aggregator::As4Aggregator(pa::As4Aggregator::new(asn, ip))
-            } else {
-                pa::Aggregator::As2Aggregator(pa::As2Aggregator::new(
-                    if asn > 65535 {
-                        AS_TRANS as u16
-                    } else {
-                        asn as u16
-                    },
-                    ip,
-                ))
-            };
+        let aggregator = match &old {
+            None => a
+                .aggregator
+                .map(|(asn, ip)| pa::Aggregator::As4Aggregator(pa::As4Aggregator::new(asn, ip))),
+            Some(o) => o
+                .aggregator
+                .map(|(asn, ip)| pa::Aggregator::As2Aggregator(pa::As2Aggregator::new(asn, ip))),
+        };
+        if let Some(v) = aggregator {
             list.push(attr(true, true, pa::PathAttributeValue::Aggregator(v)));
         }
         if !a.communities.is_empty() {
@@ -316,7 +304,39 @@ impl Codec {
                 pa::PathAttributeValue::ClusterList(pa::ClusterList::new(ids)),
             ));
         }
+        if let Some(o) = &old {
+            if let Some(path) = &o.as4_path {
+                let segs: Vec<pa::As4PathSegment> = path
+                    .iter()
+                    .map(|s| pa::As4PathSegment::new(seg_type(s.kind), s.asns.clone()))
+                    .collect();
+                list.push(attr(
+                    true,
+                    true,
+                    pa::PathAttributeValue::As4Path(pa::As4Path::new(segs)),
+                ));
+            }
+            if let Some((asn, ip)) = o.as4_aggregator {
+                // netgauze has no AS4_AGGREGATOR value of its own: the 8 octets
+                // of RFC 6793 3 (AS, then the aggregator's address) as they go.
+                let mut value = asn.to_be_bytes().to_vec();
+                value.extend_from_slice(&ip.octets());
+                list.push(attr(
+                    true,
+                    true,
+                    pa::PathAttributeValue::UnknownAttribute(pa::UnknownAttribute::new(
+                        code::AS4_AGGREGATOR,
+                        value,
+                    )),
+                ));
+            }
+        }
         for raw in &a.unknown {
+            // AS4_PATH and AS4_AGGREGATOR are ours to build (above, for an OLD
+            // peer only); one never passes through from elsewhere.
+            if raw.code == code::AS4_PATH || raw.code == code::AS4_AGGREGATOR {
+                continue;
+            }
             let value = pa::PathAttributeValue::UnknownAttribute(pa::UnknownAttribute::new(
                 raw.code,
                 raw.value.clone(),
@@ -370,6 +390,11 @@ fn value_len(v: &pa::PathAttributeValue) -> usize {
         pa::PathAttributeValue::AsPath(pa::AsPath::As2PathSegments(s)) => {
             s.iter().map(|s| 2 + 2 * s.as_numbers().len()).sum()
         }
+        pa::PathAttributeValue::As4Path(p) => p
+            .segments()
+            .iter()
+            .map(|s| 2 + 4 * s.as_numbers().len())
+            .sum(),
         pa::PathAttributeValue::UnknownAttribute(u) => u.value().len(),
         _ => 8,
     }
@@ -468,7 +493,7 @@ pub fn end_of_rib(f: Family) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{check_header, GracefulRestart, Message};
+    use super::super::{check_header, GracefulRestart, Message, SessionContext};
     use super::*;
     use crate::route::{AsSegment, Community, RawAttr};
 
@@ -554,6 +579,147 @@ mod tests {
         assert_eq!(*u.announced[0].attrs, want);
     }
 
+    /// A codec on a session with a peer that did not advertise 4-octet AS.
+    fn old_peer_codec() -> Codec {
+        let mut c = Codec::new();
+        c.set_session(SessionContext {
+            asn4: false,
+            ..SessionContext::default()
+        });
+        c
+    }
+
+    /// The path attributes of an encoded UPDATE: (flags, type code, value).
+    fn attributes_of(b: &Bytes) -> Vec<(u8, u8, Vec<u8>)> {
+        let body = &b[HEADER_LEN..];
+        let wlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
+        let at = 2 + wlen;
+        let alen = usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
+        let mut rest = &body[at + 2..at + 2 + alen];
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let (flags, code) = (rest[0], rest[1]);
+            let (hdr, len) = if flags & 0x10 != 0 {
+                (4, usize::from(u16::from_be_bytes([rest[2], rest[3]])))
+            } else {
+                (3, usize::from(rest[2]))
+            };
+            out.push((flags, code, rest[hdr..hdr + len].to_vec()));
+            rest = &rest[hdr + len..];
+        }
+        out
+    }
+
+    fn attribute(attrs: &[(u8, u8, Vec<u8>)], c: u8) -> Option<(u8, Vec<u8>)> {
+        attrs
+            .iter()
+            .find(|(_, code, _)| *code == c)
+            .map(|(f, _, v)| (*f, v.clone()))
+    }
+
+    const AGG_IP: [u8; 4] = [192, 0, 2, 9];
+
+    #[test]
+    fn to_a_2_octet_peer_wide_asns_are_as_trans_with_as4_path_and_as4_aggregator() {
+        // attrs(): AS_PATH 65001 4200000000.
+        let mut a = attrs();
+        a.aggregator = Some((4_200_000_009, Ipv4Addr::from(AGG_IP)));
+        let msgs = old_peer_codec().encode_announce(&[p4("10.77.60.10/32")], &a);
+        let got = attributes_of(&msgs[0]);
+        // AS_PATH: one AS_SEQUENCE of two 2-octet ASNs, 4200000000 as AS_TRANS.
+        assert_eq!(
+            attribute(&got, code::AS_PATH),
+            Some((0x40, vec![2, 2, 0xfd, 0xe9, 0x5b, 0xa0]))
+        );
+        // AS4_PATH: optional transitive, the true path in 4-octet ASNs.
+        let as4_path = [
+            &[2u8, 2][..],
+            &65001u32.to_be_bytes(),
+            &4_200_000_000u32.to_be_bytes(),
+        ]
+        .concat();
+        assert_eq!(attribute(&got, code::AS4_PATH), Some((0xc0, as4_path)));
+        // AGGREGATOR with AS_TRANS, AS4_AGGREGATOR with the true AS.
+        assert_eq!(
+            attribute(&got, code::AGGREGATOR),
+            Some((0xc0, [&[0x5b, 0xa0][..], &AGG_IP].concat()))
+        );
+        assert_eq!(
+            attribute(&got, code::AS4_AGGREGATOR),
+            Some((
+                0xc0,
+                [&4_200_000_009u32.to_be_bytes()[..], &AGG_IP].concat()
+            ))
+        );
+    }
+
+    #[test]
+    fn to_a_2_octet_peer_a_2_octet_path_gets_no_as4_attributes() {
+        let mut a = attrs();
+        a.as_path[0].asns = vec![65001, 65535];
+        a.aggregator = Some((65009, Ipv4Addr::from(AGG_IP)));
+        let msgs = old_peer_codec().encode_announce(&[p4("10.77.60.10/32")], &a);
+        let got = attributes_of(&msgs[0]);
+        assert_eq!(
+            attribute(&got, code::AS_PATH),
+            Some((0x40, vec![2, 2, 0xfd, 0xe9, 0xff, 0xff]))
+        );
+        assert_eq!(
+            attribute(&got, code::AGGREGATOR),
+            Some((0xc0, [&[0xfd, 0xf1][..], &AGG_IP].concat()))
+        );
+        assert_eq!(attribute(&got, code::AS4_PATH), None);
+        assert_eq!(attribute(&got, code::AS4_AGGREGATOR), None);
+    }
+
+    #[test]
+    fn to_a_4_octet_peer_no_as4_attributes_are_sent() {
+        let mut a = attrs();
+        a.aggregator = Some((4_200_000_009, Ipv4Addr::from(AGG_IP)));
+        // Even one that came in as an unrecognized attribute does not pass.
+        a.unknown.push(RawAttr {
+            flags: 0xe0,
+            code: code::AS4_PATH,
+            value: vec![2, 1, 0, 1, 0, 0],
+        });
+        let msgs = Codec::new().encode_announce(&[p4("10.77.60.10/32")], &a);
+        let got = attributes_of(&msgs[0]);
+        let as_path = [
+            &[2u8, 2][..],
+            &65001u32.to_be_bytes(),
+            &4_200_000_000u32.to_be_bytes(),
+        ]
+        .concat();
+        assert_eq!(attribute(&got, code::AS_PATH), Some((0x40, as_path)));
+        assert_eq!(
+            attribute(&got, code::AGGREGATOR),
+            Some((
+                0xc0,
+                [&4_200_000_009u32.to_be_bytes()[..], &AGG_IP].concat()
+            ))
+        );
+        assert_eq!(attribute(&got, code::AS4_PATH), None);
+        assert_eq!(attribute(&got, code::AS4_AGGREGATOR), None);
+    }
+
+    #[test]
+    fn a_4_octet_path_crosses_a_2_octet_session_intact() {
+        let mut a = attrs();
+        a.as_path.push(AsSegment {
+            kind: AsSegmentKind::Set,
+            asns: vec![4_200_000_002, 65003],
+        });
+        a.aggregator = Some((4_200_000_009, Ipv4Addr::from(AGG_IP)));
+        let msgs = old_peer_codec().encode_announce(&[p4("10.77.60.10/32")], &a);
+        let Message::Update(u) = old_peer_codec().decode(&frame_of(&msgs[0])).unwrap() else {
+            panic!()
+        };
+        assert!(u.errors.is_empty(), "{:?}", u.errors);
+        let mut want = a.clone();
+        want.unknown[0].flags |= 0x20;
+        assert_eq!(*u.announced[0].attrs, want);
+    }
+
     #[test]
     fn ipv4_with_ipv6_next_hop_uses_mp_reach() {
         let mut c = Codec::new();
@@ -599,21 +765,30 @@ mod tests {
 
     #[test]
     fn large_announcements_are_split_under_4096() {
-        let mut c = Codec::new();
         let prefixes: Vec<Prefix> = (0..2000u32)
             .map(|i| Prefix::V4(Ipv4Prefix::host(Ipv4Addr::from(0x0a00_0000 + i))))
             .collect();
-        let msgs = c.encode_announce(&prefixes, &attrs());
-        assert!(msgs.len() >= 4);
-        let mut n = 0;
-        for m in &msgs {
-            assert!(m.len() <= MAX_LEN);
-            let Message::Update(u) = Codec::new().decode(&frame_of(m)).unwrap() else {
-                panic!()
+        // A 2-octet-AS peer also gets AS4_PATH and AS4_AGGREGATOR.
+        let mut a = attrs();
+        a.aggregator = Some((4_200_000_009, Ipv4Addr::from(AGG_IP)));
+        for new_peer in [true, false] {
+            let mut c = if new_peer {
+                Codec::new()
+            } else {
+                old_peer_codec()
             };
-            n += u.announced_prefixes().count();
+            let msgs = c.encode_announce(&prefixes, &a);
+            assert!(msgs.len() >= 4);
+            let mut n = 0;
+            for m in &msgs {
+                assert!(m.len() <= MAX_LEN);
+                let Message::Update(u) = c.decode(&frame_of(m)).unwrap() else {
+                    panic!()
+                };
+                n += u.announced_prefixes().count();
+            }
+            assert_eq!(n, 2000);
         }
-        assert_eq!(n, 2000);
     }
 
     #[test]

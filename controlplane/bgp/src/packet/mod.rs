@@ -2,7 +2,8 @@
 //! NOTIFICATION codes of RFC 4271 4, and the per-session `Codec` that turns
 //! frames into `Message`s. OPEN decoding lives in `open`, UPDATE decoding in
 //! `update` (message level) and `attribute` (per attribute, RFC 7606 7),
-//! prefixes in `nlri`, everything we send in `encode`, errors in `error`.
+//! prefixes in `nlri`, everything we send in `encode`, errors in `error`,
+//! and the 2-octet-AS translation both ways (RFC 6793) in `as4`.
 //!
 //! OPEN decoding and all encoding go through the netgauze-bgp-pkt codec.
 //! UPDATEs are decoded here: RFC 7606 prescribes a different action per
@@ -10,6 +11,7 @@
 //! session (eBGP or iBGP, 2- or 4-octet AS) at hand, and a decoder that keeps
 //! no state from one message to the next.
 
+mod as4;
 pub mod attribute;
 mod encode;
 mod error;

@@ -6,6 +6,7 @@
 //! Decoding is a pure function of the frame and the session's facts: nothing
 //! learned from one UPDATE (an error included) carries over to the next.
 
+use super::as4;
 use super::attribute::{self, code, flag, Received};
 use super::error::{ErrorAction, ErrorKind, Subject, UpdateError};
 use super::{nlri, notify, Family, SessionContext, HEADER_LEN};
@@ -152,7 +153,7 @@ pub(super) fn decode(frame: &[u8], cx: &SessionContext) -> Result<Update, Update
         }
     }
     if !cx.asn4 {
-        attribute::merge_as4(&mut rx);
+        as4::merge(&mut rx);
     }
 
     let mut u = Update {
