@@ -79,8 +79,11 @@ pub struct NeighborSummary {
     pub treat_as_withdraw: u64,
     /// Path attributes dropped by RFC 7606 "attribute discard".
     pub attribute_discard: u64,
-    /// Every RFC 7606 action taken on this peer's UPDATEs, by cause
-    /// ("treat-as-withdraw: NEXT_HOP value": count).
+    /// Announced prefixes ignored as semantically incorrect (RFC 4271 6.3:
+    /// multicast), the rest of their UPDATEs processed.
+    pub prefixes_ignored: u64,
+    /// Every RFC 7606 action (and RFC 4271 6.3 prefix-ignore) taken on this
+    /// peer's UPDATEs, by cause ("treat-as-withdraw: NEXT_HOP value": count).
     pub update_errors: BTreeMap<String, u64>,
     pub import_rejected: u64,
     pub flaps: u32,
@@ -104,6 +107,7 @@ struct PeerRt {
     updates_in: u64,
     treat_as_withdraw: u64,
     attribute_discard: u64,
+    prefixes_ignored: u64,
     update_errors: BTreeMap<String, u64>,
     import_rejected: u64,
     /// Graceful restart: stale paths are swept at this time.
@@ -215,6 +219,7 @@ impl Speaker {
                 updates_in: 0,
                 treat_as_withdraw: 0,
                 attribute_discard: 0,
+                prefixes_ignored: 0,
                 update_errors: BTreeMap::new(),
                 import_rejected: 0,
                 gr_deadline: None,
@@ -440,9 +445,10 @@ impl Speaker {
         for e in &u.errors {
             p.count(e);
         }
-        for e in u.discarded() {
+        for e in u.discarded().chain(u.prefix_ignores()) {
             log::warn!("peer {}: {e}", p.cfg.remote);
         }
+        p.prefixes_ignored += u.ignored.len() as u64;
         if let Some(e) = u.treat_as_withdraw() {
             p.treat_as_withdraw += 1;
             log::warn!(
@@ -731,6 +737,7 @@ impl Speaker {
                     updates_received: p.updates_in,
                     treat_as_withdraw: p.treat_as_withdraw,
                     attribute_discard: p.attribute_discard,
+                    prefixes_ignored: p.prefixes_ignored,
                     update_errors: p.update_errors.clone(),
                     import_rejected: p.import_rejected,
                     flaps: p.flaps,

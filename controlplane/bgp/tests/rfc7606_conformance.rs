@@ -12,6 +12,8 @@
 //!    - attribute discard: session up, P1 installed, counted under its cause;
 //!    - session reset: the NOTIFICATION code/subcode sent, the session down,
 //!      P1 gone (no old route survives), counted; then the session comes back;
+//!    - prefix-ignore (RFC 4271 6.3, a multicast prefix beside P1): session
+//!      up, P1 installed, the ignored prefix not, counted under its cause;
 //!    - accept: P1 installed, nothing counted;
 //! 3. a valid UPDATE announces P2 (10.77.60.2/32), which must be installed:
 //!    no error outlives its message.
@@ -77,6 +79,9 @@ enum Expect {
     AttributeDiscard,
     /// NOTIFICATION UPDATE Message Error (3) with this subcode, then close.
     Reset(u8),
+    /// RFC 4271 6.3: this prefix of the UPDATE is ignored, the others (P1)
+    /// are installed.
+    PrefixIgnore(&'static str),
     /// Valid: installed, nothing counted.
     Accept,
 }
@@ -146,6 +151,12 @@ const TABLE: &[Row] = &[
         Nlri(&[24, 10, 77]), Reset(10)),
     row("RFC 7606 5.3", "withdrawn routes", Length, Ibgp, "withdrawn prefix length 40",
         Body(&[0, 5, 40, 1, 2, 3, 4, 0, 0]), Reset(10)),
+    row("RFC 4271 6.3", "NLRI", Value, Ibgp, "224.0.0.5/32 (multicast) after P1 in the NLRI field",
+        Nlri(&[32, 10, 77, 60, 1, 32, 224, 0, 0, 5]), PrefixIgnore("224.0.0.5/32")),
+    row("RFC 4271 6.3", "NLRI", Value, Ibgp, "239.1.0.0/16 (multicast) before P1 in the NLRI field",
+        Nlri(&[16, 239, 1, 32, 10, 77, 60, 1]), PrefixIgnore("239.1.0.0/16")),
+    row("RFC 4271 6.3", "NLRI", Value, Ibgp, "240.0.0.0/4 (class E, reserved) beside P1: kept (see nlri::semantic_error)",
+        Nlri(&[32, 10, 77, 60, 1, 4, 240]), Accept),
     row("RFC 4271 6.3", "attribute 99", Unrecognized, Ibgp, "unknown attribute flagged well-known",
         Add(&[0x40, 99, 1, 0]), Reset(2)),
     row("RFC 4271 9", "attribute 99", Unrecognized, Ibgp, "unknown optional transitive: passed on (Partial)",
@@ -338,6 +349,9 @@ const TABLE: &[Row] = &[
     row("RFC 7606 3(g)", "MP_REACH_NLRI", Duplicate, Ibgp, "two MP_REACH_NLRI",
         MpOnly(&[0x80, 14, 14, 0, 1, 1, 4, 192, 0, 2, 7, 0, 32, 10, 77, 60, 1,
                  0x80, 14, 14, 0, 1, 1, 4, 192, 0, 2, 7, 0, 32, 10, 77, 60, 3]), Reset(1)),
+    row("RFC 4271 6.3", "MP_REACH_NLRI", Value, Ibgp, "239.1.0.0/16 (multicast) after P1 in its NLRI",
+        MpOnly(&[0x80, 14, 17, 0, 1, 1, 4, 192, 0, 2, 7, 0, 32, 10, 77, 60, 1, 16, 239, 1]),
+        PrefixIgnore("239.1.0.0/16")),
     row("RFC 4760 7", "MP_REACH_NLRI", Value, Ibgp, "AFI/SAFI 1/128 we do not speak: ignored",
         Add(&[0x80, 14, 14, 0, 1, 128, 4, 192, 0, 2, 7, 0, 32, 10, 77, 60, 9]), Accept),
 
@@ -782,6 +796,28 @@ fn run(r: &Row) {
             );
             h.connect();
         }
+        PrefixIgnore(ignored) => {
+            assert_eq!(out.notification, None, "{ctx}");
+            assert_eq!(s.state, "Established", "{ctx}");
+            assert!(
+                h.installed("10.77.60.1/32"),
+                "{ctx}: P1 not installed: {:?}",
+                out.errors
+            );
+            assert!(!h.installed(ignored), "{ctx}: {ignored} installed");
+            assert_eq!(s.treat_as_withdraw, 0, "{ctx}: {:?}", out.errors);
+            assert_eq!(s.prefixes_ignored, 1, "{ctx}: {s:?}");
+            assert!(
+                s.update_errors.contains_key(&cause("prefix-ignore")),
+                "{ctx}: {:?}",
+                s.update_errors
+            );
+            assert!(
+                rule_named(&out.errors),
+                "{ctx}: rule not named by {:?}",
+                out.errors
+            );
+        }
         Accept => {
             assert!(out.errors.is_empty(), "{ctx}: {:?}", out.errors);
             assert_eq!(s.state, "Established", "{ctx}");
@@ -1046,7 +1082,7 @@ async fn issue15_nlri_prefix_length_33_resets_with_3_10() {
 }
 
 // ---------------------------------------------------------------------------
-// RFC 6793 4.2.3 through the speaker: what reaches the RIB.
+// RFC 6793 4.2.3 and RFC 4271 6.3 through the speaker: what reaches the RIB.
 
 #[tokio::test]
 async fn rfc6793_path_and_aggregator_from_a_2_octet_peer_are_rebuilt_in_the_rib() {
@@ -1080,4 +1116,28 @@ async fn rfc6793_path_and_aggregator_from_a_2_octet_peer_are_rebuilt_in_the_rib(
         best.attrs.aggregator,
         Some((4_200_000_009, "192.0.2.9".parse().unwrap()))
     );
+}
+
+#[tokio::test]
+async fn rfc4271_multicast_prefixes_are_counted_and_the_rest_installed() {
+    let mut h = Harness::new(Ebgp);
+    let out = h.send(&build(
+        Ebgp,
+        Nlri(&[
+            32, 224, 0, 0, 5, 32, 10, 77, 60, 1, 8, 239, 32, 10, 77, 60, 2,
+        ]),
+    ));
+    assert_eq!(
+        out.errors.len(),
+        1,
+        "one error for the field: {:?}",
+        out.errors
+    );
+    assert!(out.errors[0].reason.contains("2 of 4"), "{}", out.errors[0]);
+    assert!(h.installed("10.77.60.1/32") && h.installed("10.77.60.2/32"));
+    assert!(!h.installed("224.0.0.5/32") && !h.installed("239.0.0.0/8"));
+    let s = h.summary();
+    assert_eq!(s.prefixes_ignored, 2);
+    assert_eq!(s.update_errors.get("prefix-ignore: NLRI value"), Some(&1));
+    assert_eq!((s.treat_as_withdraw, s.attribute_discard), (0, 0));
 }

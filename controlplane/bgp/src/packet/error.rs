@@ -6,7 +6,8 @@ use super::attribute;
 use super::{notify, Notification};
 use std::fmt;
 
-/// What the receiver of a malformed UPDATE does (RFC 7606 2), mildest first.
+/// What the receiver of a malformed UPDATE does (RFC 7606 2, and RFC 4271
+/// 6.3 for a single prefix), mildest first.
 /// When one UPDATE has several errors the most severe action applies
 /// (RFC 7606 3).
 ///
@@ -20,6 +21,11 @@ use std::fmt;
 /// and brings them back with the next session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorAction {
+    /// Not one of RFC 7606's: RFC 4271 6.3 for a semantically incorrect
+    /// prefix ("an unexpected multicast IP address"): "an error SHOULD be
+    /// logged locally, and the prefix SHOULD be ignored". The rest of the
+    /// UPDATE, its other prefixes included, is processed.
+    PrefixIgnore,
     /// "attribute discard": the attribute is dropped, the UPDATE is processed.
     AttributeDiscard,
     /// "treat-as-withdraw": the UPDATE's announcements become withdrawals.
@@ -32,6 +38,7 @@ impl ErrorAction {
     /// Orders actions: a higher value is more severe.
     pub fn severity(&self) -> u8 {
         match self {
+            ErrorAction::PrefixIgnore => 0,
             ErrorAction::AttributeDiscard => 1,
             ErrorAction::TreatAsWithdraw => 2,
             ErrorAction::SessionReset(_) => 3,
@@ -41,6 +48,7 @@ impl ErrorAction {
     /// The RFC's name for the action (used in logs and counter names).
     pub fn name(&self) -> &'static str {
         match self {
+            ErrorAction::PrefixIgnore => "prefix-ignore",
             ErrorAction::AttributeDiscard => "attribute-discard",
             ErrorAction::TreatAsWithdraw => "treat-as-withdraw",
             ErrorAction::SessionReset(_) => "session-reset",

@@ -1,6 +1,7 @@
 //! Prefixes in NLRI encoding (RFC 4271 4.3, RFC 4760 5.1): a length octet and
 //! the fewest octets that hold the prefix. Parsing enforces RFC 7606 5.3 (no
-//! length beyond the family's maximum, no overrun of the field).
+//! length beyond the family's maximum, no overrun of the field);
+//! `semantic_error` says which well-formed prefixes RFC 4271 6.3 ignores.
 
 use crate::route::{Ipv4Prefix, Ipv6Prefix, Prefix};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -54,6 +55,31 @@ pub fn parse_v6(b: &[u8]) -> Result<Vec<Prefix>, PrefixError> {
     })
 }
 
+/// What makes a prefix semantically incorrect as unicast NLRI, or None.
+/// RFC 4271 6.3: "If a prefix in the NLRI field is semantically incorrect
+/// (e.g., an unexpected multicast IP address), an error SHOULD be logged
+/// locally, and the prefix SHOULD be ignored."
+///
+/// Incorrect is a prefix inside the multicast block of its family, 224.0.0.0/4
+/// or ff00::/8: a unicast route cannot lead to a group address. A prefix that
+/// only covers part of the block (0.0.0.0/0, 224.0.0.0/3) is not one: it holds
+/// unicast addresses too, and the default route must never be dropped.
+///
+/// The reserved class E block, 240.0.0.0/4, is accepted on purpose: RFC 4271
+/// names only multicast, the block is unicast-shaped, and it is routed as
+/// extra private space in practice (cloud and Kubernetes pod ranges among
+/// others), so ignoring it would drop routes someone relies on. Only its
+/// limited broadcast address is never a next hop (`attribute::bad_v4_next_hop`).
+pub fn semantic_error(p: &Prefix) -> Option<&'static str> {
+    match p {
+        Prefix::V4(p) if p.len() >= 4 && p.addr().is_multicast() => {
+            Some("is multicast (in 224.0.0.0/4)")
+        }
+        Prefix::V6(p) if p.len >= 8 && p.addr.is_multicast() => Some("is multicast (in ff00::/8)"),
+        _ => None,
+    }
+}
+
 /// Splits a list of prefixes by family, keeping the order within each.
 pub fn split(prefixes: &[Prefix]) -> (Vec<Ipv4Prefix>, Vec<Ipv6Prefix>) {
     let mut v4 = Vec::new();
@@ -103,5 +129,30 @@ mod tests {
             ))]
         );
         assert_eq!(parse_v4(&[]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn multicast_prefixes_are_semantically_incorrect() {
+        let v4 = |s: &str| Prefix::V4(s.parse().unwrap());
+        let v6 = |s: &str, len| Prefix::V6(Ipv6Prefix::new(s.parse().unwrap(), len));
+        for bad in [v4("224.0.0.1/32"), v4("239.255.0.0/16"), v4("224.0.0.0/4")] {
+            assert!(semantic_error(&bad).is_some(), "{bad}");
+        }
+        assert!(semantic_error(&v6("ff02::1", 128)).is_some());
+        assert!(semantic_error(&v6("ff00::", 8)).is_some());
+        // Unicast, covering prefixes, and class E (see `semantic_error`).
+        for ok in [
+            v4("10.77.60.1/32"),
+            v4("0.0.0.0/0"),
+            v4("224.0.0.0/3"),
+            v4("223.255.255.0/24"),
+            v4("240.0.0.1/32"),
+            v4("255.255.255.255/32"),
+            v6("2001:db8::", 32),
+            v6("::", 0),
+            v6("fe00::", 7),
+        ] {
+            assert_eq!(semantic_error(&ok), None, "{ok}");
+        }
     }
 }

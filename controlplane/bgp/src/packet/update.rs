@@ -1,7 +1,9 @@
 //! UPDATE decoding (RFC 4271 4.3, RFC 4760) into our route types, with the
 //! message-level rules of RFC 7606: framing of the attribute field (4), NLRI
 //! syntax (5.3), duplicates (3(g)), missing mandatory attributes (3(d)) and
-//! the most severe action winning (3). Each attribute is checked in `attribute`.
+//! the most severe action winning (3), and RFC 4271 6.3's semantically
+//! incorrect (multicast) prefixes ignored one by one. Each attribute is
+//! checked in `attribute`.
 //!
 //! Decoding is a pure function of the frame and the session's facts: nothing
 //! learned from one UPDATE (an error included) carries over to the next.
@@ -29,11 +31,14 @@ pub struct Update {
     /// MP_REACH_NLRI (with its own next hop) make one each.
     pub announced: Vec<Reach>,
     /// Errors handled without a reset, in the order found: attribute
-    /// discards, and the treat-as-withdraw errors that turned the
-    /// announcements into withdrawals.
+    /// discards, the treat-as-withdraw errors that turned the announcements
+    /// into withdrawals, and the prefix-ignores of RFC 4271 6.3.
     pub errors: Vec<UpdateError>,
     /// The UPDATE was an End-of-RIB marker for this family (RFC 4724 2).
     pub end_of_rib: Option<Family>,
+    /// Announced prefixes left out of `announced` as semantically incorrect
+    /// (RFC 4271 6.3: multicast); a `PrefixIgnore` error per field names them.
+    pub ignored: Vec<Prefix>,
 }
 
 impl Update {
@@ -49,6 +54,13 @@ impl Update {
         self.errors
             .iter()
             .filter(|e| e.action == ErrorAction::AttributeDiscard)
+    }
+
+    /// The prefixes ignored by RFC 4271 6.3, one error per field.
+    pub fn prefix_ignores(&self) -> impl Iterator<Item = &UpdateError> {
+        self.errors
+            .iter()
+            .filter(|e| e.action == ErrorAction::PrefixIgnore)
     }
 
     /// Every announced prefix, whatever its attributes.
@@ -160,6 +172,17 @@ pub(super) fn decode(frame: &[u8], cx: &SessionContext) -> Result<Update, Update
         end_of_rib: end_of_rib(&withdrawn, count, &nlri, &rx),
         ..Update::default()
     };
+    // After the checks above, which are about what the UPDATE carries (a
+    // multicast prefix still needs its NEXT_HOP): the prefixes to ignore leave.
+    let nlri = ignore_incorrect(nlri, Subject::Nlri, &mut u.ignored, &mut rx.errors);
+    if let Some(mp) = rx.mp_reach.as_mut() {
+        mp.prefixes = ignore_incorrect(
+            std::mem::take(&mut mp.prefixes),
+            Subject::Attribute(code::MP_REACH_NLRI),
+            &mut u.ignored,
+            &mut rx.errors,
+        );
+    }
     withdrawn.append(&mut rx.mp_unreach);
     u.withdrawn = withdrawn;
     if !nlri.is_empty() {
@@ -188,6 +211,48 @@ pub(super) fn decode(frame: &[u8], cx: &SessionContext) -> Result<Update, Update
         u.end_of_rib = None;
     }
     Ok(u)
+}
+
+/// Takes the prefixes RFC 4271 6.3 ignores (`nlri::semantic_error`) out of
+/// `prefixes` into `ignored`, with one `PrefixIgnore` error naming them (the
+/// log line and the counter's cause); the others are returned, to be
+/// processed as if the ignored ones had never been there.
+fn ignore_incorrect(
+    prefixes: Vec<Prefix>,
+    subject: Subject,
+    ignored: &mut Vec<Prefix>,
+    errors: &mut Vec<UpdateError>,
+) -> Vec<Prefix> {
+    let (bad, good): (Vec<Prefix>, Vec<Prefix>) = prefixes
+        .into_iter()
+        .partition(|p| nlri::semantic_error(p).is_some());
+    if bad.is_empty() {
+        return good;
+    }
+    // A few named, so one UPDATE of many cannot flood the log.
+    const SHOWN: usize = 4;
+    let mut named: Vec<String> = bad
+        .iter()
+        .take(SHOWN)
+        .map(|p| format!("{p} {}", nlri::semantic_error(p).unwrap_or_default()))
+        .collect();
+    if bad.len() > SHOWN {
+        named.push(format!("{} more", bad.len() - SHOWN));
+    }
+    errors.push(UpdateError::new(
+        ErrorAction::PrefixIgnore,
+        subject,
+        ErrorKind::Value,
+        "RFC 4271 6.3",
+        format!(
+            "{} of {} announced prefixes ignored: {}",
+            bad.len(),
+            bad.len() + good.len(),
+            named.join(", ")
+        ),
+    ));
+    ignored.extend(bad);
+    good
 }
 
 /// Walks the Path Attributes field (RFC 7606 4, 3(g)) and reads each
@@ -439,6 +504,53 @@ mod tests {
             assert!(u.errors.is_empty(), "{:?}", u.errors);
             assert_eq!(u.announced[0].prefixes, vec![p4("10.77.60.10/32")]);
         }
+    }
+
+    #[test]
+    fn multicast_prefix_is_ignored_and_the_others_installed() {
+        // NLRI: 10.77.60.10/32, 224.0.0.5/32, 10.77.60.11/32, 239.1.0.0/16.
+        let nlri = [
+            &NLRI[..],
+            &[32, 224, 0, 0, 5],
+            &[32, 10, 77, 60, 11],
+            &[16, 239, 1],
+        ]
+        .concat();
+        let u = decode(&raw_update(&[], &good(), &nlri)).unwrap();
+        assert_eq!(
+            u.announced_prefixes().copied().collect::<Vec<_>>(),
+            vec![p4("10.77.60.10/32"), p4("10.77.60.11/32")]
+        );
+        assert_eq!(u.ignored, vec![p4("224.0.0.5/32"), p4("239.1.0.0/16")]);
+        assert!(u.withdrawn.is_empty(), "ignored, not withdrawn");
+        assert!(u.treat_as_withdraw().is_none());
+        let e: Vec<_> = u.prefix_ignores().collect();
+        assert_eq!(e.len(), 1, "{:?}", u.errors);
+        assert_eq!(e[0].cause(), "prefix-ignore: NLRI value");
+        assert_eq!(e[0].rule, "RFC 4271 6.3");
+        assert!(
+            e[0].reason.contains("224.0.0.5/32 is multicast"),
+            "{}",
+            e[0]
+        );
+        // The same in MP_REACH_NLRI (IPv4 unicast): 10.77.60.12/32, 224.0.0.6/32.
+        let mp = [
+            &[0x80, 14, 19, 0, 1, 1, 4, 10, 0, 0, 1, 0][..],
+            &[32, 10, 77, 60, 12, 32, 224, 0, 0, 6],
+        ]
+        .concat();
+        let attrs = [&ORIGIN[..], &AS_PATH_EMPTY, &mp].concat();
+        let u = decode(&raw_update(&[], &attrs, &[])).unwrap();
+        assert_eq!(u.announced[0].prefixes, vec![p4("10.77.60.12/32")]);
+        assert_eq!(u.ignored, vec![p4("224.0.0.6/32")]);
+        assert_eq!(
+            u.prefix_ignores().next().unwrap().cause(),
+            "prefix-ignore: MP_REACH_NLRI value"
+        );
+        // Only multicast: nothing announced, still no End-of-RIB.
+        let u = decode(&raw_update(&[], &good(), &[32, 224, 0, 0, 5])).unwrap();
+        assert!(u.announced.is_empty() && u.end_of_rib.is_none());
+        assert_eq!(u.ignored, vec![p4("224.0.0.5/32")]);
     }
 
     #[test]
