@@ -403,6 +403,27 @@ impl AwsProvider {
         Ok(provider)
     }
 
+    /// A provider on an EC2 client the caller built (its endpoint, retry
+    /// and timeout policy), for an ENI already known: no IMDS discovery and
+    /// no check call. The fuzz target uses it to drive the SDK's XML parsing
+    /// and our reply handling without the production retry backoff.
+    pub fn from_client(
+        client: Client,
+        eni_id: &str,
+        region: &str,
+        vpc_id: &str,
+        subnet_id: &str,
+    ) -> AwsProvider {
+        AwsProvider {
+            client,
+            eni_id: eni_id.to_string(),
+            instance_id: None,
+            region: region.to_string(),
+            vpc_id: vpc_id.to_string(),
+            subnet_id: subnet_id.to_string(),
+        }
+    }
+
     /// This router's ENI id.
     pub fn eni_id(&self) -> &str {
         &self.eni_id

@@ -370,8 +370,18 @@ impl<B: PacketBuf> Worker<B> {
                 IoRole::Phys(p) => self.phys_burst(io, snap, p as usize, &mut rx),
                 IoRole::Tap(p) => {
                     self.links.stats.event_n(Event::FromTap, n as u64);
+                    // The kernel's frames go out as they are, but never a
+                    // runt or a frame the port cannot carry.
+                    let max = usize::from(self.cfg.ports[p as usize].max_frame);
                     for buf in rx.drain(..) {
-                        self.enqueue(io, p as usize, buf);
+                        let len = buf.data().len();
+                        if len < wire::ETH_LEN {
+                            self.links.stats.dropped(DropReason::EthTruncated);
+                        } else if len > max {
+                            self.links.stats.dropped(DropReason::Oversized);
+                        } else {
+                            self.enqueue(io, p as usize, buf);
+                        }
                     }
                 }
             }

@@ -217,6 +217,14 @@ fn router_answers_echo_without_tap_and_punts_with_tap() {
     r.run(2, &pkt);
     assert_eq!(r.io.sent(WAN), vec![pkt]);
     assert_eq!(r.events(Event::FromTap), 1);
+    // But never a runt, nor a frame above the port's largest (fuzzing
+    // found both sent as they came).
+    r.run(2, &[0u8; 0]);
+    r.run(2, &[0u8; 13]);
+    assert_eq!(r.drops(DropReason::EthTruncated), 2);
+    r.run(2, &vec![0u8; 1400 + 18 + 1]);
+    assert_eq!(r.drops(DropReason::Oversized), 1);
+    assert!(r.nothing_sent());
     // ARP replies for us reach the kernel too.
     r.run(
         WAN,

@@ -4,9 +4,9 @@
 
 use cer_bgp::decision::DecisionConfig;
 use cer_bgp::export::{import_check, import_normalize};
+use cer_bgp::packet::{Codec, Message, HEADER_LEN};
 use cer_bgp::rib::Rib;
 use cer_bgp::route::{PathSource, PeerId};
-use cer_bgp::packet::{Codec, Message, HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
 
@@ -19,7 +19,9 @@ fuzz_target!(|body: &[u8]| {
     frame.extend_from_slice(&((HEADER_LEN + body.len()) as u16).to_be_bytes());
     frame.push(2);
     frame.extend_from_slice(body);
-    let Ok(Message::Update(u)) = Codec::new().decode(&frame) else { return };
+    let Ok(Message::Update(u)) = Codec::new().decode(&frame) else {
+        return;
+    };
     let src = Arc::new(PathSource {
         peer: PeerId(1),
         peer_addr: "10.0.0.2".parse().unwrap(),
