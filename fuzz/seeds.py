@@ -296,7 +296,65 @@ def providers():
     write("aws_replies", "throttled", case(1) + script([(400, xml, throttled), (200, xml, enis(theirs)), (200, xml, assigned)]))
 
 
+def control_plane():
+    base = """[node]
+name = "cer-a"
+router_id = "10.10.0.2"
+asn = 65000
+transport_address = "10.10.0.2"
+
+[bgp]
+hold_time = 9
+connect_retry_secs = 1
+graceful_restart_secs = 120
+listen = ["10.10.0.2"]
+[[bgp.neighbor]]
+address = "10.10.0.1"
+remote_as = "internal"
+description = "route reflector"
+
+[sam]
+identity = "65000:1002"
+marker_community = "65000:999"
+marker_prefix = "10.255.0.2/32"
+pool = ["10.77.60.0/24"]
+endpoints = ["10.77.60.10"]
+state_file = "/nonexistent/endpoints.json"
+
+[[tunnel]]
+id = 3
+remote = "10.10.0.3"
+name = "cer-b"
+kind = "gre"
+"""
+    captures = {
+        "onprem": '[capture]\nmode = "onprem"\nvrrp_instance = "VI_1"\ngarp_count = 3\n',
+        "aws": '[capture]\nmode = "aws"\n[capture.aws]\nregion = "eu-west-1"\neni_id = "eni-0abc"\nendpoint_url = "http://127.0.0.1:1"\n'
+               '[capture.reconciler]\nconfirm_timeout_secs = 15\nresync_secs = 15\nbackoff_max_secs = 5\n',
+        "azure": '[capture]\nmode = "azure"\n[capture.azure]\nnic_id = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/networkInterfaces/n"\n',
+        "oci": '[capture]\nmode = "oci"\n[capture.oci]\nvnic_id = "ocid1.vnic.oc1.x.y"\nsubnet_id = "ocid1.subnet.oc1.x.y"\nregion = "eu-frankfurt-1"\n'
+               'auth = { type = "instance_principal" }\n',
+    }
+    write("control_config", "base", base.encode())
+    for name, c in captures.items():
+        write("control_config", name, (base + c).encode())
+    write("control_config", "reflector", (base.replace('remote_as = "internal"', 'remote_as = "internal"\nroute_reflector_client = true')
+                                         + '[dataplane]\nfeed_socket = "/run/x.sock"\nlan_port = "lan"\n[admin]\nsocket = "/run/c.sock"\n').encode())
+
+    def lines(*msgs):
+        return ("\n".join(json.dumps(m) for m in msgs) + "\n").encode()
+    write("control_admin", "all", lines(
+        {"cmd": "status"}, {"cmd": "bgp_summary"}, {"cmd": "bgp_rib"}, {"cmd": "bgp_rib", "prefix": "10.77.60.10/32"},
+        {"cmd": "owners"}, {"cmd": "markers"}, {"cmd": "fib"}, {"cmd": "trap"}, {"cmd": "trap", "since": 3},
+        {"cmd": "capture"}, {"cmd": "explain", "ip": "10.77.60.10"}))
+    write("control_admin", "endpoints", lines(
+        {"cmd": "endpoint_add", "ip": "10.77.60.11"}, {"cmd": "endpoint_add", "ip": "10.77.60.12", "local_pref": 200},
+        {"cmd": "endpoint_move", "ip": "10.77.60.11"}, {"cmd": "explain", "ip": "10.77.60.11"},
+        {"cmd": "endpoint_remove", "ip": "10.77.60.10"}, {"cmd": "owners"}, {"cmd": "endpoint_add", "ip": "192.0.2.1"}))
+
+
 if __name__ == "__main__":
+    control_plane()
     dataplane()
     control()
     bgp()
