@@ -9,6 +9,9 @@ use std::path::Path;
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     if let Err(e) = ControlConfig::parse(&text, Path::new("control.toml")) {
-        assert!(!e.to_string().trim().is_empty(), "a configuration error that says nothing");
+        assert!(
+            !e.to_string().trim().is_empty(),
+            "a configuration error that says nothing"
+        );
     }
 });

@@ -127,6 +127,8 @@ pub struct Rig {
     /// A kernel frame (from a TAP) is in flight: the router sends those as
     /// the kernel wrote them, so only their size is checked.
     kernel_frame: bool,
+    /// When the WireGuard session was made (with `wireguard`).
+    session_at: Option<std::time::Instant>,
 }
 
 impl Rig {
@@ -255,6 +257,7 @@ impl Rig {
             cfg,
             remote: None,
             kernel_frame: false,
+            session_at: None,
         };
         if wireguard {
             rig.wireguard_session();
@@ -278,14 +281,30 @@ impl Rig {
             }],
             Arc::new(WgHandoff::new(1)),
         );
-        // A first packet to the endpoint behind the peer starts the handshake.
+        // A first packet to the endpoint behind the peer starts the handshake
+        // (with buffers and tx room, whatever earlier inputs left).
+        for p in 0..PORTS {
+            self.io.sent(p);
+        }
+        self.io.tx_room.iter_mut().for_each(|r| *r = usize::MAX);
+        if self.io.pool.len() < 16 {
+            self.io.pool.extend((0..16).map(|_| MemBuf::new()));
+        }
         let first = ipv4_packet(HOST, TUNNELS[WG].3, wire::PROTO_UDP, &[0; 16]);
         self.inject(
             LAN,
             &eth_frame(&LAN_MAC, &HOST_MAC, wire::ETHERTYPE_IPV4, &first),
         );
         self.worker.poll(&mut self.io);
-        let init = udp_payload(&self.io.sent(WAN)[0]);
+        // The handshake initiation (message type 1, 148 bytes), among
+        // whatever else the worker had to send.
+        let init = self
+            .io
+            .sent(WAN)
+            .iter()
+            .map(|f| udp_payload(f))
+            .find(|p| p.first() == Some(&1) && p.len() == 148)
+            .expect("the worker sent no handshake initiation");
         let mut out = vec![0u8; 2048];
         let WgOut::Send(n) = remote.decapsulate(WAN_ADDR, &init, &mut out) else {
             panic!("the boringtun peer refused the worker's handshake");
@@ -297,6 +316,19 @@ impl Rig {
             self.io.sent(p);
         }
         self.remote = Some(remote);
+        self.session_at = Some(std::time::Instant::now());
+    }
+
+    /// boringtun keeps session time by the wall clock: a session older than
+    /// 90 s is replaced before it expires (REJECT_AFTER_TIME is 180 s), so a
+    /// long campaign keeps reaching the decrypted path.
+    fn fresh_session(&mut self) {
+        if self
+            .session_at
+            .is_some_and(|t| t.elapsed() > Duration::from_secs(90))
+        {
+            self.wireguard_session();
+        }
     }
 
     /// Injects a frame (cut to what an in-memory buffer holds).
@@ -344,6 +376,7 @@ impl Rig {
 
     /// Runs a fuzz input: records until the bytes run out, then settles.
     pub fn run(&mut self, data: &[u8]) {
+        self.fresh_session();
         let mut u = Unstructured::new(data);
         let mut steps = 0;
         while !u.is_empty() && steps < 64 {
@@ -604,7 +637,9 @@ fn eth_frame(dst: &[u8; 6], src: &[u8; 6], ethertype: u16, l3: &[u8]) -> Vec<u8>
 
 /// The UDP payload of an IPv4 frame (the rig's own frames: well formed).
 fn udp_payload(f: &[u8]) -> Vec<u8> {
-    let h = &f[wire::ETH_LEN..];
-    let ihl = usize::from(h[0] & 0x0f) * 4;
-    h[ihl + 8..].to_vec()
+    let Some(h) = f.get(wire::ETH_LEN..) else {
+        return Vec::new();
+    };
+    let ihl = usize::from(h.first().copied().unwrap_or(0) & 0x0f) * 4;
+    h.get(ihl + 8..).map(<[u8]>::to_vec).unwrap_or_default()
 }
