@@ -14,20 +14,10 @@ use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
 use cer_capture_aws::AwsProvider;
 use cer_fuzz::providers::{self, Case};
 use cer_fuzz::replies::Server;
+use cer_fuzz::runtime;
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use std::sync::OnceLock;
 use std::time::Duration;
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);

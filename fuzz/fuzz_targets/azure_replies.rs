@@ -6,25 +6,15 @@
 use cer_capture::azure::{AzureConfig, AzureProvider, Timing};
 use cer_fuzz::providers::{self, Case};
 use cer_fuzz::replies::Server;
+use cer_fuzz::runtime;
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 const NIC: &str =
     "/subscriptions/s1/resourceGroups/g1/providers/Microsoft.Network/networkInterfaces/cer";
 const OTHER: &str =
     "/subscriptions/s1/resourceGroups/g1/providers/Microsoft.Network/networkInterfaces/workload";
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);

@@ -10,6 +10,7 @@ use cer_controlplane::control::admin::{ControlRequest, ControlResponse};
 use cer_controlplane::control::config::ControlConfig;
 use cer_controlplane::control::core::Core;
 use cer_controlplane::control::fibfeed::SharedStatus;
+use cer_fuzz::runtime;
 use cer_shared::framing;
 use libfuzzer_sys::fuzz_target;
 use std::path::{Path, PathBuf};
@@ -21,16 +22,6 @@ fn state_dir() -> &'static PathBuf {
         let d = std::env::temp_dir().join(format!("cer-fuzz-control-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
-    })
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
     })
 }
 

@@ -6,6 +6,7 @@
 use cer_capture::oci::{OciAuth, OciConfig, OciProvider, Timing};
 use cer_fuzz::providers::{self, Case};
 use cer_fuzz::replies::Server;
+use cer_fuzz::runtime;
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
@@ -15,16 +16,6 @@ use std::time::Duration;
 
 const VNIC: &str = "ocid1.vnic.oc1.fuzz.cer";
 const OTHER: &str = "ocid1.vnic.oc1.fuzz.workload";
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
 
 /// An API signing key made once per process (1024 bits: signing is per
 /// request and the fuzzer is after our reply handling, not RSA).

@@ -13,8 +13,6 @@
 use arc_swap::ArcSwap;
 use cer_dataplane::control::{Manager, ManagerMsg};
 use cer_dataplane::counters::CoreStats;
-use cer_dataplane::fib::{Fib, FibPort};
-use cer_dataplane::snapshot::{Hop, HopGroup, Route};
 use cer_dataplane::tunnel::{TunnelInfo, TunnelTable};
 use cer_shared::admin::{AdminRequest, AdminResponse};
 use cer_shared::config::TunnelKind;
@@ -23,7 +21,6 @@ use cer_shared::framing::{self, MAX_LINE};
 use crossbeam_queue::ArrayQueue;
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Every admin request, asked after each accepted feed message.
 const ADMIN: [&str; 11] = [
@@ -40,40 +37,9 @@ const ADMIN: [&str; 11] = [
     r#"{"cmd":"tunnels"}"#,
 ];
 
-fn connected(port: u16) -> HopGroup {
-    let mut g = HopGroup::default();
-    g.hops.push(Hop { port, gateway: 0 });
-    g
-}
-
 /// A manager over a two-port FIB with a GRE and a WireGuard tunnel.
 pub fn manager() -> Manager {
-    let mut fib = Fib::new(
-        vec![
-            FibPort {
-                name: "lan".into(),
-                subnet: "10.1.0.0/24".parse().unwrap(),
-            },
-            FibPort {
-                name: "wan".into(),
-                subnet: "10.2.0.0/24".parse().unwrap(),
-            },
-        ],
-        vec![
-            Route {
-                addr: 0x0a01_0000,
-                len: 24,
-                group: connected(0),
-            },
-            Route {
-                addr: 0x0a02_0000,
-                len: 24,
-                group: connected(1),
-            },
-        ],
-        Duration::from_secs(30),
-        Duration::from_secs(300),
-    );
+    let mut fib = crate::two_port_fib();
     let tunnel = |id, kind: TunnelKind, remote| TunnelInfo {
         id,
         kind,

@@ -20,12 +20,10 @@
 use crate::replies::read_len;
 use arc_swap::ArcSwap;
 use cer_dataplane::counters::CoreStats;
-use cer_dataplane::fib::{Fib, FibPort};
 use cer_dataplane::packet::{MemBuf, MemPorts, PacketBuf, MEM_DATA_ROOM};
 use cer_dataplane::pipeline::{
     CoreLinks, Hygiene, IoRole, OwnedWgPeer, PipelineConfig, PortInfo, WgHandoff, Worker,
 };
-use cer_dataplane::snapshot::{Hop, HopGroup, Route};
 use cer_dataplane::tunnel::wireguard::{public_key_of, WgOut, WgPeer};
 use cer_dataplane::tunnel::{TunnelInfo, TunnelTable};
 use cer_dataplane::wire::{self, be16, ip, put16, put32};
@@ -97,12 +95,6 @@ const WG: usize = 4;
 const OUR_KEY: &str = "EBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBA=";
 const PEER_KEY: &str = "ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICA=";
 
-fn connected(port: u16) -> HopGroup {
-    let mut g = HopGroup::default();
-    g.hops.push(Hop { port, gateway: 0 });
-    g
-}
-
 fn tunnel_info(i: usize) -> TunnelInfo {
     let (kind, gre_key, peer, _) = TUNNELS[i];
     TunnelInfo {
@@ -136,32 +128,7 @@ impl Rig {
     /// (the worker initiates, a boringtun peer answers).
     pub fn new(wireguard: bool) -> Rig {
         let tunnels: Vec<TunnelInfo> = (0..TUNNELS.len()).map(tunnel_info).collect();
-        let mut fib = Fib::new(
-            vec![
-                FibPort {
-                    name: "lan".into(),
-                    subnet: "10.1.0.0/24".parse().unwrap(),
-                },
-                FibPort {
-                    name: "wan".into(),
-                    subnet: "10.2.0.0/24".parse().unwrap(),
-                },
-            ],
-            vec![
-                Route {
-                    addr: 0x0a01_0000,
-                    len: 24,
-                    group: connected(0),
-                },
-                Route {
-                    addr: 0x0a02_0000,
-                    len: 24,
-                    group: connected(1),
-                },
-            ],
-            Duration::from_secs(30),
-            Duration::from_secs(300),
-        );
+        let mut fib = crate::two_port_fib();
         fib.set_tunnels(TunnelTable::build(tunnels));
         let mut changes = vec![
             FibChange::RouteSet {
