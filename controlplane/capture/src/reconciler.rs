@@ -395,6 +395,15 @@ impl Reconciler {
             }
             m.insert(ip, (intent, Instant::now()));
         }
+        // The audit trail of fencing: from this instant every action planned
+        // from an older intent is stale (the lab's chaos soak compares it
+        // with the provider's journal of executed mutations).
+        log::info!(
+            "capture: intent {ip} {:?} signature {:016x} at unix_ms {}",
+            intent.desired,
+            intent.signature,
+            unix_ms()
+        );
         let from = self.shared.origin_text(ip);
         {
             let mut s = lock(&self.shared.status);
@@ -786,6 +795,12 @@ impl Worker {
                         signature: 0,
                     };
                     lock(&self.shared.intents).insert(ip, (intent, Instant::now()));
+                    log::info!(
+                        "capture: intent {ip} {:?} signature {:016x} at unix_ms {}",
+                        intent.desired,
+                        intent.signature,
+                        unix_ms()
+                    );
                     let from = self.shared.origin_text(ip);
                     lock(&self.shared.status)
                         .ips

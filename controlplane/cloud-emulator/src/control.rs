@@ -29,6 +29,7 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Response<Body> {
     match (&req.method, path) {
         (&Method::GET, "/_emulator/holders") => holders(emulator, req).await,
         (&Method::GET, "/_emulator/state") => state(emulator),
+        (&Method::GET, "/_emulator/journal") => journal(emulator, req),
         (&Method::GET, "/_emulator/faults") => json(
             StatusCode::OK,
             &json!({ "faults": emulator.faults().list() }),
@@ -45,6 +46,7 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Response<Body> {
             _,
             "/_emulator/holders"
             | "/_emulator/state"
+            | "/_emulator/journal"
             | "/_emulator/faults"
             | "/_emulator/reset"
             | "/_emulator/config"
@@ -140,6 +142,25 @@ fn state(emulator: &Emulator) -> Response<Body> {
             "target_nics": target,
             "pending": pending,
             "faults": emulator.faults().list(),
+        }),
+    )
+}
+
+/// `?since=SEQ`: every accepted change after SEQ, with the request that caused it.
+fn journal(emulator: &Emulator, req: &Req) -> Response<Body> {
+    let since = match query_param(req, "since") {
+        None => 0,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => return error(StatusCode::BAD_REQUEST, format!("bad since {v:?}")),
+        },
+    };
+    let state = emulator.state();
+    json(
+        StatusCode::OK,
+        &json!({
+            "entries": state.journal(since),
+            "dropped": state.journal_dropped,
         }),
     )
 }

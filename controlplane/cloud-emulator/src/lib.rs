@@ -70,6 +70,7 @@
 //! |---|---|
 //! | `GET /_emulator/holders[?ip=A][&provider=P][&network=N]` | `{"generation": n, "holders": [{"ip", "provider", "network", "nic", "instance", "subnet", "mac", "primary"}], "pending": [{"seq", "op": "assign"\|"unassign", "nic", "ips", "accepted_unix_ms", "visible_in_ms"}]}` from the visible view; `generation` changes whenever the visible view does |
 //! | `GET /_emulator/holders?since=G&wait_ms=N` | long poll: answers (as above) once `generation` exceeds `G`, or after `N` ms (at most 60000) |
+//! | `GET /_emulator/journal[?since=SEQ]` | `{"entries": [{"seq", "op", "nic", "ips"\|"secondaries", "accepted_unix_ms", "request": {"client", "method", "path", "received_unix_ms"}}], "dropped": n}`: every accepted change (mutation) after `SEQ`, oldest first, with the client address and request that caused it (the last 100000 are kept; `dropped` counts older ones) |
 //! | `GET /_emulator/state` | region, move delay, subnets, `nics` (visible), `target_nics`, `pending`, `faults` |
 //! | `POST /_emulator/faults` | body: one rule or an array of rules (below); answers the active rules |
 //! | `GET /_emulator/faults` | the active rules |

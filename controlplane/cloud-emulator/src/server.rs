@@ -246,10 +246,20 @@ pub async fn serve(listener: TcpListener, emulator: Arc<Emulator>, role: Role) {
         let emulator = emulator.clone();
         let role = role.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let emulator = emulator.clone();
                 let role = role.clone();
-                async move { handle(emulator, role, req).await }
+                // Every change this request causes is journaled with who asked for it.
+                let info = crate::state::RequestInfo {
+                    client: peer.to_string(),
+                    method: req.method().to_string(),
+                    path: req.uri().path().to_string(),
+                    received_unix_ms: SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0),
+                };
+                crate::state::REQUEST.scope(info, handle(emulator, role, req))
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

@@ -501,6 +501,36 @@ pub struct PendingReport {
     pub visible_in_ms: u64,
 }
 
+/// Who sent the request that caused a change (set per request by the server, see
+/// [`REQUEST`]): the client's address, the request line and when it arrived.
+#[derive(Clone, Debug, Serialize, Default)]
+pub struct RequestInfo {
+    pub client: String,
+    pub method: String,
+    pub path: String,
+    pub received_unix_ms: u64,
+}
+
+tokio::task_local! {
+    /// The request being served by the current task (absent in unit tests and for changes made
+    /// outside a request).
+    pub static REQUEST: RequestInfo;
+}
+
+/// One accepted change in the journal (`GET /_emulator/journal`): the audit trail of every
+/// mutation the provider executed, with the request that caused it.
+#[derive(Clone, Debug, Serialize)]
+pub struct JournalEntry {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub change: Change,
+    pub accepted_unix_ms: u64,
+    pub request: Option<RequestInfo>,
+}
+
+/// Entries the journal keeps (the oldest are dropped first; `journal_dropped` counts them).
+pub const JOURNAL_MAX: usize = 100_000;
+
 /// The whole provider state.
 #[derive(Debug)]
 pub struct State {
@@ -518,6 +548,9 @@ pub struct State {
     next_seq: u64,
     /// Bumped whenever the visible view changes (lets the fabric poll cheaply).
     pub generation: u64,
+    journal: VecDeque<JournalEntry>,
+    /// Journal entries dropped because it was full.
+    pub journal_dropped: u64,
 }
 
 impl State {
@@ -599,6 +632,8 @@ impl State {
             pending: VecDeque::new(),
             next_seq: 1,
             generation: 1,
+            journal: VecDeque::new(),
+            journal_dropped: 0,
         })
     }
 
@@ -821,9 +856,20 @@ impl State {
         self.target.apply(&change);
         let seq = self.next_seq;
         self.next_seq += 1;
+        let accepted = SystemTime::now();
+        if self.journal.len() == JOURNAL_MAX {
+            self.journal.pop_front();
+            self.journal_dropped += 1;
+        }
+        self.journal.push_back(JournalEntry {
+            seq,
+            change: change.clone(),
+            accepted_unix_ms: unix_ms(accepted),
+            request: REQUEST.try_with(|r| r.clone()).ok(),
+        });
         self.pending.push_back(Pending {
             seq,
-            accepted: SystemTime::now(),
+            accepted,
             visible_at: now + self.move_delay,
             change,
         });
@@ -857,6 +903,15 @@ impl State {
         out
     }
 
+    /// Journal entries with `seq > since`, oldest first.
+    pub fn journal(&self, since: u64) -> Vec<JournalEntry> {
+        self.journal
+            .iter()
+            .filter(|e| e.seq > since)
+            .cloned()
+            .collect()
+    }
+
     /// Pending changes (accepted, not yet visible).
     pub fn pending(&mut self, now: Instant) -> Vec<PendingReport> {
         self.settle(now);
@@ -865,15 +920,17 @@ impl State {
             .map(|p| PendingReport {
                 seq: p.seq,
                 change: p.change.clone(),
-                accepted_unix_ms: p
-                    .accepted
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0),
+                accepted_unix_ms: unix_ms(p.accepted),
                 visible_in_ms: p.visible_at.saturating_duration_since(now).as_millis() as u64,
             })
             .collect()
     }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -925,6 +982,32 @@ mod tests {
         let v = s.visible(t1 + Duration::from_millis(50)).holder(ip);
         assert!(v.is_none());
         assert_eq!(s.visible(t1).nics["eni-b"].version, 3);
+    }
+
+    #[test]
+    fn journal_records_every_accepted_change_with_its_request() {
+        let mut s = State::from_seed(&seed()).unwrap();
+        let t0 = Instant::now();
+        let ip: Ipv4Addr = "10.0.1.100".parse().unwrap();
+        // Refused: not journaled.
+        assert!(s.assign(t0, "eni-b", &[ip], false).is_err());
+        s.assign(t0, "eni-b", &[ip], true).unwrap();
+        let info = RequestInfo {
+            client: "169.254.169.10:40000".into(),
+            method: "POST".into(),
+            path: "/".into(),
+            received_unix_ms: 7,
+        };
+        REQUEST.sync_scope(info, || s.unassign(t0, "eni-b", &[ip]).unwrap());
+        let j = s.journal(0);
+        assert_eq!(j.len(), 2);
+        assert!(matches!(&j[0].change, Change::Assign { nic, .. } if nic == "eni-b"));
+        assert!(j[0].request.is_none());
+        assert_eq!(j[1].request.as_ref().unwrap().client, "169.254.169.10:40000");
+        assert_eq!(s.journal(j[0].seq).len(), 1);
+        let v = serde_json::to_value(&j[1]).unwrap();
+        assert_eq!(v["op"], "unassign");
+        assert_eq!(v["request"]["received_unix_ms"], 7);
     }
 
     #[test]
