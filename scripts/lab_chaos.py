@@ -105,12 +105,16 @@ class Violation(Exception):
 # ---------------------------------------------------------------- plan
 
 
-def plan(seed, minutes, sites_nodes, kinds=None):
-    """The schedule, from the seed alone: [{i, at, kind, params}]. `sites_nodes`: site -> nodes."""
+DEFAULT_ENDPOINTS = {"10.77.60.10": "onprem", "10.77.60.11": "aws", "10.77.60.12": "azure", "10.77.60.13": "oci"}
+
+
+def plan(seed, minutes, sites_nodes, kinds=None, endpoints=None):
+    """The schedule, from the seed (and the lab's endpoints at the start, by default those of a
+    fresh lab): [{i, at, kind, params}]. `sites_nodes`: site -> nodes."""
     rng = random.Random(seed)
     kinds = [k for k in KINDS if not kinds or k in kinds]
     horizon = minutes * 60.0
-    endpoints = {"10.77.60.10": "onprem", "10.77.60.11": "aws", "10.77.60.12": "azure", "10.77.60.13": "oci"}
+    endpoints = dict(endpoints or DEFAULT_ENDPOINTS)
     all_nodes = [n for s in sites_nodes for n in sites_nodes[s]]
     first = list(kinds)
     rng.shuffle(first)
@@ -279,7 +283,7 @@ class Chaos:
                               f"probe-{site}.log")
         self.spawn_helper(self.lab.wl_ns("onprem"), [PY, str(SELF), "_arp", "--peers", str(self.out / "peers.json"),
                                                      "--interval-ms", str(ARP_MS)], "arp.log")
-        self.spawn_helper(self.lab.ns("opseg"), ["tcpdump", "-i", "wl", "-n", "-U", "-w", str(self.out / "onprem-arp.pcap"), "arp"],
+        self.spawn_helper(self.lab.ns("opseg"), ["tcpdump", "-Z", "root", "-i", "wl", "-n", "-U", "-w", str(self.out / "onprem-arp.pcap"), "arp"],
                           "tcpdump.log")
 
     def stop_helpers(self):
@@ -396,7 +400,18 @@ class Chaos:
                     time.sleep(0.2)
                 else:
                     raise L.LabError(f"{to} CER did not confirm the release of {ip} within 60 s")
-                L.provider_assign_to_workload(lab, to, ip)
+                # The operator retries through injected provider faults (a lost reply ends the
+                # lab's request helper without an answer).
+                t_end = time.time() + 90
+                while True:
+                    try:
+                        L.provider_assign_to_workload(lab, to, ip)
+                        break
+                    except L.LabError as e:
+                        if time.time() > t_end or self.stop.is_set():
+                            raise
+                        self.log(f"operator: assigning {ip} to the {to} workload NIC failed ({str(e)[:120]}); retrying")
+                        time.sleep(1)
 
         self.ownership_change(op, ip, old, to, bgp_part)
 
@@ -601,7 +616,9 @@ class Chaos:
     def run(self):
         self.out.mkdir(parents=True, exist_ok=True)
         sites_nodes = {s: [n["node"] for n in self.nodes_of(s)] for s in self.L.SITES}
-        ops = plan(self.seed, self.minutes, sites_nodes, self.kinds)
+        ops = plan(self.seed, self.minutes, sites_nodes, self.kinds, self.endpoints)
+        if self.endpoints != DEFAULT_ENDPOINTS:
+            print(f"chaos: the lab's endpoints are not a fresh lab's ({self.endpoints}): the schedule depends on them too", flush=True)
         (self.out / "schedule.json").write_text(json.dumps({"seed": self.seed, "minutes": self.minutes, "operations": ops}, indent=1))
         print(f"chaos: seed {self.seed}, {self.minutes} min, {len(ops)} operations planned "
               f"(reproduce: scripts/lab{self.L.name_opt(self.lab)} chaos --seed {self.seed} --minutes {self.minutes}); out {self.out}", flush=True)
@@ -1502,7 +1519,10 @@ def helper_relay(argv):
     import urllib.error
     import urllib.request
 
-    for line in sys.stdin:
+    while True:
+        line = sys.stdin.readline()
+        if not line:
+            break
         try:
             r = json.loads(line)
             body = r.get("body")
