@@ -633,8 +633,12 @@ class Chaos:
             sampler = threading.Thread(target=self.sample_loop, daemon=True)
             sampler.start()
             next_quiesce = self.t0 + 60
+            # --minutes is wall time: quiescent points shift the schedule, and what does not fit
+            # before the deadline is not run (the report says how many ran).
+            deadline = self.t0 + self.minutes * 60 - 20
+            self.planned = len(ops)
             idx = 0
-            while idx < len(ops) and not self.stop.is_set():
+            while idx < len(ops) and not self.stop.is_set() and time.time() < deadline:
                 op = ops[idx]
                 due = self.t0 + op["at"]
                 if time.time() >= next_quiesce:
@@ -730,7 +734,7 @@ class Chaos:
         stuck = self.checks.stuck_captures()
         probs = None
         while True:
-            probs = self.L.convergence_problems(self.lab, endpoints)
+            probs = self.L.convergence_problems(self.lab, endpoints) + self.checks.removed_problems()
             if not probs:
                 break
             if time.time() - t_q > CONVERGE_BOUND:
@@ -806,7 +810,7 @@ class Chaos:
             rows.append(f"| {k} | {e['count']} | {e['p50_ms']} | {e['p99_ms']} | {e['max_ms']} |")
         rep = {
             "seed": self.seed, "minutes": self.minutes, "lab": self.lab.name,
-            "operations": len(self.oplog), "by_kind": by_kind, "quiescent_points": self.quiescent,
+            "operations": len(self.oplog), "planned": getattr(self, "planned", None), "by_kind": by_kind, "quiescent_points": self.quiescent,
             "violations": [{"invariant": v.invariant, "message": v.message} for v in self.violations],
             "evidence_dir": str(getattr(self, "evidence_dir", "")) or None,
             "fences": self.fence_stats, "explained": self.explains,
@@ -814,7 +818,7 @@ class Chaos:
         }
         (self.out / "report.json").write_text(json.dumps(rep, indent=1, default=str))
         md = [f"# Chaos soak: seed {self.seed}, {self.minutes} min", "",
-              f"Lab `{self.lab.name}`, {len(self.oplog)} operations, {len(self.quiescent)} quiescent points, "
+              f"Lab `{self.lab.name}`, {len(self.oplog)} operations run (of {getattr(self, 'planned', '?')} planned), {len(self.quiescent)} quiescent points, "
               f"**{len(self.violations)} violations**.", "",
               "Outage per operation: the longest run of lost 50 ms probes, over every pair of /32s, that began while the "
               "operation ran or within 5 s after it ended (overlapping operations share an outage).", "",
@@ -1031,6 +1035,21 @@ class Checks:
                         bad.append({"site": site, "ip": ip, "owner": None, "holder": h.get(ip), "want": "not the CER's NIC"})
         if bad:
             raise Violation("provider_holder", f"{len(bad)} /32s held by the wrong holder at a provider", {"holders": bad})
+
+    def removed_problems(self):
+        """What still names a removed /32: a CER's owner view, a capture on a CER's NIC."""
+        with self.c.mu:
+            removed = [ip for ip in self.c.life if ip not in self.c.endpoints]
+        if not removed:
+            return []
+        probs = []
+        for n in self.L.alive_nodes(self.lab):
+            v = self.L.node_view(self.lab, n)
+            probs += [f"{n['node']}: removed {ip} still owned by {v[ip].get('identity')}" for ip in removed if ip in v]
+        for site in CLOUDS:
+            h = self.holders(site)
+            probs += [f"{site}: removed {ip} still on the CER's NIC" for ip in removed if h.get(ip) == self.L.PROVIDER[site]["cer_nic"]]
+        return probs
 
     def owners_agree(self):
         """Strict: every live CER's BGP owner of every /32 is a node of the site the /32 lives at."""

@@ -75,7 +75,11 @@ fn chaos_soak_with_a_fixed_seed() -> Result<()> {
     run.context("scripts/lab chaos failed without a violation")?;
     for k in KINDS {
         let n = report["by_kind"][k]["count"].as_u64().unwrap_or(0);
-        ensure!(n >= 1, "operation kind {k} never ran: {}", report["by_kind"]);
+        ensure!(
+            n >= 1,
+            "operation kind {k} never ran: {}",
+            report["by_kind"]
+        );
         let errors = report["by_kind"][k]["errors"].as_u64().unwrap_or(0);
         ensure!(errors == 0, "{errors} {k} operation(s) failed");
         ensure!(
@@ -84,9 +88,7 @@ fn chaos_soak_with_a_fixed_seed() -> Result<()> {
             report["by_kind"][k]
         );
     }
-    let quiescent = report["quiescent_points"]
-        .as_array()
-        .map_or(0, |q| q.len());
+    let quiescent = report["quiescent_points"].as_array().map_or(0, |q| q.len());
     ensure!(
         quiescent >= 2,
         "only {quiescent} quiescent points were checked"

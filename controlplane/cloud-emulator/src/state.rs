@@ -1003,7 +1003,10 @@ mod tests {
         assert_eq!(j.len(), 2);
         assert!(matches!(&j[0].change, Change::Assign { nic, .. } if nic == "eni-b"));
         assert!(j[0].request.is_none());
-        assert_eq!(j[1].request.as_ref().unwrap().client, "169.254.169.10:40000");
+        assert_eq!(
+            j[1].request.as_ref().unwrap().client,
+            "169.254.169.10:40000"
+        );
         assert_eq!(s.journal(j[0].seq).len(), 1);
         let v = serde_json::to_value(&j[1]).unwrap();
         assert_eq!(v["op"], "unassign");
