@@ -1670,6 +1670,32 @@ def selftest():
     return 0
 
 
+def summarize(dirs):
+    """Markdown over several runs' report.json (for perf/reports/DATE-chaos.md): per run, then
+    outage per kind over all runs."""
+    reps = [json.loads((Path(d) / "report.json").read_text()) for d in dirs]
+    md = ["| seed | minutes | operations (planned) | quiescent points | convergence s | violations |", "|---|---|---|---|---|---|"]
+    allk = {}
+    for r in reps:
+        conv = [q["converge_s"] for q in r["quiescent_points"]]
+        md.append(f"| {r['seed']} | {r['minutes']} | {r['operations']} ({r.get('planned')}) | {len(conv)} | "
+                  f"{min(conv, default='-')}-{max(conv, default='-')} | {len(r['violations'])} |")
+        for k, e in r["by_kind"].items():
+            a = allk.setdefault(k, {"count": 0, "outages_ms": []})
+            a["count"] += e["count"]
+            a["outages_ms"] += e["outages_ms"]
+    md += ["", "| kind | operations | outage p50 ms | p99 ms | max ms |", "|---|---|---|---|---|"]
+    for k in KINDS:
+        if k in allk:
+            o = allk[k]["outages_ms"]
+            md.append(f"| {k} | {allk[k]['count']} | {pctl(o, 50)} | {pctl(o, 99)} | {max(o) if o else None} |")
+    for r in reps:
+        for v in r["violations"]:
+            md.append(f"\n- seed {r['seed']}: VIOLATION `{v['invariant']}`: {v['message']} (evidence {r.get('evidence_dir')})")
+    print("\n".join(md))
+    return 0
+
+
 # ---------------------------------------------------------------- entry points
 
 
@@ -1693,6 +1719,8 @@ def main(argv):
     helpers = {"_probe": helper_probe, "_arp": helper_arp, "_relay": helper_relay}
     if argv and argv[0] in helpers:
         return helpers[argv[0]](argv[1:])
+    if argv and argv[0] == "summarize":
+        return summarize(argv[1:])
     if argv and argv[0] == "selftest":
         return selftest()
     if argv and argv[0] == "plan":
