@@ -665,6 +665,8 @@ class Chaos:
             self.violations.append(v)
         except KeyboardInterrupt:
             self.violations.append(Violation("interrupted", "the run was interrupted"))
+        except Exception as e:  # noqa: BLE001 - the soak cannot vouch for anything after this
+            self.violations.append(Violation("harness", f"the soak itself failed: {type(e).__name__}: {e}", {"trace": traceback.format_exc()}))
         finally:
             self.stop.set()
             for t in threads:
