@@ -285,10 +285,17 @@ fn kernel_carrier(iface: &str) -> bool {
 /// `af_xdp` ports also the carrier of the kernel interface under them,
 /// since those PMDs report their link up regardless). A change is logged
 /// and counted, and mirrored onto the port's exception TAP (the linux-cp
-/// model): when the port loses its link the TAP goes down, so the kernel
-/// side and cer-control (BGP unnumbered peers, sessions over the TAP) see
-/// the loss at once instead of waiting for a hold timer. Runs on its own
-/// thread, off the polling path.
+/// model): when the port loses its link the TAP loses its carrier, so the
+/// kernel side and cer-control (BGP unnumbered peers, sessions over the TAP)
+/// see the loss at once instead of waiting for a hold timer.
+///
+/// Only the carrier is mirrored (`IFLA_CARRIER`, which the tun driver
+/// implements), never the administrative state: setting the TAP down would
+/// make the kernel flush every route and address through it (the default
+/// route an operator or `scripts/lab` installed once, the IPv6 link-local),
+/// and nothing would put them back when the link returns. With carrier off
+/// they stay, marked `linkdown`, and are live again with the carrier.
+/// Runs on its own thread, off the polling path.
 fn spawn_link_watch(
     cfg: &NodeConfig,
     nic: &[Port],
@@ -373,13 +380,15 @@ fn spawn_link_watch(
                     if up == mirrored[i] {
                         continue;
                     }
-                    let state = if up { "up" } else { "down" };
-                    match ip_cmd(&["link", "set", "dev", tap, state]) {
+                    let carrier = if up { "on" } else { "off" };
+                    match ip_cmd(&["link", "set", "dev", tap, "carrier", carrier]) {
                         Ok(()) => {
-                            log::warn!("port {name}: TAP {tap} set {state}");
+                            log::warn!("port {name}: TAP {tap} carrier {carrier}");
                             mirrored[i] = up;
                         }
-                        Err(e) => log::warn!("port {name}: link {state}, TAP {tap}: {e:#}"),
+                        Err(e) => {
+                            log::warn!("port {name}: link {carrier}, TAP {tap} carrier: {e:#}")
+                        }
                     }
                 }
                 std::thread::sleep(LINK_MIRROR_EVERY);

@@ -81,7 +81,7 @@ struct Leaf {
     admin_sock: PathBuf,
     uplinks: Vec<Uplink>,
     h1: Netns,
-    _dp: Netns,
+    dp: Netns,
 }
 
 impl Leaf {
@@ -212,7 +212,7 @@ initial_sync_delay_secs = 1
             admin_sock,
             uplinks,
             h1,
-            _dp: dp,
+            dp,
         })
     }
 
@@ -467,7 +467,13 @@ fn frr_unnumbered_extended_next_hop_both_ways_and_peer_loss() -> Result<()> {
     );
 
     // 6. Link down on FRR's side: our port loses carrier, the TAP follows,
-    //    the peer and its routes go at once.
+    //    the peer and its routes go at once. Only the TAP's carrier is
+    //    mirrored: it stays administratively up, so a kernel route an
+    //    operator put on it survives the flap (an admin-down TAP made the
+    //    kernel flush it, and a node lost its WAN default route for good).
+    let tap = leaf.uplinks[0].tap.clone();
+    leaf.dp
+        .run(&["ip", "route", "add", "10.99.77.0/24", "dev", &tap])?;
     spine.run(&["ip", "link", "set", "eth0", "down"])?;
     let down = Instant::now();
     assert!(
@@ -488,7 +494,33 @@ fn frr_unnumbered_extended_next_hop_both_ways_and_peer_loss() -> Result<()> {
         "{}",
         leaf.neighbor(0)
     );
+    let show = |args: &[&str]| {
+        leaf.dp
+            .run(args)
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let link = show(&["ip", "-o", "link", "show", "dev", &tap])?;
+    assert!(
+        link.contains("NO-CARRIER") && link.contains(",UP"),
+        "the TAP should be up without carrier: {link}"
+    );
+    let route = show(&["ip", "-o", "route", "show", "10.99.77.0/24"])?;
+    assert!(
+        route.contains("linkdown"),
+        "the kernel route on the TAP should be kept as linkdown: {route:?}"
+    );
     spine.run(&["ip", "link", "set", "eth0", "up"])?;
+    assert!(
+        wait_until(Duration::from_secs(10), || show(&[
+            "ip",
+            "-o",
+            "route",
+            "show",
+            "10.99.77.0/24"
+        ])
+        .is_ok_and(|r| r.contains("10.99.77.0/24") && !r.contains("linkdown"))),
+        "the kernel route on the TAP should be live again with the carrier"
+    );
     assert!(
         wait_until(Duration::from_secs(40), || leaf.established(0)
             && !leaf.fib_nexthops("10.97.0.1/32").is_empty()),
