@@ -1096,30 +1096,72 @@ class Checks:
         return macs
 
     def proxy_arp_pcap(self):
-        """Never two holders on the segment: no two MACs claim (ARP reply or gratuitous ARP) one
-        /32 within 300 ms of each other, except around an ownership change of that /32 that
-        involves on-prem (the lab gives the workload the address before BGP moves it)."""
+        """Never two holders on the segment at once. Two patterns on the ARP capture show two
+        holders (claims are ARP replies and gratuitous ARPs for pool /32s):
+        - one ARP request for a /32 answered by two MACs (before the next request, within 250 ms);
+        - claims alternating X, Y, X with both gaps <= 300 ms (two holders both announcing).
+        A handover is not two holders: the old holder's last claim followed by the new holder's
+        first, however close (a thawed VRRP master resumes within milliseconds), passes. Claims
+        around an ownership change of that /32 that involves on-prem are exempt (the lab gives the
+        workload the address before BGP moves it)."""
         frames, self.c.pcap_off = parse_pcap(self.c.out / "onprem-arp.pcap", self.c.pcap_off)
-        # Claims of pool /32s (not the routers' own .1-.9, nor VRRP's address on its own link).
-        claims = [(ts, spa, sha) for ts, op, sha, spa, tpa in frames
-                  if (op == 2 or (op == 1 and spa == tpa)) and spa.startswith("10.77.60.") and int(spa.split(".")[3]) >= 10]
-        self.c.pcap_claims = [c for c in self.c.pcap_claims if c[0] > time.time() - 10] + claims
+
+        def pool(ip):
+            # Pool /32s only (not the routers' own .1-.9, nor VRRP's address on its own link).
+            return ip.startswith("10.77.60.") and int(ip.split(".")[3]) >= 10
+
+        events = []
+        for ts, op, sha, spa, tpa in frames:
+            if op == 2 and pool(spa):
+                events.append((ts, spa, sha, "reply"))
+            elif op == 1 and spa == tpa and pool(spa):
+                events.append((ts, spa, sha, "garp"))
+            elif op == 1 and spa != tpa and pool(tpa):
+                events.append((ts, tpa, sha, "request"))
+        self.c.pcap_claims = [e for e in self.c.pcap_claims if e[0] > time.time() - 10] + events
         with self.c.mu:
             windows = [(ip, a / 1000 - ONPREM_CLAIM_SLACK[0], b / 1000 + ONPREM_CLAIM_SLACK[1]) for ip, a, b, s in self.c.ip_windows if "onprem" in s]
-        last = {}
+
+        def exempt(ip, ts):
+            return any(w_ip == ip and a <= ts <= b for w_ip, a, b in windows)
+
         dual = []
-        for ts, ip, mac in sorted(self.c.pcap_claims):
-            prev = last.get(ip)
-            if prev and prev[1] != mac and ts - prev[0] <= 0.3:
-                if not any(w_ip == ip and a <= ts <= b for w_ip, a, b in windows):
-                    dual.append({"ip": ip, "first": {"t": prev[0], "mac": prev[1]}, "second": {"t": ts, "mac": mac}})
-            last[ip] = (ts, mac)
+        by_ip = {}
+        for e in sorted(self.c.pcap_claims):
+            by_ip.setdefault(e[1], []).append(e)
+        for ip, evs in by_ip.items():
+            # 1. One request, two answering MACs.
+            req, answered = None, {}
+            for ts, _, mac, kind in evs:
+                if kind == "request":
+                    req, answered = ts, {}
+                elif kind == "reply" and req is not None and ts - req <= 0.25 and not exempt(ip, ts):
+                    answered.setdefault(mac, ts)
+                    if len(answered) == 2:
+                        (m1, t1), (m2, t2) = sorted(answered.items(), key=lambda kv: kv[1])
+                        dual.append({"ip": ip, "pattern": f"request at {req:.3f} answered by two MACs",
+                                     "first": {"t": t1, "mac": m1}, "second": {"t": t2, "mac": m2}})
+            # 2. X, Y, X alternation with both gaps <= 300 ms.
+            runs = []  # [mac, first ts, last ts] per run of one MAC's claims
+            for ts, _, mac, kind in evs:
+                if kind == "request":
+                    continue
+                if runs and runs[-1][0] == mac:
+                    runs[-1][2] = ts
+                else:
+                    runs.append([mac, ts, ts])
+            for x1, y, x2 in zip(runs, runs[1:], runs[2:]):
+                if x1[0] == x2[0] and y[1] - x1[2] <= 0.3 and x2[1] - y[2] <= 0.3 and not exempt(ip, y[1]):
+                    dual.append({"ip": ip, "pattern": "claims alternating X, Y, X within 300 ms",
+                                 "first": {"t": x1[2], "mac": x1[0]}, "second": {"t": y[1], "mac": y[0]},
+                                 "third": {"t": x2[1], "mac": x2[0]}})
         if dual:
             macs = self.onprem_macs()
             for d in dual:
-                d["first"]["who"] = macs.get(d["first"]["mac"], "?")
-                d["second"]["who"] = macs.get(d["second"]["mac"], "?")
-            raise Violation("proxy_arp_holders", f"two MACs claimed {dual[0]['ip']} on the on-prem segment within 300 ms",
+                for k in ("first", "second", "third"):
+                    if k in d:
+                        d[k]["who"] = macs.get(d[k]["mac"], "?")
+            raise Violation("proxy_arp_holders", f"two holders of {dual[0]['ip']} on the on-prem segment: {dual[0]['pattern']}",
                             {"claims": dual[:20], "pcap": str(self.c.out / "onprem-arp.pcap")})
 
     def duplicate_alarms(self):
@@ -1602,21 +1644,34 @@ def selftest():
 
     # 1. Two proxy-ARP holders in an ARP capture.
     def pcap(claims):
+        """claims: (ts, mac, ip) replies, (ts, mac, ip, "req") requests for ip, (ts, mac, ip, "garp")."""
         with open(tmp / "onprem-arp.pcap", "wb") as fh:
             fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-            for ts, mac, ip in claims:
+            for ts, mac, ip, *kind in claims:
                 m = bytes.fromhex(mac.replace(":", ""))
-                f = b"\xff" * 6 + m + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + m + socket.inet_aton(ip) + b"\x00" * 6 + socket.inet_aton("10.77.60.10")
+                if kind == ["req"]:
+                    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + m + socket.inet_aton("10.77.60.10") + b"\x00" * 6 + socket.inet_aton(ip)
+                elif kind == ["garp"]:
+                    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + m + socket.inet_aton(ip) + b"\x00" * 6 + socket.inet_aton(ip)
+                else:
+                    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + m + socket.inet_aton(ip) + b"\x00" * 6 + socket.inet_aton("10.77.60.10")
+                f = b"\xff" * 6 + m + b"\x08\x06" + arp
                 fh.write(struct.pack("<IIII", int(ts), int((ts % 1) * 1e6), len(f), len(f)) + f)
         c.pcap_off, c.pcap_claims = 0, []
 
     t = time.time()
     ch.onprem_macs = lambda: {}
-    pcap([(t, "02:00:00:00:00:01", "10.77.60.11"), (t + 0.1, "02:00:00:00:00:02", "10.77.60.11")])
-    expect("proxy_arp_holders, two MACs 100 ms apart", ch.proxy_arp_pcap, True)
-    pcap([(t, "02:00:00:00:00:01", "10.77.60.11"), (t + 3.5, "02:00:00:00:00:02", "10.77.60.11")])
+    a, b, host = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:10"
+    pcap([(t, host, "10.77.60.11", "req"), (t + 0.001, a, "10.77.60.11"), (t + 0.002, b, "10.77.60.11")])
+    expect("proxy_arp_holders, one request answered by two MACs", ch.proxy_arp_pcap, True)
+    pcap([(t, a, "10.77.60.11"), (t + 0.1, b, "10.77.60.11"), (t + 0.2, a, "10.77.60.11")])
+    expect("proxy_arp_holders, two MACs alternating", ch.proxy_arp_pcap, True)
+    pcap([(t + i * 0.2, host, "10.77.60.11", "req") for i in range(4)]
+         + [(t + 0.001, a, "10.77.60.11"), (t + 0.201, a, "10.77.60.11"), (t + 0.3, b, "10.77.60.11", "garp"), (t + 0.401, b, "10.77.60.11"), (t + 0.601, b, "10.77.60.11")])
+    expect("proxy_arp_holders, a handover 100 ms apart", ch.proxy_arp_pcap, False)
+    pcap([(t, a, "10.77.60.11"), (t + 3.5, b, "10.77.60.11")])
     expect("proxy_arp_holders, a failover 3.5 s apart", ch.proxy_arp_pcap, False)
-    pcap([(t, "02:00:00:00:00:01", "10.77.60.11"), (t + 0.1, "02:00:00:00:00:02", "10.77.60.11")])
+    pcap([(t, a, "10.77.60.11"), (t + 0.1, b, "10.77.60.11"), (t + 0.2, a, "10.77.60.11")])
     c.ip_windows = [("10.77.60.11", int(t * 1000), int(t * 1000) + 50, {"onprem", "aws"})]
     expect("proxy_arp_holders, inside a move to on-prem", ch.proxy_arp_pcap, False)
     c.ip_windows = []
