@@ -68,6 +68,11 @@ FENCE_EPS_MS = 300
 # Mutation windows in which the workload and a CER may both claim an on-prem /32 (the lab adds the
 # address at the workload before BGP moves ownership): seconds around such an operation.
 ONPREM_CLAIM_SLACK = (1.0, 3.0)
+# After an on-prem node thaws, its keepalived still believes what it believed when frozen (a master
+# stays master until it hears the other's adverts, up to 3 advert intervals of 1 s) and its
+# dataplane answers ARP at once: two holders for a moment, by design of VRRP. The other node's
+# duplicate-holder alarm (or the thawed node's own) in this window is expected, not a violation.
+THAW_SLACK = 5.0
 
 KINDS = [
     "move", "add", "remove", "flap", "cer_kill", "freeze", "wan_cut", "vrrp_kill", "rr_restart",
@@ -196,6 +201,7 @@ class Chaos:
         self.ip_windows = []  # (ip, start_ms, end_ms, sites): ownership of ip changing
         self.expected_down = {}  # process key -> why
         self.frozen = {}  # node tag -> [pids]
+        self.thaws = []  # unix time of each on-prem node's thaw
         self.cut = {}  # node tag -> wan iface
         self.fault_windows = []  # (site, start_ms, end_ms)
         self.helpers = []  # Popen of our helpers (probers, arp, tcpdump, relays)
@@ -533,6 +539,8 @@ class Chaos:
                 pass
         with self.mu:
             self.frozen.pop(n["tag"], None)
+            if n["site"] == "onprem":
+                self.thaws.append(time.time())
 
     def wan_iface(self, n):
         return n["tag"] if n["site"] != "onprem" else f"op{n['tag'][-1]}"
@@ -1165,10 +1173,13 @@ class Checks:
                             {"claims": dual[:20], "pcap": str(self.c.out / "onprem-arp.pcap")})
 
     def duplicate_alarms(self):
-        """No duplicate-holder alarm on an on-prem CER except around an ownership change of that
-        /32 involving on-prem (the workload and the CER both claim it for a moment, by design)."""
+        """No duplicate-holder alarm on an on-prem CER except where a fault causes one by design:
+        around an ownership change of that /32 involving on-prem (the workload and the CER both
+        claim it for a moment), and within THAW_SLACK after an on-prem node thaws (it resumes with
+        the VRRP state it was frozen with)."""
         with self.c.mu:
             windows = [(ip, a / 1000 - ONPREM_CLAIM_SLACK[0], b / 1000 + 5) for ip, a, b, s in self.c.ip_windows if "onprem" in s]
+            windows += [(None, t - 1, t + THAW_SLACK) for t in self.c.thaws]
         for n in self.lab.nodes_of("onprem"):
             if not self.lab.alive(f"{n['tag']}-ctl") or n["tag"] in self.c.frozen:
                 continue
@@ -1181,7 +1192,7 @@ class Checks:
                 base = 0
             if count > base:
                 new = c.get("duplicate_holders") or []
-                unexplained = [d for d in new if not any(w == d.get("ip") and a - 1 <= (d.get("last_unix") or 0) <= b + 1 for w, a, b in windows)]
+                unexplained = [d for d in new if not any(w in (None, d.get("ip")) and a - 1 <= (d.get("last_unix") or 0) <= b + 1 for w, a, b in windows)]
                 if unexplained or not new:
                     raise Violation("duplicate_holder_alarm", f"{n['node']} raised {count - base} duplicate-holder alarm(s) outside an on-prem ownership change",
                                     {"node": n["node"], "count": count, "holders": new, "windows": windows[-10:]})
@@ -1674,6 +1685,23 @@ def selftest():
     pcap([(t, a, "10.77.60.11"), (t + 0.1, b, "10.77.60.11"), (t + 0.2, a, "10.77.60.11")])
     c.ip_windows = [("10.77.60.11", int(t * 1000), int(t * 1000) + 50, {"onprem", "aws"})]
     expect("proxy_arp_holders, inside a move to on-prem", ch.proxy_arp_pcap, False)
+    c.ip_windows = []
+
+    # 1b. Duplicate-holder alarms of the on-prem CERs.
+    lab.alive = lambda key: True
+    lab.ctl_sock = lambda n: "ctl.sock"
+    c.frozen, c.thaws = {}, []
+    L.try_admin = lambda sock, cmd: {"duplicate_holder_alarms": 1, "duplicate_holders": [
+        {"ip": "10.77.60.23", "last_unix": int(t), "mac": a, "port": "lan", "seen": 1}]}
+    c.alarm_base = {}
+    expect("duplicate_holder_alarm, out of the blue", ch.duplicate_alarms, True)
+    c.alarm_base, c.thaws = {}, [t - 2]
+    expect("duplicate_holder_alarm, 2 s after an on-prem node thawed", ch.duplicate_alarms, False)
+    c.alarm_base, c.thaws = {}, [t - 30]
+    expect("duplicate_holder_alarm, 30 s after a thaw", ch.duplicate_alarms, True)
+    c.alarm_base, c.thaws = {}, []
+    c.ip_windows = [("10.77.60.23", int(t * 1000) - 500, int(t * 1000), {"onprem", "aws"})]
+    expect("duplicate_holder_alarm, inside a move to on-prem", ch.duplicate_alarms, False)
     c.ip_windows = []
 
     # 2. Source preservation.
