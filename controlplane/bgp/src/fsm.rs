@@ -311,6 +311,22 @@ pub fn keep_outbound(local_id: Ipv4Addr, remote_id: Ipv4Addr) -> bool {
     u32::from(local_id) > u32::from(remote_id)
 }
 
+/// The collision decision `session` applies when a second connection's OPEN
+/// (`remote_id`) arrives while the current connection is in `state`: true
+/// keeps the current one (the newcomer gets Cease/collision), false closes
+/// the current one with Cease/collision and continues on the newcomer. An
+/// established session always stays (RFC 4271 6.8: a collision with an
+/// Established connection is resolved in its favour); otherwise the current
+/// connection stays only if we initiated it and our identifier is higher.
+pub fn collision_keeps_current(
+    state: State,
+    current_outbound: bool,
+    local_id: Ipv4Addr,
+    remote_id: Ipv4Addr,
+) -> bool {
+    state == State::Established || (current_outbound && keep_outbound(local_id, remote_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,6 +484,36 @@ mod tests {
         let a = f.handle(Event::Notification(Notification::new(6, 2)));
         assert_eq!(a.len(), 1, "no NOTIFICATION in reply to a NOTIFICATION");
         assert!(matches!(&a[0], Action::Close(why) if why.contains("administrative shutdown")));
+    }
+
+    #[test]
+    fn collision_decision_by_state_direction_and_identifier() {
+        let (low, high) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        // Established always wins, whoever initiated it.
+        assert!(collision_keeps_current(
+            State::Established,
+            false,
+            low,
+            high
+        ));
+        assert!(collision_keeps_current(State::Established, true, low, high));
+        // Our outbound connection stays only if our identifier is higher.
+        assert!(collision_keeps_current(State::OpenConfirm, true, high, low));
+        assert!(!collision_keeps_current(
+            State::OpenConfirm,
+            true,
+            low,
+            high
+        ));
+        assert!(!collision_keeps_current(State::OpenSent, true, low, high));
+        // The peer initiated the current one and it is not established: the
+        // newcomer (its OPEN already read) replaces it.
+        assert!(!collision_keeps_current(
+            State::OpenConfirm,
+            false,
+            high,
+            low
+        ));
     }
 
     #[test]

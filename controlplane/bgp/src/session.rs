@@ -3,18 +3,18 @@
 //! resolution, and the per-connection loop that runs a `Connection` (codec +
 //! `fsm`, no sockets) with a reader task (whole frames, cancel-safe) and a
 //! writer task. Everything the RIB needs goes to the speaker core as
-//! `SessionEvent`s; the core answers with `SessionCmd`s on the channel it
-//! receives at establishment.
+//! `PeerEvent`s (wrapped in `SessionEvent`); the core answers with
+//! `SessionCmd`s, which `driver` delivers on the command channel an
+//! established session hands over with its `Established` event.
 
+pub use crate::events::{PeerEvent, PeerSession, SessionCmd};
 use crate::fsm::{self, Action, Event, Fsm, FsmConfig, Negotiated, State};
 use crate::packet::{
     self, notify, Codec, Family, Message, Notification, Open, SessionContext, UpdateError,
     HEADER_LEN, MAX_LEN,
 };
-use crate::route::{PathAttrs, PeerId, Prefix};
 use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -22,50 +22,22 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-/// From a session to the speaker core.
+/// A `PeerEvent` on its way from a session task to the speaker, with the
+/// command channel of the connection when it just got established (the
+/// driver keeps it; the speaker never sees a channel).
 #[derive(Debug)]
-pub enum SessionEvent {
-    State {
-        peer: PeerId,
-        state: State,
-    },
-    Established {
-        peer: PeerId,
-        negotiated: Box<Negotiated>,
-        local_addr: IpAddr,
-        tx: mpsc::UnboundedSender<SessionCmd>,
-    },
-    Update {
-        peer: PeerId,
-        update: packet::Update,
-    },
-    /// An UPDATE so malformed that RFC 7606 resets the session (a `Down` follows).
-    UpdateReset {
-        peer: PeerId,
-        error: UpdateError,
-    },
-    RouteRefresh {
-        peer: PeerId,
-        family: Family,
-    },
-    /// The session ended; `was_established` tells the core to clean up routes.
-    /// `tcp_failure`: no NOTIFICATION was exchanged (graceful restart applies).
-    Down {
-        peer: PeerId,
-        reason: String,
-        was_established: bool,
-        tcp_failure: bool,
-    },
+pub struct SessionEvent {
+    pub event: PeerEvent,
+    pub commands: Option<mpsc::UnboundedSender<SessionCmd>>,
 }
 
-/// From the speaker core to an established session.
-#[derive(Debug, Clone)]
-pub enum SessionCmd {
-    Announce(Vec<Prefix>, Arc<PathAttrs>),
-    Withdraw(Vec<Prefix>),
-    EndOfRib(Family),
-    RouteRefresh(Family),
-    Stop(Notification),
+impl From<PeerEvent> for SessionEvent {
+    fn from(event: PeerEvent) -> Self {
+        SessionEvent {
+            event,
+            commands: None,
+        }
+    }
 }
 
 /// What a received frame brings the speaker core.
@@ -138,18 +110,6 @@ impl Connection {
     }
 }
 
-/// How a peer's connections are made.
-#[derive(Debug, Clone)]
-pub struct PeerSession {
-    pub peer: PeerId,
-    pub remote: SocketAddr,
-    /// Source address (and, for IPv6 link-local, the scope) to connect from.
-    pub local: Option<IpAddr>,
-    pub passive: bool,
-    pub connect_retry: Duration,
-    pub fsm: FsmConfig,
-}
-
 /// Control of a peer task from the speaker (admin reset, removal).
 #[derive(Debug)]
 pub enum PeerCtl {
@@ -169,14 +129,14 @@ pub async fn run_peer(
     let mut next_connect = Instant::now() + jitter(Duration::from_millis(300));
     loop {
         let _ = events
-            .send(SessionEvent::State {
+            .send(SessionEvent::from(PeerEvent::State {
                 peer,
                 state: if cfg.passive {
                     State::Active
                 } else {
                     State::Connect
                 },
-            })
+            }))
             .await;
         let conn = tokio::select! {
             c = ctl.recv() => match c {
@@ -189,7 +149,7 @@ pub async fn run_peer(
                 match connect(&cfg).await {
                     Ok(s) => Some((s, true)),
                     Err(e) => {
-                        let _ = events.send(SessionEvent::Down { peer, reason: format!("connect to {}: {e}", cfg.remote), was_established: false, tcp_failure: true }).await;
+                        let _ = events.send(PeerEvent::Down { peer, reason: format!("connect to {}: {e}", cfg.remote), was_established: false, tcp_failure: true }.into()).await;
                         None
                     }
                 }
@@ -383,10 +343,10 @@ async fn run_connection(
     }
     let mut last_state = conn.fsm.state;
     let _ = events
-        .send(SessionEvent::State {
+        .send(SessionEvent::from(PeerEvent::State {
             peer,
             state: conn.fsm.state,
-        })
+        }))
         .await;
     'conn: loop {
         // Perform actions.
@@ -412,28 +372,30 @@ async fn run_connection(
                     conn.established(&n);
                     established = true;
                     let _ = events
-                        .send(SessionEvent::Established {
-                            peer,
-                            negotiated: n,
-                            local_addr,
-                            tx: cmd_tx.clone(),
+                        .send(SessionEvent {
+                            event: PeerEvent::Established {
+                                peer,
+                                negotiated: n,
+                                local_addr,
+                            },
+                            commands: Some(cmd_tx.clone()),
                         })
                         .await;
                 }
                 Action::Close(reason) => {
                     let _ = events
-                        .send(SessionEvent::State {
+                        .send(SessionEvent::from(PeerEvent::State {
                             peer,
                             state: State::Idle,
-                        })
+                        }))
                         .await;
                     let _ = events
-                        .send(SessionEvent::Down {
+                        .send(SessionEvent::from(PeerEvent::Down {
                             peer,
                             reason,
                             was_established: established,
                             tcp_failure: !conn.notified,
-                        })
+                        }))
                         .await;
                     break 'conn;
                 }
@@ -442,10 +404,10 @@ async fn run_connection(
         if conn.fsm.state != last_state {
             last_state = conn.fsm.state;
             let _ = events
-                .send(SessionEvent::State {
+                .send(SessionEvent::from(PeerEvent::State {
                     peer,
                     state: conn.fsm.state,
-                })
+                }))
                 .await;
         }
         tokio::select! {
@@ -455,12 +417,12 @@ async fn run_connection(
                         let (a, inbound) = conn.receive(&frame);
                         actions = a;
                         let ev = match inbound {
-                            Some(Inbound::Update(update)) => SessionEvent::Update { peer, update },
-                            Some(Inbound::RouteRefresh(family)) => SessionEvent::RouteRefresh { peer, family },
-                            Some(Inbound::UpdateReset(error)) => SessionEvent::UpdateReset { peer, error },
+                            Some(Inbound::Update(update)) => PeerEvent::Update { peer, update },
+                            Some(Inbound::RouteRefresh(family)) => PeerEvent::RouteRefresh { peer, family },
+                            Some(Inbound::UpdateReset(error)) => PeerEvent::UpdateReset { peer, error },
                             None => continue,
                         };
-                        let _ = events.send(ev).await;
+                        let _ = events.send(ev.into()).await;
                         continue;
                     }
                     Some(Err(e)) if e.notification.code == 0 => Event::TcpClosed(e.reason),
@@ -509,10 +471,12 @@ async fn run_connection(
             done = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
                 pending = None;
                 if let Ok(Some((s, open))) = done {
-                    // RFC 4271 6.8: keep the connection initiated by the higher BGP identifier.
-                    let keep_current = conn.fsm.state == State::Established
-                        || (outbound && fsm::keep_outbound(cfg.fsm.router_id, open.router_id));
-                    if keep_current {
+                    if fsm::collision_keeps_current(
+                        conn.fsm.state,
+                        outbound,
+                        cfg.fsm.router_id,
+                        open.router_id,
+                    ) {
                         reject_collision(s).await;
                     } else {
                         actions = conn.fsm.handle(Event::Stop(Notification::new(notify::CEASE, notify::CEASE_COLLISION)));

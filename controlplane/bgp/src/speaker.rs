@@ -1,11 +1,16 @@
-//! The speaker core: the one place BGP state changes. It owns the RIB, every
-//! peer's runtime state and Adj-RIB-Out, and the locally originated routes.
-//! Session tasks send it `SessionEvent`s; it imports (loop checks, hygiene,
-//! policy), runs the decision process through the `Rib`, and exports diffs to
-//! established peers. It returns the prefixes whose candidate paths changed,
-//! so the caller (cer-control's ownership plane) can re-evaluate them.
+//! The speaker core: the one place BGP state changes, with no IO (sans-IO).
+//! It owns the RIB, every peer's runtime state and Adj-RIB-Out, and the
+//! locally originated routes. It consumes `PeerEvent`s (from the sessions),
+//! imports (loop checks, hygiene, policy), runs the decision process through
+//! the `Rib`, and exports diffs to established peers as `Output`s, which the
+//! IO layer (`driver`, over `session`'s tokio tasks) takes with
+//! `take_outputs` and performs. Every call returns the prefixes whose
+//! candidate paths changed, so the caller (cer-control's ownership plane) can
+//! re-evaluate them. Tests drive it with events and read its outputs, no
+//! sockets (`speaker/tests.rs`).
 
 use crate::decision::DecisionConfig;
+use crate::events::{Output, PeerEvent, PeerSession, SessionCmd};
 use crate::export::{export_with_policy, import_check, import_normalize, ExportCtx};
 use crate::fsm::{FsmConfig, Negotiated, PeerAs, State};
 use crate::packet::{
@@ -16,13 +21,11 @@ use crate::rib::Rib;
 use crate::route::{
     FastMap, FastSet, NextHop, Path, PathAttrs, PathSource, PeerId, Prefix, DEFAULT_LOCAL_PREF,
 };
-use crate::session::{run_peer, PeerCtl, PeerSession, SessionCmd, SessionEvent};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::mpsc;
 
 #[derive(Debug, Clone)]
 pub struct SpeakerConfig {
@@ -94,11 +97,12 @@ pub struct NeighborSummary {
 
 struct PeerRt {
     cfg: NeighborConfig,
-    ctl: mpsc::Sender<PeerCtl>,
     state: State,
     negotiated: Option<Negotiated>,
     source: Option<Arc<PathSource>>,
-    tx: Option<mpsc::UnboundedSender<SessionCmd>>,
+    /// Established as far as the core is concerned (from its `Established`
+    /// event to its `Down`): only then does it get UPDATEs.
+    up: bool,
     local_addr: Option<IpAddr>,
     adj_out: FastMap<Prefix, Arc<PathAttrs>>,
     established_at: Option<Instant>,
@@ -130,7 +134,8 @@ pub struct Speaker {
     peers: BTreeMap<PeerId, PeerRt>,
     local: FastMap<Prefix, Arc<PathAttrs>>,
     local_source: Arc<PathSource>,
-    events: mpsc::Sender<SessionEvent>,
+    /// What the IO layer has to do, in order (`take_outputs`).
+    outbox: Vec<Output>,
     next_id: u32,
     /// Peers whose End-of-RIB we have seen since they came up.
     eor_seen: FastSet<PeerId>,
@@ -138,7 +143,7 @@ pub struct Speaker {
 }
 
 impl Speaker {
-    pub fn new(cfg: SpeakerConfig, events: mpsc::Sender<SessionEvent>) -> Self {
+    pub fn new(cfg: SpeakerConfig) -> Self {
         let local_source = Arc::new(PathSource {
             peer: PeerId::LOCAL,
             peer_addr: IpAddr::V4(cfg.router_id),
@@ -153,7 +158,7 @@ impl Speaker {
             peers: BTreeMap::new(),
             local: FastMap::default(),
             local_source,
-            events,
+            outbox: Vec::new(),
             next_id: 1,
             eor_seen: FastSet::default(),
             started: SystemTime::now(),
@@ -162,6 +167,13 @@ impl Speaker {
 
     pub fn rib(&self) -> &Rib {
         &self.rib
+    }
+
+    /// What the IO layer must do now, in the order it was asked (start
+    /// sessions, send to established ones, reset, stop). Call after every
+    /// input (event, tick, admin change).
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outbox)
     }
 
     fn capabilities(&self, n: &NeighborConfig) -> Capabilities {
@@ -182,11 +194,11 @@ impl Speaker {
         }
     }
 
-    /// Adds a neighbor and starts its session task (needs a tokio runtime).
+    /// Adds a neighbor; its session starts when the IO layer performs the
+    /// `Output::Start` this queues.
     pub fn add_neighbor(&mut self, n: NeighborConfig) -> PeerId {
         let id = PeerId(self.next_id);
         self.next_id += 1;
-        let (ctl, ctl_rx) = mpsc::channel(16);
         let session = PeerSession {
             peer: id,
             remote: n.remote,
@@ -201,16 +213,15 @@ impl Speaker {
                 caps: self.capabilities(&n),
             },
         };
-        tokio::spawn(run_peer(session, ctl_rx, self.events.clone()));
+        self.outbox.push(Output::Start(session));
         self.peers.insert(
             id,
             PeerRt {
                 cfg: n,
-                ctl,
                 state: State::Idle,
                 negotiated: None,
                 source: None,
-                tx: None,
+                up: false,
                 local_addr: None,
                 adj_out: FastMap::default(),
                 established_at: None,
@@ -232,13 +243,16 @@ impl Speaker {
     /// the RIB at once and the change goes to every other peer. Returns the
     /// prefixes whose candidates changed.
     pub fn remove_neighbor(&mut self, id: PeerId) -> Vec<Prefix> {
-        let Some(p) = self.peers.remove(&id) else {
+        if self.peers.remove(&id).is_none() {
             return vec![];
-        };
-        let _ = p.ctl.try_send(PeerCtl::Shutdown(Notification::new(
-            crate::packet::notify::CEASE,
-            crate::packet::notify::CEASE_PEER_DECONFIGURED,
-        )));
+        }
+        self.outbox.push(Output::Stop(
+            id,
+            Notification::new(
+                crate::packet::notify::CEASE,
+                crate::packet::notify::CEASE_PEER_DECONFIGURED,
+            ),
+        ));
         self.eor_seen.remove(&id);
         let changes = self.rib.peer_down(id);
         let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
@@ -262,33 +276,23 @@ impl Speaker {
             .map(|(id, _)| *id)
     }
 
-    /// Hands an accepted connection to the peer configured for its address.
-    /// Returns false (caller closes it) for unknown sources.
-    pub fn inbound(&self, stream: tokio::net::TcpStream) -> bool {
-        let Ok(remote) = stream.peer_addr() else {
-            return false;
-        };
-        match self.neighbor_for(remote).and_then(|id| self.peers.get(&id)) {
-            Some(p) => p.ctl.try_send(PeerCtl::Inbound(stream)).is_ok(),
-            None => false,
-        }
-    }
-
     /// The interface of an unnumbered neighbor.
     pub fn peer_interface(&self, id: PeerId) -> Option<&str> {
         self.peers.get(&id).and_then(|p| p.cfg.interface.as_deref())
     }
 
     /// Resets a session (admin), e.g. after a policy change.
-    pub fn reset(&self, peer: PeerId) {
-        if let Some(p) = self.peers.get(&peer) {
-            let _ = p.ctl.try_send(PeerCtl::Reset(Notification::new(6, 4)));
+    pub fn reset(&mut self, peer: PeerId) {
+        if self.peers.contains_key(&peer) {
+            self.outbox
+                .push(Output::Reset(peer, Notification::new(6, 4)));
         }
     }
 
-    pub fn shutdown(&self) {
-        for p in self.peers.values() {
-            let _ = p.ctl.try_send(PeerCtl::Shutdown(Notification::new(6, 2)));
+    /// Cease (administrative shutdown) to every peer; their sessions end.
+    pub fn shutdown(&mut self) {
+        for id in self.peers.keys() {
+            self.outbox.push(Output::Stop(*id, Notification::new(6, 2)));
         }
     }
 
@@ -307,27 +311,26 @@ impl Speaker {
     }
 
     /// Handles a session event; returns the prefixes whose candidates changed.
-    pub fn handle(&mut self, ev: SessionEvent) -> Vec<Prefix> {
+    pub fn handle(&mut self, ev: PeerEvent) -> Vec<Prefix> {
         match ev {
-            SessionEvent::State { peer, state } => {
+            PeerEvent::State { peer, state } => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.state = state;
                 }
                 vec![]
             }
-            SessionEvent::Established {
+            PeerEvent::Established {
                 peer,
                 negotiated,
                 local_addr,
-                tx,
-            } => self.established(peer, *negotiated, local_addr, tx),
-            SessionEvent::Update { peer, update } => self.update(peer, update),
-            SessionEvent::UpdateReset { peer, error } => self.update_reset(peer, error),
-            SessionEvent::RouteRefresh { peer, family } => {
+            } => self.established(peer, *negotiated, local_addr),
+            PeerEvent::Update { peer, update } => self.update(peer, update),
+            PeerEvent::UpdateReset { peer, error } => self.update_reset(peer, error),
+            PeerEvent::RouteRefresh { peer, family } => {
                 self.send_table(peer, Some(family));
                 vec![]
             }
-            SessionEvent::Down {
+            PeerEvent::Down {
                 peer,
                 reason,
                 was_established,
@@ -336,13 +339,7 @@ impl Speaker {
         }
     }
 
-    fn established(
-        &mut self,
-        peer: PeerId,
-        n: Negotiated,
-        local_addr: IpAddr,
-        tx: mpsc::UnboundedSender<SessionCmd>,
-    ) -> Vec<Prefix> {
+    fn established(&mut self, peer: PeerId, n: Negotiated, local_addr: IpAddr) -> Vec<Prefix> {
         let local_as = self.cfg.local_as;
         let Some(p) = self.peers.get_mut(&peer) else {
             return vec![];
@@ -363,7 +360,7 @@ impl Speaker {
             rr_client: p.cfg.rr_client,
         }));
         p.negotiated = Some(n);
-        p.tx = Some(tx);
+        p.up = true;
         p.local_addr = Some(local_addr);
         p.established_at = Some(Instant::now());
         p.adj_out.clear();
@@ -389,7 +386,7 @@ impl Speaker {
         log::warn!("peer {} down: {reason}", p.cfg.remote);
         p.flaps += 1;
         p.state = State::Idle;
-        p.tx = None;
+        p.up = false;
         p.established_at = None;
         p.adj_out.clear();
         let gr = p
@@ -495,7 +492,11 @@ impl Speaker {
 
     /// Graceful-restart timers: sweeps stale routes of peers that did not come back.
     pub fn tick(&mut self) -> Vec<Prefix> {
-        let now = Instant::now();
+        self.tick_at(Instant::now())
+    }
+
+    /// `tick` as of `now` (tests step time without waiting).
+    pub fn tick_at(&mut self, now: Instant) -> Vec<Prefix> {
         let due: Vec<PeerId> = self
             .peers
             .iter()
@@ -606,7 +607,7 @@ impl Speaker {
         let ids: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.tx.is_some())
+            .filter(|(_, p)| p.up)
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
@@ -640,13 +641,13 @@ impl Speaker {
                     None => p.adj_out.remove(&prefix),
                 };
             }
-            if let Some(tx) = &p.tx {
-                if !withdraw.is_empty() {
-                    let _ = tx.send(SessionCmd::Withdraw(withdraw));
-                }
-                for (a, ps) in announce {
-                    let _ = tx.send(SessionCmd::Announce(ps, a));
-                }
+            if !withdraw.is_empty() {
+                self.outbox
+                    .push(Output::Send(id, SessionCmd::Withdraw(withdraw)));
+            }
+            for (a, ps) in announce {
+                self.outbox
+                    .push(Output::Send(id, SessionCmd::Announce(ps, a)));
             }
         }
     }
@@ -682,17 +683,19 @@ impl Speaker {
         for (prefix, a) in set {
             p.adj_out.insert(prefix, a);
         }
-        if let Some(tx) = &p.tx {
-            for (a, ps) in announce {
-                let _ = tx.send(SessionCmd::Announce(ps, a));
-            }
-            let fams: Vec<Family> = match family {
-                Some(f) => vec![f],
-                None => n.families(),
-            };
-            for f in fams {
-                let _ = tx.send(SessionCmd::EndOfRib(f));
-            }
+        if !p.up {
+            return;
+        }
+        for (a, ps) in announce {
+            self.outbox
+                .push(Output::Send(id, SessionCmd::Announce(ps, a)));
+        }
+        let fams: Vec<Family> = match family {
+            Some(f) => vec![f],
+            None => n.families(),
+        };
+        for f in fams {
+            self.outbox.push(Output::Send(id, SessionCmd::EndOfRib(f)));
         }
     }
 
@@ -762,3 +765,6 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
         v4 => v4,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,16 +25,16 @@
 //! the end are one regression test per violation listed in issue 15.
 
 use cer_bgp::decision::DecisionConfig;
+use cer_bgp::events::PeerEvent;
 use cer_bgp::fsm::{Action, Event, FsmConfig, PeerAs, State};
 use cer_bgp::packet::{
     self, Capabilities, ErrorKind, ErrorKind::*, Notification, UpdateError, HEADER_LEN,
 };
 use cer_bgp::route::{AsSegment, AsSegmentKind, PeerId, Prefix};
-use cer_bgp::session::{Connection, Inbound, SessionCmd, SessionEvent};
+use cer_bgp::session::{Connection, Inbound};
 use cer_bgp::speaker::{NeighborConfig, NeighborSummary, Speaker, SpeakerConfig};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// The session a row runs on.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -546,28 +546,22 @@ struct Harness {
     speaker: Speaker,
     peer: PeerId,
     conn: Connection,
-    _events: mpsc::Receiver<SessionEvent>,
-    _cmds: Vec<mpsc::UnboundedReceiver<SessionCmd>>,
 }
 
 impl Harness {
     /// A speaker (AS 65000) with one passive neighbor, session established.
     fn new(peer_kind: Peer) -> Harness {
-        let (tx, events) = mpsc::channel(64);
-        let mut speaker = Speaker::new(
-            SpeakerConfig {
-                local_as: 65000,
-                router_id: LOCAL.parse().unwrap(),
-                cluster_id: None,
-                hold_time: 90,
-                connect_retry: Duration::from_secs(30),
-                graceful_restart: None,
-                restarting: false,
-                forwarding_preserved: false,
-                decision: DecisionConfig::default(),
-            },
-            tx,
-        );
+        let mut speaker = Speaker::new(SpeakerConfig {
+            local_as: 65000,
+            router_id: LOCAL.parse().unwrap(),
+            cluster_id: None,
+            hold_time: 90,
+            connect_retry: Duration::from_secs(30),
+            graceful_restart: None,
+            restarting: false,
+            forwarding_preserved: false,
+            decision: DecisionConfig::default(),
+        });
         let peer = speaker.add_neighbor(NeighborConfig {
             remote: SocketAddr::new(REMOTE.parse().unwrap(), 179),
             local: Some(LOCAL.parse().unwrap()),
@@ -588,8 +582,6 @@ impl Harness {
             speaker,
             peer,
             conn: Connection::new(fsm_config(peer_kind), LOCAL.parse().unwrap()),
-            _events: events,
-            _cmds: Vec::new(),
         };
         h.connect();
         h
@@ -617,17 +609,14 @@ impl Harness {
                 }
                 Action::Established(n) => {
                     self.conn.established(&n);
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    self._cmds.push(rx);
-                    self.speaker.handle(SessionEvent::Established {
+                    self.speaker.handle(PeerEvent::Established {
                         peer: self.peer,
                         negotiated: n,
                         local_addr: LOCAL.parse::<IpAddr>().unwrap(),
-                        tx,
                     });
                 }
                 Action::Close(reason) => {
-                    self.speaker.handle(SessionEvent::Down {
+                    self.speaker.handle(PeerEvent::Down {
                         peer: self.peer,
                         reason,
                         was_established: true,
@@ -649,14 +638,14 @@ impl Harness {
         match inbound {
             Some(Inbound::Update(update)) => {
                 out.errors = update.errors.clone();
-                self.speaker.handle(SessionEvent::Update {
+                self.speaker.handle(PeerEvent::Update {
                     peer: self.peer,
                     update,
                 });
             }
             Some(Inbound::UpdateReset(error)) => {
                 out.errors = vec![error.clone()];
-                self.speaker.handle(SessionEvent::UpdateReset {
+                self.speaker.handle(PeerEvent::UpdateReset {
                     peer: self.peer,
                     error,
                 });

@@ -4,6 +4,7 @@
 //! 4-octet AS path crossing a session negotiated with 2-octet ASNs.
 
 use cer_bgp::decision::DecisionConfig;
+use cer_bgp::driver::SpeakerIo;
 use cer_bgp::fsm::PeerAs;
 use cer_bgp::route::{AsSegment, AsSegmentKind, Community, Ipv4Prefix, NextHop, PathAttrs, Prefix};
 use cer_bgp::session::SessionEvent;
@@ -40,7 +41,7 @@ async fn node_to(ip: &str, port: u16, remote: SocketAddr, passive: bool, gr: Opt
         forwarding_preserved: false,
         decision: DecisionConfig::default(),
     };
-    let mut s = Speaker::new(cfg, tx);
+    let mut s = Speaker::new(cfg);
     s.add_neighbor(NeighborConfig {
         remote,
         local: Some(ip.parse().unwrap()),
@@ -58,16 +59,23 @@ async fn node_to(ip: &str, port: u16, remote: SocketAddr, passive: bool, gr: Opt
         .await
         .unwrap();
     let sp = speaker.clone();
+    let mut io = SpeakerIo::new(tx);
+    // The test changes the speaker from outside this loop (originate,
+    // shutdown): its outputs are performed within 20 ms.
+    let mut flush = tokio::time::interval(Duration::from_millis(20));
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 ev = rx.recv() => match ev {
-                    Some(ev) => { sp.lock().unwrap().handle(ev); }
+                    Some(ev) => { io.event(&mut sp.lock().unwrap(), ev); }
                     None => return,
                 },
                 c = listener.accept() => if let Ok((stream, _)) = c {
-                    sp.lock().unwrap().inbound(stream);
+                    let mut s = sp.lock().unwrap();
+                    io.flush(&mut s);
+                    io.inbound(&s, stream);
                 },
+                _ = flush.tick() => io.flush(&mut sp.lock().unwrap()),
             }
         }
     });

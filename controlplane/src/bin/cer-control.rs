@@ -243,6 +243,8 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+        // The IO the speaker asked for while handling that input.
+        core.flush();
     }
     watchers_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     log::info!("shutting down: Cease to every peer");

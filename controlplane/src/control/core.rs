@@ -11,6 +11,7 @@ use super::fibfeed::{FeedOp, SharedStatus};
 use super::sam::{Owner, Sam, TrapEvent};
 use super::underlay::{self, Via};
 use super::unnumbered::{LinkEvent, PeerChange, Unnumbered};
+use cer_bgp::driver::SpeakerIo;
 use cer_bgp::route::{Community, Ipv4Prefix, NextHop, PathAttrs, PeerId, Prefix};
 use cer_bgp::session::SessionEvent;
 use cer_bgp::speaker::{NeighborConfig, Speaker, SpeakerConfig};
@@ -36,7 +37,11 @@ pub struct FibEntry {
 
 pub struct Core {
     pub cfg: ControlConfig,
+    /// The BGP speaker (sans-IO) and the IO layer performing its outputs:
+    /// every entry point of `Core` that can change the speaker ends with
+    /// `flush` (see `Core::flush`).
     pub speaker: Speaker,
+    bgp_io: SpeakerIo,
     pub sam: Sam,
     endpoints: Endpoints,
     fib: BTreeMap<Ipv4Addr, FibEntry>,
@@ -96,7 +101,8 @@ impl Core {
         );
         let (trap_tx, _) = broadcast::channel(4096);
         Ok(Core {
-            speaker: Speaker::new(speaker_cfg, events),
+            speaker: Speaker::new(speaker_cfg),
+            bgp_io: SpeakerIo::new(events),
             sam,
             endpoints,
             fib: BTreeMap::new(),
@@ -157,6 +163,7 @@ impl Core {
         for e in eps {
             self.advertise(e);
         }
+        self.flush();
         Ok(())
     }
 
@@ -232,7 +239,16 @@ impl Core {
                 }
             }
         }
-        self.speaker.inbound(stream)
+        self.flush();
+        self.bgp_io.inbound(&self.speaker, stream)
+    }
+
+    /// Performs what the speaker asked for (start, send, reset, stop
+    /// sessions). The binary's event loop calls it after every input; the
+    /// entry points that run outside that loop (`start`, `shutdown`) call it
+    /// themselves.
+    pub fn flush(&mut self) {
+        self.bgp_io.flush(&mut self.speaker);
     }
 
     /// Interface and dataplane port of an unnumbered session.
@@ -412,7 +428,7 @@ impl Core {
 
     pub fn on_session(&mut self, ev: SessionEvent) {
         let arrived = Instant::now();
-        let changed = self.speaker.handle(ev);
+        let changed = self.bgp_io.event(&mut self.speaker, ev);
         self.after_at(changed, arrived);
     }
 
@@ -891,8 +907,9 @@ impl Core {
         })
     }
 
-    pub fn shutdown(&self) {
+    pub fn shutdown(&mut self) {
         self.speaker.shutdown();
+        self.flush();
     }
 
     pub fn owner_of(&self, ip: Ipv4Addr) -> Option<&Owner> {

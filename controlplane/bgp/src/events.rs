@@ -1,0 +1,107 @@
+//! What crosses between the sans-IO speaker core (`speaker`) and the tokio
+//! layer that owns sockets and timers (`session`, `driver`): plain data, no
+//! channels, no sockets.
+//!
+//! - `PeerEvent`: what a session reports to the speaker (state changes,
+//!   establishment with the negotiated capabilities, UPDATEs, ROUTE-REFRESH,
+//!   the end of a session).
+//! - `Output`: what the speaker asks the IO layer to do (start a neighbor's
+//!   session, send to an established session, reset or stop one).
+//! - `SessionCmd`: one thing to send on an established session.
+//! - `PeerSession`: how a neighbor's connections are made.
+
+use crate::fsm::{FsmConfig, Negotiated, State};
+use crate::packet::{self, Family, Notification, UpdateError};
+use crate::route::{PathAttrs, PeerId, Prefix};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// From a session to the speaker core.
+#[derive(Debug)]
+pub enum PeerEvent {
+    State {
+        peer: PeerId,
+        state: State,
+    },
+    /// The session is established; `local_addr` is our address on it (the
+    /// next hop we announce when it is ours to set).
+    Established {
+        peer: PeerId,
+        negotiated: Box<Negotiated>,
+        local_addr: IpAddr,
+    },
+    Update {
+        peer: PeerId,
+        update: packet::Update,
+    },
+    /// An UPDATE so malformed that RFC 7606 resets the session (a `Down` follows).
+    UpdateReset {
+        peer: PeerId,
+        error: UpdateError,
+    },
+    RouteRefresh {
+        peer: PeerId,
+        family: Family,
+    },
+    /// The session ended; `was_established` tells the core to clean up routes.
+    /// `tcp_failure`: no NOTIFICATION was exchanged (graceful restart applies).
+    Down {
+        peer: PeerId,
+        reason: String,
+        was_established: bool,
+        tcp_failure: bool,
+    },
+}
+
+impl PeerEvent {
+    pub fn peer(&self) -> PeerId {
+        match self {
+            PeerEvent::State { peer, .. }
+            | PeerEvent::Established { peer, .. }
+            | PeerEvent::Update { peer, .. }
+            | PeerEvent::UpdateReset { peer, .. }
+            | PeerEvent::RouteRefresh { peer, .. }
+            | PeerEvent::Down { peer, .. } => *peer,
+        }
+    }
+}
+
+/// From the speaker core to an established session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionCmd {
+    Announce(Vec<Prefix>, Arc<PathAttrs>),
+    Withdraw(Vec<Prefix>),
+    EndOfRib(Family),
+    RouteRefresh(Family),
+    Stop(Notification),
+}
+
+/// How a peer's connections are made.
+#[derive(Debug, Clone)]
+pub struct PeerSession {
+    pub peer: PeerId,
+    pub remote: SocketAddr,
+    /// Source address (and, for IPv6 link-local, the scope) to connect from.
+    pub local: Option<IpAddr>,
+    pub passive: bool,
+    pub connect_retry: Duration,
+    pub fsm: FsmConfig,
+}
+
+/// What the speaker core asks of the IO layer, in order.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// A neighbor was added: run its session (connect-retry, or wait for the
+    /// peer when passive).
+    Start(PeerSession),
+    /// Send to the peer's established session. Dropped by the IO layer when
+    /// the session it was meant for is gone (a `Down` is on its way).
+    Send(PeerId, SessionCmd),
+    /// Close the session with this NOTIFICATION, then reconnect as configured
+    /// (admin reset).
+    Reset(PeerId, Notification),
+    /// Close the session with this NOTIFICATION and end it for good
+    /// (neighbor removed, shutdown).
+    Stop(PeerId, Notification),
+}

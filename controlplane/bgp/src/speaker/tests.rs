@@ -1,0 +1,422 @@
+//! The speaker core driven by events alone, no sockets and no runtime: what
+//! it outputs for each peer (session start and stop, announcements,
+//! withdrawals, End-of-RIB) as routes are imported, exported, reflected and
+//! kept across a graceful restart. Connection collisions are decided by
+//! `fsm::collision_keeps_current` (tested in `fsm.rs`); the speaker only ever
+//! sees the surviving connection's events.
+
+use super::*;
+use crate::events::{Output, PeerEvent, SessionCmd};
+use crate::packet::{Reach, Update};
+use crate::route::{AsSegment, AsSegmentKind, Ipv4Prefix};
+
+const LOCAL_AS: u32 = 65000;
+const LOCAL_ID: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const CLUSTER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+
+fn speaker(cluster_id: Option<Ipv4Addr>) -> Speaker {
+    Speaker::new(SpeakerConfig {
+        local_as: LOCAL_AS,
+        router_id: LOCAL_ID,
+        cluster_id,
+        hold_time: 90,
+        connect_retry: Duration::from_secs(5),
+        graceful_restart: Some(120),
+        restarting: false,
+        forwarding_preserved: true,
+        decision: DecisionConfig::default(),
+    })
+}
+
+fn neighbor(addr: &str, peer_as: PeerAs, rr_client: bool) -> NeighborConfig {
+    NeighborConfig {
+        remote: SocketAddr::new(addr.parse().unwrap(), 179),
+        local: None,
+        peer_as,
+        passive: false,
+        rr_client,
+        next_hop_self: false,
+        import: None,
+        export: None,
+        description: None,
+        interface: None,
+    }
+}
+
+fn pfx(s: &str) -> Prefix {
+    Prefix::V4(s.parse::<Ipv4Prefix>().unwrap())
+}
+
+fn attrs(next_hop: &str, as_path: &[u32]) -> PathAttrs {
+    let mut a = PathAttrs::local(NextHop::V4 {
+        addr: next_hop.parse().unwrap(),
+    });
+    if !as_path.is_empty() {
+        a.as_path = vec![AsSegment {
+            kind: AsSegmentKind::Sequence,
+            asns: as_path.to_vec(),
+        }];
+    }
+    a
+}
+
+/// A peer of `peer_as` with router id `id`, established; our address on the
+/// session is `local`. `gr`: the peer restarts gracefully (120 s, IPv4).
+fn establish(s: &mut Speaker, peer: PeerId, peer_as: u32, id: &str, local: &str, gr: bool) {
+    let negotiated = Negotiated {
+        peer_as,
+        peer_router_id: id.parse().unwrap(),
+        hold_time: Duration::from_secs(90),
+        keepalive: Duration::from_secs(30),
+        asn4: true,
+        ipv4_unicast: true,
+        ipv6_unicast: false,
+        extended_next_hop: false,
+        route_refresh: true,
+        peer_graceful_restart: gr.then(|| GracefulRestart {
+            restart_time: 120,
+            restarting: false,
+            families: vec![(Family::Ipv4Unicast, true)],
+        }),
+        peer_caps: Capabilities::default(),
+    };
+    s.handle(PeerEvent::Established {
+        peer,
+        negotiated: Box::new(negotiated),
+        local_addr: local.parse().unwrap(),
+    });
+}
+
+fn update(s: &mut Speaker, peer: PeerId, prefix: &str, a: PathAttrs) -> Vec<Prefix> {
+    s.handle(PeerEvent::Update {
+        peer,
+        update: Update {
+            announced: vec![Reach {
+                prefixes: vec![pfx(prefix)],
+                attrs: Arc::new(a),
+            }],
+            ..Update::default()
+        },
+    })
+}
+
+fn withdraw(s: &mut Speaker, peer: PeerId, prefix: &str) -> Vec<Prefix> {
+    s.handle(PeerEvent::Update {
+        peer,
+        update: Update {
+            withdrawn: vec![pfx(prefix)],
+            ..Update::default()
+        },
+    })
+}
+
+fn end_of_rib(s: &mut Speaker, peer: PeerId) -> Vec<Prefix> {
+    s.handle(PeerEvent::Update {
+        peer,
+        update: Update {
+            end_of_rib: Some(Family::Ipv4Unicast),
+            ..Update::default()
+        },
+    })
+}
+
+fn down(s: &mut Speaker, peer: PeerId, tcp_failure: bool) -> Vec<Prefix> {
+    s.handle(PeerEvent::Down {
+        peer,
+        reason: "test".into(),
+        was_established: true,
+        tcp_failure,
+    })
+}
+
+/// The session commands each peer was sent since the last call.
+fn sent(s: &mut Speaker) -> BTreeMap<PeerId, Vec<SessionCmd>> {
+    let mut by_peer: BTreeMap<PeerId, Vec<SessionCmd>> = BTreeMap::new();
+    for out in s.take_outputs() {
+        if let Output::Send(peer, cmd) = out {
+            by_peer.entry(peer).or_default().push(cmd);
+        }
+    }
+    by_peer
+}
+
+/// The attributes `peer` was sent for `prefix` (in its last announcement of it).
+fn announced(cmds: &[SessionCmd], prefix: &str) -> Option<Arc<PathAttrs>> {
+    cmds.iter().rev().find_map(|c| match c {
+        SessionCmd::Announce(ps, a) if ps.contains(&pfx(prefix)) => Some(a.clone()),
+        _ => None,
+    })
+}
+
+fn withdrawn(cmds: &[SessionCmd], prefix: &str) -> bool {
+    cmds.iter()
+        .any(|c| matches!(c, SessionCmd::Withdraw(ps) if ps.contains(&pfx(prefix))))
+}
+
+#[test]
+fn neighbors_start_and_stop_through_outputs() {
+    let mut s = speaker(None);
+    let a = s.add_neighbor(neighbor("192.0.2.2", PeerAs::Is(65001), false));
+    let outs = s.take_outputs();
+    let [Output::Start(session)] = &outs[..] else {
+        panic!("{outs:?}")
+    };
+    assert_eq!(session.peer, a);
+    assert_eq!(session.remote, "192.0.2.2:179".parse().unwrap());
+    assert_eq!(session.fsm.local_as, LOCAL_AS);
+    assert!(session.fsm.caps.graceful_restart.is_some());
+    assert!(s.take_outputs().is_empty(), "outputs are taken once");
+
+    s.reset(a);
+    assert!(
+        matches!(&s.take_outputs()[..], [Output::Reset(p, n)] if *p == a && n.code == 6 && n.subcode == 4)
+    );
+    s.remove_neighbor(a);
+    assert!(
+        matches!(&s.take_outputs()[..], [Output::Stop(p, n)] if *p == a && n.code == 6 && n.subcode == 3)
+    );
+    // Events of a removed peer (its session's last words) change nothing.
+    assert!(down(&mut s, a, true).is_empty());
+    assert!(s.take_outputs().is_empty());
+}
+
+#[test]
+fn an_established_peer_gets_the_table_then_end_of_rib() {
+    let mut s = speaker(None);
+    s.originate(pfx("10.77.60.10/32"), attrs("10.0.0.1", &[]));
+    let b = s.add_neighbor(neighbor("192.0.2.2", PeerAs::Is(65001), false));
+    s.take_outputs();
+    // Nothing is sent before the session is established.
+    s.originate(pfx("10.77.60.11/32"), attrs("10.0.0.1", &[]));
+    assert!(sent(&mut s).is_empty());
+    establish(&mut s, b, 65001, "192.0.2.2", "192.0.2.1", false);
+    let out = sent(&mut s).remove(&b).unwrap();
+    let a = announced(&out, "10.77.60.10/32").expect("table announced");
+    assert!(announced(&out, "10.77.60.11/32").is_some());
+    // eBGP: our AS first, our session address as next hop.
+    assert_eq!(a.as_path[0].asns, vec![LOCAL_AS]);
+    assert_eq!(
+        a.next_hop,
+        NextHop::V4 {
+            addr: "192.0.2.1".parse().unwrap()
+        }
+    );
+    assert_eq!(out.last(), Some(&SessionCmd::EndOfRib(Family::Ipv4Unicast)));
+    // A ROUTE-REFRESH gets the table again.
+    s.handle(PeerEvent::RouteRefresh {
+        peer: b,
+        family: Family::Ipv4Unicast,
+    });
+    let again = sent(&mut s).remove(&b).unwrap();
+    assert!(announced(&again, "10.77.60.10/32").is_some());
+    assert_eq!(
+        again.last(),
+        Some(&SessionCmd::EndOfRib(Family::Ipv4Unicast))
+    );
+}
+
+#[test]
+fn import_drops_loops_and_policy_rejections_and_installs_the_rest() {
+    let mut s = speaker(None);
+    let a = s.add_neighbor(neighbor("192.0.2.2", PeerAs::Is(65001), false));
+    let mut strict = neighbor("192.0.2.3", PeerAs::Is(65002), false);
+    strict.import = Some(Policy::reject_all("deny-in"));
+    let c = s.add_neighbor(strict);
+    establish(&mut s, a, 65001, "192.0.2.2", "192.0.2.1", false);
+    establish(&mut s, c, 65002, "192.0.2.3", "192.0.2.1", false);
+    s.take_outputs();
+
+    // Our own AS in the path: a loop (RFC 4271 9.1.2), not installed.
+    update(
+        &mut s,
+        a,
+        "10.1.0.0/16",
+        attrs("192.0.2.2", &[65001, LOCAL_AS]),
+    );
+    assert!(s.rib().best(&pfx("10.1.0.0/16")).is_none());
+    // Rejected by the import policy: counted, not installed.
+    update(&mut s, c, "10.2.0.0/16", attrs("192.0.2.3", &[65002]));
+    assert!(s.rib().best(&pfx("10.2.0.0/16")).is_none());
+    let rejected = |s: &Speaker, id: PeerId| {
+        s.summary()
+            .into_iter()
+            .find(|n| n.peer == id.0)
+            .unwrap()
+            .import_rejected
+    };
+    assert_eq!(rejected(&s, c), 1);
+    // A clean path is installed, reported as changed, exported to the other peer.
+    let changed = update(&mut s, a, "10.3.0.0/16", attrs("192.0.2.2", &[65001]));
+    assert_eq!(changed, vec![pfx("10.3.0.0/16")]);
+    assert_eq!(s.rib().best(&pfx("10.3.0.0/16")).unwrap().source.peer, a);
+    let out = sent(&mut s);
+    let to_c = announced(&out[&c], "10.3.0.0/16").expect("exported to the other eBGP peer");
+    assert_eq!(to_c.as_path[0].asns, vec![LOCAL_AS, 65001]);
+    assert!(!out.contains_key(&a), "never back to the peer it came from");
+    // Its withdrawal follows.
+    withdraw(&mut s, a, "10.3.0.0/16");
+    assert!(withdrawn(&sent(&mut s)[&c], "10.3.0.0/16"));
+}
+
+#[test]
+fn ibgp_routes_are_not_passed_between_ibgp_peers_without_reflection() {
+    let mut s = speaker(None);
+    let a = s.add_neighbor(neighbor("10.0.0.2", PeerAs::Internal, false));
+    let b = s.add_neighbor(neighbor("10.0.0.3", PeerAs::Internal, false));
+    establish(&mut s, a, LOCAL_AS, "10.0.0.2", "10.0.0.1", false);
+    establish(&mut s, b, LOCAL_AS, "10.0.0.3", "10.0.0.1", false);
+    s.take_outputs();
+    update(&mut s, a, "10.77.60.10/32", attrs("10.0.0.2", &[]));
+    assert!(s.rib().best(&pfx("10.77.60.10/32")).is_some());
+    assert!(sent(&mut s).is_empty(), "iBGP split horizon");
+}
+
+#[test]
+fn a_reflector_reflects_client_routes_with_originator_and_cluster_list() {
+    let mut s = speaker(Some(CLUSTER));
+    let c1 = s.add_neighbor(neighbor("10.0.0.11", PeerAs::Internal, true));
+    let c2 = s.add_neighbor(neighbor("10.0.0.12", PeerAs::Internal, true));
+    let n1 = s.add_neighbor(neighbor("10.0.0.21", PeerAs::Internal, false));
+    let n2 = s.add_neighbor(neighbor("10.0.0.22", PeerAs::Internal, false));
+    for (p, id) in [
+        (c1, "10.0.0.11"),
+        (c2, "10.0.0.12"),
+        (n1, "10.0.0.21"),
+        (n2, "10.0.0.22"),
+    ] {
+        establish(&mut s, p, LOCAL_AS, id, "10.0.0.1", false);
+    }
+    s.take_outputs();
+
+    // From a client: to every other peer, clients and non-clients.
+    update(&mut s, c1, "10.77.60.11/32", attrs("10.0.0.11", &[]));
+    let out = sent(&mut s);
+    assert!(!out.contains_key(&c1));
+    for p in [c2, n1, n2] {
+        let a = announced(&out[&p], "10.77.60.11/32").expect("reflected");
+        assert_eq!(a.originator_id, Some("10.0.0.11".parse().unwrap()));
+        assert_eq!(a.cluster_list, vec![CLUSTER]);
+        // Reflection changes neither the next hop nor the path.
+        assert_eq!(a.next_hop, attrs("10.0.0.11", &[]).next_hop);
+        assert!(a.as_path.is_empty());
+    }
+
+    // From a non-client: to clients only.
+    update(&mut s, n1, "10.77.60.12/32", attrs("10.0.0.21", &[]));
+    let out = sent(&mut s);
+    assert!(announced(&out[&c1], "10.77.60.12/32").is_some());
+    assert!(announced(&out[&c2], "10.77.60.12/32").is_some());
+    assert!(!out.contains_key(&n1) && !out.contains_key(&n2));
+
+    // A path that already carries our cluster id is a reflection loop (RFC 4456 8).
+    let mut looped = attrs("10.0.0.21", &[]);
+    looped.cluster_list = vec![CLUSTER];
+    looped.originator_id = Some("10.0.0.99".parse().unwrap());
+    update(&mut s, n2, "10.77.60.13/32", looped);
+    assert!(s.rib().best(&pfx("10.77.60.13/32")).is_none());
+}
+
+#[test]
+fn graceful_restart_keeps_stale_routes_until_end_of_rib() {
+    let mut s = speaker(None);
+    let a = s.add_neighbor(neighbor("10.0.0.2", PeerAs::Is(65001), false));
+    let b = s.add_neighbor(neighbor("10.0.0.3", PeerAs::Is(65002), false));
+    establish(&mut s, a, 65001, "10.0.0.2", "10.0.0.1", true);
+    establish(&mut s, b, 65002, "10.0.0.3", "10.0.0.1", false);
+    update(&mut s, a, "10.5.0.0/16", attrs("10.0.0.2", &[65001]));
+    update(&mut s, a, "10.6.0.0/16", attrs("10.0.0.2", &[65001]));
+    s.take_outputs();
+
+    // The TCP session dies without a NOTIFICATION: the routes stay, stale,
+    // and nothing is withdrawn from the other peer.
+    assert!(down(&mut s, a, true).is_empty());
+    assert!(s.rib().best(&pfx("10.5.0.0/16")).is_some());
+    let stale = |s: &Speaker| {
+        s.summary()
+            .into_iter()
+            .find(|n| n.peer == a.0)
+            .unwrap()
+            .prefixes_stale
+    };
+    assert_eq!(stale(&s), 2);
+    assert!(sent(&mut s).is_empty());
+
+    // It comes back, announces one of the two again, then End-of-RIB: the
+    // other is swept and withdrawn.
+    establish(&mut s, a, 65001, "10.0.0.2", "10.0.0.1", true);
+    update(&mut s, a, "10.5.0.0/16", attrs("10.0.0.2", &[65001]));
+    let swept = end_of_rib(&mut s, a);
+    assert!(swept.contains(&pfx("10.6.0.0/16")));
+    assert!(s.rib().best(&pfx("10.6.0.0/16")).is_none());
+    assert!(s.rib().best(&pfx("10.5.0.0/16")).is_some());
+    assert_eq!(stale(&s), 0);
+    let out = sent(&mut s);
+    assert!(withdrawn(&out[&b], "10.6.0.0/16"));
+    assert!(!withdrawn(&out[&b], "10.5.0.0/16"));
+}
+
+#[test]
+fn graceful_restart_sweeps_at_the_restart_time_if_the_peer_stays_away() {
+    let mut s = speaker(None);
+    let a = s.add_neighbor(neighbor("10.0.0.2", PeerAs::Is(65001), false));
+    let b = s.add_neighbor(neighbor("10.0.0.3", PeerAs::Is(65002), false));
+    establish(&mut s, a, 65001, "10.0.0.2", "10.0.0.1", true);
+    establish(&mut s, b, 65002, "10.0.0.3", "10.0.0.1", false);
+    update(&mut s, a, "10.5.0.0/16", attrs("10.0.0.2", &[65001]));
+    s.take_outputs();
+    let lost = Instant::now();
+    down(&mut s, a, true);
+    assert!(s.tick_at(lost + Duration::from_secs(60)).is_empty());
+    assert!(s.rib().best(&pfx("10.5.0.0/16")).is_some());
+    let swept = s.tick_at(lost + Duration::from_secs(121));
+    assert_eq!(swept, vec![pfx("10.5.0.0/16")]);
+    assert!(s.rib().best(&pfx("10.5.0.0/16")).is_none());
+    assert!(withdrawn(&sent(&mut s)[&b], "10.5.0.0/16"));
+}
+
+#[test]
+fn a_notification_or_a_helper_only_peer_withdraws_at_once() {
+    let mut s = speaker(None);
+    let a = s.add_neighbor(neighbor("10.0.0.2", PeerAs::Is(65001), false));
+    let b = s.add_neighbor(neighbor("10.0.0.3", PeerAs::Is(65002), false));
+    establish(&mut s, a, 65001, "10.0.0.2", "10.0.0.1", true);
+    establish(&mut s, b, 65002, "10.0.0.3", "10.0.0.1", false);
+    update(&mut s, a, "10.5.0.0/16", attrs("10.0.0.2", &[65001]));
+    s.take_outputs();
+    // A NOTIFICATION was exchanged: graceful restart does not apply.
+    assert_eq!(down(&mut s, a, false), vec![pfx("10.5.0.0/16")]);
+    assert!(s.rib().best(&pfx("10.5.0.0/16")).is_none());
+    assert!(withdrawn(&sent(&mut s)[&b], "10.5.0.0/16"));
+    // And a down peer is sent nothing until it is established again.
+    update(&mut s, b, "10.9.0.0/16", attrs("10.0.0.3", &[65002]));
+    assert!(!sent(&mut s).contains_key(&a));
+
+    // A peer whose capability lists no families (a helper only, FRR's
+    // default) is not kept either, even on a TCP failure (RFC 4724 4.2).
+    let mut helper = Negotiated {
+        peer_as: 65003,
+        peer_router_id: "10.0.0.4".parse().unwrap(),
+        hold_time: Duration::from_secs(90),
+        keepalive: Duration::from_secs(30),
+        asn4: true,
+        ipv4_unicast: true,
+        ipv6_unicast: false,
+        extended_next_hop: false,
+        route_refresh: true,
+        peer_graceful_restart: None,
+        peer_caps: Capabilities::default(),
+    };
+    helper.peer_graceful_restart = Some(GracefulRestart {
+        restart_time: 120,
+        restarting: false,
+        families: vec![],
+    });
+    let h = s.add_neighbor(neighbor("10.0.0.4", PeerAs::Is(65003), false));
+    s.handle(PeerEvent::Established {
+        peer: h,
+        negotiated: Box::new(helper),
+        local_addr: "10.0.0.1".parse().unwrap(),
+    });
+    update(&mut s, h, "10.8.0.0/16", attrs("10.0.0.4", &[65003]));
+    assert_eq!(down(&mut s, h, true), vec![pfx("10.8.0.0/16")]);
+}
