@@ -2,13 +2,13 @@
 //! config, the mbuf pool, NIC ports and their exception TAPs, the manager /
 //! feed / admin threads, and one pinned polling loop per configured lcore.
 
-use crate::control::{
-    bind_socket, serve_admin, serve_feed, Manager, ManagerMsg, PortStateFn, WgTunnelState,
-};
 use crate::counters::{CoreStats, MAX_PORTS};
 use crate::dpdk_io::DpdkIo;
 use crate::fib::Fib;
 use crate::kernel_reasm::{FragTimeout, ProcFiles};
+use crate::manager::{
+    bind_socket, serve_admin, serve_feed, Manager, ManagerMsg, PortStateFn, WgTunnelState,
+};
 use crate::packet::HEADROOM;
 use crate::pipeline::{
     CoreLinks, Hygiene, IoRole, LinkState, OwnedWgPeer, PipelineConfig, PortInfo, WgHandoff, Worker,
@@ -914,7 +914,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         .iter()
         .map(|(w, _)| {
             let events = dp.poll_mode != PollMode::Busy && dp.idle_wake == IdleWake::Events;
-            crate::control::CoreWakeInfo {
+            crate::manager::CoreWakeInfo {
                 poll_mode: format!("{:?}", dp.poll_mode).to_lowercase(),
                 sources: if events {
                     w.fds.iter().map(|f| f.1.clone()).collect()

@@ -1,7 +1,7 @@
 //! The dataplane's control side as the fuzz targets drive it: the FIB feed
 //! protocol and the admin requests, decoded from JSON lines the way the
 //! socket servers decode them (`cer_shared::framing`), handled by the real
-//! manager (`cer_dataplane::control::Manager`), which owns the FIB.
+//! manager (`cer_dataplane::manager::Manager`), which owns the FIB.
 //!
 //! An input is a sequence of lines. Each line is offered to the feed
 //! session (after a hello the harness sends, as cer-control does) and, when
@@ -11,7 +11,7 @@
 //! still publish a snapshot and answer every admin request.
 
 use arc_swap::ArcSwap;
-use cer_dataplane::control::{Manager, ManagerMsg};
+use cer_dataplane::manager::{Manager, ManagerMsg};
 use cer_dataplane::counters::CoreStats;
 use cer_dataplane::tunnel::{TunnelInfo, TunnelTable};
 use cer_shared::admin::{AdminRequest, AdminResponse};
