@@ -14,9 +14,10 @@ use std::sync::Arc;
 pub const MAX_PREPEND: u8 = 32;
 
 /// A policy that could not be built, with where and what.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// A field has a bad value.
+    #[error("policy {policy:?}{}: {field} = {value}: {reason}", .term.as_ref().map(|t| format!(" {t}")).unwrap_or_default())]
     Invalid {
         policy: String,
         /// `term 2` or `term 2 "bogons"`; `None` for policy-level fields.
@@ -26,36 +27,9 @@ pub enum PolicyError {
         reason: String,
     },
     /// Two policies (or two terms of one policy) share a name.
+    #[error("{what} {name:?} is defined more than once; names must be unique")]
     Duplicate { what: String, name: String },
 }
-
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PolicyError::Invalid {
-                policy,
-                term,
-                field,
-                value,
-                reason,
-            } => {
-                write!(f, "policy {policy:?}")?;
-                if let Some(t) = term {
-                    write!(f, " {t}")?;
-                }
-                write!(f, ": {field} = {value}: {reason}")
-            }
-            PolicyError::Duplicate { what, name } => {
-                write!(
-                    f,
-                    "{what} {name:?} is defined more than once; names must be unique"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for PolicyError {}
 
 /// What happens to a route no term matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
