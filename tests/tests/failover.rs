@@ -946,3 +946,79 @@ fn failover_flap_with_the_workload_nic_deleted_releases_to_nobody() -> Result<()
     );
     Ok(())
 }
+
+/// The two on-prem CERs share one LAN (`sam.site_identities` names each
+/// other): a /32 either of them owns lives at this site for both, so neither
+/// captures it by proxy ARP nor looks for a tunnel to the other; both deliver
+/// it on the LAN. And `endpoint move` on the second CER of the site joins the
+/// first at its LOCAL_PREF instead of outbidding it. Found by the chaos soak:
+/// after moves, onprem-b advertised a /32 at 120 and onprem-a at 110;
+/// onprem-a saw onprem-b as "another site", answered ARP for the on-prem
+/// workload's own /32 (a duplicate holder) and had no route to it.
+#[test]
+fn onprem_cers_deliver_each_others_endpoints_and_never_capture_them() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let lab = Lab::up("fos", &[])?;
+    let (a, b) = ("onprem-a", "onprem-b");
+    let ip = "10.77.60.40";
+    let owner_is = |node: &str, owner: &str| {
+        let want = identity(&lab, owner);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if owner_seen_by(&lab, node, ip).as_deref() == Some(want.as_str()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    // A moves the /32 to this site; once B sees A own it, B moves it too.
+    lab.cerctl(a, &["endpoint", "move", ip])?;
+    ensure!(owner_is(b, a), "{b} never saw {a} own {ip}");
+    let out = lab.cerctl(b, &["endpoint", "move", ip])?;
+    println!("{b}: endpoint move {ip}: {out}");
+    let pref = |node: &str| -> Option<u64> {
+        let sock = lab.node(node).ok()?["control_socket"].as_str()?.to_string();
+        let e: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(sock.replace("-control.sock", "-endpoints.json")).ok()?,
+        )
+        .ok()?;
+        e["endpoints"]
+            .as_array()?
+            .iter()
+            .find(|x| x["ip"] == ip)
+            .and_then(|x| x["local_pref"].as_u64())
+    };
+    ensure!(
+        pref(a).is_some() && pref(a) == pref(b),
+        "{a} advertises {ip} at {:?}, {b} at {:?}: the second outbid the first",
+        pref(a),
+        pref(b)
+    );
+    // The operator prefers B (a higher LOCAL_PREF): B owns it, and for A it
+    // still lives at this site.
+    lab.cerctl(b, &["endpoint", "add", ip, "--local-pref", "300"])?;
+    ensure!(owner_is(a, b), "{a} never saw {b} own {ip}");
+    std::thread::sleep(Duration::from_millis(500));
+    let fib = fib_action(&lab, a, ip);
+    ensure!(
+        fib.as_deref().is_some_and(|x| x.starts_with("local")),
+        "{a}: {ip} (owned by {b}, same LAN) should be delivered on the LAN, FIB has {fib:?}"
+    );
+    let pa = lab.dataplane(a, "proxy_arp")?;
+    ensure!(
+        !pa["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x == ip),
+        "{a} answers ARP for {ip}, which lives on its own LAN: {pa}"
+    );
+    let explain = lab.cerctl(a, &["explain", ip])?;
+    ensure!(
+        explain.contains("here: not captured here") && explain.contains("owned at this site by"),
+        "{a}: {explain}"
+    );
+    Ok(())
+}

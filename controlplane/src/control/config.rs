@@ -326,6 +326,13 @@ fn de_community<'de, D: Deserializer<'de>>(d: D) -> Result<Community, D::Error> 
         .map_err(serde::de::Error::custom)
 }
 
+fn de_communities<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Community>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|c| c.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
 /// The SAM ownership plane.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -333,6 +340,13 @@ pub struct Sam {
     /// This node's identity community, carried by its marker and its endpoints.
     #[serde(deserialize_with = "de_community")]
     pub identity: Community,
+    /// The identities of the other CERs at this site (the VRRP pair on-prem,
+    /// a second CER in the same VPC): a /32 one of them owns lives at this
+    /// site, so this node delivers it on its LAN port and never captures it,
+    /// and `endpoint move` here joins that owner at its LOCAL_PREF instead of
+    /// outbidding it.
+    #[serde(default, deserialize_with = "de_communities")]
+    pub site_identities: Vec<Community>,
     /// Tags marker routes (every node uses the same one).
     #[serde(deserialize_with = "de_community")]
     pub marker_community: Community,
@@ -537,6 +551,16 @@ impl ControlConfig {
                 "sam.identity".into(),
                 "must differ from sam.marker_community".into(),
             ));
+        }
+        for c in &self.sam.site_identities {
+            if *c == self.sam.identity || *c == self.sam.marker_community {
+                return Err(bad(
+                    "sam.site_identities".into(),
+                    format!(
+                        "{c} is this node's identity or the marker community: list the other CERs of this site"
+                    ),
+                ));
+            }
         }
         for e in &self.sam.endpoints {
             if !self.in_pool(*e) {
@@ -748,6 +772,29 @@ remote = "10.10.0.3"
         assert_eq!(c.listen_addrs(), vec!["10.10.0.2:179".parse().unwrap()]);
         assert_eq!(c.sam.identity, Community::new(65000, 1002));
         assert!(c.in_pool("10.77.60.200".parse().unwrap()));
+    }
+
+    #[test]
+    fn site_identities_name_the_other_cers_of_the_site() {
+        let with = |list: &str| {
+            parse(&GOOD.replace(
+                "identity = \"65000:1002\"",
+                &format!("identity = \"65000:1002\"\nsite_identities = {list}"),
+            ))
+        };
+        assert_eq!(
+            with(r#"["65000:1001"]"#).unwrap().sam.site_identities,
+            vec![Community::new(65000, 1001)]
+        );
+        assert!(parse(GOOD).unwrap().sam.site_identities.is_empty());
+        let e = with(r#"["65000:1002"]"#).unwrap_err().to_string();
+        assert!(
+            e.contains("sam.site_identities") && e.contains("65000:1002"),
+            "{e}"
+        );
+        let e = with(r#"["65000:999"]"#).unwrap_err().to_string();
+        assert!(e.contains("sam.site_identities"), "{e}");
+        assert!(with(r#"["not-a-community"]"#).is_err());
     }
 
     #[test]

@@ -93,12 +93,13 @@ impl Core {
                 always_compare_med: cfg.bgp.always_compare_med,
             },
         };
-        let sam = Sam::new(
+        let mut sam = Sam::new(
             cfg.sam.identity,
             cfg.sam.marker_community,
             cfg.sam.pool.clone(),
             speaker_cfg.decision,
         );
+        sam.site_identities = cfg.sam.site_identities.clone();
         let (trap_tx, _) = broadcast::channel(4096);
         Ok(Core {
             speaker: Speaker::new(speaker_cfg),
@@ -356,6 +357,17 @@ impl Core {
                     self.cfg.dataplane.lan_port
                 ),
             }),
+            // Owned by another CER of this site: the workload is on the
+            // network this node shares with it.
+            Some(o) if o.site_local => Some(FibEntry {
+                action: Some(EndpointAction::Local {
+                    port: self.cfg.dataplane.lan_port.clone(),
+                }),
+                note: format!(
+                    "owned at this site by {} (sam.site_identities): delivered on port {}",
+                    o.identity, self.cfg.dataplane.lan_port
+                ),
+            }),
             Some(o) => {
                 let nh = o.path.attrs.next_hop.ip();
                 Some(match self.cfg.tunnels.iter().find(|t| t.remote == nh) {
@@ -389,10 +401,11 @@ impl Core {
             }
         }
         // On-prem capture: answer ARP for pool /32s owned at another site
-        // (the gate decides whether the dataplane actually answers).
+        // (the gate decides whether the dataplane actually answers); never
+        // for one another CER of this site owns (its workload answers).
         let capture = self.cfg.capture.mode == CaptureMode::Onprem
             && self.cfg.in_pool(ip)
-            && matches!(self.sam.owner(&p), Some(o) if !o.local);
+            && matches!(self.sam.owner(&p), Some(o) if !o.site_local);
         let changed = if capture {
             self.captured.insert(ip)
         } else {
@@ -408,7 +421,7 @@ impl Core {
         if let Some(r) = &self.reconciler {
             if self.cfg.in_pool(ip) {
                 let intent = match self.sam.owner(&p) {
-                    Some(o) if !o.local => Intent {
+                    Some(o) if !o.site_local => Intent {
                         desired: Desired::Capture,
                         signature: o.signature.0,
                     },
@@ -540,7 +553,7 @@ impl Core {
                     "captured here: the dataplane answers ARP for it".to_string(),
                 CaptureMode::Onprem if self.captured.contains(&ip) =>
                     "captured here, but the gate is closed (not VRRP master): the dataplane stays silent".to_string(),
-                CaptureMode::Onprem => "not captured here (owned here, not in the pool, or no owner)".to_string(),
+                CaptureMode::Onprem => "not captured here (owned at this site, not in the pool, or no owner)".to_string(),
                 CaptureMode::Aws | CaptureMode::Azure | CaptureMode::Oci => {
                     match self.reconciler.as_ref().and_then(|r| r.ip_status(ip)) {
                         None if self.cfg.in_pool(ip) => "no capture action: no owner has been seen for it".to_string(),
@@ -656,16 +669,22 @@ impl Core {
             }
             ControlRequest::EndpointMove { ip } => {
                 self.check_pool(ip)?;
-                let current = self.sam.owner(&Ipv4Prefix::host(ip)).map(|o| (o.local, o.path.local_pref()));
+                let current = self
+                    .sam
+                    .owner(&Ipv4Prefix::host(ip))
+                    .map(|o| (o.local, o.site_local, o.path.local_pref()));
                 let pref = match current {
-                    Some((true, lp)) => return Ok(json!({"already_owner": ip, "local_pref": lp})),
-                    Some((false, lp)) => lp.saturating_add(10),
+                    Some((true, _, lp)) => return Ok(json!({"already_owner": ip, "local_pref": lp})),
+                    // Another CER of this site owns it: join it at the same
+                    // preference (BGP breaks the tie), never outbid the site.
+                    Some((false, true, lp)) => lp,
+                    Some((false, false, lp)) => lp.saturating_add(10),
                     None => self.cfg.sam.local_pref,
                 };
                 let e = Endpoint { ip, local_pref: pref };
                 self.endpoints.set(e)?;
                 self.advertise(e);
-                json!({"advertised": ip, "local_pref": pref, "previous_owner_local_pref": current.map(|c| c.1)})
+                json!({"advertised": ip, "local_pref": pref, "previous_owner_local_pref": current.map(|c| c.2)})
             }
             ControlRequest::Explain { ip } => self.explain(ip),
             ControlRequest::Capture => {
@@ -871,6 +890,7 @@ impl Core {
             "owner": owner.map(|o| json!({
                 "identity": o.identity.to_string(),
                 "local": o.local,
+                "site_local": o.site_local,
                 "next_hop": o.path.attrs.next_hop.to_string(),
                 "local_pref": o.path.local_pref(),
                 "originator": o.path.originator(),
@@ -886,8 +906,8 @@ impl Core {
             "capture_points": {
                 "inner": format!("on the workload side of this CER (port {}): tcpdump -eni <lan-interface> host {ip}", self.cfg.dataplane.lan_port),
                 "outer": match &owner_transport {
-                    Some(t) if owner.is_some_and(|o| !o.local) => format!("on the transport side: tcpdump -eni <wan-interface> host {me} and host {t}"),
-                    _ => "owned here: no outer (tunnel) header on this node".to_string(),
+                    Some(t) if owner.is_some_and(|o| !o.site_local) => format!("on the transport side: tcpdump -eni <wan-interface> host {me} and host {t}"),
+                    _ => "owned at this site: no outer (tunnel) header on this node".to_string(),
                 },
             },
             "fib": {
@@ -926,6 +946,7 @@ fn owner_json(o: &Owner) -> Value {
         "prefix": o.prefix.to_string(),
         "identity": o.identity.to_string(),
         "local": o.local,
+        "site_local": o.site_local,
         "next_hop": o.path.attrs.next_hop.to_string(),
         "local_pref": o.path.local_pref(),
         "originator": o.path.originator(),

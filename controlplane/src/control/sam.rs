@@ -37,6 +37,9 @@ pub struct Owner {
     pub identity: Community,
     /// Owned by this node.
     pub local: bool,
+    /// Owned at this site: by this node or by one of `site_identities` (the
+    /// /32 lives on this site's network: delivered here, never captured).
+    pub site_local: bool,
     pub path: Path,
     pub signature: PathSignature,
     /// Why this path beat the runner-up (empty with one candidate).
@@ -58,6 +61,7 @@ pub struct TrapEvent {
 pub struct OwnerView {
     pub identity: String,
     pub local: bool,
+    pub site_local: bool,
     pub next_hop: String,
     pub local_pref: u32,
     pub originator: Ipv4Addr,
@@ -69,6 +73,7 @@ impl Owner {
         OwnerView {
             identity: self.identity.to_string(),
             local: self.local,
+            site_local: self.site_local,
             next_hop: self.path.attrs.next_hop.to_string(),
             local_pref: self.path.local_pref(),
             originator: self.path.originator(),
@@ -86,6 +91,8 @@ struct Marker {
 
 pub struct Sam {
     pub identity: Community,
+    /// The other CERs of this site (`sam.site_identities`).
+    pub site_identities: Vec<Community>,
     pub marker_community: Community,
     pub pool: Vec<Ipv4Prefix>,
     decision: DecisionConfig,
@@ -107,6 +114,7 @@ impl Sam {
     ) -> Self {
         Sam {
             identity,
+            site_identities: Vec::new(),
             marker_community,
             pool,
             decision,
@@ -254,10 +262,12 @@ impl Sam {
             let path = valid[ex.best].clone();
             let identity = self.identity_of(&path).unwrap_or(Community(0));
             let signature = signature(&p, identity, &path, true);
+            let local = path.source.peer == PeerId::LOCAL || identity == self.identity;
             Owner {
                 prefix: p,
                 identity,
-                local: path.source.peer == PeerId::LOCAL || identity == self.identity,
+                local,
+                site_local: local || self.site_identities.contains(&identity),
                 path,
                 signature,
                 reason: if ex.runner_up.is_some() {
@@ -422,6 +432,29 @@ mod tests {
         let ev = w.set("10.255.0.3/32", None);
         assert_eq!(ev.len(), 1);
         assert!(ev[0].new.is_none() && ev[0].old.is_some());
+    }
+
+    #[test]
+    fn an_owner_among_the_site_identities_is_site_local_not_local() {
+        let mut w = World::new();
+        w.set(
+            "10.255.0.3/32",
+            Some(attrs("10.10.0.3", 100, &[MARKER, B], "10.10.0.3")),
+        );
+        w.set(
+            "10.77.60.12/32",
+            Some(attrs("10.10.0.3", 120, &[B], "10.10.0.3")),
+        );
+        let o = w.sam.owner(&"10.77.60.12/32".parse().unwrap()).unwrap();
+        assert!(!o.local && !o.site_local, "B is another site by default");
+        // B is the other CER of this site: the same owner, now site-local.
+        w.sam.site_identities = vec![B];
+        let ev = w.set(
+            "10.77.60.12/32",
+            Some(attrs("10.10.0.3", 121, &[B], "10.10.0.3")),
+        );
+        let new = ev[0].new.as_ref().unwrap();
+        assert!(!new.local && new.site_local, "{new:?}");
     }
 
     #[test]
