@@ -60,10 +60,10 @@ fn attrs(next_hop: &str, as_path: &[u32]) -> PathAttrs {
     a
 }
 
-/// A peer of `peer_as` with router id `id`, established; our address on the
-/// session is `local`. `gr`: the peer restarts gracefully (120 s, IPv4).
-fn establish(s: &mut Speaker, peer: PeerId, peer_as: u32, id: &str, local: &str, gr: bool) {
-    let negotiated = Negotiated {
+/// What an IPv4 session with a peer of `peer_as` (router id `id`)
+/// negotiated, with the peer's graceful-restart capability `gr`.
+fn negotiated(peer_as: u32, id: &str, gr: Option<GracefulRestart>) -> Box<Negotiated> {
+    Box::new(Negotiated {
         peer_as,
         peer_router_id: id.parse().unwrap(),
         hold_time: Duration::from_secs(90),
@@ -73,16 +73,22 @@ fn establish(s: &mut Speaker, peer: PeerId, peer_as: u32, id: &str, local: &str,
         ipv6_unicast: false,
         extended_next_hop: false,
         route_refresh: true,
-        peer_graceful_restart: gr.then(|| GracefulRestart {
-            restart_time: 120,
-            restarting: false,
-            families: vec![(Family::Ipv4Unicast, true)],
-        }),
+        peer_graceful_restart: gr,
         peer_caps: Capabilities::default(),
-    };
+    })
+}
+
+/// A peer of `peer_as` with router id `id`, established; our address on the
+/// session is `local`. `gr`: the peer restarts gracefully (120 s, IPv4).
+fn establish(s: &mut Speaker, peer: PeerId, peer_as: u32, id: &str, local: &str, gr: bool) {
+    let gr = gr.then(|| GracefulRestart {
+        restart_time: 120,
+        restarting: false,
+        families: vec![(Family::Ipv4Unicast, true)],
+    });
     s.handle(PeerEvent::Established {
         peer,
-        negotiated: Box::new(negotiated),
+        negotiated: negotiated(peer_as, id, gr),
         local_addr: local.parse().unwrap(),
     });
 }
@@ -393,28 +399,19 @@ fn a_notification_or_a_helper_only_peer_withdraws_at_once() {
 
     // A peer whose capability lists no families (a helper only, FRR's
     // default) is not kept either, even on a TCP failure (RFC 4724 4.2).
-    let mut helper = Negotiated {
-        peer_as: 65003,
-        peer_router_id: "10.0.0.4".parse().unwrap(),
-        hold_time: Duration::from_secs(90),
-        keepalive: Duration::from_secs(30),
-        asn4: true,
-        ipv4_unicast: true,
-        ipv6_unicast: false,
-        extended_next_hop: false,
-        route_refresh: true,
-        peer_graceful_restart: None,
-        peer_caps: Capabilities::default(),
-    };
-    helper.peer_graceful_restart = Some(GracefulRestart {
-        restart_time: 120,
-        restarting: false,
-        families: vec![],
-    });
+    let helper = negotiated(
+        65003,
+        "10.0.0.4",
+        Some(GracefulRestart {
+            restart_time: 120,
+            restarting: false,
+            families: vec![],
+        }),
+    );
     let h = s.add_neighbor(neighbor("10.0.0.4", PeerAs::Is(65003), false));
     s.handle(PeerEvent::Established {
         peer: h,
-        negotiated: Box::new(helper),
+        negotiated: helper,
         local_addr: "10.0.0.1".parse().unwrap(),
     });
     update(&mut s, h, "10.8.0.0/16", attrs("10.0.0.4", &[65003]));
