@@ -8,6 +8,10 @@ check PCAP_OUTER PCAP_INNER KIND OUTER_SRC OUTER_DST [KEY_OR_PORT]
     at the workload (PCAP_INNER), matched by src/dst/IP id. Prints a summary.
 send IFACE DST_MAC KIND OUTER_SRC OUTER_DST INNER_SRC INNER_DST ICMP_ID [KEY_OR_PORT]
     Builds a KIND packet carrying an ICMP echo request and sends it on IFACE.
+replies PCAP ICMP_ID INNER_SRC
+    Counts the encapsulated ICMP echo replies with ICMP_ID from INNER_SRC in
+    PCAP (the layers above make scapy dissect through every encapsulation);
+    prints the count, exits 1 when there is none.
 """
 import sys
 
@@ -119,10 +123,22 @@ def send(iface, dst_mac, kind, osrc, odst, isrc, idst, icmp_id, key_or_port):
     print(f"sent {kind}: {pkt.summary()}")
 
 
+def replies(pcap, icmp_id, src):
+    from scapy.all import ICMP, IP, rdpcap
+
+    ok = [p for p in rdpcap(pcap) if ICMP in p and p[ICMP].type == 0 and p[ICMP].id == icmp_id and IP in p and p[IP].src == src]
+    print(len(ok))
+    if not ok:
+        print("no encapsulated echo reply to the scapy-built request", file=sys.stderr)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     a = sys.argv[1:]
     if a and a[0] == "check":
         check(a[1], a[2], a[3], a[4], a[5], int(a[6]) if len(a) > 6 else None)
+    elif a and a[0] == "replies":
+        replies(a[1], int(a[2]), a[3])
     elif a and a[0] == "send":
         send(a[1], a[2], a[3], a[4], a[5], a[6], a[7], int(a[8]), int(a[9]) if len(a) > 9 else None)
     else:

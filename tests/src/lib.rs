@@ -453,48 +453,10 @@ pub mod wg;
 pub mod apps;
 
 /// Sends `total` bytes over TCP and prints the count, the sha256 and the seconds taken.
-pub const TCP_SENDER: &str = r#"
-import hashlib, socket, sys, time
-host, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-block = hashlib.sha256(b"cer").digest() * 2048      # 64 KiB, then varied per block
-h = hashlib.sha256()
-s = socket.create_connection((host, port), timeout=30)
-sent = 0
-i = 0
-t0 = time.time()
-while sent < total:
-    chunk = hashlib.sha256(i.to_bytes(8, "big")).digest() + block[32:]
-    chunk = chunk[: min(len(chunk), total - sent)]
-    s.sendall(chunk)
-    h.update(chunk)
-    sent += len(chunk)
-    i += 1
-s.shutdown(socket.SHUT_WR)
-s.recv(1)
-print(sent, h.hexdigest(), round(time.time() - t0, 2))
-"#;
+pub const TCP_SENDER: &str = include_str!("../scripts/tcp_sender.py");
 
 /// Receives one TCP connection and prints the byte count, sha256 and the MSS it saw.
-pub const TCP_RECEIVER: &str = r#"
-import hashlib, socket, sys
-addr, port = sys.argv[1], int(sys.argv[2])
-l = socket.socket()
-l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-l.bind((addr, port))
-l.listen(1)
-c, _ = l.accept()
-mss = c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
-h = hashlib.sha256()
-n = 0
-while True:
-    b = c.recv(1 << 20)
-    if not b:
-        break
-    h.update(b)
-    n += len(b)
-c.close()
-print(n, h.hexdigest(), mss, flush=True)
-"#;
+pub const TCP_RECEIVER: &str = include_str!("../scripts/tcp_receiver.py");
 
 /// A TCP transfer of `bytes` from `from` to `to_ip` (a receiver in `to`), with
 /// sha256 computed on both ends and compared. Returns (MB/s, receiver's MSS).

@@ -11,32 +11,9 @@ use anyhow::{bail, Context, Result};
 use cer_e2e::*;
 use std::time::Duration;
 
-const RESPONDER: &str = r#"
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 7000))
-s.listen(16)
-while True:
-    c, _ = s.accept()
-    c.sendall(sys.argv[2].encode())
-    c.close()
-"#;
+const RESPONDER: &str = include_str!("../scripts/tcp_name_responder.py");
 
-const FETCH: &str = r#"
-import socket, sys, time
-deadline = time.time() + 8
-while True:
-    try:
-        s = socket.create_connection((sys.argv[1], 7000), timeout=2)
-        print(s.recv(64).decode())
-        break
-    except OSError as e:
-        if time.time() > deadline:
-            print("error", e)
-            sys.exit(1)
-        time.sleep(0.2)
-"#;
+const FETCH: &str = include_str!("../scripts/tcp_name_fetch.py");
 
 #[derive(Clone, Copy, PartialEq)]
 enum Driver {

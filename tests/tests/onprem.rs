@@ -40,32 +40,10 @@ const CAPTURED: &str = "10.77.60.20";
 const FOREIGN_MAC: &str = "02:00:00:c0:ff:ee";
 
 /// Sends an ARP request for `target` every 50 ms until killed.
-const PROBER: &str = r#"
-import sys, time
-from scapy.all import Ether, ARP, conf, get_if_hwaddr
-conf.verb = 0
-iface, src, target = sys.argv[1], sys.argv[2], sys.argv[3]
-mac = get_if_hwaddr(iface)
-pkt = Ether(dst="ff:ff:ff:ff:ff:ff", src=mac) / ARP(op=1, hwsrc=mac, psrc=src, pdst=target)
-s = conf.L2socket(iface=iface)
-print("probing", target, flush=True)
-while True:
-    s.send(pkt)
-    time.sleep(0.05)
-"#;
+const PROBER: &str = include_str!("../scripts/onprem_prober.py");
 
 /// Three gratuitous ARP replies claiming `ip` from `mac`: a second holder.
-const FOREIGN_GARP: &str = r#"
-import sys, time
-from scapy.all import Ether, ARP, conf
-conf.verb = 0
-iface, ip, mac = sys.argv[1], sys.argv[2], sys.argv[3]
-pkt = Ether(dst="ff:ff:ff:ff:ff:ff", src=mac) / ARP(op=2, hwsrc=mac, psrc=ip, hwdst="ff:ff:ff:ff:ff:ff", pdst=ip)
-s = conf.L2socket(iface=iface)
-for _ in range(3):
-    s.send(pkt)
-    time.sleep(0.1)
-"#;
+const FOREIGN_GARP: &str = include_str!("../scripts/foreign_garp.py");
 
 fn unix_now() -> f64 {
     SystemTime::now()

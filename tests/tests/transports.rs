@@ -475,13 +475,15 @@ fn scenario(kind: &str) -> Result<()> {
         .with_context(|| format!("{kind}: scapy send"))?;
     std::thread::sleep(Duration::from_millis(800));
     cap.terminate(Duration::from_secs(3));
-    let check = format!(
-        "from scapy.all import *\nimport sys\nsys.path.insert(0, '{}')\nimport tunnel_pcap\nok=[p for p in rdpcap('{}') if ICMP in p and p[ICMP].type==0 and p[ICMP].id==4321 and IP in p and p[IP].src=='10.10.0.1']\nprint(len(ok))\nassert ok, 'no encapsulated echo reply to the scapy-built request'\n",
-        checker.parent().unwrap().display(),
-        reply_pcap.display()
-    );
-    let out = sh(&["/usr/bin/python3", "-c", &check])
-        .with_context(|| format!("{kind}: reply to the scapy-built packet"))?;
+    let out = sh(&[
+        "/usr/bin/python3",
+        checker.to_str().unwrap(),
+        "replies",
+        reply_pcap.to_str().unwrap(),
+        "4321",
+        "10.10.0.1",
+    ])
+    .with_context(|| format!("{kind}: reply to the scapy-built packet"))?;
     eprintln!(
         "{kind}: {} encapsulated replies to the scapy-built request",
         String::from_utf8_lossy(&out.stdout).trim()
