@@ -1,7 +1,10 @@
 //! cer-control: the BGP control process. `core` is the single event loop
-//! that owns all state; `config`, `sam` (ownership + RIB trap), `endpoints`
-//! (persisted local endpoints), `fibfeed` (dataplane feed thread) and
-//! `admin` (JSON API for cerctl) hang off it.
+//! that owns all state (its admin answers and JSON views in
+//! `core/northbound.rs`); `config`, `sam` (ownership + RIB trap),
+//! `endpoints` (persisted local endpoints), `fibfeed` (dataplane feed
+//! thread), `admin` (the request/response types of the JSON API for cerctl),
+//! `capture` (the cloud reconciler's wiring), `underlay` and `unnumbered`
+//! (BGP unnumbered) and `vrrp` (the proxy-ARP gate) hang off it.
 
 pub mod admin;
 pub mod capture;

@@ -1,0 +1,157 @@
+//! The core's admin answers (`northbound.rs`) as JSON, from a core that was
+//! never started: no sockets, no runtime, no BGP session. Endpoint requests
+//! go through the same paths as in the running process.
+
+use super::*;
+use crate::control::fibfeed::FeedStatus;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+
+const CONFIG: &str = r#"
+[node]
+name = "cer-t"
+router_id = "10.10.0.2"
+asn = 65000
+transport_address = "10.10.0.2"
+
+[bgp]
+
+[sam]
+identity = "65000:1002"
+site_identities = ["65000:1003"]
+marker_community = "65000:999"
+marker_prefix = "10.255.0.2/32"
+pool = ["10.77.60.0/24"]
+state_file = "STATE"
+
+[[tunnel]]
+id = 3
+remote = "10.10.0.3"
+
+[dataplane]
+lan_port = "lan"
+
+[capture]
+mode = "onprem"
+single_router = true
+"#;
+
+/// A started core (marker originated; no neighbors, so no session task and
+/// no runtime) over a fresh state file (kept alive by the returned directory).
+fn core() -> (Core, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("endpoints.json");
+    let text = CONFIG.replace("STATE", state.to_str().unwrap());
+    let cfg = ControlConfig::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let (events, _rx) = mpsc::channel(16);
+    let status: SharedStatus = Arc::new(Mutex::new(FeedStatus::default()));
+    let mut c = Core::new(cfg, events, None, status).unwrap();
+    c.start().unwrap();
+    (c, dir)
+}
+
+fn ok(r: ControlResponse) -> Value {
+    match r {
+        ControlResponse::Ok { data } => data,
+        ControlResponse::Error { message } => panic!("error: {message}"),
+    }
+}
+
+fn err(r: ControlResponse) -> String {
+    match r {
+        ControlResponse::Error { message } => message,
+        ControlResponse::Ok { data } => panic!("expected an error, got {data}"),
+    }
+}
+
+#[test]
+fn status_names_the_node_and_is_not_ready_before_the_initial_sync() {
+    let (mut c, _d) = core();
+    let s = ok(c.admin(ControlRequest::Status));
+    assert_eq!(s["node"], "cer-t");
+    assert_eq!(s["asn"], 65000);
+    assert_eq!(s["identity"], "65000:1002");
+    assert_eq!(s["ready"], false);
+    assert!(s["capture"]["mechanism"].as_str().is_some(), "{s}");
+}
+
+#[test]
+fn an_added_endpoint_is_owned_here_and_explained() {
+    let (mut c, _d) = core();
+    let ip: Ipv4Addr = "10.77.60.10".parse().unwrap();
+    let a = ok(c.admin(ControlRequest::EndpointAdd {
+        ip,
+        local_pref: Some(150),
+    }));
+    assert_eq!(a["advertised"], "10.77.60.10");
+    assert_eq!(a["local_pref"], 150);
+
+    let owners = ok(c.admin(ControlRequest::Owners));
+    let o = owners
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["prefix"] == "10.77.60.10/32")
+        .unwrap_or_else(|| panic!("{owners}"));
+    assert_eq!(o["identity"], "65000:1002");
+    assert_eq!(o["local"], true);
+    assert_eq!(o["site_local"], true);
+    assert_eq!(o["local_pref"], 150);
+
+    let e = ok(c.admin(ControlRequest::Explain { ip }));
+    assert_eq!(e["in_pool"], true);
+    assert_eq!(e["owner"]["local"], true);
+    assert!(e["fib"].to_string().contains("owned here"), "{}", e["fib"]);
+    assert!(
+        e["capture_points"]["outer"]
+            .as_str()
+            .unwrap()
+            .contains("no outer"),
+        "{e}"
+    );
+
+    // Moving what is already ours changes nothing.
+    let m = ok(c.admin(ControlRequest::EndpointMove { ip }));
+    assert_eq!(m["already_owner"], "10.77.60.10");
+
+    // Removed: withdrawn, no owner left.
+    ok(c.admin(ControlRequest::EndpointRemove { ip }));
+    let owners = ok(c.admin(ControlRequest::Owners));
+    assert!(!owners.to_string().contains("10.77.60.10/32"), "{owners}");
+    let e = err(c.admin(ControlRequest::EndpointRemove { ip }));
+    assert!(e.contains("not an endpoint"), "{e}");
+}
+
+#[test]
+fn addresses_outside_the_pool_are_refused_with_the_pool_named() {
+    let (mut c, _d) = core();
+    let e = err(c.admin(ControlRequest::EndpointAdd {
+        ip: "192.0.2.1".parse().unwrap(),
+        local_pref: None,
+    }));
+    assert!(
+        e.contains("192.0.2.1") && e.contains("10.77.60.0/24"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bgp_summary_and_rib_views() {
+    let (mut c, _d) = core();
+    ok(c.admin(ControlRequest::EndpointAdd {
+        ip: "10.77.60.11".parse().unwrap(),
+        local_pref: None,
+    }));
+    let s = ok(c.admin(ControlRequest::BgpSummary));
+    assert_eq!(s["asn"], 65000);
+    assert_eq!(s["route_reflector"], false);
+    assert!(s["loc_rib_prefixes"].as_u64().unwrap() >= 1, "{s}");
+    let rib = ok(c.admin(ControlRequest::BgpRib {
+        prefix: Some("10.77.60.11/32".into()),
+    }));
+    assert!(rib.to_string().contains("10.77.60.11/32"), "{rib}");
+    let e = err(c.admin(ControlRequest::BgpRib {
+        prefix: Some("not-a-prefix".into()),
+    }));
+    assert!(e.contains("not-a-prefix"), "{e}");
+}
