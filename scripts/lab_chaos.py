@@ -202,6 +202,7 @@ class Chaos:
         self.expected_down = {}  # process key -> why
         self.frozen = {}  # node tag -> [pids]
         self.thaws = []  # unix time of each on-prem node's thaw
+        self.thaw_duals = []  # two holders right after a thaw (by design of VRRP; reported, not violations)
         self.cut = {}  # node tag -> wan iface
         self.fault_windows = []  # (site, start_ms, end_ms)
         self.helpers = []  # Popen of our helpers (probers, arp, tcpdump, relays)
@@ -829,7 +830,7 @@ class Chaos:
             "operations": len(self.oplog), "planned": getattr(self, "planned", None), "by_kind": by_kind, "quiescent_points": self.quiescent,
             "violations": [{"invariant": v.invariant, "message": v.message} for v in self.violations],
             "evidence_dir": str(getattr(self, "evidence_dir", "")) or None,
-            "fences": self.fence_stats, "explained": self.explains,
+            "fences": self.fence_stats, "explained": self.explains, "thaw_dual_holders": self.thaw_duals,
             "bounds": {"converge_s": CONVERGE_BOUND, "reach_s": REACH_BOUND, "dark_s": DARK_BOUND, "nobody_s": NOBODY_BOUND, "fence_eps_ms": FENCE_EPS_MS},
         }
         (self.out / "report.json").write_text(json.dumps(rep, indent=1, default=str))
@@ -847,6 +848,10 @@ class Chaos:
         if self.fence_stats:
             md += ["Provider mutations from the CERs checked against their intents: " +
                    ", ".join(f"{s}: {v['cer_mutations']} mutations, {v['fenced']} fenced" for s, v in sorted(self.fence_stats.items())), ""]
+        if self.thaw_duals:
+            md += [f"Two proxy-ARP holders right after an on-prem node thawed (VRRP's behaviour, reported, not violations): "
+                   f"{len(self.thaw_duals)} claims, {min(d['after_thaw_ms'] for d in self.thaw_duals)}-"
+                   f"{max(d['after_thaw_ms'] for d in self.thaw_duals)} ms after the thaw.", ""]
         for v in self.violations:
             md += [f"- VIOLATION `{v.invariant}`: {v.message}"]
         if getattr(self, "evidence_dir", None):
@@ -1111,7 +1116,10 @@ class Checks:
         A handover is not two holders: the old holder's last claim followed by the new holder's
         first, however close (a thawed VRRP master resumes within milliseconds), passes. Claims
         around an ownership change of that /32 that involves on-prem are exempt (the lab gives the
-        workload the address before BGP moves it)."""
+        workload the address before BGP moves it). Two holders within THAW_SLACK after an on-prem
+        node thaws are VRRP's own behaviour (the thawed node answers with the state it was frozen
+        with until its keepalived hears the master): they are reported (`thaw_dual_holders` in
+        the report, with the gap), not violations."""
         frames, self.c.pcap_off = parse_pcap(self.c.out / "onprem-arp.pcap", self.c.pcap_off)
 
         def pool(ip):
@@ -1163,6 +1171,16 @@ class Checks:
                     dual.append({"ip": ip, "pattern": "claims alternating X, Y, X within 300 ms",
                                  "first": {"t": x1[2], "mac": x1[0]}, "second": {"t": y[1], "mac": y[0]},
                                  "third": {"t": x2[1], "mac": x2[0]}})
+        with self.c.mu:
+            thaws = list(self.c.thaws)
+        after_thaw = [d for d in dual if any(t - 1 <= d["second"]["t"] <= t + THAW_SLACK for t in thaws)]
+        if after_thaw:
+            seen = {(d["ip"], round(d["second"]["t"], 3)) for d in self.c.thaw_duals}
+            for d in after_thaw:
+                if (d["ip"], round(d["second"]["t"], 3)) not in seen:
+                    thaw = max(t for t in thaws if t - 1 <= d["second"]["t"])
+                    self.c.thaw_duals.append({**d, "after_thaw_ms": round((d["second"]["t"] - thaw) * 1000)})
+            dual = [d for d in dual if d not in after_thaw]
         if dual:
             macs = self.onprem_macs()
             for d in dual:
@@ -1637,7 +1655,7 @@ def selftest():
     lab = types.SimpleNamespace(nodes_of=lambda site: [{"node": site, "tag": site}])
     c = types.SimpleNamespace(out=tmp, mu=threading.RLock(), endpoints={"10.77.60.11": "aws", "10.77.60.12": "azure"},
                               life={"10.77.60.11": [[0, None]], "10.77.60.12": [[0, None]]}, ip_windows=[], pcap_off=0,
-                              pcap_claims=[], fence_stats={}, nobody_since={})
+                              pcap_claims=[], fence_stats={}, nobody_since={}, thaws=[], thaw_duals=[])
     ch = Checks.__new__(Checks)
     ch.c, ch.L, ch.lab = c, L, lab
     failures = []
@@ -1675,6 +1693,15 @@ def selftest():
     a, b, host = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:10"
     pcap([(t, host, "10.77.60.11", "req"), (t + 0.001, a, "10.77.60.11"), (t + 0.002, b, "10.77.60.11")])
     expect("proxy_arp_holders, one request answered by two MACs", ch.proxy_arp_pcap, True)
+    pcap([(t, host, "10.77.60.11", "req"), (t + 0.001, a, "10.77.60.11"), (t + 0.002, b, "10.77.60.11")])
+    c.thaws = [t - 0.05]
+    expect("proxy_arp_holders, two MACs 50 ms after a thaw (reported)", ch.proxy_arp_pcap, False)
+    if len(c.thaw_duals) != 1 or c.thaw_duals[0]["after_thaw_ms"] != 52:
+        failures.append(f"a dual holder after a thaw is not reported: {c.thaw_duals}")
+    pcap([(t, host, "10.77.60.11", "req"), (t + 0.001, a, "10.77.60.11"), (t + 0.002, b, "10.77.60.11")])
+    c.thaws, c.thaw_duals = [t - 30], []
+    expect("proxy_arp_holders, two MACs 30 s after a thaw", ch.proxy_arp_pcap, True)
+    c.thaws = []
     pcap([(t, a, "10.77.60.11"), (t + 0.1, b, "10.77.60.11"), (t + 0.2, a, "10.77.60.11")])
     expect("proxy_arp_holders, two MACs alternating", ch.proxy_arp_pcap, True)
     pcap([(t + i * 0.2, host, "10.77.60.11", "req") for i in range(4)]
