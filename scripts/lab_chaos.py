@@ -1171,16 +1171,14 @@ class Checks:
                     dual.append({"ip": ip, "pattern": "claims alternating X, Y, X within 300 ms",
                                  "first": {"t": x1[2], "mac": x1[0]}, "second": {"t": y[1], "mac": y[0]},
                                  "third": {"t": x2[1], "mac": x2[0]}})
-        with self.c.mu:
-            thaws = list(self.c.thaws)
-        after_thaw = [d for d in dual if any(t - 1 <= d["second"]["t"] <= t + THAW_SLACK for t in thaws)]
-        if after_thaw:
-            seen = {(d["ip"], round(d["second"]["t"], 3)) for d in self.c.thaw_duals}
-            for d in after_thaw:
-                if (d["ip"], round(d["second"]["t"], 3)) not in seen:
-                    thaw = max(t for t in thaws if t - 1 <= d["second"]["t"])
-                    self.c.thaw_duals.append({**d, "after_thaw_ms": round((d["second"]["t"] - thaw) * 1000)})
-            dual = [d for d in dual if d not in after_thaw]
+        kept = []
+        for d in dual:
+            thaw = self.thaw_before(d["second"]["t"])
+            if thaw is None:
+                kept.append(d)
+            elif all((x["ip"], x["second"]["t"]) != (d["ip"], d["second"]["t"]) for x in self.c.thaw_duals):
+                self.c.thaw_duals.append({**d, "after_thaw_ms": round((d["second"]["t"] - thaw) * 1000)})
+        dual = kept
         if dual:
             macs = self.onprem_macs()
             for d in dual:
@@ -1190,6 +1188,12 @@ class Checks:
             raise Violation("proxy_arp_holders", f"two holders of {dual[0]['ip']} on the on-prem segment: {dual[0]['pattern']}",
                             {"claims": dual[:20], "pcap": str(self.c.out / "onprem-arp.pcap")})
 
+    def thaw_before(self, ts):
+        """The on-prem thaw that `ts` (unix seconds) falls within THAW_SLACK after, if any."""
+        with self.c.mu:
+            near = [t for t in self.c.thaws if t - 1 <= ts <= t + THAW_SLACK]
+        return max(near) if near else None
+
     def duplicate_alarms(self):
         """No duplicate-holder alarm on an on-prem CER except where a fault causes one by design:
         around an ownership change of that /32 involving on-prem (the workload and the CER both
@@ -1197,7 +1201,6 @@ class Checks:
         the VRRP state it was frozen with)."""
         with self.c.mu:
             windows = [(ip, a / 1000 - ONPREM_CLAIM_SLACK[0], b / 1000 + 5) for ip, a, b, s in self.c.ip_windows if "onprem" in s]
-            windows += [(None, t - 1, t + THAW_SLACK) for t in self.c.thaws]
         for n in self.lab.nodes_of("onprem"):
             if not self.lab.alive(f"{n['tag']}-ctl") or n["tag"] in self.c.frozen:
                 continue
@@ -1210,7 +1213,8 @@ class Checks:
                 base = 0
             if count > base:
                 new = c.get("duplicate_holders") or []
-                unexplained = [d for d in new if not any(w in (None, d.get("ip")) and a - 1 <= (d.get("last_unix") or 0) <= b + 1 for w, a, b in windows)]
+                unexplained = [d for d in new if self.thaw_before(d.get("last_unix") or 0) is None
+                               and not any(w == d.get("ip") and a - 1 <= (d.get("last_unix") or 0) <= b + 1 for w, a, b in windows)]
                 if unexplained or not new:
                     raise Violation("duplicate_holder_alarm", f"{n['node']} raised {count - base} duplicate-holder alarm(s) outside an on-prem ownership change",
                                     {"node": n["node"], "count": count, "holders": new, "windows": windows[-10:]})

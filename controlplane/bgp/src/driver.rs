@@ -8,7 +8,7 @@
 //! speaker directly for everything else (neighbors, local routes, ticks),
 //! and calls `flush` after every input so the outputs are performed in order.
 
-use crate::events::{Output, SessionCmd};
+use crate::events::{Output, PeerEvent, SessionCmd};
 use crate::route::{PeerId, Prefix};
 use crate::session::{run_peer, PeerCtl, SessionEvent};
 use crate::speaker::Speaker;
@@ -46,14 +46,12 @@ impl SpeakerIo {
         let peer = ev.event.peer();
         if let Some(h) = self.peers.get_mut(&peer) {
             match (&ev.event, ev.commands) {
-                (crate::events::PeerEvent::Down { .. }, _) => h.commands = None,
+                (PeerEvent::Down { .. }, _) => h.commands = None,
                 (_, Some(tx)) => h.commands = Some(tx),
                 _ => {}
             }
         }
-        let changed = speaker.handle(ev.event);
-        self.flush(speaker);
-        changed
+        speaker.handle(ev.event)
     }
 
     /// Performs what the speaker asked for, in order. Needs a tokio runtime

@@ -73,8 +73,6 @@ pub enum SessionCmd {
     Announce(Vec<Prefix>, Arc<PathAttrs>),
     Withdraw(Vec<Prefix>),
     EndOfRib(Family),
-    RouteRefresh(Family),
-    Stop(Notification),
 }
 
 /// How a peer's connections are made.

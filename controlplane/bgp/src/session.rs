@@ -446,8 +446,6 @@ async fn run_connection(
                         }
                     }
                     SessionCmd::EndOfRib(f) => { let _ = wtx.send(packet::end_of_rib(f)).await; }
-                    SessionCmd::RouteRefresh(f) => { let _ = wtx.send(packet::route_refresh(f)).await; }
-                    SessionCmd::Stop(n) => actions = conn.fsm.handle(Event::Stop(n)),
                 }
             }
             c = ctl.recv() => match c {

@@ -67,7 +67,11 @@ async fn node_to(ip: &str, port: u16, remote: SocketAddr, passive: bool, gr: Opt
         loop {
             tokio::select! {
                 ev = rx.recv() => match ev {
-                    Some(ev) => { io.event(&mut sp.lock().unwrap(), ev); }
+                    Some(ev) => {
+                        let mut s = sp.lock().unwrap();
+                        io.event(&mut s, ev);
+                        io.flush(&mut s);
+                    }
                     None => return,
                 },
                 c = listener.accept() => if let Ok((stream, _)) = c {

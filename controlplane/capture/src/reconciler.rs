@@ -395,15 +395,7 @@ impl Reconciler {
             }
             m.insert(ip, (intent, Instant::now()));
         }
-        // The audit trail of fencing: from this instant every action planned
-        // from an older intent is stale (the lab's chaos soak compares it
-        // with the provider's journal of executed mutations).
-        log::info!(
-            "capture: intent {ip} {:?} signature {:016x} at unix_ms {}",
-            intent.desired,
-            intent.signature,
-            unix_ms()
-        );
+        log_intent(ip, intent);
         let from = self.shared.origin_text(ip);
         {
             let mut s = lock(&self.shared.status);
@@ -502,6 +494,18 @@ fn new_ip_status(intent: Intent) -> IpStatus {
         captured_from: None,
         note: None,
     }
+}
+
+/// The audit trail of fencing: from this instant every action planned from
+/// an older intent of `ip` is stale (the lab's chaos soak compares these
+/// lines with the provider's journal of executed mutations).
+fn log_intent(ip: Ipv4Addr, intent: Intent) {
+    log::info!(
+        "capture: intent {ip} {:?} signature {:016x} at unix_ms {}",
+        intent.desired,
+        intent.signature,
+        unix_ms()
+    );
 }
 
 fn unix_ms() -> u64 {
@@ -795,12 +799,7 @@ impl Worker {
                         signature: 0,
                     };
                     lock(&self.shared.intents).insert(ip, (intent, Instant::now()));
-                    log::info!(
-                        "capture: intent {ip} {:?} signature {:016x} at unix_ms {}",
-                        intent.desired,
-                        intent.signature,
-                        unix_ms()
-                    );
+                    log_intent(ip, intent);
                     let from = self.shared.origin_text(ip);
                     lock(&self.shared.status)
                         .ips

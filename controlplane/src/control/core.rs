@@ -350,26 +350,22 @@ impl Core {
         let ip = p.addr();
         let entry = match self.sam.owner(&p) {
             None => None,
-            Some(o) if o.local => Some(FibEntry {
-                action: Some(EndpointAction::Local {
-                    port: self.cfg.dataplane.lan_port.clone(),
-                }),
-                note: format!(
-                    "owned here: delivered on port {}",
-                    self.cfg.dataplane.lan_port
-                ),
-            }),
-            // Owned by another CER of this site: the workload is on the
-            // network this node shares with it.
-            Some(o) if o.site_local => Some(FibEntry {
-                action: Some(EndpointAction::Local {
-                    port: self.cfg.dataplane.lan_port.clone(),
-                }),
-                note: format!(
-                    "owned at this site by {} (sam.site_identities): delivered on port {}",
-                    o.identity, self.cfg.dataplane.lan_port
-                ),
-            }),
+            // Owned here, or by another CER of this site: the workload is on
+            // the network this node's LAN port is on.
+            Some(o) if o.site_local => {
+                let port = &self.cfg.dataplane.lan_port;
+                Some(FibEntry {
+                    action: Some(EndpointAction::Local { port: port.clone() }),
+                    note: if o.local {
+                        format!("owned here: delivered on port {port}")
+                    } else {
+                        format!(
+                            "owned at this site by {} (sam.site_identities): delivered on port {port}",
+                            o.identity
+                        )
+                    },
+                })
+            }
             Some(o) => {
                 let nh = o.path.attrs.next_hop.ip();
                 Some(match self.cfg.tunnels.iter().find(|t| t.remote == nh) {

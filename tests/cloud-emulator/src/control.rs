@@ -20,6 +20,17 @@ fn query_param<'a>(req: &'a Req, name: &str) -> Option<std::borrow::Cow<'a, str>
         .map(|(_, v)| v)
 }
 
+/// An optional unsigned query parameter; the error names it and its value.
+fn number_param(req: &Req, name: &str) -> Result<Option<u64>, String> {
+    match query_param(req, name) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| format!("bad {name} {v:?}")),
+    }
+}
+
 /// Serves one control API request.
 pub async fn handle(emulator: &Emulator, req: &Req) -> Response<Body> {
     if req.too_large {
@@ -70,16 +81,7 @@ async fn holders(emulator: &Emulator, req: &Req) -> Response<Body> {
             Err(_) => return error(StatusCode::BAD_REQUEST, format!("bad ip {v:?}")),
         },
     };
-    let number = |name: &str| -> Result<Option<u64>, String> {
-        match query_param(req, name) {
-            None => Ok(None),
-            Some(v) => v
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| format!("bad {name} {v:?}")),
-        }
-    };
-    let (since, wait_ms) = match (number("since"), number("wait_ms")) {
+    let (since, wait_ms) = match (number_param(req, "since"), number_param(req, "wait_ms")) {
         (Ok(s), Ok(w)) => (s, w.unwrap_or(0)),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
     };
@@ -148,12 +150,9 @@ fn state(emulator: &Emulator) -> Response<Body> {
 
 /// `?since=SEQ`: every accepted change after SEQ, with the request that caused it.
 fn journal(emulator: &Emulator, req: &Req) -> Response<Body> {
-    let since = match query_param(req, "since") {
-        None => 0,
-        Some(v) => match v.parse::<u64>() {
-            Ok(n) => n,
-            Err(_) => return error(StatusCode::BAD_REQUEST, format!("bad since {v:?}")),
-        },
+    let since = match number_param(req, "since") {
+        Ok(n) => n.unwrap_or(0),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let state = emulator.state();
     json(

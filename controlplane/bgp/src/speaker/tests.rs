@@ -159,6 +159,23 @@ fn withdrawn(cmds: &[SessionCmd], prefix: &str) -> bool {
         .any(|c| matches!(c, SessionCmd::Withdraw(ps) if ps.contains(&pfx(prefix))))
 }
 
+/// The counters of one peer (`show bgp summary`).
+fn summary_of(s: &Speaker, id: PeerId) -> NeighborSummary {
+    s.summary().into_iter().find(|n| n.peer == id.0).unwrap()
+}
+
+/// eBGP peer A (graceful restart, 120 s) with 10.5.0.0/16 installed, and
+/// eBGP peer B that hears what happens to it; both established.
+fn gr_peer_and_listener() -> (Speaker, PeerId, PeerId) {
+    let mut s = speaker(None);
+    let a = s.add_neighbor(neighbor("10.0.0.2", PeerAs::Is(65001), false));
+    let b = s.add_neighbor(neighbor("10.0.0.3", PeerAs::Is(65002), false));
+    establish(&mut s, a, 65001, "10.0.0.2", "10.0.0.1", true);
+    establish(&mut s, b, 65002, "10.0.0.3", "10.0.0.1", false);
+    update(&mut s, a, "10.5.0.0/16", attrs("10.0.0.2", &[65001]));
+    (s, a, b)
+}
+
 #[test]
 fn neighbors_start_and_stop_through_outputs() {
     let mut s = speaker(None);
@@ -243,14 +260,7 @@ fn import_drops_loops_and_policy_rejections_and_installs_the_rest() {
     // Rejected by the import policy: counted, not installed.
     update(&mut s, c, "10.2.0.0/16", attrs("192.0.2.3", &[65002]));
     assert!(s.rib().best(&pfx("10.2.0.0/16")).is_none());
-    let rejected = |s: &Speaker, id: PeerId| {
-        s.summary()
-            .into_iter()
-            .find(|n| n.peer == id.0)
-            .unwrap()
-            .import_rejected
-    };
-    assert_eq!(rejected(&s, c), 1);
+    assert_eq!(summary_of(&s, c).import_rejected, 1);
     // A clean path is installed, reported as changed, exported to the other peer.
     let changed = update(&mut s, a, "10.3.0.0/16", attrs("192.0.2.2", &[65001]));
     assert_eq!(changed, vec![pfx("10.3.0.0/16")]);
@@ -324,12 +334,7 @@ fn a_reflector_reflects_client_routes_with_originator_and_cluster_list() {
 
 #[test]
 fn graceful_restart_keeps_stale_routes_until_end_of_rib() {
-    let mut s = speaker(None);
-    let a = s.add_neighbor(neighbor("10.0.0.2", PeerAs::Is(65001), false));
-    let b = s.add_neighbor(neighbor("10.0.0.3", PeerAs::Is(65002), false));
-    establish(&mut s, a, 65001, "10.0.0.2", "10.0.0.1", true);
-    establish(&mut s, b, 65002, "10.0.0.3", "10.0.0.1", false);
-    update(&mut s, a, "10.5.0.0/16", attrs("10.0.0.2", &[65001]));
+    let (mut s, a, b) = gr_peer_and_listener();
     update(&mut s, a, "10.6.0.0/16", attrs("10.0.0.2", &[65001]));
     s.take_outputs();
 
@@ -337,14 +342,7 @@ fn graceful_restart_keeps_stale_routes_until_end_of_rib() {
     // and nothing is withdrawn from the other peer.
     assert!(down(&mut s, a, true).is_empty());
     assert!(s.rib().best(&pfx("10.5.0.0/16")).is_some());
-    let stale = |s: &Speaker| {
-        s.summary()
-            .into_iter()
-            .find(|n| n.peer == a.0)
-            .unwrap()
-            .prefixes_stale
-    };
-    assert_eq!(stale(&s), 2);
+    assert_eq!(summary_of(&s, a).prefixes_stale, 2);
     assert!(sent(&mut s).is_empty());
 
     // It comes back, announces one of the two again, then End-of-RIB: the
@@ -355,7 +353,7 @@ fn graceful_restart_keeps_stale_routes_until_end_of_rib() {
     assert!(swept.contains(&pfx("10.6.0.0/16")));
     assert!(s.rib().best(&pfx("10.6.0.0/16")).is_none());
     assert!(s.rib().best(&pfx("10.5.0.0/16")).is_some());
-    assert_eq!(stale(&s), 0);
+    assert_eq!(summary_of(&s, a).prefixes_stale, 0);
     let out = sent(&mut s);
     assert!(withdrawn(&out[&b], "10.6.0.0/16"));
     assert!(!withdrawn(&out[&b], "10.5.0.0/16"));
@@ -363,12 +361,7 @@ fn graceful_restart_keeps_stale_routes_until_end_of_rib() {
 
 #[test]
 fn graceful_restart_sweeps_at_the_restart_time_if_the_peer_stays_away() {
-    let mut s = speaker(None);
-    let a = s.add_neighbor(neighbor("10.0.0.2", PeerAs::Is(65001), false));
-    let b = s.add_neighbor(neighbor("10.0.0.3", PeerAs::Is(65002), false));
-    establish(&mut s, a, 65001, "10.0.0.2", "10.0.0.1", true);
-    establish(&mut s, b, 65002, "10.0.0.3", "10.0.0.1", false);
-    update(&mut s, a, "10.5.0.0/16", attrs("10.0.0.2", &[65001]));
+    let (mut s, a, b) = gr_peer_and_listener();
     s.take_outputs();
     let lost = Instant::now();
     down(&mut s, a, true);
@@ -382,12 +375,7 @@ fn graceful_restart_sweeps_at_the_restart_time_if_the_peer_stays_away() {
 
 #[test]
 fn a_notification_or_a_helper_only_peer_withdraws_at_once() {
-    let mut s = speaker(None);
-    let a = s.add_neighbor(neighbor("10.0.0.2", PeerAs::Is(65001), false));
-    let b = s.add_neighbor(neighbor("10.0.0.3", PeerAs::Is(65002), false));
-    establish(&mut s, a, 65001, "10.0.0.2", "10.0.0.1", true);
-    establish(&mut s, b, 65002, "10.0.0.3", "10.0.0.1", false);
-    update(&mut s, a, "10.5.0.0/16", attrs("10.0.0.2", &[65001]));
+    let (mut s, a, b) = gr_peer_and_listener();
     s.take_outputs();
     // A NOTIFICATION was exchanged: graceful restart does not apply.
     assert_eq!(down(&mut s, a, false), vec![pfx("10.5.0.0/16")]);
