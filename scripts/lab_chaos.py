@@ -758,6 +758,7 @@ class Chaos:
                 raise Violation("convergence", f"not converged {CONVERGE_BOUND:.0f} s after the operations ended", {"problems": probs, "explain": self.checks.explain_all()})
             time.sleep(0.5)
         t_conv = time.time()
+        self.checks.workloads_hold(endpoints)
         reach = self.checks.reachability(t_conv)
         t_reach = time.time()
         self.checks.strict()
@@ -943,6 +944,33 @@ class Checks:
         slot = since_ms // PROBE_MS
         runs = self.probe_runs()
         return [f"{s}>{d}" for s, d in self.live_pairs() if not runs.get((s, d)) or runs[(s, d)][-1][1] < slot]
+
+    def workload_addresses(self):
+        """site -> the pool /32s its workload namespace holds now."""
+        held = {}
+        for site in self.L.SITES:
+            out = self.L.ns_run(self.lab.wl_ns(site), "ip", "-j", "-4", "addr", "show", "dev", "eth0", check=False).stdout
+            try:
+                held[site] = {a["local"] for i in json.loads(out) for a in i.get("addr_info", []) if a.get("local", "").startswith("10.77.60.")}
+            except ValueError:
+                held[site] = set()
+        return held
+
+    @staticmethod
+    def holding_problems(endpoints, held):
+        """What the lab's own bookkeeping gets wrong: a /32 its workload does not hold, or one
+        held by a workload it does not live at (a harness fault, not the router's)."""
+        probs = [f"{ip} lives at {site} but its workload does not hold it" for ip, site in sorted(endpoints.items()) if ip not in held.get(site, set())]
+        probs += [f"the {site} workload holds {ip}, which lives at {endpoints.get(ip) or 'no site (removed)'}"
+                  for site, ips in sorted(held.items()) for ip in sorted(ips) if endpoints.get(ip) != site]
+        return probs
+
+    def workloads_hold(self, endpoints):
+        """Quiescent: every workload holds exactly the /32s that live at its site, so a dark pair
+        is never the harness having lost an address (as deleting the on-prem primary once did)."""
+        probs = self.holding_problems(endpoints, self.workload_addresses())
+        if probs:
+            raise Violation("harness", f"{len(probs)} workload addresses disagree with the lab's endpoints", {"problems": probs})
 
     def reachability(self, t_conv):
         """Quiescent: every pair exchanges probes sent after convergence within REACH_BOUND."""
@@ -1750,6 +1778,16 @@ def selftest():
         failures.append(f"pair_holes: {holes}")
     else:
         print(f"selftest: outage of a pair: {holes[0][1]} ms lost from slot 10 (as fabricated)")
+    eps = {"10.77.60.10": "onprem", "10.77.60.12": "onprem", "10.77.60.11": "aws"}
+    held = {"onprem": {"10.77.60.10", "10.77.60.12"}, "aws": {"10.77.60.11"}, "azure": set()}
+    if Checks.holding_problems(eps, held):
+        failures.append(f"holding_problems, consistent: {Checks.holding_problems(eps, held)}")
+    lost = Checks.holding_problems({"10.77.60.12": "onprem"}, {"onprem": set()})
+    stale = Checks.holding_problems({}, {"onprem": {"10.77.60.10"}})
+    if len(lost) != 1 or len(stale) != 1:
+        failures.append(f"holding_problems: lost {lost}, stale {stale}")
+    else:
+        print(f"selftest: harness self-check names {lost[0]!r} and {stale[0]!r}")
     c.endpoints = {"10.77.60.11": "aws", "10.77.60.12": "azure"}
     expect("reachability, a pair silent since slot 20", lambda: ch.reachability(time.time() - REACH_BOUND - 1), True)
 
