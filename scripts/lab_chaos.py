@@ -99,6 +99,11 @@ def pctl(values, p):
     return v[k]
 
 
+class Interrupted(Exception):
+    """An operation gave up waiting because the soak is stopping (after a violation elsewhere):
+    not a finding of its own."""
+
+
 class Violation(Exception):
     def __init__(self, invariant, message, evidence=None):
         super().__init__(f"{invariant}: {message}")
@@ -198,7 +203,7 @@ class Chaos:
         self.locks = {}
         self.oplog = []  # every operation: kind, params, start, end, error
         self.life = {ip: [[0, None]] for ip in self.endpoints}  # ip -> [[added_ms, removed_ms]]
-        self.ip_windows = []  # (ip, start_ms, end_ms, sites): ownership of ip changing
+        self.ip_windows = []  # [ip, start_ms, end_ms or None while it runs, sites]: ownership of ip changing
         self.expected_down = {}  # process key -> why
         self.frozen = {}  # node tag -> [pids]
         self.thaws = []  # unix time of each on-prem node's thaw
@@ -332,6 +337,9 @@ class Chaos:
             getattr(self, "op_" + kind)(op, p)
             self.record(op, end_ms=now_ms())
             self.log(f"op {op['i']} {kind} done in {(op['end_ms'] - op['start_ms']) / 1000:.1f}s {op.get('note', '')}")
+        except Interrupted as e:
+            self.record(op, end_ms=now_ms(), error=f"interrupted: {e}")
+            self.log(f"op {op['i']} {kind} interrupted: {e}")
         except Exception as e:  # noqa: BLE001 - every failure of an operation is reported
             self.record(op, end_ms=now_ms(), error=f"{type(e).__name__}: {e}", trace=traceback.format_exc())
             self.log(f"op {op['i']} {kind} FAILED: {e}")
@@ -363,12 +371,23 @@ class Chaos:
             return f()
 
     def ownership_change(self, op, ip, old, new, fn):
-        start = now_ms()
+        # The window is open from the start: a check that runs while the change is under way
+        # must see it (the workload and a CER both claim an on-prem /32 during it).
+        w = [ip, now_ms(), None, {s for s in (old, new) if s}]
+        with self.mu:
+            self.ip_windows.append(w)
         try:
             fn()
         finally:
             with self.mu:
-                self.ip_windows.append((ip, start, now_ms(), {s for s in (old, new) if s}))
+                w[2] = now_ms()
+
+    def onprem_windows(self, after_s):
+        """(ip, from_s, to_s) around every ownership change involving on-prem, ONPREM_CLAIM_SLACK[0]
+        before it and after_s after it (a change still under way runs to now)."""
+        with self.mu:
+            return [(ip, a / 1000 - ONPREM_CLAIM_SLACK[0], (b if b is not None else now_ms()) / 1000 + after_s)
+                    for ip, a, b, s in self.ip_windows if "onprem" in s]
 
     def op_move(self, op, p, add=False):
         L, lab = self.L, self.lab
@@ -412,6 +431,8 @@ class Chaos:
                         break
                     time.sleep(0.2)
                 else:
+                    if self.stop.is_set():
+                        raise Interrupted(f"the soak stopped while waiting for the {to} CER to release {ip}")
                     raise L.LabError(f"{to} CER did not confirm the release of {ip} within 60 s")
                 # The operator retries through injected provider faults (a lost reply ends the
                 # lab's request helper without an answer).
@@ -1163,8 +1184,7 @@ class Checks:
             elif op == 1 and spa != tpa and pool(tpa):
                 events.append((ts, tpa, sha, "request"))
         self.c.pcap_claims = [e for e in self.c.pcap_claims if e[0] > time.time() - 10] + events
-        with self.c.mu:
-            windows = [(ip, a / 1000 - ONPREM_CLAIM_SLACK[0], b / 1000 + ONPREM_CLAIM_SLACK[1]) for ip, a, b, s in self.c.ip_windows if "onprem" in s]
+        windows = self.c.onprem_windows(ONPREM_CLAIM_SLACK[1])
 
         def exempt(ip, ts):
             return any(w_ip == ip and a <= ts <= b for w_ip, a, b in windows)
@@ -1227,8 +1247,7 @@ class Checks:
         around an ownership change of that /32 involving on-prem (the workload and the CER both
         claim it for a moment), and within THAW_SLACK after an on-prem node thaws (it resumes with
         the VRRP state it was frozen with)."""
-        with self.c.mu:
-            windows = [(ip, a / 1000 - ONPREM_CLAIM_SLACK[0], b / 1000 + 5) for ip, a, b, s in self.c.ip_windows if "onprem" in s]
+        windows = self.c.onprem_windows(5)
         for n in self.lab.nodes_of("onprem"):
             if not self.lab.alive(f"{n['tag']}-ctl") or n["tag"] in self.c.frozen:
                 continue
@@ -1688,6 +1707,7 @@ def selftest():
     c = types.SimpleNamespace(out=tmp, mu=threading.RLock(), endpoints={"10.77.60.11": "aws", "10.77.60.12": "azure"},
                               life={"10.77.60.11": [[0, None]], "10.77.60.12": [[0, None]]}, ip_windows=[], pcap_off=0,
                               pcap_claims=[], fence_stats={}, nobody_since={}, thaws=[], thaw_duals=[])
+    c.onprem_windows = lambda after_s: Chaos.onprem_windows(c, after_s)
     ch = Checks.__new__(Checks)
     ch.c, ch.L, ch.lab = c, L, lab
     failures = []
@@ -1761,6 +1781,8 @@ def selftest():
     c.alarm_base, c.thaws = {}, []
     c.ip_windows = [("10.77.60.23", int(t * 1000) - 500, int(t * 1000), {"onprem", "aws"})]
     expect("duplicate_holder_alarm, inside a move to on-prem", ch.duplicate_alarms, False)
+    c.alarm_base, c.ip_windows = {}, [("10.77.60.23", int(t * 1000) - 500, None, {"onprem", "azure"})]
+    expect("duplicate_holder_alarm, inside a move from on-prem still under way", ch.duplicate_alarms, False)
     c.ip_windows = []
 
     # 2. Source preservation.
