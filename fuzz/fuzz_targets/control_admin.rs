@@ -1,5 +1,5 @@
 //! Fuzzes cer-control's admin API: JSON lines decoded as the admin socket
-//! decodes them (`cer_shared::framing`), answered by a real `Core` built
+//! decodes them (`cer_shared::framing`), answered by a real `ControlState` built
 //! from a small configuration (a reflector client with a pool, endpoints
 //! and a tunnel; no peer is up). Every request is answered with `Ok` data
 //! that serializes or an `Error` that says what was wrong; endpoint adds,
@@ -8,7 +8,7 @@
 
 use cer_controlplane::control::admin::{ControlRequest, ControlResponse};
 use cer_controlplane::control::config::ControlConfig;
-use cer_controlplane::control::core::Core;
+use cer_controlplane::control::state::ControlState;
 use cer_controlplane::control::fibfeed::SharedStatus;
 use cer_fuzz::runtime;
 use cer_shared::framing;
@@ -63,13 +63,13 @@ remote = "10.10.0.3"
 fuzz_target!(|data: &[u8]| {
     let _rt = runtime().enter();
     let (events, _rx) = tokio::sync::mpsc::channel(64);
-    let mut core = Core::new(config(), events, None, SharedStatus::default())
-        .expect("core from the fuzz configuration");
+    let mut state = ControlState::new(config(), events, None, SharedStatus::default())
+        .expect("control state from the fuzz configuration");
     for line in data.split(|&b| b == b'\n').take(64) {
         let Ok(req) = framing::decode::<ControlRequest>(line) else {
             continue;
         };
-        match core.admin(req) {
+        match state.admin(req) {
             ControlResponse::Ok { data } => {
                 serde_json::to_vec(&data).expect("an admin answer that does not serialize");
             }

@@ -1,4 +1,4 @@
-//! The IO side of the speaker: performs the sans-IO core's `Output`s on
+//! The IO side of the speaker: performs the sans-IO speaker's `Output`s on
 //! tokio and hands it the sessions' events. It owns one `session::run_peer`
 //! task per neighbor (its control channel) and the command channel of each
 //! established connection; the speaker owns neither.

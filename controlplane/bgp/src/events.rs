@@ -1,4 +1,4 @@
-//! What crosses between the sans-IO speaker core (`speaker`) and the tokio
+//! What crosses between the sans-IO speaker (`speaker`) and the tokio
 //! layer that owns sockets and timers (`session`, `driver`): plain data, no
 //! channels, no sockets.
 //!
@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// From a session to the speaker core.
+/// From a session to the speaker.
 #[derive(Debug)]
 pub enum PeerEvent {
     State {
@@ -44,7 +44,7 @@ pub enum PeerEvent {
         peer: PeerId,
         family: Family,
     },
-    /// The session ended; `was_established` tells the core to clean up routes.
+    /// The session ended; `was_established` tells the speaker to clean up routes.
     /// `tcp_failure`: no NOTIFICATION was exchanged (graceful restart applies).
     Down {
         peer: PeerId,
@@ -67,7 +67,7 @@ impl PeerEvent {
     }
 }
 
-/// From the speaker core to an established session.
+/// From the speaker to an established session.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionCmd {
     Announce(Vec<Prefix>, Arc<PathAttrs>),
@@ -87,7 +87,7 @@ pub struct PeerSession {
     pub fsm: FsmConfig,
 }
 
-/// What the speaker core asks of the IO layer, in order.
+/// What the speaker asks of the IO layer, in order.
 #[derive(Debug, Clone)]
 pub enum Output {
     /// A neighbor was added: run its session (connect-retry, or wait for the

@@ -4,9 +4,9 @@
 //! `decision` (RFC 4271 9.1.2.2 + RFC 4456 tie-breakers), `rib` (Adj-RIB-In,
 //! Loc-RIB, Adj-RIB-Out), `policy` (import/export), `packet` (the wire format:
 //! framing, OPEN, UPDATE decoding with RFC 7606 error handling, encoding), `fsm` (RFC 4271 session state
-//! machine, no sockets), `speaker` (the sans-IO core: events in, outputs out), `events` (what crosses
-//! between the core and IO), `session` (TCP + timers driving the FSM, one task per peer) and `driver`
-//! (performs the core's outputs on the session tasks).
+//! machine, no sockets), `speaker` (sans-IO: events in, outputs out), `events` (what crosses
+//! between the speaker and IO), `session` (TCP + timers driving the FSM, one task per peer) and `driver`
+//! (performs the speaker's outputs on the session tasks).
 
 pub mod decision;
 pub mod driver;

@@ -2,8 +2,8 @@
 //! inbound connections handed over by the listener, RFC 4271 6.8 collision
 //! resolution, and the per-connection loop that runs a `Connection` (codec +
 //! `fsm`, no sockets) with a reader task (whole frames, cancel-safe) and a
-//! writer task. Everything the RIB needs goes to the speaker core as
-//! `PeerEvent`s (wrapped in `SessionEvent`); the core answers with
+//! writer task. Everything the RIB needs goes to the speaker as
+//! `PeerEvent`s (wrapped in `SessionEvent`); the speaker answers with
 //! `SessionCmd`s, which `driver` delivers on the command channel an
 //! established session hands over with its `Established` event.
 
@@ -40,7 +40,7 @@ impl From<PeerEvent> for SessionEvent {
     }
 }
 
-/// What a received frame brings the speaker core.
+/// What a received frame brings the speaker.
 #[derive(Debug)]
 pub enum Inbound {
     Update(packet::Update),
@@ -50,7 +50,7 @@ pub enum Inbound {
 }
 
 /// The socket-free part of one connection: the codec and the FSM. A frame in
-/// gives the FSM's actions and what the speaker core must hear of it; the
+/// gives the FSM's actions and what the speaker must hear of it; the
 /// tokio loop (`run_connection`) only moves bytes and timers around it, so
 /// tests drive decoding, RFC 7606 handling and the FSM without sockets.
 pub struct Connection {

@@ -1,4 +1,4 @@
-//! The speaker core: the one place BGP state changes, with no IO (sans-IO).
+//! The speaker: the one place BGP state changes, with no IO (sans-IO).
 //! It owns the RIB, every peer's runtime state and Adj-RIB-Out, and the
 //! locally originated routes. It consumes `PeerEvent`s (from the sessions),
 //! imports (loop checks, hygiene, policy), runs the decision process through
@@ -100,7 +100,7 @@ struct PeerRt {
     state: State,
     negotiated: Option<Negotiated>,
     source: Option<Arc<PathSource>>,
-    /// Established as far as the core is concerned (from its `Established`
+    /// Established as far as the speaker is concerned (from its `Established`
     /// event to its `Down`): only then does it get UPDATEs.
     up: bool,
     local_addr: Option<IpAddr>,

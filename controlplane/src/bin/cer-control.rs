@@ -3,8 +3,8 @@
 use anyhow::{Context, Result};
 use cer_controlplane::control::admin::{ControlRequest, ControlResponse};
 use cer_controlplane::control::config::{CaptureMode, ControlConfig};
-use cer_controlplane::control::core::{AdminMsg, Core};
 use cer_controlplane::control::fibfeed::{self, FeedOp, FeedStatus};
+use cer_controlplane::control::state::{AdminMsg, ControlState};
 use cer_controlplane::control::{capture, unnumbered, vrrp};
 use cer_shared::framing;
 use clap::Parser;
@@ -103,18 +103,18 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
             (None, None) => {}
         }
     }
-    let mut core =
-        Core::new(cfg.clone(), ev_tx, feed_tx, feed_status).map_err(anyhow::Error::msg)?;
+    let mut state =
+        ControlState::new(cfg.clone(), ev_tx, feed_tx, feed_status).map_err(anyhow::Error::msg)?;
     let (link_tx, mut link_rx) = mpsc::channel(1024);
     let watchers_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    core.vrrp = vrrp_status;
-    // Cloud capture: the reconciler exists from the start (the core feeds it
+    state.vrrp = vrrp_status;
+    // Cloud capture: the reconciler exists from the start (the state feeds it
     // intents); its provider client is built, and retried, in the background.
     if cfg.capture.mode.is_cloud() {
         let r = cer_capture::Reconciler::open(capture::reconciler_config(&cfg))
             .map_err(anyhow::Error::msg)?;
         capture::spawn(r.clone(), cfg.capture.clone());
-        core.reconciler = Some(r);
+        state.reconciler = Some(r);
     }
 
     let (in_tx, mut in_rx) = mpsc::channel(64);
@@ -204,8 +204,8 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
         }
     });
 
-    core.start().map_err(anyhow::Error::msg)?;
-    for (k, i) in core.unnumbered.ifaces.iter().enumerate() {
+    state.start().map_err(anyhow::Error::msg)?;
+    for (k, i) in state.unnumbered.ifaces.iter().enumerate() {
         unnumbered::spawn_watcher(k, i.name.clone(), link_tx.clone(), watchers_stop.clone())
             .with_context(|| format!("starting the unnumbered watcher of {}", i.name))?;
         log::info!(
@@ -226,29 +226,29 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
     loop {
         tokio::select! {
             Some(ev) = ev_rx.recv() => {
-                core.on_session(ev);
+                state.on_session(ev);
                 // Drain what is queued before looking at anything else.
                 while let Ok(ev) = ev_rx.try_recv() {
-                    core.on_session(ev);
+                    state.on_session(ev);
                 }
             }
-            Some(ev) = link_rx.recv() => core.on_link(ev),
+            Some(ev) = link_rx.recv() => state.on_link(ev),
             Some(s) = in_rx.recv() => {
-                if !core.inbound(s) {
+                if !state.inbound(s) {
                     log::warn!("refused a BGP connection from an unconfigured address");
                 }
             }
-            Some((req, reply)) = admin_rx.recv() => { let _ = reply.send(core.admin(req)); }
-            _ = tick.tick() => core.tick(),
+            Some((req, reply)) = admin_rx.recv() => { let _ = reply.send(state.admin(req)); }
+            _ = tick.tick() => state.tick(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
         // The IO the speaker asked for while handling that input.
-        core.flush();
+        state.flush();
     }
     watchers_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     log::info!("shutting down: Cease to every peer");
-    core.shutdown();
+    state.shutdown();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _ = std::fs::remove_file(&sock);
     Ok(())

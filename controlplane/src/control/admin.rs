@@ -1,5 +1,5 @@
 //! cer-control's admin API: JSON lines on a Unix socket. Requests are
-//! forwarded to the core, which answers from live state.
+//! forwarded to the control state, which answers from live state.
 
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;

@@ -1,6 +1,6 @@
-//! cer-control: the BGP control process. `core` is the single event loop
-//! that owns all state (its admin answers and JSON views in
-//! `core/northbound.rs`); `config`, `sam` (ownership + RIB trap),
+//! cer-control: the BGP control process. `state` is what its single event
+//! loop owns, the one place state changes (its admin answers and JSON views
+//! in `state/northbound.rs`); `config`, `sam` (ownership + RIB trap),
 //! `endpoints` (persisted local endpoints), `fibfeed` (dataplane feed
 //! thread), `admin` (the request/response types of the JSON API for cerctl),
 //! `capture` (the cloud reconciler's wiring), `underlay` and `unnumbered`
@@ -9,10 +9,10 @@
 pub mod admin;
 pub mod capture;
 pub mod config;
-pub mod core;
 pub mod endpoints;
 pub mod fibfeed;
 pub mod sam;
+pub mod state;
 pub mod underlay;
 pub mod unnumbered;
 pub mod vrrp;

@@ -3,7 +3,7 @@
 //! socket bound to the device), reports Router Advertisements (the peer's
 //! link-local address) and the interface's link state as `LinkEvent`s, and
 //! sends Router Solicitations while it has heard no RA. `Unnumbered` (owned
-//! by the core, no I/O) turns those events, inbound connections and time into
+//! by the control state, no I/O) turns those events, inbound connections and time into
 //! `PeerChange`s: start a session to this link-local address, or stop it.
 //!
 //! RAs reach the interface through the dataplane, which validates ND (hop
@@ -90,7 +90,7 @@ pub struct Iface {
     pub last_loss: Option<String>,
 }
 
-/// What the core must do with the speaker.
+/// What the control state must do with the speaker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerChange {
     /// Start a session to this peer of interface `iface`.

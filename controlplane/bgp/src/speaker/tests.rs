@@ -1,4 +1,4 @@
-//! The speaker core driven by events alone, no sockets and no runtime: what
+//! The speaker driven by events alone, no sockets and no runtime: what
 //! it outputs for each peer (session start and stop, announcements,
 //! withdrawals, End-of-RIB) as routes are imported, exported, reflected and
 //! kept across a graceful restart. Connection collisions are decided by

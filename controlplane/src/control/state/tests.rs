@@ -1,4 +1,4 @@
-//! The core's admin answers (`northbound.rs`) as JSON, from a core that was
+//! The control state's admin answers (`northbound.rs`) as JSON, from a state that was
 //! never started: no sockets, no runtime, no BGP session. Endpoint requests
 //! go through the same paths as in the running process.
 
@@ -36,16 +36,16 @@ mode = "onprem"
 single_router = true
 "#;
 
-/// A started core (marker originated; no neighbors, so no session task and
+/// A started control state (marker originated; no neighbors, so no session task and
 /// no runtime) over a fresh state file (kept alive by the returned directory).
-fn core() -> (Core, tempfile::TempDir) {
+fn started() -> (ControlState, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("endpoints.json");
     let text = CONFIG.replace("STATE", state.to_str().unwrap());
     let cfg = ControlConfig::parse(&text, std::path::Path::new("t.toml")).unwrap();
     let (events, _rx) = mpsc::channel(16);
     let status: SharedStatus = Arc::new(Mutex::new(FeedStatus::default()));
-    let mut c = Core::new(cfg, events, None, status).unwrap();
+    let mut c = ControlState::new(cfg, events, None, status).unwrap();
     c.start().unwrap();
     (c, dir)
 }
@@ -66,7 +66,7 @@ fn err(r: ControlResponse) -> String {
 
 #[test]
 fn status_names_the_node_and_is_not_ready_before_the_initial_sync() {
-    let (mut c, _d) = core();
+    let (mut c, _d) = started();
     let s = ok(c.admin(ControlRequest::Status));
     assert_eq!(s["node"], "cer-t");
     assert_eq!(s["asn"], 65000);
@@ -77,7 +77,7 @@ fn status_names_the_node_and_is_not_ready_before_the_initial_sync() {
 
 #[test]
 fn an_added_endpoint_is_owned_here_and_explained() {
-    let (mut c, _d) = core();
+    let (mut c, _d) = started();
     let ip: Ipv4Addr = "10.77.60.10".parse().unwrap();
     let a = ok(c.admin(ControlRequest::EndpointAdd {
         ip,
@@ -124,7 +124,7 @@ fn an_added_endpoint_is_owned_here_and_explained() {
 
 #[test]
 fn addresses_outside_the_pool_are_refused_with_the_pool_named() {
-    let (mut c, _d) = core();
+    let (mut c, _d) = started();
     let e = err(c.admin(ControlRequest::EndpointAdd {
         ip: "192.0.2.1".parse().unwrap(),
         local_pref: None,
@@ -137,7 +137,7 @@ fn addresses_outside_the_pool_are_refused_with_the_pool_named() {
 
 #[test]
 fn bgp_summary_and_rib_views() {
-    let (mut c, _d) = core();
+    let (mut c, _d) = started();
     ok(c.admin(ControlRequest::EndpointAdd {
         ip: "10.77.60.11".parse().unwrap(),
         local_pref: None,

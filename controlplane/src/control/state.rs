@@ -37,11 +37,11 @@ pub struct FibEntry {
     pub note: String,
 }
 
-pub struct Core {
+pub struct ControlState {
     pub cfg: ControlConfig,
     /// The BGP speaker (sans-IO) and the IO layer performing its outputs:
-    /// every entry point of `Core` that can change the speaker ends with
-    /// `flush` (see `Core::flush`).
+    /// every entry point of `ControlState` that can change the speaker ends with
+    /// `flush` (see `ControlState::flush`).
     pub speaker: Speaker,
     bgp_io: SpeakerIo,
     pub sam: Sam,
@@ -57,7 +57,7 @@ pub struct Core {
     captured: BTreeSet<Ipv4Addr>,
     /// The VRRP gate of on-prem capture (set by the binary when configured).
     pub vrrp: Option<super::vrrp::SharedVrrp>,
-    /// Cloud capture: the reconciler this core feeds intents to.
+    /// Cloud capture: the reconciler this state feeds intents to.
     pub reconciler: Option<cer_capture::Reconciler>,
     feed: Option<std::sync::mpsc::Sender<FeedOp>>,
     pub feed_status: SharedStatus,
@@ -67,13 +67,13 @@ pub struct Core {
     ready: bool,
 }
 
-impl Core {
+impl ControlState {
     pub fn new(
         cfg: ControlConfig,
         events: mpsc::Sender<SessionEvent>,
         feed: Option<std::sync::mpsc::Sender<FeedOp>>,
         feed_status: SharedStatus,
-    ) -> Result<Core, String> {
+    ) -> Result<ControlState, String> {
         // A state file from an earlier run means this is a restart (RFC 4724 R bit).
         let restarting = cfg.sam.state_file.exists();
         let endpoints = Endpoints::load(&cfg.sam.state_file)?;
@@ -103,7 +103,7 @@ impl Core {
         );
         sam.site_identities = cfg.sam.site_identities.clone();
         let (trap_tx, _) = broadcast::channel(4096);
-        Ok(Core {
+        Ok(ControlState {
             speaker: Speaker::new(speaker_cfg),
             bgp_io: SpeakerIo::new(events),
             sam,

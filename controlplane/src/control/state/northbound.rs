@@ -2,9 +2,9 @@
 //! from live state. `answer` dispatches each request; the rest build its JSON
 //! views (status, BGP summary and RIB, owners, capture and fencing, explain).
 //! Only the endpoint requests change state, through the same paths as the
-//! rest of the core.
+//! rest of the control state.
 
-use super::Core;
+use super::ControlState;
 use crate::control::admin::ControlRequest;
 use crate::control::config::CaptureMode;
 use crate::control::endpoints::Endpoint;
@@ -15,7 +15,7 @@ use cer_capture::Desired;
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
 
-impl Core {
+impl ControlState {
     /// Capture at this site: the mechanism, the gate and, for one /32,
     /// whether it is captured here.
     pub(super) fn capture_json(&self, ip: Option<Ipv4Addr>) -> Value {
