@@ -20,6 +20,27 @@ use std::net::Ipv6Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why the FIB refused a feed change (the whole batch, for `apply_batch`);
+/// the text goes back to the feeding session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FibError {
+    #[error("unknown port '{name}' (ports: {known})")]
+    UnknownPort { name: String, known: String },
+    #[error("sync_end without sync_begin")]
+    SyncEndWithoutBegin,
+    #[error("{0} cannot be an endpoint or neighbor")]
+    NotAHost(std::net::Ipv4Addr),
+    #[error("route {prefix}: {reason}")]
+    Route { prefix: String, reason: String },
+    #[error("neighbor {ip}: {reason}")]
+    Neighbor {
+        ip: std::net::Ipv4Addr,
+        reason: String,
+    },
+    #[error("change #{index}: {error}")]
+    InBatch { index: usize, error: Box<FibError> },
+}
+
 /// Everything the feed installs; replaced as a whole by a full sync.
 #[derive(Debug, Clone, Default)]
 pub struct FeedTables {
@@ -198,14 +219,14 @@ impl Fib {
         self.ports.iter().map(|p| p.name.as_str())
     }
 
-    fn port(&self, name: &str) -> Result<u16, String> {
+    fn port(&self, name: &str) -> Result<u16, FibError> {
         self.ports
             .iter()
             .position(|p| p.name == name)
             .map(|i| i as u16)
-            .ok_or_else(|| {
-                let known: Vec<&str> = self.port_names().collect();
-                format!("unknown port '{name}' (ports: {})", known.join(", "))
+            .ok_or_else(|| FibError::UnknownPort {
+                name: name.to_string(),
+                known: self.port_names().collect::<Vec<_>>().join(", "),
             })
     }
 
@@ -218,8 +239,8 @@ impl Fib {
         self.staging = None;
     }
 
-    pub fn end_sync(&mut self) -> Result<(), String> {
-        let staged = self.staging.take().ok_or("sync_end without sync_begin")?;
+    pub fn end_sync(&mut self) -> Result<(), FibError> {
+        let staged = self.staging.take().ok_or(FibError::SyncEndWithoutBegin)?;
         self.feed = staged;
         self.dirty = Dirty::all();
         Ok(())
@@ -239,11 +260,16 @@ impl Fib {
 
     /// Validates every change first, then applies them all: a batch with one
     /// bad change is refused whole, with the change's index in the error.
-    pub fn apply_batch(&mut self, changes: &[FibChange]) -> Result<(), String> {
+    pub fn apply_batch(&mut self, changes: &[FibChange]) -> Result<(), FibError> {
         let resolved = changes
             .iter()
             .enumerate()
-            .map(|(i, c)| self.resolve(c).map_err(|e| format!("change #{i}: {e}")))
+            .map(|(i, c)| {
+                self.resolve(c).map_err(|e| FibError::InBatch {
+                    index: i,
+                    error: Box::new(e),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         for r in resolved {
             self.apply_resolved(r);
@@ -253,7 +279,7 @@ impl Fib {
 
     /// Validates and applies one change to the staged sync or the live feed
     /// state. A rejected change leaves the state untouched.
-    pub fn apply(&mut self, change: &FibChange) -> Result<(), String> {
+    pub fn apply(&mut self, change: &FibChange) -> Result<(), FibError> {
         let resolved = self.resolve(change)?;
         self.apply_resolved(resolved);
         Ok(())
@@ -339,11 +365,11 @@ impl Fib {
         }
     }
 
-    fn resolve(&self, change: &FibChange) -> Result<Resolved, String> {
-        let host = |ip: std::net::Ipv4Addr| -> Result<u32, String> {
+    fn resolve(&self, change: &FibChange) -> Result<Resolved, FibError> {
+        let host = |ip: std::net::Ipv4Addr| -> Result<u32, FibError> {
             let v = u32::from(ip);
             if v == 0 || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
-                Err(format!("{ip} cannot be an endpoint or neighbor"))
+                Err(FibError::NotAHost(ip))
             } else {
                 Ok(v)
             }
@@ -363,40 +389,44 @@ impl Fib {
             }
             FibChange::EndpointDel { ip } => Resolved::EndpointDel(u32::from(*ip)),
             FibChange::RouteSet { prefix, nexthops } => {
+                let route = |reason: String| FibError::Route {
+                    prefix: prefix.to_string(),
+                    reason,
+                };
                 if nexthops.is_empty() {
-                    return Err(format!("route {prefix}: no next hops"));
+                    return Err(route("no next hops".into()));
                 }
                 if nexthops.len() > MAX_ECMP {
-                    return Err(format!(
-                        "route {prefix}: {} next hops, at most {MAX_ECMP}",
+                    return Err(route(format!(
+                        "{} next hops, at most {MAX_ECMP}",
                         nexthops.len()
-                    ));
+                    )));
                 }
                 let mut hops = Vec::with_capacity(nexthops.len());
                 for nh in nexthops {
                     let port = self.port(&nh.port)?;
                     let gateway = match (nh.gateway, nh.gateway6) {
                         (Some(_), Some(_)) => {
-                            return Err(format!(
-                                "route {prefix}: next hop on '{}' has both gateway and gateway6",
+                            return Err(route(format!(
+                                "next hop on '{}' has both gateway and gateway6",
                                 nh.port
-                            ))
+                            )))
                         }
                         (None, Some(gw6)) => {
                             if !crate::nd::is_link_local_unicast(&gw6) {
-                                return Err(format!(
-                                    "route {prefix}: gateway6 {gw6} is not an IPv6 link-local unicast address (fe80::/10)"
-                                ));
+                                return Err(route(format!(
+                                    "gateway6 {gw6} is not an IPv6 link-local unicast address (fe80::/10)"
+                                )));
                             }
                             hops.push((port, Gateway::V6(gw6)));
                             continue;
                         }
                         (Some(gw), None) => {
                             if !self.ports[port as usize].subnet.contains(gw) {
-                                return Err(format!(
-                                    "route {prefix}: gateway {gw} is not on port '{}' ({})",
+                                return Err(route(format!(
+                                    "gateway {gw} is not on port '{}' ({})",
                                     nh.port, self.ports[port as usize].subnet
-                                ));
+                                )));
                             }
                             host(gw)?
                         }
@@ -411,14 +441,20 @@ impl Fib {
             }
             FibChange::NeighborSet { port, ip, mac } => {
                 if !mac.is_unicast() {
-                    return Err(format!("neighbor {ip}: {mac} is not a unicast MAC"));
+                    return Err(FibError::Neighbor {
+                        ip: *ip,
+                        reason: format!("{mac} is not a unicast MAC"),
+                    });
                 }
                 let p = self.port(port)?;
                 if self.not_a_host_on(p, u32::from(*ip)) {
-                    return Err(format!(
-                        "neighbor {ip}: the network or broadcast address of port '{port}' ({})",
-                        self.ports[p as usize].subnet
-                    ));
+                    return Err(FibError::Neighbor {
+                        ip: *ip,
+                        reason: format!(
+                            "the network or broadcast address of port '{port}' ({})",
+                            self.ports[p as usize].subnet
+                        ),
+                    });
                 }
                 Resolved::NeighborSet((p, host(*ip)?), mac.0)
             }
@@ -731,9 +767,9 @@ mod tests {
     #[test]
     fn bad_changes_are_named_and_not_applied() {
         let mut f = fib();
-        let e = f.apply(&ep("10.77.60.10", "nope")).unwrap_err();
+        let e = f.apply(&ep("10.77.60.10", "nope")).unwrap_err().to_string();
         assert!(e.contains("unknown port 'nope'"), "{e}");
-        let e = f.apply(&ep("0.0.0.0", "lan")).unwrap_err();
+        let e = f.apply(&ep("0.0.0.0", "lan")).unwrap_err().to_string();
         assert!(e.contains("0.0.0.0"), "{e}");
         let e = f
             .apply(&FibChange::RouteSet {
@@ -744,7 +780,8 @@ mod tests {
                     gateway6: None,
                 }],
             })
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not on port 'lan'"), "{e}");
         assert!(f.feed.endpoints.is_empty() && f.feed.routes.is_empty());
     }
@@ -947,7 +984,8 @@ mod tests {
                     ip: ip.parse().unwrap(),
                     mac: cer_shared::MacAddr([2, 0, 0, 0, 0, 9]),
                 })
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("broadcast address of port 'lan'"), "{e}");
         }
     }

@@ -417,11 +417,15 @@ impl Manager {
                 self.fib.begin_sync();
                 Ok(())
             }
-            ControlMsg::Changes { changes, .. } => self.fib.apply_batch(&changes),
-            ControlMsg::SyncEnd { .. } => {
-                self.fib.end_sync().map(|_| self.feed.syncs_completed += 1)
+            ControlMsg::Changes { changes, .. } => {
+                self.fib.apply_batch(&changes).map_err(|e| e.to_string())
             }
-            ControlMsg::Command { command, .. } => self.command(command),
+            ControlMsg::SyncEnd { .. } => self
+                .fib
+                .end_sync()
+                .map(|_| self.feed.syncs_completed += 1)
+                .map_err(|e| e.to_string()),
+            ControlMsg::Command { command, .. } => self.command(command).map_err(|e| e.to_string()),
             ControlMsg::Ping { .. } => Ok(()),
         };
         match result {
@@ -547,27 +551,38 @@ impl Manager {
         self.dup_holders.iter().map(|(h, _)| h.clone()).collect()
     }
 
-    fn command(&mut self, c: FeedCommand) -> Result<(), String> {
+    fn command(&mut self, c: FeedCommand) -> Result<(), CommandError> {
         match c {
             FeedCommand::GratuitousArp { port, ip, count } => {
                 let idx = self
                     .fib
                     .port_names()
                     .position(|p| p == port)
-                    .ok_or_else(|| format!("unknown port '{port}'"))?;
-                let q = self.commands.first().ok_or("no polling core")?;
+                    .ok_or(CommandError::UnknownPort(port))?;
+                let q = self.commands.first().ok_or(CommandError::NoCore)?;
                 for _ in 0..count.clamp(1, 10) {
                     q.push(CoreCommand::GratuitousArp {
                         port: idx as u16,
                         ip: u32::from(ip),
                     })
-                    .map_err(|_| "core command queue full; retry".to_string())?;
+                    .map_err(|_| CommandError::QueueFull)?;
                 }
                 self.wake_core(0);
                 Ok(())
             }
         }
     }
+}
+
+/// Why a feed command (an action for the polling cores) was refused.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    #[error("unknown port '{0}'")]
+    UnknownPort(String),
+    #[error("no polling core")]
+    NoCore,
+    #[error("core command queue full; retry")]
+    QueueFull,
 }
 
 /// How a polling core sleeps when idle, for `show state` / `show counters`.
@@ -609,13 +624,17 @@ pub fn bind_socket(path: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
+/// The manager thread is gone (the dataplane is stopping): a session
+/// asking it anything ends.
+#[derive(Debug, thiserror::Error)]
+#[error("dataplane manager stopped")]
+pub struct ManagerStopped;
+
 fn ask<T>(
     mgr: &SyncSender<ManagerMsg>,
     make: impl FnOnce(SyncSender<T>) -> ManagerMsg,
-) -> Result<T, String> {
+) -> Result<T, ManagerStopped> {
     let (tx, rx) = sync_channel(1);
-    mgr.send(make(tx))
-        .map_err(|_| "dataplane manager stopped".to_string())?;
-    rx.recv()
-        .map_err(|_| "dataplane manager stopped".to_string())
+    mgr.send(make(tx)).map_err(|_| ManagerStopped)?;
+    rx.recv().map_err(|_| ManagerStopped)
 }

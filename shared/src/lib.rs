@@ -8,5 +8,6 @@ pub mod config;
 pub mod feed;
 pub mod feed_client;
 pub mod framing;
+pub mod state_file;
 
 pub use addr::{Ipv4Prefix, MacAddr};

@@ -2,15 +2,15 @@
 //! that ends it: the holder it took the address from (`Origin`), so the
 //! release hands the address back to that NIC instead of leaving it on
 //! nobody. Kept in memory and, when a file is configured, persisted before
-//! the capture call it describes (JSON, write + fsync + rename + fsync of
-//! the directory), so a restarted cer-control still knows. A corrupt file
+//! the capture call it describes (JSON, replaced atomically and durably by
+//! `cer_shared::state_file`), so a restarted cer-control still knows. A corrupt file
 //! is an error naming it, never silently emptied. The whole file is
 //! rewritten per change: it holds only the /32s captured here (bounded by
 //! the provider's per-NIC address quota), not the pool.
 
+use cer_shared::state_file::{self, StateFileError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -56,40 +56,38 @@ pub struct Origins {
 impl Origins {
     /// Loads `path` (absent file: none yet). Without a path the memory
     /// lives as long as the process.
-    pub fn load(path: Option<&Path>) -> Result<Origins, String> {
+    pub fn load(path: Option<&Path>) -> Result<Origins, StateFileError> {
         let Some(path) = path else {
             return Ok(Origins::default());
         };
-        let map = match std::fs::read(path) {
-            Ok(bytes) => {
-                let f: File = serde_json::from_slice(&bytes).map_err(|e| {
-                    format!(
-                        "capture origin memory {}: {e}; fix or remove the file (removing it makes a release of an address captured before leave it on nobody)",
-                        path.display()
-                    )
-                })?;
-                if f.version != VERSION {
-                    return Err(format!(
-                        "capture origin memory {}: version {} (this cer-control reads version {VERSION})",
-                        path.display(),
-                        f.version
-                    ));
-                }
-                f.origins
-                    .into_iter()
-                    .map(|e| {
-                        (
-                            e.ip,
-                            Origin {
-                                holder: e.holder,
-                                since_unix_ms: e.since_unix_ms,
-                            },
-                        )
-                    })
-                    .collect()
+        let file: Option<File> = state_file::load_json(
+            path,
+            WHAT,
+            "fix or remove the file (removing it makes a release of an address captured before leave it on nobody)",
+        )?;
+        let map = match file {
+            Some(f) if f.version != VERSION => {
+                return Err(StateFileError::Version {
+                    what: WHAT,
+                    path: path.to_path_buf(),
+                    found: f.version,
+                    expected: VERSION,
+                })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(format!("capture origin memory {}: {e}", path.display())),
+            Some(f) => f
+                .origins
+                .into_iter()
+                .map(|e| {
+                    (
+                        e.ip,
+                        Origin {
+                            holder: e.holder,
+                            since_unix_ms: e.since_unix_ms,
+                        },
+                    )
+                })
+                .collect(),
+            None => BTreeMap::new(),
         };
         Ok(Origins {
             path: Some(path.to_path_buf()),
@@ -119,7 +117,7 @@ impl Origins {
 
     /// Records `origin` for `ip` and persists. The memory keeps it even when
     /// writing the file fails (the error says so).
-    pub fn insert(&mut self, ip: Ipv4Addr, origin: Origin) -> Result<(), String> {
+    pub fn insert(&mut self, ip: Ipv4Addr, origin: Origin) -> Result<(), StateFileError> {
         if self.map.get(&ip) == Some(&origin) {
             return Ok(());
         }
@@ -128,7 +126,7 @@ impl Origins {
     }
 
     /// Forgets `ip` and persists; false when nothing was remembered.
-    pub fn remove(&mut self, ip: Ipv4Addr) -> Result<bool, String> {
+    pub fn remove(&mut self, ip: Ipv4Addr) -> Result<bool, StateFileError> {
         if self.map.remove(&ip).is_none() {
             return Ok(false);
         }
@@ -136,7 +134,10 @@ impl Origins {
     }
 
     /// Keeps only the entries `keep` accepts, and persists if any went.
-    pub fn retain(&mut self, mut keep: impl FnMut(Ipv4Addr) -> bool) -> Result<usize, String> {
+    pub fn retain(
+        &mut self,
+        mut keep: impl FnMut(Ipv4Addr) -> bool,
+    ) -> Result<usize, StateFileError> {
         let before = self.map.len();
         self.map.retain(|ip, _| keep(*ip));
         let gone = before - self.map.len();
@@ -146,45 +147,31 @@ impl Origins {
         Ok(gone)
     }
 
-    fn save(&self) -> Result<(), String> {
+    fn save(&self) -> Result<(), StateFileError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        let err =
-            |e: std::io::Error| format!("saving the capture origin memory {}: {e}", path.display());
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(".tmp");
-        let tmp = path.with_file_name(name);
-        let body = serde_json::to_vec_pretty(&File {
-            version: VERSION,
-            origins: self
-                .map
-                .iter()
-                .map(|(ip, o)| Entry {
-                    ip: *ip,
-                    holder: o.holder.clone(),
-                    since_unix_ms: o.since_unix_ms,
-                })
-                .collect(),
-        })
-        .map_err(|e| e.to_string())?;
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&body).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)?;
-        // The rename itself is durable once the directory is.
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)
+        state_file::save_json(
+            path,
+            WHAT,
+            &File {
+                version: VERSION,
+                origins: self
+                    .map
+                    .iter()
+                    .map(|(ip, o)| Entry {
+                        ip: *ip,
+                        holder: o.holder.clone(),
+                        since_unix_ms: o.since_unix_ms,
+                    })
+                    .collect(),
+            },
+        )
     }
 }
+
+/// The file's role in error messages.
+const WHAT: &str = "capture origin memory";
 
 #[cfg(test)]
 mod tests {
@@ -226,7 +213,7 @@ mod tests {
             Some("ocid1.vnic.oc1..wl")
         );
         std::fs::write(&path, b"{garbage").unwrap();
-        let e = Origins::load(Some(&path)).unwrap_err();
+        let e = Origins::load(Some(&path)).unwrap_err().to_string();
         assert!(
             e.contains("origins.json") && e.contains("fix or remove"),
             "{e}"
@@ -234,6 +221,7 @@ mod tests {
         std::fs::write(&path, br#"{"version": 7, "origins": []}"#).unwrap();
         assert!(Origins::load(Some(&path))
             .unwrap_err()
+            .to_string()
             .contains("version 7"));
         let _ = std::fs::remove_dir_all(&dir);
     }

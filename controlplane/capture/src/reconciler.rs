@@ -25,6 +25,7 @@
 
 use crate::origin::{Origin, Origins};
 use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding};
+use cer_shared::state_file::StateFileError;
 use rand::Rng;
 use serde::Serialize;
 use std::cmp::Reverse;
@@ -220,7 +221,7 @@ impl Shared {
     }
 
     /// Mirrors a change of the origin memory into the status.
-    fn origins_changed(&self, ip: Ipv4Addr, saved: Result<(), String>) {
+    fn origins_changed(&self, ip: Ipv4Addr, saved: Result<(), StateFileError>) {
         let (from, count) = {
             let o = lock(&self.origins);
             (o.get(ip).map(Origin::text), o.len())
@@ -231,7 +232,7 @@ impl Shared {
             Ok(()) => {}
             Err(e) => {
                 log::error!("capture: {e}");
-                st.origins_error = Some(e);
+                st.origins_error = Some(e.to_string());
             }
         }
         if let Some(e) = st.ips.get_mut(&ip) {
@@ -336,7 +337,7 @@ impl Reconciler {
     /// file that cannot be read is an error naming it (cer-control stops on
     /// it: fix or remove the file). Remembered /32s outside the pool are
     /// forgotten.
-    pub fn open(cfg: ReconcilerConfig) -> Result<Reconciler, String> {
+    pub fn open(cfg: ReconcilerConfig) -> Result<Reconciler, StateFileError> {
         let origins = Origins::load(cfg.origins_file.as_deref())?;
         Ok(Reconciler::build(cfg, origins, None))
     }
@@ -349,7 +350,7 @@ impl Reconciler {
             Ok(origins) => Reconciler::build(cfg, origins, None),
             Err(e) => {
                 log::error!("capture: {e}; origins are kept in memory only");
-                Reconciler::build(cfg, Origins::default(), Some(e))
+                Reconciler::build(cfg, Origins::default(), Some(e.to_string()))
             }
         }
     }
@@ -363,7 +364,7 @@ impl Reconciler {
         match origins.retain(|ip| cfg.in_pool(ip)) {
             Ok(0) => {}
             Ok(n) => log::info!("capture: forgot the origins of {n} /32(s) outside the pool"),
-            Err(e) => status.origins_error = Some(e),
+            Err(e) => status.origins_error = Some(e.to_string()),
         }
         status.origins = origins.len();
         if !origins.is_empty() {

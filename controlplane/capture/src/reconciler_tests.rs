@@ -817,7 +817,7 @@ async fn a_corrupt_origin_file_is_refused_never_overwritten() {
         origins_file: Some(file.clone()),
         ..ReconcilerConfig::default()
     };
-    let e = Reconciler::open(cfg.clone()).err().unwrap();
+    let e = Reconciler::open(cfg.clone()).err().unwrap().to_string();
     assert!(e.contains("origins.json"), "{e}");
     let r = Reconciler::new(cfg);
     assert!(r

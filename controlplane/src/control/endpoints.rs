@@ -1,10 +1,11 @@
 //! Endpoints this node owns (advertises), persisted so a restart
-//! re-advertises them. The file is JSON, replaced atomically (write, fsync,
-//! rename); a corrupt file is an error naming it, never silently emptied.
+//! re-advertises them. The file is JSON, replaced atomically and durably
+//! (`cer_shared::state_file`); a corrupt file is an error naming it, never
+//! silently emptied.
 
+use cer_shared::state_file::{self, StateFileError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -28,23 +29,13 @@ pub struct Endpoints {
 
 impl Endpoints {
     /// Loads the file (absent = none yet).
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let map = match std::fs::read(path) {
-            Ok(bytes) => {
-                let f: File = serde_json::from_slice(&bytes).map_err(|e| {
-                    format!(
-                        "endpoint state {}: {e}; fix or remove the file",
-                        path.display()
-                    )
-                })?;
-                f.endpoints.into_iter().map(|e| (e.ip, e)).collect()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(format!("endpoint state {}: {e}", path.display())),
-        };
+    pub fn load(path: &Path) -> Result<Self, StateFileError> {
+        let file: Option<File> = state_file::load_json(path, WHAT, "fix or remove the file")?;
         Ok(Endpoints {
             path: path.to_path_buf(),
-            map,
+            map: file
+                .map(|f| f.endpoints.into_iter().map(|e| (e.ip, e)).collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -57,7 +48,7 @@ impl Endpoints {
     }
 
     /// Adds or updates; persists before returning.
-    pub fn set(&mut self, e: Endpoint) -> Result<(), String> {
+    pub fn set(&mut self, e: Endpoint) -> Result<(), StateFileError> {
         let old = self.map.insert(e.ip, e);
         self.save().inspect_err(|_| {
             match old {
@@ -67,7 +58,7 @@ impl Endpoints {
         })
     }
 
-    pub fn remove(&mut self, ip: Ipv4Addr) -> Result<bool, String> {
+    pub fn remove(&mut self, ip: Ipv4Addr) -> Result<bool, StateFileError> {
         let Some(old) = self.map.remove(&ip) else {
             return Ok(false);
         };
@@ -79,27 +70,24 @@ impl Endpoints {
 
     /// Writes the file even with no endpoints: its presence marks that this
     /// node ran before (a restart, for graceful restart's R bit).
-    pub fn persist(&self) -> Result<(), String> {
+    pub fn persist(&self) -> Result<(), StateFileError> {
         self.save()
     }
 
-    fn save(&self) -> Result<(), String> {
-        let err = |e: std::io::Error| format!("saving endpoint state {}: {e}", self.path.display());
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let tmp = self.path.with_extension("json.tmp");
-        let body = serde_json::to_vec_pretty(&File {
-            version: 1,
-            endpoints: self.map.values().copied().collect(),
-        })
-        .map_err(|e| e.to_string())?;
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&body).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)
+    fn save(&self) -> Result<(), StateFileError> {
+        state_file::save_json(
+            &self.path,
+            WHAT,
+            &File {
+                version: 1,
+                endpoints: self.map.values().copied().collect(),
+            },
+        )
     }
 }
+
+/// The file's role in error messages.
+const WHAT: &str = "endpoint state";
 
 #[cfg(test)]
 mod tests {
@@ -133,7 +121,7 @@ mod tests {
             }]
         );
         std::fs::write(&path, b"{garbage").unwrap();
-        let err = Endpoints::load(&path).err().unwrap();
+        let err = Endpoints::load(&path).err().unwrap().to_string();
         assert!(err.contains("endpoints.json"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -17,6 +17,7 @@ use cer_bgp::session::SessionEvent;
 use cer_bgp::speaker::{NeighborConfig, Speaker, SpeakerConfig};
 use cer_capture::{Desired, Intent};
 use cer_shared::feed::EndpointAction;
+use cer_shared::state_file::StateFileError;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -29,6 +30,15 @@ const TRAP_LOG: usize = 1000;
 mod northbound;
 #[cfg(test)]
 mod tests;
+
+/// Why cer-control could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("bgp.neighbor[{0}]: no address or interface")]
+    NeighborWithoutAddress(usize),
+    #[error(transparent)]
+    State(#[from] StateFileError),
+}
 
 /// What the FIB holds for one endpoint, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +83,7 @@ impl ControlState {
         events: mpsc::Sender<SessionEvent>,
         feed: Option<std::sync::mpsc::Sender<FeedOp>>,
         feed_status: SharedStatus,
-    ) -> Result<ControlState, String> {
+    ) -> Result<ControlState, StateFileError> {
         // A state file from an earlier run means this is a restart (RFC 4724 R bit).
         let restarting = cfg.sam.state_file.exists();
         let endpoints = Endpoints::load(&cfg.sam.state_file)?;
@@ -126,7 +136,7 @@ impl ControlState {
     }
 
     /// Starts neighbors, originates the marker and the endpoints.
-    pub fn start(&mut self) -> Result<(), String> {
+    pub fn start(&mut self) -> Result<(), StartError> {
         for (i, n) in self.cfg.bgp.neighbors.clone().into_iter().enumerate() {
             match (n.address, &n.interface) {
                 (Some(address), _) => {
@@ -139,7 +149,7 @@ impl ControlState {
                     self.unnumbered
                         .add(ifname, i, Duration::from_secs(n.ra_timeout_secs));
                 }
-                (None, None) => return Err(format!("bgp.neighbor[{i}]: no address or interface")),
+                (None, None) => return Err(StartError::NeighborWithoutAddress(i)),
             }
         }
         for net in self.cfg.bgp.networks.clone() {

@@ -181,25 +181,84 @@ pub fn json_signal() -> (libc::c_int, Option<String>) {
     }
 }
 
+/// What went wrong following keepalived: its pid file, its JSON dump, the
+/// notify FIFO. The text names the file and what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum VrrpError {
+    #[error("keepalived pid file {}: {source}", path.display())]
+    PidFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("keepalived pid file {}: {text:?} is not a process id", path.display())]
+    NotAPid { path: PathBuf, text: String },
+    #[error("signal {signum} to keepalived pid {pid} (from {}): {source} (stale pid file?)", path.display())]
+    Signal {
+        signum: libc::c_int,
+        pid: libc::pid_t,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("not keepalived JSON: {0}")]
+    NotJson(String),
+    #[error("no vrrp_instance {0:?} in it (sync groups are not in keepalived's JSON dump)")]
+    NoInstance(String),
+    #[error("instance {0:?} has no numeric data.state")]
+    NoState(String),
+    #[error("{}: {source}", path.display())]
+    Dump {
+        path: PathBuf,
+        source: Box<VrrpError>,
+    },
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} did not change within {JSON_WAIT:?} (keepalived's TMPDIR elsewhere? set keepalived_json_file)", path.display())]
+    DumpUnchanged { path: PathBuf },
+    #[error("{} exists and is not a FIFO (keepalived notify_fifo)", .0.display())]
+    NotAFifo(PathBuf),
+    #[error("directory {} of the notify FIFO does not exist", .0.display())]
+    NoFifoDirectory(PathBuf),
+    #[error("{}: NUL in path", .0.display())]
+    NulInPath(PathBuf),
+    #[error("mkfifo {}: {source}", path.display())]
+    Mkfifo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Reads a pid file and sends `signum` to exactly that pid. Returns the pid,
 /// or why nothing was sent (missing file, garbage, no such process).
-pub fn signal_pid_file(pid_file: &Path, signum: libc::c_int) -> Result<libc::pid_t, String> {
-    let text = std::fs::read_to_string(pid_file)
-        .map_err(|e| format!("keepalived pid file {}: {e}", pid_file.display()))?;
-    let pid: libc::pid_t = text.trim().parse().ok().filter(|p| *p > 1).ok_or_else(|| {
-        format!(
-            "keepalived pid file {}: {:?} is not a process id",
-            pid_file.display(),
-            text.trim()
-        )
+pub fn signal_pid_file(pid_file: &Path, signum: libc::c_int) -> Result<libc::pid_t, VrrpError> {
+    let text = std::fs::read_to_string(pid_file).map_err(|source| VrrpError::PidFile {
+        path: pid_file.to_path_buf(),
+        source,
     })?;
+    let pid: libc::pid_t =
+        text.trim()
+            .parse()
+            .ok()
+            .filter(|p| *p > 1)
+            .ok_or_else(|| VrrpError::NotAPid {
+                path: pid_file.to_path_buf(),
+                text: text.trim().to_string(),
+            })?;
     // SAFETY: kill(2) with one positive pid read from keepalived's pid file.
     if unsafe { libc::kill(pid, signum) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(format!(
-            "signal {signum} to keepalived pid {pid} (from {}): {e} (stale pid file?)",
-            pid_file.display()
-        ));
+        return Err(VrrpError::Signal {
+            signum,
+            pid,
+            path: pid_file.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(pid)
 }
@@ -207,25 +266,21 @@ pub fn signal_pid_file(pid_file: &Path, signum: libc::c_int) -> Result<libc::pid
 /// Our instance's state in keepalived's JSON dump (an array of
 /// `{"data": {"iname": NAME, "state": N, ...}, ...}`): 2 MASTER, 1 BACKUP,
 /// 3 FAULT; anything else is Unknown.
-pub fn parse_json_state(text: &str, instance: &str) -> Result<VrrpState, String> {
+pub fn parse_json_state(text: &str, instance: &str) -> Result<VrrpState, VrrpError> {
     let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("not keepalived JSON: {e}"))?;
+        serde_json::from_str(text).map_err(|e| VrrpError::NotJson(e.to_string()))?;
     let list = v
         .as_array()
-        .ok_or_else(|| "not keepalived JSON: not an array".to_string())?;
+        .ok_or_else(|| VrrpError::NotJson("not an array".into()))?;
     let data = list
         .iter()
         .filter_map(|e| e.get("data"))
         .find(|d| d.get("iname").and_then(|n| n.as_str()) == Some(instance))
-        .ok_or_else(|| {
-            format!(
-                "no vrrp_instance {instance:?} in it (sync groups are not in keepalived's JSON dump)"
-            )
-        })?;
+        .ok_or_else(|| VrrpError::NoInstance(instance.to_string()))?;
     let n = data
         .get("state")
         .and_then(|s| s.as_i64())
-        .ok_or_else(|| format!("instance {instance:?} has no numeric data.state"))?;
+        .ok_or_else(|| VrrpError::NoState(instance.to_string()))?;
     Ok(match n {
         2 => VrrpState::Master,
         1 => VrrpState::Backup,
@@ -240,13 +295,13 @@ struct PendingDump {
     sent: Instant,
     /// The file's mtime just before the signal (`None`: no file yet).
     before: Option<SystemTime>,
-    last_problem: Option<String>,
+    last_problem: Option<VrrpError>,
 }
 
 /// What [`PendingDump::check`] found.
 enum DumpCheck {
     NotYet,
-    Done(Result<VrrpState, String>),
+    Done(Result<VrrpState, VrrpError>),
 }
 
 impl PendingDump {
@@ -255,27 +310,28 @@ impl PendingDump {
         let timeout = self.sent.elapsed() >= JSON_WAIT;
         if mtime.is_some() && mtime != self.before {
             // keepalived may still be writing: retry garbage until the deadline.
+            let in_dump = |e: VrrpError| VrrpError::Dump {
+                path: json_file.to_path_buf(),
+                source: Box::new(e),
+            };
             match std::fs::read_to_string(json_file)
-                .map_err(|e| format!("reading {}: {e}", json_file.display()))
+                .map_err(|source| VrrpError::Read {
+                    path: json_file.to_path_buf(),
+                    source,
+                })
                 .and_then(|t| parse_json_state(&t, instance))
             {
                 Ok(state) => return DumpCheck::Done(Ok(state)),
-                Err(e) if timeout => {
-                    return DumpCheck::Done(Err(format!("{}: {e}", json_file.display())))
-                }
-                Err(e) => self.last_problem = Some(e),
+                Err(e) if timeout => return DumpCheck::Done(Err(in_dump(e))),
+                Err(e) => self.last_problem = Some(in_dump(e)),
             }
         }
         if timeout {
-            return DumpCheck::Done(Err(self.last_problem.clone().map_or_else(
-                || {
-                    format!(
-                        "{} did not change within {JSON_WAIT:?} (keepalived's TMPDIR elsewhere? set keepalived_json_file)",
-                        json_file.display()
-                    )
-                },
-                |e| format!("{}: {e}", json_file.display()),
-            )));
+            return DumpCheck::Done(Err(self.last_problem.take().unwrap_or_else(|| {
+                VrrpError::DumpUnchanged {
+                    path: json_file.to_path_buf(),
+                }
+            })));
         }
         DumpCheck::NotYet
     }
@@ -297,29 +353,26 @@ fn readable(fd: i32, timeout: Duration) -> bool {
 /// Creates the FIFO (mode 0600) unless a FIFO is already there; a regular
 /// file at the path is an error (keepalived would write into it and we would
 /// read stale states).
-pub fn ensure_fifo(path: &Path) -> Result<(), String> {
+pub fn ensure_fifo(path: &Path) -> Result<(), VrrpError> {
     match std::fs::metadata(path) {
         Ok(m) if m.file_type().is_fifo() => Ok(()),
-        Ok(_) => Err(format!(
-            "{} exists and is not a FIFO (keepalived notify_fifo)",
-            path.display()
-        )),
+        Ok(_) => Err(VrrpError::NotAFifo(path.to_path_buf())),
         Err(_) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 if !dir.is_dir() {
-                    return Err(format!(
-                        "directory {} of the notify FIFO does not exist",
-                        dir.display()
-                    ));
+                    return Err(VrrpError::NoFifoDirectory(dir.to_path_buf()));
                 }
             }
             let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-                .map_err(|_| format!("{}: NUL in path", path.display()))?;
+                .map_err(|_| VrrpError::NulInPath(path.to_path_buf()))?;
             // SAFETY: c is a valid NUL-terminated path.
             if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() != std::io::ErrorKind::AlreadyExists {
-                    return Err(format!("mkfifo {}: {e}", path.display()));
+                    return Err(VrrpError::Mkfifo {
+                        path: path.to_path_buf(),
+                        source: e,
+                    });
                 }
             }
             Ok(())
@@ -406,11 +459,15 @@ pub fn follow_with(
                 .read(true)
                 .custom_flags(libc::O_CLOEXEC)
                 .open(&fifo)
-                .map_err(|e| format!("opening {}: {e}", fifo.display()))
+                .map_err(|source| VrrpError::Open {
+                    path: fifo.clone(),
+                    source,
+                })
         });
         let file = match opened {
             Ok(f) => f,
             Err(e) => {
+                let e = e.to_string();
                 log::error!("vrrp gate: {e}");
                 set(&mut |s| s.last_error = Some(e.clone()));
                 apply(VrrpState::Unknown, &e);
@@ -616,7 +673,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("plain");
         std::fs::write(&f, "x").unwrap();
-        assert!(ensure_fifo(&f).unwrap_err().contains("not a FIFO"));
+        assert!(ensure_fifo(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("not a FIFO"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -688,22 +748,25 @@ mod tests {
         let sig = libc::SIGRTMIN() + 2;
         assert!(signal_pid_file(&missing, sig)
             .unwrap_err()
+            .to_string()
             .contains("none.pid"));
         let junk = dir.join("junk.pid");
         std::fs::write(&junk, "keepalived\n").unwrap();
         assert!(signal_pid_file(&junk, sig)
             .unwrap_err()
+            .to_string()
             .contains("not a process id"));
         std::fs::write(&junk, "1\n").unwrap();
         assert!(signal_pid_file(&junk, sig)
             .unwrap_err()
+            .to_string()
             .contains("not a process id"));
         // A pid that has exited (and been reaped): ESRCH, a warning, no crash.
         let mut c = std::process::Command::new("true").spawn().unwrap();
         let gone = c.id();
         c.wait().unwrap();
         std::fs::write(&junk, format!("{gone}\n")).unwrap();
-        let e = signal_pid_file(&junk, sig).unwrap_err();
+        let e = signal_pid_file(&junk, sig).unwrap_err().to_string();
         assert!(e.contains("stale"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -716,24 +779,25 @@ mod tests {
             )
         };
         assert_eq!(
-            parse_json_state(&dump("VI_1", 2), "VI_1"),
-            Ok(VrrpState::Master)
+            parse_json_state(&dump("VI_1", 2), "VI_1").ok(),
+            Some(VrrpState::Master)
         );
         assert_eq!(
-            parse_json_state(&dump("VI_1", 1), "VI_1"),
-            Ok(VrrpState::Backup)
+            parse_json_state(&dump("VI_1", 1), "VI_1").ok(),
+            Some(VrrpState::Backup)
         );
         assert_eq!(
-            parse_json_state(&dump("VI_1", 3), "VI_1"),
-            Ok(VrrpState::Fault)
+            parse_json_state(&dump("VI_1", 3), "VI_1").ok(),
+            Some(VrrpState::Fault)
         );
         // INIT and anything else: unknown (closed).
         assert_eq!(
-            parse_json_state(&dump("VI_1", 0), "VI_1"),
-            Ok(VrrpState::Unknown)
+            parse_json_state(&dump("VI_1", 0), "VI_1").ok(),
+            Some(VrrpState::Unknown)
         );
         assert!(parse_json_state(&dump("VI_10", 2), "VI_1")
             .unwrap_err()
+            .to_string()
             .contains("no vrrp_instance"));
         assert!(parse_json_state(&dump("VI_1", 2), "OTHER_G").is_err());
         for junk in ["", "[", "{}", "garbage", r#"[{"data":{"iname":"VI_1"}}]"#] {

@@ -1,7 +1,7 @@
 //! The admin server: one JSON request per line, one answer per line, each
 //! answered by the manager (`views.rs`).
 
-use super::{ask, ManagerMsg};
+use super::{ask, ManagerMsg, ManagerStopped};
 use cer_shared::admin::{AdminRequest, AdminResponse};
 use cer_shared::framing::{self, FrameError};
 use std::io::{BufReader, BufWriter};
@@ -22,11 +22,20 @@ pub fn serve_admin(listener: UnixListener, mgr: SyncSender<ManagerMsg>) {
     }
 }
 
-fn admin_session(stream: UnixStream, mgr: &SyncSender<ManagerMsg>) -> Result<(), String> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+/// Why an admin session ended early (the client goes away either way).
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error(transparent)]
+    Stopped(#[from] ManagerStopped),
+}
+
+fn admin_session(stream: UnixStream, mgr: &SyncSender<ManagerMsg>) -> Result<(), SessionError> {
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = BufWriter::new(stream);
     let mut buf = Vec::new();
     loop {
@@ -36,8 +45,8 @@ fn admin_session(stream: UnixStream, mgr: &SyncSender<ManagerMsg>) -> Result<(),
             Err(e @ FrameError::Malformed { .. }) => AdminResponse::Error {
                 message: format!("{e}; expected e.g. {{\"cmd\":\"counters\"}}"),
             },
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
-        framing::write_msg(&mut writer, &resp).map_err(|e| e.to_string())?;
+        framing::write_msg(&mut writer, &resp)?;
     }
 }

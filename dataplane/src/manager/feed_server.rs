@@ -46,6 +46,12 @@ struct FeedEnd {
     counted: bool,
 }
 
+impl From<super::ManagerStopped> for FeedEnd {
+    fn from(e: super::ManagerStopped) -> Self {
+        e.to_string().into()
+    }
+}
+
 impl From<String> for FeedEnd {
     fn from(message: String) -> Self {
         FeedEnd {

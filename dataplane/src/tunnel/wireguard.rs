@@ -257,23 +257,60 @@ pub fn classify(datagram: &[u8]) -> Option<WgMessage> {
 /// Decodes a 32-byte key in `wg genkey` format (standard base64, 44
 /// characters). `what` names the key in the error; the value of a secret key
 /// is never echoed.
-fn decode_key(what: &str, b64: &str, secret: bool) -> Result<[u8; KEY_LEN], String> {
+fn decode_key(what: &'static str, b64: &str, secret: bool) -> Result<[u8; KEY_LEN], WgKeyError> {
     let shown = if secret {
         String::from("(value not shown)")
     } else {
         format!("'{}'", b64.trim())
     };
-    let bytes = BASE64.decode(b64.trim()).map_err(|e| {
-        format!(
-            "{what} {shown} is not base64 ({e}); expected 44 characters as printed by `wg genkey` / `wg pubkey`"
-        )
-    })?;
-    <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
-        format!(
-            "{what} {shown} decodes to {} bytes, not 32; expected the output of `wg genkey` / `wg pubkey`",
-            bytes.len()
-        )
+    let bytes = BASE64
+        .decode(b64.trim())
+        .map_err(|e| WgKeyError::NotBase64 {
+            what,
+            shown: shown.clone(),
+            detail: e.to_string(),
+        })?;
+    <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| WgKeyError::WrongLength {
+        what,
+        shown,
+        len: bytes.len(),
     })
+}
+
+/// Why a WireGuard key or peer was refused at setup. A secret key's value
+/// never appears in the text.
+#[derive(Debug, thiserror::Error)]
+pub enum WgKeyError {
+    #[error("{what} {shown} is not base64 ({detail}); expected 44 characters as printed by `wg genkey` / `wg pubkey`")]
+    NotBase64 {
+        what: &'static str,
+        shown: String,
+        detail: String,
+    },
+    #[error("{what} {shown} decodes to {len} bytes, not 32; expected the output of `wg genkey` / `wg pubkey`")]
+    WrongLength {
+        what: &'static str,
+        shown: String,
+        len: usize,
+    },
+    #[error("private_key_file {}: {source}", path.display())]
+    ReadFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("private_key_file {}: {source}", path.display())]
+    BadFile {
+        path: std::path::PathBuf,
+        source: Box<WgKeyError>,
+    },
+    #[error("peer index {0} is larger than {MAX_PEER_INDEX} (24 bits)")]
+    IndexTooLarge(u32),
+    #[error("peer public key '{0}' is our own public key")]
+    OwnKey(String),
+    #[error("peer public key '{0}' is a low-order point (no shared secret is possible)")]
+    LowOrder(String),
+    #[error("the rate limiter belongs to public key {limiter}, not to this private key's {ours}")]
+    ForeignLimiter { limiter: String, ours: String },
 }
 
 /// A new private key in `wg genkey` format (clamped Curve25519 scalar, base64).
@@ -287,19 +324,23 @@ pub fn generate_private_key() -> String {
 }
 
 /// The public key of a private key, both base64 (`wg pubkey`).
-pub fn public_key_of(private_b64: &str) -> Result<String, String> {
+pub fn public_key_of(private_b64: &str) -> Result<String, WgKeyError> {
     let private = StaticSecret::from(decode_key("private key", private_b64, true)?);
     Ok(BASE64.encode(PublicKey::from(&private).as_bytes()))
 }
 
 /// Reads a private key file (`wg genkey > FILE`) at setup and checks it
 /// decodes; the error names the file.
-pub fn read_private_key_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("private_key_file {}: {e}", path.display()))?;
+pub fn read_private_key_file(path: &Path) -> Result<String, WgKeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| WgKeyError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let key = text.trim().to_string();
-    decode_key("private key", &key, true)
-        .map_err(|e| format!("private_key_file {}: {e}", path.display()))?;
+    decode_key("private key", &key, true).map_err(|e| WgKeyError::BadFile {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })?;
     Ok(key)
 }
 
@@ -316,7 +357,10 @@ pub struct WgRateLimiter {
 }
 
 impl WgRateLimiter {
-    pub fn new(private_key_b64: &str, handshakes_per_second: u64) -> Result<WgRateLimiter, String> {
+    pub fn new(
+        private_key_b64: &str,
+        handshakes_per_second: u64,
+    ) -> Result<WgRateLimiter, WgKeyError> {
         let private = StaticSecret::from(decode_key("private key", private_key_b64, true)?);
         let public = PublicKey::from(&private);
         Ok(WgRateLimiter {
@@ -448,7 +492,7 @@ impl WgPeer {
         preshared_b64: Option<&str>,
         persistent_keepalive: Option<u16>,
         index: u32,
-    ) -> Result<WgPeer, String> {
+    ) -> Result<WgPeer, WgKeyError> {
         let limiter = WgRateLimiter::new(private_key_b64, DEFAULT_HANDSHAKES_PER_SECOND)?;
         Self::new_with_limiter(
             private_key_b64,
@@ -470,7 +514,7 @@ impl WgPeer {
         persistent_keepalive: Option<u16>,
         index: u32,
         limiter: &WgRateLimiter,
-    ) -> Result<WgPeer, String> {
+    ) -> Result<WgPeer, WgKeyError> {
         let private = StaticSecret::from(decode_key("private key", private_key_b64, true)?);
         let public = PublicKey::from(&private);
         let peer = PublicKey::from(decode_key("peer public key", peer_public_b64, false)?);
@@ -478,28 +522,19 @@ impl WgPeer {
             .map(|k| decode_key("preshared key", k, true))
             .transpose()?;
         if index > MAX_PEER_INDEX {
-            return Err(format!(
-                "peer index {index} is larger than {MAX_PEER_INDEX} (24 bits)"
-            ));
+            return Err(WgKeyError::IndexTooLarge(index));
         }
         if peer.as_bytes() == public.as_bytes() {
-            return Err(format!(
-                "peer public key '{}' is our own public key",
-                peer_public_b64.trim()
-            ));
+            return Err(WgKeyError::OwnKey(peer_public_b64.trim().to_string()));
         }
         if !private.diffie_hellman(&peer).was_contributory() {
-            return Err(format!(
-                "peer public key '{}' is a low-order point (no shared secret is possible)",
-                peer_public_b64.trim()
-            ));
+            return Err(WgKeyError::LowOrder(peer_public_b64.trim().to_string()));
         }
         if limiter.public != *public.as_bytes() {
-            return Err(format!(
-                "the rate limiter belongs to public key {}, not to this private key's {}",
-                BASE64.encode(limiter.public),
-                BASE64.encode(public.as_bytes())
-            ));
+            return Err(WgKeyError::ForeignLimiter {
+                limiter: BASE64.encode(limiter.public),
+                ours: BASE64.encode(public.as_bytes()),
+            });
         }
         let keepalive = persistent_keepalive.filter(|&s| s > 0);
         let tunn = Tunn::new(
@@ -910,41 +945,60 @@ mod tests {
         assert_eq!(raw[0] & 7, 0, "clamped");
         assert_eq!(raw[31] & 0xc0, 0x40, "clamped");
         assert_ne!(k, generate_private_key());
-        assert_eq!(public_key_of(&format!(" {k}\n")), public_key_of(&k));
+        assert_eq!(
+            public_key_of(&format!(" {k}\n")).expect("trimmed"),
+            public_key_of(&k).expect("key")
+        );
     }
 
     #[test]
     fn bad_keys_are_named_and_secrets_not_echoed() {
         let (ka, kb) = keys();
         let pb = public_key_of(&kb).expect("pub");
-        let e = WgPeer::new("not base64!", &pb, None, None, 1).expect_err("bad private");
+        let e = WgPeer::new("not base64!", &pb, None, None, 1)
+            .expect_err("bad private")
+            .to_string();
         assert!(
             e.contains("private key") && !e.contains("not base64!"),
             "{e}"
         );
-        let e = WgPeer::new(&ka, "AAAA", None, None, 1).expect_err("short public");
+        let e = WgPeer::new(&ka, "AAAA", None, None, 1)
+            .expect_err("short public")
+            .to_string();
         assert!(
             e.contains("peer public key 'AAAA'") && e.contains("3 bytes"),
             "{e}"
         );
-        let e = WgPeer::new(&ka, &pb, Some("%%%"), None, 1).expect_err("bad psk");
+        let e = WgPeer::new(&ka, &pb, Some("%%%"), None, 1)
+            .expect_err("bad psk")
+            .to_string();
         assert!(e.contains("preshared key") && !e.contains("%%%"), "{e}");
-        let e = WgPeer::new(&ka, &pb, None, None, MAX_PEER_INDEX + 1).expect_err("index");
+        let e = WgPeer::new(&ka, &pb, None, None, MAX_PEER_INDEX + 1)
+            .expect_err("index")
+            .to_string();
         assert!(e.contains("peer index"), "{e}");
         let own = public_key_of(&ka).expect("pub");
-        let e = WgPeer::new(&ka, &own, None, None, 1).expect_err("own key");
+        let e = WgPeer::new(&ka, &own, None, None, 1)
+            .expect_err("own key")
+            .to_string();
         assert!(e.contains("our own"), "{e}");
         let zero = BASE64.encode([0u8; 32]);
-        let e = WgPeer::new(&ka, &zero, None, None, 1).expect_err("low order");
+        let e = WgPeer::new(&ka, &zero, None, None, 1)
+            .expect_err("low order")
+            .to_string();
         assert!(e.contains("low-order"), "{e}");
         let other = WgRateLimiter::new(&kb, 10).expect("limiter");
-        let e = WgPeer::new_with_limiter(&ka, &pb, None, None, 1, &other).expect_err("limiter");
+        let e = WgPeer::new_with_limiter(&ka, &pb, None, None, 1, &other)
+            .expect_err("limiter")
+            .to_string();
         assert!(e.contains("rate limiter"), "{e}");
         let dir = std::env::temp_dir().join(format!("cer-wg-key-{}", std::process::id()));
         std::fs::write(&dir, format!("{ka}\n")).expect("write");
-        assert_eq!(read_private_key_file(&dir), Ok(ka.clone()));
+        assert_eq!(read_private_key_file(&dir).expect("good file"), ka);
         std::fs::write(&dir, "garbage\n").expect("write");
-        let e = read_private_key_file(&dir).expect_err("garbage file");
+        let e = read_private_key_file(&dir)
+            .expect_err("garbage file")
+            .to_string();
         assert!(e.contains(&dir.display().to_string()), "{e}");
         let _ = std::fs::remove_file(&dir);
         assert!(read_private_key_file(&dir).is_err());

@@ -192,12 +192,12 @@ impl ControlState {
             ControlRequest::EndpointAdd { ip, local_pref } => {
                 self.check_pool(ip)?;
                 let e = Endpoint { ip, local_pref: local_pref.unwrap_or(self.cfg.sam.local_pref) };
-                self.endpoints.set(e)?;
+                self.endpoints.set(e).map_err(|e| e.to_string())?;
                 self.advertise(e);
                 json!({"advertised": ip, "local_pref": e.local_pref})
             }
             ControlRequest::EndpointRemove { ip } => {
-                if !self.endpoints.remove(ip)? {
+                if !self.endpoints.remove(ip).map_err(|e| e.to_string())? {
                     return Err(format!("{ip} is not an endpoint of this node"));
                 }
                 let changed = self.speaker.withdraw_local(Prefix::V4(Ipv4Prefix::host(ip)));
@@ -219,7 +219,7 @@ impl ControlState {
                     None => self.cfg.sam.local_pref,
                 };
                 let e = Endpoint { ip, local_pref: pref };
-                self.endpoints.set(e)?;
+                self.endpoints.set(e).map_err(|e| e.to_string())?;
                 self.advertise(e);
                 json!({"advertised": ip, "local_pref": pref, "previous_owner_local_pref": current.map(|c| c.2)})
             }

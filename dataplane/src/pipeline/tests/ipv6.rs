@@ -316,7 +316,8 @@ fn feed_rejects_bad_link_local_gateways() {
                     gateway6: Some(gw6.parse().unwrap()),
                 }],
             })
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("gateway6") || e.contains("gateway"), "{e}");
     }
     assert!(r.fib.feed.routes.is_empty());
