@@ -14,7 +14,7 @@ import time
 
 from .config import emulator_seed, rr_cer_config, rr_gobgp_config
 from .messages import die, log
-from .processes import ns_run, run
+from .processes import ns_run, remove_stale_pid_file, run
 from .topology import API_ADDR, BINS, CLOUDS, LAB_SCRIPT, NODES, PROVIDER, PY, ROOT, SITE, Lab, Node
 
 REQUIRED = {
@@ -148,6 +148,11 @@ def start_keepalived(lab: Lab, node: Node) -> str:
     key = f"{tag}-ka"
     tmp = lab.f(f"{tag}-katmp")
     tmp.mkdir(exist_ok=True)
+    # keepalived does not start while its pid files name a process that exists, and a zombie
+    # exists: the VRRP child of a SIGKILLed keepalived stays one until PID 1 reaps it, so a heal
+    # right after a fail would leave the node without keepalived.
+    for pid_file in (lab.f(f"{tag}-ka.pid"), lab.f(f"{tag}-ka-vrrp.pid")):
+        remove_stale_pid_file(pid_file, "keepalived")
     lab.spawn(
         key,
         lab.node_ns(node),

@@ -84,6 +84,16 @@ def pid_matches(pid: int, exe: str) -> bool:
     return exe in names
 
 
+def remove_stale_pid_file(path: Path, exe: str) -> None:
+    """Removes a daemon's own pid file when the PID in it no longer runs `exe` (gone, or a zombie)."""
+    try:
+        pid = int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    if not pid_matches(pid, exe):
+        path.unlink(missing_ok=True)
+
+
 def kill_pid(pid: int, sig: int, wait: float) -> None:
     """Sends sig to pid, waits up to `wait` seconds for it to end, then SIGKILLs it."""
     try:
