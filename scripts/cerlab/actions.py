@@ -155,11 +155,12 @@ def cmd_move(lab: Lab, ip: str, to: str) -> int:
     # 4. In a cloud the workload's NIC must hold the secondary IP once our CER released it.
     if to != "onprem":
         node = lab.nodes_of(to)[0]
-        wait_until(
-            f"{to} CER releasing {ip}",
-            45,
-            lambda: (lambda c: c.get("desired") == "release" and c.get("phase") == "confirmed")(capture_view(lab, node).get(ip, {})),
-        )
+
+        def released() -> bool:
+            c = capture_view(lab, node).get(ip, {})
+            return c.get("desired") == "release" and c.get("phase") == "confirmed"
+
+        wait_until(f"{to} CER releasing {ip}", 45, released)
         provider_assign_to_workload(lab, to, ip)
         log(f"{ip}: {to} provider assigned it to the workload NIC ({time.time() - t0:.1f}s)")
     converge(lab, endpoints, timeout=60)

@@ -9,11 +9,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from ..topology import CLOUDS, LAB_SCRIPT, PY
 from .bounds import CONVERGE_BOUND, DARK_BOUND, FENCE_EPS_MS, NOBODY_BOUND, REACH_BOUND
 from .plan import KINDS
+from .run_state import Json
 
 if TYPE_CHECKING:
     from .soak import Soak
@@ -181,7 +182,8 @@ def write_report(s: Soak) -> None:
 def summarize(dirs: list[str]) -> int:
     """Markdown over several runs' report.json (for perf/reports/DATE-chaos.md): per run, then
     outage per kind over all runs."""
-    reps: list[Any] = [json.loads((Path(d) / "report.json").read_text()) for d in dirs]
+    # Each run's report.json, as written by write_report (possibly by an older version).
+    reps: list[Json] = [json.loads((Path(d) / "report.json").read_text()) for d in dirs]
     md = ["| seed | minutes | operations (planned) | quiescent points | convergence s | violations |", "|---|---|---|---|---|---|"]
     allk: dict[str, KindStats] = {}
     for r in reps:
