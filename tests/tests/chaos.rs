@@ -1,5 +1,5 @@
 //! The chaos soak on the four-site lab (issue 16 item 3): `scripts/lab chaos`
-//! (`scripts/lab_chaos.py`) with a fixed seed for about three minutes on a lab
+//! (`scripts/cerlab/chaos/`) with a fixed seed for about three minutes on a lab
 //! brought up for this test. The soak itself checks the invariants
 //! (reachability with the source preserved, provider holders, one proxy-ARP
 //! holder, fencing against the provider's journal, no crash, panic or leak)
@@ -18,7 +18,7 @@ use cer_e2e::apps::*;
 use cer_e2e::*;
 use std::path::PathBuf;
 
-/// Every operation kind the soak knows (scripts/lab_chaos.py `KINDS`).
+/// Every operation kind the soak knows (`KINDS` in scripts/cerlab/chaos/plan.py).
 const KINDS: [&str; 15] = [
     "move",
     "add",

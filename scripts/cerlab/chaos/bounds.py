@@ -1,0 +1,29 @@
+"""The soak's timing: probe and ARP intervals, and the bounds its invariants hold the lab to."""
+
+import time
+
+PROBE_PORT = 7977
+PROBE_MS = 50
+ARP_MS = 200
+# After quiescence: convergence (BGP + capture + fabrics + VRRP gate), then probes between every pair.
+CONVERGE_BOUND = 60.0
+REACH_BOUND = 8.0
+# Continuous bounds (while operations run): a pair dark for longer, or an owned /32 held by nobody
+# at a provider for longer, is a violation even in the middle of the chaos.
+DARK_BOUND = 120.0
+NOBODY_BOUND = 60.0
+# A provider mutation from the CER counts as stale when the CER's intent for the /32 pointed the
+# other way for this long before the request reached the provider (fence check -> request: ms).
+FENCE_EPS_MS = 300
+# Mutation windows in which the workload and a CER may both claim an on-prem /32 (the lab adds the
+# address at the workload before BGP moves ownership): seconds around such an operation.
+ONPREM_CLAIM_SLACK = (1.0, 3.0)
+# After an on-prem node thaws, its keepalived still believes what it believed when frozen (a master
+# stays master until it hears the other's adverts, up to 3 advert intervals of 1 s) and its
+# dataplane answers ARP at once: two holders for a moment, by design of VRRP. The other node's
+# duplicate-holder alarm (or the thawed node's own) in this window is expected, not a violation.
+THAW_SLACK = 5.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,149 @@
+"""The command line of `scripts/lab`: argparse, the subcommands, and the helper entry points run
+inside namespaces (`_fabric`, `_http`; the chaos soak's `_probe`, `_arp`, `_relay`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+
+from . import actions, lifecycle
+from .chaos.probes import helper_arp, helper_probe, helper_relay
+from .fabric import helper_fabric
+from .messages import LabError
+from .provider import helper_http
+from .topology import TRANSPORTS, Lab
+
+USAGE = """The CER four-site lab: on-prem, AWS, Azure and OCI on one machine, in network namespaces.
+
+  scripts/lab [--name NAME] [--transport T] [--rr gobgp|cer] up
+  scripts/lab [--name NAME] down | status
+  scripts/lab [--name NAME] move IP SITE       move a /32 (its workload address) to SITE
+  scripts/lab [--name NAME] fail SITE          kill SITE's CER (on-prem: the VRRP master's node)
+  scripts/lab [--name NAME] heal SITE          restart whatever of SITE is dead
+  scripts/lab [--name NAME] exec SITE -- CMD   run CMD in SITE's workload namespace
+  scripts/lab [--name NAME] chaos --seed S --minutes M [--out DIR] [--kinds K,...]
+                                               seeded chaos soak on the running lab (scripts/cerlab/chaos)
+
+SITE is onprem, aws, azure or oci (fail/heal also take onprem-a / onprem-b).
+Needs root. `up` runs scripts/bootstrap when system packages are missing, builds cer-dataplane,
+cer-control, cerctl and cer-cloud-emulator (cargo build --release; CER_LAB_BIN_DIR=DIR uses
+binaries already built there), is idempotent (a running lab is reported, a broken one repaired),
+and prints where each /32 lives. `down` stops every process the
+lab started (by PID from its run dir) and removes its namespaces, run dir and DPDK runtime dirs,
+also after a partial `up`.
+
+Topology (pool 10.77.60.0/24; AS 65000; every name below is prefixed with NAME-):
+
+                              rr 100.64.0.1 (gobgpd, or cer-control route_reflector)
+                                    |
+        +-------------------------- wan (kernel router, x.x.x.254) --------------------------+
+        | 100.64.10.0/24 mtu 1500   | 100.64.11.0/24 mtu 9001 | 100.64.12.0/24 mtu 1500 | 100.64.13.0/24 mtu 9000
+   opa .1      opb .2           aws .1                    az .1                     oci .1     CERs (DPDK)
+   |  ka0 VRRP  |               | lan  | mgmt0 (API)       |                         |
+   opseg: L2 bridge             awsfab: VPC router + emulator + fabric agent   (azfab, ocifab alike)
+   |                            |
+   opwl 10.77.60.10/24          awswl 10.77.11.20/24 + 10.77.60.11/32, default via 10.77.11.1
+                                (azure: 10.77.12.x, .12; oci: 10.77.13.x, .13)
+
+- On-prem: two CERs (onprem-a, onprem-b) with cer-control in capture mode "onprem", gated by
+  keepalived VRRP (instance VI_LAB on ka0, a: priority 150, b: 100) through notify_fifo; the
+  master's dataplane proxy-ARPs the remote /32s on the LAN. Both advertise 10.77.60.10.
+- Cloud sites: one CER each, cer-control in capture mode aws / azure / oci against its own
+  cer-cloud-emulator (http://169.254.169.254, in the fabric namespace, reached over the CER's
+  management NIC mgmt0). The fabric namespace is the VPC router: a fabric agent follows the
+  emulator's /_emulator/holders long poll and routes each /32 to the NIC that holds it (static
+  neighbor = the NIC's MAC; proxy ARP as a VPC does). The workload's default gateway is the fabric
+  and never changes; capture moves the /32 to the CER's NIC and the fabric follows.
+- BGP: each CER peers with the route reflector over its WAN exception TAP (the linux-cp model).
+- Transports (default, so that one lab exercises all five; --transport T forces one):
+      onprem-aws wireguard, onprem-azure gre (key 77), onprem-oci ipip,
+      aws-azure fou, aws-oci gue, azure-oci wireguard
+  Tunnel MTU = min(WAN MTU of both sites) - overhead (ipip 20, gre+key 28, fou 28, gue 32, wg 60).
+
+State: /run/cer-lab/NAME/lab.json (documented in README "## The four-site lab"):
+  name, run_dir, pool, asn, transport_mode, rr {kind, netns, address},
+  wan {netns, router},
+  sites.SITE {capture, netns {cers, workload, fabric}, workload_ip, workload_iface, gateway,
+              lan_mtu, wan_mtu, emulator {url, netns} (clouds), cers[] {node, netns,
+              transport_address, router_id, identity, tunnel_id, control_socket,
+              dataplane_socket, cerctl + cerctl_suffix, cerctl_dataplane, wan_gateway,
+              capture_points, logs}},
+  pairs["a-b"] {sites, transport, tunnel_mtu, wan_mtu}, endpoints {ip: site}, bins {...}.
+"""
+
+# Helpers started inside the lab's namespaces as `scripts/lab _NAME ARGS...` (no argparse of the lab).
+HELPERS: dict[str, Callable[[list[str]], int]] = {
+    "_fabric": helper_fabric,
+    "_http": helper_http,
+    "_probe": helper_probe,
+    "_arp": helper_arp,
+    "_relay": helper_relay,
+}
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if argv and argv[0] in HELPERS:
+        return HELPERS[argv[0]](argv[1:])
+    ap = argparse.ArgumentParser(
+        prog="scripts/lab",
+        description=USAGE.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=USAGE.split("\n", 1)[1],
+    )
+    ap.add_argument(
+        "--name", default="cerlab", help="lab name (default cerlab): prefixes every namespace, the run dir and DPDK file prefixes"
+    )
+    ap.add_argument("--transport", choices=TRANSPORTS, help="one transport for every site pair (default: the mixed table below)")
+    ap.add_argument("--rr", choices=["gobgp", "cer"], help="route reflector: gobgpd (default) or cer-control with route_reflector = true")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("up", help="build and start the lab (idempotent)")
+    sub.add_parser("down", help="stop and remove everything the lab made")
+    sub.add_parser("status", help="processes, BGP sessions, owners")
+    m = sub.add_parser("move", help="move a /32 (endpoint + workload address) to SITE; a new pool address is added")
+    m.add_argument("ip")
+    m.add_argument("site")
+    f = sub.add_parser("fail", help="kill SITE's CER (on-prem: the VRRP master's node)")
+    f.add_argument("site")
+    h = sub.add_parser("heal", help="restart what is dead at SITE")
+    h.add_argument("site")
+    c = sub.add_parser("chaos", help="seeded chaos soak on the running lab with invariant checks (scripts/cerlab/chaos)")
+    c.add_argument("--seed", type=int, required=True, help="the schedule is drawn from it (printed at start)")
+    c.add_argument("--minutes", type=float, required=True)
+    c.add_argument("--out", help="report and evidence directory (default /var/tmp/cer-chaos/NAME-seedS-TIME)")
+    c.add_argument("--kinds", help="only these operation kinds (comma separated; default all)")
+    e = sub.add_parser("exec", help="run CMD in SITE's workload namespace")
+    e.add_argument("site")
+    e.add_argument("command", nargs=argparse.REMAINDER)
+    a = ap.parse_args(argv)
+    try:
+        lab = Lab(a.name, a.transport, a.rr)
+        if a.cmd == "up":
+            return lifecycle.cmd_up(lab)
+        if a.cmd == "down":
+            return lifecycle.cmd_down(lab)
+        if a.cmd == "status":
+            return lifecycle.cmd_status(lab)
+        if a.cmd == "move":
+            return actions.cmd_move(lab, a.ip, a.site)
+        if a.cmd == "fail":
+            return actions.cmd_fail(lab, a.site)
+        if a.cmd == "heal":
+            return actions.cmd_heal(lab, a.site)
+        if a.cmd == "chaos":
+            from .chaos.soak import cmd_chaos
+
+            return cmd_chaos(lab, a.seed, a.minutes, a.out, a.kinds)
+        if a.cmd == "exec":
+            cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
+            return actions.cmd_exec(lab, a.site, cmd)
+    except LabError as err:
+        print(f"scripts/lab: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("scripts/lab: interrupted", file=sys.stderr)
+        return 130
+    return 2

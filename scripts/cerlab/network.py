@@ -1,0 +1,124 @@
+"""The lab's network: its namespaces, veths, bridges, addresses and routes (`build_topology`).
+
+Per site: on-prem is an L2 segment (LAN + VRRP link) with two CERs and a workload; each cloud is
+a CER, a fabric namespace (the VPC router and the provider API) and a workload. Every CER and the
+route reflector hang off one WAN router namespace.
+"""
+
+from __future__ import annotations
+
+from .processes import ns_run, run
+from .topology import API_ADDR, CLOUDS, RR_ADDR, SITE, Lab, mac_for
+
+
+def veth(a: str, ns_a: str, b: str, ns_b: str, mtu: int | None = None) -> None:
+    run(["ip", "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns", ns_b])
+    if mtu:
+        ns_run(ns_a, "ip", "link", "set", a, "mtu", str(mtu))
+        ns_run(ns_b, "ip", "link", "set", b, "mtu", str(mtu))
+
+
+def sysctl(ns: str, *kv: str) -> None:
+    ns_run(ns, "sysctl", "-qw", *kv)
+
+
+def link_up(ns: str, *ifs: str) -> None:
+    for i in ifs:
+        ns_run(ns, "ip", "link", "set", i, "up")
+
+
+def dataplane_iface(ns: str, iface: str) -> None:
+    # DPDK af_packet owns it: no IPv6 (the kernel would answer), link up.
+    sysctl(ns, f"net.ipv6.conf.{iface}.disable_ipv6=1")
+    link_up(ns, iface)
+
+
+def workload_iface(ns: str, iface: str = "eth0") -> None:
+    # veth leaves checksums to the "hardware"; a userspace router sees them unfinished.
+    ns_run(ns, "ethtool", "-K", iface, "tx", "off")
+    link_up(ns, iface)
+
+
+def build_topology(lab: Lab) -> None:
+    for ns in lab.all_namespaces():
+        run(["ip", "netns", "add", ns])
+        ns_run(ns, "ip", "link", "set", "lo", "up")
+    wan = lab.ns("wan")
+    sysctl(wan, "net.ipv4.ip_forward=1")
+    # Route reflector on the WAN.
+    rr = lab.ns("rr")
+    veth("rr", wan, "eth0", rr)
+    ns_run(wan, "ip", "addr", "add", "100.64.0.254/24", "dev", "rr")
+    link_up(wan, "rr")
+    ns_run(rr, "ip", "addr", "add", f"{RR_ADDR}/24", "dev", "eth0")
+    workload_iface(rr)
+    ns_run(rr, "ip", "route", "add", "default", "via", "100.64.0.254")
+
+    # On-prem: the L2 segment (LAN + VRRP), its WAN segment, the workload.
+    seg = lab.ns("opseg")
+    ns_run(seg, "ip", "link", "add", "br0", "type", "bridge")
+    link_up(seg, "br0")
+    ns_run(wan, "ip", "link", "add", "opbr", "type", "bridge")
+    ns_run(wan, "ip", "addr", "add", f"{lab.wan_gw('onprem')}/24", "dev", "opbr")
+    link_up(wan, "opbr")
+    wl = lab.ns("opwl")
+    veth("wl", seg, "eth0", wl)
+    ns_run(seg, "ip", "link", "set", "wl", "master", "br0")
+    link_up(seg, "wl")
+    # The on-prem /32s are addresses in the segment's /24: the first one added is the
+    # primary and the rest secondaries, which Linux deletes with the primary unless told
+    # to promote one (removing 10.77.60.10 must not take the others with it).
+    sysctl(wl, "net.ipv4.conf.eth0.promote_secondaries=1")
+    ns_run(wl, "ip", "addr", "add", f"{SITE['onprem']['ip']}/24", "dev", "eth0")
+    workload_iface(wl)
+    for node in lab.nodes_of("onprem"):
+        ns = lab.node_ns(node)
+        t = node["tag"][-1]  # a / b
+        veth(f"{t}lan", seg, "lan0", ns)
+        veth(f"{t}ka", seg, "ka0", ns)
+        for i in (f"{t}lan", f"{t}ka"):
+            ns_run(seg, "ip", "link", "set", i, "master", "br0")
+            link_up(seg, i)
+        veth(f"op{t}", wan, "wan0", ns)
+        ns_run(wan, "ip", "link", "set", f"op{t}", "master", "opbr")
+        link_up(wan, f"op{t}")
+        ns_run(ns, "ip", "addr", "add", f"192.168.77.{node['wan_host'] + 1}/24", "dev", "ka0")
+        link_up(ns, "ka0")
+        sysctl(ns, "net.ipv4.conf.ka0.arp_ignore=1")
+        dataplane_iface(ns, "lan0")
+        dataplane_iface(ns, "wan0")
+
+    # Cloud sites: CER, fabric (VPC router + API), workload.
+    for site in CLOUDS:
+        tag = SITE[site]["tag"]
+        mtu = SITE[site]["mtu"]
+        cer, fab, wl = lab.ns(tag), lab.ns(tag + "fab"), lab.ns(tag + "wl")
+        v = lab.vpc(site)
+        veth(tag, wan, "wan0", cer, mtu)
+        ns_run(wan, "ip", "addr", "add", f"{lab.wan_gw(site)}/24", "dev", tag)
+        link_up(wan, tag)
+        dataplane_iface(cer, "wan0")
+        veth("cer", fab, "lan0", cer, mtu)
+        ns_run(cer, "ip", "link", "set", "lan0", "address", mac_for(site, 0x0A))
+        dataplane_iface(cer, "lan0")
+        veth("wl", fab, "eth0", wl, mtu)
+        ns_run(wl, "ip", "link", "set", "eth0", "address", mac_for(site, 0x14))
+        veth("api", fab, "mgmt0", cer)
+        sysctl(fab, "net.ipv4.ip_forward=1")
+        sysctl(fab, "net.ipv4.conf.all.rp_filter=0")
+        sysctl(fab, "net.ipv4.conf.default.rp_filter=0")
+        for i in ("cer", "wl"):
+            # The VPC router answers ARP for every address it routes elsewhere (as a VPC does).
+            ns_run(fab, "ip", "addr", "add", f"{v['gw']}/32", "dev", i)
+            sysctl(fab, f"net.ipv4.conf.{i}.proxy_arp=1", f"net.ipv4.neigh.{i}.proxy_delay=0")
+            sysctl(fab, f"net.ipv4.conf.{i}.rp_filter=0")
+            link_up(fab, i)
+        ns_run(fab, "ip", "addr", "add", f"{API_ADDR}/24", "dev", "api")
+        link_up(fab, "api")
+        ns_run(cer, "ip", "addr", "add", "169.254.169.10/24", "dev", "mgmt0")
+        link_up(cer, "mgmt0")
+        ns_run(wl, "ip", "addr", "add", f"{v['wl']}/24", "dev", "eth0")
+        ns_run(wl, "ip", "addr", "add", f"{SITE[site]['ip']}/32", "dev", "eth0")
+        workload_iface(wl)
+        ns_run(wl, "ip", "route", "add", "default", "via", v["gw"], "dev", "eth0", "src", SITE[site]["ip"])
+    ns_run(wan, "ip", "link", "set", "opbr", "mtu", "1500")

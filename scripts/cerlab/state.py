@@ -1,0 +1,228 @@
+"""lab.json (`/run/cer-lab/NAME/lab.json`, documented in README "## The four-site lab"): its shape
+as TypedDicts and `write_state`, which writes it atomically. Tests and the acceptance suite drive
+the lab through this file: its keys are an interface.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NotRequired, TypedDict
+
+from .topology import (
+    API_ADDR,
+    ASN,
+    BINS,
+    DEFAULT_PAIRS,
+    LAB_SCRIPT,
+    OVERHEAD,
+    POOL,
+    RR_ADDR,
+    SITE,
+    SITES,
+    Lab,
+    Node,
+    Vpc,
+    dp_mtu,
+)
+
+
+class CapturePoint(TypedDict):
+    netns: str
+    iface: str
+
+
+class CapturePoints(TypedDict):
+    inner: CapturePoint
+    outer: CapturePoint
+
+
+class CerState(TypedDict):
+    node: str
+    netns: str
+    transport_address: str
+    router_id: str
+    identity: str
+    tunnel_id: int
+    wan_gateway: str
+    control_socket: str
+    dataplane_socket: str
+    cerctl: list[str]
+    cerctl_suffix: list[str]
+    cerctl_example: str
+    cerctl_dataplane: list[str]
+    capture_points: CapturePoints
+    logs: dict[str, str]
+
+
+class SiteNetns(TypedDict):
+    cers: list[str]
+    workload: str
+    fabric: str
+
+
+class VrrpState(TypedDict):
+    instance: str
+    interface: str
+    priorities: dict[str, int]
+
+
+class EmulatorState(TypedDict):
+    url: str
+    netns: str
+    provider: str
+
+
+class SiteState(TypedDict):
+    capture: str
+    netns: SiteNetns
+    workload_ip: str
+    workload_iface: str
+    gateway: str | None
+    lan_mtu: int
+    wan_mtu: int
+    dataplane_mtu: int
+    cers: list[CerState]
+    vrrp: NotRequired[VrrpState]  # on-prem
+    emulator: NotRequired[EmulatorState]  # clouds
+    fabric_state: NotRequired[str]  # clouds
+    vpc: NotRequired[Vpc]  # clouds
+
+
+class PairState(TypedDict):
+    sites: list[str]
+    transport: str
+    wan_mtu: int
+    tunnel_mtu: int
+    overhead: int
+
+
+class RrState(TypedDict):
+    kind: str
+    netns: str
+    address: str
+    control_socket: str | None
+
+
+class WanState(TypedDict):
+    netns: str
+    router: dict[str, str]
+
+
+class LabState(TypedDict):
+    name: str
+    run_dir: str
+    pool: str
+    asn: int
+    transport_mode: str
+    rr: RrState
+    wan: WanState
+    sites: dict[str, SiteState]
+    pairs: dict[str, PairState]
+    endpoints: dict[str, str]  # /32 -> the site it lives at
+    bins: dict[str, str]
+    namespaces: list[str]
+    script: str
+    failed: NotRequired[list[str]]  # nodes `fail` killed and `heal` has not restarted
+
+
+def capture_points(lab: Lab, node: Node) -> CapturePoints:
+    """Where to tcpdump a CER's traffic: the far ends of its DPDK-owned veths (net_af_packet sends
+    with PACKET_QDISC_BYPASS, so a capture on the CER's own interface misses what it transmits)."""
+    site = node["site"]
+    inner: CapturePoint
+    outer: CapturePoint
+    if site == "onprem":
+        t = node["tag"][-1]
+        inner = {"netns": lab.ns("opseg"), "iface": f"{t}lan"}
+        outer = {"netns": lab.ns("wan"), "iface": f"op{t}"}
+    else:
+        tag = SITE[site]["tag"]
+        inner = {"netns": lab.ns(tag + "fab"), "iface": "cer"}
+        outer = {"netns": lab.ns("wan"), "iface": tag}
+    return {"inner": inner, "outer": outer}
+
+
+def cer_state(lab: Lab, n: Node, cerctl: str) -> CerState:
+    site = n["site"]
+    return {
+        "node": n["node"],
+        "netns": lab.node_ns(n),
+        "transport_address": lab.wan_addr(n),
+        "router_id": lab.wan_addr(n),
+        "identity": f"{ASN}:100{n['n']}",
+        "tunnel_id": n["n"],
+        "wan_gateway": lab.wan_gw(site),
+        "control_socket": str(lab.ctl_sock(n)),
+        "dataplane_socket": str(lab.dp_sock(n)),
+        # cerctl's --socket belongs to its subcommands: BIN + [command...] + cerctl_suffix.
+        "cerctl": [cerctl],
+        "cerctl_suffix": ["--socket", str(lab.ctl_sock(n))],
+        "cerctl_example": f"{cerctl} show owners --socket {lab.ctl_sock(n)}",
+        "cerctl_dataplane": [cerctl, "dataplane", "--admin-socket", str(lab.dp_sock(n))],
+        "capture_points": capture_points(lab, n),
+        "logs": {k: str(lab.f(f"{n['tag']}-{k}.log")) for k in ("dp", "ctl") + (("ka",) if site == "onprem" else ())},
+    }
+
+
+def site_state(lab: Lab, site: str, cerctl: str) -> SiteState:
+    nodes = lab.nodes_of(site)
+    s: SiteState = {
+        "capture": site,
+        "netns": {
+            "cers": [lab.node_ns(n) for n in nodes],
+            "workload": lab.wl_ns(site),
+            "fabric": lab.fab_ns(site),
+        },
+        "workload_ip": SITE[site]["ip"],
+        "workload_iface": "eth0",
+        "gateway": None if site == "onprem" else lab.vpc(site)["gw"],
+        "lan_mtu": SITE[site]["mtu"],
+        "wan_mtu": SITE[site]["mtu"],
+        "dataplane_mtu": dp_mtu(site),
+        "cers": [],
+    }
+    if site == "onprem":
+        s["vrrp"] = {"instance": "VI_LAB", "interface": "ka0", "priorities": {n["node"]: n.get("prio", 0) for n in nodes}}
+    else:
+        s["emulator"] = {"url": f"http://{API_ADDR}", "netns": lab.fab_ns(site), "provider": site}
+        s["fabric_state"] = str(lab.f(f"{SITE[site]['tag']}-fabric.json"))
+        s["vpc"] = lab.vpc(site)
+    s["cers"] = [cer_state(lab, n, cerctl) for n in nodes]
+    return s
+
+
+def write_state(lab: Lab, endpoints: dict[str, str], failed: list[str] | None = None) -> LabState:
+    """Writes lab.json (atomically) for `endpoints`; `failed` lists the nodes `fail` killed."""
+    bins = {b: lab.bin(b) for b in BINS}
+    pairs: dict[str, PairState] = {}
+    for a, b in DEFAULT_PAIRS:
+        kind = lab.pair_transport(a, b)
+        wmtu = min(SITE[a]["mtu"], SITE[b]["mtu"])
+        tmtu = min(dp_mtu(a), dp_mtu(b)) - OVERHEAD[kind]
+        pairs[f"{a}-{b}"] = {"sites": [a, b], "transport": kind, "wan_mtu": wmtu, "tunnel_mtu": tmtu, "overhead": OVERHEAD[kind]}
+    state: LabState = {
+        "name": lab.name,
+        "run_dir": str(lab.run_dir),
+        "pool": POOL,
+        "asn": ASN,
+        "transport_mode": lab.transport or "mixed",
+        "rr": {
+            "kind": lab.rr,
+            "netns": lab.ns("rr"),
+            "address": RR_ADDR,
+            "control_socket": str(lab.f("rr-control.sock")) if lab.rr == "cer" else None,
+        },
+        "wan": {"netns": lab.ns("wan"), "router": {s: lab.wan_gw(s) for s in SITES}},
+        "sites": {site: site_state(lab, site, bins["cerctl"]) for site in SITES},
+        "pairs": pairs,
+        "endpoints": endpoints,
+        "bins": bins,
+        "namespaces": lab.all_namespaces(),
+        "script": str(LAB_SCRIPT),
+    }
+    if failed is not None:
+        state["failed"] = failed
+    tmp = lab.state_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(lab.state_path)
+    return state

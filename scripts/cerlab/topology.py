@@ -1,0 +1,243 @@
+"""The lab model: its sites, CER nodes, provider resource ids, and the `Lab` that names every
+namespace, file and address of one lab instance (NAME). Pure naming and constants; the processes
+a lab runs are in `processes`, its lab.json in `state`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, NotRequired, TypedDict
+
+from .messages import die
+from .processes import ProcessTable
+
+if TYPE_CHECKING:
+    from .state import LabState
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+# The entry point: helpers run inside namespaces (`_fabric`, `_http`, `_probe`, `_arp`, `_relay`)
+# are started as `PY LAB_SCRIPT _helper ...` so their command line names the lab.
+LAB_SCRIPT = ROOT / "scripts" / "lab"
+PY = "/usr/bin/python3"
+POOL = "10.77.60.0/24"
+ASN = 65000
+MARKER_COMMUNITY = "65000:999"
+RR_ADDR = "100.64.0.1"
+API_ADDR = "169.254.169.254"
+SITES = ["onprem", "aws", "azure", "oci"]
+CLOUDS = ["aws", "azure", "oci"]
+TRANSPORTS = ["wireguard", "ipip", "gre", "fou", "gue"]
+GRE_KEY = 77
+# The CERs' ports run at the site MTU (af_packet ports carry up to ~16 KiB frames; cer-dataplane
+# sizes the kernel interface under each port). CER_LAB_DATAPLANE_MTU_MAX caps them for experiments;
+# the provider networks (WAN links, VPC fabrics, workloads) always keep the site MTUs.
+DATAPLANE_MTU_MAX = int(os.environ.get("CER_LAB_DATAPLANE_MTU_MAX", "9600"))
+OVERHEAD = {"ipip": 20, "gre": 28, "fou": 28, "gue": 32, "wireguard": 60}
+DEFAULT_PAIRS = {
+    ("onprem", "aws"): "wireguard",
+    ("onprem", "azure"): "gre",
+    ("onprem", "oci"): "ipip",
+    ("aws", "azure"): "fou",
+    ("aws", "oci"): "gue",
+    ("azure", "oci"): "wireguard",
+}
+
+
+class SiteInfo(TypedDict):
+    """Per site: short namespace tag, pool /32, MTU (LAN and WAN), WAN subnet (/24 prefix), VPC byte."""
+
+    tag: str
+    ip: str
+    mtu: int
+    wan: str
+    byte: int
+
+
+SITE: dict[str, SiteInfo] = {
+    "onprem": {"tag": "op", "ip": "10.77.60.10", "mtu": 1500, "wan": "100.64.10", "byte": 10},
+    "aws": {"tag": "aws", "ip": "10.77.60.11", "mtu": 9001, "wan": "100.64.11", "byte": 11},
+    "azure": {"tag": "az", "ip": "10.77.60.12", "mtu": 1500, "wan": "100.64.12", "byte": 12},
+    "oci": {"tag": "oci", "ip": "10.77.60.13", "mtu": 9000, "wan": "100.64.13", "byte": 13},
+}
+
+
+class Node(TypedDict):
+    """A CER node: n = tunnel id towards the node, identity 65000:100n, marker 10.255.0.n/32."""
+
+    node: str
+    site: str
+    tag: str
+    n: int
+    wan_host: int
+    prio: NotRequired[int]  # VRRP priority (on-prem only)
+
+
+NODES: list[Node] = [
+    {"node": "onprem-a", "site": "onprem", "tag": "opa", "n": 1, "wan_host": 1, "prio": 150},
+    {"node": "onprem-b", "site": "onprem", "tag": "opb", "n": 2, "wan_host": 2, "prio": 100},
+    {"node": "aws", "site": "aws", "tag": "aws", "n": 3, "wan_host": 1},
+    {"node": "azure", "site": "azure", "tag": "az", "n": 4, "wan_host": 1},
+    {"node": "oci", "site": "oci", "tag": "oci", "n": 5, "wan_host": 1},
+]
+
+
+class ProviderIds(TypedDict):
+    """A cloud site's resource ids at its provider (emulator seed and API requests)."""
+
+    subnet: str
+    vpc: str
+    cer_nic: str
+    wl_nic: str
+    cer_inst: str
+    wl_inst: str
+
+
+AZ_SUB = "/subscriptions/sub-cerlab/resourceGroups/rg-cerlab/providers"
+PROVIDER: dict[str, ProviderIds] = {
+    "aws": {
+        "subnet": "subnet-0cerlab",
+        "vpc": "vpc-0cerlab",
+        "cer_nic": "eni-0cerlab0cer",
+        "wl_nic": "eni-0cerlab0workload",
+        "cer_inst": "i-0cerlab0cer",
+        "wl_inst": "i-0cerlab0workload",
+    },
+    "azure": {
+        "subnet": f"{AZ_SUB}/Microsoft.Network/virtualNetworks/vnet-cerlab/subnets/default",
+        "vpc": "vnet-cerlab",
+        "cer_nic": f"{AZ_SUB}/Microsoft.Network/networkInterfaces/nic-cer",
+        "wl_nic": f"{AZ_SUB}/Microsoft.Network/networkInterfaces/nic-workload",
+        "cer_inst": f"{AZ_SUB}/Microsoft.Compute/virtualMachines/vm-cer",
+        "wl_inst": f"{AZ_SUB}/Microsoft.Compute/virtualMachines/vm-workload",
+    },
+    "oci": {
+        "subnet": "ocid1.subnet.oc1.eu-frankfurt-1.cerlab",
+        "vpc": "ocid1.vcn.oc1.eu-frankfurt-1.cerlab",
+        "cer_nic": "ocid1.vnic.oc1.eu-frankfurt-1.cerlabcer",
+        "wl_nic": "ocid1.vnic.oc1.eu-frankfurt-1.cerlabworkload",
+        "cer_inst": "ocid1.instance.oc1.eu-frankfurt-1.cerlabcer",
+        "wl_inst": "ocid1.instance.oc1.eu-frankfurt-1.cerlabworkload",
+    },
+}
+OCI_TENANCY = "ocid1.tenancy.oc1..cerlab"
+OCI_USER = "ocid1.user.oc1..cerlab"
+BINS = ["cer-dataplane", "cer-control", "cerctl", "cer-cloud-emulator"]
+
+
+class Vpc(TypedDict):
+    """A cloud site's VPC: the fabric's gateway, the CER's and the workload's primary address."""
+
+    gw: str
+    cer: str
+    wl: str
+    net: str
+
+
+def subnet_host(prefix3: str, host: int) -> str:
+    return f"{prefix3}.{host}"
+
+
+def dp_mtu(site: str) -> int:
+    return min(SITE[site]["mtu"], DATAPLANE_MTU_MAX)
+
+
+def pair_key(a: str, b: str) -> tuple[str, str]:
+    i, j = SITES.index(a), SITES.index(b)
+    return (a, b) if i < j else (b, a)
+
+
+def mac_for(site: str, role: int) -> str:
+    # Locally administered, derived from the site and the role (CER LAN NIC 0a, workload 14).
+    return f"02:ce:1a:00:{SITE[site]['byte']:02x}:{role:02x}"
+
+
+def name_opt(lab: Lab) -> str:
+    """The `--name NAME` to repeat in a suggested command (empty for the default lab)."""
+    return "" if lab.name == "cerlab" else f" --name {lab.name}"
+
+
+class Lab(ProcessTable):
+    """One lab instance: the names of its namespaces, files and addresses, and (as a
+    `ProcessTable`) the processes it started, recorded by PID in its run dir."""
+
+    def __init__(self, name: str, transport: str | None = None, rr: str | None = None) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", name):
+            die(f"--name {name!r}: use 1-12 lowercase letters/digits, starting with a letter (namespaces are NAME-ROLE)")
+        self.name = name
+        self.run_dir = Path("/run/cer-lab") / name
+        super().__init__(self.run_dir)
+        self.state_path = self.run_dir / "lab.json"
+        # None: not given on the command line (a running lab keeps its own; `up` defaults to gobgp).
+        self.transport_opt = transport
+        self.rr_opt = rr
+        self.transport = transport
+        self.rr = rr or "gobgp"
+        bin_dir = os.environ.get("CER_LAB_BIN_DIR")
+        target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+        self.bin_dir = Path(bin_dir) if bin_dir else target / "release"
+
+    # names
+    def ns(self, role: str) -> str:
+        return f"{self.name}-{role}"
+
+    def all_namespaces(self) -> list[str]:
+        roles = ["wan", "rr", "opseg", "opwl", "opa", "opb"]
+        for s in CLOUDS:
+            t = SITE[s]["tag"]
+            roles += [t, f"{t}fab", f"{t}wl"]
+        return [self.ns(r) for r in roles]
+
+    def file_prefix(self, node_tag: str) -> str:
+        return f"{self.name}-{node_tag}"
+
+    def bin(self, name: str) -> str:
+        return str(self.bin_dir / name)
+
+    def pair_transport(self, a: str, b: str) -> str:
+        if self.transport:
+            return self.transport
+        return DEFAULT_PAIRS[pair_key(a, b)]
+
+    def wl_ns(self, site: str) -> str:
+        return self.ns("opwl") if site == "onprem" else self.ns(SITE[site]["tag"] + "wl")
+
+    def fab_ns(self, site: str) -> str:
+        return self.ns("opseg") if site == "onprem" else self.ns(SITE[site]["tag"] + "fab")
+
+    def node_ns(self, node: Node) -> str:
+        return self.ns(node["tag"])
+
+    def wan_addr(self, node: Node) -> str:
+        return subnet_host(SITE[node["site"]]["wan"], node["wan_host"])
+
+    def wan_gw(self, site: str) -> str:
+        return subnet_host(SITE[site]["wan"], 254)
+
+    def vpc(self, site: str) -> Vpc:
+        b = SITE[site]["byte"]
+        return {"gw": f"10.77.{b}.1", "cer": f"10.77.{b}.10", "wl": f"10.77.{b}.20", "net": f"10.77.{b}.0/24"}
+
+    def ctl_sock(self, node: Node) -> Path:
+        return self.f(f"{node['tag']}-control.sock")
+
+    def dp_sock(self, node: Node) -> Path:
+        return self.f(f"{node['tag']}-dataplane.sock")
+
+    def nodes_of(self, site: str) -> list[Node]:
+        return [n for n in NODES if n["site"] == site]
+
+    def load_state(self) -> LabState | None:
+        """lab.json, and the running lab's transport and reflector unless given explicitly."""
+        try:
+            st: LabState = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if self.rr_opt is None:
+            self.rr = st.get("rr", {}).get("kind", "gobgp")
+        if self.transport_opt is None:
+            mode = st.get("transport_mode", "mixed")
+            self.transport = None if mode == "mixed" else mode
+        return st
