@@ -114,24 +114,12 @@ impl Codec {
                     out.push(self.encode(BgpMessage::Update(u)));
                 }
                 NextHop::V6 { global, link_local } => {
-                    list.insert(
-                        0,
-                        attr(
-                            true,
-                            false,
-                            pa::PathAttributeValue::MpReach(pa::MpReach::Ipv4Unicast {
-                                next_hop: IpAddr::V6(global),
-                                next_hop_local: link_local,
-                                nlri: nlri.into(),
-                            }),
-                        ),
-                    );
-                    let u = BgpUpdateMessage::new(
-                        Vec::<Ipv4UnicastAddress>::new(),
-                        list,
-                        Vec::<Ipv4UnicastAddress>::new(),
-                    );
-                    out.push(self.encode(BgpMessage::Update(u)));
+                    let mp = pa::MpReach::Ipv4Unicast {
+                        next_hop: IpAddr::V6(global),
+                        next_hop_local: link_local,
+                        nlri: nlri.into(),
+                    };
+                    out.push(self.encode_mp_reach(list, mp));
                 }
             }
         }
@@ -141,27 +129,27 @@ impl Codec {
                 NextHop::V6 { global, link_local } => (global, link_local),
                 NextHop::V4 { addr } => (addr.to_ipv6_mapped(), None),
             };
-            let mut list = self.common_attrs(attrs);
-            list.insert(
-                0,
-                attr(
-                    true,
-                    false,
-                    pa::PathAttributeValue::MpReach(pa::MpReach::Ipv6Unicast {
-                        next_hop_global: global,
-                        next_hop_local: link_local,
-                        nlri: nlri.into(),
-                    }),
-                ),
-            );
-            let u = BgpUpdateMessage::new(
-                Vec::<Ipv4UnicastAddress>::new(),
-                list,
-                Vec::<Ipv4UnicastAddress>::new(),
-            );
-            out.push(self.encode(BgpMessage::Update(u)));
+            let list = self.common_attrs(attrs);
+            let mp = pa::MpReach::Ipv6Unicast {
+                next_hop_global: global,
+                next_hop_local: link_local,
+                nlri: nlri.into(),
+            };
+            out.push(self.encode_mp_reach(list, mp));
         }
         out
+    }
+
+    /// One UPDATE whose routes are all in MP_REACH_NLRI (first attribute,
+    /// RFC 4760), with `list` the other attributes.
+    fn encode_mp_reach(&mut self, mut list: Vec<pa::PathAttribute>, mp: pa::MpReach) -> Bytes {
+        list.insert(0, attr(true, false, pa::PathAttributeValue::MpReach(mp)));
+        let u = BgpUpdateMessage::new(
+            Vec::<Ipv4UnicastAddress>::new(),
+            list,
+            Vec::<Ipv4UnicastAddress>::new(),
+        );
+        self.encode(BgpMessage::Update(u))
     }
 
     /// UPDATEs withdrawing `prefixes`. With `mp_v4`, IPv4 goes in MP_UNREACH
