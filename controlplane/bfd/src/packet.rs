@@ -166,6 +166,22 @@ pub enum PacketError {
     AuthLength(u8),
 }
 
+impl PacketError {
+    /// A stable name for counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PacketError::Short(_) => "short",
+            PacketError::Version(_) => "version",
+            PacketError::LengthTooSmall { .. } | PacketError::LengthOverPayload { .. } => "length",
+            PacketError::DetectMultZero => "detect_mult_zero",
+            PacketError::Multipoint => "multipoint",
+            PacketError::MyDiscriminatorZero => "my_disc_zero",
+            PacketError::YourDiscriminatorZero(_) => "your_disc_zero",
+            PacketError::AuthType(_) | PacketError::AuthLength(_) => "auth_format",
+        }
+    }
+}
+
 impl ControlPacket {
     /// Decodes and applies the session-independent reception checks.
     pub fn decode(b: &[u8]) -> Result<ControlPacket, PacketError> {

@@ -92,6 +92,19 @@ pub enum RxDrop {
     AdminDown,
 }
 
+impl RxDrop {
+    /// A stable name for counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RxDrop::YourDiscriminatorUnknown(_) => "your_disc_unknown",
+            RxDrop::UnexpectedAuth | RxDrop::MissingAuth | RxDrop::KeyId(_) => "auth_mismatch",
+            RxDrop::BadDigest => "auth_digest",
+            RxDrop::Sequence { .. } => "auth_sequence",
+            RxDrop::AdminDown => "admin_down",
+        }
+    }
+}
+
 /// What [`Session::on_packet`] and [`Session::poll`] ask of the caller.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Output {

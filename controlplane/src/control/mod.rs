@@ -1,12 +1,14 @@
 //! cer-control: the BGP control process. `state` is what its single event
 //! loop owns, the one place state changes (its admin answers and JSON views
 //! in `state/northbound.rs`); `config`, `sam` (ownership + RIB trap),
+//! `bfd` (BFD sessions of BGP neighbors: sockets and timers around cer-bfd),
 //! `endpoints` (persisted local endpoints), `fibfeed` (dataplane feed
 //! thread), `admin` (the request/response types of the JSON API for cerctl),
 //! `capture` (the cloud reconciler's wiring), `underlay` and `unnumbered`
 //! (BGP unnumbered) and `vrrp` (the proxy-ARP gate) hang off it.
 
 pub mod admin;
+pub mod bfd;
 pub mod capture;
 pub mod config;
 pub mod endpoints;
