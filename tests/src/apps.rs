@@ -6,47 +6,14 @@
 //! Every daemon is ended by its PID when its value drops. `Lab` drives a
 //! four-site lab (`scripts/lab`) for one test and reads its lab.json.
 
-use crate::{sh, tag, Proc, TCP_RECEIVER, TCP_SENDER};
+use crate::{
+    ns_run, ns_spawn, ns_try, send_signal, sh, tag, text, wait_listen, Proc, TCP_RECEIVER,
+    TCP_SENDER,
+};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Runs a command inside namespace `ns`; fails with its output when it fails.
-pub fn ns_run(ns: &str, args: &[&str]) -> Result<Output> {
-    let mut full = vec!["ip", "netns", "exec", ns];
-    full.extend_from_slice(args);
-    sh(&full)
-}
-
-/// Runs a command inside namespace `ns` and returns whatever it did.
-pub fn ns_try(ns: &str, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .output()
-        .expect("ip netns exec")
-}
-
-/// Starts a long-running process inside namespace `ns` (stdout and stderr to `log`).
-/// `ip netns exec` execs the program, so the PID is the program's own.
-pub fn ns_spawn(ns: &str, args: &[&str], log: &Path) -> Result<Proc> {
-    let f = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(f.try_clone()?)
-        .stderr(f)
-        .spawn()
-        .with_context(|| format!("starting {} in {ns}", args.join(" ")))?;
-    Ok(Proc::from_child(child, log))
-}
-
-/// Text of a command's stdout and stderr.
-pub fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
 
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
@@ -71,34 +38,6 @@ pub fn random_file(path: &Path, bytes: u64) -> Result<()> {
     ])
     .with_context(|| format!("writing {mb} MiB to {}", path.display()))?;
     Ok(())
-}
-
-/// Waits until something listens on TCP `addr:port` inside `ns` (no
-/// connection is made: one-shot servers would take it for their client).
-pub fn wait_listen(ns: &str, addr: &str, port: u16, timeout: Duration) -> Result<()> {
-    let want = format!("{addr}:{port}");
-    let start = Instant::now();
-    loop {
-        let o = ns_try(ns, &["ss", "-Hltn"]);
-        if String::from_utf8_lossy(&o.stdout)
-            .split_whitespace()
-            .any(|w| w == want)
-        {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            bail!("nothing listens on {want} in {ns} after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Sends `sig` to a PID we started.
-fn signal(pid: u32, sig: i32) {
-    if pid > 0 {
-        // SAFETY: kill(2) on the PID of a process this test started.
-        unsafe { libc::kill(pid as i32, sig) };
-    }
 }
 
 /// A vsftpd serving `root` anonymously on `addr` (read-only, passive and
@@ -298,7 +237,7 @@ impl Drop for Nfs {
     fn drop(&mut self) {
         if let Ok(p) = std::fs::read_to_string(&self.rpcbind_pid_file) {
             if let Ok(pid) = p.trim().parse::<u32>() {
-                signal(pid, libc::SIGTERM);
+                send_signal(pid, libc::SIGTERM);
             }
         }
         self.ganesha.terminate(Duration::from_secs(5));
@@ -718,7 +657,7 @@ impl Probe {
 
     /// Stops ping (SIGINT: it prints its summary) and measures.
     pub fn stop(mut self) -> Outage {
-        signal(self.proc.pid(), libc::SIGINT);
+        send_signal(self.proc.pid(), libc::SIGINT);
         std::thread::sleep(Duration::from_millis(200));
         self.proc.terminate(Duration::from_secs(3));
         let text = self.proc.log_text();
