@@ -19,9 +19,6 @@
 //! | `peers/` | real BGP daemons (gobgpd, FRR, BIRD) and their configs |
 //! | `wg.rs` | wireguard-go as a peer |
 
-use anyhow::{bail, Result};
-use std::time::{Duration, Instant};
-
 mod admin;
 mod control;
 mod dataplane;
@@ -48,65 +45,4 @@ pub mod wg;
 /// captures read with tshark, an outage probe, and the four-site lab driver.
 pub mod apps;
 
-/// Sends `total` bytes over TCP and prints the count, the sha256 and the seconds taken.
-pub const TCP_SENDER: &str = include_str!("../scripts/tcp_sender.py");
-
-/// Receives one TCP connection and prints the byte count, sha256 and the MSS it saw.
-pub const TCP_RECEIVER: &str = include_str!("../scripts/tcp_receiver.py");
-
-/// A TCP transfer of `bytes` from `from` to `to_ip` (a receiver in `to`), with
-/// sha256 computed on both ends and compared. Returns (MB/s, receiver's MSS).
-pub fn tcp_transfer(
-    from: &Netns,
-    to: &Netns,
-    to_ip: &str,
-    bytes: u64,
-    scratch: &Scratch,
-) -> Result<(f64, u32)> {
-    let recv = scratch.file("tcp_recv.py");
-    let send = scratch.file("tcp_send.py");
-    std::fs::write(&recv, TCP_RECEIVER)?;
-    std::fs::write(&send, TCP_SENDER)?;
-    let log = scratch.file(&format!("tcp_recv-{}.log", tag()));
-    let r = to.spawn(
-        &["/usr/bin/python3", recv.to_str().unwrap(), to_ip, "7001"],
-        &log,
-    )?;
-    std::thread::sleep(Duration::from_millis(300));
-    let t0 = Instant::now();
-    let out = from.run(&[
-        "/usr/bin/python3",
-        send.to_str().unwrap(),
-        to_ip,
-        "7001",
-        &bytes.to_string(),
-    ])?;
-    let secs = t0.elapsed().as_secs_f64();
-    let sent = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let got = loop {
-        let t = r.log_text();
-        if t.split_whitespace().count() >= 3 {
-            break t.trim().to_string();
-        }
-        if Instant::now() > deadline {
-            bail!("receiver did not finish: {t}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let s: Vec<&str> = sent.split_whitespace().collect();
-    let g: Vec<&str> = got.split_whitespace().collect();
-    if s.first().map(|x| x.to_string()) != Some(bytes.to_string()) {
-        bail!("sender: {sent}");
-    }
-    if (g[0], g[1]) != (s[0], s[1]) {
-        bail!(
-            "transfer mismatch: sent {} bytes sha256 {}, received {} bytes sha256 {}",
-            s[0],
-            s[1],
-            g[0],
-            g[1]
-        );
-    }
-    Ok((bytes as f64 / secs / 1e6, g[2].parse().unwrap_or(0)))
-}
+pub use apps::{tcp_transfer, TCP_RECEIVER, TCP_SENDER};
