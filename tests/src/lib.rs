@@ -15,11 +15,13 @@
 //! | `admin.rs` | JSON queries to admin sockets, dataplane counters |
 //! | `dataplane.rs` | starting `cer-dataplane`; [`FeedTarget`] |
 //! | `control.rs` | [`Control`]: a running `cer-control` and `cerctl` |
+//! | `config.rs` | builders of dataplane and cer-control configs ([`DataplaneConfig`], [`ControlConfig`]) |
 //! | `apps/` | protocol peers, captures, outage probe, the four-site lab |
 //! | `peers/` | real BGP daemons (gobgpd, FRR, BIRD) and their configs |
 //! | `wg.rs` | wireguard-go as a peer |
 
 mod admin;
+pub mod config;
 mod control;
 mod dataplane;
 mod harness;
@@ -28,6 +30,7 @@ mod proc;
 mod scratch;
 
 pub use admin::{admin, counter};
+pub use config::{ControlConfig, DataplaneConfig, Neighbor, Port, Tunnel};
 pub use control::Control;
 pub use dataplane::{start_dataplane, FeedTarget};
 pub use harness::{bin, require_root, serial, tag};
