@@ -2,6 +2,7 @@
 //! config file, and [`FeedTarget`], a one-port dataplane for tests that need
 //! a real FIB consumer behind cer-control.
 
+use crate::config::{DataplaneConfig, Port};
 use crate::{admin, bin, tag, Netns, Proc};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -39,20 +40,13 @@ impl FeedTarget {
         ns.run(&["ip", "link", "set", "dphost", "up"])?;
         let admin = dir.join("dp-admin.sock");
         let feed = dir.join("dp-feed.sock");
-        let cfg = dir.join("dp.toml");
         let router = lan_cidr.split('/').next().unwrap_or(lan_cidr);
-        std::fs::write(
-            &cfg,
-            format!(
-                "[node]\nname = \"feedtarget\"\nrouter_address = \"{router}\"\n\
-                 [dataplane]\ncores = [1]\npoll_mode = \"adaptive\"\nadmin_socket = \"{}\"\nfeed_socket = \"{}\"\n\
-                 [dataplane.memory]\nhugepages = false\nmemory_mb = 256\nmbufs = 4095\nfile_prefix = \"ft{}\"\n\
-                 [[port]]\nname = \"lan\"\ndriver = \"af_packet\"\niface = \"dplan\"\naddress = \"{lan_cidr}\"\n",
-                admin.display(),
-                feed.display(),
-                tag()
-            ),
-        )?;
+        let cfg = DataplaneConfig::new("feedtarget", router)
+            .admin_socket(&admin)
+            .feed_socket(&feed)
+            .file_prefix(&format!("ft{}", tag()))
+            .port(Port::af_packet("lan", "dplan", lan_cidr))
+            .write(&dir.join("dp.toml"))?;
         let proc = start_dataplane(ns, &cfg, &dir.join("dp.log"))?;
         Ok(FeedTarget { proc, admin, feed })
     }
