@@ -18,7 +18,7 @@
 //! Declare a [`WgGo`] *after* the [`Netns`] it runs in, so it stops before the
 //! namespace goes.
 
-use crate::{Netns, Proc};
+use crate::{pid_alive, Netns, Proc};
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -258,7 +258,7 @@ impl WgGo {
             if uapi_socket(&self.ifname).exists() && self.show().is_ok() {
                 return Ok(());
             }
-            if !alive(self.pid()) {
+            if !pid_alive(self.pid()) {
                 bail!(
                     "wireguard-go {} in {} exited during start:\n{}",
                     self.ifname,
@@ -408,22 +408,6 @@ impl Drop for WgGo {
         if std::env::var_os("CER_KEEP_SCRATCH").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-    }
-}
-
-/// Whether a process we started still runs (an exited, unreaped child is a
-/// zombie: state `Z` in /proc/PID/stat).
-fn alive(pid: u32) -> bool {
-    if pid == 0 {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
     }
 }
 

@@ -45,44 +45,20 @@ secondary_ips = ["10.77.60.11"]
 }
 
 fn x_config(dir: &Path) -> String {
-    format!(
-        r#"
-[node]
-name = "x"
-router_id = "10.10.0.2"
-asn = 65000
-transport_address = "10.10.0.2"
-
-[bgp]
-hold_time = 9
-connect_retry_secs = 1
-graceful_restart_secs = 0
-[[bgp.neighbor]]
-address = "10.10.0.1"
-remote_as = "internal"
-
-[sam]
-identity = "65000:1002"
-marker_community = "65000:999"
-marker_prefix = "10.255.0.2/32"
-pool = ["10.77.60.0/24"]
-state_file = "{state}"
-
-[dataplane]
-initial_sync_delay_secs = 2
-
-[capture]
-mode = "aws"
-[capture.aws]
-region = "eu-west-1"
-endpoint_url = "http://127.0.0.1:8700"
-imds_endpoint = "http://127.0.0.1:8700"
-[capture.reconciler]
-confirm_timeout_secs = 10
-resync_secs = 5
-"#,
-        state = dir.join("x-endpoints.json").display(),
-    )
+    ControlConfig::new("x", "10.10.0.2", 65000)
+        .fast_timers()
+        .graceful_restart_secs(0)
+        .neighbor(Neighbor::internal("10.10.0.1"))
+        .sam("65000:1002", "10.255.0.2/32", &dir.join("x-endpoints.json"))
+        .initial_sync_delay_secs(2)
+        .capture_mode("aws")
+        .capture_aws(
+            "eu-west-1",
+            "http://127.0.0.1:8700",
+            "http://127.0.0.1:8700",
+        )
+        .reconciler(10, 5)
+        .to_string()
 }
 
 struct Emulator {

@@ -12,44 +12,22 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The standard client config body (without `[admin]`): node `name` at `ip`,
-/// one iBGP session to the reflector 10.10.0.1, identity 65000:`identity`,
-/// tunnels 2 and 3 to a and b; `extra` is appended.
-fn client_config(dir: &Path, name: &str, ip: &str, identity: u16, extra: &str) -> String {
-    format!(
-        r#"
-[node]
-name = "{name}"
-router_id = "{ip}"
-asn = 65000
-transport_address = "{ip}"
-
-[bgp]
-hold_time = 9
-connect_retry_secs = 1
-graceful_restart_secs = 0
-[[bgp.neighbor]]
-address = "10.10.0.1"
-remote_as = "internal"
-
-[sam]
-identity = "65000:{identity}"
-marker_community = "65000:999"
-marker_prefix = "10.255.0.{last}/32"
-pool = ["10.77.60.0/24"]
-state_file = "{state}"
-
-[[tunnel]]
-id = 2
-remote = "10.10.0.2"
-[[tunnel]]
-id = 3
-remote = "10.10.0.3"
-{extra}
-"#,
-        last = ip.rsplit('.').next().unwrap(),
-        state = dir.join(format!("{name}-endpoints.json")).display(),
-    )
+/// The standard client config: node `name` at `ip`, one iBGP session to
+/// the reflector 10.10.0.1, identity 65000:`identity`, tunnels 2 and 3 to a
+/// and b.
+fn client_config(dir: &Path, name: &str, ip: &str, identity: u16) -> ControlConfig {
+    let last = ip.rsplit('.').next().unwrap();
+    ControlConfig::new(name, ip, 65000)
+        .fast_timers()
+        .graceful_restart_secs(0)
+        .neighbor(Neighbor::internal("10.10.0.1"))
+        .sam(
+            &format!("65000:{identity}"),
+            &format!("10.255.0.{last}/32"),
+            &dir.join(format!("{name}-endpoints.json")),
+        )
+        .tunnel(2, "10.10.0.2")
+        .tunnel(3, "10.10.0.3")
 }
 
 fn owner(c: &Control, ip: &str) -> Result<Option<Value>> {
@@ -102,21 +80,18 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
     let mut ft = FeedTarget::start(&a_ns, &scratch.path, "10.77.61.1/24")?;
 
     let dir = &scratch.path;
-    let a_extra = format!(
-        "[dataplane]\nfeed_socket = \"{}\"\nlan_port = \"lan\"\ninitial_sync_delay_secs = 2\n[capture]\nmode = \"onprem\"\nsingle_router = true\n",
-        ft.feed.display()
-    );
-    let a = Control::start(
-        Some(&a_ns),
-        dir,
-        "a",
-        &client_config(dir, "a", "10.10.0.2", 1002, &a_extra),
-    )?;
+    let a_config = client_config(dir, "a", "10.10.0.2", 1002)
+        .feed_socket(&ft.feed)
+        .lan_port("lan")
+        .initial_sync_delay_secs(2)
+        .capture_mode("onprem")
+        .single_router();
+    let a = Control::start(Some(&a_ns), dir, "a", &a_config.to_string())?;
     let b = Control::start(
         Some(&b_ns),
         dir,
         "b",
-        &client_config(dir, "b", "10.10.0.3", 1003, ""),
+        &client_config(dir, "b", "10.10.0.3", 1003).to_string(),
     )?;
     let up = rr.wait_established("10.10.0.2", Duration::from_secs(15))?;
     rr.wait_established("10.10.0.3", Duration::from_secs(15))?;
@@ -302,7 +277,7 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
         Some(&a_ns),
         dir,
         "a",
-        &client_config(dir, "a", "10.10.0.2", 1002, ""),
+        &client_config(dir, "a", "10.10.0.2", 1002).to_string(),
     )?;
     wait_until(
         "a's endpoints back at the RR",
@@ -432,30 +407,13 @@ fn good_attrs() -> Vec<u8> {
 fn malformed_updates_are_treat_as_withdraw() -> Result<()> {
     let _g = serial();
     let scratch = Scratch::new("malformed")?;
-    let cfg = format!(
-        r#"
-[node]
-name = "m"
-router_id = "127.0.0.61"
-asn = 65000
-transport_address = "127.0.0.61"
-[bgp]
-listen = ["127.0.0.61:11180"]
-hold_time = 30
-graceful_restart_secs = 0
-[[bgp.neighbor]]
-address = "127.0.0.62"
-remote_as = "internal"
-passive = true
-[sam]
-identity = "65000:1010"
-marker_community = "65000:999"
-marker_prefix = "10.255.0.61/32"
-pool = ["10.77.60.0/24"]
-state_file = "{}"
-"#,
-        scratch.file("ep.json").display()
-    );
+    let cfg = ControlConfig::new("m", "127.0.0.61", 65000)
+        .listen(&["127.0.0.61:11180"])
+        .hold_time(30)
+        .graceful_restart_secs(0)
+        .neighbor(Neighbor::internal("127.0.0.62").passive())
+        .sam("65000:1010", "10.255.0.61/32", &scratch.file("ep.json"))
+        .to_string();
     let ctl = Control::start(None, &scratch.path, "m", &cfg)?;
     let mut peer = RawPeer::connect("127.0.0.62", "127.0.0.61:11180")?;
     let nlri = [32u8, 10, 77, 60, 20];
@@ -725,37 +683,16 @@ fn cer_control_reflects_between_frr_and_bird() -> Result<()> {
     .replace("protocol static local_nets {\n  ipv4;\n", "protocol static local_nets {\n  ipv4;\n  route 10.77.70.2/32 blackhole { bgp_community.add((65000,702)); };\n");
     let bird = Bird::start(&w_ns, &scratch.path, &bird_conf)?;
 
-    let cfg = format!(
-        r#"
-[node]
-name = "rr"
-router_id = "10.10.0.1"
-asn = 65000
-transport_address = "10.10.0.1"
-[bgp]
-listen = ["10.10.0.1"]
-hold_time = 9
-connect_retry_secs = 1
-graceful_restart_secs = 0
-route_reflector = true
-[[bgp.neighbor]]
-address = "10.10.0.5"
-remote_as = "internal"
-rr_client = true
-[[bgp.neighbor]]
-address = "10.10.0.6"
-remote_as = "internal"
-rr_client = true
-[sam]
-identity = "65000:1050"
-marker_community = "65000:999"
-marker_prefix = "10.255.0.1/32"
-pool = ["10.77.60.0/24"]
-state_file = "{}"
-endpoints = ["10.77.60.50"]
-"#,
-        scratch.file("rr2-ep.json").display(),
-    );
+    let cfg = ControlConfig::new("rr", "10.10.0.1", 65000)
+        .listen(&["10.10.0.1"])
+        .fast_timers()
+        .graceful_restart_secs(0)
+        .route_reflector()
+        .neighbor(Neighbor::internal("10.10.0.5").rr_client())
+        .neighbor(Neighbor::internal("10.10.0.6").rr_client())
+        .sam("65000:1050", "10.255.0.1/32", &scratch.file("rr2-ep.json"))
+        .endpoints(&["10.77.60.50"])
+        .to_string();
     let rr = Control::start(Some(&rr_ns), &scratch.path, "rr2", &cfg)?;
 
     frr.wait_established("10.10.0.1", Duration::from_secs(20))?;
@@ -881,38 +818,17 @@ fn cer_control_restart_is_graceful() -> Result<()> {
     let frr = Frr::start(&f_ns, &scratch.path, &frr_conf)?;
 
     let mut ft = FeedTarget::start(&c_ns, &scratch.path, "10.77.61.1/24")?;
-    let cfg = format!(
-        r#"
-[node]
-name = "c"
-router_id = "10.10.0.1"
-asn = 65000
-transport_address = "10.10.0.1"
-[bgp]
-listen = ["10.10.0.1"]
-hold_time = 9
-connect_retry_secs = 1
-graceful_restart_secs = 60
-[[bgp.neighbor]]
-address = "10.10.0.5"
-remote_as = "internal"
-[sam]
-identity = "65000:1001"
-marker_community = "65000:999"
-marker_prefix = "10.255.0.1/32"
-pool = ["10.77.60.0/24"]
-state_file = "{}"
-endpoints = ["10.77.60.50"]
-[[tunnel]]
-id = 5
-remote = "10.10.0.5"
-[dataplane]
-feed_socket = "{}"
-initial_sync_delay_secs = 10
-"#,
-        scratch.file("c-ep.json").display(),
-        ft.feed.display(),
-    );
+    let cfg = ControlConfig::new("c", "10.10.0.1", 65000)
+        .listen(&["10.10.0.1"])
+        .fast_timers()
+        .graceful_restart_secs(60)
+        .neighbor(Neighbor::internal("10.10.0.5"))
+        .sam("65000:1001", "10.255.0.1/32", &scratch.file("c-ep.json"))
+        .endpoints(&["10.77.60.50"])
+        .tunnel(5, "10.10.0.5")
+        .feed_socket(&ft.feed)
+        .initial_sync_delay_secs(10)
+        .to_string();
     // Both starts use name "c": the same config, state file and admin socket.
     let start = || Control::start(Some(&c_ns), &scratch.path, "c", &cfg);
     let has = |routes: &[cer_e2e::peers::RibEntry], p: &str| routes.iter().any(|r| r.prefix == p);
@@ -1004,31 +920,14 @@ fn cer_control_ebgp_with_frr() -> Result<()> {
         &scratch.path,
         "hostname ebgp\nlog stdout informational\n!\nrouter bgp 65001\n bgp router-id 10.10.0.7\n no bgp ebgp-requires-policy\n no bgp network import-check\n neighbor 10.10.0.1 remote-as 65000\n neighbor 10.10.0.1 timers connect 1\n address-family ipv4 unicast\n  network 10.88.0.0/16 route-map C\n exit-address-family\n!\nroute-map C permit 10\n set community 65001:5\n!\n",
     )?;
-    let cfg = format!(
-        r#"
-[node]
-name = "c"
-router_id = "10.10.0.1"
-asn = 65000
-transport_address = "10.10.0.1"
-[bgp]
-listen = ["10.10.0.1"]
-hold_time = 9
-connect_retry_secs = 1
-graceful_restart_secs = 0
-[[bgp.neighbor]]
-address = "10.10.0.7"
-remote_as = 65001
-[sam]
-identity = "65000:1001"
-marker_community = "65000:999"
-marker_prefix = "10.255.0.1/32"
-pool = ["10.77.60.0/24"]
-state_file = "{}"
-endpoints = ["10.77.60.70"]
-"#,
-        scratch.file("ep.json").display(),
-    );
+    let cfg = ControlConfig::new("c", "10.10.0.1", 65000)
+        .listen(&["10.10.0.1"])
+        .fast_timers()
+        .graceful_restart_secs(0)
+        .neighbor(Neighbor::ebgp("10.10.0.7", 65001))
+        .sam("65000:1001", "10.255.0.1/32", &scratch.file("ep.json"))
+        .endpoints(&["10.77.60.70"])
+        .to_string();
     let c = Control::start(Some(&c_ns), &scratch.path, "c", &cfg)?;
     frr.wait_established("10.10.0.1", Duration::from_secs(20))?;
     wait_until("our endpoint at FRR", Duration::from_secs(10), || {

@@ -38,16 +38,11 @@ struct Topo {
 
 impl Topo {
     fn new(driver: Driver) -> Result<Topo> {
-        Self::with_cores(driver, "cores = [1]")
+        Self::with(driver, |c| c)
     }
 
-    /// `cores` is the `[dataplane]` lines that choose polling lcores.
-    fn with_cores(driver: Driver, cores: &str) -> Result<Topo> {
-        Self::with_config(driver, cores, "hugepages = false")
-    }
-
-    /// `memory` is the `[dataplane.memory]` lines besides size and prefix.
-    fn with_config(driver: Driver, cores: &str, memory: &str) -> Result<Topo> {
+    /// `tune` changes the node config (cores, poll mode, memory) from the defaults.
+    fn with(driver: Driver, tune: impl FnOnce(DataplaneConfig) -> DataplaneConfig) -> Result<Topo> {
         let scratch = Scratch::new("dp")?;
         let dp = Netns::new("dp")?;
         let h1 = Netns::new("h1")?;
@@ -93,52 +88,19 @@ impl Topo {
         let admin = scratch.file("admin.sock");
         let feed = scratch.file("feed.sock");
         let prefix = format!("e2e{t}");
-        let poll = if cores.contains("poll_mode") {
-            ""
-        } else {
-            "poll_mode = \"adaptive\""
-        };
-        let cfg = format!(
-            r#"
-[node]
-name = "e2e{t}"
-router_address = "10.2.0.1"
-[dataplane]
-{cores}
-{poll}
-admin_socket = "{admin}"
-feed_socket = "{feed}"
-arp_retry_ms = 200
-[dataplane.memory]
-{memory}
-memory_mb = 256
-mbufs = 4095
-file_prefix = "{prefix}"
-[[port]]
-name = "lan"
-driver = "{drv}"
-iface = "{dl}"
-address = "10.1.0.1/24"
-proxy_arp = true
-[[port]]
-name = "wan"
-driver = "{drv}"
-iface = "{dw}"
-address = "10.2.0.1/24"
-exception_tap = "{tap}"
-mtu = {wan_mtu}
-[[port]]
-name = "dmz"
-driver = "{drv}"
-iface = "{dd}"
-address = "10.3.0.1/24"
-mtu = {wan_mtu}
-"#,
-            admin = admin.display(),
-            feed = feed.display(),
-        );
-        let cfg_path = scratch.file("node.toml");
-        std::fs::write(&cfg_path, cfg)?;
+        let cfg = DataplaneConfig::new(&format!("e2e{t}"), "10.2.0.1")
+            .admin_socket(&admin)
+            .feed_socket(&feed)
+            .arp_retry_ms(200)
+            .file_prefix(&prefix)
+            .port(Port::new("lan", drv, &dl, "10.1.0.1/24").proxy_arp())
+            .port(
+                Port::new("wan", drv, &dw, "10.2.0.1/24")
+                    .exception_tap(&tap)
+                    .mtu(wan_mtu),
+            )
+            .port(Port::new("dmz", drv, &dd, "10.3.0.1/24").mtu(wan_mtu));
+        let cfg_path = tune(cfg).write(&scratch.file("node.toml"))?;
         let dataplane = start_dataplane(&dp, &cfg_path, &scratch.file("dataplane.log"))?;
         Ok(Topo {
             dp,
@@ -393,7 +355,7 @@ fn forwarding_arp_feed_and_exception_path_on_af_xdp() -> Result<()> {
 fn two_polling_cores_each_own_a_queue() -> Result<()> {
     let _g = serial();
     require_root();
-    let t = Topo::with_cores(Driver::AfPacket, "cores = [1, 2]\ncpus = [1, 1]")?;
+    let t = Topo::with(Driver::AfPacket, |c| c.cores(&[1, 2]).cpus(&[1, 1]))?;
     let cores = admin(&t.admin, "counters")?;
     assert_eq!(cores.as_array().unwrap().len(), 2, "{cores}");
     assert!(
@@ -500,7 +462,7 @@ fn idle_cores_sleep_on_af_xdp_socket_events() -> Result<()> {
 fn idle_scenario(driver: Driver, kind: &str) -> Result<()> {
     let _g = serial();
     require_root();
-    let t = Topo::with_cores(driver, "cores = [1]\npoll_mode = \"shared\"")?;
+    let t = Topo::with(driver, |c| c.poll_mode("shared"))?;
     assert!(
         t.h1.ping_until("10.2.0.20", Duration::from_secs(10)),
         "{}",
@@ -561,10 +523,11 @@ fn idle_scenario(driver: Driver, kind: &str) -> Result<()> {
 fn without_port_events_a_packet_waits_at_most_the_backoff_bound() -> Result<()> {
     let _g = serial();
     require_root();
-    let t = Topo::with_cores(
-        Driver::AfPacket,
-        "cores = [1]\npoll_mode = \"shared\"\nidle_wake = \"timer\"\nidle_backoff_us = 3000",
-    )?;
+    let t = Topo::with(Driver::AfPacket, |c| {
+        c.poll_mode("shared")
+            .idle_wake("timer")
+            .idle_backoff_us(3000)
+    })?;
     assert!(
         t.h1.ping_until("10.2.0.20", Duration::from_secs(10)),
         "{}",
@@ -632,7 +595,7 @@ fn forwarding_on_hugepages() -> Result<()> {
     let _g = serial();
     require_root();
     let _pages = HugepageGuard::reserve(320)?;
-    let mut t = Topo::with_config(Driver::AfPacket, "cores = [1]", "hugepages = true")?;
+    let mut t = Topo::with(Driver::AfPacket, |c| c.hugepages(true))?;
     assert!(
         t.dataplane.log_text().contains("EAL") && !t.dataplane.log_text().contains("--no-huge")
     );

@@ -133,41 +133,13 @@ fn start_node() -> Result<Node> {
     drop(std::os::unix::net::UnixListener::bind(&wan)?);
     assert!(wan.exists());
     let t = tag();
-    let cfg = format!(
-        r#"
-[node]
-name = "memif{t}"
-router_address = "10.2.0.1"
-[dataplane]
-cores = [1]
-poll_mode = "adaptive"
-admin_socket = "{admin}"
-feed_socket = "{feed}"
-[dataplane.memory]
-hugepages = false
-memory_mb = 256
-mbufs = 4095
-file_prefix = "memif{t}"
-[[port]]
-name = "lan"
-driver = "memif"
-socket = "{lan}"
-address = "10.1.0.1/24"
-mac = "{LAN_MAC}"
-[[port]]
-name = "wan"
-driver = "memif"
-socket = "{wan}"
-role = "server"
-address = "10.2.0.1/24"
-"#,
-        admin = admin.display(),
-        feed = feed.display(),
-        lan = lan.display(),
-        wan = wan.display(),
-    );
-    let cfg_path = scratch.file("node.toml");
-    std::fs::write(&cfg_path, cfg)?;
+    let cfg_path = DataplaneConfig::new(&format!("memif{t}"), "10.2.0.1")
+        .admin_socket(&admin)
+        .feed_socket(&feed)
+        .file_prefix(&format!("memif{t}"))
+        .port(Port::memif("lan", &lan, "10.1.0.1/24").mac(LAN_MAC))
+        .port(Port::memif("wan", &wan, "10.2.0.1/24").role("server"))
+        .write(&scratch.file("node.toml"))?;
     let log = scratch.file("dataplane.log");
     let child = Command::new(bin("cer-dataplane"))
         .args(["--config", cfg_path.to_str().unwrap()])

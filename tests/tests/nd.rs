@@ -114,41 +114,19 @@ fn unnumbered_port_ra_ns_na_and_ipv4_via_link_local_next_hop() -> Result<()> {
 
     let admin_sock = scratch.file("admin.sock");
     let feed_sock = scratch.file("feed.sock");
-    let cfg = format!(
-        r#"
-[node]
-name = "nd{t}"
-router_address = "10.1.0.1"
-[dataplane]
-cores = [1]
-poll_mode = "adaptive"
-admin_socket = "{admin}"
-feed_socket = "{feed}"
-arp_retry_ms = 200
-ra_interval_secs = 4
-[dataplane.memory]
-hugepages = false
-memory_mb = 256
-mbufs = 4095
-file_prefix = "nd{t}"
-[[port]]
-name = "lan"
-driver = "af_packet"
-iface = "{dl}"
-address = "10.1.0.1/24"
-[[port]]
-name = "wan"
-driver = "af_packet"
-iface = "{dw}"
-address = "192.0.2.1/30"
-exception_tap = "{tap}"
-unnumbered = true
-"#,
-        admin = admin_sock.display(),
-        feed = feed_sock.display(),
-    );
-    let cfg_path = scratch.file("node.toml");
-    std::fs::write(&cfg_path, cfg)?;
+    let cfg_path = DataplaneConfig::new(&format!("nd{t}"), "10.1.0.1")
+        .admin_socket(&admin_sock)
+        .feed_socket(&feed_sock)
+        .arp_retry_ms(200)
+        .ra_interval_secs(4)
+        .file_prefix(&format!("nd{t}"))
+        .port(Port::af_packet("lan", &dl, "10.1.0.1/24"))
+        .port(
+            Port::af_packet("wan", &dw, "192.0.2.1/30")
+                .exception_tap(&tap)
+                .unnumbered(),
+        )
+        .write(&scratch.file("node.toml"))?;
     let dataplane = start_dataplane(&dp, &cfg_path, &scratch.file("dataplane.log"))?;
     let dump = |what: &str| -> String {
         format!(

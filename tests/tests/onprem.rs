@@ -137,45 +137,24 @@ impl Node {
         let admin = dir.join("dp-admin.sock");
         let feed = dir.join("dp-feed.sock");
         let wan = idx - 1;
-        let cfg = format!(
-            r#"
-[node]
-name = "{name}"
-router_address = "10.77.60.{idx}"
-[dataplane]
-cores = [1]
-poll_mode = "adaptive"
-admin_socket = "{admin}"
-feed_socket = "{feed}"
-arp_retry_ms = 200
-[dataplane.memory]
-hugepages = false
-memory_mb = 256
-mbufs = 4095
-file_prefix = "op{idx}{t}"
-[[port]]
-name = "lan"
-driver = "af_packet"
-iface = "lan0"
-address = "10.77.60.{idx}/24"
-proxy_arp = true
-exception_tap = "tp{idx}{t}"
-[[port]]
-name = "wan"
-driver = "af_packet"
-iface = "wan0"
-address = "10.30.0.{wan}/24"
-[[tunnel]]
-id = 9
-kind = "ipip"
-local = "10.30.0.{wan}"
-remote = "10.30.0.9"
-"#,
-            admin = admin.display(),
-            feed = feed.display(),
-        );
-        let cfg_path = dir.join("dp.toml");
-        std::fs::write(&cfg_path, cfg)?;
+        let cfg_path = DataplaneConfig::new(name, &format!("10.77.60.{idx}"))
+            .admin_socket(&admin)
+            .feed_socket(&feed)
+            .arp_retry_ms(200)
+            .file_prefix(&format!("op{idx}{t}"))
+            .port(
+                Port::af_packet("lan", "lan0", &format!("10.77.60.{idx}/24"))
+                    .proxy_arp()
+                    .exception_tap(&format!("tp{idx}{t}")),
+            )
+            .port(Port::af_packet("wan", "wan0", &format!("10.30.0.{wan}/24")))
+            .tunnel(Tunnel::new(
+                9,
+                "ipip",
+                &format!("10.30.0.{wan}"),
+                "10.30.0.9",
+            ))
+            .write(&dir.join("dp.toml"))?;
         let dataplane = start_dataplane(&ns, &cfg_path, &dir.join("dp.log"))?;
         let ports = admin_q(&admin, "ports")?;
         let lan_mac = ports[0]["mac"]
@@ -184,48 +163,24 @@ remote = "10.30.0.9"
             .to_lowercase();
         let fifo = dir.join("notify.fifo");
         sh(&["mkfifo", "-m", "0600", fifo.to_str().unwrap()])?;
-        let body = format!(
-            r#"
-[node]
-name = "{name}"
-router_id = "192.168.77.{idx}"
-asn = 65000
-transport_address = "10.30.0.{wan}"
-
-[bgp]
-hold_time = 9
-connect_retry_secs = 1
-graceful_restart_secs = 0
-[[bgp.neighbor]]
-address = "192.168.77.1"
-remote_as = "internal"
-
-[sam]
-identity = "65000:100{idx}"
-marker_community = "65000:999"
-marker_prefix = "10.255.0.{idx}/32"
-pool = ["10.77.60.0/24"]
-state_file = "{state}"
-
-[[tunnel]]
-id = 9
-remote = "10.30.0.9"
-
-[dataplane]
-feed_socket = "{feed}"
-lan_port = "lan"
-initial_sync_delay_secs = 2
-
-[capture]
-mode = "onprem"
-vrrp_notify_fifo = "{fifo}"
-vrrp_instance = "VI_{t}"
-garp_count = 3
-"#,
-            state = dir.join("endpoints.json").display(),
-            feed = feed.display(),
-            fifo = fifo.display(),
-        );
+        let body = ControlConfig::new(name, &format!("192.168.77.{idx}"), 65000)
+            .transport_address(&format!("10.30.0.{wan}"))
+            .fast_timers()
+            .graceful_restart_secs(0)
+            .neighbor(Neighbor::internal("192.168.77.1"))
+            .sam(
+                &format!("65000:100{idx}"),
+                &format!("10.255.0.{idx}/32"),
+                &dir.join("endpoints.json"),
+            )
+            .tunnel(9, "10.30.0.9")
+            .feed_socket(&feed)
+            .lan_port("lan")
+            .initial_sync_delay_secs(2)
+            .capture_mode("onprem")
+            .vrrp(&fifo, &format!("VI_{t}"))
+            .garp_count(3)
+            .to_string();
         let control = Control::start(Some(&ns), &dir, "control", &body)?;
         Ok(Node {
             control: Some(control),

@@ -67,58 +67,19 @@ impl Topo {
         }
         let admin = scratch.file("admin.sock");
         let feed = scratch.file("feed.sock");
-        let cfg = format!(
-            r#"
-[node]
-name = "rfc{t}"
-router_address = "10.2.0.1"
-[dataplane]
-cores = [1]
-poll_mode = "adaptive"
-admin_socket = "{admin}"
-feed_socket = "{feed}"
-arp_retry_ms = 200
-kernel_reassembly_secs = {KERNEL_REASSEMBLY_SECS}
-[dataplane.memory]
-hugepages = false
-memory_mb = 256
-mbufs = 4095
-file_prefix = "rfc{t}"
-[[port]]
-name = "lan"
-driver = "af_packet"
-iface = "{dl}"
-address = "10.1.0.1/24"
-urpf = "strict"
-[[port]]
-name = "wan"
-driver = "af_packet"
-iface = "{dw}"
-address = "10.2.0.1/24"
-[[route]]
-prefix = "0.0.0.0/0"
-via = ["10.2.0.20"]
-[[tunnel]]
-id = 1
-kind = "fou"
-local = "10.2.0.1"
-remote = "10.2.0.20"
-[[tunnel]]
-id = 2
-kind = "gue"
-local = "10.2.0.1"
-remote = "10.2.0.20"
-[[tunnel]]
-id = 3
-kind = "ipip"
-local = "10.2.0.1"
-remote = "10.2.0.20"
-"#,
-            admin = admin.display(),
-            feed = feed.display(),
-        );
-        let cfg_path = scratch.file("node.toml");
-        std::fs::write(&cfg_path, cfg)?;
+        let mut cfg = DataplaneConfig::new(&format!("rfc{t}"), "10.2.0.1")
+            .admin_socket(&admin)
+            .feed_socket(&feed)
+            .arp_retry_ms(200)
+            .kernel_reassembly_secs(KERNEL_REASSEMBLY_SECS as u32)
+            .file_prefix(&format!("rfc{t}"))
+            .port(Port::af_packet("lan", &dl, "10.1.0.1/24").urpf("strict"))
+            .port(Port::af_packet("wan", &dw, "10.2.0.1/24"))
+            .route("0.0.0.0/0", &["10.2.0.20"]);
+        for (id, kind) in [(1, "fou"), (2, "gue"), (3, "ipip")] {
+            cfg = cfg.tunnel(Tunnel::new(id, kind, "10.2.0.1", "10.2.0.20"));
+        }
+        let cfg_path = cfg.write(&scratch.file("node.toml"))?;
         let dataplane = start_dataplane(&dp, &cfg_path, &scratch.file("dataplane.log"))?;
         let ports = admin_retry(&admin, "ports")?;
         let mac = |i: usize| ports[i]["mac"].as_str().unwrap_or_default().to_string();

@@ -34,42 +34,17 @@ fn dataplane_config(
     lan: &str,
     wan_if: &str,
     wan: &str,
-    tunnel: &str,
+    tunnel: Tunnel,
 ) -> Result<std::path::PathBuf> {
-    let cfg = format!(
-        r#"
-[node]
-name = "{name}"
-router_address = "{router}"
-[dataplane]
-cores = [1]
-poll_mode = "adaptive"
-admin_socket = "{dir}/{name}-admin.sock"
-feed_socket = "{dir}/{name}-feed.sock"
-[dataplane.memory]
-hugepages = false
-memory_mb = 256
-mbufs = 8191
-file_prefix = "{name}{t}"
-[[port]]
-name = "lan"
-driver = "af_packet"
-iface = "{lan_if}"
-address = "{lan}"
-[[port]]
-name = "wan"
-driver = "af_packet"
-iface = "{wan_if}"
-address = "{wan}"
-{tunnel}
-"#,
-        router = lan.split('/').next().unwrap(),
-        dir = dir.display(),
-        t = tag(),
-    );
-    let p = dir.join(format!("{name}.toml"));
-    std::fs::write(&p, cfg)?;
-    Ok(p)
+    DataplaneConfig::new(name, lan.split('/').next().unwrap())
+        .admin_socket(&dir.join(format!("{name}-admin.sock")))
+        .feed_socket(&dir.join(format!("{name}-feed.sock")))
+        .mbufs(8191)
+        .file_prefix(&format!("{name}{}", tag()))
+        .port(Port::af_packet("lan", lan_if, lan))
+        .port(Port::af_packet("wan", wan_if, wan))
+        .tunnel(tunnel)
+        .write(&dir.join(format!("{name}.toml")))
 }
 
 /// Readies interfaces a dataplane takes over: no IPv6, link up.
@@ -110,7 +85,7 @@ fn feed(socket: &Path, args: &[&str]) -> Result<()> {
 }
 
 impl Topo {
-    fn new(kind: &str, extra: &str) -> Result<Topo> {
+    fn new(kind: &str, gre_key: Option<u32>) -> Result<Topo> {
         let scratch = Scratch::new(&format!("tr-{kind}"))?;
         let t = tag();
         let (la, wa, wb, lb) = (
@@ -130,18 +105,23 @@ impl Topo {
         dataplane_ifaces(&db, &[&wb, &lb])?;
         host(&ha, "10.1.0.10/24", "10.1.0.1")?;
         host(&hb, "10.3.0.10/24", "10.3.0.1")?;
-        let tun = |local: &str, remote: &str, keys: &str| {
-            format!("[[tunnel]]\nid = 1\nkind = \"{kind}\"\nlocal = \"{local}\"\nremote = \"{remote}\"\n{extra}{keys}")
+        let tun = |local: &str, remote: &str| {
+            let t = Tunnel::new(1, kind, local, remote);
+            match gre_key {
+                Some(k) => t.gre_key(k),
+                None => t,
+            }
         };
-        let (keys_a, keys_b) = if kind == "wireguard" {
+        let (tun_a, tun_b) = (tun("10.10.0.1", "10.10.0.2"), tun("10.10.0.2", "10.10.0.1"));
+        let (tun_a, tun_b) = if kind == "wireguard" {
             let (ka, kb) = (wg::genkey()?, wg::genkey()?);
             let (pa, pb) = (wg::pubkey(&ka)?, wg::pubkey(&kb)?);
             (
-                format!("private_key = \"{ka}\"\npeer_public_key = \"{pb}\"\n"),
-                format!("private_key = \"{kb}\"\npeer_public_key = \"{pa}\"\n"),
+                tun_a.wireguard_keys(&ka, &pb),
+                tun_b.wireguard_keys(&kb, &pa),
             )
         } else {
-            (String::new(), String::new())
+            (tun_a, tun_b)
         };
         let cfg_a = dataplane_config(
             &scratch.path,
@@ -150,7 +130,7 @@ impl Topo {
             "10.1.0.1/24",
             &wa,
             "10.10.0.1/24",
-            &tun("10.10.0.1", "10.10.0.2", &keys_a),
+            tun_a,
         )?;
         let cfg_b = dataplane_config(
             &scratch.path,
@@ -159,7 +139,7 @@ impl Topo {
             "10.3.0.1/24",
             &wb,
             "10.10.0.2/24",
-            &tun("10.10.0.2", "10.10.0.1", &keys_b),
+            tun_b,
         )?;
         let dpa = start_dataplane(&da, &cfg_a, &scratch.file("a.log"))?;
         let dpb = start_dataplane(&db, &cfg_b, &scratch.file("b.log"))?;
@@ -218,12 +198,8 @@ fn tunnel_mtu(kind: &str) -> u32 {
 fn scenario(kind: &str) -> Result<()> {
     let _g = serial();
     require_root();
-    let extra = if kind == "gre" {
-        "gre_key = 4242\n"
-    } else {
-        ""
-    };
-    let t = Topo::new(kind, extra)?;
+    let gre_key = (kind == "gre").then_some(4242);
+    let t = Topo::new(kind, gre_key)?;
     let key_arg = if kind == "gre" { Some("4242") } else { None };
 
     // Capture A's tunnel packets where they arrive (B's end of the WAN: DPDK's
@@ -574,9 +550,7 @@ fn transport_wireguard_with_wireguard_go() -> Result<()> {
 
     let (ka, kb) = (wg::genkey()?, wg::genkey()?);
     let (pa, pb) = (wg::pubkey(&ka)?, wg::pubkey(&kb)?);
-    let tunnel = format!(
-        "[[tunnel]]\nid = 1\nkind = \"wireguard\"\nlocal = \"10.10.0.1\"\nremote = \"10.10.0.2\"\nprivate_key = \"{ka}\"\npeer_public_key = \"{pb}\"\n"
-    );
+    let tunnel = Tunnel::new(1, "wireguard", "10.10.0.1", "10.10.0.2").wireguard_keys(&ka, &pb);
     let cfg = dataplane_config(
         &scratch.path,
         "a",
@@ -584,7 +558,7 @@ fn transport_wireguard_with_wireguard_go() -> Result<()> {
         "10.1.0.1/24",
         &wa,
         "10.10.0.1/24",
-        &tunnel,
+        tunnel,
     )?;
     let mut dp = start_dataplane(&da, &cfg, &scratch.file("a.log"))?;
     let admin_sock = scratch.file("a-admin.sock");

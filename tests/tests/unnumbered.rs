@@ -94,8 +94,8 @@ impl Leaf {
         let lan = format!("ul{t}");
         veth(&lan, &dp, "eth0", &h1)?;
         let mut uplinks = Vec::new();
-        let mut ports = String::new();
-        let mut neighbors = String::new();
+        let mut ports = Vec::new();
+        let mut neighbors = Vec::new();
         for (i, peer) in peers.iter().enumerate() {
             let n = i + 1;
             let dev = format!("u{n}{t}");
@@ -103,26 +103,14 @@ impl Leaf {
             veth(&dev, &dp, "eth0", peer)?;
             peer.run(&["ip", "link", "set", "eth0", "up"])?;
             peer.run(&["ethtool", "-K", "eth0", "tx", "off"])?;
-            ports.push_str(&format!(
-                r#"
-[[port]]
-name = "swp{n}"
-driver = "af_packet"
-iface = "{dev}"
-address = "{LEAF_ADDR}/32"
-exception_tap = "{tap}"
-unnumbered = true
-"#
-            ));
-            neighbors.push_str(&format!(
-                r#"
-[[bgp.neighbor]]
-interface = "{tap}"
-dataplane_port = "swp{n}"
-remote_as = "external"
-description = "spine {n}"
-"#
-            ));
+            ports.push(
+                Port::af_packet(&format!("swp{n}"), &dev, &format!("{LEAF_ADDR}/32"))
+                    .exception_tap(&tap)
+                    .unnumbered(),
+            );
+            neighbors.push(
+                Neighbor::unnumbered(&tap, &format!("swp{n}")).description(&format!("spine {n}")),
+            );
             uplinks.push(Uplink {
                 port: format!("swp{n}"),
                 tap,
@@ -147,65 +135,33 @@ description = "spine {n}"
 
         let admin_sock = scratch.file("dataplane.sock");
         let feed_sock = scratch.file("feed.sock");
-        let cfg = format!(
-            r#"
-[node]
-name = "leaf{t}"
-router_address = "{LEAF_ADDR}"
-[dataplane]
-cores = [1]
-poll_mode = "adaptive"
-admin_socket = "{admin}"
-feed_socket = "{feed}"
-arp_retry_ms = 200
-ra_interval_secs = 4
-[dataplane.memory]
-hugepages = false
-memory_mb = 256
-mbufs = 4095
-file_prefix = "leaf{t}"
-[[port]]
-name = "lan"
-driver = "af_packet"
-iface = "{lan}"
-address = "10.1.0.1/24"
-{ports}"#,
-            admin = admin_sock.display(),
-            feed = feed_sock.display(),
-        );
-        let cfg_path = scratch.file("leaf.toml");
-        std::fs::write(&cfg_path, cfg)?;
+        let mut cfg = DataplaneConfig::new(&format!("leaf{t}"), LEAF_ADDR)
+            .admin_socket(&admin_sock)
+            .feed_socket(&feed_sock)
+            .arp_retry_ms(200)
+            .ra_interval_secs(4)
+            .file_prefix(&format!("leaf{t}"))
+            .port(Port::af_packet("lan", &lan, "10.1.0.1/24"));
+        for p in ports {
+            cfg = cfg.port(p);
+        }
+        let cfg_path = cfg.write(&scratch.file("leaf.toml"))?;
         let dataplane = start_dataplane(&dp, &cfg_path, &scratch.file("dataplane.log"))?;
-        let control = Control::start(
-            Some(&dp),
-            &scratch.path,
-            "control",
-            &format!(
-                r#"
-[node]
-name = "leaf{t}"
-router_id = "{LEAF_ADDR}"
-asn = {LEAF_AS}
-transport_address = "{LEAF_ADDR}"
-[bgp]
-hold_time = 9
-connect_retry_secs = 1
-networks = ["10.1.0.0/24"]
-{neighbors}
-[sam]
-identity = "{LEAF_AS}:1"
-marker_community = "{LEAF_AS}:999"
-marker_prefix = "10.255.0.2/32"
-pool = ["10.77.60.0/24"]
-state_file = "{state}"
-[dataplane]
-feed_socket = "{feed}"
-initial_sync_delay_secs = 1
-"#,
-                state = scratch.file("endpoints.json").display(),
-                feed = feed_sock.display(),
-            ),
-        )?;
+        let mut ctl = ControlConfig::new(&format!("leaf{t}"), LEAF_ADDR, LEAF_AS)
+            .fast_timers()
+            .networks(&["10.1.0.0/24"]);
+        for n in neighbors {
+            ctl = ctl.neighbor(n);
+        }
+        let ctl = ctl
+            .sam(
+                &format!("{LEAF_AS}:1"),
+                "10.255.0.2/32",
+                &scratch.file("endpoints.json"),
+            )
+            .feed_socket(&feed_sock)
+            .initial_sync_delay_secs(1);
+        let control = Control::start(Some(&dp), &scratch.path, "control", &ctl.to_string())?;
         Ok(Leaf {
             control,
             dataplane,
