@@ -1,7 +1,7 @@
 # Reads a pcap of the transport side and checks that every outer packet between two CER
 # addresses is well-formed KIND (GRE with the key, IPIP, FOU or GUE v0 to its port); counts the
 # inner ICMP echo requests by inner src/dst; no inner address outside the pool. Prints
-# `whole matched other`. Used by tests/src/apps.rs (OUTER_CHECK).
+# `whole matched other`. Used by tests/src/apps/capture.rs (OUTER_CHECK).
 import ipaddress, sys
 from scapy.all import GRE, IP, UDP, BitField, ByteField, Packet, ShortField, bind_layers, raw, rdpcap
 class GUE(Packet):
