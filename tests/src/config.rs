@@ -715,6 +715,10 @@ pub struct Neighbor {
     description: Option<String>,
     passive: bool,
     rr_client: bool,
+    /// `bfd = true` with (min tx ms, min rx ms, multiplier).
+    bfd: Option<(u64, u64, u8)>,
+    bfd_multihop: bool,
+    bfd_key: Option<String>,
 }
 
 impl Neighbor {
@@ -727,6 +731,9 @@ impl Neighbor {
             description: None,
             passive: false,
             rr_client: false,
+            bfd: None,
+            bfd_multihop: false,
+            bfd_key: None,
         }
     }
 
@@ -767,6 +774,24 @@ impl Neighbor {
         self
     }
 
+    /// BFD to this neighbor: `bfd = true`, its intervals and multiplier.
+    pub fn bfd(mut self, min_tx_ms: u64, min_rx_ms: u64, multiplier: u8) -> Self {
+        self.bfd = Some((min_tx_ms, min_rx_ms, multiplier));
+        self
+    }
+
+    /// RFC 5883 multihop BFD (after [`Neighbor::bfd`]).
+    pub fn bfd_multihop(mut self) -> Self {
+        self.bfd_multihop = true;
+        self
+    }
+
+    /// Keyed SHA1 with `key` (key id 1) (after [`Neighbor::bfd`]).
+    pub fn bfd_key(mut self, key: &str) -> Self {
+        self.bfd_key = Some(key.into());
+        self
+    }
+
     fn render(&self, t: &mut String) {
         t.push_str("[[bgp.neighbor]]\n");
         opt(t, "address", self.address.as_deref().map(q));
@@ -776,6 +801,14 @@ impl Neighbor {
         opt(t, "description", self.description.as_deref().map(q));
         flag(t, "passive", self.passive);
         flag(t, "rr_client", self.rr_client);
+        if let Some((tx, rx, mult)) = self.bfd {
+            let _ = writeln!(
+                t,
+                "bfd = true\nbfd_min_tx_ms = {tx}\nbfd_min_rx_ms = {rx}\nbfd_multiplier = {mult}"
+            );
+            flag(t, "bfd_multihop", self.bfd_multihop);
+            opt(t, "bfd_key", self.bfd_key.as_deref().map(q));
+        }
     }
 }
 
@@ -915,7 +948,13 @@ mod tests {
                 .route_reflector()
                 .networks(&["10.1.0.0/24"])
                 .neighbor(Neighbor::internal("10.10.0.5").rr_client().passive())
-                .neighbor(Neighbor::ebgp("10.10.0.7", 65001).description("frr"))
+                .neighbor(
+                    Neighbor::ebgp("10.10.0.7", 65001)
+                        .description("frr")
+                        .bfd(100, 200, 4)
+                        .bfd_multihop()
+                        .bfd_key("k"),
+                )
                 .neighbor(Neighbor::unnumbered("tap0", "swp1"))
                 .sam("65000:1050", "10.255.0.1/32", Path::new("/tmp/ep.json"))
                 .endpoints(&["10.77.60.50"])
@@ -932,6 +971,13 @@ mod tests {
         assert_eq!(c.bgp.neighbors.len(), 3);
         assert!(c.bgp.neighbors[0].rr_client && c.bgp.neighbors[0].passive);
         assert_eq!(c.bgp.neighbors[2].interface.as_deref(), Some("tap0"));
+        let b = &c.bgp.neighbors[1];
+        assert!(b.bfd && b.bfd_multihop && !c.bgp.neighbors[0].bfd);
+        assert_eq!(
+            (b.bfd_min_tx_ms, b.bfd_min_rx_ms, b.bfd_multiplier),
+            (100, 200, 4)
+        );
+        assert_eq!(b.bfd_key.as_deref(), Some("k"));
         assert_eq!(c.sam.endpoints.len(), 1);
         assert!(c.capture.aws.is_some());
         assert_eq!(c.capture.reconciler.resync_secs, 5);

@@ -70,6 +70,10 @@ pub struct StateChange {
     pub to: State,
     /// The local diagnostic (why we left Up; None on the way up).
     pub diag: Diag,
+    /// The peer's state as last heard. A client tears its session down on
+    /// Up -> Down unless this is AdminDown (RFC 5882 3.2: the peer took BFD
+    /// away, which says nothing about the path).
+    pub remote_state: State,
 }
 
 /// Why a received packet was dropped by the session (after the
@@ -425,6 +429,7 @@ impl Session {
             from,
             to,
             diag: if to == State::Up { Diag::None } else { diag },
+            remote_state: self.remote_state,
         })
     }
 

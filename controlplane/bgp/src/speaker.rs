@@ -289,6 +289,27 @@ impl Speaker {
         }
     }
 
+    /// The path to an established peer failed (BFD went down): the session
+    /// ends now (Cease, BFD Down, RFC 9384) and the peer's routes leave the
+    /// RIB at once, graceful restart or not (RFC 5882 4.3.2: a forwarding
+    /// failure is not a restart). The `Down` its session task reports later
+    /// finds the peer down already. Returns the prefixes whose candidates
+    /// changed.
+    pub fn peer_failed(&mut self, peer: PeerId, reason: &str) -> Vec<Prefix> {
+        let up = self.peers.get(&peer).is_some_and(|p| p.up);
+        if !up {
+            return vec![];
+        }
+        self.outbox.push(Output::Reset(
+            peer,
+            Notification::new(
+                crate::packet::notify::CEASE,
+                crate::packet::notify::CEASE_BFD_DOWN,
+            ),
+        ));
+        self.down(peer, reason.to_string(), true, false)
+    }
+
     /// Cease (administrative shutdown) to every peer; their sessions end.
     pub fn shutdown(&mut self) {
         for id in self.peers.keys() {
@@ -380,7 +401,8 @@ impl Speaker {
             return vec![];
         };
         p.last_error = Some(reason.clone());
-        if !was_established {
+        if !was_established || !p.up {
+            // Never up, or already taken down (`peer_failed`).
             return vec![];
         }
         log::warn!("peer {} down: {reason}", p.cfg.remote);
@@ -435,6 +457,10 @@ impl Speaker {
         let Some(p) = self.peers.get_mut(&peer) else {
             return vec![];
         };
+        // Queued before a `peer_failed` that took the session down.
+        if !p.up {
+            return vec![];
+        }
         let Some(source) = p.source.clone() else {
             return vec![];
         };

@@ -4,8 +4,8 @@ use anyhow::{Context, Result};
 use cer_controlplane::control::admin::{ControlRequest, ControlResponse};
 use cer_controlplane::control::config::{CaptureMode, ControlConfig};
 use cer_controlplane::control::fibfeed::{self, FeedOp, FeedStatus};
-use cer_controlplane::control::state::{AdminMsg, ControlState};
-use cer_controlplane::control::{capture, unnumbered, vrrp};
+use cer_controlplane::control::state::{AdminMsg, BfdClient, ControlState};
+use cer_controlplane::control::{bfd, capture, unnumbered, vrrp};
 use cer_shared::framing;
 use clap::Parser;
 use std::path::PathBuf;
@@ -116,6 +116,20 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
         capture::spawn(r.clone(), cfg.capture.clone());
         state.reconciler = Some(r);
     }
+
+    // BFD: one task for every neighbor with `bfd = true`; its state changes
+    // come back to the event loop.
+    let (bfd_ev_tx, mut bfd_ev_rx) = mpsc::channel(256);
+    let bfd_task = if cfg.bgp.neighbors.iter().any(|n| n.bfd) {
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let shared = bfd::SharedBfd::default();
+        let task = bfd::spawn(bfd::Ports::default(), cmd_rx, bfd_ev_tx, shared.clone());
+        state.bfd = Some(BfdClient::new(cmd_tx, shared));
+        Some(task)
+    } else {
+        drop(bfd_ev_tx);
+        None
+    };
 
     let (in_tx, mut in_rx) = mpsc::channel(64);
     let mut listeners = Vec::new();
@@ -233,6 +247,7 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
                 }
             }
             Some(ev) = link_rx.recv() => state.on_link(ev),
+            Some(ev) = bfd_ev_rx.recv() => state.on_bfd(ev),
             Some(s) = in_rx.recv() => {
                 if !state.inbound(s) {
                     log::warn!("refused a BGP connection from an unconfigured address");
@@ -247,9 +262,12 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
         state.flush();
     }
     watchers_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    log::info!("shutting down: Cease to every peer");
+    log::info!("shutting down: BFD AdminDown and Cease to every peer");
     state.shutdown();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    if let Some(t) = bfd_task {
+        t.abort();
+    }
     let _ = std::fs::remove_file(&sock);
     Ok(())
 }

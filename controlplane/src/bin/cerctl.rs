@@ -74,6 +74,8 @@ enum ShowCmd {
         #[command(subcommand)]
         what: BgpShow,
     },
+    /// BFD sessions to the neighbors with `bfd = true`, and refused packets.
+    Bfd,
     /// The owner of every endpoint /32.
     Owners,
     /// Live node markers.
@@ -223,6 +225,7 @@ fn run(cli: Cli) -> Result<()> {
                 } => ControlRequest::BgpRib {
                     prefix: prefix.clone(),
                 },
+                ShowCmd::Bfd => ControlRequest::Bfd,
                 ShowCmd::Owners => ControlRequest::Owners,
                 ShowCmd::Markers => ControlRequest::Markers,
                 ShowCmd::Fib => ControlRequest::Fib,
@@ -581,6 +584,43 @@ fn print_control(what: &ShowCmd, d: &Value) {
                         ""
                     }
                 );
+            }
+        }
+        ShowCmd::Bfd => {
+            if let Some(note) = d["note"].as_str() {
+                println!("{note}");
+            }
+            println!(
+                "{:<16} {:<16} {:<10} {:<9} {:<9} {:>9} {:>9} {:>8} {:>8} {:>5}  LAST BGP TEARDOWN",
+                "PEER", "LOCAL", "KIND", "STATE", "REMOTE", "TX(ms)", "DETECT", "RX", "TX", "DOWNS"
+            );
+            for b in rows(&d["sessions"]) {
+                println!(
+                    "{:<16} {:<16} {:<10} {:<9} {:<9} {:>9.0} {:>9.0} {:>8} {:>8} {:>5}  {}",
+                    s(&b["peer"]),
+                    s(&b["local"]),
+                    s(&b["kind"]),
+                    s(&b["state"]),
+                    s(&b["remote_state"]),
+                    b["tx_interval_ms"].as_f64().unwrap_or(0.0),
+                    b["detection_time_ms"].as_f64().unwrap_or(0.0),
+                    b["rx"],
+                    b["tx"],
+                    b["down_count"],
+                    match (
+                        b["last_teardown"].as_str(),
+                        b["last_teardown_secs_ago"].as_u64()
+                    ) {
+                        (Some(why), Some(ago)) => format!("{why}, {ago} s ago"),
+                        _ => "-".into(),
+                    }
+                );
+            }
+            if let Some(drops) = d["drops"].as_object() {
+                if !drops.is_empty() {
+                    let list: Vec<String> = drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                    println!("refused packets: {}", list.join(", "));
+                }
             }
         }
         ShowCmd::Owners => {

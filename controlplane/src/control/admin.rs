@@ -11,6 +11,8 @@ pub enum ControlRequest {
     BgpRib {
         prefix: Option<String>,
     },
+    /// BFD sessions (neighbors with `bfd = true`) and refused packets.
+    Bfd,
     Owners,
     Markers,
     Fib,

@@ -72,7 +72,8 @@ pub struct Shared {
     pub sessions: BTreeMap<Ipv4Addr, (PeerSpec, View)>,
     /// Refused packets by reason: `PacketError::name`/`RxDrop::name`, `ttl`
     /// (a single-hop packet not sent with TTL 255), `no_session`,
-    /// `wrong_source` (a known discriminator from another address).
+    /// `wrong_source` (a known discriminator from another address),
+    /// `rate_limited_pauses` (times a listener stopped reading under a flood).
     pub drops: BTreeMap<String, u64>,
 }
 
@@ -126,7 +127,7 @@ pub fn spawn(
                             let port = if spec.multihop { ports.multihop } else { ports.single_hop };
                             match listen(spec.local, port) {
                                 Ok(s) => {
-                                    slot.insert(tokio::spawn(read_loop(s, spec.multihop, rx_tx.clone())));
+                                    slot.insert(tokio::spawn(read_loop(s, spec.multihop, rx_tx.clone(), shared.clone())));
                                 }
                                 Err(e) => {
                                     log::error!("bfd: cannot listen on {}:{port}: {e}", spec.local);
@@ -289,15 +290,37 @@ fn sender(
     Err(last.unwrap_or_else(|| std::io::Error::other("no free source port")))
 }
 
-async fn read_loop(s: UdpSocket, multihop: bool, out: mpsc::Sender<Rx>) {
+/// Packets a listener takes per second before it pauses (every session
+/// together: 100 sessions at 10 ms is 10 000/s). Beyond it the loop stops
+/// reading for [`FLOOD_PAUSE`] and the kernel drops what overflows the
+/// socket buffer, so a flood costs this task bounded CPU and never starves
+/// the BGP sessions sharing the runtime.
+const RX_RATE: f64 = 20_000.0;
+const RX_BURST: f64 = 2_000.0;
+const FLOOD_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
+async fn read_loop(s: UdpSocket, multihop: bool, out: mpsc::Sender<Rx>, shared: SharedBfd) {
     let mut buf = [0u8; 512];
     let fd = s.as_raw_fd();
+    let mut tokens = RX_BURST;
+    let mut refilled = Instant::now();
     loop {
+        let now = Instant::now();
+        tokens = (tokens + now.duration_since(refilled).as_secs_f64() * RX_RATE).min(RX_BURST);
+        refilled = now;
+        if tokens < 1.0 {
+            if let Ok(mut sh) = shared.lock() {
+                *sh.drops.entry("rate_limited_pauses".into()).or_default() += 1;
+            }
+            tokio::time::sleep(FLOOD_PAUSE).await;
+            continue;
+        }
         match s
             .async_io(Interest::READABLE, || recv_with_ttl(fd, &mut buf))
             .await
         {
             Ok((n, src, ttl)) => {
+                tokens -= 1.0;
                 let rx = Rx {
                     data: buf[..n].to_vec(),
                     src,
@@ -427,5 +450,53 @@ mod tests {
         assert_eq!(s.sessions.len(), 1);
         drop(a_cmd);
         let _ = a.await;
+    }
+
+    /// A flood of malformed packets at the BFD port: each is a counted
+    /// drop, and the listener takes no more than its rate allows (it pauses
+    /// instead), so the flood's cost to the runtime is bounded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_is_counted_and_rate_limited() {
+        let ports = Ports {
+            single_hop: 25784,
+            multihop: 26784,
+        };
+        let (cmd, cmd_rx) = mpsc::channel(8);
+        let (ev_tx, _ev) = mpsc::channel(64);
+        let shared = SharedBfd::default();
+        let task = spawn(ports, cmd_rx, ev_tx, shared.clone());
+        cmd.send(Cmd::Add(spec("127.0.0.32", "127.0.0.31")))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t0 = Instant::now();
+        let sent = tokio::task::spawn_blocking(|| {
+            let s = std::net::UdpSocket::bind("127.0.0.33:0").unwrap();
+            s.set_ttl(255).unwrap();
+            let mut n = 0u64;
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(1500) {
+                if s.send_to(&[0x20, 0x40], "127.0.0.31:25784").is_ok() {
+                    n += 1;
+                }
+            }
+            n
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let elapsed = t0.elapsed().as_secs_f64();
+        let s = shared.lock().unwrap().clone();
+        let short = s.drops.get("short").copied().unwrap_or(0);
+        assert!(short > 0, "{:?}", s.drops);
+        assert!(
+            short as f64 <= RX_RATE * elapsed + RX_BURST,
+            "{short} read in {elapsed:.2} s: over the rate"
+        );
+        if sent as f64 > RX_RATE * elapsed + RX_BURST {
+            assert!(s.drops.get("rate_limited_pauses").copied().unwrap_or(0) > 0);
+        }
+        drop(cmd);
+        let _ = task.await;
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The configuration error of every CER config file (names the file, the
 /// field and what is wrong), shared with the dataplane's.
@@ -276,10 +277,47 @@ pub struct Neighbor {
     pub export_policy: Option<String>,
     #[serde(default)]
     pub port: Option<u16>,
+    /// BFD (RFC 5880) to this neighbor: when its session goes from Up to
+    /// Down (not by the peer's AdminDown), the BGP session is reset and the
+    /// neighbor's routes are withdrawn at once, graceful restart or not.
+    #[serde(default)]
+    pub bfd: bool,
+    /// The interval we would like to send at (ms).
+    #[serde(default = "d_bfd_ms")]
+    pub bfd_min_tx_ms: u64,
+    /// The fastest the peer may send to us (ms).
+    #[serde(default = "d_bfd_ms")]
+    pub bfd_min_rx_ms: u64,
+    /// Packets missed before the session is declared down.
+    #[serde(default = "d_bfd_multiplier")]
+    pub bfd_multiplier: u8,
+    /// RFC 5883 multihop (UDP 4784, any TTL) instead of RFC 5881 single hop
+    /// (UDP 3784, TTL 255 only): for a neighbor that is not on a directly
+    /// connected network, such as a reflector across the WAN.
+    #[serde(default)]
+    pub bfd_multihop: bool,
+    /// Keyed SHA1 authentication (RFC 5880 6.7.4): the shared key (1-20
+    /// bytes) and its id. Both sides must agree.
+    #[serde(default)]
+    pub bfd_key: Option<String>,
+    #[serde(default = "d_bfd_key_id")]
+    pub bfd_key_id: u8,
 }
 
 fn d_ra_timeout() -> u64 {
     30
+}
+
+fn d_bfd_ms() -> u64 {
+    300
+}
+
+fn d_bfd_multiplier() -> u8 {
+    3
+}
+
+fn d_bfd_key_id() -> u8 {
+    1
 }
 
 impl Neighbor {
@@ -290,6 +328,48 @@ impl Neighbor {
             (None, Some(i)) => format!("interface {i}"),
             (None, None) => "?".into(),
         }
+    }
+
+    /// The BFD session parameters of a neighbor with `bfd = true`, or the
+    /// field that is wrong and why.
+    pub fn bfd_config(&self) -> Result<cer_bfd::Config, (&'static str, String)> {
+        if !matches!(self.address, Some(IpAddr::V4(_))) {
+            return Err((
+                "bfd",
+                "BFD runs to an IPv4 neighbor address (not to unnumbered or IPv6 neighbors)".into(),
+            ));
+        }
+        for (field, ms) in [
+            ("bfd_min_tx_ms", self.bfd_min_tx_ms),
+            ("bfd_min_rx_ms", self.bfd_min_rx_ms),
+        ] {
+            if !(10..=60_000).contains(&ms) {
+                return Err((field, format!("{ms} is not within 10-60000 ms")));
+            }
+        }
+        if self.bfd_multiplier == 0 {
+            return Err(("bfd_multiplier", "must be at least 1".into()));
+        }
+        let auth = match &self.bfd_key {
+            None => None,
+            Some(k) if k.is_empty() || k.len() > 20 => {
+                return Err((
+                    "bfd_key",
+                    format!("keyed SHA1 takes a 1-20 byte key, not {} bytes", k.len()),
+                ))
+            }
+            Some(k) => Some(cer_bfd::AuthConfig {
+                key_id: self.bfd_key_id,
+                key: k.as_bytes().to_vec(),
+                meticulous: false,
+            }),
+        };
+        Ok(cer_bfd::Config {
+            desired_min_tx: Duration::from_millis(self.bfd_min_tx_ms),
+            required_min_rx: Duration::from_millis(self.bfd_min_rx_ms),
+            detect_mult: self.bfd_multiplier,
+            auth,
+        })
     }
 
     /// The dataplane port of an unnumbered neighbor.
@@ -524,6 +604,9 @@ impl ControlConfig {
                     f("rr_client"),
                     "needs bgp.route_reflector = true".into(),
                 ));
+            }
+            if n.bfd {
+                n.bfd_config().map_err(|(field, m)| bad(f(field), m))?;
             }
         }
         if self.sam.pool.is_empty() {
@@ -772,6 +855,57 @@ remote = "10.10.0.3"
         assert_eq!(c.listen_addrs(), vec!["10.10.0.2:179".parse().unwrap()]);
         assert_eq!(c.sam.identity, Community::new(65000, 1002));
         assert!(c.in_pool("10.77.60.200".parse().unwrap()));
+    }
+
+    #[test]
+    fn bfd_per_neighbor_with_defaults_and_checks() {
+        let with = |extra: &str| {
+            parse(&GOOD.replace(
+                "remote_as = \"internal\"",
+                &format!("remote_as = \"internal\"\n{extra}"),
+            ))
+        };
+        let c = with("bfd = true").unwrap();
+        let b = c.bgp.neighbors[0].bfd_config().unwrap();
+        assert_eq!(b.desired_min_tx, Duration::from_millis(300));
+        assert_eq!(b.required_min_rx, Duration::from_millis(300));
+        assert_eq!(b.detect_mult, 3);
+        assert!(b.auth.is_none());
+        assert!(!c.bgp.neighbors[0].bfd_multihop);
+        let c = with("bfd = true\nbfd_min_tx_ms = 50\nbfd_multiplier = 5\nbfd_key = \"s3cret\"")
+            .unwrap();
+        let b = c.bgp.neighbors[0].bfd_config().unwrap();
+        assert_eq!(
+            (b.desired_min_tx, b.detect_mult),
+            (Duration::from_millis(50), 5)
+        );
+        assert_eq!(b.auth.unwrap().key_id, 1);
+        for (extra, field) in [
+            ("bfd = true\nbfd_multiplier = 0", "bfd_multiplier"),
+            ("bfd = true\nbfd_min_rx_ms = 5", "bfd_min_rx_ms"),
+            ("bfd = true\nbfd_min_tx_ms = 100000", "bfd_min_tx_ms"),
+            ("bfd = true\nbfd_key = \"\"", "bfd_key"),
+            ("bfd = true\nbfd_key = \"012345678901234567890\"", "bfd_key"),
+        ] {
+            let e = with(extra).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("bgp.neighbor[0] (10.10.0.1).{field}")),
+                "{extra}: {e}"
+            );
+        }
+        // Without `bfd = true` the parameters are not checked.
+        assert!(with("bfd_multiplier = 0").is_ok());
+        // Unnumbered neighbors have no IPv4 address to run BFD to.
+        let e = parse(&GOOD.replace(
+            "address = \"10.10.0.1\"",
+            "interface = \"eth1\"\nbfd = true",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("(interface eth1).bfd") && e.contains("IPv4"),
+            "{e}"
+        );
     }
 
     #[test]

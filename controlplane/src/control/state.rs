@@ -27,7 +27,9 @@ pub type AdminMsg = (ControlRequest, oneshot::Sender<ControlResponse>);
 
 const TRAP_LOG: usize = 1000;
 
+mod bfd_client;
 mod northbound;
+pub use bfd_client::BfdClient;
 #[cfg(test)]
 mod tests;
 
@@ -69,6 +71,8 @@ pub struct ControlState {
     pub vrrp: Option<super::vrrp::SharedVrrp>,
     /// Cloud capture: the reconciler this state feeds intents to.
     pub reconciler: Option<cer_capture::Reconciler>,
+    /// BFD to the neighbors with `bfd = true` (set by the binary when any has).
+    pub bfd: Option<BfdClient>,
     feed: Option<std::sync::mpsc::Sender<FeedOp>>,
     pub feed_status: SharedStatus,
     trap_log: VecDeque<TrapEvent>,
@@ -125,6 +129,7 @@ impl ControlState {
             captured: BTreeSet::new(),
             vrrp: None,
             reconciler: None,
+            bfd: None,
             feed,
             feed_status,
             trap_log: VecDeque::new(),
@@ -449,6 +454,14 @@ impl ControlState {
 
     pub fn on_session(&mut self, ev: SessionEvent) {
         let arrived = Instant::now();
+        if let cer_bgp::events::PeerEvent::Established {
+            peer, local_addr, ..
+        } = &ev.event
+        {
+            if let Some(remote) = self.speaker.peer_address(*peer) {
+                self.bfd_on_established(remote, *local_addr);
+            }
+        }
         let changed = self.bgp_io.event(&mut self.speaker, ev);
         self.after_at(changed, arrived);
     }
@@ -488,6 +501,7 @@ impl ControlState {
     }
 
     pub fn shutdown(&mut self) {
+        self.bfd_shutdown();
         self.speaker.shutdown();
         self.flush();
     }

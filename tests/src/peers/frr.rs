@@ -1,5 +1,5 @@
-//! FRR as a peer: [`Frr`] (zebra + bgpd in a namespace, vtysh) and the
-//! parser of `show bgp ipv4 unicast json detail`.
+//! FRR as a peer: [`Frr`] (zebra + bgpd, and bfdd when asked, in a
+//! namespace, vtysh) and the parser of `show bgp ipv4 unicast json detail`.
 
 use super::{
     check_alive, excerpt, instance_dir, log_tail, need_binary, parse_json, remove_dir, run_cli, s,
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 pub struct Frr {
     bgpd: Proc,
     zebra: Proc,
+    bfdd: Option<Proc>,
     ns: String,
     pub dir: PathBuf,
 }
@@ -27,12 +28,37 @@ impl Frr {
     /// reaches bgpd. Config lines either daemon rejected (FRR logs them and
     /// runs on) make this fail.
     pub fn start(ns: &Netns, scratch_dir: &Path, bgpd_conf: &str) -> Result<Frr> {
+        Frr::start_daemons(ns, scratch_dir, bgpd_conf, None)
+    }
+
+    /// As [`Frr::start`], with bfdd (config `bfdd_conf`, e.g. `bfd` profiles)
+    /// started after zebra and before bgpd, so `neighbor X bfd` registers
+    /// its sessions at once.
+    pub fn start_with_bfdd(
+        ns: &Netns,
+        scratch_dir: &Path,
+        bgpd_conf: &str,
+        bfdd_conf: &str,
+    ) -> Result<Frr> {
+        Frr::start_daemons(ns, scratch_dir, bgpd_conf, Some(bfdd_conf))
+    }
+
+    fn start_daemons(
+        ns: &Netns,
+        scratch_dir: &Path,
+        bgpd_conf: &str,
+        bfdd_conf: Option<&str>,
+    ) -> Result<Frr> {
         let label = format!("FRR@{}", ns.name);
         let zebra_bin = format!("{FRR_DIR}/zebra");
         let bgpd_bin = format!("{FRR_DIR}/bgpd");
         need_binary(&label, &zebra_bin)?;
         need_binary(&label, &bgpd_bin)?;
         need_binary(&label, "vtysh")?;
+        let bfdd_bin = format!("{FRR_DIR}/bfdd");
+        if bfdd_conf.is_some() {
+            need_binary(&label, &bfdd_bin)?;
+        }
         let dir = instance_dir(scratch_dir, "frr")?;
         let setup = || -> Result<()> {
             // The daemons drop to user frr: it must reach and write the directory.
@@ -51,6 +77,9 @@ impl Frr {
                 "hostname zebra\nlog stdout informational\n",
             )?;
             std::fs::write(dir.join("bgpd.conf"), bgpd_conf)?;
+            if let Some(c) = bfdd_conf {
+                std::fs::write(dir.join("bfdd.conf"), c)?;
+            }
             sh(&["chown", "-R", "frr:frr", s(&dir)]).with_context(|| {
                 format!("{label}: chown to user frr (is package frr installed?)")
             })?;
@@ -107,9 +136,18 @@ impl Frr {
             remove_dir(&dir);
             return Err(e);
         }
+        let bfdd = match bfdd_conf.map(|_| daemon("bfdd", &bfdd_bin)).transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                drop(zebra);
+                remove_dir(&dir);
+                return Err(e.context(label));
+            }
+        };
         let bgpd = match daemon("bgpd", &bgpd_bin) {
             Ok(p) => p,
             Err(e) => {
+                drop(bfdd);
                 drop(zebra);
                 remove_dir(&dir);
                 return Err(e.context(label));
@@ -118,6 +156,7 @@ impl Frr {
         let f = Frr {
             bgpd,
             zebra,
+            bfdd,
             ns: ns.name.clone(),
             dir,
         };
@@ -128,7 +167,11 @@ impl Frr {
             |_| f.vtysh("show bgp summary json").map(|_| Some(())),
         )?;
         // FRR keeps running on config errors; a test wants them loud.
-        for (name, p) in [("zebra", &f.zebra), ("bgpd", &f.bgpd)] {
+        let mut daemons = vec![("zebra", &f.zebra), ("bgpd", &f.bgpd)];
+        if let Some(b) = &f.bfdd {
+            daemons.push(("bfdd", b));
+        }
+        for (name, p) in daemons {
             let text = p.log_text();
             let errs: Vec<&str> = text
                 .lines()
@@ -143,7 +186,23 @@ impl Frr {
 
     fn check_alive(&self) -> Result<()> {
         check_alive(&format!("{} (zebra)", self.label()), &self.zebra)?;
+        if let Some(b) = &self.bfdd {
+            check_alive(&format!("{} (bfdd)", self.label()), b)?;
+        }
         check_alive(&format!("{} (bgpd)", self.label()), &self.bgpd)
+    }
+
+    /// The PIDs of every FRR daemon of this instance (to freeze them all).
+    pub fn pids(&self) -> Vec<u32> {
+        let mut p = vec![self.zebra.pid(), self.bgpd.pid()];
+        p.extend(self.bfdd.as_ref().map(|b| b.pid()));
+        p
+    }
+
+    /// `show bfd peers json`: bfdd's sessions (`peer`, `status`, ...).
+    pub fn bfd_peers_json(&self) -> Result<Vec<Value>> {
+        let v = self.vtysh_json("show bfd peers json")?;
+        Ok(v.as_array().cloned().unwrap_or_default())
     }
 
     pub fn bgpd_pid(&self) -> u32 {
@@ -154,13 +213,17 @@ impl Frr {
         self.zebra.pid()
     }
 
-    /// zebra's and bgpd's logs.
+    /// zebra's, bgpd's (and bfdd's) logs.
     pub fn log(&self) -> String {
-        format!(
+        let mut t = format!(
             "--- zebra\n{}--- bgpd\n{}",
             self.zebra.log_text(),
             self.bgpd.log_text()
-        )
+        );
+        if let Some(b) = &self.bfdd {
+            t.push_str(&format!("--- bfdd\n{}", b.log_text()));
+        }
+        t
     }
 
     /// `vtysh --vty_socket DIR -c CMD` in the namespace; returns stdout.
@@ -243,9 +306,12 @@ impl Frr {
             .with_context(|| format!("{}: parsing output of `vtysh -c '{cmd}'`", self.label()))
     }
 
-    /// Stops bgpd, then zebra (SIGTERM, SIGKILL after `timeout` each).
+    /// Stops bgpd, bfdd, then zebra (SIGTERM, SIGKILL after `timeout` each).
     pub fn stop(&mut self, timeout: Duration) {
         self.bgpd.terminate(timeout);
+        if let Some(b) = &mut self.bfdd {
+            b.terminate(timeout);
+        }
         self.zebra.terminate(timeout);
     }
 }

@@ -134,7 +134,8 @@ fn silence_is_detected_after_the_detection_time() {
         vec![StateChange {
             from: State::Up,
             to: State::Down,
-            diag: Diag::ControlDetectionTimeExpired
+            diag: Diag::ControlDetectionTimeExpired,
+            remote_state: State::Up,
         }]
     );
     assert_eq!(p.a.view().remote_disc, 0, "forgotten on expiry (6.8.1)");
@@ -161,7 +162,8 @@ fn admin_down_brings_the_peer_down_without_blaming_the_path() {
         StateChange {
             from: State::Up,
             to: State::Down,
-            diag: Diag::NeighborSignaledSessionDown
+            diag: Diag::NeighborSignaledSessionDown,
+            remote_state: State::AdminDown,
         }
     )));
     // A session in AdminDown drops what it receives.

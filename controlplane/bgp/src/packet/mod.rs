@@ -67,6 +67,8 @@ pub mod notify {
     pub const CEASE_PEER_DECONFIGURED: u8 = 3;
     pub const CEASE_ADMIN_RESET: u8 = 4;
     pub const CEASE_COLLISION: u8 = 7;
+    /// RFC 9384: the session ends because BFD saw the path fail.
+    pub const CEASE_BFD_DOWN: u8 = 10;
 }
 
 /// A NOTIFICATION to send (or received).

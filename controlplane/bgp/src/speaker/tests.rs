@@ -405,3 +405,37 @@ fn a_notification_or_a_helper_only_peer_withdraws_at_once() {
     update(&mut s, h, "10.8.0.0/16", attrs("10.0.0.4", &[65003]));
     assert_eq!(down(&mut s, h, true), vec![pfx("10.8.0.0/16")]);
 }
+
+#[test]
+fn a_failed_path_withdraws_at_once_despite_graceful_restart() {
+    let (mut s, a, b) = gr_peer_and_listener();
+    s.take_outputs();
+    // BFD saw the path to A fail: A's routes go now, although A restarts
+    // gracefully, and A's session is reset with Cease / BFD Down.
+    assert_eq!(s.peer_failed(a, "BFD down"), vec![pfx("10.5.0.0/16")]);
+    assert!(s.rib().best(&pfx("10.5.0.0/16")).is_none());
+    assert_eq!(summary_of(&s, a).prefixes_stale, 0);
+    let outs = s.take_outputs();
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Reset(p, n) if *p == a && n.code == 6 && n.subcode == 10
+    )));
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Send(p, SessionCmd::Withdraw(ps)) if *p == b && ps.contains(&pfx("10.5.0.0/16"))
+    )));
+    // An UPDATE queued before the reset is ignored; the session's own Down
+    // (a TCP failure once the reset closes it) finds A down already: nothing
+    // is kept stale and nothing is counted twice.
+    assert!(update(&mut s, a, "10.6.0.0/16", attrs("10.0.0.2", &[65001])).is_empty());
+    assert!(down(&mut s, a, true).is_empty());
+    assert_eq!(summary_of(&s, a).prefixes_stale, 0);
+    assert_eq!(summary_of(&s, a).flaps, 1);
+    // A peer that is not up is not failed twice.
+    assert!(s.peer_failed(a, "BFD down").is_empty());
+    assert!(s.take_outputs().is_empty());
+    // A comes back: its routes are taken again.
+    establish(&mut s, a, 65001, "10.0.0.2", "10.0.0.1", true);
+    update(&mut s, a, "10.5.0.0/16", attrs("10.0.0.2", &[65001]));
+    assert!(s.rib().best(&pfx("10.5.0.0/16")).is_some());
+}

@@ -177,6 +177,7 @@ impl ControlState {
                 "neighbors": self.neighbors_json(),
             }),
             ControlRequest::BgpRib { prefix } => self.rib_json(prefix.as_deref())?,
+            ControlRequest::Bfd => self.bfd_json(),
             ControlRequest::Owners => json!(self.sam.owners().map(owner_json).collect::<Vec<_>>()),
             ControlRequest::Markers => json!(self
                 .sam
