@@ -1,6 +1,6 @@
 """What a user does to a running lab: `exec` a command in a site's workload, `move` a /32 to
 another site (workload address, BGP endpoint, provider NIC), `fail` a site's CER (SIGKILL) and
-`heal` what is dead.
+`heal` what is dead, frozen or cut (`hardfail` has `freeze`, `thaw` and `cut`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import signal
 import time
 
+from . import hardfail
 from .daemons import ctl, start_emulator, start_fabric_agent, start_node
 from .messages import die, log
 from .processes import ns_run, wait_until
@@ -76,6 +77,7 @@ def cmd_heal(lab: Lab, what: str) -> int:
     what = site_arg(what, allow_nodes=True)
     nodes = [n for n in NODES if n["site"] == what or n["node"] == what]
     t0 = time.time()
+    hardfail.restore(lab, state, nodes)
     if what in CLOUDS:
         # The provider (emulator + fabric) normally survives a CER failure; restart it if not.
         t = SITE[what]["tag"]

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from . import actions, lifecycle
+from . import actions, hardfail, lifecycle
 from .chaos.probes import helper_arp, helper_probe, helper_relay
 from .fabric import helper_fabric
 from .messages import LabError
@@ -108,8 +108,14 @@ def main(argv: list[str]) -> int:
     m.add_argument("site")
     f = sub.add_parser("fail", help="kill SITE's CER (on-prem: the VRRP master's node)")
     f.add_argument("site")
-    h = sub.add_parser("heal", help="restart what is dead at SITE")
+    h = sub.add_parser("heal", help="thaw, reconnect and restart what is frozen, cut or dead at SITE")
     h.add_argument("site")
+    fr = sub.add_parser("freeze", help="SIGSTOP every process of SITE's CERs or of one NODE (onprem: the VRRP master)")
+    fr.add_argument("site")
+    th = sub.add_parser("thaw", help="SIGCONT what freeze stopped (all, or SITE/NODE)")
+    th.add_argument("site", nargs="?")
+    cu = sub.add_parser("cut", help="take SITE's (or NODE's) WAN link down at the WAN router; heal restores it")
+    cu.add_argument("site")
     c = sub.add_parser("chaos", help="seeded chaos soak on the running lab with invariant checks (scripts/cerlab/chaos)")
     c.add_argument("--seed", type=int, required=True, help="the schedule is drawn from it (printed at start)")
     c.add_argument("--minutes", type=float, required=True)
@@ -133,6 +139,13 @@ def main(argv: list[str]) -> int:
             return actions.cmd_fail(lab, a.site)
         if a.cmd == "heal":
             return actions.cmd_heal(lab, a.site)
+        if a.cmd in ("freeze", "thaw", "cut"):
+            state = actions.need_state(lab)
+            if a.cmd == "freeze":
+                return hardfail.cmd_freeze(lab, state, a.site)
+            if a.cmd == "thaw":
+                return hardfail.cmd_thaw(lab, state, a.site)
+            return hardfail.cmd_cut(lab, state, a.site)
         if a.cmd == "chaos":
             from .chaos.soak import cmd_chaos
 

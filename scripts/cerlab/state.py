@@ -123,6 +123,8 @@ class LabState(TypedDict):
     namespaces: list[str]
     script: str
     failed: NotRequired[list[str]]  # nodes `fail` killed and `heal` has not restarted
+    frozen: NotRequired[list[str]]  # nodes `freeze` stopped (SIGSTOP) and `thaw`/`heal` has not resumed
+    cut: NotRequired[list[str]]  # nodes whose WAN link `cut` took down and `heal` has not restored
 
 
 def capture_points(lab: Lab, node: Node) -> CapturePoints:
@@ -191,8 +193,20 @@ def site_state(lab: Lab, site: str, cerctl: str) -> SiteState:
     return s
 
 
-def write_state(lab: Lab, endpoints: dict[str, str], failed: list[str] | None = None) -> LabState:
-    """Writes lab.json (atomically) for `endpoints`; `failed` lists the nodes `fail` killed."""
+def write_state(
+    lab: Lab,
+    endpoints: dict[str, str],
+    failed: list[str] | None = None,
+    frozen: list[str] | None = None,
+    cut: list[str] | None = None,
+) -> LabState:
+    """Writes lab.json (atomically) for `endpoints`; `failed` lists the nodes `fail` killed, `frozen`
+    and `cut` the nodes `freeze` and `cut` hit (None: as lab.json has them)."""
+    old = lab.load_state()
+    if frozen is None:
+        frozen = list(old.get("frozen", [])) if old else []
+    if cut is None:
+        cut = list(old.get("cut", [])) if old else []
     bins = {b: lab.bin(b) for b in BINS}
     pairs: dict[str, PairState] = {}
     for a, b in DEFAULT_PAIRS:
@@ -222,6 +236,10 @@ def write_state(lab: Lab, endpoints: dict[str, str], failed: list[str] | None = 
     }
     if failed is not None:
         state["failed"] = failed
+    if frozen:
+        state["frozen"] = frozen
+    if cut:
+        state["cut"] = cut
     tmp = lab.state_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2) + "\n")
     tmp.replace(lab.state_path)

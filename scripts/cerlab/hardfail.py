@@ -1,0 +1,127 @@
+"""Hard failures, the ones a router does not announce: `freeze` (SIGSTOP every process of a node:
+no FIN, no RST, no NOTIFICATION, no VRRP advert, the frames on its links go unanswered), `thaw`
+(SIGCONT) and `cut` (the node's WAN link down at the WAN router, its processes untouched). `heal`
+thaws and reconnects what these did before restarting anything dead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from .messages import die, log
+from .processes import ns_run, pid_matches
+from .state import LabState, write_state
+from .topology import NODES, Lab, Node
+from .views import vrrp_master
+
+
+def nodes_for(lab: Lab, what: str) -> list[Node]:
+    """A site's nodes, one node by name, or for "onprem" the VRRP master (the one a failure hurts)."""
+    if what in ("onprem", "on-prem", "op"):
+        master = vrrp_master(lab)
+        if not master:
+            die("no on-prem CER is VRRP master right now; name one: onprem-a|onprem-b")
+        return [master]
+    nodes = [n for n in NODES if n["node"] == what or n["site"] == what]
+    if not nodes:
+        die(f"unknown site or node {what!r}: one of {', '.join(sorted({n['site'] for n in NODES} | {n['node'] for n in NODES}))}")
+    return nodes
+
+
+def node_pids(lab: Lab, node: Node) -> list[int]:
+    """Every live process of a node: dataplane, cer-control and, on-prem, keepalived and its VRRP child."""
+    t = node["tag"]
+    pids = [p for k in (f"{t}-dp", f"{t}-ctl", f"{t}-ka") if (p := lab.pid_of(k)) is not None]
+    if node["site"] == "onprem":
+        try:
+            child = int(lab.f(f"{t}-ka-vrrp.pid").read_text().split()[0])
+            if pid_matches(child, "keepalived"):
+                pids.append(child)
+        except (OSError, ValueError, IndexError):
+            pass
+    return pids
+
+
+def signal_node(lab: Lab, node: Node, sig: int) -> list[int]:
+    pids = node_pids(lab, node)
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def record(lab: Lab, state: LabState, frozen: set[str] | None = None, cut: set[str] | None = None) -> None:
+    write_state(
+        lab,
+        state["endpoints"],
+        failed=state.get("failed"),
+        frozen=sorted(frozen) if frozen is not None else state.get("frozen", []),
+        cut=sorted(cut) if cut is not None else state.get("cut", []),
+    )
+
+
+def cmd_freeze(lab: Lab, state: LabState, what: str) -> int:
+    nodes = nodes_for(lab, what)
+    for n in nodes:
+        pids = signal_node(lab, n, signal.SIGSTOP)
+        log(f"froze {n['node']} at {time.time():.3f}: SIGSTOP to {len(pids)} processes {pids}")
+    record(lab, state, frozen=set(state.get("frozen", [])) | {n["node"] for n in nodes})
+    return 0
+
+
+def thaw_nodes(lab: Lab, state: LabState, nodes: list[Node]) -> list[str]:
+    frozen = set(state.get("frozen", []))
+    done = []
+    for n in nodes:
+        if n["node"] in frozen:
+            pids = signal_node(lab, n, signal.SIGCONT)
+            log(f"thawed {n['node']} at {time.time():.3f}: SIGCONT to {len(pids)} processes")
+            done.append(n["node"])
+    return done
+
+
+def cmd_thaw(lab: Lab, state: LabState, what: str | None) -> int:
+    frozen = set(state.get("frozen", []))
+    if what is None:
+        nodes = [n for n in NODES if n["node"] in frozen]
+    else:
+        nodes = [n for n in NODES if n["node"] == what or n["site"] == what]
+        if what in ("onprem", "on-prem", "op"):
+            nodes = [n for n in NODES if n["site"] == "onprem"]
+    done = thaw_nodes(lab, state, nodes)
+    if not done:
+        log("nothing frozen there")
+    record(lab, state, frozen=frozen - set(done))
+    return 0
+
+
+def set_wan_link(lab: Lab, node: Node, up: bool) -> None:
+    # The WAN router's end of the node's WAN veth carries the node's tag.
+    ns_run(lab.ns("wan"), "ip", "link", "set", node["tag"], "up" if up else "down")
+
+
+def cmd_cut(lab: Lab, state: LabState, what: str) -> int:
+    nodes = nodes_for(lab, what)
+    for n in nodes:
+        set_wan_link(lab, n, False)
+        log(f"cut {n['node']}'s WAN link at {time.time():.3f} (its processes run on)")
+    record(lab, state, cut=set(state.get("cut", [])) | {n["node"] for n in nodes})
+    return 0
+
+
+def restore(lab: Lab, state: LabState, nodes: list[Node]) -> None:
+    """For `heal`: thaw the frozen and reconnect the cut among `nodes`."""
+    thawed = thaw_nodes(lab, state, nodes)
+    cut = set(state.get("cut", []))
+    joined = []
+    for n in nodes:
+        if n["node"] in cut:
+            set_wan_link(lab, n, True)
+            log(f"reconnected {n['node']}'s WAN link")
+            joined.append(n["node"])
+    if thawed or joined:
+        record(lab, state, frozen=set(state.get("frozen", [])) - set(thawed), cut=cut - set(joined))
