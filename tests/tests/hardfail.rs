@@ -1,0 +1,107 @@
+//! Hard failures on the four-site lab with cer-control as the reflector
+//! (`--rr cer`), so every CER's session to it runs multihop BFD (300 ms x 3).
+//! A frozen router says nothing: `scripts/lab freeze` SIGSTOPs every process
+//! of the node (dataplane, cer-control, keepalived), so no FIN, no
+//! NOTIFICATION, no VRRP advert. Steady 50 ms probes from AWS and OCI to the
+//! on-prem /32 measure the outage; before BFD the reflector's hold timer
+//! (9 s in the lab) bounded it (5.8 and 8.0 s measured, issue 14).
+
+use anyhow::{ensure, Context, Result};
+use cer_e2e::apps::*;
+use cer_e2e::*;
+use std::time::{Duration, Instant};
+
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+
+/// The reflector's BFD session to `node`'s WAN address (`cerctl show bfd`
+/// on the reflector).
+fn rr_bfd_state(lab: &Lab, node: &str) -> Option<String> {
+    let addr = lab.node(node).ok()?["transport_address"]
+        .as_str()?
+        .to_string();
+    let sock = lab_rr_socket(lab)?;
+    let out = sh(&[
+        bin("cerctl").to_str()?,
+        "show",
+        "bfd",
+        "--json",
+        "--socket",
+        &sock,
+    ])
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v["sessions"]
+        .as_array()?
+        .iter()
+        .find(|s| s["peer"] == addr.as_str())
+        .and_then(|s| s["state"].as_str().map(str::to_string))
+}
+
+fn lab_rr_socket(lab: &Lab) -> Option<String> {
+    lab.state["rr"]["control_socket"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn onprem_vrrp_master_frozen_with_bfd() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let scratch = Scratch::new("hf-freeze")?;
+    let lab = Lab::up("hff", &["--rr", "cer"])?;
+    let master = lab.vrrp_master().context("no on-prem VRRP master")?;
+    let dst = lab.ip("onprem");
+    // BFD is Up between the reflector and every CER.
+    let t0 = Instant::now();
+    while rr_bfd_state(&lab, &master).as_deref() != Some("Up") {
+        ensure!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the reflector's BFD to {master} never came Up: {:?}",
+            rr_bfd_state(&lab, &master)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut ps = Vec::new();
+    for s in ["aws", "oci"] {
+        let p = Probe::start(&lab.wl(s), &dst, PROBE_EVERY, &scratch.path)?;
+        p.wait_replies(5, Duration::from_secs(15))
+            .with_context(|| format!("probe {s} -> {dst} before the freeze"))?;
+        ps.push((s, p));
+    }
+    let t0 = Instant::now();
+    lab.run(&["freeze", "onprem"])?;
+    let mut bfd_down = None;
+    while t0.elapsed() < Duration::from_secs(15) {
+        if rr_bfd_state(&lab, &master).as_deref() == Some("Down") {
+            bfd_down = Some(t0.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut outages = Vec::new();
+    for (s, p) in &ps {
+        p.wait_replies(20, Duration::from_secs(30))
+            .with_context(|| format!("{s} -> {dst} never recovered with {master} frozen"))?;
+    }
+    for (s, p) in ps {
+        let o = p.stop();
+        eprintln!("OUTAGE on-prem VRRP master {master} frozen (BFD): {s} -> {dst}: {o}");
+        ensure!(o.recovered, "{s} -> {dst} did not recover: {o}");
+        outages.push(o.longest_gap_ms);
+    }
+    let new_master = lab.vrrp_master();
+    eprintln!(
+        "VRRP MASTER FROZEN ({master}): reflector's BFD Down after {bfd_down:?}; new VRRP master {new_master:?}; outages {outages:?} ms (hold time 9 s)"
+    );
+    ensure!(
+        bfd_down.is_some(),
+        "the reflector's BFD to the frozen {master} never went Down"
+    );
+    ensure!(
+        new_master.is_some() && new_master.as_deref() != Some(master.as_str()),
+        "no new VRRP master after freezing {master}: {new_master:?}"
+    );
+    // Heal thaws the node; the lab converges again.
+    lab.run(&["heal", "onprem"])?;
+    Ok(())
+}
