@@ -47,3 +47,20 @@ pub fn bin(name: &str) -> PathBuf {
         });
     p
 }
+
+/// Polls `f` every 20 ms until it holds; returns the time waited, or an
+/// error naming `what` after `timeout`.
+pub fn wait_until(
+    what: &str,
+    timeout: std::time::Duration,
+    mut f: impl FnMut() -> bool,
+) -> anyhow::Result<std::time::Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return Ok(start.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    anyhow::bail!("timed out after {timeout:?} waiting for {what}")
+}

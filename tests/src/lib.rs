@@ -33,7 +33,7 @@ pub use admin::{admin, counter};
 pub use config::{ControlConfig, DataplaneConfig, Neighbor, Port, Tunnel};
 pub use control::Control;
 pub use dataplane::{start_dataplane, FeedTarget};
-pub use harness::{bin, require_root, serial, tag};
+pub use harness::{bin, require_root, serial, tag, wait_until};
 pub use netns::{netns_command, ns_run, ns_spawn, ns_try, sh, text, veth, wait_listen, Netns};
 pub use proc::{pid_alive, send_signal, Proc};
 pub use scratch::Scratch;

@@ -21,7 +21,7 @@
 //! - cer-control frozen: FRR's bfdd and BIRD's BFD go Down, both drop the
 //!   BGP session and the routes cer reflected.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use cer_e2e::peers::*;
 use cer_e2e::*;
 use serde_json::Value;
@@ -215,17 +215,6 @@ impl Topo {
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return Ok(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("timed out after {timeout:?} waiting for {what}")
 }
 
 /// Stops (SIGSTOP) or resumes (SIGCONT) every PID: a frozen router says

@@ -9,12 +9,12 @@
 //! its path for a pool /32 make it the remote owner, so x must capture the
 //! /32 onto its ENI; when x owns the /32 itself it must release it.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use cer_e2e::peers::{gobgp_rr_config, GoBgp, Lan};
 use cer_e2e::*;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const IP: &str = "10.77.60.11";
 
@@ -105,17 +105,6 @@ fn holder(ns: &Netns, ip: &str) -> Result<Option<String>> {
         .and_then(|h| h.first())
         .and_then(|h| h["nic"].as_str())
         .map(String::from))
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return Ok(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("timed out after {timeout:?} waiting for {what}")
 }
 
 fn capture_ip(x: &Control) -> Result<Value> {

@@ -5,7 +5,7 @@
 //!   rr (gobgpd 10.10.0.1) -- lan bridge -- a (cer-control 10.10.0.2 + cer-dataplane)
 //!                                       \-- b (cer-control 10.10.0.3)
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use cer_e2e::peers::{gobgp_rr_config, GoBgp, Lan};
 use cer_e2e::*;
 use serde_json::Value;
@@ -45,17 +45,6 @@ fn owner_identity(c: &Control, ip: &str) -> Option<String> {
         .ok()
         .flatten()
         .and_then(|o| o["identity"].as_str().map(String::from))
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return Ok(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("timed out after {timeout:?} waiting for {what}")
 }
 
 #[test]

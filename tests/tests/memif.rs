@@ -9,14 +9,14 @@
 //! drops, nothing crashes; the peer reconnecting brings traffic back; a stale
 //! socket file left by a killed dataplane is cleaned up at start.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use cer_e2e::*;
 use cer_shared::feed::{EndpointAction, FibChange};
 use cer_shared::feed_client::FeedClient;
 use cer_shared::MacAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LAN_MAC: &str = "02:00:00:00:01:01";
 const SINK_MAC: [u8; 6] = [2, 0, 0, 0, 2, 0x10];
@@ -94,17 +94,6 @@ fn rx_packets(p: &Testpmd) -> u64 {
         .and_then(|t| t.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
-    let t = Instant::now();
-    while !f() {
-        if t.elapsed() > timeout {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
 }
 
 fn port<'a>(ports: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

@@ -52,17 +52,6 @@ fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return Ok(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!("timed out after {timeout:?} waiting for {what}")
-}
-
 /// A veth from `ns` (as `iface`) into bridge `br` of the segment namespace.
 fn plug(lan: &Lan, br: &str, port: &str, ns: &Netns, iface: &str) -> Result<()> {
     veth(port, &lan.ns, iface, ns)?;
