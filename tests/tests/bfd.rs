@@ -60,9 +60,11 @@ fn frr_bgpd_conf() -> String {
 }
 
 fn bird_conf() -> String {
+    // BIRD waits `error wait time` (60-300 s by default) after a session
+    // error, BFD down included, before it talks BGP again.
     let mut c = bird_client_config(ASN, BIRD, BIRD, &[CER], &[BIRD_NET]).replace(
         "connect retry time 1;\n",
-        "connect retry time 1;\n  bfd on;\n",
+        "connect retry time 1;\n  error wait time 1, 2;\n  bfd on;\n",
     );
     c.push_str(&format!(
         "protocol bfd {{\n  interface \"*\" {{\n    min rx interval 300 ms;\n    min tx interval 300 ms;\n    multiplier 3;\n    authentication keyed sha1;\n    password \"{KEY}\" {{ id 1; }};\n  }};\n}}\n"
@@ -202,10 +204,13 @@ impl Topo {
         })
         .map_err(|e| {
             anyhow::anyhow!(
-                "{e:#}\ncer show bfd: {}\nFRR bfd: {:?}\nBIRD bfd: {:?}\ncer log tail:\n{}",
+                "{e:#}\ncer show bfd: {}\nFRR bfd: {:?}\nBIRD bfd: {:?}\ncer show bgp summary: {}\nBIRD has {FRR_NET}: {}, FRR has {BIRD_NET}: {}\ncer log tail:\n{}",
                 self.cer.ctl(&["show", "bfd"]).unwrap_or_default(),
                 self.frr_bfd_status(),
                 self.bird_bfd_state(),
+                self.cer.ctl(&["show", "bgp", "summary"]).unwrap_or_default(),
+                self.bird_has(FRR_NET),
+                self.frr_has(BIRD_NET),
                 tail(&self.cer.proc.log_text(), 30)
             )
         })

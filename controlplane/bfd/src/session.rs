@@ -151,6 +151,9 @@ pub struct Session {
     detect_at: Option<Instant>,
     xmit_seq: u32,
     rcv_seq: Option<u32>,
+    /// When the last packet passed every check (6.8.1: the received
+    /// sequence is forgotten after twice the detection time without one).
+    last_accepted: Option<Instant>,
     rng: fastrand::Rng,
     stats: Stats,
 }
@@ -194,6 +197,7 @@ impl Session {
             detect_at: None,
             xmit_seq: fastrand::Rng::with_seed(seed ^ 0x5eed).u32(..),
             rcv_seq: None,
+            last_accepted: None,
             rng: fastrand::Rng::with_seed(seed),
             stats: Stats::default(),
             cfg,
@@ -280,8 +284,11 @@ impl Session {
             self.stats.rx_dropped += 1;
             return Err(RxDrop::AdminDown);
         }
-        match self.check(raw, p) {
-            Ok(()) => self.stats.rx += 1,
+        match self.check(raw, p, now) {
+            Ok(()) => {
+                self.stats.rx += 1;
+                self.last_accepted = Some(now);
+            }
             Err(e) => {
                 self.stats.rx_dropped += 1;
                 return Err(e);
@@ -364,7 +371,7 @@ impl Session {
         out
     }
 
-    fn check(&mut self, raw: &[u8], p: &ControlPacket) -> Result<(), RxDrop> {
+    fn check(&mut self, raw: &[u8], p: &ControlPacket, now: Instant) -> Result<(), RxDrop> {
         if p.your_disc != 0 && p.your_disc != self.local_disc {
             return Err(RxDrop::YourDiscriminatorUnknown(p.your_disc));
         }
@@ -378,6 +385,15 @@ impl Session {
                 }
                 if !packet::sha1_verifies(raw, &cfg.key) {
                     return Err(RxDrop::BadDigest);
+                }
+                // 6.8.1 bfd.AuthSeqKnown: forgotten after twice the
+                // detection time without an accepted packet, so a peer that
+                // restarted (a new sequence) is resynchronized.
+                if self
+                    .last_accepted
+                    .is_some_and(|t| now.duration_since(t) >= 2 * self.detection_time())
+                {
+                    self.rcv_seq = None;
                 }
                 // 6.7.4: within 3 x Detect Mult of the last; strictly
                 // greater for meticulous (serial arithmetic).

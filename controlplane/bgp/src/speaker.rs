@@ -400,9 +400,12 @@ impl Speaker {
         let Some(p) = self.peers.get_mut(&peer) else {
             return vec![];
         };
+        if was_established && !p.up {
+            // Already taken down by `peer_failed`: its reason stays.
+            return vec![];
+        }
         p.last_error = Some(reason.clone());
-        if !was_established || !p.up {
-            // Never up, or already taken down (`peer_failed`).
+        if !was_established {
             return vec![];
         }
         log::warn!("peer {} down: {reason}", p.cfg.remote);

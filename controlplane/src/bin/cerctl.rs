@@ -604,9 +604,9 @@ fn print_control(what: &ShowCmd, d: &Value) {
                     s(&b["remote_state"]),
                     b["tx_interval_ms"].as_f64().unwrap_or(0.0),
                     b["detection_time_ms"].as_f64().unwrap_or(0.0),
-                    b["rx"],
-                    b["tx"],
-                    b["down_count"],
+                    b["rx"].as_u64().unwrap_or(0),
+                    b["tx"].as_u64().unwrap_or(0),
+                    b["down_count"].as_u64().unwrap_or(0),
                     match (
                         b["last_teardown"].as_str(),
                         b["last_teardown_secs_ago"].as_u64()

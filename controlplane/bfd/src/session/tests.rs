@@ -358,3 +358,17 @@ fn a_replayed_packet_is_refused_under_meticulous_sha1() {
         Err(RxDrop::Sequence { .. })
     ));
 }
+
+#[test]
+fn a_peer_restarting_with_a_new_sequence_is_resynchronized() {
+    // B's session restarts (a new random sequence, as after a peer's
+    // restart or its session reset): A refuses the out-of-window numbers
+    // first, then forgets the old sequence after twice the detection time
+    // without an accepted packet (6.8.1), and both come Up again.
+    let mut p = Pair::new(keyed(b"k", false), keyed(b"k", false));
+    p.run(ms(3000), ms(10));
+    assert_eq!((p.a.state(), p.b.state()), (State::Up, State::Up));
+    p.b = Session::new(keyed(b"k", false), 0x3333, p.now, 99);
+    p.run(ms(20_000), ms(10));
+    assert_eq!((p.a.state(), p.b.state()), (State::Up, State::Up));
+}

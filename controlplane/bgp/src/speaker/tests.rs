@@ -431,6 +431,7 @@ fn a_failed_path_withdraws_at_once_despite_graceful_restart() {
     assert!(down(&mut s, a, true).is_empty());
     assert_eq!(summary_of(&s, a).prefixes_stale, 0);
     assert_eq!(summary_of(&s, a).flaps, 1);
+    assert_eq!(summary_of(&s, a).last_error.as_deref(), Some("BFD down"));
     // A peer that is not up is not failed twice.
     assert!(s.peer_failed(a, "BFD down").is_empty());
     assert!(s.take_outputs().is_empty());
