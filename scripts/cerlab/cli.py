@@ -98,7 +98,11 @@ def main(argv: list[str]) -> int:
         "--name", default="cerlab", help="lab name (default cerlab): prefixes every namespace, the run dir and DPDK file prefixes"
     )
     ap.add_argument("--transport", choices=TRANSPORTS, help="one transport for every site pair (default: the mixed table below)")
-    ap.add_argument("--rr", choices=["gobgp", "cer"], help="route reflector: gobgpd (default) or cer-control with route_reflector = true")
+    ap.add_argument(
+        "--rr",
+        choices=["gobgp", "cer", "frr"],
+        help="route reflector: gobgpd (default; no BFD), cer-control with route_reflector = true, or FRR bgpd + bfdd (both with BFD)",
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("up", help="build and start the lab (idempotent)")
     sub.add_parser("down", help="stop and remove everything the lab made")

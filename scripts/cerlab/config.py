@@ -210,9 +210,9 @@ socket = "{lab.ctl_sock(node)}"
 
 
 def rr_bfd(lab: Lab) -> str:
-    """BFD on the sessions between the CERs and a reflector that runs it (cer-control; gobgpd has
-    none): multihop, as the WAN router is between them; 300 ms x 3."""
-    return "bfd = true\nbfd_multihop = true\n" if lab.rr == "cer" else ""
+    """BFD on the sessions between the CERs and a reflector that runs it (cer-control, FRR with
+    bfdd; gobgpd has none): multihop, as the WAN router is between them; 300 ms x 3."""
+    return "bfd = true\nbfd_multihop = true\n" if lab.rr in ("cer", "frr") else ""
 
 
 def rr_cer_config(lab: Lab) -> str:
@@ -246,6 +246,31 @@ state_file = "{lab.f("rr-endpoints.json")}"
 [admin]
 socket = "{lab.f("rr-control.sock")}"
 """
+
+
+def rr_frr_configs(lab: Lab) -> dict[str, str]:
+    """FRR as the reflector: zebra (next hops resolve through the WAN router's default route), bfdd
+    (its defaults are 300 ms x 3) and bgpd with every CER a passive route-reflector client with BFD;
+    FRR runs the sessions multihop by itself (iBGP peers not on a shared network)."""
+    neigh = "".join(
+        f" neighbor {lab.wan_addr(n)} remote-as {ASN}\n"
+        f" neighbor {lab.wan_addr(n)} description {n['node']}\n"
+        f" neighbor {lab.wan_addr(n)} passive\n"
+        f" neighbor {lab.wan_addr(n)} timers 3 9\n"
+        f" neighbor {lab.wan_addr(n)} update-source {RR_ADDR}\n"
+        f" neighbor {lab.wan_addr(n)} bfd\n"
+        for n in NODES
+    )
+    clients = "".join(f"  neighbor {lab.wan_addr(n)} activate\n  neighbor {lab.wan_addr(n)} route-reflector-client\n" for n in NODES)
+    return {
+        "zebra.conf": "hostname rr-zebra\nlog stdout informational\nip nht resolve-via-default\n",
+        "bfdd.conf": "hostname rr-bfdd\nlog stdout informational\n",
+        "bgpd.conf": (
+            f"hostname rr-bgpd\nlog stdout informational\n!\nrouter bgp {ASN}\n bgp router-id {RR_ADDR}\n"
+            f" bgp cluster-id {RR_ADDR}\n bgp log-neighbor-changes\n no bgp default ipv4-unicast\n"
+            f"{neigh} address-family ipv4 unicast\n{clients} exit-address-family\n!\n"
+        ),
+    }
 
 
 def rr_gobgp_config(lab: Lab) -> str:

@@ -1,5 +1,5 @@
 """Starting the lab's daemons, each recorded by PID (`Lab.spawn`): the provider emulators and
-fabric agents, the route reflector (gobgpd or cer-control), and per CER node cer-dataplane,
+fabric agents, the route reflector (gobgpd, cer-control or FRR with bfdd), and per CER node cer-dataplane,
 cer-control and (on-prem) keepalived; `start_node` restarts whatever of a node is dead.
 Also what `up` needs first: `preflight` (root, system packages) and `build` (the binaries).
 """
@@ -11,10 +11,11 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
-from .config import emulator_seed, rr_cer_config, rr_gobgp_config
+from .config import emulator_seed, rr_cer_config, rr_frr_configs, rr_gobgp_config
 from .messages import die, log
-from .processes import ns_run, remove_stale_pid_file, run
+from .processes import ns_run, remove_stale_pid_file, run, wait_until
 from .topology import API_ADDR, BINS, CLOUDS, LAB_SCRIPT, NODES, PROVIDER, PY, ROOT, SITE, Lab, Node
 
 REQUIRED = {
@@ -34,6 +35,8 @@ def preflight(lab: Lab) -> None:
     need = dict(REQUIRED)
     if lab.rr == "gobgp":
         need.update({"gobgpd": "gobgpd", "gobgp": "gobgpd"})
+    if lab.rr == "frr":
+        need.update({f"{FRR_DIR}/{d}": "frr" for d in ("zebra", "bfdd", "bgpd")} | {"vtysh": "frr"})
 
     def missing() -> list[str]:
         m = [f"{c} ({p})" for c, p in need.items() if not shutil.which(c)]
@@ -180,11 +183,54 @@ def start_rr(lab: Lab) -> None:
         cfg = lab.f("rr-gobgpd.toml")
         cfg.write_text(rr_gobgp_config(lab))
         lab.spawn("rr", ns, ["gobgpd", "-f", str(cfg), "-p", "--api-hosts=127.0.0.1:50051", "--pprof-disable"])
+    elif lab.rr == "frr":
+        start_rr_frr(lab)
     else:
         cfg = lab.f("rr-control.toml")
         cfg.write_text(rr_cer_config(lab))
         lab.spawn("rr", ns, [lab.bin("cer-control"), "--config", str(cfg)], env={"RUST_LOG": "info"})
         lab.wait_log("rr", "cer-control: ready", 15)
+
+
+FRR_DIR = "/usr/lib/frr"
+
+
+def rr_frr_dir(lab: Lab) -> Path:
+    return lab.f("rr-frr")
+
+
+def start_rr_frr(lab: Lab) -> None:
+    """zebra, then bfdd and bgpd (keys rr-zebra, rr-bfdd, rr), whichever is not running, with their
+    sockets and configs in rr-frr/ (owned by user frr, which the daemons drop to)."""
+    ns = lab.ns("rr")
+    d = rr_frr_dir(lab)
+    d.mkdir(parents=True, exist_ok=True)
+    for name, text in rr_frr_configs(lab).items():
+        (d / name).write_text(text)
+    run(["chown", "-R", "frr:frr", str(d)])
+    for a in d.parents:
+        if a == Path("/"):
+            break
+        os.chmod(a, os.stat(a).st_mode | 0o001)
+
+    def daemon(key: str, name: str) -> None:
+        if lab.alive(key):
+            return
+        lab.stop(key)
+        argv = [f"{FRR_DIR}/{name}", "-f", str(d / f"{name}.conf"), "-i", str(d / f"{name}.pid"), "-z", str(d / "zserv.api")]
+        argv += ["--vty_socket", str(d), "-P", "0", "-u", "frr", "-g", "frr", "--log", "stdout"]
+        lab.spawn(key, ns, argv)
+
+    daemon("rr-zebra", "zebra")
+    wait_until("FRR zebra's zserv.api", 15, lambda: (d / "zserv.api").exists())
+    daemon("rr-bfdd", "bfdd")
+    daemon("rr", "bgpd")
+    wait_until("FRR bgpd answering vtysh", 15, lambda: vtysh_rr(lab, "show bgp summary json", check=False).returncode == 0)
+
+
+def vtysh_rr(lab: Lab, cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`vtysh -c CMD` against the lab's FRR reflector."""
+    return ns_run(lab.ns("rr"), "vtysh", "--vty_socket", str(rr_frr_dir(lab)), "-c", cmd, check=check)
 
 
 def start_node(lab: Lab, node: Node, endpoints: dict[str, str] | None = None) -> None:
@@ -221,7 +267,7 @@ def ctl(lab: Lab, node: Node, *args: str, check: bool = True) -> str:
 
 
 def process_keys(lab: Lab) -> list[str]:
-    keys = ["rr"]
+    keys = ["rr"] + (["rr-bfdd", "rr-zebra"] if lab.rr == "frr" else [])
     for site in CLOUDS:
         t = SITE[site]["tag"]
         keys += [f"{t}-emu", f"{t}-fabric"]

@@ -27,6 +27,7 @@ from .daemons import (
     start_keepalived,
     start_node,
     start_rr,
+    vtysh_rr,
 )
 from .messages import LabError, die, log
 from .network import build_topology
@@ -282,6 +283,14 @@ def cmd_status(lab: Lab) -> int:
         out = ns_run(lab.ns("rr"), "gobgp", "neighbor", check=False).stdout
         print("\nroute reflector (gobgp neighbor):")
         for line in out.splitlines():
+            print(f"  {line}")
+    elif state["rr"]["kind"] == "frr" and lab.alive("rr"):
+        p = vtysh_rr(lab, "show bgp summary", check=False)
+        print("\nroute reflector (FRR bgpd, show bgp summary):")
+        for line in (p.stdout + p.stderr).splitlines():
+            print(f"  {line}")
+        p = vtysh_rr(lab, "show bfd peers brief", check=False)
+        for line in (p.stdout + p.stderr).splitlines():
             print(f"  {line}")
     elif state["rr"]["kind"] == "cer":
         s = try_admin(lab.f("rr-control.sock"), "bgp_summary")

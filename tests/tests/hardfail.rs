@@ -1,10 +1,11 @@
-//! Hard failures on the four-site lab with cer-control as the reflector
-//! (`--rr cer`), so every CER's session to it runs multihop BFD (300 ms x 3).
+//! Hard failures on the four-site lab. With cer-control (`--rr cer`) or FRR
+//! (`--rr frr`) as the reflector every CER's session to it runs multihop BFD
+//! (300 ms x 3); gobgpd has none.
 //! A frozen router says nothing: `scripts/lab freeze` SIGSTOPs every process
 //! of the node (dataplane, cer-control, keepalived), so no FIN, no
 //! NOTIFICATION, no VRRP advert. Steady 50 ms probes from AWS and OCI to the
-//! on-prem /32 measure the outage, with BFD (`--rr cer`) and without it
-//! (`--rr gobgp`: the reflector's 9 s hold timer and VRRP alone).
+//! on-prem /32 measure the outage, with BFD (`--rr cer`, `--rr frr`) and
+//! without it (`--rr gobgp`: the reflector's 9 s hold timer and VRRP alone).
 
 use anyhow::{ensure, Context, Result};
 use cer_e2e::apps::*;
@@ -13,12 +14,30 @@ use std::time::{Duration, Instant};
 
 const PROBE_EVERY: Duration = Duration::from_millis(50);
 
-/// The reflector's BFD session to `node`'s WAN address (`cerctl show bfd`
-/// on the reflector).
+/// The reflector's BFD session to `node`'s WAN address: `cerctl show bfd`
+/// on a cer-control reflector, `show bfd peers json` on an FRR one ("Up",
+/// "Down", "Init").
 fn rr_bfd_state(lab: &Lab, node: &str) -> Option<String> {
     let addr = lab.node(node).ok()?["transport_address"]
         .as_str()?
         .to_string();
+    if lab.state["rr"]["kind"] == "frr" {
+        let dir = format!("{}/rr-frr", lab.state["run_dir"].as_str()?);
+        let out = ns_run(
+            lab.state["rr"]["netns"].as_str()?,
+            &["vtysh", "--vty_socket", &dir, "-c", "show bfd peers json"],
+        )
+        .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let st = v.as_array()?.iter().find(|p| p["peer"] == addr.as_str())?["status"]
+            .as_str()?
+            .to_string();
+        // FRR says up/down/init.
+        let mut c = st.chars();
+        return c
+            .next()
+            .map(|f| f.to_uppercase().collect::<String>() + c.as_str());
+    }
     let sock = lab_rr_socket(lab)?;
     let out = sh(&[
         bin("cerctl").to_str()?,
@@ -48,7 +67,7 @@ fn lab_rr_socket(lab: &Lab) -> Option<String> {
 /// reflector's BFD session to the frozen node must go Down.
 fn freeze_onprem_master(rr: &str, bfd: bool) -> Result<Vec<u64>> {
     let scratch = Scratch::new("hf-freeze")?;
-    let lab = Lab::up(if bfd { "hfb" } else { "hfn" }, &["--rr", rr])?;
+    let lab = Lab::up(&format!("hf{}", &rr[..1]), &["--rr", rr])?;
     let master = lab.vrrp_master().context("no on-prem VRRP master")?;
     let dst = lab.ip("onprem");
     if bfd {
@@ -117,4 +136,13 @@ fn onprem_vrrp_master_frozen_without_bfd() -> Result<()> {
     let _g = serial();
     require_root();
     freeze_onprem_master("gobgp", false).map(|_| ())
+}
+
+/// The same freeze with FRR (bgpd + bfdd) as the reflector: BFD between
+/// FRR's bfdd and every CER's cer-control.
+#[test]
+fn onprem_vrrp_master_frozen_with_frr_bfd() -> Result<()> {
+    let _g = serial();
+    require_root();
+    freeze_onprem_master("frr", true).map(|_| ())
 }

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 
 from ..actions import workload_set_default_src
-from ..daemons import ctl, start_keepalived, start_node, start_rr
+from ..daemons import ctl, start_keepalived, start_node, start_rr, vtysh_rr
 from ..messages import LabError
 from ..processes import ns_run, pid_matches, run
 from ..provider import provider_assign_to_workload
@@ -362,6 +362,8 @@ class Operations(RunState):
         n = self.node(p["node"])
         if self.lab.rr == "gobgp":
             ns_run(self.lab.ns("rr"), "gobgp", "neighbor", self.lab.wan_addr(n), "reset")
+        elif self.lab.rr == "frr":
+            vtysh_rr(self.lab, f"clear bgp {self.lab.wan_addr(n)}")
         else:
             # cer-control reflector: the session is reset from the client side by a restart of
             # nothing else: drop the TCP connection with ss (kernel of the CER's namespace).
