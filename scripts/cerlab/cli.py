@@ -18,11 +18,14 @@ from .topology import TRANSPORTS, Lab
 
 USAGE = """The CER four-site lab: on-prem, AWS, Azure and OCI on one machine, in network namespaces.
 
-  scripts/lab [--name NAME] [--transport T] [--rr gobgp|cer] up
+  scripts/lab [--name NAME] [--transport T] [--rr cer|frr|gobgp] up
   scripts/lab [--name NAME] down | status
   scripts/lab [--name NAME] move IP SITE       move a /32 (its workload address) to SITE
   scripts/lab [--name NAME] fail SITE          kill SITE's CER (on-prem: the VRRP master's node)
-  scripts/lab [--name NAME] heal SITE          restart whatever of SITE is dead
+  scripts/lab [--name NAME] heal SITE          thaw, reconnect and restart whatever of SITE is frozen, cut or dead
+  scripts/lab [--name NAME] freeze SITE|NODE   SIGSTOP every process of the node(s) (onprem: the VRRP master)
+  scripts/lab [--name NAME] thaw [SITE|NODE]   SIGCONT what freeze stopped
+  scripts/lab [--name NAME] cut SITE|NODE      the node's WAN link down at the WAN router
   scripts/lab [--name NAME] exec SITE -- CMD   run CMD in SITE's workload namespace
   scripts/lab [--name NAME] chaos --seed S --minutes M [--out DIR] [--kinds K,...]
                                                seeded chaos soak on the running lab (scripts/cerlab/chaos)
@@ -37,7 +40,7 @@ also after a partial `up`.
 
 Topology (pool 10.77.60.0/24; AS 65000; every name below is prefixed with NAME-):
 
-                              rr 100.64.0.1 (gobgpd, or cer-control route_reflector)
+                              rr 100.64.0.1 (cer-control as reflector; --rr frr: FRR + bfdd; --rr gobgp: gobgpd)
                                     |
         +-------------------------- wan (kernel router, x.x.x.254) --------------------------+
         | 100.64.10.0/24 mtu 1500   | 100.64.11.0/24 mtu 9001 | 100.64.12.0/24 mtu 1500 | 100.64.13.0/24 mtu 9000
@@ -101,7 +104,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument(
         "--rr",
         choices=["gobgp", "cer", "frr"],
-        help="route reflector: gobgpd (default; no BFD), cer-control with route_reflector = true, or FRR bgpd + bfdd (both with BFD)",
+        help="route reflector: cer-control with route_reflector = true (default), FRR bgpd + bfdd (both with BFD), or gobgpd (no BFD)",
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("up", help="build and start the lab (idempotent)")

@@ -170,11 +170,12 @@ class Lab(ProcessTable):
         self.run_dir = Path("/run/cer-lab") / name
         super().__init__(self.run_dir)
         self.state_path = self.run_dir / "lab.json"
-        # None: not given on the command line (a running lab keeps its own; `up` defaults to gobgp).
+        # None: not given on the command line (a running lab keeps its own; `up` defaults to cer,
+        # cer-control as the reflector, with BFD to every CER).
         self.transport_opt = transport
         self.rr_opt = rr
         self.transport = transport
-        self.rr = rr or "gobgp"
+        self.rr = rr or "cer"
         bin_dir = os.environ.get("CER_LAB_BIN_DIR")
         target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
         self.bin_dir = Path(bin_dir) if bin_dir else target / "release"
@@ -236,7 +237,7 @@ class Lab(ProcessTable):
         except (OSError, ValueError):
             return None
         if self.rr_opt is None:
-            self.rr = st.get("rr", {}).get("kind", "gobgp")
+            self.rr = st.get("rr", {}).get("kind", "cer")
         if self.transport_opt is None:
             mode = st.get("transport_mode", "mixed")
             self.transport = None if mode == "mixed" else mode

@@ -416,18 +416,19 @@ fn ping_mesh(lab: &Lab, checks: &mut Checks, sites: &[&str]) {
     }
 }
 
-/// The same lab with cer-control as the route reflector (`--rr cer`) instead
-/// of gobgpd: every CER's session to it is up, the full mesh pings, a /32
-/// moves between two clouds and is reached at its new site from everywhere.
+/// The same lab with gobgpd as the route reflector (`--rr gobgp`) instead
+/// of the default cer-control: every CER's session to it is up, the full
+/// mesh pings, a /32 moves between two clouds and is reached at its new
+/// site from everywhere.
 #[test]
-fn lab_with_cer_route_reflector() -> Result<()> {
+fn lab_with_gobgp_route_reflector() -> Result<()> {
     let _g = serial();
     require_root();
     let t0 = Instant::now();
-    let lab = Lab::up("acr", &["--rr", "cer"])?;
+    let lab = Lab::up("acr", &["--rr", "gobgp"])?;
     let mut checks = Checks::default();
     ensure!(
-        lab.state["rr"]["kind"] == "cer",
+        lab.state["rr"]["kind"] == "gobgp",
         "lab.json rr: {}",
         lab.state["rr"]
     );
@@ -435,7 +436,7 @@ fn lab_with_cer_route_reflector() -> Result<()> {
         for c in lab.cers(site) {
             let node = c["node"].as_str().unwrap_or("").to_string();
             checks.check(
-                &format!("BGP {node} -> cer-control RR"),
+                &format!("BGP {node} -> gobgpd RR"),
                 (|| {
                     let s = lab.control(&node, "bgp_summary")?;
                     let up = s["neighbors"]
@@ -469,7 +470,7 @@ fn lab_with_cer_route_reflector() -> Result<()> {
         );
     }
     eprintln!(
-        "lab_with_cer_route_reflector: {} checks in {:.1} s",
+        "lab_with_gobgp_route_reflector: {} checks in {:.1} s",
         checks.passed + checks.failed.len(),
         t0.elapsed().as_secs_f64()
     );

@@ -273,20 +273,17 @@ fn failover_endpoint_add() -> Result<()> {
                 && o["local"] == true),
         "azure does not own {ip} locally: {local}"
     );
-    // ... the RR reflects (gobgpd's RIB carries the owner's identity community and next hop) ...
-    let rr_ns = lab.state["rr"]["netns"].as_str().unwrap_or("").to_string();
-    let rib = String::from_utf8_lossy(
-        &ns_run(
-            &rr_ns,
-            &["gobgp", "global", "rib", "-a", "ipv4", &format!("{ip}/32")],
-        )?
-        .stdout,
-    )
-    .to_string();
+    // ... the RR reflects (its RIB carries the owner's identity community and next hop) ...
     let az_addr = lab.cer_addrs("azure")[0].clone();
+    let rib = lab.rr_rib()?;
     ensure!(
-        rib.contains(&az_addr) && rib.contains(&az),
-        "route reflector RIB for {ip}: {rib}"
+        rib.iter().any(|r| r.prefix == format!("{ip}/32")
+            && r.next_hop == az_addr
+            && r.has_community(&az)),
+        "route reflector RIB for {ip}: {:?}",
+        rib.iter()
+            .filter(|r| r.prefix == format!("{ip}/32"))
+            .collect::<Vec<_>>()
     );
     // ... every peer imports it towards Azure and the captures follow.
     let live = all_nodes(&lab);
@@ -449,13 +446,14 @@ fn failover_owner_cer_killed() -> Result<()> {
         || converged_on(&lab, &ip, &id_survivor, "onprem", &others),
     )?;
     let conv = t0.elapsed();
-    let rr_ns = lab.state["rr"]["netns"].as_str().unwrap_or("").to_string();
-    let rib =
-        String::from_utf8_lossy(&ns_run(&rr_ns, &["gobgp", "global", "rib", "-a", "ipv4"])?.stdout)
-            .to_string();
+    let left: Vec<_> = lab
+        .rr_rib()?
+        .into_iter()
+        .filter(|r| r.has_community(&dead_id))
+        .collect();
     ensure!(
-        !rib.contains(&format!("{dead_id}]")),
-        "the route reflector still carries routes of {dead}:\n{rib}"
+        left.is_empty(),
+        "the route reflector still carries routes of {dead}: {left:?}"
     );
     wait_for(
         &format!("{survivor} to hold the on-prem proxy-ARP gate"),

@@ -222,6 +222,60 @@ impl Lab {
         )
     }
 
+    /// The route reflector's Loc-RIB (IPv4 unicast, every path), whichever
+    /// reflector the lab runs: `gobgp global rib -j` (gobgpd), `show bgp
+    /// ipv4 unicast json detail` (FRR), `bgp_rib` on its admin socket
+    /// (cer-control).
+    pub fn rr_rib(&self) -> Result<Vec<crate::peers::RibEntry>> {
+        let rr = &self.state["rr"];
+        let ns = rr["netns"].as_str().context("rr.netns")?;
+        match rr["kind"].as_str() {
+            Some("gobgp") => {
+                let out = ns_run(ns, &["gobgp", "global", "rib", "-a", "ipv4", "-j"])?;
+                crate::peers::parse_gobgp_rib(&String::from_utf8_lossy(&out.stdout))
+            }
+            Some("frr") => {
+                let dir = format!(
+                    "{}/rr-frr",
+                    self.state["run_dir"].as_str().context("run_dir")?
+                );
+                let out = ns_run(
+                    ns,
+                    &[
+                        "vtysh",
+                        "--vty_socket",
+                        &dir,
+                        "-c",
+                        "show bgp ipv4 unicast json detail",
+                    ],
+                )?;
+                crate::peers::parse_frr_routes(&String::from_utf8_lossy(&out.stdout))
+            }
+            Some("cer") => {
+                let sock = rr["control_socket"].as_str().context("rr.control_socket")?;
+                let v = crate::admin(Path::new(sock), "bgp_rib")?;
+                Ok(v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| crate::peers::RibEntry {
+                        prefix: p["prefix"].as_str().unwrap_or("").to_string(),
+                        next_hop: p["next_hop"].as_str().unwrap_or("").to_string(),
+                        communities: p["communities"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|c| c.as_str().map(str::to_string))
+                            .collect(),
+                        local_pref: p["local_pref"].as_u64().map(|l| l as u32),
+                        best: p["best"] == true,
+                        ..Default::default()
+                    })
+                    .collect())
+            }
+            other => anyhow::bail!("unknown route reflector kind {other:?} in lab.json"),
+        }
+    }
+
     /// The on-prem CER whose proxy-ARP gate is open (the VRRP master).
     pub fn vrrp_master(&self) -> Option<String> {
         self.cers("onprem").iter().find_map(|c| {
