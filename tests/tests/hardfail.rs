@@ -146,3 +146,58 @@ fn onprem_vrrp_master_frozen_with_frr_bfd() -> Result<()> {
     require_root();
     freeze_onprem_master("frr", true).map(|_| ())
 }
+
+/// A cloud CER's WAN link cut at the WAN router (`scripts/lab cut aws`), its
+/// processes running on: the reflector's BFD session to it goes Down, its
+/// marker leaves the other CERs; `heal` reconnects the link and the /32
+/// behind it is reached again. (One CER per cloud site: nothing can carry
+/// its /32s while it is cut, until cloud pairs land.)
+#[test]
+fn cloud_cer_wan_cut_and_heal() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let lab = Lab::up("hfc", &[])?;
+    wait_until(
+        "the reflector's BFD to aws Up",
+        Duration::from_secs(30),
+        || rr_bfd_state(&lab, "aws").as_deref() == Some("Up"),
+    )?;
+    let aws_id = lab.node("aws")?["identity"]
+        .as_str()
+        .context("aws identity")?
+        .to_string();
+    let t0 = Instant::now();
+    lab.run(&["cut", "aws"])?;
+    wait_until(
+        "the reflector's BFD to the cut aws Down",
+        Duration::from_secs(15),
+        || rr_bfd_state(&lab, "aws").as_deref() == Some("Down"),
+    )?;
+    let bfd_down = t0.elapsed();
+    wait_until("aws's marker gone at oci", Duration::from_secs(15), || {
+        lab.control("oci", "markers")
+            .map(|m| !m.to_string().contains(&aws_id))
+            .unwrap_or(false)
+    })?;
+    let marker_gone = t0.elapsed();
+    // aws's own processes ran on through the cut.
+    ensure!(
+        lab.control("aws", "status").is_ok(),
+        "aws's cer-control stopped answering during the cut"
+    );
+    eprintln!(
+        "AWS WAN CUT: the reflector's BFD Down after {bfd_down:?}, aws's marker gone at oci after {marker_gone:?} (BGP hold time 9 s)"
+    );
+    lab.run(&["heal", "aws"])?;
+    let dst = lab.ip("aws");
+    let ok = ns_try(
+        &lab.wl("oci"),
+        &["ping", "-n", "-c", "5", "-i", "0.2", "-W", "1", &dst],
+    );
+    ensure!(
+        ok.status.success(),
+        "oci -> {dst} after heal: {}",
+        text(&ok)
+    );
+    Ok(())
+}
