@@ -11,7 +11,7 @@ import signal
 import time
 
 from .messages import die, log
-from .processes import ns_run, pid_matches
+from .processes import ns_run
 from .state import LabState, write_state
 from .topology import NODES, Lab, Node
 from .views import vrrp_master
@@ -34,13 +34,8 @@ def node_pids(lab: Lab, node: Node) -> list[int]:
     """Every live process of a node: dataplane, cer-control and, on-prem, keepalived and its VRRP child."""
     t = node["tag"]
     pids = [p for k in (f"{t}-dp", f"{t}-ctl", f"{t}-ka") if (p := lab.pid_of(k)) is not None]
-    if node["site"] == "onprem":
-        try:
-            child = int(lab.f(f"{t}-ka-vrrp.pid").read_text().split()[0])
-            if pid_matches(child, "keepalived"):
-                pids.append(child)
-        except (OSError, ValueError, IndexError):
-            pass
+    if node["site"] == "onprem" and (child := lab.vrrp_child(f"{t}-ka")) is not None:
+        pids.append(child)
     return pids
 
 

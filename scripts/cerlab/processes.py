@@ -175,18 +175,18 @@ class ProcessTable:
     def alive(self, key: str) -> bool:
         return self.pid_of(key) is not None
 
+    def vrrp_child(self, key: str) -> int | None:
+        """The live VRRP child of the keepalived started under `key` (it has its own pid file)."""
+        try:
+            c = int(self.f(f"{key}-vrrp.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return c if pid_matches(c, "keepalived") else None
+
     def stop(self, key: str, sig: int = signal.SIGTERM, wait: float = 5.0) -> None:
         pid = self.pid_of(key)
-        extra = []
-        if key.endswith("-ka"):
-            # keepalived's VRRP child has its own pid file.
-            try:
-                c = int(self.f(f"{key}-vrrp.pid").read_text().split()[0])
-                if pid_matches(c, "keepalived"):
-                    extra.append(c)
-            except (OSError, ValueError, IndexError):
-                pass
-        for p in ([pid] if pid else []) + extra:
+        child = self.vrrp_child(key) if key.endswith("-ka") else None
+        for p in ([pid] if pid else []) + ([child] if child else []):
             kill_pid(p, sig, wait)
         try:
             self.pid_file(key).unlink()

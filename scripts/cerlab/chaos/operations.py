@@ -14,8 +14,9 @@ from collections.abc import Callable
 
 from ..actions import workload_set_default_src
 from ..daemons import ctl, start_keepalived, start_node, start_rr, vtysh_rr
+from ..hardfail import node_pids
 from ..messages import LabError
-from ..processes import ns_run, pid_matches, run
+from ..processes import ns_run, run
 from ..provider import provider_assign_to_workload
 from ..state import write_state
 from ..topology import NODES, RR_ADDR, Node
@@ -291,15 +292,7 @@ class Operations(RunState):
             self.heal_node(n)
 
     def node_pids(self, n: Node) -> list[int]:
-        t = n["tag"]
-        pids = [self.lab.pid_of(k) for k in (f"{t}-ctl", f"{t}-dp", f"{t}-ka")]
-        try:
-            c = int(self.lab.f(f"{t}-ka-vrrp.pid").read_text().split()[0])
-            if pid_matches(c, "keepalived"):
-                pids.append(c)
-        except (OSError, ValueError, IndexError):
-            pass
-        return [x for x in pids if x]
+        return node_pids(self.lab, n)
 
     def op_freeze(self, op: Op, p: OpParams) -> None:
         n = self.node(p["node"])
