@@ -63,9 +63,11 @@ fn lab_rr_socket(lab: &Lab) -> Option<String> {
 }
 
 /// Freezes the on-prem VRRP master of a lab with reflector `rr` while AWS
-/// and OCI probe the on-prem /32; returns the outages (ms). With `bfd`, the
-/// reflector's BFD session to the frozen node must go Down.
-fn freeze_onprem_master(rr: &str, bfd: bool) -> Result<Vec<u64>> {
+/// and OCI probe the on-prem /32; returns the outages (ms). With a
+/// reflector that runs BFD (all but gobgpd), its BFD session to the frozen
+/// node must go Down.
+fn freeze_onprem_master(rr: &str) -> Result<Vec<u64>> {
+    let bfd = rr != "gobgp";
     let scratch = Scratch::new("hf-freeze")?;
     let lab = Lab::up(&format!("hf{}", &rr[..1]), &["--rr", rr])?;
     let master = lab.vrrp_master().context("no on-prem VRRP master")?;
@@ -126,7 +128,7 @@ fn freeze_onprem_master(rr: &str, bfd: bool) -> Result<Vec<u64>> {
 fn onprem_vrrp_master_frozen_with_bfd() -> Result<()> {
     let _g = serial();
     require_root();
-    freeze_onprem_master("cer", true).map(|_| ())
+    freeze_onprem_master("cer").map(|_| ())
 }
 
 /// The same freeze with gobgpd as the reflector (no BFD): the figure BFD is
@@ -135,7 +137,7 @@ fn onprem_vrrp_master_frozen_with_bfd() -> Result<()> {
 fn onprem_vrrp_master_frozen_without_bfd() -> Result<()> {
     let _g = serial();
     require_root();
-    freeze_onprem_master("gobgp", false).map(|_| ())
+    freeze_onprem_master("gobgp").map(|_| ())
 }
 
 /// The same freeze with FRR (bgpd + bfdd) as the reflector: BFD between
@@ -144,7 +146,7 @@ fn onprem_vrrp_master_frozen_without_bfd() -> Result<()> {
 fn onprem_vrrp_master_frozen_with_frr_bfd() -> Result<()> {
     let _g = serial();
     require_root();
-    freeze_onprem_master("frr", true).map(|_| ())
+    freeze_onprem_master("frr").map(|_| ())
 }
 
 /// A cloud CER's WAN link cut at the WAN router (`scripts/lab cut aws`), its

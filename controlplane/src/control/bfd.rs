@@ -153,7 +153,9 @@ pub fn spawn(
                             spec.cfg.detect_mult
                         );
                         let session = Session::new(spec.cfg.clone(), next_disc, Instant::now(), u64::from(next_disc));
-                        sessions.insert(spec.peer, Entry { spec, session, tx });
+                        let e = Entry { spec, session, tx };
+                        publish(&shared, &e);
+                        sessions.insert(e.spec.peer, e);
                     }
                     Some(Cmd::Remove(peer)) => {
                         if let Some(mut e) = sessions.remove(&peer) {
@@ -199,11 +201,15 @@ pub fn spawn(
                     match entry.session.on_packet(&rx.data, &p, now) {
                         Ok(out) => {
                             send_all(entry, out.send);
+                            publish(&shared, entry);
                             if let Some(change) = out.change {
                                 let _ = events.send(Event { peer: entry.spec.peer, change }).await;
                             }
                         }
-                        Err(e) => count_drop(e.name()),
+                        Err(e) => {
+                            publish(&shared, entry);
+                            count_drop(e.name());
+                        }
                     }
                 }
                 _ = sleep => {
@@ -212,6 +218,7 @@ pub fn spawn(
                         if e.session.next_wakeup().is_some_and(|t| t <= now) {
                             let out = e.session.poll(now);
                             send_all(e, out.send);
+                            publish(&shared, e);
                             if let Some(change) = out.change {
                                 let _ = events.send(Event { peer: e.spec.peer, change }).await;
                             }
@@ -219,16 +226,25 @@ pub fn spawn(
                     }
                 }
             }
-            if let Ok(mut s) = shared.lock() {
-                for (peer, e) in &sessions {
-                    s.sessions.insert(*peer, (e.spec.clone(), e.session.view()));
-                }
-            }
         }
         for (_, l) in listeners {
             l.abort();
         }
     })
+}
+
+/// Refreshes one session's view in the shared state (`show bfd`): only the
+/// session an input touched, the spec copied once.
+fn publish(shared: &SharedBfd, e: &Entry) {
+    if let Ok(mut s) = shared.lock() {
+        match s.sessions.get_mut(&e.spec.peer) {
+            Some(slot) if slot.0 == e.spec => slot.1 = e.session.view(),
+            _ => {
+                s.sessions
+                    .insert(e.spec.peer, (e.spec.clone(), e.session.view()));
+            }
+        }
+    }
 }
 
 fn send_all(e: &Entry, packets: Vec<Vec<u8>>) {

@@ -425,17 +425,17 @@ impl ControlState {
         json!({
             "ip": ip,
             "in_pool": in_pool,
-            "owner": owner.map(|o| json!({
-                "identity": o.identity.to_string(),
-                "local": o.local,
-                "site_local": o.site_local,
-                "next_hop": o.path.attrs.next_hop.to_string(),
-                "local_pref": o.path.local_pref(),
-                "originator": o.path.originator(),
-                "signature": o.signature.to_string(),
-                "why": if o.reason.is_empty() { "only marker-valid path".to_string() } else { o.reason.clone() },
-                "since_unix": o.since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-            })),
+            "owner": owner.map(|o| {
+                let mut v = owner_json(o);
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("prefix");
+                    if o.reason.is_empty() {
+                        m.insert("why".into(), json!("only marker-valid path"));
+                    }
+                    m.insert("since_unix".into(), json!(o.since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)));
+                }
+                v
+            }),
             "candidates": candidates,
             "transport": {
                 "ibgp_sessions": sessions,
