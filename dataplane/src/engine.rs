@@ -909,6 +909,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         manager.kernel_proc = Some(ProcFiles::default());
     }
     manager.tsc_hz = cer_dpdk::tsc_hz();
+    let liveness = manager.liveness.clone();
     manager.wakers = wake.iter().map(|(_, w)| w.clone()).collect();
     manager.core_wake = wake
         .iter()
@@ -990,6 +991,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             .with_unnumbered(&unnumbered)
             .with_hygiene(&hygiene);
         worker.set_link_state(links_watch.clone());
+        worker.set_liveness(liveness.clone());
         let mut io = DpdkIo::new(io_ports.clone(), k as u16, pool.clone());
         let stop = stop.clone();
         let mode = dp.poll_mode;

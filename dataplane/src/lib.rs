@@ -12,12 +12,15 @@
 //! to sleep on its ports' events (poll modes `adaptive` and `shared`).
 //! `kernel_reasm` bounds and shows the kernel's reassembly in front of
 //! af_packet ports, whose kernel ring drops `ring_stats` reads.
+//! `liveness` is the stall guard: after the process was stopped, no proxied
+//! /32 is claimed until the controller has re-confirmed the router's role.
 
 pub mod counters;
 pub mod dpdk_io;
 pub mod engine;
 pub mod fib;
 pub mod kernel_reasm;
+pub mod liveness;
 pub mod manager;
 pub mod nd;
 pub mod packet;

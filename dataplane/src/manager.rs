@@ -137,7 +137,13 @@ pub struct Manager {
     /// when af_packet ports exist).
     pub kernel_proc: Option<crate::kernel_reasm::ProcFiles>,
     kernel_watch: crate::kernel_reasm::FailureWatch,
+    /// The stall guard's heartbeat, shared with every core (`liveness.rs`).
+    pub liveness: Arc<crate::liveness::Liveness>,
+    /// Held polls already accounted for.
+    held_seen: u64,
     next_ra: Option<Instant>,
+    /// When the last stall was counted.
+    last_stall: Option<Instant>,
     feed: FeedState,
     session: u64,
     expected_seq: u64,
@@ -192,6 +198,9 @@ impl Manager {
             af_packet: Vec::new(),
             kernel_proc: None,
             kernel_watch: Default::default(),
+            liveness: Arc::new(crate::liveness::Liveness::new()),
+            held_seen: 0,
+            last_stall: None,
             wg_state: Vec::new(),
             learn6: Arc::new(ArrayQueue::new(1024)),
             link_locals: Vec::new(),
@@ -217,9 +226,20 @@ impl Manager {
     /// Runs until `stop` is set: requests in order, learning, aging, publishing.
     pub fn run(mut self, rx: Receiver<ManagerMsg>, stop: Arc<AtomicBool>) {
         self.publish();
+        self.beat();
         let mut last_age = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            match rx.recv_timeout(Duration::from_millis(2)) {
+            let waited = Instant::now();
+            let msg = rx.recv_timeout(Duration::from_millis(2));
+            // A 2 ms wait that took longer than the guard: the process was
+            // stopped. Close the gate before beating again.
+            let gap = waited.elapsed();
+            if gap.as_nanos() as u64 > crate::liveness::STALL_GUARD_NS {
+                self.stalled(gap, "the manager's 2 ms wait overran");
+            }
+            self.check_held();
+            self.beat();
+            match msg {
                 Ok(m) => self.handle(m),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -439,6 +459,7 @@ impl Manager {
                     snapshot_version: self.fib.version(),
                     duplicate_holder_alarms: self.duplicate_alarms(),
                     duplicate_holders: self.duplicate_holders(),
+                    stalls: self.feed.stalls,
                 }
             }
             Err(message) => {
@@ -447,6 +468,58 @@ impl Manager {
                 }
                 err(message)
             }
+        }
+    }
+
+    /// The heartbeat in the cores' clock (TSC-based like `DpdkIo::now_ns`).
+    fn beat(&self) {
+        if self.tsc_hz > 0 {
+            let ns = u128::from(cer_dpdk::tsc()) * 1_000_000_000 / u128::from(self.tsc_hz);
+            self.liveness.beat(ns as u64);
+        }
+    }
+
+    /// A core held proxy ARP since the last turn (it found the beat stale):
+    /// the process was stopped, or this thread starved past the guard.
+    pub fn check_held(&mut self) {
+        let held = self.liveness.held_polls();
+        if held != self.held_seen {
+            self.held_seen = held;
+            self.stalled(
+                Duration::ZERO,
+                "a polling core found the manager's beat stale",
+            );
+        }
+    }
+
+    /// After a stall: close the proxy-ARP gate (fail closed) and count it;
+    /// the next ack tells cer-control, which re-confirms the VRRP role
+    /// before it opens the gate again. One stall is counted once even when
+    /// both the wait and the cores saw it.
+    pub fn stalled(&mut self, gap: Duration, how: &str) {
+        let now = Instant::now();
+        if self
+            .last_stall
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_stall = Some(now);
+        self.feed.stalls += 1;
+        if self.fib.close_proxy_gate() {
+            self.feed.gate_closed_on_stall += 1;
+            self.publish();
+            log::warn!(
+                "stalled ({how}{}): proxy ARP gate closed (fail closed) until cer-control \
+                 re-confirms the VRRP role; forwarding continues",
+                if gap.is_zero() {
+                    String::new()
+                } else {
+                    format!(", {} ms", gap.as_millis())
+                }
+            );
+        } else {
+            log::warn!("stalled ({how}); the proxy ARP gate was closed already");
         }
     }
 

@@ -141,6 +141,9 @@ vrrp_instance = "VI_LAB"
 keepalived_pid_file = "{lab.f(tag + "-ka.pid")}"
 keepalived_json_file = "{lab.f(tag + "-katmp/keepalived.json")}"
 garp_count = 3
+# After a stall (a frozen node thawing): held closed for 3 adverts of 0.2 s plus skew, then
+# opened only if keepalived's JSON dump says MASTER.
+vrrp_stall_settle_ms = 700
 """
     else:
         url = f"http://{API_ADDR}"

@@ -199,4 +199,10 @@ pub struct FeedState {
     /// Times the proxy-ARP gate was closed because its owner disconnected.
     #[serde(default)]
     pub gate_closed_on_disconnect: u64,
+    /// Stalls the dataplane noticed (it was stopped longer than the guard).
+    #[serde(default)]
+    pub stalls: u64,
+    /// Times a stall closed an open proxy-ARP gate.
+    #[serde(default)]
+    pub gate_closed_on_stall: u64,
 }

@@ -176,6 +176,11 @@ pub enum DataplaneMsg {
         /// The most recent offenders, newest first (bounded).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         duplicate_holders: Vec<DuplicateHolder>,
+        /// Stalls since the dataplane started: each closed the proxy-ARP
+        /// gate, which the controller re-opens only after re-confirming its
+        /// VRRP role (`liveness.rs` in the dataplane).
+        #[serde(default)]
+        stalls: u64,
     },
     /// The message was refused; the dataplane closes the session after this.
     Error { seq: Option<u64>, message: String },
@@ -274,7 +279,8 @@ mod tests {
                 seq: 2,
                 snapshot_version: 5,
                 duplicate_holder_alarms: 0,
-                duplicate_holders: vec![]
+                duplicate_holders: vec![],
+                stalls: 0,
             }
         );
         let b = DataplaneMsg::Ack {
@@ -288,6 +294,7 @@ mod tests {
                 seen: 2,
                 last_unix: 1,
             }],
+            stalls: 1,
         };
         let s = serde_json::to_string(&b).unwrap();
         assert_eq!(serde_json::from_str::<DataplaneMsg>(&s).unwrap(), b);

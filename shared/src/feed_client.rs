@@ -41,6 +41,8 @@ pub struct FeedClient {
     /// From the last ack: the dataplane's duplicate proxy-ARP holder alarms.
     pub duplicate_holder_alarms: u64,
     pub duplicate_holders: Vec<DuplicateHolder>,
+    /// From the last ack: stalls the dataplane noticed since it started.
+    pub stalls: u64,
 }
 
 impl FeedClient {
@@ -71,6 +73,7 @@ impl FeedClient {
             snapshot_version: 0,
             duplicate_holder_alarms: 0,
             duplicate_holders: Vec::new(),
+            stalls: 0,
         };
         framing::write_msg(
             &mut c.writer,
@@ -106,11 +109,13 @@ impl FeedClient {
                 snapshot_version,
                 duplicate_holder_alarms,
                 duplicate_holders,
+                stalls,
             } if s == seq => {
                 self.next_seq += 1;
                 self.snapshot_version = snapshot_version;
                 self.duplicate_holder_alarms = duplicate_holder_alarms;
                 self.duplicate_holders = duplicate_holders;
+                self.stalls = stalls;
                 Ok(snapshot_version)
             }
             DataplaneMsg::Error { seq, message } => Err(FeedError::Refused { seq, message }),

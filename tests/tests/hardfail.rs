@@ -203,3 +203,109 @@ fn cloud_cer_wan_cut_and_heal() -> Result<()> {
     );
     Ok(())
 }
+
+/// One sample of both on-prem gates after a thaw: (ms since the thaw,
+/// gates open, duplicate-holder alarms per node).
+type GateSample = (u64, Vec<bool>, Vec<u64>);
+
+/// The frozen on-prem VRRP master thaws believing it is still master (so
+/// does its keepalived, until VRRP sorts it out). The stall guard keeps it
+/// from claiming anything: its cores hold proxy ARP from the first poll
+/// after the thaw, its dataplane closes the gate and tells cer-control,
+/// which waits for VRRP to settle and keepalived's JSON dump to say MASTER
+/// before it opens the gate and sends gratuitous ARPs. Two gates are never
+/// open at once, no duplicate-holder alarm is raised on either node, and
+/// the on-prem workload reaches AWS's /32 through it all.
+#[test]
+fn onprem_master_thaws_without_two_holders() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let scratch = Scratch::new("hf-thaw")?;
+    let lab = Lab::up("hft", &[])?;
+    let master = lab.vrrp_master().context("no on-prem VRRP master")?;
+    let nodes: Vec<String> = lab
+        .cers("onprem")
+        .iter()
+        .filter_map(|c| c["node"].as_str().map(str::to_string))
+        .collect();
+    let other = nodes
+        .iter()
+        .find(|n| **n != master)
+        .context("a second on-prem CER")?
+        .clone();
+    let alarms = |n: &str| -> Result<u64> {
+        lab.dataplane(n, "proxy_arp")?["duplicate_holder_alarms"]
+            .as_u64()
+            .context("duplicate_holder_alarms")
+    };
+    let before: Vec<u64> = nodes.iter().map(|n| alarms(n)).collect::<Result<_>>()?;
+    let dst = lab.ip("aws");
+    let probe = Probe::start(&lab.wl("onprem"), &dst, PROBE_EVERY, &scratch.path)?;
+    probe.wait_replies(5, Duration::from_secs(15))?;
+    lab.run(&["freeze", &master])?;
+    wait_until(
+        &format!("{other} VRRP master while {master} is frozen"),
+        Duration::from_secs(10),
+        || {
+            lab.dataplane(&other, "proxy_arp")
+                .map(|p| p["active"] == true)
+                .unwrap_or(false)
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    lab.run(&["thaw", &master])?;
+    let thawed = Instant::now();
+    let mut samples: Vec<GateSample> = Vec::new();
+    while thawed.elapsed() < Duration::from_secs(6) {
+        let mut open = Vec::new();
+        let mut count = Vec::new();
+        for n in &nodes {
+            let p = lab.dataplane(n, "proxy_arp")?;
+            open.push(p["active"] == true);
+            count.push(p["duplicate_holder_alarms"].as_u64().unwrap_or(0));
+        }
+        samples.push((thawed.elapsed().as_millis() as u64, open, count));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = probe.stop();
+    let both: Vec<&GateSample> = samples.iter().filter(|s| s.1.iter().all(|o| *o)).collect();
+    let first_open = |i: usize| samples.iter().find(|s| s.1[i]).map(|s| s.0);
+    let after: Vec<u64> = nodes.iter().map(|n| alarms(n)).collect::<Result<_>>()?;
+    let feed = lab.dataplane(&master, "feed")?;
+    let vrrp = lab.control(&master, "capture")?;
+    eprintln!(
+        "THAW of {master} after 3 s frozen: {} samples of both gates; {master} gate open again after {:?} ms, {other} {:?}; dataplane stalls {}, gate closed on stall {}; VRRP stall holds {}; on-prem -> aws: {o}",
+        samples.len(),
+        first_open(nodes.iter().position(|n| *n == master).unwrap_or(0)),
+        first_open(nodes.iter().position(|n| *n == other).unwrap_or(1)),
+        feed["stalls"],
+        feed["gate_closed_on_stall"],
+        vrrp["gate"]["stall_holds"],
+    );
+    ensure!(
+        both.is_empty(),
+        "both gates open after the thaw: {:?}",
+        &both[..both.len().min(5)]
+    );
+    ensure!(
+        before == after,
+        "duplicate-holder alarms after the thaw: before {before:?}, after {after:?} ({nodes:?})"
+    );
+    ensure!(
+        feed["stalls"].as_u64().unwrap_or(0) >= 1,
+        "{master}'s dataplane saw no stall: {feed}"
+    );
+    ensure!(
+        vrrp["gate"]["stall_holds"].as_u64().unwrap_or(0) >= 1,
+        "{master}'s VRRP gate did not hold after the stall: {vrrp}"
+    );
+    ensure!(
+        samples
+            .last()
+            .is_some_and(|s| s.1.iter().filter(|o| **o).count() == 1),
+        "no single VRRP master 6 s after the thaw: {:?}",
+        samples.last()
+    );
+    ensure!(o.recovered, "on-prem -> aws did not recover: {o}");
+    Ok(())
+}

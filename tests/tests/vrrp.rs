@@ -253,6 +253,7 @@ impl Follower {
             keepalived_pid_file: pid_file,
             keepalived_json_file: json_file,
             stop: Some(stop.clone()),
+            ..Default::default()
         };
         let (fifo, inst, s) = (r.fifo.clone(), r.instance.clone(), status.clone());
         let thread = std::thread::spawn(move || vrrp::follow_with(fifo, inst, s, opts, |_, _| {}));

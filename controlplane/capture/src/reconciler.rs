@@ -25,6 +25,7 @@
 
 use crate::origin::{Origin, Origins};
 use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding};
+use cer_shared::stall::StallWatch;
 use cer_shared::state_file::StateFileError;
 use rand::Rng;
 use serde::Serialize;
@@ -79,6 +80,13 @@ pub struct ReconcilerConfig {
     /// Where the origin of each captured /32 persists (None: memory only,
     /// lost with the process).
     pub origins_file: Option<PathBuf>,
+    /// The process's stall watch. After a stall no mutating call goes out
+    /// for `stall_settle` (BGP and BFD catch up with what happened while this
+    /// router was away: intents planned from the old view are fenced, the
+    /// transient ones never act), then every managed /32 is observed afresh
+    /// before anything is changed.
+    pub stall: Option<Arc<StallWatch>>,
+    pub stall_settle: Duration,
 }
 
 impl Default for ReconcilerConfig {
@@ -94,6 +102,8 @@ impl Default for ReconcilerConfig {
             resync: Duration::from_secs(60),
             pool: Vec::new(),
             origins_file: None,
+            stall: None,
+            stall_settle: Duration::from_secs(3),
         }
     }
 }
@@ -188,6 +198,11 @@ pub struct Status {
     pub errors_total: u64,
     pub fenced_total: u64,
     pub throttled_until_ms: Option<u64>,
+    /// Stalls of this process that paused every provider mutation and
+    /// re-observed every /32 (`ReconcilerConfig::stall`).
+    pub stall_holds: u64,
+    /// Mutations are paused after a stall until this time (unix ms).
+    pub stall_hold_until_ms: Option<u64>,
     pub recent_fenced: VecDeque<FencedAction>,
     /// Releases that could not hand a /32 back because the NIC it was
     /// captured from no longer exists, and released it to nobody instead.
@@ -474,6 +489,8 @@ impl Reconciler {
             sweeping: false,
             throttle: None,
             throttle_level: 0,
+            stall_hold: None,
+            stall_epoch: self.cfg.stall.as_ref().map_or(0, |w| w.epoch()),
         };
         Some(tokio::spawn(worker.run(rx)))
     }
@@ -572,6 +589,9 @@ struct Worker {
     sweeping: bool,
     throttle: Option<Instant>,
     throttle_level: u32,
+    /// No mutation before this instant (after a stall).
+    stall_hold: Option<Instant>,
+    stall_epoch: u64,
 }
 
 impl Worker {
@@ -580,15 +600,20 @@ impl Worker {
         let mut resync = tokio::time::interval(self.cfg.resync);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.tick().await;
+        // While holding after a stall, look for the end of it (and for new
+        // stalls) at least this often.
+        let mut stall_poll = tokio::time::interval(Duration::from_millis(100));
+        stall_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.check_stall(&mut set);
             if self.active {
                 self.dispatch(&mut set);
             }
             let next_timer = self.timers.peek().map(|Reverse((t, _))| *t);
-            let wake = match (next_timer, self.throttle) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake = [next_timer, self.throttle, self.stall_hold]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(Msg::Changed(ip)) => self.changed(ip),
@@ -620,8 +645,40 @@ impl Worker {
                         self.resync_all(&mut set);
                     }
                 }
+                _ = stall_poll.tick(), if self.cfg.stall.is_some() => {}
             }
             self.publish(set.len());
+        }
+    }
+
+    /// A new stall: pause mutations for the settle time and mark every /32
+    /// to be observed afresh; the end of a pause.
+    fn check_stall(&mut self, set: &mut JoinSet<Done>) {
+        let Some(w) = self.cfg.stall.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        let e = w.epoch();
+        if e != self.stall_epoch || w.stalled_now() {
+            self.stall_epoch = e;
+            let fresh = self.stall_hold.is_none();
+            self.stall_hold = Some(now + self.cfg.stall_settle);
+            let mut st = lock(&self.shared.status);
+            if fresh {
+                st.stall_holds += 1;
+                log::warn!(
+                    "capture: stalled; no provider change for {} ms, then every /32 is observed afresh",
+                    self.cfg.stall_settle.as_millis()
+                );
+            }
+            st.stall_hold_until_ms = Some(unix_ms() + self.cfg.stall_settle.as_millis() as u64);
+        } else if self.stall_hold.is_some_and(|t| t <= now) {
+            self.stall_hold = None;
+            lock(&self.shared.status).stall_hold_until_ms = None;
+            log::info!("capture: settled after a stall: observing every /32 afresh");
+            if self.active {
+                self.resync_all(set);
+            }
         }
     }
 
@@ -694,7 +751,7 @@ impl Worker {
     }
 
     fn dispatch(&mut self, set: &mut JoinSet<Done>) {
-        if self.throttle.is_some_and(|t| t > Instant::now()) {
+        if self.throttle.is_some_and(|t| t > Instant::now()) || self.stall_hold.is_some() {
             return;
         }
         while set.len() < self.cfg.concurrency.max(1) {
@@ -1047,8 +1104,16 @@ async fn execute(
     let name = provider.name();
     // Whether any fence check passed, i.e. a mutating call may have run.
     let passed = std::sync::atomic::AtomicBool::new(false);
+    // Stale when the intent moved on, and while this process is stalled (a
+    // call resuming right after a thaw, before the pause above begins).
+    // The epoch the action was planned in must still be the current one.
+    let stall = cfg.stall.clone();
+    let epoch = stall.as_ref().map(|w| w.epoch());
     let still = || {
-        let ok = shared.current(ip) == Some(intent);
+        let ok = shared.current(ip) == Some(intent)
+            && !stall
+                .as_ref()
+                .is_some_and(|w| w.stalled_now() || Some(w.epoch()) != epoch);
         if ok {
             passed.store(true, std::sync::atomic::Ordering::Relaxed);
         }

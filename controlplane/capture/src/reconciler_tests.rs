@@ -894,3 +894,48 @@ async fn the_restart_sweep_hands_an_orphan_back_to_its_origin() {
     assert_eq!(r.status().origins, 0);
     let _ = std::fs::remove_dir_all(file.parent().unwrap());
 }
+
+/// This process was stalled while a capture was observing: the capture
+/// planned before the stall is fenced (its view is from before), nothing
+/// changes at the provider for the settle time, then the /32 is observed
+/// afresh and captured once.
+#[tokio::test(start_paused = true)]
+async fn a_stall_fences_what_was_planned_before_and_pauses_changes() {
+    let p = Scripted::new(200, 100);
+    p.hold(ip(11), "eni-workload");
+    let w = StallWatch::new();
+    let r = Reconciler::new(ReconcilerConfig {
+        pool: vec![(Ipv4Addr::new(10, 77, 60, 0), 24)],
+        stall: Some(w.clone()),
+        stall_settle: Duration::from_secs(3),
+        ..ReconcilerConfig::default()
+    });
+    r.start(p.clone()).unwrap();
+    r.activate();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    r.set(ip(11), cap(1));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The stall, seen while the observe is under way (the ticker's report).
+    w.report("test");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let st = r.status();
+    assert_eq!(st.fenced_total, 1, "{st:?}");
+    assert_eq!(st.recent_fenced[0].step, "assign");
+    assert_eq!(st.stall_holds, 1);
+    assert!(st.stall_hold_until_ms.is_some());
+    assert!(
+        p.net().calls.is_empty(),
+        "changed the provider while holding"
+    );
+    let s = confirmed(&r, ip(11), cap(1)).await;
+    assert_eq!(s.changed_provider, Some(true));
+    assert_eq!(p.net().calls, vec![format!("capture {}", ip(11))]);
+    assert!(r.status().stall_hold_until_ms.is_none());
+    // A stall with nothing in flight: nothing is fenced, the settled /32 is
+    // looked at again and left alone.
+    w.report("test");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let st = r.status();
+    assert_eq!((st.fenced_total, st.stall_holds), (1, 2));
+    assert_eq!(p.net().calls.len(), 1);
+}

@@ -51,18 +51,22 @@ fn run(args: Args) -> Result<()> {
 }
 
 async fn serve(cfg: ControlConfig) -> Result<()> {
+    // Stalls (this process stopped past half a second): the VRRP gate and
+    // cloud capture hold and re-confirm (cer_shared::stall).
+    let stall = cer_shared::stall::StallWatch::new();
+    stall.start().context("starting the stall watch thread")?;
     let feed_status = Arc::new(Mutex::new(FeedStatus::default()));
     let feed_tx = match &cfg.dataplane.feed_socket {
         Some(sock) => {
             let (tx, rx) = std::sync::mpsc::channel();
-            let (sock, st) = (sock.clone(), feed_status.clone());
+            let (sock, st, w) = (sock.clone(), feed_status.clone(), stall.clone());
             let garp = fibfeed::GarpOptions {
                 port: cfg.dataplane.lan_port.clone(),
                 count: cfg.capture.garp_count,
             };
             std::thread::Builder::new()
                 .name("fib-feed".into())
-                .spawn(move || fibfeed::run(sock, rx, st, garp))?;
+                .spawn(move || fibfeed::run(sock, rx, st, garp, Some(w)))?;
             Some(tx)
         }
         None => None,
@@ -81,6 +85,8 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
                     keepalived_pid_file: cfg.capture.keepalived_pid_file.clone(),
                     keepalived_json_file: cfg.capture.keepalived_json_file.clone(),
                     stop: None,
+                    stall: Some(stall.clone()),
+                    stall_settle: Duration::from_millis(cfg.capture.vrrp_stall_settle_ms),
                 };
                 std::thread::Builder::new()
                     .name("vrrp-gate".into())
@@ -111,8 +117,9 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
     // Cloud capture: the reconciler exists from the start (the state feeds it
     // intents); its provider client is built, and retried, in the background.
     if cfg.capture.mode.is_cloud() {
-        let r = cer_capture::Reconciler::open(capture::reconciler_config(&cfg))
-            .map_err(anyhow::Error::msg)?;
+        let mut rc = capture::reconciler_config(&cfg);
+        rc.stall = Some(stall.clone());
+        let r = cer_capture::Reconciler::open(rc).map_err(anyhow::Error::msg)?;
         capture::spawn(r.clone(), cfg.capture.clone());
         state.reconciler = Some(r);
     }

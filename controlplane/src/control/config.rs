@@ -139,6 +139,12 @@ pub struct Capture {
     /// Gratuitous ARPs sent per /32 when capture starts or the gate opens.
     #[serde(default = "d_garp")]
     pub garp_count: u8,
+    /// After this router was stalled (stopped longer than half a second), the
+    /// proxy-ARP gate stays closed this long while VRRP settles, then opens
+    /// only if keepalived confirms MASTER. At least 3 advert intervals plus
+    /// skew: 3500 suits keepalived's default 1 s adverts.
+    #[serde(default = "d_stall_settle")]
+    pub vrrp_stall_settle_ms: u64,
     /// mode = "aws": this router's ENI, region, endpoint overrides.
     pub aws: Option<cer_capture_aws::AwsConfig>,
     /// mode = "azure": this router's NIC and the ARM / identity endpoints.
@@ -153,6 +159,10 @@ fn d_garp() -> u8 {
     3
 }
 
+fn d_stall_settle() -> u64 {
+    crate::control::vrrp::DEFAULT_STALL_SETTLE.as_millis() as u64
+}
+
 impl Default for Capture {
     fn default() -> Self {
         Capture {
@@ -163,6 +173,7 @@ impl Default for Capture {
             keepalived_json_file: None,
             single_router: false,
             garp_count: d_garp(),
+            vrrp_stall_settle_ms: d_stall_settle(),
             aws: None,
             azure: None,
             oci: None,
@@ -747,6 +758,12 @@ impl ControlConfig {
                 }
                 _ => {}
             },
+        }
+        if !(100..=60_000).contains(&c.vrrp_stall_settle_ms) {
+            return Err(bad(
+                "capture.vrrp_stall_settle_ms".into(),
+                format!("{} is outside 100..=60000", c.vrrp_stall_settle_ms),
+            ));
         }
         if c.garp_count > 20 {
             return Err(bad(

@@ -19,6 +19,7 @@
 
 use cer_shared::feed::{DuplicateHolder, EndpointAction, FeedCommand, FibChange, NextHop};
 use cer_shared::feed_client::FeedClient;
+use cer_shared::stall::StallWatch;
 use cer_shared::Ipv4Prefix;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,6 +77,9 @@ pub struct FeedStatus {
     pub duplicate_holders: Vec<DuplicateHolder>,
     /// Time from the ownership change to the dataplane's ack, last delta (microseconds).
     pub last_change_to_ack_us: Option<u64>,
+    /// Stalls the dataplane reported since it started: each closed its
+    /// proxy-ARP gate until the VRRP gate re-confirmed this router's role.
+    pub dataplane_stalls: u64,
 }
 
 pub type SharedStatus = Arc<Mutex<FeedStatus>>;
@@ -86,7 +90,17 @@ pub type SharedStatus = Arc<Mutex<FeedStatus>>;
 /// sync sends all three (the gate closed until told otherwise: fail closed).
 /// Gratuitous ARPs go out for a /32 whose capture starts while the gate is
 /// open, and for every captured /32 when the gate opens.
-pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: GarpOptions) {
+///
+/// A stall the dataplane reports in an ack (it closed its gate by itself) is
+/// mirrored (`gate` false here too) and raised on `stall`, so the VRRP gate
+/// holds, settles and re-confirms before it opens the gate again.
+pub fn run(
+    socket: PathBuf,
+    ops: Receiver<FeedOp>,
+    status: SharedStatus,
+    garp: GarpOptions,
+    stall: Option<Arc<StallWatch>>,
+) {
     let mut mirror: BTreeMap<Ipv4Addr, EndpointAction> = BTreeMap::new();
     let mut routes: BTreeMap<Ipv4Prefix, Vec<NextHop>> = BTreeMap::new();
     let mut proxy: BTreeSet<Ipv4Addr> = BTreeSet::new();
@@ -96,6 +110,8 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: G
     let mut next_try = Instant::now();
     // (dataplane boot id, alarms already reported) for "new alarm" logging.
     let mut alarms_seen: (u64, u64) = (0, 0);
+    // (dataplane boot id, stalls already seen).
+    let mut stalls_seen: (u64, u64) = (0, 0);
     let set = |f: &dyn Fn(&mut FeedStatus)| {
         if let Ok(mut s) = status.lock() {
             f(&mut s);
@@ -239,6 +255,16 @@ pub fn run(socket: PathBuf, ops: Receiver<FeedOp>, status: SharedStatus, garp: G
         }
         if result.is_ok() {
             note_alarms(c, &status, &mut alarms_seen);
+            if note_stalls(c, &status, &mut stalls_seen) {
+                gate = false;
+                set(&|s| s.proxy_arp_active = false);
+                if let Some(w) = &stall {
+                    w.report(&format!(
+                        "dataplane {} stalled and closed its proxy-ARP gate",
+                        c.node
+                    ));
+                }
+            }
         }
         match result {
             Ok(v) => {
@@ -302,6 +328,22 @@ fn note_alarms(c: &FeedClient, status: &SharedStatus, seen: &mut (u64, u64)) {
         );
         seen.1 = count;
     }
+}
+
+/// Copies the dataplane's stall count into the status; true when it went
+/// up since the last ack of the same dataplane run (a restarted dataplane
+/// counts from zero and starts with its gate closed: the full sync decides).
+fn note_stalls(c: &FeedClient, status: &SharedStatus, seen: &mut (u64, u64)) -> bool {
+    if let Ok(mut s) = status.lock() {
+        s.dataplane_stalls = c.stalls;
+    }
+    if seen.0 != c.boot_id {
+        *seen = (c.boot_id, c.stalls);
+        return false;
+    }
+    let new = c.stalls > seen.1;
+    seen.1 = c.stalls;
+    new
 }
 
 fn garp_for(g: &GarpOptions, ip: Ipv4Addr) -> FeedCommand {

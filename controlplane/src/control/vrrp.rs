@@ -41,6 +41,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use cer_shared::stall::StallWatch;
+use std::cell::Cell;
+
 /// How long the reader waits, after opening the FIFO with no known state,
 /// for keepalived to report on its own (it does right after it starts)
 /// before it asks for the JSON state dump.
@@ -114,6 +117,11 @@ pub struct VrrpStatus {
     /// What the last such request did: signalled pid and what the dump said
     /// (applied, or ignored because a FIFO line came first), or why not.
     pub last_json_dump: Option<String>,
+    /// Times a stall of this process (or of the dataplane) closed the gate
+    /// until VRRP settled and keepalived confirmed the state again.
+    pub stall_holds: u64,
+    /// The gate is held closed after a stall right now.
+    pub stall_hold: bool,
 }
 
 pub type SharedVrrp = Arc<Mutex<VrrpStatus>>;
@@ -137,6 +145,8 @@ pub fn new_status(fifo: &Path, instance: &str) -> SharedVrrp {
         last_error: None,
         json_dump_requests: 0,
         last_json_dump: None,
+        stall_holds: 0,
+        stall_hold: false,
     }))
 }
 
@@ -153,7 +163,18 @@ pub struct FollowOptions {
     /// When set, [`follow_with`] returns (within about 200 ms while the FIFO
     /// is open; opening it waits for a writer).
     pub stop: Option<Arc<AtomicBool>>,
+    /// The process's stall watch: after a stall the gate closes for
+    /// `stall_settle`, then keepalived's state is confirmed (its JSON dump
+    /// with `keepalived_pid_file`, else the last FIFO state) before it opens.
+    pub stall: Option<Arc<StallWatch>>,
+    /// How long VRRP gets to settle after a stall: at least three advert
+    /// intervals plus skew, so that a master which is no longer one has
+    /// heard the other's adverts and said so ([`DEFAULT_STALL_SETTLE`]).
+    pub stall_settle: Duration,
 }
+
+/// Settle time after a stall for keepalived's default 1 s adverts.
+pub const DEFAULT_STALL_SETTLE: Duration = Duration::from_millis(3500);
 
 /// keepalived's JSON signal number as `keepalived --signum=JSON` prints it
 /// (36 with glibc). When that fails: a warning, and keepalived's definition
@@ -425,19 +446,27 @@ pub fn follow_with(
         n
     });
     let mut gate = false;
+    // After a stall: closed until this instant, then until keepalived's
+    // state is confirmed (`confirming`).
+    let hold: Cell<Option<Instant>> = Cell::new(None);
+    let confirming = Cell::new(false);
     let mut apply = |state: VrrpState, why: &str| {
+        let open = state.gate_open() && hold.get().is_none() && !confirming.get();
         set(&mut |s| {
             if s.state != state {
                 s.since_unix = unix_now();
             }
             s.state = state;
-            s.gate_open = state.gate_open();
+            s.gate_open = open;
+            s.stall_hold = hold.get().is_some() || confirming.get();
         });
-        if state.gate_open() != gate {
-            gate = state.gate_open();
+        if open != gate {
+            gate = open;
             on_change(gate, why);
         }
     };
+    let known = || status.lock().map(|s| s.state).unwrap_or(VrrpState::Unknown);
+    let mut seen_epoch = opts.stall.as_ref().map_or(0, |w| w.epoch());
     let note = |msg: String, warn: bool, count: bool| {
         if warn {
             log::warn!("vrrp gate: {msg}");
@@ -487,6 +516,62 @@ pub fn follow_with(
             if stopped() {
                 return;
             }
+            if let Some(w) = &opts.stall {
+                let e = w.epoch();
+                if e != seen_epoch || w.stalled_now() {
+                    seen_epoch = e;
+                    if hold.get().is_none() && !confirming.get() {
+                        set(&mut |s| s.stall_holds += 1);
+                        log::warn!(
+                            "vrrp gate: stalled; gate held closed for {} ms while VRRP settles, \
+                             then keepalived's state is confirmed",
+                            opts.stall_settle.as_millis()
+                        );
+                    }
+                    // A dump asked for before the stall says nothing now.
+                    pending = None;
+                    confirming.set(false);
+                    hold.set(Some(Instant::now() + opts.stall_settle));
+                    apply(known(), "stalled: held closed until VRRP settles");
+                }
+            }
+            if hold.get().is_some_and(|t| Instant::now() >= t) {
+                hold.set(None);
+                match (signum, opts.keepalived_pid_file.as_deref()) {
+                    (Some(signum), Some(pid_file)) => {
+                        let before = std::fs::metadata(&json_file)
+                            .and_then(|m| m.modified())
+                            .ok();
+                        match signal_pid_file(pid_file, signum) {
+                            Ok(pid) => {
+                                confirming.set(true);
+                                note(
+                                    format!(
+                                        "after a stall: confirming the state of {instance} from keepalived pid {pid}'s JSON dump"
+                                    ),
+                                    false,
+                                    true,
+                                );
+                                pending = Some(PendingDump {
+                                    pid,
+                                    sent: Instant::now(),
+                                    before,
+                                    last_problem: None,
+                                });
+                            }
+                            Err(e) => {
+                                note(
+                                    format!("after a stall: cannot ask keepalived ({e}); going by its last FIFO state"),
+                                    true,
+                                    false,
+                                );
+                                apply(known(), "VRRP settled after a stall (last FIFO state)");
+                            }
+                        }
+                    }
+                    _ => apply(known(), "VRRP settled after a stall (last FIFO state)"),
+                }
+            }
             if reader.buffer().is_empty() {
                 let unknown = status
                     .lock()
@@ -497,6 +582,9 @@ pub fn follow_with(
                     Duration::from_millis(50)
                 } else if ask {
                     RELOAD_GRACE.saturating_sub(opened_at.elapsed())
+                } else if let Some(t) = hold.get() {
+                    t.saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(200))
                 } else {
                     Duration::from_millis(200)
                 };
@@ -506,6 +594,7 @@ pub fn follow_with(
                         if let DumpCheck::Done(r) = p.check(&json_file, &instance) {
                             let pid = p.pid;
                             pending = None;
+                            let after_stall = confirming.replace(false);
                             match r {
                                 Ok(state) => {
                                     let msg = format!(
@@ -514,6 +603,14 @@ pub fn follow_with(
                                     );
                                     note(format!("{msg} (applied)"), false, false);
                                     apply(state, &msg);
+                                }
+                                Err(e) if after_stall => {
+                                    note(
+                                        format!("keepalived pid {pid} JSON dump after a stall: {e}; going by its last FIFO state"),
+                                        true,
+                                        false,
+                                    );
+                                    apply(known(), "VRRP settled after a stall (last FIFO state)");
                                 }
                                 Err(e) => note(
                                     format!("keepalived pid {pid} JSON dump: {e}; state of {instance} stays unknown (gate closed)"),
@@ -578,6 +675,8 @@ pub fn follow_with(
                                 false,
                             );
                         }
+                        // A line after the settle time is news: it confirms.
+                        confirming.set(false);
                         set(&mut |s| s.last_line = Some(text.clone()));
                         apply(state, &text);
                     }
@@ -862,12 +961,21 @@ mod tests {
         }
 
         fn follow(&self) -> (SharedVrrp, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+            self.follow_stalls(None)
+        }
+
+        fn follow_stalls(
+            &self,
+            stall: Option<Arc<StallWatch>>,
+        ) -> (SharedVrrp, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
             let status = new_status(&self.fifo, "VI_1");
             let stop = Arc::new(AtomicBool::new(false));
             let opts = FollowOptions {
                 keepalived_pid_file: Some(self.dir.join("k.pid")),
                 keepalived_json_file: Some(self.dir.join("keepalived.json")),
                 stop: Some(stop.clone()),
+                stall,
+                stall_settle: Duration::from_millis(400),
             };
             let (f, st) = (self.fifo.clone(), status.clone());
             let th = std::thread::spawn(move || follow_with(f, "VI_1".into(), st, opts, |_, _| {}));
@@ -891,6 +999,57 @@ mod tests {
     }
 
     const MASTER_JSON: &str = r#"[{"data":{"iname":"VI_1","state":2,"wantstate":2},"stats":{}}]"#;
+    const BACKUP_JSON: &str = r#"[{"data":{"iname":"VI_1","state":1,"wantstate":1},"stats":{}}]"#;
+
+    /// After a stall the gate closes at once, stays closed while VRRP
+    /// settles (a MASTER line then does not open it), and opens only on what
+    /// keepalived says after the settle time: here its dump says BACKUP (the
+    /// other router took over while this one was stopped), so it stays shut
+    /// until keepalived reports MASTER anew.
+    #[test]
+    fn a_stall_holds_the_gate_until_keepalived_confirms() {
+        let k = StandIn::start("stall", BACKUP_JSON, "0");
+        let w = StallWatch::new();
+        let (status, stop, th) = k.follow_stalls(Some(w.clone()));
+        let line = |text: &str| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&k.fifo)
+                .unwrap();
+            writeln!(f, "{text}").unwrap();
+        };
+        let wait_for = |what: &str, f: &dyn Fn(&VrrpStatus) -> bool| {
+            let t0 = Instant::now();
+            loop {
+                let s = status.lock().unwrap().clone();
+                if f(&s) {
+                    return t0.elapsed();
+                }
+                assert!(t0.elapsed() < Duration::from_secs(5), "{what}: {s:?}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        line("INSTANCE \"VI_1\" MASTER 150");
+        wait_for("open on MASTER", &|s| s.gate_open);
+        w.report("test");
+        wait_for("closed by the stall", &|s| !s.gate_open && s.stall_hold);
+        // keepalived, stopped too, resumes as master: not yet believed.
+        line("INSTANCE \"VI_1\" MASTER 150");
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(!status.lock().unwrap().gate_open, "opened while settling");
+        let took = wait_for("the dump asked and applied", &|s| {
+            !s.stall_hold && s.state == VrrpState::Backup
+        });
+        assert!(took >= Duration::from_millis(150), "{took:?}");
+        let s = status.lock().unwrap().clone();
+        assert!(!s.gate_open && s.stall_holds == 1, "{s:?}");
+        assert_eq!(k.signals(), 1, "one dump asked, after the settle time");
+        // News after the settle time counts: keepalived reports MASTER.
+        line("INSTANCE \"VI_1\" MASTER 150");
+        wait_for("open on a new MASTER", &|s| s.gate_open);
+        stop.store(true, Ordering::Relaxed);
+        th.join().unwrap();
+    }
 
     /// Exactly one JSON signal, only after the grace period without a line,
     /// and the dump's MASTER opens the gate.

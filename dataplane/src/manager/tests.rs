@@ -307,3 +307,38 @@ fn router_adverts_on_unnumbered_ports_and_neighbors6_view() {
     assert_eq!(hop["gateway6"], "fe80::5054:ff:fe00:31");
     assert_eq!(hop["mac"], "52:54:00:00:00:31");
 }
+
+#[test]
+fn a_stall_closes_the_gate_once_and_the_ack_reports_it() {
+    let mut m = manager();
+    controller_syncs(&mut m, 1);
+    // A core found the beat stale (the process was stopped).
+    m.liveness.beat(1);
+    assert!(m.liveness.hold(10 * crate::liveness::STALL_GUARD_NS));
+    m.check_held();
+    assert!(
+        !m.published.load().proxy_arp.active,
+        "gate open after a stall"
+    );
+    assert_eq!((m.feed.stalls, m.feed.gate_closed_on_stall), (1, 1));
+    // The manager's own overrun of the same stall is not a second one.
+    m.stalled(Duration::from_secs(3), "test");
+    assert_eq!(m.feed.stalls, 1);
+    // Forwarding entries stay; the controller hears of it in its next ack.
+    assert_eq!(m.published.load().endpoints.len(), 1);
+    let DataplaneMsg::Ack { stalls, .. } = send(&mut m, 1, ControlMsg::Ping { seq: 4 }) else {
+        panic!("no ack");
+    };
+    assert_eq!(stalls, 1);
+    // The controller re-confirmed its role: the gate opens again.
+    let ack = send(
+        &mut m,
+        1,
+        ControlMsg::Changes {
+            seq: 5,
+            changes: vec![FibChange::ProxyArpActive { active: true }],
+        },
+    );
+    assert!(matches!(ack, DataplaneMsg::Ack { seq: 5, .. }), "{ack:?}");
+    assert!(m.published.load().proxy_arp.active);
+}

@@ -88,7 +88,7 @@ impl<B: PacketBuf> Worker<B> {
             return self.drop_pkt(DropReason::ArpNotForUs, buf);
         }
         // Someone else claims an address we proxy for: two holders.
-        if spa != 0 && info.proxy_arp && snap.proxy_arp.answers(spa) {
+        if spa != 0 && info.proxy_arp && !self.held && snap.proxy_arp.answers(spa) {
             self.links.stats.duplicate_holder(port as u16, spa, sha);
         }
         let for_us = self.owns_on_port(port, tpa);
@@ -127,6 +127,11 @@ impl<B: PacketBuf> Worker<B> {
             if proxy && !snap.proxy_arp.active {
                 // Gate closed (VRRP backup, or capture not ours): stay silent.
                 self.links.stats.event(Event::ProxyArpSilent);
+                return self.drop_pkt(DropReason::ArpNotForUs, buf);
+            }
+            if proxy && self.held {
+                // Right after a stall: silent until the role is re-confirmed.
+                self.links.stats.event(Event::ProxyArpHeld);
                 return self.drop_pkt(DropReason::ArpNotForUs, buf);
             }
             if !(for_us || proxy) {

@@ -217,6 +217,10 @@ pub struct Worker<B: PacketBuf> {
     learn6: Option<Arc<ArrayQueue<Learn6>>>,
     /// Port links (`set_link_state`); without it a short transmit is a full ring.
     link_state: Option<Arc<LinkState>>,
+    /// The manager's heartbeat (`set_liveness`): a stale one holds proxy ARP.
+    liveness: Option<Arc<crate::liveness::Liveness>>,
+    /// This poll runs right after a stall: the proxy-ARP gate counts as closed.
+    held: bool,
     /// The router's addresses and the ports' broadcasts (RFC 1812 checks).
     addrs: hygiene::AddrFacts,
     /// Source-routed packets (`set_hygiene`; drop by default).
@@ -302,6 +306,8 @@ impl<B: PacketBuf> Worker<B> {
             nd: PortNd::for_ports(&cfg.ports, nd::router_lifetime(10)),
             learn6: None,
             link_state: None,
+            liveness: None,
+            held: false,
             addrs: hygiene::AddrFacts::of(&cfg),
             source_route: SourceRoutePolicy::Drop,
             urpf: vec![false; cfg.ports.len()],
@@ -318,6 +324,12 @@ impl<B: PacketBuf> Worker<B> {
         self.link_state = Some(links);
     }
 
+    /// Shares the manager's heartbeat: while it is stale (the process was
+    /// stopped) this core claims no proxied /32 (`liveness.rs`).
+    pub fn set_liveness(&mut self, l: Arc<crate::liveness::Liveness>) {
+        self.liveness = Some(l);
+    }
+
     pub fn stats(&self) -> &Arc<CoreStats> {
         &self.links.stats
     }
@@ -325,6 +337,7 @@ impl<B: PacketBuf> Worker<B> {
     /// One poll over every port: returns the packets received.
     pub fn poll<I: PortIo<Buf = B>>(&mut self, io: &mut I) -> usize {
         self.now_ns = io.now_ns();
+        self.held = self.liveness.as_ref().is_some_and(|l| l.hold(self.now_ns));
         let guard = self.links.snapshot.load();
         let snap: &Snapshot = &guard;
         let stats = self.links.stats.clone();
@@ -396,6 +409,12 @@ impl<B: PacketBuf> Worker<B> {
     fn run_command<I: PortIo<Buf = B>>(&mut self, io: &mut I, _snap: &Snapshot, cmd: CoreCommand) {
         match cmd {
             CoreCommand::GratuitousArp { port, ip } => {
+                if self.held {
+                    // Queued before a stall: the controller re-announces
+                    // once it has re-confirmed this router's role.
+                    self.links.stats.event(Event::GratuitousArpHeld);
+                    return;
+                }
                 let Some(mut buf) = io.alloc() else {
                     self.links.stats.dropped(DropReason::NoMbuf);
                     return;

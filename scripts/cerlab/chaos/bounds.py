@@ -18,11 +18,6 @@ FENCE_EPS_MS = 300
 # Mutation windows in which the workload and a CER may both claim an on-prem /32 (the lab adds the
 # address at the workload before BGP moves ownership): seconds around such an operation.
 ONPREM_CLAIM_SLACK = (1.0, 3.0)
-# After an on-prem node thaws, its keepalived still believes what it believed when frozen (a master
-# stays master until it hears the other's adverts, up to 3 advert intervals of 1 s) and its
-# dataplane answers ARP at once: two holders for a moment, by design of VRRP. The other node's
-# duplicate-holder alarm (or the thawed node's own) in this window is expected, not a violation.
-THAW_SLACK = 5.0
 
 
 def now_ms() -> int:

@@ -19,7 +19,7 @@ from ..messages import LabError
 from ..processes import netns_list, ns_run, run
 from ..topology import CLOUDS, NODES, PROVIDER, SITE, SITES, Node
 from ..views import alive_nodes, capture_view, expected_owner_nodes, node_view, try_admin
-from .bounds import DARK_BOUND, FENCE_EPS_MS, NOBODY_BOUND, ONPREM_CLAIM_SLACK, PROBE_MS, REACH_BOUND, THAW_SLACK, now_ms
+from .bounds import DARK_BOUND, FENCE_EPS_MS, NOBODY_BOUND, ONPREM_CLAIM_SLACK, PROBE_MS, REACH_BOUND, now_ms
 from .run_state import Claim, DualHolder, Json, RunState, Span, Violation
 
 
@@ -327,10 +327,8 @@ class Checks:
         A handover is not two holders: the old holder's last claim followed by the new holder's
         first, however close (a thawed VRRP master resumes within milliseconds), passes. Claims
         around an ownership change of that /32 that involves on-prem are exempt (the lab gives the
-        workload the address before BGP moves it). Two holders within THAW_SLACK after an on-prem
-        node thaws are VRRP's own behaviour (the thawed node answers with the state it was frozen
-        with until its keepalived hears the master): they are reported (`thaw_dual_holders` in
-        the report, with the gap), not violations."""
+        workload the address before BGP moves it). A thawed on-prem node gets no exemption: its
+        stall guard keeps it silent until VRRP has settled and keepalived confirmed MASTER."""
         frames, self.c.pcap_off = parse_pcap(self.c.out / "onprem-arp.pcap", self.c.pcap_off)
 
         def pool(ip: str) -> bool:
@@ -394,15 +392,6 @@ class Checks:
                             "third": {"t": x2[1], "mac": x2[0]},
                         }
                     )
-        kept = []
-        for d in dual:
-            thaw = self.thaw_before(d["second"]["t"])
-            if thaw is None:
-                kept.append(d)
-            elif all((x["ip"], x["second"]["t"]) != (d["ip"], d["second"]["t"]) for x in self.c.thaw_duals):
-                after: DualHolder = {**d, "after_thaw_ms": round((d["second"]["t"] - thaw) * 1000)}
-                self.c.thaw_duals.append(after)
-        dual = kept
         if dual:
             macs = self.onprem_macs()
             for d in dual:
@@ -415,17 +404,10 @@ class Checks:
                 {"claims": dual[:20], "pcap": str(self.c.out / "onprem-arp.pcap")},
             )
 
-    def thaw_before(self, ts: float) -> float | None:
-        """The on-prem thaw that `ts` (unix seconds) falls within THAW_SLACK after, if any."""
-        with self.c.mu:
-            near = [t for t in self.c.thaws if t - 1 <= ts <= t + THAW_SLACK]
-        return max(near) if near else None
-
     def duplicate_alarms(self) -> None:
         """No duplicate-holder alarm on an on-prem CER except where a fault causes one by design:
         around an ownership change of that /32 involving on-prem (the workload and the CER both
-        claim it for a moment), and within THAW_SLACK after an on-prem node thaws (it resumes with
-        the VRRP state it was frozen with)."""
+        claim it for a moment). None after a thaw: the stall guard keeps the thawed node silent."""
         windows = self.c.onprem_windows(ONPREM_CLAIM_SLACK[0], 5)
         for n in self.lab.nodes_of("onprem"):
             if n["tag"] in self.c.frozen:
@@ -442,10 +424,7 @@ class Checks:
             if count > base:
                 new = c.get("duplicate_holders") or []
                 unexplained = [
-                    d
-                    for d in new
-                    if self.thaw_before(d.get("last_unix") or 0) is None
-                    and not any(w == d.get("ip") and a - 1 <= (d.get("last_unix") or 0) <= b + 1 for w, a, b in windows)
+                    d for d in new if not any(w == d.get("ip") and a - 1 <= (d.get("last_unix") or 0) <= b + 1 for w, a, b in windows)
                 ]
                 if unexplained or not new:
                     raise Violation(

@@ -310,8 +310,6 @@ class Operations(RunState):
                 pass
         with self.mu:
             self.frozen.pop(n["tag"], None)
-            if n["site"] == "onprem":
-                self.thaws.append(time.time())
 
     def wan_iface(self, n: Node) -> str:
         return n["tag"] if n["site"] != "onprem" else f"op{n['tag'][-1]}"

@@ -125,7 +125,6 @@ def write_report(s: Soak) -> None:
         "evidence_dir": str(s.evidence_dir) if s.evidence_dir else None,
         "fences": s.fence_stats,
         "explained": s.explains,
-        "thaw_dual_holders": s.thaw_duals,
         "bounds": {
             "converge_s": CONVERGE_BOUND,
             "reach_s": REACH_BOUND,
@@ -162,13 +161,6 @@ def write_report(s: Soak) -> None:
         md += [
             "Provider mutations from the CERs checked against their intents: "
             + ", ".join(f"{s}: {v['cer_mutations']} mutations, {v['fenced']} fenced" for s, v in sorted(s.fence_stats.items())),
-            "",
-        ]
-    if s.thaw_duals:
-        md += [
-            f"Two proxy-ARP holders right after an on-prem node thawed (VRRP's behaviour, reported, not violations): "
-            f"{len(s.thaw_duals)} claims, {min(d.get('after_thaw_ms', 0) for d in s.thaw_duals)}-"
-            f"{max(d.get('after_thaw_ms', 0) for d in s.thaw_duals)} ms after the thaw.",
             "",
         ]
     for v in s.violations:

@@ -69,7 +69,6 @@ class DualHolder(TypedDict):
     first: Claimant
     second: Claimant
     third: NotRequired[Claimant]
-    after_thaw_ms: NotRequired[int]
 
 
 class FenceStats(TypedDict):
@@ -118,8 +117,6 @@ class RunState:
         self.ip_windows: list[IpWindow] = []
         self.expected_down: dict[str, str] = {}  # process key -> why
         self.frozen: dict[str, list[int]] = {}  # node tag -> [pids]
-        self.thaws: list[float] = []  # unix time of each on-prem node's thaw
-        self.thaw_duals: list[DualHolder] = []  # two holders right after a thaw (VRRP's design; reported, not violations)
         self.cut: dict[str, str] = {}  # node tag -> wan iface
         self.fault_windows: list[tuple[str, int, int]] = []  # (site, start_ms, end_ms)
         self.helpers: list[subprocess.Popen[str]] = []  # our helpers (probers, arp, tcpdump, relays)

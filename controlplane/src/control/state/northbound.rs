@@ -45,6 +45,7 @@ impl ControlState {
                 "dataplane_gate_open": feed.proxy_arp_active,
                 "duplicate_holder_alarms": feed.duplicate_holder_alarms,
                 "duplicate_holders": feed.duplicate_holders,
+                "dataplane_stalls": feed.dataplane_stalls,
             }),
             CaptureMode::Aws | CaptureMode::Azure | CaptureMode::Oci => {
                 let st = self
@@ -80,6 +81,8 @@ impl ControlState {
                     "errors_total": st.errors_total,
                     "fenced_total": st.fenced_total,
                     "throttled_until_unix_ms": st.throttled_until_ms,
+                    "stall_holds": st.stall_holds,
+                    "stall_hold_until_unix_ms": st.stall_hold_until_ms,
                 })
             }
         };

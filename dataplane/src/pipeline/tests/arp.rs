@@ -281,3 +281,44 @@ fn neighbor_del_removes_a_learned_neighbor() {
     assert_eq!(&out[0][0..6], &[0xff; 6], "an ARP request, not the packet");
     assert_eq!(r.drops(DropReason::NeighborUnresolved), 1);
 }
+
+#[test]
+fn after_a_stall_the_core_claims_nothing_until_the_manager_beats() {
+    use crate::liveness::{Liveness, STALL_GUARD_NS};
+    let mut r = Rig::new(false);
+    let live = Arc::new(Liveness::new());
+    r.worker.set_liveness(live.clone());
+    r.change(FibChange::ProxyArpSet {
+        ip: "10.1.0.77".parse().unwrap(),
+    });
+    r.change(FibChange::ProxyArpActive { active: true });
+    live.beat(r.io.now_ns);
+    r.run(LAN, &arp_request(HOST_MAC, "10.1.0.10", "10.1.0.77"));
+    assert_eq!(r.io.sent(LAN).len(), 1, "answered while the beat is fresh");
+    // The process was stopped: the beat is older than the guard when the
+    // core runs again, and what waits in its rx ring is as old.
+    r.io.now_ns += STALL_GUARD_NS + 1;
+    r.run(LAN, &arp_request(HOST_MAC, "10.1.0.10", "10.1.0.77"));
+    assert!(r.nothing_sent(), "a proxy answer right after a stall");
+    assert_eq!(r.events(Event::ProxyArpHeld), 1);
+    // Another router's claim from that time raises no alarm...
+    r.run(LAN, &arp_request(HOST_MAC, "10.1.0.77", "10.1.0.77"));
+    assert_eq!(r.events(Event::DuplicateHolder), 0);
+    // ...and a gratuitous ARP queued before the stall does not go out.
+    r.commands
+        .push(CoreCommand::GratuitousArp {
+            port: LAN as u16,
+            ip: u("10.1.0.77"),
+        })
+        .unwrap();
+    r.run(LAN, &arp_request(HOST_MAC, "10.1.0.10", "10.1.0.99"));
+    assert!(r.nothing_sent());
+    assert_eq!(r.events(Event::GratuitousArpHeld), 1);
+    assert_eq!(r.events(Event::GratuitousArpSent), 0);
+    assert!(live.held_polls() >= 3, "the manager learns of the stall");
+    // The manager turned (and closed the gate: its test): the core answers
+    // by the snapshot again, here still open.
+    live.beat(r.io.now_ns);
+    r.run(LAN, &arp_request(HOST_MAC, "10.1.0.10", "10.1.0.77"));
+    assert_eq!(r.io.sent(LAN).len(), 1);
+}
