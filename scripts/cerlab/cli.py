@@ -18,7 +18,7 @@ from .topology import TRANSPORTS, Lab
 
 USAGE = """The CER four-site lab: on-prem, AWS, Azure and OCI on one machine, in network namespaces.
 
-  scripts/lab [--name NAME] [--transport T] [--rr cer|frr|gobgp] up
+  scripts/lab [--name NAME] [--transport T] [--rr cer|frr|gobgp] [--track-wan] up
   scripts/lab [--name NAME] down | status
   scripts/lab [--name NAME] move IP SITE       move a /32 (its workload address) to SITE
   scripts/lab [--name NAME] fail SITE          kill SITE's CER (on-prem: the VRRP master's node)
@@ -106,6 +106,12 @@ def main(argv: list[str]) -> int:
         choices=["gobgp", "cer", "frr"],
         help="route reflector: cer-control with route_reflector = true (default), FRR bgpd + bfdd (both with BFD), or gobgpd (no BFD)",
     )
+    ap.add_argument(
+        "--track-wan",
+        action="store_true",
+        default=None,
+        help="keepalived tracks each on-prem CER's WAN (cer-control's vrrp_track_file): a cut master goes to FAULT",
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("up", help="build and start the lab (idempotent)")
     sub.add_parser("down", help="stop and remove everything the lab made")
@@ -133,7 +139,7 @@ def main(argv: list[str]) -> int:
     e.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(argv)
     try:
-        lab = Lab(a.name, a.transport, a.rr)
+        lab = Lab(a.name, a.transport, a.rr, a.track_wan)
         if a.cmd == "up":
             return lifecycle.cmd_up(lab)
         if a.cmd == "down":

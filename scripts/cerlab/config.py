@@ -144,7 +144,7 @@ garp_count = 3
 # After a stall (a frozen node thawing): held closed for 3 adverts of 0.2 s plus skew, then
 # opened only if keepalived's JSON dump says MASTER.
 vrrp_stall_settle_ms = 700
-"""
+""" + (f'vrrp_track_file = "{lab.f(tag + "-wan.track")}"\n' if lab.track_wan else "")
     else:
         url = f"http://{API_ADDR}"
         p = PROVIDER[site]
@@ -291,6 +291,12 @@ def rr_gobgp_config(lab: Lab) -> str:
 
 def keepalived_config(lab: Lab, node: Node) -> str:
     tag = node["tag"]
+    # --track-wan: cer-control writes 0 (a BGP session up) or 1 (none) to this file; weight 0
+    # turns 1 into FAULT. Created as 1: no WAN until cer-control has seen a session.
+    track_decl = (
+        f'track_file cer_wan {{\n    file "{lab.f(tag + "-wan.track")}"\n    weight 0\n    init_file 1\n}}\n' if lab.track_wan else ""
+    )
+    track_use = "    track_file {\n        cer_wan\n    }\n" if lab.track_wan else ""
     return f"""global_defs {{
     router_id {lab.name}-{tag}
     notify_fifo {lab.f(tag + "-notify.fifo")}
@@ -299,7 +305,7 @@ def keepalived_config(lab: Lab, node: Node) -> str:
     # replaced after 3 x 0.2 s + skew, about 0.7 s, in step with BFD's 0.9 s.
     vrrp_version 3
 }}
-vrrp_instance VI_LAB {{
+{track_decl}vrrp_instance VI_LAB {{
     state BACKUP
     nopreempt
     interface ka0
@@ -309,7 +315,7 @@ vrrp_instance VI_LAB {{
     virtual_ipaddress {{
         192.168.77.100/32
     }}
-}}
+{track_use}}}
 """
 
 

@@ -115,6 +115,7 @@ class LabState(TypedDict):
     asn: int
     transport_mode: str
     rr: RrState
+    track_wan: NotRequired[bool]
     wan: WanState
     sites: dict[str, SiteState]
     pairs: dict[str, PairState]
@@ -220,6 +221,7 @@ def write_state(
         "pool": POOL,
         "asn": ASN,
         "transport_mode": lab.transport or "mixed",
+        "track_wan": lab.track_wan,
         "rr": {
             "kind": lab.rr,
             "netns": lab.ns("rr"),

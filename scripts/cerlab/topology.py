@@ -163,7 +163,7 @@ class Lab(ProcessTable):
     """One lab instance: the names of its namespaces, files and addresses, and (as a
     `ProcessTable`) the processes it started, recorded by PID in its run dir."""
 
-    def __init__(self, name: str, transport: str | None = None, rr: str | None = None) -> None:
+    def __init__(self, name: str, transport: str | None = None, rr: str | None = None, track_wan: bool | None = None) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", name):
             die(f"--name {name!r}: use 1-12 lowercase letters/digits, starting with a letter (namespaces are NAME-ROLE)")
         self.name = name
@@ -176,6 +176,10 @@ class Lab(ProcessTable):
         self.rr_opt = rr
         self.transport = transport
         self.rr = rr or "cer"
+        # keepalived tracks each on-prem CER's WAN health (cer-control's track file): off by default,
+        # as with one reflector both routers would go to FAULT while it restarts.
+        self.track_wan_opt = track_wan
+        self.track_wan = bool(track_wan)
         bin_dir = os.environ.get("CER_LAB_BIN_DIR")
         target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
         self.bin_dir = Path(bin_dir) if bin_dir else target / "release"
@@ -238,6 +242,8 @@ class Lab(ProcessTable):
             return None
         if self.rr_opt is None:
             self.rr = st.get("rr", {}).get("kind", "cer")
+        if self.track_wan_opt is None:
+            self.track_wan = bool(st.get("track_wan", False))
         if self.transport_opt is None:
             mode = st.get("transport_mode", "mixed")
             self.transport = None if mode == "mixed" else mode

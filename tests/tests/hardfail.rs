@@ -309,3 +309,86 @@ fn onprem_master_thaws_without_two_holders() -> Result<()> {
     ensure!(o.recovered, "on-prem -> aws did not recover: {o}");
     Ok(())
 }
+
+/// The on-prem VRRP master's WAN link cut at the WAN router, its processes
+/// running on, with keepalived tracking the WAN (`--track-wan`: cer-control
+/// writes 0/1 to a file keepalived tracks with weight 0). Without tracking
+/// the cut master keeps VRRP and answers proxy ARP for /32s it can no longer
+/// reach: a black hole for as long as the cut lasts. With it, its BGP
+/// session goes (BFD), the file says 1, keepalived goes to FAULT and the
+/// other router takes over. Probes from the on-prem workload to AWS's and
+/// OCI's /32 measure the outage.
+#[test]
+fn onprem_master_wan_cut_with_wan_tracking() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let scratch = Scratch::new("hf-wancut")?;
+    let lab = Lab::up("hfw", &["--track-wan"])?;
+    let master = lab.vrrp_master().context("no on-prem VRRP master")?;
+    wait_until(
+        &format!("{master}'s WAN tracked as up"),
+        Duration::from_secs(30),
+        || {
+            lab.control(&master, "capture")
+                .map(|c| c["wan_track"]["wan_up"] == true)
+                .unwrap_or(false)
+        },
+    )?;
+    let mut ps = Vec::new();
+    for s in ["aws", "oci"] {
+        let dst = lab.ip(s);
+        let p = Probe::start(&lab.wl("onprem"), &dst, PROBE_EVERY, &scratch.path)?;
+        p.wait_replies(5, Duration::from_secs(15))
+            .with_context(|| format!("probe onprem -> {s} before the cut"))?;
+        ps.push((s, dst, p));
+    }
+    let t0 = Instant::now();
+    lab.run(&["cut", "onprem"])?;
+    wait_until(
+        &format!("a new VRRP master after {master}'s WAN cut"),
+        Duration::from_secs(15),
+        || lab.vrrp_master().is_some_and(|m| m != master),
+    )?;
+    let took_over = t0.elapsed();
+    for (s, dst, p) in &ps {
+        p.wait_replies(20, Duration::from_secs(30))
+            .with_context(|| format!("onprem -> {s} ({dst}) never recovered after the cut"))?;
+    }
+    let track = lab.control(&master, "capture")?;
+    let mut outages = Vec::new();
+    for (s, dst, p) in ps {
+        let o = p.stop();
+        eprintln!(
+            "OUTAGE on-prem master {master} WAN cut (WAN tracked): onprem -> {s} ({dst}): {o}"
+        );
+        ensure!(o.recovered, "onprem -> {s} did not recover: {o}");
+        outages.push(o.longest_gap_ms);
+    }
+    eprintln!(
+        "ONPREM MASTER WAN CUT ({master}, keepalived tracking the WAN): new VRRP master after {took_over:?}; outages {outages:?} ms; {master}'s track: {}",
+        track["wan_track"]
+    );
+    ensure!(
+        track["wan_track"]["wan_up"] == false,
+        "{master} still reports its WAN up: {}",
+        track["wan_track"]
+    );
+    ensure!(
+        track["gate"]["state"] == "fault",
+        "{master}'s keepalived is not in FAULT: {}",
+        track["gate"]
+    );
+    // Heal: the WAN comes back, the file says 0, the cut router leaves
+    // FAULT as backup (nopreempt: the other stays master).
+    lab.run(&["heal", "onprem"])?;
+    wait_until(
+        &format!("{master}'s WAN tracked as up after heal"),
+        Duration::from_secs(30),
+        || {
+            lab.control(&master, "capture")
+                .map(|c| c["wan_track"]["wan_up"] == true && c["gate"]["state"] == "backup")
+                .unwrap_or(false)
+        },
+    )?;
+    Ok(())
+}

@@ -145,6 +145,10 @@ pub struct Capture {
     /// skew: 3500 suits keepalived's default 1 s adverts.
     #[serde(default = "d_stall_settle")]
     pub vrrp_stall_settle_ms: u64,
+    /// A file keepalived tracks (`vrrp_track_file`, weight 0): cer-control
+    /// writes 0 while a BGP session is established, 1 when none is, so a
+    /// router whose WAN is cut goes to FAULT and hands VRRP to the other.
+    pub vrrp_track_file: Option<PathBuf>,
     /// mode = "aws": this router's ENI, region, endpoint overrides.
     pub aws: Option<cer_capture_aws::AwsConfig>,
     /// mode = "azure": this router's NIC and the ARM / identity endpoints.
@@ -174,6 +178,7 @@ impl Default for Capture {
             single_router: false,
             garp_count: d_garp(),
             vrrp_stall_settle_ms: d_stall_settle(),
+            vrrp_track_file: None,
             aws: None,
             azure: None,
             oci: None,
@@ -759,6 +764,15 @@ impl ControlConfig {
                 _ => {}
             },
         }
+        if c.vrrp_track_file.is_some()
+            && (c.mode != CaptureMode::Onprem || c.vrrp_notify_fifo.is_none())
+        {
+            return Err(bad(
+                "capture.vrrp_track_file".into(),
+                "needs mode = \"onprem\" and vrrp_notify_fifo (it is keepalived's view of the WAN)"
+                    .into(),
+            ));
+        }
         if !(100..=60_000).contains(&c.vrrp_stall_settle_ms) {
             return Err(bad(
                 "capture.vrrp_stall_settle_ms".into(),
@@ -1102,6 +1116,14 @@ remote = "10.10.0.3"
             (
                 "mode = \"onprem\"\nsingle_router = true\ngarp_count = 200",
                 "capture.garp_count",
+            ),
+            (
+                "mode = \"onprem\"\nsingle_router = true\nvrrp_track_file = \"/run/wan\"",
+                "capture.vrrp_track_file",
+            ),
+            (
+                "mode = \"onprem\"\nvrrp_notify_fifo = \"/f\"\nvrrp_instance = \"V\"\nvrrp_stall_settle_ms = 10",
+                "capture.vrrp_stall_settle_ms",
             ),
         ] {
             let e = parse(&with(c)).unwrap_err().to_string();

@@ -5,7 +5,8 @@
 //! `endpoints` (persisted local endpoints), `fibfeed` (dataplane feed
 //! thread), `admin` (the request/response types of the JSON API for cerctl),
 //! `capture` (the cloud reconciler's wiring), `underlay` and `unnumbered`
-//! (BGP unnumbered) and `vrrp` (the proxy-ARP gate) hang off it.
+//! (BGP unnumbered), `vrrp` (the proxy-ARP gate) and `vrrp_track` (the WAN
+//! health keepalived tracks) hang off it.
 
 pub mod admin;
 pub mod bfd;
@@ -18,3 +19,4 @@ pub mod state;
 pub mod underlay;
 pub mod unnumbered;
 pub mod vrrp;
+pub mod vrrp_track;

@@ -69,6 +69,8 @@ pub struct ControlState {
     captured: BTreeSet<Ipv4Addr>,
     /// The VRRP gate of on-prem capture (set by the binary when configured).
     pub vrrp: Option<super::vrrp::SharedVrrp>,
+    /// The WAN health keepalived tracks (`capture.vrrp_track_file`).
+    pub vrrp_track: Option<super::vrrp_track::TrackFile>,
     /// Cloud capture: the reconciler this state feeds intents to.
     pub reconciler: Option<cer_capture::Reconciler>,
     /// BFD to the neighbors with `bfd = true` (set by the binary when any has).
@@ -128,6 +130,11 @@ impl ControlState {
             underlay: BTreeMap::new(),
             captured: BTreeSet::new(),
             vrrp: None,
+            vrrp_track: cfg
+                .capture
+                .vrrp_track_file
+                .clone()
+                .map(super::vrrp_track::TrackFile::new),
             reconciler: None,
             bfd: None,
             feed,
@@ -464,11 +471,22 @@ impl ControlState {
         }
         let changed = self.bgp_io.event(&mut self.speaker, ev);
         self.after_at(changed, arrived);
+        self.track_wan();
+    }
+
+    /// Tells keepalived (through its track file) whether this router
+    /// reaches the WAN: a BGP session established.
+    pub(super) fn track_wan(&mut self) {
+        let healthy = self.speaker.established_peers() > 0;
+        if let Some(t) = self.vrrp_track.as_mut() {
+            t.update(healthy);
+        }
     }
 
     pub fn tick(&mut self) {
         let changed = self.speaker.tick();
         self.after(changed);
+        self.track_wan();
         let lost = self.unnumbered.tick(Instant::now());
         self.apply_unnumbered(lost);
         if !self.ready {

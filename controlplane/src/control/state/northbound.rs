@@ -46,6 +46,12 @@ impl ControlState {
                 "duplicate_holder_alarms": feed.duplicate_holder_alarms,
                 "duplicate_holders": feed.duplicate_holders,
                 "dataplane_stalls": feed.dataplane_stalls,
+                "wan_track": self.vrrp_track.as_ref().map(|t| json!({
+                    "file": t.path().display().to_string(),
+                    "wan_up": t.healthy(),
+                    "changes": t.changes,
+                    "last_error": t.last_error,
+                })),
             }),
             CaptureMode::Aws | CaptureMode::Azure | CaptureMode::Oci => {
                 let st = self
