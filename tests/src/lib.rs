@@ -35,7 +35,7 @@ pub use control::Control;
 pub use dataplane::{start_dataplane, FeedTarget};
 pub use harness::{bin, require_root, serial, tag, wait_until};
 pub use netns::{netns_command, ns_run, ns_spawn, ns_try, sh, text, veth, wait_listen, Netns};
-pub use proc::{pid_alive, send_signal, Proc};
+pub use proc::{pid_alive, run_limited, send_signal, Finished, Proc};
 pub use scratch::Scratch;
 
 /// Real BGP daemons (gobgpd, FRR, BIRD) as peers inside a test's namespaces.

@@ -1,11 +1,85 @@
 //! Processes a test started: [`Proc`] (stopped by PID on drop, output in a
-//! log file that can be waited on), signals by PID, and whether a PID still
-//! runs.
+//! log file that can be waited on), one command run to completion under a
+//! time limit ([`run_limited`]), signals by PID, and whether a PID still runs.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+/// What [`run_limited`] collected.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion with optional stdin, reading stdout and stderr
+/// as they come (a chatty command never blocks on a full pipe); when it runs
+/// over `timeout` it is killed by its PID and this fails naming `what`.
+pub fn run_limited(
+    mut cmd: Command,
+    what: &str,
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> Result<Finished> {
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting `{what}`"))?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut v);
+            }
+            String::from_utf8_lossy(&v).into_owned()
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .with_context(|| format!("writing the stdin of `{what}`"))?;
+    }
+    let start = Instant::now();
+    let mut nap = Duration::from_millis(1);
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            // Child::kill is kill(2) on this child's PID.
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("`{what}` timed out after {timeout:?}");
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(20));
+    };
+    Ok(Finished {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
 
 /// A process started by a test; SIGTERM then SIGKILL on drop, by PID.
 pub struct Proc {

@@ -20,11 +20,11 @@
 
 use crate::{pid_alive, Netns, Proc};
 use anyhow::{anyhow, bail, Context, Result};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Time limit of one `wg` call.
@@ -37,45 +37,19 @@ const POLL: Duration = Duration::from_millis(50);
 /// Runs a command with a time limit (killed by PID when it runs over) and
 /// optional stdin; fails with its output when it fails.
 fn run(args: &[&str], stdin: Option<&str>, timeout: Duration) -> Result<String> {
-    let mut child = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", args.join(" ")))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .with_context(|| format!("writing stdin of {}", args[0]))?;
+    let mut cmd = Command::new(args[0]);
+    cmd.args(&args[1..]);
+    let f = crate::run_limited(cmd, &args.join(" "), stdin, timeout)?;
+    if !f.status.success() {
+        bail!(
+            "{} failed ({}): {}{}",
+            args.join(" "),
+            f.status,
+            f.stdout,
+            f.stderr
+        );
     }
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{} timed out after {timeout:?}", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        o.read_to_string(&mut out)?;
-    }
-    if let Some(mut e) = child.stderr.take() {
-        e.read_to_string(&mut err)?;
-    }
-    if !status.success() {
-        bail!("{} failed ({status}): {out}{err}", args.join(" "));
-    }
-    Ok(out)
+    Ok(f.stdout)
 }
 
 /// A new private key (`wg genkey`), base64.

@@ -57,9 +57,7 @@
 use crate::{netns_command, pid_alive, tag, Proc};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod bird;
@@ -209,41 +207,12 @@ fn wait_for<T>(
 /// on time-out.
 fn run_cli(label: &str, ns: &str, args: &[&str], timeout: Duration) -> Result<String> {
     let cmdline = args.join(" ");
-    let mut child = netns_command(ns, args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("{label}: starting `{cmdline}`"))?;
-    let mut so = child.stdout.take().expect("piped stdout");
-    let mut se = child.stderr.take().expect("piped stderr");
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let mut nap = Duration::from_millis(1);
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if start.elapsed() > timeout {
-            // Child::kill is kill(2) on this child's PID.
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{label}: `{cmdline}` timed out after {timeout:?}");
-        }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(20));
-    };
-    let stdout = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
+    let crate::Finished {
+        status,
+        stdout,
+        stderr,
+    } = crate::run_limited(netns_command(ns, args), &cmdline, None, timeout)
+        .with_context(|| label.to_string())?;
     if !status.success() {
         bail!(
             "{label}: `{cmdline}` failed ({status}): {}{}",
