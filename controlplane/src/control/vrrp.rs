@@ -326,6 +326,23 @@ enum DumpCheck {
 }
 
 impl PendingDump {
+    /// Sends keepalived (the pid in `pid_file`) its JSON signal; the dump
+    /// counts once `json_file` changes from what it is now.
+    fn ask(
+        pid_file: &Path,
+        signum: libc::c_int,
+        json_file: &Path,
+    ) -> Result<PendingDump, VrrpError> {
+        let before = std::fs::metadata(json_file).and_then(|m| m.modified()).ok();
+        let pid = signal_pid_file(pid_file, signum)?;
+        Ok(PendingDump {
+            pid,
+            sent: Instant::now(),
+            before,
+            last_problem: None,
+        })
+    }
+
     fn check(&mut self, json_file: &Path, instance: &str) -> DumpCheck {
         let mtime = std::fs::metadata(json_file).and_then(|m| m.modified()).ok();
         let timeout = self.sent.elapsed() >= JSON_WAIT;
@@ -539,25 +556,18 @@ pub fn follow_with(
                 hold.set(None);
                 match (signum, opts.keepalived_pid_file.as_deref()) {
                     (Some(signum), Some(pid_file)) => {
-                        let before = std::fs::metadata(&json_file)
-                            .and_then(|m| m.modified())
-                            .ok();
-                        match signal_pid_file(pid_file, signum) {
-                            Ok(pid) => {
+                        match PendingDump::ask(pid_file, signum, &json_file) {
+                            Ok(p) => {
                                 confirming.set(true);
                                 note(
                                     format!(
-                                        "after a stall: confirming the state of {instance} from keepalived pid {pid}'s JSON dump"
+                                        "after a stall: confirming the state of {instance} from keepalived pid {}'s JSON dump",
+                                        p.pid
                                     ),
                                     false,
                                     true,
                                 );
-                                pending = Some(PendingDump {
-                                    pid,
-                                    sent: Instant::now(),
-                                    before,
-                                    last_problem: None,
-                                });
+                                pending = Some(p);
                             }
                             Err(e) => {
                                 note(
@@ -623,26 +633,19 @@ pub fn follow_with(
                         asked = true;
                         let signum = signum.unwrap_or(0);
                         let pid_file = opts.keepalived_pid_file.as_deref().unwrap_or(Path::new(""));
-                        let before = std::fs::metadata(&json_file)
-                            .and_then(|m| m.modified())
-                            .ok();
-                        match signal_pid_file(pid_file, signum) {
-                            Ok(pid) => {
+                        match PendingDump::ask(pid_file, signum, &json_file) {
+                            Ok(p) => {
                                 note(
                                     format!(
-                                        "state of {instance} unknown: sent JSON signal {signum} to keepalived pid {pid} (from {}), reading {}",
+                                        "state of {instance} unknown: sent JSON signal {signum} to keepalived pid {} (from {}), reading {}",
+                                        p.pid,
                                         pid_file.display(),
                                         json_file.display()
                                     ),
                                     false,
                                     true,
                                 );
-                                pending = Some(PendingDump {
-                                    pid,
-                                    sent: Instant::now(),
-                                    before,
-                                    last_problem: None,
-                                });
+                                pending = Some(p);
                             }
                             Err(e) => note(
                                 format!("state of {instance} unknown; cannot ask keepalived: {e}"),
