@@ -667,6 +667,36 @@ fn print_capture(d: &Value) {
     if d["gate"] != Value::Null {
         println!("gate: {}", d["gate"]);
     }
+    if let Some(n) = d["dataplane_stalls"].as_u64().filter(|n| *n > 0) {
+        println!(
+            "dataplane stalls: {n} (each closed the gate until VRRP re-confirmed this router)"
+        );
+    }
+    if let Some(w) = d["wan_track"].as_object() {
+        println!(
+            "WAN health for keepalived ({}): {}{}",
+            s(&w["file"]),
+            match w["wan_up"].as_bool() {
+                Some(true) => "up (0)",
+                Some(false) => "DOWN (1: keepalived goes to FAULT)",
+                None => "not written yet",
+            },
+            w["last_error"]
+                .as_str()
+                .map(|e| format!("; WRITE FAILED: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(n) = d["stall_holds"].as_u64().filter(|n| *n > 0) {
+        println!(
+            "stalls: {n} (provider changes paused, then every /32 observed again){}",
+            if d["stall_hold_until_unix_ms"].is_u64() {
+                "; PAUSED NOW"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(n) = d["fenced_total"].as_u64() {
         println!(
             "in flight {}, errors {}, fenced (stale, skipped) {}, released to nobody (captured-from NIC gone) {}",
