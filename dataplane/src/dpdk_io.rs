@@ -68,12 +68,19 @@ impl DpdkIo {
     }
 }
 
+/// The polling cores' clock: the TSC in nanoseconds (`tsc_hz` from
+/// `cer_dpdk::tsc_hz`). The manager's stall-guard beat uses it too.
+#[inline]
+pub fn tsc_ns(tsc_hz: u64) -> u64 {
+    (u128::from(cer_dpdk::tsc()) * 1_000_000_000 / u128::from(tsc_hz.max(1))) as u64
+}
+
 impl PortIo for DpdkIo {
     type Buf = Mbuf;
 
     #[inline]
     fn now_ns(&self) -> u64 {
-        (u128::from(cer_dpdk::tsc()) * 1_000_000_000 / u128::from(self.tsc_hz)) as u64
+        tsc_ns(self.tsc_hz)
     }
 
     #[inline]

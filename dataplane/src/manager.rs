@@ -471,11 +471,10 @@ impl Manager {
         }
     }
 
-    /// The heartbeat in the cores' clock (TSC-based like `DpdkIo::now_ns`).
+    /// The heartbeat in the cores' clock.
     fn beat(&self) {
         if self.tsc_hz > 0 {
-            let ns = u128::from(cer_dpdk::tsc()) * 1_000_000_000 / u128::from(self.tsc_hz);
-            self.liveness.beat(ns as u64);
+            self.liveness.beat(crate::dpdk_io::tsc_ns(self.tsc_hz));
         }
     }
 

@@ -34,8 +34,6 @@ pub struct StallWatch {
     /// Milliseconds since `origin` at the last tick.
     last_tick_ms: AtomicU64,
     epoch: AtomicU64,
-    /// The longest stall seen, ms.
-    longest_ms: AtomicU64,
 }
 
 impl Default for StallWatch {
@@ -44,7 +42,6 @@ impl Default for StallWatch {
             origin: Instant::now(),
             last_tick_ms: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
-            longest_ms: AtomicU64::new(0),
         }
     }
 }
@@ -82,7 +79,6 @@ impl StallWatch {
             .saturating_sub(TICK.as_millis() as u64);
         let stalled = last != 0 && late > STALL_GUARD.as_millis() as u64;
         if stalled {
-            self.longest_ms.fetch_max(late, Ordering::Relaxed);
             let e = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
             log::warn!(
                 "stalled: this process did not run for about {late} ms (stall {e}); \
@@ -110,29 +106,22 @@ impl StallWatch {
         let last = self.last_tick_ms.load(Ordering::SeqCst);
         last != 0 && self.now_ms().saturating_sub(last) > (TICK + STALL_GUARD).as_millis() as u64
     }
-
-    /// The longest stall seen, ms (0: none).
-    pub fn longest_ms(&self) -> u64 {
-        self.longest_ms.load(Ordering::Relaxed)
-    }
-
-    /// A watch whose last tick is `ago` in the past (tests of consumers).
-    pub fn with_last_tick_ago(ago: Duration) -> Arc<StallWatch> {
-        let w = StallWatch::default();
-        let origin = Instant::now()
-            .checked_sub(ago + Duration::from_millis(1))
-            .unwrap_or_else(Instant::now);
-        Arc::new(StallWatch {
-            origin,
-            last_tick_ms: AtomicU64::new(1),
-            ..w
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A watch whose last tick is `ago` in the past (a thaw just now).
+    fn with_last_tick_ago(ago: Duration) -> StallWatch {
+        StallWatch {
+            origin: Instant::now()
+                .checked_sub(ago + Duration::from_millis(1))
+                .unwrap_or_else(Instant::now),
+            last_tick_ms: AtomicU64::new(1),
+            epoch: AtomicU64::new(0),
+        }
+    }
 
     #[test]
     fn a_late_tick_is_a_stall_and_raises_the_epoch() {
@@ -142,12 +131,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert!(!w.tick());
         assert_eq!(w.epoch(), 0);
-        let late = StallWatch::with_last_tick_ago(Duration::from_secs(2));
+        let late = with_last_tick_ago(Duration::from_secs(2));
         assert!(late.stalled_now(), "between the thaw and the next tick");
         assert!(late.tick());
         assert_eq!(late.epoch(), 1);
         assert!(!late.stalled_now());
-        assert!(late.longest_ms() >= 1300);
         late.report("the dataplane stalled");
         assert_eq!(late.epoch(), 2);
     }

@@ -654,7 +654,7 @@ impl Worker {
     /// A new stall: pause mutations for the settle time and mark every /32
     /// to be observed afresh; the end of a pause.
     fn check_stall(&mut self, set: &mut JoinSet<Done>) {
-        let Some(w) = self.cfg.stall.clone() else {
+        let Some(w) = self.cfg.stall.as_ref() else {
             return;
         };
         let now = Instant::now();

@@ -351,7 +351,8 @@ impl ControlState {
     }
 
     /// As `after`, with the time the causing BGP event arrived (the feed
-    /// measures change-to-dataplane-ack latency from it).
+    /// measures change-to-dataplane-ack latency from it). Also brings the
+    /// WAN health keepalived tracks up to date.
     pub fn after_at(&mut self, prefixes: Vec<Prefix>, cause: Instant) {
         for p in prefixes {
             self.underlay_for(&p, cause);
@@ -365,6 +366,8 @@ impl ControlState {
                 self.trap_log.push_back(ev);
             }
         }
+        // Sessions come and go with the same events (and BFD's resets).
+        self.track_wan();
     }
 
     /// Derives the FIB entry of one endpoint from its owner and queues the change.
@@ -471,12 +474,11 @@ impl ControlState {
         }
         let changed = self.bgp_io.event(&mut self.speaker, ev);
         self.after_at(changed, arrived);
-        self.track_wan();
     }
 
     /// Tells keepalived (through its track file) whether this router
     /// reaches the WAN: a BGP session established.
-    pub(super) fn track_wan(&mut self) {
+    fn track_wan(&mut self) {
         let healthy = self.speaker.established_peers() > 0;
         if let Some(t) = self.vrrp_track.as_mut() {
             t.update(healthy);
@@ -486,7 +488,6 @@ impl ControlState {
     pub fn tick(&mut self) {
         let changed = self.speaker.tick();
         self.after(changed);
-        self.track_wan();
         let lost = self.unnumbered.tick(Instant::now());
         self.apply_unnumbered(lost);
         if !self.ready {

@@ -32,7 +32,9 @@
 //! or a dump without our instance (sync groups are not in it) are logged
 //! warnings: the state stays Unknown and the gate closed.
 
+use cer_shared::stall::StallWatch;
 use serde::Serialize;
+use std::cell::Cell;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
@@ -40,9 +42,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use cer_shared::stall::StallWatch;
-use std::cell::Cell;
 
 /// How long the reader waits, after opening the FIFO with no known state,
 /// for keepalived to report on its own (it does right after it starts)

@@ -120,7 +120,6 @@ impl ControlState {
             t.2 = Instant::now();
         }
         self.after(changed);
-        self.track_wan();
     }
 
     /// Planned shutdown: every BFD session goes AdminDown, so peers keep
