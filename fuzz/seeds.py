@@ -202,7 +202,17 @@ def bgp():
     for name, data in seeds.items():
         write("bgp_decode", name, data)
         if data[18] == 2:
-            write("bgp_update", name, data[19:])
+            # The bgp_update harness reads a session octet first: 0, no ADD-PATH.
+            write("bgp_update", name, b"\0" + data[19:])
+    # ADD-PATH sessions (session octet 1): a 4-octet path id before each prefix,
+    # in the NLRI field, the withdrawn routes and MP_REACH_NLRI.
+    ap_nlri = struct.pack("!I", 1) + nlri[:5] + struct.pack("!I", 2) + nlri[5:]
+    write("bgp_update", "add-path-update", b"\1" + struct.pack("!H", 0) + struct.pack("!H", len(attrs)) + attrs + ap_nlri)
+    ap_withdrawn = struct.pack("!I", 7) + bytes([32]) + ip4("10.77.1.1")
+    write("bgp_update", "add-path-withdraw", b"\1" + struct.pack("!H", len(ap_withdrawn)) + ap_withdrawn + struct.pack("!H", 0))
+    ap_mp = mp[:-5] + struct.pack("!I", 3) + mp[-5:]
+    ap_mp_attrs = attr(0x40, 1, b"\0") + attr(0x40, 2, b"") + attr(0x80, 14, ap_mp)
+    write("bgp_update", "add-path-rfc5549", b"\1" + struct.pack("!H", 0) + struct.pack("!H", len(ap_mp_attrs)) + ap_mp_attrs)
 
 
 def providers():

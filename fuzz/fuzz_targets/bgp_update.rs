@@ -1,5 +1,7 @@
 //! Fuzzes the UPDATE path past decoding: a decoded UPDATE goes through import
 //! checks and hygiene into a RIB, as the speaker does, then is re-encoded.
+//! The first input octet picks the session: its low bit turns on ADD-PATH
+//! (path identifiers in IPv4 NLRI, both ways).
 #![no_main]
 
 use cer_bgp::decision::DecisionConfig;
@@ -10,7 +12,13 @@ use cer_bgp::route::{PathSource, PeerId};
 use libfuzzer_sys::fuzz_target;
 use std::sync::Arc;
 
-fuzz_target!(|body: &[u8]| {
+fuzz_target!(|input: &[u8]| {
+    let Some((&session, body)) = input.split_first() else {
+        return;
+    };
+    let mut codec = Codec::new();
+    codec.session.add_path_rx = session & 1 != 0;
+    codec.session.add_path_tx = session & 1 != 0;
     // Wrap the input as an UPDATE body so the fuzzer spends its time there.
     if body.len() + HEADER_LEN > 4096 {
         return;
@@ -19,7 +27,7 @@ fuzz_target!(|body: &[u8]| {
     frame.extend_from_slice(&((HEADER_LEN + body.len()) as u16).to_be_bytes());
     frame.push(2);
     frame.extend_from_slice(body);
-    let Ok(Message::Update(u)) = Codec::new().decode(&frame) else {
+    let Ok(Message::Update(u)) = codec.decode(&frame) else {
         return;
     };
     let src = Arc::new(PathSource {
@@ -42,7 +50,6 @@ fuzz_target!(|body: &[u8]| {
         for p in &r.prefixes {
             rib.update(&src, *p, ok.then(|| a.clone()));
         }
-        let mut c = Codec::new();
-        let _ = c.encode_announce(&r.prefixes, &a);
+        let _ = codec.encode_announce(&r.prefixes, &a);
     }
 });

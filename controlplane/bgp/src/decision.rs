@@ -38,11 +38,14 @@ pub enum Step {
     /// Lowest internal peer id: only distinguishes otherwise identical paths,
     /// so the result never depends on input order.
     PeerId,
+    /// Lowest received path identifier (RFC 7911): two paths of one ADD-PATH
+    /// peer that tie everywhere else, ordered the same whatever their input order.
+    PathId,
 }
 
 impl Step {
     /// All steps in application order.
-    pub const ALL: [Step; 10] = [
+    pub const ALL: [Step; 11] = [
         Step::LocalPref,
         Step::LocalOrigin,
         Step::AsPathLen,
@@ -53,6 +56,7 @@ impl Step {
         Step::ClusterListLen,
         Step::PeerAddr,
         Step::PeerId,
+        Step::PathId,
     ];
 
     /// Short operator-facing name (`cerctl explain`).
@@ -68,6 +72,7 @@ impl Step {
             Step::ClusterListLen => "cluster-list length",
             Step::PeerAddr => "peer address",
             Step::PeerId => "peer id",
+            Step::PathId => "path id",
         }
     }
 }
@@ -125,6 +130,7 @@ fn cmp_step(step: Step, a: &Path, b: &Path, cfg: &DecisionConfig) -> Ordering {
         Step::ClusterListLen => a.attrs.cluster_list.len().cmp(&b.attrs.cluster_list.len()),
         Step::PeerAddr => a.source.peer_addr.cmp(&b.source.peer_addr),
         Step::PeerId => a.source.peer.cmp(&b.source.peer),
+        Step::PathId => a.rx_id.cmp(&b.rx_id),
     }
 }
 
@@ -356,6 +362,7 @@ fn step_text(step: Step, w: &Path, l: &Path, cfg: &DecisionConfig) -> String {
             w.source.peer_addr, l.source.peer_addr
         ),
         Step::PeerId => format!("peer id {} < {}", w.source.peer.0, l.source.peer.0),
+        Step::PathId => format!("received path id {} < {}", w.rx_id, l.rx_id),
     }
 }
 
@@ -387,6 +394,8 @@ mod tests {
                 ibgp,
                 rr_client: false,
             }),
+            rx_id: 0,
+            id: 0,
         }
     }
 
@@ -403,6 +412,8 @@ mod tests {
                 addr: ip("192.0.2.9"),
             })),
             source: Arc::new(PathSource::local(ip("9.9.9.9"), 65000)),
+            rx_id: 0,
+            id: 0,
         }
     }
 
@@ -701,6 +712,17 @@ mod tests {
             explain(&p, &CFG).expect("paths").reason,
             "peer address 10.0.0.0 < 10.0.0.1"
         );
+    }
+
+    #[test]
+    fn step_path_id_orders_two_paths_of_one_add_path_peer() {
+        let mut p = [
+            path(1, true, |a| a.originator_id = Some(ip("5.5.5.5"))),
+            path(1, true, |a| a.originator_id = Some(ip("5.5.5.5"))),
+        ];
+        p[0].rx_id = 9;
+        p[1].rx_id = 4;
+        assert_wins(&p, 1, Step::PathId);
     }
 
     #[test]

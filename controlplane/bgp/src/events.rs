@@ -12,7 +12,7 @@
 
 use crate::fsm::{FsmConfig, Negotiated, State};
 use crate::packet::{self, Family, Notification, UpdateError};
-use crate::route::{PathAttrs, PeerId, Prefix};
+use crate::route::{Nlri, PathAttrs, PeerId};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,8 +70,10 @@ impl PeerEvent {
 /// From the speaker to an established session.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionCmd {
-    Announce(Vec<Prefix>, Arc<PathAttrs>),
-    Withdraw(Vec<Prefix>),
+    /// Prefixes with one attribute set; the path ids go on the wire on an
+    /// ADD-PATH session (and are 0 on others).
+    Announce(Vec<Nlri>, Arc<PathAttrs>),
+    Withdraw(Vec<Nlri>),
     EndOfRib(Family),
 }
 

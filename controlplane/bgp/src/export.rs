@@ -236,10 +236,7 @@ mod tests {
             }];
         }
         f(&mut a);
-        Path {
-            attrs: Arc::new(a),
-            source: source(id, kind),
-        }
+        Path::new(Arc::new(a), source(id, kind))
     }
 
     fn ctx(peer: u32, ibgp: bool, rr_client: bool, rr: bool) -> ExportCtx {

@@ -59,6 +59,11 @@ pub struct Negotiated {
     /// IPv4 NLRI may carry IPv6 next hops both ways (RFC 8950).
     pub extended_next_hop: bool,
     pub route_refresh: bool,
+    /// IPv4 unicast paths from the peer carry path identifiers (RFC 7911:
+    /// we offered receive, it offered send).
+    pub add_path_rx: bool,
+    /// We send every path with its identifier (we offered send, it offered receive).
+    pub add_path_tx: bool,
     /// The peer's graceful-restart capability, when both sides advertised one.
     pub peer_graceful_restart: Option<GracefulRestart>,
     pub peer_caps: Capabilities,
@@ -269,6 +274,8 @@ impl Fsm {
             ipv6_unicast: ours.ipv6_unicast && theirs.ipv6_unicast,
             extended_next_hop: ours.extended_next_hop_v4 && theirs.extended_next_hop_v4,
             route_refresh: ours.route_refresh && theirs.route_refresh,
+            add_path_rx: ours.add_path_v4.receive && theirs.add_path_v4.send,
+            add_path_tx: ours.add_path_v4.send && theirs.add_path_v4.receive,
             peer_graceful_restart: if ours.graceful_restart.is_some() {
                 theirs.graceful_restart.clone()
             } else {
@@ -343,6 +350,7 @@ mod tests {
                 restarting: false,
                 families: vec![(Family::Ipv4Unicast, true)],
             }),
+            add_path_v4: Default::default(),
         }
     }
 

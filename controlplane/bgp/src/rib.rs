@@ -1,9 +1,11 @@
 //! The RIB: per-peer Adj-RIB-In (post import policy) and the Loc-RIB (every
 //! candidate path per prefix and the index of the best). Updates are O(paths
-//! of one prefix); attributes are shared through `Arc`; graceful restart keeps stale paths.
+//! of one prefix); attributes are shared through `Arc`; graceful restart keeps
+//! stale paths. A peer may hold several paths per prefix when it sends path
+//! identifiers (RFC 7911 ADD-PATH): paths are keyed by (prefix, received id).
 
 use crate::decision::{self, DecisionConfig};
-use crate::route::{FastMap, Path, PathAttrs, PathSource, PeerId, Prefix};
+use crate::route::{FastMap, Nlri, Path, PathAttrs, PathId, PathSource, PeerId, Prefix};
 use std::sync::Arc;
 
 /// A change of the best path of one prefix (`old`/`new` `None`: no path).
@@ -22,10 +24,10 @@ struct AdjRoute {
     stale: bool,
 }
 
-/// One peer's Adj-RIB-In.
+/// One peer's Adj-RIB-In, by prefix and received path id.
 #[derive(Clone, Debug, Default)]
 struct AdjRibIn {
-    routes: FastMap<Prefix, AdjRoute>,
+    routes: FastMap<Nlri, AdjRoute>,
     stale: usize,
 }
 
@@ -46,6 +48,43 @@ impl Destination {
     }
 }
 
+/// Our path identifiers (`Path::id`): one per (source peer, received path id),
+/// held while any prefix has a path with that pair. A peer without ADD-PATH
+/// takes one id for all its paths; ids are reused once free, so a peer
+/// cycling through received ids cannot make the table grow beyond the paths
+/// the RIB holds.
+#[derive(Clone, Debug, Default)]
+struct PathIds {
+    held: FastMap<(PeerId, PathId), (PathId, usize)>,
+    free: Vec<PathId>,
+    next: PathId,
+}
+
+impl PathIds {
+    fn acquire(&mut self, peer: PeerId, rx: PathId) -> PathId {
+        let (free, next) = (&mut self.free, &mut self.next);
+        let e = self.held.entry((peer, rx)).or_insert_with(|| {
+            let id = free.pop().unwrap_or_else(|| {
+                *next += 1;
+                *next
+            });
+            (id, 0)
+        });
+        e.1 += 1;
+        e.0
+    }
+
+    fn release(&mut self, peer: PeerId, rx: PathId) {
+        if let Some(e) = self.held.get_mut(&(peer, rx)) {
+            e.1 -= 1;
+            if e.1 == 0 {
+                self.free.push(e.0);
+                self.held.remove(&(peer, rx));
+            }
+        }
+    }
+}
+
 /// Adj-RIB-In of every peer plus the Loc-RIB.
 #[derive(Clone, Debug, Default)]
 pub struct Rib {
@@ -53,6 +92,7 @@ pub struct Rib {
     peers: FastMap<PeerId, AdjRibIn>,
     loc: FastMap<Prefix, Destination>,
     paths: usize,
+    ids: PathIds,
 }
 
 /// `Some` when the best path differs (by source or attribute values).
@@ -66,6 +106,13 @@ fn change(prefix: Prefix, old: Option<Path>, new: Option<&Path>) -> Option<BestC
             new: new.cloned(),
         })
     }
+}
+
+/// Sorted, each prefix once.
+fn sorted(mut prefixes: Vec<Prefix>) -> Vec<Prefix> {
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    prefixes
 }
 
 impl Rib {
@@ -95,31 +142,33 @@ impl Rib {
     }
 
     /// Announces (`Some`), replaces or withdraws (`None`) the path of
-    /// `source.peer` for `prefix`. `attrs` are post import policy. Returns
-    /// `Some` only when the best path of `prefix` changed, including a change
-    /// of its attributes or source. Clears the stale mark of a refreshed path.
+    /// `source.peer` for `nlri` (a prefix, and the path id it came with on
+    /// an ADD-PATH session). `attrs` are post import policy. Returns `Some`
+    /// only when the best path of the prefix changed, including a change of
+    /// its attributes or source. Clears the stale mark of a refreshed path.
     pub fn update(
         &mut self,
         source: &Arc<PathSource>,
-        prefix: Prefix,
+        nlri: impl Into<Nlri>,
         attrs: Option<Arc<PathAttrs>>,
     ) -> Option<BestChange> {
+        let nlri = nlri.into();
         match attrs {
-            Some(attrs) => self.announce(source, prefix, attrs),
-            None => self.withdraw(source.peer, prefix),
+            Some(attrs) => self.announce(source, nlri, attrs),
+            None => self.withdraw(source.peer, nlri),
         }
     }
 
     fn announce(
         &mut self,
         source: &Arc<PathSource>,
-        prefix: Prefix,
+        nlri: Nlri,
         attrs: Arc<PathAttrs>,
     ) -> Option<BestChange> {
         let peer = source.peer;
         let adj = self.peers.entry(peer).or_default();
         let prev = adj.routes.insert(
-            prefix,
+            nlri,
             AdjRoute {
                 attrs: Arc::clone(&attrs),
                 stale: false,
@@ -128,46 +177,66 @@ impl Rib {
         if prev.as_ref().is_some_and(|r| r.stale) {
             adj.stale -= 1;
         }
-        let path = Path {
-            attrs,
-            source: Arc::clone(source),
-        };
-        let dest = self.loc.entry(prefix).or_insert_with(|| Destination {
+        let dest = self.loc.entry(nlri.prefix).or_insert_with(|| Destination {
             paths: Vec::with_capacity(1),
             best: 0,
         });
         let old = dest.best_path().cloned();
-        match dest.paths.iter().position(|p| p.source.peer == peer) {
-            Some(i) if dest.paths[i] == path => return None,
-            Some(i) => dest.paths[i] = path,
+        let rx_id = nlri.path_id;
+        match dest
+            .paths
+            .iter()
+            .position(|p| p.source.peer == peer && p.rx_id == rx_id)
+        {
+            Some(i) => {
+                let p = &mut dest.paths[i];
+                let same = (Arc::ptr_eq(&p.attrs, &attrs) || p.attrs == attrs)
+                    && (Arc::ptr_eq(&p.source, source) || p.source == *source);
+                if same {
+                    return None;
+                }
+                p.attrs = attrs;
+                p.source = Arc::clone(source);
+            }
             None => {
-                dest.paths.push(path);
+                let id = self.ids.acquire(peer, rx_id);
+                dest.paths.push(Path {
+                    attrs,
+                    source: Arc::clone(source),
+                    rx_id,
+                    id,
+                });
                 self.paths += 1;
             }
         }
         dest.reselect(&self.cfg);
-        change(prefix, old, dest.best_path())
+        change(nlri.prefix, old, dest.best_path())
     }
 
-    fn withdraw(&mut self, peer: PeerId, prefix: Prefix) -> Option<BestChange> {
+    fn withdraw(&mut self, peer: PeerId, nlri: Nlri) -> Option<BestChange> {
         let adj = self.peers.get_mut(&peer)?;
-        let removed = adj.routes.remove(&prefix)?;
+        let removed = adj.routes.remove(&nlri)?;
         if removed.stale {
             adj.stale -= 1;
         }
         if adj.routes.is_empty() {
             self.peers.remove(&peer);
         }
-        self.remove_path(peer, prefix)
+        self.remove_path(peer, nlri)
     }
 
-    /// Removes `peer`'s candidate for `prefix` from the Loc-RIB.
-    fn remove_path(&mut self, peer: PeerId, prefix: Prefix) -> Option<BestChange> {
+    /// Removes `peer`'s candidate for `nlri` from the Loc-RIB.
+    fn remove_path(&mut self, peer: PeerId, nlri: Nlri) -> Option<BestChange> {
+        let prefix = nlri.prefix;
         let dest = self.loc.get_mut(&prefix)?;
-        let i = dest.paths.iter().position(|p| p.source.peer == peer)?;
+        let i = dest
+            .paths
+            .iter()
+            .position(|p| p.source.peer == peer && p.rx_id == nlri.path_id)?;
         let old = dest.best_path().cloned();
         dest.paths.remove(i);
         self.paths -= 1;
+        self.ids.release(peer, nlri.path_id);
         if dest.paths.is_empty() {
             self.loc.remove(&prefix);
             return change(prefix, old, None);
@@ -177,18 +246,18 @@ impl Rib {
     }
 
     /// Removes every path of `peer` (session down without graceful restart,
-    /// or the restart timer expired). Changes are sorted by prefix.
-    pub fn peer_down(&mut self, peer: PeerId) -> Vec<BestChange> {
+    /// or the restart timer expired). Returns every prefix that lost a path,
+    /// sorted: with ADD-PATH a path that was not the best matters too.
+    pub fn peer_down(&mut self, peer: PeerId) -> Vec<Prefix> {
         let Some(adj) = self.peers.remove(&peer) else {
             return Vec::new();
         };
-        let mut out: Vec<BestChange> = adj
-            .routes
-            .into_keys()
-            .filter_map(|prefix| self.remove_path(peer, prefix))
-            .collect();
-        out.sort_by_key(|c| c.prefix);
-        out
+        let mut out = Vec::with_capacity(adj.routes.len());
+        for nlri in adj.routes.into_keys() {
+            self.remove_path(peer, nlri);
+            out.push(nlri.prefix);
+        }
+        sorted(out)
     }
 
     /// Graceful restart (RFC 4724), session lost: keeps `peer`'s paths but
@@ -206,31 +275,31 @@ impl Rib {
 
     /// Graceful restart, End-of-RIB received (or the stale timer expired):
     /// removes `peer`'s paths that were not refreshed since `stale_peer`.
-    /// Changes are sorted by prefix.
-    pub fn sweep_stale(&mut self, peer: PeerId) -> Vec<BestChange> {
+    /// Returns the prefixes that lost a path, sorted.
+    pub fn sweep_stale(&mut self, peer: PeerId) -> Vec<Prefix> {
         let Some(adj) = self.peers.get_mut(&peer) else {
             return Vec::new();
         };
         if adj.stale == 0 {
             return Vec::new();
         }
-        let stale: Vec<Prefix> = adj
+        let stale: Vec<Nlri> = adj
             .routes
             .iter()
             .filter(|(_, r)| r.stale)
-            .map(|(p, _)| *p)
+            .map(|(n, _)| *n)
             .collect();
         adj.routes.retain(|_, r| !r.stale);
         adj.stale = 0;
         if adj.routes.is_empty() {
             self.peers.remove(&peer);
         }
-        let mut out: Vec<BestChange> = stale
-            .into_iter()
-            .filter_map(|prefix| self.remove_path(peer, prefix))
-            .collect();
-        out.sort_by_key(|c| c.prefix);
-        out
+        let mut out = Vec::with_capacity(stale.len());
+        for nlri in stale {
+            self.remove_path(peer, nlri);
+            out.push(nlri.prefix);
+        }
+        sorted(out)
     }
 
     /// The best path of `prefix`.
@@ -262,27 +331,27 @@ impl Rib {
     }
 
     /// `peer`'s Adj-RIB-In (post policy), arbitrary order; empty if unknown.
-    pub fn adj_in(&self, peer: PeerId) -> impl Iterator<Item = (&Prefix, &Arc<PathAttrs>)> + '_ {
+    pub fn adj_in(&self, peer: PeerId) -> impl Iterator<Item = (&Nlri, &Arc<PathAttrs>)> + '_ {
         self.peers
             .get(&peer)
             .into_iter()
-            .flat_map(|a| a.routes.iter().map(|(p, r)| (p, &r.attrs)))
+            .flat_map(|a| a.routes.iter().map(|(n, r)| (n, &r.attrs)))
     }
 
-    /// Whether `peer`'s path for `prefix` is stale (graceful restart).
-    pub fn is_stale(&self, peer: PeerId, prefix: &Prefix) -> bool {
+    /// Whether `peer`'s path for `nlri` is stale (graceful restart).
+    pub fn is_stale(&self, peer: PeerId, nlri: impl Into<Nlri>) -> bool {
         self.peers
             .get(&peer)
-            .and_then(|a| a.routes.get(prefix))
+            .and_then(|a| a.routes.get(&nlri.into()))
             .is_some_and(|r| r.stale)
     }
 
-    /// Prefixes in `peer`'s Adj-RIB-In.
+    /// Paths in `peer`'s Adj-RIB-In (prefixes, or more with ADD-PATH).
     pub fn prefix_count(&self, peer: PeerId) -> usize {
         self.peers.get(&peer).map_or(0, |a| a.routes.len())
     }
 
-    /// Stale prefixes of `peer`.
+    /// Stale paths of `peer`.
     pub fn stale_count(&self, peer: PeerId) -> usize {
         self.peers.get(&peer).map_or(0, |a| a.stale)
     }
@@ -407,7 +476,7 @@ mod tests {
         assert_eq!(rib.prefix_count(PeerId(1)), 2);
         assert_eq!(rib.prefix_count(PeerId(2)), 1);
         assert_eq!(rib.prefix_count(PeerId(3)), 0);
-        let mut adj: Vec<Prefix> = rib.adj_in(PeerId(1)).map(|(p, _)| *p).collect();
+        let mut adj: Vec<Prefix> = rib.adj_in(PeerId(1)).map(|(n, _)| n.prefix).collect();
         adj.sort();
         assert_eq!(adj, vec![pfx(1), v6]);
         assert_eq!(rib.adj_in(PeerId(7)).count(), 0);
@@ -425,16 +494,11 @@ mod tests {
             }
         }
         let ch = rib.peer_down(PeerId(1));
-        assert_eq!(ch.len(), 10);
-        // Sorted, and prefixes peer 2 also had fall back to it.
-        assert!(ch.windows(2).all(|w| w[0].prefix < w[1].prefix));
-        for c in &ch {
-            let i = match c.prefix {
-                Prefix::V4(p) => u32::from(p.addr()) - 0x0a00_0000,
-                Prefix::V6(_) => unreachable!("v4 only"),
-            };
+        assert_eq!(ch, (0..10).map(pfx).collect::<Vec<_>>(), "sorted");
+        // Prefixes peer 2 also had fall back to it.
+        for i in 0..10 {
             let expect = (i % 2 == 0).then_some(PeerId(2));
-            assert_eq!(c.new.as_ref().map(|n| n.source.peer), expect);
+            assert_eq!(rib.best(&pfx(i)).map(|n| n.source.peer), expect);
         }
         assert_eq!(rib.len(), 5);
         assert_eq!(rib.path_count(), 5);
@@ -454,29 +518,69 @@ mod tests {
         assert_eq!(rib.stale_count(PeerId(1)), 4);
         // Stale paths keep forwarding: still best, still counted.
         assert_eq!(rib.best(&pfx(0)).map(|b| b.source.peer), Some(PeerId(1)));
-        assert!(rib.is_stale(PeerId(1), &pfx(0)));
+        assert!(rib.is_stale(PeerId(1), pfx(0)));
         // The peer comes back and re-sends 0 (same) and 1 (changed).
         assert_eq!(rib.update(&s, pfx(0), Some(attrs(100))), None);
         assert!(rib.update(&s, pfx(1), Some(attrs(120))).is_some());
-        assert!(!rib.is_stale(PeerId(1), &pfx(0)));
+        assert!(!rib.is_stale(PeerId(1), pfx(0)));
         assert_eq!(rib.stale_count(PeerId(1)), 2);
         // It withdraws 2 explicitly (stale count follows).
         assert!(rib.update(&s, pfx(2), None).is_some());
         assert_eq!(rib.stale_count(PeerId(1)), 1);
         // End-of-RIB: 3 was not refreshed, goes; peer 2 takes over.
         let ch = rib.sweep_stale(PeerId(1));
-        assert_eq!(ch.len(), 1);
-        assert_eq!(ch[0].prefix, pfx(3));
-        assert_eq!(ch[0].new.as_ref().map(|n| n.source.peer), Some(PeerId(2)));
+        assert_eq!(ch, vec![pfx(3)]);
+        assert_eq!(rib.best(&pfx(3)).map(|n| n.source.peer), Some(PeerId(2)));
         assert_eq!(rib.prefix_count(PeerId(1)), 2);
         assert_eq!(rib.stale_count(PeerId(1)), 0);
         assert!(rib.sweep_stale(PeerId(1)).is_empty());
         // A peer that never came back: sweep removes everything.
         rib.stale_peer(PeerId(2));
         let ch = rib.sweep_stale(PeerId(2));
-        assert_eq!(ch.len(), 1);
-        assert_eq!(ch[0].new, None);
+        assert_eq!(ch, vec![pfx(3)]);
+        assert!(rib.best(&pfx(3)).is_none());
         assert_eq!(rib.peers().collect::<Vec<_>>(), vec![PeerId(1)]);
+    }
+
+    #[test]
+    fn add_path_paths_of_one_peer_and_their_ids() {
+        let mut rib = Rib::new(DecisionConfig::default());
+        let n = |i, path_id| Nlri {
+            prefix: pfx(i),
+            path_id,
+        };
+        // One peer, two paths for prefix 1 (received ids 5 and 6), one for prefix 2 (id 5).
+        rib.update(&src(1), n(1, 5), Some(attrs(100)));
+        rib.update(&src(1), n(1, 6), Some(attrs(200)));
+        rib.update(&src(1), n(2, 5), Some(attrs(100)));
+        rib.update(&src(2), pfx(1), Some(attrs(50)));
+        assert_eq!(rib.paths(&pfx(1)).len(), 3);
+        assert_eq!(rib.prefix_count(PeerId(1)), 3);
+        assert_eq!(rib.best(&pfx(1)).map(|b| b.rx_id), Some(6));
+        // Our ids: one per (peer, received id), so the same on both prefixes,
+        // and different for different sources.
+        let id = |rib: &Rib, i, peer, rx| {
+            rib.paths(&pfx(i))
+                .iter()
+                .find(|p| p.source.peer == PeerId(peer) && p.rx_id == rx)
+                .map(|p| p.id)
+                .unwrap()
+        };
+        let (a, b, c) = (id(&rib, 1, 1, 5), id(&rib, 1, 1, 6), id(&rib, 1, 2, 0));
+        assert_eq!(id(&rib, 2, 1, 5), a);
+        assert!(a != b && b != c && a != c && a * b * c != 0);
+        // Withdrawing one path leaves the other of the same peer.
+        rib.update(&src(1), n(1, 6), None);
+        assert_eq!(rib.best(&pfx(1)).map(|b| b.rx_id), Some(5));
+        assert_eq!(id(&rib, 1, 1, 5), a, "ids stay while their paths live");
+        // A freed id is reused, so a peer cycling ids cannot grow the table.
+        for rx in 100..200 {
+            rib.update(&src(1), n(3, rx), Some(attrs(100)));
+            rib.update(&src(1), n(3, rx), None);
+        }
+        assert!(rib.ids.held.len() <= 3, "{:?}", rib.ids.held);
+        assert_eq!(rib.peer_down(PeerId(1)), vec![pfx(1), pfx(2)]);
+        assert_eq!(rib.ids.held.len(), 1, "only peer 2's id is held");
     }
 
     #[test]

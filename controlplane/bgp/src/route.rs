@@ -61,6 +61,39 @@ impl fmt::Display for Prefix {
     }
 }
 
+/// A path identifier (RFC 7911 ADD-PATH). 0 where a session carries none.
+pub type PathId = u32;
+
+/// A prefix as NLRI carries it: with the path identifier an ADD-PATH session
+/// puts in front of it (RFC 7911 3), 0 on sessions without one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Nlri {
+    pub prefix: Prefix,
+    pub path_id: PathId,
+}
+
+impl From<Prefix> for Nlri {
+    fn from(prefix: Prefix) -> Self {
+        Nlri { prefix, path_id: 0 }
+    }
+}
+
+/// An NLRI is the bare prefix when it carries no path identifier.
+impl PartialEq<Prefix> for Nlri {
+    fn eq(&self, other: &Prefix) -> bool {
+        self.path_id == 0 && self.prefix == *other
+    }
+}
+
+impl fmt::Display for Nlri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.path_id {
+            0 => self.prefix.fmt(f),
+            id => write!(f, "{} path-id {id}", self.prefix),
+        }
+    }
+}
+
 impl From<Ipv4Prefix> for Prefix {
     fn from(p: Ipv4Prefix) -> Self {
         Prefix::V4(p)
@@ -252,17 +285,36 @@ pub struct PathSource {
 pub struct Path {
     pub attrs: Arc<PathAttrs>,
     pub source: Arc<PathSource>,
+    /// The path identifier the source sent it with (ADD-PATH receive; 0
+    /// without). A peer's paths for one prefix differ by it.
+    pub rx_id: PathId,
+    /// Our identifier for this path, the one ADD-PATH sessions get it with:
+    /// one per (source peer, `rx_id`) for as long as any prefix holds such a
+    /// path, so it is stable while the path lives and unique per prefix
+    /// (`Rib` allocates it; 0 until then).
+    pub id: PathId,
 }
 
 impl PartialEq for Path {
     /// Attributes are shared by `Arc`; the same pointer needs no deep compare.
     fn eq(&self, other: &Self) -> bool {
-        (Arc::ptr_eq(&self.attrs, &other.attrs) || self.attrs == other.attrs)
+        self.rx_id == other.rx_id
+            && (Arc::ptr_eq(&self.attrs, &other.attrs) || self.attrs == other.attrs)
             && (Arc::ptr_eq(&self.source, &other.source) || self.source == other.source)
     }
 }
 
 impl Path {
+    /// A path without path identifiers (a session without ADD-PATH, a local route).
+    pub fn new(attrs: Arc<PathAttrs>, source: Arc<PathSource>) -> Self {
+        Path {
+            attrs,
+            source,
+            rx_id: 0,
+            id: 0,
+        }
+    }
+
     /// The originator for tie-breaking: ORIGINATOR_ID when present (RFC 4456), else the peer's router id.
     pub fn originator(&self) -> Ipv4Addr {
         self.attrs.originator_id.unwrap_or(self.source.router_id)

@@ -106,6 +106,8 @@ impl Connection {
             ibgp,
             peer_as: (!ibgp).then_some(n.peer_as),
             local_addr: Some(self.local_addr),
+            add_path_rx: n.add_path_rx,
+            add_path_tx: n.add_path_tx,
         });
     }
 }

@@ -9,17 +9,18 @@
 //! re-evaluate them. Tests drive it with events and read its outputs, no
 //! sockets (`speaker/tests.rs`).
 
+use crate::adj_out::{AdjOut, Diff, Wanted};
 use crate::decision::DecisionConfig;
 use crate::events::{Output, PeerEvent, PeerSession, SessionCmd};
 use crate::export::{export_with_policy, import_check, import_normalize, ExportCtx};
 use crate::fsm::{FsmConfig, Negotiated, PeerAs, State};
 use crate::packet::{
-    Capabilities, ErrorAction, Family, GracefulRestart, Notification, UpdateError,
+    AddPath, Capabilities, ErrorAction, Family, GracefulRestart, Notification, UpdateError,
 };
 use crate::policy::Policy;
 use crate::rib::Rib;
 use crate::route::{
-    FastMap, FastSet, NextHop, Path, PathAttrs, PathSource, PeerId, Prefix, DEFAULT_LOCAL_PREF,
+    FastMap, FastSet, NextHop, Nlri, PathAttrs, PathSource, PeerId, Prefix, DEFAULT_LOCAL_PREF,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -60,6 +61,9 @@ pub struct NeighborConfig {
     /// BGP unnumbered: the interface the peer was discovered on (its
     /// link-local session address carries the interface as scope id).
     pub interface: Option<String>,
+    /// ADD-PATH for IPv4 unicast (RFC 7911) we offer this peer: receive
+    /// its paths with identifiers, send it every path we may.
+    pub add_path: AddPath,
 }
 
 /// Counters and state of one peer, for `show bgp summary`.
@@ -104,7 +108,7 @@ struct PeerRt {
     /// event to its `Down`): only then does it get UPDATEs.
     up: bool,
     local_addr: Option<IpAddr>,
-    adj_out: FastMap<Prefix, Arc<PathAttrs>>,
+    adj_out: AdjOut,
     established_at: Option<Instant>,
     last_error: Option<String>,
     flaps: u32,
@@ -191,6 +195,7 @@ impl Speaker {
                     (Family::Ipv6Unicast, self.cfg.restarting),
                 ],
             }),
+            add_path_v4: n.add_path,
         }
     }
 
@@ -223,7 +228,7 @@ impl Speaker {
                 source: None,
                 up: false,
                 local_addr: None,
-                adj_out: FastMap::default(),
+                adj_out: AdjOut::default(),
                 established_at: None,
                 last_error: None,
                 flaps: 0,
@@ -254,8 +259,7 @@ impl Speaker {
             ),
         ));
         self.eor_seen.remove(&id);
-        let changes = self.rib.peer_down(id);
-        let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
+        let prefixes = self.rib.peer_down(id);
         self.propagate(&prefixes);
         prefixes
     }
@@ -380,11 +384,11 @@ impl Speaker {
             ibgp: n.peer_as == local_as,
             rr_client: p.cfg.rr_client,
         }));
+        p.adj_out = AdjOut::new(n.add_path_tx);
         p.negotiated = Some(n);
         p.up = true;
         p.local_addr = Some(local_addr);
         p.established_at = Some(Instant::now());
-        p.adj_out.clear();
         self.eor_seen.remove(&peer);
         self.send_table(peer, None);
         vec![]
@@ -413,7 +417,7 @@ impl Speaker {
         p.state = State::Idle;
         p.up = false;
         p.established_at = None;
-        p.adj_out.clear();
+        p.adj_out = AdjOut::default();
         let gr = p
             .negotiated
             .as_ref()
@@ -437,8 +441,7 @@ impl Speaker {
                 vec![]
             }
             _ => {
-                let changes = self.rib.peer_down(peer);
-                let prefixes: Vec<Prefix> = changes.iter().map(|c| c.prefix).collect();
+                let prefixes = self.rib.peer_down(peer);
                 self.propagate(&prefixes);
                 prefixes
             }
@@ -484,9 +487,9 @@ impl Speaker {
             );
         }
         let mut touched = Vec::with_capacity(u.withdrawn.len() + u.announced_prefixes().count());
-        for prefix in &u.withdrawn {
-            self.rib.update(&source, *prefix, None);
-            touched.push(*prefix);
+        for nlri in &u.withdrawn {
+            self.rib.update(&source, *nlri, None);
+            touched.push(nlri.prefix);
         }
         for reach in &u.announced {
             let mut a = (*reach.attrs).clone();
@@ -494,17 +497,17 @@ impl Speaker {
             import_normalize(&mut a, source.ibgp, DEFAULT_LOCAL_PREF);
             let a = Arc::new(a);
             let p = self.peers.get_mut(&peer).expect("peer exists");
-            for prefix in &reach.prefixes {
+            for nlri in &reach.prefixes {
                 let accepted = match (&ok, &p.cfg.import) {
                     (Err(_), _) => None,
-                    (Ok(()), Some(pol)) => pol.apply_arc(prefix, &a),
+                    (Ok(()), Some(pol)) => pol.apply_arc(&nlri.prefix, &a),
                     (Ok(()), None) => Some(a.clone()),
                 };
                 if accepted.is_none() {
                     p.import_rejected += 1;
                 }
-                self.rib.update(&source, *prefix, accepted);
-                touched.push(*prefix);
+                self.rib.update(&source, *nlri, accepted);
+                touched.push(nlri.prefix);
             }
         }
         if u.end_of_rib.is_some() {
@@ -513,7 +516,7 @@ impl Speaker {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.gr_deadline = None;
             }
-            touched.extend(stale.iter().map(|c| c.prefix));
+            touched.extend(stale);
         }
         self.propagate(&touched);
         touched
@@ -537,8 +540,7 @@ impl Speaker {
             if let Some(p) = self.peers.get_mut(&id) {
                 p.gr_deadline = None;
             }
-            let changes = self.rib.sweep_stale(id);
-            out.extend(changes.iter().map(|c| c.prefix));
+            out.extend(self.rib.sweep_stale(id));
         }
         self.propagate(&out);
         out
@@ -600,39 +602,71 @@ impl Speaker {
         }
     }
 
-    /// What `peer` should have for `prefix` now (None = nothing).
-    fn desired(
-        &self,
-        id: PeerId,
-        p: &PeerRt,
-        ctx: &ExportCtx,
-        prefix: &Prefix,
-    ) -> Option<Arc<PathAttrs>> {
-        let n = p.negotiated.as_ref()?;
+    /// What `peer` should have for `prefix` now: its best path, or on an
+    /// ADD-PATH session every path it may receive, each under our path id.
+    fn desired(&self, p: &PeerRt, ctx: &ExportCtx, prefix: &Prefix) -> Wanted {
+        let Some(n) = p.negotiated.as_ref() else {
+            return Vec::new();
+        };
         if !Self::family_ok(n, prefix) {
-            return None;
+            return Vec::new();
         }
-        let best: &Path = self.rib.best(prefix)?;
-        let _ = id;
-        let mut attrs = export_with_policy(prefix, best, ctx, p.cfg.export.as_ref())?;
-        // An IPv4 next hop cannot go to a peer that only takes IPv4 over MP-BGP with IPv6 next hops.
-        if let (Prefix::V4(_), NextHop::V4 { .. }, false) = (prefix, attrs.next_hop, n.ipv4_unicast)
-        {
-            if let Some(IpAddr::V6(v6)) = p.local_addr.map(canonical) {
-                attrs.next_hop = NextHop::V6 {
-                    global: v6,
-                    link_local: None,
-                };
+        let export = |path| {
+            let mut attrs = export_with_policy(prefix, path, ctx, p.cfg.export.as_ref())?;
+            // An IPv4 next hop cannot go to a peer that only takes IPv4 over
+            // MP-BGP with IPv6 next hops.
+            if let (Prefix::V4(_), NextHop::V4 { .. }, false) =
+                (prefix, attrs.next_hop, n.ipv4_unicast)
+            {
+                if let Some(IpAddr::V6(v6)) = p.local_addr.map(canonical) {
+                    attrs.next_hop = NextHop::V6 {
+                        global: v6,
+                        link_local: None,
+                    };
+                }
             }
+            Some(Arc::new(attrs))
+        };
+        if p.adj_out.all_paths() && matches!(prefix, Prefix::V4(_)) {
+            self.rib
+                .paths(prefix)
+                .iter()
+                .filter_map(|path| Some((path.id, export(path)?)))
+                .collect()
+        } else {
+            self.rib
+                .best(prefix)
+                .and_then(|best| Some((best.id, export(best)?)))
+                .into_iter()
+                .collect()
         }
-        Some(Arc::new(attrs))
     }
 
-    /// Sends the changes of `prefixes` to every established peer, grouped by attributes.
+    /// Queues `diff` for `id`: withdrawals first, then announcements grouped
+    /// by attributes (one UPDATE carries many prefixes).
+    fn send_diff(&mut self, id: PeerId, diff: Diff) {
+        if !diff.withdraw.is_empty() {
+            self.outbox
+                .push(Output::Send(id, SessionCmd::Withdraw(diff.withdraw)));
+        }
+        let mut announce: FastMap<Arc<PathAttrs>, Vec<Nlri>> = FastMap::default();
+        for (nlri, a) in diff.announce {
+            announce.entry(a).or_default().push(nlri);
+        }
+        for (a, ps) in announce {
+            self.outbox
+                .push(Output::Send(id, SessionCmd::Announce(ps, a)));
+        }
+    }
+
+    /// Sends the changes of `prefixes` to every established peer.
     fn propagate(&mut self, prefixes: &[Prefix]) {
         if prefixes.is_empty() {
             return;
         }
+        let mut prefixes = prefixes.to_vec();
+        prefixes.sort_unstable();
+        prefixes.dedup();
         let ids: Vec<PeerId> = self
             .peers
             .iter()
@@ -644,40 +678,16 @@ impl Speaker {
             let Some(ctx) = self.export_ctx(id, p) else {
                 continue;
             };
-            let mut announce: FastMap<Arc<PathAttrs>, Vec<Prefix>> = FastMap::default();
-            let mut withdraw = Vec::new();
-            let mut set = Vec::new();
-            for prefix in prefixes {
-                let want = self.desired(id, p, &ctx, prefix);
-                let have = p.adj_out.get(prefix);
-                match (want, have) {
-                    (Some(w), Some(h)) if *w == **h => {}
-                    (Some(w), _) => {
-                        set.push((*prefix, Some(w.clone())));
-                        announce.entry(w).or_default().push(*prefix);
-                    }
-                    (None, Some(_)) => {
-                        set.push((*prefix, None));
-                        withdraw.push(*prefix);
-                    }
-                    (None, None) => {}
-                }
-            }
+            let wanted: Vec<(Prefix, Wanted)> = prefixes
+                .iter()
+                .map(|prefix| (*prefix, self.desired(p, &ctx, prefix)))
+                .collect();
             let p = self.peers.get_mut(&id).expect("peer exists");
-            for (prefix, a) in set {
-                match a {
-                    Some(a) => p.adj_out.insert(prefix, a),
-                    None => p.adj_out.remove(&prefix),
-                };
+            let mut diff = Diff::default();
+            for (prefix, want) in wanted {
+                p.adj_out.set(prefix, want, &mut diff);
             }
-            if !withdraw.is_empty() {
-                self.outbox
-                    .push(Output::Send(id, SessionCmd::Withdraw(withdraw)));
-            }
-            for (a, ps) in announce {
-                self.outbox
-                    .push(Output::Send(id, SessionCmd::Announce(ps, a)));
-            }
+            self.send_diff(id, diff);
         }
     }
 
@@ -690,8 +700,7 @@ impl Speaker {
         let Some(n) = p.negotiated.clone() else {
             return;
         };
-        let mut announce: FastMap<Arc<PathAttrs>, Vec<Prefix>> = FastMap::default();
-        let prefixes: Vec<Prefix> = self
+        let wanted: Vec<(Prefix, Wanted)> = self
             .rib
             .iter_best()
             .map(|(prefix, _)| *prefix)
@@ -700,25 +709,20 @@ impl Speaker {
                 Some(Family::Ipv6Unicast) => matches!(prefix, Prefix::V6(_)),
                 None => true,
             })
+            .map(|prefix| (prefix, self.desired(p, &ctx, &prefix)))
             .collect();
-        let mut set = Vec::new();
-        for prefix in prefixes {
-            if let Some(a) = self.desired(id, p, &ctx, &prefix) {
-                set.push((prefix, a.clone()));
-                announce.entry(a).or_default().push(prefix);
-            }
-        }
         let p = self.peers.get_mut(&id).expect("peer exists");
-        for (prefix, a) in set {
-            p.adj_out.insert(prefix, a);
+        let up = p.up;
+        let mut diff = Diff::default();
+        for (prefix, want) in wanted {
+            // A refresh sends everything again: what the peer had is forgotten first.
+            p.adj_out.set(prefix, Vec::new(), &mut Diff::default());
+            p.adj_out.set(prefix, want, &mut diff);
         }
-        if !p.up {
+        if !up {
             return;
         }
-        for (a, ps) in announce {
-            self.outbox
-                .push(Output::Send(id, SessionCmd::Announce(ps, a)));
-        }
+        self.send_diff(id, diff);
         let fams: Vec<Family> = match family {
             Some(f) => vec![f],
             None => n.families(),
@@ -752,6 +756,12 @@ impl Speaker {
                     }
                     if n.peer_graceful_restart.is_some() {
                         caps.push("graceful-restart".into());
+                    }
+                    if n.add_path_rx {
+                        caps.push("add-path-receive".into());
+                    }
+                    if n.add_path_tx {
+                        caps.push("add-path-send".into());
                     }
                 }
                 NeighborSummary {

@@ -151,6 +151,13 @@ const TABLE: &[Row] = &[
         Nlri(&[24, 10, 77]), Reset(10)),
     row("RFC 7606 5.3", "withdrawn routes", Length, Ibgp, "withdrawn prefix length 40",
         Body(&[0, 5, 40, 1, 2, 3, 4, 0, 0]), Reset(10)),
+    // A peer that sends path identifiers (RFC 7911) on a session that did not
+    // negotiate ADD-PATH: the field is read as plain prefixes (RFC 4271), and
+    // the misread lengths overrun it.
+    row("RFC 7606 5.3", "NLRI", Length, Ibgp, "path id 1 before P1 without ADD-PATH",
+        Nlri(&[0, 0, 0, 1, 32, 10, 77, 60, 1]), Reset(10)),
+    row("RFC 7606 5.3", "MP_REACH_NLRI", Value, Ibgp, "path id 1 before P1 in MP_REACH_NLRI without ADD-PATH",
+        MpOnly(&[0x80, 14, 18, 0, 1, 1, 4, 192, 0, 2, 7, 0, 0, 0, 0, 1, 32, 10, 77, 60, 1]), Reset(9)),
     row("RFC 4271 6.3", "NLRI", Value, Ibgp, "224.0.0.5/32 (multicast) after P1 in the NLRI field",
         Nlri(&[32, 10, 77, 60, 1, 32, 224, 0, 0, 5]), PrefixIgnore("224.0.0.5/32")),
     row("RFC 4271 6.3", "NLRI", Value, Ibgp, "239.1.0.0/16 (multicast) before P1 in the NLRI field",
@@ -576,6 +583,7 @@ impl Harness {
             export: None,
             description: None,
             interface: None,
+            add_path: Default::default(),
         });
         let mut h = Harness {
             peer_kind,
@@ -689,6 +697,7 @@ fn fsm_config(peer: Peer) -> FsmConfig {
             route_refresh: true,
             extended_next_hop_v4: true,
             graceful_restart: None,
+            add_path_v4: Default::default(),
         },
     }
 }

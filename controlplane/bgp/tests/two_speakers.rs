@@ -53,6 +53,7 @@ async fn node_to(ip: &str, port: u16, remote: SocketAddr, passive: bool, gr: Opt
         export: None,
         description: None,
         interface: None,
+        add_path: Default::default(),
     });
     let speaker = Arc::new(Mutex::new(s));
     let listener = TcpListener::bind(SocketAddr::new(ip.parse().unwrap(), port))

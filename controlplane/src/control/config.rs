@@ -318,6 +318,32 @@ pub struct Neighbor {
     pub bfd_key: Option<String>,
     #[serde(default = "d_bfd_key_id")]
     pub bfd_key_id: u8,
+    /// ADD-PATH for IPv4 unicast (RFC 7911) offered to this neighbor:
+    /// `receive` its paths with path identifiers (every candidate a
+    /// reflector has, not only its best), `send` it every path we may, or
+    /// `both`. Used when the neighbor offers the other side.
+    #[serde(default)]
+    pub add_path: AddPathMode,
+}
+
+/// What a neighbor's `add_path` offers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddPathMode {
+    #[default]
+    Off,
+    Receive,
+    Send,
+    Both,
+}
+
+impl From<AddPathMode> for cer_bgp::packet::AddPath {
+    fn from(m: AddPathMode) -> Self {
+        cer_bgp::packet::AddPath {
+            receive: matches!(m, AddPathMode::Receive | AddPathMode::Both),
+            send: matches!(m, AddPathMode::Send | AddPathMode::Both),
+        }
+    }
 }
 
 fn d_ra_timeout() -> u64 {

@@ -504,10 +504,8 @@ mod tests {
     fn signature_covers_what_matters() {
         let src = source(1, "10.10.0.1");
         let prefix: Ipv4Prefix = "10.77.60.10/32".parse().unwrap();
-        let path = |nh: &str, lp, cs: &[Community]| Path {
-            attrs: attrs(nh, lp, cs, "10.10.0.3"),
-            source: src.clone(),
-        };
+        let path =
+            |nh: &str, lp, cs: &[Community]| Path::new(attrs(nh, lp, cs, "10.10.0.3"), src.clone());
         let base = signature(&prefix, B, &path("10.10.0.3", 100, &[B]), true);
         assert_eq!(
             base,

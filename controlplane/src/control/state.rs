@@ -211,6 +211,7 @@ impl ControlState {
             export: self.cfg.policy(&n.export_policy).cloned(),
             description: n.description.clone(),
             interface,
+            add_path: n.add_path.into(),
         }
     }
 

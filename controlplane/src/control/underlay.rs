@@ -118,9 +118,9 @@ mod tests {
             asns: as_path.to_vec(),
         }];
         a.local_pref = Some(lp);
-        Path {
-            attrs: Arc::new(a),
-            source: Arc::new(PathSource {
+        Path::new(
+            Arc::new(a),
+            Arc::new(PathSource {
                 peer: PeerId(peer),
                 peer_addr: IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, peer as u16)),
                 router_id: Ipv4Addr::new(10, 0, 0, peer as u8),
@@ -128,7 +128,7 @@ mod tests {
                 ibgp: false,
                 rr_client: false,
             }),
-        }
+        )
     }
 
     fn ll(x: u16) -> Ipv6Addr {

@@ -37,7 +37,7 @@ use super::error::{ErrorAction, ErrorKind, Subject, UpdateError};
 use super::nlri::{self, PrefixError};
 use super::{notify, Family, SessionContext};
 use crate::route::{
-    AsSegment, AsSegmentKind, Community, NextHop, Origin, PathAttrs, Prefix, RawAttr,
+    AsSegment, AsSegmentKind, Community, NextHop, Nlri, Origin, PathAttrs, RawAttr,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -181,7 +181,7 @@ fn error(
 #[derive(Debug, Clone)]
 pub(super) struct MpReach {
     pub next_hop: NextHop,
-    pub prefixes: Vec<Prefix>,
+    pub prefixes: Vec<Nlri>,
 }
 
 /// What the path attributes of one UPDATE set, as they are read.
@@ -194,7 +194,7 @@ pub(super) struct Received {
     pub as4_path: Option<Vec<AsSegment>>,
     pub as4_aggregator: Option<(u32, Ipv4Addr)>,
     pub mp_reach: Option<MpReach>,
-    pub mp_unreach: Vec<Prefix>,
+    pub mp_unreach: Vec<Nlri>,
     /// An MP_UNREACH_NLRI of a family we speak was present (End-of-RIB detection).
     pub mp_unreach_family: Option<Family>,
     /// Errors that do not reset the session (attribute discard, treat-as-withdraw).
@@ -298,7 +298,7 @@ pub(super) fn read(
         code::ORIGINATOR_ID => originator_id(value).map(|a| rx.attrs.originator_id = Some(a)),
         code::CLUSTER_LIST => cluster_list(value).map(|v| rx.attrs.cluster_list = v),
         code::MP_REACH_NLRI => mp_reach(value, raw, cx, rx),
-        code::MP_UNREACH_NLRI => mp_unreach(value, raw).map(|u| {
+        code::MP_UNREACH_NLRI => mp_unreach(value, raw, cx).map(|u| {
             if let Some((family, prefixes)) = u {
                 rx.mp_unreach_family = Some(family);
                 rx.mp_unreach = prefixes;
@@ -703,10 +703,12 @@ fn family(afi: u16, safi: u8) -> Option<Family> {
     }
 }
 
-fn parse_prefixes(f: Family, b: &[u8]) -> Result<Vec<Prefix>, PrefixError> {
+/// The NLRI of an MP attribute; path identifiers where ADD-PATH receive was
+/// negotiated (IPv4 unicast).
+fn parse_prefixes(f: Family, b: &[u8], cx: &SessionContext) -> Result<Vec<Nlri>, PrefixError> {
     match f {
-        Family::Ipv4Unicast => nlri::parse_v4(b),
-        Family::Ipv6Unicast => nlri::parse_v6(b),
+        Family::Ipv4Unicast => nlri::parse_v4_nlri(b, cx.add_path_rx),
+        Family::Ipv6Unicast => nlri::parse_v6_nlri(b, false),
     }
 }
 
@@ -767,7 +769,7 @@ fn mp_reach(
             "no reserved octet after the next hop",
         ));
     };
-    let prefixes = parse_prefixes(f, nlri).map_err(|e| {
+    let prefixes = parse_prefixes(f, nlri, cx).map_err(|e| {
         let mut err = malformed(c, raw, ErrorKind::Value, format!("NLRI: {e}"));
         err.rule = "RFC 7606 5.3, 7.11";
         err
@@ -806,7 +808,11 @@ fn mp_reach(
 }
 
 /// MP_UNREACH_NLRI (RFC 4760 4): None for a family we do not speak (ignored).
-fn mp_unreach(v: &[u8], raw: &[u8]) -> Result<Option<(Family, Vec<Prefix>)>, UpdateError> {
+fn mp_unreach(
+    v: &[u8],
+    raw: &[u8],
+    cx: &SessionContext,
+) -> Result<Option<(Family, Vec<Nlri>)>, UpdateError> {
     let c = code::MP_UNREACH_NLRI;
     let [a0, a1, safi, ref nlri @ ..] = *v else {
         return Err(malformed(
@@ -822,7 +828,7 @@ fn mp_unreach(v: &[u8], raw: &[u8]) -> Result<Option<(Family, Vec<Prefix>)>, Upd
     let Some(f) = family(u16::from_be_bytes([a0, a1]), safi) else {
         return Ok(None);
     };
-    let prefixes = parse_prefixes(f, nlri).map_err(|e| {
+    let prefixes = parse_prefixes(f, nlri, cx).map_err(|e| {
         let mut err = malformed(c, raw, ErrorKind::Value, format!("withdrawn NLRI: {e}"));
         err.rule = "RFC 7606 5.3, 7.12";
         err

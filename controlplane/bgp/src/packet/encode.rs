@@ -8,12 +8,12 @@ use super::nlri::split;
 use super::{Capabilities, Codec, Family, Notification, AS_TRANS, HEADER_LEN, MAX_LEN};
 use super::{MSG_KEEPALIVE, MSG_NOTIFICATION, MSG_ROUTE_REFRESH, MSG_UPDATE};
 use crate::route::AsSegmentKind;
-use crate::route::{Ipv4Prefix, Ipv6Prefix, NextHop, Origin, PathAttrs, Prefix};
+use crate::route::{Ipv4Prefix, Ipv6Prefix, NextHop, Nlri, Origin, PathAttrs};
 use bytes::{BufMut, Bytes, BytesMut};
 use netgauze_bgp_pkt::capabilities::{
-    BgpCapability, ExtendedNextHopEncoding, ExtendedNextHopEncodingCapability,
-    FourOctetAsCapability, GracefulRestartAddressFamily, GracefulRestartCapability,
-    MultiProtocolExtensionsCapability,
+    AddPathAddressFamily, AddPathCapability, BgpCapability, ExtendedNextHopEncoding,
+    ExtendedNextHopEncodingCapability, FourOctetAsCapability, GracefulRestartAddressFamily,
+    GracefulRestartCapability, MultiProtocolExtensionsCapability,
 };
 use netgauze_bgp_pkt::nlri::{Ipv4Unicast, Ipv4UnicastAddress, Ipv6Unicast, Ipv6UnicastAddress};
 use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
@@ -69,6 +69,15 @@ impl Codec {
                 ),
             ));
         }
+        if caps.add_path_v4.any() {
+            list.push(BgpCapability::AddPath(AddPathCapability::new(vec![
+                AddPathAddressFamily::new(
+                    AddressType::Ipv4Unicast,
+                    caps.add_path_v4.send,
+                    caps.add_path_v4.receive,
+                ),
+            ])));
+        }
         list.push(BgpCapability::FourOctetAs(FourOctetAsCapability::new(asn)));
         let my_as = if asn > 65535 {
             AS_TRANS as u16
@@ -95,13 +104,28 @@ impl Codec {
         out.freeze()
     }
 
-    /// UPDATEs announcing `prefixes` (all one family) with `attrs`, split to fit
-    /// the message size. IPv4 with an IPv6 next hop goes in MP_REACH (RFC 8950).
-    pub fn encode_announce(&mut self, prefixes: &[Prefix], attrs: &PathAttrs) -> Vec<Bytes> {
+    /// IPv4 NLRI per UPDATE: up to 5 octets each, 9 with a path identifier,
+    /// leaving room for the attributes within 4096 octets.
+    fn v4_per_announce(&self) -> usize {
+        if self.session.add_path_tx {
+            280
+        } else {
+            500
+        }
+    }
+
+    /// UPDATEs announcing `prefixes` with `attrs`, split to fit the message
+    /// size. IPv4 with an IPv6 next hop goes in MP_REACH (RFC 8950). IPv4
+    /// NLRI carry their path identifiers on an ADD-PATH session (RFC 7911).
+    pub fn encode_announce(&mut self, prefixes: &[Nlri], attrs: &PathAttrs) -> Vec<Bytes> {
         let mut out = Vec::new();
         let (v4, v6) = split(prefixes);
-        for chunk in v4.chunks(500) {
-            let nlri: Vec<Ipv4UnicastAddress> = chunk.iter().filter_map(|p| v4_nlri(*p)).collect();
+        let tx = self.session.add_path_tx;
+        for chunk in v4.chunks(self.v4_per_announce()) {
+            let nlri: Vec<Ipv4UnicastAddress> = chunk
+                .iter()
+                .filter_map(|(p, id)| v4_nlri(*p, tx.then_some(*id)))
+                .collect();
             let mut list = self.common_attrs(attrs);
             match attrs.next_hop {
                 NextHop::V4 { addr } => {
@@ -124,7 +148,8 @@ impl Codec {
             }
         }
         for chunk in v6.chunks(150) {
-            let nlri: Vec<Ipv6UnicastAddress> = chunk.iter().filter_map(|p| v6_nlri(*p)).collect();
+            let nlri: Vec<Ipv6UnicastAddress> =
+                chunk.iter().filter_map(|(p, _)| v6_nlri(*p)).collect();
             let (global, link_local) = match attrs.next_hop {
                 NextHop::V6 { global, link_local } => (global, link_local),
                 NextHop::V4 { addr } => (addr.to_ipv6_mapped(), None),
@@ -154,12 +179,16 @@ impl Codec {
 
     /// UPDATEs withdrawing `prefixes`. With `mp_v4`, IPv4 goes in MP_UNREACH
     /// (used on sessions where IPv4 is carried only by MP-BGP).
-    pub fn encode_withdraw(&mut self, prefixes: &[Prefix], mp_v4: bool) -> Vec<Bytes> {
+    pub fn encode_withdraw(&mut self, prefixes: &[Nlri], mp_v4: bool) -> Vec<Bytes> {
         let mut out = Vec::new();
         let (v4, v6) = split(prefixes);
-        let v4: Vec<Ipv4UnicastAddress> = v4.into_iter().filter_map(v4_nlri).collect();
-        let v6: Vec<Ipv6UnicastAddress> = v6.into_iter().filter_map(v6_nlri).collect();
-        for chunk in v4.chunks(800) {
+        let tx = self.session.add_path_tx;
+        let v4: Vec<Ipv4UnicastAddress> = v4
+            .into_iter()
+            .filter_map(|(p, id)| v4_nlri(p, tx.then_some(id)))
+            .collect();
+        let v6: Vec<Ipv6UnicastAddress> = v6.into_iter().filter_map(|(p, _)| v6_nlri(p)).collect();
+        for chunk in v4.chunks(if tx { 440 } else { 800 }) {
             let u = if mp_v4 {
                 BgpUpdateMessage::new(
                     Vec::<Ipv4UnicastAddress>::new(),
@@ -402,9 +431,10 @@ fn address_type(f: Family) -> AddressType {
     }
 }
 
-fn v4_nlri(p: Ipv4Prefix) -> Option<Ipv4UnicastAddress> {
+fn v4_nlri(p: Ipv4Prefix, path_id: Option<u32>) -> Option<Ipv4UnicastAddress> {
     let net = ipnet::Ipv4Net::new(p.addr(), p.len()).ok()?;
-    Some(Ipv4UnicastAddress::new_no_path_id(
+    Some(Ipv4UnicastAddress::new(
+        path_id,
         Ipv4Unicast::from_net(net).ok()?,
     ))
 }
@@ -481,9 +511,9 @@ pub fn end_of_rib(f: Family) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{check_header, GracefulRestart, Message, SessionContext};
+    use super::super::{check_header, AddPath, GracefulRestart, Message, SessionContext};
     use super::*;
-    use crate::route::{AsSegment, Community, RawAttr};
+    use crate::route::{AsSegment, Community, Prefix, RawAttr};
 
     fn frame_of(b: &Bytes) -> Vec<u8> {
         let h: [u8; HEADER_LEN] = b[..HEADER_LEN].try_into().unwrap();
@@ -492,8 +522,8 @@ mod tests {
         b.to_vec()
     }
 
-    fn p4(s: &str) -> Prefix {
-        Prefix::V4(s.parse().unwrap())
+    fn p4(s: &str) -> Nlri {
+        Prefix::V4(s.parse().unwrap()).into()
     }
 
     fn attrs() -> PathAttrs {
@@ -531,6 +561,10 @@ mod tests {
                 restarting: true,
                 families: vec![(Family::Ipv4Unicast, true)],
             }),
+            add_path_v4: AddPath {
+                receive: true,
+                send: false,
+            },
         };
         let b = c.encode_open(4_200_000_001, 90, "10.0.0.1".parse().unwrap(), &caps);
         let Message::Open(o) = Codec::new().decode(&frame_of(&b)).unwrap() else {
@@ -733,13 +767,13 @@ mod tests {
             link_local: None,
         };
         let p6 = Prefix::V6(Ipv6Prefix::new("2001:db8:77::".parse().unwrap(), 48));
-        let msgs = c.encode_announce(&[p6], &a);
+        let msgs = c.encode_announce(&[p6.into()], &a);
         let Message::Update(u) = Codec::new().decode(&frame_of(&msgs[0])).unwrap() else {
             panic!()
         };
         assert_eq!(u.announced[0].prefixes, vec![p6]);
         for mp in [false, true] {
-            let w = c.encode_withdraw(&[p4("10.77.60.10/32"), p6], mp);
+            let w = c.encode_withdraw(&[p4("10.77.60.10/32"), p6.into()], mp);
             let mut got = Vec::new();
             for m in &w {
                 let Message::Update(u) = Codec::new().decode(&frame_of(m)).unwrap() else {
@@ -747,35 +781,55 @@ mod tests {
                 };
                 got.extend(u.withdrawn);
             }
-            assert_eq!(got, vec![p4("10.77.60.10/32"), p6]);
+            assert_eq!(got, vec![p4("10.77.60.10/32"), p6.into()]);
         }
     }
 
     #[test]
     fn large_announcements_are_split_under_4096() {
-        let prefixes: Vec<Prefix> = (0..2000u32)
-            .map(|i| Prefix::V4(Ipv4Prefix::host(Ipv4Addr::from(0x0a00_0000 + i))))
+        let prefixes: Vec<Nlri> = (0..2000u32)
+            .map(|i| Nlri {
+                prefix: Prefix::V4(Ipv4Prefix::host(Ipv4Addr::from(0x0a00_0000 + i))),
+                path_id: 0x8000_0000 + i,
+            })
             .collect();
         // A 2-octet-AS peer also gets AS4_PATH and AS4_AGGREGATOR.
         let mut a = attrs();
         a.aggregator = Some((4_200_000_009, Ipv4Addr::from(AGG_IP)));
-        for new_peer in [true, false] {
+        for (new_peer, add_path) in [(true, false), (false, false), (true, true)] {
             let mut c = if new_peer {
                 Codec::new()
             } else {
                 old_peer_codec()
             };
+            c.session.add_path_tx = add_path;
+            c.session.add_path_rx = add_path;
             let msgs = c.encode_announce(&prefixes, &a);
             assert!(msgs.len() >= 4);
-            let mut n = 0;
+            let mut got = Vec::new();
             for m in &msgs {
                 assert!(m.len() <= MAX_LEN);
                 let Message::Update(u) = c.decode(&frame_of(m)).unwrap() else {
                     panic!()
                 };
-                n += u.announced_prefixes().count();
+                assert!(u.errors.is_empty(), "{:?}", u.errors);
+                got.extend(u.announced.into_iter().flat_map(|r| r.prefixes));
             }
-            assert_eq!(n, 2000);
+            let want: Vec<Nlri> = if add_path {
+                prefixes.clone()
+            } else {
+                prefixes.iter().map(|n| n.prefix.into()).collect()
+            };
+            assert_eq!(got, want, "path ids only on an ADD-PATH session");
+            let mut got = Vec::new();
+            for m in c.encode_withdraw(&prefixes, false) {
+                assert!(m.len() <= MAX_LEN);
+                let Message::Update(u) = c.decode(&frame_of(&m)).unwrap() else {
+                    panic!()
+                };
+                got.extend(u.withdrawn);
+            }
+            assert_eq!(got, want);
         }
     }
 

@@ -22,7 +22,7 @@ mod update;
 pub use encode::{end_of_rib, keepalive, notification, route_refresh};
 use error::wire_err;
 pub use error::{ErrorAction, ErrorKind, Subject, UpdateError, WireError};
-pub use open::{Capabilities, GracefulRestart, Open};
+pub use open::{AddPath, Capabilities, GracefulRestart, Open};
 pub use update::{Reach, Update};
 
 use netgauze_bgp_pkt::codec::BgpCodec;
@@ -205,6 +205,11 @@ pub struct SessionContext {
     pub peer_as: Option<u32>,
     /// Our address on the session: a next hop equal to it is ignored (RFC 4271 6.3).
     pub local_addr: Option<IpAddr>,
+    /// IPv4 unicast NLRI from the peer carry path identifiers (RFC 7911:
+    /// we offered to receive them, it offered to send).
+    pub add_path_rx: bool,
+    /// IPv4 unicast NLRI we send carry path identifiers.
+    pub add_path_tx: bool,
 }
 
 impl Default for SessionContext {
@@ -215,6 +220,8 @@ impl Default for SessionContext {
             ibgp: true,
             peer_as: None,
             local_addr: None,
+            add_path_rx: false,
+            add_path_tx: false,
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Prefixes in NLRI encoding (RFC 4271 4.3, RFC 4760 5.1): a length octet and
-//! the fewest octets that hold the prefix. Parsing enforces RFC 7606 5.3 (no
-//! length beyond the family's maximum, no overrun of the field);
-//! `semantic_error` says which well-formed prefixes RFC 4271 6.3 ignores.
+//! the fewest octets that hold the prefix, after a 4-octet path identifier on
+//! sessions that negotiated ADD-PATH receive for the family (RFC 7911 3).
+//! Parsing enforces RFC 7606 5.3 (no length beyond the family's maximum, no
+//! overrun of the field); `semantic_error` says which well-formed prefixes
+//! RFC 4271 6.3 ignores.
 
-use crate::route::{Ipv4Prefix, Ipv6Prefix, Prefix};
+use crate::route::{Ipv4Prefix, Ipv6Prefix, Nlri, PathId, Prefix};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Why a run of NLRI prefixes is syntactically incorrect (RFC 7606 5.3).
@@ -13,15 +15,29 @@ pub enum PrefixError {
     TooLong { len: u8, max: u8 },
     #[error("prefix of length {len} needs {need} octets, {have} left in the field")]
     Overrun { len: u8, need: usize, have: usize },
+    #[error("{have} octets left in the field, too few for a path identifier and a prefix length (ADD-PATH)")]
+    PathIdOverrun { have: usize },
 }
 
 fn parse<const N: usize>(
     mut b: &[u8],
+    add_path: bool,
     make: impl Fn([u8; N], u8) -> Prefix,
-) -> Result<Vec<Prefix>, PrefixError> {
+) -> Result<Vec<Nlri>, PrefixError> {
     let max = (N * 8) as u8;
     let mut out = Vec::new();
-    while let Some((&len, rest)) = b.split_first() {
+    while !b.is_empty() {
+        let mut path_id = 0;
+        if add_path {
+            let Some((id, rest)) = b.split_first_chunk::<4>().filter(|(_, r)| !r.is_empty()) else {
+                return Err(PrefixError::PathIdOverrun { have: b.len() });
+            };
+            path_id = u32::from_be_bytes(*id);
+            b = rest;
+        }
+        let Some((&len, rest)) = b.split_first() else {
+            break;
+        };
         if len > max {
             return Err(PrefixError::TooLong { len, max });
         }
@@ -35,24 +51,43 @@ fn parse<const N: usize>(
         };
         let mut a = [0u8; N];
         a[..need].copy_from_slice(bytes);
-        out.push(make(a, len));
+        out.push(Nlri {
+            prefix: make(a, len),
+            path_id,
+        });
         b = &rest[need..];
     }
     Ok(out)
 }
 
-/// IPv4 prefixes (host bits cleared).
-pub fn parse_v4(b: &[u8]) -> Result<Vec<Prefix>, PrefixError> {
-    parse::<4>(b, |a, len| {
+/// IPv4 NLRI (host bits cleared), each after a path identifier when `add_path`.
+pub fn parse_v4_nlri(b: &[u8], add_path: bool) -> Result<Vec<Nlri>, PrefixError> {
+    parse::<4>(b, add_path, |a, len| {
         Prefix::V4(Ipv4Prefix::containing(Ipv4Addr::from(a), len))
     })
 }
 
-/// IPv6 prefixes (host bits cleared).
-pub fn parse_v6(b: &[u8]) -> Result<Vec<Prefix>, PrefixError> {
-    parse::<16>(b, |a, len| {
+/// IPv6 NLRI (host bits cleared), each after a path identifier when `add_path`.
+pub fn parse_v6_nlri(b: &[u8], add_path: bool) -> Result<Vec<Nlri>, PrefixError> {
+    parse::<16>(b, add_path, |a, len| {
         Prefix::V6(Ipv6Prefix::new(Ipv6Addr::from(a), len))
     })
+}
+
+/// IPv4 prefixes without path identifiers.
+pub fn parse_v4(b: &[u8]) -> Result<Vec<Prefix>, PrefixError> {
+    Ok(parse_v4_nlri(b, false)?
+        .into_iter()
+        .map(|n| n.prefix)
+        .collect())
+}
+
+/// IPv6 prefixes without path identifiers.
+pub fn parse_v6(b: &[u8]) -> Result<Vec<Prefix>, PrefixError> {
+    Ok(parse_v6_nlri(b, false)?
+        .into_iter()
+        .map(|n| n.prefix)
+        .collect())
 }
 
 /// What makes a prefix semantically incorrect as unicast NLRI, or None.
@@ -80,14 +115,17 @@ pub fn semantic_error(p: &Prefix) -> Option<&'static str> {
     }
 }
 
-/// Splits a list of prefixes by family, keeping the order within each.
-pub fn split(prefixes: &[Prefix]) -> (Vec<Ipv4Prefix>, Vec<Ipv6Prefix>) {
+/// Prefixes of one family with their path identifiers.
+pub type WithIds<P> = Vec<(P, PathId)>;
+
+/// Splits NLRI by family, keeping the order within each.
+pub fn split(nlri: &[Nlri]) -> (WithIds<Ipv4Prefix>, WithIds<Ipv6Prefix>) {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
-    for p in prefixes {
-        match p {
-            Prefix::V4(p) => v4.push(*p),
-            Prefix::V6(p) => v6.push(*p),
+    for n in nlri {
+        match n.prefix {
+            Prefix::V4(p) => v4.push((p, n.path_id)),
+            Prefix::V6(p) => v6.push((p, n.path_id)),
         }
     }
     (v4, v6)
@@ -129,6 +167,47 @@ mod tests {
             ))]
         );
         assert_eq!(parse_v4(&[]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn path_identifiers_come_before_each_prefix() {
+        let nlri = |p: &str, path_id| Nlri {
+            prefix: Prefix::V4(p.parse().unwrap()),
+            path_id,
+        };
+        let b = [0, 0, 0, 7, 32, 10, 77, 60, 10, 0, 1, 0, 0, 24, 10, 1, 2];
+        assert_eq!(
+            parse_v4_nlri(&b, true).unwrap(),
+            vec![nlri("10.77.60.10/32", 7), nlri("10.1.2.0/24", 0x10000)]
+        );
+        // The same octets without ADD-PATH are not the same routes: a /0,
+        // a /0, a /0, then a /7 whose octet is taken, then garbage.
+        assert_ne!(parse_v4_nlri(&b, false).ok(), parse_v4_nlri(&b, true).ok());
+        // A path id with nothing after it, or cut short.
+        for bad in [
+            &[0u8, 0, 0, 1][..],
+            &[0, 0, 1],
+            &[0, 0, 0, 1, 24, 10, 1, 2, 0, 0],
+        ] {
+            assert!(
+                matches!(
+                    parse_v4_nlri(bad, true),
+                    Err(PrefixError::PathIdOverrun { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            parse_v4_nlri(&[0, 0, 0, 1, 33, 1, 2, 3, 4, 5], true),
+            Err(PrefixError::TooLong { len: 33, .. })
+        ));
+        assert_eq!(
+            parse_v6_nlri(&[0, 0, 0, 2, 48, 0x20, 0x01, 0x0d, 0xb8, 0, 0x77], true).unwrap(),
+            vec![Nlri {
+                prefix: Prefix::V6(Ipv6Prefix::new("2001:db8:77::".parse().unwrap(), 48)),
+                path_id: 2
+            }]
+        );
     }
 
     #[test]

@@ -23,6 +23,20 @@ pub struct GracefulRestart {
     pub families: Vec<(Family, bool)>,
 }
 
+/// ADD-PATH for IPv4 unicast as one side offers it (RFC 7911 4): it can
+/// receive several paths per prefix, send them, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AddPath {
+    pub receive: bool,
+    pub send: bool,
+}
+
+impl AddPath {
+    pub fn any(&self) -> bool {
+        self.receive || self.send
+    }
+}
+
 /// Capabilities of one side of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Capabilities {
@@ -33,6 +47,8 @@ pub struct Capabilities {
     /// IPv4 unicast NLRI with an IPv6 next hop (RFC 8950).
     pub extended_next_hop_v4: bool,
     pub graceful_restart: Option<GracefulRestart>,
+    /// ADD-PATH for IPv4 unicast (capability 69).
+    pub add_path_v4: AddPath,
 }
 
 /// A received OPEN.
@@ -65,6 +81,16 @@ fn open_from(o: &BgpOpenMessage) -> Open {
                 }) =>
             {
                 caps.extended_next_hop_v4 = true;
+            }
+            BgpCapability::AddPath(a) => {
+                for f in a.address_families() {
+                    if f.address_type() == AddressType::Ipv4Unicast {
+                        caps.add_path_v4 = AddPath {
+                            receive: f.receive(),
+                            send: f.send(),
+                        };
+                    }
+                }
             }
             BgpCapability::GracefulRestartCapability(g) => {
                 caps.graceful_restart = Some(GracefulRestart {

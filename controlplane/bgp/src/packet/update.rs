@@ -12,21 +12,22 @@ use super::as4;
 use super::attribute::{self, code, flag, Received};
 use super::error::{ErrorAction, ErrorKind, Subject, UpdateError};
 use super::{nlri, notify, Family, SessionContext, HEADER_LEN};
-use crate::route::{NextHop, PathAttrs, Prefix};
+use crate::route::{NextHop, Nlri, PathAttrs, Prefix};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-/// Prefixes announced with one set of attributes.
+/// Prefixes announced with one set of attributes (with their path
+/// identifiers on an ADD-PATH session).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reach {
-    pub prefixes: Vec<Prefix>,
+    pub prefixes: Vec<Nlri>,
     pub attrs: Arc<PathAttrs>,
 }
 
 /// A received UPDATE in our terms.
 #[derive(Debug, Clone, Default)]
 pub struct Update {
-    pub withdrawn: Vec<Prefix>,
+    pub withdrawn: Vec<Nlri>,
     /// Announcements by attribute set: the NLRI field (with NEXT_HOP) and
     /// MP_REACH_NLRI (with its own next hop) make one each.
     pub announced: Vec<Reach>,
@@ -65,7 +66,9 @@ impl Update {
 
     /// Every announced prefix, whatever its attributes.
     pub fn announced_prefixes(&self) -> impl Iterator<Item = &Prefix> {
-        self.announced.iter().flat_map(|r| r.prefixes.iter())
+        self.announced
+            .iter()
+            .flat_map(|r| r.prefixes.iter().map(|n| &n.prefix))
     }
 }
 
@@ -129,12 +132,13 @@ pub(super) fn decode(frame: &[u8], cx: &SessionContext) -> Result<Update, Update
             e.to_string(),
         )
     };
-    let mut withdrawn = nlri::parse_v4(&body[2..2 + wlen])
+    let mut withdrawn = nlri::parse_v4_nlri(&body[2..2 + wlen], cx.add_path_rx)
         .map_err(|e| invalid_network(Subject::WithdrawnRoutes, e))?;
 
     let mut rx = Received::default();
     let count = walk(attrs, cx, &mut rx)?;
-    let nlri = nlri::parse_v4(nlri_field).map_err(|e| invalid_network(Subject::Nlri, e))?;
+    let nlri = nlri::parse_v4_nlri(nlri_field, cx.add_path_rx)
+        .map_err(|e| invalid_network(Subject::Nlri, e))?;
 
     if nlri.is_empty() {
         // RFC 4760 3: without NLRI in the NLRI field, NEXT_HOP is ignored.
@@ -218,14 +222,14 @@ pub(super) fn decode(frame: &[u8], cx: &SessionContext) -> Result<Update, Update
 /// log line and the counter's cause); the others are returned, to be
 /// processed as if the ignored ones had never been there.
 fn ignore_incorrect(
-    prefixes: Vec<Prefix>,
+    prefixes: Vec<Nlri>,
     subject: Subject,
     ignored: &mut Vec<Prefix>,
     errors: &mut Vec<UpdateError>,
-) -> Vec<Prefix> {
-    let (bad, good): (Vec<Prefix>, Vec<Prefix>) = prefixes
+) -> Vec<Nlri> {
+    let (bad, good): (Vec<Nlri>, Vec<Nlri>) = prefixes
         .into_iter()
-        .partition(|p| nlri::semantic_error(p).is_some());
+        .partition(|n| nlri::semantic_error(&n.prefix).is_some());
     if bad.is_empty() {
         return good;
     }
@@ -234,7 +238,12 @@ fn ignore_incorrect(
     let mut named: Vec<String> = bad
         .iter()
         .take(SHOWN)
-        .map(|p| format!("{p} {}", nlri::semantic_error(p).unwrap_or_default()))
+        .map(|n| {
+            format!(
+                "{n} {}",
+                nlri::semantic_error(&n.prefix).unwrap_or_default()
+            )
+        })
         .collect();
     if bad.len() > SHOWN {
         named.push(format!("{} more", bad.len() - SHOWN));
@@ -251,7 +260,7 @@ fn ignore_incorrect(
             named.join(", ")
         ),
     ));
-    ignored.extend(bad);
+    ignored.extend(bad.into_iter().map(|n| n.prefix));
     good
 }
 
@@ -350,12 +359,7 @@ fn walk(attrs: &[u8], cx: &SessionContext, rx: &mut Received) -> Result<usize, U
 
 /// RFC 4724 2: an UPDATE with nothing in it is the IPv4 unicast End-of-RIB;
 /// one whose only attribute is an empty MP_UNREACH_NLRI is its family's.
-fn end_of_rib(
-    withdrawn: &[Prefix],
-    count: usize,
-    nlri: &[Prefix],
-    rx: &Received,
-) -> Option<Family> {
+fn end_of_rib(withdrawn: &[Nlri], count: usize, nlri: &[Nlri], rx: &Received) -> Option<Family> {
     if !withdrawn.is_empty() || !nlri.is_empty() {
         return None;
     }
@@ -604,8 +608,8 @@ mod robustness {
         let mut seeds: Vec<Vec<u8>> = c
             .encode_announce(
                 &[
-                    Prefix::V4("10.77.60.10/32".parse().unwrap()),
-                    Prefix::V4("10.1.0.0/16".parse().unwrap()),
+                    Prefix::V4("10.77.60.10/32".parse().unwrap()).into(),
+                    Prefix::V4("10.1.0.0/16".parse().unwrap()).into(),
                 ],
                 &a,
             )
@@ -618,7 +622,7 @@ mod robustness {
             link_local: Some("fe80::1".parse().unwrap()),
         };
         seeds.extend(
-            c.encode_announce(&[Prefix::V4("10.77.60.11/32".parse().unwrap())], &v6)
+            c.encode_announce(&[Prefix::V4("10.77.60.11/32".parse().unwrap()).into()], &v6)
                 .into_iter()
                 .map(|b| b.to_vec()),
         );

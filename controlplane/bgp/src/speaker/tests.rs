@@ -40,6 +40,7 @@ fn neighbor(addr: &str, peer_as: PeerAs, rr_client: bool) -> NeighborConfig {
         export: None,
         description: None,
         interface: None,
+        add_path: AddPath::default(),
     }
 }
 
@@ -73,6 +74,8 @@ fn negotiated(peer_as: u32, id: &str, gr: Option<GracefulRestart>) -> Box<Negoti
         ipv6_unicast: false,
         extended_next_hop: false,
         route_refresh: true,
+        add_path_rx: false,
+        add_path_tx: false,
         peer_graceful_restart: gr,
         peer_caps: Capabilities::default(),
     })
@@ -98,7 +101,7 @@ fn update(s: &mut Speaker, peer: PeerId, prefix: &str, a: PathAttrs) -> Vec<Pref
         peer,
         update: Update {
             announced: vec![Reach {
-                prefixes: vec![pfx(prefix)],
+                prefixes: vec![pfx(prefix).into()],
                 attrs: Arc::new(a),
             }],
             ..Update::default()
@@ -110,7 +113,7 @@ fn withdraw(s: &mut Speaker, peer: PeerId, prefix: &str) -> Vec<Prefix> {
     s.handle(PeerEvent::Update {
         peer,
         update: Update {
-            withdrawn: vec![pfx(prefix)],
+            withdrawn: vec![pfx(prefix).into()],
             ..Update::default()
         },
     })
@@ -149,14 +152,14 @@ fn sent(s: &mut Speaker) -> BTreeMap<PeerId, Vec<SessionCmd>> {
 /// The attributes `peer` was sent for `prefix` (in its last announcement of it).
 fn announced(cmds: &[SessionCmd], prefix: &str) -> Option<Arc<PathAttrs>> {
     cmds.iter().rev().find_map(|c| match c {
-        SessionCmd::Announce(ps, a) if ps.contains(&pfx(prefix)) => Some(a.clone()),
+        SessionCmd::Announce(ps, a) if ps.contains(&pfx(prefix).into()) => Some(a.clone()),
         _ => None,
     })
 }
 
 fn withdrawn(cmds: &[SessionCmd], prefix: &str) -> bool {
     cmds.iter()
-        .any(|c| matches!(c, SessionCmd::Withdraw(ps) if ps.contains(&pfx(prefix))))
+        .any(|c| matches!(c, SessionCmd::Withdraw(ps) if ps.contains(&pfx(prefix).into())))
 }
 
 /// The counters of one peer (`show bgp summary`).
@@ -422,7 +425,7 @@ fn a_failed_path_withdraws_at_once_despite_graceful_restart() {
     )));
     assert!(outs.iter().any(|o| matches!(
         o,
-        Output::Send(p, SessionCmd::Withdraw(ps)) if *p == b && ps.contains(&pfx("10.5.0.0/16"))
+        Output::Send(p, SessionCmd::Withdraw(ps)) if *p == b && ps.contains(&pfx("10.5.0.0/16").into())
     )));
     // An UPDATE queued before the reset is ignored; the session's own Down
     // (a TCP failure once the reset closes it) finds A down already: nothing
@@ -439,4 +442,166 @@ fn a_failed_path_withdraws_at_once_despite_graceful_restart() {
     establish(&mut s, a, 65001, "10.0.0.2", "10.0.0.1", true);
     update(&mut s, a, "10.5.0.0/16", attrs("10.0.0.2", &[65001]));
     assert!(s.rib().best(&pfx("10.5.0.0/16")).is_some());
+}
+
+/// Establishes `peer` (iBGP) with ADD-PATH as negotiated: `rx` we receive
+/// path ids from it, `tx` we send it every path.
+fn establish_add_path(s: &mut Speaker, peer: PeerId, id: &str, rx: bool, tx: bool) {
+    let mut n = negotiated(LOCAL_AS, id, None);
+    n.add_path_rx = rx;
+    n.add_path_tx = tx;
+    s.handle(PeerEvent::Established {
+        peer,
+        negotiated: n,
+        local_addr: "10.0.0.1".parse().unwrap(),
+    });
+}
+
+/// Every (path id, next hop) `cmds` announced for `prefix`, and the path ids withdrawn.
+fn paths_sent(cmds: &[SessionCmd], prefix: &str) -> (Vec<(u32, NextHop)>, Vec<u32>) {
+    let (mut ann, mut wd) = (Vec::new(), Vec::new());
+    for c in cmds {
+        match c {
+            SessionCmd::Announce(ns, a) => ann.extend(
+                ns.iter()
+                    .filter(|n| n.prefix == pfx(prefix))
+                    .map(|n| (n.path_id, a.next_hop)),
+            ),
+            SessionCmd::Withdraw(ns) => wd.extend(
+                ns.iter()
+                    .filter(|n| n.prefix == pfx(prefix))
+                    .map(|n| n.path_id),
+            ),
+            SessionCmd::EndOfRib(_) => {}
+        }
+    }
+    ann.sort_by_key(|(id, _)| *id);
+    wd.sort_unstable();
+    (ann, wd)
+}
+
+fn nh(s: &str) -> NextHop {
+    NextHop::V4 {
+        addr: s.parse().unwrap(),
+    }
+}
+
+#[test]
+fn a_reflector_sends_every_path_to_add_path_clients_and_the_best_to_others() {
+    let mut s = speaker(Some(CLUSTER));
+    let a = s.add_neighbor(neighbor("10.0.0.2", PeerAs::Internal, true));
+    let b = s.add_neighbor(neighbor("10.0.0.3", PeerAs::Internal, true));
+    let c = s.add_neighbor(neighbor("10.0.0.4", PeerAs::Internal, true));
+    let d = s.add_neighbor(neighbor("10.0.0.5", PeerAs::Internal, true));
+    establish_add_path(&mut s, a, "10.0.0.2", false, false);
+    establish_add_path(&mut s, b, "10.0.0.3", false, false);
+    establish_add_path(&mut s, c, "10.0.0.4", false, true);
+    establish_add_path(&mut s, d, "10.0.0.5", false, false);
+    s.take_outputs();
+    // Two owner candidates for one /32; A's wins (lower router id).
+    update(&mut s, a, "10.77.60.10/32", attrs("10.0.0.2", &[]));
+    update(&mut s, b, "10.77.60.10/32", attrs("10.0.0.3", &[]));
+    let out = sent(&mut s);
+    let (to_c, _) = paths_sent(&out[&c], "10.77.60.10/32");
+    assert_eq!(to_c.len(), 2, "both paths to the ADD-PATH client: {to_c:?}");
+    assert_ne!(to_c[0].0, to_c[1].0, "under different path ids");
+    assert!(to_c.iter().all(|(id, _)| *id != 0));
+    let id_of = |hop: &str| to_c.iter().find(|(_, h)| *h == nh(hop)).unwrap().0;
+    let (id_a, id_b) = (id_of("10.0.0.2"), id_of("10.0.0.3"));
+    let (to_d, _) = paths_sent(&out[&d], "10.77.60.10/32");
+    assert_eq!(to_d, vec![(0, nh("10.0.0.2"))], "the best only, no path id");
+    // B gets A's path and A gets B's: never a path back to its source.
+    assert_eq!(
+        paths_sent(&out[&b], "10.77.60.10/32").0,
+        vec![(0, nh("10.0.0.2"))]
+    );
+    assert_eq!(summary_of(&s, c).prefixes_sent, 2);
+
+    // A withdraws: C loses that path alone (B's keeps its id), D gets B's as the new best.
+    withdraw(&mut s, a, "10.77.60.10/32");
+    let out = sent(&mut s);
+    assert_eq!(
+        paths_sent(&out[&c], "10.77.60.10/32"),
+        (vec![], vec![id_a]),
+        "only A's path goes; B's is not re-sent"
+    );
+    assert_eq!(
+        paths_sent(&out[&d], "10.77.60.10/32").0,
+        vec![(0, nh("10.0.0.3"))]
+    );
+    // A comes back with a better path: C gets it under a path id B's is not using.
+    let mut better = attrs("10.0.0.2", &[]);
+    better.local_pref = Some(200);
+    update(&mut s, a, "10.77.60.10/32", better);
+    let out = sent(&mut s);
+    let (to_c, wd) = paths_sent(&out[&c], "10.77.60.10/32");
+    assert!(wd.is_empty());
+    assert_eq!(to_c.len(), 1);
+    assert_ne!(to_c[0].0, id_b);
+    // A client that comes up later gets every path in its table.
+    s.handle(PeerEvent::RouteRefresh {
+        peer: c,
+        family: Family::Ipv4Unicast,
+    });
+    let (all, _) = paths_sent(&sent(&mut s)[&c], "10.77.60.10/32");
+    assert_eq!(all.len(), 2);
+}
+
+#[test]
+fn paths_received_with_ids_are_kept_apart_and_withdrawn_one_by_one() {
+    let mut s = speaker(None);
+    let rr = s.add_neighbor(neighbor("10.0.0.9", PeerAs::Internal, false));
+    establish_add_path(&mut s, rr, "10.0.0.9", true, false);
+    s.take_outputs();
+    let announce = |s: &mut Speaker, path_id: u32, hop: &str| {
+        let mut a = attrs(hop, &[]);
+        a.originator_id = Some(hop.parse().unwrap());
+        a.cluster_list = vec![CLUSTER];
+        s.handle(PeerEvent::Update {
+            peer: rr,
+            update: Update {
+                announced: vec![Reach {
+                    prefixes: vec![Nlri {
+                        prefix: pfx("10.77.60.10/32"),
+                        path_id,
+                    }],
+                    attrs: Arc::new(a),
+                }],
+                ..Update::default()
+            },
+        })
+    };
+    announce(&mut s, 1, "10.0.0.2");
+    let changed = announce(&mut s, 2, "10.0.0.3");
+    assert_eq!(
+        changed,
+        vec![pfx("10.77.60.10/32")],
+        "a second path is a change"
+    );
+    let paths = s.rib().paths(&pfx("10.77.60.10/32"));
+    assert_eq!(paths.len(), 2, "one reflector, two owner candidates");
+    assert_eq!(summary_of(&s, rr).prefixes_received, 2);
+    assert!(summary_of(&s, rr)
+        .capabilities
+        .contains(&"add-path-receive".to_string()));
+    // Withdrawing path 1 leaves path 2.
+    let changed = s.handle(PeerEvent::Update {
+        peer: rr,
+        update: Update {
+            withdrawn: vec![Nlri {
+                prefix: pfx("10.77.60.10/32"),
+                path_id: 1,
+            }],
+            ..Update::default()
+        },
+    });
+    assert_eq!(changed, vec![pfx("10.77.60.10/32")]);
+    let paths = s.rib().paths(&pfx("10.77.60.10/32"));
+    assert_eq!(paths.len(), 1);
+    assert_eq!(paths[0].rx_id, 2);
+    assert_eq!(paths[0].attrs.next_hop, nh("10.0.0.3"));
+    // The session goes: every path of it goes, and the prefix is reported.
+    announce(&mut s, 1, "10.0.0.2");
+    assert_eq!(down(&mut s, rr, false), vec![pfx("10.77.60.10/32")]);
+    assert!(s.rib().paths(&pfx("10.77.60.10/32")).is_empty());
 }

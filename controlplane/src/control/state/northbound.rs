@@ -9,7 +9,7 @@ use crate::control::admin::ControlRequest;
 use crate::control::config::CaptureMode;
 use crate::control::endpoints::Endpoint;
 use crate::control::sam::Owner;
-use cer_bgp::route::{Ipv4Prefix, Prefix};
+use cer_bgp::route::{Ipv4Prefix, Nlri, Prefix};
 use cer_capture::reconciler::Phase;
 use cer_capture::Desired;
 use serde_json::{json, Value};
@@ -380,7 +380,8 @@ impl ControlState {
                     "from": if path.source.peer == cer_bgp::route::PeerId::LOCAL { "local".to_string() } else { path.source.peer_addr.to_string() },
                     "identity": identity.map(|c| c.to_string()),
                     "marker": identity.map(|c| if self.sam.marker_present(c) { "present" } else { "absent" }),
-                    "stale": rib.is_stale(path.source.peer, &p),
+                    "path_id": path.rx_id,
+                    "stale": rib.is_stale(path.source.peer, Nlri { prefix: p, path_id: path.rx_id }),
                 }));
             }
         }
