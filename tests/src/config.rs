@@ -719,6 +719,8 @@ pub struct Neighbor {
     bfd: Option<(u64, u64, u8)>,
     bfd_multihop: bool,
     bfd_key: Option<String>,
+    /// `add_path = "receive" | "send" | "both"`.
+    add_path: Option<String>,
 }
 
 impl Neighbor {
@@ -734,6 +736,7 @@ impl Neighbor {
             bfd: None,
             bfd_multihop: false,
             bfd_key: None,
+            add_path: None,
         }
     }
 
@@ -792,8 +795,15 @@ impl Neighbor {
         self
     }
 
+    /// ADD-PATH (RFC 7911) offered: `receive`, `send` or `both`.
+    pub fn add_path(mut self, mode: &str) -> Self {
+        self.add_path = Some(mode.into());
+        self
+    }
+
     fn render(&self, t: &mut String) {
         t.push_str("[[bgp.neighbor]]\n");
+        opt(t, "add_path", self.add_path.as_deref().map(q));
         opt(t, "address", self.address.as_deref().map(q));
         opt(t, "interface", self.interface.as_deref().map(q));
         opt(t, "dataplane_port", self.dataplane_port.as_deref().map(q));

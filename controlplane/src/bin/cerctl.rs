@@ -561,7 +561,7 @@ fn print_control(what: &ShowCmd, d: &Value) {
             );
             for r in rows(d) {
                 println!(
-                    "{} {:<18} {:<16} {:>5} {:<10} {:<8} {:<16} {}{}",
+                    "{} {:<18} {:<16} {:>5} {:<10} {:<8} {:<16} {}{}{}",
                     if r["best"].as_bool() == Some(true) {
                         "*"
                     } else {
@@ -578,6 +578,10 @@ fn print_control(what: &ShowCmd, d: &Value) {
                         .map(s)
                         .collect::<Vec<_>>()
                         .join(" "),
+                    match r["path_id"].as_u64() {
+                        Some(id) if id != 0 => format!(" (path id {id})"),
+                        _ => String::new(),
+                    },
                     if r["stale"].as_bool() == Some(true) {
                         " (stale)"
                     } else {

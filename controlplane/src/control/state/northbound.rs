@@ -404,6 +404,7 @@ impl ControlState {
                     "local_pref": path.local_pref(),
                     "originator": path.originator(),
                     "from": if path.source.peer == cer_bgp::route::PeerId::LOCAL { "local".to_string() } else { path.source.peer_addr.to_string() },
+                    "path_id": path.rx_id,
                     "marker_present": id.is_some_and(|c| self.sam.marker_present(c)),
                     "marker_valid": self.sam.marker_valid(path),
                 })
