@@ -18,12 +18,13 @@ from .topology import TRANSPORTS, Lab
 
 USAGE = """The CER four-site lab: on-prem, AWS, Azure and OCI on one machine, in network namespaces.
 
-  scripts/lab [--name NAME] [--transport T] [--rr cer|frr|gobgp] [--track-wan] up
+  scripts/lab [--name NAME] [--transport T] [--rr cer|frr|gobgp] [--rrs 1|2] [--track-wan] up
   scripts/lab [--name NAME] down | status
   scripts/lab [--name NAME] move IP SITE       move a /32 (its workload address) to SITE
   scripts/lab [--name NAME] fail SITE          kill SITE's CER (on-prem: the VRRP master's node)
   scripts/lab [--name NAME] heal SITE          thaw, reconnect and restart whatever of SITE is frozen, cut or dead
-  scripts/lab [--name NAME] freeze SITE|NODE   SIGSTOP every process of the node(s) (onprem: the VRRP master)
+  scripts/lab [--name NAME] freeze SITE|NODE   SIGSTOP every process of the node(s) (onprem: the VRRP master;
+                                               rr / rr2: a reflector)
   scripts/lab [--name NAME] thaw [SITE|NODE]   SIGCONT what freeze stopped
   scripts/lab [--name NAME] cut SITE|NODE      the node's WAN link down at the WAN router
   scripts/lab [--name NAME] exec SITE -- CMD   run CMD in SITE's workload namespace
@@ -41,6 +42,7 @@ also after a partial `up`.
 Topology (pool 10.77.60.0/24; AS 65000; every name below is prefixed with NAME-):
 
                               rr 100.64.0.1 (cer-control as reflector; --rr frr: FRR + bfdd; --rr gobgp: gobgpd)
+                              rr2 100.64.0.2 (--rrs 2: a second reflector of the same kind)
                                     |
         +-------------------------- wan (kernel router, x.x.x.254) --------------------------+
         | 100.64.10.0/24 mtu 1500   | 100.64.11.0/24 mtu 9001 | 100.64.12.0/24 mtu 1500 | 100.64.13.0/24 mtu 9000
@@ -67,7 +69,8 @@ Topology (pool 10.77.60.0/24; AS 65000; every name below is prefixed with NAME-)
   Tunnel MTU = min(WAN MTU of both sites) - overhead (ipip 20, gre+key 28, fou 28, gue 32, wg 60).
 
 State: /run/cer-lab/NAME/lab.json (documented in README "## The four-site lab"):
-  name, run_dir, pool, asn, transport_mode, rr {kind, netns, address},
+  name, run_dir, pool, asn, transport_mode, rr {kind, netns, address}, rr_count,
+  reflectors[] {role, netns, address, control_socket},
   wan {netns, router},
   sites.SITE {capture, netns {cers, workload, fabric}, workload_ip, workload_iface, gateway,
               lan_mtu, wan_mtu, emulator {url, netns} (clouds), cers[] {node, netns,
@@ -107,6 +110,12 @@ def main(argv: list[str]) -> int:
         help="route reflector: cer-control with route_reflector = true (default), FRR bgpd + bfdd (both with BFD), or gobgpd (no BFD)",
     )
     ap.add_argument(
+        "--rrs",
+        type=int,
+        choices=[1, 2],
+        help="route reflectors (default 1): with 2, every CER is a client of both (rr, rr2), and one can be frozen or restarted",
+    )
+    ap.add_argument(
         "--track-wan",
         action="store_true",
         default=None,
@@ -139,7 +148,7 @@ def main(argv: list[str]) -> int:
     e.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(argv)
     try:
-        lab = Lab(a.name, a.transport, a.rr, a.track_wan)
+        lab = Lab(a.name, a.transport, a.rr, a.track_wan, a.rrs)
         if a.cmd == "up":
             return lifecycle.cmd_up(lab)
         if a.cmd == "down":

@@ -177,35 +177,41 @@ def start_keepalived(lab: Lab, node: Node) -> str:
     return key
 
 
-def start_rr(lab: Lab) -> None:
-    ns = lab.ns("rr")
+def start_rr(lab: Lab, role: str = "rr") -> None:
+    """The reflector `role` ("rr", or "rr2" with --rrs 2), of the lab's kind."""
+    ns = lab.ns(role)
     if lab.rr == "gobgp":
-        cfg = lab.f("rr-gobgpd.toml")
-        cfg.write_text(rr_gobgp_config(lab))
-        lab.spawn("rr", ns, ["gobgpd", "-f", str(cfg), "-p", "--api-hosts=127.0.0.1:50051", "--pprof-disable"])
+        cfg = lab.f(f"{role}-gobgpd.toml")
+        cfg.write_text(rr_gobgp_config(lab, role))
+        lab.spawn(role, ns, ["gobgpd", "-f", str(cfg), "-p", "--api-hosts=127.0.0.1:50051", "--pprof-disable"])
     elif lab.rr == "frr":
-        start_rr_frr(lab)
+        start_rr_frr(lab, role)
     else:
-        cfg = lab.f("rr-control.toml")
-        cfg.write_text(rr_cer_config(lab))
-        lab.spawn("rr", ns, [lab.bin("cer-control"), "--config", str(cfg)], env={"RUST_LOG": "info"})
-        lab.wait_log("rr", "cer-control: ready", 15)
+        cfg = lab.f(f"{role}-control.toml")
+        cfg.write_text(rr_cer_config(lab, role))
+        lab.spawn(role, ns, [lab.bin("cer-control"), "--config", str(cfg)], env={"RUST_LOG": "info"})
+        lab.wait_log(role, "cer-control: ready", 15)
 
 
 FRR_DIR = "/usr/lib/frr"
 
 
-def rr_frr_dir(lab: Lab) -> Path:
-    return lab.f("rr-frr")
+def rr_frr_dir(lab: Lab, role: str = "rr") -> Path:
+    return lab.f(f"{role}-frr")
 
 
-def start_rr_frr(lab: Lab) -> None:
-    """zebra, then bfdd and bgpd (keys rr-zebra, rr-bfdd, rr), whichever is not running, with their
-    sockets and configs in rr-frr/ (owned by user frr, which the daemons drop to)."""
-    ns = lab.ns("rr")
-    d = rr_frr_dir(lab)
+def rr_keys(lab: Lab, role: str) -> list[str]:
+    """The process keys of one reflector: FRR's bgpd is the role itself, zebra and bfdd beside it."""
+    return [role] + ([f"{role}-bfdd", f"{role}-zebra"] if lab.rr == "frr" else [])
+
+
+def start_rr_frr(lab: Lab, role: str = "rr") -> None:
+    """zebra, then bfdd and bgpd (keys ROLE-zebra, ROLE-bfdd, ROLE), whichever is not running, with
+    their sockets and configs in ROLE-frr/ (owned by user frr, which the daemons drop to)."""
+    ns = lab.ns(role)
+    d = rr_frr_dir(lab, role)
     d.mkdir(parents=True, exist_ok=True)
-    for name, text in rr_frr_configs(lab).items():
+    for name, text in rr_frr_configs(lab, role).items():
         (d / name).write_text(text)
     run(["chown", "-R", "frr:frr", str(d)])
     for a in d.parents:
@@ -221,16 +227,16 @@ def start_rr_frr(lab: Lab) -> None:
         argv += ["--vty_socket", str(d), "-P", "0", "-u", "frr", "-g", "frr", "--log", "stdout"]
         lab.spawn(key, ns, argv)
 
-    daemon("rr-zebra", "zebra")
+    daemon(f"{role}-zebra", "zebra")
     wait_until("FRR zebra's zserv.api", 15, lambda: (d / "zserv.api").exists())
-    daemon("rr-bfdd", "bfdd")
-    daemon("rr", "bgpd")
-    wait_until("FRR bgpd answering vtysh", 15, lambda: vtysh_rr(lab, "show bgp summary json", check=False).returncode == 0)
+    daemon(f"{role}-bfdd", "bfdd")
+    daemon(role, "bgpd")
+    wait_until("FRR bgpd answering vtysh", 15, lambda: vtysh_rr(lab, "show bgp summary json", check=False, role=role).returncode == 0)
 
 
-def vtysh_rr(lab: Lab, cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """`vtysh -c CMD` against the lab's FRR reflector."""
-    return ns_run(lab.ns("rr"), "vtysh", "--vty_socket", str(rr_frr_dir(lab)), "-c", cmd, check=check)
+def vtysh_rr(lab: Lab, cmd: str, check: bool = True, role: str = "rr") -> subprocess.CompletedProcess[str]:
+    """`vtysh -c CMD` against one of the lab's FRR reflectors."""
+    return ns_run(lab.ns(role), "vtysh", "--vty_socket", str(rr_frr_dir(lab, role)), "-c", cmd, check=check)
 
 
 def start_node(lab: Lab, node: Node, endpoints: dict[str, str] | None = None) -> None:
@@ -267,7 +273,7 @@ def ctl(lab: Lab, node: Node, *args: str, check: bool = True) -> str:
 
 
 def process_keys(lab: Lab) -> list[str]:
-    keys = ["rr"] + (["rr-bfdd", "rr-zebra"] if lab.rr == "frr" else [])
+    keys = [k for role in lab.reflectors() for k in rr_keys(lab, role)]
     for site in CLOUDS:
         t = SITE[site]["tag"]
         keys += [f"{t}-emu", f"{t}-fabric"]

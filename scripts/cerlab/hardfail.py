@@ -10,6 +10,7 @@ import os
 import signal
 import time
 
+from .daemons import rr_keys
 from .messages import die, log
 from .processes import ns_run
 from .state import LabState, write_state
@@ -59,7 +60,26 @@ def record(lab: Lab, state: LabState, frozen: set[str] | None = None, cut: set[s
     )
 
 
+def reflector_pids(lab: Lab, role: str) -> list[int]:
+    return [p for k in rr_keys(lab, role) if (p := lab.pid_of(k)) is not None]
+
+
+def signal_reflector(lab: Lab, role: str, sig: int) -> list[int]:
+    pids = reflector_pids(lab, role)
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
 def cmd_freeze(lab: Lab, state: LabState, what: str) -> int:
+    if what in lab.reflectors():
+        pids = signal_reflector(lab, what, signal.SIGSTOP)
+        log(f"froze reflector {what} at {time.time():.3f}: SIGSTOP to {len(pids)} processes {pids}")
+        record(lab, state, frozen=set(state.get("frozen", [])) | {what})
+        return 0
     nodes = nodes_for(lab, what)
     for n in nodes:
         pids = signal_node(lab, n, signal.SIGSTOP)
@@ -88,6 +108,11 @@ def cmd_thaw(lab: Lab, state: LabState, what: str | None) -> int:
         if what in ("onprem", "on-prem", "op"):
             nodes = [n for n in NODES if n["site"] == "onprem"]
     done = thaw_nodes(lab, state, nodes)
+    for role in lab.reflectors():
+        if role in frozen and what in (None, role):
+            pids = signal_reflector(lab, role, signal.SIGCONT)
+            log(f"thawed reflector {role} at {time.time():.3f}: SIGCONT to {len(pids)} processes")
+            done.append(role)
     if not done:
         log("nothing frozen there")
     record(lab, state, frozen=frozen - set(done))

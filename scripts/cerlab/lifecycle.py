@@ -20,6 +20,7 @@ from .daemons import (
     ctl,
     preflight,
     process_keys,
+    rr_keys,
     start_control,
     start_dataplane,
     start_emulator,
@@ -33,7 +34,7 @@ from .messages import LabError, die, log
 from .network import build_topology
 from .processes import netns_list, ns_run, run
 from .state import LabState, write_state
-from .topology import CLOUDS, NODES, POOL, RR_ADDR, SITE, SITES, Lab, name_opt
+from .topology import CLOUDS, NODES, POOL, REFLECTORS, SITE, SITES, Lab, name_opt
 from .views import converge, convergence_problems, try_admin, vrrp_master, where_table
 
 
@@ -50,10 +51,14 @@ def cmd_up(lab: Lab) -> int:
     state = lab.load_state()
     present = [ns for ns in lab.all_namespaces() if ns in netns_list()]
     if state:
-        if (lab.transport_opt and state.get("transport_mode") != lab.transport_opt) or (lab.rr_opt and state["rr"]["kind"] != lab.rr_opt):
+        if (
+            (lab.transport_opt and state.get("transport_mode") != lab.transport_opt)
+            or (lab.rr_opt and state["rr"]["kind"] != lab.rr_opt)
+            or (lab.rrs_opt and state.get("rr_count", 1) != lab.rrs_opt)
+        ):
             die(
-                f"lab {lab.name} is up with transport {state.get('transport_mode')} and rr {state['rr']['kind']}; "
-                f"run `scripts/lab --name {lab.name} down` first to change them"
+                f"lab {lab.name} is up with transport {state.get('transport_mode')}, rr {state['rr']['kind']} "
+                f"and {state.get('rr_count', 1)} reflector(s); run `scripts/lab --name {lab.name} down` first to change them"
             )
         dead = [k for k in process_keys(lab) if not lab.alive(k)]
         missing = [ns for ns in lab.all_namespaces() if ns not in present]
@@ -103,8 +108,9 @@ def cmd_up(lab: Lab) -> int:
         for site in CLOUDS:
             lab.wait_log(f"{SITE[site]['tag']}-emu", "listening on", 15)
             start_fabric_agent(lab, site)
-        log(f"route reflector ({lab.rr}) at {RR_ADDR}")
-        start_rr(lab)
+        for role in lab.reflectors():
+            log(f"route reflector {role} ({lab.rr}) at {REFLECTORS[role]}")
+            start_rr(lab, role)
         log("dataplanes (5 x cer-dataplane on af_packet)")
         for n in NODES:
             start_dataplane(lab, n)
@@ -192,16 +198,18 @@ def repair(lab: Lab, dead: list[str]) -> None:
         if f"{t}-fabric" in dead:
             lab.stop(f"{t}-fabric")
             start_fabric_agent(lab, site)
-    if "rr" in dead:
-        lab.stop("rr")
-        start_rr(lab)
+    for role in lab.reflectors():
+        if any(k in dead for k in rr_keys(lab, role)):
+            lab.stop(role)
+            start_rr(lab, role)
     for n in NODES:
         start_node(lab, n, written_state(lab)["endpoints"])
 
 
 def report(lab: Lab, state: LabState) -> None:
     print()
-    print(f"Lab {lab.name}: pool {POOL}, route reflector {lab.rr} {RR_ADDR}, state {lab.state_path}")
+    rrs = ", ".join(REFLECTORS[r] for r in lab.reflectors())
+    print(f"Lab {lab.name}: pool {POOL}, route reflector {lab.rr} {rrs}, state {lab.state_path}")
     print()
     print(f"  {'/32':<13} {'lives at':<8} {'BGP owner (seen by the CERs)':<30} delivered by")
     for ip, site, owners, where in where_table(lab, state["endpoints"]):
@@ -222,13 +230,14 @@ def cmd_down(lab: Lab, quiet: bool = False) -> int:
     # Processes first (control before dataplane), by the PIDs the lab recorded.
     order = sorted(
         (p.stem for p in lab.pid_dir.glob("*.pid")) if lab.pid_dir.exists() else [],
-        key=lambda k: 0 if k.endswith("-ctl") or k.endswith("-ka") or k == "rr" else 1 if k.endswith("-dp") else 2,
+        key=lambda k: 0 if k.endswith("-ctl") or k.endswith("-ka") or k in REFLECTORS else 1 if k.endswith("-dp") else 2,
     )
     for key in order:
         if lab.alive(key):
             stopped += 1
         lab.stop(key)
-    ours = set(lab.all_namespaces())
+    # Every reflector's namespace, whatever the lab's state says about how many it has.
+    ours = set(lab.all_namespaces()) | {lab.ns(r) for r in REFLECTORS}
     removed = 0
     for ns in netns_list():
         if ns not in ours:
@@ -257,6 +266,33 @@ def cmd_down(lab: Lab, quiet: bool = False) -> int:
 # ---------------------------------------------------------------- status
 
 
+def rr_status(lab: Lab, kind: str, role: str) -> None:
+    """One reflector's view of its sessions, as its daemon shows them."""
+    if not lab.alive(role):
+        print(f"\nroute reflector {role}: not running")
+    elif kind == "gobgp":
+        out = ns_run(lab.ns(role), "gobgp", "neighbor", check=False).stdout
+        print(f"\nroute reflector {role} (gobgp neighbor):")
+        for line in out.splitlines():
+            print(f"  {line}")
+    elif kind == "frr":
+        print(f"\nroute reflector {role} (FRR bgpd, show bgp summary):")
+        for cmd in ("show bgp summary", "show bfd peers brief"):
+            p = vtysh_rr(lab, cmd, check=False, role=role)
+            for line in (p.stdout + p.stderr).splitlines():
+                print(f"  {line}")
+    else:
+        s = try_admin(lab.f(f"{role}-control.sock"), "bgp_summary")
+        print(f"\nroute reflector {role} (cer-control, route_reflector = true):")
+        if not s:
+            print("  cer-control not answering")
+        for nb in (s or {}).get("neighbors", []):
+            print(
+                f"  {nb.get('description') or '':<9} {nb.get('address', '?')!s:<16} {nb.get('state', '?')!s:<12} "
+                f"received {nb.get('prefixes_received', '?')}  sent {nb.get('prefixes_sent', '?')}"
+            )
+
+
 def cmd_status(lab: Lab) -> int:
     state = lab.load_state()
     if not state:
@@ -268,7 +304,7 @@ def cmd_status(lab: Lab) -> int:
     for key in process_keys(lab):
         pid = lab.pid_of(key)
         print(f"  {key:<12} {'pid ' + str(pid) if pid else 'DEAD'}")
-    print("\nBGP sessions (per CER, to the route reflector):")
+    print("\nBGP sessions (per CER, to the route reflectors):")
     for n in NODES:
         s = try_admin(lab.ctl_sock(n), "bgp_summary")
         if not s:
@@ -279,29 +315,8 @@ def cmd_status(lab: Lab) -> int:
                 f"  {n['node']:<9} {nb.get('address', '?')!s:<16} {nb.get('state', '?')!s:<12} up {nb.get('uptime_secs', '-')!s:>5}s"
                 f"  received {nb.get('prefixes_received', '?')}  sent {nb.get('prefixes_sent', '?')}  flaps {nb.get('flaps', '?')}"
             )
-    if state["rr"]["kind"] == "gobgp" and lab.alive("rr"):
-        out = ns_run(lab.ns("rr"), "gobgp", "neighbor", check=False).stdout
-        print("\nroute reflector (gobgp neighbor):")
-        for line in out.splitlines():
-            print(f"  {line}")
-    elif state["rr"]["kind"] == "frr" and lab.alive("rr"):
-        p = vtysh_rr(lab, "show bgp summary", check=False)
-        print("\nroute reflector (FRR bgpd, show bgp summary):")
-        for line in (p.stdout + p.stderr).splitlines():
-            print(f"  {line}")
-        p = vtysh_rr(lab, "show bfd peers brief", check=False)
-        for line in (p.stdout + p.stderr).splitlines():
-            print(f"  {line}")
-    elif state["rr"]["kind"] == "cer":
-        s = try_admin(lab.f("rr-control.sock"), "bgp_summary")
-        print("\nroute reflector (cer-control, route_reflector = true):")
-        if not s:
-            print("  cer-control not answering")
-        for nb in (s or {}).get("neighbors", []):
-            print(
-                f"  {nb.get('description') or '':<9} {nb.get('address', '?')!s:<16} {nb.get('state', '?')!s:<12} "
-                f"received {nb.get('prefixes_received', '?')}  sent {nb.get('prefixes_sent', '?')}"
-            )
+    for role in lab.reflectors():
+        rr_status(lab, state["rr"]["kind"], role)
     m = vrrp_master(lab)
     print(f"\non-prem VRRP master (gate open): {m['node'] if m else 'none'}")
     print("\nwhere each /32 lives:")

@@ -8,7 +8,7 @@ route reflector hang off one WAN router namespace.
 from __future__ import annotations
 
 from .processes import ns_run, run
-from .topology import API_ADDR, CLOUDS, RR_ADDR, SITE, Lab, mac_for
+from .topology import API_ADDR, CLOUDS, REFLECTORS, SITE, Lab, mac_for
 
 
 def veth(a: str, ns_a: str, b: str, ns_b: str, mtu: int | None = None) -> None:
@@ -45,14 +45,22 @@ def build_topology(lab: Lab) -> None:
         ns_run(ns, "ip", "link", "set", "lo", "up")
     wan = lab.ns("wan")
     sysctl(wan, "net.ipv4.ip_forward=1")
-    # Route reflector on the WAN.
-    rr = lab.ns("rr")
-    veth("rr", wan, "eth0", rr)
-    ns_run(wan, "ip", "addr", "add", "100.64.0.254/24", "dev", "rr")
-    link_up(wan, "rr")
-    ns_run(rr, "ip", "addr", "add", f"{RR_ADDR}/24", "dev", "eth0")
-    workload_iface(rr)
-    ns_run(rr, "ip", "route", "add", "default", "via", "100.64.0.254")
+    # Route reflectors on the WAN: the first owns 100.64.0.0/24 at the WAN router; a second one
+    # (--rrs 2) gets a host route on its own veth, the router's .254 on both.
+    for role in lab.reflectors():
+        ns = lab.ns(role)
+        addr = REFLECTORS[role]
+        veth(role, wan, "eth0", ns)
+        if role == "rr":
+            ns_run(wan, "ip", "addr", "add", "100.64.0.254/24", "dev", role)
+        else:
+            ns_run(wan, "ip", "addr", "add", "100.64.0.254/32", "dev", role)
+        link_up(wan, role)
+        if role != "rr":
+            ns_run(wan, "ip", "route", "add", f"{addr}/32", "dev", role)
+        ns_run(ns, "ip", "addr", "add", f"{addr}/24", "dev", "eth0")
+        workload_iface(ns)
+        ns_run(ns, "ip", "route", "add", "default", "via", "100.64.0.254")
 
     # On-prem: the L2 segment (LAN + VRRP), its WAN segment, the workload.
     seg = lab.ns("opseg")

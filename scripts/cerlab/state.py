@@ -16,6 +16,7 @@ from .topology import (
     LAB_SCRIPT,
     OVERHEAD,
     POOL,
+    REFLECTORS,
     RR_ADDR,
     SITE,
     SITES,
@@ -103,6 +104,13 @@ class RrState(TypedDict):
     control_socket: str | None
 
 
+class ReflectorState(TypedDict):
+    role: str  # "rr", "rr2": process key, namespace suffix, freeze/thaw target
+    netns: str
+    address: str
+    control_socket: str | None
+
+
 class WanState(TypedDict):
     netns: str
     router: dict[str, str]
@@ -114,7 +122,9 @@ class LabState(TypedDict):
     pool: str
     asn: int
     transport_mode: str
-    rr: RrState
+    rr: RrState  # the first reflector (all of them: reflectors)
+    rr_count: NotRequired[int]
+    reflectors: NotRequired[list[ReflectorState]]
     track_wan: NotRequired[bool]
     wan: WanState
     sites: dict[str, SiteState]
@@ -228,6 +238,16 @@ def write_state(
             "address": RR_ADDR,
             "control_socket": str(lab.f("rr-control.sock")) if lab.rr == "cer" else None,
         },
+        "rr_count": lab.rr_count,
+        "reflectors": [
+            {
+                "role": role,
+                "netns": lab.ns(role),
+                "address": REFLECTORS[role],
+                "control_socket": str(lab.f(f"{role}-control.sock")) if lab.rr == "cer" else None,
+            }
+            for role in lab.reflectors()
+        ],
         "wan": {"netns": lab.ns("wan"), "router": {s: lab.wan_gw(s) for s in SITES}},
         "sites": {site: site_state(lab, site, bins["cerctl"]) for site in SITES},
         "pairs": pairs,

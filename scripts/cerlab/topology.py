@@ -26,6 +26,9 @@ POOL = "10.77.60.0/24"
 ASN = 65000
 MARKER_COMMUNITY = "65000:999"
 RR_ADDR = "100.64.0.1"
+# With --rrs 2, a second reflector of the same kind; every CER is a client of both.
+RR2_ADDR = "100.64.0.2"
+REFLECTORS = {"rr": RR_ADDR, "rr2": RR2_ADDR}
 API_ADDR = "169.254.169.254"
 SITES = ["onprem", "aws", "azure", "oci"]
 CLOUDS = ["aws", "azure", "oci"]
@@ -163,7 +166,9 @@ class Lab(ProcessTable):
     """One lab instance: the names of its namespaces, files and addresses, and (as a
     `ProcessTable`) the processes it started, recorded by PID in its run dir."""
 
-    def __init__(self, name: str, transport: str | None = None, rr: str | None = None, track_wan: bool | None = None) -> None:
+    def __init__(
+        self, name: str, transport: str | None = None, rr: str | None = None, track_wan: bool | None = None, rrs: int | None = None
+    ) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", name):
             die(f"--name {name!r}: use 1-12 lowercase letters/digits, starting with a letter (namespaces are NAME-ROLE)")
         self.name = name
@@ -180,6 +185,9 @@ class Lab(ProcessTable):
         # as with one reflector both routers would go to FAULT while it restarts.
         self.track_wan_opt = track_wan
         self.track_wan = bool(track_wan)
+        # How many reflectors (1 or 2; --rrs): a running lab keeps its own.
+        self.rrs_opt = rrs
+        self.rr_count = rrs or 1
         bin_dir = os.environ.get("CER_LAB_BIN_DIR")
         target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
         self.bin_dir = Path(bin_dir) if bin_dir else target / "release"
@@ -188,8 +196,12 @@ class Lab(ProcessTable):
     def ns(self, role: str) -> str:
         return f"{self.name}-{role}"
 
+    def reflectors(self) -> list[str]:
+        """The reflectors' roles ("rr", and "rr2" with --rrs 2): key, namespace and file prefix."""
+        return list(REFLECTORS)[: self.rr_count]
+
     def all_namespaces(self) -> list[str]:
-        roles = ["wan", "rr", "opseg", "opwl", "opa", "opb"]
+        roles = ["wan", *self.reflectors(), "opseg", "opwl", "opa", "opb"]
         for s in CLOUDS:
             t = SITE[s]["tag"]
             roles += [t, f"{t}fab", f"{t}wl"]
@@ -244,6 +256,8 @@ class Lab(ProcessTable):
             self.rr = st.get("rr", {}).get("kind", "cer")
         if self.track_wan_opt is None:
             self.track_wan = bool(st.get("track_wan", False))
+        if self.rrs_opt is None:
+            self.rr_count = int(st.get("rr_count", 1))
         if self.transport_opt is None:
             mode = st.get("transport_mode", "mixed")
             self.transport = None if mode == "mixed" else mode

@@ -392,3 +392,141 @@ fn onprem_master_wan_cut_with_wan_tracking() -> Result<()> {
     )?;
     Ok(())
 }
+
+/// `node`'s BGP sessions: (neighbor address, state), from `cerctl show bgp summary`.
+fn bgp_sessions(lab: &Lab, node: &str) -> Vec<(String, String)> {
+    lab.control(node, "bgp_summary")
+        .ok()
+        .and_then(|v| {
+            v["neighbors"].as_array().map(|a| {
+                a.iter()
+                    .map(|n| {
+                        let addr = n["address"].as_str().unwrap_or_default();
+                        let ip = addr.rsplit_once(':').map_or(addr, |(ip, _)| ip);
+                        (
+                            ip.to_string(),
+                            n["state"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// Two reflectors (`--rrs 2`), every CER a client of both, keepalived
+/// tracking the on-prem CERs' WAN health: one reflector frozen. Every CER's
+/// BFD takes its session to the frozen one down, the other reflector carries
+/// every route, so no /32 loses its owner, no VRRP router goes to FAULT, and
+/// traffic between the sites does not stop; thawed, the sessions return.
+#[test]
+fn a_frozen_reflector_with_a_second_one() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let scratch = Scratch::new("hf-rr")?;
+    let lab = Lab::up("hfr", &["--rrs", "2", "--track-wan"])?;
+    let nodes: Vec<String> = ["onprem", "aws", "azure", "oci"]
+        .iter()
+        .flat_map(|s| lab.cers(s))
+        .filter_map(|c| c["node"].as_str().map(str::to_string))
+        .collect();
+    let rr: Vec<(String, String)> = lab.state["reflectors"]
+        .as_array()
+        .context("reflectors in lab.json")?
+        .iter()
+        .filter_map(|r| Some((r["role"].as_str()?.into(), r["address"].as_str()?.into())))
+        .collect();
+    ensure!(rr.len() == 2, "two reflectors: {rr:?}");
+    let (frozen, frozen_addr) = rr[0].clone();
+    let other_addr = rr[1].1.clone();
+    let state_of = |node: &str, addr: &str| {
+        bgp_sessions(&lab, node)
+            .into_iter()
+            .find(|(a, _)| a == addr)
+            .map(|(_, s)| s)
+    };
+    wait_until(
+        "every CER established with both reflectors",
+        Duration::from_secs(30),
+        || {
+            nodes.iter().all(|n| {
+                state_of(n, &frozen_addr).as_deref() == Some("Established")
+                    && state_of(n, &other_addr).as_deref() == Some("Established")
+            })
+        },
+    )?;
+    let master = lab.vrrp_master().context("no on-prem VRRP master")?;
+    let mut ps = Vec::new();
+    for (from, to) in [
+        ("aws", "onprem"),
+        ("oci", "onprem"),
+        ("onprem", "aws"),
+        ("azure", "oci"),
+    ] {
+        let dst = lab.ip(to);
+        let p = Probe::start(&lab.wl(from), &dst, PROBE_EVERY, &scratch.path)?;
+        p.wait_replies(5, Duration::from_secs(15))
+            .with_context(|| format!("probe {from} -> {dst} before the freeze"))?;
+        ps.push((format!("{from} -> {to} ({dst})"), p));
+    }
+    let t0 = Instant::now();
+    lab.run(&["freeze", &frozen])?;
+    wait_until(
+        &format!("every CER's session to the frozen {frozen} down (BFD)"),
+        Duration::from_secs(15),
+        || {
+            nodes
+                .iter()
+                .all(|n| state_of(n, &frozen_addr).as_deref() != Some("Established"))
+        },
+    )?;
+    let all_down = t0.elapsed();
+    // Hold the freeze past the 9 s hold time: nothing may depend on the frozen one.
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(t0.elapsed()));
+    for n in &nodes {
+        ensure!(
+            state_of(n, &other_addr).as_deref() == Some("Established"),
+            "{n}'s session to {other_addr} dropped while {frozen} was frozen"
+        );
+    }
+    for site in ["onprem", "aws", "azure", "oci"] {
+        let owner = lab.control(&nodes[0], "owners")?;
+        ensure!(
+            owner.to_string().contains(&lab.ip(site)),
+            "{site}'s /32 lost its owner at {}: {owner}",
+            nodes[0]
+        );
+    }
+    let master_after = lab.vrrp_master();
+    ensure!(
+        master_after.as_deref() == Some(master.as_str()),
+        "the VRRP master changed ({master} -> {master_after:?}) although the WAN stayed up through {other_addr}"
+    );
+    let mut outages = Vec::new();
+    for (what, p) in ps {
+        let o = p.stop();
+        eprintln!("OUTAGE reflector {frozen} frozen (second reflector up): {what}: {o}");
+        ensure!(o.recovered, "{what} did not recover: {o}");
+        outages.push(o.longest_gap_ms);
+    }
+    eprintln!(
+        "REFLECTOR FROZEN ({frozen}, {other_addr} up): every CER's session to it down after {all_down:?}; outages {outages:?} ms; VRRP master {master} throughout"
+    );
+    for (i, o) in outages.iter().enumerate() {
+        ensure!(
+            *o < 1000,
+            "probe {i}: {o} ms outage with a reflector frozen"
+        );
+    }
+    lab.run(&["thaw", &frozen])?;
+    wait_until(
+        &format!("every CER back with {frozen}"),
+        Duration::from_secs(30),
+        || {
+            nodes
+                .iter()
+                .all(|n| state_of(n, &frozen_addr).as_deref() == Some("Established"))
+        },
+    )?;
+    Ok(())
+}
