@@ -138,6 +138,7 @@ fn state(emulator: &Emulator) -> Response<Body> {
             "region": state.region,
             "move_delay_ms": state.move_delay.as_millis() as u64,
             "imds_instance": state.imds_instance,
+            "imds_clients": state.imds_clients,
             "generation": state.generation,
             "subnets": subnets,
             "nics": visible,

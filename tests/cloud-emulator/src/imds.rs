@@ -1,5 +1,6 @@
 //! AWS IMDSv2 (tokens required, as with `HttpTokens=required`).
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hyper::{Method, Response, StatusCode};
@@ -21,7 +22,7 @@ fn status_page(status: StatusCode) -> Response<Body> {
 }
 
 /// Serves one IMDS request. `instance` is the instance of a dedicated IMDS listener, `None` on the
-/// main listener (then `State::imds_instance`).
+/// main listener (then the caller's, `State::imds_instance_for`).
 pub async fn handle(emulator: &Emulator, instance: Option<&str>, req: &Req) -> Outcome {
     let path = req.path.clone();
     match emulator.fault_gate("imds", &path).await {
@@ -93,7 +94,7 @@ fn serve(emulator: &Emulator, instance: Option<&str>, req: &Req) -> Response<Bod
         return status_page(StatusCode::NOT_FOUND);
     };
     let rest = rest.trim_start_matches('/');
-    match metadata(emulator, instance, rest) {
+    match metadata(emulator, instance, req.peer.map(|p| p.ip()), rest) {
         Some(body) => text(StatusCode::OK, body),
         None => status_page(StatusCode::NOT_FOUND),
     }
@@ -107,11 +108,16 @@ fn lines<S: AsRef<str>>(items: &[S]) -> String {
         .join("\n")
 }
 
-fn metadata(emulator: &Emulator, instance: Option<&str>, path: &str) -> Option<String> {
+fn metadata(
+    emulator: &Emulator,
+    instance: Option<&str>,
+    client: Option<IpAddr>,
+    path: &str,
+) -> Option<String> {
     let mut state = emulator.state();
     let instance = match instance {
         Some(i) => i.to_string(),
-        None => state.imds_instance.clone()?,
+        None => state.imds_instance_for(Instant::now(), client)?,
     };
     let region = state.region.clone();
     let view = state.visible(Instant::now()).clone();

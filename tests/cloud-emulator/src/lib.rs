@@ -24,7 +24,9 @@
 //! ```toml
 //! region = "us-east-1"          # default
 //! move_delay_ms = 500           # default
-//! imds_instance = "i-0a"        # instance served at /latest on the main listener (default: first NIC's)
+//! imds_instance = "i-0a"        # instance served at /latest on the main listener to callers it
+//!                               # cannot map (default: first NIC's)
+//! imds_clients = { "169.254.169.11" = "i-0b" }   # caller address -> instance (see IMDSv2)
 //!
 //! [[subnets]]
 //! id = "subnet-0a"
@@ -71,7 +73,7 @@
 //! | `GET /_emulator/holders[?ip=A][&provider=P][&network=N]` | `{"generation": n, "holders": [{"ip", "provider", "network", "nic", "instance", "subnet", "mac", "primary"}], "pending": [{"seq", "op": "assign"\|"unassign", "nic", "ips", "accepted_unix_ms", "visible_in_ms"}]}` from the visible view; `generation` changes whenever the visible view does |
 //! | `GET /_emulator/holders?since=G&wait_ms=N` | long poll: answers (as above) once `generation` exceeds `G`, or after `N` ms (at most 60000) |
 //! | `GET /_emulator/journal[?since=SEQ]` | `{"entries": [{"seq", "op", "nic", "ips"\|"secondaries", "accepted_unix_ms", "request": {"client", "method", "path", "received_unix_ms"}}], "dropped": n}`: every accepted change (mutation) after `SEQ`, oldest first, with the client address and request that caused it (the last 100000 are kept; `dropped` counts older ones) |
-//! | `GET /_emulator/state` | region, move delay, subnets, `nics` (visible), `target_nics`, `pending`, `faults` |
+//! | `GET /_emulator/state` | region, move delay, `imds_instance`, `imds_clients`, subnets, `nics` (visible), `target_nics`, `pending`, `faults` |
 //! | `POST /_emulator/faults` | body: one rule or an array of rules (below); answers the active rules |
 //! | `GET /_emulator/faults` | the active rules |
 //! | `DELETE /_emulator/faults` | removes every rule |
@@ -133,8 +135,11 @@
 //!
 //! # IMDSv2 ([`imds`])
 //!
-//! Served under `/latest` on the main listener (for the seed's `imds_instance`) and on every
-//! `--imds ADDR=INSTANCE` listener (for that instance). `PUT /latest/api/token` with
+//! Served under `/latest` on the main listener and on every `--imds ADDR=INSTANCE` listener (for
+//! that instance). The main listener answers the instance the request comes from, as a real IMDS
+//! does: the one `imds_clients` names for the caller's source address, else the instance of the
+//! NIC holding that address (primary first), else the seed's `imds_instance`. `imds_clients`
+//! must name instances some NIC is attached to. `PUT /latest/api/token` with
 //! `X-aws-ec2-metadata-token-ttl-seconds` (1-21600; else 400; `X-Forwarded-For` -> 403) returns a
 //! token; `GET /latest/meta-data/...` needs a live `X-aws-ec2-metadata-token` (else 401):
 //! `instance-id`, `mac`, `local-ipv4`, `placement/region`, `placement/availability-zone`,

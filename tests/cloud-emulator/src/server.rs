@@ -35,6 +35,8 @@ pub struct Req {
     pub body: Bytes,
     /// The body was larger than [`MAX_BODY`] (then `body` is empty).
     pub too_large: bool,
+    /// The client's address (IMDS answers per caller).
+    pub peer: Option<SocketAddr>,
 }
 
 impl Req {
@@ -46,7 +48,8 @@ impl Req {
 /// Which API a listener serves.
 #[derive(Clone, Debug)]
 pub enum Role {
-    /// Cloud APIs, the control API and IMDS (for `State::imds_instance`).
+    /// Cloud APIs, the control API and IMDS (for the caller's instance, see
+    /// `State::imds_instance_for`).
     Main,
     /// IMDS only, for one instance (a separate metadata endpoint per emulated VM).
     Imds { instance: String },
@@ -259,7 +262,7 @@ pub async fn serve(listener: TcpListener, emulator: Arc<Emulator>, role: Role) {
                         .map(|d| d.as_millis() as u64)
                         .unwrap_or(0),
                 };
-                crate::state::REQUEST.scope(info, handle(emulator, role, req))
+                crate::state::REQUEST.scope(info, handle(emulator, role, peer, req))
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
@@ -285,6 +288,7 @@ impl std::error::Error for Dropped {}
 async fn handle(
     emulator: Arc<Emulator>,
     role: Role,
+    peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Dropped> {
     let (parts, body) = req.into_parts();
@@ -299,6 +303,7 @@ async fn handle(
         headers: parts.headers,
         body,
         too_large,
+        peer: Some(peer),
     };
     log::debug!("{:?} {} {}", role, req.method, req.path);
     let outcome = match &role {

@@ -7,7 +7,7 @@
 //! `move_delay` after it was accepted, which is how the provider fabric lags behind the API.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -111,9 +111,15 @@ pub struct Seed {
     pub region: String,
     #[serde(default = "default_move_delay")]
     pub move_delay_ms: u64,
-    /// Instance that `/latest/meta-data` describes on the main listener (default: first NIC's).
+    /// Instance that `/latest/meta-data` describes on the main listener for a caller it cannot
+    /// tell apart (default: first NIC's).
     #[serde(default)]
     pub imds_instance: Option<String>,
+    /// IMDS callers by source address -> their instance, for addresses no NIC holds (e.g. a
+    /// management network in front of the metadata service). A caller whose address a NIC
+    /// holds is that NIC's instance; any other gets `imds_instance`.
+    #[serde(default)]
+    pub imds_clients: BTreeMap<Ipv4Addr, String>,
     /// Location reported for Azure NICs and used in operation URLs.
     #[serde(default = "default_azure_location")]
     pub azure_location: String,
@@ -170,6 +176,7 @@ impl Default for Seed {
             region: default_region(),
             move_delay_ms: DEFAULT_MOVE_DELAY_MS,
             imds_instance: None,
+            imds_clients: BTreeMap::new(),
             azure_location: default_azure_location(),
             subnets: Vec::new(),
             nics: Vec::new(),
@@ -229,6 +236,17 @@ impl Seed {
                 if parse_mac(mac).is_none() {
                     anyhow::bail!("nic {}: bad mac {mac:?}", n.id);
                 }
+            }
+        }
+        for (client, instance) in &self.imds_clients {
+            if !self
+                .nics
+                .iter()
+                .any(|n| n.instance.as_deref() == Some(instance.as_str()))
+            {
+                anyhow::bail!(
+                    "imds_clients: {client} names {instance:?}, which no NIC is attached to"
+                );
             }
         }
         if self.azure_list_page_size == 0 {
@@ -541,6 +559,7 @@ pub struct State {
     pub azure_location: String,
     pub move_delay: Duration,
     pub imds_instance: Option<String>,
+    pub imds_clients: BTreeMap<Ipv4Addr, String>,
     pub subnets: BTreeMap<String, Subnet>,
     target: View,
     visible: View,
@@ -626,6 +645,7 @@ impl State {
             azure_location: seed.azure_location.clone(),
             move_delay: Duration::from_millis(seed.move_delay_ms),
             imds_instance,
+            imds_clients: seed.imds_clients.clone(),
             subnets,
             target: view.clone(),
             visible: view,
@@ -653,6 +673,35 @@ impl State {
     pub fn visible(&mut self, now: Instant) -> &View {
         self.settle(now);
         &self.visible
+    }
+
+    /// The instance IMDS describes to a caller on the main listener: the one `imds_clients`
+    /// names for its address, else the instance of the NIC that holds its address (a real
+    /// IMDS answers the instance the request comes from), else `imds_instance`.
+    pub fn imds_instance_for(&mut self, now: Instant, client: Option<IpAddr>) -> Option<String> {
+        let v4 = client.and_then(|c| match c {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(a) => a.to_ipv4_mapped(),
+        });
+        if let Some(ip) = v4 {
+            if let Some(i) = self.imds_clients.get(&ip) {
+                return Some(i.clone());
+            }
+            let view = self.visible(now);
+            let nic = view
+                .nics
+                .values()
+                .find(|n| n.primary_ip == ip && n.instance.is_some())
+                .or_else(|| {
+                    view.nics
+                        .values()
+                        .find(|n| n.holds(ip) && n.instance.is_some())
+                });
+            if let Some(i) = nic.and_then(|n| n.instance.clone()) {
+                return Some(i);
+            }
+        }
+        self.imds_instance.clone()
     }
 
     /// The view including every accepted change.
@@ -1124,5 +1173,70 @@ mod tests {
         assert!(bad.validate().is_err());
         assert_eq!(Cidr::parse("10.0.0.0/33"), None);
         assert!(parse_mac("02:00:00:00:00:0g").is_none());
+    }
+
+    /// IMDS answers the caller's instance: the one `imds_clients` names for its address, else
+    /// the instance of the NIC holding its address, else `imds_instance` (callers it cannot map).
+    #[test]
+    fn imds_answers_the_instance_the_caller_comes_from() {
+        let mut seed = seed();
+        seed.imds_instance = Some("i-a".into());
+        seed.imds_clients
+            .insert("169.254.169.11".parse().unwrap(), "i-b".into());
+        let mut s = State::from_seed(&seed).unwrap();
+        let t0 = Instant::now();
+        let ip = |a: &str| Some(a.parse::<IpAddr>().unwrap());
+        // Mapped management address, a NIC's primary and secondary address.
+        assert_eq!(
+            s.imds_instance_for(t0, ip("169.254.169.11")).as_deref(),
+            Some("i-b")
+        );
+        assert_eq!(
+            s.imds_instance_for(t0, ip("10.0.1.20")).as_deref(),
+            Some("i-b")
+        );
+        assert_eq!(
+            s.imds_instance_for(t0, ip("10.0.1.100")).as_deref(),
+            Some("i-a")
+        );
+        assert_eq!(
+            s.imds_instance_for(t0, ip("::ffff:10.0.1.20")).as_deref(),
+            Some("i-b")
+        );
+        // Unknown callers, and none: the default instance, as before.
+        assert_eq!(
+            s.imds_instance_for(t0, ip("127.0.0.1")).as_deref(),
+            Some("i-a")
+        );
+        assert_eq!(
+            s.imds_instance_for(t0, ip("169.254.169.10")).as_deref(),
+            Some("i-a")
+        );
+        assert_eq!(s.imds_instance_for(t0, None).as_deref(), Some("i-a"));
+        // A secondary address that moved: its new holder's instance once the move is visible.
+        let sec: Ipv4Addr = "10.0.1.100".parse().unwrap();
+        s.assign(t0, "eni-b", &[sec], true).unwrap();
+        assert_eq!(
+            s.imds_instance_for(t0, ip("10.0.1.100")).as_deref(),
+            Some("i-a")
+        );
+        let later = t0 + Duration::from_millis(150);
+        assert_eq!(
+            s.imds_instance_for(later, ip("10.0.1.100")).as_deref(),
+            Some("i-b")
+        );
+        // The seed is checked: a client mapped to an instance no NIC is attached to.
+        let mut bad = seed.clone();
+        bad.imds_clients
+            .insert("169.254.169.12".parse().unwrap(), "i-nope".into());
+        assert!(bad.validate().is_err());
+        // TOML and JSON seeds spell the map with address keys.
+        let t: Seed = toml::from_str(
+            "imds_clients = { \"169.254.169.10\" = \"i-a\" }\n[[subnets]]\nid = \"s\"\ncidr = \"10.0.1.0/24\"\n[[nics]]\nid = \"eni-a\"\ninstance = \"i-a\"\nsubnet = \"s\"\nprimary_ip = \"10.0.1.10\"\n",
+        )
+        .unwrap();
+        t.validate().unwrap();
+        let j: Seed = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(j.imds_clients, t.imds_clients);
     }
 }

@@ -500,3 +500,60 @@ async fn holder_long_poll_returns_when_the_move_becomes_visible() {
     }
     emu.stop();
 }
+
+/// The main listener's IMDS answers each caller for its own instance, told apart by the
+/// caller's address (`imds_clients`, as the lab's cloud pairs use it: two CERs behind one
+/// metadata address); an address it cannot map gets `imds_instance`, as before.
+#[tokio::test]
+async fn imds_answers_per_caller_address() {
+    let mut seed = seed();
+    seed.imds_clients
+        .insert("127.0.0.2".parse().unwrap(), "i-b".to_string());
+    let emu = cer_cloud_emulator::start(seed, "127.0.0.1:0".parse().unwrap(), &[])
+        .await
+        .expect("emulator starts");
+    let a = emu.addr;
+    let ask = |src: &'static str, path: &'static str| async move {
+        let src: std::net::IpAddr = src.parse().unwrap();
+        let t = http_from(src, a, "PUT", "/latest/api/token", &[(TTL, "60")], b"").await;
+        assert_eq!(t.status, 200, "{}", t.body);
+        let r = http_from(src, a, "GET", path, &[(TOKEN, t.body.as_str())], b"").await;
+        assert_eq!(r.status, 200, "{src} {path}: {}", r.body);
+        r.body
+    };
+    assert_eq!(
+        ask("127.0.0.2", "/latest/meta-data/instance-id").await,
+        "i-b"
+    );
+    assert_eq!(
+        ask("127.0.0.2", "/latest/meta-data/mac").await,
+        "02:00:00:00:00:0b"
+    );
+    assert_eq!(
+        ask("127.0.0.2", "/latest/meta-data/network/interfaces/macs/").await,
+        "02:00:00:00:00:0b/\n02:00:00:00:00:0c/"
+    );
+    assert_eq!(
+        ask(
+            "127.0.0.2",
+            "/latest/meta-data/network/interfaces/macs/02:00:00:00:00:0b/interface-id"
+        )
+        .await,
+        "eni-b"
+    );
+    // Unmapped callers: the seed's imds_instance.
+    for src in ["127.0.0.1", "127.0.0.3"] {
+        assert_eq!(ask(src, "/latest/meta-data/instance-id").await, "i-a");
+        assert_eq!(
+            ask(
+                src,
+                "/latest/meta-data/network/interfaces/macs/02:00:00:00:00:0a/interface-id"
+            )
+            .await,
+            "eni-a"
+        );
+    }
+    let st = http(a, "GET", "/_emulator/state", &[], b"").await.json();
+    assert_eq!(st["imds_clients"]["127.0.0.2"], "i-b");
+    emu.stop();
+}

@@ -82,7 +82,35 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let s = TcpStream::connect(addr).await.expect("connect");
+    exchange(s, addr, method, path, headers, body).await
+}
+
+/// As [`http`], from the local address `src` (e.g. 127.0.0.2: the emulator tells callers apart
+/// by their address).
+pub async fn http_from(
+    src: std::net::IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(SocketAddr::new(src, 0))
+        .expect("bind source address");
+    let s = sock.connect(addr).await.expect("connect");
+    exchange(s, addr, method, path, headers, body).await
+}
+
+async fn exchange(
+    mut s: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
