@@ -20,6 +20,9 @@ fuzz_target!(|data: &[u8]| {
                 ibgp: false,
                 peer_as: Some(65001),
                 local_addr: Some("10.0.0.1".parse().unwrap()),
+                // ADD-PATH receive: path identifiers in front of IPv4 NLRI.
+                add_path_rx: true,
+                add_path_tx: false,
             });
             let _ = ebgp2.decode(frame);
         }

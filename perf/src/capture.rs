@@ -280,6 +280,8 @@ async fn measure(provider: &str, args: &Args) -> Result<Value> {
                 release.push(ms);
                 fabric_release.push(fabric_ms);
             }
+            // This benchmark alternates capture and release only.
+            Desired::Standby => {}
         }
         // Let the fabric settle before the next change.
         tokio::time::sleep(Duration::from_millis(600)).await;

@@ -47,6 +47,11 @@ pub enum Desired {
     Capture,
     /// Owned here, or owned by nobody: this NIC must not hold it.
     Release,
+    /// Owned by a remote node, but the other CER of this cloud pair is the
+    /// active capturer: this router does nothing with it (capturing would
+    /// move it away from the active one; releasing is the active one's
+    /// call). Observed only, for the operator.
+    Standby,
 }
 
 /// Desired state plus the path signature it was derived from (0: no owner).
@@ -87,6 +92,10 @@ pub struct ReconcilerConfig {
     /// before anything is changed.
     pub stall: Option<Arc<StallWatch>>,
     pub stall_settle: Duration,
+    /// Cloud pairs: the provider ids of the other CER's NICs. A /32 taken
+    /// over from one of them was not taken from a workload: nothing to hand
+    /// back to (like this router's own NIC).
+    pub pair_nics: Vec<String>,
 }
 
 impl Default for ReconcilerConfig {
@@ -104,6 +113,7 @@ impl Default for ReconcilerConfig {
             origins_file: None,
             stall: None,
             stall_settle: Duration::from_secs(3),
+            pair_nics: Vec::new(),
         }
     }
 }
@@ -262,13 +272,19 @@ impl Shared {
     /// last taken from); nobody does not replace a NIC (the /32 left that
     /// NIC half-way through an earlier action, e.g. between Azure's steps).
     /// `Some(previous)` when the memory changed, for `restore_origin`.
+    ///
+    /// A /32 taken over from the other CER of a cloud pair (`pair_nics`) is
+    /// recorded like one taken from nobody: it keeps what this router
+    /// remembered before, if anything (the workload it once took it from).
     fn remember_origin(
         &self,
         ip: Ipv4Addr,
         before: &Holding,
         provider: &dyn CaptureProvider,
+        pair_nics: &[String],
     ) -> Option<Option<Origin>> {
         let holder = match before {
+            Holding::Elsewhere(id) if pair_nics.contains(id) => None,
             Holding::Elsewhere(id) if !provider.is_own_nic(id) => Some(id.clone()),
             Holding::Nobody => None,
             Holding::Elsewhere(_) | Holding::Ours => return None,
@@ -319,8 +335,19 @@ impl Shared {
     /// The NIC a release of `ip` hands it back to: the remembered holder,
     /// unless nobody held it or it names this router's own NIC (nothing to
     /// hand back to: released to nobody).
-    fn hand_back_target(&self, ip: Ipv4Addr, provider: &dyn CaptureProvider) -> Option<String> {
+    fn hand_back_target(
+        &self,
+        ip: Ipv4Addr,
+        provider: &dyn CaptureProvider,
+        pair_nics: &[String],
+    ) -> Option<String> {
         let holder = lock(&self.origins).get(ip)?.holder.clone()?;
+        if pair_nics.contains(&holder) {
+            log::warn!(
+                "capture: the holder remembered for {ip} ({holder}) is the other CER of this pair: released to nobody"
+            );
+            return None;
+        }
         if provider.is_own_nic(&holder) {
             log::warn!(
                 "capture: the holder remembered for {ip} ({holder}) is this router's own NIC: nothing to hand it back to, released to nobody"
@@ -952,6 +979,7 @@ impl Worker {
                             match intent.desired {
                                 Desired::Capture => "capture",
                                 Desired::Release => "release",
+                                Desired::Standby => "standby",
                             },
                             self.provider.name(),
                             now.duration_since(since).as_millis(),
@@ -1133,7 +1161,7 @@ async fn execute(
             if before == Holding::Ours {
                 return as_is(before);
             }
-            let replaced = shared.remember_origin(ip, &before, provider);
+            let replaced = shared.remember_origin(ip, &before, provider, &cfg.pair_nics);
             let r = bounded(
                 name,
                 "capture",
@@ -1151,7 +1179,9 @@ async fn execute(
             r?;
             confirm(provider, cfg, &fence, ip, |h| *h == Holding::Ours).await
         }
-        Desired::Release => match shared.hand_back_target(ip, provider) {
+        // The pair's active CER decides: observed, never changed.
+        Desired::Standby => as_is(before),
+        Desired::Release => match shared.hand_back_target(ip, provider, &cfg.pair_nics) {
             None => {
                 if before != Holding::Ours {
                     return as_is(before);

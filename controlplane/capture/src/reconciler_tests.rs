@@ -846,18 +846,22 @@ fn remember_and_restore_the_origin() {
     let held = |id: &str| Holding::Elsewhere(id.to_string());
     let from = || sh.origin_text(ip(25));
     assert_eq!(
-        sh.remember_origin(ip(25), &Holding::Nobody, &*p),
+        sh.remember_origin(ip(25), &Holding::Nobody, &*p, &[]),
         Some(None)
     );
     assert_eq!(from().as_deref(), Some("nobody"));
-    let prev = sh.remember_origin(ip(25), &held("eni-a"), &*p).unwrap();
+    let prev = sh
+        .remember_origin(ip(25), &held("eni-a"), &*p, &[])
+        .unwrap();
     assert_eq!(prev.and_then(|o| o.holder), None);
-    assert_eq!(sh.remember_origin(ip(25), &held("eni-a"), &*p), None);
-    assert_eq!(sh.remember_origin(ip(25), &Holding::Nobody, &*p), None);
-    assert_eq!(sh.remember_origin(ip(25), &held(ME), &*p), None);
-    assert_eq!(sh.remember_origin(ip(25), &Holding::Ours, &*p), None);
+    assert_eq!(sh.remember_origin(ip(25), &held("eni-a"), &*p, &[]), None);
+    assert_eq!(sh.remember_origin(ip(25), &Holding::Nobody, &*p, &[]), None);
+    assert_eq!(sh.remember_origin(ip(25), &held(ME), &*p, &[]), None);
+    assert_eq!(sh.remember_origin(ip(25), &Holding::Ours, &*p, &[]), None);
     assert_eq!(from().as_deref(), Some("eni-a"));
-    let prev = sh.remember_origin(ip(25), &held("eni-b"), &*p).unwrap();
+    let prev = sh
+        .remember_origin(ip(25), &held("eni-b"), &*p, &[])
+        .unwrap();
     assert_eq!(from().as_deref(), Some("eni-b"));
     sh.restore_origin(ip(25), prev);
     assert_eq!(from().as_deref(), Some("eni-a"));
@@ -938,4 +942,91 @@ async fn a_stall_fences_what_was_planned_before_and_pauses_changes() {
     let st = r.status();
     assert_eq!((st.fenced_total, st.stall_holds), (1, 2));
     assert_eq!(p.net().calls.len(), 1);
+}
+
+fn standby(sig: u64) -> Intent {
+    Intent {
+        desired: Desired::Standby,
+        signature: sig,
+    }
+}
+
+/// A cloud pair's standby never changes a remote /32 (the active CER holds
+/// it); when it becomes active it takes the address over from the partner's
+/// NIC with one call, and that NIC is not remembered as a workload to hand
+/// back to: the release goes to nobody, or to the workload this router
+/// itself once took the address from.
+#[tokio::test(start_paused = true)]
+async fn a_pair_standby_leaves_remote_addresses_to_the_active_one() {
+    let p = Scripted::new(5, 20);
+    p.hold(ip(30), "eni-partner");
+    p.hold(ip(31), "eni-partner");
+    let r = Reconciler::new(ReconcilerConfig {
+        pool: vec![(Ipv4Addr::new(10, 77, 60, 0), 24)],
+        pair_nics: vec!["eni-partner".into()],
+        ..ReconcilerConfig::default()
+    });
+    r.set(ip(30), standby(1));
+    r.set(ip(31), standby(2));
+    r.start(p.clone()).unwrap();
+    r.activate();
+    let s = confirmed(&r, ip(30), standby(1)).await;
+    assert_eq!(s.observed.as_deref(), Some("elsewhere: eni-partner"));
+    confirmed(&r, ip(31), standby(2)).await;
+    r.resync();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(p.net().calls.is_empty(), "{:?}", p.net().calls);
+    // The partner is gone: this one is active, one capture per /32.
+    r.set(ip(30), cap(1));
+    r.set(ip(31), cap(2));
+    let s = confirmed(&r, ip(30), cap(1)).await;
+    confirmed(&r, ip(31), cap(2)).await;
+    assert_eq!(p.net().calls.len(), 2, "{:?}", p.net().calls);
+    assert_eq!(
+        s.captured_from.as_deref(),
+        Some("nobody"),
+        "the partner's NIC is no origin"
+    );
+    // The partner comes back and preempts: this one stands by, no call.
+    p.hold(ip(30), "eni-partner");
+    r.set(ip(30), standby(1));
+    confirmed(&r, ip(30), standby(1)).await;
+    assert_eq!(p.net().calls.len(), 2, "{:?}", p.net().calls);
+    // Owned nobody: released to nobody, not handed to the partner.
+    r.set(ip(31), rel(3));
+    confirmed(&r, ip(31), rel(3)).await;
+    assert_eq!(p.holder(ip(31)), None);
+    assert_eq!(
+        p.net().calls.last().map(String::as_str),
+        Some(&*format!("release {}", ip(31)))
+    );
+}
+
+/// The partner's NIC does not replace what this router remembered: taken
+/// from the workload, moved to the partner by a failover, taken back.
+#[test]
+fn a_partner_nic_is_no_origin() {
+    let p = Scripted::new(0, 0);
+    let r = reconciler();
+    let sh = &r.shared;
+    let pair = ["eni-partner".to_string()];
+    let held = |id: &str| Holding::Elsewhere(id.to_string());
+    sh.remember_origin(ip(26), &held("eni-workload"), &*p, &pair);
+    assert_eq!(
+        sh.remember_origin(ip(26), &held("eni-partner"), &*p, &pair),
+        None
+    );
+    assert_eq!(sh.origin_text(ip(26)).as_deref(), Some("eni-workload"));
+    // Nothing remembered yet: taken from the partner counts as from nobody.
+    assert_eq!(
+        sh.remember_origin(ip(27), &held("eni-partner"), &*p, &pair),
+        Some(None)
+    );
+    assert_eq!(sh.origin_text(ip(27)).as_deref(), Some("nobody"));
+    assert_eq!(
+        sh.hand_back_target(ip(26), &*p, &pair).as_deref(),
+        Some("eni-workload")
+    );
+    sh.remember_origin(ip(28), &held("eni-partner"), &*p, &[]);
+    assert_eq!(sh.hand_back_target(ip(28), &*p, &pair), None);
 }

@@ -21,6 +21,7 @@ pub fn reconciler_config(cfg: &ControlConfig) -> ReconcilerConfig {
         backoff_max: Duration::from_secs(t.backoff_max_secs),
         pool: cfg.sam.pool.iter().map(|p| (p.addr(), p.len())).collect(),
         origins_file: Some(origins_file(&cfg.sam.state_file)),
+        pair_nics: cfg.capture.pair_nics.clone(),
         ..ReconcilerConfig::default()
     }
 }

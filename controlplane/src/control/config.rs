@@ -149,6 +149,18 @@ pub struct Capture {
     /// writes 0 while a BGP session is established, 1 when none is, so a
     /// router whose WAN is cut goes to FAULT and hands VRRP to the other.
     pub vrrp_track_file: Option<PathBuf>,
+    /// Cloud pairs: two CERs at one cloud site (the other one is named in
+    /// `sam.site_identities`), exactly one of them the active capturer. Set
+    /// on both: the live CER of the site with the highest preference is
+    /// active (ties: the lower identity). It is advertised as the LOCAL_PREF
+    /// of this node's marker route, so every CER sees it through BGP (no
+    /// second election protocol); the standby captures nothing.
+    pub pair_preference: Option<u32>,
+    /// Cloud pairs: the provider ids of the other CER's NIC(s) (AWS ENI id,
+    /// Azure NIC resource id, OCI VNIC OCID). A /32 taken over from there
+    /// has no workload to be handed back to on release.
+    #[serde(default)]
+    pub pair_nics: Vec<String>,
     /// mode = "aws": this router's ENI, region, endpoint overrides.
     pub aws: Option<cer_capture_aws::AwsConfig>,
     /// mode = "azure": this router's NIC and the ARM / identity endpoints.
@@ -179,6 +191,8 @@ impl Default for Capture {
             garp_count: d_garp(),
             vrrp_stall_settle_ms: d_stall_settle(),
             vrrp_track_file: None,
+            pair_preference: None,
+            pair_nics: Vec::new(),
             aws: None,
             azure: None,
             oci: None,
@@ -790,6 +804,22 @@ impl ControlConfig {
                 _ => {}
             },
         }
+        let cloud_mode = matches!(
+            c.mode,
+            CaptureMode::Aws | CaptureMode::Azure | CaptureMode::Oci
+        );
+        if c.pair_preference.is_some() && (!cloud_mode || self.sam.site_identities.is_empty()) {
+            return Err(bad(
+                "capture.pair_preference".into(),
+                "is for a cloud pair: a cloud capture mode and the other CER of the site in sam.site_identities".into(),
+            ));
+        }
+        if !c.pair_nics.is_empty() && c.pair_preference.is_none() {
+            return Err(bad(
+                "capture.pair_nics".into(),
+                "names the other CER's NICs of a cloud pair: set pair_preference too".into(),
+            ));
+        }
         if c.vrrp_track_file.is_some()
             && (c.mode != CaptureMode::Onprem || c.vrrp_notify_fifo.is_none())
         {
@@ -1185,6 +1215,39 @@ remote = "10.10.0.3"
             ("mode = \"gcp\"", "unknown variant `gcp`"),
         ] {
             let e = parse(&with(c)).unwrap_err().to_string();
+            assert!(e.contains(needle), "expected {needle} in {e}");
+        }
+    }
+
+    #[test]
+    fn cloud_pairs_need_a_cloud_mode_and_the_partner() {
+        let aws = "mode = \"aws\"\npair_preference = 200\npair_nics = [\"eni-b\"]\n[capture.aws]\nregion = \"eu-west-1\"";
+        let paired = |sam_extra: &str, capture: &str| {
+            parse(&format!(
+                "{}\n[capture]\n{capture}\n",
+                GOOD.replace(
+                    "identity = \"65000:1002\"",
+                    &format!("identity = \"65000:1002\"\n{sam_extra}")
+                )
+            ))
+        };
+        let c = paired("site_identities = [\"65000:1006\"]", aws).unwrap();
+        assert_eq!(c.capture.pair_preference, Some(200));
+        assert_eq!(c.capture.pair_nics, vec!["eni-b".to_string()]);
+        for (sam, capture, needle) in [
+            ("", aws, "capture.pair_preference"),
+            (
+                "site_identities = [\"65000:1006\"]",
+                "mode = \"onprem\"\nsingle_router = true\npair_preference = 1",
+                "capture.pair_preference",
+            ),
+            (
+                "site_identities = [\"65000:1006\"]",
+                "mode = \"aws\"\npair_nics = [\"eni-b\"]\n[capture.aws]\nregion = \"eu-west-1\"",
+                "capture.pair_nics",
+            ),
+        ] {
+            let e = paired(sam, capture).unwrap_err().to_string();
             assert!(e.contains(needle), "expected {needle} in {e}");
         }
     }

@@ -4,7 +4,8 @@
 //! `bfd` (BFD sessions of BGP neighbors: sockets and timers around cer-bfd),
 //! `endpoints` (persisted local endpoints), `fibfeed` (dataplane feed
 //! thread), `admin` (the request/response types of the JSON API for cerctl),
-//! `capture` (the cloud reconciler's wiring), `underlay` and `unnumbered`
+//! `capture` (the cloud reconciler's wiring), `pair` (the active capturer
+//! of a cloud pair, elected from BGP), `underlay` and `unnumbered`
 //! (BGP unnumbered), `vrrp` (the proxy-ARP gate) and `vrrp_track` (the WAN
 //! health keepalived tracks) hang off it.
 
@@ -14,6 +15,7 @@ pub mod capture;
 pub mod config;
 pub mod endpoints;
 pub mod fibfeed;
+pub mod pair;
 pub mod sam;
 pub mod state;
 pub mod underlay;

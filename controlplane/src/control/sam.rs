@@ -145,6 +145,22 @@ impl Sam {
             .is_some_and(|m| !m.prefixes.is_empty())
     }
 
+    /// The LOCAL_PREF `identity`'s marker route carries (the highest, if
+    /// several paths carry its marker); None while its marker is absent.
+    /// Cloud pairs advertise their capture preference this way (`pair`).
+    pub fn marker_preference(&self, rib: &Rib, identity: Community) -> Option<u32> {
+        let m = self.markers.get(&identity)?;
+        m.prefixes
+            .iter()
+            .flat_map(|p| rib.paths(&Prefix::V4(*p)))
+            .filter(|p| {
+                p.attrs.has_community(self.marker_community)
+                    && self.identity_of(p) == Some(identity)
+            })
+            .map(|p| p.local_pref())
+            .max()
+    }
+
     pub fn live_identities(&self) -> Vec<(Community, Vec<Ipv4Prefix>)> {
         let mut v: Vec<_> = self
             .markers

@@ -73,6 +73,8 @@ pub struct ControlState {
     pub vrrp_track: Option<super::vrrp_track::TrackFile>,
     /// Cloud capture: the reconciler this state feeds intents to.
     pub reconciler: Option<cer_capture::Reconciler>,
+    /// Cloud pairs: this CER's role (`capture.pair_preference`).
+    pub pair: Option<super::pair::Pair>,
     /// BFD to the neighbors with `bfd = true` (set by the binary when any has).
     pub bfd: Option<BfdClient>,
     feed: Option<std::sync::mpsc::Sender<FeedOp>>,
@@ -136,6 +138,9 @@ impl ControlState {
                 .clone()
                 .map(super::vrrp_track::TrackFile::new),
             reconciler: None,
+            pair: cfg.capture.pair_preference.map(|pref| {
+                super::pair::Pair::new(cfg.sam.identity, pref, cfg.sam.site_identities.clone())
+            }),
             bfd: None,
             feed,
             feed_status,
@@ -169,7 +174,13 @@ impl ControlState {
             let changed = self.speaker.originate(Prefix::V4(net), a);
             self.after(changed);
         }
-        let mut marker = self.local_attrs(self.cfg.sam.local_pref);
+        // A cloud pair member advertises its capture preference on its marker (`pair`).
+        let marker_pref = self
+            .cfg
+            .capture
+            .pair_preference
+            .unwrap_or(self.cfg.sam.local_pref);
+        let mut marker = self.local_attrs(marker_pref);
         marker.communities = vec![self.cfg.sam.marker_community, self.cfg.sam.identity];
         let changed = self
             .speaker
@@ -369,6 +380,31 @@ impl ControlState {
         }
         // Sessions come and go with the same events (and BFD's resets).
         self.track_wan();
+        self.elect_pair();
+    }
+
+    /// Cloud pairs: re-elects the active capturer from the markers and this
+    /// CER's sessions; on a change of role every remote /32 gets its new
+    /// intent (capture, or stand by), which fences whatever was planned
+    /// under the old role.
+    fn elect_pair(&mut self) {
+        let Some(pair) = self.pair.as_mut() else {
+            return;
+        };
+        let wan_up = self.speaker.established_peers() > 0;
+        let (sam, rib) = (&self.sam, self.speaker.rib());
+        if !pair.elect(wan_up, |id| sam.marker_preference(rib, id)) {
+            return;
+        }
+        let remote: Vec<Ipv4Prefix> = self
+            .sam
+            .owners()
+            .filter(|o| !o.site_local)
+            .map(|o| o.prefix)
+            .collect();
+        for p in remote {
+            self.capture_intent(p);
+        }
     }
 
     /// Derives the FIB entry of one endpoint from its owner and queues the change.
@@ -440,13 +476,24 @@ impl ControlState {
                 let _ = feed.send(FeedOp::Capture(ip, capture, now));
             }
         }
-        // Cloud capture: the intent (and the path signature that fences
-        // every action planned from it) changes here, synchronously.
+        self.capture_intent(p);
+    }
+
+    /// Cloud capture: the intent of one pool /32 (and the path signature
+    /// that fences every action planned from it), set synchronously. A cloud
+    /// pair's standby stands by for remote /32s.
+    fn capture_intent(&self, p: Ipv4Prefix) {
+        let ip = p.addr();
         if let Some(r) = &self.reconciler {
             if self.cfg.in_pool(ip) {
+                let standby = self.pair.as_ref().is_some_and(|x| !x.is_active());
                 let intent = match self.sam.owner(&p) {
                     Some(o) if !o.site_local => Intent {
-                        desired: Desired::Capture,
+                        desired: if standby {
+                            Desired::Standby
+                        } else {
+                            Desired::Capture
+                        },
                         signature: o.signature.0,
                     },
                     Some(o) => Intent {

@@ -89,6 +89,8 @@ impl ControlState {
                     "throttled_until_unix_ms": st.throttled_until_ms,
                     "stall_holds": st.stall_holds,
                     "stall_hold_until_unix_ms": st.stall_hold_until_ms,
+                    "standing_by": count(Desired::Standby, true) + count(Desired::Standby, false),
+                    "pair": self.pair.as_ref().map(|p| json!(p)),
                 })
             }
         };
@@ -112,6 +114,10 @@ impl ControlState {
                                 (Desired::Release, Some("nobody")) => "release from this router's NIC (owned here or by nobody; nobody held it when it was captured here, so it goes to nobody)".to_string(),
                                 (Desired::Release, Some(f)) => format!("release from this router's NIC (owned here or by nobody): hand it back to {f}, the NIC it was captured from"),
                                 (Desired::Release, None) => "release from this router's NIC (owned here or by nobody)".to_string(),
+                                (Desired::Standby, _) => format!(
+                                    "stand by (owned by a remote node; {} is this cloud pair's active capturer and holds it)",
+                                    self.pair.as_ref().and_then(|p| p.active.clone()).unwrap_or_else(|| "no CER".into())
+                                ),
                             };
                             let state = match s.phase {
                                 Phase::Confirmed => format!("confirmed by the provider ({})", s.observed.as_deref().unwrap_or("?")),

@@ -155,3 +155,32 @@ fn bgp_summary_and_rib_views() {
     }));
     assert!(e.contains("not-a-prefix"), "{e}");
 }
+
+/// A cloud pair member advertises its capture preference as its marker's
+/// LOCAL_PREF, and `show capture` names its role: standby while it has no
+/// BGP session (it never elects itself cut off from the WAN).
+#[test]
+fn a_cloud_pair_member_advertises_its_preference_and_stands_by_without_bgp() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("endpoints.json");
+    let text = CONFIG.replace("STATE", state.to_str().unwrap()).replace(
+        "mode = \"onprem\"\nsingle_router = true",
+        "mode = \"aws\"\npair_preference = 200\npair_nics = [\"eni-partner\"]\n[capture.aws]\nregion = \"eu-west-1\"",
+    );
+    let cfg = ControlConfig::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let (events, _rx) = mpsc::channel(16);
+    let status: SharedStatus = Arc::new(Mutex::new(FeedStatus::default()));
+    let mut c = ControlState::new(cfg, events, None, status).unwrap();
+    c.start().unwrap();
+    let marker = Prefix::V4("10.255.0.2/32".parse().unwrap());
+    let lp = c.speaker.rib().best(&marker).map(|p| p.local_pref());
+    assert_eq!(lp, Some(200), "the marker carries the pair preference");
+    assert_eq!(
+        c.sam.marker_preference(c.speaker.rib(), c.sam.identity),
+        Some(200)
+    );
+    let cap = ok(c.admin(ControlRequest::Capture));
+    assert_eq!(cap["pair"]["role"], "standby", "{cap}");
+    assert_eq!(cap["pair"]["preference"], 200);
+    assert_eq!(cap["pair"]["active"], Value::Null);
+}
