@@ -17,8 +17,8 @@ from .messages import die, log
 from .processes import ns_run, wait_until
 from .provider import provider_assign_to_workload
 from .state import LabState, write_state
-from .topology import CLOUDS, NODES, POOL, SITE, SITES, Lab, name_opt
-from .views import capture_view, converge, vrrp_master
+from .topology import CLOUDS, POOL, SITE, SITES, Lab, name_opt
+from .views import active_capturer, capture_view, converge, vrrp_master
 
 
 def need_state(lab: Lab) -> LabState:
@@ -30,17 +30,18 @@ def need_state(lab: Lab) -> LabState:
     return st
 
 
-def site_arg(s: str, allow_nodes: bool = False) -> str:
+def site_arg(lab: Lab, s: str, allow_nodes: bool = False) -> str:
     aliases = {"on-prem": "onprem", "az": "azure", "op": "onprem"}
     s = aliases.get(s, s)
-    if s in SITES or (allow_nodes and s in ("onprem-a", "onprem-b")):
+    nodes = [n["node"] for n in lab.nodes() if n["node"] not in SITES]
+    if s in SITES or (allow_nodes and s in nodes):
         return s
-    die(f"unknown site {s!r}: one of {', '.join(SITES)}" + (" (or onprem-a / onprem-b)" if allow_nodes else ""))
+    die(f"unknown site {s!r}: one of {', '.join(SITES)}" + (f" (or a node: {', '.join(nodes)})" if allow_nodes else ""))
 
 
 def cmd_exec(lab: Lab, site: str, cmd: list[str]) -> int:
     need_state(lab)
-    site = site_arg(site)
+    site = site_arg(lab, site)
     if not cmd:
         die("exec SITE -- CMD...: no command")
     os.execvp("ip", ["ip", "netns", "exec", lab.wl_ns(site), *cmd])
@@ -48,16 +49,16 @@ def cmd_exec(lab: Lab, site: str, cmd: list[str]) -> int:
 
 def cmd_fail(lab: Lab, what: str) -> int:
     state = need_state(lab)
-    what = site_arg(what, allow_nodes=True)
+    what = site_arg(lab, what, allow_nodes=True)
     if what == "onprem":
         node = vrrp_master(lab)
         if not node:
             die("no on-prem CER is VRRP master right now; name one: fail onprem-a|onprem-b")
         nodes = [node]
-    elif what.startswith("onprem-"):
-        nodes = [n for n in NODES if n["node"] == what]
+    elif lab.paired(what):
+        nodes = [active_capturer(lab, what)]
     else:
-        nodes = lab.nodes_of(what)
+        nodes = [n for n in lab.nodes() if n["node"] == what or n["site"] == what]
     for n in nodes:
         t = n["tag"]
         # A crash: SIGKILL. cer-control first (its BGP session ends with the kernel's FIN through
@@ -74,20 +75,21 @@ def cmd_fail(lab: Lab, what: str) -> int:
 
 def cmd_heal(lab: Lab, what: str) -> int:
     state = need_state(lab)
-    what = site_arg(what, allow_nodes=True)
-    nodes = [n for n in NODES if n["site"] == what or n["node"] == what]
+    what = site_arg(lab, what, allow_nodes=True)
+    nodes = [n for n in lab.nodes() if n["site"] == what or n["node"] == what]
     t0 = time.time()
     hardfail.restore(lab, state, nodes)
-    if what in CLOUDS:
+    site = nodes[0]["site"]
+    if site in CLOUDS:
         # The provider (emulator + fabric) normally survives a CER failure; restart it if not.
-        t = SITE[what]["tag"]
+        t = SITE[site]["tag"]
         if not lab.alive(f"{t}-emu"):
             lab.stop(f"{t}-emu")
-            start_emulator(lab, what)
+            start_emulator(lab, site)
             lab.wait_log(f"{t}-emu", "listening on", 15)
         if not lab.alive(f"{t}-fabric"):
             lab.stop(f"{t}-fabric")
-            start_fabric_agent(lab, what)
+            start_fabric_agent(lab, site)
     for n in nodes:
         start_node(lab, n, state["endpoints"])
     failed = [f for f in state.get("failed", []) if f not in {n["node"] for n in nodes}]
@@ -117,7 +119,7 @@ def workload_set_default_src(lab: Lab, site: str) -> None:
 
 def cmd_move(lab: Lab, ip: str, to: str) -> int:
     state = need_state(lab)
-    to = site_arg(to)
+    to = site_arg(lab, to)
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
@@ -154,13 +156,13 @@ def cmd_move(lab: Lab, ip: str, to: str) -> int:
     endpoints[ip] = to
     write_state(lab, endpoints, failed=state.get("failed"))
     log(f"{ip}: ownership moved {old or '(new)'} -> {to} in BGP ({time.time() - t0:.1f}s)")
-    # 4. In a cloud the workload's NIC must hold the secondary IP once our CER released it.
+    # 4. In a cloud the workload's NIC must hold the secondary IP once our CER(s) released it.
     if to != "onprem":
-        node = lab.nodes_of(to)[0]
+        nodes = [n for n in lab.nodes_of(to) if lab.alive(f"{n['tag']}-ctl")]
 
         def released() -> bool:
-            c = capture_view(lab, node).get(ip, {})
-            return c.get("desired") == "release" and c.get("phase") == "confirmed"
+            cs = [capture_view(lab, n).get(ip, {}) for n in nodes]
+            return all(c.get("desired") == "release" and c.get("phase") == "confirmed" for c in cs)
 
         wait_until(f"{to} CER releasing {ip}", 45, released)
         provider_assign_to_workload(lab, to, ip)

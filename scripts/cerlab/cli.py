@@ -18,20 +18,25 @@ from .topology import TRANSPORTS, Lab
 
 USAGE = """The CER four-site lab: on-prem, AWS, Azure and OCI on one machine, in network namespaces.
 
-  scripts/lab [--name NAME] [--transport T] [--rr cer|frr|gobgp] [--rrs 1|2] [--track-wan] up
+  scripts/lab [--name NAME] [--transport T] [--rr cer|frr|gobgp] [--rrs 1|2] [--track-wan] [--cloud-pairs] up
   scripts/lab [--name NAME] down | status
   scripts/lab [--name NAME] move IP SITE       move a /32 (its workload address) to SITE
-  scripts/lab [--name NAME] fail SITE          kill SITE's CER (on-prem: the VRRP master's node)
-  scripts/lab [--name NAME] heal SITE          thaw, reconnect and restart whatever of SITE is frozen, cut or dead
+  scripts/lab [--name NAME] fail SITE|NODE     kill SITE's CER (on-prem: the VRRP master's node; a paired cloud
+                                               site: its active capturer)
+  scripts/lab [--name NAME] heal SITE|NODE     thaw, reconnect and restart whatever of SITE is frozen, cut or dead
   scripts/lab [--name NAME] freeze SITE|NODE   SIGSTOP every process of the node(s) (onprem: the VRRP master;
-                                               rr / rr2: a reflector)
+                                               a paired cloud site: its active capturer; rr / rr2: a reflector)
   scripts/lab [--name NAME] thaw [SITE|NODE]   SIGCONT what freeze stopped
   scripts/lab [--name NAME] cut SITE|NODE      the node's WAN link down at the WAN router
   scripts/lab [--name NAME] exec SITE -- CMD   run CMD in SITE's workload namespace
   scripts/lab [--name NAME] chaos --seed S --minutes M [--out DIR] [--kinds K,...]
                                                seeded chaos soak on the running lab (scripts/cerlab/chaos)
 
-SITE is onprem, aws, azure or oci (fail/heal also take onprem-a / onprem-b).
+SITE is onprem, aws, azure or oci; NODE one CER: onprem-a, onprem-b, and with --cloud-pairs aws-a,
+aws-b, azure-a, azure-b, oci-a, oci-b (without it a cloud site's one CER is named like the site).
+At a site with two CERs, SITE names the one a failure hurts (fail, freeze, cut): on-prem the VRRP
+master, a paired cloud site its active capturer (cer-control's `capture` pair.role); thaw and heal
+SITE take every CER of the site.
 Needs root. `up` runs scripts/bootstrap when system packages are missing, builds cer-dataplane,
 cer-control, cerctl and cer-cloud-emulator (cargo build --release; CER_LAB_BIN_DIR=DIR uses
 binaries already built there), is idempotent (a running lab is reported, a broken one repaired),
@@ -56,12 +61,18 @@ Topology (pool 10.77.60.0/24; AS 65000; every name below is prefixed with NAME-)
 - On-prem: two CERs (onprem-a, onprem-b) with cer-control in capture mode "onprem", gated by
   keepalived VRRP (instance VI_LAB on ka0, a: priority 150, b: 100) through notify_fifo; the
   master's dataplane proxy-ARPs the remote /32s on the LAN. Both advertise 10.77.60.10.
-- Cloud sites: one CER each, cer-control in capture mode aws / azure / oci against its own
+- Cloud sites: one CER each (--cloud-pairs: two, below), cer-control in capture mode aws / azure / oci against its own
   cer-cloud-emulator (http://169.254.169.254, in the fabric namespace, reached over the CER's
   management NIC mgmt0). The fabric namespace is the VPC router: a fabric agent follows the
   emulator's /_emulator/holders long poll and routes each /32 to the NIC that holds it (static
   neighbor = the NIC's MAC; proxy ARP as a VPC does). The workload's default gateway is the fabric
   and never changes; capture moves the /32 to the CER's NIC and the fabric follows.
+- --cloud-pairs: a second CER per cloud site (aws-b 100.64.11.2, VPC 10.77.11.11, fabric port cerb,
+  mgmt0 169.254.169.11; azure-b, oci-b alike; identities 65000:1006/1007/1008), the first one named
+  SITE-a. Both advertise the site's /32; cer-control elects the active capturer from BGP (markers
+  + capture.pair_preference: 200 on SITE-a, 100 on SITE-b); the standby captures nothing. Every
+  CER has a tunnel to each CER at the other sites. AWS CERs then find their ENI through IMDS,
+  which the emulator answers per caller address (its seed's imds_clients).
 - BGP: each CER peers with the route reflector over its WAN exception TAP (the linux-cp model).
 - Transports (default, so that one lab exercises all five; --transport T forces one):
       onprem-aws wireguard, onprem-azure gre (key 77), onprem-oci ipip,
@@ -69,14 +80,15 @@ Topology (pool 10.77.60.0/24; AS 65000; every name below is prefixed with NAME-)
   Tunnel MTU = min(WAN MTU of both sites) - overhead (ipip 20, gre+key 28, fou 28, gue 32, wg 60).
 
 State: /run/cer-lab/NAME/lab.json (documented in README "## The four-site lab"):
-  name, run_dir, pool, asn, transport_mode, rr {kind, netns, address}, rr_count,
+  name, run_dir, pool, asn, transport_mode, rr {kind, netns, address}, rr_count, cloud_pairs,
   reflectors[] {role, netns, address, control_socket},
   wan {netns, router},
   sites.SITE {capture, netns {cers, workload, fabric}, workload_ip, workload_iface, gateway,
               lan_mtu, wan_mtu, emulator {url, netns} (clouds), cers[] {node, netns,
               transport_address, router_id, identity, tunnel_id, control_socket,
               dataplane_socket, cerctl + cerctl_suffix, cerctl_dataplane, wan_gateway,
-              capture_points, logs}},
+              capture_points, logs, nic, vpc_address, fabric_iface, mgmt_address (clouds),
+              pair_preference (--cloud-pairs)}},
   pairs["a-b"] {sites, transport, tunnel_mtu, wan_mtu}, endpoints {ip: site}, bins {...}.
 """
 
@@ -116,6 +128,12 @@ def main(argv: list[str]) -> int:
         help="route reflectors (default 1): with 2, every CER is a client of both (rr, rr2), and one can be frozen or restarted",
     )
     ap.add_argument(
+        "--cloud-pairs",
+        action="store_true",
+        default=None,
+        help="two CERs per cloud site (SITE-a, SITE-b); cer-control elects the active capturer from BGP",
+    )
+    ap.add_argument(
         "--track-wan",
         action="store_true",
         default=None,
@@ -148,7 +166,7 @@ def main(argv: list[str]) -> int:
     e.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(argv)
     try:
-        lab = Lab(a.name, a.transport, a.rr, a.track_wan, a.rrs)
+        lab = Lab(a.name, a.transport, a.rr, a.track_wan, a.rrs, a.cloud_pairs)
         if a.cmd == "up":
             return lifecycle.cmd_up(lab)
         if a.cmd == "down":

@@ -16,7 +16,7 @@ from pathlib import Path
 from .config import emulator_seed, rr_cer_config, rr_frr_configs, rr_gobgp_config
 from .messages import die, log
 from .processes import ns_run, remove_stale_pid_file, run, wait_until
-from .topology import API_ADDR, BINS, CLOUDS, LAB_SCRIPT, NODES, PROVIDER, PY, ROOT, SITE, Lab, Node
+from .topology import API_ADDR, BINS, CLOUDS, LAB_SCRIPT, PROVIDER, PY, ROOT, SITE, Lab, Node
 
 REQUIRED = {
     "ip": "iproute2",
@@ -89,6 +89,8 @@ def start_fabric_agent(lab: Lab, site: str) -> str:
     tag = SITE[site]["tag"]
     p = PROVIDER[site]
     key = f"{tag}-fabric"
+    # Every NIC of the VPC and the fabric interface behind it: the CER(s), the workload.
+    maps = [a for n in lab.nodes_of(site) for a in ("--map", f"{lab.cer_nic(n)}={lab.fab_iface(n)}")]
     lab.spawn(
         key,
         lab.ns(tag + "fab"),
@@ -98,8 +100,7 @@ def start_fabric_agent(lab: Lab, site: str) -> str:
             "_fabric",
             "--url",
             f"http://{API_ADDR}",
-            "--map",
-            f"{p['cer_nic']}=cer",
+            *maps,
             "--map",
             f"{p['wl_nic']}=wl",
             "--state",
@@ -277,6 +278,6 @@ def process_keys(lab: Lab) -> list[str]:
     for site in CLOUDS:
         t = SITE[site]["tag"]
         keys += [f"{t}-emu", f"{t}-fabric"]
-    for n in NODES:
+    for n in lab.nodes():
         keys += [f"{n['tag']}-dp", f"{n['tag']}-ctl"] + ([f"{n['tag']}-ka"] if n["site"] == "onprem" else [])
     return keys

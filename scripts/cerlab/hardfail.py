@@ -14,20 +14,24 @@ from .daemons import rr_keys
 from .messages import die, log
 from .processes import ns_run
 from .state import LabState, write_state
-from .topology import NODES, Lab, Node
-from .views import vrrp_master
+from .topology import Lab, Node
+from .views import active_capturer, vrrp_master
 
 
 def nodes_for(lab: Lab, what: str) -> list[Node]:
-    """A site's nodes, one node by name, or for "onprem" the VRRP master (the one a failure hurts)."""
+    """A site's nodes, one node by name, or for "onprem" the VRRP master and for a paired cloud
+    site (--cloud-pairs) its active capturer (the one a failure hurts)."""
     if what in ("onprem", "on-prem", "op"):
         master = vrrp_master(lab)
         if not master:
             die("no on-prem CER is VRRP master right now; name one: onprem-a|onprem-b")
         return [master]
-    nodes = [n for n in NODES if n["node"] == what or n["site"] == what]
+    if lab.paired(what):
+        return [active_capturer(lab, what)]
+    nodes = [n for n in lab.nodes() if n["node"] == what or n["site"] == what]
     if not nodes:
-        die(f"unknown site or node {what!r}: one of {', '.join(sorted({n['site'] for n in NODES} | {n['node'] for n in NODES}))}")
+        names = sorted({n["site"] for n in lab.nodes()} | {n["node"] for n in lab.nodes()})
+        die(f"unknown site or node {what!r}: one of {', '.join(names)}")
     return nodes
 
 
@@ -101,12 +105,14 @@ def thaw_nodes(lab: Lab, state: LabState, nodes: list[Node]) -> list[str]:
 
 def cmd_thaw(lab: Lab, state: LabState, what: str | None) -> int:
     frozen = set(state.get("frozen", []))
+    # A site thaws every frozen CER of it (the VRRP master / active capturer it froze may have
+    # changed since).
     if what is None:
-        nodes = [n for n in NODES if n["node"] in frozen]
+        nodes = [n for n in lab.nodes() if n["node"] in frozen]
     else:
-        nodes = [n for n in NODES if n["node"] == what or n["site"] == what]
+        nodes = [n for n in lab.nodes() if n["node"] == what or n["site"] == what]
         if what in ("onprem", "on-prem", "op"):
-            nodes = [n for n in NODES if n["site"] == "onprem"]
+            nodes = lab.nodes_of("onprem")
     done = thaw_nodes(lab, state, nodes)
     for role in lab.reflectors():
         if role in frozen and what in (None, role):

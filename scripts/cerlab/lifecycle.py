@@ -34,8 +34,8 @@ from .messages import LabError, die, log
 from .network import build_topology
 from .processes import netns_list, ns_run, run
 from .state import LabState, write_state
-from .topology import CLOUDS, NODES, POOL, REFLECTORS, SITE, SITES, Lab, name_opt
-from .views import converge, convergence_problems, try_admin, vrrp_master, where_table
+from .topology import CLOUDS, PAIR_NODES, POOL, REFLECTORS, SITE, SITES, Lab, name_opt
+from .views import converge, convergence_problems, pair_roles, try_admin, vrrp_master, where_table
 
 
 def written_state(lab: Lab) -> LabState:
@@ -55,10 +55,12 @@ def cmd_up(lab: Lab) -> int:
             (lab.transport_opt and state.get("transport_mode") != lab.transport_opt)
             or (lab.rr_opt and state["rr"]["kind"] != lab.rr_opt)
             or (lab.rrs_opt and state.get("rr_count", 1) != lab.rrs_opt)
+            or (lab.cloud_pairs_opt is not None and bool(state.get("cloud_pairs", False)) != lab.cloud_pairs_opt)
         ):
             die(
-                f"lab {lab.name} is up with transport {state.get('transport_mode')}, rr {state['rr']['kind']} "
-                f"and {state.get('rr_count', 1)} reflector(s); run `scripts/lab --name {lab.name} down` first to change them"
+                f"lab {lab.name} is up with transport {state.get('transport_mode')}, rr {state['rr']['kind']}, "
+                f"{state.get('rr_count', 1)} reflector(s) and {'two CERs' if state.get('cloud_pairs') else 'one CER'} per cloud site; "
+                f"run `scripts/lab --name {lab.name} down` first to change them"
             )
         dead = [k for k in process_keys(lab) if not lab.alive(k)]
         missing = [ns for ns in lab.all_namespaces() if ns not in present]
@@ -89,7 +91,8 @@ def cmd_up(lab: Lab) -> int:
         endpoints = {SITE[s]["ip"]: s for s in SITES}
         log(f"namespaces and links ({len(lab.all_namespaces())} namespaces)")
         build_topology(lab)
-        for n in NODES:
+        nodes = lab.nodes()
+        for n in nodes:
             lab.f(f"{n['tag']}-dataplane.toml").write_text(dataplane_config(lab, n, keys))
             lab.f(f"{n['tag']}-control.toml").write_text(control_config(lab, n))
             if n["site"] == "onprem":
@@ -98,7 +101,7 @@ def cmd_up(lab: Lab) -> int:
                 if not fifo.exists():
                     os.mkfifo(fifo, 0o600)
         # Check every config before starting anything.
-        for n in NODES:
+        for n in nodes:
             run([lab.bin("cer-dataplane"), "--config", str(lab.f(f"{n['tag']}-dataplane.toml")), "--check"])
             run([lab.bin("cer-control"), "--config", str(lab.f(f"{n['tag']}-control.toml")), "--check"])
         write_state(lab, endpoints)
@@ -111,16 +114,16 @@ def cmd_up(lab: Lab) -> int:
         for role in lab.reflectors():
             log(f"route reflector {role} ({lab.rr}) at {REFLECTORS[role]}")
             start_rr(lab, role)
-        log("dataplanes (5 x cer-dataplane on af_packet)")
-        for n in NODES:
+        log(f"dataplanes ({len(nodes)} x cer-dataplane on af_packet)")
+        for n in nodes:
             start_dataplane(lab, n)
-        for n in NODES:
+        for n in nodes:
             lab.wait_log(f"{n['tag']}-dp", "cer-dataplane: ready", 40)
             after_dataplane(lab, n)
         log("cer-control on every CER, keepalived on-prem")
-        for n in NODES:
+        for n in nodes:
             start_control(lab, n)
-        for n in NODES:
+        for n in nodes:
             lab.wait_log(f"{n['tag']}-ctl", "cer-control: ready", 20)
         for n in lab.nodes_of("onprem"):
             start_keepalived(lab, n)
@@ -202,7 +205,7 @@ def repair(lab: Lab, dead: list[str]) -> None:
         if any(k in dead for k in rr_keys(lab, role)):
             lab.stop(role)
             start_rr(lab, role)
-    for n in NODES:
+    for n in lab.nodes():
         start_node(lab, n, written_state(lab)["endpoints"])
 
 
@@ -236,8 +239,8 @@ def cmd_down(lab: Lab, quiet: bool = False) -> int:
         if lab.alive(key):
             stopped += 1
         lab.stop(key)
-    # Every reflector's namespace, whatever the lab's state says about how many it has.
-    ours = set(lab.all_namespaces()) | {lab.ns(r) for r in REFLECTORS}
+    # Every reflector's and second cloud CER's namespace, whatever the lab's state says about them.
+    ours = set(lab.possible_namespaces())
     removed = 0
     for ns in netns_list():
         if ns not in ours:
@@ -251,7 +254,7 @@ def cmd_down(lab: Lab, quiet: bool = False) -> int:
                 pass
         run(["ip", "netns", "del", ns], check=False)
         removed += 1
-    for n in NODES:
+    for n in lab.nodes() + PAIR_NODES:
         shutil.rmtree(f"/var/run/dpdk/{lab.file_prefix(n['tag'])}", ignore_errors=True)
     shutil.rmtree(lab.run_dir, ignore_errors=True)
     try:
@@ -299,13 +302,14 @@ def cmd_status(lab: Lab) -> int:
         present = [ns for ns in lab.all_namespaces() if ns in netns_list()]
         print(f"lab {lab.name}: down" + (f" (leftover namespaces: {', '.join(present)}; run down)" if present else ""))
         return 1
-    print(f"lab {lab.name}: {state['run_dir']} (transport {state['transport_mode']}, rr {state['rr']['kind']})")
+    pairs = ", two CERs per cloud site" if lab.cloud_pairs else ""
+    print(f"lab {lab.name}: {state['run_dir']} (transport {state['transport_mode']}, rr {state['rr']['kind']}{pairs})")
     print("\nprocesses:")
     for key in process_keys(lab):
         pid = lab.pid_of(key)
         print(f"  {key:<12} {'pid ' + str(pid) if pid else 'DEAD'}")
     print("\nBGP sessions (per CER, to the route reflectors):")
-    for n in NODES:
+    for n in lab.nodes():
         s = try_admin(lab.ctl_sock(n), "bgp_summary")
         if not s:
             print(f"  {n['node']:<9} cer-control not answering")
@@ -319,6 +323,11 @@ def cmd_status(lab: Lab) -> int:
         rr_status(lab, state["rr"]["kind"], role)
     m = vrrp_master(lab)
     print(f"\non-prem VRRP master (gate open): {m['node'] if m else 'none'}")
+    if lab.cloud_pairs:
+        print("\ncloud pairs (cer-control's pair role; the active one captures):")
+        for site in CLOUDS:
+            roles = pair_roles(lab, site)
+            print(f"  {site:<6} " + ", ".join(f"{n['node']} {roles.get(n['node']) or 'not answering'}" for n in lab.nodes_of(site)))
     print("\nwhere each /32 lives:")
     for ip, site, owners, where in where_table(lab, state["endpoints"]):
         print(f"  {ip:<13} {site:<8} owner {owners:<20} {where}")

@@ -8,7 +8,7 @@ route reflector hang off one WAN router namespace.
 from __future__ import annotations
 
 from .processes import ns_run, run
-from .topology import API_ADDR, CLOUDS, REFLECTORS, SITE, Lab, mac_for
+from .topology import API_ADDR, CLOUDS, REFLECTORS, SITE, Lab, Node, mac_for
 
 
 def veth(a: str, ns_a: str, b: str, ns_b: str, mtu: int | None = None) -> None:
@@ -96,37 +96,67 @@ def build_topology(lab: Lab) -> None:
         dataplane_iface(ns, "lan0")
         dataplane_iface(ns, "wan0")
 
-    # Cloud sites: CER, fabric (VPC router + API), workload.
+    # Cloud sites: CER(s), fabric (VPC router + API), workload.
     for site in CLOUDS:
         tag = SITE[site]["tag"]
         mtu = SITE[site]["mtu"]
-        cer, fab, wl = lab.ns(tag), lab.ns(tag + "fab"), lab.ns(tag + "wl")
+        fab, wl = lab.ns(tag + "fab"), lab.ns(tag + "wl")
         v = lab.vpc(site)
-        veth(tag, wan, "wan0", cer, mtu)
-        ns_run(wan, "ip", "addr", "add", f"{lab.wan_gw(site)}/24", "dev", tag)
-        link_up(wan, tag)
-        dataplane_iface(cer, "wan0")
-        veth("cer", fab, "lan0", cer, mtu)
-        ns_run(cer, "ip", "link", "set", "lan0", "address", mac_for(site, 0x0A))
-        dataplane_iface(cer, "lan0")
-        veth("wl", fab, "eth0", wl, mtu)
-        ns_run(wl, "ip", "link", "set", "eth0", "address", mac_for(site, 0x14))
-        veth("api", fab, "mgmt0", cer)
         sysctl(fab, "net.ipv4.ip_forward=1")
         sysctl(fab, "net.ipv4.conf.all.rp_filter=0")
         sysctl(fab, "net.ipv4.conf.default.rp_filter=0")
-        for i in ("cer", "wl"):
-            # The VPC router answers ARP for every address it routes elsewhere (as a VPC does).
-            ns_run(fab, "ip", "addr", "add", f"{v['gw']}/32", "dev", i)
-            sysctl(fab, f"net.ipv4.conf.{i}.proxy_arp=1", f"net.ipv4.neigh.{i}.proxy_delay=0")
-            sysctl(fab, f"net.ipv4.conf.{i}.rp_filter=0")
-            link_up(fab, i)
-        ns_run(fab, "ip", "addr", "add", f"{API_ADDR}/24", "dev", "api")
-        link_up(fab, "api")
-        ns_run(cer, "ip", "addr", "add", "169.254.169.10/24", "dev", "mgmt0")
-        link_up(cer, "mgmt0")
+        for node in lab.nodes_of(site):
+            cloud_cer(lab, node, mtu, v["gw"])
+        veth("wl", fab, "eth0", wl, mtu)
+        ns_run(wl, "ip", "link", "set", "eth0", "address", mac_for(site, 0x14))
+        fabric_port(fab, "wl", v["gw"])
         ns_run(wl, "ip", "addr", "add", f"{v['wl']}/24", "dev", "eth0")
         ns_run(wl, "ip", "addr", "add", f"{SITE[site]['ip']}/32", "dev", "eth0")
         workload_iface(wl)
         ns_run(wl, "ip", "route", "add", "default", "via", v["gw"], "dev", "eth0", "src", SITE[site]["ip"])
     ns_run(wan, "ip", "link", "set", "opbr", "mtu", "1500")
+
+
+def fabric_port(fab: str, iface: str, gw: str) -> None:
+    # The VPC router answers ARP for every address it routes elsewhere (as a VPC does).
+    ns_run(fab, "ip", "addr", "add", f"{gw}/32", "dev", iface)
+    sysctl(fab, f"net.ipv4.conf.{iface}.proxy_arp=1", f"net.ipv4.neigh.{iface}.proxy_delay=0")
+    sysctl(fab, f"net.ipv4.conf.{iface}.rp_filter=0")
+    link_up(fab, iface)
+
+
+def cloud_cer(lab: Lab, node: Node, mtu: int, gw: str) -> None:
+    """A cloud CER's three links: wan0 to the WAN router (the interface there carries the node's
+    tag), lan0 into the VPC fabric (its NIC's MAC), mgmt0 to the provider API (169.254.169.254).
+    The first CER of a site owns the site's WAN /24 and the API's /24 at the other ends; a second
+    one (--cloud-pairs) gets host routes on its own veths, the router's addresses on both."""
+    site = node["site"]
+    tag = SITE[site]["tag"]
+    wan, fab, cer = lab.ns("wan"), lab.ns(tag + "fab"), lab.node_ns(node)
+    first = not lab.second(node)
+    w = node["tag"]
+    veth(w, wan, "wan0", cer, mtu)
+    if first:
+        ns_run(wan, "ip", "addr", "add", f"{lab.wan_gw(site)}/24", "dev", w)
+    else:
+        ns_run(wan, "ip", "addr", "add", f"{lab.wan_gw(site)}/32", "dev", w)
+    link_up(wan, w)
+    if not first:
+        ns_run(wan, "ip", "route", "add", f"{lab.wan_addr(node)}/32", "dev", w)
+    dataplane_iface(cer, "wan0")
+    f = lab.fab_iface(node)
+    veth(f, fab, "lan0", cer, mtu)
+    ns_run(cer, "ip", "link", "set", "lan0", "address", lab.cer_mac(node))
+    dataplane_iface(cer, "lan0")
+    fabric_port(fab, f, gw)
+    api = lab.api_iface(node)
+    veth(api, fab, "mgmt0", cer)
+    if first:
+        ns_run(fab, "ip", "addr", "add", f"{API_ADDR}/24", "dev", api)
+    else:
+        ns_run(fab, "ip", "addr", "add", f"{API_ADDR}/32", "dev", api)
+    link_up(fab, api)
+    if not first:
+        ns_run(fab, "ip", "route", "add", f"{lab.mgmt_addr(node)}/32", "dev", api)
+    ns_run(cer, "ip", "addr", "add", f"{lab.mgmt_addr(node)}/24", "dev", "mgmt0")
+    link_up(cer, "mgmt0")

@@ -53,6 +53,14 @@ class CerState(TypedDict):
     cerctl_dataplane: list[str]
     capture_points: CapturePoints
     logs: dict[str, str]
+    # Clouds: the CER's NIC as the provider names it (ENI id, Azure NIC id, OCI VNIC OCID), its
+    # primary VPC address, the fabric's interface towards it, and the address its provider API and
+    # IMDS requests come from (mgmt0; the emulator journal's request.client).
+    nic: NotRequired[str]
+    vpc_address: NotRequired[str]
+    fabric_iface: NotRequired[str]
+    mgmt_address: NotRequired[str]
+    pair_preference: NotRequired[int]  # --cloud-pairs: cer-control's capture.pair_preference
 
 
 class SiteNetns(TypedDict):
@@ -126,6 +134,7 @@ class LabState(TypedDict):
     rr_count: NotRequired[int]
     reflectors: NotRequired[list[ReflectorState]]
     track_wan: NotRequired[bool]
+    cloud_pairs: NotRequired[bool]
     wan: WanState
     sites: dict[str, SiteState]
     pairs: dict[str, PairState]
@@ -150,14 +159,14 @@ def capture_points(lab: Lab, node: Node) -> CapturePoints:
         outer = {"netns": lab.ns("wan"), "iface": f"op{t}"}
     else:
         tag = SITE[site]["tag"]
-        inner = {"netns": lab.ns(tag + "fab"), "iface": "cer"}
-        outer = {"netns": lab.ns("wan"), "iface": tag}
+        inner = {"netns": lab.ns(tag + "fab"), "iface": lab.fab_iface(node)}
+        outer = {"netns": lab.ns("wan"), "iface": node["tag"]}
     return {"inner": inner, "outer": outer}
 
 
 def cer_state(lab: Lab, n: Node, cerctl: str) -> CerState:
     site = n["site"]
-    return {
+    c: CerState = {
         "node": n["node"],
         "netns": lab.node_ns(n),
         "transport_address": lab.wan_addr(n),
@@ -175,6 +184,15 @@ def cer_state(lab: Lab, n: Node, cerctl: str) -> CerState:
         "capture_points": capture_points(lab, n),
         "logs": {k: str(lab.f(f"{n['tag']}-{k}.log")) for k in ("dp", "ctl") + (("ka",) if site == "onprem" else ())},
     }
+    if site != "onprem":
+        c["nic"] = lab.cer_nic(n)
+        c["vpc_address"] = lab.cer_vpc_addr(n)
+        c["fabric_iface"] = lab.fab_iface(n)
+        c["mgmt_address"] = lab.mgmt_addr(n)
+    pref = lab.pair_preference(n)
+    if pref is not None:
+        c["pair_preference"] = pref
+    return c
 
 
 def site_state(lab: Lab, site: str, cerctl: str) -> SiteState:
@@ -232,6 +250,7 @@ def write_state(
         "asn": ASN,
         "transport_mode": lab.transport or "mixed",
         "track_wan": lab.track_wan,
+        "cloud_pairs": lab.cloud_pairs,
         "rr": {
             "kind": lab.rr,
             "netns": lab.ns("rr"),

@@ -85,10 +85,22 @@ NODES: list[Node] = [
     {"node": "azure", "site": "azure", "tag": "az", "n": 4, "wan_host": 1},
     {"node": "oci", "site": "oci", "tag": "oci", "n": 5, "wan_host": 1},
 ]
+# --cloud-pairs: a second CER per cloud site (wan_host 2: the site's WAN .2, VPC .11, fabric
+# interface "cerb", management address 169.254.169.11). The first CER of a paired site is then
+# named SITE-a (its tag, namespaces and files stay SITE's), so that SITE alone names the site.
+PAIR_NODES: list[Node] = [
+    {"node": "aws-b", "site": "aws", "tag": "awsb", "n": 6, "wan_host": 2},
+    {"node": "azure-b", "site": "azure", "tag": "azb", "n": 7, "wan_host": 2},
+    {"node": "oci-b", "site": "oci", "tag": "ocib", "n": 8, "wan_host": 2},
+]
+# cer-control's capture.pair_preference: the first CER of a pair is preferred (the active one
+# while both run; it takes the role back when it returns).
+PAIR_PREFERENCE = {1: 200, 2: 100}
 
 
 class ProviderIds(TypedDict):
-    """A cloud site's resource ids at its provider (emulator seed and API requests)."""
+    """A cloud site's resource ids at its provider (emulator seed and API requests); `cer_b_*`
+    are the second CER's (--cloud-pairs)."""
 
     subnet: str
     vpc: str
@@ -96,6 +108,8 @@ class ProviderIds(TypedDict):
     wl_nic: str
     cer_inst: str
     wl_inst: str
+    cer_b_nic: str
+    cer_b_inst: str
 
 
 AZ_SUB = "/subscriptions/sub-cerlab/resourceGroups/rg-cerlab/providers"
@@ -107,6 +121,8 @@ PROVIDER: dict[str, ProviderIds] = {
         "wl_nic": "eni-0cerlab0workload",
         "cer_inst": "i-0cerlab0cer",
         "wl_inst": "i-0cerlab0workload",
+        "cer_b_nic": "eni-0cerlab0cerb",
+        "cer_b_inst": "i-0cerlab0cerb",
     },
     "azure": {
         "subnet": f"{AZ_SUB}/Microsoft.Network/virtualNetworks/vnet-cerlab/subnets/default",
@@ -115,6 +131,8 @@ PROVIDER: dict[str, ProviderIds] = {
         "wl_nic": f"{AZ_SUB}/Microsoft.Network/networkInterfaces/nic-workload",
         "cer_inst": f"{AZ_SUB}/Microsoft.Compute/virtualMachines/vm-cer",
         "wl_inst": f"{AZ_SUB}/Microsoft.Compute/virtualMachines/vm-workload",
+        "cer_b_nic": f"{AZ_SUB}/Microsoft.Network/networkInterfaces/nic-cer-b",
+        "cer_b_inst": f"{AZ_SUB}/Microsoft.Compute/virtualMachines/vm-cer-b",
     },
     "oci": {
         "subnet": "ocid1.subnet.oc1.eu-frankfurt-1.cerlab",
@@ -123,6 +141,8 @@ PROVIDER: dict[str, ProviderIds] = {
         "wl_nic": "ocid1.vnic.oc1.eu-frankfurt-1.cerlabworkload",
         "cer_inst": "ocid1.instance.oc1.eu-frankfurt-1.cerlabcer",
         "wl_inst": "ocid1.instance.oc1.eu-frankfurt-1.cerlabworkload",
+        "cer_b_nic": "ocid1.vnic.oc1.eu-frankfurt-1.cerlabcerb",
+        "cer_b_inst": "ocid1.instance.oc1.eu-frankfurt-1.cerlabcerb",
     },
 }
 OCI_TENANCY = "ocid1.tenancy.oc1..cerlab"
@@ -131,12 +151,14 @@ BINS = ["cer-dataplane", "cer-control", "cerctl", "cer-cloud-emulator"]
 
 
 class Vpc(TypedDict):
-    """A cloud site's VPC: the fabric's gateway, the CER's and the workload's primary address."""
+    """A cloud site's VPC: the fabric's gateway, the CER's and the workload's primary address
+    (and with --cloud-pairs the second CER's)."""
 
     gw: str
     cer: str
     wl: str
     net: str
+    cer_b: NotRequired[str]
 
 
 def subnet_host(prefix3: str, host: int) -> str:
@@ -153,7 +175,8 @@ def pair_key(a: str, b: str) -> tuple[str, str]:
 
 
 def mac_for(site: str, role: int) -> str:
-    # Locally administered, derived from the site and the role (CER LAN NIC 0a, workload 14).
+    # Locally administered, derived from the site and the role (CER LAN NIC 0a, the second
+    # CER's 0b, workload 14).
     return f"02:ce:1a:00:{SITE[site]['byte']:02x}:{role:02x}"
 
 
@@ -167,7 +190,13 @@ class Lab(ProcessTable):
     `ProcessTable`) the processes it started, recorded by PID in its run dir."""
 
     def __init__(
-        self, name: str, transport: str | None = None, rr: str | None = None, track_wan: bool | None = None, rrs: int | None = None
+        self,
+        name: str,
+        transport: str | None = None,
+        rr: str | None = None,
+        track_wan: bool | None = None,
+        rrs: int | None = None,
+        cloud_pairs: bool | None = None,
     ) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", name):
             die(f"--name {name!r}: use 1-12 lowercase letters/digits, starting with a letter (namespaces are NAME-ROLE)")
@@ -188,6 +217,9 @@ class Lab(ProcessTable):
         # How many reflectors (1 or 2; --rrs): a running lab keeps its own.
         self.rrs_opt = rrs
         self.rr_count = rrs or 1
+        # Two CERs per cloud site (--cloud-pairs): a running lab keeps its own.
+        self.cloud_pairs_opt = cloud_pairs
+        self.cloud_pairs = bool(cloud_pairs)
         bin_dir = os.environ.get("CER_LAB_BIN_DIR")
         target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
         self.bin_dir = Path(bin_dir) if bin_dir else target / "release"
@@ -200,12 +232,34 @@ class Lab(ProcessTable):
         """The reflectors' roles ("rr", and "rr2" with --rrs 2): key, namespace and file prefix."""
         return list(REFLECTORS)[: self.rr_count]
 
+    def nodes(self) -> list[Node]:
+        """The lab's CER nodes: NODES, and with --cloud-pairs the first cloud CERs renamed SITE-a
+        plus PAIR_NODES."""
+        if not self.cloud_pairs:
+            return NODES
+        out = []
+        for n in NODES:
+            if n["site"] in CLOUDS:
+                n = n.copy()
+                n["node"] = f"{n['site']}-a"
+            out.append(n)
+        return out + PAIR_NODES
+
+    def paired(self, site: str) -> bool:
+        """SITE has two CERs (a cloud site with --cloud-pairs)."""
+        return self.cloud_pairs and site in CLOUDS
+
     def all_namespaces(self) -> list[str]:
         roles = ["wan", *self.reflectors(), "opseg", "opwl", "opa", "opb"]
         for s in CLOUDS:
             t = SITE[s]["tag"]
             roles += [t, f"{t}fab", f"{t}wl"]
+        roles += [n["tag"] for n in PAIR_NODES if self.paired(n["site"])]
         return [self.ns(r) for r in roles]
+
+    def possible_namespaces(self) -> list[str]:
+        """Every namespace a lab of this name may own, whatever its options (for `down`)."""
+        return [*self.all_namespaces(), *(self.ns(r) for r in REFLECTORS), *(self.ns(n["tag"]) for n in PAIR_NODES)]
 
     def file_prefix(self, node_tag: str) -> str:
         return f"{self.name}-{node_tag}"
@@ -235,7 +289,10 @@ class Lab(ProcessTable):
 
     def vpc(self, site: str) -> Vpc:
         b = SITE[site]["byte"]
-        return {"gw": f"10.77.{b}.1", "cer": f"10.77.{b}.10", "wl": f"10.77.{b}.20", "net": f"10.77.{b}.0/24"}
+        v: Vpc = {"gw": f"10.77.{b}.1", "cer": f"10.77.{b}.10", "wl": f"10.77.{b}.20", "net": f"10.77.{b}.0/24"}
+        if self.paired(site):
+            v["cer_b"] = f"10.77.{b}.11"
+        return v
 
     def ctl_sock(self, node: Node) -> Path:
         return self.f(f"{node['tag']}-control.sock")
@@ -244,7 +301,47 @@ class Lab(ProcessTable):
         return self.f(f"{node['tag']}-dataplane.sock")
 
     def nodes_of(self, site: str) -> list[Node]:
-        return [n for n in NODES if n["site"] == site]
+        return [n for n in self.nodes() if n["site"] == site]
+
+    # a cloud CER's resources: the first CER of a site (wan_host 1) has the site's original ones
+    def second(self, node: Node) -> bool:
+        return node["wan_host"] == 2 and node["site"] in CLOUDS
+
+    def cer_nic(self, node: Node) -> str:
+        """The provider id of a cloud CER's NIC (ENI id, Azure NIC resource id, OCI VNIC OCID)."""
+        p = PROVIDER[node["site"]]
+        return p["cer_b_nic"] if self.second(node) else p["cer_nic"]
+
+    def cer_inst(self, node: Node) -> str:
+        p = PROVIDER[node["site"]]
+        return p["cer_b_inst"] if self.second(node) else p["cer_inst"]
+
+    def cer_vpc_addr(self, node: Node) -> str:
+        """A cloud CER's primary address in its VPC (10.77.B.10, the second CER 10.77.B.11)."""
+        return f"10.77.{SITE[node['site']]['byte']}.{11 if self.second(node) else 10}"
+
+    def cer_mac(self, node: Node) -> str:
+        """A cloud CER's LAN NIC MAC (the provider's, set on its lan0)."""
+        return mac_for(node["site"], 0x0B if self.second(node) else 0x0A)
+
+    def fab_iface(self, node: Node) -> str:
+        """The fabric's interface towards a cloud CER's LAN port."""
+        return "cerb" if self.second(node) else "cer"
+
+    def mgmt_addr(self, node: Node) -> str:
+        """A cloud CER's management address (mgmt0: the provider API and IMDS)."""
+        return "169.254.169.11" if self.second(node) else "169.254.169.10"
+
+    def api_iface(self, node: Node) -> str:
+        """The fabric's interface towards a cloud CER's mgmt0."""
+        return "apib" if self.second(node) else "api"
+
+    def pair_preference(self, node: Node) -> int | None:
+        """cer-control's capture.pair_preference (paired cloud sites only)."""
+        return PAIR_PREFERENCE[node["wan_host"]] if self.paired(node["site"]) else None
+
+    def node_by_name(self, name: str) -> Node | None:
+        return next((n for n in self.nodes() if n["node"] == name), None)
 
     def load_state(self) -> LabState | None:
         """lab.json, and the running lab's transport and reflector unless given explicitly."""
@@ -258,6 +355,8 @@ class Lab(ProcessTable):
             self.track_wan = bool(st.get("track_wan", False))
         if self.rrs_opt is None:
             self.rr_count = int(st.get("rr_count", 1))
+        if self.cloud_pairs_opt is None:
+            self.cloud_pairs = bool(st.get("cloud_pairs", False))
         if self.transport_opt is None:
             mode = st.get("transport_mode", "mixed")
             self.transport = None if mode == "mixed" else mode

@@ -14,7 +14,7 @@ from typing import Any, TypedDict
 
 from .fabric import FabricTable
 from .messages import LabError, die, log
-from .topology import ASN, CLOUDS, NODES, SITE, Lab, Node
+from .topology import ASN, CLOUDS, SITE, Lab, Node
 
 # An admin socket's `data`: JSON whose shape depends on the command (the Rust side owns it).
 AdminData = Any
@@ -67,8 +67,8 @@ def try_admin(sock: Path | str, cmd: str) -> AdminData:
         return None
 
 
-def expected_owner_nodes(endpoints: dict[str, str], ip: str) -> set[str]:
-    return {f"{ASN}:100{n['n']}" for n in NODES if n["site"] == endpoints.get(ip)}
+def expected_owner_nodes(lab: Lab, endpoints: dict[str, str], ip: str) -> set[str]:
+    return {f"{ASN}:100{n['n']}" for n in lab.nodes() if n["site"] == endpoints.get(ip)}
 
 
 def node_view(lab: Lab, node: Node) -> dict[str, Owner]:
@@ -85,47 +85,95 @@ def fabric_view(lab: Lab, site: str) -> FabricTable:
 
 
 def capture_view(lab: Lab, node: Node) -> dict[str, CaptureIp]:
-    c = try_admin(lab.ctl_sock(node), "capture") or {}
+    return capture_ips(try_admin(lab.ctl_sock(node), "capture"))
+
+
+def capture_ips(c: AdminData) -> dict[str, CaptureIp]:
+    """The per-/32 part of a cer-control `capture` answer."""
     ips: dict[str, CaptureIp] = c.get("ips", {}) if isinstance(c, dict) else {}
     return ips
 
 
+def pair_role(c: AdminData) -> str | None:
+    """A cloud pair member's role in a cer-control `capture` answer: "active", "standby", or None
+    (not answering, or not a pair member)."""
+    pair = c.get("pair") if isinstance(c, dict) else None
+    role = pair.get("role") if isinstance(pair, dict) else None
+    return role if isinstance(role, str) else None
+
+
+def pair_roles(lab: Lab, site: str) -> dict[str, str | None]:
+    """node -> its pair role, for the running CERs of a paired cloud site (a frozen one does not
+    answer: None)."""
+    return {n["node"]: pair_role(try_admin(lab.ctl_sock(n), "capture")) for n in alive_nodes(lab) if n["site"] == site}
+
+
+def active_capturers(lab: Lab, site: str) -> list[Node]:
+    """The CERs of a paired cloud site that say they are the active capturer (one when settled)."""
+    roles = pair_roles(lab, site)
+    return [n for n in lab.nodes_of(site) if roles.get(n["node"]) == "active"]
+
+
+def active_capturer(lab: Lab, site: str) -> Node:
+    """The one active capturer of a paired cloud site (what `freeze|cut|fail SITE` hit), or die
+    saying what the CERs report."""
+    roles = pair_roles(lab, site)
+    active = [n for n in lab.nodes_of(site) if roles.get(n["node"]) == "active"]
+    if len(active) != 1:
+        names = "|".join(n["node"] for n in lab.nodes_of(site))
+        die(f"{site}: no single active capturer right now (pair roles {roles}); name one: {names}")
+    return active[0]
+
+
 def alive_nodes(lab: Lab) -> list[Node]:
     """The nodes whose dataplane and cer-control both run."""
-    return [n for n in NODES if lab.alive(f"{n['tag']}-dp") and lab.alive(f"{n['tag']}-ctl")]
+    return [n for n in lab.nodes() if lab.alive(f"{n['tag']}-dp") and lab.alive(f"{n['tag']}-ctl")]
 
 
 def convergence_problems(lab: Lab, endpoints: dict[str, str]) -> list[str]:
-    """What is not yet as the endpoints say (empty when converged)."""
+    """What is not yet as the endpoints say (empty when converged). At a paired cloud site exactly
+    one live CER is the active capturer: it captures the remote /32s, the standby stands by (holds
+    none), and the fabric delivers them to the active one's NIC."""
     problems = []
     live = alive_nodes(lab)
     live_sites = {n["site"] for n in live}
+    roles: dict[str, str | None] = {}
     for node in live:
         view = node_view(lab, node)
         for ip, site in endpoints.items():
             if site not in live_sites:
                 continue
             o = view.get(ip)
-            want = expected_owner_nodes(endpoints, ip)
+            want = expected_owner_nodes(lab, endpoints, ip)
             if not o or o.get("identity") not in want:
                 problems.append(f"{node['node']}: owner of {ip} is {o.get('identity') if o else 'none'}, want {sorted(want)}")
         if node["site"] != "onprem":
-            cap = capture_view(lab, node)
+            status = try_admin(lab.ctl_sock(node), "capture")
+            cap = capture_ips(status)
+            role = roles[node["node"]] = pair_role(status) if lab.paired(node["site"]) else None
+            if lab.paired(node["site"]) and role not in ("active", "standby"):
+                problems.append(f"{node['node']}: no cloud pair role in its capture status (pair.role {role})")
             for ip, site in endpoints.items():
                 if site not in live_sites:
                     continue
                 c = cap.get(ip, {})
-                want_c = "release" if site == node["site"] else "capture"
+                want_c = "release" if site == node["site"] else "standby" if role == "standby" else "capture"
                 if c.get("desired") != want_c or c.get("phase") != "confirmed":
                     problems.append(f"{node['node']}: capture of {ip} is {c.get('desired')}/{c.get('phase')}, want {want_c}/confirmed")
     for site in CLOUDS:
         if site not in live_sites:
             continue
+        capturer = "cer"
+        if lab.paired(site):
+            active = [n for n in live if n["site"] == site and roles.get(n["node"]) == "active"]
+            if len(active) != 1:
+                problems.append(f"{site}: {len(active)} active capturers {[n['node'] for n in active]} (want exactly one)")
+            capturer = lab.fab_iface(active[0]) if len(active) == 1 else "the active CER"
         fab = fabric_view(lab, site).get("routes", {})
         for ip, owner_site in endpoints.items():
             if owner_site not in live_sites:
                 continue
-            want_if = "wl" if owner_site == site else "cer"
+            want_if = "wl" if owner_site == site else capturer
             got = fab[ip]["iface"] if ip in fab else None
             if got != want_if:
                 problems.append(f"{site} fabric: {ip} goes to {got}, want {want_if}")
@@ -164,7 +212,7 @@ def where_table(lab: Lab, endpoints: dict[str, str]) -> list[tuple[str, str, str
     (ip, site, owners, delivered by)."""
     rows = []
     views = {n["node"]: node_view(lab, n) for n in alive_nodes(lab)}
-    ident = {f"{ASN}:100{n['n']}": n["node"] for n in NODES}
+    ident = {f"{ASN}:100{n['n']}": n["node"] for n in lab.nodes()}
     for ip in sorted(endpoints, key=lambda a: ipaddress.ip_address(a)):
         site = endpoints[ip]
         owners = sorted({ident.get(v[ip].get("identity", ""), v[ip].get("identity", "")) for v in views.values() if ip in v})
@@ -172,7 +220,14 @@ def where_table(lab: Lab, endpoints: dict[str, str]) -> list[tuple[str, str, str
         for s in CLOUDS:
             r = fabric_view(lab, s).get("routes", {}).get(ip)
             if r:
-                where.append(f"{s}:{'workload' if r['iface'] == 'wl' else 'CER'}")
+                if r["iface"] == "wl":
+                    where.append(f"{s}:workload")
+                elif lab.paired(s):
+                    # Which CER's NIC holds it.
+                    cer = next((n["node"] for n in lab.nodes_of(s) if lab.fab_iface(n) == r["iface"]), r["iface"])
+                    where.append(f"{s}:CER({cer})")
+                else:
+                    where.append(f"{s}:CER")
         m = vrrp_master(lab)
         where.append(f"onprem:{'workload' if site == 'onprem' else ('proxy-ARP ' + m['node'] if m else 'no proxy-ARP')}")
         rows.append((ip, site, ",".join(owners) or "-", " ".join(where)))

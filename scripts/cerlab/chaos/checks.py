@@ -17,7 +17,7 @@ from pathlib import Path
 from ..daemons import process_keys
 from ..messages import LabError
 from ..processes import netns_list, ns_run, run
-from ..topology import CLOUDS, NODES, PROVIDER, SITE, SITES, Node
+from ..topology import CLOUDS, PROVIDER, SITE, SITES, Node
 from ..views import alive_nodes, capture_view, expected_owner_nodes, node_view, try_admin
 from .bounds import DARK_BOUND, FENCE_EPS_MS, NOBODY_BOUND, ONPREM_CLAIM_SLACK, PROBE_MS, REACH_BOUND, now_ms
 from .run_state import Claim, DualHolder, Json, RunState, Span, Violation
@@ -293,7 +293,7 @@ class Checks:
             v = node_view(self.lab, n)
             for ip in endpoints:
                 o = v.get(ip)
-                want = expected_owner_nodes(endpoints, ip)
+                want = expected_owner_nodes(self.lab, endpoints, ip)
                 if not o or o.get("identity") not in want:
                     bad.append({"node": n["node"], "ip": ip, "owner": o.get("identity") if o else None, "want": sorted(want)})
             for ip in removed:
@@ -577,7 +577,7 @@ class Checks:
             p = self.lab.pid_of(key)
             if p:
                 known.add(p)
-        for n in NODES:
+        for n in self.lab.nodes():
             try:
                 known.add(int(self.lab.f(f"{n['tag']}-ka-vrrp.pid").read_text().split()[0]))
             except (OSError, ValueError, IndexError):

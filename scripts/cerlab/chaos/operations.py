@@ -19,7 +19,7 @@ from ..messages import LabError
 from ..processes import ns_run, run
 from ..provider import provider_assign_to_workload
 from ..state import write_state
-from ..topology import NODES, RR_ADDR, Node
+from ..topology import RR_ADDR, Node
 from ..views import capture_view, vrrp_master
 from .bounds import now_ms
 from .plan import Op, OpParams
@@ -30,7 +30,7 @@ class Operations(RunState):
     """The operations of a soak, over its shared state."""
 
     def node(self, name: str) -> Node:
-        return next(n for n in NODES if n["node"] == name)
+        return next(n for n in self.lab.nodes() if n["node"] == name)
 
     def nodes_of(self, site: str) -> list[Node]:
         return self.lab.nodes_of(site)
@@ -54,7 +54,7 @@ class Operations(RunState):
     def save_lab_state(self) -> None:
         with self.mu:
             failed = sorted({k.rsplit("-", 1)[0] for k in self.expected_down})
-            write_state(self.lab, dict(self.endpoints), failed=[n["node"] for n in NODES if n["tag"] in failed])
+            write_state(self.lab, dict(self.endpoints), failed=[n["node"] for n in self.lab.nodes() if n["tag"] in failed])
 
     # ------------------------------------------------------------ operations
 

@@ -272,6 +272,8 @@ def cmd_chaos(lab: Lab, seed: int, minutes: float, out: str | None, kinds_opt: s
     st = lab.load_state()
     if not st:
         die(f"lab {lab.name} is not up: scripts/lab{name_opt(lab)} up")
+    if lab.cloud_pairs:
+        die(f"lab {lab.name} runs two CERs per cloud site (--cloud-pairs): the soak's checks model one; use a lab without it")
     out_dir = Path(out or f"/var/tmp/cer-chaos/{lab.name}-seed{seed}-{time.strftime('%Y%m%dT%H%M%S')}")
     kinds = [k.strip() for k in kinds_opt.split(",")] if kinds_opt else None
     if kinds:
