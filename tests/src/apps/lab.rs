@@ -321,6 +321,52 @@ impl Lab {
             .with_context(|| format!("{url}: {}", String::from_utf8_lossy(&out.stdout)))
     }
 
+    /// A cloud pair member's role from its cer-control `capture` status
+    /// (`pair.role`: "active" or "standby"); None when it does not answer
+    /// (frozen, dead) or is no pair member.
+    pub fn pair_role(&self, node: &str) -> Option<String> {
+        self.control(node, "capture").ok()?["pair"]["role"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// The node names of a site's CERs (lab.json `cers[].node`).
+    pub fn node_names(&self, site: &str) -> Vec<String> {
+        self.cers(site)
+            .iter()
+            .filter_map(|c| c["node"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// A cloud CER's NIC as its provider names it (lab.json `cers[].nic`).
+    pub fn cer_nic(&self, node: &str) -> Result<String> {
+        self.node(node)?["nic"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("lab.json: no nic for {node}"))
+    }
+
+    /// What a cloud site's provider (emulator) says holds each secondary
+    /// address: ip -> NIC id (primary addresses left out).
+    pub fn emulator_holders(
+        &self,
+        site: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let v = self.emulator_get(site, "/_emulator/holders")?;
+        Ok(v["holders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| h["primary"] != true)
+            .filter_map(|h| {
+                Some((
+                    h["ip"].as_str()?.to_string(),
+                    h["nic"].as_str()?.to_string(),
+                ))
+            })
+            .collect())
+    }
+
     /// Runs `scripts/lab status` (for failure messages).
     pub fn status(&self) -> String {
         self.cmd(&["status"])
