@@ -9,7 +9,9 @@
 //! the VPC fabric follows the provider. Steady 50 ms probes measure the
 //! outage both ways; the provider emulator's journal (every accepted
 //! mutation) shows how many calls each /32 cost. Thawed, the preferred CER
-//! may take its role back (preemption), again one move per /32.
+//! may take its role back (preemption), again one move per /32. The same
+//! with the active one's WAN link cut (`cut SITE`, then `heal`): it keeps
+//! running, loses its sessions, and must stand by instead of releasing.
 
 use anyhow::{ensure, Context, Result};
 use cer_e2e::apps::*;
@@ -272,7 +274,49 @@ fn wait_quiet(lab: &Lab, site: &str, quiet: Duration, timeout: Duration) -> Resu
 /// workload to the on-prem /32 and from the on-prem workload to the site's
 /// /32; the standby must take over, the probes recover, and each remote /32
 /// move costs one provider move. Then thaws it and counts again.
+/// How the active capturer fails: frozen (`freeze`, then `thaw`), or its
+/// WAN link cut at the WAN router (`cut`, then `heal`) with its processes
+/// running on: a cut CER sees its sessions go (its own BFD) and must stand
+/// by, not release what it holds, so the partner's one move is the only one.
+#[derive(Clone, Copy, PartialEq)]
+enum Failure {
+    Freeze,
+    Cut,
+}
+
+impl Failure {
+    fn cmd(self) -> &'static str {
+        match self {
+            Failure::Freeze => "freeze",
+            Failure::Cut => "cut",
+        }
+    }
+    /// The lab.json list the failed node is in.
+    fn state_key(self) -> &'static str {
+        match self {
+            Failure::Freeze => "frozen",
+            Failure::Cut => "cut",
+        }
+    }
+    fn undo(self) -> &'static str {
+        match self {
+            Failure::Freeze => "thaw",
+            Failure::Cut => "heal",
+        }
+    }
+    fn done(self) -> &'static str {
+        match self {
+            Failure::Freeze => "frozen",
+            Failure::Cut => "cut off the WAN",
+        }
+    }
+}
+
 fn cloud_pair_active_frozen_standby_captures(site: &str, prefix: &str) -> Result<()> {
+    cloud_pair_failover(site, prefix, Failure::Freeze)
+}
+
+fn cloud_pair_failover(site: &str, prefix: &str, how: Failure) -> Result<()> {
     let scratch = Scratch::new(&format!("cp-{site}"))?;
     let mut lab = Lab::up(prefix, &["--cloud-pairs"])?;
     ensure!(
@@ -331,18 +375,19 @@ fn cloud_pair_active_frozen_standby_captures(site: &str, prefix: &str) -> Result
         ps.push((format!("{from} -> {to} ({dst})"), p));
     }
 
-    // Freeze the active one.
+    // Fail the active one.
     let before = mark(&lab, site)?;
     let t0 = Instant::now();
-    lab.run(&["freeze", site])?;
+    lab.run(&[how.cmd(), site])?;
     lab.reload()?;
     ensure!(
-        lab.state["frozen"] == serde_json::json!([active]),
-        "`freeze {site}` froze {}, want the active capturer {active}",
-        lab.state["frozen"]
+        lab.state[how.state_key()] == serde_json::json!([active]),
+        "`{} {site}` took {}, want the active capturer {active}",
+        how.cmd(),
+        lab.state[how.state_key()]
     );
     let took_over = wait_until(
-        &format!("{standby} active with {active} frozen"),
+        &format!("{standby} active with {active} {}", how.done()),
         Duration::from_secs(20),
         || lab.pair_role(&standby).as_deref() == Some("active"),
     )
@@ -356,12 +401,15 @@ fn cloud_pair_active_frozen_standby_captures(site: &str, prefix: &str) -> Result
     .with_context(|| format!("holders: {:?}", lab.emulator_holders(site)))?;
     for (what, p) in &ps {
         p.wait_replies(20, Duration::from_secs(30))
-            .with_context(|| format!("{what} never recovered with {active} frozen"))?;
+            .with_context(|| format!("{what} never recovered with {active} {}", how.done()))?;
     }
     let mut outages = Vec::new();
     for (what, p) in ps.drain(..) {
         let o = p.stop();
-        eprintln!("OUTAGE {site} active {active} frozen, {standby} takes over: {what}: {o}");
+        eprintln!(
+            "OUTAGE {site} active {active} {}, {standby} takes over: {what}: {o}",
+            how.done()
+        );
         ensure!(o.recovered, "{what} did not recover: {o}");
         outages.push((what, o.longest_gap_ms));
     }
@@ -437,7 +485,7 @@ fn cloud_pair_active_frozen_standby_captures(site: &str, prefix: &str) -> Result
     }
     let frozen_mark = mark(&lab, site)?;
     let t1 = Instant::now();
-    lab.run(&["thaw", site])?;
+    lab.run(&[how.undo(), site])?;
     let mut settled: Option<String> = None;
     wait_until(
         &format!("{site}: one active capturer holding every remote /32 after the thaw"),
@@ -477,7 +525,10 @@ fn cloud_pair_active_frozen_standby_captures(site: &str, prefix: &str) -> Result
     let mut thaw_outages = Vec::new();
     for (what, p) in ps.drain(..) {
         let o = p.stop();
-        eprintln!("OUTAGE {site} {active} thawed, {after_thaw} active: {what}: {o}");
+        eprintln!(
+            "OUTAGE {site} {active} back ({}), {after_thaw} active: {what}: {o}",
+            how.undo()
+        );
         ensure!(o.recovered, "{what} did not recover after the thaw: {o}");
         thaw_outages.push((what, o.longest_gap_ms));
     }
@@ -526,4 +577,15 @@ fn cloud_pair_active_frozen_standby_captures_oci() -> Result<()> {
     let _g = serial();
     require_root();
     cloud_pair_active_frozen_standby_captures("oci", "cpo")
+}
+
+/// The active AWS CER's WAN cut: it loses its sessions and stands by (no
+/// call of its own: it does not release what it holds), the standby takes
+/// every remote /32 over with one call each; healed, the preferred CER
+/// takes the role back.
+#[test]
+fn cloud_pair_active_cut_standby_captures_aws() -> Result<()> {
+    let _g = serial();
+    require_root();
+    cloud_pair_failover("aws", "cpc", Failure::Cut)
 }

@@ -366,11 +366,12 @@ impl ControlState {
     /// measures change-to-dataplane-ack latency from it). Also brings the
     /// WAN health keepalived tracks up to date.
     pub fn after_at(&mut self, prefixes: Vec<Prefix>, cause: Instant) {
+        let mut owners_changed = Vec::new();
         for p in prefixes {
             self.underlay_for(&p, cause);
             let events = self.sam.on_prefix_change(self.speaker.rib(), &p);
             for ev in events {
-                self.fib_for(ev.prefix, cause);
+                owners_changed.push(ev.prefix);
                 let _ = self.trap_tx.send(ev.clone());
                 if self.trap_log.len() == TRAP_LOG {
                     self.trap_log.pop_front();
@@ -380,30 +381,39 @@ impl ControlState {
         }
         // Sessions come and go with the same events (and BFD's resets).
         self.track_wan();
-        self.elect_pair();
+        // The role first: the intents below follow it (a pair member that
+        // just lost its last session stands by instead of releasing).
+        let role_changed = self.elect_pair();
+        for p in owners_changed {
+            self.fib_for(p, cause);
+        }
+        if role_changed {
+            self.reset_capture_intents();
+        }
     }
 
     /// Cloud pairs: re-elects the active capturer from the markers and this
-    /// CER's sessions; on a change of role every remote /32 gets its new
-    /// intent (capture, or stand by), which fences whatever was planned
-    /// under the old role.
-    fn elect_pair(&mut self) {
+    /// CER's sessions. True when this CER's role changed.
+    fn elect_pair(&mut self) -> bool {
         let Some(pair) = self.pair.as_mut() else {
-            return;
+            return false;
         };
         let wan_up = self.speaker.established_peers() > 0;
         let (sam, rib) = (&self.sam, self.speaker.rib());
-        if !pair.elect(wan_up, |id| sam.marker_preference(rib, id)) {
+        pair.elect(wan_up, |id| sam.marker_preference(rib, id))
+    }
+
+    /// After a change of role, every /32 the reconciler manages and every
+    /// owned one gets its intent anew (capture, stand by or release), which
+    /// fences whatever was planned under the old role.
+    fn reset_capture_intents(&mut self) {
+        let Some(r) = &self.reconciler else {
             return;
-        }
-        let remote: Vec<Ipv4Prefix> = self
-            .sam
-            .owners()
-            .filter(|o| !o.site_local)
-            .map(|o| o.prefix)
-            .collect();
-        for p in remote {
-            self.capture_intent(p);
+        };
+        let mut ips: BTreeSet<Ipv4Addr> = r.status().ips.keys().copied().collect();
+        ips.extend(self.sam.owners().map(|o| o.prefix.addr()));
+        for ip in ips {
+            self.capture_intent(Ipv4Prefix::host(ip));
         }
     }
 
@@ -487,6 +497,9 @@ impl ControlState {
         if let Some(r) = &self.reconciler {
             if self.cfg.in_pool(ip) {
                 let standby = self.pair.as_ref().is_some_and(|x| !x.is_active());
+                // A pair member without any BGP session has no view: what it
+                // holds is the active CER's to take, not its to release.
+                let blind = self.pair.is_some() && self.speaker.established_peers() == 0;
                 let intent = match self.sam.owner(&p) {
                     Some(o) if !o.site_local => Intent {
                         desired: if standby {
@@ -500,8 +513,14 @@ impl ControlState {
                         desired: Desired::Release,
                         signature: o.signature.0,
                     },
+                    // Owned by nobody: released (from this NIC only, so a
+                    // standby's release never touches the active one's).
                     None => Intent {
-                        desired: Desired::Release,
+                        desired: if blind {
+                            Desired::Standby
+                        } else {
+                            Desired::Release
+                        },
                         signature: 0,
                     },
                 };
