@@ -20,13 +20,17 @@ use crate::packet::{
 use crate::policy::Policy;
 use crate::rib::Rib;
 use crate::route::{
-    FastMap, FastSet, NextHop, Nlri, PathAttrs, PathSource, PeerId, Prefix, DEFAULT_LOCAL_PREF,
+    FastMap, FastSet, NextHop, Nlri, PathAttrs, PathId, PathSource, PeerId, Prefix,
+    DEFAULT_LOCAL_PREF,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+/// The exported-attributes set is swept no earlier than at this size.
+const EXPORTED_SWEEP_MIN: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct SpeakerConfig {
@@ -143,6 +147,13 @@ pub struct Speaker {
     next_id: u32,
     /// Peers whose End-of-RIB we have seen since they came up.
     eor_seen: FastSet<PeerId>,
+    /// Exported attribute sets, one `Arc` per distinct value: every peer's
+    /// Adj-RIB-Out points at these instead of holding its own copy (a
+    /// reflector sends the same attributes for one path to all its
+    /// clients). Entries only this set still holds are dropped once it has
+    /// doubled since the last sweep.
+    exported: FastSet<Arc<PathAttrs>>,
+    sweep_exported_at: usize,
     pub started: SystemTime,
 }
 
@@ -165,6 +176,8 @@ impl Speaker {
             outbox: Vec::new(),
             next_id: 1,
             eor_seen: FastSet::default(),
+            exported: FastSet::default(),
+            sweep_exported_at: EXPORTED_SWEEP_MIN,
             started: SystemTime::now(),
         }
     }
@@ -602,9 +615,42 @@ impl Speaker {
         }
     }
 
+    /// The shared instance of an exported attribute set (see `exported`).
+    fn intern(&mut self, attrs: PathAttrs) -> Arc<PathAttrs> {
+        if let Some(a) = self.exported.get(&attrs) {
+            return Arc::clone(a);
+        }
+        let a = Arc::new(attrs);
+        self.exported.insert(Arc::clone(&a));
+        a
+    }
+
+    /// `desired` for several prefixes, interned.
+    fn wanted(&mut self, want: Vec<(Prefix, Vec<(PathId, PathAttrs)>)>) -> Vec<(Prefix, Wanted)> {
+        want.into_iter()
+            .map(|(prefix, paths)| {
+                let w = paths
+                    .into_iter()
+                    .map(|(id, a)| (id, self.intern(a)))
+                    .collect();
+                (prefix, w)
+            })
+            .collect()
+    }
+
+    /// Drops exported attribute sets no Adj-RIB-Out refers to any more,
+    /// once the set has doubled since the last sweep (amortized O(1)).
+    fn sweep_exported(&mut self) {
+        if self.exported.len() >= self.sweep_exported_at {
+            self.exported.retain(|a| Arc::strong_count(a) > 1);
+            self.sweep_exported_at = (self.exported.len() * 2).max(EXPORTED_SWEEP_MIN);
+        }
+    }
+
     /// What `peer` should have for `prefix` now: its best path, or on an
-    /// ADD-PATH session every path it may receive, each under our path id.
-    fn desired(&self, p: &PeerRt, ctx: &ExportCtx, prefix: &Prefix) -> Wanted {
+    /// ADD-PATH session every path it may receive, each under our path id
+    /// (not yet interned: `wanted`).
+    fn desired(&self, p: &PeerRt, ctx: &ExportCtx, prefix: &Prefix) -> Vec<(PathId, PathAttrs)> {
         let Some(n) = p.negotiated.as_ref() else {
             return Vec::new();
         };
@@ -625,7 +671,7 @@ impl Speaker {
                     };
                 }
             }
-            Some(Arc::new(attrs))
+            Some(attrs)
         };
         if p.adj_out.all_paths() && matches!(prefix, Prefix::V4(_)) {
             self.rib
@@ -678,10 +724,11 @@ impl Speaker {
             let Some(ctx) = self.export_ctx(id, p) else {
                 continue;
             };
-            let wanted: Vec<(Prefix, Wanted)> = prefixes
+            let want: Vec<(Prefix, Vec<(PathId, PathAttrs)>)> = prefixes
                 .iter()
                 .map(|prefix| (*prefix, self.desired(p, &ctx, prefix)))
                 .collect();
+            let wanted = self.wanted(want);
             let p = self.peers.get_mut(&id).expect("peer exists");
             let mut diff = Diff::default();
             for (prefix, want) in wanted {
@@ -689,6 +736,7 @@ impl Speaker {
             }
             self.send_diff(id, diff);
         }
+        self.sweep_exported();
     }
 
     /// The full table to one peer (on establishment or ROUTE-REFRESH), then End-of-RIB.
@@ -700,7 +748,7 @@ impl Speaker {
         let Some(n) = p.negotiated.clone() else {
             return;
         };
-        let wanted: Vec<(Prefix, Wanted)> = self
+        let want: Vec<(Prefix, Vec<(PathId, PathAttrs)>)> = self
             .rib
             .iter_best()
             .map(|(prefix, _)| *prefix)
@@ -711,6 +759,7 @@ impl Speaker {
             })
             .map(|prefix| (prefix, self.desired(p, &ctx, &prefix)))
             .collect();
+        let wanted = self.wanted(want);
         let p = self.peers.get_mut(&id).expect("peer exists");
         let up = p.up;
         let mut diff = Diff::default();
@@ -730,6 +779,7 @@ impl Speaker {
         for f in fams {
             self.outbox.push(Output::Send(id, SessionCmd::EndOfRib(f)));
         }
+        self.sweep_exported();
     }
 
     pub fn summary(&self) -> Vec<NeighborSummary> {

@@ -605,3 +605,45 @@ fn paths_received_with_ids_are_kept_apart_and_withdrawn_one_by_one() {
     assert_eq!(down(&mut s, rr, false), vec![pfx("10.77.60.10/32")]);
     assert!(s.rib().paths(&pfx("10.77.60.10/32")).is_empty());
 }
+
+/// A reflector sends one path to all its clients with the same attributes:
+/// their Adj-RIB-Outs share one attribute set, not one copy each, and the
+/// set is dropped once no Adj-RIB-Out refers to it.
+#[test]
+fn exported_attributes_are_shared_between_peers() {
+    let mut s = speaker(Some(CLUSTER));
+    let peers: Vec<PeerId> = (2..6)
+        .map(|i| s.add_neighbor(neighbor(&format!("10.0.0.{i}"), PeerAs::Internal, true)))
+        .collect();
+    for (i, p) in peers.iter().enumerate() {
+        establish(
+            &mut s,
+            *p,
+            LOCAL_AS,
+            &format!("10.0.0.{}", i + 2),
+            "10.0.0.1",
+            false,
+        );
+    }
+    s.take_outputs();
+    update(&mut s, peers[0], "10.77.60.10/32", attrs("10.0.0.2", &[]));
+    let out = sent(&mut s);
+    let sent_to: Vec<Arc<PathAttrs>> = peers[1..]
+        .iter()
+        .map(|p| announced(&out[p], "10.77.60.10/32").expect("reflected"))
+        .collect();
+    assert!(
+        sent_to.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])),
+        "one shared attribute set for the three clients"
+    );
+    assert_eq!(sent_to[0].cluster_list, vec![CLUSTER]);
+    // The speaker's set, the three Adj-RIB-Outs, the three UPDATEs still in
+    // `out`, and the three Arcs in our hands.
+    assert_eq!(Arc::strong_count(&sent_to[0]), 1 + 3 + 3 + 3);
+    drop(out);
+    // Withdrawn everywhere: only the set (and our copies) hold it; a sweep
+    // drops it once the set has grown enough.
+    withdraw(&mut s, peers[0], "10.77.60.10/32");
+    s.take_outputs();
+    assert_eq!(Arc::strong_count(&sent_to[0]), 1 + 3);
+}
