@@ -10,6 +10,8 @@
 //!
 //! `cer-bench-bgp --counts 10000,100000 --json perf/reports/DATE-bgp.json` (root)
 
+mod procfs;
+
 use anyhow::{bail, Context, Result};
 use cer_e2e::peers::{
     bird_config, bird_protocol_name, frr_config, gobgp_config, Bird, BulkRoute, Frr, GoBgp,
@@ -17,6 +19,7 @@ use cer_e2e::peers::{
 };
 use cer_e2e::{bin, sh, veth, FeedTarget, Netns, Scratch};
 use clap::Parser;
+use procfs::cpu_of;
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -149,21 +152,6 @@ struct Learned {
     all: Duration,
     /// CPU time (user + system) the receiver's BGP process used, start to all learned.
     cpu: Duration,
-}
-
-/// utime + stime of a process, from /proc/PID/stat.
-fn cpu_of(pid: u32) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0)
-        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / hz)
 }
 
 /// Polls `state` (session established?) and `count` (paths received) until all `n` are in.

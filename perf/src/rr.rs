@@ -23,10 +23,13 @@
 //!
 //! `cer-bench-rr --scales 10x10000,20x5000,50x2000 --json perf/reports/DATE-rr.json` (root)
 
+mod procfs;
+
 use anyhow::{bail, Context, Result};
 use cer_e2e::peers::{bird_config, frr_config, Bird, BulkRoute, Frr, GoBgp, IbgpConf};
 use cer_e2e::{bin, sh, veth, Netns, Proc, Scratch};
 use clap::Parser;
+use procfs::{cpu_of, peak_rss};
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -146,32 +149,6 @@ fn peers(n: u32) -> Vec<String> {
     let mut v: Vec<String> = (0..n).map(client_addr).collect();
     v.push(OBSERVER.into());
     v
-}
-
-/// utime + stime of a process, from /proc/PID/stat.
-fn cpu_of(pid: u32) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0)
-        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_millis(ticks * 1000 / hz)
-}
-
-/// VmHWM of a process in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// The reflector under test, started; its pids (CPU and memory are summed over them).

@@ -44,14 +44,18 @@ def node_pids(lab: Lab, node: Node) -> list[int]:
     return pids
 
 
-def signal_node(lab: Lab, node: Node, sig: int) -> list[int]:
-    pids = node_pids(lab, node)
+def signal_pids(pids: list[int], sig: int) -> list[int]:
+    """Sends `sig` to each of `pids` (processes the lab started); returns them."""
     for p in pids:
         try:
             os.kill(p, sig)
         except ProcessLookupError:
             pass
     return pids
+
+
+def signal_node(lab: Lab, node: Node, sig: int) -> list[int]:
+    return signal_pids(node_pids(lab, node), sig)
 
 
 def record(lab: Lab, state: LabState, frozen: set[str] | None = None, cut: set[str] | None = None) -> None:
@@ -69,13 +73,7 @@ def reflector_pids(lab: Lab, role: str) -> list[int]:
 
 
 def signal_reflector(lab: Lab, role: str, sig: int) -> list[int]:
-    pids = reflector_pids(lab, role)
-    for p in pids:
-        try:
-            os.kill(p, sig)
-        except ProcessLookupError:
-            pass
-    return pids
+    return signal_pids(reflector_pids(lab, role), sig)
 
 
 def cmd_freeze(lab: Lab, state: LabState, what: str) -> int:
