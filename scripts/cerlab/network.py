@@ -22,6 +22,16 @@ def sysctl(ns: str, *kv: str) -> None:
     ns_run(ns, "sysctl", "-qw", *kv)
 
 
+def subnet_end(ns: str, iface: str, router: str, first: bool, host: str) -> None:
+    """The router's end (`router`, in a /24) of a veth to one host of a subnet that several veths
+    share: the first carries the subnet itself, a later one the router's address as /32 and a host
+    route to its one host. Brings the link up."""
+    ns_run(ns, "ip", "addr", "add", f"{router}/{24 if first else 32}", "dev", iface)
+    link_up(ns, iface)
+    if not first:
+        ns_run(ns, "ip", "route", "add", f"{host}/32", "dev", iface)
+
+
 def link_up(ns: str, *ifs: str) -> None:
     for i in ifs:
         ns_run(ns, "ip", "link", "set", i, "up")
@@ -51,13 +61,7 @@ def build_topology(lab: Lab) -> None:
         ns = lab.ns(role)
         addr = REFLECTORS[role]
         veth(role, wan, "eth0", ns)
-        if role == "rr":
-            ns_run(wan, "ip", "addr", "add", "100.64.0.254/24", "dev", role)
-        else:
-            ns_run(wan, "ip", "addr", "add", "100.64.0.254/32", "dev", role)
-        link_up(wan, role)
-        if role != "rr":
-            ns_run(wan, "ip", "route", "add", f"{addr}/32", "dev", role)
+        subnet_end(wan, role, "100.64.0.254", role == "rr", addr)
         ns_run(ns, "ip", "addr", "add", f"{addr}/24", "dev", "eth0")
         workload_iface(ns)
         ns_run(ns, "ip", "route", "add", "default", "via", "100.64.0.254")
@@ -136,13 +140,7 @@ def cloud_cer(lab: Lab, node: Node, mtu: int, gw: str) -> None:
     first = not lab.second(node)
     w = node["tag"]
     veth(w, wan, "wan0", cer, mtu)
-    if first:
-        ns_run(wan, "ip", "addr", "add", f"{lab.wan_gw(site)}/24", "dev", w)
-    else:
-        ns_run(wan, "ip", "addr", "add", f"{lab.wan_gw(site)}/32", "dev", w)
-    link_up(wan, w)
-    if not first:
-        ns_run(wan, "ip", "route", "add", f"{lab.wan_addr(node)}/32", "dev", w)
+    subnet_end(wan, w, lab.wan_gw(site), first, lab.wan_addr(node))
     dataplane_iface(cer, "wan0")
     f = lab.fab_iface(node)
     veth(f, fab, "lan0", cer, mtu)
@@ -151,12 +149,6 @@ def cloud_cer(lab: Lab, node: Node, mtu: int, gw: str) -> None:
     fabric_port(fab, f, gw)
     api = lab.api_iface(node)
     veth(api, fab, "mgmt0", cer)
-    if first:
-        ns_run(fab, "ip", "addr", "add", f"{API_ADDR}/24", "dev", api)
-    else:
-        ns_run(fab, "ip", "addr", "add", f"{API_ADDR}/32", "dev", api)
-    link_up(fab, api)
-    if not first:
-        ns_run(fab, "ip", "route", "add", f"{lab.mgmt_addr(node)}/32", "dev", api)
+    subnet_end(fab, api, API_ADDR, first, lab.mgmt_addr(node))
     ns_run(cer, "ip", "addr", "add", f"{lab.mgmt_addr(node)}/24", "dev", "mgmt0")
     link_up(cer, "mgmt0")

@@ -274,6 +274,25 @@ fn wait_quiet(lab: &Lab, site: &str, quiet: Duration, timeout: Duration) -> Resu
 /// workload to the on-prem /32 and from the on-prem workload to the site's
 /// /32; the standby must take over, the probes recover, and each remote /32
 /// move costs one provider move. Then thaws it and counts again.
+/// Steady probes between each (from, to) pair of sites, answering before
+/// they are returned, each named "from -> to (ip)".
+fn start_probes(
+    lab: &Lab,
+    probes: &[(String, String)],
+    scratch: &Scratch,
+    when: &str,
+) -> Result<Vec<(String, Probe)>> {
+    let mut ps = Vec::new();
+    for (from, to) in probes {
+        let dst = lab.ip(to);
+        let p = Probe::start(&lab.wl(from), &dst, PROBE_EVERY, &scratch.path)?;
+        p.wait_replies(5, Duration::from_secs(15))
+            .with_context(|| format!("probe {from} -> {to} ({dst}) {when}"))?;
+        ps.push((format!("{from} -> {to} ({dst})"), p));
+    }
+    Ok(ps)
+}
+
 /// How the active capturer fails: frozen (`freeze`, then `thaw`), or its
 /// WAN link cut at the WAN router (`cut`, then `heal`) with its processes
 /// running on: a cut CER sees its sessions go (its own BFD) and must stand
@@ -366,14 +385,7 @@ fn cloud_pair_failover(site: &str, prefix: &str, how: Failure) -> Result<()> {
         (site.to_string(), "onprem".to_string()),
         ("onprem".to_string(), site.to_string()),
     ];
-    let mut ps = Vec::new();
-    for (from, to) in &probes {
-        let dst = lab.ip(to);
-        let p = Probe::start(&lab.wl(from), &dst, PROBE_EVERY, &scratch.path)?;
-        p.wait_replies(5, Duration::from_secs(15))
-            .with_context(|| format!("probe {from} -> {to} ({dst}) before the freeze"))?;
-        ps.push((format!("{from} -> {to} ({dst})"), p));
-    }
+    let mut ps = start_probes(&lab, &probes, &scratch, "before the failure")?;
 
     // Fail the active one.
     let before = mark(&lab, site)?;
@@ -475,14 +487,7 @@ fn cloud_pair_failover(site: &str, prefix: &str, how: Failure) -> Result<()> {
     }
 
     // Thaw: the preferred CER comes back and may take the role back.
-    let mut ps = Vec::new();
-    for (from, to) in &probes {
-        let dst = lab.ip(to);
-        let p = Probe::start(&lab.wl(from), &dst, PROBE_EVERY, &scratch.path)?;
-        p.wait_replies(5, Duration::from_secs(15))
-            .with_context(|| format!("probe {from} -> {to} ({dst}) before the thaw"))?;
-        ps.push((format!("{from} -> {to} ({dst})"), p));
-    }
+    let mut ps = start_probes(&lab, &probes, &scratch, "before the recovery")?;
     let frozen_mark = mark(&lab, site)?;
     let t1 = Instant::now();
     lab.run(&[how.undo(), site])?;

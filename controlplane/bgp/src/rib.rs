@@ -189,14 +189,16 @@ impl Rib {
             .position(|p| p.source.peer == peer && p.rx_id == rx_id)
         {
             Some(i) => {
-                let p = &mut dest.paths[i];
-                let same = (Arc::ptr_eq(&p.attrs, &attrs) || p.attrs == attrs)
-                    && (Arc::ptr_eq(&p.source, source) || p.source == *source);
-                if same {
+                let new = Path {
+                    attrs,
+                    source: Arc::clone(source),
+                    rx_id,
+                    id: dest.paths[i].id,
+                };
+                if dest.paths[i] == new {
                     return None;
                 }
-                p.attrs = attrs;
-                p.source = Arc::clone(source);
+                dest.paths[i] = new;
             }
             None => {
                 let id = self.ids.acquire(peer, rx_id);

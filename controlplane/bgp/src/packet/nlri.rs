@@ -74,22 +74,6 @@ pub fn parse_v6_nlri(b: &[u8], add_path: bool) -> Result<Vec<Nlri>, PrefixError>
     })
 }
 
-/// IPv4 prefixes without path identifiers.
-pub fn parse_v4(b: &[u8]) -> Result<Vec<Prefix>, PrefixError> {
-    Ok(parse_v4_nlri(b, false)?
-        .into_iter()
-        .map(|n| n.prefix)
-        .collect())
-}
-
-/// IPv6 prefixes without path identifiers.
-pub fn parse_v6(b: &[u8]) -> Result<Vec<Prefix>, PrefixError> {
-    Ok(parse_v6_nlri(b, false)?
-        .into_iter()
-        .map(|n| n.prefix)
-        .collect())
-}
-
 /// What makes a prefix semantically incorrect as unicast NLRI, or None.
 /// RFC 4271 6.3: "If a prefix in the NLRI field is semantically incorrect
 /// (e.g., an unexpected multicast IP address), an error SHOULD be logged
@@ -137,7 +121,7 @@ mod tests {
 
     #[test]
     fn prefixes_parse_and_reject_bad_lengths() {
-        let got = parse_v4(&[32, 10, 77, 60, 10, 0, 24, 10, 1, 2]).unwrap();
+        let got = parse_v4_nlri(&[32, 10, 77, 60, 10, 0, 24, 10, 1, 2], false).unwrap();
         assert_eq!(
             got,
             vec![
@@ -147,26 +131,26 @@ mod tests {
             ]
         );
         assert_eq!(
-            parse_v4(&[33, 1, 2, 3, 4, 5]),
+            parse_v4_nlri(&[33, 1, 2, 3, 4, 5], false),
             Err(PrefixError::TooLong { len: 33, max: 32 })
         );
         assert_eq!(
-            parse_v4(&[24, 10, 1]),
+            parse_v4_nlri(&[24, 10, 1], false),
             Err(PrefixError::Overrun {
                 len: 24,
                 need: 3,
                 have: 2
             })
         );
-        assert!(parse_v6(&[129]).is_err());
+        assert!(parse_v6_nlri(&[129], false).is_err());
         assert_eq!(
-            parse_v6(&[48, 0x20, 0x01, 0x0d, 0xb8, 0, 0x77]).unwrap(),
+            parse_v6_nlri(&[48, 0x20, 0x01, 0x0d, 0xb8, 0, 0x77], false).unwrap(),
             vec![Prefix::V6(Ipv6Prefix::new(
                 "2001:db8:77::".parse().unwrap(),
                 48
             ))]
         );
-        assert_eq!(parse_v4(&[]).unwrap(), vec![]);
+        assert!(parse_v4_nlri(&[], false).unwrap().is_empty());
     }
 
     #[test]
