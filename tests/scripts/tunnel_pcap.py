@@ -8,11 +8,18 @@ check PCAP_OUTER PCAP_INNER KIND OUTER_SRC OUTER_DST [KEY_OR_PORT]
     at the workload (PCAP_INNER), matched by src/dst/IP id. Prints a summary.
 send IFACE DST_MAC KIND OUTER_SRC OUTER_DST INNER_SRC INNER_DST ICMP_ID [KEY_OR_PORT]
     Builds a KIND packet carrying an ICMP echo request and sends it on IFACE.
+outer PCAP KIND SRCS DSTS INNER_SRC INNER_DST POOL [KEY_OR_PORT]
+    Every IPv4 packet in PCAP from one of the comma-separated CER addresses
+    SRCS to one of DSTS (BGP and ICMP between the routers aside) must be a
+    well-formed KIND packet; its inner addresses must lie in POOL. Prints
+    `whole matched other`: the inner packets, those that are ICMP from
+    INNER_SRC to INNER_DST, and the rest. Used by tests/tests/acceptance.rs.
 replies PCAP ICMP_ID INNER_SRC
     Counts the encapsulated ICMP echo replies with ICMP_ID from INNER_SRC in
     PCAP (the layers above make scapy dissect through every encapsulation);
     prints the count, exits 1 when there is none.
 """
+import ipaddress
 import sys
 
 from scapy.all import (GRE, ICMP, IP, UDP, BitField, ByteField, Ether, Packet, ShortField,
@@ -32,7 +39,10 @@ bind_layers(UDP, GUE, dport=GUE_PORT)
 bind_layers(GUE, IP, proto=4)
 
 
-def inner_of(pkt, kind, key_or_port):
+def inner_of(pkt, kind, key_or_port, snapped=False):
+    """The inner packet of a KIND tunnel packet, its outer headers checked.
+    `snapped`: the capture may keep only the first bytes of each packet, so
+    the UDP length can only be checked as covering what was captured."""
     ip = pkt[IP]
     if kind == "ipip":
         assert ip.proto == 4, f"outer proto {ip.proto}"
@@ -49,7 +59,7 @@ def inner_of(pkt, kind, key_or_port):
         return g.payload
     u = pkt[UDP]
     assert u.sport >= 49152, f"UDP source port {u.sport} carries no flow entropy"
-    assert u.len == len(raw(u)), "UDP length"
+    assert u.len >= len(raw(u)) if snapped else u.len == len(raw(u)), "UDP length"
     if kind == "fou":
         assert u.dport == (key_or_port or FOU_PORT)
         return u.payload
@@ -105,6 +115,27 @@ def check(outer_pcap, inner_pcap, kind, src, dst, key_or_port):
     print(f"{kind}: {n} tunnel packets, outer {src}<->{dst}, all {matched} whole inner packets identical to the workload's except TTL")
 
 
+def outer(pcap, kind, srcs, dsts, isrc, idst, pool, key_or_port):
+    srcs, dsts, net = set(srcs.split(",")), set(dsts.split(",")), ipaddress.ip_network(pool)
+    whole = matched = other = 0
+    for p in rdpcap(pcap):
+        if IP not in p:
+            continue
+        o = p[IP]
+        if o.src not in srcs or o.dst not in dsts or o.flags.MF or o.frag:
+            continue
+        if o.proto in (1, 6):
+            continue  # BGP or ICMP between the routers themselves
+        i = IP(raw(inner_of(p, kind, key_or_port, snapped=True)))
+        whole += 1
+        assert ipaddress.ip_address(i.src) in net and ipaddress.ip_address(i.dst) in net, f"inner {i.src} -> {i.dst} outside {pool}"
+        if (i.src, i.dst) == (isrc, idst) and i.proto == 1:
+            matched += 1
+        else:
+            other += 1
+    print(whole, matched, other)
+
+
 def send(iface, dst_mac, kind, osrc, odst, isrc, idst, icmp_id, key_or_port):
     inner = IP(src=isrc, dst=idst, ttl=64) / ICMP(type=8, id=icmp_id, seq=1) / (b"scapy-built " * 4)
     outer = Ether(dst=dst_mac) / IP(src=osrc, dst=odst, ttl=64)
@@ -137,6 +168,8 @@ if __name__ == "__main__":
     a = sys.argv[1:]
     if a and a[0] == "check":
         check(a[1], a[2], a[3], a[4], a[5], int(a[6]) if len(a) > 6 else None)
+    elif a and a[0] == "outer":
+        outer(a[1], a[2], a[3], a[4], a[5], a[6], a[7], int(a[8]) if len(a) > 8 else None)
     elif a and a[0] == "replies":
         replies(a[1], int(a[2]), a[3])
     elif a and a[0] == "send":

@@ -1,6 +1,7 @@
 //! Test-run plumbing shared by every end-to-end test: one dataplane test at
 //! a time ([`serial`]), the root check, unique name tags, and the paths of
-//! the workspace's built binaries.
+//! the workspace's built binaries and of the Python programs in
+//! `tests/scripts/`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -46,6 +47,14 @@ pub fn bin(name: &str) -> PathBuf {
             )
         });
     p
+}
+
+/// A Python program of `tests/scripts/`, run by path (so the programs
+/// there can import each other).
+pub fn test_script(name: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
 }
 
 /// Polls `f` every 20 ms until it holds; returns the time waited, or an

@@ -8,7 +8,7 @@
 //!
 //! | file | job |
 //! |---|---|
-//! | `harness.rs` | one dataplane test at a time, root check, unique tags, built binaries |
+//! | `harness.rs` | one dataplane test at a time, root check, unique tags, built binaries, `tests/scripts/` paths |
 //! | `netns.rs` | commands on the host and in namespaces (owned [`Netns`] or by name), veths |
 //! | `proc.rs` | [`Proc`]: a started process, stopped by PID on drop; signals, liveness |
 //! | `scratch.rs` | [`Scratch`]: a test's directory |
@@ -33,7 +33,7 @@ pub use admin::{admin, counter};
 pub use config::{ControlConfig, DataplaneConfig, Neighbor, Port, Tunnel};
 pub use control::Control;
 pub use dataplane::{start_dataplane, FeedTarget};
-pub use harness::{bin, require_root, serial, tag, wait_until};
+pub use harness::{bin, require_root, serial, tag, test_script, wait_until};
 pub use netns::{netns_command, ns_run, ns_spawn, ns_try, sh, text, veth, wait_listen, Netns};
 pub use proc::{pid_alive, run_limited, send_signal, Finished, Proc};
 pub use scratch::Scratch;

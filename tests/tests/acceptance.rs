@@ -174,7 +174,6 @@ fn check_outer(
     pair: &Pair,
     from: &str,
     to: &str,
-    dir: &std::path::Path,
 ) -> Result<String> {
     let srcs = lab.cer_addrs(from);
     let dsts = lab.cer_addrs(to);
@@ -225,23 +224,23 @@ fn check_outer(
             "{data} WireGuard data messages {srcs:?} -> {dsts:?} on UDP 51820"
         ));
     }
-    let script = dir.join("outer_check.py");
-    std::fs::write(&script, OUTER_CHECK)?;
-    let out = sh(&[
+    // The GRE key the lab configures; FOU and GUE use the default ports.
+    let key = if pair.transport == "gre" { "77" } else { "" };
+    let script = test_script("tunnel_pcap.py");
+    let mut args = vec![
         "/usr/bin/python3",
         script.to_str().unwrap(),
+        "outer",
         pcap.to_str().unwrap(),
         &pair.transport,
-        &srcs.join(","),
-        &dsts.join(","),
-        &isrc,
-        &idst,
-        "10.77.60.0/24",
-        "5555",
-        "6080",
-        "77",
-    ])
-    .with_context(|| format!("scapy check of {} {from}->{to}", pair.transport))?;
+    ];
+    let (src_list, dst_list) = (srcs.join(","), dsts.join(","));
+    args.extend([src_list.as_str(), &dst_list, &isrc, &idst, "10.77.60.0/24"]);
+    if !key.is_empty() {
+        args.push(key);
+    }
+    let out =
+        sh(&args).with_context(|| format!("scapy check of {} {from}->{to}", pair.transport))?;
     let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let n: Vec<u64> = t
         .split_whitespace()
@@ -629,12 +628,12 @@ fn lab_reachability_no_nat_pmtu_mss() -> Result<()> {
             );
             checks.check(
                 &format!("no NAT, outer {name}"),
-                check_outer(&lab, &outer_pcap, &pair, &from, &to, dir),
+                check_outer(&lab, &outer_pcap, &pair, &from, &to),
             );
             // The echo replies travel the other way, through both CERs' other direction.
             checks.check(
                 &format!("no NAT, outer replies {name}"),
-                check_outer(&lab, &outer_pcap, &pair, &to, &from, dir),
+                check_outer(&lab, &outer_pcap, &pair, &to, &from),
             );
             checks.check(&format!("TCP MSS {name}"), (|| {
                 let b = bulk?;

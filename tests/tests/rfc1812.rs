@@ -35,7 +35,7 @@ struct Topo {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/rfc1812_frames.py")
+    test_script("rfc1812_frames.py")
 }
 
 impl Topo {

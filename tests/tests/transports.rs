@@ -342,12 +342,7 @@ fn scenario(kind: &str) -> Result<()> {
         );
     }
     // scapy: every tunnel packet well formed, inner identical except TTL.
-    let checker = std::env::current_dir()?.join("scripts/tunnel_pcap.py");
-    let checker = if checker.exists() {
-        checker
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tunnel_pcap.py")
-    };
+    let checker = test_script("tunnel_pcap.py");
     let mut args = vec![
         "/usr/bin/python3",
         checker.to_str().unwrap(),

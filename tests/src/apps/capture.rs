@@ -102,10 +102,3 @@ pub fn syn_mss(pcap: &Path) -> Result<Vec<(String, String, bool, u32)>> {
     })
     .collect())
 }
-
-/// Checks the outer packets of one tunnel kind in a WAN capture: every
-/// packet from a sender CER address to a receiver CER address is well-formed
-/// `KIND` (GRE with the key, IPIP, FOU to its port, GUE v0 to its port); the
-/// inner headers of ICMP echo requests are counted by inner src/dst, and no
-/// inner address lies outside the pool. Prints `whole matched other`.
-pub const OUTER_CHECK: &str = include_str!("../../scripts/outer_check.py");
