@@ -3,12 +3,17 @@
 //! task per neighbor (its control channel) and the command channel of each
 //! established connection; the speaker owns neither.
 //!
+//! An update group's `Output::SendMany` is encoded here once, with the
+//! encoding context of its members (the speaker groups only peers that
+//! encode alike), and the same bytes go to every member's session.
+//!
 //! Use: the caller's event loop feeds `event` (from the sessions' shared
 //! `SessionEvent` channel) and `inbound` (accepted connections), changes the
 //! speaker directly for everything else (neighbors, local routes, ticks),
 //! and calls `flush` after every input so the outputs are performed in order.
 
-use crate::events::{Output, PeerEvent, SessionCmd};
+use crate::events::{session_context, Output, PeerEvent, SessionCmd};
+use crate::packet::{Codec, SessionContext};
 use crate::route::{PeerId, Prefix};
 use crate::session::{run_peer, PeerCtl, SessionEvent};
 use crate::speaker::Speaker;
@@ -22,6 +27,9 @@ struct Handle {
     ctl: mpsc::Sender<PeerCtl>,
     /// To the established connection, from its `Established` event to its `Down`.
     commands: Option<mpsc::UnboundedSender<SessionCmd>>,
+    /// How the established connection encodes, and whether it withdraws
+    /// IPv4 in MP_UNREACH (for group sends).
+    encoding: Option<(SessionContext, bool)>,
 }
 
 pub struct SpeakerIo {
@@ -46,9 +54,21 @@ impl SpeakerIo {
         let peer = ev.event.peer();
         if let Some(h) = self.peers.get_mut(&peer) {
             match (&ev.event, ev.commands) {
-                (PeerEvent::Down { .. }, _) => h.commands = None,
+                (PeerEvent::Down { .. }, _) => {
+                    h.commands = None;
+                    h.encoding = None;
+                }
                 (_, Some(tx)) => h.commands = Some(tx),
                 _ => {}
+            }
+            if let PeerEvent::Established {
+                negotiated,
+                local_addr,
+                ..
+            } = &ev.event
+            {
+                let ctx = session_context(negotiated, speaker.cfg.local_as, *local_addr);
+                h.encoding = Some((ctx, !negotiated.ipv4_unicast));
             }
         }
         speaker.handle(ev.event)
@@ -68,6 +88,7 @@ impl SpeakerIo {
                         Handle {
                             ctl,
                             commands: None,
+                            encoding: None,
                         },
                     );
                 }
@@ -76,6 +97,7 @@ impl SpeakerIo {
                         let _ = tx.send(cmd);
                     }
                 }
+                Output::SendMany(members, cmd) => self.send_many(&members, &cmd),
                 Output::Reset(peer, n) => {
                     if let Some(h) = self.peers.get(&peer) {
                         let _ = h.ctl.try_send(PeerCtl::Reset(n));
@@ -87,6 +109,26 @@ impl SpeakerIo {
                     }
                 }
             }
+        }
+    }
+
+    /// Encodes `cmd` once, as the first established member's session would,
+    /// and queues the same bytes on every member's session.
+    fn send_many(&self, members: &[PeerId], cmd: &SessionCmd) {
+        let live = || {
+            members.iter().filter_map(|m| {
+                let h = self.peers.get(m)?;
+                Some((h.commands.as_ref()?, h.encoding.as_ref()?))
+            })
+        };
+        let Some((_, (ctx, mp_v4))) = live().next() else {
+            return;
+        };
+        let mut codec = Codec::new();
+        codec.set_session(*ctx);
+        let bytes: std::sync::Arc<[bytes::Bytes]> = cmd.encode(&mut codec, *mp_v4).into();
+        for (tx, _) in live() {
+            let _ = tx.send(SessionCmd::Encoded(bytes.clone()));
         }
     }
 

@@ -7,12 +7,14 @@
 //!   the end of a session).
 //! - `Output`: what the speaker asks the IO layer to do (start a neighbor's
 //!   session, send to an established session, reset or stop one).
-//! - `SessionCmd`: one thing to send on an established session.
+//! - `SessionCmd`: one thing to send on an established session (what to
+//!   say, or UPDATEs already encoded once for a whole update group).
 //! - `PeerSession`: how a neighbor's connections are made.
 
 use crate::fsm::{FsmConfig, Negotiated, State};
-use crate::packet::{self, Family, Notification, UpdateError};
+use crate::packet::{self, Codec, Family, Notification, SessionContext, UpdateError};
 use crate::route::{Nlri, PathAttrs, PeerId};
+use bytes::Bytes;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +77,37 @@ pub enum SessionCmd {
     Announce(Vec<Nlri>, Arc<PathAttrs>),
     Withdraw(Vec<Nlri>),
     EndOfRib(Family),
+    /// Messages encoded once for every member of an update group
+    /// (`Output::SendMany`), written as they are.
+    Encoded(Arc<[Bytes]>),
+}
+
+impl SessionCmd {
+    /// The messages this command puts on the wire of a session encoded by
+    /// `codec`; `mp_v4` withdraws IPv4 in MP_UNREACH (a session that carries
+    /// IPv4 only over MP-BGP).
+    pub fn encode(&self, codec: &mut Codec, mp_v4: bool) -> Vec<Bytes> {
+        match self {
+            SessionCmd::Announce(prefixes, attrs) => codec.encode_announce(prefixes, attrs),
+            SessionCmd::Withdraw(prefixes) => codec.encode_withdraw(prefixes, mp_v4),
+            SessionCmd::EndOfRib(f) => vec![packet::end_of_rib(*f)],
+            SessionCmd::Encoded(b) => b.to_vec(),
+        }
+    }
+}
+
+/// How an established session encodes: the AS width, ADD-PATH and the
+/// rest of what both OPENs agreed on, with our address on the session.
+pub fn session_context(n: &Negotiated, local_as: u32, local_addr: IpAddr) -> SessionContext {
+    let ibgp = n.peer_as == local_as;
+    SessionContext {
+        asn4: n.asn4,
+        ibgp,
+        peer_as: (!ibgp).then_some(n.peer_as),
+        local_addr: Some(local_addr),
+        add_path_rx: n.add_path_rx,
+        add_path_tx: n.add_path_tx,
+    }
 }
 
 /// How a peer's connections are made.
@@ -98,6 +131,10 @@ pub enum Output {
     /// Send to the peer's established session. Dropped by the IO layer when
     /// the session it was meant for is gone (a `Down` is on its way).
     Send(PeerId, SessionCmd),
+    /// Send the same command to every member of an update group: the
+    /// speaker guarantees they encode it the same way (AS width, ADD-PATH,
+    /// address families), so the IO layer encodes it once.
+    SendMany(Arc<[PeerId]>, SessionCmd),
     /// Close the session with this NOTIFICATION, then reconnect as configured
     /// (admin reset).
     Reset(PeerId, Notification),

@@ -2,7 +2,7 @@
 //!
 //! Layout follows the protocol: `route` (prefixes, path attributes, paths),
 //! `decision` (RFC 4271 9.1.2.2 + RFC 4456 tie-breakers), `rib` (Adj-RIB-In,
-//! Loc-RIB), `adj_out` (what each peer was sent), `policy` (import/export), `packet` (the wire format:
+//! Loc-RIB), `adj_out` (what an update group was sent), `update_group` (peers that get the same UPDATEs), `policy` (import/export), `packet` (the wire format:
 //! framing, OPEN, UPDATE decoding with RFC 7606 error handling, encoding), `fsm` (RFC 4271 session state
 //! machine, no sockets), `speaker` (sans-IO: events in, outputs out), `events` (what crosses
 //! between the speaker and IO), `session` (TCP + timers driving the FSM, one task per peer) and `driver`
@@ -20,3 +20,4 @@ pub mod rib;
 pub mod route;
 pub mod session;
 pub mod speaker;
+pub mod update_group;

@@ -263,6 +263,9 @@ pub struct PeerId(pub u32);
 
 impl PeerId {
     pub const LOCAL: PeerId = PeerId(0);
+    /// No peer: the export context of a whole update group (no path is
+    /// learned from it, so none is held back from it).
+    pub const NONE: PeerId = PeerId(u32::MAX);
 }
 
 /// Facts about the peer a path came from, as the decision process needs them.

@@ -6,14 +6,21 @@
 //! `PeerEvent`s (wrapped in `SessionEvent`); the speaker answers with
 //! `SessionCmd`s, which `driver` delivers on the command channel an
 //! established session hands over with its `Established` event.
+//!
+//! The connection loop never waits on its writer: what the writer's queue
+//! cannot take waits in a backlog, and no new command is taken until that
+//! drains. A peer that stops reading therefore neither blocks the loop (its
+//! hold timer still ends the session) nor grows the loop's memory beyond
+//! one command's messages; its commands wait in the driver's channel, and
+//! an update group's are shared bytes (`SessionCmd::Encoded`), not copies.
 
-pub use crate::events::{PeerEvent, PeerSession, SessionCmd};
+pub use crate::events::{session_context, PeerEvent, PeerSession, SessionCmd};
 use crate::fsm::{self, Action, Event, Fsm, FsmConfig, Negotiated, State};
 use crate::packet::{
-    self, notify, Codec, Family, Message, Notification, Open, SessionContext, UpdateError,
-    HEADER_LEN, MAX_LEN,
+    self, notify, Codec, Family, Message, Notification, Open, UpdateError, HEADER_LEN, MAX_LEN,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,6 +28,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
+
+/// Messages between a connection's loop and its writer task.
+const WRITE_QUEUE: usize = 1024;
+/// The writer gathers queued messages into writes of about this size.
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// A `PeerEvent` on its way from a session task to the speaker, with the
 /// command channel of the connection when it just got established (the
@@ -100,15 +112,11 @@ impl Connection {
     /// Performs `Action::Established`: decoding and encoding follow what was
     /// negotiated (AS width, iBGP or eBGP, our address on the session).
     pub fn established(&mut self, n: &Negotiated) {
-        let ibgp = n.peer_as == self.fsm.config().local_as;
-        self.codec.set_session(SessionContext {
-            asn4: n.asn4,
-            ibgp,
-            peer_as: (!ibgp).then_some(n.peer_as),
-            local_addr: Some(self.local_addr),
-            add_path_rx: n.add_path_rx,
-            add_path_tx: n.add_path_tx,
-        });
+        self.codec.set_session(session_context(
+            n,
+            self.fsm.config().local_as,
+            self.local_addr,
+        ));
     }
 }
 
@@ -247,15 +255,38 @@ fn closed(e: std::io::Error) -> packet::WireError {
 }
 
 async fn writer(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+    // Messages queued together go out in one write (a table dump is
+    // hundreds of UPDATEs: one syscall per WRITE_BATCH bytes, not per message).
+    let mut buf = BytesMut::with_capacity(WRITE_BATCH);
     while let Some(b) = rx.recv().await {
-        if b.is_empty() {
+        buf.extend_from_slice(&b);
+        while buf.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(b) => buf.extend_from_slice(&b),
+                Err(_) => break,
+            }
+        }
+        if buf.is_empty() {
             continue;
         }
-        if wr.write_all(&b).await.is_err() {
+        if wr.write_all(&buf).await.is_err() {
             return;
         }
+        buf.clear();
     }
     let _ = wr.shutdown().await;
+}
+
+/// Queues `b` for the writer without waiting: a message the writer's queue
+/// has no room for waits in `backlog`, behind any already waiting there.
+fn queue(wtx: &mpsc::Sender<Bytes>, backlog: &mut VecDeque<Bytes>, b: Bytes) {
+    if !backlog.is_empty() {
+        backlog.push_back(b);
+        return;
+    }
+    if let Err(mpsc::error::TrySendError::Full(b)) = wtx.try_send(b) {
+        backlog.push_back(b);
+    }
 }
 
 /// A timer that may be disarmed.
@@ -321,7 +352,12 @@ async fn run_connection(
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let (ftx, mut frames) = mpsc::channel(64);
-    let (wtx, wrx) = mpsc::channel::<Bytes>(1024);
+    let (wtx, wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    // What the writer's queue had no room for. The loop never waits on a
+    // peer that does not read: it keeps its timers, so such a peer is ended
+    // by its hold timer. New commands are taken only while this is empty,
+    // so it holds at most one command's messages.
+    let mut backlog: VecDeque<Bytes> = VecDeque::new();
     let read_task = tokio::spawn(reader(rd, ftx));
     let write_task = tokio::spawn(writer(wr, wrx));
     let mut conn = Connection::new(cfg.fsm.clone(), local_addr);
@@ -359,14 +395,12 @@ async fn run_connection(
                     let b = conn
                         .codec
                         .encode_open(f.local_as, f.hold_time, f.router_id, &f.caps);
-                    let _ = wtx.send(b).await;
+                    queue(&wtx, &mut backlog, b);
                 }
-                Action::SendKeepalive => {
-                    let _ = wtx.send(packet::keepalive()).await;
-                }
+                Action::SendKeepalive => queue(&wtx, &mut backlog, packet::keepalive()),
                 Action::SendNotification(n) => {
                     conn.notified = true;
-                    let _ = wtx.send(packet::notification(&n)).await;
+                    queue(&wtx, &mut backlog, packet::notification(&n));
                 }
                 Action::ArmHold(d) => hold.arm(d),
                 Action::ArmKeepalive(d) => keepalive.arm(d),
@@ -433,21 +467,22 @@ async fn run_connection(
                 };
                 actions = conn.fsm.handle(ev);
             }
-            c = cmds.recv(), if established => {
+            c = cmds.recv(), if established && backlog.is_empty() => {
                 let Some(c) = c else { continue };
-                match c {
-                    SessionCmd::Announce(prefixes, attrs) => {
-                        for b in conn.codec.encode_announce(&prefixes, &attrs) {
-                            let _ = wtx.send(b).await;
-                        }
+                let mp = !conn.fsm.negotiated.as_ref().is_some_and(|n| n.ipv4_unicast);
+                for b in c.encode(&mut conn.codec, mp) {
+                    queue(&wtx, &mut backlog, b);
+                }
+            }
+            permit = wtx.reserve(), if !backlog.is_empty() => {
+                if let (Ok(permit), Some(b)) = (permit, backlog.pop_front()) {
+                    permit.send(b);
+                }
+                while let Some(b) = backlog.pop_front() {
+                    if let Err(mpsc::error::TrySendError::Full(b)) = wtx.try_send(b) {
+                        backlog.push_front(b);
+                        break;
                     }
-                    SessionCmd::Withdraw(prefixes) => {
-                        let mp = !conn.fsm.negotiated.as_ref().is_some_and(|n| n.ipv4_unicast) ;
-                        for b in conn.codec.encode_withdraw(&prefixes, mp) {
-                            let _ = wtx.send(b).await;
-                        }
-                    }
-                    SessionCmd::EndOfRib(f) => { let _ = wtx.send(packet::end_of_rib(f)).await; }
                 }
             }
             c = ctl.recv() => match c {
@@ -488,7 +523,15 @@ async fn run_connection(
             _ = keepalive.fired() => actions = conn.fsm.handle(Event::KeepaliveTimerExpired),
         }
     }
-    // Let the writer flush the NOTIFICATION, then close.
+    // Let the writer flush the NOTIFICATION (behind what is queued), then close.
+    let flush = async {
+        for b in backlog {
+            if wtx.send(b).await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
     drop(wtx);
     let _ = tokio::time::timeout(Duration::from_secs(1), write_task).await;
     read_task.abort();

@@ -2,14 +2,17 @@
 //! It owns the RIB, every peer's runtime state and Adj-RIB-Out, and the
 //! locally originated routes. It consumes `PeerEvent`s (from the sessions),
 //! imports (loop checks, hygiene, policy), runs the decision process through
-//! the `Rib`, and exports diffs to established peers as `Output`s, which the
+//! the `Rib`, and exports diffs to established peers as `Output`s: once per
+//! update group (`update_group`: the peers that get the same UPDATEs), so
+//! a reflector with many clients exports, diffs and has each change encoded
+//! once, not once per client. The `Output`s are what the
 //! IO layer (`driver`, over `session`'s tokio tasks) takes with
 //! `take_outputs` and performs. Every call returns the prefixes whose
 //! candidate paths changed, so the caller (cer-control's ownership plane) can
 //! re-evaluate them. Tests drive it with events and read its outputs, no
 //! sockets (`speaker/tests.rs`).
 
-use crate::adj_out::{AdjOut, Diff, Wanted};
+use crate::adj_out::{Diff, Sent, Wanted};
 use crate::decision::DecisionConfig;
 use crate::events::{Output, PeerEvent, PeerSession, SessionCmd};
 use crate::export::{export_with_policy, import_check, import_normalize, ExportCtx};
@@ -23,11 +26,16 @@ use crate::route::{
     FastMap, FastSet, NextHop, Nlri, PathAttrs, PathId, PathSource, PeerId, Prefix,
     DEFAULT_LOCAL_PREF,
 };
+use crate::update_group::{GroupKey, UpdateGroup};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+/// The paths exported for one prefix, before interning: our path id, the
+/// attributes, the peer the path came from.
+type Exported = Vec<(PathId, PathAttrs, PeerId)>;
 
 /// The exported-attributes set is swept no earlier than at this size.
 const EXPORTED_SWEEP_MIN: usize = 1024;
@@ -112,7 +120,8 @@ struct PeerRt {
     /// event to its `Down`): only then does it get UPDATEs.
     up: bool,
     local_addr: Option<IpAddr>,
-    adj_out: AdjOut,
+    /// The update group it is in while up (`Speaker::groups`).
+    group: Option<u32>,
     established_at: Option<Instant>,
     last_error: Option<String>,
     flaps: u32,
@@ -154,6 +163,9 @@ pub struct Speaker {
     /// doubled since the last sweep.
     exported: FastSet<Arc<PathAttrs>>,
     sweep_exported_at: usize,
+    /// Update groups by id; each up peer is in exactly one.
+    groups: BTreeMap<u32, UpdateGroup>,
+    next_group: u32,
     pub started: SystemTime,
 }
 
@@ -178,6 +190,8 @@ impl Speaker {
             eor_seen: FastSet::default(),
             exported: FastSet::default(),
             sweep_exported_at: EXPORTED_SWEEP_MIN,
+            groups: BTreeMap::new(),
+            next_group: 0,
             started: SystemTime::now(),
         }
     }
@@ -241,7 +255,7 @@ impl Speaker {
                 source: None,
                 up: false,
                 local_addr: None,
-                adj_out: AdjOut::default(),
+                group: None,
                 established_at: None,
                 last_error: None,
                 flaps: 0,
@@ -261,6 +275,7 @@ impl Speaker {
     /// the RIB at once and the change goes to every other peer. Returns the
     /// prefixes whose candidates changed.
     pub fn remove_neighbor(&mut self, id: PeerId) -> Vec<Prefix> {
+        self.leave_group(id);
         if self.peers.remove(&id).is_none() {
             return vec![];
         }
@@ -397,12 +412,12 @@ impl Speaker {
             ibgp: n.peer_as == local_as,
             rr_client: p.cfg.rr_client,
         }));
-        p.adj_out = AdjOut::new(n.add_path_tx);
         p.negotiated = Some(n);
         p.up = true;
         p.local_addr = Some(local_addr);
         p.established_at = Some(Instant::now());
         self.eor_seen.remove(&peer);
+        self.join_group(peer);
         self.send_table(peer, None);
         vec![]
     }
@@ -430,12 +445,12 @@ impl Speaker {
         p.state = State::Idle;
         p.up = false;
         p.established_at = None;
-        p.adj_out = AdjOut::default();
         let gr = p
             .negotiated
             .as_ref()
             .and_then(|n| n.peer_graceful_restart.clone());
         self.eor_seen.remove(&peer);
+        self.leave_group(peer);
         match gr {
             // RFC 4724 4.2: only for a peer that listed address families in
             // its capability (helper-only speakers such as FRR's default
@@ -581,21 +596,23 @@ impl Speaker {
         self.local.iter()
     }
 
-    fn export_ctx(&self, id: PeerId, p: &PeerRt) -> Option<ExportCtx> {
+    /// What decides the UPDATEs an established peer gets (its update group).
+    fn group_key(&self, p: &PeerRt) -> Option<GroupKey> {
         let n = p.negotiated.as_ref()?;
         let ibgp = n.peer_as == self.cfg.local_as;
-        let self_nh = p.local_addr.map(|a| match canonical(a) {
+        let local = p.local_addr.map(canonical);
+        let self_nh = local.map(|a| match a {
             IpAddr::V4(v4) => NextHop::V4 { addr: v4 },
             IpAddr::V6(v6) => NextHop::V6 {
                 global: v6,
                 link_local: None,
             },
         });
-        Some(ExportCtx {
+        let ctx = ExportCtx {
             local_as: self.cfg.local_as,
             router_id: self.cfg.router_id,
             cluster_id: self.cfg.cluster_id,
-            peer: id,
+            peer: PeerId::NONE,
             peer_as: n.peer_as,
             ibgp,
             rr_client: p.cfg.rr_client,
@@ -605,13 +622,65 @@ impl Speaker {
                 None
             },
             local_pref_default: DEFAULT_LOCAL_PREF,
+        };
+        let v6_self = match local {
+            Some(IpAddr::V6(v6)) if !n.ipv4_unicast => Some(v6),
+            _ => None,
+        };
+        Some(GroupKey {
+            ctx,
+            policy: p.cfg.export.clone(),
+            ipv4_unicast: n.ipv4_unicast,
+            ipv6_unicast: n.ipv6_unicast,
+            extended_next_hop: n.extended_next_hop,
+            add_path_tx: n.add_path_tx,
+            asn4: n.asn4,
+            v6_self,
         })
     }
 
-    fn family_ok(n: &Negotiated, prefix: &Prefix) -> bool {
-        match prefix {
-            Prefix::V4(_) => n.ipv4_unicast || n.extended_next_hop,
-            Prefix::V6(_) => n.ipv6_unicast,
+    /// Puts an established peer into the group of its key, making the group
+    /// (filled from the RIB) when it is the first of its kind.
+    fn join_group(&mut self, id: PeerId) {
+        self.leave_group(id);
+        let Some(key) = self.peers.get(&id).and_then(|p| self.group_key(p)) else {
+            return;
+        };
+        let gid = match self.groups.iter().find(|(_, g)| g.key == key) {
+            Some((gid, _)) => *gid,
+            None => {
+                let gid = self.next_group;
+                self.next_group += 1;
+                let want: Vec<(Prefix, Exported)> = self
+                    .rib
+                    .iter_best()
+                    .map(|(prefix, _)| (*prefix, self.desired(&key, prefix)))
+                    .collect();
+                let mut g = UpdateGroup::new(key);
+                g.fill(self.wanted(want));
+                self.groups.insert(gid, g);
+                gid
+            }
+        };
+        if let Some(g) = self.groups.get_mut(&gid) {
+            g.join(id);
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.group = Some(gid);
+        }
+    }
+
+    /// Takes a peer out of its update group; the last member out ends it.
+    fn leave_group(&mut self, id: PeerId) {
+        let Some(gid) = self.peers.get_mut(&id).and_then(|p| p.group.take()) else {
+            return;
+        };
+        if let Some(g) = self.groups.get_mut(&gid) {
+            g.leave(id);
+            if g.members().is_empty() {
+                self.groups.remove(&gid);
+                self.sweep_exported();
+            }
         }
     }
 
@@ -626,12 +695,16 @@ impl Speaker {
     }
 
     /// `desired` for several prefixes, interned.
-    fn wanted(&mut self, want: Vec<(Prefix, Vec<(PathId, PathAttrs)>)>) -> Vec<(Prefix, Wanted)> {
+    fn wanted(&mut self, want: Vec<(Prefix, Exported)>) -> Vec<(Prefix, Wanted)> {
         want.into_iter()
             .map(|(prefix, paths)| {
                 let w = paths
                     .into_iter()
-                    .map(|(id, a)| (id, self.intern(a)))
+                    .map(|(id, a, from)| Sent {
+                        id,
+                        attrs: self.intern(a),
+                        from,
+                    })
                     .collect();
                 (prefix, w)
             })
@@ -647,65 +720,60 @@ impl Speaker {
         }
     }
 
-    /// What `peer` should have for `prefix` now: its best path, or on an
-    /// ADD-PATH session every path it may receive, each under our path id
-    /// (not yet interned: `wanted`).
-    fn desired(&self, p: &PeerRt, ctx: &ExportCtx, prefix: &Prefix) -> Vec<(PathId, PathAttrs)> {
-        let Some(n) = p.negotiated.as_ref() else {
-            return Vec::new();
-        };
-        if !Self::family_ok(n, prefix) {
+    /// What the group of `key` should have for `prefix` now: the best path,
+    /// or with ADD-PATH every path it may receive, each under our path id
+    /// and with the peer it came from (a member is not sent its own; not
+    /// yet interned: `wanted`).
+    fn desired(&self, key: &GroupKey, prefix: &Prefix) -> Exported {
+        if !key.family_ok(prefix) {
             return Vec::new();
         }
-        let export = |path| {
-            let mut attrs = export_with_policy(prefix, path, ctx, p.cfg.export.as_ref())?;
+        let export = |path: &crate::route::Path| {
+            let mut attrs = export_with_policy(prefix, path, &key.ctx, key.policy.as_ref())?;
             // An IPv4 next hop cannot go to a peer that only takes IPv4 over
             // MP-BGP with IPv6 next hops.
-            if let (Prefix::V4(_), NextHop::V4 { .. }, false) =
-                (prefix, attrs.next_hop, n.ipv4_unicast)
+            if let (Prefix::V4(_), NextHop::V4 { .. }, Some(v6)) =
+                (prefix, attrs.next_hop, key.v6_self)
             {
-                if let Some(IpAddr::V6(v6)) = p.local_addr.map(canonical) {
-                    attrs.next_hop = NextHop::V6 {
-                        global: v6,
-                        link_local: None,
-                    };
-                }
+                attrs.next_hop = NextHop::V6 {
+                    global: v6,
+                    link_local: None,
+                };
             }
-            Some(attrs)
+            Some((path.id, attrs, path.source.peer))
         };
-        if p.adj_out.all_paths() && matches!(prefix, Prefix::V4(_)) {
-            self.rib
-                .paths(prefix)
-                .iter()
-                .filter_map(|path| Some((path.id, export(path)?)))
-                .collect()
+        if key.add_path_tx && matches!(prefix, Prefix::V4(_)) {
+            self.rib.paths(prefix).iter().filter_map(export).collect()
         } else {
-            self.rib
-                .best(prefix)
-                .and_then(|best| Some((best.id, export(best)?)))
-                .into_iter()
-                .collect()
+            self.rib.best(prefix).and_then(export).into_iter().collect()
         }
     }
 
-    /// Queues `diff` for `id`: withdrawals first, then announcements grouped
-    /// by attributes (one UPDATE carries many prefixes).
-    fn send_diff(&mut self, id: PeerId, diff: Diff) {
+    /// Queues `diff` for `to` (one peer, or an update group's members that
+    /// share it): withdrawals first, then announcements grouped by
+    /// attributes (one UPDATE carries many prefixes).
+    fn send_diff(&mut self, to: Vec<PeerId>, diff: Diff) {
+        let out = |cmd| match to.as_slice() {
+            [one] => Output::Send(*one, cmd),
+            _ => Output::SendMany(to.as_slice().into(), cmd),
+        };
+        if to.is_empty() {
+            return;
+        }
         if !diff.withdraw.is_empty() {
-            self.outbox
-                .push(Output::Send(id, SessionCmd::Withdraw(diff.withdraw)));
+            self.outbox.push(out(SessionCmd::Withdraw(diff.withdraw)));
         }
         let mut announce: FastMap<Arc<PathAttrs>, Vec<Nlri>> = FastMap::default();
         for (nlri, a) in diff.announce {
             announce.entry(a).or_default().push(nlri);
         }
         for (a, ps) in announce {
-            self.outbox
-                .push(Output::Send(id, SessionCmd::Announce(ps, a)));
+            self.outbox.push(out(SessionCmd::Announce(ps, a)));
         }
     }
 
-    /// Sends the changes of `prefixes` to every established peer.
+    /// Sends the changes of `prefixes` to every established peer, once per
+    /// update group.
     fn propagate(&mut self, prefixes: &[Prefix]) {
         if prefixes.is_empty() {
             return;
@@ -713,65 +781,42 @@ impl Speaker {
         let mut prefixes = prefixes.to_vec();
         prefixes.sort_unstable();
         prefixes.dedup();
-        let ids: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.up)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ids {
-            let p = &self.peers[&id];
-            let Some(ctx) = self.export_ctx(id, p) else {
-                continue;
-            };
-            let want: Vec<(Prefix, Vec<(PathId, PathAttrs)>)> = prefixes
+        let gids: Vec<u32> = self.groups.keys().copied().collect();
+        for gid in gids {
+            let key = &self.groups[&gid].key;
+            let want: Vec<(Prefix, Exported)> = prefixes
                 .iter()
-                .map(|prefix| (*prefix, self.desired(p, &ctx, prefix)))
+                .map(|prefix| (*prefix, self.desired(key, prefix)))
                 .collect();
             let wanted = self.wanted(want);
-            let p = self.peers.get_mut(&id).expect("peer exists");
-            let mut diff = Diff::default();
-            for (prefix, want) in wanted {
-                p.adj_out.set(prefix, want, &mut diff);
+            let sends = self
+                .groups
+                .get_mut(&gid)
+                .expect("group exists")
+                .update(wanted);
+            for (to, diff) in sends {
+                self.send_diff(to, diff);
             }
-            self.send_diff(id, diff);
         }
         self.sweep_exported();
     }
 
-    /// The full table to one peer (on establishment or ROUTE-REFRESH), then End-of-RIB.
+    /// The full table to one peer (on establishment or ROUTE-REFRESH), from
+    /// its update group's Adj-RIB-Out, then End-of-RIB.
     fn send_table(&mut self, id: PeerId, family: Option<Family>) {
         let Some(p) = self.peers.get(&id) else { return };
-        let Some(ctx) = self.export_ctx(id, p) else {
+        let (Some(n), Some(gid), true) = (p.negotiated.clone(), p.group, p.up) else {
             return;
         };
-        let Some(n) = p.negotiated.clone() else {
+        let Some(g) = self.groups.get(&gid) else {
             return;
         };
-        let want: Vec<(Prefix, Vec<(PathId, PathAttrs)>)> = self
-            .rib
-            .iter_best()
-            .map(|(prefix, _)| *prefix)
-            .filter(|prefix| match family {
-                Some(Family::Ipv4Unicast) => matches!(prefix, Prefix::V4(_)),
-                Some(Family::Ipv6Unicast) => matches!(prefix, Prefix::V6(_)),
-                None => true,
-            })
-            .map(|prefix| (prefix, self.desired(p, &ctx, &prefix)))
-            .collect();
-        let wanted = self.wanted(want);
-        let p = self.peers.get_mut(&id).expect("peer exists");
-        let up = p.up;
-        let mut diff = Diff::default();
-        for (prefix, want) in wanted {
-            // A refresh sends everything again: what the peer had is forgotten first.
-            p.adj_out.set(prefix, Vec::new(), &mut Diff::default());
-            p.adj_out.set(prefix, want, &mut diff);
-        }
-        if !up {
-            return;
-        }
-        self.send_diff(id, diff);
+        let diff = g.table_for(id, |prefix| match family {
+            Some(Family::Ipv4Unicast) => matches!(prefix, Prefix::V4(_)),
+            Some(Family::Ipv6Unicast) => matches!(prefix, Prefix::V6(_)),
+            None => true,
+        });
+        self.send_diff(vec![id], diff);
         let fams: Vec<Family> = match family {
             Some(f) => vec![f],
             None => n.families(),
@@ -779,7 +824,6 @@ impl Speaker {
         for f in fams {
             self.outbox.push(Output::Send(id, SessionCmd::EndOfRib(f)));
         }
-        self.sweep_exported();
     }
 
     pub fn summary(&self) -> Vec<NeighborSummary> {
@@ -825,7 +869,10 @@ impl Speaker {
                     uptime_secs: p.established_at.map(|t| t.elapsed().as_secs()),
                     prefixes_received: self.rib.prefix_count(*id),
                     prefixes_stale: self.rib.stale_count(*id),
-                    prefixes_sent: p.adj_out.len(),
+                    prefixes_sent: p
+                        .group
+                        .and_then(|g| self.groups.get(&g))
+                        .map_or(0, |g| g.sent_to(*id)),
                     updates_received: p.updates_in,
                     treat_as_withdraw: p.treat_as_withdraw,
                     attribute_discard: p.attribute_discard,

@@ -142,8 +142,14 @@ fn down(s: &mut Speaker, peer: PeerId, tcp_failure: bool) -> Vec<Prefix> {
 fn sent(s: &mut Speaker) -> BTreeMap<PeerId, Vec<SessionCmd>> {
     let mut by_peer: BTreeMap<PeerId, Vec<SessionCmd>> = BTreeMap::new();
     for out in s.take_outputs() {
-        if let Output::Send(peer, cmd) = out {
-            by_peer.entry(peer).or_default().push(cmd);
+        match out {
+            Output::Send(peer, cmd) => by_peer.entry(peer).or_default().push(cmd),
+            Output::SendMany(peers, cmd) => {
+                for peer in peers.iter() {
+                    by_peer.entry(*peer).or_default().push(cmd.clone());
+                }
+            }
+            _ => {}
         }
     }
     by_peer
@@ -472,7 +478,7 @@ fn paths_sent(cmds: &[SessionCmd], prefix: &str) -> (Vec<(u32, NextHop)>, Vec<u3
                     .filter(|n| n.prefix == pfx(prefix))
                     .map(|n| n.path_id),
             ),
-            SessionCmd::EndOfRib(_) => {}
+            SessionCmd::EndOfRib(_) | SessionCmd::Encoded(_) => {}
         }
     }
     ann.sort_by_key(|(id, _)| *id);
@@ -607,43 +613,162 @@ fn paths_received_with_ids_are_kept_apart_and_withdrawn_one_by_one() {
 }
 
 /// A reflector sends one path to all its clients with the same attributes:
-/// their Adj-RIB-Outs share one attribute set, not one copy each, and the
-/// set is dropped once no Adj-RIB-Out refers to it.
+/// they are one update group, the UPDATE goes out once for all of them
+/// (`SendMany`, encoded once by the IO layer), the group's one
+/// Adj-RIB-Out holds one shared attribute set, and the set is dropped once
+/// nothing refers to it.
 #[test]
 fn exported_attributes_are_shared_between_peers() {
     let mut s = speaker(Some(CLUSTER));
-    let peers: Vec<PeerId> = (2..6)
-        .map(|i| s.add_neighbor(neighbor(&format!("10.0.0.{i}"), PeerAs::Internal, true)))
-        .collect();
-    for (i, p) in peers.iter().enumerate() {
-        establish(
-            &mut s,
-            *p,
-            LOCAL_AS,
-            &format!("10.0.0.{}", i + 2),
-            "10.0.0.1",
-            false,
-        );
-    }
+    let peers = clients(&mut s, 4);
     s.take_outputs();
     update(&mut s, peers[0], "10.77.60.10/32", attrs("10.0.0.2", &[]));
-    let out = sent(&mut s);
-    let sent_to: Vec<Arc<PathAttrs>> = peers[1..]
-        .iter()
-        .map(|p| announced(&out[p], "10.77.60.10/32").expect("reflected"))
-        .collect();
-    assert!(
-        sent_to.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])),
-        "one shared attribute set for the three clients"
+    let outs = s.take_outputs();
+    assert_eq!(outs.len(), 1, "one send for the group: {outs:?}");
+    let Output::SendMany(to, SessionCmd::Announce(_, a)) = &outs[0] else {
+        panic!("not a group send: {outs:?}");
+    };
+    assert_eq!(
+        &to[..],
+        &peers[1..],
+        "every client but the one it came from"
     );
-    assert_eq!(sent_to[0].cluster_list, vec![CLUSTER]);
-    // The speaker's set, the three Adj-RIB-Outs, the three UPDATEs still in
-    // `out`, and the three Arcs in our hands.
-    assert_eq!(Arc::strong_count(&sent_to[0]), 1 + 3 + 3 + 3);
-    drop(out);
-    // Withdrawn everywhere: only the set (and our copies) hold it; a sweep
+    assert_eq!(a.cluster_list, vec![CLUSTER]);
+    let a = Arc::clone(a);
+    // The speaker's set, the group's Adj-RIB-Out, the UPDATE in `outs`, ours.
+    assert_eq!(Arc::strong_count(&a), 4);
+    drop(outs);
+    assert_eq!(summary_of(&s, peers[0]).prefixes_sent, 0);
+    assert_eq!(summary_of(&s, peers[1]).prefixes_sent, 1);
+    // Withdrawn everywhere: only the set (and our copy) hold it; a sweep
     // drops it once the set has grown enough.
     withdraw(&mut s, peers[0], "10.77.60.10/32");
     s.take_outputs();
-    assert_eq!(Arc::strong_count(&sent_to[0]), 1 + 3);
+    assert_eq!(Arc::strong_count(&a), 2);
+}
+
+/// `n` iBGP reflector clients 10.0.0.2.., established.
+fn clients(s: &mut Speaker, n: u8) -> Vec<PeerId> {
+    (2..2 + n)
+        .map(|i| {
+            let addr = format!("10.0.0.{i}");
+            let p = s.add_neighbor(neighbor(&addr, PeerAs::Internal, true));
+            establish(s, p, LOCAL_AS, &addr, "10.0.0.1", false);
+            p
+        })
+        .collect()
+}
+
+/// When the best path moves from one member to another, the member that
+/// had it gets the new best, the new source loses what it was sent, and
+/// the rest share one UPDATE.
+#[test]
+fn update_group_members_never_get_their_own_paths() {
+    let mut s = speaker(Some(CLUSTER));
+    let peers = clients(&mut s, 4);
+    let (a, b) = (peers[0], peers[1]);
+    update(&mut s, a, "10.77.60.10/32", attrs("10.0.0.2", &[]));
+    s.take_outputs();
+    let mut better = attrs("10.0.0.3", &[]);
+    better.local_pref = Some(200);
+    update(&mut s, b, "10.77.60.10/32", better);
+    let outs = s.take_outputs();
+    let many: Vec<&Output> = outs
+        .iter()
+        .filter(|o| matches!(o, Output::SendMany(..)))
+        .collect();
+    assert_eq!(many.len(), 1, "{outs:?}");
+    let Output::SendMany(to, SessionCmd::Announce(_, a3)) = many[0] else {
+        panic!("{outs:?}");
+    };
+    assert_eq!(&to[..], &peers[2..]);
+    assert_eq!(a3.next_hop, nh("10.0.0.3"));
+    let mut by_peer: BTreeMap<PeerId, Vec<SessionCmd>> = BTreeMap::new();
+    for o in outs {
+        if let Output::Send(p, c) = o {
+            by_peer.entry(p).or_default().push(c);
+        }
+    }
+    let got_a = announced(&by_peer[&a], "10.77.60.10/32").expect("A gets B's path");
+    assert_eq!(got_a.next_hop, nh("10.0.0.3"));
+    assert!(
+        withdrawn(&by_peer[&b], "10.77.60.10/32"),
+        "B loses A's path"
+    );
+    assert_eq!(summary_of(&s, a).prefixes_sent, 1);
+    assert_eq!(summary_of(&s, b).prefixes_sent, 0);
+}
+
+/// Peers whose UPDATEs differ are in different groups: another export
+/// policy, another capability (ADD-PATH send), another kind of peer. A
+/// member leaving does not disturb the others, and the last one out ends
+/// its group; a member coming back gets its whole table from the group.
+#[test]
+fn update_group_membership_follows_policy_and_capabilities() {
+    use crate::policy::{Action, DefaultAction, Match, Modify, Term};
+    let mut s = speaker(Some(CLUSTER));
+    let peers = clients(&mut s, 3);
+    // A fourth client with an export policy that sets a MED.
+    let mut n = neighbor("10.0.0.9", PeerAs::Internal, true);
+    n.export = Some(Policy::new(
+        "med",
+        DefaultAction::Accept,
+        vec![Term {
+            name: "all".into(),
+            matches: Match::default(),
+            action: Action::Accept(Modify {
+                set_med: Some(7),
+                ..Modify::default()
+            }),
+        }],
+    ));
+    let with_policy = s.add_neighbor(n);
+    establish(&mut s, with_policy, LOCAL_AS, "10.0.0.9", "10.0.0.1", false);
+    // A fifth with ADD-PATH send.
+    let add_path = s.add_neighbor(neighbor("10.0.0.10", PeerAs::Internal, true));
+    establish_add_path(&mut s, add_path, "10.0.0.10", false, true);
+    assert_eq!(s.groups.len(), 3);
+    s.take_outputs();
+    update(&mut s, peers[0], "10.77.60.10/32", attrs("10.0.0.2", &[]));
+    let out = sent(&mut s);
+    assert_eq!(
+        announced(&out[&with_policy], "10.77.60.10/32").unwrap().med,
+        Some(7)
+    );
+    assert_eq!(
+        announced(&out[&peers[1]], "10.77.60.10/32").unwrap().med,
+        None
+    );
+    assert_eq!(paths_sent(&out[&add_path], "10.77.60.10/32").0.len(), 1);
+    // A member leaves mid-way: the rest still get changes, it does not.
+    down(&mut s, peers[2], false);
+    update(&mut s, peers[0], "10.77.60.11/32", attrs("10.0.0.2", &[]));
+    let out = sent(&mut s);
+    assert!(announced(&out[&peers[1]], "10.77.60.11/32").is_some());
+    assert!(!out.contains_key(&peers[2]));
+    // The last members of the policy's and ADD-PATH's groups leave: those
+    // groups end.
+    down(&mut s, with_policy, false);
+    down(&mut s, add_path, false);
+    assert_eq!(s.groups.len(), 1);
+    // Coming back, a peer gets the group's whole table, then End-of-RIB.
+    s.take_outputs();
+    establish(&mut s, peers[2], LOCAL_AS, "10.0.0.4", "10.0.0.1", false);
+    let out = sent(&mut s);
+    let cmds = &out[&peers[2]];
+    assert!(announced(cmds, "10.77.60.10/32").is_some());
+    assert!(announced(cmds, "10.77.60.11/32").is_some());
+    assert_eq!(
+        cmds.last(),
+        Some(&SessionCmd::EndOfRib(Family::Ipv4Unicast))
+    );
+    assert_eq!(s.groups.len(), 1);
+    // The policy's client comes back into a group made anew from the RIB.
+    establish(&mut s, with_policy, LOCAL_AS, "10.0.0.9", "10.0.0.1", false);
+    let out = sent(&mut s);
+    assert_eq!(
+        announced(&out[&with_policy], "10.77.60.11/32").unwrap().med,
+        Some(7)
+    );
+    assert_eq!(s.groups.len(), 2);
 }
