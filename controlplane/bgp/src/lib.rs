@@ -2,7 +2,7 @@
 //!
 //! Layout follows the protocol: `route` (prefixes, path attributes, paths),
 //! `decision` (RFC 4271 9.1.2.2 + RFC 4456 tie-breakers), `rib` (Adj-RIB-In,
-//! Loc-RIB), `adj_out` (what an update group was sent), `update_group` (peers that get the same UPDATEs), `policy` (import/export), `packet` (the wire format:
+//! Loc-RIB), `adj_out` (what an update group was sent), `update_group` (peers that get the same UPDATEs), `intern` (shared attribute sets), `policy` (import/export), `packet` (the wire format:
 //! framing, OPEN, UPDATE decoding with RFC 7606 error handling, encoding), `fsm` (RFC 4271 session state
 //! machine, no sockets), `speaker` (sans-IO: events in, outputs out), `events` (what crosses
 //! between the speaker and IO), `session` (TCP + timers driving the FSM, one task per peer) and `driver`
@@ -14,6 +14,7 @@ pub mod driver;
 pub mod events;
 pub mod export;
 pub mod fsm;
+pub mod intern;
 pub mod packet;
 pub mod policy;
 pub mod rib;

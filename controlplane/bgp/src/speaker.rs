@@ -17,6 +17,7 @@ use crate::decision::DecisionConfig;
 use crate::events::{Output, PeerEvent, PeerSession, SessionCmd};
 use crate::export::{export_with_policy, import_check, import_normalize, ExportCtx};
 use crate::fsm::{FsmConfig, Negotiated, PeerAs, State};
+use crate::intern::Interner;
 use crate::packet::{
     AddPath, Capabilities, ErrorAction, Family, GracefulRestart, Notification, UpdateError,
 };
@@ -36,9 +37,6 @@ use std::time::{Duration, Instant, SystemTime};
 /// The paths exported for one prefix, before interning: our path id, the
 /// attributes, the peer the path came from.
 type Exported = Vec<(PathId, PathAttrs, PeerId)>;
-
-/// The exported-attributes set is swept no earlier than at this size.
-const EXPORTED_SWEEP_MIN: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct SpeakerConfig {
@@ -156,13 +154,14 @@ pub struct Speaker {
     next_id: u32,
     /// Peers whose End-of-RIB we have seen since they came up.
     eor_seen: FastSet<PeerId>,
-    /// Exported attribute sets, one `Arc` per distinct value: every peer's
-    /// Adj-RIB-Out points at these instead of holding its own copy (a
-    /// reflector sends the same attributes for one path to all its
-    /// clients). Entries only this set still holds are dropped once it has
-    /// doubled since the last sweep.
-    exported: FastSet<Arc<PathAttrs>>,
-    sweep_exported_at: usize,
+    /// Imported attribute sets, one `Arc` per distinct value: the paths of
+    /// the RIB point at these (`intern`).
+    imported: Interner,
+    /// Exported attribute sets: every update group's Adj-RIB-Out points at
+    /// these instead of holding its own copy.
+    exported: Interner,
+    /// While `Some`, exports wait here (`defer_exports`).
+    deferred: Option<Vec<Prefix>>,
     /// Update groups by id; each up peer is in exactly one.
     groups: BTreeMap<u32, UpdateGroup>,
     next_group: u32,
@@ -188,8 +187,9 @@ impl Speaker {
             outbox: Vec::new(),
             next_id: 1,
             eor_seen: FastSet::default(),
-            exported: FastSet::default(),
-            sweep_exported_at: EXPORTED_SWEEP_MIN,
+            imported: Interner::default(),
+            exported: Interner::default(),
+            deferred: None,
             groups: BTreeMap::new(),
             next_group: 0,
             started: SystemTime::now(),
@@ -205,6 +205,21 @@ impl Speaker {
     /// input (event, tick, admin change).
     pub fn take_outputs(&mut self) -> Vec<Output> {
         std::mem::take(&mut self.outbox)
+    }
+
+    /// From now until `release_exports`, changes are not exported as they
+    /// happen but collected: a burst of UPDATEs (the IO layer drains what
+    /// is queued) is exported, diffed and encoded once per prefix, with as
+    /// many prefixes per UPDATE as share attributes.
+    pub fn defer_exports(&mut self) {
+        self.deferred.get_or_insert_with(Vec::new);
+    }
+
+    /// Exports what changed since `defer_exports`.
+    pub fn release_exports(&mut self) {
+        if let Some(prefixes) = self.deferred.take() {
+            self.propagate(&prefixes);
+        }
     }
 
     fn capabilities(&self, n: &NeighborConfig) -> Capabilities {
@@ -523,12 +538,20 @@ impl Speaker {
             let mut a = (*reach.attrs).clone();
             let ok = import_check(&a, local_as, router_id, cluster_id, source.ibgp);
             import_normalize(&mut a, source.ibgp, DEFAULT_LOCAL_PREF);
-            let a = Arc::new(a);
+            let a = self.imported.intern(a);
             let p = self.peers.get_mut(&peer).expect("peer exists");
             for nlri in &reach.prefixes {
                 let accepted = match (&ok, &p.cfg.import) {
                     (Err(_), _) => None,
-                    (Ok(()), Some(pol)) => pol.apply_arc(&nlri.prefix, &a),
+                    (Ok(()), Some(pol)) => pol.apply_arc(&nlri.prefix, &a).map(|r| {
+                        if Arc::ptr_eq(&r, &a) {
+                            r
+                        } else {
+                            // Changed by the policy: shared with every
+                            // prefix the policy changed the same way.
+                            self.imported.intern_arc(r)
+                        }
+                    }),
                     (Ok(()), None) => Some(a.clone()),
                 };
                 if accepted.is_none() {
@@ -547,6 +570,7 @@ impl Speaker {
             touched.extend(stale);
         }
         self.propagate(&touched);
+        self.imported.sweep();
         touched
     }
 
@@ -679,19 +703,9 @@ impl Speaker {
             g.leave(id);
             if g.members().is_empty() {
                 self.groups.remove(&gid);
-                self.sweep_exported();
+                self.exported.sweep();
             }
         }
-    }
-
-    /// The shared instance of an exported attribute set (see `exported`).
-    fn intern(&mut self, attrs: PathAttrs) -> Arc<PathAttrs> {
-        if let Some(a) = self.exported.get(&attrs) {
-            return Arc::clone(a);
-        }
-        let a = Arc::new(attrs);
-        self.exported.insert(Arc::clone(&a));
-        a
     }
 
     /// `desired` for several prefixes, interned.
@@ -702,22 +716,13 @@ impl Speaker {
                     .into_iter()
                     .map(|(id, a, from)| Sent {
                         id,
-                        attrs: self.intern(a),
+                        attrs: self.exported.intern(a),
                         from,
                     })
                     .collect();
                 (prefix, w)
             })
             .collect()
-    }
-
-    /// Drops exported attribute sets no Adj-RIB-Out refers to any more,
-    /// once the set has doubled since the last sweep (amortized O(1)).
-    fn sweep_exported(&mut self) {
-        if self.exported.len() >= self.sweep_exported_at {
-            self.exported.retain(|a| Arc::strong_count(a) > 1);
-            self.sweep_exported_at = (self.exported.len() * 2).max(EXPORTED_SWEEP_MIN);
-        }
     }
 
     /// What the group of `key` should have for `prefix` now: the best path,
@@ -778,6 +783,10 @@ impl Speaker {
         if prefixes.is_empty() {
             return;
         }
+        if let Some(d) = self.deferred.as_mut() {
+            d.extend_from_slice(prefixes);
+            return;
+        }
         let mut prefixes = prefixes.to_vec();
         prefixes.sort_unstable();
         prefixes.dedup();
@@ -798,7 +807,7 @@ impl Speaker {
                 self.send_diff(to, diff);
             }
         }
-        self.sweep_exported();
+        self.exported.sweep();
     }
 
     /// The full table to one peer (on establishment or ROUTE-REFRESH), from

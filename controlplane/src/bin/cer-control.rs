@@ -15,6 +15,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
+/// Session events handled as one burst before exporting (bounds the wait
+/// of the first event's export while peers keep sending).
+const SESSION_BURST: usize = 512;
+
 #[derive(Parser)]
 #[command(
     version,
@@ -247,11 +251,15 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
     loop {
         tokio::select! {
             Some(ev) = ev_rx.recv() => {
+                // A burst: what is queued (up to SESSION_BURST events) is
+                // imported first, then exported once per prefix.
+                state.speaker.defer_exports();
                 state.on_session(ev);
-                // Drain what is queued before looking at anything else.
-                while let Ok(ev) = ev_rx.try_recv() {
+                for _ in 1..SESSION_BURST {
+                    let Ok(ev) = ev_rx.try_recv() else { break };
                     state.on_session(ev);
                 }
+                state.speaker.release_exports();
             }
             Some(ev) = link_rx.recv() => state.on_link(ev),
             Some(ev) = bfd_ev_rx.recv() => state.on_bfd(ev),

@@ -1,5 +1,5 @@
 //! Encoding of everything we send: OPEN with our capabilities, UPDATEs
-//! (split to fit 4096 bytes; IPv4 with an IPv6 next hop in MP_REACH_NLRI per
+//! (packed with as many NLRI as fit 4096 bytes; IPv4 with an IPv6 next hop in MP_REACH_NLRI per
 //! RFC 8950), withdrawals, KEEPALIVE, NOTIFICATION, ROUTE-REFRESH, End-of-RIB.
 
 use super::as4;
@@ -104,65 +104,75 @@ impl Codec {
         out.freeze()
     }
 
-    /// IPv4 NLRI per UPDATE: up to 5 octets each, 9 with a path identifier,
-    /// leaving room for the attributes within 4096 octets.
-    fn v4_per_announce(&self) -> usize {
-        if self.session.add_path_tx {
-            280
-        } else {
-            500
-        }
-    }
-
-    /// UPDATEs announcing `prefixes` with `attrs`, split to fit the message
-    /// size. IPv4 with an IPv6 next hop goes in MP_REACH (RFC 8950). IPv4
-    /// NLRI carry their path identifiers on an ADD-PATH session (RFC 7911).
+    /// UPDATEs announcing `prefixes` with `attrs`, each packed with as many
+    /// NLRI as fit in 4096 octets (the attributes are encoded once without
+    /// NLRI to know the room left). IPv4 with an IPv6 next hop goes in
+    /// MP_REACH (RFC 8950). IPv4 NLRI carry their path identifiers on an
+    /// ADD-PATH session (RFC 7911).
     pub fn encode_announce(&mut self, prefixes: &[Nlri], attrs: &PathAttrs) -> Vec<Bytes> {
         let mut out = Vec::new();
         let (v4, v6) = split(prefixes);
-        let tx = self.session.add_path_tx;
-        for chunk in v4.chunks(self.v4_per_announce()) {
-            let nlri: Vec<Ipv4UnicastAddress> = chunk
-                .iter()
-                .filter_map(|(p, id)| v4_nlri(*p, tx.then_some(*id)))
-                .collect();
-            let mut list = self.common_attrs(attrs);
-            match attrs.next_hop {
-                NextHop::V4 { addr } => {
-                    list.push(attr(
-                        false,
-                        true,
-                        pa::PathAttributeValue::NextHop(pa::NextHop::new(addr)),
-                    ));
-                    let u = BgpUpdateMessage::new(Vec::<Ipv4UnicastAddress>::new(), list, nlri);
-                    out.push(self.encode(BgpMessage::Update(u)));
-                }
-                NextHop::V6 { global, link_local } => {
-                    let mp = pa::MpReach::Ipv4Unicast {
-                        next_hop: IpAddr::V6(global),
-                        next_hop_local: link_local,
-                        nlri: nlri.into(),
-                    };
-                    out.push(self.encode_mp_reach(list, mp));
-                }
+        let id_len = if self.session.add_path_tx { 4 } else { 0 };
+        if !v4.is_empty() {
+            let room = MAX_LEN.saturating_sub(self.announce_v4(&[], attrs).len() + LEN_SLACK);
+            let size = |(p, _): &(Ipv4Prefix, u32)| id_len + 1 + usize::from(p.len()).div_ceil(8);
+            for chunk in chunks_by_size(&v4, room, size) {
+                out.push(self.announce_v4(chunk, attrs));
             }
         }
-        for chunk in v6.chunks(150) {
-            let nlri: Vec<Ipv6UnicastAddress> =
-                chunk.iter().filter_map(|(p, _)| v6_nlri(*p)).collect();
-            let (global, link_local) = match attrs.next_hop {
-                NextHop::V6 { global, link_local } => (global, link_local),
-                NextHop::V4 { addr } => (addr.to_ipv6_mapped(), None),
-            };
-            let list = self.common_attrs(attrs);
-            let mp = pa::MpReach::Ipv6Unicast {
-                next_hop_global: global,
-                next_hop_local: link_local,
-                nlri: nlri.into(),
-            };
-            out.push(self.encode_mp_reach(list, mp));
+        if !v6.is_empty() {
+            let room = MAX_LEN.saturating_sub(self.announce_v6(&[], attrs).len() + LEN_SLACK);
+            let size = |(p, _): &(Ipv6Prefix, u32)| 1 + usize::from(p.len).div_ceil(8);
+            for chunk in chunks_by_size(&v6, room, size) {
+                out.push(self.announce_v6(chunk, attrs));
+            }
         }
         out
+    }
+
+    /// One UPDATE announcing IPv4 `chunk` with `attrs`.
+    fn announce_v4(&mut self, chunk: &[(Ipv4Prefix, u32)], attrs: &PathAttrs) -> Bytes {
+        let tx = self.session.add_path_tx;
+        let nlri: Vec<Ipv4UnicastAddress> = chunk
+            .iter()
+            .filter_map(|(p, id)| v4_nlri(*p, tx.then_some(*id)))
+            .collect();
+        let mut list = self.common_attrs(attrs);
+        match attrs.next_hop {
+            NextHop::V4 { addr } => {
+                list.push(attr(
+                    false,
+                    true,
+                    pa::PathAttributeValue::NextHop(pa::NextHop::new(addr)),
+                ));
+                let u = BgpUpdateMessage::new(Vec::<Ipv4UnicastAddress>::new(), list, nlri);
+                self.encode(BgpMessage::Update(u))
+            }
+            NextHop::V6 { global, link_local } => {
+                let mp = pa::MpReach::Ipv4Unicast {
+                    next_hop: IpAddr::V6(global),
+                    next_hop_local: link_local,
+                    nlri: nlri.into(),
+                };
+                self.encode_mp_reach(list, mp)
+            }
+        }
+    }
+
+    /// One UPDATE announcing IPv6 `chunk` with `attrs` (MP_REACH).
+    fn announce_v6(&mut self, chunk: &[(Ipv6Prefix, u32)], attrs: &PathAttrs) -> Bytes {
+        let nlri: Vec<Ipv6UnicastAddress> = chunk.iter().filter_map(|(p, _)| v6_nlri(*p)).collect();
+        let (global, link_local) = match attrs.next_hop {
+            NextHop::V6 { global, link_local } => (global, link_local),
+            NextHop::V4 { addr } => (addr.to_ipv6_mapped(), None),
+        };
+        let list = self.common_attrs(attrs);
+        let mp = pa::MpReach::Ipv6Unicast {
+            next_hop_global: global,
+            next_hop_local: link_local,
+            nlri: nlri.into(),
+        };
+        self.encode_mp_reach(list, mp)
     }
 
     /// One UPDATE whose routes are all in MP_REACH_NLRI (first attribute,
@@ -429,6 +439,31 @@ fn address_type(f: Family) -> AddressType {
         Family::Ipv4Unicast => AddressType::Ipv4Unicast,
         Family::Ipv6Unicast => AddressType::Ipv6Unicast,
     }
+}
+
+/// Slack under 4096 octets for an UPDATE packed by size: the MP_REACH
+/// attribute's length grows from one octet to two (extended length) once
+/// its NLRI pass 255 octets, which the NLRI-less encoding did not count.
+const LEN_SLACK: usize = 4;
+
+/// `items` cut into runs whose `size`s add up to at most `room` each (an
+/// item larger than `room` on its own still gets a run).
+fn chunks_by_size<T>(items: &[T], room: usize, size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        if used + n > room && i > start {
+            out.push(&items[start..i]);
+            start = i;
+            used = 0;
+        }
+        used += n;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
 }
 
 fn v4_nlri(p: Ipv4Prefix, path_id: Option<u32>) -> Option<Ipv4UnicastAddress> {
@@ -785,6 +820,41 @@ mod tests {
         }
     }
 
+    /// MP_REACH UPDATEs (IPv4 over an IPv6 next hop, IPv6) are packed too,
+    /// past the attribute's one-octet length, and stay within 4096 octets.
+    #[test]
+    fn mp_reach_announcements_are_packed_under_4096() {
+        let mut a = attrs();
+        a.next_hop = NextHop::V6 {
+            global: "2001:db8::1".parse().unwrap(),
+            link_local: Some("fe80::1".parse().unwrap()),
+        };
+        let v4: Vec<Nlri> = (0..2000u32)
+            .map(|i| Prefix::V4(Ipv4Prefix::host(Ipv4Addr::from(0x0a00_0000 + i))).into())
+            .collect();
+        let v6: Vec<Nlri> = (0..1000u128)
+            .map(|i| {
+                let addr = std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | i);
+                Prefix::V6(Ipv6Prefix::new(addr, 128)).into()
+            })
+            .collect();
+        let mut c = Codec::new();
+        for (prefixes, want_msgs) in [(v4, 3), (v6, 5)] {
+            let msgs = c.encode_announce(&prefixes, &a);
+            assert_eq!(msgs.len(), want_msgs);
+            let mut got = Vec::new();
+            for m in &msgs {
+                assert!(m.len() <= MAX_LEN, "{} octets", m.len());
+                let Message::Update(u) = c.decode(&frame_of(m)).unwrap() else {
+                    panic!()
+                };
+                assert!(u.errors.is_empty(), "{:?}", u.errors);
+                got.extend(u.announced.into_iter().flat_map(|r| r.prefixes));
+            }
+            assert_eq!(got, prefixes);
+        }
+    }
+
     #[test]
     fn large_announcements_are_split_under_4096() {
         let prefixes: Vec<Nlri> = (0..2000u32)
@@ -805,7 +875,10 @@ mod tests {
             c.session.add_path_tx = add_path;
             c.session.add_path_rx = add_path;
             let msgs = c.encode_announce(&prefixes, &a);
-            assert!(msgs.len() >= 4);
+            // Packed: 2000 /32s are 10000 octets of NLRI (18000 with path
+            // ids), so 3 (5) UPDATEs, each near 4096 octets but the last.
+            assert_eq!(msgs.len(), if add_path { 5 } else { 3 });
+            assert!(msgs[..msgs.len() - 1].iter().all(|m| m.len() > 3900));
             let mut got = Vec::new();
             for m in &msgs {
                 assert!(m.len() <= MAX_LEN);

@@ -772,3 +772,73 @@ fn update_group_membership_follows_policy_and_capabilities() {
     );
     assert_eq!(s.groups.len(), 2);
 }
+
+/// Equal attribute sets imported in different UPDATEs share one `Arc` in
+/// the RIB, and so do those an import policy changed the same way.
+#[test]
+fn imported_attributes_are_shared_between_updates() {
+    use crate::policy::{Action, DefaultAction, Match, Modify, Term};
+    let mut s = speaker(Some(CLUSTER));
+    let peers = clients(&mut s, 2);
+    update(&mut s, peers[0], "10.77.60.10/32", attrs("10.0.0.2", &[]));
+    update(&mut s, peers[0], "10.77.60.11/32", attrs("10.0.0.2", &[]));
+    let attrs_of = |s: &Speaker, p: &str| Arc::clone(&s.rib().best(&pfx(p)).unwrap().attrs);
+    assert!(Arc::ptr_eq(
+        &attrs_of(&s, "10.77.60.10/32"),
+        &attrs_of(&s, "10.77.60.11/32")
+    ));
+    // A client whose import policy sets LOCAL_PREF on everything.
+    let mut n = neighbor("10.0.0.9", PeerAs::Internal, true);
+    n.import = Some(Policy::new(
+        "lp",
+        DefaultAction::Accept,
+        vec![Term {
+            name: "all".into(),
+            matches: Match::default(),
+            action: Action::Accept(Modify {
+                set_local_pref: Some(300),
+                ..Modify::default()
+            }),
+        }],
+    ));
+    let c = s.add_neighbor(n);
+    establish(&mut s, c, LOCAL_AS, "10.0.0.9", "10.0.0.1", false);
+    update(&mut s, c, "10.77.60.20/32", attrs("10.0.0.9", &[]));
+    update(&mut s, c, "10.77.60.21/32", attrs("10.0.0.9", &[]));
+    let (a, b) = (
+        attrs_of(&s, "10.77.60.20/32"),
+        attrs_of(&s, "10.77.60.21/32"),
+    );
+    assert_eq!(a.local_pref, Some(300));
+    assert!(Arc::ptr_eq(&a, &b));
+}
+
+/// With exports deferred, a burst of UPDATEs is exported once when
+/// released: one UPDATE per attribute set to the group, carrying every
+/// prefix of the burst, and a prefix changed twice goes out once, as it
+/// is at the end.
+#[test]
+fn deferred_exports_go_out_once_per_burst() {
+    let mut s = speaker(Some(CLUSTER));
+    let peers = clients(&mut s, 3);
+    s.take_outputs();
+    s.defer_exports();
+    update(&mut s, peers[0], "10.77.60.10/32", attrs("10.0.0.2", &[]));
+    update(&mut s, peers[0], "10.77.60.11/32", attrs("10.0.0.2", &[]));
+    update(&mut s, peers[0], "10.77.60.12/32", attrs("10.0.0.2", &[]));
+    withdraw(&mut s, peers[0], "10.77.60.12/32");
+    assert!(s.take_outputs().is_empty(), "nothing before the release");
+    s.release_exports();
+    let outs = s.take_outputs();
+    assert_eq!(outs.len(), 1, "{outs:?}");
+    let Output::SendMany(to, SessionCmd::Announce(ns, _)) = &outs[0] else {
+        panic!("{outs:?}");
+    };
+    assert_eq!(&to[..], &peers[1..]);
+    let mut got: Vec<Prefix> = ns.iter().map(|n| n.prefix).collect();
+    got.sort_unstable();
+    assert_eq!(got, vec![pfx("10.77.60.10/32"), pfx("10.77.60.11/32")]);
+    // Released: changes go out as they happen again.
+    update(&mut s, peers[0], "10.77.60.13/32", attrs("10.0.0.2", &[]));
+    assert_eq!(s.take_outputs().len(), 1);
+}
