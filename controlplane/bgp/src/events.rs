@@ -131,9 +131,9 @@ pub enum Output {
     /// Send to the peer's established session. Dropped by the IO layer when
     /// the session it was meant for is gone (a `Down` is on its way).
     Send(PeerId, SessionCmd),
-    /// Send the same command to every member of an update group: the
-    /// speaker guarantees they encode it the same way (AS width, ADD-PATH,
-    /// address families), so the IO layer encodes it once.
+    /// Send the same command to every member of an update group (sorted):
+    /// the speaker guarantees they encode it the same way (AS width,
+    /// ADD-PATH, address families), so the IO layer encodes it once.
     SendMany(Arc<[PeerId]>, SessionCmd),
     /// Close the session with this NOTIFICATION, then reconnect as configured
     /// (admin reset).

@@ -11,8 +11,10 @@
 //! cannot take waits in a backlog, and no new command is taken until that
 //! drains. A peer that stops reading therefore neither blocks the loop (its
 //! hold timer still ends the session) nor grows the loop's memory beyond
-//! one command's messages; its commands wait in the driver's channel, and
-//! an update group's are shared bytes (`SessionCmd::Encoded`), not copies.
+//! one command's messages. Its commands wait in its queue (`Commands`,
+//! which counts them) as shared bytes (`SessionCmd::Encoded`), and once too
+//! many wait the driver holds back what it owes the peer as prefixes, not
+//! messages (`Speaker::missed`).
 
 pub use crate::events::{session_context, PeerEvent, PeerSession, SessionCmd};
 use crate::fsm::{self, Action, Event, Fsm, FsmConfig, Negotiated, State};
@@ -22,6 +24,8 @@ use crate::packet::{
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -40,7 +44,73 @@ const WRITE_BATCH: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct SessionEvent {
     pub event: PeerEvent,
-    pub commands: Option<mpsc::UnboundedSender<SessionCmd>>,
+    pub commands: Option<Commands>,
+}
+
+/// The sending end of an established connection's command queue, with the
+/// number of commands waiting in it: the driver holds back a peer that
+/// falls behind instead of queuing without bound (`driver`).
+#[derive(Debug, Clone)]
+pub struct Commands {
+    tx: mpsc::UnboundedSender<SessionCmd>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Commands {
+    /// Queues `cmd`; false when the connection is gone.
+    pub fn send(&self, cmd: SessionCmd) -> bool {
+        // Counted first, so the receiver never takes away more than was added.
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(cmd).is_err() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Commands queued and not yet taken by the connection.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+/// The receiving end of a command queue (the connection's loop).
+#[derive(Debug)]
+pub struct CommandReceiver {
+    rx: mpsc::UnboundedReceiver<SessionCmd>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl CommandReceiver {
+    pub async fn recv(&mut self) -> Option<SessionCmd> {
+        let c = self.rx.recv().await?;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        Some(c)
+    }
+
+    /// Commands queued and not yet taken.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    pub fn try_recv(&mut self) -> Option<SessionCmd> {
+        let c = self.rx.try_recv().ok()?;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        Some(c)
+    }
+}
+
+/// A connection's command queue.
+pub fn command_queue() -> (Commands, CommandReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let waiting = Arc::new(AtomicUsize::new(0));
+    (
+        Commands {
+            tx,
+            waiting: waiting.clone(),
+        },
+        CommandReceiver { rx, waiting },
+    )
 }
 
 impl From<PeerEvent> for SessionEvent {
@@ -364,7 +434,7 @@ async fn run_connection(
     let mut hold = Timer(None);
     let mut keepalive = Timer(None);
     let mut pending: Option<tokio::task::JoinHandle<Option<(TcpStream, Open)>>> = None;
-    let (cmd_tx, mut cmds) = mpsc::unbounded_channel::<SessionCmd>();
+    let (cmd_tx, mut cmds) = command_queue();
     let mut established = false;
     let mut next = Next::Retry;
     let mut actions = conn.fsm.handle(Event::Connected);

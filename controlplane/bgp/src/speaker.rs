@@ -12,10 +12,10 @@
 //! re-evaluate them. Tests drive it with events and read its outputs, no
 //! sockets (`speaker/tests.rs`).
 
-use crate::adj_out::{Diff, Sent, Wanted};
+use crate::adj_out::{Diff, Wanted};
 use crate::decision::DecisionConfig;
 use crate::events::{Output, PeerEvent, PeerSession, SessionCmd};
-use crate::export::{export_with_policy, import_check, import_normalize, ExportCtx};
+use crate::export::{import_check, import_normalize, ExportCtx};
 use crate::fsm::{FsmConfig, Negotiated, PeerAs, State};
 use crate::intern::Interner;
 use crate::packet::{
@@ -24,19 +24,18 @@ use crate::packet::{
 use crate::policy::Policy;
 use crate::rib::Rib;
 use crate::route::{
-    FastMap, FastSet, NextHop, Nlri, PathAttrs, PathId, PathSource, PeerId, Prefix,
-    DEFAULT_LOCAL_PREF,
+    FastMap, FastSet, NextHop, Nlri, PathAttrs, PathSource, PeerId, Prefix, DEFAULT_LOCAL_PREF,
 };
-use crate::update_group::{GroupKey, UpdateGroup};
+use crate::update_group::{GroupExport, GroupKey, UpdateGroup};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// The paths exported for one prefix, before interning: our path id, the
-/// attributes, the peer the path came from.
-type Exported = Vec<(PathId, PathAttrs, PeerId)>;
+/// Prefixes exported (and their diffs queued) at a time: bounds the
+/// memory a burst's export takes while keeping UPDATEs full.
+const EXPORT_CHUNK: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct SpeakerConfig {
@@ -91,6 +90,9 @@ pub struct NeighborSummary {
     pub prefixes_received: usize,
     pub prefixes_stale: usize,
     pub prefixes_sent: usize,
+    /// Paths it fell behind on (its queue was full): sent as they are when
+    /// it catches up.
+    pub prefixes_owed: usize,
     pub updates_received: u64,
     /// UPDATEs whose announcements RFC 7606 turned into withdrawals.
     pub treat_as_withdraw: u64,
@@ -120,6 +122,10 @@ struct PeerRt {
     local_addr: Option<IpAddr>,
     /// The update group it is in while up (`Speaker::groups`).
     group: Option<u32>,
+    /// What it was not sent while it fell behind (`missed`): sent as it
+    /// is then when it catches up (`caught_up`).
+    owed: FastSet<Nlri>,
+    owed_eor: Vec<Family>,
     established_at: Option<Instant>,
     last_error: Option<String>,
     flaps: u32,
@@ -222,6 +228,44 @@ impl Speaker {
         }
     }
 
+    /// The IO layer did not send `cmd` to `peer`, which fell behind: the
+    /// prefixes (and End-of-RIB) in it are owed to the peer, as they will be
+    /// when it catches up. A set, so what a peer is owed is bounded by the
+    /// table however much changes meanwhile.
+    pub fn missed(&mut self, peer: PeerId, cmd: &SessionCmd) {
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.up) else {
+            return;
+        };
+        match cmd {
+            SessionCmd::Announce(nlri, _) | SessionCmd::Withdraw(nlri) => {
+                p.owed.extend(nlri.iter().copied())
+            }
+            SessionCmd::EndOfRib(f) => p.owed_eor.push(*f),
+            // The speaker never sends encoded bytes itself.
+            SessionCmd::Encoded(_) => {}
+        }
+    }
+
+    /// `peer` caught up: it is sent the current state of everything it was
+    /// owed (announced as its group now holds it, or withdrawn), then the
+    /// End-of-RIBs it missed.
+    pub fn caught_up(&mut self, peer: PeerId) {
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| p.up) else {
+            return;
+        };
+        let owed: Vec<Nlri> = std::mem::take(&mut p.owed).into_iter().collect();
+        let eor = std::mem::take(&mut p.owed_eor);
+        let Some(g) = p.group.and_then(|g| self.groups.get(&g)) else {
+            return;
+        };
+        let diff = g.current_for(peer, &owed);
+        self.send_diff(vec![peer], diff);
+        for f in eor {
+            self.outbox
+                .push(Output::Send(peer, SessionCmd::EndOfRib(f)));
+        }
+    }
+
     fn capabilities(&self, n: &NeighborConfig) -> Capabilities {
         Capabilities {
             ipv4_unicast: true,
@@ -271,6 +315,8 @@ impl Speaker {
                 up: false,
                 local_addr: None,
                 group: None,
+                owed: FastSet::default(),
+                owed_eor: Vec::new(),
                 established_at: None,
                 last_error: None,
                 flaps: 0,
@@ -675,13 +721,14 @@ impl Speaker {
             None => {
                 let gid = self.next_group;
                 self.next_group += 1;
-                let want: Vec<(Prefix, Exported)> = self
+                let mut ex = GroupExport::new(&self.rib, &key, &mut self.exported);
+                let wanted: Vec<(Prefix, Wanted)> = self
                     .rib
                     .iter_best()
-                    .map(|(prefix, _)| (*prefix, self.desired(&key, prefix)))
+                    .map(|(prefix, _)| (*prefix, ex.wanted(prefix)))
                     .collect();
                 let mut g = UpdateGroup::new(key);
-                g.fill(self.wanted(want));
+                g.fill(wanted);
                 self.groups.insert(gid, g);
                 gid
             }
@@ -696,6 +743,11 @@ impl Speaker {
 
     /// Takes a peer out of its update group; the last member out ends it.
     fn leave_group(&mut self, id: PeerId) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            // A new session gets the whole table: nothing is owed to it.
+            p.owed = FastSet::default();
+            p.owed_eor.clear();
+        }
         let Some(gid) = self.peers.get_mut(&id).and_then(|p| p.group.take()) else {
             return;
         };
@@ -708,77 +760,15 @@ impl Speaker {
         }
     }
 
-    /// `desired` for several prefixes, interned.
-    fn wanted(&mut self, want: Vec<(Prefix, Exported)>) -> Vec<(Prefix, Wanted)> {
-        want.into_iter()
-            .map(|(prefix, paths)| {
-                let w = paths
-                    .into_iter()
-                    .map(|(id, a, from)| Sent {
-                        id,
-                        attrs: self.exported.intern(a),
-                        from,
-                    })
-                    .collect();
-                (prefix, w)
-            })
-            .collect()
-    }
-
-    /// What the group of `key` should have for `prefix` now: the best path,
-    /// or with ADD-PATH every path it may receive, each under our path id
-    /// and with the peer it came from (a member is not sent its own; not
-    /// yet interned: `wanted`).
-    fn desired(&self, key: &GroupKey, prefix: &Prefix) -> Exported {
-        if !key.family_ok(prefix) {
-            return Vec::new();
-        }
-        let export = |path: &crate::route::Path| {
-            let mut attrs = export_with_policy(prefix, path, &key.ctx, key.policy.as_ref())?;
-            // An IPv4 next hop cannot go to a peer that only takes IPv4 over
-            // MP-BGP with IPv6 next hops.
-            if let (Prefix::V4(_), NextHop::V4 { .. }, Some(v6)) =
-                (prefix, attrs.next_hop, key.v6_self)
-            {
-                attrs.next_hop = NextHop::V6 {
-                    global: v6,
-                    link_local: None,
-                };
-            }
-            Some((path.id, attrs, path.source.peer))
-        };
-        if key.add_path_tx && matches!(prefix, Prefix::V4(_)) {
-            self.rib.paths(prefix).iter().filter_map(export).collect()
-        } else {
-            self.rib.best(prefix).and_then(export).into_iter().collect()
-        }
-    }
-
     /// Queues `diff` for `to` (one peer, or an update group's members that
     /// share it): withdrawals first, then announcements grouped by
     /// attributes (one UPDATE carries many prefixes).
     fn send_diff(&mut self, to: Vec<PeerId>, diff: Diff) {
-        let out = |cmd| match to.as_slice() {
-            [one] => Output::Send(*one, cmd),
-            _ => Output::SendMany(to.as_slice().into(), cmd),
-        };
-        if to.is_empty() {
-            return;
-        }
-        if !diff.withdraw.is_empty() {
-            self.outbox.push(out(SessionCmd::Withdraw(diff.withdraw)));
-        }
-        let mut announce: FastMap<Arc<PathAttrs>, Vec<Nlri>> = FastMap::default();
-        for (nlri, a) in diff.announce {
-            announce.entry(a).or_default().push(nlri);
-        }
-        for (a, ps) in announce {
-            self.outbox.push(out(SessionCmd::Announce(ps, a)));
-        }
+        queue_diff(&mut self.outbox, to, diff);
     }
 
     /// Sends the changes of `prefixes` to every established peer, once per
-    /// update group.
+    /// update group, `EXPORT_CHUNK` prefixes at a time.
     fn propagate(&mut self, prefixes: &[Prefix]) {
         if prefixes.is_empty() {
             return;
@@ -792,19 +782,17 @@ impl Speaker {
         prefixes.dedup();
         let gids: Vec<u32> = self.groups.keys().copied().collect();
         for gid in gids {
-            let key = &self.groups[&gid].key;
-            let want: Vec<(Prefix, Exported)> = prefixes
-                .iter()
-                .map(|prefix| (*prefix, self.desired(key, prefix)))
-                .collect();
-            let wanted = self.wanted(want);
-            let sends = self
-                .groups
-                .get_mut(&gid)
-                .expect("group exists")
-                .update(wanted);
-            for (to, diff) in sends {
-                self.send_diff(to, diff);
+            let key = self.groups[&gid].key.clone();
+            let mut ex = GroupExport::new(&self.rib, &key, &mut self.exported);
+            for chunk in prefixes.chunks(EXPORT_CHUNK) {
+                let wanted: Vec<(Prefix, Wanted)> =
+                    chunk.iter().map(|p| (*p, ex.wanted(p))).collect();
+                let Some(g) = self.groups.get_mut(&gid) else {
+                    break;
+                };
+                for (to, diff) in g.update(wanted) {
+                    queue_diff(&mut self.outbox, to, diff);
+                }
             }
         }
         self.exported.sweep();
@@ -882,6 +870,7 @@ impl Speaker {
                         .group
                         .and_then(|g| self.groups.get(&g))
                         .map_or(0, |g| g.sent_to(*id)),
+                    prefixes_owed: p.owed.len(),
                     updates_received: p.updates_in,
                     treat_as_withdraw: p.treat_as_withdraw,
                     attribute_discard: p.attribute_discard,
@@ -900,6 +889,29 @@ impl Speaker {
     /// The session address of a peer (for `explain`).
     pub fn peer_address(&self, id: PeerId) -> Option<SocketAddr> {
         self.peers.get(&id).map(|p| p.cfg.remote)
+    }
+}
+
+/// Queues `diff` for `to` (one peer, or an update group's members that
+/// share it): withdrawals first, then announcements grouped by attributes
+/// (one UPDATE carries many prefixes).
+fn queue_diff(outbox: &mut Vec<Output>, to: Vec<PeerId>, diff: Diff) {
+    let out = |cmd| match to.as_slice() {
+        [one] => Output::Send(*one, cmd),
+        _ => Output::SendMany(to.as_slice().into(), cmd),
+    };
+    if to.is_empty() {
+        return;
+    }
+    if !diff.withdraw.is_empty() {
+        outbox.push(out(SessionCmd::Withdraw(diff.withdraw)));
+    }
+    let mut announce: FastMap<Arc<PathAttrs>, Vec<Nlri>> = FastMap::default();
+    for (nlri, a) in diff.announce {
+        announce.entry(a).or_default().push(nlri);
+    }
+    for (a, ps) in announce {
+        outbox.push(out(SessionCmd::Announce(ps, a)));
     }
 }
 

@@ -13,12 +13,15 @@
 //! group's minus its own paths, and a change that touches a member's own
 //! path gets that member a diff of its own while the others share one.
 
-use crate::adj_out::{diff, AdjOut, Diff, Wanted};
-use crate::export::ExportCtx;
+use crate::adj_out::{diff, AdjOut, Diff, Sent, Wanted};
+use crate::export::{export_with_policy, ExportCtx};
+use crate::intern::Interner;
 use crate::policy::Policy;
-use crate::route::{FastSet, PeerId, Prefix};
+use crate::rib::Rib;
+use crate::route::{FastMap, FastSet, NextHop, Nlri, Path, PathAttrs, PeerId, Prefix};
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 
 /// What makes two peers' UPDATEs the same.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +49,93 @@ impl GroupKey {
             Prefix::V4(_) => self.ipv4_unicast || self.extended_next_hop,
             Prefix::V6(_) => self.ipv6_unicast,
         }
+    }
+}
+
+/// What an update group should hold, computed from the RIB: for each
+/// prefix the best path (every path with ADD-PATH send), exported with the
+/// group's context and interned. Without an export policy (the one part of
+/// an export that may look at the prefix) a path's export depends only on
+/// its attribute set, its source and its family, and the RIB's attribute
+/// sets are interned: so one pass exports each distinct (set, source)
+/// once, however many prefixes share it (a client's thousands of /32s).
+pub struct GroupExport<'a> {
+    rib: &'a Rib,
+    key: &'a GroupKey,
+    exported: &'a mut Interner,
+    /// (the path's attribute set by address, its source, IPv4) -> export.
+    /// The addresses stay valid: the RIB is borrowed for the whole pass.
+    memo: FastMap<(usize, PeerId, bool), Option<Arc<PathAttrs>>>,
+}
+
+impl<'a> GroupExport<'a> {
+    pub fn new(rib: &'a Rib, key: &'a GroupKey, exported: &'a mut Interner) -> Self {
+        GroupExport {
+            rib,
+            key,
+            exported,
+            memo: FastMap::default(),
+        }
+    }
+
+    /// The paths the group should have for `prefix`, with the peer each
+    /// came from (a member is not sent its own).
+    pub fn wanted(&mut self, prefix: &Prefix) -> Wanted {
+        if !self.key.family_ok(prefix) {
+            return Vec::new();
+        }
+        let rib = self.rib;
+        let sent = |this: &mut Self, path: &Path| {
+            Some(Sent {
+                id: path.id,
+                attrs: this.export(prefix, path)?,
+                from: path.source.peer,
+            })
+        };
+        if self.key.add_path_tx && matches!(prefix, Prefix::V4(_)) {
+            rib.paths(prefix)
+                .iter()
+                .filter_map(|path| sent(self, path))
+                .collect()
+        } else {
+            rib.best(prefix)
+                .and_then(|path| sent(self, path))
+                .into_iter()
+                .collect()
+        }
+    }
+
+    fn export(&mut self, prefix: &Prefix, path: &Path) -> Option<Arc<PathAttrs>> {
+        if self.key.policy.is_some() {
+            let a = self.compute(prefix, path)?;
+            return Some(self.exported.intern(a));
+        }
+        let k = (
+            Arc::as_ptr(&path.attrs) as usize,
+            path.source.peer,
+            matches!(prefix, Prefix::V4(_)),
+        );
+        if let Some(done) = self.memo.get(&k) {
+            return done.clone();
+        }
+        let done = self.compute(prefix, path).map(|a| self.exported.intern(a));
+        self.memo.insert(k, done.clone());
+        done
+    }
+
+    fn compute(&self, prefix: &Prefix, path: &Path) -> Option<PathAttrs> {
+        let key = self.key;
+        let mut attrs = export_with_policy(prefix, path, &key.ctx, key.policy.as_ref())?;
+        // An IPv4 next hop cannot go to a peer that only takes IPv4 over
+        // MP-BGP with IPv6 next hops.
+        if let (Prefix::V4(_), NextHop::V4 { .. }, Some(v6)) = (prefix, attrs.next_hop, key.v6_self)
+        {
+            attrs.next_hop = NextHop::V6 {
+                global: v6,
+                link_local: None,
+            };
+        }
+        Some(attrs)
     }
 }
 
@@ -155,6 +245,27 @@ impl UpdateGroup {
             out.push((rest, common));
         }
         out
+    }
+
+    /// What `peer` should have for each of `owed` now: announced as the
+    /// group holds it (but the peer's own paths), or withdrawn (harmless
+    /// when the peer never had it). For a member that fell behind.
+    pub fn current_for(&self, peer: PeerId, owed: &[Nlri]) -> Diff {
+        let all = self.adj_out.all_paths();
+        let mut d = Diff::default();
+        for n in owed {
+            let held = self
+                .adj_out
+                .get(&n.prefix)
+                .iter()
+                .filter(|s| s.from != peer)
+                .find(|s| !all || s.id == n.path_id);
+            match held {
+                Some(s) => d.announce.push((*n, s.attrs.clone())),
+                None => d.withdraw.push(*n),
+            }
+        }
+        d
     }
 
     /// Everything the group holds for the prefixes `keep` accepts, as `peer`

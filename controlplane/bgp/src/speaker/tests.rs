@@ -842,3 +842,62 @@ fn deferred_exports_go_out_once_per_burst() {
     update(&mut s, peers[0], "10.77.60.13/32", attrs("10.0.0.2", &[]));
     assert_eq!(s.take_outputs().len(), 1);
 }
+
+/// A peer that fell behind is owed prefixes, not messages: however often a
+/// prefix changes meanwhile it is owed once, and when the peer catches up
+/// it gets each as it is then (announced, or withdrawn), then the
+/// End-of-RIB it missed.
+#[test]
+fn a_peer_behind_is_owed_prefixes_and_gets_them_as_they_are() {
+    let mut s = speaker(Some(CLUSTER));
+    let peers = clients(&mut s, 3);
+    let (a, slow) = (peers[0], peers[2]);
+    update(&mut s, a, "10.77.60.9/32", attrs("10.0.0.2", &[]));
+    s.take_outputs();
+    // What the IO layer held back from the slow peer, as it would.
+    let hold_back = |s: &mut Speaker| {
+        for out in s.take_outputs() {
+            let (to, cmd) = match out {
+                Output::Send(p, c) => (vec![p], c),
+                Output::SendMany(ps, c) => (ps.to_vec(), c),
+                _ => continue,
+            };
+            if to.contains(&slow) {
+                s.missed(slow, &cmd);
+            }
+        }
+    };
+    for i in 0..50 {
+        let mut a1 = attrs("10.0.0.2", &[]);
+        a1.med = Some(i);
+        update(&mut s, a, "10.77.60.10/32", a1);
+        hold_back(&mut s);
+    }
+    update(&mut s, a, "10.77.60.11/32", attrs("10.0.0.2", &[]));
+    withdraw(&mut s, a, "10.77.60.9/32");
+    update(&mut s, a, "10.77.60.12/32", attrs("10.0.0.2", &[]));
+    withdraw(&mut s, a, "10.77.60.12/32");
+    hold_back(&mut s);
+    s.missed(slow, &SessionCmd::EndOfRib(Family::Ipv4Unicast));
+    assert_eq!(summary_of(&s, slow).prefixes_owed, 4);
+    s.caught_up(slow);
+    let out = sent(&mut s);
+    assert_eq!(out.len(), 1, "only the peer that caught up: {out:?}");
+    let cmds = &out[&slow];
+    assert_eq!(announced(cmds, "10.77.60.10/32").unwrap().med, Some(49));
+    assert!(announced(cmds, "10.77.60.11/32").is_some());
+    assert!(withdrawn(cmds, "10.77.60.9/32"));
+    assert!(withdrawn(cmds, "10.77.60.12/32"));
+    assert_eq!(
+        cmds.last(),
+        Some(&SessionCmd::EndOfRib(Family::Ipv4Unicast))
+    );
+    assert_eq!(summary_of(&s, slow).prefixes_owed, 0);
+    // A session that ends owes nothing (the next one gets the whole table).
+    s.missed(
+        slow,
+        &SessionCmd::Withdraw(vec![pfx("10.77.60.11/32").into()]),
+    );
+    down(&mut s, slow, false);
+    assert_eq!(summary_of(&s, slow).prefixes_owed, 0);
+}
