@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
                 // ADD-PATH receive: path identifiers in front of IPv4 NLRI.
                 add_path_rx: true,
                 add_path_tx: false,
+                extended_message: false,
             });
             let _ = ebgp2.decode(frame);
         }

@@ -107,6 +107,7 @@ pub fn session_context(n: &Negotiated, local_as: u32, local_addr: IpAddr) -> Ses
         local_addr: Some(local_addr),
         add_path_rx: n.add_path_rx,
         add_path_tx: n.add_path_tx,
+        extended_message: n.extended_message,
     }
 }
 

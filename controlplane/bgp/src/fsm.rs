@@ -64,12 +64,36 @@ pub struct Negotiated {
     pub add_path_rx: bool,
     /// We send every path with its identifier (we offered send, it offered receive).
     pub add_path_tx: bool,
+    /// Both offered Extended Messages (RFC 8654).
+    pub extended_message: bool,
     /// The peer's graceful-restart capability, when both sides advertised one.
     pub peer_graceful_restart: Option<GracefulRestart>,
     pub peer_caps: Capabilities,
 }
 
 impl Negotiated {
+    /// An IPv4 unicast session with 4-octet AS and route refresh, nothing
+    /// else (unit tests of the speaker and its driver).
+    #[cfg(test)]
+    pub(crate) fn ipv4(peer_as: u32, peer_router_id: Ipv4Addr) -> Self {
+        Negotiated {
+            peer_as,
+            peer_router_id,
+            hold_time: Duration::from_secs(90),
+            keepalive: Duration::from_secs(30),
+            asn4: true,
+            ipv4_unicast: true,
+            ipv6_unicast: false,
+            extended_next_hop: false,
+            route_refresh: true,
+            add_path_rx: false,
+            add_path_tx: false,
+            extended_message: false,
+            peer_graceful_restart: None,
+            peer_caps: Capabilities::default(),
+        }
+    }
+
     pub fn families(&self) -> Vec<Family> {
         let mut f = Vec::new();
         if self.ipv4_unicast {
@@ -276,6 +300,7 @@ impl Fsm {
             route_refresh: ours.route_refresh && theirs.route_refresh,
             add_path_rx: ours.add_path_v4.receive && theirs.add_path_v4.send,
             add_path_tx: ours.add_path_v4.send && theirs.add_path_v4.receive,
+            extended_message: ours.extended_message && theirs.extended_message,
             peer_graceful_restart: if ours.graceful_restart.is_some() {
                 theirs.graceful_restart.clone()
             } else {
@@ -351,6 +376,7 @@ mod tests {
                 families: vec![(Family::Ipv4Unicast, true)],
             }),
             add_path_v4: Default::default(),
+            extended_message: true,
         }
     }
 

@@ -289,14 +289,23 @@ async fn connect(cfg: &PeerSession) -> std::io::Result<TcpStream> {
 }
 
 /// Reads whole frames (header checked) and sends them on; an error ends it.
-async fn reader(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Vec<u8>, packet::WireError>>) {
+/// Reads whole frames. `offer_extended`: we offered Extended Messages
+/// (RFC 8654), so once the peer's OPEN offers them too, frames may be up to
+/// 65535 octets; `max_len` is where it starts (raised already when the OPEN
+/// was read before this task, in a collision handshake).
+async fn reader(
+    mut rd: OwnedReadHalf,
+    tx: mpsc::Sender<Result<Vec<u8>, packet::WireError>>,
+    offer_extended: bool,
+    mut max_len: usize,
+) {
     loop {
         let mut h = [0u8; HEADER_LEN];
         if let Err(e) = rd.read_exact(&mut h).await {
             let _ = tx.send(Err(closed(e))).await;
             return;
         }
-        let (len, _) = match packet::check_header(&h, MAX_LEN) {
+        let (len, typ) = match packet::check_header(&h, max_len) {
             Ok(x) => x,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
@@ -308,6 +317,12 @@ async fn reader(mut rd: OwnedReadHalf, tx: mpsc::Sender<Result<Vec<u8>, packet::
         if let Err(e) = rd.read_exact(&mut frame[HEADER_LEN..]).await {
             let _ = tx.send(Err(closed(e))).await;
             return;
+        }
+        // Read here, before the OPEN is decoded: the peer may send a large
+        // UPDATE right after its KEEPALIVE.
+        if typ == packet::MSG_OPEN && offer_extended && packet::open_offers_extended_message(&frame)
+        {
+            max_len = packet::MAX_EXTENDED_LEN;
         }
         if tx.send(Ok(frame)).await.is_err() {
             return;
@@ -428,7 +443,12 @@ async fn run_connection(
     // by its hold timer. New commands are taken only while this is empty,
     // so it holds at most one command's messages.
     let mut backlog: VecDeque<Bytes> = VecDeque::new();
-    let read_task = tokio::spawn(reader(rd, ftx));
+    let offer_extended = cfg.fsm.caps.extended_message;
+    let max_len = match &opened {
+        Some(o) if offer_extended && o.caps.extended_message => packet::MAX_EXTENDED_LEN,
+        _ => MAX_LEN,
+    };
+    let read_task = tokio::spawn(reader(rd, ftx, offer_extended, max_len));
     let write_task = tokio::spawn(writer(wr, wrx));
     let mut conn = Connection::new(cfg.fsm.clone(), local_addr);
     let mut hold = Timer(None);

@@ -282,6 +282,7 @@ impl Speaker {
                 ],
             }),
             add_path_v4: n.add_path,
+            extended_message: true,
         }
     }
 
@@ -705,6 +706,7 @@ impl Speaker {
             extended_next_hop: n.extended_next_hop,
             add_path_tx: n.add_path_tx,
             asn4: n.asn4,
+            extended_message: n.extended_message,
             v6_self,
         })
     }
@@ -853,6 +855,9 @@ impl Speaker {
                     }
                     if n.add_path_tx {
                         caps.push("add-path-send".into());
+                    }
+                    if n.extended_message {
+                        caps.push("extended-message".into());
                     }
                 }
                 NeighborSummary {

@@ -37,6 +37,8 @@ pub struct GroupKey {
     pub add_path_tx: bool,
     /// 4-octet AS numbers on the wire.
     pub asn4: bool,
+    /// UPDATEs up to 65535 octets (RFC 8654).
+    pub extended_message: bool,
     /// Our IPv6 address on the sessions, when IPv4 goes to them only with
     /// IPv6 next hops (it replaces an IPv4 next hop).
     pub v6_self: Option<Ipv6Addr>,
@@ -149,7 +151,7 @@ pub struct UpdateGroup {
 }
 
 /// Who gets a diff: several members (encoded once) or one.
-pub type Send = (Vec<PeerId>, Diff);
+pub type GroupSend = (Vec<PeerId>, Diff);
 
 impl UpdateGroup {
     pub fn new(key: GroupKey) -> Self {
@@ -186,15 +188,6 @@ impl UpdateGroup {
         self.adj_out.len() - self.adj_out.from(peer)
     }
 
-    /// Paths held for the whole group.
-    pub fn len(&self) -> usize {
-        self.adj_out.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.adj_out.is_empty()
-    }
-
     /// Sets the group's paths for some prefixes without sending anything
     /// (a new group, filled before its first member gets its table).
     pub fn fill(&mut self, wanted: Vec<(Prefix, Wanted)>) {
@@ -207,7 +200,7 @@ impl UpdateGroup {
     /// whom: one diff for every member none of whose own paths changed (the
     /// common case: encoded once for all of them), and a diff of its own for
     /// each member whose paths are among the changes.
-    pub fn update(&mut self, wanted: Vec<(Prefix, Wanted)>) -> Vec<Send> {
+    pub fn update(&mut self, wanted: Vec<(Prefix, Wanted)>) -> Vec<GroupSend> {
         let all = self.adj_out.all_paths();
         let mut common = Diff::default();
         // Members whose own paths changed: those prefixes, and their diffs.

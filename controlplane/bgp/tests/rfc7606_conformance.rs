@@ -698,6 +698,7 @@ fn fsm_config(peer: Peer) -> FsmConfig {
             extended_next_hop_v4: true,
             graceful_restart: None,
             add_path_v4: Default::default(),
+            extended_message: false,
         },
     }
 }

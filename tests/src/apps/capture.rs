@@ -34,10 +34,24 @@ impl Capture {
     /// Starts capturing on `iface` in `ns` with BPF `filter` (may be empty)
     /// and waits until tcpdump is listening.
     pub fn start(ns: &str, iface: &str, filter: &str, dir: &Path, name: &str) -> Result<Capture> {
+        Capture::start_snap(ns, iface, filter, dir, name, 256)
+    }
+
+    /// `start` keeping `snaplen` octets of each packet (0: all of it, for
+    /// checks that reassemble a TCP stream).
+    pub fn start_snap(
+        ns: &str,
+        iface: &str,
+        filter: &str,
+        dir: &Path,
+        name: &str,
+        snaplen: u32,
+    ) -> Result<Capture> {
         let t = tag();
         let pcap = dir.join(format!("{name}-{t}.pcap"));
+        let snap = snaplen.to_string();
         let mut args =
-            tcpdump_live(&["-n", "-s", "256", "-i", iface, "-w", pcap.to_str().unwrap()]);
+            tcpdump_live(&["-n", "-s", &snap, "-i", iface, "-w", pcap.to_str().unwrap()]);
         if !filter.is_empty() {
             args.push(filter);
         }

@@ -78,6 +78,9 @@ impl Codec {
                 ),
             ])));
         }
+        if caps.extended_message {
+            list.push(BgpCapability::ExtendedMessage);
+        }
         list.push(BgpCapability::FourOctetAs(FourOctetAsCapability::new(asn)));
         let my_as = if asn > 65535 {
             AS_TRANS as u16
@@ -114,14 +117,18 @@ impl Codec {
         let (v4, v6) = split(prefixes);
         let id_len = if self.session.add_path_tx { 4 } else { 0 };
         if !v4.is_empty() {
-            let room = MAX_LEN.saturating_sub(self.announce_v4(&[], attrs).len() + LEN_SLACK);
+            let room = self
+                .max_len()
+                .saturating_sub(self.announce_v4(&[], attrs).len() + LEN_SLACK);
             let size = |(p, _): &(Ipv4Prefix, u32)| id_len + 1 + usize::from(p.len()).div_ceil(8);
             for chunk in chunks_by_size(&v4, room, size) {
                 out.push(self.announce_v4(chunk, attrs));
             }
         }
         if !v6.is_empty() {
-            let room = MAX_LEN.saturating_sub(self.announce_v6(&[], attrs).len() + LEN_SLACK);
+            let room = self
+                .max_len()
+                .saturating_sub(self.announce_v6(&[], attrs).len() + LEN_SLACK);
             let size = |(p, _): &(Ipv6Prefix, u32)| 1 + usize::from(p.len).div_ceil(8);
             for chunk in chunks_by_size(&v6, room, size) {
                 out.push(self.announce_v6(chunk, attrs));
@@ -198,7 +205,10 @@ impl Codec {
             .filter_map(|(p, id)| v4_nlri(p, tx.then_some(id)))
             .collect();
         let v6: Vec<Ipv6UnicastAddress> = v6.into_iter().filter_map(|(p, _)| v6_nlri(p)).collect();
-        for chunk in v4.chunks(if tx { 440 } else { 800 }) {
+        // Withdrawn IPv4 /32s are 5 octets (9 with a path id): these counts
+        // fit 4096 octets, and 15 times as many fit an extended message.
+        let scale = self.max_len() / MAX_LEN;
+        for chunk in v4.chunks(scale * if tx { 440 } else { 800 }) {
             let u = if mp_v4 {
                 BgpUpdateMessage::new(
                     Vec::<Ipv4UnicastAddress>::new(),
@@ -220,7 +230,7 @@ impl Codec {
             };
             out.push(self.encode(BgpMessage::Update(u)));
         }
-        for chunk in v6.chunks(200) {
+        for chunk in v6.chunks(scale * 200) {
             let u = BgpUpdateMessage::new(
                 Vec::<Ipv4UnicastAddress>::new(),
                 vec![attr(
@@ -546,7 +556,7 @@ pub fn end_of_rib(f: Family) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{check_header, AddPath, GracefulRestart, Message, SessionContext};
+    use super::super::{check_header, AddPath, GracefulRestart, Message, SessionContext, MSG_OPEN};
     use super::*;
     use crate::route::{AsSegment, Community, Prefix, RawAttr};
 
@@ -600,8 +610,16 @@ mod tests {
                 receive: true,
                 send: false,
             },
+            extended_message: true,
         };
         let b = c.encode_open(4_200_000_001, 90, "10.0.0.1".parse().unwrap(), &caps);
+        assert!(super::super::open_offers_extended_message(&b));
+        let plain = Capabilities {
+            extended_message: false,
+            ..caps.clone()
+        };
+        let p = c.encode_open(4_200_000_001, 90, "10.0.0.1".parse().unwrap(), &plain);
+        assert!(!super::super::open_offers_extended_message(&p));
         let Message::Open(o) = Codec::new().decode(&frame_of(&b)).unwrap() else {
             panic!()
         };
@@ -853,6 +871,55 @@ mod tests {
             }
             assert_eq!(got, prefixes);
         }
+    }
+
+    /// RFC 8654: with Extended Messages negotiated, UPDATEs are packed up
+    /// to 65535 octets; an OPEN over 4096 is refused whatever the limit;
+    /// an RFC 9072 OPEN (2-octet parameter lengths) is scanned too.
+    #[test]
+    fn extended_messages_pack_up_to_65535() {
+        use super::super::{open_offers_extended_message, MAX_EXTENDED_LEN};
+        let prefixes: Vec<Nlri> = (0..20000u32)
+            .map(|i| Prefix::V4(Ipv4Prefix::host(Ipv4Addr::from(0x0a00_0000 + i))).into())
+            .collect();
+        let mut c = Codec::new();
+        c.session.extended_message = true;
+        let msgs = c.encode_announce(&prefixes, &attrs());
+        // 100000 octets of NLRI: two UPDATEs.
+        assert_eq!(msgs.len(), 2);
+        assert!(msgs.iter().all(|m| m.len() <= MAX_EXTENDED_LEN));
+        assert!(msgs[0].len() > 60000);
+        let mut got = Vec::new();
+        for m in msgs.iter().chain(&c.encode_withdraw(&prefixes, false)) {
+            let h: [u8; HEADER_LEN] = m[..HEADER_LEN].try_into().unwrap();
+            assert!(check_header(&h, MAX_EXTENDED_LEN).is_ok());
+            assert!(
+                check_header(&h, MAX_LEN).is_err(),
+                "over 4096 without RFC 8654"
+            );
+            let Message::Update(u) = c.decode(m).unwrap() else {
+                panic!()
+            };
+            got.extend(u.announced.into_iter().flat_map(|r| r.prefixes));
+            got.extend(u.withdrawn);
+        }
+        assert_eq!(got.len(), 2 * prefixes.len());
+        // An OPEN stays within 4096 octets.
+        let mut h = [0xffu8; HEADER_LEN];
+        h[16..18].copy_from_slice(&5000u16.to_be_bytes());
+        h[18] = MSG_OPEN;
+        assert!(check_header(&h, MAX_EXTENDED_LEN).is_err());
+        // RFC 9072 form: non-ext length 255, type 255, 2-octet lengths.
+        let mut open = vec![0xffu8; 16];
+        open.extend_from_slice(&[0, 0, MSG_OPEN, 4, 0xfd, 0xe8, 0, 90, 10, 0, 0, 1]);
+        open.extend_from_slice(&[255, 255, 0, 5, 2, 0, 2, 6, 0]);
+        let len = open.len() as u16;
+        open[16..18].copy_from_slice(&len.to_be_bytes());
+        assert!(open_offers_extended_message(&open));
+        let code = open.len() - 2;
+        open[code] = 65; // another capability
+        assert!(!open_offers_extended_message(&open));
+        assert!(!open_offers_extended_message(&open[..30]), "truncated");
     }
 
     #[test]

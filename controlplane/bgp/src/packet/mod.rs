@@ -22,7 +22,7 @@ mod update;
 pub use encode::{end_of_rib, keepalive, notification, route_refresh};
 use error::wire_err;
 pub use error::{ErrorAction, ErrorKind, Subject, UpdateError, WireError};
-pub use open::{AddPath, Capabilities, GracefulRestart, Open};
+pub use open::{open_offers_extended_message, AddPath, Capabilities, GracefulRestart, Open};
 pub use update::{Reach, Update};
 
 use netgauze_bgp_pkt::codec::BgpCodec;
@@ -30,6 +30,9 @@ use std::net::IpAddr;
 
 pub const HEADER_LEN: usize = 19;
 pub const MAX_LEN: usize = 4096;
+/// Largest message once both sides offered Extended Messages (RFC 8654);
+/// OPEN and KEEPALIVE stay within `MAX_LEN`.
+pub const MAX_EXTENDED_LEN: usize = 65535;
 pub const AS_TRANS: u32 = 23456;
 
 pub const MSG_OPEN: u8 = 1;
@@ -163,7 +166,8 @@ pub fn check_header(h: &[u8; HEADER_LEN], max_len: usize) -> Result<(usize, u8),
         return Err(bad_len());
     }
     let ok = match typ {
-        MSG_OPEN => len >= 29,
+        // RFC 8654: OPEN stays within 4096 octets whatever was negotiated.
+        MSG_OPEN => (29..=MAX_LEN).contains(&len),
         MSG_UPDATE => len >= 23,
         MSG_NOTIFICATION => len >= 21,
         MSG_KEEPALIVE => len == 19,
@@ -210,6 +214,9 @@ pub struct SessionContext {
     pub add_path_rx: bool,
     /// IPv4 unicast NLRI we send carry path identifiers.
     pub add_path_tx: bool,
+    /// Both sides offered Extended Messages (RFC 8654): UPDATEs we send may
+    /// be up to 65535 octets.
+    pub extended_message: bool,
 }
 
 impl Default for SessionContext {
@@ -222,6 +229,7 @@ impl Default for SessionContext {
             local_addr: None,
             add_path_rx: false,
             add_path_tx: false,
+            extended_message: false,
         }
     }
 }
@@ -244,6 +252,15 @@ impl Codec {
         Codec {
             inner: BgpCodec::new(true),
             session: SessionContext::default(),
+        }
+    }
+
+    /// The largest message this session may send.
+    pub fn max_len(&self) -> usize {
+        if self.session.extended_message {
+            MAX_EXTENDED_LEN
+        } else {
+            MAX_LEN
         }
     }
 

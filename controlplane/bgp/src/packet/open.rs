@@ -49,6 +49,9 @@ pub struct Capabilities {
     pub graceful_restart: Option<GracefulRestart>,
     /// ADD-PATH for IPv4 unicast (capability 69).
     pub add_path_v4: AddPath,
+    /// Messages other than OPEN and KEEPALIVE up to 65535 octets (RFC 8654,
+    /// capability 6).
+    pub extended_message: bool,
 }
 
 /// A received OPEN.
@@ -74,6 +77,7 @@ fn open_from(o: &BgpOpenMessage) -> Open {
             | BgpCapability::EnhancedRouteRefresh
             | BgpCapability::CiscoRouteRefresh => caps.route_refresh = true,
             BgpCapability::FourOctetAs(a) => caps.four_octet_as = Some(a.asn4()),
+            BgpCapability::ExtendedMessage => caps.extended_message = true,
             BgpCapability::ExtendedNextHopEncoding(e)
                 if e.encodings().iter().any(|x| {
                     x.address_type() == AddressType::Ipv4Unicast
@@ -144,4 +148,55 @@ pub(super) fn decode(frame: &[u8]) -> Result<Open, WireError> {
         )),
         Err(e) => Err(wire_err(notify::OPEN, 0, format!("malformed OPEN: {e}"))),
     }
+}
+
+/// Whether a received OPEN frame (header included, already length-checked)
+/// carries the Extended Message capability (RFC 8654): a raw scan of its
+/// optional parameters, in the classic form and in RFC 9072's extended
+/// one, for the reader task, which must know the largest frame it may
+/// take next before the OPEN is decoded. A malformed frame says no (the
+/// decoder reports it).
+pub fn open_offers_extended_message(frame: &[u8]) -> bool {
+    const PARAMS: usize = 29;
+    let Some(&len) = frame.get(PARAMS - 1) else {
+        return false;
+    };
+    // RFC 9072: length 255 and type 255 mark 2-octet lengths.
+    let extended = len == 255 && frame.get(PARAMS) == Some(&255);
+    let (mut at, end, wide) = if extended {
+        let Some(l) = frame.get(PARAMS + 1..PARAMS + 3) else {
+            return false;
+        };
+        let l = usize::from(u16::from_be_bytes([l[0], l[1]]));
+        (PARAMS + 3, PARAMS + 3 + l, true)
+    } else {
+        (PARAMS, PARAMS + usize::from(len), false)
+    };
+    let end = end.min(frame.len());
+    while at < end {
+        let ptype = frame[at];
+        let (plen, head) = if wide {
+            match frame.get(at + 1..at + 3) {
+                Some(l) => (usize::from(u16::from_be_bytes([l[0], l[1]])), 3),
+                None => return false,
+            }
+        } else {
+            match frame.get(at + 1) {
+                Some(&l) => (usize::from(l), 2),
+                None => return false,
+            }
+        };
+        let body = at + head..(at + head + plen).min(end);
+        if ptype == 2 {
+            let mut c = body.start;
+            while c + 2 <= body.end {
+                if frame[c] == 6 {
+                    return true;
+                }
+                c += 2 + usize::from(frame[c + 1]);
+            }
+        }
+        at = body.end.max(at + head);
+    }
+    false
 }

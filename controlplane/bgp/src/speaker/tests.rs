@@ -65,19 +65,8 @@ fn attrs(next_hop: &str, as_path: &[u32]) -> PathAttrs {
 /// negotiated, with the peer's graceful-restart capability `gr`.
 fn negotiated(peer_as: u32, id: &str, gr: Option<GracefulRestart>) -> Box<Negotiated> {
     Box::new(Negotiated {
-        peer_as,
-        peer_router_id: id.parse().unwrap(),
-        hold_time: Duration::from_secs(90),
-        keepalive: Duration::from_secs(30),
-        asn4: true,
-        ipv4_unicast: true,
-        ipv6_unicast: false,
-        extended_next_hop: false,
-        route_refresh: true,
-        add_path_rx: false,
-        add_path_tx: false,
         peer_graceful_restart: gr,
-        peer_caps: Capabilities::default(),
+        ..Negotiated::ipv4(peer_as, id.parse().unwrap())
     })
 }
 
@@ -647,6 +636,20 @@ fn exported_attributes_are_shared_between_peers() {
     assert_eq!(Arc::strong_count(&a), 2);
 }
 
+/// A policy that accepts everything with `modify`.
+fn policy_for_all(name: &str, modify: crate::policy::Modify) -> Policy {
+    use crate::policy::{Action, DefaultAction, Match, Term};
+    Policy::new(
+        name,
+        DefaultAction::Accept,
+        vec![Term {
+            name: "all".into(),
+            matches: Match::default(),
+            action: Action::Accept(modify),
+        }],
+    )
+}
+
 /// `n` iBGP reflector clients 10.0.0.2.., established.
 fn clients(s: &mut Speaker, n: u8) -> Vec<PeerId> {
     (2..2 + n)
@@ -705,22 +708,16 @@ fn update_group_members_never_get_their_own_paths() {
 /// its group; a member coming back gets its whole table from the group.
 #[test]
 fn update_group_membership_follows_policy_and_capabilities() {
-    use crate::policy::{Action, DefaultAction, Match, Modify, Term};
     let mut s = speaker(Some(CLUSTER));
     let peers = clients(&mut s, 3);
     // A fourth client with an export policy that sets a MED.
     let mut n = neighbor("10.0.0.9", PeerAs::Internal, true);
-    n.export = Some(Policy::new(
+    n.export = Some(policy_for_all(
         "med",
-        DefaultAction::Accept,
-        vec![Term {
-            name: "all".into(),
-            matches: Match::default(),
-            action: Action::Accept(Modify {
-                set_med: Some(7),
-                ..Modify::default()
-            }),
-        }],
+        crate::policy::Modify {
+            set_med: Some(7),
+            ..Default::default()
+        },
     ));
     let with_policy = s.add_neighbor(n);
     establish(&mut s, with_policy, LOCAL_AS, "10.0.0.9", "10.0.0.1", false);
@@ -777,7 +774,6 @@ fn update_group_membership_follows_policy_and_capabilities() {
 /// the RIB, and so do those an import policy changed the same way.
 #[test]
 fn imported_attributes_are_shared_between_updates() {
-    use crate::policy::{Action, DefaultAction, Match, Modify, Term};
     let mut s = speaker(Some(CLUSTER));
     let peers = clients(&mut s, 2);
     update(&mut s, peers[0], "10.77.60.10/32", attrs("10.0.0.2", &[]));
@@ -789,17 +785,12 @@ fn imported_attributes_are_shared_between_updates() {
     ));
     // A client whose import policy sets LOCAL_PREF on everything.
     let mut n = neighbor("10.0.0.9", PeerAs::Internal, true);
-    n.import = Some(Policy::new(
+    n.import = Some(policy_for_all(
         "lp",
-        DefaultAction::Accept,
-        vec![Term {
-            name: "all".into(),
-            matches: Match::default(),
-            action: Action::Accept(Modify {
-                set_local_pref: Some(300),
-                ..Modify::default()
-            }),
-        }],
+        crate::policy::Modify {
+            set_local_pref: Some(300),
+            ..Default::default()
+        },
     ));
     let c = s.add_neighbor(n);
     establish(&mut s, c, LOCAL_AS, "10.0.0.9", "10.0.0.1", false);
