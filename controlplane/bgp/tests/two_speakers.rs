@@ -1,7 +1,8 @@
 //! Two cer-bgp speakers over real TCP on loopback addresses: session
 //! establishment, route exchange with communities, replacement, withdrawal,
 //! End-of-RIB, graceful restart keeping routes across a session loss, and a
-//! 4-octet AS path crossing a session negotiated with 2-octet ASNs.
+//! 4-octet AS path crossing a session negotiated with 2-octet ASNs, and a
+//! peer that stops reading ended by its hold timer.
 
 use cer_bgp::decision::DecisionConfig;
 use cer_bgp::driver::SpeakerIo;
@@ -425,4 +426,82 @@ async fn four_octet_path_crosses_a_two_octet_session_intact() {
     a.task.abort();
     b.task.abort();
     relay_task.abort();
+}
+
+/// A peer that stops reading (and sending) is ended by its hold timer
+/// while we still have plenty for it: the peer opens the session (hold
+/// time 3 s), shrinks its receive buffer, then goes silent while 100000
+/// routes of distinct attributes (one small UPDATE each) are queued for
+/// it. What this does not show on loopback: a session loop that waited on
+/// its writer would pass too, because the driver stops queuing at 1024
+/// commands (`driver::BEHIND_AT`) and loopback's send buffer (sized from
+/// its 64 KiB MSS) takes what gets through; the loop's not waiting is by
+/// construction (`session::queue`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_ended_by_its_hold_timer() {
+    use cer_bgp::packet::{Capabilities, Codec};
+    let peer_addr: SocketAddr = "127.0.0.42:11179".parse().unwrap();
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.set_reuseaddr(true).unwrap();
+    sock.bind(peer_addr).unwrap();
+    let listener = sock.listen(4).unwrap();
+    let a = node_to("127.0.0.41", 11179, peer_addr, false, None).await;
+    let (stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .expect("cer-bgp connects")
+        .unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    let caps = Capabilities {
+        ipv4_unicast: true,
+        four_octet_as: Some(65000),
+        ..Capabilities::default()
+    };
+    let open = Codec::new().encode_open(65000, 3, "127.0.0.42".parse().unwrap(), &caps);
+    wr.write_all(&open).await.unwrap();
+    wr.write_all(&cer_bgp::packet::keepalive()).await.unwrap();
+    // Its OPEN and KEEPALIVE, then nothing more is read.
+    let mut got = vec![0u8; 19];
+    let mut seen = 0;
+    while seen < 2 {
+        rd.read_exact(&mut got[..19]).await.unwrap();
+        let len = usize::from(u16::from_be_bytes([got[16], got[17]]));
+        let mut rest = vec![0u8; len - 19];
+        rd.read_exact(&mut rest).await.unwrap();
+        seen += 1;
+    }
+    wait_for("established", || {
+        a.speaker.lock().unwrap().established_peers() == 1
+    })
+    .await;
+    {
+        let mut s = a.speaker.lock().unwrap();
+        for i in 0..100_000u32 {
+            let mut attrs = PathAttrs::local(NextHop::V4 {
+                addr: "127.0.0.41".parse().unwrap(),
+            });
+            attrs.med = Some(i);
+            let prefix = Prefix::V4(Ipv4Prefix::host(std::net::Ipv4Addr::from(0x0a5a_0000 + i)));
+            s.originate(prefix, attrs);
+        }
+    }
+    let t0 = std::time::Instant::now();
+    wait_for("the hold timer to end the session", || {
+        a.speaker.lock().unwrap().established_peers() == 0
+    })
+    .await;
+    let s = a.speaker.lock().unwrap();
+    let n = &s.summary()[0];
+    assert!(
+        n.last_error.as_deref().is_some_and(|e| e.contains("hold")),
+        "{:?}",
+        n.last_error
+    );
+    eprintln!(
+        "ended by its hold timer {:?} after the routes were queued",
+        t0.elapsed()
+    );
+    drop(s);
+    drop((rd, wr));
+    a.task.abort();
 }
