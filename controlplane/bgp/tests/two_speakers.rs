@@ -461,7 +461,7 @@ async fn a_peer_that_stops_reading_is_ended_by_its_hold_timer() {
     wr.write_all(&open).await.unwrap();
     wr.write_all(&cer_bgp::packet::keepalive()).await.unwrap();
     // Its OPEN and KEEPALIVE, then nothing more is read.
-    let mut got = vec![0u8; 19];
+    let mut got = [0u8; 19];
     let mut seen = 0;
     while seen < 2 {
         rd.read_exact(&mut got[..19]).await.unwrap();
