@@ -440,13 +440,13 @@ async fn four_octet_path_crosses_a_two_octet_session_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stops_reading_is_ended_by_its_hold_timer() {
     use cer_bgp::packet::{Capabilities, Codec};
-    let peer_addr: SocketAddr = "127.0.0.42:11179".parse().unwrap();
+    let peer_addr: SocketAddr = "127.0.0.52:11179".parse().unwrap();
     let sock = TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     sock.set_reuseaddr(true).unwrap();
     sock.bind(peer_addr).unwrap();
     let listener = sock.listen(4).unwrap();
-    let a = node_to("127.0.0.41", 11179, peer_addr, false, None).await;
+    let a = node_to("127.0.0.51", 11179, peer_addr, false, None).await;
     let (stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
         .await
         .expect("cer-bgp connects")
@@ -457,7 +457,7 @@ async fn a_peer_that_stops_reading_is_ended_by_its_hold_timer() {
         four_octet_as: Some(65000),
         ..Capabilities::default()
     };
-    let open = Codec::new().encode_open(65000, 3, "127.0.0.42".parse().unwrap(), &caps);
+    let open = Codec::new().encode_open(65000, 3, "127.0.0.52".parse().unwrap(), &caps);
     wr.write_all(&open).await.unwrap();
     wr.write_all(&cer_bgp::packet::keepalive()).await.unwrap();
     // Its OPEN and KEEPALIVE, then nothing more is read.
@@ -478,7 +478,7 @@ async fn a_peer_that_stops_reading_is_ended_by_its_hold_timer() {
         let mut s = a.speaker.lock().unwrap();
         for i in 0..100_000u32 {
             let mut attrs = PathAttrs::local(NextHop::V4 {
-                addr: "127.0.0.41".parse().unwrap(),
+                addr: "127.0.0.51".parse().unwrap(),
             });
             attrs.med = Some(i);
             let prefix = Prefix::V4(Ipv4Prefix::host(std::net::Ipv4Addr::from(0x0a5a_0000 + i)));
