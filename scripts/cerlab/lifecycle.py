@@ -32,7 +32,7 @@ from .daemons import (
 )
 from .messages import LabError, die, log
 from .network import build_topology
-from .processes import netns_list, ns_run, run
+from .processes import netns_list, ns_run, run, wait_until
 from .state import LabState, write_state
 from .topology import CLOUDS, PAIR_NODES, POOL, REFLECTORS, SITE, SITES, Lab, name_opt
 from .views import converge, convergence_problems, pair_roles, try_admin, vrrp_master, where_table
@@ -44,6 +44,26 @@ def written_state(lab: Lab) -> LabState:
     if st is None:
         die(f"{lab.state_path} is missing or unreadable")
     return st
+
+
+def start_vrrp_pair(lab: Lab) -> None:
+    """keepalived on the on-prem nodes, the first (priority 150) becoming the initial VRRP master.
+
+    With `nopreempt`, whichever keepalived's master-down timer runs out first stays master, and the
+    39 ms the higher priority shortens it by are less than a keepalived's start-up on a loaded
+    machine: the second one starts once the first holds the proxy-ARP gate.
+    """
+    nodes = lab.nodes_of("onprem")
+    for i, n in enumerate(nodes):
+        start_keepalived(lab, n)
+        if i == 0 and len(nodes) > 1:
+            first = n["node"]
+
+            def first_is_master(first: str = first) -> bool:
+                m = vrrp_master(lab)
+                return m is not None and m["node"] == first
+
+            wait_until(f"{first} to become the VRRP master", 20, first_is_master)
 
 
 def cmd_up(lab: Lab) -> int:
@@ -125,8 +145,7 @@ def cmd_up(lab: Lab) -> int:
             start_control(lab, n)
         for n in nodes:
             lab.wait_log(f"{n['tag']}-ctl", "cer-control: ready", 20)
-        for n in lab.nodes_of("onprem"):
-            start_keepalived(lab, n)
+        start_vrrp_pair(lab)
         for ip, site in endpoints.items():
             for n in lab.nodes_of(site):
                 ctl(lab, n, "endpoint", "add", ip)
