@@ -100,7 +100,10 @@ pub fn diff(
     }
     // Both sides are sorted by id (`AdjOut::set`).
     for h in had.iter().filter(keep) {
-        if !want.iter().filter(keep).any(|w| w.id == h.id) {
+        let wanted = want
+            .binary_search_by_key(&h.id, |w| w.id)
+            .is_ok_and(|i| keep(&&want[i]));
+        if !wanted {
             diff.withdraw.push(Nlri {
                 prefix,
                 path_id: h.id,

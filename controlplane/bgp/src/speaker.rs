@@ -259,7 +259,7 @@ impl Speaker {
             return;
         };
         let diff = g.current_for(peer, &owed);
-        self.send_diff(vec![peer], diff);
+        queue_diff(&mut self.outbox, vec![peer], diff);
         for f in eor {
             self.outbox
                 .push(Output::Send(peer, SessionCmd::EndOfRib(f)));
@@ -762,13 +762,6 @@ impl Speaker {
         }
     }
 
-    /// Queues `diff` for `to` (one peer, or an update group's members that
-    /// share it): withdrawals first, then announcements grouped by
-    /// attributes (one UPDATE carries many prefixes).
-    fn send_diff(&mut self, to: Vec<PeerId>, diff: Diff) {
-        queue_diff(&mut self.outbox, to, diff);
-    }
-
     /// Sends the changes of `prefixes` to every established peer, once per
     /// update group, `EXPORT_CHUNK` prefixes at a time.
     fn propagate(&mut self, prefixes: &[Prefix]) {
@@ -815,7 +808,7 @@ impl Speaker {
             Some(Family::Ipv6Unicast) => matches!(prefix, Prefix::V6(_)),
             None => true,
         });
-        self.send_diff(vec![id], diff);
+        queue_diff(&mut self.outbox, vec![id], diff);
         let fams: Vec<Family> = match family {
             Some(f) => vec![f],
             None => n.families(),
