@@ -15,7 +15,7 @@ use cer_capture::provider::{CaptureError, CaptureProvider, Fence, Holding};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The provider call an input makes.
 #[derive(Debug, Clone, Copy)]
@@ -64,19 +64,21 @@ pub fn run(
     server.set_script(script);
     let checks = AtomicUsize::new(0);
     // How many requests had been served when the fence first said stale.
-    let stale_after = Mutex::new(None::<usize>);
-    let current = || {
+    let stale_after = Arc::new(Mutex::new(None::<usize>));
+    let stale_at = case.stale_at;
+    let fence_stale_after = stale_after.clone();
+    let current = move || {
         let n = checks.fetch_add(1, Ordering::SeqCst) + 1;
-        let stale = case.stale_at != 0 && n >= case.stale_at;
+        let stale = stale_at != 0 && n >= stale_at;
         if stale {
-            let mut s = stale_after.lock().unwrap();
+            let mut s = fence_stale_after.lock().unwrap();
             if s.is_none() {
                 *s = Some(server.served().len());
             }
         }
         !stale
     };
-    let fence = Fence::new(&current);
+    let fence = Fence::new(current);
     let outcome: std::result::Result<(), CaptureError> = rt.block_on(async {
         match case.call {
             Call::Observe => provider.observe(case.ip).await.map(check_holding),

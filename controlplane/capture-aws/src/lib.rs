@@ -522,7 +522,7 @@ impl CaptureProvider for AwsProvider {
         Ok(holding_in(&enis, &self.eni_id, ip).unwrap_or(Holding::Nobody))
     }
 
-    async fn capture(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+    async fn capture(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
         if addrs_of(&self.our_eni().await?).all.contains(&ip) {
             return Ok(());
         }
@@ -540,7 +540,7 @@ impl CaptureProvider for AwsProvider {
         Ok(())
     }
 
-    async fn release(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+    async fn release(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
         let addrs = addrs_of(&self.our_eni().await?);
         if !addrs.all.contains(&ip) {
             return Ok(());
@@ -582,12 +582,7 @@ impl CaptureProvider for AwsProvider {
         }
     }
 
-    async fn hand_back(
-        &self,
-        ip: Ipv4Addr,
-        to: &str,
-        fence: &Fence<'_>,
-    ) -> Result<(), CaptureError> {
+    async fn hand_back(&self, ip: Ipv4Addr, to: &str, fence: &Fence) -> Result<(), CaptureError> {
         let step = format!("AssignPrivateIpAddresses to {to}");
         if self.is_own_nic(to) {
             return Err(config_error(

@@ -310,7 +310,7 @@ async fn closed_fence_changes_nothing() {
     let p = provider(&emu).await;
     emu.set_move_delay(0).await;
     let closed = || false;
-    let fence = Fence::new(&closed);
+    let fence = Fence::new(closed);
     let before = emu.state().await;
 
     let e = p.capture(ip("10.0.1.100"), &fence).await.unwrap_err();
@@ -427,7 +427,7 @@ async fn hand_back_returns_the_address_to_the_eni_it_came_from() {
     let before = emu.state().await;
     let closed = || false;
     let e = p
-        .hand_back(ip("10.0.1.50"), "eni-wl", &Fence::new(&closed))
+        .hand_back(ip("10.0.1.50"), "eni-wl", &Fence::new(closed))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Fenced, "{e}");

@@ -186,7 +186,7 @@ async fn provider_against_moto() {
     // A closed fence: nothing is called.
     let closed = || false;
     let e = p
-        .capture(ip("10.1.1.101"), &Fence::new(&closed))
+        .capture(ip("10.1.1.101"), &Fence::new(closed))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Fenced);

@@ -629,7 +629,7 @@ impl AzureProvider {
         nic: &str,
         gone: Gone,
         step: &str,
-        fence: &Fence<'_>,
+        fence: &Fence,
         edit: &(dyn Fn(&Value) -> Result<Option<Value>, CaptureError> + Send + Sync),
     ) -> Result<(), CaptureError> {
         let own = self.is_ours(nic);
@@ -690,7 +690,7 @@ impl AzureProvider {
     }
 
     /// Removes `ip`'s ipConfiguration from `nic` (never the primary one).
-    async fn remove(&self, nic: &str, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+    async fn remove(&self, nic: &str, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
         let nic_name = nic.to_string();
         let edit = move |body: &Value| -> Result<Option<Value>, CaptureError> {
             let cfgs = configs(body);
@@ -720,7 +720,7 @@ impl AzureProvider {
 
     /// Adds an ipConfiguration for `ip` to `nic` (ours, or the holder it goes back to), in the
     /// subnet of that NIC's primary configuration.
-    async fn add(&self, nic: &str, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+    async fn add(&self, nic: &str, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
         let edit = move |body: &Value| -> Result<Option<Value>, CaptureError> {
             let cfgs = configs(body);
             if cfgs.iter().any(|c| same_ip(c, ip)) {
@@ -822,7 +822,7 @@ impl CaptureProvider for AzureProvider {
         })
     }
 
-    async fn capture(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+    async fn capture(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
         match self.holder(ip).await? {
             Some((id, _)) if self.is_ours(&id) => return Ok(()),
             Some((id, true)) => {
@@ -848,17 +848,12 @@ impl CaptureProvider for AzureProvider {
         self.add(&ours, ip, fence).await
     }
 
-    async fn release(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+    async fn release(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
         let nic = self.nic_id.clone();
         self.remove(&nic, ip, fence).await
     }
 
-    async fn hand_back(
-        &self,
-        ip: Ipv4Addr,
-        to: &str,
-        fence: &Fence<'_>,
-    ) -> Result<(), CaptureError> {
+    async fn hand_back(&self, ip: Ipv4Addr, to: &str, fence: &Fence) -> Result<(), CaptureError> {
         if self.is_ours(to) || parse_nic_id(to).is_none() {
             return Err(CaptureError::new(
                 ErrorKind::Config,

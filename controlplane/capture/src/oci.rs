@@ -540,7 +540,7 @@ impl CaptureProvider for OciProvider {
         })
     }
 
-    async fn capture(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+    async fn capture(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -608,7 +608,7 @@ impl CaptureProvider for OciProvider {
         }
     }
 
-    async fn release(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+    async fn release(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -649,12 +649,7 @@ impl CaptureProvider for OciProvider {
         }
     }
 
-    async fn hand_back(
-        &self,
-        ip: Ipv4Addr,
-        to: &str,
-        fence: &Fence<'_>,
-    ) -> Result<(), CaptureError> {
+    async fn hand_back(&self, ip: Ipv4Addr, to: &str, fence: &Fence) -> Result<(), CaptureError> {
         if to == self.vnic_id {
             return Err(CaptureError::new(
                 ErrorKind::Config,

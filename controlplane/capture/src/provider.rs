@@ -6,7 +6,9 @@
 //! is no longer current never reaches the provider.
 
 use async_trait::async_trait;
+use futures_util::future::join_all;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// Who holds a /32 in the provider network, as the provider reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,12 @@ pub enum ErrorKind {
     /// releases the address to nobody, where that NIC's deletion would have
     /// left it.
     HolderGone,
+    /// Every NIC this router may capture onto is at the provider's address
+    /// quota (AWS addresses per ENI of the instance type, Azure
+    /// ipConfigurations per NIC, OCI secondary IPs per VNIC). An alarm, not
+    /// a retry loop: the reconciler tries again only when one of its own
+    /// addresses is released (room appeared) or at the periodic resync.
+    Quota,
 }
 
 /// A provider call that failed, with what to show the operator.
@@ -74,14 +82,23 @@ impl CaptureError {
 }
 
 /// The fence an action carries: true while the path signature the action was
-/// planned from is still the current one.
-pub struct Fence<'a> {
-    current: &'a (dyn Fn() -> bool + Send + Sync),
+/// planned from is still the current one. Cheap to clone (the batcher hands
+/// it to the call that carries several actions).
+#[derive(Clone)]
+pub struct Fence {
+    current: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
-impl<'a> Fence<'a> {
-    pub fn new(current: &'a (dyn Fn() -> bool + Send + Sync)) -> Fence<'a> {
-        Fence { current }
+impl Fence {
+    pub fn new(current: impl Fn() -> bool + Send + Sync + 'static) -> Fence {
+        Fence {
+            current: Arc::new(current),
+        }
+    }
+
+    /// Whether the action is still current (no error, nothing counted).
+    pub fn is_current(&self) -> bool {
+        (self.current)()
     }
 
     /// Call right before every mutating provider call (and between the steps
@@ -100,10 +117,30 @@ impl<'a> Fence<'a> {
     }
 
     /// A fence that never trips (tools, tests of a client alone).
-    pub fn open() -> Fence<'static> {
-        static OPEN: fn() -> bool = || true;
-        Fence { current: &OPEN }
+    pub fn open() -> Fence {
+        Fence::new(|| true)
     }
+}
+
+/// One /32 of a batched mutation, with the fence of the action it belongs to.
+#[derive(Clone)]
+pub struct Item {
+    pub ip: Ipv4Addr,
+    pub fence: Fence,
+}
+
+/// Runs `f` for every item at once (a client whose API has no call taking
+/// several addresses still overlaps the round trips) and answers in order.
+pub async fn each<'a, F, Fut>(items: &'a [Item], f: F) -> Vec<Result<(), CaptureError>>
+where
+    F: Fn(&'a Item) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CaptureError>> + 'a,
+{
+    let mut set = Vec::with_capacity(items.len());
+    for it in items {
+        set.push(f(it));
+    }
+    join_all(set).await
 }
 
 /// One cloud's capture mechanism for this router's NIC.
@@ -127,13 +164,13 @@ pub trait CaptureProvider: Send + Sync {
     /// provider call. Returning Ok means the provider accepted the change; it
     /// may still be in flight (AWS moves are asynchronous): the reconciler
     /// confirms with `observe`.
-    async fn capture(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError>;
+    async fn capture(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError>;
 
     /// Removes `ip` from this router's NIC if it is there; never touches
     /// another NIC. Idempotent. Same fence rule as `capture`. The reconciler
     /// calls it only for a /32 that nobody held before it captured it (else
     /// `hand_back`).
-    async fn release(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError>;
+    async fn release(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError>;
 
     /// Gives `ip` back to NIC `to` (the holder the reconciler observed when
     /// it captured it): from this router's NIC, or from nobody (an earlier
@@ -147,12 +184,7 @@ pub trait CaptureProvider: Send + Sync {
     /// at the provider is `ErrorKind::HolderGone`; `to` being this router's
     /// own NIC is a `Config` error. Returning Ok means the provider accepted
     /// the change; the reconciler confirms it with `observe`.
-    async fn hand_back(
-        &self,
-        ip: Ipv4Addr,
-        to: &str,
-        fence: &Fence<'_>,
-    ) -> Result<(), CaptureError>;
+    async fn hand_back(&self, ip: Ipv4Addr, to: &str, fence: &Fence) -> Result<(), CaptureError>;
 
     /// Whether a NIC id `observe` could report is this router's own NIC
     /// (ids are compared the way the provider compares them).
@@ -165,5 +197,45 @@ pub trait CaptureProvider: Send + Sync {
     /// reconciler then only acts on /32s that BGP names).
     async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {
         Ok(None)
+    }
+
+    /// The client-side API budgets (token buckets) of this client, for
+    /// `cerctl` and the metrics. Default: none.
+    fn budgets(&self) -> Vec<crate::budget::BudgetStatus> {
+        Vec::new()
+    }
+
+    /// Who holds each of `ips`, in order, in as few calls as the API allows
+    /// (the batcher gathers every /32 waiting for an observation). Default:
+    /// one `observe` each, overlapped.
+    async fn observe_many(&self, ips: &[Ipv4Addr]) -> Vec<Result<Holding, CaptureError>> {
+        let mut futs = Vec::with_capacity(ips.len());
+        for &ip in ips {
+            futs.push(self.observe(ip));
+        }
+        join_all(futs).await
+    }
+
+    /// `capture` for several /32s in as few calls as the API allows (one per
+    /// NIC where a call takes several addresses). Each item's fence is
+    /// checked right before the call that carries it: a stale item leaves
+    /// the batch (`Fenced`), the rest goes on. One result per item, in order.
+    async fn capture_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
+        each(items, |it| self.capture(it.ip, &it.fence)).await
+    }
+
+    /// `release` for several /32s; fencing as in `capture_many`.
+    async fn release_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
+        each(items, |it| self.release(it.ip, &it.fence)).await
+    }
+
+    /// `hand_back` for several /32s, each to its own NIC (`to[i]`); fencing
+    /// as in `capture_many`.
+    async fn hand_back_many(&self, items: &[Item], to: &[String]) -> Vec<Result<(), CaptureError>> {
+        let mut futs = Vec::with_capacity(items.len());
+        for (it, to) in items.iter().zip(to) {
+            futs.push(self.hand_back(it.ip, to, &it.fence));
+        }
+        join_all(futs).await
     }
 }

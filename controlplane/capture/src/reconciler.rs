@@ -23,6 +23,8 @@
 //! stale action is skipped and counted (`Status::fenced_total`,
 //! `recent_fenced`), never executed.
 
+use crate::batch::{BatchStats, Batcher};
+use crate::budget::BudgetStatus;
 use crate::origin::{Origin, Origins};
 use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding};
 use cer_shared::stall::StallWatch;
@@ -64,7 +66,10 @@ pub struct Intent {
 /// Reconciler tuning; the defaults suit the three clouds' APIs.
 #[derive(Debug, Clone)]
 pub struct ReconcilerConfig {
-    /// Provider actions in flight at once.
+    /// /32 actions in flight at once. Their provider calls meet in the
+    /// batcher (`batch.rs`), which sends them as the fewest calls the API
+    /// accepts, paced by the client's API budget: this bounds memory and
+    /// the size of a batch, not the provider's load.
     pub concurrency: usize,
     /// First retry delay after an error (doubles per attempt, full jitter).
     pub backoff_base: Duration,
@@ -101,7 +106,7 @@ pub struct ReconcilerConfig {
 impl Default for ReconcilerConfig {
     fn default() -> Self {
         ReconcilerConfig {
-            concurrency: 4,
+            concurrency: 512,
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
             throttle_base: Duration::from_secs(1),
@@ -148,6 +153,10 @@ pub enum Phase {
     Settling,
     /// The provider reports the desired state.
     Confirmed,
+    /// Cannot be captured: every NIC this router may capture onto is at the
+    /// provider's address quota. Alarmed once; tried again when one of this
+    /// router's addresses is released, and at the periodic resync.
+    OverQuota,
 }
 
 /// One /32 as the operator sees it (`cerctl explain`, admin API).
@@ -223,6 +232,15 @@ pub struct Status {
     pub origins: usize,
     /// The last failure to persist the origins (the memory still has them).
     pub origins_error: Option<String>,
+    /// /32s that cannot be captured because every NIC is at its quota.
+    pub over_quota: usize,
+    /// The provider's words for the last quota refusal (which quota, which
+    /// instance type or NIC), while any /32 is over quota.
+    pub quota_alarm: Option<String>,
+    /// Provider calls made and the /32s they carried.
+    pub batch: BatchStats,
+    /// The client-side API budgets (token buckets).
+    pub budgets: Vec<BudgetStatus>,
     pub ips: BTreeMap<Ipv4Addr, IpStatus>,
 }
 
@@ -230,6 +248,7 @@ struct Shared {
     intents: Mutex<HashMap<Ipv4Addr, (Intent, Instant)>>,
     status: Mutex<Status>,
     origins: Mutex<Origins>,
+    batcher: Mutex<Option<Arc<Batcher>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -421,6 +440,7 @@ impl Reconciler {
                 intents: Mutex::new(HashMap::new()),
                 status: Mutex::new(status),
                 origins: Mutex::new(origins),
+                batcher: Mutex::new(None),
             }),
             tx,
             rx: Arc::new(Mutex::new(Some(rx))),
@@ -485,7 +505,12 @@ impl Reconciler {
     }
 
     pub fn status(&self) -> Status {
-        lock(&self.shared.status).clone()
+        let mut st = lock(&self.shared.status).clone();
+        if let Some(b) = lock(&self.shared.batcher).as_ref() {
+            st.batch = b.stats();
+            st.budgets = b.budgets();
+        }
+        st
     }
 
     pub fn ip_status(&self, ip: Ipv4Addr) -> Option<IpStatus> {
@@ -496,6 +521,9 @@ impl Reconciler {
     /// starts one; later calls return None.
     pub fn start(&self, provider: Arc<dyn CaptureProvider>) -> Option<JoinHandle<()>> {
         let rx = lock(&self.rx).take()?;
+        let batcher = Arc::new(Batcher::new(provider, self.cfg.call_timeout));
+        *lock(&self.shared.batcher) = Some(batcher.clone());
+        let provider: Arc<dyn CaptureProvider> = batcher;
         {
             let mut s = lock(&self.shared.status);
             s.provider = provider.name().to_string();
@@ -518,6 +546,7 @@ impl Reconciler {
             throttle_level: 0,
             stall_hold: None,
             stall_epoch: self.cfg.stall.as_ref().map_or(0, |w| w.epoch()),
+            over_quota: BTreeMap::new(),
         };
         Some(tokio::spawn(worker.run(rx)))
     }
@@ -619,6 +648,9 @@ struct Worker {
     /// No mutation before this instant (after a stall).
     stall_hold: Option<Instant>,
     stall_epoch: u64,
+    /// /32s refused for quota, with the intent refused (tried again when
+    /// room appears or at the resync; never on a backoff timer).
+    over_quota: BTreeMap<Ipv4Addr, Intent>,
 }
 
 impl Worker {
@@ -710,6 +742,13 @@ impl Worker {
     }
 
     fn changed(&mut self, ip: Ipv4Addr) {
+        if self.over_quota.remove(&ip).is_some() {
+            let mut st = lock(&self.shared.status);
+            st.over_quota = self.over_quota.len();
+            if self.over_quota.is_empty() {
+                st.quota_alarm = None;
+            }
+        }
         let slot = self.slots.entry(ip).or_default();
         // A new intent acts at once: its backoff starts afresh.
         slot.attempts = 0;
@@ -941,8 +980,24 @@ impl Worker {
         let st = &mut *st;
         let e = st.ips.entry(ip).or_insert_with(|| new_ip_status(intent));
         let fenced = matches!(&result, Err(err) if err.kind == ErrorKind::Fenced);
+        if !matches!(&result, Err(err) if err.kind == ErrorKind::Quota)
+            && self.over_quota.remove(&ip).is_some()
+        {
+            st.over_quota = self.over_quota.len();
+            if self.over_quota.is_empty() {
+                st.quota_alarm = None;
+            }
+        }
         match result {
             Ok(c) => {
+                if c.changed && intent.desired == Desired::Release && !self.over_quota.is_empty() {
+                    // One of our addresses left: room for what the quota refused.
+                    for (&q, _) in self.over_quota.iter() {
+                        if self.queued.insert(q) {
+                            self.ready.push_back(q);
+                        }
+                    }
+                }
                 slot.done = Some(intent);
                 slot.attempts = 0;
                 self.throttle_level = 0;
@@ -990,6 +1045,25 @@ impl Worker {
                             }
                         );
                     }
+                }
+            }
+            Err(err) if err.kind == ErrorKind::Quota => {
+                // An alarm, not a retry loop: no backoff timer. Tried again
+                // when one of our addresses is released, or at the resync.
+                st.errors_total += 1;
+                e.attempts = e.attempts.saturating_add(1);
+                e.last_error = Some(err.to_string());
+                e.last_error_kind = Some(err.kind);
+                e.phase = Phase::OverQuota;
+                if self.over_quota.insert(ip, intent).is_none() {
+                    log::warn!(
+                        "capture: {ip} cannot be captured: {err} (alarmed; tried again when an address of this router is released, or at the resync)"
+                    );
+                }
+                st.over_quota = self.over_quota.len();
+                st.quota_alarm = Some(err.to_string());
+                if current.is_some_and(|(i, _)| i == intent) {
+                    return false;
                 }
             }
             Err(err) if err.kind == ErrorKind::Fenced => {
@@ -1087,7 +1161,7 @@ fn jitter(d: Duration) -> Duration {
 
 fn backoff(cfg: &ReconcilerConfig, kind: ErrorKind, attempts: u32) -> Duration {
     let d = match kind {
-        ErrorKind::Config | ErrorKind::HolderGone => cfg.backoff_max,
+        ErrorKind::Config | ErrorKind::HolderGone | ErrorKind::Quota => cfg.backoff_max,
         ErrorKind::Throttled => cfg
             .throttle_base
             .saturating_mul(1 << attempts.min(16).saturating_sub(1)),
@@ -1123,7 +1197,7 @@ async fn bounded<T>(
 /// remove it from our NIC.
 async fn execute(
     provider: &dyn CaptureProvider,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     cfg: &ReconcilerConfig,
     ip: Ipv4Addr,
     intent: Intent,
@@ -1131,23 +1205,27 @@ async fn execute(
 ) -> Result<Confirmation, CaptureError> {
     let name = provider.name();
     // Whether any fence check passed, i.e. a mutating call may have run.
-    let passed = std::sync::atomic::AtomicBool::new(false);
+    let passed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Stale when the intent moved on, and while this process is stalled (a
     // call resuming right after a thaw, before the pause above begins).
     // The epoch the action was planned in must still be the current one.
     let stall = cfg.stall.clone();
     let epoch = stall.as_ref().map(|w| w.epoch());
-    let still = || {
-        let ok = shared.current(ip) == Some(intent)
-            && !stall
-                .as_ref()
-                .is_some_and(|w| w.stalled_now() || Some(w.epoch()) != epoch);
-        if ok {
-            passed.store(true, std::sync::atomic::Ordering::Relaxed);
+    let still = {
+        let shared = shared.clone();
+        let passed = passed.clone();
+        move || {
+            let ok = shared.current(ip) == Some(intent)
+                && !stall
+                    .as_ref()
+                    .is_some_and(|w| w.stalled_now() || Some(w.epoch()) != epoch);
+            if ok {
+                passed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            ok
         }
-        ok
     };
-    let fence = Fence::new(&still);
+    let fence = Fence::new(still);
     let before = bounded(name, "observe", cfg.call_timeout, provider.observe(ip)).await?;
     let as_is = |observed: Holding| {
         Ok(Confirmation {
@@ -1242,7 +1320,7 @@ async fn execute(
 async fn release_for_a_gone_holder(
     provider: &dyn CaptureProvider,
     cfg: &ReconcilerConfig,
-    fence: &Fence<'_>,
+    fence: &Fence,
     passed: &std::sync::atomic::AtomicBool,
     accepted: &mut bool,
     ip: Ipv4Addr,
@@ -1289,7 +1367,7 @@ async fn release_for_a_gone_holder(
 async fn confirm(
     provider: &dyn CaptureProvider,
     cfg: &ReconcilerConfig,
-    fence: &Fence<'_>,
+    fence: &Fence,
     ip: Ipv4Addr,
     wanted: impl Fn(&Holding) -> bool,
 ) -> Result<Confirmation, CaptureError> {

@@ -4,6 +4,7 @@
 //! clock, so the interleavings are exact.
 
 use super::*;
+use crate::provider::Item;
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -26,6 +27,14 @@ struct Net {
     steal: Option<(Ipv4Addr, String)>,
     list_held: bool,
     panic_on_capture: bool,
+    /// Provider calls made, one per batch: ("observe" | "capture" |
+    /// "release" | "hand back", addresses carried).
+    batches: Vec<(&'static str, usize)>,
+    /// Addresses a batched call refuses while accepting the rest (partial
+    /// success), with the error each gets.
+    refuse: HashMap<Ipv4Addr, ErrorKind>,
+    /// Our NIC's room: captures beyond it are refused for quota.
+    quota: Option<usize>,
 }
 
 struct Scripted {
@@ -37,6 +46,58 @@ struct Scripted {
 }
 
 impl Scripted {
+    /// One batched mutating call: per-address fence and refusal, one
+    /// latency and one scripted failure for the whole call.
+    async fn batch(
+        &self,
+        what: &'static str,
+        items: &[Item],
+        apply: impl Fn(&mut Net, Ipv4Addr) -> Result<Option<String>, ErrorKind>,
+    ) -> Vec<Result<(), CaptureError>> {
+        let mut out: Vec<Option<Result<(), CaptureError>>> = items
+            .iter()
+            .map(|it| {
+                let step = if what == "capture" {
+                    "assign"
+                } else {
+                    "unassign"
+                };
+                it.fence.check("scripted", step).err().map(Err)
+            })
+            .collect();
+        if out.iter().all(Option::is_some) {
+            return out.into_iter().flatten().collect();
+        }
+        self.net()
+            .batches
+            .push((what, out.iter().filter(|o| o.is_none()).count()));
+        if let Err(e) = self.call(what).await {
+            return out
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| Err(e.clone())))
+                .collect();
+        }
+        let at = Instant::now() + self.visible_after;
+        let mut net = self.net();
+        for (o, it) in out.iter_mut().zip(items) {
+            if o.is_some() {
+                continue;
+            }
+            let r = match net.refuse.get(&it.ip).copied() {
+                Some(kind) => Err(kind),
+                None => apply(&mut net, it.ip),
+            };
+            *o = Some(match r {
+                Ok(h) => {
+                    net.pending.push((at, it.ip, h));
+                    Ok(())
+                }
+                Err(kind) => Err(CaptureError::new(kind, "scripted", what, "refused")),
+            });
+        }
+        out.into_iter().flatten().collect()
+    }
+
     fn new(latency_ms: u64, visible_ms: u64) -> Arc<Scripted> {
         Arc::new(Scripted {
             net: Mutex::new(Net::default()),
@@ -108,7 +169,7 @@ impl CaptureProvider for Scripted {
             None => Holding::Nobody,
         })
     }
-    async fn capture(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+    async fn capture(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
         fence.check("scripted", "assign")?;
         if self.net().panic_on_capture {
             panic!("scripted provider bug");
@@ -120,7 +181,7 @@ impl CaptureProvider for Scripted {
         net.pending.push((at, ip, Some(ME.to_string())));
         Ok(())
     }
-    async fn release(&self, ip: Ipv4Addr, fence: &Fence<'_>) -> Result<(), CaptureError> {
+    async fn release(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
         fence.check("scripted", "unassign")?;
         self.call("unassign").await?;
         let at = Instant::now() + self.visible_after;
@@ -129,12 +190,7 @@ impl CaptureProvider for Scripted {
         net.pending.push((at, ip, None));
         Ok(())
     }
-    async fn hand_back(
-        &self,
-        ip: Ipv4Addr,
-        to: &str,
-        fence: &Fence<'_>,
-    ) -> Result<(), CaptureError> {
+    async fn hand_back(&self, ip: Ipv4Addr, to: &str, fence: &Fence) -> Result<(), CaptureError> {
         if to == ME {
             return Err(CaptureError::new(
                 ErrorKind::Config,
@@ -164,6 +220,50 @@ impl CaptureProvider for Scripted {
     }
     fn is_own_nic(&self, id: &str) -> bool {
         id == ME
+    }
+    // Native batches, as a client whose API takes several addresses per
+    // call: one latency (and one scripted failure) per batch; fences and
+    // refusals per address.
+    async fn observe_many(&self, ips: &[Ipv4Addr]) -> Vec<Result<Holding, CaptureError>> {
+        self.net().batches.push(("observe", ips.len()));
+        if let Err(e) = self.call("observe").await {
+            return ips.iter().map(|_| Err(e.clone())).collect();
+        }
+        ips.iter()
+            .map(|ip| {
+                Ok(match self.holder(*ip) {
+                    Some(h) if h == ME => Holding::Ours,
+                    Some(h) => Holding::Elsewhere(h),
+                    None => Holding::Nobody,
+                })
+            })
+            .collect()
+    }
+    async fn capture_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
+        if self.net().panic_on_capture {
+            panic!("scripted provider bug");
+        }
+        self.batch("capture", items, |net, ip| {
+            let ours = net.holders.values().filter(|h| *h == ME).count()
+                + net
+                    .pending
+                    .iter()
+                    .filter(|p| p.2.as_deref() == Some(ME))
+                    .count();
+            if net.quota.is_some_and(|q| ours >= q) {
+                return Err(ErrorKind::Quota);
+            }
+            net.calls.push(format!("capture {ip}"));
+            Ok(Some(ME.to_string()))
+        })
+        .await
+    }
+    async fn release_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
+        self.batch("release", items, |net, ip| {
+            net.calls.push(format!("release {ip}"));
+            Ok(None)
+        })
+        .await
     }
     async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {
         self.call("list").await?;
@@ -374,8 +474,11 @@ async fn throttling_pauses_every_action() {
     confirmed(&r, ip(30), cap(1)).await;
 }
 
+/// Forty /32s change owner at once: the provider sees a handful of calls
+/// (one observation, one capture call, a few confirmation rounds), not forty
+/// of each; at most one call of a class runs at a time.
 #[tokio::test(start_paused = true)]
-async fn concurrency_is_bounded() {
+async fn a_mass_change_is_batched_into_few_provider_calls() {
     let p = Scripted::new(100, 10);
     let r = reconciler();
     for i in 100..140 {
@@ -386,8 +489,120 @@ async fn concurrency_is_bounded() {
     for i in 100..140 {
         confirmed(&r, ip(i), cap(i as u64)).await;
     }
-    assert_eq!(p.max_running.load(Ordering::SeqCst), 4);
     assert_eq!(p.net().calls.len(), 40);
+    let batches = p.net().batches.clone();
+    let captures: Vec<usize> = batches
+        .iter()
+        .filter(|b| b.0 == "capture")
+        .map(|b| b.1)
+        .collect();
+    assert_eq!(captures, vec![40], "{batches:?}");
+    let observes = batches.iter().filter(|b| b.0 == "observe").count();
+    assert!(observes <= 4, "{batches:?}");
+    // Observe and capture never overlap themselves.
+    assert!(p.max_running.load(Ordering::SeqCst) <= 2);
+    let st = r.status();
+    assert_eq!(st.batch.capture_calls, 1);
+    assert_eq!(st.batch.captured_ips, 40);
+    assert_eq!(st.batch.largest_batch, 40);
+}
+
+/// Fencing stays per /32 inside a batch: the /32 whose owner changed while
+/// the batch waited leaves it, the rest is captured by the same call.
+#[tokio::test(start_paused = true)]
+async fn a_stale_address_leaves_the_batch_and_the_rest_goes_on() {
+    let p = Scripted::new(100, 10);
+    let r = reconciler();
+    for i in 100..110 {
+        r.set(ip(i), cap(1));
+    }
+    r.start(p.clone()).unwrap();
+    r.activate();
+    // While the first observation runs, 105's owner comes here: stale.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    r.set(ip(105), rel(2));
+    for i in (100..110).filter(|&i| i != 105) {
+        confirmed(&r, ip(i), cap(1)).await;
+    }
+    confirmed(&r, ip(105), rel(2)).await;
+    let calls = p.net().calls.clone();
+    assert_eq!(calls.len(), 9, "{calls:?}");
+    assert!(
+        !calls.contains(&format!("capture {}", ip(105))),
+        "{calls:?}"
+    );
+    let captures: Vec<usize> = p
+        .net()
+        .batches
+        .iter()
+        .filter(|b| b.0 == "capture")
+        .map(|b| b.1)
+        .collect();
+    assert_eq!(captures, vec![9]);
+    assert_eq!(p.holder(ip(105)), None);
+}
+
+/// Partial success: the provider refuses two addresses of a batch and takes
+/// the rest; the two back off and are retried alone, nothing is lost.
+#[tokio::test(start_paused = true)]
+async fn a_partially_refused_batch_loses_nothing() {
+    let p = Scripted::new(20, 10);
+    p.net().refuse.insert(ip(121), ErrorKind::Transient);
+    p.net().refuse.insert(ip(125), ErrorKind::Transient);
+    let r = reconciler();
+    for i in 120..130 {
+        r.set(ip(i), cap(7));
+    }
+    r.start(p.clone()).unwrap();
+    r.activate();
+    for i in (120..130).filter(|&i| i != 121 && i != 125) {
+        confirmed(&r, ip(i), cap(7)).await;
+    }
+    let st = r.ip_status(ip(121)).unwrap();
+    assert_eq!(st.phase, Phase::Backoff);
+    assert!(st.last_error.unwrap().contains("refused"));
+    p.net().refuse.clear();
+    confirmed(&r, ip(121), cap(7)).await;
+    confirmed(&r, ip(125), cap(7)).await;
+    assert_eq!(p.net().calls.len(), 10);
+}
+
+/// Past the NIC's quota: what fits is captured, the rest is an alarm once
+/// each, not a retry loop; a release makes room and the waiting /32 goes.
+#[tokio::test(start_paused = true)]
+async fn over_quota_is_an_alarm_not_a_retry_loop() {
+    let p = Scripted::new(10, 10);
+    p.net().quota = Some(5);
+    let r = reconciler();
+    for i in 130..138 {
+        r.set(ip(i), cap(1));
+    }
+    r.start(p.clone()).unwrap();
+    r.activate();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let st = r.status();
+    assert_eq!(p.net().calls.len(), 5, "{:?}", p.net().calls);
+    assert_eq!(st.over_quota, 3, "{st:?}");
+    assert!(st.quota_alarm.is_some());
+    let over: Vec<Ipv4Addr> = st
+        .ips
+        .iter()
+        .filter(|(_, s)| s.phase == Phase::OverQuota)
+        .map(|(ip, _)| *ip)
+        .collect();
+    assert_eq!(over.len(), 3);
+    // No retry storm: within the next 20 s (before the resync) the
+    // provider sees no capture call for them.
+    let before = p.net().batches.len();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(p.net().batches.len(), before, "{:?}", p.net().batches);
+    // One captured /32 moves here: its release makes room for one more.
+    let freed = (130..138).map(ip).find(|a| !over.contains(a)).unwrap();
+    r.set(freed, rel(2));
+    confirmed(&r, freed, rel(2)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(r.status().over_quota, 2, "{:?}", r.status());
+    assert_eq!(p.net().calls.len(), 7, "{:?}", p.net().calls);
 }
 
 /// A restarted cer-control: a pool /32 on our NIC that no path names any

@@ -236,7 +236,7 @@ async fn closed_fence_changes_nothing() {
     let p = provider(&emu);
     let before = emu.target().await;
     let closed = || false;
-    let fence = Fence::new(&closed);
+    let fence = Fence::new(closed);
     for (a, what) in [("10.1.0.100", "elsewhere"), ("10.1.0.150", "nobody")] {
         let e = within(20, p.capture(ip(a), &fence)).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Fenced, "{what}: {e}");
@@ -260,8 +260,8 @@ async fn fence_tripping_between_the_steps_stops_before_step_two() {
     let p = provider(&emu);
     // Open for the first check (before the old NIC's PUT), closed from then on.
     let checks = AtomicU32::new(0);
-    let current = || checks.fetch_add(1, Ordering::SeqCst) == 0;
-    let fence = Fence::new(&current);
+    let current = move || checks.fetch_add(1, Ordering::SeqCst) == 0;
+    let fence = Fence::new(current);
     let e = within(30, p.capture(ip("10.1.0.100"), &fence))
         .await
         .unwrap_err();
@@ -460,7 +460,7 @@ async fn hand_back_fenced_between_the_steps_is_finished_by_the_next_one() {
     let before = emu.target().await;
     let e = within(
         20,
-        p.hand_back(ip("10.1.0.100"), &nic("nic-a"), &Fence::new(&closed)),
+        p.hand_back(ip("10.1.0.100"), &nic("nic-a"), &Fence::new(closed)),
     )
     .await
     .unwrap_err();
@@ -469,8 +469,8 @@ async fn hand_back_fenced_between_the_steps_is_finished_by_the_next_one() {
     assert_eq!(emu.target().await, before);
 
     let checks = AtomicU32::new(0);
-    let current = || checks.fetch_add(1, Ordering::SeqCst) == 0;
-    let fence = Fence::new(&current);
+    let current = move || checks.fetch_add(1, Ordering::SeqCst) == 0;
+    let fence = Fence::new(current);
     let e = within(30, p.hand_back(ip("10.1.0.100"), &nic("nic-a"), &fence))
         .await
         .unwrap_err();

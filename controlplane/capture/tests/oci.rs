@@ -228,7 +228,7 @@ async fn closed_fence_changes_nothing() {
     let emu = start();
     let p = provider_for(&emu, VNIC_R);
     let closed = || false;
-    let fence = Fence::new(&closed);
+    let fence = Fence::new(closed);
     let before = emu.target().await;
     for a in ["10.2.0.100", "10.2.0.150"] {
         let e = within(10, p.capture(ip(a), &fence)).await.unwrap_err();
@@ -403,7 +403,7 @@ async fn hand_back_moves_the_private_ip_to_the_vnic_it_came_from() {
     let before = emu.target().await;
     let e = within(
         10,
-        p.hand_back(ip("10.2.0.150"), VNIC_B, &Fence::new(&closed)),
+        p.hand_back(ip("10.2.0.150"), VNIC_B, &Fence::new(closed)),
     )
     .await
     .unwrap_err();

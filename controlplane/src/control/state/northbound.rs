@@ -126,6 +126,10 @@ impl ControlState {
                                 Phase::Pending => "queued".to_string(),
                                 Phase::InFlight => "in flight at the provider".to_string(),
                                 Phase::Backoff => format!("failed {} time(s), retrying: {}", s.attempts, s.last_error.clone().unwrap_or_default()),
+                                Phase::OverQuota => format!(
+                                    "ALARM: this /32 cannot be captured, every NIC of this router is at the provider's address quota ({}); tried again when one of this router's addresses is released",
+                                    s.last_error.clone().unwrap_or_default()
+                                ),
                             };
                             let note = s.note.as_ref().map(|n| format!("; {n}")).unwrap_or_default();
                             format!("{what}: {state}{note}")
