@@ -26,6 +26,7 @@
 //! subnet (the only subnet an address can be captured from) and matches on the client side,
 //! because some EC2 implementations (moto) match that filter against primary addresses only.
 
+pub mod enis;
 pub mod error;
 
 use std::net::Ipv4Addr;
@@ -40,8 +41,13 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_ec2::types::{Filter, NetworkInterface};
 use aws_sdk_ec2::Client;
-use cer_capture::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding};
+use cer_capture::{
+    BucketConfig, Budget, BudgetStatus, CaptureError, CaptureProvider, ErrorKind, Fence, Holding,
+    Item,
+};
+use std::collections::HashMap;
 
+use enis::{holding_in, plan, Own};
 use error::{credentials_error, imds_error, sdk_error, PROVIDER};
 
 /// TCP connect timeout of every EC2 and IMDS call.
@@ -74,7 +80,30 @@ pub struct AwsConfig {
     pub imds_endpoint: Option<String>,
     /// Which of the instance's ENIs to use when discovering (default 0).
     pub device_index: Option<u32>,
+    /// Every ENI of this router that may hold captured addresses, in
+    /// preference order; default: the capture ENI, then the instance's other
+    /// ENIs in its subnet (by device index). Captures spread over them when
+    /// one is full.
+    pub eni_ids: Option<Vec<String>>,
+    /// The instance type, whose `Ipv4AddressesPerInterface`
+    /// (`DescribeInstanceTypes`) caps the addresses per ENI; default: from
+    /// IMDS. Unknown: EC2's `PrivateIpAddressLimitExceeded` is the only
+    /// quota signal.
+    pub instance_type: Option<String>,
+    /// Client-side budget of `AssignPrivateIpAddresses` +
+    /// `UnassignPrivateIpAddresses` (EC2's mutating bucket: 100, 5/s).
+    pub mutating_budget: Option<BucketConfig>,
+    /// Client-side budget of `Describe*` calls (EC2's non-mutating bucket:
+    /// 100, 20/s).
+    pub describe_budget: Option<BucketConfig>,
 }
+
+/// EC2's documented bucket for mutating actions (per account and region).
+pub const MUTATING_BUDGET: BucketConfig = BucketConfig::new(100, 5.0);
+/// EC2's documented bucket for filtered non-mutating actions.
+pub const DESCRIBE_BUDGET: BucketConfig = BucketConfig::new(100, 20.0);
+/// Most values one `Filter` of a Describe call takes.
+const FILTER_VALUES: usize = 200;
 
 fn check_url(field: &str, v: &str) -> Result<(), String> {
     let rest = v
@@ -91,6 +120,19 @@ fn check_url(field: &str, v: &str) -> Result<(), String> {
         _ => Err(format!(
             "aws.{field} = {v:?}: expected an http:// or https:// URL with a host"
         )),
+    }
+}
+
+fn check_eni(field: &str, e: &str) -> Result<(), String> {
+    let ok = e.strip_prefix("eni-").is_some_and(|h| {
+        !h.is_empty() && h.len() <= 32 && h.chars().all(|c| c.is_ascii_alphanumeric())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "aws.{field} = {e:?}: expected an ENI id such as \"eni-0123456789abcdef0\""
+        ))
     }
 }
 
@@ -117,14 +159,28 @@ impl AwsConfig {
             check_url("imds_endpoint", u)?;
         }
         if let Some(e) = &self.eni_id {
-            let ok = e.strip_prefix("eni-").is_some_and(|h| {
-                !h.is_empty() && h.len() <= 32 && h.chars().all(|c| c.is_ascii_alphanumeric())
-            });
+            check_eni("eni_id", e)?;
+        }
+        for e in self.eni_ids.iter().flatten() {
+            check_eni("eni_ids", e)?;
+        }
+        if let Some(t) = &self.instance_type {
+            let ok = !t.is_empty()
+                && t.len() <= 64
+                && t.contains('.')
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
             if !ok {
                 return Err(format!(
-                    "aws.eni_id = {e:?}: expected an ENI id such as \"eni-0123456789abcdef0\""
+                    "aws.instance_type = {t:?}: expected an instance type such as \"c5.4xlarge\""
                 ));
             }
+        }
+        if let Some(b) = &self.mutating_budget {
+            b.validate("aws.mutating_budget")?;
+        }
+        if let Some(b) = &self.describe_budget {
+            b.validate("aws.describe_budget")?;
         }
         if let Some(d) = self.device_index {
             if d > 127 {
@@ -222,69 +278,36 @@ fn config_error(step: &str, message: impl Into<String>) -> CaptureError {
     CaptureError::new(ErrorKind::Config, PROVIDER, step, message)
 }
 
-/// The addresses of one ENI as EC2 reports them.
-#[derive(Debug, Clone)]
-struct EniAddrs {
-    primary: Option<Ipv4Addr>,
-    all: Vec<Ipv4Addr>,
-}
-
-fn addrs_of(eni: &NetworkInterface) -> EniAddrs {
-    let primary = eni.private_ip_address().and_then(|a| a.parse().ok());
-    let mut all: Vec<Ipv4Addr> = eni
-        .private_ip_addresses()
-        .iter()
-        .filter_map(|p| p.private_ip_address())
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    if let Some(p) = primary {
-        if !all.contains(&p) {
-            all.push(p);
-        }
-    }
-    EniAddrs { primary, all }
-}
-
-/// Who holds `ip` among `enis`: ours wins (an implementation that keeps an address on two
-/// ENIs still delivers it to us), else the lowest other ENI id.
-fn holding_in(enis: &[NetworkInterface], ours: &str, ip: Ipv4Addr) -> Option<Holding> {
-    let mut elsewhere: Option<&str> = None;
-    for eni in enis {
-        if !addrs_of(eni).all.contains(&ip) {
-            continue;
-        }
-        let Some(id) = eni.network_interface_id() else {
-            continue;
-        };
-        if id == ours {
-            return Some(Holding::Ours);
-        }
-        if elsewhere.is_none_or(|e| id < e) {
-            elsewhere = Some(id);
-        }
-    }
-    elsewhere.map(|e| Holding::Elsewhere(e.to_string()))
-}
-
 fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
-/// The AWS capture provider for one ENI.
+/// The AWS capture provider for one router: its capture ENI, and any other
+/// ENIs of the instance in the capture subnet when one is full.
 pub struct AwsProvider {
     client: Client,
     eni_id: String,
+    /// Every ENI of ours that may hold captures, preference order
+    /// (`eni_id` first).
+    enis: Vec<String>,
     instance_id: Option<String>,
+    instance_type: Option<String>,
+    /// `Ipv4AddressesPerInterface` of the instance type (primary included).
+    per_eni: Option<usize>,
     region: String,
     vpc_id: String,
     subnet_id: String,
+    mutating: Budget,
+    describing: Budget,
 }
 
 impl std::fmt::Debug for AwsProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwsProvider")
-            .field("eni_id", &self.eni_id)
+            .field("enis", &self.enis)
             .field("instance_id", &self.instance_id)
+            .field("instance_type", &self.instance_type)
+            .field("per_eni", &self.per_eni)
             .field("region", &self.region)
             .field("vpc_id", &self.vpc_id)
             .field("subnet_id", &self.subnet_id)
@@ -292,9 +315,14 @@ impl std::fmt::Debug for AwsProvider {
     }
 }
 
+fn all<T>(n: usize, e: &CaptureError) -> Vec<Result<T, CaptureError>> {
+    (0..n).map(|_| Err(e.clone())).collect()
+}
+
 impl AwsProvider {
     /// Validates `cfg`, discovers what is not configured through IMDSv2, resolves
-    /// credentials and checks the ENI with `DescribeNetworkInterfaces`.
+    /// credentials, checks the ENI with `DescribeNetworkInterfaces`, finds the instance's
+    /// other ENIs in the capture subnet and the instance type's address limit.
     pub async fn new(cfg: &AwsConfig) -> Result<AwsProvider, CaptureError> {
         cfg.validate().map_err(|e| config_error("config", e))?;
         let imds = imds_client(cfg)?;
@@ -305,6 +333,7 @@ impl AwsProvider {
                 (d.eni_id, Some(d.instance_id), Some(d.region))
             }
         };
+        let discovered = imds_region.is_some();
         let region = match (&cfg.region, imds_region) {
             (Some(r), _) => r.clone(),
             (None, Some(r)) => r,
@@ -371,14 +400,14 @@ impl AwsProvider {
         }
         let client = Client::from_conf(ec2.build());
 
-        let mut provider = AwsProvider {
-            client,
-            eni_id,
-            instance_id,
-            region,
-            vpc_id: String::new(),
-            subnet_id: String::new(),
-        };
+        let mut provider = AwsProvider::from_client(client, &eni_id, &region, "", "");
+        provider.instance_id = instance_id;
+        if let Some(b) = cfg.mutating_budget {
+            provider.mutating = Budget::new("aws mutating", b);
+        }
+        if let Some(b) = cfg.describe_budget {
+            provider.describing = Budget::new("aws describe", b);
+        }
         let eni = provider.our_eni().await?;
         provider.vpc_id = eni
             .vpc_id()
@@ -399,6 +428,34 @@ impl AwsProvider {
                 .and_then(|a| a.instance_id())
                 .map(str::to_string);
         }
+        provider.enis = match &cfg.eni_ids {
+            Some(ids) => {
+                let mut v = vec![provider.eni_id.clone()];
+                v.extend(ids.iter().filter(|i| **i != provider.eni_id).cloned());
+                v
+            }
+            None => provider.sibling_enis().await?,
+        };
+        provider.instance_type = match &cfg.instance_type {
+            Some(t) => Some(t.clone()),
+            None if discovered => match imds_get(&imds, "/latest/meta-data/instance-type").await {
+                Ok(t) if !t.is_empty() => Some(t),
+                Ok(_) => None,
+                Err(e) => {
+                    log::warn!("aws: instance type unknown ({e}): EC2 alone enforces the addresses per ENI");
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(t) = provider.instance_type.clone() {
+            match provider.addresses_per_eni(&t).await {
+                Ok(n) => provider.per_eni = n,
+                Err(e) => log::warn!(
+                    "aws: DescribeInstanceTypes {t} failed ({e}): EC2 alone enforces the addresses per ENI"
+                ),
+            }
+        }
         log::info!("{}", provider.describe());
         Ok(provider)
     }
@@ -417,28 +474,63 @@ impl AwsProvider {
         AwsProvider {
             client,
             eni_id: eni_id.to_string(),
+            enis: vec![eni_id.to_string()],
             instance_id: None,
+            instance_type: None,
+            per_eni: None,
             region: region.to_string(),
             vpc_id: vpc_id.to_string(),
             subnet_id: subnet_id.to_string(),
+            mutating: Budget::new("aws mutating", MUTATING_BUDGET),
+            describing: Budget::new("aws describe", DESCRIBE_BUDGET),
         }
     }
 
-    /// This router's ENI id.
+    /// This router's capture ENI id.
     pub fn eni_id(&self) -> &str {
         &self.eni_id
     }
 
-    /// Our ENI as EC2 reports it now.
+    /// Every ENI of ours that may hold captures, preference order.
+    pub fn eni_ids(&self) -> &[String] {
+        &self.enis
+    }
+
+    /// The instance type's addresses per ENI, when known.
+    pub fn addresses_per_eni_limit(&self) -> Option<usize> {
+        self.per_eni
+    }
+
+    /// One metered EC2 call: a token from `budget` first; a throttle reply
+    /// empties the bucket and pauses it.
+    async fn metered<T>(
+        &self,
+        budget: &Budget,
+        call: impl std::future::Future<Output = Result<T, CaptureError>>,
+    ) -> Result<T, CaptureError> {
+        budget.take().await;
+        let r = call.await;
+        if let Err(e) = &r {
+            if e.kind == ErrorKind::Throttled {
+                budget.throttled(None);
+            }
+        }
+        r
+    }
+
+    /// Our capture ENI as EC2 reports it now.
     async fn our_eni(&self) -> Result<NetworkInterface, CaptureError> {
         let step = "DescribeNetworkInterfaces";
         let out = self
-            .client
-            .describe_network_interfaces()
-            .network_interface_ids(&self.eni_id)
-            .send()
-            .await
-            .map_err(|e| sdk_error(step, e))?;
+            .metered(&self.describing, async {
+                self.client
+                    .describe_network_interfaces()
+                    .network_interface_ids(&self.eni_id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(step, e))
+            })
+            .await?;
         out.network_interfaces()
             .iter()
             .find(|n| n.network_interface_id() == Some(self.eni_id.as_str()))
@@ -451,6 +543,74 @@ impl AwsProvider {
             })
     }
 
+    /// Our ENI, then the instance's other ENIs in the same subnet by device index.
+    async fn sibling_enis(&self) -> Result<Vec<String>, CaptureError> {
+        let mut out = vec![self.eni_id.clone()];
+        let (Some(instance), false) = (&self.instance_id, self.subnet_id.is_empty()) else {
+            return Ok(out);
+        };
+        let mut found: Vec<(i32, String)> = self
+            .list(vec![
+                filter("attachment.instance-id", instance),
+                filter("subnet-id", &self.subnet_id),
+            ])
+            .await?
+            .iter()
+            .filter_map(|n| {
+                let id = n.network_interface_id()?;
+                let dev = n.attachment().and_then(|a| a.device_index()).unwrap_or(0);
+                (id != self.eni_id).then(|| (dev, id.to_string()))
+            })
+            .collect();
+        found.sort();
+        out.extend(found.into_iter().map(|(_, id)| id));
+        Ok(out)
+    }
+
+    /// `Ipv4AddressesPerInterface` of `instance_type` (`DescribeInstanceTypes`).
+    async fn addresses_per_eni(&self, instance_type: &str) -> Result<Option<usize>, CaptureError> {
+        let step = "DescribeInstanceTypes";
+        let t = aws_sdk_ec2::types::InstanceType::from(instance_type);
+        let out = self
+            .metered(&self.describing, async {
+                self.client
+                    .describe_instance_types()
+                    .instance_types(t)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(step, e))
+            })
+            .await?;
+        Ok(out
+            .instance_types()
+            .iter()
+            .find_map(|i| i.network_info()?.ipv4_addresses_per_interface())
+            .and_then(|n| usize::try_from(n).ok()))
+    }
+
+    /// Our ENIs as EC2 reports them now (one call).
+    async fn own(&self) -> Result<Own, CaptureError> {
+        let step = "DescribeNetworkInterfaces";
+        let out = self
+            .metered(&self.describing, async {
+                self.client
+                    .describe_network_interfaces()
+                    .set_network_interface_ids(Some(self.enis.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(step, e))
+            })
+            .await?;
+        let own = Own::new(&self.enis, out.network_interfaces());
+        if own.enis.first().map(|(id, _)| id.as_str()) != Some(self.eni_id.as_str()) {
+            return Err(config_error(
+                step,
+                format!("this router's ENI {} was not reported by EC2", self.eni_id),
+            ));
+        }
+        Ok(own)
+    }
+
     /// ENIs matching `filters`, every page (bounded).
     async fn list(&self, filters: Vec<Filter>) -> Result<Vec<NetworkInterface>, CaptureError> {
         let step = "DescribeNetworkInterfaces";
@@ -458,14 +618,17 @@ impl AwsProvider {
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let page = self
-                .client
-                .describe_network_interfaces()
-                .set_filters(Some(filters.clone()))
-                .max_results(1000)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error(step, e))?;
+                .metered(&self.describing, async {
+                    self.client
+                        .describe_network_interfaces()
+                        .set_filters(Some(filters.clone()))
+                        .max_results(1000)
+                        .set_next_token(token.take())
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error(step, e))
+                })
+                .await?;
             out.extend(page.network_interfaces().iter().cloned());
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -479,6 +642,99 @@ impl AwsProvider {
             format!("more than {MAX_PAGES} pages of ENIs: giving up"),
         ))
     }
+
+    /// One `AssignPrivateIpAddresses` of `ips` to `eni` with AllowReassignment.
+    async fn assign(&self, eni: &str, ips: &[Ipv4Addr], step: &str) -> Result<(), CaptureError> {
+        let r = self
+            .metered(&self.mutating, async {
+                self.client
+                    .assign_private_ip_addresses()
+                    .network_interface_id(eni)
+                    .set_private_ip_addresses(Some(ips.iter().map(Ipv4Addr::to_string).collect()))
+                    .allow_reassignment(true)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(step, e))
+            })
+            .await;
+        r.map(|_| ()).map_err(|mut e| {
+            if e.message.starts_with("PrivateIpAddressLimitExceeded") {
+                e.kind = ErrorKind::Quota;
+                e.message = format!("{} ({})", e.message, self.quota_text(eni));
+            }
+            e
+        })
+    }
+
+    /// One `UnassignPrivateIpAddresses` of `ips` from `eni`.
+    async fn unassign(&self, eni: &str, ips: &[Ipv4Addr], step: &str) -> Result<(), CaptureError> {
+        self.metered(&self.mutating, async {
+            self.client
+                .unassign_private_ip_addresses()
+                .network_interface_id(eni)
+                .set_private_ip_addresses(Some(ips.iter().map(Ipv4Addr::to_string).collect()))
+                .send()
+                .await
+                .map_err(|e| sdk_error(step, e))
+        })
+        .await
+        .map(|_| ())
+    }
+
+    fn quota_text(&self, eni: &str) -> String {
+        match (self.per_eni, &self.instance_type) {
+            (Some(n), Some(t)) => format!(
+                "quota {n} addresses per ENI (primary included) of instance type {t}; {} ENI(s) of this router in the capture subnet: {}",
+                self.enis.len(),
+                self.enis.join(", ")
+            ),
+            _ => format!("EC2 refused more addresses on {eni}; instance type unknown"),
+        }
+    }
+
+    /// Runs one call for a group of items (fence-checked just before it);
+    /// a refusal that may concern only some of them (an invalid or
+    /// over-quota address) is retried one address at a time, so the rest
+    /// goes on. `out[i]` receives each item's answer.
+    async fn grouped<'f, F, Fut>(
+        &self,
+        items: &[Item],
+        idx: &[usize],
+        step: &str,
+        out: &mut [Option<Result<(), CaptureError>>],
+        call: F,
+    ) where
+        F: Fn(Vec<Ipv4Addr>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), CaptureError>> + 'f,
+    {
+        let mut live = Vec::new();
+        for &i in idx {
+            match items[i].fence.check(PROVIDER, step) {
+                Ok(()) => live.push(i),
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        if live.is_empty() {
+            return;
+        }
+        let ips: Vec<Ipv4Addr> = live.iter().map(|&i| items[i].ip).collect();
+        match call(ips).await {
+            Ok(()) => live.iter().for_each(|&i| out[i] = Some(Ok(()))),
+            Err(e) if live.len() > 1 && matches!(e.kind, ErrorKind::Config | ErrorKind::Quota) => {
+                log::info!(
+                    "aws: {step} of {} addresses refused ({e}): one by one",
+                    live.len()
+                );
+                for &i in &live {
+                    out[i] = Some(match items[i].fence.check(PROVIDER, step) {
+                        Ok(()) => call(vec![items[i].ip]).await,
+                        Err(f) => Err(f),
+                    });
+                }
+            }
+            Err(e) => live.iter().for_each(|&i| out[i] = Some(Err(e.clone()))),
+        }
+    }
 }
 
 #[async_trait]
@@ -489,153 +745,328 @@ impl CaptureProvider for AwsProvider {
 
     fn describe(&self) -> String {
         format!(
-            "AWS ENI {} secondary private IPs (instance {}, {}, subnet {}, region {})",
-            self.eni_id,
+            "AWS ENI {} secondary private IPs (instance {}{}, {}, subnet {}, region {})",
+            self.enis.join(" + "),
             self.instance_id.as_deref().unwrap_or("unknown"),
+            match (&self.instance_type, self.per_eni) {
+                (Some(t), Some(n)) => format!(" {t}: {n} addresses per ENI"),
+                (Some(t), None) => format!(" {t}"),
+                _ => String::new(),
+            },
             self.vpc_id,
             if self.subnet_id.is_empty() {
                 "unknown"
             } else {
                 &self.subnet_id
             },
-            self.region
+            self.region,
         )
     }
 
     async fn observe(&self, ip: Ipv4Addr) -> Result<Holding, CaptureError> {
-        let ip_s = ip.to_string();
-        let enis = self
-            .list(vec![
-                filter("vpc-id", &self.vpc_id),
-                filter("addresses.private-ip-address", &ip_s),
-            ])
-            .await?;
-        if let Some(h) = holding_in(&enis, &self.eni_id, ip) {
-            return Ok(h);
-        }
-        if self.subnet_id.is_empty() {
-            return Ok(Holding::Nobody);
-        }
-        let enis = self
-            .list(vec![filter("subnet-id", &self.subnet_id)])
-            .await?;
-        Ok(holding_in(&enis, &self.eni_id, ip).unwrap_or(Holding::Nobody))
+        self.observe_many(&[ip])
+            .await
+            .pop()
+            .unwrap_or(Ok(Holding::Nobody))
     }
 
     async fn capture(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
-        if addrs_of(&self.our_eni().await?).all.contains(&ip) {
-            return Ok(());
-        }
-        let step = "AssignPrivateIpAddresses";
-        fence.check(PROVIDER, step)?;
-        self.client
-            .assign_private_ip_addresses()
-            .network_interface_id(&self.eni_id)
-            .private_ip_addresses(ip.to_string())
-            .allow_reassignment(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error(step, e))?;
-        log::info!("aws: assigned {ip} to {} (AllowReassignment)", self.eni_id);
-        Ok(())
+        let item = Item {
+            ip,
+            fence: fence.clone(),
+        };
+        self.capture_many(&[item]).await.pop().unwrap_or(Ok(()))
     }
 
     async fn release(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
-        let addrs = addrs_of(&self.our_eni().await?);
-        if !addrs.all.contains(&ip) {
-            return Ok(());
-        }
-        let step = "UnassignPrivateIpAddresses";
-        if addrs.primary == Some(ip) {
-            return Err(config_error(
-                step,
-                format!(
-                    "{ip} is the primary private IP of {}: it is never released",
-                    self.eni_id
-                ),
-            ));
-        }
-        fence.check(PROVIDER, step)?;
-        let r = self
-            .client
-            .unassign_private_ip_addresses()
-            .network_interface_id(&self.eni_id)
-            .private_ip_addresses(ip.to_string())
-            .send()
-            .await;
-        match r {
-            Ok(_) => {
-                log::info!("aws: unassigned {ip} from {}", self.eni_id);
-                Ok(())
-            }
-            Err(e) => {
-                let err = sdk_error(step, e);
-                // Moved away between our check and the call: already released.
-                if err.kind == ErrorKind::Config
-                    && err.message.starts_with("InvalidParameterValue")
-                    && !addrs_of(&self.our_eni().await?).all.contains(&ip)
-                {
-                    return Ok(());
-                }
-                Err(err)
-            }
-        }
+        let item = Item {
+            ip,
+            fence: fence.clone(),
+        };
+        self.release_many(&[item]).await.pop().unwrap_or(Ok(()))
     }
 
     async fn hand_back(&self, ip: Ipv4Addr, to: &str, fence: &Fence) -> Result<(), CaptureError> {
-        let step = format!("AssignPrivateIpAddresses to {to}");
-        if self.is_own_nic(to) {
-            return Err(config_error(
-                &step,
-                format!("{to} is this router's own ENI: nothing to hand {ip} back to"),
-            ));
-        }
-        let ours = addrs_of(&self.our_eni().await?);
-        if ours.primary == Some(ip) {
-            return Err(config_error(
-                &step,
-                format!(
-                    "{ip} is the primary private IP of {}: it never moves",
-                    self.eni_id
-                ),
-            ));
-        }
-        // Not on ours: held by `to` already or by a third ENI (not ours to move), or on nobody
-        // (an earlier hand-back or someone else removed it: assign it to `to`).
-        if !ours.all.contains(&ip) && matches!(self.observe(ip).await?, Holding::Elsewhere(_)) {
-            return Ok(());
-        }
-        fence.check(PROVIDER, &step)?;
-        let r = self
-            .client
-            .assign_private_ip_addresses()
-            .network_interface_id(to)
-            .private_ip_addresses(ip.to_string())
-            .allow_reassignment(true)
-            .send()
-            .await;
-        match r {
-            Ok(_) => {
-                log::info!("aws: handed {ip} back to {to} (AllowReassignment)");
-                Ok(())
-            }
-            Err(e) => {
-                let mut err = sdk_error(&step, e);
-                if err
-                    .message
-                    .starts_with("InvalidNetworkInterfaceID.NotFound")
-                {
-                    err.kind = ErrorKind::HolderGone;
-                    err.message = format!("ENI {to} no longer exists: {}", err.message);
-                }
-                Err(err)
-            }
-        }
+        let item = Item {
+            ip,
+            fence: fence.clone(),
+        };
+        self.hand_back_many(&[item], &[to.to_string()])
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
     }
 
     fn is_own_nic(&self, id: &str) -> bool {
-        id == self.eni_id
+        self.enis.iter().any(|e| e == id)
     }
+
+    async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {
+        Ok(Some(self.own().await?.secondaries()))
+    }
+
+    fn budgets(&self) -> Vec<BudgetStatus> {
+        vec![self.mutating.status(), self.describing.status()]
+    }
+
+    /// One `DescribeNetworkInterfaces` per 200 addresses (the VPC's ENIs
+    /// holding any of them); addresses found nowhere are looked up in one
+    /// listing of the capture subnet, because some EC2 implementations (moto)
+    /// match that filter against primary addresses only.
+    async fn observe_many(&self, ips: &[Ipv4Addr]) -> Vec<Result<Holding, CaptureError>> {
+        let mut found: HashMap<Ipv4Addr, Holding> = HashMap::new();
+        let ours = |id: &str| self.is_own_nic(id);
+        for chunk in ips.chunks(FILTER_VALUES) {
+            let f = Filter::builder()
+                .name("addresses.private-ip-address")
+                .set_values(Some(chunk.iter().map(Ipv4Addr::to_string).collect()))
+                .build();
+            match self.list(vec![filter("vpc-id", &self.vpc_id), f]).await {
+                Ok(enis) => {
+                    for &ip in chunk {
+                        if let Some(h) = holding_in(&enis, ours, ip) {
+                            found.insert(ip, h);
+                        }
+                    }
+                }
+                Err(e) => return all(ips.len(), &e),
+            }
+        }
+        if found.len() < ips.len() && !self.subnet_id.is_empty() {
+            match self.list(vec![filter("subnet-id", &self.subnet_id)]).await {
+                Ok(enis) => {
+                    for &ip in ips {
+                        if !found.contains_key(&ip) {
+                            if let Some(h) = holding_in(&enis, ours, ip) {
+                                found.insert(ip, h);
+                            }
+                        }
+                    }
+                }
+                Err(e) => return all(ips.len(), &e),
+            }
+        }
+        ips.iter()
+            .map(|ip| Ok(found.get(ip).cloned().unwrap_or(Holding::Nobody)))
+            .collect()
+    }
+
+    /// One look at our ENIs, then one `AssignPrivateIpAddresses` (with
+    /// AllowReassignment) per ENI that takes some of the addresses: each ENI
+    /// filled up to the instance type's limit before the next. What fits on
+    /// none is a `Quota` error without a call.
+    async fn capture_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
+        let own = match self.own().await {
+            Ok(o) => o,
+            Err(e) => return all(items.len(), &e),
+        };
+        let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
+        let mut want = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            if own.holder(it.ip).is_some() {
+                out[i] = Some(Ok(()));
+            } else {
+                want.push(it.ip);
+            }
+        }
+        let (groups, left) = plan(&own, self.per_eni, &want);
+        let step = "AssignPrivateIpAddresses";
+        for ip in &left {
+            for (i, it) in items.iter().enumerate() {
+                if it.ip == *ip && out[i].is_none() {
+                    out[i] = Some(Err(CaptureError::new(
+                        ErrorKind::Quota,
+                        PROVIDER,
+                        step,
+                        format!(
+                            "{ip} cannot be captured: every ENI is full ({})",
+                            self.quota_text(&self.eni_id)
+                        ),
+                    )));
+                }
+            }
+        }
+        for (eni, ips) in &groups {
+            let idx: Vec<usize> = items
+                .iter()
+                .enumerate()
+                .filter(|(i, it)| out[*i].is_none() && ips.contains(&it.ip))
+                .map(|(i, _)| i)
+                .collect();
+            self.grouped(items, &idx, step, &mut out, |ips| async move {
+                self.assign(eni, &ips, step).await?;
+                log::info!(
+                    "aws: assigned {} address(es) to {eni} (AllowReassignment): {}",
+                    ips.len(),
+                    list_text(&ips)
+                );
+                Ok(())
+            })
+            .await;
+        }
+        out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
+    }
+
+    /// One look at our ENIs, then one `UnassignPrivateIpAddresses` per ENI
+    /// holding some of the addresses. Never touches another ENI.
+    async fn release_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
+        let own = match self.own().await {
+            Ok(o) => o,
+            Err(e) => return all(items.len(), &e),
+        };
+        let step = "UnassignPrivateIpAddresses";
+        let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            match own.holder(it.ip) {
+                None => out[i] = Some(Ok(())),
+                Some((eni, true)) => {
+                    out[i] = Some(Err(config_error(
+                        step,
+                        format!(
+                            "{} is the primary private IP of {eni}: it is never released",
+                            it.ip
+                        ),
+                    )))
+                }
+                Some((eni, false)) => match groups.iter_mut().find(|(g, _)| g == eni) {
+                    Some((_, v)) => v.push(i),
+                    None => groups.push((eni.to_string(), vec![i])),
+                },
+            }
+        }
+        for (eni, idx) in &groups {
+            self.grouped(items, idx, step, &mut out, |ips| async move {
+                match self.unassign(eni, &ips, step).await {
+                    Ok(()) => {
+                        log::info!(
+                            "aws: unassigned {} address(es) from {eni}: {}",
+                            ips.len(),
+                            list_text(&ips)
+                        );
+                        Ok(())
+                    }
+                    // Moved away between our look and the call: already released.
+                    Err(err)
+                        if err.kind == ErrorKind::Config
+                            && err.message.starts_with("InvalidParameterValue")
+                            && ips.len() == 1 =>
+                    {
+                        match self.own().await {
+                            Ok(o) if o.holder(ips[0]).is_none() => Ok(()),
+                            _ => Err(err),
+                        }
+                    }
+                    Err(err) => Err(err),
+                }
+            })
+            .await;
+        }
+        out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
+    }
+
+    /// One `AssignPrivateIpAddresses` (AllowReassignment) per NIC the
+    /// addresses go back to, which moves them off ours in the same call.
+    /// An address no longer on ours and held by another ENI is left alone;
+    /// one on nobody goes to its NIC.
+    async fn hand_back_many(&self, items: &[Item], to: &[String]) -> Vec<Result<(), CaptureError>> {
+        let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
+        for (i, t) in to.iter().enumerate() {
+            if self.is_own_nic(t) {
+                out[i] = Some(Err(config_error(
+                    &format!("AssignPrivateIpAddresses to {t}"),
+                    format!(
+                        "{t} is this router's own ENI: nothing to hand {} back to",
+                        items[i].ip
+                    ),
+                )));
+            }
+        }
+        let own = match self.own().await {
+            Ok(o) => o,
+            Err(e) => return all(items.len(), &e),
+        };
+        let mut off_ours = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            if out[i].is_some() {
+                continue;
+            }
+            match own.holder(it.ip) {
+                Some((eni, true)) => {
+                    out[i] = Some(Err(config_error(
+                        &format!("AssignPrivateIpAddresses to {}", to[i]),
+                        format!(
+                            "{} is the primary private IP of {eni}: it never moves",
+                            it.ip
+                        ),
+                    )))
+                }
+                Some(_) => {}
+                None => off_ours.push(i),
+            }
+        }
+        // Not on ours: held by its NIC already or by a third ENI (not ours to
+        // move), or on nobody (an earlier hand-back or someone else removed
+        // it: assign it to its NIC).
+        if !off_ours.is_empty() {
+            let ips: Vec<Ipv4Addr> = off_ours.iter().map(|&i| items[i].ip).collect();
+            let seen = self.observe_many(&ips).await;
+            for (&i, h) in off_ours.iter().zip(seen) {
+                match h {
+                    Ok(Holding::Elsewhere(_)) => out[i] = Some(Ok(())),
+                    Ok(_) => {}
+                    Err(e) => out[i] = Some(Err(e)),
+                }
+            }
+        }
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, t) in to.iter().enumerate() {
+            if out[i].is_some() {
+                continue;
+            }
+            match groups.iter_mut().find(|(g, _)| g == t) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((t.clone(), vec![i])),
+            }
+        }
+        for (t, idx) in &groups {
+            let step = format!("AssignPrivateIpAddresses to {t}");
+            let step = step.as_str();
+            self.grouped(items, idx, step, &mut out, |ips| async move {
+                match self.assign(t, &ips, step).await {
+                    Ok(()) => {
+                        log::info!(
+                            "aws: handed {} address(es) back to {t} (AllowReassignment): {}",
+                            ips.len(),
+                            list_text(&ips)
+                        );
+                        Ok(())
+                    }
+                    Err(mut err) => {
+                        if err
+                            .message
+                            .starts_with("InvalidNetworkInterfaceID.NotFound")
+                        {
+                            err.kind = ErrorKind::HolderGone;
+                            err.message = format!("ENI {t} no longer exists: {}", err.message);
+                        }
+                        Err(err)
+                    }
+                }
+            })
+            .await;
+        }
+        out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
+    }
+}
+
+/// The first few addresses of a batch, for logs.
+fn list_text(ips: &[Ipv4Addr]) -> String {
+    let mut s: Vec<String> = ips.iter().take(8).map(Ipv4Addr::to_string).collect();
+    if ips.len() > 8 {
+        s.push(format!("... ({} more)", ips.len() - 8));
+    }
+    s.join(" ")
 }
 
 #[cfg(test)]
@@ -651,6 +1082,7 @@ mod tests {
             eni_id: Some("eni-0abc".into()),
             imds_endpoint: Some("http://127.0.0.1:8711".into()),
             device_index: Some(1),
+            ..Default::default()
         };
         assert!(ok.validate().is_ok());
         let e = AwsConfig {
@@ -703,47 +1135,5 @@ mod tests {
         let v = serde_json::json!({"region": "eu-west-1", "eni_id": "eni-1", "device_index": 2});
         let c: AwsConfig = serde_json::from_value(v).unwrap();
         assert_eq!(c.device_index, Some(2));
-    }
-
-    fn eni(id: &str, primary: &str, secondary: &[&str]) -> NetworkInterface {
-        use aws_sdk_ec2::types::NetworkInterfacePrivateIpAddress as P;
-        let mut b = NetworkInterface::builder()
-            .network_interface_id(id)
-            .private_ip_address(primary)
-            .private_ip_addresses(
-                P::builder()
-                    .private_ip_address(primary)
-                    .primary(true)
-                    .build(),
-            );
-        for s in secondary {
-            b = b.private_ip_addresses(P::builder().private_ip_address(*s).primary(false).build());
-        }
-        b.build()
-    }
-
-    #[test]
-    fn holding_prefers_ours_then_lowest_id() {
-        let ip: Ipv4Addr = "10.0.1.100".parse().unwrap();
-        let enis = vec![
-            eni("eni-c", "10.0.1.30", &["10.0.1.100"]),
-            eni("eni-b", "10.0.1.20", &["10.0.1.100"]),
-        ];
-        assert_eq!(
-            holding_in(&enis, "eni-a", ip),
-            Some(Holding::Elsewhere("eni-b".into()))
-        );
-        let mut with_ours = enis.clone();
-        with_ours.push(eni("eni-a", "10.0.1.10", &["10.0.1.100"]));
-        assert_eq!(holding_in(&with_ours, "eni-a", ip), Some(Holding::Ours));
-        assert_eq!(
-            holding_in(&enis, "eni-a", "10.0.1.7".parse().unwrap()),
-            None
-        );
-        // A primary address counts too.
-        assert_eq!(
-            holding_in(&enis, "eni-a", "10.0.1.30".parse().unwrap()),
-            Some(Holding::Elsewhere("eni-c".into()))
-        );
     }
 }

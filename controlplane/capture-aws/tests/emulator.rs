@@ -16,15 +16,36 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-/// A provider for `eni-cer0` discovered through the emulator's IMDS.
+/// A provider for `eni-cer0` discovered through the emulator's IMDS, capturing on that ENI
+/// alone (`eni_ids = []`): the instance's second ENI, `eni-cer1`, plays another holder.
 async fn provider(emu: &Emulator) -> AwsProvider {
+    test_env();
+    let cfg = AwsConfig {
+        endpoint_url: Some(emu.endpoint()),
+        imds_endpoint: Some(emu.imds_endpoint()),
+        eni_ids: Some(Vec::new()),
+        ..Default::default()
+    };
+    AwsProvider::new(&cfg).await.expect("provider starts")
+}
+
+/// Without `eni_ids`, every ENI of the instance in the capture subnet may hold captures, the
+/// discovered one first; both are this router's.
+#[tokio::test]
+async fn discovery_finds_the_instances_other_enis_in_the_subnet() {
+    let emu = Emulator::start();
     test_env();
     let cfg = AwsConfig {
         endpoint_url: Some(emu.endpoint()),
         imds_endpoint: Some(emu.imds_endpoint()),
         ..Default::default()
     };
-    AwsProvider::new(&cfg).await.expect("provider starts")
+    let p = AwsProvider::new(&cfg).await.expect("provider starts");
+    assert_eq!(p.eni_ids(), ["eni-cer0", "eni-cer1"]);
+    assert!(p.is_own_nic("eni-cer1"));
+    assert_eq!(p.observe(ip("10.0.1.111")).await.unwrap(), Holding::Ours);
+    let held = p.held().await.unwrap().unwrap();
+    assert!(held.contains(&ip("10.0.1.111")), "{held:?}");
 }
 
 #[tokio::test]
