@@ -1,6 +1,7 @@
 //! The AWS EC2 query API subset: `AssignPrivateIpAddresses`, `UnassignPrivateIpAddresses`,
-//! `DescribeNetworkInterfaces`, on EC2's wire format (form-encoded `Action=...&Version=...`,
-//! XML in the `2016-11-15` namespace, EC2 error documents).
+//! `DescribeNetworkInterfaces`, `DescribeInstanceTypes`, on EC2's wire format (form-encoded
+//! `Action=...&Version=...`, XML in the `2016-11-15` namespace, EC2 error documents), each call
+//! metered by its action's request token bucket.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -9,8 +10,11 @@ use std::time::Instant;
 use hyper::{Method, Response, StatusCode};
 
 use crate::faults::FaultKind;
+use crate::instance_types::{InstanceType, INSTANCE_TYPES};
+use crate::limits::{Admission, Class};
 use crate::server::{iso8601, reply, Body, Emulator, Gate, Outcome, Req};
 use crate::state::{ChangeError, Nic, State};
+use crate::stats::{CallResult, UNKNOWN_ACTION};
 
 pub const XMLNS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 /// Account id reported as owner.
@@ -131,6 +135,17 @@ impl Params {
 
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
+    }
+
+    /// True when the request names ids, a filter or a page: what keeps a describe out of
+    /// AWS's smaller "unfiltered and unpaginated" bucket.
+    fn narrowed(&self) -> bool {
+        self.0.keys().any(|k| {
+            k.starts_with("Filter.")
+                || k.starts_with("NetworkInterfaceId.")
+                || k == "MaxResults"
+                || k == "NextToken"
+        })
     }
 
     /// Values of `prefix.N` ordered by N (N >= 1); a bad index is an error.
@@ -255,11 +270,52 @@ fn check_auth(req: &Req) -> Result<(), Ec2Error> {
     }
 }
 
-/// Serves one EC2 query API request.
+/// The actions served.
+const ACTIONS: &[&str] = &[
+    "AssignPrivateIpAddresses",
+    "UnassignPrivateIpAddresses",
+    "DescribeNetworkInterfaces",
+    "DescribeInstanceTypes",
+];
+
+/// The request token bucket a call draws from, and its scope. AWS meters each action on its
+/// own; a `DescribeNetworkInterfaces` without ids, filter or page draws from the smaller
+/// "unfiltered and unpaginated" bucket.
+fn bucket(action: &'static str, params: &Params) -> (Class, &'static str) {
+    match action {
+        "AssignPrivateIpAddresses" => (Class::AwsAssign, ""),
+        "UnassignPrivateIpAddresses" => (Class::AwsUnassign, ""),
+        "DescribeNetworkInterfaces" if !params.narrowed() => (Class::AwsDescribeUnfiltered, ""),
+        _ => (Class::AwsDescribe, action),
+    }
+}
+
+/// Serves one EC2 query API request and counts it.
 pub async fn handle(emulator: &Emulator, req: &Req) -> Outcome {
+    let params = Params::parse(req);
+    let action = ACTIONS
+        .iter()
+        .copied()
+        .find(|a| params.get("Action") == Some(*a));
+    let (outcome, result) = serve(emulator, req, &params, action).await;
+    emulator.record("aws", action.unwrap_or(UNKNOWN_ACTION), result);
+    outcome
+}
+
+fn answered(r: Response<Body>) -> (Outcome, CallResult) {
+    let result = CallResult::of(r.status());
+    (Outcome::Reply(r), result)
+}
+
+async fn serve(
+    emulator: &Emulator,
+    req: &Req,
+    params: &Params,
+    action: Option<&'static str>,
+) -> (Outcome, CallResult) {
     let request_id = emulator.request_id();
     if req.method != Method::POST && req.method != Method::GET {
-        return Outcome::Reply(error_response(
+        return answered(error_response(
             &bad(
                 "InvalidAction",
                 format!("The HTTP method {} is not supported", req.method),
@@ -268,46 +324,60 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Outcome {
         ));
     }
     if req.too_large {
-        return Outcome::Reply(error_response(
+        return answered(error_response(
             &bad("RequestEntityTooLarge", "Request body too large"),
             &request_id,
         ));
     }
-    let params = Params::parse(req);
-    let action = params.get("Action").unwrap_or("").to_string();
+    // A call takes its token before anything else is checked; refused, it is not executed.
+    if let Some(a) = action {
+        let (class, scope) = bucket(a, params);
+        if let Admission::Throttled { .. } = emulator.admit(class, scope) {
+            log::info!("{a}: throttled by its request token bucket");
+            let r = error_response(&fault_error(FaultKind::Throttle), &request_id);
+            return (Outcome::Reply(r), CallResult::Throttled);
+        }
+    }
+    let given = params.get("Action").unwrap_or("");
     let pre = check_auth(req).and_then(|_| {
-        if action.is_empty() {
+        if given.is_empty() {
             return Err(bad(
                 "MissingAction",
                 "The request must contain the parameter Action",
             ));
         }
-        if !matches!(
-            action.as_str(),
-            "AssignPrivateIpAddresses" | "UnassignPrivateIpAddresses" | "DescribeNetworkInterfaces"
-        ) {
+        let Some(action) = action else {
             return Err(bad(
                 "InvalidAction",
-                format!("The action {action} is not valid for this web service."),
+                format!("The action {given} is not valid for this web service."),
             ));
-        }
+        };
         if params.get("Version").is_none() {
             return Err(missing("Version"));
         }
-        Ok(())
+        Ok(action)
     });
-    if let Err(e) = pre {
-        return Outcome::Reply(error_response(&e, &request_id));
-    }
-    match emulator.fault_gate("aws", &action).await {
-        Gate::Proceed => Outcome::Reply(run(emulator, &action, &params, &request_id)),
-        Gate::Fail(kind) => Outcome::Reply(error_response(&fault_error(kind), &request_id)),
+    let action = match pre {
+        Ok(a) => a,
+        Err(e) => return answered(error_response(&e, &request_id)),
+    };
+    match emulator.fault_gate("aws", action).await {
+        Gate::Proceed => answered(run(emulator, action, params, &request_id)),
+        Gate::Fail(kind) => {
+            let r = error_response(&fault_error(kind), &request_id);
+            let result = if kind == FaultKind::Throttle {
+                CallResult::Throttled
+            } else {
+                CallResult::Failed
+            };
+            (Outcome::Reply(r), result)
+        }
         Gate::Timeout { apply, hold } => {
             if apply {
-                let _ = run(emulator, &action, &params, &request_id);
+                let _ = run(emulator, action, params, &request_id);
             }
             tokio::time::sleep(hold).await;
-            Outcome::Drop
+            (Outcome::Drop, CallResult::Failed)
         }
     }
 }
@@ -326,6 +396,7 @@ fn run(emulator: &Emulator, action: &str, params: &Params, request_id: &str) -> 
         match action {
             "AssignPrivateIpAddresses" => assign(&mut state, params),
             "UnassignPrivateIpAddresses" => unassign(&mut state, params),
+            "DescribeInstanceTypes" => describe_instance_types(params),
             _ => describe(&mut state, params, emulator),
         }
     })();
@@ -356,6 +427,10 @@ fn change_error(e: ChangeError) -> Ec2Error {
         ChangeError::NotAssigned(ip) => invalid(format!(
             "Some of the specified addresses are not assigned to interface ({ip})"
         )),
+        ChangeError::LimitExceeded { .. } => bad(
+            "PrivateIpAddressLimitExceeded",
+            "Number of private addresses will exceed limit.",
+        ),
     }
 }
 
@@ -638,6 +713,144 @@ fn describe(state: &mut State, params: &Params, emulator: &Emulator) -> Result<S
         out.push_str(&format!("    <nextToken>emu-{end}</nextToken>\n"));
     }
     Ok(out)
+}
+
+/// `DescribeInstanceTypes`: `InstanceType.N` (absent: every known type), filter
+/// `instance-type`, `MaxResults` (5-100) / `NextToken`.
+fn describe_instance_types(params: &Params) -> Result<String, Ec2Error> {
+    let names = params.list("InstanceType")?;
+    let unknown: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| crate::instance_types::lookup(n).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(bad(
+            "InvalidInstanceType",
+            format!(
+                "The following supplied instance types do not exist: [{}]",
+                unknown.join(", ")
+            ),
+        ));
+    }
+    let filters = params.filters()?;
+    if let Some((name, _)) = filters.iter().find(|(n, _)| n != "instance-type") {
+        return Err(invalid(format!("The filter '{name}' is invalid")));
+    }
+    let max_results = match params.get("MaxResults") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (5..=100).contains(n))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "Value ( {v} ) for parameter maxResults is invalid. Expecting a value between 5 and 100."
+                    ))
+                })?,
+        ),
+    };
+    let start = match params.get("NextToken") {
+        None => 0,
+        Some(t) => t
+            .strip_prefix("emu-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| invalid(format!("Invalid value '{t}' for NextToken")))?,
+    };
+    let matching: Vec<&InstanceType> = INSTANCE_TYPES
+        .iter()
+        .filter(|t| names.is_empty() || names.contains(&t.name))
+        .filter(|t| {
+            filters
+                .iter()
+                .all(|(_, values)| values.iter().any(|v| glob(v, t.name)))
+        })
+        .collect();
+    let end = max_results.map_or(matching.len(), |m| (start + m).min(matching.len()));
+    let page = matching.get(start.min(matching.len())..end).unwrap_or(&[]);
+    let mut out = String::new();
+    if page.is_empty() {
+        out.push_str("    <instanceTypeSet/>\n");
+    } else {
+        out.push_str("    <instanceTypeSet>\n");
+        for t in page {
+            out.push_str(&instance_type_xml(t));
+        }
+        out.push_str("    </instanceTypeSet>\n");
+    }
+    if end < matching.len() {
+        out.push_str(&format!("    <nextToken>emu-{end}</nextToken>\n"));
+    }
+    Ok(out)
+}
+
+/// One `instanceTypeSet` item as EC2 writes it (the fields the emulator models).
+fn instance_type_xml(t: &InstanceType) -> String {
+    let f = &t.traits;
+    let perf = xml_escape(t.network_performance);
+    let hypervisor = if f.bare_metal {
+        String::new()
+    } else {
+        "            <hypervisor>nitro</hypervisor>\n".to_string()
+    };
+    format!(
+        "        <item>
+            <instanceType>{name}</instanceType>
+            <currentGeneration>{current}</currentGeneration>
+            <freeTierEligible>{free}</freeTierEligible>
+            <supportedUsageClasses>
+                <item>on-demand</item>
+                <item>spot</item>
+            </supportedUsageClasses>
+            <supportedRootDeviceTypes>
+                <item>ebs</item>
+            </supportedRootDeviceTypes>
+            <supportedVirtualizationTypes>
+                <item>hvm</item>
+            </supportedVirtualizationTypes>
+            <bareMetal>{metal}</bareMetal>
+{hypervisor}            <vCpuInfo>
+                <defaultVCpus>{vcpus}</defaultVCpus>
+            </vCpuInfo>
+            <memoryInfo>
+                <sizeInMiB>{memory}</sizeInMiB>
+            </memoryInfo>
+            <instanceStorageSupported>false</instanceStorageSupported>
+            <networkInfo>
+                <networkPerformance>{perf}</networkPerformance>
+                <maximumNetworkInterfaces>{enis}</maximumNetworkInterfaces>
+                <maximumNetworkCards>1</maximumNetworkCards>
+                <defaultNetworkCardIndex>0</defaultNetworkCardIndex>
+                <networkCards>
+                    <item>
+                        <networkCardIndex>0</networkCardIndex>
+                        <networkPerformance>{perf}</networkPerformance>
+                        <maximumNetworkInterfaces>{enis}</maximumNetworkInterfaces>
+                    </item>
+                </networkCards>
+                <ipv4AddressesPerInterface>{ipv4}</ipv4AddressesPerInterface>
+                <ipv6AddressesPerInterface>{ipv6}</ipv6AddressesPerInterface>
+                <ipv6Supported>true</ipv6Supported>
+                <enaSupport>required</enaSupport>
+                <efaSupported>{efa}</efaSupported>
+                <encryptionInTransitSupported>{eit}</encryptionInTransitSupported>
+            </networkInfo>
+            <burstablePerformanceSupported>{burst}</burstablePerformanceSupported>
+        </item>
+",
+        name = t.name,
+        current = f.current_generation,
+        free = f.free_tier_eligible,
+        metal = f.bare_metal,
+        vcpus = t.default_vcpus,
+        memory = t.memory_mib,
+        enis = t.maximum_network_interfaces,
+        ipv4 = t.ipv4_addresses_per_interface,
+        ipv6 = t.ipv6_addresses_per_interface,
+        efa = f.efa_supported,
+        eit = f.encryption_in_transit,
+        burst = f.burstable,
+    )
 }
 
 fn nic_xml(state: &State, n: &Nic, emulator: &Emulator) -> String {

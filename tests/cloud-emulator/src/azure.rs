@@ -9,8 +9,10 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::faults::FaultKind;
+use crate::limits::{Admission, Class};
 use crate::server::{json, Body, Emulator, Gate, Outcome, Req};
 use crate::state::{ChangeError, Nic, State};
+use crate::stats::CallResult;
 
 const NIC_TYPE: &str = "Microsoft.Network/networkInterfaces";
 const MAX_OPERATIONS: usize = 100_000;
@@ -74,42 +76,129 @@ fn query_param(req: &Req, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Serves `/subscriptions/...` (ARM) and `/metadata/identity/oauth2/token` (managed identity).
+/// Serves `/subscriptions/...` (ARM: metered per subscription and counted) and
+/// `/metadata/identity/oauth2/token` (managed identity: neither).
 pub async fn handle(emulator: &Emulator, req: &Req) -> Outcome {
     let request_id = emulator.request_id();
     let path = req.path.to_ascii_lowercase();
-    let action = if path.starts_with("/metadata/") {
-        "GetToken"
-    } else if path.contains("/operations/") {
+    if path.starts_with("/metadata/") {
+        return match emulator.fault_gate("azure", "GetToken").await {
+            Gate::Proceed => Outcome::Reply(token(emulator, req)),
+            Gate::Fail(kind) => Outcome::Reply(error_response(&fault_error(kind), &request_id)),
+            Gate::Timeout { apply, hold } => {
+                if apply {
+                    let _ = token(emulator, req);
+                }
+                tokio::time::sleep(hold).await;
+                Outcome::Drop
+            }
+        };
+    }
+    let action = if path.contains("/operations/") {
         "GetOperation"
     } else if req.method == Method::GET && is_nic_collection(&path) {
         "ListNetworkInterfaces"
     } else if req.method == Method::PUT {
         "PutNetworkInterface"
+    } else if req.method == Method::DELETE {
+        "DeleteNetworkInterface"
     } else {
         "GetNetworkInterface"
     };
-    let run = || -> Response<Body> {
-        if action == "GetToken" {
-            return token(emulator, req);
+    let (outcome, result) = serve_arm(emulator, req, action, &request_id).await;
+    emulator.record("azure", action, result);
+    outcome
+}
+
+/// The principal named in throttling messages (the managed identity's client id).
+const ACTOR: &str = "00000000-0000-0000-0000-000000000000";
+
+/// ARM's subscription rate limit a request counts against: its bucket, the response header
+/// reporting what is left of it, and the word ARM's throttling message uses.
+fn rate_class(method: &Method) -> (Class, &'static str, &'static str) {
+    match *method {
+        Method::GET | Method::HEAD => (
+            Class::AzureReads,
+            "x-ms-ratelimit-remaining-subscription-reads",
+            "read",
+        ),
+        Method::DELETE => (
+            Class::AzureDeletes,
+            "x-ms-ratelimit-remaining-subscription-deletes",
+            "delete",
+        ),
+        _ => (
+            Class::AzureWrites,
+            "x-ms-ratelimit-remaining-subscription-writes",
+            "write",
+        ),
+    }
+}
+
+async fn serve_arm(
+    emulator: &Emulator,
+    req: &Req,
+    action: &'static str,
+    request_id: &str,
+) -> (Outcome, CallResult) {
+    let subscription = req.path.split('/').nth(2).unwrap_or("");
+    let (class, header, kind) = rate_class(&req.method);
+    // A call takes its token before anything else is checked; refused, it is not executed.
+    let remaining = match emulator.admit(class, &subscription.to_ascii_lowercase()) {
+        Admission::Unmetered => None,
+        Admission::Admitted { remaining } => Some(remaining),
+        Admission::Throttled { retry_after_secs } => {
+            let e = ArmError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "SubscriptionRequestsThrottled",
+                message: format!(
+                    "Number of '{kind}' requests for subscription '{subscription}' actor '{ACTOR}' exceeded. Please try again after '{retry_after_secs}' seconds after additional tokens are available. Refer to https://aka.ms/arm-throttling for additional information."
+                ),
+                retry_after: Some(retry_after_secs),
+            };
+            log::info!("azure {action}: throttled ({kind}s of {subscription})");
+            let mut r = error_response(&e, request_id);
+            r.headers_mut().insert(header, 0u64.into());
+            return (Outcome::Reply(r), CallResult::Throttled);
         }
+    };
+    // Every metered answer reports what is left of its bucket.
+    let report = |mut r: Response<Body>| {
+        if let Some(n) = remaining {
+            r.headers_mut().insert(header, n.into());
+        }
+        r
+    };
+    let run = || -> Response<Body> {
         match arm_request(emulator, req, action) {
             Ok(r) => r,
             Err(e) => {
                 log::info!("azure {action}: {} {}", e.code, e.message);
-                error_response(&e, &request_id)
+                error_response(&e, request_id)
             }
         }
     };
     match emulator.fault_gate("azure", action).await {
-        Gate::Proceed => Outcome::Reply(run()),
-        Gate::Fail(kind) => Outcome::Reply(error_response(&fault_error(kind), &request_id)),
+        Gate::Proceed => {
+            let r = report(run());
+            let result = CallResult::of(r.status());
+            (Outcome::Reply(r), result)
+        }
+        Gate::Fail(kind) => {
+            let r = report(error_response(&fault_error(kind), request_id));
+            let result = if kind == FaultKind::Throttle {
+                CallResult::Throttled
+            } else {
+                CallResult::Failed
+            };
+            (Outcome::Reply(r), result)
+        }
         Gate::Timeout { apply, hold } => {
             if apply {
                 let _ = run();
             }
             tokio::time::sleep(hold).await;
-            Outcome::Drop
+            (Outcome::Drop, CallResult::Failed)
         }
     }
 }
@@ -375,6 +464,17 @@ fn bad_request(message: impl Into<String>) -> ArmError {
     arm(StatusCode::BAD_REQUEST, "InvalidRequestFormat", message)
 }
 
+/// More ipConfigurations than a NIC may have (`azure_max_ip_configs`, Azure's 256 private
+/// addresses per NIC). The code is the emulator's choice in the Network provider's
+/// `...CountLimitReached` style (ARM's real code for this case is not documented).
+fn too_many_configs(nic: &str, limit: usize) -> ArmError {
+    arm(
+        StatusCode::BAD_REQUEST,
+        "IpConfigurationCountLimitReached",
+        format!("Network interface {nic} cannot have more than {limit} IP configurations."),
+    )
+}
+
 fn put_nic(emulator: &Emulator, req: &Req) -> Result<Response<Body>, ArmError> {
     let body: Value = serde_json::from_slice(&req.body)
         .map_err(|e| bad_request(format!("Cannot parse the request: {e}")))?;
@@ -458,6 +558,9 @@ fn put_nic(emulator: &Emulator, req: &Req) -> Result<Response<Body>, ArmError> {
             }
         }
         parsed.push((name, ip, primary));
+    }
+    if let Some(limit) = state.address_limit(&nic).filter(|l| parsed.len() > *l) {
+        return Err(too_many_configs(&nic.id, limit));
     }
     let primaries: Vec<&(String, Option<Ipv4Addr>, bool)> = parsed.iter().filter(|p| p.2).collect();
     if primaries.len() != 1 {
@@ -548,6 +651,7 @@ fn put_nic(emulator: &Emulator, req: &Req) -> Result<Response<Body>, ArmError> {
                 "PrivateIPAddressNotInSubnet",
                 format!("Private static IP address {ip} does not belong to the range of subnet {}.", nic.subnet),
             ),
+            ChangeError::LimitExceeded { limit, .. } => too_many_configs(&nic.id, limit),
             other => bad_request(format!("{other:?}")),
         })?;
     let n = find_nic(&state, &nic.id).expect("exists").clone();

@@ -7,6 +7,7 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::faults::FaultSpec;
+use crate::limits::Limits;
 use crate::server::{json, Body, Emulator, Req};
 use crate::state::Seed;
 
@@ -53,6 +54,12 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Response<Body> {
         (&Method::POST, "/_emulator/reset") => reset(emulator, req),
         (&Method::POST, "/_emulator/config") => config(emulator, req),
         (&Method::POST, "/_emulator/nics/delete") => delete_nic(emulator, req),
+        (&Method::GET, "/_emulator/stats") => json(StatusCode::OK, &emulator.stats().report()),
+        (&Method::DELETE, "/_emulator/stats") => {
+            let mut stats = emulator.stats();
+            stats.clear();
+            json(StatusCode::OK, &stats.report())
+        }
         (
             _,
             "/_emulator/holders"
@@ -61,7 +68,8 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Response<Body> {
             | "/_emulator/faults"
             | "/_emulator/reset"
             | "/_emulator/config"
-            | "/_emulator/nics/delete",
+            | "/_emulator/nics/delete"
+            | "/_emulator/stats",
         ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => error(
             StatusCode::NOT_FOUND,
@@ -145,6 +153,15 @@ fn state(emulator: &Emulator) -> Response<Body> {
             "target_nics": target,
             "pending": pending,
             "faults": emulator.faults().list(),
+            "default_instance_type": state.default_instance_type.name,
+            "instance_types": state
+                .instance_types
+                .iter()
+                .map(|(i, t)| (i.clone(), t.name))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+            "azure_max_ip_configs": state.azure_max_ip_configs,
+            "oci_max_secondary_ips": state.oci_max_secondary_ips,
+            "limits": emulator.limits(),
         }),
     )
 }
@@ -200,29 +217,41 @@ fn reset(emulator: &Emulator, req: &Req) -> Response<Body> {
     }
 }
 
+/// `{"move_delay_ms": n, "limits": {...}}` (either optional): `limits` replaces the rate limits
+/// (the seed section's shape; absent keys take their defaults; every bucket starts full).
 fn config(emulator: &Emulator, req: &Req) -> Response<Body> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Config {
         move_delay_ms: Option<u64>,
+        limits: Option<Limits>,
     }
     let c: Config = match serde_json::from_slice(&req.body) {
         Ok(c) => c,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad config: {e}")),
     };
+    if c.move_delay_ms.is_some_and(|ms| ms > 3_600_000) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "move_delay_ms must be at most 3600000",
+        );
+    }
+    if let Some(Err(e)) = c.limits.as_ref().map(Limits::validate) {
+        return error(StatusCode::BAD_REQUEST, format!("bad config: {e}"));
+    }
+    if let Some(limits) = c.limits {
+        emulator.set_limits(limits);
+    }
     let mut state = emulator.state();
     if let Some(ms) = c.move_delay_ms {
-        if ms > 3_600_000 {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "move_delay_ms must be at most 3600000",
-            );
-        }
         state.move_delay = Duration::from_millis(ms);
     }
     json(
         StatusCode::OK,
-        &json!({ "move_delay_ms": state.move_delay.as_millis() as u64 }),
+        &json!({
+            "move_delay_ms": state.move_delay.as_millis() as u64,
+            "limits": emulator.limits(),
+        }),
     )
 }
 

@@ -120,6 +120,7 @@ fn metadata(
         None => state.imds_instance_for(Instant::now(), client)?,
     };
     let region = state.region.clone();
+    let instance_type = state.instance_type(Some(&instance)).name;
     let view = state.visible(Instant::now()).clone();
     let mut nics: Vec<&Nic> = view
         .nics
@@ -135,8 +136,16 @@ fn metadata(
         .unwrap_or_else(|| format!("{region}a"));
     let p = path.trim_end_matches('/');
     let v = match p {
-        "" => lines(&["instance-id", "local-ipv4", "mac", "network/", "placement/"]),
+        "" => lines(&[
+            "instance-id",
+            "instance-type",
+            "local-ipv4",
+            "mac",
+            "network/",
+            "placement/",
+        ]),
         "instance-id" => instance.clone(),
+        "instance-type" => instance_type.to_string(),
         "mac" => primary?.mac.clone(),
         "local-ipv4" => primary?.primary_ip.to_string(),
         "placement" => lines(&["availability-zone", "region"]),

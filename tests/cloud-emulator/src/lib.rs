@@ -2,6 +2,8 @@
 //! plane uses, for tests and the four-site lab: AWS (EC2 query API subset, IMDSv2), Azure (ARM
 //! network interfaces with long-running operations, managed identity token) and OCI
 //! (`privateIps`). All listeners serve plain HTTP; bind them to loopback (the default).
+//! Each provider's limits are enforced as the real one enforces them: addresses per NIC
+//! ([`instance_types`] for AWS) and API rate limits ([`limits`]); [`stats`] counts every call.
 //!
 //! # State model
 //!
@@ -45,8 +47,31 @@
 //! device_index = 0              # default: order among the instance's NICs
 //! ```
 //!
+//! Quotas (see *Quotas and rate limits* below):
+//!
+//! ```toml
+//! instance_types = { "i-0a" = "c5.4xlarge" }   # AWS instance id -> EC2 instance type
+//! default_instance_type = "c5.4xlarge"          # default; other instances, unattached ENIs
+//! azure_max_ip_configs = 256                    # default
+//! oci_max_secondary_ips = 64                    # default
+//!
+//! [limits]                      # every key optional; these are the defaults
+//! enabled = true                # false: no bucket meters anything
+//! aws_assign = { capacity = 100, refill_per_sec = 5 }
+//! aws_unassign = { capacity = 100, refill_per_sec = 5 }
+//! aws_describe = { capacity = 100, refill_per_sec = 20 }
+//! aws_describe_unfiltered = { capacity = 50, refill_per_sec = 10 }
+//! azure_writes = { capacity = 200, refill_per_sec = 10 }
+//! azure_deletes = { capacity = 200, refill_per_sec = 10 }
+//! azure_reads = { capacity = 250, refill_per_sec = 25 }
+//! oci_mutations = { capacity = 50, refill_per_sec = 10 }
+//! oci_reads = { capacity = 100, refill_per_sec = 20 }
+//! ```
+//!
 //! The file is checked: unique ids, known subnets, addresses inside their subnet, no address
-//! held twice. `provider` selects which API sees a NIC: `aws` (ids `eni-...`), `azure` (the
+//! held twice, known instance types (`instance_types` must name instances an AWS NIC is
+//! attached to), no instance with more ENIs than its type allows and no NIC over its
+//! provider's address limit, refill rates >= 0. `provider` selects which API sees a NIC: `aws` (ids `eni-...`), `azure` (the
 //! ARM resource id `/subscriptions/S/resourceGroups/G/providers/Microsoft.Network/networkInterfaces/N`
 //! as id, ARM subnet ids, `instance` = VM resource id) or `oci` (VNIC and subnet OCIDs).
 //! `azure_location` (default `westeurope`) is reported by Azure NICs; `azure_list_page_size`
@@ -73,12 +98,14 @@
 //! | `GET /_emulator/holders[?ip=A][&provider=P][&network=N]` | `{"generation": n, "holders": [{"ip", "provider", "network", "nic", "instance", "subnet", "mac", "primary"}], "pending": [{"seq", "op": "assign"\|"unassign", "nic", "ips", "accepted_unix_ms", "visible_in_ms"}]}` from the visible view; `generation` changes whenever the visible view does |
 //! | `GET /_emulator/holders?since=G&wait_ms=N` | long poll: answers (as above) once `generation` exceeds `G`, or after `N` ms (at most 60000) |
 //! | `GET /_emulator/journal[?since=SEQ]` | `{"entries": [{"seq", "op", "nic", "ips"\|"secondaries", "accepted_unix_ms", "request": {"client", "method", "path", "received_unix_ms"}}], "dropped": n}`: every accepted change (mutation) after `SEQ`, oldest first, with the client address and request that caused it (the last 100000 are kept; `dropped` counts older ones) |
-//! | `GET /_emulator/state` | region, move delay, `imds_instance`, `imds_clients`, subnets, `nics` (visible), `target_nics`, `pending`, `faults` |
+//! | `GET /_emulator/state` | region, move delay, `imds_instance`, `imds_clients`, subnets, `nics` (visible), `target_nics`, `pending`, `faults`, `default_instance_type`, `instance_types`, `azure_max_ip_configs`, `oci_max_secondary_ips`, `limits` |
 //! | `POST /_emulator/faults` | body: one rule or an array of rules (below); answers the active rules |
 //! | `GET /_emulator/faults` | the active rules |
 //! | `DELETE /_emulator/faults` | removes every rule |
-//! | `POST /_emulator/reset` | back to the seed state, no faults, no IMDS tokens; a JSON seed in the body replaces the seed |
-//! | `POST /_emulator/config` | `{"move_delay_ms": n}` for changes accepted from now on |
+//! | `POST /_emulator/reset` | back to the seed state and the seed's limits (full buckets), no faults, no IMDS tokens, call statistics zeroed; a JSON seed in the body replaces the seed |
+//! | `POST /_emulator/config` | `{"move_delay_ms": n, "limits": {...}}`, both optional: the move delay for changes accepted from now on; `limits` (the seed section's shape, absent keys take their defaults) replaces the rate limits, every bucket full. Answers `{"move_delay_ms", "limits"}` |
+//! | `GET /_emulator/stats` | `{"calls": [{"provider": "aws"\|"azure"\|"oci", "action", "served", "throttled", "failed"}], "since_unix_ms": n}`: every provider API call since `since_unix_ms` (start, reset or `DELETE`), by provider and action (`(unknown)` for a missing or unserved EC2 action): `served` answered 2xx, `throttled` refused by a rate limit or a `throttle` fault, `failed` any other error or a `timeout` fault. IMDS, identity tokens and the control API are not counted |
+//! | `DELETE /_emulator/stats` | zeroes the statistics; answers them |
 //! | `POST /_emulator/nics/delete` | `{"id": NIC}`: the NIC is deleted (its VM terminated): every API refuses it at once (AWS `InvalidNetworkInterfaceID.NotFound`, Azure 404 `ResourceNotFound`, OCI 404 `NotAuthorizedOrNotFound`), its addresses are free, and it leaves the visible view after the move delay; unknown: 404 |
 //!
 //! Errors are `{"error": "..."}` with status 400, 404 or 405.
@@ -90,8 +117,9 @@
 //! ```
 //!
 //! - `provider`: `aws` (EC2 API), `azure`, `oci`, `imds` (then `action` is the request path) or
-//!   `*` (default). Azure actions: `GetNetworkInterface`, `PutNetworkInterface`, `GetOperation`,
-//!   `GetToken`, `ListNetworkInterfaces`; OCI actions: `ListPrivateIps`, `GetPrivateIp`,
+//!   `*` (default). Azure actions: `GetNetworkInterface`, `PutNetworkInterface`,
+//!   `DeleteNetworkInterface` (not served: 405), `GetOperation`, `GetToken`,
+//!   `ListNetworkInterfaces`; OCI actions: `ListPrivateIps`, `GetPrivateIp`,
 //!   `UpdatePrivateIp`, `CreatePrivateIp`, `DeletePrivateIp`, `GetIdentityDocument`
 //!   (`/opc/v2/identity/*`), `X509Federation` (`/v1/x509`).
 //! - `action`: API action name; absent or `*` matches every action.
@@ -106,6 +134,45 @@
 //!   it happened).
 //! - `count`: how many matching calls the rule affects (default 1). Rules are consumed in the
 //!   order they were added; `error` and `throttle` also honour `delay_ms` before answering.
+//!
+//! # Quotas and rate limits
+//!
+//! **Addresses per NIC.** A call that would leave a NIC with more addresses than its limit fails
+//! as a whole and changes nothing (no journal entry):
+//!
+//! | provider | limit (the primary included) | error |
+//! |---|---|---|
+//! | AWS | `Ipv4AddressesPerInterface` of the instance's type ([`instance_types`]: 14 common types, AWS's figures, e.g. t3.micro 2, m5.large 10, c5.4xlarge 30, c5.metal 50); `instance_types` maps instances to types, others (and unattached ENIs, the emulator's choice) are `default_instance_type`, c5.4xlarge by the emulator's choice. The seed may not attach more ENIs to an instance than `MaximumNetworkInterfaces` | 400 `PrivateIpAddressLimitExceeded`, "Number of private addresses will exceed limit." (AWS's code and message) |
+//! | Azure | `azure_max_ip_configs` ipConfigurations (default 256, Azure's documented private addresses per NIC) | 400 `IpConfigurationCountLimitReached` (the emulator's choice: ARM's code for this case is not documented; named like the Network provider's `...CountLimitReached` codes) |
+//! | OCI | 1 + `oci_max_secondary_ips` (default 64 secondary private IPs per VNIC, OCI's figure), for `CreatePrivateIp` and `UpdatePrivateIp` onto the VNIC | 400 `LimitExceeded` (OCI's documented code for an Oracle-defined limit) |
+//!
+//! **API rate limits.** Token buckets (`[limits]`): each provider API call takes one token from
+//! its bucket before anything else is checked; a bucket refills continuously at
+//! `refill_per_sec` up to `capacity`; an empty bucket answers the provider's throttle and the
+//! call is **not executed**. `capacity = 0` turns a bucket off, `refill_per_sec = 0` makes it a
+//! budget that never refills, `enabled = false` turns every bucket off. IMDS, identity tokens
+//! (`/metadata/...`, `/opc/...`, `/v1/x509`) and the control API are never metered.
+//!
+//! | bucket | calls | default | source |
+//! |---|---|---|---|
+//! | `aws_assign` | `AssignPrivateIpAddresses` (account and region: the whole emulator) | 100, 5/s | AWS (an "uncategorized action" with its own bucket) |
+//! | `aws_unassign` | `UnassignPrivateIpAddresses` | 100, 5/s | AWS (its own bucket: AWS meters each action separately, so assign and unassign do not share one) |
+//! | `aws_describe` | `DescribeNetworkInterfaces` with ids, a filter, `MaxResults` or `NextToken`; `DescribeInstanceTypes` (one bucket each) | 100, 20/s | AWS ("non-mutating actions") |
+//! | `aws_describe_unfiltered` | `DescribeNetworkInterfaces` with none of those | 50, 10/s | AWS ("unfiltered and unpaginated non-mutating actions"; counting ids as a filter is the emulator's reading) |
+//! | `azure_writes` | ARM PUT / POST / PATCH, per subscription | 200, 10/s | Azure (2024 token-bucket limits) |
+//! | `azure_deletes` | ARM DELETE, per subscription | 200, 10/s | Azure |
+//! | `azure_reads` | ARM GET, per subscription (operation polls included) | 250, 25/s | Azure |
+//! | `oci_mutations` | `privateIps` PUT / POST / DELETE (the tenancy: the whole emulator) | 50, 10/s | the emulator's choice (OCI publishes no figures) |
+//! | `oci_reads` | `privateIps` GET | 100, 20/s | the emulator's choice |
+//!
+//! Throttle answers: AWS HTTP 503 `RequestLimitExceeded` "Request limit exceeded."; Azure 429
+//! `SubscriptionRequestsThrottled` "Number of 'write' requests for subscription 'S' actor 'A'
+//! exceeded. Please try again after 'N' seconds after additional tokens are available. ..."
+//! with `Retry-After: N` (seconds until a token, rounded up, at least 1, at most 3600); OCI 429
+//! `TooManyRequests` "User-rate limit exceeded.". Every metered ARM answer carries
+//! `x-ms-ratelimit-remaining-subscription-reads` (GET), `-writes` or `-deletes`: the whole
+//! tokens left in that bucket (0 on a throttle; absent while the bucket is off). The
+//! Network provider's own limits (1000 writes and 10000 reads per 5 minutes) are not modelled.
 //!
 //! # AWS EC2 query API ([`aws`], main listener, any path)
 //!
@@ -125,13 +192,23 @@
 //!   `private-ip-address`, `attachment.instance-id`, `attachment.device-index`, `subnet-id`,
 //!   `vpc-id`, `mac-address`, `availability-zone`, `status`, `owner-id`; `*` and `?`
 //!   wildcards), `MaxResults` / `NextToken`.
+//! - `DescribeInstanceTypes`: `InstanceType.N` (absent: every type [`instance_types`] knows),
+//!   filter `instance-type` (wildcards; other filters are `InvalidParameterValue`),
+//!   `MaxResults` (5-100) / `NextToken`; items carry `instanceType`, `vCpuInfo`, `memoryInfo`,
+//!   `networkInfo` (`maximumNetworkInterfaces`, `ipv4AddressesPerInterface`,
+//!   `ipv6AddressesPerInterface`, `ipv6Supported`, `networkCards`, ...) as EC2 writes them.
+//!   Unknown types: 400 `InvalidInstanceType`.
+//! - Several `PrivateIpAddress.N` in one assign or unassign are validated together and
+//!   accepted as one change (one journal entry) or refused as a whole.
 //! - `DryRun=true` answers `DryRunOperation` (412).
 //!
 //! Errors: `MissingAction`, `InvalidAction`, `MissingParameter`, `InvalidParameterValue` (bad
 //! address, address outside the subnet, unassigning a primary or an address the ENI does not
 //! hold), `InvalidParameterCombination`, `InvalidNetworkInterfaceId.Malformed`,
-//! `InvalidNetworkInterfaceID.NotFound`, `PrivateIpAddressInUse`, `UnknownParameter` (bad filter
-//! keys) — all 400; `RequestLimitExceeded` (503) and `InternalError` (500) from faults.
+//! `InvalidNetworkInterfaceID.NotFound`, `PrivateIpAddressInUse`, `PrivateIpAddressLimitExceeded`,
+//! `InvalidInstanceType`, `UnknownParameter` (bad filter keys) — all 400;
+//! `RequestLimitExceeded` (503) from the rate limits and faults, `InternalError` (500) from
+//! faults.
 //!
 //! # IMDSv2 ([`imds`])
 //!
@@ -142,7 +219,7 @@
 //! must name instances some NIC is attached to. `PUT /latest/api/token` with
 //! `X-aws-ec2-metadata-token-ttl-seconds` (1-21600; else 400; `X-Forwarded-For` -> 403) returns a
 //! token; `GET /latest/meta-data/...` needs a live `X-aws-ec2-metadata-token` (else 401):
-//! `instance-id`, `mac`, `local-ipv4`, `placement/region`, `placement/availability-zone`,
+//! `instance-id`, `instance-type` (from `instance_types` / `default_instance_type`), `mac`, `local-ipv4`, `placement/region`, `placement/availability-zone`,
 //! `network/interfaces/macs/` and per MAC `interface-id`, `local-ipv4s`, `device-number`,
 //! `subnet-id`, `subnet-ipv4-cidr-block`, `vpc-id`, `mac`. Values come from the visible view.
 
@@ -166,7 +243,9 @@
 //!   `PrivateIPAddressIsAllocated`; a second PUT while the NIC's operation runs is 429
 //!   `RetryableErrorDueToAnotherOperation` (`Retry-After`). Other errors:
 //!   `PrivateIPAddressInvalid`, `PrivateIPAddressMissing` (Static without an address),
-//!   `PrivateIPAddressNotInSubnet`, `SubnetIsFull`. A change answers
+//!   `PrivateIPAddressNotInSubnet`, `SubnetIsFull`, `IpConfigurationCountLimitReached` (more
+//!   than `azure_max_ip_configs`). Several new configurations in one PUT are one change (one
+//!   journal entry). A change answers
 //!   200 with `provisioningState: Updating`, `Azure-AsyncOperation` and `Retry-After: 1`; an
 //!   identical PUT answers `Succeeded` without an operation.
 //! - `GET /subscriptions/S/providers/Microsoft.Network/locations/L/operations/ID`:
@@ -198,7 +277,8 @@
 //!   `move_delay_ms`); `if-match` mismatch: 412 `NoEtagMatch`; primary or other subnet: 400
 //!   `InvalidParameter`.
 //! - `POST /20160918/privateIps` `{"vnicId": V, "ipAddress": A}` (address optional): create;
-//!   held elsewhere or already on the VNIC: 409 `Conflict`.
+//!   held elsewhere or already on the VNIC: 409 `Conflict`; a VNIC with
+//!   `oci_max_secondary_ips` secondaries (also as a move's target): 400 `LimitExceeded`.
 //! - `DELETE /20160918/privateIps/{id}`: 204; a primary cannot be deleted (400).
 //! - `GET /opc/v2/identity/{cert,key,intermediate}.pem` with `Authorization: Bearer Oracle`
 //!   (else 401): the instance principal's PEM documents (404 when none is configured).
@@ -211,9 +291,12 @@ pub mod azure;
 pub mod control;
 pub mod faults;
 pub mod imds;
+pub mod instance_types;
+pub mod limits;
 pub mod oci;
 pub mod server;
 pub mod state;
+pub mod stats;
 
 pub use server::{start, Emulator, Running};
 pub use state::Seed;

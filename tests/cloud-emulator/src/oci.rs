@@ -22,8 +22,10 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::faults::FaultKind;
+use crate::limits::{Admission, Class};
 use crate::server::{iso8601, json, Body, Emulator, Gate, Outcome, Req};
 use crate::state::{fnv1a, ChangeError, Nic, State};
+use crate::stats::CallResult;
 
 const PREFIX: &str = "/20160918/privateIps";
 const COMPARTMENT: &str = "ocid1.compartment.oc1..emulator";
@@ -424,6 +426,38 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Outcome {
         (&Method::DELETE, Some(_)) => "DeletePrivateIp",
         _ => "Unsupported",
     };
+    let (outcome, result) = serve_private_ips(emulator, req, action, id, &request_id).await;
+    emulator.record("oci", action, result);
+    outcome
+}
+
+/// One `privateIps` call: metered (reads and mutations per tenancy), then faults, then the API.
+async fn serve_private_ips(
+    emulator: &Emulator,
+    req: &Req,
+    action: &'static str,
+    id: Option<&str>,
+    request_id: &str,
+) -> (Outcome, CallResult) {
+    let class = if req.method == Method::GET || req.method == Method::HEAD {
+        Class::OciReads
+    } else {
+        Class::OciMutations
+    };
+    // A call takes its token before anything else is checked; refused, it is not executed.
+    if let Admission::Throttled { .. } = emulator.admit(class, "") {
+        log::info!("oci {action}: throttled");
+        let e = err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "User-rate limit exceeded.",
+        );
+        return (
+            Outcome::Reply(error_response(&e, request_id)),
+            CallResult::Throttled,
+        );
+    }
+    let rest = req.path.strip_prefix(PREFIX).unwrap_or("");
     let run = || -> Response<Body> {
         let result = check_auth(emulator, req, false).and_then(|_| {
             let under_prefix = req.path.starts_with(PREFIX)
@@ -449,22 +483,36 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Outcome {
             }
         });
         match result {
-            Ok(r) => with_request_id(r, &request_id),
+            Ok(r) => with_request_id(r, request_id),
             Err(e) => {
                 log::info!("oci {action}: {} {}", e.code, e.message);
-                error_response(&e, &request_id)
+                error_response(&e, request_id)
             }
         }
     };
     match emulator.fault_gate("oci", action).await {
-        Gate::Proceed => Outcome::Reply(run()),
-        Gate::Fail(kind) => Outcome::Reply(error_response(&fault_error(kind), &request_id)),
+        Gate::Proceed => {
+            let r = run();
+            let result = CallResult::of(r.status());
+            (Outcome::Reply(r), result)
+        }
+        Gate::Fail(kind) => {
+            let result = if kind == FaultKind::Throttle {
+                CallResult::Throttled
+            } else {
+                CallResult::Failed
+            };
+            (
+                Outcome::Reply(error_response(&fault_error(kind), request_id)),
+                result,
+            )
+        }
         Gate::Timeout { apply, hold } => {
             if apply {
                 let _ = run();
             }
             tokio::time::sleep(hold).await;
-            Outcome::Drop
+            (Outcome::Drop, CallResult::Failed)
         }
     }
 }
@@ -704,5 +752,13 @@ fn change_error(e: ChangeError) -> OciError {
         ),
         ChangeError::IsPrimary(ip) => invalid(format!("{ip} is a primary private IP")),
         ChangeError::NotAssigned(ip) => not_found(&ip.to_string()),
+        ChangeError::LimitExceeded { nic, limit } => err(
+            StatusCode::BAD_REQUEST,
+            "LimitExceeded",
+            format!(
+                "Fulfilling this request exceeds the limit of {} secondary private IPs per VNIC ({nic}).",
+                limit.saturating_sub(1)
+            ),
+        ),
     }
 }

@@ -13,7 +13,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::faults::{FaultKind, FaultSpec, Faults};
+use crate::limits::{Admission, Class, Limits, RateLimiter};
 use crate::state::{fnv1a, Seed, State};
+use crate::stats::{CallResult, CallStats};
 
 /// Largest request body accepted (bigger ones get a provider error).
 pub const MAX_BODY: usize = 1 << 20;
@@ -60,6 +62,8 @@ pub struct Emulator {
     seed: Mutex<Seed>,
     state: Mutex<State>,
     faults: Mutex<Faults>,
+    limits: Mutex<RateLimiter>,
+    stats: Mutex<CallStats>,
     pub(crate) imds_tokens: Mutex<HashMap<String, Instant>>,
     /// Azure long-running operations: id -> completion time.
     pub(crate) azure_ops: Mutex<HashMap<String, Instant>>,
@@ -84,10 +88,13 @@ impl Emulator {
             h.write_u64(std::process::id().into());
             h.finish()
         };
+        let limits = RateLimiter::new(seed.limits.clone());
         Ok(Arc::new(Emulator {
             seed: Mutex::new(seed),
             state: Mutex::new(state),
             faults: Mutex::new(Faults::default()),
+            limits: Mutex::new(limits),
+            stats: Mutex::new(CallStats::default()),
             imds_tokens: Mutex::new(HashMap::new()),
             azure_ops: Mutex::new(HashMap::new()),
             oci_tokens: Mutex::new(HashMap::new()),
@@ -105,18 +112,45 @@ impl Emulator {
         lock(&self.faults)
     }
 
-    /// Restores the seed state (a new seed if given), clears faults and IMDS tokens.
+    /// Restores the seed state (a new seed if given) and the seed's limits (full buckets),
+    /// clears faults, IMDS tokens and call statistics.
     pub fn reset(&self, new_seed: Option<Seed>) -> anyhow::Result<()> {
         let mut seed = lock(&self.seed);
         let next = new_seed.unwrap_or_else(|| seed.clone());
         let state = State::from_seed(&next)?;
+        lock(&self.limits).set(next.limits.clone());
         *seed = next;
         *lock(&self.state) = state;
         self.faults().clear();
+        lock(&self.stats).clear();
         lock(&self.imds_tokens).clear();
         lock(&self.azure_ops).clear();
         lock(&self.oci_tokens).clear();
         Ok(())
+    }
+
+    /// The rate limits in force.
+    pub fn limits(&self) -> Limits {
+        lock(&self.limits).limits().clone()
+    }
+
+    /// Replaces the rate limits (every bucket starts full).
+    pub fn set_limits(&self, limits: Limits) {
+        lock(&self.limits).set(limits);
+    }
+
+    /// Takes a token for one call of `class` in `scope` (see [`RateLimiter::take`]).
+    pub fn admit(&self, class: Class, scope: &str) -> Admission {
+        lock(&self.limits).take(class, scope, Instant::now())
+    }
+
+    /// Counts one provider API call.
+    pub fn record(&self, provider: &'static str, action: &'static str, result: CallResult) {
+        lock(&self.stats).record(provider, action, result);
+    }
+
+    pub fn stats(&self) -> MutexGuard<'_, CallStats> {
+        lock(&self.stats)
     }
 
     /// 128 unpredictable-enough bits (request ids, tokens); not cryptographic.

@@ -1,5 +1,5 @@
 //! Cloud-agnostic state: subnets, NICs, which NIC holds each private IP, pending (asynchronous)
-//! moves, and the per-NIC version used as an etag.
+//! moves, the per-NIC version used as an etag, and how many addresses each NIC may hold.
 //!
 //! Two views are kept. The *target* view reflects every accepted request at once and is what new
 //! requests are validated against (so two assigns in a row see each other). The *visible* view is
@@ -12,6 +12,9 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::instance_types::{self, InstanceType, DEFAULT_INSTANCE_TYPE};
+use crate::limits::Limits;
 
 /// VPC of subnets that name none.
 pub const DEFAULT_VPC: &str = "vpc-emulator";
@@ -104,7 +107,7 @@ pub struct NicSeed {
 }
 
 /// The seed file (`--state FILE`, JSON or TOML).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Seed {
     #[serde(default = "default_region")]
@@ -139,6 +142,40 @@ pub struct Seed {
     /// the federation endpoint accepts.
     #[serde(default)]
     pub oci_instance_principal: Option<OciInstancePrincipalSeed>,
+    /// AWS instance id -> EC2 instance type (a name from [`instance_types::INSTANCE_TYPES`]):
+    /// bounds the ENIs per instance and the addresses per ENI.
+    #[serde(default)]
+    pub instance_types: BTreeMap<String, String>,
+    /// The type of AWS instances `instance_types` does not name, and of unattached ENIs.
+    #[serde(default = "default_instance_type")]
+    pub default_instance_type: String,
+    /// Most ipConfigurations (the primary included) an Azure NIC may have.
+    #[serde(default = "default_azure_max_ip_configs")]
+    pub azure_max_ip_configs: usize,
+    /// Most secondary private IPs an OCI VNIC may have.
+    #[serde(default = "default_oci_max_secondary_ips")]
+    pub oci_max_secondary_ips: usize,
+    /// API rate limits (token buckets).
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_instance_type() -> String {
+    DEFAULT_INSTANCE_TYPE.to_string()
+}
+
+/// Azure's documented limit of private IP addresses per network interface.
+pub const DEFAULT_AZURE_MAX_IP_CONFIGS: usize = 256;
+
+fn default_azure_max_ip_configs() -> usize {
+    DEFAULT_AZURE_MAX_IP_CONFIGS
+}
+
+/// OCI's documented limit of secondary private IPs per VNIC.
+pub const DEFAULT_OCI_MAX_SECONDARY_IPS: usize = 64;
+
+fn default_oci_max_secondary_ips() -> usize {
+    DEFAULT_OCI_MAX_SECONDARY_IPS
 }
 
 /// The instance principal identity served at `/opc/v2/identity/*` and accepted by `/v1/x509`.
@@ -183,6 +220,11 @@ impl Default for Seed {
             azure_list_page_size: default_azure_page(),
             oci_api_keys: BTreeMap::new(),
             oci_instance_principal: None,
+            instance_types: BTreeMap::new(),
+            default_instance_type: default_instance_type(),
+            azure_max_ip_configs: DEFAULT_AZURE_MAX_IP_CONFIGS,
+            oci_max_secondary_ips: DEFAULT_OCI_MAX_SECONDARY_IPS,
+            limits: Limits::default(),
         }
     }
 }
@@ -252,6 +294,8 @@ impl Seed {
         if self.azure_list_page_size == 0 {
             anyhow::bail!("azure_list_page_size must be at least 1");
         }
+        self.validate_quotas()?;
+        self.limits.validate().map_err(|e| anyhow::anyhow!(e))?;
         for (key_id, pem) in &self.oci_api_keys {
             crate::oci::parse_public_key(pem)
                 .map_err(|e| anyhow::anyhow!("oci_api_keys {key_id:?}: {e}"))?;
@@ -266,6 +310,79 @@ impl Seed {
                 crate::oci::pem_der(pem, "CERTIFICATE").ok_or_else(|| {
                     anyhow::anyhow!("oci_instance_principal.{name}: not a PEM certificate")
                 })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Seed {
+    /// The instance type of AWS instance `instance` (unattached ENIs: the default type).
+    fn instance_type_of(&self, instance: Option<&str>) -> anyhow::Result<&'static InstanceType> {
+        let name = instance
+            .and_then(|i| self.instance_types.get(i))
+            .unwrap_or(&self.default_instance_type);
+        instance_types::lookup(name).ok_or_else(|| {
+            let known: Vec<&str> = instance_types::INSTANCE_TYPES
+                .iter()
+                .map(|t| t.name)
+                .collect();
+            anyhow::anyhow!(
+                "unknown instance type {name:?} (known: {})",
+                known.join(", ")
+            )
+        })
+    }
+
+    /// Checks instance types and that no NIC or instance starts over its provider's limits.
+    fn validate_quotas(&self) -> anyhow::Result<()> {
+        self.instance_type_of(None)
+            .map_err(|e| anyhow::anyhow!("default_instance_type: {e}"))?;
+        for (instance, name) in &self.instance_types {
+            instance_types::lookup(name).ok_or_else(|| {
+                anyhow::anyhow!("instance_types: {instance}: unknown instance type {name:?}")
+            })?;
+            if !self
+                .nics
+                .iter()
+                .any(|n| n.provider == "aws" && n.instance.as_deref() == Some(instance.as_str()))
+            {
+                anyhow::bail!(
+                    "instance_types: {instance} is not an instance any AWS NIC is attached to"
+                );
+            }
+        }
+        if self.azure_max_ip_configs == 0 {
+            anyhow::bail!("azure_max_ip_configs must be at least 1 (the primary)");
+        }
+        let mut enis: BTreeMap<&str, u32> = BTreeMap::new();
+        for n in &self.nics {
+            let addresses = 1 + n.secondary_ips.len();
+            let (limit, what) = match n.provider.as_str() {
+                "aws" => {
+                    let t = self.instance_type_of(n.instance.as_deref())?;
+                    if let Some(i) = &n.instance {
+                        let c = enis.entry(i).or_insert(0);
+                        *c += 1;
+                        if *c > t.maximum_network_interfaces {
+                            anyhow::bail!(
+                                "instance {i} ({}) has more than {} network interfaces",
+                                t.name,
+                                t.maximum_network_interfaces
+                            );
+                        }
+                    }
+                    (t.ipv4_addresses_per_interface as usize, t.name)
+                }
+                "azure" => (self.azure_max_ip_configs, "azure_max_ip_configs"),
+                "oci" => (1 + self.oci_max_secondary_ips, "oci_max_secondary_ips"),
+                _ => continue,
+            };
+            if addresses > limit {
+                anyhow::bail!(
+                    "nic {}: {addresses} addresses, more than the {limit} {what} allows",
+                    n.id
+                );
             }
         }
         Ok(())
@@ -494,6 +611,11 @@ pub enum ChangeError {
     IsPrimary(Ipv4Addr),
     /// Unassign of an address the NIC does not hold.
     NotAssigned(Ipv4Addr),
+    /// The NIC would hold more than `limit` addresses (the primary included).
+    LimitExceeded {
+        nic: String,
+        limit: usize,
+    },
 }
 
 /// One entry of the holder view.
@@ -557,6 +679,11 @@ pub struct State {
     pub oci_api_keys: BTreeMap<String, String>,
     pub oci_instance_principal: Option<OciInstancePrincipalSeed>,
     pub azure_location: String,
+    /// AWS instance id -> its type (others: `default_instance_type`).
+    pub instance_types: BTreeMap<String, &'static InstanceType>,
+    pub default_instance_type: &'static InstanceType,
+    pub azure_max_ip_configs: usize,
+    pub oci_max_secondary_ips: usize,
     pub move_delay: Duration,
     pub imds_instance: Option<String>,
     pub imds_clients: BTreeMap<Ipv4Addr, String>,
@@ -637,12 +764,21 @@ impl State {
             .imds_instance
             .clone()
             .or_else(|| seed.nics.iter().find_map(|n| n.instance.clone()));
+        let default_instance_type = seed.instance_type_of(None)?;
+        let mut instance_types = BTreeMap::new();
+        for instance in seed.instance_types.keys() {
+            instance_types.insert(instance.clone(), seed.instance_type_of(Some(instance))?);
+        }
         Ok(State {
             region: seed.region.clone(),
             azure_list_page_size: seed.azure_list_page_size,
             oci_api_keys: seed.oci_api_keys.clone(),
             oci_instance_principal: seed.oci_instance_principal.clone(),
             azure_location: seed.azure_location.clone(),
+            instance_types,
+            default_instance_type,
+            azure_max_ip_configs: seed.azure_max_ip_configs,
+            oci_max_secondary_ips: seed.oci_max_secondary_ips,
             move_delay: Duration::from_millis(seed.move_delay_ms),
             imds_instance,
             imds_clients: seed.imds_clients.clone(),
@@ -709,6 +845,38 @@ impl State {
         &self.target
     }
 
+    /// The instance type of AWS instance `instance` (unattached: the default type).
+    pub fn instance_type(&self, instance: Option<&str>) -> &'static InstanceType {
+        instance
+            .and_then(|i| self.instance_types.get(i).copied())
+            .unwrap_or(self.default_instance_type)
+    }
+
+    /// Most addresses (the primary included) `n` may hold: AWS by its instance's type, Azure
+    /// `azure_max_ip_configs`, OCI one primary plus `oci_max_secondary_ips`.
+    pub fn address_limit(&self, n: &Nic) -> Option<usize> {
+        match n.provider.as_str() {
+            "aws" => Some(
+                self.instance_type(n.instance.as_deref())
+                    .ipv4_addresses_per_interface as usize,
+            ),
+            "azure" => Some(self.azure_max_ip_configs),
+            "oci" => Some(1 + self.oci_max_secondary_ips),
+            _ => None,
+        }
+    }
+
+    /// Refuses a change that would leave `n` holding `addresses` addresses, over its limit.
+    fn check_limit(&self, n: &Nic, addresses: usize) -> Result<(), ChangeError> {
+        match self.address_limit(n) {
+            Some(limit) if addresses > limit => Err(ChangeError::LimitExceeded {
+                nic: n.id.clone(),
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Validates and accepts an assignment of secondary `ips` to `nic`. Returns the addresses.
     pub fn assign(
         &mut self,
@@ -748,6 +916,11 @@ impl State {
                 }
             }
         }
+        // All or nothing: the whole request is refused when it would overfill the NIC.
+        let mut new: Vec<Ipv4Addr> = ips.iter().copied().filter(|ip| !n.holds(*ip)).collect();
+        new.sort_unstable();
+        new.dedup();
+        self.check_limit(n, 1 + n.secondary_ips.len() + new.len())?;
         self.accept(
             now,
             Change::Assign {
@@ -789,6 +962,7 @@ impl State {
             .nics
             .get(nic)
             .ok_or_else(|| ChangeError::NicNotFound(nic.to_string()))?;
+        self.check_limit(n, 1 + secondaries.len())?;
         let subnet = self.subnets.get(&n.subnet).map(|s| s.prefix);
         for (ip, _) in secondaries {
             if let Some(prefix) = subnet {

@@ -45,6 +45,8 @@ const KEYS: &[&str] = &[
     "NextToken",
     "DryRun",
     "SecondaryPrivateIpAddressCount",
+    "InstanceType.1",
+    "InstanceType.2",
     "Version",
     "",
 ];
@@ -52,6 +54,7 @@ const ACTIONS: &[&str] = &[
     "AssignPrivateIpAddresses",
     "UnassignPrivateIpAddresses",
     "DescribeNetworkInterfaces",
+    "DescribeInstanceTypes",
     "Nope",
     "",
 ];
@@ -88,20 +91,25 @@ const VALUES: &[&str] = &[
     "%00",
     "5",
     "1000",
+    "c5.large",
+    "t3.*",
 ];
 
 #[tokio::test]
 async fn garbage_everywhere() {
     let emu = start().await;
     let a = emu.addr;
-    http(
+    // Hundreds of calls in a burst: the rate limits (tested in limits.rs) would throttle them
+    // and hide the handlers this test is about.
+    let r = http(
         a,
         "POST",
         "/_emulator/config",
         &[],
-        br#"{"move_delay_ms": 0}"#,
+        br#"{"move_delay_ms": 0, "limits": {"enabled": false}}"#,
     )
     .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let mut rng = Rng(0x9e3779b97f4a7c15);
 
     // EC2: random parameter soups.
@@ -212,8 +220,11 @@ async fn mutated_azure_and_oci_bodies() {
     let subnet =
         "/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/virtualNetworks/v/subnets/d";
     let nic = "/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/networkInterfaces/n";
+    // 600 calls in a burst: rate limits off (they are tested in limits.rs), so every call
+    // reaches the handlers under test.
     let seed: cer_cloud_emulator::Seed = serde_json::from_value(json!({
         "move_delay_ms": 0,
+        "limits": {"enabled": false},
         "subnets": [{"id": subnet, "cidr": "10.1.0.0/24"}, {"id": "ocid1.subnet.oc1..s", "cidr": "10.2.0.0/24"}],
         "nics": [
             {"id": nic, "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.4", "secondary_ips": ["10.1.0.100"]},

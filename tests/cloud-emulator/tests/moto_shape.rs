@@ -1,6 +1,8 @@
 //! Request/response shape check against moto (an independent EC2 implementation): the same
 //! requests go to moto_server and to the emulator, seeded alike, and the XML element structure is
-//! compared. moto does not model reassignment, so only shapes are compared, never holders.
+//! compared. moto does not model reassignment, so only shapes are compared, never holders;
+//! `DescribeInstanceTypes` answers are also compared figure by figure with moto's copy of AWS's
+//! instance type data.
 //! Skipped (with a message) when `moto_server` is not installed (`pip install 'moto[server]'`).
 
 mod common;
@@ -382,6 +384,118 @@ async fn request_and_response_shapes_match_moto() {
         &[],
     );
     assert_eq!(first(&o.body, "Code"), first(&mo.body, "Code"));
+    assert_eq!(first(&o.body, "Message"), first(&mo.body, "Message"));
+
+    // DescribeInstanceTypes: every type in the emulator's table, same shape and the same
+    // figures as moto's copy of AWS's data.
+    let item = "DescribeInstanceTypesResponse/instanceTypeSet/item";
+    let required: Vec<String> = [
+        "instanceType",
+        "bareMetal",
+        "vCpuInfo/defaultVCpus",
+        "memoryInfo/sizeInMiB",
+        "networkInfo/maximumNetworkInterfaces",
+        "networkInfo/ipv4AddressesPerInterface",
+        "networkInfo/ipv6AddressesPerInterface",
+        "networkInfo/ipv6Supported",
+        "networkInfo/networkCards/item/maximumNetworkInterfaces",
+    ]
+    .iter()
+    .map(|f| format!("{item}/{f}"))
+    .chain(std::iter::once(s(
+        "DescribeInstanceTypesResponse/requestId",
+    )))
+    .collect();
+    let required: Vec<&str> = required.iter().map(String::as_str).collect();
+    // Facts the emulator does not model (processor, EBS, placement, Nitro features...).
+    let moto_only: Vec<String> = [
+        "processorInfo",
+        "vCpuInfo/defaultCores",
+        "vCpuInfo/defaultThreadsPerCore",
+        "vCpuInfo/validCores",
+        "vCpuInfo/validThreadsPerCore",
+        "ebsInfo",
+        "networkInfo/networkCards/item/baselineBandwidthInGbps",
+        "networkInfo/networkCards/item/peakBandwidthInGbps",
+        "networkInfo/networkCards/item/defaultEnaQueueCountPerInterface",
+        "networkInfo/enaSrdSupported",
+        "networkInfo/flexibleEnaQueuesSupport",
+        "networkInfo/connectionTrackingConfiguration",
+        "networkInfo/secondaryNetworkSupported",
+        "networkInfo/efaInfo",
+        "networkInfo/bandwidthWeightings",
+        "placementGroupInfo",
+        "hibernationSupported",
+        "dedicatedHostsSupported",
+        "autoRecoverySupported",
+        "supportedBootModes",
+        "nitroEnclavesSupport",
+        "nitroTpmSupport",
+        "nitroTpmInfo",
+        "phcSupport",
+        "rebootMigrationSupport",
+    ]
+    .iter()
+    .map(|f| format!("{item}/{f}"))
+    .collect();
+    let moto_only: Vec<&str> = moto_only.iter().map(String::as_str).collect();
+    for t in cer_cloud_emulator::instance_types::INSTANCE_TYPES {
+        let (o, mo) = both(vec![
+            ("Action", s("DescribeInstanceTypes")),
+            ("InstanceType.1", s(t.name)),
+        ])
+        .await;
+        compare(
+            &format!("DescribeInstanceTypes {}", t.name),
+            &o,
+            &mo,
+            &required,
+            &moto_only,
+        );
+        for tag in [
+            "instanceType",
+            "maximumNetworkInterfaces",
+            "ipv4AddressesPerInterface",
+            "ipv6AddressesPerInterface",
+            "defaultVCpus",
+            "sizeInMiB",
+            "networkPerformance",
+            "maximumNetworkCards",
+            "bareMetal",
+            "hypervisor",
+            "currentGeneration",
+            "freeTierEligible",
+            "burstablePerformanceSupported",
+            "ipv6Supported",
+            "enaSupport",
+            "efaSupported",
+            "encryptionInTransitSupported",
+            "instanceStorageSupported",
+        ] {
+            assert_eq!(
+                tag_values(&o.body, tag),
+                tag_values(&mo.body, tag),
+                "{} {tag}",
+                t.name
+            );
+        }
+    }
+    let (o, mo) = both(vec![
+        ("Action", s("DescribeInstanceTypes")),
+        ("InstanceType.1", s("c5.nope")),
+    ])
+    .await;
+    compare(
+        "DescribeInstanceTypes unknown type",
+        &o,
+        &mo,
+        &[
+            "Response/Errors/Error/Code",
+            "Response/Errors/Error/Message",
+        ],
+        &[],
+    );
+    assert_eq!(first(&o.body, "Code"), "InvalidInstanceType");
     assert_eq!(first(&o.body, "Message"), first(&mo.body, "Message"));
     emu.stop();
 }

@@ -252,3 +252,84 @@ pub async fn api_holder(addr: SocketAddr, ip: &str) -> Option<String> {
     h.first()
         .map(|h| h["nic"].as_str().expect("nic").to_string())
 }
+
+/// Starts the emulator on loopback port 0 with a seed given as JSON.
+pub async fn start_json(seed: serde_json::Value) -> Running {
+    let seed: Seed = serde_json::from_value(seed).expect("test seed parses");
+    cer_cloud_emulator::start(seed, "127.0.0.1:0".parse().unwrap(), &[])
+        .await
+        .expect("emulator starts")
+}
+
+/// Every journal entry (accepted change) so far.
+pub async fn journal(addr: SocketAddr) -> Vec<serde_json::Value> {
+    let r = http(addr, "GET", "/_emulator/journal", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["entries"].as_array().expect("entries").clone()
+}
+
+/// `POST /_emulator/config` with `body`; must be accepted.
+pub async fn config(addr: SocketAddr, body: serde_json::Value) -> serde_json::Value {
+    let r = http(
+        addr,
+        "POST",
+        "/_emulator/config",
+        &[],
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+/// The `calls` of `GET /_emulator/stats`.
+pub async fn stats(addr: SocketAddr) -> serde_json::Value {
+    let r = http(addr, "GET", "/_emulator/stats", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["calls"].clone()
+}
+
+/// An OCI `Authorization` header of the right shape (seeds without keys check only the shape).
+pub const OCI_SIG: &str = r#"Signature version="1",keyId="ocid1.tenancy.oc1..t/ocid1.user.oc1..u/aa:bb",algorithm="rsa-sha256",headers="(request-target) date host",signature="AAAA""#;
+
+/// An OCI request with [`OCI_SIG`] and a JSON body.
+pub async fn oci_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Resp {
+    let b = body.map(|b| b.to_string()).unwrap_or_default();
+    http(
+        addr,
+        method,
+        path,
+        &[
+            ("Authorization", OCI_SIG),
+            ("Content-Type", "application/json"),
+        ],
+        b.as_bytes(),
+    )
+    .await
+}
+
+/// An ARM request with a bearer token and `api-version`.
+pub async fn arm_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Resp {
+    let b = body.map(|b| b.to_string()).unwrap_or_default();
+    http(
+        addr,
+        method,
+        &format!("{path}?api-version=2023-09-01"),
+        &[
+            ("Authorization", "Bearer token"),
+            ("Content-Type", "application/json"),
+        ],
+        b.as_bytes(),
+    )
+    .await
+}
