@@ -26,6 +26,9 @@ fuzz_target!(|data: &[u8]| {
         imds_endpoint: Some(url),
         client_id: None,
         api_version: None,
+        max_ip_configs: None,
+        write_budget: None,
+        read_budget: None,
     };
     let timing = Timing {
         connect: Duration::from_secs(2),

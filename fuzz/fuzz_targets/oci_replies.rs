@@ -38,6 +38,8 @@ fn provider() -> &'static OciProvider {
             subnet_id: "ocid1.subnet.oc1.fuzz.s1".into(),
             endpoint: Some(Server::get().url()),
             region: None,
+            write_budget: None,
+            read_budget: None,
             auth: OciAuth::ApiKey {
                 tenancy: "ocid1.tenancy.oc1..fuzz".into(),
                 user: "ocid1.user.oc1..fuzz".into(),

@@ -137,6 +137,9 @@ async fn client(provider: &str, url: &str, fixtures: &Path) -> Result<Arc<dyn Ca
                 imds_endpoint: Some(url.into()),
                 client_id: None,
                 api_version: None,
+                max_ip_configs: None,
+                write_budget: None,
+                read_budget: None,
             },
         )?),
         _ => Arc::new(cer_capture::oci::OciProvider::new(&cer_capture::oci::OciConfig {
@@ -144,6 +147,8 @@ async fn client(provider: &str, url: &str, fixtures: &Path) -> Result<Arc<dyn Ca
             subnet_id: "ocid1.subnet.oc1..lab".into(),
             endpoint: Some(url.into()),
             region: Some("eu-frankfurt-1".into()),
+            write_budget: None,
+            read_budget: None,
             auth: cer_capture::oci::OciAuth::ApiKey {
                 tenancy: "ocid1.tenancy.oc1..bench".into(),
                 user: "ocid1.user.oc1..bench".into(),

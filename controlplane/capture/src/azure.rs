@@ -31,7 +31,9 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding};
+use crate::budget::{BucketConfig, Budget, BudgetStatus};
+use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding, Item};
+use futures_util::future::join_all;
 
 const PROVIDER: &str = "azure";
 const DEFAULT_ARM: &str = "https://management.azure.com";
@@ -56,7 +58,20 @@ pub struct AzureConfig {
     pub client_id: Option<String>,
     /// ARM API version of `Microsoft.Network` calls (default `2023-09-01`).
     pub api_version: Option<String>,
+    /// ipConfigurations a NIC may hold (Azure's limit: 256).
+    pub max_ip_configs: Option<usize>,
+    /// Client-side budget of ARM writes (PUT, DELETE) per subscription (ARM: 200, 10/s).
+    pub write_budget: Option<BucketConfig>,
+    /// Client-side budget of ARM reads (ARM: 1200, 20/s).
+    pub read_budget: Option<BucketConfig>,
 }
+
+/// ipConfigurations per NIC (Azure networking limits).
+pub const MAX_IP_CONFIGS: usize = 256;
+/// ARM's write bucket per subscription and region.
+pub const WRITE_BUDGET: BucketConfig = BucketConfig::new(200, 10.0);
+/// ARM's read bucket per subscription and region.
+pub const READ_BUDGET: BucketConfig = BucketConfig::new(1200, 20.0);
 
 /// The subscription, resource group and name of an ARM NIC id.
 fn parse_nic_id(id: &str) -> Option<(String, String, String)> {
@@ -108,6 +123,17 @@ impl AzureConfig {
                     "capture.azure.client_id = {c:?}: expected a client id"
                 ));
             }
+        }
+        if let Some(b) = &self.write_budget {
+            b.validate("capture.azure.write_budget")?;
+        }
+        if let Some(b) = &self.read_budget {
+            b.validate("capture.azure.read_budget")?;
+        }
+        if self.max_ip_configs == Some(0) {
+            return Err(
+                "capture.azure.max_ip_configs = 0: a NIC holds its primary at least".into(),
+            );
         }
         if let Some(v) = &self.api_version {
             let ok = !v.is_empty()
@@ -163,6 +189,9 @@ pub struct AzureProvider {
     scope: String,
     /// Cached managed identity token and when to stop using it.
     token: tokio::sync::Mutex<Option<(String, SystemTime)>>,
+    max_ip_configs: usize,
+    writes: Budget,
+    reads: Budget,
 }
 
 /// One ARM answer.
@@ -228,6 +257,7 @@ fn classify(step: &str, r: &ArmResp, own: bool) -> CaptureError {
         404 if own => ErrorKind::Config,
         404 => ErrorKind::Transient,
         s if s >= 500 => ErrorKind::Transient,
+        400 if code.contains("Quota") || code.contains("Limit") => ErrorKind::Quota,
         _ if code == "PrivateIPAddressIsAllocated"
             || code == "RetryableError"
             || code == "RetryableErrorDueToAnotherOperation"
@@ -335,6 +365,9 @@ impl AzureProvider {
                 .unwrap_or_else(|| DEFAULT_API_VERSION.to_string()),
             scope: format!("/subscriptions/{s}/resourceGroups/{g}"),
             token: tokio::sync::Mutex::new(None),
+            max_ip_configs: cfg.max_ip_configs.unwrap_or(MAX_IP_CONFIGS),
+            writes: Budget::new("azure writes", cfg.write_budget.unwrap_or(WRITE_BUDGET)),
+            reads: Budget::new("azure reads", cfg.read_budget.unwrap_or(READ_BUDGET)),
         })
     }
 
@@ -448,6 +481,12 @@ impl AzureProvider {
             path_or_url.to_string()
         };
         let token = self.token().await?;
+        let budget = if method == Method::GET {
+            &self.reads
+        } else {
+            &self.writes
+        };
+        budget.take().await;
         let mut req = self.http.request(method, &url).bearer_auth(token);
         if let Some(m) = if_match {
             req = req.header("If-Match", m);
@@ -459,6 +498,14 @@ impl AzureProvider {
         let status = r.status();
         let headers = r.headers().clone();
         let text = r.text().await.map_err(|e| transport_error(step, &e))?;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            budget.throttled(wait);
+        }
         if status == StatusCode::UNAUTHORIZED {
             // The token may have been revoked or rotated: fetch a new one next time.
             *self.token.lock().await = None;
@@ -525,38 +572,6 @@ impl AzureProvider {
         }
     }
 
-    /// Who holds `ip` in our NIC's virtual network: (NIC id, primary configuration).
-    async fn holder(&self, ip: Ipv4Addr) -> Result<Option<(String, bool)>, CaptureError> {
-        let nics = self.list_nics().await?;
-        let id_of = |n: &Value| {
-            n.get("id")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let ours = nics
-            .iter()
-            .find(|n| self.is_ours(&id_of(n)))
-            .ok_or_else(|| {
-                CaptureError::new(
-                    ErrorKind::Config,
-                    PROVIDER,
-                    "list network interfaces",
-                    format!("NIC {} is not in its resource group's list", self.nic_id),
-                )
-            })?;
-        let vnet = vnet_of(ours);
-        for n in &nics {
-            if vnet.is_some() && vnet_of(n) != vnet {
-                continue;
-            }
-            if let Some(c) = configs(n).iter().find(|c| same_ip(c, ip)) {
-                return Ok(Some((id_of(n), is_primary(c))));
-            }
-        }
-        Ok(None)
-    }
-
     /// Waits for the long-running operation a PUT answer names (if any) to end.
     async fn wait_operation(&self, put: &ArmResp, step: &str) -> Result<(), CaptureError> {
         let step = format!("{step} (operation)");
@@ -620,18 +635,20 @@ impl AzureProvider {
         }
     }
 
-    /// GET `nic`, let `edit` change its body (None: nothing to do), fence-check, PUT with the
-    /// etag, wait for the operation. Retries etag races, 429 and allocation conflicts. Another
-    /// NIC that does not exist is done when removing from it (`Gone::Done`: its configuration
-    /// went with it) and `HolderGone` when adding to it (`Gone::Refused`).
-    async fn modify(
+    /// GET `nic`, drop the items whose fence went stale, let `edit` change the body for the
+    /// live addresses (None: nothing to change; it may also refuse some addresses, e.g. over
+    /// the NIC's quota), PUT with the etag, wait for the operation: one PUT for every address.
+    /// Retries etag races, 429 and allocation conflicts. Another NIC that does not exist is
+    /// done when removing from it (`Gone::Done`: its configurations went with it) and
+    /// `HolderGone` when adding to it (`Gone::Refused`). One answer per item, in order.
+    async fn modify_many(
         &self,
         nic: &str,
         gone: Gone,
         step: &str,
-        fence: &Fence,
-        edit: &(dyn Fn(&Value) -> Result<Option<Value>, CaptureError> + Send + Sync),
-    ) -> Result<(), CaptureError> {
+        items: &[Item],
+        edit: &Edit<'_>,
+    ) -> Vec<Result<(), CaptureError>> {
         let own = self.is_ours(nic);
         let role = match (own, gone) {
             (true, _) => "our NIC",
@@ -640,30 +657,77 @@ impl AzureProvider {
         };
         let get_step = format!("GET {role}");
         let put_step = format!("PUT {role}");
+        let fence_step = format!("{put_step} ({step})");
+        let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let live: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
+            if live.is_empty() {
+                break;
+            }
             let got = match self.call_retrying(Method::GET, nic, &get_step, own).await {
                 Ok(r) => r,
                 Err(e) if !own && e.message.starts_with("HTTP 404") => {
-                    return match gone {
-                        // The old NIC is gone, so is its configuration.
+                    let r = match gone {
+                        // The old NIC is gone, so are its configurations.
                         Gone::Done => Ok(()),
                         Gone::Refused => Err(holder_gone(nic, &get_step, &e)),
                     };
+                    live.iter().for_each(|&i| out[i] = Some(r.clone()));
+                    break;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    live.iter().for_each(|&i| out[i] = Some(Err(e.clone())));
+                    break;
+                }
             };
-            let Some(body) = edit(&got.body)? else {
-                return Ok(());
+            // Fence per address, right before the PUT that would carry it.
+            let mut carried = Vec::new();
+            for &i in &live {
+                match items[i].fence.check(PROVIDER, &fence_step) {
+                    Ok(()) => carried.push(i),
+                    Err(e) => out[i] = Some(Err(e)),
+                }
+            }
+            if carried.is_empty() {
+                break;
+            }
+            let ips: Vec<Ipv4Addr> = carried.iter().map(|&i| items[i].ip).collect();
+            let (body, refused) = match edit(&got.body, &ips) {
+                Ok(x) => x,
+                Err(e) => {
+                    carried.iter().for_each(|&i| out[i] = Some(Err(e.clone())));
+                    break;
+                }
+            };
+            for (ip, e) in refused {
+                for &i in &carried {
+                    if items[i].ip == ip {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+            let carried: Vec<usize> = carried.into_iter().filter(|&i| out[i].is_none()).collect();
+            let Some(body) = body else {
+                carried.iter().for_each(|&i| out[i] = Some(Ok(())));
+                break;
             };
             let etag = got.etag();
-            fence.check(PROVIDER, &format!("{put_step} ({step})"))?;
-            let r = self
+            let r = match self
                 .call(Method::PUT, nic, Some(&body), etag.as_deref(), &put_step)
-                .await?;
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    carried.iter().for_each(|&i| out[i] = Some(Err(e.clone())));
+                    break;
+                }
+            };
             if r.status.is_success() {
-                return self.wait_operation(&r, &put_step).await;
+                let done = self.wait_operation(&r, &put_step).await;
+                carried.iter().for_each(|&i| out[i] = Some(done.clone()));
+                break;
             }
             let code = r.code();
             let retry = r.status == StatusCode::TOO_MANY_REQUESTS
@@ -681,51 +745,67 @@ impl AzureProvider {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            let err = classify(&put_step, &r, own);
+            let mut err = classify(&put_step, &r, own);
             if !own && gone == Gone::Refused && r.status == StatusCode::NOT_FOUND {
-                return Err(holder_gone(nic, &put_step, &err));
+                err = holder_gone(nic, &put_step, &err);
             }
-            return Err(err);
+            carried
+                .iter()
+                .for_each(|&i| out[i] = Some(Err(err.clone())));
+            break;
         }
+        out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
     }
 
-    /// Removes `ip`'s ipConfiguration from `nic` (never the primary one).
-    async fn remove(&self, nic: &str, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
+    /// Removes the addresses' ipConfigurations from `nic` in one PUT (never a primary one).
+    async fn remove_many(&self, nic: &str, items: &[Item]) -> Vec<Result<(), CaptureError>> {
         let nic_name = nic.to_string();
-        let edit = move |body: &Value| -> Result<Option<Value>, CaptureError> {
+        let edit = move |body: &Value, ips: &[Ipv4Addr]| -> EditResult {
             let cfgs = configs(body);
-            let Some(c) = cfgs.iter().find(|c| same_ip(c, ip)) else {
-                return Ok(None);
-            };
-            if is_primary(c) {
-                return Err(CaptureError::new(
-                    ErrorKind::Config,
-                    PROVIDER,
-                    "remove ipConfiguration",
-                    format!("{ip} is the primary address of NIC {nic_name}: never removed"),
-                ));
+            let mut refused = Vec::new();
+            let mut drop = Vec::new();
+            for &ip in ips {
+                match cfgs.iter().find(|c| same_ip(c, ip)) {
+                    None => {}
+                    Some(c) if is_primary(c) => refused.push((
+                        ip,
+                        CaptureError::new(
+                            ErrorKind::Config,
+                            PROVIDER,
+                            "remove ipConfiguration",
+                            format!("{ip} is the primary address of NIC {nic_name}: never removed"),
+                        ),
+                    )),
+                    Some(_) => drop.push(ip),
+                }
+            }
+            if drop.is_empty() {
+                return Ok((None, refused));
             }
             let mut b = body.clone();
             if let Some(arr) = b
                 .pointer_mut("/properties/ipConfigurations")
                 .and_then(Value::as_array_mut)
             {
-                arr.retain(|c| !same_ip(c, ip));
+                arr.retain(|c| !drop.iter().any(|ip| same_ip(c, *ip)));
             }
-            Ok(Some(b))
+            Ok((Some(b), refused))
         };
-        self.modify(nic, Gone::Done, &format!("remove {ip}"), fence, &edit)
-            .await
+        let what = match items {
+            [one] => format!("remove {}", one.ip),
+            _ => format!("remove {} addresses", items.len()),
+        };
+        self.modify_many(nic, Gone::Done, &what, items, &edit).await
     }
 
-    /// Adds an ipConfiguration for `ip` to `nic` (ours, or the holder it goes back to), in the
-    /// subnet of that NIC's primary configuration.
-    async fn add(&self, nic: &str, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
-        let edit = move |body: &Value| -> Result<Option<Value>, CaptureError> {
+    /// Adds ipConfigurations for the addresses to `nic` (ours, or the holder they go back
+    /// to) in one PUT, in the subnet of that NIC's primary configuration. Past the NIC's
+    /// quota of ipConfigurations the rest is refused (`Quota`) without a call.
+    async fn add_many(&self, nic: &str, items: &[Item]) -> Vec<Result<(), CaptureError>> {
+        let max = self.max_ip_configs;
+        let nic_name = nic.to_string();
+        let edit = move |body: &Value, ips: &[Ipv4Addr]| -> EditResult {
             let cfgs = configs(body);
-            if cfgs.iter().any(|c| same_ip(c, ip)) {
-                return Ok(None);
-            }
             let subnet = cfgs
                 .iter()
                 .find(|c| is_primary(c))
@@ -741,50 +821,118 @@ impl AzureProvider {
                     )
                 })?
                 .to_string();
-            let mut name = config_name(ip);
-            let taken = |n: &str| {
-                cfgs.iter().any(|c| {
-                    c.get("name")
-                        .and_then(Value::as_str)
-                        .is_some_and(|x| x.eq_ignore_ascii_case(n))
-                })
-            };
-            let mut i = 1;
-            while taken(&name) {
-                i += 1;
-                name = format!("{}-{i}", config_name(ip));
-            }
             let mut b = body.clone();
-            let new = json!({
-                "name": name,
-                "properties": {
-                    "privateIPAddress": ip.to_string(),
-                    "privateIPAllocationMethod": "Static",
-                    "privateIPAddressVersion": "IPv4",
-                    "primary": false,
-                    "subnet": { "id": subnet },
-                }
-            });
-            match b
+            let Some(arr) = b
                 .pointer_mut("/properties/ipConfigurations")
                 .and_then(Value::as_array_mut)
-            {
-                Some(arr) => arr.push(new),
-                None => {
-                    return Err(CaptureError::new(
-                        ErrorKind::Transient,
-                        PROVIDER,
-                        "GET NIC",
-                        "the NIC has no ipConfigurations array",
-                    ))
+            else {
+                return Err(CaptureError::new(
+                    ErrorKind::Transient,
+                    PROVIDER,
+                    "GET NIC",
+                    "the NIC has no ipConfigurations array",
+                ));
+            };
+            let mut refused = Vec::new();
+            let mut changed = false;
+            for &ip in ips {
+                if arr.iter().any(|c| same_ip(c, ip)) {
+                    continue;
                 }
+                if arr.len() >= max {
+                    refused.push((
+                        ip,
+                        CaptureError::new(
+                            ErrorKind::Quota,
+                            PROVIDER,
+                            "add ipConfiguration",
+                            format!(
+                                "{ip} cannot be captured: NIC {nic_name} holds {} ipConfigurations, Azure's quota per NIC is {max}",
+                                arr.len()
+                            ),
+                        ),
+                    ));
+                    continue;
+                }
+                let taken = |arr: &Vec<Value>, n: &str| {
+                    arr.iter().any(|c| {
+                        c.get("name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|x| x.eq_ignore_ascii_case(n))
+                    })
+                };
+                let mut name = config_name(ip);
+                let mut i = 1;
+                while taken(arr, &name) {
+                    i += 1;
+                    name = format!("{}-{i}", config_name(ip));
+                }
+                arr.push(json!({
+                    "name": name,
+                    "properties": {
+                        "privateIPAddress": ip.to_string(),
+                        "privateIPAllocationMethod": "Static",
+                        "privateIPAddressVersion": "IPv4",
+                        "primary": false,
+                        "subnet": { "id": subnet },
+                    }
+                }));
+                changed = true;
             }
-            Ok(Some(b))
+            Ok((changed.then_some(b), refused))
         };
-        self.modify(nic, Gone::Refused, &format!("add {ip}"), fence, &edit)
+        let what = match items {
+            [one] => format!("add {}", one.ip),
+            _ => format!("add {} addresses", items.len()),
+        };
+        self.modify_many(nic, Gone::Refused, &what, items, &edit)
             .await
     }
+
+    /// Every NIC of our resource group, and who holds each address of `ips` in our NIC's
+    /// virtual network: (NIC id, primary configuration).
+    async fn holders(&self, ips: &[Ipv4Addr]) -> Result<Vec<Option<(String, bool)>>, CaptureError> {
+        let nics = self.list_nics().await?;
+        let id_of = |n: &Value| {
+            n.get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let ours = nics
+            .iter()
+            .find(|n| self.is_ours(&id_of(n)))
+            .ok_or_else(|| {
+                CaptureError::new(
+                    ErrorKind::Config,
+                    PROVIDER,
+                    "list network interfaces",
+                    format!("NIC {} is not in its resource group's list", self.nic_id),
+                )
+            })?;
+        let vnet = vnet_of(ours);
+        let mut by_ip: std::collections::HashMap<Ipv4Addr, (String, bool)> =
+            std::collections::HashMap::new();
+        for n in &nics {
+            if vnet.is_some() && vnet_of(n) != vnet {
+                continue;
+            }
+            for c in configs(n) {
+                if let Some(ip) = c
+                    .pointer("/properties/privateIPAddress")
+                    .and_then(Value::as_str)
+                    .and_then(|s| s.parse::<Ipv4Addr>().ok())
+                {
+                    by_ip.entry(ip).or_insert_with(|| (id_of(n), is_primary(c)));
+                }
+            }
+        }
+        Ok(ips.iter().map(|ip| by_ip.get(ip).cloned()).collect())
+    }
 }
+
+type EditResult = Result<(Option<Value>, Vec<(Ipv4Addr, CaptureError)>), CaptureError>;
+type Edit<'a> = dyn Fn(&Value, &[Ipv4Addr]) -> EditResult + Send + Sync + 'a;
 
 /// What a NIC other than ours that does not exist means to `modify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -815,105 +963,37 @@ impl CaptureProvider for AzureProvider {
     }
 
     async fn observe(&self, ip: Ipv4Addr) -> Result<Holding, CaptureError> {
-        Ok(match self.holder(ip).await? {
-            None => Holding::Nobody,
-            Some((id, _)) if self.is_ours(&id) => Holding::Ours,
-            Some((id, _)) => Holding::Elsewhere(id),
-        })
+        self.observe_many(&[ip])
+            .await
+            .pop()
+            .unwrap_or(Ok(Holding::Nobody))
     }
 
     async fn capture(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
-        match self.holder(ip).await? {
-            Some((id, _)) if self.is_ours(&id) => return Ok(()),
-            Some((id, true)) => {
-                return Err(CaptureError::new(
-                    ErrorKind::Config,
-                    PROVIDER,
-                    "capture",
-                    format!("{ip} is the primary address of NIC {id}: never moved"),
-                ))
-            }
-            Some((old, false)) => {
-                // Step 1: remove it from the old NIC, and wait until that is done.
-                self.remove(&old, ip, fence).await?;
-                fence.check(
-                    PROVIDER,
-                    "between removing from the old NIC and adding to ours",
-                )?;
-            }
-            None => {}
-        }
-        // Step 2: add it to ours.
-        let ours = self.nic_id.clone();
-        self.add(&ours, ip, fence).await
+        let item = Item {
+            ip,
+            fence: fence.clone(),
+        };
+        self.capture_many(&[item]).await.pop().unwrap_or(Ok(()))
     }
 
     async fn release(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
-        let nic = self.nic_id.clone();
-        self.remove(&nic, ip, fence).await
+        let item = Item {
+            ip,
+            fence: fence.clone(),
+        };
+        self.release_many(&[item]).await.pop().unwrap_or(Ok(()))
     }
 
     async fn hand_back(&self, ip: Ipv4Addr, to: &str, fence: &Fence) -> Result<(), CaptureError> {
-        if self.is_ours(to) || parse_nic_id(to).is_none() {
-            return Err(CaptureError::new(
-                ErrorKind::Config,
-                PROVIDER,
-                "hand back",
-                format!(
-                    "{to} is this router's own NIC or not a NIC id: nothing to hand {ip} back to"
-                ),
-            ));
-        }
-        // The NIC it goes back to must exist before anything leaves ours.
-        if let Err(e) = self
-            .call_retrying(Method::GET, to, "GET holder NIC", false)
+        let item = Item {
+            ip,
+            fence: fence.clone(),
+        };
+        self.hand_back_many(&[item], &[to.to_string()])
             .await
-        {
-            return Err(if e.message.starts_with("HTTP 404") {
-                holder_gone(to, "GET holder NIC", &e)
-            } else {
-                e
-            });
-        }
-        match self.holder(ip).await? {
-            // Held by `to` already, or by a third NIC: not ours to move.
-            Some((id, _)) if !self.is_ours(&id) => Ok(()),
-            Some((_, true)) => Err(CaptureError::new(
-                ErrorKind::Config,
-                PROVIDER,
-                "hand back",
-                format!("{ip} is the primary address of our NIC: never moved"),
-            )),
-            Some((_, false)) => {
-                // Step 1: remove it from ours, and wait until that is done.
-                let ours = self.nic_id.clone();
-                self.remove(&ours, ip, fence).await?;
-                fence.check(
-                    PROVIDER,
-                    &format!("between removing from our NIC and adding to {to}"),
-                )?;
-                // Step 2: create it on the holder. Gone between the steps: the address stays on
-                // nobody, where that NIC's deletion would have left it (the reconciler's answer
-                // to `HolderGone` anyway).
-                let r = match self.add(to, ip, fence).await {
-                    Err(e) if e.kind == ErrorKind::HolderGone => Err(CaptureError {
-                        message: format!("{}; {ip} left on no NIC", e.message),
-                        ..e
-                    }),
-                    r => r,
-                };
-                if r.is_ok() {
-                    log::info!("azure: handed {ip} back to {to}");
-                }
-                r
-            }
-            // An earlier hand-back stopped between the steps: finish it.
-            None => {
-                self.add(to, ip, fence).await?;
-                log::info!("azure: handed {ip} (on no NIC) back to {to}");
-                Ok(())
-            }
-        }
+            .pop()
+            .unwrap_or(Ok(()))
     }
 
     fn is_own_nic(&self, id: &str) -> bool {
@@ -935,5 +1015,204 @@ impl CaptureProvider for AzureProvider {
                 })
                 .collect(),
         ))
+    }
+
+    fn budgets(&self) -> Vec<BudgetStatus> {
+        vec![self.writes.status(), self.reads.status()]
+    }
+
+    /// One listing of the resource group's NICs answers every address.
+    async fn observe_many(&self, ips: &[Ipv4Addr]) -> Vec<Result<Holding, CaptureError>> {
+        match self.holders(ips).await {
+            Ok(h) => h
+                .into_iter()
+                .map(|h| {
+                    Ok(match h {
+                        None => Holding::Nobody,
+                        Some((id, _)) if self.is_ours(&id) => Holding::Ours,
+                        Some((id, _)) => Holding::Elsewhere(id),
+                    })
+                })
+                .collect(),
+            Err(e) => ips.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    /// Step 1: one PUT per old NIC without the addresses' configurations (the old NICs in
+    /// parallel), each operation waited for; the fence again for each address; step 2: one
+    /// PUT of our NIC with all of them.
+    async fn capture_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
+        let ips: Vec<Ipv4Addr> = items.iter().map(|i| i.ip).collect();
+        let holders = match self.holders(&ips).await {
+            Ok(h) => h,
+            Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
+        let mut from: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, h) in holders.into_iter().enumerate() {
+            match h {
+                Some((id, _)) if self.is_ours(&id) => out[i] = Some(Ok(())),
+                Some((id, true)) => {
+                    out[i] = Some(Err(CaptureError::new(
+                        ErrorKind::Config,
+                        PROVIDER,
+                        "capture",
+                        format!(
+                            "{} is the primary address of NIC {id}: never moved",
+                            items[i].ip
+                        ),
+                    )))
+                }
+                Some((old, false)) => match from.iter_mut().find(|(n, _)| *n == old) {
+                    Some((_, v)) => v.push(i),
+                    None => from.push((old, vec![i])),
+                },
+                None => {}
+            }
+        }
+        // Step 1, every old NIC at once.
+        let mut steps = Vec::new();
+        for (old, idx) in &from {
+            let sub: Vec<Item> = idx.iter().map(|&i| items[i].clone()).collect();
+            steps.push(async move { (idx, self.remove_many(old, &sub).await) });
+        }
+        for (idx, results) in join_all(steps).await {
+            for (&i, r) in idx.iter().zip(results) {
+                if let Err(e) = r {
+                    out[i] = Some(Err(e));
+                } else if let Err(e) = items[i].fence.check(
+                    PROVIDER,
+                    "between removing from the old NIC and adding to ours",
+                ) {
+                    out[i] = Some(Err(e));
+                }
+            }
+        }
+        // Step 2: one PUT of ours.
+        let idx: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
+        if !idx.is_empty() {
+            let sub: Vec<Item> = idx.iter().map(|&i| items[i].clone()).collect();
+            let ours = self.nic_id.clone();
+            for (&i, r) in idx.iter().zip(self.add_many(&ours, &sub).await) {
+                out[i] = Some(r);
+            }
+        }
+        out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
+    }
+
+    /// One PUT of our NIC without the addresses.
+    async fn release_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
+        let nic = self.nic_id.clone();
+        self.remove_many(&nic, items).await
+    }
+
+    /// Each NIC the addresses go back to must exist before anything leaves ours. Then one
+    /// PUT of ours without them (operation waited for), the fence again per address, and one
+    /// PUT per NIC they go back to. An address already held by another NIC is left alone; one
+    /// on nobody (an earlier hand-back stopped between the steps) goes straight to its NIC.
+    async fn hand_back_many(&self, items: &[Item], to: &[String]) -> Vec<Result<(), CaptureError>> {
+        let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
+        let mut targets: Vec<String> = Vec::new();
+        for (i, t) in to.iter().enumerate() {
+            if self.is_ours(t) || parse_nic_id(t).is_none() {
+                out[i] = Some(Err(CaptureError::new(
+                    ErrorKind::Config,
+                    PROVIDER,
+                    "hand back",
+                    format!(
+                        "{t} is this router's own NIC or not a NIC id: nothing to hand {} back to",
+                        items[i].ip
+                    ),
+                )));
+            } else if !targets.contains(t) {
+                targets.push(t.clone());
+            }
+        }
+        for t in &targets {
+            if let Err(e) = self
+                .call_retrying(Method::GET, t, "GET holder NIC", false)
+                .await
+            {
+                let e = if e.message.starts_with("HTTP 404") {
+                    holder_gone(t, "GET holder NIC", &e)
+                } else {
+                    e
+                };
+                for (i, ti) in to.iter().enumerate() {
+                    if ti == t && out[i].is_none() {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        let ips: Vec<Ipv4Addr> = items.iter().map(|i| i.ip).collect();
+        let holders = match self.holders(&ips).await {
+            Ok(h) => h,
+            Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut on_ours = Vec::new();
+        for (i, h) in holders.into_iter().enumerate() {
+            if out[i].is_some() {
+                continue;
+            }
+            match h {
+                // Held by its NIC already, or by a third NIC: not ours to move.
+                Some((id, _)) if !self.is_ours(&id) => out[i] = Some(Ok(())),
+                Some((_, true)) => {
+                    out[i] = Some(Err(CaptureError::new(
+                        ErrorKind::Config,
+                        PROVIDER,
+                        "hand back",
+                        format!(
+                            "{} is the primary address of our NIC: never moved",
+                            items[i].ip
+                        ),
+                    )))
+                }
+                Some((_, false)) => on_ours.push(i),
+                None => {}
+            }
+        }
+        // Step 1: one PUT of ours.
+        if !on_ours.is_empty() {
+            let sub: Vec<Item> = on_ours.iter().map(|&i| items[i].clone()).collect();
+            let ours = self.nic_id.clone();
+            for (&i, r) in on_ours.iter().zip(self.remove_many(&ours, &sub).await) {
+                if let Err(e) = r {
+                    out[i] = Some(Err(e));
+                } else if let Err(e) = items[i].fence.check(
+                    PROVIDER,
+                    &format!("between removing from our NIC and adding to {}", to[i]),
+                ) {
+                    out[i] = Some(Err(e));
+                }
+            }
+        }
+        // Step 2: one PUT per NIC they go back to. Gone between the steps: the address stays
+        // on nobody, where that NIC's deletion would have left it (the reconciler's answer to
+        // `HolderGone` anyway).
+        for t in &targets {
+            let idx: Vec<usize> = (0..items.len())
+                .filter(|&i| out[i].is_none() && to[i] == *t)
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let sub: Vec<Item> = idx.iter().map(|&i| items[i].clone()).collect();
+            for (&i, r) in idx.iter().zip(self.add_many(t, &sub).await) {
+                out[i] = Some(match r {
+                    Err(e) if e.kind == ErrorKind::HolderGone => Err(CaptureError {
+                        message: format!("{}; {} left on no NIC", e.message, items[i].ip),
+                        ..e
+                    }),
+                    Ok(()) => {
+                        log::info!("azure: handed {} back to {t}", items[i].ip);
+                        Ok(())
+                    }
+                    r => r,
+                });
+            }
+        }
+        out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
     }
 }

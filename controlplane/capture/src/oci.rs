@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::budget::{BucketConfig, Budget, BudgetStatus};
 use crate::oci_sign::Credentials;
 use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding};
 
@@ -69,7 +70,22 @@ pub struct OciConfig {
     /// Region identifier, e.g. `eu-frankfurt-1` (needed when an endpoint is defaulted).
     pub region: Option<String>,
     pub auth: OciAuth,
+    /// Client-side budget of private IP changes (PUT, POST, DELETE); OCI publishes no
+    /// figure: the default (50, 10/s) matches the emulator's.
+    #[serde(default)]
+    pub write_budget: Option<BucketConfig>,
+    /// Client-side budget of reads (default 100, 20/s).
+    #[serde(default)]
+    pub read_budget: Option<BucketConfig>,
 }
+
+/// Most pages of a subnet's private IPs read to observe many addresses at once.
+const MAX_SUBNET_PAGES: usize = 200;
+
+/// Default client-side budget of OCI private IP changes.
+pub const WRITE_BUDGET: BucketConfig = BucketConfig::new(50, 10.0);
+/// Default client-side budget of OCI reads.
+pub const READ_BUDGET: BucketConfig = BucketConfig::new(100, 20.0);
 
 fn check_url(field: &str, v: &str) -> Result<(), String> {
     match url::Url::parse(v) {
@@ -187,6 +203,8 @@ pub struct OciProvider {
     vnic_id: String,
     subnet_id: String,
     creds: Credentials,
+    writes: Budget,
+    reads: Budget,
 }
 
 /// One OCI answer.
@@ -211,8 +229,10 @@ impl OciResp {
 }
 
 fn classify(step: &str, r: &OciResp) -> CaptureError {
+    let code = r.body.get("code").and_then(Value::as_str).unwrap_or("");
     let kind = match r.status.as_u16() {
         429 => ErrorKind::Throttled,
+        400 if code.contains("Limit") || code.contains("Quota") => ErrorKind::Quota,
         409 | 412 => ErrorKind::Transient,
         s if s >= 500 => ErrorKind::Transient,
         _ => ErrorKind::Config,
@@ -301,6 +321,8 @@ impl OciProvider {
             vnic_id: cfg.vnic_id.clone(),
             subnet_id: cfg.subnet_id.clone(),
             creds,
+            writes: Budget::new("oci writes", cfg.write_budget.unwrap_or(WRITE_BUDGET)),
+            reads: Budget::new("oci reads", cfg.read_budget.unwrap_or(READ_BUDGET)),
         })
     }
 
@@ -325,6 +347,12 @@ impl OciProvider {
             .creds
             .sign(&self.http, method.as_str(), &url, bytes.as_deref())
             .await?;
+        let budget = if method == Method::GET {
+            &self.reads
+        } else {
+            &self.writes
+        };
+        budget.take().await;
         let mut req = self
             .http
             .request(method, url)
@@ -368,6 +396,9 @@ impl OciProvider {
         })?;
         if status == StatusCode::UNAUTHORIZED {
             self.creds.invalidate().await;
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            budget.throttled(None);
         }
         Ok(OciResp {
             status,
@@ -743,6 +774,53 @@ impl CaptureProvider for OciProvider {
 
     fn is_own_nic(&self, id: &str) -> bool {
         id == self.vnic_id
+    }
+
+    fn budgets(&self) -> Vec<BudgetStatus> {
+        vec![self.writes.status(), self.reads.status()]
+    }
+
+    /// One listing of the subnet's private IPs (paged) answers every address; a single
+    /// address is one filtered lookup.
+    async fn observe_many(&self, ips: &[Ipv4Addr]) -> Vec<Result<Holding, CaptureError>> {
+        if ips.len() == 1 {
+            return vec![self.observe(ips[0]).await];
+        }
+        let mut by_ip: std::collections::HashMap<Ipv4Addr, Option<String>> =
+            std::collections::HashMap::new();
+        let walked = self
+            .walk_private_ips(
+                ("subnetId", self.subnet_id.as_str()),
+                MAX_SUBNET_PAGES,
+                "ListPrivateIps",
+                "too many pages of private IPs in the subnet",
+                |items| {
+                    for v in items {
+                        let addr = v
+                            .get("ipAddress")
+                            .and_then(Value::as_str)
+                            .and_then(|a| a.parse::<Ipv4Addr>().ok());
+                        if let (Some(a), Some(p)) = (addr, private_ip(v)) {
+                            by_ip.insert(a, p.vnic);
+                        }
+                    }
+                    false
+                },
+            )
+            .await;
+        if let Err(e) = walked {
+            return ips.iter().map(|_| Err(e.clone())).collect();
+        }
+        ips.iter()
+            .map(|ip| {
+                Ok(match by_ip.get(ip) {
+                    Some(Some(v)) if *v == self.vnic_id => Holding::Ours,
+                    Some(Some(v)) => Holding::Elsewhere(v.clone()),
+                    // A private IP object on no VNIC (reserved) delivers to nobody.
+                    Some(None) | None => Holding::Nobody,
+                })
+            })
+            .collect()
     }
 
     async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {

@@ -53,6 +53,9 @@ fn config(emu: &Emulator, nic_id: &str) -> AzureConfig {
         imds_endpoint: Some(emu.url()),
         client_id: None,
         api_version: None,
+        max_ip_configs: None,
+        write_budget: None,
+        read_budget: None,
     }
 }
 
@@ -281,6 +284,9 @@ fn config_is_validated_with_field_names() {
         imds_endpoint: None,
         client_id: Some("11111111-2222-3333-4444-555555555555".into()),
         api_version: None,
+        max_ip_configs: None,
+        write_budget: None,
+        read_budget: None,
     };
     good.validate().unwrap();
     let bad = AzureConfig {

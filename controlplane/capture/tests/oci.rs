@@ -55,6 +55,8 @@ fn config(emu: &Emulator, vnic: &str, key: &str) -> OciConfig {
         subnet_id: SUBNET.to_string(),
         endpoint: Some(emu.url()),
         region: None,
+        write_budget: None,
+        read_budget: None,
         auth: OciAuth::ApiKey {
             tenancy: TENANCY.to_string(),
             user: USER.to_string(),
@@ -291,6 +293,8 @@ async fn instance_principal_federates_and_signs_with_the_session_token() {
         subnet_id: SUBNET.to_string(),
         endpoint: Some(emu.url()),
         region: Some("eu-frankfurt-1".into()),
+        write_budget: None,
+        read_budget: None,
         auth: OciAuth::InstancePrincipal {
             imds_endpoint: Some(emu.url()),
             auth_endpoint: Some(emu.url()),
