@@ -40,6 +40,7 @@ fn provider() -> &'static OciProvider {
             region: None,
             write_budget: None,
             read_budget: None,
+            max_secondary_ips: None,
             auth: OciAuth::ApiKey {
                 tenancy: "ocid1.tenancy.oc1..fuzz".into(),
                 user: "ocid1.user.oc1..fuzz".into(),

@@ -37,7 +37,15 @@ struct Args {
     providers: Vec<String>,
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Mass moves instead: N /32s change owner at once, for each N given
+    /// (comma separated), per provider, at the emulator's default quotas and
+    /// API limits.
+    #[arg(long, value_delimiter = ',')]
+    mass: Vec<usize>,
 }
+
+#[path = "capture_mass.rs"]
+mod mass;
 
 const POOL_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 60, 11);
 
@@ -149,6 +157,7 @@ async fn client(provider: &str, url: &str, fixtures: &Path) -> Result<Arc<dyn Ca
             region: Some("eu-frankfurt-1".into()),
             write_budget: None,
             read_budget: None,
+            max_secondary_ips: None,
             auth: cer_capture::oci::OciAuth::ApiKey {
                 tenancy: "ocid1.tenancy.oc1..bench".into(),
                 user: "ocid1.user.oc1..bench".into(),
@@ -308,6 +317,7 @@ async fn measure(provider: &str, args: &Args) -> Result<Value> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     // The emulator checks the SigV4 header's shape only; these never leave loopback.
     std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDCERBENCH");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "cer-bench-secret");
@@ -316,6 +326,22 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    if !args.mass.is_empty() {
+        let mut rows = Vec::new();
+        for p in &args.providers {
+            for &n in &args.mass {
+                let v = rt.block_on(mass::measure(p, n, &args.emulator, &args.fixtures))?;
+                eprintln!("{v}");
+                rows.push(v);
+            }
+        }
+        let out = json!({"emulator_move_delay_ms": 500, "rows": rows});
+        match &args.json {
+            Some(path) => std::fs::write(path, serde_json::to_string_pretty(&out)?)?,
+            None => println!("{}", serde_json::to_string_pretty(&out)?),
+        }
+        return Ok(());
+    }
     let mut results = Vec::new();
     for p in &args.providers {
         let v = rt.block_on(measure(p, &args))?;

@@ -299,7 +299,15 @@ pub struct AwsProvider {
     subnet_id: String,
     mutating: Budget,
     describing: Budget,
+    /// Addresses assigned to our ENIs that EC2 may not report yet (its
+    /// reads are eventually consistent): (ENI, when assigned). Counted when
+    /// spreading captures, so a second batch does not overfill an ENI whose
+    /// first batch is still invisible.
+    recent: std::sync::Mutex<HashMap<Ipv4Addr, (String, tokio::time::Instant)>>,
 }
+
+/// How long an assignment EC2 accepted counts as possibly invisible.
+const RECENT: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for AwsProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -483,6 +491,7 @@ impl AwsProvider {
             subnet_id: subnet_id.to_string(),
             mutating: Budget::new("aws mutating", MUTATING_BUDGET),
             describing: Budget::new("aws describe", DESCRIBE_BUDGET),
+            recent: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -509,6 +518,16 @@ impl AwsProvider {
         call: impl std::future::Future<Output = Result<T, CaptureError>>,
     ) -> Result<T, CaptureError> {
         budget.take().await;
+        self.unmetered(budget, call).await
+    }
+
+    /// A call whose token was taken already: a throttle reply still empties
+    /// and pauses the bucket.
+    async fn unmetered<T>(
+        &self,
+        budget: &Budget,
+        call: impl std::future::Future<Output = Result<T, CaptureError>>,
+    ) -> Result<T, CaptureError> {
         let r = call.await;
         if let Err(e) = &r {
             if e.kind == ErrorKind::Throttled {
@@ -645,8 +664,9 @@ impl AwsProvider {
 
     /// One `AssignPrivateIpAddresses` of `ips` to `eni` with AllowReassignment.
     async fn assign(&self, eni: &str, ips: &[Ipv4Addr], step: &str) -> Result<(), CaptureError> {
+        // Prepaid: `grouped` took the token before the fence check.
         let r = self
-            .metered(&self.mutating, async {
+            .unmetered(&self.mutating, async {
                 self.client
                     .assign_private_ip_addresses()
                     .network_interface_id(eni)
@@ -657,9 +677,25 @@ impl AwsProvider {
                     .map_err(|e| sdk_error(step, e))
             })
             .await;
+        if r.is_ok() && self.is_own_nic(eni) {
+            let now = tokio::time::Instant::now();
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent.retain(|_, (_, t)| now.duration_since(*t) < RECENT);
+            for ip in ips {
+                recent.insert(*ip, (eni.to_string(), now));
+            }
+        }
         r.map(|_| ()).map_err(|mut e| {
             if e.message.starts_with("PrivateIpAddressLimitExceeded") {
-                e.kind = ErrorKind::Quota;
+                // Our count said there was room: our view of the ENI was
+                // stale (eventual consistency, or someone else added
+                // addresses). Look again shortly. With no known limit EC2's
+                // refusal is the quota itself.
+                e.kind = if self.per_eni.is_some() && self.is_own_nic(eni) {
+                    ErrorKind::Transient
+                } else {
+                    ErrorKind::Quota
+                };
                 e.message = format!("{} ({})", e.message, self.quota_text(eni));
             }
             e
@@ -668,7 +704,8 @@ impl AwsProvider {
 
     /// One `UnassignPrivateIpAddresses` of `ips` from `eni`.
     async fn unassign(&self, eni: &str, ips: &[Ipv4Addr], step: &str) -> Result<(), CaptureError> {
-        self.metered(&self.mutating, async {
+        // Prepaid: `grouped` took the token before the fence check.
+        self.unmetered(&self.mutating, async {
             self.client
                 .unassign_private_ip_addresses()
                 .network_interface_id(eni)
@@ -707,6 +744,9 @@ impl AwsProvider {
         F: Fn(Vec<Ipv4Addr>) -> Fut,
         Fut: std::future::Future<Output = Result<(), CaptureError>> + 'f,
     {
+        // The call's budget token first, then the fences, then the call: a
+        // wait for the budget never sits between a fence check and its call.
+        self.mutating.take().await;
         let mut live = Vec::new();
         for &i in idx {
             match items[i].fence.check(PROVIDER, step) {
@@ -725,7 +765,10 @@ impl AwsProvider {
                     "aws: {step} of {} addresses refused ({e}): one by one",
                     live.len()
                 );
-                for &i in &live {
+                for (n, &i) in live.iter().enumerate() {
+                    if n > 0 {
+                        self.mutating.take().await;
+                    }
                     out[i] = Some(match items[i].fence.check(PROVIDER, step) {
                         Ok(()) => call(vec![items[i].ip]).await,
                         Err(f) => Err(f),
@@ -836,9 +879,9 @@ impl CaptureProvider for AwsProvider {
             match self.list(vec![filter("subnet-id", &self.subnet_id)]).await {
                 Ok(enis) => {
                     for &ip in ips {
-                        if !found.contains_key(&ip) {
+                        if let std::collections::hash_map::Entry::Vacant(v) = found.entry(ip) {
                             if let Some(h) = holding_in(&enis, ours, ip) {
-                                found.insert(ip, h);
+                                v.insert(h);
                             }
                         }
                     }
@@ -867,6 +910,20 @@ impl CaptureProvider for AwsProvider {
                 out[i] = Some(Ok(()));
             } else {
                 want.push(it.ip);
+            }
+        }
+        // Count what we assigned that EC2 may not report yet.
+        let mut own = own;
+        {
+            let now = tokio::time::Instant::now();
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            for (ip, (eni, t)) in recent.iter() {
+                if now.duration_since(*t) >= RECENT || own.holder(*ip).is_some() {
+                    continue;
+                }
+                if let Some((_, a)) = own.enis.iter_mut().find(|(id, _)| id == eni) {
+                    a.all.push(*ip);
+                }
             }
         }
         let (groups, left) = plan(&own, self.per_eni, &want);

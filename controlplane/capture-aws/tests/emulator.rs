@@ -500,3 +500,76 @@ async fn hand_back_to_a_deleted_eni_is_holder_gone_and_keeps_the_address() {
     // The workload's other addresses went with its ENI.
     assert_eq!(p.observe(ip("10.0.1.101")).await.unwrap(), Holding::Nobody);
 }
+
+/// The instance type caps the addresses per ENI (t3.large: 12, primary included): 25 captures
+/// from nobody fill eni-cer0 (room 10), then eni-cer1 (room 10), one AssignPrivateIpAddresses
+/// each; the 5 left are refused as `Quota` without a call (the emulator counts the calls).
+#[tokio::test]
+async fn captures_spread_over_the_enis_and_the_rest_is_quota_without_a_call() {
+    let emu = Emulator::start();
+    let mut seed: serde_json::Value = serde_json::json!({
+        "region": "eu-west-1",
+        "move_delay_ms": 0,
+        "instance_types": {"i-cer": "t3.large"},
+        "subnets": [{"id": "subnet-1", "cidr": "10.0.1.0/24", "vpc": "vpc-1"}],
+        "nics": [
+            {"id": "eni-cer0", "instance": "i-cer", "subnet": "subnet-1", "primary_ip": "10.0.1.10",
+             "secondary_ips": ["10.0.1.50"], "mac": "02:00:00:00:00:10", "device_index": 0},
+            {"id": "eni-cer1", "instance": "i-cer", "subnet": "subnet-1", "primary_ip": "10.0.1.11",
+             "secondary_ips": ["10.0.1.111"], "mac": "02:00:00:00:00:11", "device_index": 1}
+        ]
+    });
+    seed["imds_instance"] = json!("i-cer");
+    emu.json("POST", "/_emulator/reset", &seed.to_string())
+        .await;
+    test_env();
+    let cfg = AwsConfig {
+        endpoint_url: Some(emu.endpoint()),
+        imds_endpoint: Some(emu.imds_endpoint()),
+        ..Default::default()
+    };
+    let p = AwsProvider::new(&cfg).await.expect("provider starts");
+    assert_eq!(p.addresses_per_eni_limit(), Some(12), "{}", p.describe());
+    emu.json("DELETE", "/_emulator/stats", "").await;
+    let items: Vec<cer_capture::Item> = (200..225)
+        .map(|i| cer_capture::Item {
+            ip: Ipv4Addr::new(10, 0, 1, i),
+            fence: Fence::open(),
+        })
+        .collect();
+    let out = p.capture_many(&items).await;
+    let ok = out.iter().filter(|r| r.is_ok()).count();
+    let quota: Vec<&cer_capture::CaptureError> = out
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .filter(|e| e.kind == ErrorKind::Quota)
+        .collect();
+    assert_eq!(ok, 20, "{out:?}");
+    assert_eq!(quota.len(), 5, "{out:?}");
+    assert!(
+        quota[0].message.contains("t3.large") && quota[0].message.contains("12"),
+        "{}",
+        quota[0]
+    );
+    let stats = emu.json("GET", "/_emulator/stats", "").await;
+    let assigns: u64 = stats["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "AssignPrivateIpAddresses")
+        .map(|c| c["served"].as_u64().unwrap_or(0) + c["failed"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        assigns, 2,
+        "one call per ENI, none for what does not fit: {stats}"
+    );
+    let held = p.held().await.unwrap().unwrap();
+    assert_eq!(held.len(), 22, "{held:?}");
+    for ip in ["10.0.1.200", "10.0.1.209"] {
+        assert_eq!(emu.holder(ip).await.as_deref(), Some("eni-cer0"));
+    }
+    for ip in ["10.0.1.210", "10.0.1.219"] {
+        assert_eq!(emu.holder(ip).await.as_deref(), Some("eni-cer1"));
+    }
+    assert_eq!(emu.holder("10.0.1.220").await, None);
+}

@@ -481,12 +481,15 @@ impl AzureProvider {
             path_or_url.to_string()
         };
         let token = self.token().await?;
+        // Reads take their token here; a PUT took its token before its fence
+        // check (token, fence, call: a wait for the budget never sits between
+        // the fence and the call).
         let budget = if method == Method::GET {
+            self.reads.take().await;
             &self.reads
         } else {
             &self.writes
         };
-        budget.take().await;
         let mut req = self.http.request(method, &url).bearer_auth(token);
         if let Some(m) = if_match {
             req = req.header("If-Match", m);
@@ -682,7 +685,8 @@ impl AzureProvider {
                     break;
                 }
             };
-            // Fence per address, right before the PUT that would carry it.
+            // The PUT's budget token first, then the fence per address, then the PUT.
+            self.writes.take().await;
             let mut carried = Vec::new();
             for &i in &live {
                 match items[i].fence.check(PROVIDER, &fence_step) {

@@ -15,7 +15,7 @@
 //!   VNIC is `HolderGone` (nothing moved) only when that VNIC has no private IP left in our subnet:
 //!   OCI's `NotAuthorizedOrNotFound` also means "exists, but not for you", which is `Config`.
 //!
-//! `fence.check` runs right before every mutating call. 429 is `Throttled`; 5xx, timeouts, 409
+//! `fence.check` runs right before every mutating call (after its API budget token). 429 is `Throttled`; 5xx, timeouts, 409
 //! and 412 are `Transient`; 401/403, our VNIC or subnet unknown (404 on list) and a bad key file
 //! are `Config`.
 
@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 
 use crate::budget::{BucketConfig, Budget, BudgetStatus};
 use crate::oci_sign::Credentials;
-use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding};
+use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding, Item};
 
 const PROVIDER: &str = "oci";
 const API: &str = "/20160918";
@@ -77,7 +77,13 @@ pub struct OciConfig {
     /// Client-side budget of reads (default 100, 20/s).
     #[serde(default)]
     pub read_budget: Option<BucketConfig>,
+    /// Secondary private IPs a VNIC may hold (OCI's limit: 64).
+    #[serde(default)]
+    pub max_secondary_ips: Option<usize>,
 }
+
+/// Secondary private IPs per VNIC (OCI limit).
+pub const MAX_SECONDARY_IPS: usize = 64;
 
 /// Most pages of a subnet's private IPs read to observe many addresses at once.
 const MAX_SUBNET_PAGES: usize = 200;
@@ -205,6 +211,7 @@ pub struct OciProvider {
     creds: Credentials,
     writes: Budget,
     reads: Budget,
+    max_secondary_ips: usize,
 }
 
 /// One OCI answer.
@@ -323,10 +330,13 @@ impl OciProvider {
             creds,
             writes: Budget::new("oci writes", cfg.write_budget.unwrap_or(WRITE_BUDGET)),
             reads: Budget::new("oci reads", cfg.read_budget.unwrap_or(READ_BUDGET)),
+            max_secondary_ips: cfg.max_secondary_ips.unwrap_or(MAX_SECONDARY_IPS),
         })
     }
 
-    /// One signed request. `path` is under the API version (`/privateIps...`).
+    /// One signed request. `path` is under the API version (`/privateIps...`). A change
+    /// carries its action's fence, checked after the signature, right before it leaves.
+    #[allow(clippy::too_many_arguments)]
     async fn call(
         &self,
         method: Method,
@@ -335,6 +345,7 @@ impl OciProvider {
         body: Option<&Value>,
         if_match: Option<&str>,
         step: &str,
+        fence: Option<&Fence>,
     ) -> Result<OciResp, CaptureError> {
         let mut url = self.endpoint.clone();
         let base = url.path().trim_end_matches('/').to_string();
@@ -347,12 +358,20 @@ impl OciProvider {
             .creds
             .sign(&self.http, method.as_str(), &url, bytes.as_deref())
             .await?;
+        // Reads take their token here; a change took its token before its
+        // fence check (token, fence, call: a wait for the budget never sits
+        // between the fence and the call).
         let budget = if method == Method::GET {
+            self.reads.take().await;
             &self.reads
         } else {
             &self.writes
         };
-        budget.take().await;
+        // The fence last, right before the request leaves (after its
+        // budget token and its signature).
+        if let Some(f) = fence {
+            f.check(PROVIDER, step)?;
+        }
         let mut req = self
             .http
             .request(method, url)
@@ -366,7 +385,18 @@ impl OciProvider {
         if let Some(b) = bytes {
             req = req.body(b);
         }
-        let r = req.send().await.map_err(|e| {
+        // Its own task: a batch runs its calls in one task, which goes on to
+        // sign the next request (CPU) right after this one's fence check; the
+        // request must not wait for that to leave.
+        let sent = tokio::spawn(req.send()).await.map_err(|e| {
+            CaptureError::new(
+                ErrorKind::Transient,
+                PROVIDER,
+                step,
+                format!("request task failed: {e}"),
+            )
+        })?;
+        let r = sent.map_err(|e| {
             let what = if e.is_timeout() {
                 "timed out"
             } else {
@@ -420,6 +450,7 @@ impl OciProvider {
                 None,
                 None,
                 step,
+                None,
             )
             .await?;
         let items = list_items(step, &r)?;
@@ -440,6 +471,7 @@ impl OciProvider {
                 None,
                 None,
                 step,
+                None,
             )
             .await?;
         if r.status == StatusCode::NOT_FOUND {
@@ -521,7 +553,7 @@ impl OciProvider {
                 query.push(("page", p.as_str()));
             }
             let r = self
-                .call(Method::GET, "/privateIps", &query, None, None, step)
+                .call(Method::GET, "/privateIps", &query, None, None, step, None)
                 .await?;
             if visit(list_items(step, &r)?) {
                 return Ok(true);
@@ -537,6 +569,33 @@ impl OciProvider {
             step,
             too_many,
         ))
+    }
+
+    /// Every private IP object of our subnet, by address (paged listing).
+    async fn subnet_ips(
+        &self,
+    ) -> Result<std::collections::HashMap<Ipv4Addr, PrivateIp>, CaptureError> {
+        let mut by_ip = std::collections::HashMap::new();
+        self.walk_private_ips(
+            ("subnetId", self.subnet_id.as_str()),
+            MAX_SUBNET_PAGES,
+            "ListPrivateIps",
+            "too many pages of private IPs in the subnet",
+            |items| {
+                for v in items {
+                    let addr = v
+                        .get("ipAddress")
+                        .and_then(Value::as_str)
+                        .and_then(|a| a.parse::<Ipv4Addr>().ok());
+                    if let (Some(a), Some(p)) = (addr, private_ip(v)) {
+                        by_ip.insert(a, p);
+                    }
+                }
+                false
+            },
+        )
+        .await?;
+        Ok(by_ip)
     }
 
     fn primary_error(&self, ip: Ipv4Addr, vnic: &str, what: &str) -> CaptureError {
@@ -577,10 +636,18 @@ impl CaptureProvider for OciProvider {
             attempt += 1;
             let Some(found) = self.find(ip).await? else {
                 let step = "CreatePrivateIp";
-                fence.check(PROVIDER, step)?;
+                self.writes.take().await;
                 let body = json!({ "vnicId": self.vnic_id, "ipAddress": ip.to_string() });
                 let r = self
-                    .call(Method::POST, "/privateIps", &[], Some(&body), None, step)
+                    .call(
+                        Method::POST,
+                        "/privateIps",
+                        &[],
+                        Some(&body),
+                        None,
+                        step,
+                        Some(fence),
+                    )
                     .await?;
                 if r.status.is_success() {
                     return Ok(());
@@ -616,7 +683,7 @@ impl CaptureProvider for OciProvider {
                 return Ok(());
             }
             let step = "UpdatePrivateIp";
-            fence.check(PROVIDER, step)?;
+            self.writes.take().await;
             let body = json!({ "vnicId": self.vnic_id });
             let r = self
                 .call(
@@ -626,6 +693,7 @@ impl CaptureProvider for OciProvider {
                     Some(&body),
                     etag.as_deref(),
                     step,
+                    Some(fence),
                 )
                 .await?;
             if r.status.is_success() {
@@ -659,7 +727,7 @@ impl CaptureProvider for OciProvider {
                 return Ok(());
             }
             let step = "DeletePrivateIp";
-            fence.check(PROVIDER, step)?;
+            self.writes.take().await;
             let r = self
                 .call(
                     Method::DELETE,
@@ -668,6 +736,7 @@ impl CaptureProvider for OciProvider {
                     None,
                     etag.as_deref(),
                     step,
+                    Some(fence),
                 )
                 .await?;
             if r.status.is_success() || r.status == StatusCode::NOT_FOUND {
@@ -695,10 +764,18 @@ impl CaptureProvider for OciProvider {
             let Some(found) = self.find(ip).await? else {
                 // On nobody (an earlier hand-back or someone else removed it): create it there.
                 let step = format!("CreatePrivateIp on {to}");
-                fence.check(PROVIDER, &step)?;
+                self.writes.take().await;
                 let body = json!({ "vnicId": to, "ipAddress": ip.to_string() });
                 let r = self
-                    .call(Method::POST, "/privateIps", &[], Some(&body), None, &step)
+                    .call(
+                        Method::POST,
+                        "/privateIps",
+                        &[],
+                        Some(&body),
+                        None,
+                        &step,
+                        Some(fence),
+                    )
                     .await?;
                 if r.status.is_success() {
                     log::info!("oci: handed {ip} (on no VNIC) back to {to}");
@@ -739,7 +816,7 @@ impl CaptureProvider for OciProvider {
                 return Ok(());
             }
             let step = format!("UpdatePrivateIp to {to}");
-            fence.check(PROVIDER, &step)?;
+            self.writes.take().await;
             let body = json!({ "vnicId": to });
             let r = self
                 .call(
@@ -749,6 +826,7 @@ impl CaptureProvider for OciProvider {
                     Some(&body),
                     etag.as_deref(),
                     &step,
+                    Some(fence),
                 )
                 .await?;
             if r.status.is_success() {
@@ -786,41 +864,185 @@ impl CaptureProvider for OciProvider {
         if ips.len() == 1 {
             return vec![self.observe(ips[0]).await];
         }
-        let mut by_ip: std::collections::HashMap<Ipv4Addr, Option<String>> =
-            std::collections::HashMap::new();
-        let walked = self
-            .walk_private_ips(
-                ("subnetId", self.subnet_id.as_str()),
-                MAX_SUBNET_PAGES,
-                "ListPrivateIps",
-                "too many pages of private IPs in the subnet",
-                |items| {
-                    for v in items {
-                        let addr = v
-                            .get("ipAddress")
-                            .and_then(Value::as_str)
-                            .and_then(|a| a.parse::<Ipv4Addr>().ok());
-                        if let (Some(a), Some(p)) = (addr, private_ip(v)) {
-                            by_ip.insert(a, p.vnic);
-                        }
-                    }
-                    false
-                },
-            )
-            .await;
-        if let Err(e) = walked {
-            return ips.iter().map(|_| Err(e.clone())).collect();
-        }
+        let by_ip = match self.subnet_ips().await {
+            Ok(m) => m,
+            Err(e) => return ips.iter().map(|_| Err(e.clone())).collect(),
+        };
         ips.iter()
             .map(|ip| {
-                Ok(match by_ip.get(ip) {
-                    Some(Some(v)) if *v == self.vnic_id => Holding::Ours,
-                    Some(Some(v)) => Holding::Elsewhere(v.clone()),
+                Ok(match by_ip.get(ip).and_then(|p| p.vnic.as_deref()) {
+                    Some(v) if v == self.vnic_id => Holding::Ours,
+                    Some(v) => Holding::Elsewhere(v.to_string()),
                     // A private IP object on no VNIC (reserved) delivers to nobody.
-                    Some(None) | None => Holding::Nobody,
+                    None => Holding::Nobody,
                 })
             })
             .collect()
+    }
+
+    /// One listing of the subnet, then one call per address that must move (OCI has no
+    /// call taking several), all in flight at once under the budget: `UpdatePrivateIp` to
+    /// our VNIC, or `CreatePrivateIp` on it for an address nobody holds. The listing's
+    /// view stands in for the per-address GET of the single-address path, so the move
+    /// carries no `if-match` (the fence guards against our own stale plans). Past the
+    /// VNIC's quota of secondary IPs the rest is refused (`Quota`) without a call.
+    async fn capture_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
+        if items.len() == 1 {
+            return vec![self.capture(items[0].ip, &items[0].fence).await];
+        }
+        let by_ip = match self.subnet_ips().await {
+            Ok(m) => m,
+            Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let held = by_ip
+            .values()
+            .filter(|p| p.vnic.as_deref() == Some(self.vnic_id.as_str()) && !p.primary)
+            .count();
+        let mut room = self.max_secondary_ips.saturating_sub(held);
+        let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
+        let mut calls = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            let found = by_ip.get(&it.ip);
+            match found {
+                Some(p) if p.vnic.as_deref() == Some(self.vnic_id.as_str()) => {
+                    out[i] = Some(Ok(()));
+                    continue;
+                }
+                Some(p) if p.primary => {
+                    out[i] = Some(Err(self.primary_error(
+                        it.ip,
+                        p.vnic.as_deref().unwrap_or("?"),
+                        "UpdatePrivateIp",
+                    )));
+                    continue;
+                }
+                _ => {}
+            }
+            if room == 0 {
+                out[i] = Some(Err(CaptureError::new(
+                    ErrorKind::Quota,
+                    PROVIDER,
+                    "UpdatePrivateIp",
+                    format!(
+                        "{} cannot be captured: VNIC {} holds {held} secondary private IPs, the quota per VNIC is {}",
+                        it.ip, self.vnic_id, self.max_secondary_ips
+                    ),
+                )));
+                continue;
+            }
+            room -= 1;
+            let id = found.map(|p| p.id.clone());
+            calls.push(async move {
+                let r = match id {
+                    Some(id) => {
+                        let step = "UpdatePrivateIp";
+                        self.writes.take().await;
+                        let body = json!({ "vnicId": self.vnic_id });
+                        let r = self
+                            .call(
+                                Method::PUT,
+                                &format!("/privateIps/{id}"),
+                                &[],
+                                Some(&body),
+                                None,
+                                step,
+                                Some(&it.fence),
+                            )
+                            .await?;
+                        (step, r)
+                    }
+                    None => {
+                        let step = "CreatePrivateIp";
+                        self.writes.take().await;
+                        let body =
+                            json!({ "vnicId": self.vnic_id, "ipAddress": it.ip.to_string() });
+                        let r = self
+                            .call(
+                                Method::POST,
+                                "/privateIps",
+                                &[],
+                                Some(&body),
+                                None,
+                                step,
+                                Some(&it.fence),
+                            )
+                            .await?;
+                        (step, r)
+                    }
+                };
+                if r.1.status.is_success() {
+                    Ok(())
+                } else {
+                    Err(classify(r.0, &r.1))
+                }
+            });
+            out[i] = None;
+        }
+        let mut results = futures_util::future::join_all(calls).await.into_iter();
+        for o in out.iter_mut() {
+            if o.is_none() {
+                *o = results.next();
+            }
+        }
+        out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
+    }
+
+    /// One listing of the subnet, then one `DeletePrivateIp` per address on our VNIC, all in
+    /// flight at once under the budget.
+    async fn release_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
+        if items.len() == 1 {
+            return vec![self.release(items[0].ip, &items[0].fence).await];
+        }
+        let by_ip = match self.subnet_ips().await {
+            Ok(m) => m,
+            Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
+        let mut calls = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            match by_ip.get(&it.ip) {
+                Some(p) if p.vnic.as_deref() == Some(self.vnic_id.as_str()) => {
+                    if p.primary {
+                        out[i] = Some(Err(self.primary_error(
+                            it.ip,
+                            &self.vnic_id,
+                            "DeletePrivateIp",
+                        )));
+                        continue;
+                    }
+                    let id = p.id.clone();
+                    calls.push(async move {
+                        let step = "DeletePrivateIp";
+                        self.writes.take().await;
+                        let r = self
+                            .call(
+                                Method::DELETE,
+                                &format!("/privateIps/{id}"),
+                                &[],
+                                None,
+                                None,
+                                step,
+                                Some(&it.fence),
+                            )
+                            .await?;
+                        if r.status.is_success() || r.status == StatusCode::NOT_FOUND {
+                            Ok(())
+                        } else {
+                            Err(classify(step, &r))
+                        }
+                    });
+                }
+                // Not on our VNIC: nothing to release.
+                _ => out[i] = Some(Ok(())),
+            }
+        }
+        let mut results = futures_util::future::join_all(calls).await.into_iter();
+        for o in out.iter_mut() {
+            if o.is_none() {
+                *o = results.next();
+            }
+        }
+        out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
     }
 
     async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {

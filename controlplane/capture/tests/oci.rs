@@ -57,6 +57,7 @@ fn config(emu: &Emulator, vnic: &str, key: &str) -> OciConfig {
         region: None,
         write_budget: None,
         read_budget: None,
+        max_secondary_ips: None,
         auth: OciAuth::ApiKey {
             tenancy: TENANCY.to_string(),
             user: USER.to_string(),
@@ -295,6 +296,7 @@ async fn instance_principal_federates_and_signs_with_the_session_token() {
         region: Some("eu-frankfurt-1".into()),
         write_budget: None,
         read_budget: None,
+        max_secondary_ips: None,
         auth: OciAuth::InstancePrincipal {
             imds_endpoint: Some(emu.url()),
             auth_endpoint: Some(emu.url()),

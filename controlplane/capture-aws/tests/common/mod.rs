@@ -262,7 +262,8 @@ impl Emulator {
         .await;
     }
 
-    async fn json(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
+    /// One control-API call answering JSON (status 200 asserted).
+    pub async fn json(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
         let (status, text) = http(self.addr, method, path, body).await;
         assert_eq!(status, 200, "{method} {path}: {text}");
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
