@@ -77,7 +77,8 @@ impl CaptureMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcilerTuning {
-    /// Provider actions in flight at once.
+    /// /32 actions in flight at once; their provider calls are batched (one
+    /// call per class in flight), so this bounds a batch, not the provider's load.
     #[serde(default = "d_concurrency")]
     pub concurrency: usize,
     /// Longest wait for the provider to show an accepted change.
@@ -92,7 +93,7 @@ pub struct ReconcilerTuning {
 }
 
 fn d_concurrency() -> usize {
-    4
+    512
 }
 fn d_confirm() -> u64 {
     30
@@ -768,10 +769,10 @@ impl ControlConfig {
             Some(Err(e)) => return Err(bad(format!("capture.{}", c.mode.name()), e)),
             Some(Ok(())) => {}
         }
-        if c.reconciler.concurrency == 0 || c.reconciler.concurrency > 64 {
+        if c.reconciler.concurrency == 0 || c.reconciler.concurrency > 4096 {
             return Err(bad(
                 "capture.reconciler.concurrency".into(),
-                format!("{} is outside 1..=64", c.reconciler.concurrency),
+                format!("{} is outside 1..=4096", c.reconciler.concurrency),
             ));
         }
         if c.reconciler.confirm_timeout_secs == 0 || c.reconciler.resync_secs == 0 {
@@ -1193,7 +1194,7 @@ remote = "10.10.0.3"
         let aws = "mode = \"aws\"\n[capture.aws]\nregion = \"eu-west-1\"\nendpoint_url = \"http://127.0.0.1:8700\"";
         let c = parse(&with(aws)).unwrap();
         assert_eq!(c.capture.mode, CaptureMode::Aws);
-        assert_eq!(c.capture.reconciler.concurrency, 4);
+        assert_eq!(c.capture.reconciler.concurrency, 512);
         let azure = "[capture.azure]\nnic_id = \"/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/networkInterfaces/n\"";
         assert!(parse(&with(&format!("mode = \"azure\"\n{azure}"))).is_ok());
         for (c, needle) in [
