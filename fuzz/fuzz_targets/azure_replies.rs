@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         client_id: None,
         api_version: None,
         max_ip_configs: None,
+        extra_nic_ids: None,
         write_budget: None,
         read_budget: None,
     };

@@ -41,6 +41,7 @@ fn provider() -> &'static OciProvider {
             write_budget: None,
             read_budget: None,
             max_secondary_ips: None,
+            extra_vnic_ids: None,
             auth: OciAuth::ApiKey {
                 tenancy: "ocid1.tenancy.oc1..fuzz".into(),
                 user: "ocid1.user.oc1..fuzz".into(),

@@ -127,7 +127,15 @@ fn seed(provider: &str, fixtures: &Path) -> Result<Value> {
     })
 }
 
-async fn client(provider: &str, url: &str, fixtures: &Path) -> Result<Arc<dyn CaptureProvider>> {
+/// The provider client; `extra`: more NICs of the router (Azure NIC ids, OCI VNIC OCIDs; AWS
+/// finds the instance's ENIs itself).
+async fn client(
+    provider: &str,
+    url: &str,
+    fixtures: &Path,
+    extra: &[String],
+) -> Result<Arc<dyn CaptureProvider>> {
+    let extra = (!extra.is_empty()).then(|| extra.to_vec());
     Ok(match provider {
         "aws" => Arc::new(
             cer_capture_aws::AwsProvider::new(&cer_capture_aws::AwsConfig {
@@ -146,6 +154,7 @@ async fn client(provider: &str, url: &str, fixtures: &Path) -> Result<Arc<dyn Ca
                 client_id: None,
                 api_version: None,
                 max_ip_configs: None,
+                extra_nic_ids: extra,
                 write_budget: None,
                 read_budget: None,
             },
@@ -158,6 +167,7 @@ async fn client(provider: &str, url: &str, fixtures: &Path) -> Result<Arc<dyn Ca
             write_budget: None,
             read_budget: None,
             max_secondary_ips: None,
+            extra_vnic_ids: extra,
             auth: cer_capture::oci::OciAuth::ApiKey {
                 tenancy: "ocid1.tenancy.oc1..bench".into(),
                 user: "ocid1.user.oc1..bench".into(),
@@ -232,7 +242,7 @@ async fn measure(provider: &str, args: &Args) -> Result<Value> {
     ));
     std::fs::create_dir_all(&dir)?;
     let emu = Emulator::start(&args.emulator, &seed(provider, &args.fixtures)?, &dir)?;
-    let p = client(provider, &emu.url, &args.fixtures).await?;
+    let p = client(provider, &emu.url, &args.fixtures, &[]).await?;
     let r = Reconciler::new(ReconcilerConfig {
         pool: vec![(Ipv4Addr::new(10, 77, 60, 0), 24)],
         ..ReconcilerConfig::default()

@@ -6,8 +6,8 @@
 //! clients against `cer-cloud-emulator` at its default latency and its
 //! default quotas and API token buckets. The CER is seeded as AWS c5.4xlarge
 //! with 8 ENIs in the subnet (30 addresses per ENI, primary included: 232
-//! secondaries), Azure with one NIC (256 ipConfigurations), OCI with one VNIC
-//! (64 secondary IPs).
+//! secondaries), Azure with two NICs (256 ipConfigurations each: 510
+//! secondaries), OCI with four VNICs (64 secondary IPs each: 256).
 //!
 //! Measured per (provider, N): time from the change until every /32 that
 //! fits is confirmed and every one that does not is alarmed over quota; the
@@ -30,6 +30,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const PER_WORKLOAD_NIC: usize = 20;
 /// CER ENIs on AWS (c5.4xlarge: 8 ENIs x 30 addresses).
 const AWS_CER_ENIS: usize = 8;
+/// CER NICs on Azure (256 ipConfigurations each).
+const AZURE_CER_NICS: usize = 2;
+/// CER VNICs on OCI (64 secondary IPs each).
+const OCI_CER_VNICS: usize = 4;
+const AZ_RG: &str = "/subscriptions/sub-lab/resourceGroups/rg-lab/providers/Microsoft.Network";
 
 fn pool_ip(i: usize) -> Ipv4Addr {
     // 10.77.64.0/18: room for 16k /32s, away from every primary.
@@ -74,12 +79,15 @@ fn seed(provider: &str, n: usize, fixtures: &Path) -> Result<Value> {
             })
         }
         "azure" => {
-            let rg = "/subscriptions/sub-lab/resourceGroups/rg-lab/providers/Microsoft.Network";
+            let rg = AZ_RG;
             let subnet = format!("{rg}/virtualNetworks/vnet-lab/subnets/default");
-            let mut nics = vec![
-                json!({"id": format!("{rg}/networkInterfaces/nic-cer"), "provider": "azure",
-                "subnet": subnet, "primary_ip": "10.77.1.10"}),
-            ];
+            let mut nics = Vec::new();
+            for id in our_nics("azure") {
+                let primary = format!("10.77.1.{}", 10 + nics.len());
+                nics.push(
+                    json!({"id": id, "provider": "azure", "subnet": subnet, "primary_ip": primary}),
+                );
+            }
             for w in 0..wl_nics {
                 nics.push(json!({"id": format!("{rg}/networkInterfaces/nic-wl{w}"), "provider": "azure",
                     "subnet": subnet, "primary_ip": format!("10.77.2.{}", 10 + w), "secondary_ips": share(w)}));
@@ -91,8 +99,11 @@ fn seed(provider: &str, n: usize, fixtures: &Path) -> Result<Value> {
             })
         }
         "oci" => {
-            let mut nics = vec![json!({"id": "ocid1.vnic.oc1..cer", "provider": "oci",
-                "subnet": "ocid1.subnet.oc1..lab", "primary_ip": "10.77.1.10"})];
+            let mut nics = Vec::new();
+            for id in our_nics("oci") {
+                let primary = format!("10.77.1.{}", 10 + nics.len());
+                nics.push(json!({"id": id, "provider": "oci", "subnet": "ocid1.subnet.oc1..lab", "primary_ip": primary}));
+            }
             for w in 0..wl_nics {
                 nics.push(
                     json!({"id": format!("ocid1.vnic.oc1..wl{w}"), "provider": "oci",
@@ -181,11 +192,23 @@ fn stale_executed(
     Ok(late)
 }
 
+/// The CER's NICs, the one the client is configured with first (`nic-cer` and
+/// `ocid1.vnic.oc1..cer`, as the latency benchmark's client expects).
 fn our_nics(provider: &str) -> Vec<String> {
     match provider {
         "aws" => (0..AWS_CER_ENIS).map(|e| format!("eni-0cer{e}")).collect(),
-        "azure" => vec!["/subscriptions/sub-lab/resourceGroups/rg-lab/providers/Microsoft.Network/networkInterfaces/nic-cer".into()],
-        _ => vec!["ocid1.vnic.oc1..cer".into()],
+        "azure" => (0..AZURE_CER_NICS)
+            .map(|i| match i {
+                0 => format!("{AZ_RG}/networkInterfaces/nic-cer"),
+                _ => format!("{AZ_RG}/networkInterfaces/nic-cer{i}"),
+            })
+            .collect(),
+        _ => (0..OCI_CER_VNICS)
+            .map(|i| match i {
+                0 => "ocid1.vnic.oc1..cer".to_string(),
+                _ => format!("ocid1.vnic.oc1..cer{i}"),
+            })
+            .collect(),
     }
 }
 
@@ -197,7 +220,13 @@ pub async fn measure(provider: &str, n: usize, emulator: &Path, fixtures: &Path)
     ));
     std::fs::create_dir_all(&dir)?;
     let emu = Emulator::start(emulator, &seed(provider, n, fixtures)?, &dir)?;
-    let p = client(provider, &emu.url, fixtures).await?;
+    // AWS finds the instance's ENIs itself; Azure and OCI are told the others.
+    let extra: Vec<String> = if provider == "aws" {
+        Vec::new()
+    } else {
+        our_nics(provider).into_iter().skip(1).collect()
+    };
+    let p = client(provider, &emu.url, fixtures, &extra).await?;
     let detail = p.describe();
     let r = Reconciler::new(ReconcilerConfig {
         pool: vec![(Ipv4Addr::new(10, 77, 64, 0), 18)],

@@ -684,6 +684,9 @@ impl AwsProvider {
             for ip in ips {
                 recent.insert(*ip, (eni.to_string(), now));
             }
+        } else if r.is_ok() {
+            // Moved to another ENI (a hand-back): off ours.
+            self.forget_recent(ips);
         }
         r.map(|_| ()).map_err(|mut e| {
             if e.message.starts_with("PrivateIpAddressLimitExceeded") {
@@ -715,7 +718,15 @@ impl AwsProvider {
                 .map_err(|e| sdk_error(step, e))
         })
         .await
-        .map(|_| ())
+        .map(|_| self.forget_recent(ips))
+    }
+
+    /// Addresses that left our ENIs no longer count as recently assigned.
+    fn forget_recent(&self, ips: &[Ipv4Addr]) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        for ip in ips {
+            recent.remove(ip);
+        }
     }
 
     fn quota_text(&self, eni: &str) -> String {
@@ -807,37 +818,19 @@ impl CaptureProvider for AwsProvider {
     }
 
     async fn observe(&self, ip: Ipv4Addr) -> Result<Holding, CaptureError> {
-        self.observe_many(&[ip])
-            .await
-            .pop()
-            .unwrap_or(Ok(Holding::Nobody))
+        cer_capture::provider::one::observe(self, ip).await
     }
 
     async fn capture(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
-        let item = Item {
-            ip,
-            fence: fence.clone(),
-        };
-        self.capture_many(&[item]).await.pop().unwrap_or(Ok(()))
+        cer_capture::provider::one::capture(self, ip, fence).await
     }
 
     async fn release(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
-        let item = Item {
-            ip,
-            fence: fence.clone(),
-        };
-        self.release_many(&[item]).await.pop().unwrap_or(Ok(()))
+        cer_capture::provider::one::release(self, ip, fence).await
     }
 
     async fn hand_back(&self, ip: Ipv4Addr, to: &str, fence: &Fence) -> Result<(), CaptureError> {
-        let item = Item {
-            ip,
-            fence: fence.clone(),
-        };
-        self.hand_back_many(&[item], &[to.to_string()])
-            .await
-            .pop()
-            .unwrap_or(Ok(()))
+        cer_capture::provider::one::hand_back(self, ip, to, fence).await
     }
 
     fn is_own_nic(&self, id: &str) -> bool {

@@ -60,6 +60,10 @@ pub struct AzureConfig {
     pub api_version: Option<String>,
     /// ipConfigurations a NIC may hold (Azure's limit: 256).
     pub max_ip_configs: Option<usize>,
+    /// More NICs of this router (same resource group and virtual network) that may hold
+    /// captured addresses once `nic_id` is full, in preference order.
+    #[serde(default)]
+    pub extra_nic_ids: Option<Vec<String>>,
     /// Client-side budget of ARM writes (PUT, DELETE) per subscription (ARM: 200, 10/s).
     pub write_budget: Option<BucketConfig>,
     /// Client-side budget of ARM reads (ARM: 1200, 20/s).
@@ -127,6 +131,16 @@ impl AzureConfig {
         if let Some(b) = &self.write_budget {
             b.validate("capture.azure.write_budget")?;
         }
+        let scope = |id: &str| {
+            parse_nic_id(id).map(|(s, g, _)| (s.to_ascii_lowercase(), g.to_ascii_lowercase()))
+        };
+        for x in self.extra_nic_ids.iter().flatten() {
+            if parse_nic_id(x).is_none() || scope(x) != scope(&self.nic_id) {
+                return Err(format!(
+                    "capture.azure.extra_nic_ids: {x:?}: expected a NIC id in the subscription and resource group of nic_id"
+                ));
+            }
+        }
         if let Some(b) = &self.read_budget {
             b.validate("capture.azure.read_budget")?;
         }
@@ -190,6 +204,8 @@ pub struct AzureProvider {
     /// Cached managed identity token and when to stop using it.
     token: tokio::sync::Mutex<Option<(String, SystemTime)>>,
     max_ip_configs: usize,
+    /// Our other NICs, preference order after `nic_id`.
+    extra: Vec<String>,
     writes: Budget,
     reads: Budget,
 }
@@ -366,6 +382,7 @@ impl AzureProvider {
             scope: format!("/subscriptions/{s}/resourceGroups/{g}"),
             token: tokio::sync::Mutex::new(None),
             max_ip_configs: cfg.max_ip_configs.unwrap_or(MAX_IP_CONFIGS),
+            extra: cfg.extra_nic_ids.clone().unwrap_or_default(),
             writes: Budget::new("azure writes", cfg.write_budget.unwrap_or(WRITE_BUDGET)),
             reads: Budget::new("azure reads", cfg.read_budget.unwrap_or(READ_BUDGET)),
         })
@@ -373,6 +390,12 @@ impl AzureProvider {
 
     fn is_ours(&self, id: &str) -> bool {
         id.eq_ignore_ascii_case(&self.nic_id)
+            || self.extra.iter().any(|x| id.eq_ignore_ascii_case(x))
+    }
+
+    /// Our NICs, preference order.
+    fn own_nics(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.nic_id).chain(self.extra.iter())
     }
 
     /// A managed identity token for ARM, from the cache or the metadata service.
@@ -893,9 +916,19 @@ impl AzureProvider {
             .await
     }
 
-    /// Every NIC of our resource group, and who holds each address of `ips` in our NIC's
-    /// virtual network: (NIC id, primary configuration).
+    /// Who holds each address of `ips` in our NIC's virtual network: (NIC id, primary
+    /// configuration).
     async fn holders(&self, ips: &[Ipv4Addr]) -> Result<Vec<Option<(String, bool)>>, CaptureError> {
+        Ok(self.look(ips).await?.0)
+    }
+
+    /// One listing of our resource group's NICs: who holds each address of `ips` in our NIC's
+    /// virtual network, and how many ipConfigurations each of our NICs has (preference order;
+    /// a NIC the listing lacks is left out).
+    async fn look(
+        &self,
+        ips: &[Ipv4Addr],
+    ) -> Result<(Vec<Option<(String, bool)>>, Vec<(String, usize)>), CaptureError> {
         let nics = self.list_nics().await?;
         let id_of = |n: &Value| {
             n.get("id")
@@ -931,7 +964,15 @@ impl AzureProvider {
                 }
             }
         }
-        Ok(ips.iter().map(|ip| by_ip.get(ip).cloned()).collect())
+        let own: Vec<(String, usize)> = self
+            .own_nics()
+            .filter_map(|id| {
+                nics.iter()
+                    .find(|n| id_of(n).eq_ignore_ascii_case(id))
+                    .map(|n| (id.clone(), configs(n).len()))
+            })
+            .collect();
+        Ok((ips.iter().map(|ip| by_ip.get(ip).cloned()).collect(), own))
     }
 }
 
@@ -963,41 +1004,31 @@ impl CaptureProvider for AzureProvider {
     }
 
     fn describe(&self) -> String {
-        format!("Azure NIC {} ipConfigurations", self.nic_id)
+        if self.extra.is_empty() {
+            format!("Azure NIC {} ipConfigurations", self.nic_id)
+        } else {
+            format!(
+                "Azure NICs {} + {} ipConfigurations",
+                self.nic_id,
+                self.extra.join(" + ")
+            )
+        }
     }
 
     async fn observe(&self, ip: Ipv4Addr) -> Result<Holding, CaptureError> {
-        self.observe_many(&[ip])
-            .await
-            .pop()
-            .unwrap_or(Ok(Holding::Nobody))
+        crate::provider::one::observe(self, ip).await
     }
 
     async fn capture(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
-        let item = Item {
-            ip,
-            fence: fence.clone(),
-        };
-        self.capture_many(&[item]).await.pop().unwrap_or(Ok(()))
+        crate::provider::one::capture(self, ip, fence).await
     }
 
     async fn release(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
-        let item = Item {
-            ip,
-            fence: fence.clone(),
-        };
-        self.release_many(&[item]).await.pop().unwrap_or(Ok(()))
+        crate::provider::one::release(self, ip, fence).await
     }
 
     async fn hand_back(&self, ip: Ipv4Addr, to: &str, fence: &Fence) -> Result<(), CaptureError> {
-        let item = Item {
-            ip,
-            fence: fence.clone(),
-        };
-        self.hand_back_many(&[item], &[to.to_string()])
-            .await
-            .pop()
-            .unwrap_or(Ok(()))
+        crate::provider::one::hand_back(self, ip, to, fence).await
     }
 
     fn is_own_nic(&self, id: &str) -> bool {
@@ -1005,20 +1036,23 @@ impl CaptureProvider for AzureProvider {
     }
 
     async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {
-        let r = self
-            .call_retrying(Method::GET, &self.nic_id, "GET our NIC", true)
-            .await?;
-        Ok(Some(
-            configs(&r.body)
-                .iter()
-                .filter(|c| !is_primary(c))
-                .filter_map(|c| {
-                    c.pointer("/properties/privateIPAddress")
-                        .and_then(Value::as_str)
-                        .and_then(|s| s.parse().ok())
-                })
-                .collect(),
-        ))
+        let mut out = Vec::new();
+        for nic in self.own_nics() {
+            let r = self
+                .call_retrying(Method::GET, nic, "GET our NIC", true)
+                .await?;
+            out.extend(
+                configs(&r.body)
+                    .iter()
+                    .filter(|c| !is_primary(c))
+                    .filter_map(|c| {
+                        c.pointer("/properties/privateIPAddress")
+                            .and_then(Value::as_str)
+                            .and_then(|s| s.parse::<Ipv4Addr>().ok())
+                    }),
+            );
+        }
+        Ok(Some(out))
     }
 
     fn budgets(&self) -> Vec<BudgetStatus> {
@@ -1042,18 +1076,52 @@ impl CaptureProvider for AzureProvider {
         }
     }
 
-    /// Step 1: one PUT per old NIC without the addresses' configurations (the old NICs in
-    /// parallel), each operation waited for; the fence again for each address; step 2: one
-    /// PUT of our NIC with all of them.
+    /// First the plan: each address gets one of our NICs with room (each filled to the
+    /// ipConfiguration quota before the next); what fits nowhere is refused (`Quota`) and never
+    /// leaves its old NIC. Step 1: one PUT per old NIC without the addresses' configurations
+    /// (the old NICs in parallel), each operation waited for; the fence again for each
+    /// address; step 2: one PUT per NIC of ours with its share (in parallel).
     async fn capture_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
         let ips: Vec<Ipv4Addr> = items.iter().map(|i| i.ip).collect();
-        let holders = match self.holders(&ips).await {
+        let (holders, own) = match self.look(&ips).await {
             Ok(h) => h,
             Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
         };
         let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
+        let mut room: Vec<(String, usize)> = own
+            .iter()
+            .map(|(id, n)| (id.clone(), self.max_ip_configs.saturating_sub(*n)))
+            .collect();
+        let mut target: Vec<Option<String>> = vec![None; items.len()];
+        for (i, h) in holders.iter().enumerate() {
+            if matches!(h, Some((id, _)) if self.is_ours(id)) || matches!(h, Some((_, true))) {
+                continue;
+            }
+            match room.iter_mut().find(|(_, r)| *r > 0) {
+                Some((id, r)) => {
+                    *r -= 1;
+                    target[i] = Some(id.clone());
+                }
+                None => {
+                    out[i] = Some(Err(CaptureError::new(
+                        ErrorKind::Quota,
+                        PROVIDER,
+                        "add ipConfiguration",
+                        format!(
+                            "{} cannot be captured: every NIC of this router is at Azure's quota of {} ipConfigurations per NIC ({})",
+                            items[i].ip,
+                            self.max_ip_configs,
+                            own.iter().map(|(id, n)| format!("{id}: {n}")).collect::<Vec<_>>().join(", ")
+                        ),
+                    )))
+                }
+            }
+        }
         let mut from: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, h) in holders.into_iter().enumerate() {
+            if out[i].is_some() {
+                continue;
+            }
             match h {
                 Some((id, _)) if self.is_ours(&id) => out[i] = Some(Ok(())),
                 Some((id, true)) => {
@@ -1092,22 +1160,67 @@ impl CaptureProvider for AzureProvider {
                 }
             }
         }
-        // Step 2: one PUT of ours.
-        let idx: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
-        if !idx.is_empty() {
+        // Step 2: one PUT per NIC of ours, in parallel.
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for i in 0..items.len() {
+            if out[i].is_some() {
+                continue;
+            }
+            let t = target[i].clone().unwrap_or_else(|| self.nic_id.clone());
+            match groups.iter_mut().find(|(n, _)| *n == t) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((t, vec![i])),
+            }
+        }
+        let mut steps = Vec::new();
+        for (nic, idx) in &groups {
             let sub: Vec<Item> = idx.iter().map(|&i| items[i].clone()).collect();
-            let ours = self.nic_id.clone();
-            for (&i, r) in idx.iter().zip(self.add_many(&ours, &sub).await) {
+            steps.push(async move { (idx, self.add_many(nic, &sub).await) });
+        }
+        for (idx, results) in join_all(steps).await {
+            for (&i, r) in idx.iter().zip(results) {
                 out[i] = Some(r);
             }
         }
         out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
     }
 
-    /// One PUT of our NIC without the addresses.
+    /// One PUT per NIC of ours holding some of the addresses (in parallel), without them.
     async fn release_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
-        let nic = self.nic_id.clone();
-        self.remove_many(&nic, items).await
+        if self.extra.is_empty() {
+            let nic = self.nic_id.clone();
+            return self.remove_many(&nic, items).await;
+        }
+        let ips: Vec<Ipv4Addr> = items.iter().map(|i| i.ip).collect();
+        let holders = match self.holders(&ips).await {
+            Ok(h) => h,
+            Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, h) in holders.into_iter().enumerate() {
+            match h {
+                Some((id, _)) if self.is_ours(&id) => {
+                    match groups.iter_mut().find(|(n, _)| *n == id) {
+                        Some((_, v)) => v.push(i),
+                        None => groups.push((id, vec![i])),
+                    }
+                }
+                // Not on a NIC of ours: nothing to release.
+                _ => out[i] = Some(Ok(())),
+            }
+        }
+        let mut steps = Vec::new();
+        for (nic, idx) in &groups {
+            let sub: Vec<Item> = idx.iter().map(|&i| items[i].clone()).collect();
+            steps.push(async move { (idx, self.remove_many(nic, &sub).await) });
+        }
+        for (idx, results) in join_all(steps).await {
+            for (&i, r) in idx.iter().zip(results) {
+                out[i] = Some(r);
+            }
+        }
+        out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
     }
 
     /// Each NIC the addresses go back to must exist before anything leaves ours. Then one
@@ -1154,7 +1267,7 @@ impl CaptureProvider for AzureProvider {
             Ok(h) => h,
             Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
         };
-        let mut on_ours = Vec::new();
+        let mut on_ours: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, h) in holders.into_iter().enumerate() {
             if out[i].is_some() {
                 continue;
@@ -1173,15 +1286,21 @@ impl CaptureProvider for AzureProvider {
                         ),
                     )))
                 }
-                Some((_, false)) => on_ours.push(i),
+                Some((id, false)) => match on_ours.iter_mut().find(|(n, _)| *n == id) {
+                    Some((_, v)) => v.push(i),
+                    None => on_ours.push((id, vec![i])),
+                },
                 None => {}
             }
         }
-        // Step 1: one PUT of ours.
-        if !on_ours.is_empty() {
-            let sub: Vec<Item> = on_ours.iter().map(|&i| items[i].clone()).collect();
-            let ours = self.nic_id.clone();
-            for (&i, r) in on_ours.iter().zip(self.remove_many(&ours, &sub).await) {
+        // Step 1: one PUT per NIC of ours holding some (in parallel).
+        let mut steps = Vec::new();
+        for (nic, idx) in &on_ours {
+            let sub: Vec<Item> = idx.iter().map(|&i| items[i].clone()).collect();
+            steps.push(async move { (idx, self.remove_many(nic, &sub).await) });
+        }
+        for (idx, results) in join_all(steps).await {
+            for (&i, r) in idx.iter().zip(results) {
                 if let Err(e) = r {
                     out[i] = Some(Err(e));
                 } else if let Err(e) = items[i].fence.check(

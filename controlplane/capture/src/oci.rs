@@ -80,6 +80,10 @@ pub struct OciConfig {
     /// Secondary private IPs a VNIC may hold (OCI's limit: 64).
     #[serde(default)]
     pub max_secondary_ips: Option<usize>,
+    /// More VNICs of this router in the subnet that may hold captured addresses once
+    /// `vnic_id` is full, in preference order.
+    #[serde(default)]
+    pub extra_vnic_ids: Option<Vec<String>>,
 }
 
 /// Secondary private IPs per VNIC (OCI limit).
@@ -119,6 +123,9 @@ impl OciConfig {
     /// Checks the configuration; errors name the field and its value.
     pub fn validate(&self) -> Result<(), String> {
         check_ocid("vnic_id", &self.vnic_id, "vnic")?;
+        for v in self.extra_vnic_ids.iter().flatten() {
+            check_ocid("extra_vnic_ids", v, "vnic")?;
+        }
         check_ocid("subnet_id", &self.subnet_id, "subnet")?;
         if let Some(r) = &self.region {
             let ok = !r.is_empty()
@@ -212,6 +219,8 @@ pub struct OciProvider {
     writes: Budget,
     reads: Budget,
     max_secondary_ips: usize,
+    /// Our other VNICs, preference order after `vnic_id`.
+    extra: Vec<String>,
 }
 
 /// One OCI answer.
@@ -331,6 +340,7 @@ impl OciProvider {
             writes: Budget::new("oci writes", cfg.write_budget.unwrap_or(WRITE_BUDGET)),
             reads: Budget::new("oci reads", cfg.read_budget.unwrap_or(READ_BUDGET)),
             max_secondary_ips: cfg.max_secondary_ips.unwrap_or(MAX_SECONDARY_IPS),
+            extra: cfg.extra_vnic_ids.clone().unwrap_or_default(),
         })
     }
 
@@ -571,6 +581,16 @@ impl OciProvider {
         ))
     }
 
+    /// Whether `vnic` is one of this router's VNICs.
+    fn is_own(&self, vnic: &str) -> bool {
+        vnic == self.vnic_id || self.extra.iter().any(|x| x == vnic)
+    }
+
+    /// Our VNICs, preference order.
+    fn own_vnics(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.vnic_id).chain(self.extra.iter())
+    }
+
     /// Every private IP object of our subnet, by address (paged listing).
     async fn subnet_ips(
         &self,
@@ -617,13 +637,14 @@ impl CaptureProvider for OciProvider {
     fn describe(&self) -> String {
         format!(
             "OCI VNIC {} secondary private IPs (subnet {})",
-            self.vnic_id, self.subnet_id
+            self.own_vnics().cloned().collect::<Vec<_>>().join(" + "),
+            self.subnet_id
         )
     }
 
     async fn observe(&self, ip: Ipv4Addr) -> Result<Holding, CaptureError> {
         Ok(match self.find(ip).await? {
-            Some(PrivateIp { vnic: Some(v), .. }) if v == self.vnic_id => Holding::Ours,
+            Some(PrivateIp { vnic: Some(v), .. }) if self.is_own(&v) => Holding::Ours,
             Some(PrivateIp { vnic: Some(v), .. }) => Holding::Elsewhere(v),
             // A private IP object on no VNIC (reserved) delivers to nobody.
             Some(PrivateIp { vnic: None, .. }) | None => Holding::Nobody,
@@ -631,6 +652,10 @@ impl CaptureProvider for OciProvider {
     }
 
     async fn capture(&self, ip: Ipv4Addr, fence: &Fence) -> Result<(), CaptureError> {
+        if !self.extra.is_empty() {
+            // Several VNICs: the batch path picks one with room.
+            return crate::provider::one::capture(self, ip, fence).await;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -658,7 +683,7 @@ impl CaptureProvider for OciProvider {
                 }
                 return Err(classify(step, &r));
             };
-            if found.vnic.as_deref() == Some(self.vnic_id.as_str()) {
+            if found.vnic.as_deref().is_some_and(|v| self.is_own(v)) {
                 return Ok(());
             }
             if found.primary {
@@ -679,7 +704,7 @@ impl CaptureProvider for OciProvider {
                     format!("private IP {} disappeared while moving {ip}", found.id),
                 ));
             };
-            if current.vnic.as_deref() == Some(self.vnic_id.as_str()) {
+            if current.vnic.as_deref().is_some_and(|v| self.is_own(v)) {
                 return Ok(());
             }
             let step = "UpdatePrivateIp";
@@ -714,16 +739,17 @@ impl CaptureProvider for OciProvider {
             let Some(found) = self.find(ip).await? else {
                 return Ok(());
             };
-            if found.vnic.as_deref() != Some(self.vnic_id.as_str()) {
+            if !found.vnic.as_deref().is_some_and(|v| self.is_own(v)) {
                 return Ok(());
             }
             if found.primary {
-                return Err(self.primary_error(ip, &self.vnic_id, "DeletePrivateIp"));
+                let vnic = found.vnic.as_deref().unwrap_or(&self.vnic_id);
+                return Err(self.primary_error(ip, vnic, "DeletePrivateIp"));
             }
             let Some((current, etag)) = self.get(&found.id).await? else {
                 return Ok(());
             };
-            if current.vnic.as_deref() != Some(self.vnic_id.as_str()) {
+            if !current.vnic.as_deref().is_some_and(|v| self.is_own(v)) {
                 return Ok(());
             }
             let step = "DeletePrivateIp";
@@ -750,7 +776,7 @@ impl CaptureProvider for OciProvider {
     }
 
     async fn hand_back(&self, ip: Ipv4Addr, to: &str, fence: &Fence) -> Result<(), CaptureError> {
-        if to == self.vnic_id {
+        if self.is_own(to) {
             return Err(CaptureError::new(
                 ErrorKind::Config,
                 PROVIDER,
@@ -792,7 +818,7 @@ impl CaptureProvider for OciProvider {
             };
             match found.vnic.as_deref() {
                 // Held by `to` already, or by a third VNIC: not ours to move.
-                Some(v) if v != self.vnic_id => return Ok(()),
+                Some(v) if !self.is_own(v) => return Ok(()),
                 _ => {}
             }
             if found.primary {
@@ -812,7 +838,7 @@ impl CaptureProvider for OciProvider {
                     ),
                 ));
             };
-            if current.vnic.as_deref().is_some_and(|v| v != self.vnic_id) {
+            if current.vnic.as_deref().is_some_and(|v| !self.is_own(v)) {
                 return Ok(());
             }
             let step = format!("UpdatePrivateIp to {to}");
@@ -851,7 +877,7 @@ impl CaptureProvider for OciProvider {
     }
 
     fn is_own_nic(&self, id: &str) -> bool {
-        id == self.vnic_id
+        self.is_own(id)
     }
 
     fn budgets(&self) -> Vec<BudgetStatus> {
@@ -871,7 +897,7 @@ impl CaptureProvider for OciProvider {
         ips.iter()
             .map(|ip| {
                 Ok(match by_ip.get(ip).and_then(|p| p.vnic.as_deref()) {
-                    Some(v) if v == self.vnic_id => Holding::Ours,
+                    Some(v) if self.is_own(v) => Holding::Ours,
                     Some(v) => Holding::Elsewhere(v.to_string()),
                     // A private IP object on no VNIC (reserved) delivers to nobody.
                     None => Holding::Nobody,
@@ -887,24 +913,30 @@ impl CaptureProvider for OciProvider {
     /// carries no `if-match` (the fence guards against our own stale plans). Past the
     /// VNIC's quota of secondary IPs the rest is refused (`Quota`) without a call.
     async fn capture_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
-        if items.len() == 1 {
+        if items.len() == 1 && self.extra.is_empty() {
             return vec![self.capture(items[0].ip, &items[0].fence).await];
         }
         let by_ip = match self.subnet_ips().await {
             Ok(m) => m,
             Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
         };
-        let held = by_ip
-            .values()
-            .filter(|p| p.vnic.as_deref() == Some(self.vnic_id.as_str()) && !p.primary)
-            .count();
-        let mut room = self.max_secondary_ips.saturating_sub(held);
+        // Room on each of our VNICs, filled in preference order.
+        let mut room: Vec<(String, usize)> = self
+            .own_vnics()
+            .map(|v| {
+                let held = by_ip
+                    .values()
+                    .filter(|p| p.vnic.as_deref() == Some(v.as_str()) && !p.primary)
+                    .count();
+                (v.clone(), self.max_secondary_ips.saturating_sub(held))
+            })
+            .collect();
         let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
         let mut calls = Vec::new();
         for (i, it) in items.iter().enumerate() {
             let found = by_ip.get(&it.ip);
             match found {
-                Some(p) if p.vnic.as_deref() == Some(self.vnic_id.as_str()) => {
+                Some(p) if p.vnic.as_deref().is_some_and(|v| self.is_own(v)) => {
                     out[i] = Some(Ok(()));
                     continue;
                 }
@@ -918,65 +950,49 @@ impl CaptureProvider for OciProvider {
                 }
                 _ => {}
             }
-            if room == 0 {
+            let Some((vnic, r)) = room.iter_mut().find(|(_, r)| *r > 0) else {
                 out[i] = Some(Err(CaptureError::new(
                     ErrorKind::Quota,
                     PROVIDER,
                     "UpdatePrivateIp",
                     format!(
-                        "{} cannot be captured: VNIC {} holds {held} secondary private IPs, the quota per VNIC is {}",
-                        it.ip, self.vnic_id, self.max_secondary_ips
+                        "{} cannot be captured: every VNIC of this router ({}) holds OCI's quota of {} secondary private IPs",
+                        it.ip,
+                        self.own_vnics().cloned().collect::<Vec<_>>().join(", "),
+                        self.max_secondary_ips
                     ),
                 )));
                 continue;
-            }
-            room -= 1;
+            };
+            *r -= 1;
+            let vnic = vnic.clone();
             let id = found.map(|p| p.id.clone());
             calls.push(async move {
-                let r = match id {
-                    Some(id) => {
-                        let step = "UpdatePrivateIp";
-                        self.writes.take().await;
-                        let body = json!({ "vnicId": self.vnic_id });
-                        let r = self
-                            .call(
-                                Method::PUT,
-                                &format!("/privateIps/{id}"),
-                                &[],
-                                Some(&body),
-                                None,
-                                step,
-                                Some(&it.fence),
-                            )
-                            .await?;
-                        (step, r)
-                    }
-                    None => {
-                        let step = "CreatePrivateIp";
-                        self.writes.take().await;
-                        let body =
-                            json!({ "vnicId": self.vnic_id, "ipAddress": it.ip.to_string() });
-                        let r = self
-                            .call(
-                                Method::POST,
-                                "/privateIps",
-                                &[],
-                                Some(&body),
-                                None,
-                                step,
-                                Some(&it.fence),
-                            )
-                            .await?;
-                        (step, r)
-                    }
+                // A move of the existing private IP object, or a new one on our VNIC.
+                let (method, path, body, step) = match id {
+                    Some(id) => (
+                        Method::PUT,
+                        format!("/privateIps/{id}"),
+                        json!({ "vnicId": vnic }),
+                        "UpdatePrivateIp",
+                    ),
+                    None => (
+                        Method::POST,
+                        "/privateIps".to_string(),
+                        json!({ "vnicId": vnic, "ipAddress": it.ip.to_string() }),
+                        "CreatePrivateIp",
+                    ),
                 };
-                if r.1.status.is_success() {
+                self.writes.take().await;
+                let r = self
+                    .call(method, &path, &[], Some(&body), None, step, Some(&it.fence))
+                    .await?;
+                if r.status.is_success() {
                     Ok(())
                 } else {
-                    Err(classify(r.0, &r.1))
+                    Err(classify(step, &r))
                 }
             });
-            out[i] = None;
         }
         let mut results = futures_util::future::join_all(calls).await.into_iter();
         for o in out.iter_mut() {
@@ -1001,7 +1017,7 @@ impl CaptureProvider for OciProvider {
         let mut calls = Vec::new();
         for (i, it) in items.iter().enumerate() {
             match by_ip.get(&it.ip) {
-                Some(p) if p.vnic.as_deref() == Some(self.vnic_id.as_str()) => {
+                Some(p) if p.vnic.as_deref().is_some_and(|v| self.is_own(v)) => {
                     if p.primary {
                         out[i] = Some(Err(self.primary_error(
                             it.ip,
@@ -1047,23 +1063,27 @@ impl CaptureProvider for OciProvider {
 
     async fn held(&self) -> Result<Option<Vec<Ipv4Addr>>, CaptureError> {
         let mut out = Vec::new();
-        // Bounded: a VNIC has at most a few dozen private IPs.
-        self.walk_private_ips(
-            ("vnicId", self.vnic_id.as_str()),
-            100,
-            "ListPrivateIps",
-            "too many pages of private IPs",
-            |items| {
-                out.extend(
-                    items
-                        .iter()
-                        .filter(|v| !v.get("isPrimary").and_then(Value::as_bool).unwrap_or(false))
-                        .filter_map(|v| v.get("ipAddress")?.as_str()?.parse::<Ipv4Addr>().ok()),
-                );
-                false
-            },
-        )
-        .await?;
+        for vnic in self.own_vnics() {
+            // Bounded: a VNIC has at most a few dozen private IPs.
+            self.walk_private_ips(
+                ("vnicId", vnic.as_str()),
+                100,
+                "ListPrivateIps",
+                "too many pages of private IPs",
+                |items| {
+                    out.extend(
+                        items
+                            .iter()
+                            .filter(|v| {
+                                !v.get("isPrimary").and_then(Value::as_bool).unwrap_or(false)
+                            })
+                            .filter_map(|v| v.get("ipAddress")?.as_str()?.parse::<Ipv4Addr>().ok()),
+                    );
+                    false
+                },
+            )
+            .await?;
+        }
         Ok(Some(out))
     }
 }

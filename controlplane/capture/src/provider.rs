@@ -239,3 +239,60 @@ pub trait CaptureProvider: Send + Sync {
         join_all(futs).await
     }
 }
+
+/// The single-address calls of a client whose batch calls are the real ones
+/// (AWS, Azure): one item through `*_many`.
+pub mod one {
+    use super::*;
+
+    pub async fn observe<P: CaptureProvider + ?Sized>(
+        p: &P,
+        ip: Ipv4Addr,
+    ) -> Result<Holding, CaptureError> {
+        p.observe_many(&[ip])
+            .await
+            .pop()
+            .unwrap_or(Ok(Holding::Nobody))
+    }
+
+    fn item(ip: Ipv4Addr, fence: &Fence) -> [Item; 1] {
+        [Item {
+            ip,
+            fence: fence.clone(),
+        }]
+    }
+
+    pub async fn capture<P: CaptureProvider + ?Sized>(
+        p: &P,
+        ip: Ipv4Addr,
+        fence: &Fence,
+    ) -> Result<(), CaptureError> {
+        p.capture_many(&item(ip, fence))
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    pub async fn release<P: CaptureProvider + ?Sized>(
+        p: &P,
+        ip: Ipv4Addr,
+        fence: &Fence,
+    ) -> Result<(), CaptureError> {
+        p.release_many(&item(ip, fence))
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    pub async fn hand_back<P: CaptureProvider + ?Sized>(
+        p: &P,
+        ip: Ipv4Addr,
+        to: &str,
+        fence: &Fence,
+    ) -> Result<(), CaptureError> {
+        p.hand_back_many(&item(ip, fence), &[to.to_string()])
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+}

@@ -54,6 +54,7 @@ fn config(emu: &Emulator, nic_id: &str) -> AzureConfig {
         client_id: None,
         api_version: None,
         max_ip_configs: None,
+        extra_nic_ids: None,
         write_budget: None,
         read_budget: None,
     }
@@ -285,6 +286,7 @@ fn config_is_validated_with_field_names() {
         client_id: Some("11111111-2222-3333-4444-555555555555".into()),
         api_version: None,
         max_ip_configs: None,
+        extra_nic_ids: None,
         write_budget: None,
         read_budget: None,
     };
@@ -545,4 +547,84 @@ async fn hand_back_to_a_deleted_nic_is_holder_gone_and_keeps_the_address() {
     assert!(e.message.contains("left on no NIC"), "{e}");
     assert!(holders(&emu, "10.1.0.150").await.is_empty());
     assert_eq!(p.observe(ip("10.1.0.150")).await.unwrap(), Holding::Nobody);
+}
+
+/// Two NICs of ours at a quota of 4 ipConfigurations (primary included): 8 captures from three
+/// workload NICs fill `nic-r` (3) then `nic-r2` (3); the 2 that fit nowhere are refused as
+/// `Quota` and never leave the workload NIC (no black hole).
+#[tokio::test]
+async fn captures_spread_over_our_nics_and_the_rest_stays_where_it_was() {
+    let subnet = format!("{RG}/virtualNetworks/vnet-1/subnets/default");
+    let emu = Emulator::start(&json!({
+        "move_delay_ms": 100,
+        "azure_max_ip_configs": 4,
+        "subnets": [{"id": subnet, "cidr": "10.1.0.0/24", "vpc": "vnet-1"}],
+        "nics": [
+            {"id": nic("nic-r"), "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.4"},
+            {"id": nic("nic-r2"), "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.5"},
+            {"id": nic("nic-w1"), "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.6",
+             "secondary_ips": ["10.1.0.100", "10.1.0.101", "10.1.0.102"]},
+            {"id": nic("nic-w2"), "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.7",
+             "secondary_ips": ["10.1.0.103", "10.1.0.104", "10.1.0.105"]},
+            {"id": nic("nic-w3"), "provider": "azure", "subnet": subnet, "primary_ip": "10.1.0.8",
+             "secondary_ips": ["10.1.0.106", "10.1.0.107"]}
+        ]
+    }));
+    let cfg = AzureConfig {
+        max_ip_configs: Some(4),
+        extra_nic_ids: Some(vec![nic("nic-r2")]),
+        ..config(&emu, &nic("nic-r"))
+    };
+    let p = AzureProvider::with_timing(&cfg, timing()).unwrap();
+    assert!(p.is_own_nic(&nic("nic-r2")));
+    let items: Vec<cer_capture::Item> = (100..108)
+        .map(|i| cer_capture::Item {
+            ip: Ipv4Addr::new(10, 1, 0, i),
+            fence: Fence::open(),
+        })
+        .collect();
+    let out = within(30, p.capture_many(&items)).await;
+    let ok: Vec<usize> = (0..8).filter(|&i| out[i].is_ok()).collect();
+    assert_eq!(ok, (0..6).collect::<Vec<_>>(), "{out:?}");
+    for r in &out[6..] {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Quota, "{e}");
+        assert!(e.message.contains("quota of 4"), "{e}");
+    }
+    emu.settle().await;
+    for i in 100..103 {
+        let h = emu.target_holders(&format!("10.1.0.{i}")).await;
+        assert_eq!(h, vec![(nic("nic-r"), false)], "10.1.0.{i}");
+    }
+    for i in 103..106 {
+        let h = emu.target_holders(&format!("10.1.0.{i}")).await;
+        assert_eq!(h, vec![(nic("nic-r2"), false)], "10.1.0.{i}");
+    }
+    for i in 106..108 {
+        let h = emu.target_holders(&format!("10.1.0.{i}")).await;
+        assert_eq!(
+            h,
+            vec![(nic("nic-w3"), false)],
+            "10.1.0.{i} stays on the workload NIC"
+        );
+    }
+    assert_eq!(
+        within(10, p.observe(ip("10.1.0.104"))).await.unwrap(),
+        Holding::Ours
+    );
+    // Release from whichever NIC of ours holds it.
+    let rel: Vec<cer_capture::Item> = [101u8, 104]
+        .iter()
+        .map(|&i| cer_capture::Item {
+            ip: Ipv4Addr::new(10, 1, 0, i),
+            fence: Fence::open(),
+        })
+        .collect();
+    let out = within(30, p.release_many(&rel)).await;
+    assert!(out.iter().all(|r| r.is_ok()), "{out:?}");
+    emu.settle().await;
+    assert!(emu.target_holders("10.1.0.101").await.is_empty());
+    assert!(emu.target_holders("10.1.0.104").await.is_empty());
+    let held = within(10, p.held()).await.unwrap().unwrap();
+    assert_eq!(held.len(), 4, "{held:?}");
 }

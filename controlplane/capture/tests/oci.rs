@@ -58,6 +58,7 @@ fn config(emu: &Emulator, vnic: &str, key: &str) -> OciConfig {
         write_budget: None,
         read_budget: None,
         max_secondary_ips: None,
+        extra_vnic_ids: None,
         auth: OciAuth::ApiKey {
             tenancy: TENANCY.to_string(),
             user: USER.to_string(),
@@ -297,6 +298,7 @@ async fn instance_principal_federates_and_signs_with_the_session_token() {
         write_budget: None,
         read_budget: None,
         max_secondary_ips: None,
+        extra_vnic_ids: None,
         auth: OciAuth::InstancePrincipal {
             imds_endpoint: Some(emu.url()),
             auth_endpoint: Some(emu.url()),
@@ -475,4 +477,66 @@ async fn hand_back_refused_for_an_existing_vnic_is_config_not_holder_gone() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Config, "{e}");
     assert!(holders(&emu, "10.2.0.150").await.is_empty());
+}
+
+/// Two VNICs of ours at a quota of 2 secondary IPs: 6 captures (4 moved from `a`'s VNIC, 2
+/// created from nobody) fill `r` then `b`; the 2 that fit nowhere are refused as `Quota`
+/// without a call and stay where they were; a single capture also goes to the VNIC with room.
+#[tokio::test]
+async fn captures_spread_over_our_vnics_and_the_rest_stays_where_it_was() {
+    let emu = Emulator::start(&json!({
+        "move_delay_ms": 100,
+        "oci_max_secondary_ips": 2,
+        "subnets": [{"id": SUBNET, "cidr": "10.2.0.0/24"}],
+        "nics": [
+            {"id": VNIC_R, "provider": "oci", "subnet": SUBNET, "primary_ip": "10.2.0.4"},
+            {"id": VNIC_B, "provider": "oci", "subnet": SUBNET, "primary_ip": "10.2.0.20"},
+            {"id": VNIC_A, "provider": "oci", "subnet": SUBNET, "primary_ip": "10.2.0.10",
+             "secondary_ips": ["10.2.0.100", "10.2.0.101"]},
+            {"id": "ocid1.vnic.oc1..c", "provider": "oci", "subnet": SUBNET, "primary_ip": "10.2.0.11",
+             "secondary_ips": ["10.2.0.102", "10.2.0.103"]}
+        ],
+        "oci_api_keys": { format!("{TENANCY}/{USER}/{FP}"): read("api_key_public.pem") }
+    }));
+    let cfg = OciConfig {
+        max_secondary_ips: Some(2),
+        extra_vnic_ids: Some(vec![VNIC_B.to_string()]),
+        ..config(&emu, VNIC_R, "api_key.pem")
+    };
+    let p = OciProvider::with_timing(&cfg, timing(3)).unwrap();
+    assert!(p.is_own_nic(VNIC_B));
+    let items: Vec<cer_capture::Item> = (100..106)
+        .map(|i| cer_capture::Item {
+            ip: Ipv4Addr::new(10, 2, 0, i),
+            fence: Fence::open(),
+        })
+        .collect();
+    let out = within(30, p.capture_many(&items)).await;
+    let ok: Vec<usize> = (0..6).filter(|&i| out[i].is_ok()).collect();
+    assert_eq!(ok, vec![0, 1, 2, 3], "{out:?}");
+    for r in &out[4..] {
+        assert_eq!(r.as_ref().unwrap_err().kind, ErrorKind::Quota, "{r:?}");
+    }
+    assert_eq!(holders(&emu, "10.2.0.100").await, vec![VNIC_R.to_string()]);
+    assert_eq!(holders(&emu, "10.2.0.101").await, vec![VNIC_R.to_string()]);
+    assert_eq!(holders(&emu, "10.2.0.102").await, vec![VNIC_B.to_string()]);
+    assert_eq!(holders(&emu, "10.2.0.103").await, vec![VNIC_B.to_string()]);
+    assert!(
+        holders(&emu, "10.2.0.104").await.is_empty(),
+        "never created"
+    );
+    assert_eq!(
+        within(10, p.observe(ip("10.2.0.102"))).await.unwrap(),
+        Holding::Ours
+    );
+    // A release from `b` makes room there: a single capture goes to it.
+    within(10, p.release(ip("10.2.0.103"), &Fence::open()))
+        .await
+        .unwrap();
+    within(10, p.capture(ip("10.2.0.104"), &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(holders(&emu, "10.2.0.104").await, vec![VNIC_B.to_string()]);
+    let held = within(10, p.held()).await.unwrap().unwrap();
+    assert_eq!(held.len(), 4, "{held:?}");
 }

@@ -707,6 +707,43 @@ fn print_capture(d: &Value) {
             d["in_flight"], d["errors_total"], n, d["released_holder_gone_total"]
         );
     }
+    if let Some(n) = d["over_quota"].as_u64().filter(|n| *n > 0) {
+        println!(
+            "QUOTA ALARM: {n} /32(s) cannot be captured, every NIC is at the provider's address quota: {}",
+            d["quota_alarm"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(b) = d["batch"].as_object() {
+        let n = |k: &str| b.get(k).and_then(Value::as_u64).unwrap_or(0);
+        println!(
+            "provider calls (/32s carried): observe {} ({}), capture {} ({}), release {} ({}), hand back {} ({}); largest batch {}",
+            n("observe_calls"),
+            n("observed_ips"),
+            n("capture_calls"),
+            n("captured_ips"),
+            n("release_calls"),
+            n("released_ips"),
+            n("hand_back_calls"),
+            n("handed_back_ips"),
+            n("largest_batch")
+        );
+    }
+    for b in d["budgets"].as_array().into_iter().flatten() {
+        println!(
+            "API budget {}: {:.1} of {} tokens (+{}/s), {} calls, {} waited, {} throttle replies{}",
+            s(&b["name"]),
+            b["tokens"].as_f64().unwrap_or(0.0),
+            b["capacity"],
+            b["refill_per_s"],
+            b["calls"],
+            b["waited"],
+            b["throttled"],
+            b["paused_ms"]
+                .as_u64()
+                .map(|m| format!("; PAUSED {m} ms (provider said slow down)"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(f) = d["origins_file"].as_str() {
         println!(
             "captured from (handed back there on release): {} remembered in {f}",

@@ -826,6 +826,9 @@ fn instance_type_xml(t: &InstanceType) -> String {
                         <networkCardIndex>0</networkCardIndex>
                         <networkPerformance>{perf}</networkPerformance>
                         <maximumNetworkInterfaces>{enis}</maximumNetworkInterfaces>
+                        <interfaceTypeSet>
+                            <item>interface</item>
+                        </interfaceTypeSet>
                     </item>
                 </networkCards>
                 <ipv4AddressesPerInterface>{ipv4}</ipv4AddressesPerInterface>
@@ -836,6 +839,7 @@ fn instance_type_xml(t: &InstanceType) -> String {
                 <encryptionInTransitSupported>{eit}</encryptionInTransitSupported>
             </networkInfo>
             <burstablePerformanceSupported>{burst}</burstablePerformanceSupported>
+            <supportedInRegion>true</supportedInRegion>
         </item>
 ",
         name = t.name,

@@ -69,7 +69,7 @@ impl ControlState {
                     "mechanism": match c.mode {
                         CaptureMode::Aws => "AWS: ENI secondary private IP (AssignPrivateIpAddresses with AllowReassignment, verified with DescribeNetworkInterfaces)",
                         CaptureMode::Azure => "Azure: NIC ipConfiguration (removed from the old NIC, then created on ours; LRO polled)",
-                        _ => "OCI: VNIC secondary private IP (UpdatePrivateIp move or CreatePrivateIp, if-match etag)",
+                        _ => "OCI: VNIC secondary private IP (UpdatePrivateIp move or CreatePrivateIp; one address alone with an if-match etag)",
                     },
                     "provider": st.provider_detail,
                     "provider_error": st.provider_error,
@@ -91,6 +91,10 @@ impl ControlState {
                     "stall_hold_until_unix_ms": st.stall_hold_until_ms,
                     "standing_by": count(Desired::Standby, true) + count(Desired::Standby, false),
                     "pair": self.pair.as_ref().map(|p| json!(p)),
+                    "over_quota": st.over_quota,
+                    "quota_alarm": st.quota_alarm,
+                    "batch": st.batch,
+                    "budgets": st.budgets,
                 })
             }
         };
