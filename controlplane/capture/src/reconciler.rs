@@ -990,12 +990,18 @@ impl Worker {
         }
         match result {
             Ok(c) => {
-                if c.changed && intent.desired == Desired::Release && !self.over_quota.is_empty() {
-                    // One of our addresses left: room for what the quota refused.
-                    for (&q, _) in self.over_quota.iter() {
-                        if self.queued.insert(q) {
-                            self.ready.push_back(q);
-                        }
+                if c.changed && intent.desired == Desired::Release {
+                    // One of our addresses left: room for one /32 the quota
+                    // refused (the next one waiting: a retry per freed slot,
+                    // never all of them at once).
+                    if let Some(q) = self
+                        .over_quota
+                        .keys()
+                        .copied()
+                        .find(|q| !self.queued.contains(q))
+                    {
+                        self.queued.insert(q);
+                        self.ready.push_back(q);
                     }
                 }
                 slot.done = Some(intent);
