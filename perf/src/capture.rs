@@ -178,39 +178,36 @@ async fn client(
     })
 }
 
-/// Back to the seed: the workload NIC holds the /32 again, so the next
-/// capture is a real move from another NIC.
-fn reset(url: &str) -> Result<()> {
+/// One control-API request to the emulator (`/_emulator/...`): its JSON answer; a status other
+/// than 200 is an error naming the request.
+fn http(url: &str, method: &str, path: &str) -> Result<Value> {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
-        "POST /_emulator/reset HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
     )?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
-    if !text.starts_with("HTTP/1.1 200") && !text.starts_with("HTTP/1.0 200") {
-        bail!("emulator reset: {}", text.lines().next().unwrap_or(""));
+    let status = text.lines().next().unwrap_or("");
+    if !status.starts_with("HTTP/1.1 200") && !status.starts_with("HTTP/1.0 200") {
+        bail!("emulator {method} {path}: {status}");
     }
-    Ok(())
+    let body = text.split("\r\n\r\n").nth(1).context("emulator reply")?;
+    Ok(serde_json::from_str(body)?)
+}
+
+/// Back to the seed: the workload NIC holds the /32 again, so the next
+/// capture is a real move from another NIC.
+fn reset(url: &str) -> Result<()> {
+    http(url, "POST", "/_emulator/reset").map(|_| ())
 }
 
 /// The NIC the emulator's fabric (holder view) delivers `ip` to now.
 fn fabric_holder(url: &str, ip: Ipv4Addr) -> Result<Option<String>> {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "GET /_emulator/holders?ip={ip} HTTP/1.0\r\nHost: {addr}\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let body = text.split("\r\n\r\n").nth(1).context("holder view reply")?;
-    let v: Value = serde_json::from_str(body)?;
+    let v = http(url, "GET", &format!("/_emulator/holders?ip={ip}"))?;
     Ok(v["holders"]
         .as_array()
         .and_then(|h| h.first())

@@ -16,7 +16,7 @@
 //! journal: a change to a flipped /32 accepted after its flip); and the
 //! calls made in the 10 s after it settled (a retry storm would show there).
 
-use crate::{client, Emulator};
+use crate::{client, http, Emulator};
 use anyhow::{bail, Context, Result};
 use cer_capture::reconciler::Phase;
 use cer_capture::{Desired, Intent, Reconciler, ReconcilerConfig};
@@ -124,21 +124,6 @@ fn seed(provider: &str, n: usize, fixtures: &Path) -> Result<Value> {
     })
 }
 
-fn http(url: &str, method: &str, path: &str) -> Result<Value> {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let body = text.split("\r\n\r\n").nth(1).context("emulator reply")?;
-    Ok(serde_json::from_str(body)?)
-}
-
 /// Provider API calls (served, throttled, failed) from the emulator's statistics.
 fn calls(url: &str) -> Result<(u64, u64, u64)> {
     let v = http(url, "GET", "/_emulator/stats")?;
@@ -160,33 +145,64 @@ fn stale_executed(
 ) -> Result<Vec<u64>> {
     let v = http(url, "GET", "/_emulator/journal")?;
     let mut late = Vec::new();
+    // What each of our NICs holds after each journaled change: an Azure
+    // `set` lists every secondary the NIC keeps, so what it adds is the
+    // difference with the NIC's previous set (our NICs start without pool /32s).
+    let mut held: HashMap<String, HashSet<Ipv4Addr>> = HashMap::new();
     for e in v["entries"].as_array().into_iter().flatten() {
-        let on_ours = e["nic"]
-            .as_str()
-            .is_some_and(|nic| ours.iter().any(|o| o == nic));
-        let assign = matches!(e["op"].as_str(), Some("assign") | Some("set"));
+        let list = |k: &str| -> Vec<Ipv4Addr> {
+            e[k].as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|ip| ip.as_str().or_else(|| ip.get(0).and_then(Value::as_str)))
+                .filter_map(|t| t.parse().ok())
+                .collect()
+        };
+        let nic = e["nic"].as_str().unwrap_or("");
+        if e["op"].as_str() == Some("assign") {
+            // An assignment moves the addresses off every other NIC (a
+            // hand-back takes them off ours).
+            for (other, set) in held.iter_mut() {
+                if other != nic {
+                    for a in list("ips") {
+                        set.remove(&a);
+                    }
+                }
+            }
+        }
+        if !ours.iter().any(|o| o == nic) {
+            continue;
+        }
+        let now = held.entry(nic.to_string()).or_default();
+        let added: Vec<Ipv4Addr> = match e["op"].as_str() {
+            Some("assign") => list("ips").into_iter().filter(|a| now.insert(*a)).collect(),
+            Some("unassign") => {
+                for a in list("ips") {
+                    now.remove(&a);
+                }
+                Vec::new()
+            }
+            Some("set") => {
+                let next: HashSet<Ipv4Addr> = list("secondaries").into_iter().collect();
+                let added = next.difference(now).copied().collect();
+                *now = next;
+                added
+            }
+            _ => Vec::new(),
+        };
         // Received after the flip (5 ms for the fence check to reach the
         // wire): a call planned from the old intent that nothing stopped.
         let received = e["request"]["received_unix_ms"]
             .as_u64()
             .or_else(|| e["accepted_unix_ms"].as_u64())
             .unwrap_or(0);
-        if !on_ours || !assign || received <= flip_ms + 5 {
-            continue;
-        }
-        let ips = e["ips"].as_array().or_else(|| e["secondaries"].as_array());
-        for ip in ips.into_iter().flatten() {
-            let text = ip
-                .as_str()
-                .or_else(|| ip.get(0).and_then(Value::as_str))
-                .unwrap_or("");
-            if let Ok(a) = text.parse::<Ipv4Addr>() {
-                // A `set` lists every secondary the NIC keeps: count only
-                // the flipped /32s it (re)adds.
-                if flipped.contains(&a) && e["op"].as_str() == Some("assign") {
-                    late.push(received - flip_ms);
-                }
-            }
+        if received > flip_ms + 5 {
+            late.extend(
+                added
+                    .iter()
+                    .filter(|a| flipped.contains(a))
+                    .map(|_| received - flip_ms),
+            );
         }
     }
     Ok(late)

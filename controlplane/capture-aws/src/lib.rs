@@ -41,6 +41,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_ec2::types::{Filter, NetworkInterface};
 use aws_sdk_ec2::Client;
+use cer_capture::provider::group_by;
 use cer_capture::{
     BucketConfig, Budget, BudgetStatus, CaptureError, CaptureProvider, ErrorKind, Fence, Holding,
     Item,
@@ -979,10 +980,7 @@ impl CaptureProvider for AwsProvider {
                         ),
                     )))
                 }
-                Some((eni, false)) => match groups.iter_mut().find(|(g, _)| g == eni) {
-                    Some((_, v)) => v.push(i),
-                    None => groups.push((eni.to_string(), vec![i])),
-                },
+                Some((eni, false)) => group_by(&mut groups, eni, i),
             }
         }
         for (eni, idx) in &groups {
@@ -1074,10 +1072,7 @@ impl CaptureProvider for AwsProvider {
             if out[i].is_some() {
                 continue;
             }
-            match groups.iter_mut().find(|(g, _)| g == t) {
-                Some((_, v)) => v.push(i),
-                None => groups.push((t.clone(), vec![i])),
-            }
+            group_by(&mut groups, t, i);
         }
         for (t, idx) in &groups {
             let step = format!("AssignPrivateIpAddresses to {t}");

@@ -32,7 +32,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::budget::{BucketConfig, Budget, BudgetStatus};
-use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding, Item};
+use crate::provider::{group_by, CaptureError, CaptureProvider, ErrorKind, Fence, Holding, Item};
 use futures_util::future::join_all;
 
 const PROVIDER: &str = "azure";
@@ -916,6 +916,25 @@ impl AzureProvider {
             .await
     }
 
+    /// One PUT per NIC of `groups` (item indexes per NIC id) adding or removing its items'
+    /// addresses, every NIC at once: (item index, its result).
+    async fn per_nic(
+        &self,
+        items: &[Item],
+        groups: &[(String, Vec<usize>)],
+        change: Change,
+    ) -> Vec<(usize, Result<(), CaptureError>)> {
+        let calls = groups.iter().map(|(nic, idx)| async move {
+            let sub: Vec<Item> = idx.iter().map(|&i| items[i].clone()).collect();
+            let results = match change {
+                Change::Add => self.add_many(nic, &sub).await,
+                Change::Remove => self.remove_many(nic, &sub).await,
+            };
+            idx.iter().copied().zip(results).collect::<Vec<_>>()
+        });
+        join_all(calls).await.into_iter().flatten().collect()
+    }
+
     /// Who holds each address of `ips` in our NIC's virtual network: (NIC id, primary
     /// configuration).
     async fn holders(&self, ips: &[Ipv4Addr]) -> Result<Vec<Option<(String, bool)>>, CaptureError> {
@@ -979,7 +998,14 @@ impl AzureProvider {
 type EditResult = Result<(Option<Value>, Vec<(Ipv4Addr, CaptureError)>), CaptureError>;
 type Edit<'a> = dyn Fn(&Value, &[Ipv4Addr]) -> EditResult + Send + Sync + 'a;
 
-/// What a NIC other than ours that does not exist means to `modify`.
+/// What `per_nic` does to each NIC's addresses.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Add,
+    Remove,
+}
+
+/// What a NIC other than ours that does not exist means to `modify_many`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Gone {
     /// Removing from it: nothing left to remove.
@@ -1135,29 +1161,19 @@ impl CaptureProvider for AzureProvider {
                         ),
                     )))
                 }
-                Some((old, false)) => match from.iter_mut().find(|(n, _)| *n == old) {
-                    Some((_, v)) => v.push(i),
-                    None => from.push((old, vec![i])),
-                },
+                Some((old, false)) => group_by(&mut from, &old, i),
                 None => {}
             }
         }
         // Step 1, every old NIC at once.
-        let mut steps = Vec::new();
-        for (old, idx) in &from {
-            let sub: Vec<Item> = idx.iter().map(|&i| items[i].clone()).collect();
-            steps.push(async move { (idx, self.remove_many(old, &sub).await) });
-        }
-        for (idx, results) in join_all(steps).await {
-            for (&i, r) in idx.iter().zip(results) {
-                if let Err(e) = r {
-                    out[i] = Some(Err(e));
-                } else if let Err(e) = items[i].fence.check(
+        for (i, r) in self.per_nic(items, &from, Change::Remove).await {
+            if let Err(e) = r.and_then(|()| {
+                items[i].fence.check(
                     PROVIDER,
                     "between removing from the old NIC and adding to ours",
-                ) {
-                    out[i] = Some(Err(e));
-                }
+                )
+            }) {
+                out[i] = Some(Err(e));
             }
         }
         // Step 2: one PUT per NIC of ours, in parallel.
@@ -1166,21 +1182,10 @@ impl CaptureProvider for AzureProvider {
             if out[i].is_some() {
                 continue;
             }
-            let t = target[i].clone().unwrap_or_else(|| self.nic_id.clone());
-            match groups.iter_mut().find(|(n, _)| *n == t) {
-                Some((_, v)) => v.push(i),
-                None => groups.push((t, vec![i])),
-            }
+            group_by(&mut groups, target[i].as_deref().unwrap_or(&self.nic_id), i);
         }
-        let mut steps = Vec::new();
-        for (nic, idx) in &groups {
-            let sub: Vec<Item> = idx.iter().map(|&i| items[i].clone()).collect();
-            steps.push(async move { (idx, self.add_many(nic, &sub).await) });
-        }
-        for (idx, results) in join_all(steps).await {
-            for (&i, r) in idx.iter().zip(results) {
-                out[i] = Some(r);
-            }
+        for (i, r) in self.per_nic(items, &groups, Change::Add).await {
+            out[i] = Some(r);
         }
         out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
     }
@@ -1200,25 +1205,13 @@ impl CaptureProvider for AzureProvider {
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, h) in holders.into_iter().enumerate() {
             match h {
-                Some((id, _)) if self.is_ours(&id) => {
-                    match groups.iter_mut().find(|(n, _)| *n == id) {
-                        Some((_, v)) => v.push(i),
-                        None => groups.push((id, vec![i])),
-                    }
-                }
+                Some((id, _)) if self.is_ours(&id) => group_by(&mut groups, &id, i),
                 // Not on a NIC of ours: nothing to release.
                 _ => out[i] = Some(Ok(())),
             }
         }
-        let mut steps = Vec::new();
-        for (nic, idx) in &groups {
-            let sub: Vec<Item> = idx.iter().map(|&i| items[i].clone()).collect();
-            steps.push(async move { (idx, self.remove_many(nic, &sub).await) });
-        }
-        for (idx, results) in join_all(steps).await {
-            for (&i, r) in idx.iter().zip(results) {
-                out[i] = Some(r);
-            }
+        for (i, r) in self.per_nic(items, &groups, Change::Remove).await {
+            out[i] = Some(r);
         }
         out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect()
     }
@@ -1286,29 +1279,19 @@ impl CaptureProvider for AzureProvider {
                         ),
                     )))
                 }
-                Some((id, false)) => match on_ours.iter_mut().find(|(n, _)| *n == id) {
-                    Some((_, v)) => v.push(i),
-                    None => on_ours.push((id, vec![i])),
-                },
+                Some((id, false)) => group_by(&mut on_ours, &id, i),
                 None => {}
             }
         }
         // Step 1: one PUT per NIC of ours holding some (in parallel).
-        let mut steps = Vec::new();
-        for (nic, idx) in &on_ours {
-            let sub: Vec<Item> = idx.iter().map(|&i| items[i].clone()).collect();
-            steps.push(async move { (idx, self.remove_many(nic, &sub).await) });
-        }
-        for (idx, results) in join_all(steps).await {
-            for (&i, r) in idx.iter().zip(results) {
-                if let Err(e) = r {
-                    out[i] = Some(Err(e));
-                } else if let Err(e) = items[i].fence.check(
+        for (i, r) in self.per_nic(items, &on_ours, Change::Remove).await {
+            if let Err(e) = r.and_then(|()| {
+                items[i].fence.check(
                     PROVIDER,
                     &format!("between removing from our NIC and adding to {}", to[i]),
-                ) {
-                    out[i] = Some(Err(e));
-                }
+                )
+            }) {
+                out[i] = Some(Err(e));
             }
         }
         // Step 2: one PUT per NIC they go back to. Gone between the steps: the address stays

@@ -129,6 +129,15 @@ pub struct Item {
     pub fence: Fence,
 }
 
+/// Adds item index `i` to the group of `key` (NIC ids, in first-seen order):
+/// how the clients split a batch into one call per NIC.
+pub fn group_by(groups: &mut Vec<(String, Vec<usize>)>, key: &str, i: usize) {
+    match groups.iter_mut().find(|(k, _)| k == key) {
+        Some((_, v)) => v.push(i),
+        None => groups.push((key.to_string(), vec![i])),
+    }
+}
+
 /// Runs `f` for every item at once (a client whose API has no call taking
 /// several addresses still overlaps the round trips) and answers in order.
 pub async fn each<'a, F, Fut>(items: &'a [Item], f: F) -> Vec<Result<(), CaptureError>>
