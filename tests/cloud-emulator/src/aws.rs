@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::time::Instant;
+use std::time::{Instant, UNIX_EPOCH};
 
 use hyper::{Method, Response, StatusCode};
 
@@ -249,8 +249,49 @@ fn check_eni_id(id: &str) -> Result<(), Ec2Error> {
     }
 }
 
-/// Checks the shape of a SigV4 `Authorization` header (signatures are not verified).
-fn check_auth(req: &Req) -> Result<(), Ec2Error> {
+/// How far a SigV4 request's date may be from the emulator's clock (AWS: 15 minutes).
+pub const MAX_DATE_SKEW_SECS: u64 = 15 * 60;
+
+/// A SigV4 `X-Amz-Date` (`YYYYMMDDTHHMMSSZ`), or else an HTTP `Date`, as a time.
+fn request_date(req: &Req) -> Option<std::time::SystemTime> {
+    let Some(d) = req.header("x-amz-date") else {
+        return req
+            .header("date")
+            .and_then(|d| httpdate::parse_http_date(d).ok());
+    };
+    let b = d.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = d.get(r)?;
+        if s.bytes().all(|c| c.is_ascii_digit()) {
+            s.parse().ok()
+        } else {
+            None
+        }
+    };
+    let (y, m, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, min, sec) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant), the inverse of `iso8601`.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = u64::try_from(days * 86_400 + h * 3600 + min * 60 + sec).ok()?;
+    UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs))
+}
+
+/// Checks a SigV4 `Authorization` header: its shape (the signature itself is not verified) and
+/// its date, `X-Amz-Date` (or `Date`), which must be within 15 minutes of the emulator's clock
+/// (else 400 `RequestExpired`, EC2's answer to a skewed clock).
+fn check_auth(emulator: &Emulator, req: &Req) -> Result<(), Ec2Error> {
     let Some(auth) = req.headers.get("authorization") else {
         return Ok(());
     };
@@ -260,14 +301,34 @@ fn check_auth(req: &Req) -> Result<(), Ec2Error> {
             && a.contains("SignedHeaders=")
             && a.contains("Signature=")
     });
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
+    if !ok {
+        return Err(bad(
             "IncompleteSignature",
             "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' (AWS4-HMAC-SHA256).",
-        ))
+        ));
     }
+    if req.header("x-amz-date").is_none() && req.header("date").is_none() {
+        return Err(bad(
+            "IncompleteSignature",
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+        ));
+    }
+    let date = request_date(req).ok_or_else(|| {
+        bad(
+            "IncompleteSignature",
+            "Date must be in ISO-8601 'basic format' (YYYYMMDD'T'HHMMSS'Z') in X-Amz-Date, or an HTTP date in Date.",
+        )
+    })?;
+    let now = emulator.now();
+    let skew = now
+        .duration_since(date)
+        .unwrap_or_else(|e| e.duration())
+        .as_secs();
+    if skew > MAX_DATE_SKEW_SECS {
+        log::info!("aws: request refused, its date is {skew}s off the emulator's clock");
+        return Err(bad("RequestExpired", "Request has expired."));
+    }
+    Ok(())
 }
 
 /// The actions served.
@@ -339,7 +400,7 @@ async fn serve(
         }
     }
     let given = params.get("Action").unwrap_or("");
-    let pre = check_auth(req).and_then(|_| {
+    let pre = check_auth(emulator, req).and_then(|_| {
         if given.is_empty() {
             return Err(bad(
                 "MissingAction",
@@ -970,6 +1031,46 @@ mod tests {
         assert!(!glob("a*b*c", "aXbY"));
         let hostile = "*a".repeat(50_000);
         assert!(!glob(&hostile, &"a".repeat(40_000)));
+    }
+
+    #[test]
+    fn amz_dates() {
+        let req = |d: &str| Req {
+            method: Method::POST,
+            path: "/".into(),
+            query: String::new(),
+            headers: [(
+                hyper::header::HeaderName::from_static("x-amz-date"),
+                d.parse().unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+            body: Default::default(),
+            too_large: false,
+            peer: None,
+        };
+        let t = |d: &str| request_date(&req(d)).map(iso8601);
+        assert_eq!(
+            t("20240229T235959Z").as_deref(),
+            Some("2024-02-29T23:59:59.000Z")
+        );
+        assert_eq!(
+            t("19700101T000000Z").as_deref(),
+            Some("1970-01-01T00:00:00.000Z")
+        );
+        assert_eq!(
+            t("20261207T055000Z").as_deref(),
+            Some("2026-12-07T05:50:00.000Z")
+        );
+        for bad in [
+            "2024-02-29T23:59:59Z",
+            "20241329T000000Z",
+            "2024022XT000000Z",
+            "x",
+            "",
+        ] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! token endpoint of the instance metadata service.
 
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use hyper::{Method, Response, StatusCode};
 use serde_json::{json, Value};
@@ -241,7 +241,8 @@ fn token(emulator: &Emulator, req: &Req) -> Response<Body> {
             "Required query variable 'resource' is missing",
         );
     };
-    let now = SystemTime::now()
+    let now = emulator
+        .now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);

@@ -162,6 +162,7 @@ fn state(emulator: &Emulator) -> Response<Body> {
             "azure_max_ip_configs": state.azure_max_ip_configs,
             "oci_max_secondary_ips": state.oci_max_secondary_ips,
             "limits": emulator.limits(),
+            "clock_offset_secs": emulator.clock_offset(),
         }),
     )
 }
@@ -217,14 +218,16 @@ fn reset(emulator: &Emulator, req: &Req) -> Response<Body> {
     }
 }
 
-/// `{"move_delay_ms": n, "limits": {...}}` (either optional): `limits` replaces the rate limits
-/// (the seed section's shape; absent keys take their defaults; every bucket starts full).
+/// `{"move_delay_ms": n, "limits": {...}, "clock_offset_secs": s}` (each optional): `limits`
+/// replaces the rate limits (the seed section's shape; absent keys take their defaults; every
+/// bucket starts full); `clock_offset_secs` sets how far the emulator's clock is from the host's.
 fn config(emulator: &Emulator, req: &Req) -> Response<Body> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Config {
         move_delay_ms: Option<u64>,
         limits: Option<Limits>,
+        clock_offset_secs: Option<i64>,
     }
     let c: Config = match serde_json::from_slice(&req.body) {
         Ok(c) => c,
@@ -236,11 +239,25 @@ fn config(emulator: &Emulator, req: &Req) -> Response<Body> {
             "move_delay_ms must be at most 3600000",
         );
     }
+    if c.clock_offset_secs
+        .is_some_and(|s| s.abs() > crate::state::MAX_CLOCK_OFFSET_SECS)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "clock_offset_secs must be within +-{}",
+                crate::state::MAX_CLOCK_OFFSET_SECS
+            ),
+        );
+    }
     if let Some(Err(e)) = c.limits.as_ref().map(Limits::validate) {
         return error(StatusCode::BAD_REQUEST, format!("bad config: {e}"));
     }
     if let Some(limits) = c.limits {
         emulator.set_limits(limits);
+    }
+    if let Some(secs) = c.clock_offset_secs {
+        emulator.set_clock_offset(secs);
     }
     let mut state = emulator.state();
     if let Some(ms) = c.move_delay_ms {
@@ -251,6 +268,7 @@ fn config(emulator: &Emulator, req: &Req) -> Response<Body> {
         &json!({
             "move_delay_ms": state.move_delay.as_millis() as u64,
             "limits": emulator.limits(),
+            "clock_offset_secs": emulator.clock_offset(),
         }),
     )
 }

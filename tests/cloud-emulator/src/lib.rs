@@ -29,6 +29,8 @@
 //! imds_instance = "i-0a"        # instance served at /latest on the main listener to callers it
 //!                               # cannot map (default: first NIC's)
 //! imds_clients = { "169.254.169.11" = "i-0b" }   # caller address -> instance (see IMDSv2)
+//! clock_offset_secs = 0         # the emulator's clock is this far ahead of the host's
+//!                               # (negative: behind; at most one year): see *Clock* below
 //!
 //! [[subnets]]
 //! id = "subnet-0a"
@@ -103,7 +105,7 @@
 //! | `GET /_emulator/faults` | the active rules |
 //! | `DELETE /_emulator/faults` | removes every rule |
 //! | `POST /_emulator/reset` | back to the seed state and the seed's limits (full buckets), no faults, no IMDS tokens, call statistics zeroed; a JSON seed in the body replaces the seed |
-//! | `POST /_emulator/config` | `{"move_delay_ms": n, "limits": {...}}`, both optional: the move delay for changes accepted from now on; `limits` (the seed section's shape, absent keys take their defaults) replaces the rate limits, every bucket full. Answers `{"move_delay_ms", "limits"}` |
+//! | `POST /_emulator/config` | `{"move_delay_ms": n, "limits": {...}, "clock_offset_secs": s}`, each optional: the move delay for changes accepted from now on; `limits` (the seed section's shape, absent keys take their defaults) replaces the rate limits, every bucket full; `clock_offset_secs` sets the clock offset (see *Clock*; a reset restores the seed's). Answers `{"move_delay_ms", "limits", "clock_offset_secs"}` |
 //! | `GET /_emulator/stats` | `{"calls": [{"provider": "aws"\|"azure"\|"oci", "action", "served", "throttled", "failed"}], "since_unix_ms": n}`: every provider API call since `since_unix_ms` (start, reset or `DELETE`), by provider and action (`(unknown)` for a missing or unserved EC2 action): `served` answered 2xx, `throttled` refused by a rate limit or a `throttle` fault, `failed` any other error or a `timeout` fault. IMDS, identity tokens and the control API are not counted |
 //! | `DELETE /_emulator/stats` | zeroes the statistics; answers them |
 //! | `POST /_emulator/nics/delete` | `{"id": NIC}`: the NIC is deleted (its VM terminated): every API refuses it at once (AWS `InvalidNetworkInterfaceID.NotFound`, Azure 404 `ResourceNotFound`, OCI 404 `NotAuthorizedOrNotFound`), its addresses are free, and it leaves the visible view after the move delay; unknown: 404 |
@@ -179,8 +181,11 @@
 //! Form-encoded `POST` (or `GET` with a query string) with `Action` and `Version`; answers XML in
 //! the `http://ec2.amazonaws.com/doc/2016-11-15/` namespace with a `requestId`, errors as EC2's
 //! `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`.
-//! SigV4 signatures are accepted but not verified (a present `Authorization` header must be well
-//! formed, else `IncompleteSignature`).
+//! SigV4 signatures are not verified, but a present `Authorization` header must be well formed
+//! and dated (`X-Amz-Date`, `YYYYMMDDTHHMMSSZ`, or else `Date`), else 400 `IncompleteSignature`;
+//! a date more than 15 minutes from the emulator's clock (either way) is 400 `RequestExpired`
+//! "Request has expired." (EC2's answer to a skewed client clock; see *Clock*). Unsigned
+//! requests are served as before.
 //!
 //! - `AssignPrivateIpAddresses`: `NetworkInterfaceId`, `PrivateIpAddress.N` or
 //!   `SecondaryPrivateIpAddressCount`, `AllowReassignment`. An address held by another ENI is
@@ -257,6 +262,19 @@
 //! A move is the two steps the capture plane performs: PUT the old NIC without the
 //! configuration, poll until `Succeeded`, then PUT the new NIC with it.
 //!
+//! # Clock
+//!
+//! The emulator's clock is the host's plus `clock_offset_secs` (seed, or at run time
+//! `POST /_emulator/config`), so a test can play a client whose clock is off without touching the
+//! host's. It is what every reply's `Date` header says (all listeners: a client measures its skew
+//! from it, as real clients do), what the signature date checks compare with (AWS SigV4: 15
+//! minutes, 400 `RequestExpired`; OCI: 5 minutes, 401 `NotAuthenticated` "date is more than 5
+//! minutes off"), and the clock of the tokens it issues (OCI security tokens' `iat`/`exp`, Azure
+//! managed identity `expires_on`/`not_before`). Azure requests carry a bearer token and no
+//! client timestamp: ARM judges a token's expiry by the issuer's clock, so a client's skew only
+//! matters for when it renews (a client should use the relative `expires_in`); the emulator
+//! does not expire ARM tokens. Journal and statistics timestamps stay on the host's clock.
+//!
 //! # OCI ([`oci`], main listener, paths `/20160918/privateIps...`)
 //!
 //! Requests need an `Authorization: Signature version="1",keyId=...,algorithm="rsa-sha256",
@@ -264,7 +282,8 @@
 //! `oci_instance_principal` in the seed only its shape is checked. With either, the signature is
 //! verified (RSA-SHA256 over the listed headers; `(request-target)`, `host` and `date` must be
 //! signed, and for POST / PUT also `x-content-sha256` (which must match the body),
-//! `content-type` and `content-length`; the date may be at most 5 minutes off): `keyId` is an
+//! `content-type` and `content-length`; the date may be at most 5 minutes off the emulator's
+//! clock, see *Clock*): `keyId` is an
 //! `oci_api_keys` entry, or `ST$<token>` for a security token this emulator issued (signed
 //! with that token's session key); any other keyId is refused. Errors are
 //! `{"code", "message"}` with `opc-request-id`. A private IP's OCID is derived from its subnet and

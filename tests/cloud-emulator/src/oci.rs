@@ -29,6 +29,8 @@ use crate::stats::CallResult;
 
 const PREFIX: &str = "/20160918/privateIps";
 const COMPARTMENT: &str = "ocid1.compartment.oc1..emulator";
+/// How far a signed request's `date` may be from the emulator's clock (OCI: 5 minutes).
+pub const MAX_DATE_SKEW_SECS: u64 = 300;
 
 struct OciError {
     status: StatusCode,
@@ -202,7 +204,7 @@ fn check_auth(emulator: &Emulator, req: &Req, federation: bool) -> Result<(), Oc
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             match tokens.get(token) {
-                Some((pem, exp)) if *exp > SystemTime::now() => {
+                Some((pem, exp)) if *exp > emulator.now() => {
                     KeySource::Key(parse_public_key(pem).map_err(not_authenticated)?)
                 }
                 Some(_) => return Err(not_authenticated("the security token has expired")),
@@ -252,10 +254,13 @@ fn check_auth(emulator: &Emulator, req: &Req, federation: bool) -> Result<(), Oc
         .or_else(|| req.header("date"))
         .and_then(|d| httpdate::parse_http_date(d).ok())
         .ok_or_else(|| not_authenticated("missing or malformed date"))?;
-    let now = SystemTime::now();
+    let now = emulator.now();
     let skew = now.duration_since(date).unwrap_or_else(|e| e.duration());
-    if skew > Duration::from_secs(300) {
-        return Err(not_authenticated("date is more than 5 minutes off"));
+    if skew > Duration::from_secs(MAX_DATE_SKEW_SECS) {
+        return Err(not_authenticated(format!(
+            "date is more than 5 minutes off ({}s; the server's time is in the Date header)",
+            skew.as_secs()
+        )));
     }
     if has_body {
         let want = B64.encode(Sha256::digest(&req.body));
@@ -353,7 +358,7 @@ fn identity(emulator: &Emulator, req: &Req, action: &str) -> Result<Response<Bod
     let pem = session
         .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
         .map_err(|e| invalid(format!("publicKey: {e}")))?;
-    let now = SystemTime::now();
+    let now = emulator.now();
     let exp = now + Duration::from_secs(ip.token_ttl_secs);
     let secs = |t: SystemTime| {
         t.duration_since(UNIX_EPOCH)

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -71,6 +71,8 @@ pub struct Emulator {
     /// expiry).
     pub(crate) oci_tokens: Mutex<HashMap<String, (String, SystemTime)>>,
     counter: AtomicU64,
+    /// Seconds the emulator's clock is ahead of the host's (negative: behind).
+    clock_offset: AtomicI64,
     salt: u64,
     pub(crate) started: SystemTime,
 }
@@ -89,6 +91,7 @@ impl Emulator {
             h.finish()
         };
         let limits = RateLimiter::new(seed.limits.clone());
+        let clock_offset = AtomicI64::new(seed.clock_offset_secs);
         Ok(Arc::new(Emulator {
             seed: Mutex::new(seed),
             state: Mutex::new(state),
@@ -99,6 +102,7 @@ impl Emulator {
             azure_ops: Mutex::new(HashMap::new()),
             oci_tokens: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(1),
+            clock_offset,
             salt,
             started: SystemTime::now(),
         }))
@@ -119,6 +123,7 @@ impl Emulator {
         let next = new_seed.unwrap_or_else(|| seed.clone());
         let state = State::from_seed(&next)?;
         lock(&self.limits).set(next.limits.clone());
+        self.set_clock_offset(next.clock_offset_secs);
         *seed = next;
         *lock(&self.state) = state;
         self.faults().clear();
@@ -127,6 +132,30 @@ impl Emulator {
         lock(&self.azure_ops).clear();
         lock(&self.oci_tokens).clear();
         Ok(())
+    }
+
+    /// The emulator's clock: the host's plus the configured offset (`clock_offset_secs`). The
+    /// signature date checks and the `Date` header of every reply use it.
+    pub fn now(&self) -> SystemTime {
+        let offset = self.clock_offset();
+        let now = SystemTime::now();
+        let d = std::time::Duration::from_secs(offset.unsigned_abs());
+        if offset >= 0 {
+            now.checked_add(d)
+        } else {
+            now.checked_sub(d)
+        }
+        .unwrap_or(now)
+    }
+
+    /// Seconds the emulator's clock is ahead of the host's (negative: behind).
+    pub fn clock_offset(&self) -> i64 {
+        self.clock_offset.load(Ordering::Relaxed)
+    }
+
+    /// Sets the clock offset (callers bound it, see [`crate::state::MAX_CLOCK_OFFSET_SECS`]).
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.clock_offset.store(secs, Ordering::Relaxed);
     }
 
     /// The rate limits in force.
@@ -361,7 +390,16 @@ async fn handle(
         }
     };
     match outcome {
-        Outcome::Reply(r) => Ok(r),
+        Outcome::Reply(mut r) => {
+            // Every reply says what time the emulator thinks it is, as real servers do (clients
+            // measure their clock skew from it).
+            if !r.headers().contains_key(hyper::header::DATE) {
+                if let Ok(v) = httpdate::fmt_http_date(emulator.now()).parse() {
+                    r.headers_mut().insert(hyper::header::DATE, v);
+                }
+            }
+            Ok(r)
+        }
         Outcome::Drop => Err(Dropped),
     }
 }

@@ -158,7 +158,15 @@ pub struct Seed {
     /// API rate limits (token buckets).
     #[serde(default)]
     pub limits: Limits,
+    /// The emulator's clock runs this many seconds ahead of the host's (negative: behind): the
+    /// signature date checks (AWS `X-Amz-Date`, OCI `date`) and the `Date` header of every reply
+    /// use it, as a provider whose clock differs from the client's would.
+    #[serde(default)]
+    pub clock_offset_secs: i64,
 }
+
+/// Largest clock offset accepted (one year either way).
+pub const MAX_CLOCK_OFFSET_SECS: i64 = 366 * 86_400;
 
 fn default_instance_type() -> String {
     DEFAULT_INSTANCE_TYPE.to_string()
@@ -225,6 +233,7 @@ impl Default for Seed {
             azure_max_ip_configs: DEFAULT_AZURE_MAX_IP_CONFIGS,
             oci_max_secondary_ips: DEFAULT_OCI_MAX_SECONDARY_IPS,
             limits: Limits::default(),
+            clock_offset_secs: 0,
         }
     }
 }
@@ -290,6 +299,9 @@ impl Seed {
                     "imds_clients: {client} names {instance:?}, which no NIC is attached to"
                 );
             }
+        }
+        if self.clock_offset_secs.abs() > MAX_CLOCK_OFFSET_SECS {
+            anyhow::bail!("clock_offset_secs must be within +-{MAX_CLOCK_OFFSET_SECS}");
         }
         if self.azure_list_page_size == 0 {
             anyhow::bail!("azure_list_page_size must be at least 1");

@@ -85,7 +85,7 @@ async fn call(addr: SocketAddr, params: &[(&str, &str)]) -> Resp {
                 "Content-Type",
                 "application/x-www-form-urlencoded; charset=utf-8",
             ),
-            ("X-Amz-Date", "20261121T000000Z"),
+            ("X-Amz-Date", &amz_date(std::time::SystemTime::now())),
             ("Authorization", AUTH),
         ],
         f.finish().as_bytes(),

@@ -531,6 +531,43 @@ async fn signatures_are_verified_when_keys_are_configured() {
     assert_eq!(r.status, 401);
     assert!(r.body.contains("5 minutes"), "{}", r.body);
 
+    // The emulator's clock ten minutes ahead: the host's date is refused, and the refusal's
+    // Date header gives the emulator's time, which a client re-signs with.
+    let c = http(
+        a,
+        "POST",
+        "/_emulator/config",
+        &[],
+        br#"{"clock_offset_secs": 600}"#,
+    )
+    .await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    let h = sign(KEY_ID, &api, "GET", &list, &host, None, None);
+    let r = send("GET", list.clone(), h, Vec::new()).await;
+    assert_eq!(
+        (r.status, r.json()["code"].as_str()),
+        (401, Some("NotAuthenticated"))
+    );
+    assert!(r.body.contains("5 minutes"), "{}", r.body);
+    let server = httpdate::parse_http_date(r.header("date").unwrap()).unwrap();
+    let ahead = server
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs();
+    assert!((598..=601).contains(&ahead), "{ahead}");
+    let h = sign(KEY_ID, &api, "GET", &list, &host, None, Some(server));
+    let r = send("GET", list.clone(), h, Vec::new()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let c = http(
+        a,
+        "POST",
+        "/_emulator/config",
+        &[],
+        br#"{"clock_offset_secs": 0}"#,
+    )
+    .await;
+    assert_eq!(c.status, 200, "{}", c.body);
+
     // Bodies: the hash must match and the body headers must be signed.
     let body = json!({"vnicId": VNIC_A, "ipAddress": "10.2.0.101"})
         .to_string()

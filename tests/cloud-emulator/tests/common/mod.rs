@@ -333,3 +333,18 @@ pub async fn arm_call(
     )
     .await
 }
+
+/// A SigV4 `X-Amz-Date` (`YYYYMMDDTHHMMSSZ`) for `t`.
+pub fn amz_date(t: std::time::SystemTime) -> String {
+    let iso = cer_cloud_emulator::server::iso8601(t);
+    // 2026-12-07T05:50:00.000Z -> 20261207T055000Z
+    format!(
+        "{}{}{}T{}{}{}Z",
+        &iso[0..4],
+        &iso[5..7],
+        &iso[8..10],
+        &iso[11..13],
+        &iso[14..16],
+        &iso[17..19]
+    )
+}
