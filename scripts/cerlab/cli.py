@@ -1,5 +1,5 @@
 """The command line of `scripts/lab`: argparse, the subcommands, and the helper entry points run
-inside namespaces (`_fabric`, `_http`; the chaos soak's `_probe`, `_arp`, `_relay`).
+inside namespaces (`_fabric`, `_relay`; the chaos soak's `_probe`, `_arp`).
 """
 
 from __future__ import annotations
@@ -10,17 +10,21 @@ import sys
 from collections.abc import Callable
 
 from . import actions, hardfail, lifecycle
-from .chaos.probes import helper_arp, helper_probe, helper_relay
+from .chaos.probes import helper_arp, helper_probe
 from .fabric import helper_fabric
 from .messages import LabError
-from .provider import helper_http
+from .provider import helper_relay
 from .topology import TRANSPORTS, Lab
 
 USAGE = """The CER four-site lab: on-prem, AWS, Azure and OCI on one machine, in network namespaces.
 
-  scripts/lab [--name NAME] [--transport T] [--rr cer|frr|gobgp] [--rrs 1|2] [--track-wan] [--cloud-pairs] up
+  scripts/lab [--name NAME] [--transport T] [--rr cer|frr|gobgp] [--rrs 1|2] [--track-wan] [--cloud-pairs]
+              [--endpoints N] up
   scripts/lab [--name NAME] down | status
   scripts/lab [--name NAME] move IP SITE       move a /32 (its workload address) to SITE
+  scripts/lab [--name NAME] mass-move [--count K] [--json FILE]
+                                               move K of the --endpoints /32s at once, each to the next site
+                                               (onprem->aws->azure->oci->onprem), then check every capture invariant
   scripts/lab [--name NAME] fail SITE|NODE     kill SITE's CER (on-prem: the VRRP master's node; a paired cloud
                                                site: its active capturer)
   scripts/lab [--name NAME] heal SITE|NODE     thaw, reconnect and restart whatever of SITE is frozen, cut or dead
@@ -95,7 +99,6 @@ State: /run/cer-lab/NAME/lab.json (documented in README "## The four-site lab"):
 # Helpers started inside the lab's namespaces as `scripts/lab _NAME ARGS...` (no argparse of the lab).
 HELPERS: dict[str, Callable[[list[str]], int]] = {
     "_fabric": helper_fabric,
-    "_http": helper_http,
     "_probe": helper_probe,
     "_arp": helper_arp,
     "_relay": helper_relay,
@@ -134,6 +137,12 @@ def main(argv: list[str]) -> int:
         help="two CERs per cloud site (SITE-a, SITE-b); cer-control elects the active capturer from BGP",
     )
     ap.add_argument(
+        "--endpoints",
+        type=int,
+        metavar="N",
+        help="N more pool /32s per site (0-60; for mass moves: `mass-move`); the cloud CERs and workloads get the NICs they need",
+    )
+    ap.add_argument(
         "--track-wan",
         action="store_true",
         default=None,
@@ -146,6 +155,10 @@ def main(argv: list[str]) -> int:
     m = sub.add_parser("move", help="move a /32 (endpoint + workload address) to SITE; a new pool address is added")
     m.add_argument("ip")
     m.add_argument("site")
+    mm = sub.add_parser("mass-move", help="move many --endpoints /32s at once, each to the next site, and check every capture invariant")
+    mm.add_argument("--count", type=int, default=200, help="how many (default 200; taken from every site in turn)")
+    mm.add_argument("--json", help="write the report (timings, API calls, holders, fencing, reachability) here")
+    mm.add_argument("--timeout", type=float, default=180, help="seconds for the operators and for convergence (default 180)")
     f = sub.add_parser("fail", help="kill SITE's CER (on-prem: the VRRP master's node)")
     f.add_argument("site")
     h = sub.add_parser("heal", help="thaw, reconnect and restart what is frozen, cut or dead at SITE")
@@ -166,7 +179,7 @@ def main(argv: list[str]) -> int:
     e.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(argv)
     try:
-        lab = Lab(a.name, a.transport, a.rr, a.track_wan, a.rrs, a.cloud_pairs)
+        lab = Lab(a.name, a.transport, a.rr, a.track_wan, a.rrs, a.cloud_pairs, a.endpoints)
         if a.cmd == "up":
             return lifecycle.cmd_up(lab)
         if a.cmd == "down":
@@ -175,6 +188,10 @@ def main(argv: list[str]) -> int:
             return lifecycle.cmd_status(lab)
         if a.cmd == "move":
             return actions.cmd_move(lab, a.ip, a.site)
+        if a.cmd == "mass-move":
+            from .massmove import cmd_mass_move
+
+            return cmd_mass_move(lab, a.count, a.json, a.timeout)
         if a.cmd == "fail":
             return actions.cmd_fail(lab, a.site)
         if a.cmd == "heal":

@@ -150,25 +150,30 @@ vrrp_stall_settle_ms = 700
         url = f"http://{API_ADDR}"
         p = PROVIDER[site]
         nic = lab.cer_nic(node)
+        nics = lab.cer_nics(node)
+        extra = ", ".join(f'"{x}"' for x in nics[1:])
         if site == "aws":
-            # A pair's CERs learn their ENI through IMDS, which the emulator answers per instance
-            # (by the caller's address, imds_clients in its seed); one CER has it configured.
-            eni = "" if lab.paired(site) else f'eni_id = "{nic}"\n'
+            # A pair's CERs learn their ENIs through IMDS, which the emulator answers per instance
+            # (by the caller's address, imds_clients in its seed); one CER has them configured.
+            many = ", ".join(f'"{x}"' for x in nics)
+            eni = "" if lab.paired(site) else f"eni_ids = [{many}]\n" if len(nics) > 1 else f'eni_id = "{nic}"\n'
             body = f"""[capture.aws]
 region = "eu-west-1"
 {eni}endpoint_url = "{url}"
 imds_endpoint = "{url}"
 """
         elif site == "azure":
+            more = f"extra_nic_ids = [{extra}]\n" if extra else ""
             body = f"""[capture.azure]
 nic_id = "{nic}"
-arm_endpoint = "{url}"
+{more}arm_endpoint = "{url}"
 imds_endpoint = "{url}"
 """
         else:
+            more = f"extra_vnic_ids = [{extra}]\n" if extra else ""
             body = f"""[capture.oci]
 vnic_id = "{nic}"
-subnet_id = "{p["subnet"]}"
+{more}subnet_id = "{p["subnet"]}"
 endpoint = "{url}"
 region = "eu-frankfurt-1"
 auth = {{ {oci_auth(lab)} }}
@@ -178,7 +183,7 @@ auth = {{ {oci_auth(lab)} }}
         if pref is not None:
             # The active capturer is elected from BGP (markers + preference); the partner's NIC
             # is where a take-over finds the /32s (nothing to hand back to there).
-            partners = ", ".join(f'"{lab.cer_nic(o)}"' for o in lab.nodes_of(site) if o["n"] != node["n"])
+            partners = ", ".join(f'"{x}"' for o in lab.nodes_of(site) if o["n"] != node["n"] for x in lab.cer_nics(o))
             pair = f"pair_preference = {pref}\npair_nics = [{partners}]\n"
         capture = f"""[capture]
 mode = "{site}"
@@ -364,28 +369,18 @@ def emulator_seed(lab: Lab, site: str) -> str:
         'cidr = "10.77.0.0/16"',
         f'vpc = "{p["vpc"]}"{az}',
     ]
+    b = SITE[site]["byte"]
     for n in cers:
-        lines += [
-            "",
-            "[[nics]]",
-            f'id = "{lab.cer_nic(n)}"',
-            f'provider = "{site}"',
-            f'instance = "{lab.cer_inst(n)}"',
-            f'subnet = "{p["subnet"]}"',
-            f'primary_ip = "{lab.cer_vpc_addr(n)}"',
-            f'mac = "{lab.cer_mac(n)}"',
-        ]
-    lines += [
-        "",
-        "[[nics]]",
-        f'id = "{p["wl_nic"]}"',
-        f'provider = "{site}"',
-        f'instance = "{p["wl_inst"]}"',
-        f'subnet = "{p["subnet"]}"',
-        f'primary_ip = "{v["wl"]}"',
-        f'secondary_ips = ["{SITE[site]["ip"]}"]',
-        f'mac = "{mac_for(site, 0x14)}"',
-    ]
+        for k, nic in enumerate(lab.cer_nics(n)):
+            # The extra NICs' primaries: 10.77.B.100+ (the first CER), .120+ (the second).
+            primary = lab.cer_vpc_addr(n) if k == 0 else f"10.77.{b}.{(120 if lab.second(n) else 100) + k}"
+            lines += ["", "[[nics]]", f'id = "{nic}"', f'provider = "{site}"', f'instance = "{lab.cer_inst(n)}"']
+            lines += [f'subnet = "{p["subnet"]}"', f'primary_ip = "{primary}"', f'mac = "{lab.cer_mac(n)}"']
+    for k, (nic, own) in enumerate(lab.wl_seed(site).items()):
+        held = ", ".join(f'"{ip}"' for ip in own)
+        lines += ["", "[[nics]]", f'id = "{nic}"', f'provider = "{site}"', f'instance = "{p["wl_inst"]}"']
+        lines += [f'subnet = "{p["subnet"]}"', f'primary_ip = "{v["wl"] if k == 0 else f"10.77.{b}.{140 + k}"}"']
+        lines += [f"secondary_ips = [{held}]", f'mac = "{mac_for(site, 0x14)}"']
     if site == "oci":
         lines += ["", "[oci_api_keys]", f'"{key_id}" = """{pub}"""']
     return "\n".join(lines) + "\n"

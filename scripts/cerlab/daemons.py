@@ -16,7 +16,8 @@ from pathlib import Path
 from .config import emulator_seed, rr_cer_config, rr_frr_configs, rr_gobgp_config
 from .messages import die, log
 from .processes import ns_run, remove_stale_pid_file, run, wait_until
-from .topology import API_ADDR, BINS, CLOUDS, LAB_SCRIPT, PROVIDER, PY, ROOT, SITE, Lab, Node
+from .topology import API_ADDR, BINS, CLOUDS, LAB_SCRIPT, PY, ROOT, SITE, Lab, Node
+from .views import admin_query
 
 REQUIRED = {
     "ip": "iproute2",
@@ -87,10 +88,9 @@ def start_emulator(lab: Lab, site: str) -> str:
 
 def start_fabric_agent(lab: Lab, site: str) -> str:
     tag = SITE[site]["tag"]
-    p = PROVIDER[site]
     key = f"{tag}-fabric"
     # Every NIC of the VPC and the fabric interface behind it: the CER(s), the workload.
-    maps = [a for n in lab.nodes_of(site) for a in ("--map", f"{lab.cer_nic(n)}={lab.fab_iface(n)}")]
+    maps = [a for n in lab.nodes_of(site) for nic in lab.cer_nics(n) for a in ("--map", f"{nic}={lab.fab_iface(n)}")]
     lab.spawn(
         key,
         lab.ns(tag + "fab"),
@@ -101,8 +101,7 @@ def start_fabric_agent(lab: Lab, site: str) -> str:
             "--url",
             f"http://{API_ADDR}",
             *maps,
-            "--map",
-            f"{p['wl_nic']}=wl",
+            *(a for nic in lab.wl_nics(site) for a in ("--map", f"{nic}=wl")),
             "--state",
             str(lab.f(f"{tag}-fabric.json")),
         ],
@@ -271,6 +270,12 @@ def start_node(lab: Lab, node: Node, endpoints: dict[str, str] | None = None) ->
 def ctl(lab: Lab, node: Node, *args: str, check: bool = True) -> str:
     p = run([lab.bin("cerctl"), *args, "--socket", str(lab.ctl_sock(node))], check=check)
     return p.stdout
+
+
+def endpoint_op(lab: Lab, node: Node, op: str, ip: str) -> None:
+    """`cerctl endpoint add|move|remove IP` on NODE, straight on its admin socket (a mass move
+    makes hundreds of them)."""
+    admin_query(lab.ctl_sock(node), f"endpoint_{op}", ip=ip)
 
 
 def process_keys(lab: Lab) -> list[str]:

@@ -17,7 +17,7 @@ from .config import control_config, dataplane_config, keepalived_config, make_ke
 from .daemons import (
     after_dataplane,
     build,
-    ctl,
+    endpoint_op,
     preflight,
     process_keys,
     rr_keys,
@@ -76,10 +76,12 @@ def cmd_up(lab: Lab) -> int:
             or (lab.rr_opt and state["rr"]["kind"] != lab.rr_opt)
             or (lab.rrs_opt and state.get("rr_count", 1) != lab.rrs_opt)
             or (lab.cloud_pairs_opt is not None and bool(state.get("cloud_pairs", False)) != lab.cloud_pairs_opt)
+            or (lab.extra_opt is not None and int(state.get("extra_endpoints", 0)) != lab.extra_opt)
         ):
             die(
                 f"lab {lab.name} is up with transport {state.get('transport_mode')}, rr {state['rr']['kind']}, "
-                f"{state.get('rr_count', 1)} reflector(s) and {'two CERs' if state.get('cloud_pairs') else 'one CER'} per cloud site; "
+                f"{state.get('rr_count', 1)} reflector(s), {'two CERs' if state.get('cloud_pairs') else 'one CER'} per cloud site "
+                f"and {state.get('extra_endpoints', 0)} extra /32s per site; "
                 f"run `scripts/lab --name {lab.name} down` first to change them"
             )
         dead = [k for k in process_keys(lab) if not lab.alive(k)]
@@ -108,7 +110,7 @@ def cmd_up(lab: Lab) -> int:
     os.chmod(lab.run_dir, 0o700)
     try:
         keys = make_keys(lab)
-        endpoints = {SITE[s]["ip"]: s for s in SITES}
+        endpoints = lab.initial_endpoints()
         log(f"namespaces and links ({len(lab.all_namespaces())} namespaces)")
         build_topology(lab)
         nodes = lab.nodes()
@@ -148,7 +150,7 @@ def cmd_up(lab: Lab) -> int:
         start_vrrp_pair(lab)
         for ip, site in endpoints.items():
             for n in lab.nodes_of(site):
-                ctl(lab, n, "endpoint", "add", ip)
+                endpoint_op(lab, n, "add", ip)
         log("waiting for BGP, ownership, capture and the fabrics to converge")
         converge(lab, endpoints, timeout=90)
     except BaseException as e:
@@ -234,8 +236,14 @@ def report(lab: Lab, state: LabState) -> None:
     print(f"Lab {lab.name}: pool {POOL}, route reflector {lab.rr} {rrs}, state {lab.state_path}")
     print()
     print(f"  {'/32':<13} {'lives at':<8} {'BGP owner (seen by the CERs)':<30} delivered by")
-    for ip, site, owners, where in where_table(lab, state["endpoints"]):
+    rows = where_table(lab, state["endpoints"])
+    # With --endpoints, each site's first /32s (status lists them all).
+    shown = rows if len(rows) <= 24 else [r for s in SITES for r in [x for x in rows if x[1] == s][:3]]
+    for ip, site, owners, where in shown:
         print(f"  {ip:<13} {site:<8} {owners:<30} {where}")
+    if len(shown) < len(rows):
+        counts = ", ".join(f"{sum(1 for r in rows if r[1] == s)} at {s}" for s in SITES)
+        print(f"  ... {len(rows)} /32s in all ({counts}): scripts/lab{name_opt(lab)} status lists every one")
     print()
     print("  transports:", ", ".join(f"{k} {v['transport']} (mtu {v['tunnel_mtu']})" for k, v in state["pairs"].items()))
     aws = state["sites"]["aws"]["cers"][0]

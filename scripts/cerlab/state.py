@@ -57,6 +57,7 @@ class CerState(TypedDict):
     # primary VPC address, the fabric's interface towards it, and the address its provider API and
     # IMDS requests come from (mgmt0; the emulator journal's request.client).
     nic: NotRequired[str]
+    nics: NotRequired[list[str]]  # every NIC of the CER (--endpoints gives it several), nic first
     vpc_address: NotRequired[str]
     fabric_iface: NotRequired[str]
     mgmt_address: NotRequired[str]
@@ -95,6 +96,7 @@ class SiteState(TypedDict):
     emulator: NotRequired[EmulatorState]  # clouds
     fabric_state: NotRequired[str]  # clouds
     vpc: NotRequired[Vpc]  # clouds
+    workload_nics: NotRequired[list[str]]  # clouds: the workload instance's NICs at the provider
 
 
 class PairState(TypedDict):
@@ -135,6 +137,7 @@ class LabState(TypedDict):
     reflectors: NotRequired[list[ReflectorState]]
     track_wan: NotRequired[bool]
     cloud_pairs: NotRequired[bool]
+    extra_endpoints: NotRequired[int]  # --endpoints N: N more pool /32s per site
     wan: WanState
     sites: dict[str, SiteState]
     pairs: dict[str, PairState]
@@ -186,6 +189,7 @@ def cer_state(lab: Lab, n: Node, cerctl: str) -> CerState:
     }
     if site != "onprem":
         c["nic"] = lab.cer_nic(n)
+        c["nics"] = lab.cer_nics(n)
         c["vpc_address"] = lab.cer_vpc_addr(n)
         c["fabric_iface"] = lab.fab_iface(n)
         c["mgmt_address"] = lab.mgmt_addr(n)
@@ -218,6 +222,7 @@ def site_state(lab: Lab, site: str, cerctl: str) -> SiteState:
         s["emulator"] = {"url": f"http://{API_ADDR}", "netns": lab.fab_ns(site), "provider": site}
         s["fabric_state"] = str(lab.f(f"{SITE[site]['tag']}-fabric.json"))
         s["vpc"] = lab.vpc(site)
+        s["workload_nics"] = lab.wl_nics(site)
     s["cers"] = [cer_state(lab, n, cerctl) for n in nodes]
     return s
 
@@ -251,6 +256,7 @@ def write_state(
         "transport_mode": lab.transport or "mixed",
         "track_wan": lab.track_wan,
         "cloud_pairs": lab.cloud_pairs,
+        "extra_endpoints": lab.extra,
         "rr": {
             "kind": lab.rr,
             "netns": lab.ns("rr"),

@@ -149,6 +149,17 @@ OCI_TENANCY = "ocid1.tenancy.oc1..cerlab"
 OCI_USER = "ocid1.user.oc1..cerlab"
 BINS = ["cer-dataplane", "cer-control", "cerctl", "cer-cloud-emulator"]
 
+# --endpoints N: N more pool /32s per site, from .14 up (site by site, in SITES order), for mass
+# moves. The pool /24 holds 4 x 60 of them.
+EXTRA_BASE = 14
+MAX_EXTRA = 60
+# Secondary addresses one NIC may hold at each emulated provider (its default quotas): AWS
+# c5.4xlarge 30 per ENI with the primary, 8 ENIs; Azure 256 ipConfigurations with the primary;
+# OCI 64 secondaries per VNIC. With --endpoints the lab gives the CERs and the workloads as many
+# NICs as their /32s need (the CERs: every pool /32 of the lab; the AWS CER at most its 8 ENIs).
+NIC_ROOM = {"aws": 29, "azure": 255, "oci": 64}
+MAX_NICS = {"aws": 8, "azure": 8, "oci": 8}
+
 
 class Vpc(TypedDict):
     """A cloud site's VPC: the fabric's gateway, the CER's and the workload's primary address
@@ -180,6 +191,11 @@ def mac_for(site: str, role: int) -> str:
     return f"02:ce:1a:00:{SITE[site]['byte']:02x}:{role:02x}"
 
 
+def extra_nic_id(first: str, site: str, k: int) -> str:
+    """The provider id of a NIC's k-th sibling (--endpoints): eni-...cer2, .../nic-cer-2, ...cer2."""
+    return f"{first}-{k + 1}" if site == "azure" else f"{first}{k + 1}"
+
+
 def name_opt(lab: Lab) -> str:
     """The `--name NAME` to repeat in a suggested command (empty for the default lab)."""
     return "" if lab.name == "cerlab" else f" --name {lab.name}"
@@ -197,6 +213,7 @@ class Lab(ProcessTable):
         track_wan: bool | None = None,
         rrs: int | None = None,
         cloud_pairs: bool | None = None,
+        endpoints: int | None = None,
     ) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", name):
             die(f"--name {name!r}: use 1-12 lowercase letters/digits, starting with a letter (namespaces are NAME-ROLE)")
@@ -220,6 +237,11 @@ class Lab(ProcessTable):
         # Two CERs per cloud site (--cloud-pairs): a running lab keeps its own.
         self.cloud_pairs_opt = cloud_pairs
         self.cloud_pairs = bool(cloud_pairs)
+        # Extra pool /32s per site (--endpoints): a running lab keeps its own.
+        if endpoints is not None and not 0 <= endpoints <= MAX_EXTRA:
+            die(f"--endpoints {endpoints}: 0 to {MAX_EXTRA} per site (the pool is one /24)")
+        self.extra_opt = endpoints
+        self.extra = endpoints or 0
         bin_dir = os.environ.get("CER_LAB_BIN_DIR")
         target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
         self.bin_dir = Path(bin_dir) if bin_dir else target / "release"
@@ -312,6 +334,44 @@ class Lab(ProcessTable):
         p = PROVIDER[node["site"]]
         return p["cer_b_nic"] if self.second(node) else p["cer_nic"]
 
+    def cer_nics(self, node: Node) -> list[str]:
+        """Every NIC of a cloud CER at its provider, the first one `cer_nic`. With --endpoints the
+        CER has as many as the lab's pool /32s need (same MAC, one wire: the lab's extra NICs share
+        the CER's LAN port; on a real instance each is its own port)."""
+        first = self.cer_nic(node)
+        return [first] + [extra_nic_id(first, node["site"], k) for k in range(1, self.nic_count(node["site"], 4 * (self.extra + 1)))]
+
+    def wl_nics(self, site: str) -> list[str]:
+        """Every NIC of a cloud site's workload instance: its pool /32s plus as many arriving in
+        one mass move."""
+        first = PROVIDER[site]["wl_nic"]
+        return [first] + [extra_nic_id(first, site, k) for k in range(1, self.nic_count(site, 2 * (self.extra + 1)))]
+
+    def wl_seed(self, site: str) -> dict[str, list[str]]:
+        """The workload NICs' secondary addresses when the lab comes up: the site's pool /32s,
+        as many per NIC as the provider allows."""
+        own = [SITE[site]["ip"], *self.extra_ips(site)]
+        room = NIC_ROOM[site]
+        return {nic: own[k * room : (k + 1) * room] for k, nic in enumerate(self.wl_nics(site))}
+
+    def nic_count(self, site: str, addresses: int) -> int:
+        if not self.extra:
+            return 1
+        return max(1, min(MAX_NICS[site], -(-addresses // NIC_ROOM[site])))
+
+    def extra_ips(self, site: str) -> list[str]:
+        """The --endpoints /32s that start at SITE."""
+        base = EXTRA_BASE + SITES.index(site) * self.extra
+        return [f"{POOL.rsplit('.', 1)[0]}.{base + k}" for k in range(self.extra)]
+
+    def initial_endpoints(self) -> dict[str, str]:
+        """Where every pool /32 lives when the lab comes up: each site's workload address, and
+        with --endpoints its N more."""
+        out = {SITE[s]["ip"]: s for s in SITES}
+        for s in SITES:
+            out.update({ip: s for ip in self.extra_ips(s)})
+        return out
+
     def cer_inst(self, node: Node) -> str:
         p = PROVIDER[node["site"]]
         return p["cer_b_inst"] if self.second(node) else p["cer_inst"]
@@ -357,6 +417,8 @@ class Lab(ProcessTable):
             self.rr_count = int(st.get("rr_count", 1))
         if self.cloud_pairs_opt is None:
             self.cloud_pairs = bool(st.get("cloud_pairs", False))
+        if self.extra_opt is None:
+            self.extra = int(st.get("extra_endpoints", 0))
         if self.transport_opt is None:
             mode = st.get("transport_mode", "mixed")
             self.transport = None if mode == "mixed" else mode

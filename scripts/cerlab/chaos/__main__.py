@@ -11,8 +11,9 @@ import json
 import sys
 from collections.abc import Callable
 
+from ..provider import helper_relay
 from .plan import plan
-from .probes import helper_arp, helper_probe, helper_relay
+from .probes import helper_arp, helper_probe
 from .report import summarize
 from .selftest import selftest
 

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from ..daemons import process_keys
+from ..journal import Intent, read_intents, stale_mutations
 from ..messages import LabError
 from ..processes import netns_list, ns_run, run
-from ..topology import CLOUDS, PROVIDER, SITE, SITES, Node
+from ..topology import CLOUDS, PROVIDER, SITES, Node
 from ..views import alive_nodes, capture_view, expected_owner_nodes, node_view, try_admin
 from .bounds import DARK_BOUND, FENCE_EPS_MS, NOBODY_BOUND, ONPREM_CLAIM_SLACK, PROBE_MS, REACH_BOUND, now_ms
 from .run_state import Claim, DualHolder, Json, RunState, Span, Violation
@@ -443,20 +444,9 @@ class Checks:
 
     # -------------------------------------------- fencing: provider journal vs intents
 
-    def intents(self, node: Node) -> tuple[dict[str, list[tuple[int, str, str]]], int]:
-        """The capture intents NODE's reconciler logged: ip -> [(unix_ms, capture|release,
-        signature)], and how many stale actions it fenced."""
-        out: dict[str, list[tuple[int, str, str]]] = {}
-        path = self.lab.f(f"{node['tag']}-ctl.log")
-        rx = re.compile(r"capture: intent (\S+) (Capture|Release) signature ([0-9a-f]+) at unix_ms (\d+)")
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            return out, 0
-        for m in rx.finditer(text):
-            out.setdefault(m.group(1), []).append((int(m.group(4)), m.group(2).lower(), m.group(3)))
-        fenced = len(re.findall(r"capture: fenced stale", text))
-        return out, fenced
+    def intents(self, node: Node) -> tuple[dict[str, list[Intent]], int]:
+        """The capture intents NODE's reconciler logged and how many stale actions it fenced."""
+        return read_intents(self.lab.f(f"{node['tag']}-ctl.log"))
 
     def journal(self, site: str) -> tuple[int, Json]:
         """The emulator's journal of accepted changes: (status, body)."""
@@ -472,65 +462,12 @@ class Checks:
             st, body = self.journal(site)
             if st != 200 or not isinstance(body, dict):
                 raise Violation("fencing", f"{site}: the emulator journal is not available ({st})", {"answer": body})
-            p = PROVIDER[site]
-            cer, wl = p["cer_nic"], p["wl_nic"]
-            holder = {SITE[site]["ip"]: wl}
-            sec: dict[str, set[str]] = {cer: set(), wl: {SITE[site]["ip"]}}
             intents, fenced = self.intents(node)
-            n_cer = 0
-            for e in body["entries"]:
-                op, nic = e["op"], e["nic"]
-                before = dict(holder)
-                if op == "assign":
-                    for ip in e["ips"]:
-                        if ip in holder:
-                            sec.setdefault(holder[ip], set()).discard(ip)
-                        holder[ip] = nic
-                        sec.setdefault(nic, set()).add(ip)
-                elif op == "unassign":
-                    for ip in e["ips"]:
-                        if holder.get(ip) == nic:
-                            del holder[ip]
-                        sec.setdefault(nic, set()).discard(ip)
-                elif op == "set":
-                    new = {a for a, _ in e["secondaries"]}
-                    for ip in sec.get(nic, set()) - new:
-                        if holder.get(ip) == nic:
-                            del holder[ip]
-                    for ip in new:
-                        holder[ip] = nic
-                    sec[nic] = new
-                elif op == "delete":
-                    for ip in sec.pop(nic, set()):
-                        if holder.get(ip) == nic:
-                            del holder[ip]
-                client = (e.get("request") or {}).get("client") or ""
-                if not client.startswith("169.254.169.10:"):
-                    continue  # the operator (this soak, the lab's move) or the emulator itself
-                n_cer += 1
-                t = e["request"]["received_unix_ms"]
-                for ip in set(before) | set(holder):
-                    b, a = before.get(ip), holder.get(ip)
-                    if a == b:
-                        continue
-                    d = "capture" if (a == cer or (b not in (None, cer) and a is None)) else "release"
-                    tl = intents.get(ip, [])
-                    prior = [x for x in tl if x[0] <= t - FENCE_EPS_MS]
-                    recent = [x for x in tl if t - FENCE_EPS_MS < x[0] <= t]
-                    ok = (prior and prior[-1][1] == d) or any(x[1] == d for x in recent)
-                    if not ok:
-                        bad.append(
-                            {
-                                "site": site,
-                                "ip": ip,
-                                "direction": d,
-                                "from": b,
-                                "to": a,
-                                "entry": e,
-                                "intent_before": prior[-3:],
-                                "intent_recent": recent,
-                            }
-                        )
+            initial = {ip: nic for nic, ips in self.lab.wl_seed(site).items() for ip in ips}
+            found, n_cer = stale_mutations(
+                body["entries"], intents, set(self.lab.cer_nics(node)), initial, self.lab.mgmt_addr(node), FENCE_EPS_MS
+            )
+            bad += [{"site": site, **b} for b in found]
             self.c.fence_stats[site] = {"cer_mutations": n_cer, "fenced": fenced, "journal_dropped": body.get("dropped", 0)}
         if bad:
             raise Violation(

@@ -1,6 +1,6 @@
-"""Helpers the soak runs inside the lab's namespaces (as `scripts/lab _probe|_arp|_relay`): the
-UDP prober of a workload, the ARP requester of the on-prem segment, and the relay that carries
-the soak's HTTP requests to a provider emulator.
+"""Helpers the soak runs inside the lab's namespaces (as `scripts/lab _probe|_arp`): the UDP
+prober of a workload and the ARP requester of the on-prem segment (the relay to a provider
+emulator is `provider.helper_relay`).
 """
 
 import argparse
@@ -11,10 +11,7 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from .bounds import ARP_MS, PROBE_MS, PROBE_PORT
@@ -189,31 +186,4 @@ def helper_arp(argv: list[str]) -> int:
                 except OSError:
                     pass
         time.sleep(a.interval_ms / 1000.0)
-    return 0
-
-
-def helper_relay(argv: list[str]) -> int:
-    """Serves JSON-line HTTP requests to the emulator from inside its fabric namespace."""
-    while True:
-        line = sys.stdin.readline()
-        if not line:
-            break
-        try:
-            r = json.loads(line)
-            body = r.get("body")
-            req = urllib.request.Request(
-                "http://169.254.169.254" + r["path"],
-                method=r["method"],
-                data=body.encode() if body is not None else None,
-                headers={"content-type": "application/json"} if body is not None else {},
-            )
-            try:
-                with urllib.request.urlopen(req, timeout=15) as resp:
-                    out = {"status": resp.status, "body": resp.read().decode(errors="replace")}
-            except urllib.error.HTTPError as e:
-                out = {"status": e.code, "body": e.read().decode(errors="replace")}
-        except Exception as e:  # noqa: BLE001 - reported to the caller
-            out = {"error": f"{type(e).__name__}: {e}"}
-        sys.stdout.write(json.dumps(out) + "\n")
-        sys.stdout.flush()
     return 0

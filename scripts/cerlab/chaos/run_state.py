@@ -9,11 +9,11 @@ import json
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-from ..messages import LabError
+from ..provider import ProviderRelay
 from ..topology import Lab
 from .bounds import now_ms
 from .plan import Op
@@ -28,14 +28,6 @@ class Span:
 
     added_ms: int
     removed_ms: int | None = None
-
-
-@dataclass
-class Relay:
-    """A `_relay` helper in a fabric namespace: JSON lines in, JSON lines out, one at a time."""
-
-    proc: subprocess.Popen[str]
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Interrupted(Exception):
@@ -120,7 +112,7 @@ class RunState:
         self.cut: dict[str, str] = {}  # node tag -> wan iface
         self.fault_windows: list[tuple[str, int, int]] = []  # (site, start_ms, end_ms)
         self.helpers: list[subprocess.Popen[str]] = []  # our helpers (probers, arp, tcpdump, relays)
-        self.relays: dict[str, Relay] = {}
+        self.relays: dict[str, ProviderRelay] = {}
         self.violations: list[Violation] = []
         self.stop = threading.Event()
         self.quiescent: list[Quiescent] = []
@@ -157,20 +149,8 @@ class RunState:
 
     def emu(self, site: str, method: str, path: str, body: str | None = None) -> tuple[int, Json]:
         """One request to SITE's emulator through its relay: (status, body as JSON or text)."""
-        r = self.relays[site]
-        with r.lock:
-            req = {"method": method, "path": path, "body": body}
-            assert r.proc.stdin is not None and r.proc.stdout is not None  # spawned with pipes
-            r.proc.stdin.write(json.dumps(req) + "\n")
-            r.proc.stdin.flush()
-            line = r.proc.stdout.readline()
-        if not line:
-            raise LabError(f"emulator relay for {site} ended")
-        v = json.loads(line)
-        if v.get("error"):
-            raise LabError(f"{site} emulator {method} {path}: {v['error']}")
-        status: int = v["status"]
+        status, _, text = self.relays[site].request(method, path, body)
         try:
-            return status, json.loads(v["body"]) if v["body"] else None
+            return status, json.loads(text) if text else None
         except ValueError:
-            return status, v["body"]
+            return status, text

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..messages import die
 from ..processes import ns_run
+from ..provider import ProviderRelay
 from ..topology import CLOUDS, LAB_SCRIPT, PY, SITES, Lab, name_opt
 from ..views import convergence_problems
 from .bounds import ARP_MS, CONVERGE_BOUND, PROBE_MS, PROBE_PORT, now_ms
@@ -24,7 +25,7 @@ from .checks import Checks
 from .operations import Operations
 from .plan import DEFAULT_ENDPOINTS, KINDS, plan
 from .report import keep_evidence, write_report
-from .run_state import Quiescent, Relay, Violation
+from .run_state import Quiescent, Violation
 
 
 class Soak(Operations):
@@ -59,7 +60,7 @@ class Soak(Operations):
         self.write_peers()
         for site in CLOUDS:
             p = self.spawn_helper(self.lab.fab_ns(site), [PY, str(LAB_SCRIPT), "_relay"], f"relay-{site}.log")
-            self.relays[site] = Relay(p)
+            self.relays[site] = ProviderRelay(p, site)
         for site in SITES:
             self.spawn_helper(
                 self.lab.wl_ns(site),
