@@ -463,10 +463,13 @@ impl AzureProvider {
                 _ => None,
             }
         };
+        // The relative `expires_in` first: `expires_on` is on the issuer's clock, and a host
+        // clock behind it would keep an expired token (ARM judges expiry by its own clock;
+        // requests carry no client timestamp, so this is all the host's clock affects).
         let now = SystemTime::now();
-        let expires = num(body.get("expires_on"))
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s))
-            .or_else(|| num(body.get("expires_in")).map(|s| now + Duration::from_secs(s)))
+        let expires = num(body.get("expires_in"))
+            .map(|s| now + Duration::from_secs(s))
+            .or_else(|| num(body.get("expires_on")).map(|s| UNIX_EPOCH + Duration::from_secs(s)))
             .unwrap_or(now + Duration::from_secs(300));
         // Renew five minutes early (or half-way for short-lived tokens).
         let left = expires.duration_since(now).unwrap_or(Duration::ZERO);

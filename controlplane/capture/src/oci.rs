@@ -15,20 +15,26 @@
 //!   VNIC is `HolderGone` (nothing moved) only when that VNIC has no private IP left in our subnet:
 //!   OCI's `NotAuthorizedOrNotFound` also means "exists, but not for you", which is `Config`.
 //!
+//! Clock skew: OCI refuses a request whose signed `date` is more than 5 minutes off its clock
+//! (401 `NotAuthenticated`). The client learns the API's clock from the `Date` header of every
+//! reply ([`crate::oci_sign::Clock`]) and signs with it; a 401 whose `Date` shows a new skew is
+//! signed again and sent once more (it was not executed). The skew is logged, shown by
+//! `describe`, and named in the error of a refusal while it is large.
+//!
 //! `fence.check` runs right before every mutating call (after its API budget token). 429 is `Throttled`; 5xx, timeouts, 409
 //! and 412 are `Transient`; 401/403, our VNIC or subnet unknown (404 on list) and a bad key file
 //! are `Config`.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::budget::{BucketConfig, Budget, BudgetStatus};
-use crate::oci_sign::Credentials;
+use crate::oci_sign::{skew_text, Clock, Credentials, SKEW_WARN};
 use crate::provider::{CaptureError, CaptureProvider, ErrorKind, Fence, Holding, Item};
 
 const PROVIDER: &str = "oci";
@@ -221,6 +227,8 @@ pub struct OciProvider {
     max_secondary_ips: usize,
     /// Our other VNICs, preference order after `vnic_id`.
     extra: Vec<String>,
+    /// The API's clock as learned from its replies (requests are signed with it).
+    clock: Clock,
 }
 
 /// One OCI answer.
@@ -230,6 +238,8 @@ struct OciResp {
     /// `opc-next-page`: the `page` token of the next page of a list.
     next_page: Option<String>,
     body: Value,
+    /// What the operator should know besides the code and message (the clock skew).
+    note: Option<String>,
 }
 
 impl OciResp {
@@ -240,7 +250,10 @@ impl OciResp {
             .get("message")
             .and_then(Value::as_str)
             .unwrap_or("");
-        format!("HTTP {} {code}: {msg}", self.status.as_u16())
+        match &self.note {
+            Some(n) => format!("HTTP {} {code}: {msg} ({n})", self.status.as_u16()),
+            None => format!("HTTP {} {code}: {msg}", self.status.as_u16()),
+        }
     }
 }
 
@@ -341,6 +354,7 @@ impl OciProvider {
             reads: Budget::new("oci reads", cfg.read_budget.unwrap_or(READ_BUDGET)),
             max_secondary_ips: cfg.max_secondary_ips.unwrap_or(MAX_SECONDARY_IPS),
             extra: cfg.extra_vnic_ids.clone().unwrap_or_default(),
+            clock: Clock::default(),
         })
     }
 
@@ -364,88 +378,123 @@ impl OciProvider {
             url.query_pairs_mut().extend_pairs(query);
         }
         let bytes = body.map(|b| b.to_string().into_bytes());
-        let headers = self
-            .creds
-            .sign(&self.http, method.as_str(), &url, bytes.as_deref())
-            .await?;
-        // Reads take their token here; a change took its token before its
-        // fence check (token, fence, call: a wait for the budget never sits
-        // between the fence and the call).
-        let budget = if method == Method::GET {
-            self.reads.take().await;
-            &self.reads
-        } else {
-            &self.writes
-        };
-        // The fence last, right before the request leaves (after its
-        // budget token and its signature).
-        if let Some(f) = fence {
-            f.check(PROVIDER, step)?;
-        }
-        let mut req = self
-            .http
-            .request(method, url)
-            .header("accept", "application/json");
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        if let Some(m) = if_match {
-            req = req.header("if-match", m);
-        }
-        if let Some(b) = bytes {
-            req = req.body(b);
-        }
-        // Its own task: a batch runs its calls in one task, which goes on to
-        // sign the next request (CPU) right after this one's fence check; the
-        // request must not wait for that to leave.
-        let sent = tokio::spawn(req.send()).await.map_err(|e| {
-            CaptureError::new(
-                ErrorKind::Transient,
-                PROVIDER,
-                step,
-                format!("request task failed: {e}"),
-            )
-        })?;
-        let r = sent.map_err(|e| {
-            let what = if e.is_timeout() {
-                "timed out"
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // Signed with the API's time (the host's corrected by the skew learned from the
+            // replies' Date headers).
+            let headers = self
+                .creds
+                .sign(
+                    &self.http,
+                    &self.clock,
+                    method.as_str(),
+                    &url,
+                    bytes.as_deref(),
+                )
+                .await?;
+            // Reads take their token here; a change took its token before its
+            // fence check (token, fence, call: a wait for the budget never sits
+            // between the fence and the call). A change signed again (below)
+            // takes another.
+            let budget = if method == Method::GET {
+                self.reads.take().await;
+                &self.reads
             } else {
-                "request failed"
+                if attempt > 1 {
+                    self.writes.take().await;
+                }
+                &self.writes
             };
-            CaptureError::new(ErrorKind::Transient, PROVIDER, step, format!("{what}: {e}"))
-        })?;
-        let status = r.status();
-        let etag = r
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let next_page = r
-            .headers()
-            .get("opc-next-page")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .map(str::to_string);
-        let text = r.text().await.map_err(|e| {
-            CaptureError::new(
-                ErrorKind::Transient,
-                PROVIDER,
-                step,
-                format!("reading the answer: {e}"),
-            )
-        })?;
-        if status == StatusCode::UNAUTHORIZED {
-            self.creds.invalidate().await;
+            // The fence last, right before the request leaves (after its
+            // budget token and its signature).
+            if let Some(f) = fence {
+                f.check(PROVIDER, step)?;
+            }
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .header("accept", "application/json");
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            if let Some(m) = if_match {
+                req = req.header("if-match", m);
+            }
+            if let Some(b) = &bytes {
+                req = req.body(b.clone());
+            }
+            // Its own task: a batch runs its calls in one task, which goes on to
+            // sign the next request (CPU) right after this one's fence check; the
+            // request must not wait for that to leave.
+            let sent_at = SystemTime::now();
+            let sent = tokio::spawn(req.send()).await.map_err(|e| {
+                CaptureError::new(
+                    ErrorKind::Transient,
+                    PROVIDER,
+                    step,
+                    format!("request task failed: {e}"),
+                )
+            })?;
+            let r = sent.map_err(|e| {
+                let what = if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "request failed"
+                };
+                CaptureError::new(ErrorKind::Transient, PROVIDER, step, format!("{what}: {e}"))
+            })?;
+            let learned = self.clock.learn(
+                r.headers().get("date").and_then(|v| v.to_str().ok()),
+                sent_at,
+                SystemTime::now(),
+            );
+            let status = r.status();
+            let etag = r
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let next_page = r
+                .headers()
+                .get("opc-next-page")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_string);
+            let text = r.text().await.map_err(|e| {
+                CaptureError::new(
+                    ErrorKind::Transient,
+                    PROVIDER,
+                    step,
+                    format!("reading the answer: {e}"),
+                )
+            })?;
+            let skew = self.clock.skew_ms();
+            let skewed = Duration::from_millis(skew.unsigned_abs()) >= SKEW_WARN;
+            if status == StatusCode::UNAUTHORIZED {
+                if learned.is_some() && attempt == 1 {
+                    // Refused with a Date that shows our clock off: the date we signed was
+                    // outside OCI's 5 minutes. Not executed; signed again with the API's time.
+                    log::warn!(
+                        "oci: {step} refused (HTTP 401) with {}: signing it again with the API's time",
+                        skew_text(skew)
+                    );
+                    continue;
+                }
+                self.creds.invalidate().await;
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                budget.throttled(None);
+            }
+            return Ok(OciResp {
+                status,
+                etag,
+                next_page,
+                body: serde_json::from_str(&text).unwrap_or(Value::Null),
+                // A refusal while the clock is off names the skew (explain, logs).
+                note: (skewed && status == StatusCode::UNAUTHORIZED).then(|| skew_text(skew)),
+            });
         }
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            budget.throttled(None);
-        }
-        Ok(OciResp {
-            status,
-            etag,
-            next_page,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        })
     }
 
     /// The private IP object for `ip` in our subnet, if any.
@@ -635,10 +684,16 @@ impl CaptureProvider for OciProvider {
     }
 
     fn describe(&self) -> String {
+        let skew = self.clock.skew_ms();
         format!(
-            "OCI VNIC {} secondary private IPs (subnet {})",
+            "OCI VNIC {} secondary private IPs (subnet {}){}",
             self.own_vnics().cloned().collect::<Vec<_>>().join(" + "),
-            self.subnet_id
+            self.subnet_id,
+            if Duration::from_millis(skew.unsigned_abs()) >= SKEW_WARN {
+                format!("; {}, corrected", skew_text(skew))
+            } else {
+                String::new()
+            }
         )
     }
 

@@ -101,7 +101,20 @@ pub fn sign(
     url: &url::Url,
     body: Option<&[u8]>,
 ) -> SignedHeaders {
-    let date = httpdate::fmt_http_date(SystemTime::now());
+    sign_at(key_id, key, method, url, body, SystemTime::now())
+}
+
+/// [`sign`] with `now` as the request's `date` (the host's time corrected by the skew a
+/// [`Clock`] learned).
+pub fn sign_at(
+    key_id: &str,
+    key: &RsaPrivateKey,
+    method: &str,
+    url: &url::Url,
+    body: Option<&[u8]>,
+    now: SystemTime,
+) -> SignedHeaders {
+    let date = httpdate::fmt_http_date(now);
     let host = match url.port() {
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
         None => url.host_str().unwrap_or("").to_string(),
@@ -140,6 +153,98 @@ pub fn sign(
         ),
     ));
     headers
+}
+
+/// Skew changes smaller than this are measurement noise (the `Date` header has a resolution of
+/// one second, and the round trip blurs it further): not learned.
+const SKEW_NOISE_MS: i64 = 2_000;
+
+/// A skew at least this large is worth a warning (and is named in error messages).
+pub const SKEW_WARN: Duration = Duration::from_secs(60);
+
+/// The OCI API's clock as this client sees it: the host's clock plus the skew learned from the
+/// `Date` header of the API's replies (the server's time at about the middle of the round trip,
+/// as NTP and the AWS SDKs estimate it). OCI refuses a request whose signed `date` is more than
+/// 5 minutes off its own clock (401 `NotAuthenticated`); signing with [`Clock::now`] keeps the
+/// requests inside that window whatever the host's clock says.
+#[derive(Debug, Default)]
+pub struct Clock {
+    /// Server minus host, in milliseconds.
+    skew_ms: std::sync::atomic::AtomicI64,
+}
+
+impl Clock {
+    /// The host's time corrected by the learned skew.
+    pub fn now(&self) -> SystemTime {
+        shift(SystemTime::now(), self.skew_ms())
+    }
+
+    /// The learned skew (server minus host), in milliseconds.
+    pub fn skew_ms(&self) -> i64 {
+        self.skew_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Learns the skew from a reply's `Date` header, for a request sent at `sent` and answered
+    /// at `received` (host clock). Returns the new skew when it changed by more than the noise
+    /// (then logged), `None` otherwise (no or unreadable `Date`, or no change).
+    pub fn learn(&self, date: Option<&str>, sent: SystemTime, received: SystemTime) -> Option<i64> {
+        let server = httpdate::parse_http_date(date?).ok()?;
+        let rtt = received.duration_since(sent).unwrap_or_default();
+        let midpoint = sent + rtt / 2;
+        // A reply the server took a long time over tells little about its clock.
+        if rtt > Duration::from_secs(60) {
+            return None;
+        }
+        let measured = match server.duration_since(midpoint) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        // Within the noise of a right clock: no correction at all.
+        let measured = if measured.abs() <= SKEW_NOISE_MS {
+            0
+        } else {
+            measured
+        };
+        let old = self.skew_ms();
+        if (measured - old).abs() <= SKEW_NOISE_MS && !(measured == 0 && old != 0) {
+            return None;
+        }
+        self.skew_ms
+            .store(measured, std::sync::atomic::Ordering::Relaxed);
+        let text = skew_text(measured);
+        if Duration::from_millis(measured.unsigned_abs()) >= SKEW_WARN {
+            log::warn!(
+                "oci: {text}; requests are now signed with the API's time (was a skew of {} ms)",
+                old
+            );
+        } else {
+            log::info!("oci: {text} (was a skew of {old} ms)");
+        }
+        Some(measured)
+    }
+}
+
+/// `t` moved by `ms` milliseconds (either way).
+fn shift(t: SystemTime, ms: i64) -> SystemTime {
+    let d = Duration::from_millis(ms.unsigned_abs());
+    if ms >= 0 {
+        t.checked_add(d)
+    } else {
+        t.checked_sub(d)
+    }
+    .unwrap_or(t)
+}
+
+/// "the host clock is 600.0 s behind the OCI API's (its Date header)", for logs and errors.
+pub fn skew_text(skew_ms: i64) -> String {
+    if skew_ms == 0 {
+        return "the host clock agrees with the OCI API's (its Date header)".to_string();
+    }
+    format!(
+        "clock skew: the host clock is {:.1} s {} the OCI API's (its Date header)",
+        skew_ms.unsigned_abs() as f64 / 1000.0,
+        if skew_ms > 0 { "behind" } else { "ahead of" }
+    )
 }
 
 /// A security token session (instance principal): the token and its session key.
@@ -198,26 +303,37 @@ impl Credentials {
     pub async fn sign(
         &self,
         http: &reqwest::Client,
+        clock: &Clock,
         method: &str,
         url: &url::Url,
         body: Option<&[u8]>,
     ) -> Result<SignedHeaders, CaptureError> {
         match self {
-            Credentials::ApiKey { key_id, key } => Ok(sign(key_id, key, method, url, body)),
+            Credentials::ApiKey { key_id, key } => {
+                Ok(sign_at(key_id, key, method, url, body, clock.now()))
+            }
             Credentials::InstancePrincipal {
                 imds,
                 auth,
                 session,
             } => {
                 let mut s = session.lock().await;
-                let due = s.as_ref().is_none_or(|s| SystemTime::now() >= s.renew_at);
+                // Token lifetimes are on the API's clock.
+                let due = s.as_ref().is_none_or(|s| clock.now() >= s.renew_at);
                 if due {
-                    *s = Some(federate(http, imds, auth).await?);
+                    *s = Some(federate(http, clock, imds, auth).await?);
                 }
                 let s = s
                     .as_ref()
                     .ok_or_else(|| config_err("instance principal", "no security token session"))?;
-                Ok(sign(&format!("ST${}", s.token), &s.key, method, url, body))
+                Ok(sign_at(
+                    &format!("ST${}", s.token),
+                    &s.key,
+                    method,
+                    url,
+                    body,
+                    clock.now(),
+                ))
             }
         }
     }
@@ -278,7 +394,12 @@ async fn imds_get(http: &reqwest::Client, imds: &str, file: &str) -> Result<Stri
 }
 
 /// Fetches the instance identity and trades it for a security token and session key.
-async fn federate(http: &reqwest::Client, imds: &str, auth: &str) -> Result<Session, CaptureError> {
+async fn federate(
+    http: &reqwest::Client,
+    clock: &Clock,
+    imds: &str,
+    auth: &str,
+) -> Result<Session, CaptureError> {
     let step = "instance principal federation";
     let cert_pem = imds_get(http, imds, "cert.pem").await?;
     let key_pem = imds_get(http, imds, "key.pem").await?;
@@ -314,17 +435,45 @@ async fn federate(http: &reqwest::Client, imds: &str, auth: &str) -> Result<Sess
     let url = url::Url::parse(&format!("{auth}/v1/x509"))
         .map_err(|e| config_err(step, format!("auth endpoint {auth:?}: {e}")))?;
     let key_id = format!("{tenancy}/fed-x509/{}", cert_fingerprint(&leaf));
-    let headers = sign(&key_id, &leaf_key, "post", &url, Some(body.as_bytes()));
-    let mut req = http.post(url).body(body);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let r = req.send().await.map_err(|e| transport(step, &e))?;
-    let status = r.status();
-    let text = r.text().await.map_err(|e| transport(step, &e))?;
-    if !status.is_success() {
-        return Err(answer_error(step, status, &text));
-    }
+    // Signed with the API's time; a refusal whose Date shows a new skew is signed again once.
+    let mut attempt = 0;
+    let text = loop {
+        attempt += 1;
+        let headers = sign_at(
+            &key_id,
+            &leaf_key,
+            "post",
+            &url,
+            Some(body.as_bytes()),
+            clock.now(),
+        );
+        let mut req = http.post(url.clone()).body(body.clone());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let sent = SystemTime::now();
+        let r = req.send().await.map_err(|e| transport(step, &e))?;
+        let date = r
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let learned = clock.learn(date.as_deref(), sent, SystemTime::now());
+        let status = r.status();
+        let text = r.text().await.map_err(|e| transport(step, &e))?;
+        if status == reqwest::StatusCode::UNAUTHORIZED && learned.is_some() && attempt == 1 {
+            continue;
+        }
+        if !status.is_success() {
+            let mut e = answer_error(step, status, &text);
+            let skew = clock.skew_ms();
+            if Duration::from_millis(skew.unsigned_abs()) >= SKEW_WARN {
+                e.message = format!("{} ({})", e.message, skew_text(skew));
+            }
+            return Err(e);
+        }
+        break text;
+    };
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     let token = v
         .get("token")
@@ -332,7 +481,8 @@ async fn federate(http: &reqwest::Client, imds: &str, auth: &str) -> Result<Sess
         .filter(|t| !t.is_empty())
         .ok_or_else(|| bad("federation answer", "no token".into()))?
         .to_string();
-    let now = SystemTime::now();
+    // The token's exp is on the API's clock.
+    let now = clock.now();
     let exp = token_expiry(&token).unwrap_or(now + Duration::from_secs(600));
     let left = exp.duration_since(now).unwrap_or(Duration::ZERO);
     // Renew five minutes early, or half-way through a short-lived token.
@@ -375,5 +525,36 @@ mod tests {
         assert_eq!(pem_der(pem, "CERTIFICATE").unwrap(), vec![0, 1, 2]);
         assert_eq!(cert_fingerprint(b"").len(), 20 * 3 - 1);
         assert!(parse_private_key("-----BEGIN ENCRYPTED PRIVATE KEY-----").is_err());
+    }
+
+    #[test]
+    fn the_clock_learns_the_skew_from_date_headers() {
+        let c = Clock::default();
+        let t0 = SystemTime::now();
+        let date = |t: SystemTime| httpdate::fmt_http_date(t);
+        // No header, garbage, or a right clock: nothing learned.
+        assert_eq!(c.learn(None, t0, t0), None);
+        assert_eq!(c.learn(Some("yesterday"), t0, t0), None);
+        assert_eq!(c.learn(Some(&date(t0)), t0, t0), None);
+        assert_eq!(c.skew_ms(), 0);
+        // The server ten minutes ahead (the host behind).
+        let ahead = t0 + Duration::from_secs(600);
+        let s = c.learn(Some(&date(ahead)), t0, t0).unwrap();
+        assert!((598_000..=601_000).contains(&s), "{s}");
+        let now = c.now().duration_since(SystemTime::now()).unwrap();
+        assert!(now >= Duration::from_secs(597), "{now:?}");
+        assert!(skew_text(s).contains("behind"), "{}", skew_text(s));
+        // The same again is noise; the clock fixed (NTP) goes back to no correction.
+        assert_eq!(c.learn(Some(&date(ahead)), t0, t0), None);
+        assert_eq!(c.learn(Some(&date(t0)), t0, t0), Some(0));
+        // Behind.
+        let s = c
+            .learn(Some(&date(t0 - Duration::from_secs(900))), t0, t0)
+            .unwrap();
+        assert!(s < -898_000, "{s}");
+        assert!(skew_text(s).contains("ahead of"));
+        // A reply that took minutes is not trusted.
+        let slow = t0 + Duration::from_secs(120);
+        assert_eq!(c.learn(Some(&date(t0)), t0, slow), None);
     }
 }

@@ -540,3 +540,56 @@ async fn captures_spread_over_our_vnics_and_the_rest_stays_where_it_was() {
     let held = within(10, p.held()).await.unwrap().unwrap();
     assert_eq!(held.len(), 4, "{held:?}");
 }
+
+/// The host clock ten minutes behind OCI's (the emulator's clock ahead): the first request is
+/// refused (401, date more than 5 minutes off), the client learns the skew from the refusal's
+/// Date header and signs again; captures work, with an API key and with an instance principal
+/// (whose federation request is date-checked too), and the skew is shown. A clock that jumps
+/// the other way is corrected again.
+#[tokio::test]
+async fn a_host_clock_ten_minutes_off_is_corrected_from_the_date_header() {
+    let emu = start();
+    emu.config(json!({"clock_offset_secs": 600})).await;
+    let p = provider_for(&emu, VNIC_R);
+    assert!(!p.describe().contains("skew"), "{}", p.describe());
+    within(20, p.capture(ip("10.2.0.100"), &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(holders(&emu, "10.2.0.100").await, [VNIC_R]);
+    assert_eq!(
+        within(10, p.observe(ip("10.2.0.100"))).await.unwrap(),
+        Holding::Ours
+    );
+    let d = p.describe();
+    assert!(d.contains("clock skew") && d.contains("behind"), "{d}");
+    // The emulator's clock jumps to 15 minutes behind the host's.
+    emu.config(json!({"clock_offset_secs": -900})).await;
+    within(20, p.release(ip("10.2.0.100"), &Fence::open()))
+        .await
+        .unwrap();
+    assert!(holders(&emu, "10.2.0.100").await.is_empty());
+    assert!(p.describe().contains("ahead of"), "{}", p.describe());
+
+    // Instance principal: federation and requests on the API's clock.
+    emu.config(json!({"clock_offset_secs": 600})).await;
+    let cfg = OciConfig {
+        auth: OciAuth::InstancePrincipal {
+            imds_endpoint: Some(emu.url()),
+            auth_endpoint: Some(emu.url()),
+        },
+        ..config(&emu, VNIC_R, "api_key.pem")
+    };
+    let ip_p = OciProvider::with_timing(&cfg, timing(3)).unwrap();
+    within(60, ip_p.capture(ip("10.2.0.101"), &Fence::open()))
+        .await
+        .unwrap();
+    assert_eq!(holders(&emu, "10.2.0.101").await, [VNIC_R]);
+
+    // A refusal that is not about the date (a wrong key) is not re-sent forever, and while the
+    // clock is off its error names the skew.
+    let bad = OciProvider::with_timing(&config(&emu, VNIC_R, "wrong_key.pem"), timing(3)).unwrap();
+    let e = within(10, bad.observe(ip("10.2.0.101"))).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config, "{e}");
+    assert!(e.message.contains("401"), "{e}");
+    assert!(e.message.contains("clock skew"), "{e}");
+}

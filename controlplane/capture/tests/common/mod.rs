@@ -123,6 +123,12 @@ impl Emulator {
         .await;
     }
 
+    /// `POST /_emulator/config` (move delay, limits, clock offset).
+    pub async fn config(&self, body: Value) -> Value {
+        self.control(reqwest::Method::POST, "/_emulator/config", Some(body))
+            .await
+    }
+
     pub async fn clear_faults(&self) {
         self.control(reqwest::Method::DELETE, "/_emulator/faults", None)
             .await;
