@@ -6,6 +6,13 @@
 //! anyway (another client of the same account spent the budget) empties the
 //! bucket and pauses it for the provider's `Retry-After`, bounded: an absurd
 //! value cannot park the capture plane for hours.
+//!
+//! The client keeps a tenth of the provider's bucket in reserve ([`reserve`]).
+//! Our bucket only sees our calls; the provider's is the account's. Other
+//! clients of the same account (an operator's script, a console) and a
+//! restarted router (its fresh bucket is full while the provider's is still
+//! partly spent) draw on the provider's without ours knowing: the reserve
+//! absorbs that much before a throttle reply has to teach us.
 
 use serde::{Deserialize, Serialize};
 use std::sync::{Mutex, MutexGuard};
@@ -17,6 +24,12 @@ use tokio::time::Instant;
 pub const MAX_PAUSE: Duration = Duration::from_secs(30);
 /// The pause after a throttle reply that names no Retry-After.
 pub const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
+
+/// The part of a provider bucket of `capacity` tokens the client never
+/// spends: a tenth, rounded down (none below 10 tokens).
+pub const fn reserve(capacity: u32) -> u32 {
+    capacity / 10
+}
 
 /// A bucket as configured: `capacity` tokens, `refill_per_s` added per second.
 /// `capacity = 0` turns the bucket off (no client-side limit).
@@ -51,9 +64,12 @@ impl BucketConfig {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct BudgetStatus {
     pub name: String,
+    /// The provider's bucket.
     pub capacity: u32,
     pub refill_per_s: f64,
-    /// Tokens now (fractional while refilling).
+    /// Of the capacity, what the client never spends ([`reserve`]).
+    pub reserve: u32,
+    /// Tokens now (fractional while refilling; at most capacity - reserve).
     pub tokens: f64,
     /// Calls that had to wait for a token.
     pub waited: u64,
@@ -78,16 +94,20 @@ struct State {
 pub struct Budget {
     name: String,
     cfg: BucketConfig,
+    /// What the client may hold: the capacity less the reserve.
+    usable: f64,
     state: Mutex<State>,
 }
 
 impl Budget {
     pub fn new(name: impl Into<String>, cfg: BucketConfig) -> Budget {
+        let usable = f64::from(cfg.capacity - reserve(cfg.capacity));
         Budget {
             name: name.into(),
             cfg,
+            usable,
             state: Mutex::new(State {
-                tokens: f64::from(cfg.capacity),
+                tokens: usable,
                 at: Instant::now(),
                 paused_until: None,
                 waited: 0,
@@ -103,7 +123,7 @@ impl Budget {
 
     fn refill(&self, s: &mut State, now: Instant) {
         let dt = now.saturating_duration_since(s.at).as_secs_f64();
-        s.tokens = (s.tokens + dt * self.cfg.refill_per_s).min(f64::from(self.cfg.capacity));
+        s.tokens = (s.tokens + dt * self.cfg.refill_per_s).min(self.usable);
         s.at = now;
     }
 
@@ -170,6 +190,7 @@ impl Budget {
             name: self.name.clone(),
             capacity: self.cfg.capacity,
             refill_per_s: self.cfg.refill_per_s,
+            reserve: reserve(self.cfg.capacity),
             tokens: s.tokens,
             waited: s.waited,
             throttled: s.throttled,
@@ -188,12 +209,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_is_paced_at_the_refill_rate() {
-        let b = Budget::new("t", BucketConfig::new(10, 5.0));
+        let b = Budget::new("t", BucketConfig::new(100, 5.0));
         let t0 = Instant::now();
-        for _ in 0..10 {
+        for _ in 0..90 {
             b.take().await;
         }
-        assert_eq!(Instant::now(), t0, "the capacity goes at once");
+        assert_eq!(
+            Instant::now(),
+            t0,
+            "the capacity less the reserve goes at once"
+        );
         for _ in 0..10 {
             b.take().await;
         }
@@ -204,8 +229,42 @@ mod tests {
             "{dt:?}"
         );
         let st = b.status();
-        assert_eq!(st.calls, 20);
+        assert_eq!(st.calls, 100);
         assert_eq!(st.waited, 10);
+        assert_eq!(st.reserve, 10);
+        // Refilled, it stops at the capacity less the reserve.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(b.status().tokens, 90.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reserve_leaves_room_for_another_client_of_the_account() {
+        // The provider's bucket, drawn on by us (paced by our budget) and by
+        // another client of the same account (an operator's five calls while
+        // we run flat out). Without the reserve the provider would refuse as
+        // many of our calls as the other client made.
+        let cfg = BucketConfig::new(100, 20.0);
+        let ours = Budget::new("t", cfg);
+        let mut theirs = f64::from(cfg.capacity);
+        let mut last = Instant::now();
+        let mut refused = 0;
+        for i in 0..400 {
+            ours.take().await;
+            let now = Instant::now();
+            theirs = (theirs + (now - last).as_secs_f64() * cfg.refill_per_s).min(100.0);
+            last = now;
+            if i % 50 == 0 && i < 250 {
+                theirs -= 1.0; // the other client's call
+            }
+            if theirs >= 1.0 {
+                theirs -= 1.0;
+            } else {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 0);
+        assert_eq!(reserve(100), 10);
+        assert_eq!(reserve(9), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -730,10 +730,11 @@ fn print_capture(d: &Value) {
     }
     for b in d["budgets"].as_array().into_iter().flatten() {
         println!(
-            "API budget {}: {:.1} of {} tokens (+{}/s), {} calls, {} waited, {} throttle replies{}",
+            "API budget {}: {:.1} of {} tokens ({} kept in reserve, +{}/s), {} calls, {} waited, {} throttle replies{}",
             s(&b["name"]),
             b["tokens"].as_f64().unwrap_or(0.0),
             b["capacity"],
+            b["reserve"],
             b["refill_per_s"],
             b["calls"],
             b["waited"],
