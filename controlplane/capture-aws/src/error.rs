@@ -37,6 +37,65 @@ const TRANSIENT_CODES: &[&str] = &[
     "IDPCommunicationError",
 ];
 
+/// EC2 error codes that mean "the request's SigV4 date is too far from EC2's clock" whatever
+/// the clock says: EC2 answers a request dated more than 15 minutes off with 400
+/// `RequestExpired`; the others are other AWS services' names for it.
+pub const CLOCK_SKEW_CODES: &[&str] = &[
+    "RequestExpired",
+    "RequestTimeTooSkewed",
+    "RequestInTheFuture",
+];
+
+/// Codes that mean a clock skew when the reply's `Date` shows one (else a credentials problem):
+/// the AWS SDK's list (`aws-runtime` `service_clock_skew`).
+const MAYBE_CLOCK_SKEW_CODES: &[&str] = &[
+    "AuthFailure",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "AccessDeniedException",
+];
+
+/// A skew at least this large explains a refusal (the AWS SDK's detection threshold).
+pub const SKEW_THRESHOLD: std::time::Duration = std::time::Duration::from_secs(4 * 60);
+
+/// EC2's clock minus the host's, in whole seconds, from a reply's `Date` header.
+pub fn skew_secs(date: Option<&str>) -> Option<i64> {
+    let server = aws_sdk_ec2::primitives::DateTime::from_str(
+        date?,
+        aws_sdk_ec2::primitives::DateTimeFormat::HttpDate,
+    )
+    .ok()?;
+    let server = std::time::SystemTime::try_from(server).ok()?;
+    let now = std::time::SystemTime::now();
+    Some(match server.duration_since(now) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    })
+}
+
+/// "clock skew: the host clock is 1200 s behind EC2's (its Date header)".
+pub fn skew_text(skew: i64) -> String {
+    format!(
+        "clock skew: the host clock is {} s {} EC2's (its Date header); the SDK signs the next requests with EC2's time",
+        skew.unsigned_abs(),
+        if skew > 0 { "behind" } else { "ahead of" }
+    )
+}
+
+/// Whether a refusal with `code` and the reply's `Date` is about the clock: the skew when so.
+pub fn clock_skew(code: Option<&str>, date: Option<&str>) -> Option<i64> {
+    let code = code?;
+    let skew = skew_secs(date);
+    let large = skew.filter(|s| s.unsigned_abs() >= SKEW_THRESHOLD.as_secs());
+    if CLOCK_SKEW_CODES.contains(&code) {
+        return Some(skew.unwrap_or(0));
+    }
+    if MAYBE_CLOCK_SKEW_CODES.contains(&code) {
+        return large;
+    }
+    None
+}
+
 /// An error and its sources, outermost first, joined with ": " on one line (repeated
 /// texts, which the SDK's layered errors produce, are dropped).
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -83,12 +142,23 @@ where
             let status = ctx.raw().status().as_u16();
             let e = ctx.err();
             let code = e.code();
-            let kind = kind_of(code, status);
-            let message = format!(
+            let mut kind = kind_of(code, status);
+            let mut message = format!(
                 "{} (HTTP {status}): {}",
                 code.unwrap_or("unknown error code"),
                 e.message().unwrap_or("no message")
             );
+            let date = ctx.raw().headers().get("date");
+            if let Some(skew) = clock_skew(code, date) {
+                // The SDK measured the skew from this reply and signs the next requests with
+                // EC2's time: worth retrying soon, and the operator sees why it failed.
+                kind = ErrorKind::Transient;
+                message = if skew == 0 {
+                    format!("{message} (clock skew: the request's date was refused; the reply named no usable Date)")
+                } else {
+                    format!("{message} ({})", skew_text(skew))
+                };
+            }
             (kind, message)
         }
         SdkError::TimeoutError(_) => (ErrorKind::Transient, format!("timed out: {}", chain(&err))),
@@ -204,5 +274,31 @@ mod tests {
             kind_of(Some("InvalidParameterValue"), 400),
             ErrorKind::Config
         );
+    }
+
+    #[test]
+    fn clock_skew_refusals() {
+        let now = std::time::SystemTime::now();
+        let date = |secs: i64| {
+            let t = if secs >= 0 {
+                now + std::time::Duration::from_secs(secs as u64)
+            } else {
+                now - std::time::Duration::from_secs(secs.unsigned_abs())
+            };
+            aws_sdk_ec2::primitives::DateTime::from(t)
+                .fmt(aws_sdk_ec2::primitives::DateTimeFormat::HttpDate)
+                .unwrap()
+        };
+        let d = date(1200);
+        let s = clock_skew(Some("RequestExpired"), Some(&d)).unwrap();
+        assert!((1198..=1201).contains(&s), "{s}");
+        assert!(skew_text(s).contains("behind"));
+        assert_eq!(clock_skew(Some("RequestExpired"), None), Some(0));
+        // AuthFailure is a clock problem only when the Date shows one.
+        assert!(clock_skew(Some("AuthFailure"), Some(&date(-1200))).is_some_and(|s| s < 0));
+        assert_eq!(clock_skew(Some("AuthFailure"), Some(&date(3))), None);
+        assert_eq!(clock_skew(Some("AuthFailure"), None), None);
+        assert_eq!(clock_skew(Some("InvalidParameterValue"), Some(&d)), None);
+        assert_eq!(clock_skew(None, Some(&d)), None);
     }
 }

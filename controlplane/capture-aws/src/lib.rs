@@ -13,7 +13,13 @@
 //!   configured ([`AwsConfig`]);
 //! - every call is bounded ([`CONNECT_TIMEOUT`], [`ATTEMPT_TIMEOUT`], [`OPERATION_TIMEOUT`])
 //!   and the SDK retries at most once ([`MAX_ATTEMPTS`]): the reconciler owns backoff and jitter;
-//! - failures are classified into [`cer_capture::ErrorKind`] (see [`error`]).
+//! - failures are classified into [`cer_capture::ErrorKind`] (see [`error`]);
+//! - clock skew: EC2 refuses a request whose SigV4 date is more than 15 minutes off its clock
+//!   (400 `RequestExpired`). The SDK's clock skew interceptor learns EC2's time from every
+//!   reply's `Date` header and signs later requests with it, but does not retry
+//!   `RequestExpired` itself; `ClockSkewRetry` does (once, signed with EC2's time), so a host
+//!   clock off by any amount costs one refused request per jump. A refusal that still gets
+//!   through is `Transient` and names the skew.
 //!
 //! A release hands the address back to the ENI it was captured from when the reconciler remembers
 //! one ([`AwsProvider::hand_back`]: `AssignPrivateIpAddresses` to that ENI with
@@ -283,6 +289,52 @@ fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
+/// Retries (once, within the SDK's attempts) a request EC2 refused because its SigV4 date was
+/// too far from EC2's clock (`RequestExpired`, ...) when the reply's `Date` shows the skew.
+/// The SDK's clock skew interceptor (`aws-runtime` `ServiceClockSkewInterceptor`) measures the
+/// skew from every reply's `Date` and signs the next attempt and every later request with
+/// EC2's time, but its own retry classifier does not know EC2's `RequestExpired`: without this
+/// the first call after the host clock drifted would fail.
+#[derive(Debug)]
+struct ClockSkewRetry;
+
+impl aws_sdk_ec2::config::retry::ClassifyRetry for ClockSkewRetry {
+    fn classify_retry(
+        &self,
+        ctx: &aws_sdk_ec2::config::interceptors::InterceptorContext,
+    ) -> aws_sdk_ec2::config::retry::RetryAction {
+        use aws_sdk_ec2::config::retry::RetryAction;
+        let Some(r) = ctx.response() else {
+            return RetryAction::NoActionIndicated;
+        };
+        if r.status().as_u16() != 400 && r.status().as_u16() != 401 && r.status().as_u16() != 403 {
+            return RetryAction::NoActionIndicated;
+        }
+        let body = r.body().bytes().unwrap_or_default();
+        let text = String::from_utf8_lossy(body);
+        let code = text
+            .split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map(|(c, _)| c.trim());
+        let date = r.headers().get("date");
+        match error::clock_skew(code, date) {
+            Some(skew) if skew.unsigned_abs() >= error::SKEW_THRESHOLD.as_secs() => {
+                log::warn!(
+                    "aws: {} refused: {}; retried with EC2's time",
+                    code.unwrap_or("request"),
+                    error::skew_text(skew)
+                );
+                RetryAction::transient_error()
+            }
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "CER clock skew (RequestExpired)"
+    }
+}
+
 /// The AWS capture provider for one router: its capture ENI, and any other
 /// ENIs of the instance in the capture subnet when one is full.
 pub struct AwsProvider {
@@ -403,7 +455,7 @@ impl AwsProvider {
             .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
             .load()
             .await;
-        let mut ec2 = aws_sdk_ec2::config::Builder::from(&sdk);
+        let mut ec2 = aws_sdk_ec2::config::Builder::from(&sdk).retry_classifier(ClockSkewRetry);
         if let Some(url) = &cfg.endpoint_url {
             ec2 = ec2.endpoint_url(url);
         }
