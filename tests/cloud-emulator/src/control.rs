@@ -54,6 +54,8 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Response<Body> {
         (&Method::POST, "/_emulator/reset") => reset(emulator, req),
         (&Method::POST, "/_emulator/config") => config(emulator, req),
         (&Method::POST, "/_emulator/nics/delete") => delete_nic(emulator, req),
+        (&Method::POST, "/_emulator/nics/detach") => detach_nic(emulator, req),
+        (&Method::POST, "/_emulator/nics/attach") => attach_nic(emulator, req),
         (&Method::GET, "/_emulator/stats") => json(StatusCode::OK, &emulator.stats().report()),
         (&Method::DELETE, "/_emulator/stats") => {
             let mut stats = emulator.stats();
@@ -69,6 +71,8 @@ pub async fn handle(emulator: &Emulator, req: &Req) -> Response<Body> {
             | "/_emulator/reset"
             | "/_emulator/config"
             | "/_emulator/nics/delete"
+            | "/_emulator/nics/detach"
+            | "/_emulator/nics/attach"
             | "/_emulator/stats",
         ) => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         _ => error(
@@ -289,4 +293,68 @@ fn delete_nic(emulator: &Emulator, req: &Req) -> Response<Body> {
         Ok(()) => json(StatusCode::OK, &json!({ "deleted": d.id })),
         Err(_) => error(StatusCode::NOT_FOUND, format!("no such NIC: {}", d.id)),
     }
+}
+
+/// `{"id": NIC}`: the NIC is detached from its instance, as an operator would in the console.
+/// AWS and Azure keep it (and its addresses), unattached. OCI deletes a secondary VNIC when it
+/// is detached: an OCI VNIC is deleted as by `nics/delete`.
+fn detach_nic(emulator: &Emulator, req: &Req) -> Response<Body> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Detach {
+        id: String,
+    }
+    let d: Detach = match serde_json::from_slice(&req.body) {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request: {e}")),
+    };
+    let mut state = emulator.state();
+    let now = Instant::now();
+    let provider = state.target().nics.get(&d.id).map(|n| n.provider.clone());
+    if provider.as_deref() == Some("oci") {
+        return match state.delete_nic(now, &d.id) {
+            Ok(()) => json(
+                StatusCode::OK,
+                &json!({ "detached": d.id, "deleted": true }),
+            ),
+            Err(_) => error(StatusCode::NOT_FOUND, format!("no such NIC: {}", d.id)),
+        };
+    }
+    match state.detach(now, &d.id) {
+        Ok(instance) => json(
+            StatusCode::OK,
+            &json!({ "detached": d.id, "instance": instance }),
+        ),
+        Err(e) => detach_error(&e),
+    }
+}
+
+/// `{"id": NIC, "instance": I}` (`instance` optional: the one it was detached from).
+fn attach_nic(emulator: &Emulator, req: &Req) -> Response<Body> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Attach {
+        id: String,
+        instance: Option<String>,
+    }
+    let a: Attach = match serde_json::from_slice(&req.body) {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request: {e}")),
+    };
+    let mut state = emulator.state();
+    match state.attach(Instant::now(), &a.id, a.instance.as_deref()) {
+        Ok(instance) => json(
+            StatusCode::OK,
+            &json!({ "attached": a.id, "instance": instance }),
+        ),
+        Err(e) => detach_error(&e),
+    }
+}
+
+fn detach_error(e: &crate::state::DetachError) -> Response<Body> {
+    let status = match e {
+        crate::state::DetachError::NotFound(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error(status, e)
 }

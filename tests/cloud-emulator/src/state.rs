@@ -630,6 +630,43 @@ pub enum ChangeError {
     },
 }
 
+/// Why a NIC could not be detached or attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DetachError {
+    NotFound(String),
+    NotAttached(String),
+    /// The instance's primary NIC (device index 0): AWS and Azure refuse to detach it.
+    Primary {
+        nic: String,
+        instance: String,
+    },
+    /// Attach without an instance, for a NIC never attached.
+    NoInstance(String),
+    AttachedElsewhere {
+        nic: String,
+        instance: String,
+    },
+}
+
+impl std::fmt::Display for DetachError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DetachError::NotFound(n) => write!(f, "no such NIC: {n}"),
+            DetachError::NotAttached(n) => write!(f, "{n} is not attached to an instance"),
+            DetachError::Primary { nic, instance } => write!(
+                f,
+                "{nic} is the primary network interface (device index 0) of {instance}: it cannot be detached"
+            ),
+            DetachError::NoInstance(n) => {
+                write!(f, "{n} was never attached: name the instance to attach it to")
+            }
+            DetachError::AttachedElsewhere { nic, instance } => {
+                write!(f, "{nic} is attached to {instance}: detach it first")
+            }
+        }
+    }
+}
+
 /// One entry of the holder view.
 #[derive(Clone, Debug, Serialize)]
 pub struct Holder {
@@ -641,6 +678,10 @@ pub struct Holder {
     pub subnet: String,
     pub mac: String,
     pub primary: bool,
+    /// Whether the NIC is attached to an instance. The addresses of a detached NIC stay on it
+    /// (as at every provider), but its traffic reaches no instance: the lab's fabric should not
+    /// deliver to it.
+    pub attached: bool,
 }
 
 /// A pending change as reported by the control API.
@@ -709,6 +750,8 @@ pub struct State {
     journal: VecDeque<JournalEntry>,
     /// Journal entries dropped because it was full.
     pub journal_dropped: u64,
+    /// Detached NICs -> the instance they were detached from (re-attached there by default).
+    pub detached_from: BTreeMap<String, String>,
 }
 
 impl State {
@@ -802,6 +845,7 @@ impl State {
             generation: 1,
             journal: VecDeque::new(),
             journal_dropped: 0,
+            detached_from: BTreeMap::new(),
         })
     }
 
@@ -1087,6 +1131,77 @@ impl State {
         Ok(())
     }
 
+    /// Detaches `nic` from its instance, at once in both views (an attachment is not an
+    /// address change: nothing is journaled): its addresses stay on it, DescribeNetworkInterfaces
+    /// reports it `available` without an attachment, Azure without `virtualMachine`, the holder
+    /// view with `attached: false`. The primary NIC of an AWS or Azure instance (device index
+    /// 0) cannot be detached, as at those providers. Returns the instance it was attached to.
+    pub fn detach(&mut self, now: Instant, nic: &str) -> Result<String, DetachError> {
+        self.settle(now);
+        let n = self
+            .target
+            .nics
+            .get(nic)
+            .ok_or_else(|| DetachError::NotFound(nic.to_string()))?;
+        let Some(instance) = n.instance.clone() else {
+            return Err(DetachError::NotAttached(nic.to_string()));
+        };
+        if n.device_index == 0 && n.provider != "oci" {
+            return Err(DetachError::Primary {
+                nic: nic.to_string(),
+                instance,
+            });
+        }
+        self.set_instance(nic, None);
+        self.detached_from.insert(nic.to_string(), instance.clone());
+        Ok(instance)
+    }
+
+    /// Attaches `nic` to `instance` (default: the one it was detached from), at once in both
+    /// views. Attaching it where it is already attached is a no-op.
+    pub fn attach(
+        &mut self,
+        now: Instant,
+        nic: &str,
+        instance: Option<&str>,
+    ) -> Result<String, DetachError> {
+        self.settle(now);
+        let n = self
+            .target
+            .nics
+            .get(nic)
+            .ok_or_else(|| DetachError::NotFound(nic.to_string()))?;
+        let want = match (instance, self.detached_from.get(nic), &n.instance) {
+            (Some(i), _, _) => i.to_string(),
+            (None, Some(i), _) => i.clone(),
+            (None, None, Some(i)) => i.clone(),
+            (None, None, None) => return Err(DetachError::NoInstance(nic.to_string())),
+        };
+        match &n.instance {
+            Some(i) if *i == want => return Ok(want),
+            Some(i) => {
+                return Err(DetachError::AttachedElsewhere {
+                    nic: nic.to_string(),
+                    instance: i.clone(),
+                })
+            }
+            None => {}
+        }
+        self.set_instance(nic, Some(want.clone()));
+        self.detached_from.remove(nic);
+        Ok(want)
+    }
+
+    fn set_instance(&mut self, nic: &str, instance: Option<String>) {
+        for view in [&mut self.target, &mut self.visible] {
+            if let Some(n) = view.nics.get_mut(nic) {
+                n.instance = instance.clone();
+                n.version += 1;
+            }
+        }
+        self.generation += 1;
+    }
+
     fn accept(&mut self, now: Instant, change: Change) {
         self.target.apply(&change);
         let seq = self.next_seq;
@@ -1129,6 +1244,7 @@ impl State {
                     subnet: n.subnet.clone(),
                     mac: n.mac.clone(),
                     primary,
+                    attached: n.instance.is_some(),
                 });
             }
         }
@@ -1332,6 +1448,52 @@ mod tests {
         assert!(s.visible(t1).holder(ip).is_none());
         // The freed address can be taken without reassignment.
         s.assign(t1, "eni-b", &[ip], false).unwrap();
+    }
+
+    #[test]
+    fn a_detached_nic_keeps_its_addresses_and_is_attached_back() {
+        let mut seed = seed();
+        seed.nics[1].device_index = Some(1);
+        let mut s = State::from_seed(&seed).unwrap();
+        let t0 = Instant::now();
+        let ip: Ipv4Addr = "10.0.1.100".parse().unwrap();
+        let g = s.generation;
+        assert!(matches!(
+            s.detach(t0, "eni-a"),
+            Err(DetachError::Primary { .. })
+        ));
+        s.assign(t0, "eni-b", &[ip], true).unwrap();
+        assert_eq!(s.detach(t0, "eni-b"), Ok("i-b".to_string()));
+        assert!(s.generation > g);
+        assert_eq!(
+            s.detach(t0, "eni-b"),
+            Err(DetachError::NotAttached("eni-b".into()))
+        );
+        // At once in both views; the pending move still lands on it.
+        assert_eq!(s.target().nics["eni-b"].instance, None);
+        let later = t0 + Duration::from_millis(150);
+        let h: Vec<Holder> = s
+            .holders(later)
+            .into_iter()
+            .filter(|h| h.ip == ip)
+            .collect();
+        assert_eq!((h[0].nic.as_str(), h[0].attached), ("eni-b", false));
+        assert_eq!(h[0].instance, None);
+        assert!(s
+            .holders(later)
+            .iter()
+            .any(|h| h.nic == "eni-a" && h.attached));
+        assert_eq!(s.attach(later, "eni-b", None), Ok("i-b".to_string()));
+        assert_eq!(s.attach(later, "eni-b", None), Ok("i-b".to_string()));
+        assert!(matches!(
+            s.attach(later, "eni-b", Some("i-z")),
+            Err(DetachError::AttachedElsewhere { .. })
+        ));
+        assert!(s.holders(later).iter().all(|h| h.attached));
+        assert_eq!(
+            s.attach(later, "eni-x", None),
+            Err(DetachError::NotFound("eni-x".into()))
+        );
     }
 
     #[test]
