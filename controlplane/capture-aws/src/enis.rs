@@ -31,15 +31,47 @@ pub fn addrs_of(eni: &NetworkInterface) -> EniAddrs {
     EniAddrs { primary, all }
 }
 
-/// Who holds `ip` among `enis`: ours (any ENI `is_ours` accepts) wins, since
-/// an implementation that keeps an address on two ENIs still delivers it to
-/// us; else the lowest other ENI id.
+/// Why an ENI of ours does not deliver to our instance, from how EC2 reports
+/// it (`None`: attached to `instance`). Without a known instance nothing is
+/// flagged: a router started on an ENI attached to nothing (tools, tests)
+/// captures onto it as configured.
+pub fn detached_why(eni: &NetworkInterface, instance: Option<&str>) -> Option<String> {
+    use aws_sdk_ec2::types::AttachmentStatus;
+    let ours = instance?;
+    let Some(a) = eni.attachment() else {
+        return Some(format!(
+            "EC2 reports it {} with no attachment",
+            eni.status().map_or("without a status", |s| s.as_str())
+        ));
+    };
+    if matches!(
+        a.status(),
+        Some(AttachmentStatus::Detaching | AttachmentStatus::Detached)
+    ) {
+        return Some(format!(
+            "its attachment is {}",
+            a.status().map_or("", |s| s.as_str())
+        ));
+    }
+    match a.instance_id() {
+        None => Some("its attachment names no instance".to_string()),
+        Some(i) if i != ours => Some(format!("it is attached to {i}")),
+        Some(_) => None,
+    }
+}
+
+/// Who holds `ip` among `enis`: ours (any ENI `is_ours` accepts and
+/// `detached` does not flag) wins, since an implementation that keeps an
+/// address on two ENIs still delivers it to us; then a detached ENI of ours;
+/// else the lowest other ENI id.
 pub fn holding_in(
     enis: &[NetworkInterface],
     is_ours: impl Fn(&str) -> bool,
+    detached: impl Fn(&NetworkInterface) -> bool,
     ip: Ipv4Addr,
 ) -> Option<Holding> {
     let mut elsewhere: Option<&str> = None;
+    let mut ours_detached: Option<&str> = None;
     for eni in enis {
         if !addrs_of(eni).all.contains(&ip) {
             continue;
@@ -48,11 +80,18 @@ pub fn holding_in(
             continue;
         };
         if is_ours(id) {
-            return Some(Holding::Ours);
+            if !detached(eni) {
+                return Some(Holding::Ours);
+            }
+            ours_detached = Some(id);
+            continue;
         }
         if elsewhere.is_none_or(|e| id < e) {
             elsewhere = Some(id);
         }
+    }
+    if let Some(d) = ours_detached {
+        return Some(Holding::Detached(d.to_string()));
     }
     elsewhere.map(|e| Holding::Elsewhere(e.to_string()))
 }
@@ -63,11 +102,15 @@ pub struct Own {
     /// (ENI id, its addresses), preference order (the configured or
     /// discovered capture ENI first).
     pub enis: Vec<(String, EniAddrs)>,
+    /// Our ENIs not attached to our instance, with why: they keep their
+    /// addresses but deliver nothing to us, and take no new capture.
+    pub detached: Vec<(String, String)>,
 }
 
 impl Own {
-    /// Orders `reported` as `order` (ids EC2 did not report are missing).
-    pub fn new(order: &[String], reported: &[NetworkInterface]) -> Own {
+    /// Orders `reported` as `order` (ids EC2 did not report are missing);
+    /// ENIs not attached to `instance` are flagged detached.
+    pub fn new(order: &[String], reported: &[NetworkInterface], instance: Option<&str>) -> Own {
         let by_id: HashMap<&str, &NetworkInterface> = reported
             .iter()
             .filter_map(|n| n.network_interface_id().map(|id| (id, n)))
@@ -77,7 +120,24 @@ impl Own {
                 .iter()
                 .filter_map(|id| by_id.get(id.as_str()).map(|n| (id.clone(), addrs_of(n))))
                 .collect(),
+            detached: order
+                .iter()
+                .filter_map(|id| {
+                    let why = detached_why(by_id.get(id.as_str())?, instance)?;
+                    Some((id.clone(), why))
+                })
+                .collect(),
         }
+    }
+
+    /// Whether our ENI `id` is detached from our instance.
+    pub fn is_detached(&self, id: &str) -> bool {
+        self.detached.iter().any(|(d, _)| d == id)
+    }
+
+    /// Whether any ENI of ours is attached.
+    pub fn any_attached(&self) -> bool {
+        self.enis.iter().any(|(id, _)| !self.is_detached(id))
     }
 
     /// The ENI of ours holding `ip`, and whether it is that ENI's primary.
@@ -97,7 +157,7 @@ impl Own {
     }
 }
 
-/// Where new captures go: `ips` spread over our ENIs in preference order,
+/// Where new captures go: `ips` spread over our attached ENIs in preference order,
 /// filling each up to `per_eni` addresses (primary included; `None`: the
 /// limit is unknown, everything goes to the first ENI and EC2 decides).
 /// Returns (ENI id, its share) and the addresses that fit nowhere.
@@ -109,17 +169,24 @@ pub fn plan(
     let mut groups: Vec<(String, Vec<Ipv4Addr>)> = Vec::new();
     let mut left = Vec::new();
     let Some(limit) = per_eni else {
-        if let Some((id, _)) = own.enis.first() {
+        if let Some((id, _)) = own.enis.iter().find(|(id, _)| !own.is_detached(id)) {
             groups.push((id.clone(), ips.to_vec()));
         } else {
             left.extend_from_slice(ips);
         }
         return (groups, left);
     };
+    // A detached ENI takes nothing.
     let mut room: Vec<usize> = own
         .enis
         .iter()
-        .map(|(_, a)| limit.saturating_sub(a.all.len()))
+        .map(|(id, a)| {
+            if own.is_detached(id) {
+                0
+            } else {
+                limit.saturating_sub(a.all.len())
+            }
+        })
         .collect();
     for &ip in ips {
         match room.iter().position(|r| *r > 0) {
@@ -170,19 +237,33 @@ mod tests {
             eni("eni-b", "10.0.1.20", &["10.0.1.100"]),
         ];
         let ours = |id: &str| id == "eni-a" || id == "eni-a2";
+        let attached = |_: &NetworkInterface| false;
         assert_eq!(
-            holding_in(&enis, ours, a),
+            holding_in(&enis, ours, attached, a),
             Some(Holding::Elsewhere("eni-b".into()))
         );
         let mut with_ours = enis.clone();
         with_ours.push(eni("eni-a2", "10.0.1.11", &["10.0.1.100"]));
-        assert_eq!(holding_in(&with_ours, ours, a), Some(Holding::Ours));
-        assert_eq!(holding_in(&enis, ours, ip("10.0.1.7")), None);
+        assert_eq!(
+            holding_in(&with_ours, ours, attached, a),
+            Some(Holding::Ours)
+        );
+        assert_eq!(holding_in(&enis, ours, attached, ip("10.0.1.7")), None);
         // A primary address counts too.
         assert_eq!(
-            holding_in(&enis, ours, ip("10.0.1.30")),
+            holding_in(&enis, ours, attached, ip("10.0.1.30")),
             Some(Holding::Elsewhere("eni-c".into()))
         );
+        // On a detached ENI of ours: neither ours nor someone else's.
+        let detached = |n: &NetworkInterface| n.network_interface_id() == Some("eni-a2");
+        assert_eq!(
+            holding_in(&with_ours, ours, detached, a),
+            Some(Holding::Detached("eni-a2".into()))
+        );
+        // Ours attached wins over ours detached.
+        let mut both = with_ours.clone();
+        both.push(eni("eni-a", "10.0.1.12", &["10.0.1.100"]));
+        assert_eq!(holding_in(&both, ours, detached, a), Some(Holding::Ours));
     }
 
     #[test]
@@ -191,7 +272,10 @@ mod tests {
             eni("eni-b", "10.0.1.11", &[]),
             eni("eni-a", "10.0.1.10", &["10.0.1.100", "10.0.1.101"]),
         ];
-        let own = Own::new(&["eni-a".into(), "eni-b".into()], &reported);
+        // Attached to our instance.
+        let reported: Vec<NetworkInterface> = reported.into_iter().map(attach).collect();
+        let own = Own::new(&["eni-a".into(), "eni-b".into()], &reported, Some("i-r"));
+        assert!(own.detached.is_empty(), "{:?}", own.detached);
         assert_eq!(own.holder(ip("10.0.1.101")), Some(("eni-a", false)));
         assert_eq!(own.holder(ip("10.0.1.11")), Some(("eni-b", true)));
         assert_eq!(own.secondaries(), vec![ip("10.0.1.100"), ip("10.0.1.101")]);
@@ -206,5 +290,46 @@ mod tests {
         let (groups, left) = plan(&own, None, &new);
         assert_eq!(groups, vec![("eni-a".to_string(), new.clone())]);
         assert!(left.is_empty());
+        // eni-a detached (no attachment): it takes nothing, eni-b everything it can.
+        let reported2 = vec![
+            reported[0].clone(),
+            eni("eni-a", "10.0.1.10", &["10.0.1.100"]),
+        ];
+        let own = Own::new(&["eni-a".into(), "eni-b".into()], &reported2, Some("i-r"));
+        assert!(own.is_detached("eni-a") && !own.is_detached("eni-b"));
+        assert!(
+            own.detached[0].1.contains("no attachment"),
+            "{:?}",
+            own.detached
+        );
+        let (groups, left) = plan(&own, Some(4), &new);
+        assert_eq!(groups, vec![("eni-b".to_string(), new[..3].to_vec())]);
+        assert_eq!(left, new[3..].to_vec());
+        let (groups, _) = plan(&own, None, &new);
+        assert_eq!(groups[0].0, "eni-b");
+        // Attached to another instance counts as detached from ours.
+        let other = attach_to(eni("eni-b", "10.0.1.11", &[]), "i-other");
+        let own = Own::new(&["eni-b".into()], std::slice::from_ref(&other), Some("i-r"));
+        assert!(own.detached[0].1.contains("i-other"));
+        assert!(!own.any_attached());
+        // Our instance unknown: nothing is flagged.
+        let own = Own::new(&["eni-a".into(), "eni-b".into()], &reported2, None);
+        assert!(own.detached.is_empty() && own.any_attached());
+    }
+
+    fn attach(n: NetworkInterface) -> NetworkInterface {
+        attach_to(n, "i-r")
+    }
+
+    fn attach_to(n: NetworkInterface, instance: &str) -> NetworkInterface {
+        use aws_sdk_ec2::types::{AttachmentStatus, NetworkInterfaceAttachment};
+        let mut n = n;
+        n.attachment = Some(
+            NetworkInterfaceAttachment::builder()
+                .instance_id(instance)
+                .status(AttachmentStatus::Attached)
+                .build(),
+        );
+        n
     }
 }

@@ -54,7 +54,7 @@ use cer_capture::{
 };
 use std::collections::HashMap;
 
-use enis::{holding_in, plan, Own};
+use enis::{detached_why, holding_in, plan, Own};
 use error::{credentials_error, imds_error, sdk_error, PROVIDER};
 
 /// TCP connect timeout of every EC2 and IMDS call.
@@ -357,6 +357,9 @@ pub struct AwsProvider {
     /// spreading captures, so a second batch does not overfill an ENI whose
     /// first batch is still invisible.
     recent: std::sync::Mutex<HashMap<Ipv4Addr, (String, tokio::time::Instant)>>,
+    /// Our ENIs last seen detached from our instance, with why (logged when
+    /// this changes, shown by `describe`).
+    detached: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 /// How long an assignment EC2 accepted counts as possibly invisible.
@@ -489,6 +492,12 @@ impl AwsProvider {
                 .and_then(|a| a.instance_id())
                 .map(str::to_string);
         }
+        if provider.instance_id.is_none() {
+            log::warn!(
+                "aws: ENI {} is attached to no instance: captures go to it as configured, and a detached ENI cannot be told from an attached one",
+                provider.eni_id
+            );
+        }
         provider.enis = match &cfg.eni_ids {
             Some(ids) => {
                 let mut v = vec![provider.eni_id.clone()];
@@ -545,6 +554,7 @@ impl AwsProvider {
             mutating: Budget::new("aws mutating", MUTATING_BUDGET),
             describing: Budget::new("aws describe", DESCRIBE_BUDGET),
             recent: std::sync::Mutex::new(HashMap::new()),
+            detached: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -673,14 +683,56 @@ impl AwsProvider {
                     .map_err(|e| sdk_error(step, e))
             })
             .await?;
-        let own = Own::new(&self.enis, out.network_interfaces());
+        let own = Own::new(
+            &self.enis,
+            out.network_interfaces(),
+            self.instance_id.as_deref(),
+        );
         if own.enis.first().map(|(id, _)| id.as_str()) != Some(self.eni_id.as_str()) {
             return Err(config_error(
                 step,
                 format!("this router's ENI {} was not reported by EC2", self.eni_id),
             ));
         }
+        self.note_detached(&own.detached);
         Ok(own)
+    }
+
+    /// Logs ENIs of ours that became detached from our instance, or attached
+    /// again.
+    fn note_detached(&self, now: &[(String, String)]) {
+        let mut seen = self.detached.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, why) in now {
+            if !seen.iter().any(|(s, _)| s == id) {
+                log::warn!(
+                    "aws: this router's ENI {id} is detached from instance {} ({why}): its addresses are captured again onto an attached ENI, new captures avoid it",
+                    self.instance_id.as_deref().unwrap_or("unknown")
+                );
+            }
+        }
+        for (id, _) in seen.iter() {
+            if !now.iter().any(|(n, _)| n == id) {
+                log::info!("aws: this router's ENI {id} is attached again");
+            }
+        }
+        *seen = now.to_vec();
+    }
+
+    /// The error for captures when every ENI of ours is detached.
+    fn all_detached(&self, own: &Own, ip: Ipv4Addr) -> CaptureError {
+        let instance = self.instance_id.as_deref().unwrap_or("unknown");
+        let list: Vec<String> = own
+            .detached
+            .iter()
+            .map(|(id, why)| format!("ENI {id} is detached from instance {instance} ({why})"))
+            .collect();
+        config_error(
+            "AssignPrivateIpAddresses",
+            format!(
+                "{ip} cannot be captured: {}; no ENI of this router is attached to deliver it (retried; attach the ENI again)",
+                list.join("; ")
+            ),
+        )
     }
 
     /// ENIs matching `filters`, every page (bounded).
@@ -867,7 +919,15 @@ impl CaptureProvider for AwsProvider {
                 &self.subnet_id
             },
             self.region,
-        )
+        ) + &{
+            let d = self.detached.lock().unwrap_or_else(|p| p.into_inner());
+            if d.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = d.iter().map(|(id, why)| format!("{id}: {why}")).collect();
+                format!("; detached from the instance: {}", list.join(", "))
+            }
+        }
     }
 
     async fn observe(&self, ip: Ipv4Addr) -> Result<Holding, CaptureError> {
@@ -905,6 +965,8 @@ impl CaptureProvider for AwsProvider {
     async fn observe_many(&self, ips: &[Ipv4Addr]) -> Vec<Result<Holding, CaptureError>> {
         let mut found: HashMap<Ipv4Addr, Holding> = HashMap::new();
         let ours = |id: &str| self.is_own_nic(id);
+        let instance = self.instance_id.as_deref();
+        let detached = |n: &NetworkInterface| detached_why(n, instance).is_some();
         for chunk in ips.chunks(FILTER_VALUES) {
             let f = Filter::builder()
                 .name("addresses.private-ip-address")
@@ -913,7 +975,7 @@ impl CaptureProvider for AwsProvider {
             match self.list(vec![filter("vpc-id", &self.vpc_id), f]).await {
                 Ok(enis) => {
                     for &ip in chunk {
-                        if let Some(h) = holding_in(&enis, ours, ip) {
+                        if let Some(h) = holding_in(&enis, ours, detached, ip) {
                             found.insert(ip, h);
                         }
                     }
@@ -926,7 +988,7 @@ impl CaptureProvider for AwsProvider {
                 Ok(enis) => {
                     for &ip in ips {
                         if let std::collections::hash_map::Entry::Vacant(v) = found.entry(ip) {
-                            if let Some(h) = holding_in(&enis, ours, ip) {
+                            if let Some(h) = holding_in(&enis, ours, detached, ip) {
                                 v.insert(h);
                             }
                         }
@@ -952,11 +1014,20 @@ impl CaptureProvider for AwsProvider {
         let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
         let mut want = Vec::new();
         for (i, it) in items.iter().enumerate() {
-            if own.holder(it.ip).is_some() {
-                out[i] = Some(Ok(()));
-            } else {
-                want.push(it.ip);
+            match own.holder(it.ip) {
+                // On a detached ENI of ours: moved to an attached one.
+                Some((eni, _)) if own.is_detached(eni) => want.push(it.ip),
+                Some(_) => out[i] = Some(Ok(())),
+                None => want.push(it.ip),
             }
+        }
+        if !want.is_empty() && !own.any_attached() {
+            for (i, it) in items.iter().enumerate() {
+                if out[i].is_none() {
+                    out[i] = Some(Err(self.all_detached(&own, it.ip)));
+                }
+            }
+            return out.into_iter().map(|o| o.unwrap_or(Ok(()))).collect();
         }
         // Count what we assigned that EC2 may not report yet.
         let mut own = own;

@@ -20,6 +20,20 @@ pub enum Holding {
     Elsewhere(String),
     /// Not assigned to any NIC in this network.
     Nobody,
+    /// Assigned to one of this router's NICs (the provider's id of it) that
+    /// is not attached to this router's instance (detached by an operator,
+    /// or attached elsewhere): the provider keeps the address there but
+    /// delivers its traffic to no instance of ours. A capture moves it onto
+    /// an attached NIC of ours; a release removes it from that NIC.
+    Detached(String),
+}
+
+impl Holding {
+    /// On one of this router's NICs, attached or not: what a release must
+    /// remove.
+    pub fn on_our_nic(&self) -> bool {
+        matches!(self, Holding::Ours | Holding::Detached(_))
+    }
 }
 
 /// How the reconciler treats a failed provider call.

@@ -306,7 +306,7 @@ impl Shared {
             Holding::Elsewhere(id) if pair_nics.contains(id) => None,
             Holding::Elsewhere(id) if !provider.is_own_nic(id) => Some(id.clone()),
             Holding::Nobody => None,
-            Holding::Elsewhere(_) | Holding::Ours => return None,
+            Holding::Elsewhere(_) | Holding::Ours | Holding::Detached(_) => return None,
         };
         let (previous, saved) = {
             let mut o = lock(&self.origins);
@@ -594,6 +594,9 @@ fn holding_text(h: &Holding) -> String {
         Holding::Ours => "ours".to_string(),
         Holding::Nobody => "nobody".to_string(),
         Holding::Elsewhere(id) => format!("elsewhere: {id}"),
+        Holding::Detached(id) => {
+            format!("detached: on this router's NIC {id}, which is not attached to its instance")
+        }
     }
 }
 
@@ -1048,6 +1051,9 @@ impl Worker {
                                 Holding::Ours => "on this router's NIC".to_string(),
                                 Holding::Nobody => "on nobody".to_string(),
                                 Holding::Elsewhere(id) => format!("held by {id}"),
+                                Holding::Detached(id) => {
+                                    format!("on this router's detached NIC {id}")
+                                }
                             }
                         );
                     }
@@ -1056,6 +1062,9 @@ impl Worker {
             Err(err) if err.kind == ErrorKind::Quota => {
                 // An alarm, not a retry loop: no backoff timer. Tried again
                 // when one of our addresses is released, or at the resync.
+                // Not done, even if this intent was confirmed before (a
+                // resync found it changed): the retry must act.
+                slot.done = None;
                 st.errors_total += 1;
                 e.attempts = e.attempts.saturating_add(1);
                 e.last_error = Some(err.to_string());
@@ -1098,6 +1107,10 @@ impl Worker {
                 });
             }
             Err(err) => {
+                // Not done, even if this intent was confirmed before (a
+                // resync found it changed, e.g. on a detached NIC): the
+                // backoff's retry must act, not be skipped as confirmed.
+                slot.done = None;
                 st.errors_total += 1;
                 slot.attempts = slot.attempts.saturating_add(1);
                 e.attempts = slot.attempts;
@@ -1233,6 +1246,11 @@ async fn execute(
     };
     let fence = Fence::new(still);
     let before = bounded(name, "observe", cfg.call_timeout, provider.observe(ip)).await?;
+    // The provider's last answer, shown even when the action then fails (a
+    // /32 on a detached NIC of ours, a capture refused).
+    if let Some(e) = lock(&shared.status).ips.get_mut(&ip) {
+        e.observed = Some(holding_text(&before));
+    }
     let as_is = |observed: Holding| {
         Ok(Confirmation {
             observed,
@@ -1267,7 +1285,8 @@ async fn execute(
         Desired::Standby => as_is(before),
         Desired::Release => match shared.hand_back_target(ip, provider, &cfg.pair_nics) {
             None => {
-                if before != Holding::Ours {
+                // On our NIC, attached or not: ours to remove.
+                if !before.on_our_nic() {
                     return as_is(before);
                 }
                 let r = bounded(
@@ -1279,7 +1298,7 @@ async fn execute(
                 .await;
                 *accepted = passed.load(std::sync::atomic::Ordering::Relaxed);
                 r?;
-                confirm(provider, cfg, &fence, ip, |h| *h != Holding::Ours).await
+                confirm(provider, cfg, &fence, ip, |h| !h.on_our_nic()).await
             }
             Some(to) => {
                 // Held by another NIC (the one it came from, or whoever took
@@ -1343,7 +1362,7 @@ async fn release_for_a_gone_holder(
         gone.step, gone.message
     );
     let now = bounded(name, "observe", cfg.call_timeout, provider.observe(ip)).await?;
-    let c = if now == Holding::Ours {
+    let c = if now.on_our_nic() {
         let r = bounded(
             name,
             "release",
@@ -1353,7 +1372,7 @@ async fn release_for_a_gone_holder(
         .await;
         *accepted = passed.load(std::sync::atomic::Ordering::Relaxed);
         r?;
-        confirm(provider, cfg, fence, ip, |h| *h != Holding::Ours).await?
+        confirm(provider, cfg, fence, ip, |h| !h.on_our_nic()).await?
     } else {
         // Already off our NIC: an Azure hand-back whose holder vanished
         // between the two steps, or an operator removed it.
@@ -1378,7 +1397,14 @@ async fn confirm(
     wanted: impl Fn(&Holding) -> bool,
 ) -> Result<Confirmation, CaptureError> {
     let name = provider.name();
-    let deadline = Instant::now() + cfg.confirm_timeout;
+    let start = Instant::now();
+    let deadline = start + cfg.confirm_timeout;
+    // On a detached NIC of ours for this long: not a provider lag but a NIC
+    // detached while the action was in flight. Planned again at once (not
+    // after the whole confirm timeout): a capture then goes to an attached
+    // NIC.
+    let detached_for = cfg.confirm_timeout / 4;
+    let mut detached_since: Option<Instant> = None;
     loop {
         let h = bounded(name, "confirm", cfg.call_timeout, provider.observe(ip)).await?;
         if wanted(&h) {
@@ -1390,6 +1416,21 @@ async fn confirm(
         }
         // Confirming a stale action is pointless: the new intent replans.
         fence.check(name, "confirm")?;
+        if let Holding::Detached(nic) = &h {
+            let since = *detached_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= detached_for {
+                return Err(CaptureError::new(
+                    ErrorKind::Transient,
+                    name,
+                    "confirm",
+                    format!(
+                        "{ip} is on this router's NIC {nic}, which is detached from its instance (detached while the change was in flight): planned again"
+                    ),
+                ));
+            }
+        } else {
+            detached_since = None;
+        }
         if Instant::now() >= deadline {
             return Err(CaptureError::new(
                 ErrorKind::Transient,

@@ -642,6 +642,37 @@ async fn resync_recaptures_after_a_foreign_holder_takes_it() {
     assert_eq!(p.holder(ip(60)).as_deref(), Some(ME));
 }
 
+/// A resync finds a confirmed /32 taken, and the capture back fails once:
+/// the backoff's retry acts (the intent was confirmed before, but no longer
+/// holds), well before the next resync.
+#[tokio::test(start_paused = true)]
+async fn a_failure_after_a_resync_is_retried_not_left_as_confirmed() {
+    let p = Scripted::new(5, 20);
+    let r = reconciler();
+    r.set(ip(61), cap(1));
+    r.start(p.clone()).unwrap();
+    r.activate();
+    confirmed(&r, ip(61), cap(1)).await;
+    p.hold(ip(61), "eni-intruder");
+    // The resync's observation fails once.
+    p.net().failures.push_back(ErrorKind::Transient);
+    r.resync();
+    for _ in 0..1000 {
+        if r.status().errors_total >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(r.ip_status(ip(61)).unwrap().phase, Phase::Backoff);
+    // Well before the next resync (60 s): retried, captured back.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let s = r.ip_status(ip(61)).unwrap();
+    assert_eq!(s.phase, Phase::Confirmed, "{s:?}");
+    assert_eq!(s.observed.as_deref(), Some("ours"));
+    assert_eq!(p.holder(ip(61)).as_deref(), Some(ME));
+    assert!(r.status().errors_total >= 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_panicking_provider_is_an_error_not_a_dead_loop() {
     let p = Scripted::new(5, 20);
