@@ -17,6 +17,12 @@
 //!   kept). If that NIC disappears between the two steps, the address is left on no NIC and the
 //!   call fails `HolderGone` (the reconciler releases to nobody when the holder is gone).
 //!
+//! Several NICs (`extra_nic_ids`): captures fill each NIC to the ipConfiguration quota before the
+//! next. A NIC of ours without `properties.virtualMachine` (or on another VM than the one our
+//! NICs were first seen on) is detached: its addresses are observed `Detached` and moved onto an
+//! attached NIC by the next capture, new captures avoid it, and with every NIC detached a capture
+//! fails `Config`, naming the NIC and the VM (nothing leaves its old NIC).
+//!
 //! Within one call, 429 (`RetryableError`, `RetryableErrorDueToAnotherOperation`), 412 etag races
 //! and `PrivateIPAddressIsAllocated` (the old NIC's removal still settling) are retried a bounded
 //! number of times; then the call fails `Throttled` or `Transient` and the reconciler backs off.
@@ -208,6 +214,57 @@ pub struct AzureProvider {
     extra: Vec<String>,
     writes: Budget,
     reads: Budget,
+    /// The VM our NICs are attached to, learned from the first listing that
+    /// shows one of them attached (`properties.virtualMachine.id`); a NIC of
+    /// ours without it (or on another VM) is detached from this router.
+    vm: std::sync::Mutex<Option<String>>,
+    /// Our NICs last seen detached (logged when this changes).
+    detached: std::sync::Mutex<Vec<String>>,
+}
+
+/// The VM a NIC is attached to, as ARM reports it.
+fn vm_of(nic: &Value) -> Option<&str> {
+    nic.pointer("/properties/virtualMachine/id")
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// One listing of our resource group's NICs, as `look` reads it.
+struct Look {
+    /// Who holds each address asked about: (NIC id, primary configuration).
+    holders: Vec<Option<(String, bool)>>,
+    /// Our NICs the listing has, preference order: (id, ipConfigurations).
+    own: Vec<(String, usize)>,
+    /// Our NICs not attached to our VM.
+    detached: Vec<String>,
+    /// Our VM, when known.
+    vm: Option<String>,
+}
+
+impl Look {
+    fn is_detached(&self, id: &str) -> bool {
+        self.detached.iter().any(|d| d.eq_ignore_ascii_case(id))
+    }
+
+    /// The error for a capture when every NIC of ours is detached.
+    fn all_detached(&self, ip: Ipv4Addr) -> CaptureError {
+        CaptureError::new(
+            ErrorKind::Config,
+            PROVIDER,
+            "add ipConfiguration",
+            format!(
+                "{ip} cannot be captured: {}; no NIC of this router is attached to deliver it (retried; attach the NIC again)",
+                self.detached
+                    .iter()
+                    .map(|d| format!(
+                        "NIC {d} is detached from VM {} (no properties.virtualMachine)",
+                        self.vm.as_deref().unwrap_or("unknown")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )
+    }
 }
 
 /// One ARM answer.
@@ -385,6 +442,8 @@ impl AzureProvider {
             extra: cfg.extra_nic_ids.clone().unwrap_or_default(),
             writes: Budget::new("azure writes", cfg.write_budget.unwrap_or(WRITE_BUDGET)),
             reads: Budget::new("azure reads", cfg.read_budget.unwrap_or(READ_BUDGET)),
+            vm: std::sync::Mutex::new(None),
+            detached: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -941,16 +1000,13 @@ impl AzureProvider {
     /// Who holds each address of `ips` in our NIC's virtual network: (NIC id, primary
     /// configuration).
     async fn holders(&self, ips: &[Ipv4Addr]) -> Result<Vec<Option<(String, bool)>>, CaptureError> {
-        Ok(self.look(ips).await?.0)
+        Ok(self.look(ips).await?.holders)
     }
 
     /// One listing of our resource group's NICs: who holds each address of `ips` in our NIC's
     /// virtual network, and how many ipConfigurations each of our NICs has (preference order;
     /// a NIC the listing lacks is left out).
-    async fn look(
-        &self,
-        ips: &[Ipv4Addr],
-    ) -> Result<(Vec<Option<(String, bool)>>, Vec<(String, usize)>), CaptureError> {
+    async fn look(&self, ips: &[Ipv4Addr]) -> Result<Look, CaptureError> {
         let nics = self.list_nics().await?;
         let id_of = |n: &Value| {
             n.get("id")
@@ -994,7 +1050,60 @@ impl AzureProvider {
                     .map(|n| (id.clone(), configs(n).len()))
             })
             .collect();
-        Ok((ips.iter().map(|ip| by_ip.get(ip).cloned()).collect(), own))
+        // Our VM: learned once from a NIC of ours that is attached (the
+        // preferred one first). Unknown: nothing is flagged detached.
+        let vm = {
+            let mut known = self.vm.lock().unwrap_or_else(|p| p.into_inner());
+            if known.is_none() {
+                *known = self
+                    .own_nics()
+                    .find_map(|id| {
+                        nics.iter()
+                            .find(|n| id_of(n).eq_ignore_ascii_case(id))
+                            .and_then(|n| vm_of(n))
+                    })
+                    .map(str::to_string);
+            }
+            known.clone()
+        };
+        let detached: Vec<String> = match &vm {
+            None => Vec::new(),
+            Some(vm) => self
+                .own_nics()
+                .filter(|id| {
+                    nics.iter()
+                        .find(|n| id_of(n).eq_ignore_ascii_case(id))
+                        .is_some_and(|n| !vm_of(n).is_some_and(|v| v.eq_ignore_ascii_case(vm)))
+                })
+                .cloned()
+                .collect(),
+        };
+        self.note_detached(&detached, vm.as_deref());
+        Ok(Look {
+            holders: ips.iter().map(|ip| by_ip.get(ip).cloned()).collect(),
+            own,
+            detached,
+            vm,
+        })
+    }
+
+    /// Logs NICs of ours that became detached from our VM, or attached again.
+    fn note_detached(&self, now: &[String], vm: Option<&str>) {
+        let mut seen = self.detached.lock().unwrap_or_else(|p| p.into_inner());
+        for id in now {
+            if !seen.contains(id) {
+                log::warn!(
+                    "azure: this router's NIC {id} is detached from VM {} (no properties.virtualMachine): its addresses are captured again onto an attached NIC, new captures avoid it",
+                    vm.unwrap_or("unknown")
+                );
+            }
+        }
+        for id in seen.iter() {
+            if !now.contains(id) {
+                log::info!("azure: this router's NIC {id} is attached again");
+            }
+        }
+        *seen = now.to_vec();
     }
 }
 
@@ -1033,7 +1142,7 @@ impl CaptureProvider for AzureProvider {
     }
 
     fn describe(&self) -> String {
-        if self.extra.is_empty() {
+        let nics = if self.extra.is_empty() {
             format!("Azure NIC {} ipConfigurations", self.nic_id)
         } else {
             format!(
@@ -1041,6 +1150,12 @@ impl CaptureProvider for AzureProvider {
                 self.nic_id,
                 self.extra.join(" + ")
             )
+        };
+        let detached = self.detached.lock().unwrap_or_else(|p| p.into_inner());
+        if detached.is_empty() {
+            nics
+        } else {
+            format!("{nics}; detached from the VM: {}", detached.join(", "))
         }
     }
 
@@ -1090,14 +1205,18 @@ impl CaptureProvider for AzureProvider {
 
     /// One listing of the resource group's NICs answers every address.
     async fn observe_many(&self, ips: &[Ipv4Addr]) -> Vec<Result<Holding, CaptureError>> {
-        match self.holders(ips).await {
-            Ok(h) => h
-                .into_iter()
+        match self.look(ips).await {
+            Ok(look) => look
+                .holders
+                .iter()
                 .map(|h| {
                     Ok(match h {
                         None => Holding::Nobody,
-                        Some((id, _)) if self.is_ours(&id) => Holding::Ours,
-                        Some((id, _)) => Holding::Elsewhere(id),
+                        Some((id, _)) if self.is_ours(id) && look.is_detached(id) => {
+                            Holding::Detached(id.clone())
+                        }
+                        Some((id, _)) if self.is_ours(id) => Holding::Ours,
+                        Some((id, _)) => Holding::Elsewhere(id.clone()),
                     })
                 })
                 .collect(),
@@ -1112,18 +1231,35 @@ impl CaptureProvider for AzureProvider {
     /// address; step 2: one PUT per NIC of ours with its share (in parallel).
     async fn capture_many(&self, items: &[Item]) -> Vec<Result<(), CaptureError>> {
         let ips: Vec<Ipv4Addr> = items.iter().map(|i| i.ip).collect();
-        let (holders, own) = match self.look(&ips).await {
+        let look = match self.look(&ips).await {
             Ok(h) => h,
             Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
         };
+        let own = &look.own;
+        // On one of our attached NICs: nothing to do; on a detached one of
+        // ours: moved like from any other NIC.
+        let attached_ours = |id: &str| self.is_ours(id) && !look.is_detached(id);
         let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
+        // A detached NIC takes nothing.
         let mut room: Vec<(String, usize)> = own
             .iter()
-            .map(|(id, n)| (id.clone(), self.max_ip_configs.saturating_sub(*n)))
+            .map(|(id, n)| {
+                let r = if look.is_detached(id) {
+                    0
+                } else {
+                    self.max_ip_configs.saturating_sub(*n)
+                };
+                (id.clone(), r)
+            })
             .collect();
+        let any_attached = own.iter().any(|(id, _)| !look.is_detached(id));
         let mut target: Vec<Option<String>> = vec![None; items.len()];
-        for (i, h) in holders.iter().enumerate() {
-            if matches!(h, Some((id, _)) if self.is_ours(id)) || matches!(h, Some((_, true))) {
+        for (i, h) in look.holders.iter().enumerate() {
+            if matches!(h, Some((id, _)) if attached_ours(id)) || matches!(h, Some((_, true))) {
+                continue;
+            }
+            if !any_attached {
+                out[i] = Some(Err(look.all_detached(items[i].ip)));
                 continue;
             }
             match room.iter_mut().find(|(_, r)| *r > 0) {
@@ -1147,12 +1283,12 @@ impl CaptureProvider for AzureProvider {
             }
         }
         let mut from: Vec<(String, Vec<usize>)> = Vec::new();
-        for (i, h) in holders.into_iter().enumerate() {
+        for (i, h) in look.holders.iter().cloned().enumerate() {
             if out[i].is_some() {
                 continue;
             }
             match h {
-                Some((id, _)) if self.is_ours(&id) => out[i] = Some(Ok(())),
+                Some((id, _)) if attached_ours(&id) => out[i] = Some(Ok(())),
                 Some((id, true)) => {
                     out[i] = Some(Err(CaptureError::new(
                         ErrorKind::Config,

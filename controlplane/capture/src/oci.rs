@@ -15,6 +15,11 @@
 //!   VNIC is `HolderGone` (nothing moved) only when that VNIC has no private IP left in our subnet:
 //!   OCI's `NotAuthorizedOrNotFound` also means "exists, but not for you", which is `Config`.
 //!
+//! Detached VNICs: OCI deletes a secondary VNIC when it is detached from its instance, with its
+//! private IPs (they go to nobody). A VNIC of ours whose primary private IP the subnet listing no
+//! longer shows takes no capture (the addresses it held are captured again, from nobody, onto
+//! the others); with none left a capture fails `Config`, saying so.
+//!
 //! Clock skew: OCI refuses a request whose signed `date` is more than 5 minutes off its clock
 //! (401 `NotAuthenticated`). The client learns the API's clock from the `Date` header of every
 //! reply ([`crate::oci_sign::Clock`]) and signs with it; a 401 whose `Date` shows a new skew is
@@ -229,6 +234,8 @@ pub struct OciProvider {
     extra: Vec<String>,
     /// The API's clock as learned from its replies (requests are signed with it).
     clock: Clock,
+    /// Our VNICs last seen gone from the subnet (logged when this changes).
+    gone: std::sync::Mutex<Vec<String>>,
 }
 
 /// One OCI answer.
@@ -355,6 +362,7 @@ impl OciProvider {
             max_secondary_ips: cfg.max_secondary_ips.unwrap_or(MAX_SECONDARY_IPS),
             extra: cfg.extra_vnic_ids.clone().unwrap_or_default(),
             clock: Clock::default(),
+            gone: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -630,6 +638,20 @@ impl OciProvider {
         ))
     }
 
+    /// Logs VNICs of ours that disappeared from the subnet (or came back).
+    fn note_gone(&self, now: &[String]) {
+        let mut seen = self.gone.lock().unwrap_or_else(|p| p.into_inner());
+        for v in now {
+            if !seen.contains(v) {
+                log::warn!(
+                    "oci: this router's VNIC {v} no longer exists in subnet {} (OCI deletes a VNIC detached from its instance): new captures avoid it, the addresses it held are captured again onto the others",
+                    self.subnet_id
+                );
+            }
+        }
+        *seen = now.to_vec();
+    }
+
     /// Whether `vnic` is one of this router's VNICs.
     fn is_own(&self, vnic: &str) -> bool {
         vnic == self.vnic_id || self.extra.iter().any(|x| x == vnic)
@@ -665,6 +687,39 @@ impl OciProvider {
         )
         .await?;
         Ok(by_ip)
+    }
+
+    /// A capture onto our VNIC refused: a 404 while our VNIC has no private IP left in the
+    /// subnet means it no longer exists (OCI deletes a secondary VNIC when it is detached from
+    /// its instance), which the operator must know in those words.
+    async fn onto_ours_refused(&self, ip: Ipv4Addr, step: &str, r: &OciResp) -> CaptureError {
+        let e = classify(step, r);
+        if r.status != StatusCode::NOT_FOUND {
+            return e;
+        }
+        match self.vnic_in_subnet(&self.vnic_id).await {
+            Ok(false) => self.vnics_gone(ip, std::slice::from_ref(&self.vnic_id), &e.message),
+            _ => e,
+        }
+    }
+
+    /// The error for a capture when every VNIC of ours (`gone`) no longer exists.
+    fn vnics_gone(&self, ip: Ipv4Addr, gone: &[String], detail: &str) -> CaptureError {
+        CaptureError::new(
+            ErrorKind::Config,
+            PROVIDER,
+            "CreatePrivateIp",
+            format!(
+                "{ip} cannot be captured: this router's VNIC {} no longer exists in subnet {} (OCI deletes a VNIC detached from its instance: configure the VNIC attached in its place; retried){}",
+                gone.join(", "),
+                self.subnet_id,
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({detail})")
+                }
+            ),
+        )
     }
 
     fn primary_error(&self, ip: Ipv4Addr, vnic: &str, what: &str) -> CaptureError {
@@ -736,7 +791,7 @@ impl CaptureProvider for OciProvider {
                 if r.status == StatusCode::CONFLICT && attempt < self.timing.attempts {
                     continue;
                 }
-                return Err(classify(step, &r));
+                return Err(self.onto_ours_refused(ip, step, &r).await);
             };
             if found.vnic.as_deref().is_some_and(|v| self.is_own(v)) {
                 return Ok(());
@@ -783,7 +838,7 @@ impl CaptureProvider for OciProvider {
                 log::debug!("oci {step} {ip}: {}; retrying", r.describe());
                 continue;
             }
-            return Err(classify(step, &r));
+            return Err(self.onto_ours_refused(ip, step, &r).await);
         }
     }
 
@@ -975,10 +1030,25 @@ impl CaptureProvider for OciProvider {
             Ok(m) => m,
             Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
         };
+        // A VNIC of ours whose primary private IP the subnet no longer lists does not exist
+        // any more (OCI deletes a VNIC detached from its instance): it takes nothing.
+        let gone: Vec<String> = self
+            .own_vnics()
+            .filter(|v| {
+                !by_ip
+                    .values()
+                    .any(|p| p.primary && p.vnic.as_deref() == Some(v.as_str()))
+            })
+            .cloned()
+            .collect();
+        self.note_gone(&gone);
         // Room on each of our VNICs, filled in preference order.
         let mut room: Vec<(String, usize)> = self
             .own_vnics()
             .map(|v| {
+                if gone.contains(v) {
+                    return (v.clone(), 0);
+                }
                 let held = by_ip
                     .values()
                     .filter(|p| p.vnic.as_deref() == Some(v.as_str()) && !p.primary)
@@ -986,6 +1056,7 @@ impl CaptureProvider for OciProvider {
                 (v.clone(), self.max_secondary_ips.saturating_sub(held))
             })
             .collect();
+        let all_gone = gone.len() == 1 + self.extra.len();
         let mut out: Vec<Option<Result<(), CaptureError>>> = vec![None; items.len()];
         let mut calls = Vec::new();
         for (i, it) in items.iter().enumerate() {
@@ -1004,6 +1075,10 @@ impl CaptureProvider for OciProvider {
                     continue;
                 }
                 _ => {}
+            }
+            if all_gone {
+                out[i] = Some(Err(self.vnics_gone(it.ip, &gone, "")));
+                continue;
             }
             let Some((vnic, r)) = room.iter_mut().find(|(_, r)| *r > 0) else {
                 out[i] = Some(Err(CaptureError::new(

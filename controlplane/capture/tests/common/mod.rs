@@ -123,6 +123,11 @@ impl Emulator {
         .await;
     }
 
+    /// A control API `POST` answering JSON (status 2xx asserted).
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        self.control(reqwest::Method::POST, path, Some(body)).await
+    }
+
     /// `POST /_emulator/config` (move delay, limits, clock offset).
     pub async fn config(&self, body: Value) -> Value {
         self.control(reqwest::Method::POST, "/_emulator/config", Some(body))
