@@ -36,6 +36,7 @@ pub mod enis;
 pub mod error;
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -335,6 +336,74 @@ impl aws_sdk_ec2::config::retry::ClassifyRetry for ClockSkewRetry {
     }
 }
 
+/// Keeps the client-side budgets true to what EC2 sees: the SDK retries a
+/// call on its own (a throttle reply, a timed-out attempt: [`MAX_ATTEMPTS`]),
+/// and every attempt after the first is an EC2 request our `take` never
+/// paid for, so it is charged here; every throttle reply (HTTP 503:
+/// `RequestLimitExceeded`, or `Unavailable`) reaches the budget here too,
+/// also when the SDK's retry then succeeds and the caller never sees it.
+struct AttemptMeter {
+    mutating: Arc<Budget>,
+    describing: Arc<Budget>,
+}
+
+impl std::fmt::Debug for AttemptMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AttemptMeter")
+    }
+}
+
+impl AttemptMeter {
+    /// The budget an operation draws from (none for what we do not meter).
+    fn budget(&self, cfg: &aws_sdk_ec2::config::ConfigBag) -> Option<&Budget> {
+        let op = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()?
+            .name();
+        match op {
+            "AssignPrivateIpAddresses" | "UnassignPrivateIpAddresses" => Some(&self.mutating),
+            o if o.starts_with("Describe") => Some(&self.describing),
+            _ => None,
+        }
+    }
+}
+
+impl aws_sdk_ec2::config::Intercept for AttemptMeter {
+    fn name(&self) -> &'static str {
+        "CER API budget (SDK retry attempts, throttle replies)"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _ctx: &aws_sdk_ec2::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk_ec2::config::RuntimeComponents,
+        cfg: &mut aws_sdk_ec2::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ec2::error::BoxError> {
+        let attempt = cfg
+            .load::<aws_smithy_runtime_api::client::retries::RequestAttempts>()
+            .map_or(1, |a| a.attempts());
+        if attempt > 1 {
+            if let Some(b) = self.budget(cfg) {
+                b.charge();
+            }
+        }
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        ctx: &aws_sdk_ec2::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _rc: &aws_sdk_ec2::config::RuntimeComponents,
+        cfg: &mut aws_sdk_ec2::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ec2::error::BoxError> {
+        if ctx.response().is_some_and(|r| r.status().as_u16() == 503) {
+            if let Some(b) = self.budget(cfg) {
+                b.throttled(None);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The AWS capture provider for one router: its capture ENI, and any other
 /// ENIs of the instance in the capture subnet when one is full.
 pub struct AwsProvider {
@@ -350,8 +419,8 @@ pub struct AwsProvider {
     region: String,
     vpc_id: String,
     subnet_id: String,
-    mutating: Budget,
-    describing: Budget,
+    mutating: Arc<Budget>,
+    describing: Arc<Budget>,
     /// Addresses assigned to our ENIs that EC2 may not report yet (its
     /// reads are eventually consistent): (ENI, when assigned). Counted when
     /// spreading captures, so a second batch does not overfill an ENI whose
@@ -458,7 +527,21 @@ impl AwsProvider {
             .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
             .load()
             .await;
-        let mut ec2 = aws_sdk_ec2::config::Builder::from(&sdk).retry_classifier(ClockSkewRetry);
+        let mutating = Arc::new(Budget::new(
+            "aws mutating",
+            cfg.mutating_budget.unwrap_or(MUTATING_BUDGET),
+        ));
+        let describing = Arc::new(Budget::new(
+            "aws describe",
+            cfg.describe_budget.unwrap_or(DESCRIBE_BUDGET),
+        ));
+        let meter = AttemptMeter {
+            mutating: mutating.clone(),
+            describing: describing.clone(),
+        };
+        let mut ec2 = aws_sdk_ec2::config::Builder::from(&sdk)
+            .retry_classifier(ClockSkewRetry)
+            .interceptor(meter);
         if let Some(url) = &cfg.endpoint_url {
             ec2 = ec2.endpoint_url(url);
         }
@@ -466,12 +549,8 @@ impl AwsProvider {
 
         let mut provider = AwsProvider::from_client(client, &eni_id, &region, "", "");
         provider.instance_id = instance_id;
-        if let Some(b) = cfg.mutating_budget {
-            provider.mutating = Budget::new("aws mutating", b);
-        }
-        if let Some(b) = cfg.describe_budget {
-            provider.describing = Budget::new("aws describe", b);
-        }
+        provider.mutating = mutating;
+        provider.describing = describing;
         let eni = provider.our_eni().await?;
         provider.vpc_id = eni
             .vpc_id()
@@ -551,8 +630,8 @@ impl AwsProvider {
             region: region.to_string(),
             vpc_id: vpc_id.to_string(),
             subnet_id: subnet_id.to_string(),
-            mutating: Budget::new("aws mutating", MUTATING_BUDGET),
-            describing: Budget::new("aws describe", DESCRIBE_BUDGET),
+            mutating: Arc::new(Budget::new("aws mutating", MUTATING_BUDGET)),
+            describing: Arc::new(Budget::new("aws describe", DESCRIBE_BUDGET)),
             recent: std::sync::Mutex::new(HashMap::new()),
             detached: std::sync::Mutex::new(Vec::new()),
         }
@@ -573,31 +652,15 @@ impl AwsProvider {
         self.per_eni
     }
 
-    /// One metered EC2 call: a token from `budget` first; a throttle reply
-    /// empties the bucket and pauses it.
+    /// One metered EC2 call: a token from `budget` first. Its retry attempts
+    /// and throttle replies reach the budget through [`AttemptMeter`].
     async fn metered<T>(
         &self,
         budget: &Budget,
         call: impl std::future::Future<Output = Result<T, CaptureError>>,
     ) -> Result<T, CaptureError> {
         budget.take().await;
-        self.unmetered(budget, call).await
-    }
-
-    /// A call whose token was taken already: a throttle reply still empties
-    /// and pauses the bucket.
-    async fn unmetered<T>(
-        &self,
-        budget: &Budget,
-        call: impl std::future::Future<Output = Result<T, CaptureError>>,
-    ) -> Result<T, CaptureError> {
-        let r = call.await;
-        if let Err(e) = &r {
-            if e.kind == ErrorKind::Throttled {
-                budget.throttled(None);
-            }
-        }
-        r
+        call.await
     }
 
     /// Our capture ENI as EC2 reports it now.
@@ -771,17 +834,14 @@ impl AwsProvider {
     async fn assign(&self, eni: &str, ips: &[Ipv4Addr], step: &str) -> Result<(), CaptureError> {
         // Prepaid: `grouped` took the token before the fence check.
         let r = self
-            .unmetered(&self.mutating, async {
-                self.client
-                    .assign_private_ip_addresses()
-                    .network_interface_id(eni)
-                    .set_private_ip_addresses(Some(ips.iter().map(Ipv4Addr::to_string).collect()))
-                    .allow_reassignment(true)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(step, e))
-            })
-            .await;
+            .client
+            .assign_private_ip_addresses()
+            .network_interface_id(eni)
+            .set_private_ip_addresses(Some(ips.iter().map(Ipv4Addr::to_string).collect()))
+            .allow_reassignment(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error(step, e));
         if r.is_ok() && self.is_own_nic(eni) {
             let now = tokio::time::Instant::now();
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
@@ -813,17 +873,14 @@ impl AwsProvider {
     /// One `UnassignPrivateIpAddresses` of `ips` from `eni`.
     async fn unassign(&self, eni: &str, ips: &[Ipv4Addr], step: &str) -> Result<(), CaptureError> {
         // Prepaid: `grouped` took the token before the fence check.
-        self.unmetered(&self.mutating, async {
-            self.client
-                .unassign_private_ip_addresses()
-                .network_interface_id(eni)
-                .set_private_ip_addresses(Some(ips.iter().map(Ipv4Addr::to_string).collect()))
-                .send()
-                .await
-                .map_err(|e| sdk_error(step, e))
-        })
-        .await
-        .map(|_| self.forget_recent(ips))
+        self.client
+            .unassign_private_ip_addresses()
+            .network_interface_id(eni)
+            .set_private_ip_addresses(Some(ips.iter().map(Ipv4Addr::to_string).collect()))
+            .send()
+            .await
+            .map_err(|e| sdk_error(step, e))
+            .map(|_| self.forget_recent(ips))
     }
 
     /// Addresses that left our ENIs no longer count as recently assigned.

@@ -249,6 +249,52 @@ async fn throttling_is_throttled() {
     assert_eq!(e.step, "AssignPrivateIpAddresses");
 }
 
+/// The describe budget as the provider reports it.
+fn describe_budget(p: &AwsProvider) -> cer_capture::BudgetStatus {
+    p.budgets()
+        .into_iter()
+        .find(|b| b.name == "aws describe")
+        .expect("a describe budget")
+}
+
+/// A throttle reply the SDK retried away (the caller sees success) still
+/// reaches the budget, and the retry attempt is charged to it: what EC2
+/// counted, our bucket counted.
+#[tokio::test]
+async fn a_throttle_the_sdk_retried_away_still_reaches_the_budget() {
+    let emu = Emulator::start();
+    let p = provider(&emu).await;
+    let before = describe_budget(&p);
+    emu.fault(json!({"provider": "aws", "action": "DescribeNetworkInterfaces", "kind": "throttle", "count": 1}))
+        .await;
+    p.observe(ip("10.0.1.100"))
+        .await
+        .expect("the SDK's second attempt succeeds");
+    let after = describe_budget(&p);
+    assert_eq!(after.throttled - before.throttled, 1, "{after:?}");
+    assert_eq!(
+        after.calls - before.calls,
+        2,
+        "our token and the retry's: {after:?}"
+    );
+    let stats = emu.json("GET", "/_emulator/stats", "").await;
+    let served: u64 = stats["calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("Describe"))
+        })
+        .map(|c| c["served"].as_u64().unwrap_or(0) + c["throttled"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        served, after.calls,
+        "EC2's count of Describe* calls and ours: {stats}"
+    );
+}
+
 #[tokio::test]
 async fn server_error_is_transient() {
     let emu = Emulator::start();

@@ -167,6 +167,22 @@ impl Budget {
         }
     }
 
+    /// A call that went out without [`Budget::take`] (a retry attempt the
+    /// provider's SDK made on its own): its token is spent now, into debt
+    /// when the bucket is empty, which the next `take` waits off.
+    pub fn charge(&self) {
+        let mut s = self.lock();
+        s.calls += 1;
+        if self.cfg.capacity == 0 {
+            return;
+        }
+        let now = Instant::now();
+        if s.paused_until.is_none_or(|t| t <= now) {
+            self.refill(&mut s, now);
+        }
+        s.tokens -= 1.0;
+    }
+
     /// The provider throttled a call anyway: empty the bucket and pause it
     /// for `retry_after` (bounded by [`MAX_PAUSE`]; none: [`DEFAULT_PAUSE`]).
     pub fn throttled(&self, retry_after: Option<Duration>) {
@@ -285,6 +301,27 @@ mod tests {
         b.take().await;
         assert!(Instant::now() - t0 <= MAX_PAUSE + Duration::from_millis(200));
         assert_eq!(b.status().throttled, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unmetered_attempt_is_charged_into_debt() {
+        let b = Budget::new("t", BucketConfig::new(10, 2.0));
+        for _ in 0..9 {
+            b.take().await;
+        }
+        // The usable nine are spent; an attempt the SDK retried on its own
+        // leaves one token of debt.
+        b.charge();
+        assert_eq!(b.status().calls, 10);
+        assert_eq!(b.status().tokens, -1.0);
+        let t0 = Instant::now();
+        b.take().await;
+        // From -1 to one token at 2/s: a second.
+        let dt = Instant::now() - t0;
+        assert!(
+            dt >= Duration::from_millis(990) && dt <= Duration::from_millis(1100),
+            "{dt:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
