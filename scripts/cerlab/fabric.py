@@ -68,6 +68,8 @@ def helper_fabric(argv: list[str]) -> int:
         gen = v.get("generation")
         want: dict[str, FabricRoute] = {}
         for h in v.get("holders", []):
+            if h.get("attached") is False:
+                continue  # a NIC detached from its instance: the VPC delivers its addresses nowhere
             iface = nic_iface.get(h.get("nic"))
             if iface:
                 want[h["ip"]] = {"iface": iface, "mac": h.get("mac"), "nic": h.get("nic"), "primary": h.get("primary", False)}
