@@ -59,15 +59,20 @@ fn load(
     (per, total)
 }
 
-#[test]
-fn two_hundred_endpoints_move_between_sites_at_once_with_quotas_in_force() -> Result<()> {
-    let mut lab = Lab::up("mm", &["--endpoints", "50"])?;
-    let endpoints: BTreeMap<String, String> = lab.state["endpoints"]
+/// Where each pool /32 lives, by lab.json.
+fn lives_at(lab: &Lab) -> Result<BTreeMap<String, String>> {
+    Ok(lab.state["endpoints"]
         .as_object()
         .context("lab.json endpoints")?
         .iter()
         .map(|(ip, s)| (ip.clone(), s.as_str().unwrap_or_default().to_string()))
-        .collect();
+        .collect())
+}
+
+#[test]
+fn two_hundred_endpoints_move_between_sites_at_once_with_quotas_in_force() -> Result<()> {
+    let mut lab = Lab::up("mm", &["--endpoints", "50"])?;
+    let endpoints = lives_at(&lab)?;
     ensure!(
         endpoints.len() == 204,
         "--endpoints 50: want 204 pool /32s, lab.json has {}",
@@ -151,12 +156,7 @@ fn two_hundred_endpoints_move_between_sites_at_once_with_quotas_in_force() -> Re
     // Independently: where each /32 now lives, by lab.json, and who holds it
     // at each provider.
     lab.reload()?;
-    let after: BTreeMap<String, String> = lab.state["endpoints"]
-        .as_object()
-        .context("lab.json endpoints")?
-        .iter()
-        .map(|(ip, s)| (ip.clone(), s.as_str().unwrap_or_default().to_string()))
-        .collect();
+    let after = lives_at(&lab)?;
     let moved: Vec<&String> = after
         .iter()
         .filter(|(ip, s)| endpoints.get(*ip) != Some(*s))
