@@ -18,7 +18,7 @@ from ..daemons import process_keys
 from ..journal import Intent, read_intents, stale_mutations
 from ..messages import LabError
 from ..processes import netns_list, ns_run, run
-from ..topology import CLOUDS, PROVIDER, SITES, Node
+from ..topology import CLOUDS, SITES, Node
 from ..views import alive_nodes, capture_view, expected_owner_nodes, node_view, try_admin
 from .bounds import DARK_BOUND, FENCE_EPS_MS, NOBODY_BOUND, ONPREM_CLAIM_SLACK, PROBE_MS, REACH_BOUND, now_ms
 from .run_state import Claim, DualHolder, Json, RunState, Span, Violation
@@ -229,11 +229,16 @@ class Checks:
             raise LabError(f"{site} holders: {st}")
         return {h["ip"]: h["nic"] for h in body["holders"] if not h.get("primary")}
 
-    def expected_nic(self, site: str, owner: str | None) -> str | None:
-        p = PROVIDER[site]
+    def cer_nics(self, site: str) -> set[str]:
+        """Every NIC of the site's CER (several on a lab up with --endpoints)."""
+        return {nic for n in self.lab.nodes_of(site) for nic in self.lab.cer_nics(n)}
+
+    def expected_nics(self, site: str, owner: str | None) -> set[str]:
+        """The NICs that may hold a /32 owned at OWNER: the workload's at its own site, the CER's
+        elsewhere (none when nobody owns it)."""
         if owner is None:
-            return None
-        return p["wl_nic"] if owner == site else p["cer_nic"]
+            return set()
+        return set(self.lab.wl_nics(site)) if owner == site else self.cer_nics(site)
 
     def provider_holders(self, strict: bool) -> None:
         """Each cloud: every owned /32 held by exactly the NIC its owner implies; never by nobody
@@ -249,7 +254,7 @@ class Checks:
         for site in self.clouds:
             h = self.holders(site)
             for ip, owner in endpoints.items():
-                want = self.expected_nic(site, owner)
+                want = sorted(self.expected_nics(site, owner))
                 got = h.get(ip)
                 key = (site, ip, lives.get(ip, 0))
                 if got is None:
@@ -260,11 +265,11 @@ class Checks:
                         )
                 else:
                     self.c.nobody_since.pop(key, None)
-                    if strict and got != want:
+                    if strict and got not in want:
                         bad.append({"site": site, "ip": ip, "owner": owner, "holder": got, "want": want})
             if strict:
                 for ip in removed:
-                    if h.get(ip) == PROVIDER[site]["cer_nic"]:
+                    if h.get(ip) in self.cer_nics(site):
                         bad.append({"site": site, "ip": ip, "owner": None, "holder": h.get(ip), "want": "not the CER's NIC"})
         if bad:
             raise Violation("provider_holder", f"{len(bad)} /32s held by the wrong holder at a provider", {"holders": bad})
@@ -281,7 +286,8 @@ class Checks:
             probs += [f"{n['node']}: removed {ip} still owned by {v[ip].get('identity')}" for ip in removed if ip in v]
         for site in self.clouds:
             h = self.holders(site)
-            probs += [f"{site}: removed {ip} still on the CER's NIC" for ip in removed if h.get(ip) == PROVIDER[site]["cer_nic"]]
+            cer = self.cer_nics(site)
+            probs += [f"{site}: removed {ip} still on the CER's NIC" for ip in removed if h.get(ip) in cer]
         return probs
 
     def owners_agree(self) -> None:
