@@ -41,9 +41,9 @@ aws-b, azure-a, azure-b, oci-a, oci-b (without it a cloud site's one CER is name
 At a site with two CERs, SITE names the one a failure hurts (fail, freeze, cut): on-prem the VRRP
 master, a paired cloud site its active capturer (cer-control's `capture` pair.role); thaw and heal
 SITE take every CER of the site.
-Needs root. `up` runs scripts/bootstrap when system packages are missing, builds cer-dataplane,
-cer-control, cerctl and cer-cloud-emulator (cargo build --release; CER_LAB_BIN_DIR=DIR uses
-binaries already built there), is idempotent (a running lab is reported, a broken one repaired),
+Needs root. `up` runs scripts/bootstrap when system packages are missing, builds the workspace
+with scripts/build (release binaries and tests, the build scripts/test uses, with cargo's progress;
+CER_LAB_BIN_DIR=DIR uses binaries already built there), is idempotent (a running lab is reported, a broken one repaired),
 and prints where each /32 lives. `down` stops every process the
 lab started (by PID from its run dir) and removes its namespaces, run dir and DPDK runtime dirs,
 also after a partial `up`.
