@@ -1,21 +1,10 @@
 //! `cer-dataplane --config FILE`: the userspace router process.
 
 use anyhow::Result;
+use cer_dataplane::cli::Args;
 use cer_dataplane::engine;
 use cer_shared::config::NodeConfig;
 use clap::Parser;
-use std::path::PathBuf;
-
-#[derive(Parser)]
-#[command(version, about = "CER userspace IPv4 router on DPDK")]
-struct Args {
-    /// Node configuration file (TOML).
-    #[arg(long, short)]
-    config: PathBuf,
-    /// Validate the config, print the EAL arguments, and exit.
-    #[arg(long)]
-    check: bool,
-}
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();

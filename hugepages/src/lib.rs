@@ -10,6 +10,7 @@
 //! `/proc/mounts` and `/proc/meminfo`; [`status_from`] reads the same layout
 //! under another root, which is how the tests fake a machine.
 
+pub mod cli;
 mod error;
 mod mount;
 mod reserve;

@@ -1,78 +1,12 @@
 //! `cer-hugepages`: the operator's and scripts' front end to the
 //! `cer_hugepages` library (status, reserve, mount, unmount, ensure, check).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use cer_hugepages::cli::{Cli, Command};
 use cer_hugepages::{PageSize, Status};
-use clap::{Parser, Subcommand};
-
-/// Hugepage pools and hugetlbfs mounts for the CER dataplane.
-#[derive(Debug, Parser)]
-#[command(name = "cer-hugepages", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Show the pools (system-wide and per NUMA node) and hugetlbfs mounts.
-    Status {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Set a pool to N pages (absolute, like writing nr_hugepages).
-    Reserve {
-        /// Pool total to set.
-        #[arg(long)]
-        pages: u64,
-        /// Page size: 2M or 1G (default: the kernel's default size).
-        #[arg(long)]
-        size: Option<PageSize>,
-        /// NUMA node (default: system-wide, spread by the kernel).
-        #[arg(long)]
-        node: Option<u32>,
-    },
-    /// Mount hugetlbfs (no-op when the same mount is already there).
-    Mount {
-        /// Mount point, created if missing.
-        #[arg(long, default_value = cer_hugepages::DEFAULT_MOUNT_PATH)]
-        path: PathBuf,
-        /// Page size: 2M or 1G (default: the kernel's default size).
-        #[arg(long)]
-        size: Option<PageSize>,
-    },
-    /// Unmount a hugetlbfs mount point.
-    Unmount {
-        /// Mount point.
-        #[arg(long)]
-        path: PathBuf,
-    },
-    /// Reserve and mount enough hugepages for N MiB (only adds what is missing).
-    Ensure {
-        /// MiB of hugepage memory needed.
-        #[arg(long)]
-        mb: u64,
-        /// Page size: 2M or 1G (default: the kernel's default size).
-        #[arg(long)]
-        size: Option<PageSize>,
-        /// Mount point (default: reuse a mount of that size, else /dev/hugepages).
-        #[arg(long)]
-        path: Option<PathBuf>,
-        /// Print what was found and done as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Exit 0 if N MiB are free on mounted hugetlbfs, else say what to do and exit 1.
-    Check {
-        /// MiB of hugepage memory needed.
-        #[arg(long)]
-        mb: u64,
-    },
-}
+use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

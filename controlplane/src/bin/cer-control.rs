@@ -1,6 +1,7 @@
 //! `cer-control --config FILE`: the BGP control process of a CER node.
 
 use anyhow::{Context, Result};
+use cer_controlplane::cli::control::Args;
 use cer_controlplane::control::admin::{ControlRequest, ControlResponse};
 use cer_controlplane::control::config::{CaptureMode, ControlConfig};
 use cer_controlplane::control::fibfeed::{self, FeedOp, FeedStatus};
@@ -8,7 +9,6 @@ use cer_controlplane::control::state::{AdminMsg, BfdClient, ControlState};
 use cer_controlplane::control::{bfd, capture, unnumbered, vrrp};
 use cer_shared::framing;
 use clap::Parser;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -18,19 +18,6 @@ use tokio::sync::{mpsc, oneshot};
 /// Session events handled as one burst before exporting (bounds the wait
 /// of the first event's export while peers keep sending).
 const SESSION_BURST: usize = 512;
-
-#[derive(Parser)]
-#[command(
-    version,
-    about = "CER control process: BGP, /32 ownership, dataplane feed"
-)]
-struct Args {
-    #[arg(long, short)]
-    config: PathBuf,
-    /// Validate the config and exit.
-    #[arg(long)]
-    check: bool,
-}
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
