@@ -884,9 +884,14 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     }
     let wg_handoff = Arc::new(WgHandoff::new(ncores));
 
-    let feed_listener = bind_socket(&dp.feed_socket)
+    // Mode and group on both socket files; every connection's credentials checked.
+    let gid = cer_shared::sockperm::resolve_group(&dp.socket_group)
+        .map_err(|e| anyhow::anyhow!("dataplane.socket_group: {e}"))?;
+    let feed_access = cer_shared::sockperm::SocketAccess::new(gid);
+    let admin_access = cer_shared::sockperm::SocketAccess::new(gid);
+    let feed_listener = bind_socket(&dp.feed_socket, dp.socket_mode, &feed_access)
         .with_context(|| format!("feed socket {}", dp.feed_socket.display()))?;
-    let admin_listener = bind_socket(&dp.admin_socket)
+    let admin_listener = bind_socket(&dp.admin_socket, dp.socket_mode, &admin_access)
         .with_context(|| format!("admin socket {}", dp.admin_socket.display()))?;
     let (mgr_tx, mgr_rx) = sync_channel::<ManagerMsg>(1024);
     let mut manager = Manager::new(
@@ -957,13 +962,14 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         .spawn(move || manager.run(mgr_rx, mgr_stop))?;
     {
         let tx = mgr_tx.clone();
-        std::thread::Builder::new()
-            .name("feed".into())
-            .spawn(move || serve_feed(feed_listener, tx))?;
+        std::thread::Builder::new().name("feed".into()).spawn({
+            let feed_access = feed_access.clone();
+            move || serve_feed(feed_listener, tx, feed_access)
+        })?;
         let tx = mgr_tx.clone();
         std::thread::Builder::new()
             .name("admin".into())
-            .spawn(move || serve_admin(admin_listener, tx))?;
+            .spawn(move || serve_admin(admin_listener, tx, admin_access, feed_access))?;
     }
 
     let hygiene = Hygiene {

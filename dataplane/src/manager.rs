@@ -41,7 +41,6 @@ use cer_shared::feed::{
 use cer_shared::MacAddr;
 use crossbeam_queue::ArrayQueue;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -676,8 +675,13 @@ const SUPERSEDED: &str = "superseded";
 /// the gate closes (it reconnects within its ping interval plus a resync).
 pub const GATE_GRACE: Duration = Duration::from_secs(3);
 
-/// Binds a Unix socket, replacing a stale file, creating the directory.
-pub fn bind_socket(path: &Path) -> std::io::Result<UnixListener> {
+/// Binds a Unix socket, replacing a stale file, creating the directory,
+/// with `mode` and the group of `access` on the file.
+pub fn bind_socket(
+    path: &Path,
+    mode: u32,
+    access: &cer_shared::sockperm::SocketAccess,
+) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -692,7 +696,7 @@ pub fn bind_socket(path: &Path) -> std::io::Result<UnixListener> {
         std::fs::remove_file(path)?;
     }
     let l = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    access.apply(path, mode)?;
     Ok(l)
 }
 

@@ -240,6 +240,11 @@ pub struct DataplaneSection {
     pub admin_socket: PathBuf,
     /// FIB feed socket the control process connects to.
     pub feed_socket: PathBuf,
+    /// Permission bits of both sockets (TOML octal, `socket_mode = 0o660`).
+    pub socket_mode: u32,
+    /// Group of both sockets (name or gid): root, the dataplane's user and
+    /// members of this group may connect; others are refused (SO_PEERCRED).
+    pub socket_group: String,
     /// ICMP errors each polling core may send per second (token bucket).
     pub icmp_rate_per_sec: u32,
     /// A resolved neighbor is reachable this long after its last confirmation.
@@ -280,6 +285,8 @@ impl Default for DataplaneSection {
             idle_backoff_us: 200,
             admin_socket: PathBuf::from("/run/cer/dataplane.sock"),
             feed_socket: PathBuf::from("/run/cer/feed.sock"),
+            socket_mode: crate::sockperm::DEFAULT_MODE,
+            socket_group: crate::sockperm::DEFAULT_GROUP.into(),
             icmp_rate_per_sec: 200,
             arp_reachable_secs: 30,
             arp_stale_secs: 300,
@@ -504,6 +511,10 @@ impl NodeConfig {
                 format!("{} is outside 10..=100000", dp.idle_backoff_us),
             ));
         }
+        crate::sockperm::check_mode(dp.socket_mode)
+            .map_err(|m| bad("dataplane.socket_mode".into(), m))?;
+        crate::sockperm::resolve_group(&dp.socket_group)
+            .map_err(|m| bad("dataplane.socket_group".into(), m))?;
         if dp.icmp_rate_per_sec == 0 {
             return Err(bad(
                 "dataplane.icmp_rate_per_sec".into(),

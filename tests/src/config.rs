@@ -721,6 +721,9 @@ pub struct Neighbor {
     bfd_key: Option<String>,
     /// `add_path = "receive" | "send" | "both"`.
     add_path: Option<String>,
+    /// TCP-MD5 key (`password`).
+    password: Option<String>,
+    ttl_security: bool,
 }
 
 impl Neighbor {
@@ -737,6 +740,8 @@ impl Neighbor {
             bfd_multihop: false,
             bfd_key: None,
             add_path: None,
+            password: None,
+            ttl_security: false,
         }
     }
 
@@ -801,8 +806,22 @@ impl Neighbor {
         self
     }
 
+    /// TCP-MD5 (RFC 2385) with `key`.
+    pub fn password(mut self, key: &str) -> Self {
+        self.password = Some(key.into());
+        self
+    }
+
+    /// GTSM (RFC 5082).
+    pub fn ttl_security(mut self) -> Self {
+        self.ttl_security = true;
+        self
+    }
+
     fn render(&self, t: &mut String) {
         t.push_str("[[bgp.neighbor]]\n");
+        opt(t, "password", self.password.as_deref().map(q));
+        flag(t, "ttl_security", self.ttl_security);
         opt(t, "add_path", self.add_path.as_deref().map(q));
         opt(t, "address", self.address.as_deref().map(q));
         opt(t, "interface", self.interface.as_deref().map(q));

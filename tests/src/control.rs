@@ -18,11 +18,25 @@ impl Control {
     /// adds the admin socket, starts cer-control in `ns` (or in the host
     /// namespace when `ns` is None) and waits until it is ready.
     pub fn start(ns: Option<&Netns>, dir: &Path, name: &str, body: &str) -> Result<Control> {
+        Control::start_with_admin(ns, dir, name, body, "")
+    }
+
+    /// As [`Control::start`], with more `[admin]` lines (`mode`, `group`).
+    pub fn start_with_admin(
+        ns: Option<&Netns>,
+        dir: &Path,
+        name: &str,
+        body: &str,
+        admin: &str,
+    ) -> Result<Control> {
         let socket = dir.join(format!("{name}.sock"));
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(
             &path,
-            format!("{body}\n[admin]\nsocket = \"{}\"\n", socket.display()),
+            format!(
+                "{body}\n[admin]\nsocket = \"{}\"\n{admin}\n",
+                socket.display()
+            ),
         )?;
         let log = dir.join(format!("{name}.log"));
         let argv = [

@@ -214,13 +214,21 @@ impl SpeakerIo {
         let Ok(remote) = stream.peer_addr() else {
             return false;
         };
-        match speaker
-            .neighbor_for(remote)
-            .and_then(|id| self.peers.get(&id))
-        {
-            Some(h) => h.ctl.try_send(PeerCtl::Inbound(stream)).is_ok(),
-            None => false,
+        let Some(id) = speaker.neighbor_for(remote) else {
+            return false;
+        };
+        let Some(h) = self.peers.get(&id) else {
+            return false;
+        };
+        // GTSM from the first segment after the handshake on (the TCP-MD5
+        // key is on the listening socket, so the SYN was already checked).
+        if let Some(sec) = speaker.security(id) {
+            if let Err(e) = sec.apply_accepted(std::os::fd::AsRawFd::as_raw_fd(&stream)) {
+                log::warn!("GTSM on the connection from {remote}: {e}: refused");
+                return false;
+            }
         }
+        h.ctl.try_send(PeerCtl::Inbound(stream)).is_ok()
     }
 }
 
@@ -252,6 +260,7 @@ mod tests {
             description: None,
             interface: None,
             add_path: AddPath::default(),
+            security: Default::default(),
         }
     }
 

@@ -119,6 +119,8 @@ pub struct PeerSession {
     /// Source address (and, for IPv6 link-local, the scope) to connect from.
     pub local: Option<IpAddr>,
     pub passive: bool,
+    /// TCP-MD5 and GTSM on its sockets.
+    pub security: crate::sockopt::SessionSecurity,
     pub connect_retry: Duration,
     pub fsm: FsmConfig,
 }

@@ -20,5 +20,6 @@ pub mod policy;
 pub mod rib;
 pub mod route;
 pub mod session;
+pub mod sockopt;
 pub mod speaker;
 pub mod update_group;

@@ -260,6 +260,10 @@ enum Next {
     Shutdown,
 }
 
+/// How a connect attempt that got no answer ends its `Down` reason (the
+/// speaker counts these: with TCP-MD5 or GTSM, a mismatch looks like this).
+pub const CONNECT_TIMED_OUT: &str = "connect timed out";
+
 /// RFC 4271 suggests jitter of 0.75..1.0 of a timer.
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.75 + fastrand::f64() * 0.25)
@@ -281,9 +285,12 @@ async fn connect(cfg: &PeerSession) -> std::io::Result<TcpStream> {
         };
         sock.bind(bind)?;
     }
+    // Before the SYN: the key signs it, and GTSM sends it with TTL 255.
+    cfg.security
+        .apply_outgoing(std::os::fd::AsRawFd::as_raw_fd(&sock), cfg.remote)?;
     let s = tokio::time::timeout(Duration::from_secs(5), sock.connect(cfg.remote))
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, CONNECT_TIMED_OUT))??;
     s.set_nodelay(true)?;
     Ok(s)
 }

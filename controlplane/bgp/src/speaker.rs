@@ -26,6 +26,7 @@ use crate::rib::Rib;
 use crate::route::{
     FastMap, FastSet, NextHop, Nlri, PathAttrs, PathSource, PeerId, Prefix, DEFAULT_LOCAL_PREF,
 };
+use crate::sockopt::SessionSecurity;
 use crate::update_group::{GroupExport, GroupKey, UpdateGroup};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -73,6 +74,8 @@ pub struct NeighborConfig {
     /// ADD-PATH for IPv4 unicast (RFC 7911) we offer this peer: receive
     /// its paths with identifiers, send it every path we may.
     pub add_path: AddPath,
+    /// TCP-MD5 and GTSM on its sessions (`sockopt`).
+    pub security: SessionSecurity,
 }
 
 /// Counters and state of one peer, for `show bgp summary`.
@@ -109,6 +112,14 @@ pub struct NeighborSummary {
     pub last_error: Option<String>,
     pub capabilities: Vec<String>,
     pub rr_client: bool,
+    /// TCP-MD5 (RFC 2385) is configured for this neighbor.
+    pub tcp_md5: bool,
+    /// GTSM (RFC 5082) is configured for this neighbor.
+    pub ttl_security: bool,
+    /// Our connection attempts that timed out since the session was last
+    /// established (or the neighbor added): with TCP-MD5 or GTSM, what a
+    /// mismatch looks like, as the kernel drops the peer's segments silently.
+    pub connect_timeouts: u32,
 }
 
 struct PeerRt {
@@ -137,6 +148,8 @@ struct PeerRt {
     import_rejected: u64,
     /// Graceful restart: stale paths are swept at this time.
     gr_deadline: Option<Instant>,
+    /// Connect attempts that timed out since it was last established.
+    connect_timeouts: u32,
 }
 
 impl PeerRt {
@@ -296,6 +309,7 @@ impl Speaker {
             remote: n.remote,
             local: n.local,
             passive: n.passive,
+            security: n.security.clone(),
             connect_retry: self.cfg.connect_retry,
             fsm: FsmConfig {
                 local_as: self.cfg.local_as,
@@ -328,6 +342,7 @@ impl Speaker {
                 update_errors: BTreeMap::new(),
                 import_rejected: 0,
                 gr_deadline: None,
+                connect_timeouts: 0,
             },
         );
         id
@@ -368,6 +383,11 @@ impl Speaker {
                 canonical(p.cfg.remote.ip()) == ip && scope(p.cfg.remote) == scope(remote)
             })
             .map(|(id, _)| *id)
+    }
+
+    /// The session security of a neighbor (GTSM on its accepted connections).
+    pub fn security(&self, id: PeerId) -> Option<&SessionSecurity> {
+        self.peers.get(&id).map(|p| &p.cfg.security)
     }
 
     /// The interface of an unnumbered neighbor.
@@ -478,6 +498,7 @@ impl Speaker {
         p.up = true;
         p.local_addr = Some(local_addr);
         p.established_at = Some(Instant::now());
+        p.connect_timeouts = 0;
         self.eor_seen.remove(&peer);
         self.join_group(peer);
         self.send_table(peer, None);
@@ -500,6 +521,9 @@ impl Speaker {
         }
         p.last_error = Some(reason.clone());
         if !was_established {
+            if reason.ends_with(crate::session::CONNECT_TIMED_OUT) {
+                p.connect_timeouts = p.connect_timeouts.saturating_add(1);
+            }
             return vec![];
         }
         log::warn!("peer {} down: {reason}", p.cfg.remote);
@@ -879,6 +903,9 @@ impl Speaker {
                     last_error: p.last_error.clone(),
                     capabilities: caps,
                     rr_client: p.cfg.rr_client,
+                    tcp_md5: p.cfg.security.md5_key.is_some(),
+                    ttl_security: p.cfg.security.ttl_security,
+                    connect_timeouts: p.connect_timeouts,
                 }
             })
             .collect()

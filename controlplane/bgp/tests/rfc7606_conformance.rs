@@ -584,6 +584,7 @@ impl Harness {
             description: None,
             interface: None,
             add_path: Default::default(),
+            security: Default::default(),
         });
         let mut h = Harness {
             peer_kind,

@@ -55,6 +55,7 @@ async fn node_to(ip: &str, port: u16, remote: SocketAddr, passive: bool, gr: Opt
         description: None,
         interface: None,
         add_path: Default::default(),
+        security: Default::default(),
     });
     let speaker = Arc::new(Mutex::new(s));
     let listener = TcpListener::bind(SocketAddr::new(ip.parse().unwrap(), port))

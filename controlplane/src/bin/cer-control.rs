@@ -138,6 +138,12 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
         log::info!("BGP listening on {addr}");
         listeners.push(l);
     }
+    // TCP-MD5: the key of every neighbor with a password goes on each
+    // listener of its address family (an IPv4 peer also on a dual-stack
+    // IPv6 wildcard), so its SYN is checked before we accept it.
+    for l in &listeners {
+        set_listener_keys(&cfg, l)?;
+    }
     let unnumbered = cfg.bgp.neighbors.iter().any(|n| n.interface.is_some());
     let v6_any = cfg
         .listen_addrs()
@@ -179,11 +185,43 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
     }
     let admin =
         UnixListener::bind(&sock).with_context(|| format!("admin.socket {}", sock.display()))?;
+    // Mode and group on the file, and every connection's credentials checked.
+    let access = cer_shared::sockperm::SocketAccess::new(
+        cfg.admin
+            .gid()
+            .map_err(|e| anyhow::anyhow!("admin.group: {e}"))?,
+    );
+    access.apply(&sock, cfg.admin.mode).with_context(|| {
+        format!(
+            "admin.socket {}: setting mode {:#o} and group {}",
+            sock.display(),
+            cfg.admin.mode,
+            cfg.admin.group
+        )
+    })?;
+    state.admin_access = Some(access.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((s, _)) = admin.accept().await else {
+            let Ok((mut s, _)) = admin.accept().await else {
                 continue;
             };
+            if let Err(why) = access.check(std::os::fd::AsRawFd::as_raw_fd(&s)) {
+                log::warn!("admin socket: {why}");
+                // Its request is read (a client that wrote it would see
+                // a broken pipe, not the answer), then refused.
+                tokio::spawn(async move {
+                    let mut line = serde_json::to_vec(&ControlResponse::Error { message: why })
+                        .unwrap_or_default();
+                    line.push(b'\n');
+                    let (rd, mut wr) = s.split();
+                    let mut first = Vec::new();
+                    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(rd, 64 * 1024));
+                    let read = reader.read_until(b'\n', &mut first);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
+                    let _ = wr.write_all(&line).await;
+                });
+                continue;
+            }
             let tx = admin_tx.clone();
             tokio::spawn(async move {
                 let (rd, mut wr) = s.into_split();
@@ -271,6 +309,32 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
         t.abort();
     }
     let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+/// Puts each configured TCP-MD5 key on listener `l`.
+fn set_listener_keys(cfg: &ControlConfig, l: &TcpListener) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let local = l.local_addr()?;
+    for n in &cfg.bgp.neighbors {
+        let (Some(addr), Some(key)) = (n.address, &n.password) else {
+            continue;
+        };
+        let mapped = addr.is_ipv4() && local.is_ipv6();
+        if addr.is_ipv6() && local.is_ipv4() {
+            continue;
+        }
+        match cer_bgp::sockopt::set_md5_key(l.as_raw_fd(), addr, key.as_bytes()) {
+            Ok(()) => log::info!("TCP-MD5 key for neighbor {addr} on the listener {local}"),
+            // A dual-stack listener also takes IPv4 peers; one set IPv6-only may refuse it.
+            Err(e) if mapped => log::debug!("TCP-MD5 key for {addr} on {local}: {e}"),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("TCP-MD5 key for neighbor {addr} on the BGP listener {local}")
+                })
+            }
+        }
+    }
     Ok(())
 }
 

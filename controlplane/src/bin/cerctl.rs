@@ -340,6 +340,18 @@ fn print_control(what: &ShowCmd, d: &Value) {
                     n["attribute_discard"].as_u64().unwrap_or(0),
                     n["last_error"].as_str().unwrap_or("")
                 );
+                // A TCP-MD5 or GTSM mismatch only shows as timeouts: the cause.
+                if let Some(d) = n["diagnosis"].as_str() {
+                    println!("  cause: {d}");
+                }
+                let security: Vec<&str> = [("tcp_md5", "TCP-MD5"), ("ttl_security", "GTSM")]
+                    .into_iter()
+                    .filter(|(k, _)| n[*k].as_bool() == Some(true))
+                    .map(|(_, name)| name)
+                    .collect();
+                if !security.is_empty() {
+                    println!("  security: {}", security.join(", "));
+                }
                 // RFC 7606 actions on this peer's UPDATEs, by cause.
                 if let Some(errors) = n["update_errors"].as_object().filter(|e| !e.is_empty()) {
                     let causes: Vec<String> = errors

@@ -339,6 +339,18 @@ pub struct Neighbor {
     /// `both`. Used when the neighbor offers the other side.
     #[serde(default)]
     pub add_path: AddPathMode,
+    /// TCP-MD5 signature (RFC 2385): the shared key (1-80 bytes, as FRR's
+    /// `neighbor X password`, BIRD's `password` and gobgpd's
+    /// `auth-password`). The kernel signs and checks every segment; a
+    /// mismatch drops them silently, which `show bgp summary` names.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// GTSM (RFC 5082): send with TTL 255 and take only segments that
+    /// arrive with 254 or more, so only a directly connected peer can reach
+    /// the session (FRR's `neighbor X ttl-security hops 1`, BIRD's
+    /// `ttl security on`). Not for multihop neighbors.
+    #[serde(default)]
+    pub ttl_security: bool,
 }
 
 /// What a neighbor's `add_path` offers.
@@ -426,6 +438,47 @@ impl Neighbor {
             required_min_rx: Duration::from_millis(self.bfd_min_rx_ms),
             detect_mult: self.bfd_multiplier,
             auth,
+        })
+    }
+
+    /// TCP-MD5 and GTSM of this neighbor's sessions, or the field that is
+    /// wrong and why.
+    pub fn security(&self) -> Result<cer_bgp::sockopt::SessionSecurity, (&'static str, String)> {
+        let md5_key = match &self.password {
+            None => None,
+            Some(k) if k.is_empty() => {
+                return Err((
+                    "password",
+                    "is empty: give the TCP-MD5 key (1-80 bytes) or leave password out".into(),
+                ))
+            }
+            Some(k) if k.len() > cer_bgp::sockopt::MD5_MAX_KEY_LEN => {
+                return Err((
+                    "password",
+                    format!(
+                        "is {} bytes: a TCP-MD5 key is at most {} bytes (Linux TCP_MD5SIG_MAXKEYLEN)",
+                        k.len(),
+                        cer_bgp::sockopt::MD5_MAX_KEY_LEN
+                    ),
+                ))
+            }
+            Some(_) if self.interface.is_some() => {
+                return Err((
+                    "password",
+                    "TCP-MD5 is not supported on unnumbered (interface) neighbors: the key belongs to a peer address, and theirs is learned at run time; give the neighbor's address instead".into(),
+                ))
+            }
+            Some(k) => Some(k.as_bytes().to_vec()),
+        };
+        if self.ttl_security && self.bfd_multihop {
+            return Err((
+                "ttl_security",
+                "GTSM (RFC 5082) is for directly connected neighbors: this one runs multihop BFD (bfd_multihop = true), so its segments arrive with a TTL below 254".into(),
+            ));
+        }
+        Ok(cer_bgp::sockopt::SessionSecurity {
+            md5_key,
+            ttl_security: self.ttl_security,
         })
     }
 
@@ -553,13 +606,36 @@ fn d_sync_delay() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     pub socket: PathBuf,
+    /// The socket file's permission bits (TOML octal: `mode = 0o660`).
+    #[serde(default = "d_socket_mode")]
+    pub mode: u32,
+    /// The socket file's group (name or gid): root, the process's user and
+    /// members of this group may use the socket; others are refused.
+    #[serde(default = "d_socket_group")]
+    pub group: String,
+}
+
+fn d_socket_mode() -> u32 {
+    cer_shared::sockperm::DEFAULT_MODE
+}
+fn d_socket_group() -> String {
+    cer_shared::sockperm::DEFAULT_GROUP.into()
 }
 
 impl Default for Admin {
     fn default() -> Self {
         Admin {
             socket: PathBuf::from("/run/cer/control.sock"),
+            mode: d_socket_mode(),
+            group: d_socket_group(),
         }
+    }
+}
+
+impl Admin {
+    /// The group's id (checked when the configuration is loaded).
+    pub fn gid(&self) -> Result<u32, String> {
+        cer_shared::sockperm::resolve_group(&self.group)
     }
 }
 
@@ -601,6 +677,9 @@ impl ControlConfig {
         for l in &self.bgp.listen {
             parse_listen(l).map_err(|m| bad("bgp.listen".into(), m))?;
         }
+        cer_shared::sockperm::check_mode(self.admin.mode)
+            .map_err(|m| bad("admin.mode".into(), m))?;
+        self.admin.gid().map_err(|m| bad("admin.group".into(), m))?;
         let names: HashSet<&str> = self.policies.iter().map(|p| p.name()).collect();
         let mut seen = HashSet::new();
         for (i, n) in self.bgp.neighbors.iter().enumerate() {
@@ -665,6 +744,7 @@ impl ControlConfig {
             if n.bfd {
                 n.bfd_config().map_err(|(field, m)| bad(f(field), m))?;
             }
+            n.security().map_err(|(field, m)| bad(f(field), m))?;
         }
         if self.sam.pool.is_empty() {
             return Err(bad(
@@ -939,6 +1019,13 @@ remote = "10.10.0.3"
     #[test]
     fn good_config() {
         let c = parse(GOOD).unwrap();
+        assert_eq!((c.admin.mode, c.admin.gid()), (0o660, Ok(0)));
+        let c = parse(&format!(
+            "{GOOD}\n[admin]\nsocket = \"/s\"\nmode = 0o600\ngroup = \"4321\""
+        ))
+        .unwrap();
+        assert_eq!((c.admin.mode, c.admin.gid()), (0o600, Ok(4321)));
+        let c = parse(GOOD).unwrap();
         assert_eq!(c.bgp.neighbors[0].remote_as, PeerAs::Internal);
         assert_eq!(c.listen_addrs(), vec!["10.10.0.2:179".parse().unwrap()]);
         assert_eq!(c.sam.identity, Community::new(65000, 1002));
@@ -994,6 +1081,59 @@ remote = "10.10.0.3"
             e.contains("(interface eth1).bfd") && e.contains("IPv4"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn session_security_per_neighbor_and_its_checks() {
+        let with = |extra: &str| {
+            parse(&GOOD.replace(
+                "remote_as = \"internal\"",
+                &format!("remote_as = \"internal\"\n{extra}"),
+            ))
+        };
+        let c = with("password = \"s3cret\"\nttl_security = true").unwrap();
+        let s = c.bgp.neighbors[0].security().unwrap();
+        assert_eq!(s.md5_key.as_deref(), Some(&b"s3cret"[..]));
+        assert!(s.ttl_security);
+        let s = parse(GOOD).unwrap().bgp.neighbors[0].security().unwrap();
+        assert_eq!(s, cer_bgp::sockopt::SessionSecurity::default());
+        // 80 bytes is Linux's TCP_MD5SIG_MAXKEYLEN.
+        assert!(with(&format!("password = \"{}\"", "k".repeat(80))).is_ok());
+        for (extra, field, needle) in [
+            ("password = \"\"", "password", "is empty"),
+            (
+                &format!("password = \"{}\"", "k".repeat(81)),
+                "password",
+                "81 bytes: a TCP-MD5 key is at most 80 bytes",
+            ),
+            (
+                "ttl_security = true\nbfd = true\nbfd_multihop = true",
+                "ttl_security",
+                "directly connected",
+            ),
+        ] {
+            let e = with(extra).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("bgp.neighbor[0] (10.10.0.1).{field}")) && e.contains(needle),
+                "{extra}: {e}"
+            );
+        }
+        let e = parse(&GOOD.replace(
+            "address = \"10.10.0.1\"",
+            "interface = \"eth1\"\npassword = \"k\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("(interface eth1).password") && e.contains("unnumbered"),
+            "{e}"
+        );
+        // GTSM on an unnumbered (link-local, always one hop) neighbor is fine.
+        assert!(parse(&GOOD.replace(
+            "address = \"10.10.0.1\"",
+            "interface = \"eth1\"\nttl_security = true",
+        ))
+        .is_ok());
     }
 
     #[test]
@@ -1059,6 +1199,14 @@ remote = "10.10.0.3"
                 "bgp.listen",
             ),
             (GOOD.replace("asn = 65000", "asn = 0"), "node.asn"),
+            (
+                format!("{GOOD}\n[admin]\nsocket = \"/s\"\nmode = 0o1777"),
+                "admin.mode",
+            ),
+            (
+                format!("{GOOD}\n[admin]\nsocket = \"/s\"\ngroup = \"no-such-group-here\""),
+                "admin.group: no group named 'no-such-group-here'",
+            ),
             (GOOD.replace("id = 3", "idd = 3"), "idd"),
             (
                 GOOD.replace("10.255.0.2/32", "10.77.60.250/32"),

@@ -69,6 +69,8 @@ pub struct ControlState {
     captured: BTreeSet<Ipv4Addr>,
     /// The VRRP gate of on-prem capture (set by the binary when configured).
     pub vrrp: Option<super::vrrp::SharedVrrp>,
+    /// Who may use the admin socket (set by the binary), with its refusals.
+    pub admin_access: Option<cer_shared::sockperm::SocketAccess>,
     /// The WAN health keepalived tracks (`capture.vrrp_track_file`).
     pub vrrp_track: Option<super::vrrp_track::TrackFile>,
     /// Cloud capture: the reconciler this state feeds intents to.
@@ -132,6 +134,7 @@ impl ControlState {
             underlay: BTreeMap::new(),
             captured: BTreeSet::new(),
             vrrp: None,
+            admin_access: None,
             vrrp_track: cfg
                 .capture
                 .vrrp_track_file
@@ -223,6 +226,8 @@ impl ControlState {
             description: n.description.clone(),
             interface,
             add_path: n.add_path.into(),
+            // Checked when the configuration was loaded.
+            security: n.security().unwrap_or_default(),
         }
     }
 

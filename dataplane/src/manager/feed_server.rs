@@ -5,17 +5,32 @@
 use super::{ask, ManagerMsg};
 use cer_shared::feed::{ControlMsg, DataplaneMsg, FEED_PROTOCOL_VERSION};
 use cer_shared::framing::{self, FrameError};
+use cer_shared::sockperm::SocketAccess;
 use std::io::{BufReader, BufWriter};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 /// Accepts feed connections; each runs in its own thread; the newest wins.
-pub fn serve_feed(listener: UnixListener, mgr: SyncSender<ManagerMsg>) {
+/// A client `access` refuses (SO_PEERCRED) gets one error frame and is
+/// closed before it can say anything.
+pub fn serve_feed(listener: UnixListener, mgr: SyncSender<ManagerMsg>, access: SocketAccess) {
     let next = AtomicU64::new(1);
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
+        if let Err(why) = access.check(stream.as_raw_fd()) {
+            log::warn!("feed socket: {why}");
+            let mut line = serde_json::to_vec(&DataplaneMsg::Error {
+                seq: None,
+                message: why,
+            })
+            .unwrap_or_default();
+            line.push(b'\n');
+            SocketAccess::refuse(stream, &line);
+            continue;
+        }
         let session = next.fetch_add(1, Ordering::Relaxed);
         let mgr = mgr.clone();
         let _ = std::thread::Builder::new()

@@ -41,6 +41,7 @@ fn neighbor(addr: &str, peer_as: PeerAs, rr_client: bool) -> NeighborConfig {
         description: None,
         interface: None,
         add_path: AddPath::default(),
+        security: Default::default(),
     }
 }
 

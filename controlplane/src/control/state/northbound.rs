@@ -191,6 +191,8 @@ impl ControlState {
                 "uptime_secs": self.started.elapsed().as_secs(),
                 "feed": self.feed_json(),
                 "capture": self.capture_json(None),
+                // Admin connections refused by their credentials (SO_PEERCRED).
+                "admin_refused": self.admin_access.as_ref().map(|a| a.refused()),
             }),
             ControlRequest::BgpSummary => json!({
                 "router_id": self.cfg.node.router_id,
@@ -198,6 +200,8 @@ impl ControlState {
                 "route_reflector": self.cfg.bgp.route_reflector,
                 "loc_rib_prefixes": self.speaker.rib().len(),
                 "neighbors": self.neighbors_json(),
+                // This namespace's (cer-control's own) silently dropped segments.
+                "kernel_tcp_drops": cer_bgp::sockopt::kernel_drops(),
             }),
             ControlRequest::BgpRib { prefix } => self.rib_json(prefix.as_deref())?,
             ControlRequest::Bfd => self.bfd_json(),
@@ -265,8 +269,18 @@ impl ControlState {
     pub(super) fn neighbors_json(&self) -> Vec<Value> {
         let mut out: Vec<Value> = Vec::new();
         let sessions = self.speaker.summary();
+        let drops = cer_bgp::sockopt::kernel_drops();
         for n in &sessions {
             let mut v = json!(n);
+            // Never a silent Connect: a TCP-MD5 or GTSM mismatch only shows
+            // as timeouts and the kernel's counters, so say so.
+            v["diagnosis"] = json!(cer_bgp::sockopt::diagnose(
+                n.state == "Established",
+                n.tcp_md5,
+                n.ttl_security,
+                n.connect_timeouts,
+                drops.as_ref(),
+            ));
             let iface = self
                 .unnumbered_sessions
                 .iter()
