@@ -13,7 +13,8 @@
 //!   and at the peer). A wrong key at FRR and BIRD: those two never come
 //!   up, `show bgp summary` (text and JSON) names TCP-MD5 as the cause and
 //!   the kernel's TCPMD5Failure moved, while the gobgpd session with the
-//!   right key comes up beside them.
+//!   right key comes up beside them; then a wrong key for gobgpd (passive:
+//!   only our connects, which time out), FRR and BIRD up beside it.
 //! - GTSM with FRR (`ttl-security hops 1`, eBGP): Established; FRR without
 //!   it (passive, eBGP TTL 1 / SYN-ACK TTL 64): no session, the cause named.
 //! - The admin socket with `mode = 0o666` and a group: the file carries
@@ -203,6 +204,33 @@ fn md5_with_frr_bird_and_gobgpd_and_a_wrong_key_is_named() -> Result<()> {
     assert!(text.contains("security: TCP-MD5"), "{text}");
     let frr_state = frr.neighbors_json()?[CER]["bgpState"].clone();
     assert_ne!(frr_state, "Established");
+    drop(cer);
+
+    // gobgpd's turn: the wrong key for it, the right ones for FRR and BIRD.
+    let cer = Control::start(
+        Some(&cer_ns),
+        &scratch.path,
+        "cer-wrong-gobgp",
+        &cer_body(&scratch, KEY_FRR, KEY_BIRD, "not-gobgp-key"),
+    )?;
+    wait_until(
+        "cer-control: FRR and BIRD Established beside gobgpd's wrong key",
+        UP,
+        || established(&cer, FRR) && established(&cer, BIRD),
+    )?;
+    // gobgpd is passive: only our connects, which time out.
+    let t = wait_until("cer-control names TCP-MD5 for gobgpd", UP, || {
+        neighbor(&cer, GOBGP)
+            .is_some_and(|n| named(&n) && n["connect_timeouts"].as_u64().is_some_and(|c| c >= 1))
+    })?;
+    eprintln!("gobgpd: TCP-MD5 named after {t:?}");
+    let n = neighbor(&cer, GOBGP).expect("gobgpd");
+    assert_ne!(n["state"], "Established", "{n}");
+    assert!(
+        gobgp.neighbors()?.iter().all(|g| g.state != "established"),
+        "gobgpd established with a wrong key"
+    );
+    assert!(established(&cer, FRR) && established(&cer, BIRD));
     Ok(())
 }
 
