@@ -230,7 +230,7 @@ mod tests {
         // An unprivileged child (Command's pre_exec runs after fork).
         let child = |gid: u32| {
             use std::os::unix::process::CommandExt;
-            let mut cmd = std::process::Command::new("python3");
+            let mut cmd = std::process::Command::new("/usr/bin/python3");
             cmd.args([
                 "-c",
                 "import socket, sys, time; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(5)",

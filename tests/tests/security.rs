@@ -21,6 +21,9 @@
 //!   both; a process that drops to uid 65534 is refused by its credentials
 //!   with an error line and counted, one in the group is served; with the
 //!   default 0660 root the file system refuses it.
+//! - The dataplane's admin and feed sockets with `socket_mode = 0o666` and
+//!   a group: both files carry them, uid 65534 gets a refusal line on each,
+//!   a group member is served, and `state` counts one refusal per socket.
 
 use anyhow::Result;
 use cer_e2e::peers::*;
@@ -356,5 +359,87 @@ fn admin_socket_mode_group_and_peer_credentials() -> Result<()> {
     let cer = Control::start(Some(&cer_ns), &scratch.path, "cer-default", &body)?;
     let (ok, out) = cerctl_as(&cer.socket, 65534)?;
     assert!(!ok && out.contains("ermission denied"), "{out}");
+    Ok(())
+}
+
+/// Sends one line to the Unix socket `socket` as uid 65534 with group
+/// `gid` (setpriv drops the ids first) and returns the line it answers.
+fn unix_line_as(socket: &std::path::Path, gid: u32, request: &str) -> Result<String> {
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.settimeout(5)\ns.connect(sys.argv[1])\ns.sendall(sys.argv[2].encode() + b'\\n')\nprint(s.makefile().readline().strip())",
+        ])
+        .arg(socket)
+        .arg(request)
+        .output()?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+#[test]
+fn dataplane_sockets_mode_group_and_peer_credentials() -> Result<()> {
+    let _serial = serial();
+    let scratch = Scratch::new("dpsockperm")?;
+    std::fs::set_permissions(&scratch.path, std::fs::Permissions::from_mode(0o755))?;
+    let ns = Netns::new("dp")?;
+    ns.run(&[
+        "ip", "link", "add", "dplan", "type", "veth", "peer", "name", "dphost",
+    ])?;
+    ns.run(&["ip", "link", "set", "dplan", "up"])?;
+    ns.run(&["ip", "link", "set", "dphost", "up"])?;
+    let admin_sock = scratch.file("dp-admin.sock");
+    let feed_sock = scratch.file("dp-feed.sock");
+    let cfg = DataplaneConfig::new("sockperm", "10.66.0.1")
+        .admin_socket(&admin_sock)
+        .feed_socket(&feed_sock)
+        .file_prefix(&format!("sp{}", tag()))
+        .port(Port::af_packet("lan", "dplan", "10.66.0.1/24"))
+        .to_string()
+        .replace(
+            "[dataplane]\n",
+            "[dataplane]\nsocket_mode = 0o666\nsocket_group = \"4242\"\n",
+        );
+    let path = scratch.file("dp.toml");
+    std::fs::write(&path, cfg)?;
+    let _dp = start_dataplane(&ns, &path, &scratch.file("dp.log"))?;
+    for s in [&admin_sock, &feed_sock] {
+        let md = std::fs::metadata(s)?;
+        assert_eq!(
+            (md.permissions().mode() & 0o777, md.gid()),
+            (0o666, 4242),
+            "{}",
+            s.display()
+        );
+    }
+    let out = unix_line_as(&admin_sock, 65534, "{\"cmd\":\"state\"}")?;
+    assert!(
+        out.contains("\"status\":\"error\"") && out.contains("refused: uid 65534"),
+        "admin: {out}"
+    );
+    let out = unix_line_as(&feed_sock, 65534, "{}")?;
+    assert!(out.contains("refused: uid 65534"), "feed: {out}");
+    let out = unix_line_as(&admin_sock, 4242, "{\"cmd\":\"state\"}")?;
+    assert!(
+        out.contains("\"status\":\"ok\""),
+        "a group member was refused: {out}"
+    );
+    let state = admin(&admin_sock, "state")?;
+    assert_eq!(
+        (
+            &state["sockets_refused"]["admin"],
+            &state["sockets_refused"]["feed"]
+        ),
+        (&Value::from(1), &Value::from(1)),
+        "{}",
+        state["sockets_refused"]
+    );
     Ok(())
 }
