@@ -15,6 +15,11 @@ from typing import Any
 Intent = tuple[int, str, str]
 Entry = dict[str, Any]
 
+# A provider change counts as stale when the CER's intent for the /32 pointed the other way for this
+# long before the request reached the provider (fence check -> request, ms): the chaos soak and
+# `mass-move` judge by the same figure.
+FENCE_EPS_MS = 300
+
 INTENT_RX = re.compile(r"capture: intent (\S+) (Capture|Release) signature ([0-9a-f]+) at unix_ms (\d+)")
 
 

@@ -16,17 +16,15 @@ from typing import Any
 
 from .actions import need_state, workload_set_default_src
 from .daemons import endpoint_op
-from .journal import read_intents, stale_mutations
+from .journal import FENCE_EPS_MS, read_intents, stale_mutations
 from .messages import LabError, die, log
+from .network import batch_addresses
 from .processes import run
 from .provider import ProviderRelay, assign_to_workload
 from .state import write_state
 from .topology import CLOUDS, SITES, Lab, Node, name_opt
 from .views import active_capturers, alive_nodes, capture_view, converge, try_admin
 
-# A provider change up to this long after the CER logged its intent counts for that intent (the
-# request was in flight).
-FENCE_EPS_MS = 300
 Report = dict[str, Any]
 
 
@@ -47,8 +45,7 @@ def plan_moves(lab: Lab, endpoints: dict[str, str], count: int) -> list[tuple[st
 def set_addresses(lab: Lab, site: str, verb: str, ips: list[str]) -> None:
     """`ip addr add|del` of the /32s (on-prem: in the segment's /24) on SITE's workload."""
     plen = 24 if site == "onprem" else 32
-    cmds = "".join(f"addr {verb} {ip}/{plen} dev eth0\n" for ip in ips)
-    run(["ip", "netns", "exec", lab.wl_ns(site), "ip", "-force", "-batch", "-"], check=False, input=cmds)
+    batch_addresses(lab.wl_ns(site), verb, [f"{ip}/{plen}" for ip in ips], check=False)
 
 
 def released_everywhere(lab: Lab, site: str, ips: list[str]) -> list[str]:

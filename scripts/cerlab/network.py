@@ -82,7 +82,7 @@ def build_topology(lab: Lab) -> None:
     # to promote one (removing 10.77.60.10 must not take the others with it).
     sysctl(wl, "net.ipv4.conf.eth0.promote_secondaries=1")
     ns_run(wl, "ip", "addr", "add", f"{SITE['onprem']['ip']}/24", "dev", "eth0")
-    add_addresses(wl, [f"{ip}/24" for ip in lab.extra_ips("onprem")])
+    batch_addresses(wl, "add", [f"{ip}/24" for ip in lab.extra_ips("onprem")])
     workload_iface(wl)
     for node in lab.nodes_of("onprem"):
         ns = lab.node_ns(node)
@@ -117,16 +117,18 @@ def build_topology(lab: Lab) -> None:
         fabric_port(fab, "wl", v["gw"])
         ns_run(wl, "ip", "addr", "add", f"{v['wl']}/24", "dev", "eth0")
         ns_run(wl, "ip", "addr", "add", f"{SITE[site]['ip']}/32", "dev", "eth0")
-        add_addresses(wl, [f"{ip}/32" for ip in lab.extra_ips(site)])
+        batch_addresses(wl, "add", [f"{ip}/32" for ip in lab.extra_ips(site)])
         workload_iface(wl)
         ns_run(wl, "ip", "route", "add", "default", "via", v["gw"], "dev", "eth0", "src", SITE[site]["ip"])
     ns_run(wan, "ip", "link", "set", "opbr", "mtu", "1500")
 
 
-def add_addresses(ns: str, cidrs: list[str], dev: str = "eth0") -> None:
-    """`ip addr add` of every CIDR on DEV in NS, in one `ip -batch`."""
+def batch_addresses(ns: str, verb: str, cidrs: list[str], dev: str = "eth0", check: bool = True) -> None:
+    """`ip addr add|del` of every CIDR on DEV in NS, in one `ip -batch` (without `check`, an address
+    already there or already gone does not stop the rest)."""
     if cidrs:
-        run(["ip", "netns", "exec", ns, "ip", "-batch", "-"], input="".join(f"addr add {c} dev {dev}\n" for c in cidrs))
+        cmds = "".join(f"addr {verb} {c} dev {dev}\n" for c in cidrs)
+        run(["ip", "netns", "exec", ns, "ip", *([] if check else ["-force"]), "-batch", "-"], check=check, input=cmds)
 
 
 def fabric_port(fab: str, iface: str, gw: str) -> None:

@@ -2,6 +2,8 @@
 
 import time
 
+from ..journal import FENCE_EPS_MS as JOURNAL_FENCE_EPS_MS
+
 PROBE_PORT = 7977
 PROBE_MS = 50
 ARP_MS = 200
@@ -12,9 +14,8 @@ REACH_BOUND = 8.0
 # at a provider for longer, is a violation even in the middle of the chaos.
 DARK_BOUND = 120.0
 NOBODY_BOUND = 60.0
-# A provider mutation from the CER counts as stale when the CER's intent for the /32 pointed the
-# other way for this long before the request reached the provider (fence check -> request: ms).
-FENCE_EPS_MS = 300
+# When a provider mutation from the CER counts as stale: journal.FENCE_EPS_MS (shared with mass-move).
+FENCE_EPS_MS = JOURNAL_FENCE_EPS_MS
 # Mutation windows in which the workload and a CER may both claim an on-prem /32 (the lab adds the
 # address at the workload before BGP moves ownership): seconds around such an operation.
 ONPREM_CLAIM_SLACK = (1.0, 3.0)
