@@ -160,7 +160,8 @@ impl SpeakerIo {
                 let Some(h) = self.peers.get_mut(&peer) else {
                     return;
                 };
-                if h.holds_back() {
+                // A ROUTE-REFRESH announces nothing to owe: it always goes.
+                if h.holds_back() && !matches!(cmd, SessionCmd::RouteRefresh(_)) {
                     speaker.missed(peer, &cmd);
                 } else if let Some(tx) = h.commands.as_ref() {
                     tx.send(cmd);
@@ -261,6 +262,7 @@ mod tests {
             interface: None,
             add_path: AddPath::default(),
             security: Default::default(),
+            keep_received: true,
         }
     }
 

@@ -77,6 +77,9 @@ pub enum SessionCmd {
     Announce(Vec<Nlri>, Arc<PathAttrs>),
     Withdraw(Vec<Nlri>),
     EndOfRib(Family),
+    /// Ask the peer to resend a family (RFC 2918), e.g. after an import
+    /// policy change when its received routes are not kept.
+    RouteRefresh(Family),
     /// Messages encoded once for every member of an update group
     /// (`Output::SendMany`), written as they are.
     Encoded(Arc<[Bytes]>),
@@ -91,6 +94,7 @@ impl SessionCmd {
             SessionCmd::Announce(prefixes, attrs) => codec.encode_announce(prefixes, attrs),
             SessionCmd::Withdraw(prefixes) => codec.encode_withdraw(prefixes, mp_v4),
             SessionCmd::EndOfRib(f) => vec![packet::end_of_rib(*f)],
+            SessionCmd::RouteRefresh(f) => vec![packet::route_refresh(*f)],
             SessionCmd::Encoded(b) => b.to_vec(),
         }
     }

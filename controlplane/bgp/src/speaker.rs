@@ -12,6 +12,7 @@
 //! re-evaluate them. Tests drive it with events and read its outputs, no
 //! sockets (`speaker/tests.rs`).
 
+use crate::adj_in::{AdjRibIn, ImportOutcome, Received, Rejection};
 use crate::adj_out::{Diff, Wanted};
 use crate::decision::DecisionConfig;
 use crate::events::{Output, PeerEvent, PeerSession, SessionCmd};
@@ -76,6 +77,10 @@ pub struct NeighborConfig {
     pub add_path: AddPath,
     /// TCP-MD5 and GTSM on its sessions (`sockopt`).
     pub security: SessionSecurity,
+    /// Keep what it sends as it sent it (the pre-policy Adj-RIB-In,
+    /// `adj_in`): `received-routes` shows it, and an import-policy change
+    /// is applied from it without asking the peer to resend.
+    pub keep_received: bool,
 }
 
 /// Counters and state of one peer, for `show bgp summary`.
@@ -150,6 +155,8 @@ struct PeerRt {
     gr_deadline: Option<Instant>,
     /// Connect attempts that timed out since it was last established.
     connect_timeouts: u32,
+    /// What the current session sent, before import (`keep_received`).
+    received: AdjRibIn,
 }
 
 impl PeerRt {
@@ -254,6 +261,8 @@ impl Speaker {
                 p.owed.extend(nlri.iter().copied())
             }
             SessionCmd::EndOfRib(f) => p.owed_eor.push(*f),
+            // Never held back by the driver (it announces nothing).
+            SessionCmd::RouteRefresh(_) => {}
             // The speaker never sends encoded bytes itself.
             SessionCmd::Encoded(_) => {}
         }
@@ -343,6 +352,7 @@ impl Speaker {
                 import_rejected: 0,
                 gr_deadline: None,
                 connect_timeouts: 0,
+                received: AdjRibIn::default(),
             },
         );
         id
@@ -499,6 +509,7 @@ impl Speaker {
         p.local_addr = Some(local_addr);
         p.established_at = Some(Instant::now());
         p.connect_timeouts = 0;
+        p.received = AdjRibIn::default();
         self.eor_seen.remove(&peer);
         self.join_group(peer);
         self.send_table(peer, None);
@@ -531,6 +542,9 @@ impl Speaker {
         p.state = State::Idle;
         p.up = false;
         p.established_at = None;
+        // What the session sent ends with it (stale paths, if graceful
+        // restart keeps them, stay in the RIB and the post-policy view).
+        p.received = AdjRibIn::default();
         let gr = p
             .negotiated
             .as_ref()
@@ -571,9 +585,22 @@ impl Speaker {
         vec![]
     }
 
+    /// Loop checks and RFC hygiene of received attributes, before policy:
+    /// the interned attributes import policy starts from, or why the path
+    /// is dropped.
+    fn check_and_normalize(
+        &mut self,
+        received: &PathAttrs,
+        ibgp: bool,
+    ) -> Result<Arc<PathAttrs>, &'static str> {
+        let c = &self.cfg;
+        import_check(received, c.local_as, c.router_id, c.cluster_id, ibgp)?;
+        let mut a = received.clone();
+        import_normalize(&mut a, ibgp, DEFAULT_LOCAL_PREF);
+        Ok(self.imported.intern(a))
+    }
+
     fn update(&mut self, peer: PeerId, u: crate::packet::Update) -> Vec<Prefix> {
-        let (local_as, router_id, cluster_id) =
-            (self.cfg.local_as, self.cfg.router_id, self.cfg.cluster_id);
         let Some(p) = self.peers.get_mut(&peer) else {
             return vec![];
         };
@@ -600,33 +627,31 @@ impl Speaker {
                 u.withdrawn.len()
             );
         }
+        let keep = p.cfg.keep_received;
         let mut touched = Vec::with_capacity(u.withdrawn.len() + u.announced_prefixes().count());
         for nlri in &u.withdrawn {
+            p.received.remove(nlri);
             self.rib.update(&source, *nlri, None);
             touched.push(nlri.prefix);
         }
         for reach in &u.announced {
-            let mut a = (*reach.attrs).clone();
-            let ok = import_check(&a, local_as, router_id, cluster_id, source.ibgp);
-            import_normalize(&mut a, source.ibgp, DEFAULT_LOCAL_PREF);
-            let a = self.imported.intern(a);
+            let received = keep.then(|| self.imported.intern_arc(reach.attrs.clone()));
+            let checked = self.check_and_normalize(&reach.attrs, source.ibgp);
             let p = self.peers.get_mut(&peer).expect("peer exists");
             for nlri in &reach.prefixes {
-                let accepted = match (&ok, &p.cfg.import) {
-                    (Err(_), _) => None,
-                    (Ok(()), Some(pol)) => pol.apply_arc(&nlri.prefix, &a).map(|r| {
-                        if Arc::ptr_eq(&r, &a) {
-                            r
-                        } else {
-                            // Changed by the policy: shared with every
-                            // prefix the policy changed the same way.
-                            self.imported.intern_arc(r)
-                        }
-                    }),
-                    (Ok(()), None) => Some(a.clone()),
-                };
+                let (accepted, outcome) =
+                    import_policy(&mut self.imported, &checked, p.cfg.import.as_ref(), nlri);
                 if accepted.is_none() {
                     p.import_rejected += 1;
+                }
+                if let Some(r) = &received {
+                    p.received.insert(
+                        *nlri,
+                        Received {
+                            attrs: r.clone(),
+                            outcome,
+                        },
+                    );
                 }
                 self.rib.update(&source, *nlri, accepted);
                 touched.push(nlri.prefix);
@@ -917,6 +942,30 @@ impl Speaker {
     }
 }
 
+/// Import policy on one checked, normalized path (`check_and_normalize`):
+/// what goes into the Adj-RIB-In (`None`: rejected) and why.
+fn import_policy(
+    imported: &mut Interner,
+    checked: &Result<Arc<PathAttrs>, &'static str>,
+    policy: Option<&Policy>,
+    nlri: &Nlri,
+) -> (Option<Arc<PathAttrs>>, ImportOutcome) {
+    let a = match checked {
+        Err(why) => return (None, ImportOutcome::Rejected(Rejection::Check(why))),
+        Ok(a) => a,
+    };
+    let Some(pol) = policy else {
+        return (Some(a.clone()), ImportOutcome::Accepted);
+    };
+    match pol.apply_arc(&nlri.prefix, a) {
+        None => (None, ImportOutcome::Rejected(Rejection::Policy)),
+        Some(r) if Arc::ptr_eq(&r, a) || r == *a => (Some(r), ImportOutcome::Accepted),
+        // Changed by the policy: shared with every prefix the policy
+        // changed the same way.
+        Some(r) => (Some(imported.intern_arc(r)), ImportOutcome::Modified),
+    }
+}
+
 /// Queues `diff` for `to` (one peer, or an update group's members that
 /// share it): withdrawals first, then announcements grouped by attributes
 /// (one UPDATE carries many prefixes).
@@ -947,6 +996,10 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
         v4 => v4,
     }
 }
+
+mod reconfig;
+mod rib_views;
+pub use reconfig::ImportReapply;
 
 #[cfg(test)]
 mod tests;

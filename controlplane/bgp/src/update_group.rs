@@ -261,6 +261,47 @@ impl UpdateGroup {
         d
     }
 
+    /// What `peer` holds from the group for the prefixes `keep` accepts
+    /// (`advertised-routes`), with our path ids on an ADD-PATH session;
+    /// and how many of the group's paths it was not sent because they came
+    /// from it. Without ADD-PATH a prefix whose group path is the peer's
+    /// own is not sent at all (the next best is not sent instead), which
+    /// is what `diff` does.
+    pub fn advertised_to(
+        &self,
+        peer: PeerId,
+        keep: impl Fn(&Prefix) -> bool,
+    ) -> (Vec<(Nlri, Sent)>, usize) {
+        let all = self.adj_out.all_paths();
+        let (mut out, mut own) = (Vec::new(), 0);
+        for (prefix, sent) in self.adj_out.iter() {
+            if !keep(prefix) {
+                continue;
+            }
+            let held = if all {
+                sent
+            } else {
+                &sent[..sent.len().min(1)]
+            };
+            for s in held {
+                if s.from == peer {
+                    own += 1;
+                    continue;
+                }
+                let path_id = if all { s.id } else { 0 };
+                out.push((
+                    Nlri {
+                        prefix: *prefix,
+                        path_id,
+                    },
+                    s.clone(),
+                ));
+            }
+        }
+        out.sort_by_key(|(n, _)| *n);
+        (out, own)
+    }
+
     /// Everything the group holds for the prefixes `keep` accepts, as `peer`
     /// should see it: its table on establishment or ROUTE-REFRESH.
     pub fn table_for(&self, peer: PeerId, keep: impl Fn(&Prefix) -> bool) -> Diff {

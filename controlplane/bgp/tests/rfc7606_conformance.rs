@@ -585,6 +585,7 @@ impl Harness {
             interface: None,
             add_path: Default::default(),
             security: Default::default(),
+            keep_received: true,
         });
         let mut h = Harness {
             peer_kind,

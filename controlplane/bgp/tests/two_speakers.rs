@@ -56,6 +56,7 @@ async fn node_to(ip: &str, port: u16, remote: SocketAddr, passive: bool, gr: Opt
         interface: None,
         add_path: Default::default(),
         security: Default::default(),
+        keep_received: true,
     });
     let speaker = Arc::new(Mutex::new(s));
     let listener = TcpListener::bind(SocketAddr::new(ip.parse().unwrap(), port))

@@ -351,6 +351,20 @@ pub struct Neighbor {
     /// `ttl security on`). Not for multihop neighbors.
     #[serde(default)]
     pub ttl_security: bool,
+    /// Keep the neighbor's routes as received, before import policy (its
+    /// pre-policy Adj-RIB-In, as FRR's `soft-reconfiguration inbound` and
+    /// BIRD's `import table`): `cerctl show bgp neighbor X received-routes`
+    /// shows them beside the post-policy ones, and a changed import policy
+    /// (`cerctl reload`) is applied from them without the peer resending.
+    /// Costs one table entry per received path; the attribute sets are
+    /// shared. Off: the post-policy view only, and a policy change asks the
+    /// peer to resend (ROUTE-REFRESH, RFC 2918).
+    #[serde(default = "d_true")]
+    pub keep_received: bool,
+}
+
+fn d_true() -> bool {
+    true
 }
 
 /// What a neighbor's `add_path` offers.

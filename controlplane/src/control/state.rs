@@ -228,6 +228,7 @@ impl ControlState {
             add_path: n.add_path.into(),
             // Checked when the configuration was loaded.
             security: n.security().unwrap_or_default(),
+            keep_received: n.keep_received,
         }
     }
 

@@ -42,6 +42,7 @@ fn neighbor(addr: &str, peer_as: PeerAs, rr_client: bool) -> NeighborConfig {
         interface: None,
         add_path: AddPath::default(),
         security: Default::default(),
+        keep_received: true,
     }
 }
 
@@ -468,7 +469,7 @@ fn paths_sent(cmds: &[SessionCmd], prefix: &str) -> (Vec<(u32, NextHop)>, Vec<u3
                     .filter(|n| n.prefix == pfx(prefix))
                     .map(|n| n.path_id),
             ),
-            SessionCmd::EndOfRib(_) | SessionCmd::Encoded(_) => {}
+            SessionCmd::EndOfRib(_) | SessionCmd::Encoded(_) | SessionCmd::RouteRefresh(_) => {}
         }
     }
     ann.sort_by_key(|(id, _)| *id);
@@ -892,4 +893,300 @@ fn a_peer_behind_is_owed_prefixes_and_gets_them_as_they_are() {
     );
     down(&mut s, slow, false);
     assert_eq!(summary_of(&s, slow).prefixes_owed, 0);
+}
+
+/// Import policy "in": rejects 10.2.0.0/16, sets LOCAL_PREF 300 on
+/// 10.3.0.0/16, accepts the rest as it is.
+fn import_policy_in(name: &str) -> Policy {
+    use crate::policy::{Action, DefaultAction, Match, Modify, Term};
+    let range = |s: &str| Match {
+        prefix: vec![s.parse().unwrap()],
+        ..Match::default()
+    };
+    Policy::new(
+        name,
+        DefaultAction::Accept,
+        vec![
+            Term {
+                name: "deny".into(),
+                matches: range("10.2.0.0/16"),
+                action: Action::Reject,
+            },
+            Term {
+                name: "prefer".into(),
+                matches: range("10.3.0.0/16"),
+                action: Action::Accept(Modify {
+                    set_local_pref: Some(300),
+                    ..Modify::default()
+                }),
+            },
+        ],
+    )
+}
+
+/// eBGP peer A (import policy `import_policy_in`) and eBGP peer B, both
+/// established, A having sent 10.1/16 (accepted), 10.2/16 (rejected by
+/// policy), 10.3/16 (modified) and 10.4/16 with our AS in its path (a loop).
+fn peer_with_import_policy(keep_received: bool) -> (Speaker, PeerId, PeerId) {
+    let mut s = speaker(None);
+    let mut n = neighbor("192.0.2.2", PeerAs::Is(65001), false);
+    n.import = Some(import_policy_in("in"));
+    n.keep_received = keep_received;
+    let a = s.add_neighbor(n);
+    let b = s.add_neighbor(neighbor("192.0.2.3", PeerAs::Is(65002), false));
+    establish(&mut s, a, 65001, "192.0.2.2", "192.0.2.1", false);
+    establish(&mut s, b, 65002, "192.0.2.3", "192.0.2.1", false);
+    for p in ["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16"] {
+        update(&mut s, a, p, attrs("192.0.2.2", &[65001]));
+    }
+    update(
+        &mut s,
+        a,
+        "10.4.0.0/16",
+        attrs("192.0.2.2", &[65001, LOCAL_AS]),
+    );
+    s.take_outputs();
+    (s, a, b)
+}
+
+/// `received-routes`: every path as sent and as installed, with what
+/// import made of it; a withdrawal removes both sides.
+#[test]
+fn received_routes_show_each_path_before_and_after_import_policy() {
+    let (mut s, a, _) = peer_with_import_policy(true);
+    assert_eq!(s.find_peer("192.0.2.2"), Some(a));
+    assert_eq!(s.find_peer("::ffff:192.0.2.2"), Some(a));
+    assert_eq!(s.find_peer("192.0.2.9"), None);
+    let r = s.received_routes(a, None).unwrap();
+    assert!(r.keep_received);
+    let rows: Vec<(String, &str, Option<u32>, Option<u32>)> = r
+        .routes
+        .iter()
+        .map(|x| {
+            (
+                x.nlri.to_string(),
+                x.outcome.unwrap().name(),
+                x.pre_policy.as_ref().and_then(|a| a.local_pref),
+                x.post_policy.as_ref().and_then(|a| a.local_pref),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("10.1.0.0/16".into(), "accepted", None, Some(100)),
+            ("10.2.0.0/16".into(), "rejected", None, None),
+            ("10.3.0.0/16".into(), "modified", None, Some(300)),
+            ("10.4.0.0/16".into(), "rejected", None, None),
+        ]
+    );
+    assert_eq!(r.routes[1].outcome.unwrap().reason(), Some("import policy"));
+    assert!(r.routes[3]
+        .outcome
+        .unwrap()
+        .reason()
+        .unwrap()
+        .contains("AS loop"));
+    // The pre-policy attributes are the peer's, AS path and all.
+    assert_eq!(
+        r.routes[1].pre_policy.as_ref().unwrap().as_path[0].asns,
+        vec![65001]
+    );
+    // One prefix.
+    let one = s.received_routes(a, Some(&pfx("10.3.0.0/16"))).unwrap();
+    assert_eq!(one.routes.len(), 1);
+    // Withdrawn: gone from both sides.
+    withdraw(&mut s, a, "10.3.0.0/16");
+    assert!(s
+        .received_routes(a, Some(&pfx("10.3.0.0/16")))
+        .unwrap()
+        .routes
+        .is_empty());
+    // The session ends: what it sent goes with it.
+    down(&mut s, a, false);
+    assert!(s.received_routes(a, None).unwrap().routes.is_empty());
+}
+
+/// Without `keep_received` the view is post-policy only.
+#[test]
+fn without_keep_received_only_the_installed_paths_are_shown() {
+    let (s, a, _) = peer_with_import_policy(false);
+    let r = s.received_routes(a, None).unwrap();
+    assert!(!r.keep_received);
+    let shown: Vec<String> = r.routes.iter().map(|x| x.nlri.to_string()).collect();
+    assert_eq!(shown, vec!["10.1.0.0/16", "10.3.0.0/16"]);
+    assert!(r
+        .routes
+        .iter()
+        .all(|x| x.pre_policy.is_none() && x.outcome.is_none()));
+}
+
+/// A new import policy is applied from the kept paths: the Loc-RIB and the
+/// other peer follow, and nothing resets the session or asks the peer.
+#[test]
+fn an_import_policy_change_reevaluates_the_kept_paths_without_a_reset() {
+    let (mut s, a, b) = peer_with_import_policy(true);
+    let (how, changed) = s.set_import_policy(a, Some(Policy::reject_all("none")));
+    assert_eq!(how, crate::speaker::ImportReapply::Reevaluated { paths: 4 });
+    assert!(changed.contains(&pfx("10.1.0.0/16")));
+    assert!(s.rib().best(&pfx("10.1.0.0/16")).is_none());
+    let outs = s.take_outputs();
+    assert!(
+        !outs.iter().any(|o| matches!(
+            o,
+            Output::Reset(..) | Output::Stop(..) | Output::Send(_, SessionCmd::RouteRefresh(_))
+        )),
+        "{outs:?}"
+    );
+    let mut to_b = Vec::new();
+    for o in outs {
+        if let Output::Send(p, c) = o {
+            if p == b {
+                to_b.push(c);
+            }
+        }
+    }
+    assert!(withdrawn(&to_b, "10.1.0.0/16"));
+    assert!(withdrawn(&to_b, "10.3.0.0/16"));
+    let r = s.received_routes(a, None).unwrap();
+    assert!(r
+        .routes
+        .iter()
+        .all(|x| x.outcome.unwrap().name() == "rejected"));
+    // Back to no policy: 10.2/16, rejected before, is installed from the
+    // kept path; the loop stays out.
+    let (how, _) = s.set_import_policy(a, None);
+    assert_eq!(how, crate::speaker::ImportReapply::Reevaluated { paths: 4 });
+    assert!(s.rib().best(&pfx("10.2.0.0/16")).is_some());
+    assert!(s.rib().best(&pfx("10.4.0.0/16")).is_none());
+    assert_eq!(s.rib().best(&pfx("10.3.0.0/16")).unwrap().local_pref(), 100);
+    // The same policy again: nothing to do.
+    assert_eq!(
+        s.set_import_policy(a, None).0,
+        crate::speaker::ImportReapply::Unchanged
+    );
+}
+
+/// Received paths not kept: the peer is asked to resend (RFC 2918).
+#[test]
+fn an_import_policy_change_without_kept_paths_asks_for_a_route_refresh() {
+    let (mut s, a, _) = peer_with_import_policy(false);
+    let (how, _) = s.set_import_policy(a, None);
+    assert_eq!(how, crate::speaker::ImportReapply::RouteRefresh);
+    let out = sent(&mut s);
+    assert_eq!(out[&a], vec![SessionCmd::RouteRefresh(Family::Ipv4Unicast)]);
+    // Resent under the new policy, 10.2/16 is installed.
+    update(&mut s, a, "10.2.0.0/16", attrs("192.0.2.2", &[65001]));
+    assert!(s.rib().best(&pfx("10.2.0.0/16")).is_some());
+}
+
+/// `advertised-routes`: the group's Adj-RIB-Out without the member's own
+/// paths, which are counted as withheld.
+#[test]
+fn advertised_routes_are_the_groups_table_without_the_members_own_paths() {
+    let mut s = speaker(Some(CLUSTER));
+    let peers = clients(&mut s, 2);
+    let (a, b) = (peers[0], peers[1]);
+    update(&mut s, a, "10.77.60.10/32", attrs("10.0.0.2", &[]));
+    update(&mut s, b, "10.77.60.11/32", attrs("10.0.0.3", &[]));
+    s.originate(pfx("10.77.60.12/32"), attrs("10.0.0.1", &[]));
+    s.take_outputs();
+    let to_a = s.advertised_routes(a, None).unwrap();
+    assert_eq!(to_a.group_members, vec![a, b]);
+    assert_eq!(to_a.withheld_own, 1);
+    let shown: Vec<(String, PeerId)> = to_a
+        .routes
+        .iter()
+        .map(|r| (r.nlri.to_string(), r.from))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            ("10.77.60.11/32".into(), b),
+            ("10.77.60.12/32".into(), PeerId::LOCAL)
+        ]
+    );
+    // Reflected: ORIGINATOR_ID and CLUSTER_LIST as sent.
+    assert_eq!(
+        to_a.routes[0].attrs.originator_id,
+        Some("10.0.0.3".parse().unwrap())
+    );
+    assert_eq!(to_a.routes[0].attrs.cluster_list, vec![CLUSTER]);
+    assert!(!to_a.routes[0].pending);
+    let one = s
+        .advertised_routes(b, Some(&pfx("10.77.60.10/32")))
+        .unwrap();
+    assert_eq!(one.routes.len(), 1);
+    assert_eq!(one.withheld_own, 0);
+}
+
+/// A new export policy moves the peer to another update group and sends
+/// it only what differs; the other members are not disturbed.
+#[test]
+fn an_export_policy_change_sends_the_difference_without_a_reset() {
+    let mut s = speaker(Some(CLUSTER));
+    let peers = clients(&mut s, 3);
+    let (a, c) = (peers[0], peers[2]);
+    update(&mut s, a, "10.77.60.10/32", attrs("10.0.0.2", &[]));
+    update(&mut s, a, "10.77.60.20/32", attrs("10.0.0.2", &[]));
+    s.take_outputs();
+    use crate::policy::{Action, DefaultAction, Match, Modify, Term};
+    let export = Policy::new(
+        "out",
+        DefaultAction::Accept,
+        vec![
+            Term {
+                name: "deny".into(),
+                matches: Match {
+                    prefix: vec!["10.77.60.10/32".parse().unwrap()],
+                    ..Match::default()
+                },
+                action: Action::Reject,
+            },
+            Term {
+                name: "med".into(),
+                matches: Match::default(),
+                action: Action::Accept(Modify {
+                    set_med: Some(5),
+                    ..Modify::default()
+                }),
+            },
+        ],
+    );
+    assert!(s.set_export(c, Some(export.clone()), false));
+    assert!(!s.set_export(c, Some(export), false), "unchanged");
+    let outs = s.take_outputs();
+    assert!(!outs
+        .iter()
+        .any(|o| matches!(o, Output::Reset(..) | Output::Stop(..))));
+    let out = sent_of(outs);
+    assert_eq!(out.keys().copied().collect::<Vec<_>>(), vec![c], "only C");
+    assert!(withdrawn(&out[&c], "10.77.60.10/32"));
+    assert_eq!(announced(&out[&c], "10.77.60.20/32").unwrap().med, Some(5));
+    let view = s.advertised_routes(c, None).unwrap();
+    assert_eq!(view.group_members, vec![c]);
+    assert_eq!(view.routes.len(), 1);
+    assert_eq!(view.routes[0].attrs.med, Some(5));
+    // Removed again: back into the others' group, sent the difference.
+    assert!(s.set_export(c, None, false));
+    let out = sent(&mut s);
+    assert_eq!(announced(&out[&c], "10.77.60.10/32").unwrap().med, None);
+    assert_eq!(announced(&out[&c], "10.77.60.20/32").unwrap().med, None);
+    assert_eq!(s.advertised_routes(c, None).unwrap().group_members.len(), 3);
+}
+
+fn sent_of(outs: Vec<Output>) -> BTreeMap<PeerId, Vec<SessionCmd>> {
+    let mut by_peer: BTreeMap<PeerId, Vec<SessionCmd>> = BTreeMap::new();
+    for out in outs {
+        match out {
+            Output::Send(peer, cmd) => by_peer.entry(peer).or_default().push(cmd),
+            Output::SendMany(peers, cmd) => {
+                for peer in peers.iter() {
+                    by_peer.entry(*peer).or_default().push(cmd.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    by_peer
 }
