@@ -453,6 +453,7 @@ pub struct ControlConfig {
     capture: Vec<(String, String)>,
     capture_aws: Option<[String; 3]>,
     reconciler: Option<(u64, u64)>,
+    raw: String,
 }
 
 #[derive(Debug, Clone)]
@@ -489,7 +490,15 @@ impl ControlConfig {
             capture: Vec::new(),
             capture_aws: None,
             reconciler: None,
+            raw: String::new(),
         }
+    }
+
+    /// TOML tables appended as they are (`[[policy]]` definitions).
+    pub fn raw(mut self, toml: &str) -> Self {
+        self.raw.push_str(toml);
+        self.raw.push('\n');
+        self
     }
 
     pub fn transport_address(mut self, addr: &str) -> Self {
@@ -700,6 +709,7 @@ impl Display for ControlConfig {
                 "[capture.reconciler]\nconfirm_timeout_secs = {confirm}\nresync_secs = {resync}"
             );
         }
+        t.push_str(&self.raw);
         f.write_str(&t)
     }
 }
@@ -724,6 +734,10 @@ pub struct Neighbor {
     /// TCP-MD5 key (`password`).
     password: Option<String>,
     ttl_security: bool,
+    import_policy: Option<String>,
+    export_policy: Option<String>,
+    /// `keep_received = false` when set.
+    drop_received: bool,
 }
 
 impl Neighbor {
@@ -742,6 +756,9 @@ impl Neighbor {
             add_path: None,
             password: None,
             ttl_security: false,
+            import_policy: None,
+            export_policy: None,
+            drop_received: false,
         }
     }
 
@@ -818,8 +835,31 @@ impl Neighbor {
         self
     }
 
+    /// `import_policy`: a `[[policy]]` by name (see [`ControlConfig::raw`]).
+    pub fn import_policy(mut self, name: &str) -> Self {
+        self.import_policy = Some(name.into());
+        self
+    }
+
+    /// `export_policy`: a `[[policy]]` by name.
+    pub fn export_policy(mut self, name: &str) -> Self {
+        self.export_policy = Some(name.into());
+        self
+    }
+
+    /// `keep_received = false`: no pre-policy Adj-RIB-In.
+    pub fn without_received(mut self) -> Self {
+        self.drop_received = true;
+        self
+    }
+
     fn render(&self, t: &mut String) {
         t.push_str("[[bgp.neighbor]]\n");
+        opt(t, "import_policy", self.import_policy.as_deref().map(q));
+        opt(t, "export_policy", self.export_policy.as_deref().map(q));
+        if self.drop_received {
+            t.push_str("keep_received = false\n");
+        }
         opt(t, "password", self.password.as_deref().map(q));
         flag(t, "ttl_security", self.ttl_security);
         opt(t, "add_path", self.add_path.as_deref().map(q));

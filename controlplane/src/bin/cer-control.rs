@@ -102,6 +102,8 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
     }
     let mut state =
         ControlState::new(cfg.clone(), ev_tx, feed_tx, feed_status).map_err(anyhow::Error::msg)?;
+    state.config_path =
+        Some(std::fs::canonicalize(&args.config).unwrap_or_else(|_| args.config.clone()));
     let (link_tx, mut link_rx) = mpsc::channel(1024);
     let watchers_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     state.vrrp = vrrp_status;
@@ -273,6 +275,8 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // SIGHUP: the same reload as `cerctl reload`, its result in the log.
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     loop {
         tokio::select! {
             Some(ev) = ev_rx.recv() => {
@@ -297,6 +301,12 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
             _ = tick.tick() => state.tick(),
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = hup.recv() => {
+                log::info!("SIGHUP: reloading {}", args.config.display());
+                if let ControlResponse::Error { message } = state.admin(ControlRequest::Reload) {
+                    log::error!("SIGHUP: {message}");
+                }
+            }
         }
         // The IO the speaker asked for while handling that input.
         state.flush();

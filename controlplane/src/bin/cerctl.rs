@@ -7,7 +7,7 @@
 //! production feeder: a full sync from it replaces what this installed).
 
 use anyhow::{Context, Result};
-use cer_controlplane::control::admin::{ControlRequest, ControlResponse};
+use cer_controlplane::control::admin::{ControlRequest, ControlResponse, RibSide};
 use cer_controlplane::dataplane::{admin, endpoint_action, parse_via, FibFile};
 use cer_shared::admin::AdminRequest;
 use cer_shared::feed::{FeedCommand, FibChange};
@@ -34,6 +34,21 @@ fn run(cli: Cli) -> Result<()> {
                 ShowCmd::Bgp {
                     what: BgpShow::Rib { prefix },
                 } => ControlRequest::BgpRib {
+                    prefix: prefix.clone(),
+                },
+                ShowCmd::Bgp {
+                    what:
+                        BgpShow::Neighbor {
+                            peer,
+                            routes,
+                            prefix,
+                        },
+                } => ControlRequest::BgpNeighborRoutes {
+                    peer: peer.clone(),
+                    side: match routes {
+                        NeighborRoutes::ReceivedRoutes => RibSide::Received,
+                        NeighborRoutes::AdvertisedRoutes => RibSide::Advertised,
+                    },
                     prefix: prefix.clone(),
                 },
                 ShowCmd::Bfd => ControlRequest::Bfd,
@@ -75,6 +90,23 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&data)?);
             } else {
                 print_explain(&data);
+            }
+            Ok(())
+        }
+        Top::Reload { json, socket } => {
+            let data = control(&socket, &ControlRequest::Reload)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else if data["changed"].as_bool() == Some(true) {
+                println!("reloaded {}:", s(&data["file"]));
+                for a in data["applied"].as_array().into_iter().flatten() {
+                    match a["neighbor"].as_str() {
+                        Some(n) => println!("  neighbor {n}: {}", s(&a["change"])),
+                        None => println!("  {}", s(&a["change"])),
+                    }
+                }
+            } else {
+                println!("reloaded {}: no change", s(&data["file"]));
             }
             Ok(())
         }
@@ -413,6 +445,9 @@ fn print_control(what: &ShowCmd, d: &Value) {
                 );
             }
         }
+        ShowCmd::Bgp {
+            what: BgpShow::Neighbor { .. },
+        } => print_neighbor_routes(d),
         ShowCmd::Bfd => {
             if let Some(note) = d["note"].as_str() {
                 println!("{note}");
@@ -481,6 +516,150 @@ fn print_control(what: &ShowCmd, d: &Value) {
         ShowCmd::Capture => print_capture(d),
         _ => println!("{}", serde_json::to_string_pretty(d).unwrap_or_default()),
     }
+}
+
+/// `show bgp neighbor X received-routes|advertised-routes` as a table,
+/// FRR's columns (next hop, MED, LOCAL_PREF, AS path and origin), one line
+/// per side of import policy, the rest of the attributes below.
+fn print_neighbor_routes(d: &Value) {
+    let rows = d["routes"].as_array().cloned().unwrap_or_default();
+    let received = d["side"].as_str() == Some("received");
+    if received {
+        println!(
+            "Routes received from {} ({}){}",
+            s(&d["neighbor"]),
+            s(&d["address"]),
+            if d["keep_received"].as_bool() == Some(true) {
+                ": as received (pre-policy) and as imported (post-policy)"
+            } else {
+                ": as imported only (keep_received = false)"
+            }
+        );
+    } else {
+        let group: Vec<String> = d["update_group"]
+            .as_array()
+            .map(|g| g.iter().map(s).collect())
+            .unwrap_or_default();
+        println!(
+            "Routes advertised to {} ({}), update group [{}]; {} of the group's paths came from it and were not sent back",
+            s(&d["neighbor"]),
+            s(&d["address"]),
+            group.join(", "),
+            d["withheld_own_paths"]
+        );
+    }
+    println!(
+        "Status codes: > best, s stale, p pending (owed to a peer that fell behind)\n    {:<20} {:<10} {:<18} {:>6} {:>6}  {:<16} PATH",
+        "NETWORK", if received { "IMPORT" } else { "FROM" }, "NEXT HOP", "MED", "LP", "SIGNATURE"
+    );
+    // The fixed columns, and the AS path with the origin code.
+    let cols = |a: &Value| -> (String, String) {
+        let n = |v: &Value| v.as_u64().map(|x| x.to_string()).unwrap_or("-".into());
+        let origin = match a["origin"].as_str() {
+            Some("igp") => "i",
+            Some("egp") => "e",
+            _ => "?",
+        };
+        (
+            format!(
+                "{:<18} {:>6} {:>6}",
+                s(&a["next_hop"]),
+                n(&a["med"]),
+                n(&a["local_pref"])
+            ),
+            format!("{} {origin}", s(&a["as_path"])).trim().to_string(),
+        )
+    };
+    let extras = |a: &Value| -> Vec<String> {
+        let list = |k: &str| -> String {
+            a[k].as_array()
+                .map(|v| v.iter().map(s).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        for (k, name) in [
+            ("communities", "communities"),
+            ("large_communities", "large communities"),
+            ("extended_communities", "extended communities"),
+            ("cluster_list", "cluster list"),
+        ] {
+            let v = list(k);
+            if !v.is_empty() {
+                out.push(format!("{name} {v}"));
+            }
+        }
+        if let Some(o) = a["originator_id"].as_str() {
+            out.push(format!("originator {o}"));
+        }
+        if let Some(ag) = a["aggregator"].as_str() {
+            out.push(format!("aggregator {ag}"));
+        }
+        if a["atomic_aggregate"].as_bool() == Some(true) {
+            out.push("atomic-aggregate".into());
+        }
+        out
+    };
+    let line = |codes: &str, net: &str, what: &str, a: &Value, sig: &Value| {
+        let (head, path) = cols(a);
+        println!(
+            "{codes:<3} {net:<20} {what:<10} {head}  {:<16} {path}",
+            sig.as_str().unwrap_or("-"),
+        );
+        let x = extras(a);
+        if !x.is_empty() {
+            println!("{:<36}{}", "", x.join("; "));
+        }
+    };
+    for r in &rows {
+        let mut net = s(&r["prefix"]);
+        if let Some(id) = r["path_id"].as_u64().filter(|i| *i != 0) {
+            net = format!("{net} id {id}");
+        }
+        if received {
+            let codes = format!(
+                "{}{}",
+                if r["best"].as_bool() == Some(true) {
+                    ">"
+                } else {
+                    ""
+                },
+                if r["stale"].as_bool() == Some(true) {
+                    "s"
+                } else {
+                    ""
+                }
+            );
+            let import = s(&r["import"]);
+            if r["pre_policy"].is_object() {
+                line(&codes, &net, "received", &r["pre_policy"], &Value::Null);
+            }
+            if r["post_policy"].is_object() {
+                line(&codes, &net, &import, &r["post_policy"], &r["signature"]);
+            } else {
+                println!(
+                    "{codes:<3} {net:<20} {:<10} ({})",
+                    import,
+                    r["reason"].as_str().unwrap_or("not installed")
+                );
+            }
+        } else {
+            let codes = if r["pending"].as_bool() == Some(true) {
+                "p"
+            } else {
+                ">"
+            };
+            line(codes, &net, &s(&r["from"]), &r["attrs"], &r["signature"]);
+        }
+    }
+    println!(
+        "Total: {} {}",
+        rows.len(),
+        if received {
+            "received paths"
+        } else {
+            "advertised paths"
+        }
+    );
 }
 
 fn print_capture(d: &Value) {

@@ -44,6 +44,16 @@ pub enum Top {
         #[arg(long, default_value = "/run/cer/dataplane.sock")]
         dataplane_socket: PathBuf,
     },
+    /// Re-read cer-control's configuration file and apply what changed
+    /// (neighbors added or removed, policies, networks, tunnels) without a
+    /// session reset; a change that needs a session reset or a restart
+    /// refuses the whole reload, each such field named. SIGHUP does the same.
+    Reload {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "/run/cer/control.sock")]
+        socket: PathBuf,
+    },
     /// Inspect or drive cer-dataplane directly.
     #[command(alias = "dp")]
     Dataplane {
@@ -84,7 +94,28 @@ pub enum ShowCmd {
 #[derive(Subcommand)]
 pub enum BgpShow {
     Summary,
-    Rib { prefix: Option<String> },
+    /// The Loc-RIB: every candidate path, the best marked.
+    Rib {
+        prefix: Option<String>,
+    },
+    /// One neighbor's routes: what it sent (before and after import
+    /// policy) or what it was sent (after export policy).
+    Neighbor {
+        /// The neighbor's address, or an unnumbered neighbor's interface.
+        peer: String,
+        #[arg(value_enum)]
+        routes: NeighborRoutes,
+        /// Only this prefix (an address means its /32).
+        prefix: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum NeighborRoutes {
+    /// Its Adj-RIB-In: each path as received and as imported, with the import outcome.
+    ReceivedRoutes,
+    /// What it was sent: its update group's Adj-RIB-Out without its own paths.
+    AdvertisedRoutes,
 }
 
 #[derive(Subcommand)]

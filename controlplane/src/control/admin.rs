@@ -11,6 +11,14 @@ pub enum ControlRequest {
     BgpRib {
         prefix: Option<String>,
     },
+    /// One neighbor's routes (`show bgp neighbor PEER received-routes |
+    /// advertised-routes [PREFIX]`): `peer` is its address or, unnumbered,
+    /// its interface.
+    BgpNeighborRoutes {
+        peer: String,
+        side: RibSide,
+        prefix: Option<String>,
+    },
     /// BFD sessions (neighbors with `bfd = true`) and refused packets.
     Bfd,
     Owners,
@@ -34,8 +42,21 @@ pub enum ControlRequest {
         ip: Ipv4Addr,
     },
     Status,
+    /// Re-read the configuration file and apply what changed, all or
+    /// nothing (`control::reload`).
+    Reload,
     /// The capture plane: mechanism, reconciler state per /32, fenced actions.
     Capture,
+}
+
+/// Which side of a neighbor's session `BgpNeighborRoutes` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RibSide {
+    /// Its Adj-RIB-In, before and after import policy.
+    Received,
+    /// What it was sent, after export policy.
+    Advertised,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 //! `endpoints` (persisted local endpoints), `fibfeed` (dataplane feed
 //! thread), `admin` (the request/response types of the JSON API for cerctl),
 //! `capture` (the cloud reconciler's wiring), `pair` (the active capturer
-//! of a cloud pair, elected from BGP), `underlay` and `unnumbered`
+//! of a cloud pair, elected from BGP), `reload` (what a reload changes or why it is refused), `underlay` and `unnumbered`
 //! (BGP unnumbered), `vrrp` (the proxy-ARP gate) and `vrrp_track` (the WAN
 //! health keepalived tracks) hang off it.
 
@@ -16,6 +16,7 @@ pub mod config;
 pub mod endpoints;
 pub mod fibfeed;
 pub mod pair;
+pub mod reload;
 pub mod sam;
 pub mod state;
 pub mod underlay;

@@ -29,6 +29,8 @@ const TRAP_LOG: usize = 1000;
 
 mod bfd_client;
 mod northbound;
+mod reload;
+mod rib_views;
 pub use bfd_client::BfdClient;
 #[cfg(test)]
 mod tests;
@@ -85,6 +87,8 @@ pub struct ControlState {
     pub trap_tx: broadcast::Sender<TrapEvent>,
     started: Instant,
     ready: bool,
+    /// The file the configuration was read from (`reload` reads it again).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 impl ControlState {
@@ -151,6 +155,7 @@ impl ControlState {
             trap_tx,
             started: Instant::now(),
             ready: false,
+            config_path: None,
             cfg,
         })
     }

@@ -204,6 +204,9 @@ impl ControlState {
                 "kernel_tcp_drops": cer_bgp::sockopt::kernel_drops(),
             }),
             ControlRequest::BgpRib { prefix } => self.rib_json(prefix.as_deref())?,
+            ControlRequest::BgpNeighborRoutes { peer, side, prefix } => {
+                self.neighbor_routes_json(&peer, side, prefix.as_deref())?
+            }
             ControlRequest::Bfd => self.bfd_json(),
             ControlRequest::Owners => json!(self.sam.owners().map(owner_json).collect::<Vec<_>>()),
             ControlRequest::Markers => json!(self
@@ -252,6 +255,7 @@ impl ControlState {
                 json!({"advertised": ip, "local_pref": pref, "previous_owner_local_pref": current.map(|c| c.2)})
             }
             ControlRequest::Explain { ip } => self.explain(ip),
+            ControlRequest::Reload => self.reload()?,
             ControlRequest::Capture => {
                 let mut v = self.capture_json(None);
                 v["mode"] = json!(self.cfg.capture.mode.name());

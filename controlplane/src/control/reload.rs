@@ -1,0 +1,444 @@
+//! `cerctl reload` / SIGHUP: the difference between the running
+//! configuration and a newly read one, decided before anything is applied.
+//! A change that a running process can take (neighbors added or removed,
+//! import/export policy, next-hop-self, description, keep_received,
+//! networks, tunnels, the default endpoint LOCAL_PREF) becomes a
+//! `ReloadPlan`; a change that needs a session reset or a process restart
+//! refuses the whole reload, every such field named (`Refusal`). Pure: the
+//! control state applies a plan (`ControlState::reload`).
+
+use super::config::{ControlConfig, Neighbor};
+use cer_bgp::policy::Policy;
+use serde::Serialize;
+use std::fmt::Debug;
+
+/// What a reload changes, neighbor by neighbor and table by table.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct ReloadPlan {
+    /// Neighbors (by address or interface) to add.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Neighbors whose import policy changed (its name or its terms).
+    pub import_changed: Vec<String>,
+    /// Neighbors whose export policy or next-hop-self changed.
+    pub export_changed: Vec<String>,
+    /// Neighbors whose keep_received changed.
+    pub keep_received_changed: Vec<String>,
+    pub description_changed: Vec<String>,
+    pub networks_changed: bool,
+    pub tunnels_changed: bool,
+    pub local_pref_changed: bool,
+}
+
+impl ReloadPlan {
+    pub fn is_empty(&self) -> bool {
+        *self == ReloadPlan::default()
+    }
+}
+
+/// Why a reload was refused: the fields whose change needs a session
+/// reset (per neighbor) or a restart of cer-control.
+#[derive(Debug, Default, Clone, PartialEq, Serialize)]
+pub struct Refusal {
+    pub needs_session_reset: Vec<String>,
+    pub needs_restart: Vec<String>,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reload refused, nothing applied:")?;
+        if !self.needs_session_reset.is_empty() {
+            write!(
+                f,
+                " needs a session reset (remove the neighbor in one reload, add it back in another): {};",
+                self.needs_session_reset.join(", ")
+            )?;
+        }
+        if !self.needs_restart.is_empty() {
+            write!(
+                f,
+                " needs a restart of cer-control: {}",
+                self.needs_restart.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Equal by their printed form: the configuration types are plain data.
+fn same<T: Debug>(a: &T, b: &T) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+/// The plan that turns `old` into `new`, or every field that cannot change
+/// in a running process.
+pub fn plan(old: &ControlConfig, new: &ControlConfig) -> Result<ReloadPlan, Refusal> {
+    let mut refuse = Refusal::default();
+    let mut restart = |field: &str, changed: bool| {
+        if changed {
+            refuse.needs_restart.push(field.to_string());
+        }
+    };
+    restart("node.name", old.node.name != new.node.name);
+    restart("node.router_id", old.node.router_id != new.node.router_id);
+    restart("node.asn", old.node.asn != new.node.asn);
+    restart(
+        "node.transport_address",
+        old.node.transport_address != new.node.transport_address,
+    );
+    let (ob, nb) = (&old.bgp, &new.bgp);
+    restart("bgp.listen", ob.listen != nb.listen);
+    restart("bgp.hold_time", ob.hold_time != nb.hold_time);
+    restart(
+        "bgp.connect_retry_secs",
+        ob.connect_retry_secs != nb.connect_retry_secs,
+    );
+    restart(
+        "bgp.graceful_restart_secs",
+        ob.graceful_restart_secs != nb.graceful_restart_secs,
+    );
+    restart(
+        "bgp.route_reflector",
+        ob.route_reflector != nb.route_reflector,
+    );
+    restart("bgp.cluster_id", ob.cluster_id != nb.cluster_id);
+    restart(
+        "bgp.always_compare_med",
+        ob.always_compare_med != nb.always_compare_med,
+    );
+    restart("bgp.maximum_paths", ob.maximum_paths != nb.maximum_paths);
+    let (os, ns) = (&old.sam, &new.sam);
+    restart("sam.identity", os.identity != ns.identity);
+    restart(
+        "sam.site_identities",
+        os.site_identities != ns.site_identities,
+    );
+    restart(
+        "sam.marker_community",
+        os.marker_community != ns.marker_community,
+    );
+    restart("sam.marker_prefix", os.marker_prefix != ns.marker_prefix);
+    restart("sam.state_file", os.state_file != ns.state_file);
+    restart("sam.pool", os.pool != ns.pool);
+    restart(
+        "sam.endpoints (once running, endpoints change with cerctl endpoint add/remove)",
+        os.endpoints != ns.endpoints,
+    );
+    restart("dataplane", !same(&old.dataplane, &new.dataplane));
+    restart("admin", !same(&old.admin, &new.admin));
+    restart("capture", !same(&old.capture, &new.capture));
+
+    let mut plan = ReloadPlan {
+        networks_changed: ob.networks != nb.networks,
+        tunnels_changed: !same(&old.tunnels, &new.tunnels),
+        local_pref_changed: os.local_pref != ns.local_pref,
+        ..ReloadPlan::default()
+    };
+    for n in &nb.neighbors {
+        let name = n.name();
+        match ob.neighbors.iter().find(|o| o.name() == name) {
+            None => {
+                plan.added.push(name.clone());
+                started_only(n, &name, "added", &mut refuse.needs_restart);
+            }
+            Some(o) => {
+                refuse.needs_session_reset.extend(
+                    session_fields(o, n)
+                        .into_iter()
+                        .map(|f| format!("bgp.neighbor[{name}].{f}")),
+                );
+                let policy = |c: &ControlConfig, p: &Option<String>| -> Option<Policy> {
+                    c.policy(p).cloned()
+                };
+                if policy(old, &o.import_policy) != policy(new, &n.import_policy) {
+                    plan.import_changed.push(name.clone());
+                }
+                if policy(old, &o.export_policy) != policy(new, &n.export_policy)
+                    || o.next_hop_self != n.next_hop_self
+                {
+                    plan.export_changed.push(name.clone());
+                }
+                if o.keep_received != n.keep_received {
+                    plan.keep_received_changed.push(name.clone());
+                }
+                if o.description != n.description {
+                    plan.description_changed.push(name.clone());
+                }
+            }
+        }
+    }
+    for o in &ob.neighbors {
+        let name = o.name();
+        if !nb.neighbors.iter().any(|n| n.name() == name) {
+            plan.removed.push(name.clone());
+            started_only(o, &name, "removed", &mut refuse.needs_restart);
+        }
+    }
+    if refuse.needs_restart.is_empty() && refuse.needs_session_reset.is_empty() {
+        Ok(plan)
+    } else {
+        Err(refuse)
+    }
+}
+
+/// The neighbor fields a session negotiates or its sockets carry: a change
+/// needs the session reset.
+fn session_fields(o: &Neighbor, n: &Neighbor) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut check = |f: &'static str, changed: bool| {
+        if changed {
+            out.push(f);
+        }
+    };
+    check("remote_as", !same(&o.remote_as, &n.remote_as));
+    check("local_address", o.local_address != n.local_address);
+    check("port", o.port != n.port);
+    check("passive", o.passive != n.passive);
+    check("rr_client", o.rr_client != n.rr_client);
+    check("add_path", o.add_path != n.add_path);
+    check("password", o.password != n.password);
+    check("ttl_security", o.ttl_security != n.ttl_security);
+    check("dataplane_port", o.dataplane_port != n.dataplane_port);
+    check("ra_timeout_secs", o.ra_timeout_secs != n.ra_timeout_secs);
+    check(
+        "bfd",
+        o.bfd != n.bfd
+            || o.bfd_min_tx_ms != n.bfd_min_tx_ms
+            || o.bfd_min_rx_ms != n.bfd_min_rx_ms
+            || o.bfd_multiplier != n.bfd_multiplier
+            || o.bfd_multihop != n.bfd_multihop
+            || o.bfd_key != n.bfd_key
+            || o.bfd_key_id != n.bfd_key_id,
+    );
+    out
+}
+
+/// A neighbor added or removed whose parts are set up only at start: BFD
+/// sessions, TCP-MD5 keys on the listeners, unnumbered interface watchers.
+fn started_only(n: &Neighbor, name: &str, what: &str, into: &mut Vec<String>) {
+    for (field, set) in [
+        ("bfd", n.bfd),
+        ("password", n.password.is_some()),
+        ("interface", n.interface.is_some()),
+    ] {
+        if set {
+            into.push(format!(
+                "bgp.neighbor[{name}].{field} (a neighbor with {field} {what})"
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str = r#"
+[node]
+name = "a"
+router_id = "10.0.0.1"
+asn = 65000
+transport_address = "10.0.0.1"
+[bgp]
+[[bgp.neighbor]]
+address = "10.0.0.2"
+remote_as = 65002
+import_policy = "in"
+[[bgp.neighbor]]
+address = "10.0.0.3"
+remote_as = "internal"
+[[policy]]
+name = "in"
+default = "accept"
+[[policy.term]]
+match = { prefix = ["10.88.2.0/24"] }
+action = { accept = false }
+[sam]
+identity = "65000:1"
+marker_community = "65000:999"
+marker_prefix = "10.255.0.1/32"
+pool = ["10.77.60.0/24"]
+[admin]
+socket = "/run/x.sock"
+"#;
+
+    fn cfg(text: &str) -> ControlConfig {
+        ControlConfig::parse(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    fn with(from: &str, to: &str) -> ControlConfig {
+        assert!(BASE.contains(from), "{from}");
+        cfg(&BASE.replacen(from, to, 1))
+    }
+
+    #[test]
+    fn the_same_file_changes_nothing() {
+        assert!(plan(&cfg(BASE), &cfg(BASE)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn neighbors_come_and_go_and_policies_change() {
+        let new = cfg(&BASE
+            .replace(
+                "[[bgp.neighbor]]\naddress = \"10.0.0.3\"\nremote_as = \"internal\"\n",
+                "[[bgp.neighbor]]\naddress = \"10.0.0.4\"\nremote_as = 65004\ndescription = \"new\"\n",
+            )
+            .replace("10.88.2.0/24", "10.88.3.0/24"));
+        let p = plan(&cfg(BASE), &new).unwrap();
+        assert_eq!(p.added, vec!["10.0.0.4"]);
+        assert_eq!(p.removed, vec!["10.0.0.3"]);
+        // The policy's terms changed, not its name.
+        assert_eq!(p.import_changed, vec!["10.0.0.2"]);
+        assert!(p.export_changed.is_empty());
+        let p = plan(
+            &cfg(BASE),
+            &with(
+                "import_policy = \"in\"",
+                "export_policy = \"in\"\nkeep_received = false",
+            ),
+        )
+        .unwrap();
+        assert_eq!(p.import_changed, vec!["10.0.0.2"]);
+        assert_eq!(p.export_changed, vec!["10.0.0.2"]);
+        assert_eq!(p.keep_received_changed, vec!["10.0.0.2"]);
+        let p = plan(
+            &cfg(BASE),
+            &with("[bgp]\n", "[bgp]\nnetworks = [\"10.9.0.0/16\"]\n"),
+        )
+        .unwrap();
+        assert!(p.networks_changed);
+        let p = plan(
+            &cfg(BASE),
+            &with(
+                "pool = [\"10.77.60.0/24\"]",
+                "pool = [\"10.77.60.0/24\"]\nlocal_pref = 150",
+            ),
+        )
+        .unwrap();
+        assert!(p.local_pref_changed);
+        let p = plan(
+            &cfg(BASE),
+            &cfg(&format!(
+                "{BASE}[[tunnel]]\nid = 2\nremote = \"10.0.0.2\"\n"
+            )),
+        )
+        .unwrap();
+        assert!(p.tunnels_changed);
+    }
+
+    #[test]
+    fn session_fields_refuse_the_reload_by_name() {
+        for (from, to, field) in [
+            ("remote_as = 65002", "remote_as = 65009", "remote_as"),
+            (
+                "remote_as = 65002",
+                "remote_as = 65002\nadd_path = \"receive\"",
+                "add_path",
+            ),
+            (
+                "remote_as = 65002",
+                "remote_as = 65002\npassword = \"k\"",
+                "password",
+            ),
+            (
+                "remote_as = 65002",
+                "remote_as = 65002\nlocal_address = \"10.0.0.1\"",
+                "local_address",
+            ),
+            (
+                "remote_as = 65002",
+                "remote_as = 65002\nrr_client = true",
+                "rr_client",
+            ),
+            (
+                "remote_as = 65002",
+                "remote_as = 65002\nttl_security = true",
+                "ttl_security",
+            ),
+            ("remote_as = 65002", "remote_as = 65002\nbfd = true", "bfd"),
+            (
+                "remote_as = 65002",
+                "remote_as = 65002\npassive = true",
+                "passive",
+            ),
+        ] {
+            let e = plan(&cfg(BASE), &with(from, to)).unwrap_err();
+            assert_eq!(
+                e.needs_session_reset,
+                vec![format!("bgp.neighbor[10.0.0.2].{field}")],
+                "{to}"
+            );
+            assert!(e.needs_restart.is_empty());
+            assert!(e.to_string().contains(field), "{e}");
+        }
+    }
+
+    #[test]
+    fn process_fields_refuse_the_reload_by_name() {
+        for (from, to, field) in [
+            (
+                "router_id = \"10.0.0.1\"",
+                "router_id = \"10.0.0.9\"",
+                "node.router_id",
+            ),
+            ("asn = 65000", "asn = 65001", "node.asn"),
+            (
+                "socket = \"/run/x.sock\"",
+                "socket = \"/run/y.sock\"",
+                "admin",
+            ),
+            ("[bgp]\n", "[bgp]\nhold_time = 30\n", "bgp.hold_time"),
+            (
+                "[bgp]\n",
+                "[bgp]\nroute_reflector = true\n",
+                "bgp.route_reflector",
+            ),
+            ("[bgp]\n", "[bgp]\nlisten = [\"10.0.0.1\"]\n", "bgp.listen"),
+            (
+                "identity = \"65000:1\"",
+                "identity = \"65000:2\"",
+                "sam.identity",
+            ),
+            (
+                "pool = [\"10.77.60.0/24\"]",
+                "pool = [\"10.77.0.0/16\"]",
+                "sam.pool",
+            ),
+            (
+                "marker_prefix = \"10.255.0.1/32\"",
+                "marker_prefix = \"10.255.0.9/32\"",
+                "sam.marker_prefix",
+            ),
+            (
+                "[admin]",
+                "[dataplane]\nlan_port = \"x\"\n[admin]",
+                "dataplane",
+            ),
+            ("[admin]", "[capture]\ngarp_count = 5\n[admin]", "capture"),
+        ] {
+            let e = plan(&cfg(BASE), &with(from, to)).unwrap_err();
+            assert_eq!(e.needs_restart, vec![field.to_string()], "{to}");
+        }
+    }
+
+    #[test]
+    fn neighbors_set_up_at_start_only_cannot_come_or_go() {
+        let added = format!(
+            "{BASE}[[bgp.neighbor]]\naddress = \"10.0.0.5\"\nremote_as = 65005\nbfd = true\npassword = \"k\"\n"
+        );
+        let e = plan(&cfg(BASE), &cfg(&added)).unwrap_err();
+        assert_eq!(e.needs_restart.len(), 2, "{e}");
+        assert!(
+            e.needs_restart[0].starts_with("bgp.neighbor[10.0.0.5].bfd"),
+            "{e}"
+        );
+        // And all-or-nothing: an acceptable change beside it is refused too.
+        let e = plan(
+            &cfg(BASE),
+            &cfg(&added.replace("10.88.2.0/24", "10.88.3.0/24")),
+        )
+        .unwrap_err();
+        assert!(!e.needs_restart.is_empty());
+    }
+}
