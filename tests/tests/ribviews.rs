@@ -89,7 +89,15 @@ fn received_and_advertised_routes_match_frr() -> Result<()> {
     wait_until(
         "FRR's three prefixes received",
         Duration::from_secs(15),
-        || show("received-routes").is_ok_and(|v| cer_prefixes(&v).len() == 3),
+        || {
+            show("received-routes").is_ok_and(|v| {
+                cer_prefixes(&v)
+                    .iter()
+                    .filter(|p| p.starts_with("10.88."))
+                    .count()
+                    == 3
+            })
+        },
     )?;
     let frr_adv = "show ip bgp neighbors 10.10.0.1 advertised-routes json";
     let frr_rcv = "show ip bgp neighbors 10.10.0.1 received-routes json";
@@ -98,7 +106,16 @@ fn received_and_advertised_routes_match_frr() -> Result<()> {
             .is_ok_and(|v| frr_prefixes(&v, "receivedRoutes").len() == 3)
     })?;
 
-    // Received: pre-policy is what FRR advertised, every path.
+    // Received: pre-policy is what FRR advertised, every path (FRR also
+    // sends our own routes back, which import rejects as an AS loop).
+    wait_until(
+        "FRR's advertised set in our view",
+        Duration::from_secs(15),
+        || match (show("received-routes"), frr.vtysh_json(frr_adv)) {
+            (Ok(r), Ok(a)) => cer_prefixes(&r) == frr_prefixes(&a, "advertisedRoutes"),
+            _ => false,
+        },
+    )?;
     let rcv = show("received-routes")?;
     assert_eq!(rcv["keep_received"], true);
     let advertised_by_frr = frr.vtysh_json(frr_adv)?;

@@ -38,10 +38,10 @@ fn run(args: Args) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(serve(cfg))
+    rt.block_on(serve(cfg, args.config))
 }
 
-async fn serve(cfg: ControlConfig) -> Result<()> {
+async fn serve(cfg: ControlConfig, config_path: std::path::PathBuf) -> Result<()> {
     // Stalls (this process stopped past half a second): the VRRP gate and
     // cloud capture hold and re-confirm (cer_shared::stall).
     let stall = cer_shared::stall::StallWatch::new();
@@ -103,7 +103,7 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
     let mut state =
         ControlState::new(cfg.clone(), ev_tx, feed_tx, feed_status).map_err(anyhow::Error::msg)?;
     state.config_path =
-        Some(std::fs::canonicalize(&args.config).unwrap_or_else(|_| args.config.clone()));
+        Some(std::fs::canonicalize(&config_path).unwrap_or_else(|_| config_path.clone()));
     let (link_tx, mut link_rx) = mpsc::channel(1024);
     let watchers_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     state.vrrp = vrrp_status;
@@ -302,7 +302,7 @@ async fn serve(cfg: ControlConfig) -> Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                log::info!("SIGHUP: reloading {}", args.config.display());
+                log::info!("SIGHUP: reloading {}", config_path.display());
                 if let ControlResponse::Error { message } = state.admin(ControlRequest::Reload) {
                     log::error!("SIGHUP: {message}");
                 }

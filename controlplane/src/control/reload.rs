@@ -348,8 +348,8 @@ socket = "/run/x.sock"
             ),
             (
                 "remote_as = 65002",
-                "remote_as = 65002\nrr_client = true",
-                "rr_client",
+                "remote_as = 65002\nport = 1179",
+                "port",
             ),
             (
                 "remote_as = 65002",
