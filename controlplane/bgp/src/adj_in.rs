@@ -70,6 +70,9 @@ pub struct Received {
 /// Size of one entry of the pre-policy table: key and value, before the
 /// hash table's own overhead (checked by a test).
 pub const ENTRY_BYTES: usize = std::mem::size_of::<(Nlri, Received)>();
+// What the README quotes as the memory cost per received path, checked at
+// compile time.
+const _: () = assert!(ENTRY_BYTES <= 64);
 
 /// A peer's pre-policy Adj-RIB-In.
 pub type AdjRibIn = FastMap<Nlri, Received>;
@@ -140,8 +143,6 @@ mod tests {
 
     #[test]
     fn an_entry_is_a_key_a_pointer_and_an_outcome() {
-        // What the README quotes as the memory cost per received path.
-        assert!(ENTRY_BYTES <= 64, "{ENTRY_BYTES}");
         assert_eq!(
             ImportOutcome::Rejected(Rejection::Policy).name(),
             "rejected"
