@@ -108,6 +108,9 @@ pub struct NeighborSummary {
     /// peer's UPDATEs, by cause ("treat-as-withdraw: NEXT_HOP value": count).
     pub update_errors: BTreeMap<String, u64>,
     pub import_rejected: u64,
+    /// Prefixes announced by the peer (NLRI in its UPDATEs, accepted or
+    /// not) since the neighbor was added.
+    pub prefixes_announced: u64,
     pub flaps: u32,
     pub last_error: Option<String>,
     pub capabilities: Vec<String>,
@@ -146,6 +149,7 @@ struct PeerRt {
     prefixes_ignored: u64,
     update_errors: BTreeMap<String, u64>,
     import_rejected: u64,
+    prefixes_announced: u64,
     /// Graceful restart: stale paths are swept at this time.
     gr_deadline: Option<Instant>,
     /// Connect attempts that timed out since it was last established.
@@ -341,6 +345,7 @@ impl Speaker {
                 prefixes_ignored: 0,
                 update_errors: BTreeMap::new(),
                 import_rejected: 0,
+                prefixes_announced: 0,
                 gr_deadline: None,
                 connect_timeouts: 0,
             },
@@ -611,6 +616,7 @@ impl Speaker {
             import_normalize(&mut a, source.ibgp, DEFAULT_LOCAL_PREF);
             let a = self.imported.intern(a);
             let p = self.peers.get_mut(&peer).expect("peer exists");
+            p.prefixes_announced += reach.prefixes.len() as u64;
             for nlri in &reach.prefixes {
                 let accepted = match (&ok, &p.cfg.import) {
                     (Err(_), _) => None,
@@ -899,6 +905,7 @@ impl Speaker {
                     prefixes_ignored: p.prefixes_ignored,
                     update_errors: p.update_errors.clone(),
                     import_rejected: p.import_rejected,
+                    prefixes_announced: p.prefixes_announced,
                     flaps: p.flaps,
                     last_error: p.last_error.clone(),
                     capabilities: caps,
