@@ -87,6 +87,7 @@ pub struct DataplaneConfig {
     ports: Vec<Port>,
     routes: Vec<(String, Vec<String>)>,
     tunnels: Vec<Tunnel>,
+    metrics_listen: Option<String>,
 }
 
 impl DataplaneConfig {
@@ -112,7 +113,14 @@ impl DataplaneConfig {
             ports: Vec::new(),
             routes: Vec::new(),
             tunnels: Vec::new(),
+            metrics_listen: None,
         }
+    }
+
+    /// `[metrics] listen`: serve Prometheus `/metrics` at `addr`.
+    pub fn metrics_listen(mut self, addr: &str) -> Self {
+        self.metrics_listen = Some(addr.into());
+        self
     }
 
     /// `dataplane.cores`: the polling lcores.
@@ -265,6 +273,9 @@ impl Display for DataplaneConfig {
         }
         for tun in &self.tunnels {
             tun.render(&mut t);
+        }
+        if let Some(a) = &self.metrics_listen {
+            let _ = writeln!(t, "[metrics]\nlisten = {}", q(a));
         }
         f.write_str(&t)
     }
@@ -453,6 +464,7 @@ pub struct ControlConfig {
     capture: Vec<(String, String)>,
     capture_aws: Option<[String; 3]>,
     reconciler: Option<(u64, u64)>,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -489,7 +501,14 @@ impl ControlConfig {
             capture: Vec::new(),
             capture_aws: None,
             reconciler: None,
+            metrics_listen: None,
         }
+    }
+
+    /// `[metrics] listen`: serve Prometheus `/metrics` at `addr`.
+    pub fn metrics_listen(mut self, addr: &str) -> Self {
+        self.metrics_listen = Some(addr.into());
+        self
     }
 
     pub fn transport_address(mut self, addr: &str) -> Self {
@@ -699,6 +718,9 @@ impl Display for ControlConfig {
                 t,
                 "[capture.reconciler]\nconfirm_timeout_secs = {confirm}\nresync_secs = {resync}"
             );
+        }
+        if let Some(a) = &self.metrics_listen {
+            let _ = writeln!(t, "[metrics]\nlisten = {}", q(a));
         }
         f.write_str(&t)
     }
