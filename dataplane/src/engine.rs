@@ -970,6 +970,16 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         std::thread::Builder::new()
             .name("admin".into())
             .spawn(move || serve_admin(admin_listener, tx, admin_access, feed_access))?;
+        // Prometheus: a plain thread asking the manager, like the admin socket.
+        if let Some(addr) = cfg
+            .metrics
+            .addr()
+            .map_err(|m| anyhow::anyhow!("metrics.listen: {m}"))?
+        {
+            let at =
+                cer_shared::metrics::spawn(addr, crate::manager::metrics_render(mgr_tx.clone()))?;
+            log::info!("metrics: serving /metrics on http://{at}");
+        }
     }
 
     let hygiene = Hygiene {

@@ -14,6 +14,7 @@
 //! af_packet ports, whose kernel ring drops `ring_stats` reads.
 //! `liveness` is the stall guard: after the process was stopped, no proxied
 //! /32 is claimed until the controller has re-confirmed the router's role.
+//! `metrics` is what a Prometheus scrape of `[metrics] listen` shows.
 
 pub mod cli;
 pub mod counters;
@@ -23,6 +24,7 @@ pub mod fib;
 pub mod kernel_reasm;
 pub mod liveness;
 pub mod manager;
+pub mod metrics;
 pub mod nd;
 pub mod packet;
 pub mod pipeline;

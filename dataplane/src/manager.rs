@@ -5,7 +5,7 @@
 //! - `feed_server.rs`: the FIB feed (cer-control, `cerctl feed`), framed JSON;
 //! - `admin_server.rs`: the admin API (`cerctl show ...`), JSON lines;
 //! - `views.rs`: the manager's answers to admin queries (counters, ports,
-//!   neighbors, FIB, tunnels, proxy ARP);
+//!   neighbors, FIB, tunnels, proxy ARP) and to metrics scrapes;
 //! - `tests.rs`: the manager driven by messages, no sockets.
 //!
 //!
@@ -88,6 +88,11 @@ pub enum ManagerMsg {
     Query {
         req: AdminRequest,
         reply: SyncSender<AdminResponse>,
+    },
+    /// A scrape of `/metrics` (`crate::metrics`): the same counters the
+    /// admin views read, as plain data.
+    Metrics {
+        reply: SyncSender<crate::metrics::MetricsSample>,
     },
 }
 
@@ -407,6 +412,9 @@ impl Manager {
             ManagerMsg::Query { req, reply } => {
                 let _ = reply.send(self.query(&req));
             }
+            ManagerMsg::Metrics { reply } => {
+                let _ = reply.send(self.metrics_sample());
+            }
         }
     }
 
@@ -705,6 +713,24 @@ pub fn bind_socket(
 #[derive(Debug, thiserror::Error)]
 #[error("dataplane manager stopped")]
 pub struct ManagerStopped;
+
+/// How long a metrics scrape waits for the manager before answering 503.
+const METRICS_WAIT: Duration = Duration::from_secs(3);
+
+/// The `/metrics` renderer: asks the manager for a sample (as an admin
+/// query does) and encodes it; a manager that is gone or busy past
+/// `METRICS_WAIT` makes the scrape fail (503) instead of hanging.
+pub fn metrics_render(mgr: SyncSender<ManagerMsg>) -> cer_shared::metrics::Render {
+    Arc::new(move || {
+        let (tx, rx) = sync_channel(1);
+        mgr.try_send(ManagerMsg::Metrics { reply: tx })
+            .map_err(|_| "the dataplane manager is stopped or its queue is full".to_string())?;
+        let sample = rx
+            .recv_timeout(METRICS_WAIT)
+            .map_err(|_| "the dataplane manager did not answer".to_string())?;
+        crate::metrics::families(&sample).render()
+    })
+}
 
 fn ask<T>(
     mgr: &SyncSender<ManagerMsg>,

@@ -13,6 +13,8 @@ from .processes import run
 from .topology import (
     API_ADDR,
     ASN,
+    CTL_METRICS,
+    DP_METRICS,
     GRE_KEY,
     MARKER_COMMUNITY,
     OCI_TENANCY,
@@ -103,6 +105,9 @@ hugepages = false
 memory_mb = 256
 mbufs = 8191
 file_prefix = "{lab.file_prefix(tag)}"
+
+[metrics]
+listen = "{DP_METRICS}"
 
 [[port]]
 name = "lan"
@@ -220,6 +225,9 @@ initial_sync_delay_secs = 2
 
 [admin]
 socket = "{lab.ctl_sock(node)}"
+
+[metrics]
+listen = "{CTL_METRICS}"
 
 {capture}"""
 

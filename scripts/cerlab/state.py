@@ -12,7 +12,9 @@ from .topology import (
     API_ADDR,
     ASN,
     BINS,
+    CTL_METRICS,
     DEFAULT_PAIRS,
+    DP_METRICS,
     LAB_SCRIPT,
     OVERHEAD,
     POOL,
@@ -53,6 +55,8 @@ class CerState(TypedDict):
     cerctl_dataplane: list[str]
     capture_points: CapturePoints
     logs: dict[str, str]
+    # Prometheus /metrics URLs, reached inside the CER's namespace (ip netns exec NETNS curl URL).
+    metrics: dict[str, str]
     # Clouds: the CER's NIC as the provider names it (ENI id, Azure NIC id, OCI VNIC OCID), its
     # primary VPC address, the fabric's interface towards it, and the address its provider API and
     # IMDS requests come from (mgmt0; the emulator journal's request.client).
@@ -186,6 +190,7 @@ def cer_state(lab: Lab, n: Node, cerctl: str) -> CerState:
         "cerctl_dataplane": [cerctl, "dataplane", "--admin-socket", str(lab.dp_sock(n))],
         "capture_points": capture_points(lab, n),
         "logs": {k: str(lab.f(f"{n['tag']}-{k}.log")) for k in ("dp", "ctl") + (("ka",) if site == "onprem" else ())},
+        "metrics": {"dataplane": f"http://{DP_METRICS}/metrics", "control": f"http://{CTL_METRICS}/metrics"},
     }
     if site != "onprem":
         c["nic"] = lab.cer_nic(n)

@@ -34,6 +34,9 @@ SITES = ["onprem", "aws", "azure", "oci"]
 CLOUDS = ["aws", "azure", "oci"]
 TRANSPORTS = ["wireguard", "ipip", "gre", "fou", "gue"]
 GRE_KEY = 77
+# Prometheus /metrics of each CER, on loopback inside its own namespace (README "Metrics").
+DP_METRICS = "127.0.0.1:9461"
+CTL_METRICS = "127.0.0.1:9462"
 # The CERs' ports run at the site MTU (af_packet ports carry up to ~16 KiB frames; cer-dataplane
 # sizes the kernel interface under each port). CER_LAB_DATAPLANE_MTU_MAX caps them for experiments;
 # the provider networks (WAN links, VPC fabrics, workloads) always keep the site MTUs.

@@ -58,6 +58,9 @@ pub struct NodeConfig {
     pub routes: Vec<StaticRoute>,
     #[serde(default, rename = "tunnel")]
     pub tunnels: Vec<TunnelConfig>,
+    /// `[metrics] listen = "ADDR:PORT"`: Prometheus `/metrics` (off without it).
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsSection,
 }
 
 /// How a tunnel encapsulates (DESIGN.md section 5 overheads, IPv4 outer).
@@ -513,6 +516,9 @@ impl NodeConfig {
         }
         crate::sockperm::check_mode(dp.socket_mode)
             .map_err(|m| bad("dataplane.socket_mode".into(), m))?;
+        self.metrics
+            .addr()
+            .map_err(|m| bad("metrics.listen".into(), m))?;
         crate::sockperm::resolve_group(&dp.socket_group)
             .map_err(|m| bad("dataplane.socket_group".into(), m))?;
         if dp.icmp_rate_per_sec == 0 {
@@ -1011,6 +1017,27 @@ via = ["10.10.0.254"]
             let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle), "expected '{needle}' in: {e}");
         }
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_checked() {
+        assert_eq!(parse(GOOD).unwrap().metrics.listen, None);
+        let on = format!("{GOOD}\n[metrics]\nlisten = \"127.0.0.1:9461\"\n");
+        assert_eq!(
+            parse(&on).unwrap().metrics.addr().unwrap(),
+            Some("127.0.0.1:9461".parse().unwrap())
+        );
+        let bad = format!("{GOOD}\n[metrics]\nlisten = \"127.0.0.1\"\n");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("node.toml: metrics.listen: \"127.0.0.1\" is not an IP address and port"),
+            "{e}"
+        );
+        let unknown = format!("{GOOD}\n[metrics]\nlisten_on = \"127.0.0.1:1\"\n");
+        assert!(parse(&unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("listen_on"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod feed;
 pub mod feed_client;
 pub mod framing;
+pub mod metrics;
 pub mod sockperm;
 pub mod stall;
 pub mod state_file;

@@ -87,6 +87,7 @@ pub struct DataplaneConfig {
     ports: Vec<Port>,
     routes: Vec<(String, Vec<String>)>,
     tunnels: Vec<Tunnel>,
+    metrics_listen: Option<String>,
 }
 
 impl DataplaneConfig {
@@ -112,7 +113,14 @@ impl DataplaneConfig {
             ports: Vec::new(),
             routes: Vec::new(),
             tunnels: Vec::new(),
+            metrics_listen: None,
         }
+    }
+
+    /// `[metrics] listen`: serve Prometheus `/metrics` at `addr`.
+    pub fn metrics_listen(mut self, addr: &str) -> Self {
+        self.metrics_listen = Some(addr.into());
+        self
     }
 
     /// `dataplane.cores`: the polling lcores.
@@ -265,6 +273,9 @@ impl Display for DataplaneConfig {
         }
         for tun in &self.tunnels {
             tun.render(&mut t);
+        }
+        if let Some(a) = &self.metrics_listen {
+            let _ = writeln!(t, "[metrics]\nlisten = {}", q(a));
         }
         f.write_str(&t)
     }
@@ -454,6 +465,7 @@ pub struct ControlConfig {
     capture_aws: Option<[String; 3]>,
     reconciler: Option<(u64, u64)>,
     raw: String,
+    metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -491,6 +503,7 @@ impl ControlConfig {
             capture_aws: None,
             reconciler: None,
             raw: String::new(),
+            metrics_listen: None,
         }
     }
 
@@ -498,6 +511,12 @@ impl ControlConfig {
     pub fn raw(mut self, toml: &str) -> Self {
         self.raw.push_str(toml);
         self.raw.push('\n');
+        self
+    }
+
+    /// `[metrics] listen`: serve Prometheus `/metrics` at `addr`.
+    pub fn metrics_listen(mut self, addr: &str) -> Self {
+        self.metrics_listen = Some(addr.into());
         self
     }
 
@@ -708,6 +727,9 @@ impl Display for ControlConfig {
                 t,
                 "[capture.reconciler]\nconfirm_timeout_secs = {confirm}\nresync_secs = {resync}"
             );
+        }
+        if let Some(a) = &self.metrics_listen {
+            let _ = writeln!(t, "[metrics]\nlisten = {}", q(a));
         }
         t.push_str(&self.raw);
         f.write_str(&t)

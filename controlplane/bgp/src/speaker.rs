@@ -113,6 +113,9 @@ pub struct NeighborSummary {
     /// peer's UPDATEs, by cause ("treat-as-withdraw: NEXT_HOP value": count).
     pub update_errors: BTreeMap<String, u64>,
     pub import_rejected: u64,
+    /// Prefixes announced by the peer (NLRI in its UPDATEs, accepted or
+    /// not) since the neighbor was added.
+    pub prefixes_announced: u64,
     pub flaps: u32,
     pub last_error: Option<String>,
     pub capabilities: Vec<String>,
@@ -151,6 +154,7 @@ struct PeerRt {
     prefixes_ignored: u64,
     update_errors: BTreeMap<String, u64>,
     import_rejected: u64,
+    prefixes_announced: u64,
     /// Graceful restart: stale paths are swept at this time.
     gr_deadline: Option<Instant>,
     /// Connect attempts that timed out since it was last established.
@@ -350,6 +354,7 @@ impl Speaker {
                 prefixes_ignored: 0,
                 update_errors: BTreeMap::new(),
                 import_rejected: 0,
+                prefixes_announced: 0,
                 gr_deadline: None,
                 connect_timeouts: 0,
                 received: AdjRibIn::default(),
@@ -638,6 +643,7 @@ impl Speaker {
             let received = keep.then(|| self.imported.intern_arc(reach.attrs.clone()));
             let checked = self.check_and_normalize(&reach.attrs, source.ibgp);
             let p = self.peers.get_mut(&peer).expect("peer exists");
+            p.prefixes_announced += reach.prefixes.len() as u64;
             for nlri in &reach.prefixes {
                 let (accepted, outcome) =
                     import_policy(&mut self.imported, &checked, p.cfg.import.as_ref(), nlri);
@@ -924,6 +930,7 @@ impl Speaker {
                     prefixes_ignored: p.prefixes_ignored,
                     update_errors: p.update_errors.clone(),
                     import_rejected: p.import_rejected,
+                    prefixes_announced: p.prefixes_announced,
                     flaps: p.flaps,
                     last_error: p.last_error.clone(),
                     capabilities: caps,

@@ -4,12 +4,14 @@
 //! drives them from the ownership view with path-signature fencing;
 //! `batch` turns its per-/32 calls into the fewest provider calls and
 //! `budget` paces them below the provider's API token buckets;
+//! `latency` histograms how long each action took;
 //! `origin` remembers which holder each captured /32 came from, so a
 //! release hands it back.
 
 pub mod azure;
 pub mod batch;
 pub mod budget;
+pub mod latency;
 pub mod oci;
 pub mod oci_sign;
 pub mod origin;

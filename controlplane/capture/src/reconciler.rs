@@ -241,6 +241,9 @@ pub struct Status {
     pub batch: BatchStats,
     /// The client-side API budgets (token buckets).
     pub budgets: Vec<BudgetStatus>,
+    /// Time from each action's dispatch to its result (confirmed, failed or
+    /// fenced), for `/metrics`.
+    pub action_seconds: crate::latency::LatencyHistogram,
     pub ips: BTreeMap<Ipv4Addr, IpStatus>,
 }
 
@@ -622,6 +625,8 @@ enum Done {
         result: Result<Confirmation, CaptureError>,
         /// A mutating call was accepted by the provider.
         accepted: bool,
+        /// From dispatch to result (None: the task ended abnormally).
+        took: Option<Duration>,
     },
     Sweep(Result<Option<Vec<Ipv4Addr>>, CaptureError>),
 }
@@ -849,12 +854,14 @@ impl Worker {
             let cfg = self.cfg.clone();
             let h = set.spawn(async move {
                 let mut accepted = false;
+                let started = Instant::now();
                 let result = execute(&*provider, &shared, &cfg, ip, intent, &mut accepted).await;
                 Done::Action {
                     ip,
                     intent,
                     result,
                     accepted,
+                    took: Some(started.elapsed()),
                 }
             });
             self.tasks.insert(h.id(), Some(ip));
@@ -888,6 +895,7 @@ impl Worker {
                             intent,
                             result: Err(err),
                             accepted: true,
+                            took: None,
                         },
                         None => return,
                     },
@@ -901,7 +909,13 @@ impl Worker {
                 intent,
                 result,
                 accepted,
-            } => self.acted(ip, intent, result, accepted),
+                took,
+            } => {
+                if let Some(t) = took {
+                    lock(&self.shared.status).action_seconds.observe(t);
+                }
+                self.acted(ip, intent, result, accepted)
+            }
         }
     }
 

@@ -338,6 +338,12 @@ async fn capture_confirms_after_async_move_and_is_idempotent() {
     let ms = s.confirm_ms.unwrap();
     assert!((2500..3000).contains(&ms), "confirm_ms {ms}");
     assert_eq!(p.holder(ip(11)).as_deref(), Some(ME));
+    // The action itself (dispatch to confirmation, no activation wait):
+    // about the 500 ms move, in the (0.5, 1] s bucket.
+    let h = r.status().action_seconds;
+    assert_eq!(h.count, 1);
+    assert!((0.5..1.0).contains(&h.sum_secs), "{h:?}");
+    assert_eq!(h.buckets()[4], (1.0, 1), "{h:?}");
     // Resync re-observes and finds nothing to do.
     r.resync();
     tokio::time::sleep(Duration::from_secs(2)).await;

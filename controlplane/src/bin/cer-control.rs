@@ -5,7 +5,9 @@ use cer_controlplane::cli::control::Args;
 use cer_controlplane::control::admin::{ControlRequest, ControlResponse};
 use cer_controlplane::control::config::{CaptureMode, ControlConfig};
 use cer_controlplane::control::fibfeed::{self, FeedOp, FeedStatus};
-use cer_controlplane::control::state::{AdminMsg, BfdClient, ControlState};
+use cer_controlplane::control::state::{
+    metrics_render, AdminMsg, BfdClient, ControlState, MetricsAsk,
+};
 use cer_controlplane::control::{bfd, capture, unnumbered, vrrp};
 use cer_shared::framing;
 use clap::Parser;
@@ -256,6 +258,17 @@ async fn serve(cfg: ControlConfig, config_path: std::path::PathBuf) -> Result<()
         }
     });
 
+    // Prometheus: the server thread asks the event loop, as the admin socket does.
+    let (metrics_tx, mut metrics_rx) = mpsc::channel::<MetricsAsk>(8);
+    if let Some(addr) = cfg
+        .metrics
+        .addr()
+        .map_err(|m| anyhow::anyhow!("metrics.listen: {m}"))?
+    {
+        let at = cer_shared::metrics::spawn(addr, metrics_render(metrics_tx.clone()))?;
+        log::info!("metrics: serving /metrics on http://{at}");
+    }
+
     state.start().map_err(anyhow::Error::msg)?;
     for (k, i) in state.unnumbered.ifaces.iter().enumerate() {
         unnumbered::spawn_watcher(k, i.name.clone(), link_tx.clone(), watchers_stop.clone())
@@ -298,6 +311,7 @@ async fn serve(cfg: ControlConfig, config_path: std::path::PathBuf) -> Result<()
                 }
             }
             Some((req, reply)) = admin_rx.recv() => { let _ = reply.send(state.admin(req)); }
+            Some(reply) = metrics_rx.recv() => { let _ = reply.send(state.metrics()); }
             _ = tick.tick() => state.tick(),
             _ = term.recv() => break,
             _ = int.recv() => break,

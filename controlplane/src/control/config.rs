@@ -33,6 +33,9 @@ pub struct ControlConfig {
     pub admin: Admin,
     #[serde(default)]
     pub capture: Capture,
+    /// `[metrics] listen = "ADDR:PORT"`: Prometheus `/metrics` (off without it).
+    #[serde(default)]
+    pub metrics: cer_shared::metrics::MetricsSection,
 }
 
 /// How ingress for remote-owned /32s is realized at this site (DESIGN.md
@@ -694,6 +697,9 @@ impl ControlConfig {
         cer_shared::sockperm::check_mode(self.admin.mode)
             .map_err(|m| bad("admin.mode".into(), m))?;
         self.admin.gid().map_err(|m| bad("admin.group".into(), m))?;
+        self.metrics
+            .addr()
+            .map_err(|m| bad("metrics.listen".into(), m))?;
         let names: HashSet<&str> = self.policies.iter().map(|p| p.name()).collect();
         let mut seen = HashSet::new();
         for (i, n) in self.bgp.neighbors.iter().enumerate() {
@@ -1216,6 +1222,10 @@ remote = "10.10.0.3"
             (
                 format!("{GOOD}\n[admin]\nsocket = \"/s\"\nmode = 0o1777"),
                 "admin.mode",
+            ),
+            (
+                format!("{GOOD}\n[metrics]\nlisten = \"9462\""),
+                "metrics.listen: \"9462\" is not an IP address and port",
             ),
             (
                 format!("{GOOD}\n[admin]\nsocket = \"/s\"\ngroup = \"no-such-group-here\""),

@@ -126,6 +126,7 @@ pub fn plan(old: &ControlConfig, new: &ControlConfig) -> Result<ReloadPlan, Refu
     );
     restart("dataplane", !same(&old.dataplane, &new.dataplane));
     restart("admin", !same(&old.admin, &new.admin));
+    restart("metrics", !same(&old.metrics, &new.metrics));
     restart("capture", !same(&old.capture, &new.capture));
 
     let mut plan = ReloadPlan {

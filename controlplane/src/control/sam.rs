@@ -126,6 +126,11 @@ impl Sam {
         }
     }
 
+    /// Ownership changes (trap events) since start.
+    pub fn changes(&self) -> u64 {
+        self.seq
+    }
+
     pub fn in_pool(&self, p: &Ipv4Prefix) -> bool {
         p.len() == 32 && self.pool.iter().any(|pool| pool.contains(p.addr()))
     }

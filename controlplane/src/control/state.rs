@@ -2,7 +2,8 @@
 //! Session events, accepted connections, admin requests and a 1 s tick come
 //! in; the speaker updates the RIB; the SAM plane turns candidate changes
 //! into ownership changes (RIB trap events); ownership becomes dataplane FIB
-//! operations for the feed thread.
+//! operations for the feed thread. Its Prometheus metrics are read here
+//! too (`state/metrics.rs`), by a request through the loop.
 
 use super::admin::{ControlRequest, ControlResponse};
 use super::config::{CaptureMode, ControlConfig};
@@ -28,10 +29,12 @@ pub type AdminMsg = (ControlRequest, oneshot::Sender<ControlResponse>);
 const TRAP_LOG: usize = 1000;
 
 mod bfd_client;
+mod metrics;
 mod northbound;
 mod reload;
 mod rib_views;
 pub use bfd_client::BfdClient;
+pub use metrics::{bgp_state_number, render as metrics_render, MetricsAsk};
 #[cfg(test)]
 mod tests;
 

@@ -1,6 +1,7 @@
 //! The manager's answers to admin queries (`cerctl show ...`): counters,
 //! ports, neighbors, snapshot, proxy ARP, FIB and tunnels as JSON views of
-//! the state it owns. Read-only: nothing here changes the FIB.
+//! the state it owns, and the sample a metrics scrape encodes. Read-only:
+//! nothing here changes the FIB.
 
 use super::Manager;
 use crate::counters::{DropReason, Event};
@@ -284,6 +285,19 @@ impl Manager {
             })
             .collect();
         json!(list)
+    }
+
+    /// A `/metrics` scrape: the counters, ports, snapshot and feed the
+    /// views above show, as plain data (`crate::metrics`).
+    pub fn metrics_sample(&self) -> crate::metrics::MetricsSample {
+        crate::metrics::MetricsSample {
+            node: self.node.clone(),
+            cores: self.counters(),
+            ports: (self.port_state)(),
+            snapshot: self.snapshot_state(),
+            feed: self.feed.clone(),
+            proxy_arp_active: self.fib.feed.proxy_active,
+        }
     }
 
     pub fn query(&self, req: &AdminRequest) -> AdminResponse {
