@@ -15,6 +15,7 @@
 //! `liveness` is the stall guard: after the process was stopped, no proxied
 //! /32 is claimed until the controller has re-confirmed the router's role.
 
+pub mod capture;
 pub mod cli;
 pub mod counters;
 pub mod dpdk_io;
