@@ -60,7 +60,11 @@ pub fn capture(
         AdminResponse::Ok { data } => {
             let points: Vec<String> = data["points"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|p| p.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
             eprintln!(
                 "capturing on {} (snaplen {}), writing {out_name}",
@@ -104,9 +108,7 @@ pub fn capture(
                 out.write_all(&bytes)
                     .and_then(|_| out.flush())
                     .with_context(|| {
-                        format!(
-                            "writing {out_name} after {written_bytes} bytes; capture stopped"
-                        )
+                        format!("writing {out_name} after {written_bytes} bytes; capture stopped")
                     })?;
                 written_bytes += bytes.len() as u64;
             }

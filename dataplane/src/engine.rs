@@ -514,6 +514,18 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     let args = eal_args(&cfg);
     log::info!("EAL arguments: {}", args.join(" "));
     let eal = Eal::init(&args).context("DPDK EAL initialisation failed")?;
+    // DPDK's own capture tools (dpdk-dumpcap) attach as secondary processes;
+    // `cerctl dataplane capture` needs none of this.
+    match cer_dpdk::pdump_init() {
+        Ok(()) => log::info!(
+            "packet capture framework ready: dpdk-dumpcap --file-prefix {} can attach",
+            cfg.file_prefix()
+        ),
+        Err(e) => log::info!(
+            "dpdk-dumpcap cannot attach ({e}): the EAL runs without multi-process support \
+             (--no-shconf); use cerctl dataplane capture"
+        ),
+    }
     let ncores = dp.cores.len();
     for c in &dp.cores {
         if !cer_dpdk::worker_lcores().contains(c) {

@@ -713,11 +713,8 @@ fn resolve_link_locals(d: &mut Value, dataplane: &std::path::Path) {
 fn explain_from_dataplane(d: &mut Value, dataplane: &std::path::Path) {
     let ip = s(&d["ip"]);
     let sock = dataplane.display().to_string();
-    let unreachable = |e: &anyhow::Error| {
-        Value::String(format!(
-            "unknown: dataplane admin socket {sock}: {e:#}"
-        ))
-    };
+    let unreachable =
+        |e: &anyhow::Error| Value::String(format!("unknown: dataplane admin socket {sock}: {e:#}"));
     if let Some(id) = d["transport"]["tunnel"]["id"].as_u64() {
         d["transport"]["tunnel"]["dataplane"] = match admin(dataplane, &AdminRequest::Tunnels) {
             Err(e) => unreachable(&e),
@@ -981,7 +978,11 @@ fn print_explain(d: &Value) {
         );
     }
     let p = &d["no_nat_proof"];
-    println!("7. Prove no NAT:\n   {}\n   {}", s(&p["capture"]), s(&p["read"]));
+    println!(
+        "7. Prove no NAT:\n   {}\n   {}",
+        s(&p["capture"]),
+        s(&p["read"])
+    );
     println!("   {}\n   {}", s(&p["inner_expect"]), s(&p["outer_expect"]));
 }
 

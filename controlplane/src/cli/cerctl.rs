@@ -235,7 +235,11 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "s" => v,
         "m" => v * 60.0,
         "h" => v * 3600.0,
-        _ => return Err(format!("duration {s:?}: unit {unit:?} is not ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "duration {s:?}: unit {unit:?} is not ms, s, m or h"
+            ))
+        }
     };
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("duration {s:?}: must be positive"));

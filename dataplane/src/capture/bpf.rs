@@ -157,8 +157,7 @@ impl Program {
                     }
                 }
                 RET => {
-                    if !matches!(i.code & 0x18, RVAL_K | RVAL_X | RVAL_A) || i.code & !0x1f != 0
-                    {
+                    if !matches!(i.code & 0x18, RVAL_K | RVAL_X | RVAL_A) || i.code & !0x1f != 0 {
                         return Err(bad());
                     }
                 }
@@ -337,8 +336,11 @@ mod tests {
     #[test]
     fn runtime_rejections() {
         // Load past the end of the packet: no match.
-        let p = Program::new(vec![ins(LD | W | ABS, 0, 0, 10), ins(RET | RVAL_A, 0, 0, 0)])
-            .unwrap();
+        let p = Program::new(vec![
+            ins(LD | W | ABS, 0, 0, 10),
+            ins(RET | RVAL_A, 0, 0, 0),
+        ])
+        .unwrap();
         assert_eq!(p.run(&[1; 13], 13), 0);
         assert_eq!(p.run(&[1; 14], 14), 0x0101_0101);
         // Division by X = 0: no match.

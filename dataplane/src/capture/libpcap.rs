@@ -153,7 +153,8 @@ impl Compiled {
         }
         // SAFETY: after a successful pcap_compile, bf_insns points to bf_len
         // instructions owned by `self.prog` until pcap_freecode (in drop).
-        let raw = unsafe { std::slice::from_raw_parts(self.prog.bf_insns, self.prog.bf_len as usize) };
+        let raw =
+            unsafe { std::slice::from_raw_parts(self.prog.bf_insns, self.prog.bf_len as usize) };
         raw.iter()
             .map(|i| Insn {
                 code: i.code,
@@ -214,7 +215,14 @@ mod tests {
 
     /// An IPv4 packet (no link-layer header): `proto` with ports at the
     /// start of the payload, `flags_frag` as the header's word 6.
-    fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, ports: (u16, u16), flags_frag: u16, payload: usize) -> Vec<u8> {
+    fn ipv4(
+        src: [u8; 4],
+        dst: [u8; 4],
+        proto: u8,
+        ports: (u16, u16),
+        flags_frag: u16,
+        payload: usize,
+    ) -> Vec<u8> {
         let total = 20 + 20 + payload;
         let mut p = vec![0u8; total];
         p[0] = 0x45;
@@ -258,7 +266,13 @@ mod tests {
             ipv4([192, 168, 1, 1], [255, 255, 255, 255], 17, (68, 67), 0, 200),
         ];
         let mut frames: Vec<Vec<u8>> = raw.iter().map(|p| eth(0x0800, p)).collect();
-        frames.push(eth(0x0806, &[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 2, 10, 77, 60, 1, 0, 0, 0, 0, 0, 0, 10, 77, 60, 10]));
+        frames.push(eth(
+            0x0806,
+            &[
+                0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 2, 10, 77, 60, 1, 0, 0, 0, 0, 0, 0, 10, 77,
+                60, 10,
+            ],
+        ));
         frames.push(eth(0x86dd, &[0x60; 40]));
         let mut vlan = vec![0, 100, 0x08, 0x00];
         vlan.extend_from_slice(&raw[0]);
@@ -316,7 +330,10 @@ mod tests {
                     for caplen in [p.len(), p.len().min(34)] {
                         let ours = prog.matches(&p[..caplen], p.len() as u32);
                         let theirs = offline_filter(f, link, &p[..caplen], p.len() as u32).unwrap();
-                        assert_eq!(ours, theirs, "filter {f:?} {link:?} packet {i} caplen {caplen}");
+                        assert_eq!(
+                            ours, theirs,
+                            "filter {f:?} {link:?} packet {i} caplen {caplen}"
+                        );
                         compared += 1;
                     }
                 }
@@ -330,7 +347,10 @@ mod tests {
         let e = compile("host 10.77.60.999", Dlt::Ethernet, 2048).unwrap_err();
         let text = e.to_string();
         assert!(text.contains("\"host 10.77.60.999\""), "{text}");
-        assert!(text.contains("does not compile for Ethernet packets"), "{text}");
+        assert!(
+            text.contains("does not compile for Ethernet packets"),
+            "{text}"
+        );
         let e = compile("tcp port http and", Dlt::Raw, 2048).unwrap_err();
         assert!(e.to_string().contains("syntax error"), "{e}");
         assert!(matches!(

@@ -93,8 +93,14 @@ mod tests {
         )
         .unwrap();
         let head = s.take();
-        s.packet(1, Duration::new(1_700_000_000, 123_456_789), 84, &[0x45; 20], true)
-            .unwrap();
+        s.packet(
+            1,
+            Duration::new(1_700_000_000, 123_456_789),
+            84,
+            &[0x45; 20],
+            true,
+        )
+        .unwrap();
         s.packet(0, Duration::new(1_700_000_001, 5), 60, &[0xaa; 60], false)
             .unwrap();
         let mut all = head;
@@ -103,7 +109,7 @@ mod tests {
         let mut ifs = vec![];
         let mut pkts = vec![];
         while let Some(b) = r.next_block() {
-            match b.unwrap() {
+            match b.unwrap().into_owned() {
                 Block::InterfaceDescription(i) => ifs.push((i.linktype, i.options.clone())),
                 Block::EnhancedPacket(p) => pkts.push((
                     p.interface_id,

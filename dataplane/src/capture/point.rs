@@ -71,10 +71,7 @@ impl Point {
                 .map(|p| p.name(ports))
                 .collect(),
         };
-        let why = |why: String| PointError {
-            why,
-            ..unknown()
-        };
+        let why = |why: String| PointError { why, ..unknown() };
         let parts: Vec<&str> = s.split(':').collect();
         match parts.as_slice() {
             ["port", name, dir] => {
@@ -103,7 +100,7 @@ impl Point {
                 }
             }
             _ => Err(why(
-                "expected port:NAME:rx|tx or tunnel:ID:inner|outer".into(),
+                "expected port:NAME:rx|tx or tunnel:ID:inner|outer".into()
             )),
         }
     }
@@ -139,7 +136,12 @@ mod tests {
     fn parse_and_name() {
         let ports = vec!["lan".to_string(), "wan".to_string()];
         let tunnels = [3];
-        for s in ["port:lan:rx", "port:wan:tx", "tunnel:3:inner", "tunnel:3:outer"] {
+        for s in [
+            "port:lan:rx",
+            "port:wan:tx",
+            "tunnel:3:inner",
+            "tunnel:3:outer",
+        ] {
             let p = Point::parse(s, &ports, &tunnels).unwrap();
             assert_eq!(p.name(&ports), s);
         }

@@ -110,7 +110,11 @@ pub fn serve<W: Write>(
         Ok(s) => Arc::new(s),
         Err(message) => return refuse(out, message),
     };
-    let names: Vec<String> = session.points.iter().map(|pt| pt.name(&ctx.ports)).collect();
+    let names: Vec<String> = session
+        .points
+        .iter()
+        .map(|pt| pt.name(&ctx.ports))
+        .collect();
     let interfaces: Vec<(String, Dlt)> = session
         .points
         .iter()
