@@ -37,7 +37,8 @@ impl FeedTarget {
     }
 
     /// `start`, with these tunnels configured (sourced from the router
-    /// address; no WAN port, so what enters them goes no further).
+    /// address, their remotes routed via `.254` on the LAN, which nobody
+    /// answers: what enters them goes no further).
     pub fn start_with_tunnels(
         ns: &Netns,
         dir: &Path,
@@ -57,8 +58,13 @@ impl FeedTarget {
             .feed_socket(&feed)
             .file_prefix(&format!("ft{}", tag()))
             .port(Port::af_packet("lan", "dplan", lan_cidr));
-        for t in tunnels {
-            cfg = cfg.tunnel(t);
+        if !tunnels.is_empty() {
+            let net = router.rsplit_once('.').map(|(n, _)| n).unwrap_or(router);
+            let gw = format!("{net}.254");
+            for t in tunnels {
+                let remote = format!("{}/32", t.remote());
+                cfg = cfg.route(&remote, &[&gw]).tunnel(t);
+            }
         }
         let cfg = cfg.write(&dir.join("dp.toml"))?;
         let proc = start_dataplane(ns, &cfg, &dir.join("dp.log"))?;
