@@ -3,11 +3,11 @@
 //! full sync, so the dataplane can be driven before cer-control exists.
 
 use anyhow::{bail, Context, Result};
-use cer_shared::admin::{AdminRequest, AdminResponse};
+use cer_shared::admin::{AdminRequest, AdminResponse, CaptureFrame, CaptureSummary};
 use cer_shared::feed::{EndpointAction, FibChange, NextHop};
 use cer_shared::{framing, Ipv4Prefix, MacAddr};
 use serde::Deserialize;
-use std::io::BufReader;
+use std::io::{BufReader, Write as _};
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -30,6 +30,105 @@ pub fn admin(socket: &Path, req: &AdminRequest) -> Result<serde_json::Value> {
         AdminResponse::Ok { data } => Ok(data),
         AdminResponse::Error { message } => bail!("dataplane: {message}"),
     }
+}
+
+/// Runs a capture (`AdminRequest::Capture`): writes the pcapng stream to
+/// `out` until the dataplane ends it, or until `stop` is set (Ctrl-C), when
+/// the dataplane is asked to stop and the rest of the stream still arrives.
+/// `out_name` names the output in errors. A write error (a full disk) ends
+/// the capture: dropping the connection stops it at the dataplane.
+pub fn capture(
+    socket: &Path,
+    req: &AdminRequest,
+    out: &mut dyn std::io::Write,
+    out_name: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<CaptureSummary> {
+    use base64::Engine as _;
+    use std::sync::atomic::Ordering;
+    let stream = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "cannot connect to the dataplane admin socket {} (is cer-dataplane running?)",
+            socket.display()
+        )
+    })?;
+    let mut w = stream.try_clone()?;
+    framing::write_msg(&mut w, req)?;
+    let mut r = BufReader::new(stream.try_clone()?);
+    let mut buf = Vec::new();
+    match framing::read_msg::<_, AdminResponse>(&mut r, &mut buf)? {
+        AdminResponse::Ok { data } => {
+            let points: Vec<String> = data["points"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            eprintln!(
+                "capturing on {} (snaplen {}), writing {out_name}",
+                points.join(", "),
+                data["snaplen"]
+            );
+        }
+        AdminResponse::Error { message } => bail!("dataplane: {message}"),
+    }
+    // Ctrl-C: one line to the dataplane asks it to stop; the stream then ends.
+    let watcher = {
+        let stop = stop.clone();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) {
+                    let _ = w.write_all(b"stop\n");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        done
+    };
+    let _stop_watcher = scopeguard(watcher);
+    let mut written_bytes = 0u64;
+    loop {
+        let frame = match framing::read_msg::<_, CaptureFrame>(&mut r, &mut buf) {
+            Ok(f) => f,
+            Err(framing::FrameError::Closed) => {
+                bail!("the dataplane closed the capture without a summary (did it stop?)")
+            }
+            Err(e) => return Err(e).context("reading the capture stream"),
+        };
+        match frame {
+            CaptureFrame::Data { pcapng } => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(pcapng)
+                    .context("a capture chunk is not base64")?;
+                out.write_all(&bytes)
+                    .and_then(|_| out.flush())
+                    .with_context(|| {
+                        format!("writing {out_name} after {written_bytes} bytes; capture stopped")
+                    })?;
+                written_bytes += bytes.len() as u64;
+            }
+            CaptureFrame::Progress { .. } => {}
+            CaptureFrame::End(s) => return Ok(s),
+        }
+    }
+}
+
+/// Sets the flag when dropped (ends the Ctrl-C watcher thread).
+struct FlagOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for FlagOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn scopeguard(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> FlagOnDrop {
+    FlagOnDrop(flag)
 }
 
 /// The FIB file: what a full sync installs.

@@ -33,6 +33,8 @@ const FUNCTIONS: &[&str] = &[
     "rte_eal_mp_wait_lcore",
     "rte_eal_get_lcore_state",
     "rte_get_tsc_hz",
+    // packet capture framework (dpdk-dumpcap, dpdk-pdump attach to it)
+    "rte_pdump_init",
     // mempool / mbuf
     "rte_pktmbuf_pool_create",
     "rte_mempool_free",

@@ -2,6 +2,8 @@
 //! config, the mbuf pool, NIC ports and their exception TAPs, the manager /
 //! feed / admin threads, and one pinned polling loop per configured lcore.
 
+use crate::capture::stream::CaptureContext;
+use crate::capture::CaptureHub;
 use crate::counters::{CoreStats, MAX_PORTS};
 use crate::dpdk_io::DpdkIo;
 use crate::fib::Fib;
@@ -512,6 +514,18 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     let args = eal_args(&cfg);
     log::info!("EAL arguments: {}", args.join(" "));
     let eal = Eal::init(&args).context("DPDK EAL initialisation failed")?;
+    // DPDK's own capture tools (dpdk-dumpcap) attach as secondary processes;
+    // `cerctl dataplane capture` needs none of this.
+    match cer_dpdk::pdump_init() {
+        Ok(()) => log::info!(
+            "packet capture framework ready: dpdk-dumpcap --file-prefix {} can attach",
+            cfg.file_prefix()
+        ),
+        Err(e) => log::info!(
+            "dpdk-dumpcap cannot attach ({e}): the EAL runs without multi-process support \
+             (--no-shconf); use cerctl dataplane capture"
+        ),
+    }
     let ncores = dp.cores.len();
     for c in &dp.cores {
         if !cer_dpdk::worker_lcores().contains(c) {
@@ -957,6 +971,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
     let unnumbered: Vec<bool> = cfg.ports.iter().map(|p| p.unnumbered).collect();
     let ra_lifetime = crate::nd::router_lifetime(dp.ra_interval_secs);
     let mgr_stop = stop.clone();
+    let capture_hub = Arc::new(CaptureHub::default());
     let manager_thread = std::thread::Builder::new()
         .name("manager".into())
         .spawn(move || manager.run(mgr_rx, mgr_stop))?;
@@ -967,9 +982,17 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             move || serve_feed(feed_listener, tx, feed_access)
         })?;
         let tx = mgr_tx.clone();
+        let tsc_hz = cer_dpdk::tsc_hz();
+        let capture = CaptureContext {
+            hub: capture_hub.clone(),
+            ports: cfg.ports.iter().map(|p| p.name.clone()).collect(),
+            cores: dp.cores.len(),
+            snapshot: snapshot.clone(),
+            clock: Arc::new(move || crate::dpdk_io::tsc_ns(tsc_hz)),
+        };
         std::thread::Builder::new()
             .name("admin".into())
-            .spawn(move || serve_admin(admin_listener, tx, admin_access, feed_access))?;
+            .spawn(move || serve_admin(admin_listener, tx, admin_access, feed_access, capture))?;
         // Prometheus: a plain thread asking the manager, like the admin socket.
         if let Some(addr) = cfg
             .metrics
@@ -1008,6 +1031,7 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
             .with_hygiene(&hygiene);
         worker.set_link_state(links_watch.clone());
         worker.set_liveness(liveness.clone());
+        worker.set_capture(capture_hub.clone(), k);
         let mut io = DpdkIo::new(io_ports.clone(), k as u16, pool.clone());
         let stop = stop.clone();
         let mode = dp.poll_mode;

@@ -16,6 +16,7 @@
 //! /32 is claimed until the controller has re-confirmed the router's role.
 //! `metrics` is what a Prometheus scrape of `[metrics] listen` shows.
 
+pub mod capture;
 pub mod cli;
 pub mod counters;
 pub mod dpdk_io;

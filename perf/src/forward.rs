@@ -5,6 +5,13 @@
 //! loop allocates nothing.
 //!
 //! `cer-bench-forward --entries 1000,1000000 --packets 50000000 --json out.json`
+//!
+//! `--capture miss|all` runs a capture on the LAN port's rx while
+//! forwarding (`cerctl dataplane capture`'s hot path): `miss` with a filter
+//! no packet matches (the cost of the BPF program per packet), `all` with
+//! every packet copied into the ring and a writer thread turning the records
+//! into pcapng (ring drops counted). Allocations are counted on the
+//! forwarding thread only.
 
 use arc_swap::ArcSwap;
 use cer_dataplane::counters::{CoreStats, DropReason, Event};
@@ -24,15 +31,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Counts allocations made while `COUNTING` is set.
+/// Counts allocations the forwarding thread makes while `COUNTING` is set.
 struct CountingAlloc;
 static COUNTING: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    /// Set on the forwarding thread: a capture's writer thread is not counted.
+    static FORWARDER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn counted() -> bool {
+    COUNTING.load(Ordering::Relaxed) && FORWARDER.with(|f| f.get())
+}
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
 // SAFETY: forwards to the system allocator; only adds a counter.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counted() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
@@ -43,7 +58,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counted() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
@@ -68,6 +83,19 @@ struct Args {
     /// Write results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// A capture on the LAN port's rx while forwarding.
+    #[arg(long, value_enum, default_value = "off")]
+    capture: CaptureMode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum CaptureMode {
+    /// No capture (the hot path pays one relaxed load per poll).
+    Off,
+    /// A capture whose filter (`tcp`) no benchmark packet matches.
+    Miss,
+    /// Every packet captured; a writer thread makes pcapng of the records.
+    All,
 }
 
 const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
@@ -101,6 +129,8 @@ fn frame(dst: Ipv4Addr, sport: u16) -> Vec<u8> {
 }
 
 struct Result1 {
+    captured: u64,
+    ring_drops: u64,
     entries: usize,
     packets: u64,
     secs: f64,
@@ -110,7 +140,72 @@ struct Result1 {
     build_ms: f64,
 }
 
-fn run(entries: usize, packets: u64, flows: usize) -> Result1 {
+/// A capture on port 0's rx for `mode`, and its writer thread (pcapng into
+/// memory, discarded); the thread stops when the flag is set.
+fn start_capture(
+    mode: CaptureMode,
+    worker: &mut Worker<MemBuf>,
+) -> Option<(
+    cer_dataplane::capture::Claim,
+    Arc<cer_dataplane::capture::Session>,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<u64>,
+)> {
+    use cer_dataplane::capture::{libpcap, pcapng::PcapngStream, CaptureHub, Point, Session};
+    let filter = match mode {
+        CaptureMode::Off => return None,
+        CaptureMode::Miss => "tcp",
+        CaptureMode::All => "",
+    };
+    let hub = Arc::new(CaptureHub::default());
+    let claim = hub.claim().expect("a fresh hub");
+    let prog = libpcap::compile(filter, libpcap::Dlt::Ethernet, 2048).expect("filter");
+    let session = Arc::new(Session::new(
+        hub.next_id(),
+        vec![Point::PortRx(0)],
+        Some(prog),
+        None,
+        2048,
+        1,
+    ));
+    claim.publish(session.clone());
+    worker.set_capture(hub, 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = std::thread::spawn({
+        let (s, stop) = (session.clone(), stop.clone());
+        move || {
+            let mut pcap =
+                PcapngStream::new(&[("port lan rx".into(), libpcap::Dlt::Ethernet)], 2048)
+                    .expect("pcapng");
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut got = false;
+                while let Some(r) = s.rings[0].pop() {
+                    got = true;
+                    let _ = pcap.packet(
+                        r.point,
+                        Duration::from_nanos(r.ts_ns),
+                        r.orig_len,
+                        &r.data,
+                        r.inbound,
+                    );
+                    n += 1;
+                    s.rings[0].recycle(r);
+                    if pcap.pending() > 1 << 20 {
+                        drop(pcap.take());
+                    }
+                }
+                if !got {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            n
+        }
+    });
+    Some((claim, session, stop, writer))
+}
+
+fn run(entries: usize, packets: u64, flows: usize, mode: CaptureMode) -> Result1 {
     let mut fib = Fib::new(
         vec![
             FibPort {
@@ -183,6 +278,8 @@ fn run(entries: usize, packets: u64, flows: usize) -> Result1 {
     let _: &Snapshot = &links.snapshot.load();
     let mut worker: Worker<MemBuf> = Worker::new(cfg, links);
     let mut io = MemPorts::new(2, 0);
+    let capture = start_capture(mode, &mut worker);
+    FORWARDER.with(|f| f.set(true));
 
     // Templates: flows spread over the whole table (cache misses at 1M).
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -226,7 +323,18 @@ fn run(entries: usize, packets: u64, flows: usize) -> Result1 {
         assert_eq!(free.len(), QUEUED, "every packet must come out");
         let _ = PacketBuf::len(&free[0]);
     }
+    FORWARDER.with(|f| f.set(false));
+    let (captured, ring_drops) = match capture {
+        Some((claim, session, stop, writer)) => {
+            claim.stop();
+            stop.store(true, Ordering::Relaxed);
+            (writer.join().unwrap_or(0), session.ring_drops())
+        }
+        None => (0, 0),
+    };
     Result1 {
+        captured,
+        ring_drops,
         entries,
         packets: done,
         secs: busy.as_secs_f64(),
@@ -240,17 +348,26 @@ fn run(entries: usize, packets: u64, flows: usize) -> Result1 {
 fn main() {
     let args = Args::parse();
     let mut rows = Vec::new();
+    println!("capture: {:?}", args.capture);
     println!(
-        "{:>9} {:>12} {:>10} {:>10} {:>12} {:>8} {:>12}",
-        "entries", "packets", "Mpps", "ns/pkt", "allocations", "drops", "build ms"
+        "{:>9} {:>12} {:>10} {:>10} {:>12} {:>8} {:>12} {:>10} {:>10}",
+        "entries",
+        "packets",
+        "Mpps",
+        "ns/pkt",
+        "allocations",
+        "drops",
+        "build ms",
+        "captured",
+        "ring drop"
     );
     for &n in &args.entries {
-        let r = run(n, args.packets, args.flows);
+        let r = run(n, args.packets, args.flows, args.capture);
         let mpps = r.packets as f64 / r.secs / 1e6;
         let ns = r.secs * 1e9 / r.packets as f64;
         println!(
-            "{:>9} {:>12} {:>10.2} {:>10.2} {:>12} {:>8} {:>12.1}",
-            r.entries, r.packets, mpps, ns, r.allocs, r.drops, r.build_ms
+            "{:>9} {:>12} {:>10.2} {:>10.2} {:>12} {:>8} {:>12.1} {:>10} {:>10}",
+            r.entries, r.packets, mpps, ns, r.allocs, r.drops, r.build_ms, r.captured, r.ring_drops
         );
         assert_eq!(r.drops, 0, "the benchmark traffic must all be forwarded");
         assert!(r.forwarded >= r.packets);
@@ -258,6 +375,8 @@ fn main() {
             "entries": r.entries, "packets": r.packets, "mpps": mpps, "ns_per_packet": ns,
             "allocations_in_measured_loop": r.allocs, "drops": r.drops, "snapshot_build_ms": r.build_ms,
             "frame_bytes": 60, "flows": args.flows,
+            "capture": format!("{:?}", args.capture).to_lowercase(),
+            "captured": r.captured, "ring_drops": r.ring_drops,
         }));
     }
     if let Some(p) = args.json {

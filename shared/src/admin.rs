@@ -26,6 +26,57 @@ pub enum AdminRequest {
     Feed,
     /// Configured tunnels, with WireGuard session state.
     Tunnels,
+    /// Packets at observation points (`port:NAME:rx|tx`, `tunnel:ID:inner|outer`)
+    /// that match a BPF filter (tcpdump syntax; empty: every packet). The
+    /// answer is one `Ok` (or `Error`) line, then `CaptureFrame` lines until
+    /// `End`. Any line the client sends meanwhile stops the capture; the
+    /// client closing the connection stops it too.
+    Capture {
+        points: Vec<String>,
+        #[serde(default)]
+        filter: String,
+        /// Stop after this many packets.
+        count: Option<u64>,
+        /// Stop after this long.
+        duration_ms: Option<u64>,
+        /// Bytes kept of each packet (default `CAPTURE_SNAPLEN_DEFAULT`).
+        snaplen: Option<u32>,
+    },
+}
+
+/// Snap length of a capture that names none.
+pub const CAPTURE_SNAPLEN_DEFAULT: u32 = 2048;
+/// The largest snap length a capture accepts.
+pub const CAPTURE_SNAPLEN_MAX: u32 = 65535;
+
+/// The lines of a running capture after its `Ok` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum CaptureFrame {
+    /// pcapng bytes (base64), whole blocks: the first carries the section
+    /// header and interface descriptions.
+    Data { pcapng: String },
+    /// Sent every second (a client that went away is noticed by it).
+    Progress {
+        written: u64,
+        matched: u64,
+        ring_drops: u64,
+    },
+    /// The capture stopped; nothing follows.
+    End(CaptureSummary),
+}
+
+/// How a capture went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureSummary {
+    /// Packets written to the pcapng stream.
+    pub written: u64,
+    /// Packets that matched the filter at the observation points.
+    pub matched: u64,
+    /// Matching packets the capture ring had no room for.
+    pub ring_drops: u64,
+    /// Why it stopped: `count`, `duration`, `client`, `error: ...`.
+    pub stopped: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

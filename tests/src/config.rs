@@ -399,6 +399,11 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
+    /// The remote transport address.
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+
     /// Tunnel `id` of `kind` (`ipip`, `gre`, `fou`, `gue`, `wireguard`) from
     /// our transport address `local` to `remote`.
     pub fn new(id: u32, kind: &str, local: &str, remote: &str) -> Tunnel {

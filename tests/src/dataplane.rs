@@ -2,7 +2,7 @@
 //! config file, and [`FeedTarget`], a one-port dataplane for tests that need
 //! a real FIB consumer behind cer-control.
 
-use crate::config::{DataplaneConfig, Port};
+use crate::config::{DataplaneConfig, Port, Tunnel};
 use crate::{admin, bin, tag, Netns, Proc};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -33,6 +33,18 @@ pub struct FeedTarget {
 
 impl FeedTarget {
     pub fn start(ns: &Netns, dir: &Path, lan_cidr: &str) -> Result<FeedTarget> {
+        Self::start_with_tunnels(ns, dir, lan_cidr, Vec::new())
+    }
+
+    /// `start`, with these tunnels configured (sourced from the router
+    /// address, their remotes routed via `.254` on the LAN, which nobody
+    /// answers: what enters them goes no further).
+    pub fn start_with_tunnels(
+        ns: &Netns,
+        dir: &Path,
+        lan_cidr: &str,
+        tunnels: Vec<Tunnel>,
+    ) -> Result<FeedTarget> {
         ns.run(&[
             "ip", "link", "add", "dplan", "type", "veth", "peer", "name", "dphost",
         ])?;
@@ -41,12 +53,20 @@ impl FeedTarget {
         let admin = dir.join("dp-admin.sock");
         let feed = dir.join("dp-feed.sock");
         let router = lan_cidr.split('/').next().unwrap_or(lan_cidr);
-        let cfg = DataplaneConfig::new("feedtarget", router)
+        let mut cfg = DataplaneConfig::new("feedtarget", router)
             .admin_socket(&admin)
             .feed_socket(&feed)
             .file_prefix(&format!("ft{}", tag()))
-            .port(Port::af_packet("lan", "dplan", lan_cidr))
-            .write(&dir.join("dp.toml"))?;
+            .port(Port::af_packet("lan", "dplan", lan_cidr));
+        if !tunnels.is_empty() {
+            let net = router.rsplit_once('.').map(|(n, _)| n).unwrap_or(router);
+            let gw = format!("{net}.254");
+            for t in tunnels {
+                let remote = format!("{}/32", t.remote());
+                cfg = cfg.route(&remote, &[&gw]).tunnel(t);
+            }
+        }
+        let cfg = cfg.write(&dir.join("dp.toml"))?;
         let proc = start_dataplane(ns, &cfg, &dir.join("dp.log"))?;
         Ok(FeedTarget { proc, admin, feed })
     }

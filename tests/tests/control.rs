@@ -66,7 +66,17 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
     )?;
 
     // Node a also runs a dataplane, fed by cer-control (a LAN port on a veth pair in a's namespace).
-    let mut ft = FeedTarget::start(&a_ns, &scratch.path, "10.77.61.1/24")?;
+    // Its tunnels 2 and 3 (IPIP) lead nowhere: explain shows them as the
+    // dataplane runs them, and its capture command sees what enters them.
+    let mut ft = FeedTarget::start_with_tunnels(
+        &a_ns,
+        &scratch.path,
+        "10.77.61.1/24",
+        vec![
+            Tunnel::new(2, "ipip", "10.77.61.1", "10.10.0.2"),
+            Tunnel::new(3, "ipip", "10.77.61.1", "10.10.0.3"),
+        ],
+    )?;
 
     let dir = &scratch.path;
     let a_config = client_config(dir, "a", "10.10.0.2", 1002)
@@ -224,7 +234,71 @@ fn cer_control_with_gobgpd_route_reflector() -> Result<()> {
     );
     assert_eq!(ex["candidates"].as_array().unwrap().len(), 2);
     assert_eq!(ex["fib"]["imported"]["kind"], "tunnel");
-    let text = a.ctl(&["explain", "10.77.60.12"])?;
+    // Q2 from the dataplane: the tunnel's kind, endpoints and MTU.
+    let dp_sock = ft.admin.display().to_string();
+    let ex = a.json(&["explain", "10.77.60.12", "--dataplane-socket", &dp_sock])?;
+    let tun = &ex["transport"]["tunnel"]["dataplane"];
+    assert_eq!(ex["transport"]["tunnel"]["id"], 3, "{ex}");
+    assert_eq!(tun["kind"], "ipip", "{ex}");
+    assert_eq!(tun["local"], "10.77.61.1", "{ex}");
+    assert_eq!(tun["remote"], "10.10.0.3", "{ex}");
+    assert_eq!(tun["mtu"], 1480, "{ex}");
+    // Q3: the printed capture command, run as printed, captures the /32's
+    // traffic (pings from the dataplane's LAN peer into tunnel 3).
+    let cmd = ex["capture_points"]["inner"]["command"]
+        .as_str()
+        .context("explain has an inner capture command")?
+        .to_string();
+    assert!(
+        cmd.contains("--point tunnel:3:inner") && cmd.contains("--filter 'host 10.77.60.12'"),
+        "{cmd}"
+    );
+    let cmd = cmd
+        .replacen("cerctl", &bin("cerctl").display().to_string(), 1)
+        .replace("--count 20", "--count 6");
+    let file = cmd
+        .rsplit(' ')
+        .next()
+        .context("the command names its file")?
+        .to_string();
+    let _ = std::fs::remove_file(&file);
+    a_ns.run(&["ip", "addr", "add", "10.77.61.2/24", "dev", "dphost"])?;
+    a_ns.run(&["ip", "route", "add", "10.77.60.12/32", "via", "10.77.61.1"])?;
+    let capture = std::process::Command::new("bash")
+        .args(["-c", &cmd])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = a_ns.try_run(&["ping", "-c", "8", "-i", "0.2", "-W", "1", "10.77.60.12"]);
+    let out = capture.wait_with_output()?;
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = sh(&[
+        "tshark",
+        "-r",
+        &file,
+        "-T",
+        "fields",
+        "-e",
+        "frame.interface_name",
+        "-e",
+        "ip.dst",
+    ])?;
+    let seen = String::from_utf8_lossy(&seen.stdout).into_owned();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(seen.lines().count(), 6, "{seen}");
+    assert!(seen.lines().all(|l| l.ends_with("10.77.60.12")), "{seen}");
+    assert!(seen.contains("tunnel 3 inner"), "{seen}");
+    let text = a.ctl(&["explain", "10.77.60.12", "--dataplane-socket", &dp_sock])?;
+    eprintln!("{text}");
+    assert!(
+        text.contains("tunnel 3: ipip 10.77.61.1 -> 10.10.0.3, inner MTU 1480"),
+        "{text}"
+    );
     for needle in [
         "1. Owner",
         "2. Transport",

@@ -86,6 +86,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut data = control(&socket, &ControlRequest::Explain { ip })?;
             resolve_link_locals(&mut data, &dataplane_socket);
+            explain_from_dataplane(&mut data, &dataplane_socket);
             if json {
                 println!("{}", serde_json::to_string_pretty(&data)?);
             } else {
@@ -113,8 +114,55 @@ fn run(cli: Cli) -> Result<()> {
         Top::Dataplane { admin_socket, cmd } => match cmd {
             Dp::Show { what, json } => show(&admin_socket, what, json),
             Dp::Feed { socket, cmd } => feed(&socket, cmd),
+            Dp::Capture {
+                points,
+                filter,
+                count,
+                duration,
+                snaplen,
+                write,
+            } => capture(
+                &admin_socket,
+                AdminRequest::Capture {
+                    points,
+                    filter,
+                    count,
+                    duration_ms: duration.map(|d| d.as_millis().max(1) as u64),
+                    snaplen,
+                },
+                &write,
+            ),
         },
     }
+}
+
+/// `cerctl dataplane capture`: the pcapng stream into a file or stdout, the
+/// summary on stderr.
+fn capture(socket: &std::path::Path, req: AdminRequest, write: &std::path::Path) -> Result<()> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
+    }
+    let stdout = write.as_os_str() == "-";
+    let name = if stdout {
+        "stdout".to_string()
+    } else {
+        write.display().to_string()
+    };
+    let mut out: Box<dyn std::io::Write> = if stdout {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(
+            std::fs::File::create(write)
+                .with_context(|| format!("cannot create the capture file {name}"))?,
+        )
+    };
+    let s = cer_controlplane::dataplane::capture(socket, &req, &mut out, &name, stop)?;
+    eprintln!(
+        "{} packets written, {} matched the filter, {} packets dropped by the capture ring (stopped: {})",
+        s.written, s.matched, s.ring_drops, s.stopped
+    );
+    Ok(())
 }
 
 fn feed(socket: &std::path::Path, cmd: FeedCmd) -> Result<()> {
@@ -837,6 +885,107 @@ fn resolve_link_locals(d: &mut Value, dataplane: &std::path::Path) {
     }
 }
 
+/// Adds what only the dataplane knows to an explain answer: the tunnel as
+/// the dataplane runs it (kind, transport addresses, MTU, WireGuard session
+/// and counters), the kernel interfaces of the ports (exception TAPs), and
+/// the `cerctl dataplane capture` commands for the capture points.
+fn explain_from_dataplane(d: &mut Value, dataplane: &std::path::Path) {
+    let ip = s(&d["ip"]);
+    let sock = dataplane.display().to_string();
+    let unreachable =
+        |e: &anyhow::Error| Value::String(format!("unknown: dataplane admin socket {sock}: {e:#}"));
+    if let Some(id) = d["transport"]["tunnel"]["id"].as_u64() {
+        d["transport"]["tunnel"]["dataplane"] = match admin(dataplane, &AdminRequest::Tunnels) {
+            Err(e) => unreachable(&e),
+            Ok(list) => list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["id"].as_u64() == Some(id))
+                .cloned()
+                .unwrap_or_else(|| {
+                    Value::String(format!(
+                        "NOT IN THE DATAPLANE: tunnel {id} is not configured there (cerctl dataplane show tunnels)"
+                    ))
+                }),
+        };
+    }
+    // The outer addresses as the dataplane encapsulates them.
+    let live = &d["transport"]["tunnel"]["dataplane"];
+    if let (Some(l), Some(r)) = (live["local"].as_str(), live["remote"].as_str()) {
+        let (l, r) = (l.to_string(), r.to_string());
+        if d["capture_points"]["outer"].is_object() {
+            d["capture_points"]["outer"]["filter"] = Value::String(format!("host {l} and host {r}"));
+        }
+        d["no_nat_proof"]["outer_expect"] = Value::String(format!(
+            "on the outer points src/dst are the CER transport addresses {l} and {r}"
+        ));
+    }
+    let ports = admin(dataplane, &AdminRequest::Ports);
+    let mut kernel = Vec::new();
+    if let Ok(ports) = &ports {
+        for p in ports.as_array().into_iter().flatten() {
+            if let Some(tap) = p["exception_tap"].as_str() {
+                kernel.push(serde_json::json!({
+                    "port": p["name"],
+                    "interface": tap,
+                    "sees": "the exception path only (ARP, ICMP and BGP to the router itself), not transit traffic",
+                    "command": format!("tcpdump -eni {tap} host {ip}"),
+                }));
+            }
+        }
+    }
+    d["capture_points"]["kernel_interfaces"] = match &ports {
+        Err(e) => unreachable(e),
+        Ok(_) => Value::Array(kernel),
+    };
+    let file = |side: &str| format!("/tmp/cer-{ip}-{side}.pcapng");
+    for side in ["inner", "outer"] {
+        let cp = &d["capture_points"][side];
+        if !cp.is_object() {
+            continue;
+        }
+        let points: Vec<String> = cp["points"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| format!("--point {}", s(p)))
+            .collect();
+        let cmd = format!(
+            "cerctl dataplane --admin-socket {sock} capture {} --filter '{}' --count 20 --duration 30s -w {}",
+            points.join(" "),
+            s(&cp["filter"]),
+            file(side)
+        );
+        d["capture_points"][side]["command"] = Value::String(cmd);
+    }
+    // Q7: both sides in one capture, and what tshark must show.
+    let inner = &d["capture_points"]["inner"];
+    let outer = &d["capture_points"]["outer"];
+    let mut points: Vec<String> = Vec::new();
+    for p in inner["points"]
+        .as_array()
+        .into_iter()
+        .chain(outer["points"].as_array())
+        .flatten()
+    {
+        points.push(format!("--point {}", s(p)));
+    }
+    let filter = if outer.is_object() {
+        format!("({}) or ({})", s(&inner["filter"]), s(&outer["filter"]))
+    } else {
+        s(&inner["filter"])
+    };
+    let both = file("both");
+    d["no_nat_proof"]["capture"] = Value::String(format!(
+        "cerctl dataplane --admin-socket {sock} capture {} --filter '{filter}' --count 40 --duration 30s -w {both}",
+        points.join(" ")
+    ));
+    d["no_nat_proof"]["read"] = Value::String(format!(
+        "tshark -r {both} -T fields -e frame.interface_name -e ip.src -e ip.dst"
+    ));
+}
+
 fn print_explain(d: &Value) {
     println!(
         "{}{}",
@@ -885,6 +1034,43 @@ fn print_explain(d: &Value) {
         );
     }
     println!("2. Transport: workload {}", s(&d["transport"]["workload"]));
+    let t = &d["transport"]["tunnel"];
+    if t.is_object() {
+        let dp = &t["dataplane"];
+        if dp.is_object() {
+            println!(
+                "   tunnel {}: {} {} -> {}, inner MTU {} (outer overhead {} bytes){}",
+                t["id"],
+                s(&dp["kind"]),
+                s(&dp["local"]),
+                s(&dp["remote"]),
+                dp["mtu"],
+                dp["overhead"],
+                match dp["gre_key"].as_u64() {
+                    Some(k) => format!(", GRE key {k}"),
+                    None => String::new(),
+                }
+            );
+            let w = &dp["wireguard"];
+            if w.is_object() {
+                println!(
+                    "   wireguard: session {}, last handshake {} ms ago, {} handshakes, tx {} B, rx {} B, est. loss {} ppm",
+                    if w["session_established"].as_bool() == Some(true) {
+                        "established"
+                    } else {
+                        "NOT established"
+                    },
+                    w["handshake_age_ms"],
+                    w["handshakes"],
+                    w["tx_bytes"],
+                    w["rx_bytes"],
+                    w["estimated_loss_ppm"]
+                );
+            }
+        } else {
+            println!("   tunnel {}: {}", t["id"], s(dp));
+        }
+    }
     for n in d["transport"]["ibgp_sessions"]
         .as_array()
         .into_iter()
@@ -892,11 +1078,30 @@ fn print_explain(d: &Value) {
     {
         println!("   iBGP over {} ({})", s(&n["neighbor"]), s(&n["state"]));
     }
-    println!(
-        "3. Capture points:\n   inner: {}\n   outer: {}",
-        s(&d["capture_points"]["inner"]),
-        s(&d["capture_points"]["outer"])
-    );
+    println!("3. Capture points (on the polling cores: cerctl dataplane capture):");
+    for side in ["inner", "outer"] {
+        let c = &d["capture_points"][side];
+        if c.is_object() {
+            println!("   {side}: {}", s(&c["what"]));
+            println!("     {}", s(&c["command"]));
+        } else {
+            println!("   {side}: none on this node (no tunnel carries it here)");
+        }
+    }
+    match &d["capture_points"]["kernel_interfaces"] {
+        Value::Array(k) => {
+            for k in k {
+                println!(
+                    "   kernel: {} (port {}): {}; {}",
+                    s(&k["interface"]),
+                    s(&k["port"]),
+                    s(&k["sees"]),
+                    s(&k["command"])
+                );
+            }
+        }
+        other => println!("   kernel interfaces: {}", s(other)),
+    }
     println!(
         "4. Local FIB: {} (dataplane {}, snapshot {})",
         d["fib"]["note"].as_str().unwrap_or("not imported"),
@@ -962,10 +1167,13 @@ fn print_explain(d: &Value) {
             f["current_signature"].as_str().unwrap_or("")
         );
     }
-    println!("7. Prove no NAT:");
-    for l in d["no_nat_proof"].as_array().into_iter().flatten() {
-        println!("   {}", s(l));
-    }
+    let p = &d["no_nat_proof"];
+    println!(
+        "7. Prove no NAT:\n   {}\n   {}",
+        s(&p["capture"]),
+        s(&p["read"])
+    );
+    println!("   {}\n   {}", s(&p["inner_expect"]), s(&p["outer_expect"]));
 }
 
 fn s(v: &Value) -> String {

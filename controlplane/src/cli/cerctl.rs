@@ -142,6 +142,33 @@ pub enum Dp {
         #[arg(long)]
         json: bool,
     },
+    /// Capture packets on the polling cores into pcapng (NICs bound to
+    /// vfio-pci are invisible to tcpdump). Port points see Ethernet frames;
+    /// tunnel points see IPv4 packets without a link-layer header
+    /// (LINKTYPE_RAW: the filter is compiled for raw IPv4). Ctrl-C stops it
+    /// and leaves a complete file.
+    Capture {
+        /// Observation point, repeatable: `port:NAME:rx`, `port:NAME:tx`,
+        /// `tunnel:ID:inner` (before encapsulation, after decapsulation) or
+        /// `tunnel:ID:outer` (after encapsulation, before decapsulation).
+        #[arg(long = "point", short = 'p', required = true)]
+        points: Vec<String>,
+        /// BPF filter (tcpdump syntax), compiled by libpcap.
+        #[arg(long, short = 'f', default_value = "")]
+        filter: String,
+        /// Stop after this many packets.
+        #[arg(long, short = 'c')]
+        count: Option<u64>,
+        /// Stop after this long (`10s`, `500ms`, `2m`; a bare number is seconds).
+        #[arg(long, short = 'd', value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Bytes kept of each packet (default 2048, at most 65535).
+        #[arg(long, short = 's')]
+        snaplen: Option<u32>,
+        /// The pcapng file to write; `-` writes to stdout (pipe to `tshark -r -`).
+        #[arg(long, short = 'w')]
+        write: PathBuf,
+    },
     /// Debug FIB feeder.
     Feed {
         /// The dataplane feed socket.
@@ -223,4 +250,46 @@ pub enum FeedCmd {
         #[arg(long, default_value_t = 3)]
         count: u8,
     },
+}
+
+/// `10s`, `500ms`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("duration {s:?}: expected e.g. 10s, 500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => {
+            return Err(format!(
+                "duration {s:?}: unit {unit:?} is not ms, s, m or h"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("duration {s:?}: must be positive"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s").unwrap().as_secs(), 10);
+        assert_eq!(parse_duration("3").unwrap().as_secs(), 3);
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert_eq!(parse_duration("2m").unwrap().as_secs(), 120);
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
+    }
 }

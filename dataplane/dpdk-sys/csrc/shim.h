@@ -24,6 +24,7 @@
 #include <rte_mbuf.h>
 #include <rte_ethdev.h>
 #include <rte_dev.h>
+#include <rte_pdump.h>
 
 /* lcores and time */
 unsigned int cer_lcore_id(void);

@@ -416,6 +416,24 @@ pub fn tsc() -> u64 {
     }
 }
 
+/// Registers this primary process with DPDK's packet capture framework
+/// (`rte_pdump_init`), so `dpdk-dumpcap` / `dpdk-pdump` run as secondary
+/// processes with the same `--file-prefix` can attach to its ports. Fails
+/// (ENOTSUP) when the EAL runs without multi-process support (`--no-shconf`).
+pub fn pdump_init() -> Result<(), DpdkError> {
+    // SAFETY: called after rte_eal_init on the main thread; registers a
+    // multi-process action and a memzone, nothing of ours is passed.
+    let rc = unsafe { sys::rte_pdump_init() };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(DpdkError::from_rte_errno(
+            "rte_pdump_init",
+            "packet capture framework",
+        ))
+    }
+}
+
 /// Frequency of [`tsc`] in Hz as measured by the EAL (`rte_get_tsc_hz`);
 /// 0 before [`Eal::init`].
 pub fn tsc_hz() -> u64 {

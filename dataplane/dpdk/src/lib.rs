@@ -55,8 +55,8 @@ mod port;
 
 pub use dpdk_sys as sys;
 pub use eal::{
-    launch, lcore_count, lcore_id, lcore_is_idle, lcore_socket, main_lcore, runtime_dir, tsc,
-    tsc_hz, wait_lcore, worker_lcores, Eal, LCORE_PANICKED,
+    launch, lcore_count, lcore_id, lcore_is_idle, lcore_socket, main_lcore, pdump_init,
+    runtime_dir, tsc, tsc_hz, wait_lcore, worker_lcores, Eal, LCORE_PANICKED,
 };
 pub use error::{rte_errno, strerror, DpdkError};
 pub use mbuf::{free_bulk, Mbuf};

@@ -1,7 +1,9 @@
 //! The admin server: one JSON request per line, one answer per line, each
-//! answered by the manager (`views.rs`).
+//! answered by the manager (`views.rs`); a capture request turns its
+//! connection into a capture stream (`capture::stream`).
 
 use super::{ask, ManagerMsg, ManagerStopped};
+use crate::capture::stream::{self as capture, CaptureContext, CaptureParams};
 use cer_shared::admin::{AdminRequest, AdminResponse};
 use cer_shared::framing::{self, FrameError};
 use cer_shared::sockperm::SocketAccess;
@@ -19,6 +21,7 @@ pub fn serve_admin(
     mgr: SyncSender<ManagerMsg>,
     access: SocketAccess,
     feed_access: SocketAccess,
+    capture: CaptureContext,
 ) {
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
@@ -32,13 +35,17 @@ pub fn serve_admin(
         }
         let mgr = mgr.clone();
         let refused = (access.clone(), feed_access.clone());
+        let capture = capture.clone();
         let _ = std::thread::Builder::new()
             .name("admin".into())
             .spawn(move || {
-                let _ = admin_session(stream, &mgr, &refused);
+                let _ = admin_session(stream, &mgr, &refused, &capture);
             });
     }
 }
+
+/// How long a capture waits for a client that stopped reading.
+const CAPTURE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an admin session ended early (the client goes away either way).
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +62,7 @@ fn admin_session(
     stream: UnixStream,
     mgr: &SyncSender<ManagerMsg>,
     (admin, feed): &(SocketAccess, SocketAccess),
+    cap: &CaptureContext,
 ) -> Result<(), SessionError> {
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -62,6 +70,26 @@ fn admin_session(
     let mut buf = Vec::new();
     loop {
         let resp = match framing::read_msg::<_, AdminRequest>(&mut reader, &mut buf) {
+            Ok(AdminRequest::Capture {
+                points,
+                filter,
+                count,
+                duration_ms,
+                snaplen,
+            }) => {
+                // The connection carries the capture until it ends, then closes.
+                let p = CaptureParams {
+                    points,
+                    filter,
+                    count,
+                    duration: duration_ms.map(Duration::from_millis),
+                    snaplen,
+                };
+                let conn = reader.get_ref().try_clone()?;
+                // A client that stops reading ends the capture instead of holding it.
+                conn.set_write_timeout(Some(CAPTURE_WRITE_TIMEOUT))?;
+                return Ok(capture::serve(cap, p, &conn, &mut writer)?);
+            }
             Ok(req) => {
                 let counted = matches!(req, AdminRequest::Counters | AdminRequest::State);
                 let mut resp = ask(mgr, |reply| ManagerMsg::Query { req, reply })?;

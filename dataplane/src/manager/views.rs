@@ -311,6 +311,12 @@ impl Manager {
             AdminRequest::Feed => json!(self.feed),
             AdminRequest::Tunnels => self.tunnels(),
             AdminRequest::Fib { limit } => self.fib_json(limit.unwrap_or(1000)),
+            AdminRequest::Capture { .. } => {
+                return AdminResponse::Error {
+                    message: "a capture is served on its admin connection, not by the manager"
+                        .into(),
+                }
+            }
             AdminRequest::State => json!({
                 "node": self.node,
                 "boot_id": self.boot_id,

@@ -19,12 +19,14 @@
 //! (sanity, RFC 1812 checks, the router's own traffic; their address facts
 //! and policies in `hygiene`), `tunnel` (decap and encap),
 //! `wireguard`, `lookup` (/32 exact match, LPM, ECMP), `output` (neighbor,
-//! MTU, TTL, L2 rewrite), `frag`, `icmp` (errors the router sends). A
+//! MTU, TTL, L2 rewrite), `frag`, `icmp` (errors the router sends), and
+//! `capture` (the observation points of `cerctl dataplane capture`). A
 //! packet travels with its `Meta`. This file owns the worker, its
 //! configuration, the poll loop, the tx queues and the manager's commands.
 
 mod arp;
 mod burst;
+mod capture;
 mod ethernet;
 mod frag;
 mod hygiene;
@@ -227,6 +229,8 @@ pub struct Worker<B: PacketBuf> {
     source_route: SourceRoutePolicy,
     /// Strict uRPF per NIC port (`set_hygiene`; off by default).
     urpf: Vec<bool>,
+    /// The running capture, if any (`set_capture`; checked once per poll).
+    capture: crate::capture::CoreTap,
     /// Tests: every frame through the per-packet stages, bypassing `burst`
     /// (the reference the burst stage is compared with).
     #[cfg(test)]
@@ -311,6 +315,7 @@ impl<B: PacketBuf> Worker<B> {
             addrs: hygiene::AddrFacts::of(&cfg),
             source_route: SourceRoutePolicy::Drop,
             urpf: vec![false; cfg.ports.len()],
+            capture: crate::capture::CoreTap::new(Default::default(), 0),
             #[cfg(test)]
             per_packet: false,
             cfg,
@@ -330,6 +335,11 @@ impl<B: PacketBuf> Worker<B> {
         self.liveness = Some(l);
     }
 
+    /// Shares the dataplane's capture hub; `core` picks this core's ring.
+    pub fn set_capture(&mut self, hub: Arc<crate::capture::CaptureHub>, core: usize) {
+        self.capture = crate::capture::CoreTap::new(hub, core);
+    }
+
     pub fn stats(&self) -> &Arc<CoreStats> {
         &self.links.stats
     }
@@ -337,6 +347,7 @@ impl<B: PacketBuf> Worker<B> {
     /// One poll over every port: returns the packets received.
     pub fn poll<I: PortIo<Buf = B>>(&mut self, io: &mut I) -> usize {
         self.now_ns = io.now_ns();
+        self.capture.refresh();
         self.held = self.liveness.as_ref().is_some_and(|l| l.hold(self.now_ns));
         let guard = self.links.snapshot.load();
         let snap: &Snapshot = &guard;
@@ -376,11 +387,15 @@ impl<B: PacketBuf> Worker<B> {
             match self.cfg.roles[io_port] {
                 #[cfg(test)]
                 IoRole::Phys(p) if self.per_packet => {
+                    self.capture_rx(p as usize, &rx);
                     for buf in rx.drain(..) {
                         self.process(io, snap, Meta::received(p as usize), buf);
                     }
                 }
-                IoRole::Phys(p) => self.phys_burst(io, snap, p as usize, &mut rx),
+                IoRole::Phys(p) => {
+                    self.capture_rx(p as usize, &rx);
+                    self.phys_burst(io, snap, p as usize, &mut rx)
+                }
                 IoRole::Tap(p) => {
                     self.links.stats.event_n(Event::FromTap, n as u64);
                     // The kernel's frames go out as they are, but never a
@@ -452,10 +467,11 @@ impl<B: PacketBuf> Worker<B> {
 
     #[inline]
     fn flush<I: PortIo<Buf = B>>(&mut self, io: &mut I, io_port: usize) {
-        let q = &mut self.tx[io_port];
-        if q.is_empty() {
+        if self.tx[io_port].is_empty() {
             return;
         }
+        self.capture_tx(io_port);
+        let q = &mut self.tx[io_port];
         let sent = io.tx_burst(io_port, q);
         self.links.stats.tx(io_port, sent as u64);
         let left = q.len();

@@ -68,12 +68,14 @@ impl<B: PacketBuf> Worker<B> {
                 if m.depth > 0 {
                     return self.drop_pkt(DropReason::TunnelNested, buf);
                 }
+                self.capture_tunnel_eth(tunnel, true, true, buf.data());
                 self.wg_decap(io, snap, m.port(), tunnel, offset, buf)
             }
-            Decap::Inner { offset, .. } => {
+            Decap::Inner { offset, tunnel } => {
                 if m.depth > 0 {
                     return self.drop_pkt(DropReason::TunnelNested, buf);
                 }
+                self.capture_tunnel_eth(tunnel, true, true, buf.data());
                 // [eth][outer..][inner] -> [eth][inner]: drop `offset` bytes and
                 // rewrite the 14 bytes now in front as an Ethernet header.
                 if !buf.adj(offset) || buf.len() < wire::ETH_LEN + wire::IPV4_MIN {
@@ -82,6 +84,7 @@ impl<B: PacketBuf> Worker<B> {
                 let mac = self.cfg.ports[m.port()].mac;
                 wire::write_eth(buf.data_mut(), &mac, &[0; 6], wire::ETHERTYPE_IPV4);
                 self.links.stats.event(Event::Decapsulated);
+                self.capture_tunnel_eth(tunnel, false, true, buf.data());
                 let inner = Meta {
                     depth: m.depth + 1,
                     ..m
@@ -140,6 +143,7 @@ impl<B: PacketBuf> Worker<B> {
         t: &TunnelInfo,
         mut buf: B,
     ) {
+        self.capture_tunnel_eth(t.id, false, false, buf.data());
         if t.kind == TunnelKind::Wireguard {
             return self.wg_encap(io, snap, m.port(), t.id, buf);
         }
@@ -154,6 +158,7 @@ impl<B: PacketBuf> Worker<B> {
         match self.underlay(snap, t.remote, hash) {
             Ok((out, nh)) => {
                 self.links.stats.event(Event::Encapsulated);
+                self.capture_tunnel_eth(t.id, true, false, buf.data());
                 let outer = Meta::originated(m.port(), wire::IPV4_MIN);
                 self.output(io, snap, outer, buf, out, nh)
             }

@@ -254,6 +254,7 @@ impl<B: PacketBuf> Worker<B> {
         }
         match self.underlay(snap, t.remote, t.remote ^ u32::from(t.port)) {
             Ok((port, nh)) => {
+                self.capture_tunnel_eth(tunnel, true, false, out.data());
                 let m = Meta::originated(in_port, wire::IPV4_MIN);
                 self.output(io, snap, m, out, port, nh)
             }
@@ -314,6 +315,7 @@ impl<B: PacketBuf> Worker<B> {
                 let mac = self.cfg.ports[port].mac;
                 wire::write_eth(out.data_mut(), &mac, &[0; 6], wire::ETHERTYPE_IPV4);
                 self.links.stats.event(Event::Decapsulated);
+                self.capture_tunnel_eth(tunnel, false, true, out.data());
                 let inner = Meta {
                     depth: 1,
                     ..Meta::received(port)

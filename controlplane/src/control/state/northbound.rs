@@ -12,6 +12,7 @@ use crate::control::sam::Owner;
 use cer_bgp::route::{Ipv4Prefix, Nlri, Prefix};
 use cer_capture::reconciler::Phase;
 use cer_capture::Desired;
+use cer_shared::feed::EndpointAction;
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
 
@@ -458,13 +459,84 @@ impl ControlState {
             (Some(_), Some(e)) => e.note.clone(),
             (Some(_), None) => "not in the FIB".to_string(),
         };
-        let owner_transport = owner.map(|o| o.path.attrs.next_hop.ip().to_string());
         let me = self.cfg.node.transport_address.to_string();
+        let lan = &self.cfg.dataplane.lan_port;
         let feed = self
             .feed_status
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default();
+        // The tunnel the FIB sends it into (its kind, endpoints and MTU are
+        // the dataplane's: `cerctl explain` asks it), and where to observe
+        // it on this node: `cerctl dataplane capture` points and filters.
+        let tunnel_id = match fib.and_then(|e| e.action.as_ref()) {
+            Some(EndpointAction::Tunnel { tunnel }) => Some(*tunnel),
+            _ => None,
+        };
+        let tunnel = tunnel_id.map(|id| {
+            let m = self.cfg.tunnels.iter().find(|t| t.id == id);
+            json!({
+                "id": id,
+                "name": m.and_then(|t| t.name.clone()),
+                "remote": m.map(|t| t.remote.to_string()),
+            })
+        });
+        let host = format!("host {ip}");
+        let capture_points = match (tunnel_id, fib.and_then(|e| e.action.as_ref())) {
+            (Some(id), _) => {
+                let remote = owner
+                    .map(|o| o.path.attrs.next_hop.ip().to_string())
+                    .unwrap_or_default();
+                json!({
+                    "inner": {
+                        "points": [format!("port:{lan}:rx"), format!("tunnel:{id}:inner")],
+                        "filter": host,
+                        "what": format!("the workload's packets as they arrive on port {lan} and enter tunnel {id} (before encapsulation), and the replies after decapsulation"),
+                    },
+                    "outer": {
+                        "points": [format!("tunnel:{id}:outer")],
+                        "filter": format!("host {me} and host {remote}"),
+                        "what": format!("tunnel {id}'s outer packets, {me} <-> {remote}, after encapsulation and before decapsulation"),
+                    },
+                })
+            }
+            (None, Some(EndpointAction::Local { port })) => {
+                let tunnels: Vec<String> = self
+                    .cfg
+                    .tunnels
+                    .iter()
+                    .map(|t| format!("tunnel:{}:inner", t.id))
+                    .collect();
+                let outer: Vec<String> = self
+                    .cfg
+                    .tunnels
+                    .iter()
+                    .map(|t| format!("tunnel:{}:outer", t.id))
+                    .collect();
+                let mut inner = vec![format!("port:{port}:tx"), format!("port:{port}:rx")];
+                inner.extend(tunnels);
+                json!({
+                    "inner": {
+                        "points": inner,
+                        "filter": host,
+                        "what": format!("delivered on port {port}: its packets on the LAN, and what the tunnels from other sites carry for it after decapsulation"),
+                    },
+                    "outer": if outer.is_empty() { Value::Null } else { json!({
+                        "points": outer,
+                        "filter": format!("host {me}"),
+                        "what": "the tunnels' outer packets (this node's transport address); this /32's traffic is inside them",
+                    })},
+                })
+            }
+            _ => json!({
+                "inner": {
+                    "points": [format!("port:{lan}:rx"), format!("port:{lan}:tx")],
+                    "filter": host,
+                    "what": format!("not in the FIB: only port {lan} can show what arrives for it (it follows the underlay routes)"),
+                },
+                "outer": Value::Null,
+            }),
+        };
         json!({
             "ip": ip,
             "in_pool": in_pool,
@@ -483,14 +555,10 @@ impl ControlState {
             "transport": {
                 "ibgp_sessions": sessions,
                 "workload": workload,
+                "transport_address": me,
+                "tunnel": tunnel,
             },
-            "capture_points": {
-                "inner": format!("on the workload side of this CER (port {}): tcpdump -eni <lan-interface> host {ip}", self.cfg.dataplane.lan_port),
-                "outer": match &owner_transport {
-                    Some(t) if owner.is_some_and(|o| !o.site_local) => format!("on the transport side: tcpdump -eni <wan-interface> host {me} and host {t}"),
-                    _ => "owned at this site: no outer (tunnel) header on this node".to_string(),
-                },
-            },
+            "capture_points": capture_points,
             "fib": {
                 "imported": fib.and_then(|e| e.action.clone()),
                 "note": fib.map(|e| e.note.clone()),
@@ -501,10 +569,10 @@ impl ControlState {
             "underlay": self.underlay_json(ip),
             "capture": self.capture_json(Some(ip)),
             "fencing": self.fencing_json(Some(ip)),
-            "no_nat_proof": [
-                format!("inner: tcpdump -ni <lan-interface> -c 5 'host {ip}': src/dst are the workload /32s, unchanged end to end"),
-                format!("outer: tcpdump -ni <wan-interface> -c 5 'host {me}': outer src/dst are the CER transport addresses; decode the inner header (tshark -d udp.port==PORT,ip for FOU) and compare it with the inner capture byte for byte (TTL aside)"),
-            ],
+            "no_nat_proof": {
+                "inner_expect": format!("on the inner points src or dst is {ip} and the other end is a workload /32, never {me} or a tunnel address"),
+                "outer_expect": format!("on the outer points src/dst are the CER transport addresses ({me} and the peer)"),
+            },
         })
     }
 }

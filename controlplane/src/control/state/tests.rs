@@ -102,13 +102,13 @@ fn an_added_endpoint_is_owned_here_and_explained() {
     assert_eq!(e["in_pool"], true);
     assert_eq!(e["owner"]["local"], true);
     assert!(e["fib"].to_string().contains("owned here"), "{}", e["fib"]);
-    assert!(
-        e["capture_points"]["outer"]
-            .as_str()
-            .unwrap()
-            .contains("no outer"),
-        "{e}"
-    );
+    // Delivered on the LAN port: observed there and after decapsulation;
+    // no tunnel of its own.
+    assert_eq!(e["transport"]["tunnel"], serde_json::Value::Null, "{e}");
+    let inner = &e["capture_points"]["inner"];
+    assert_eq!(inner["filter"], "host 10.77.60.10", "{e}");
+    let points = inner["points"].to_string();
+    assert!(points.contains(":tx") && points.contains(":rx"), "{e}");
 
     // Moving what is already ours changes nothing.
     let m = ok(c.admin(ControlRequest::EndpointMove { ip }));
