@@ -140,17 +140,18 @@ struct Result1 {
     build_ms: f64,
 }
 
-/// A capture on port 0's rx for `mode`, and its writer thread (pcapng into
-/// memory, discarded); the thread stops when the flag is set.
-fn start_capture(
-    mode: CaptureMode,
-    worker: &mut Worker<MemBuf>,
-) -> Option<(
+/// A running benchmark capture: the hub claim, the session, the writer's
+/// stop flag and the writer thread (which returns the packets it wrote).
+type BenchCapture = (
     cer_dataplane::capture::Claim,
     Arc<cer_dataplane::capture::Session>,
     Arc<AtomicBool>,
     std::thread::JoinHandle<u64>,
-)> {
+);
+
+/// A capture on port 0's rx for `mode`, and its writer thread (pcapng into
+/// memory, discarded); the thread stops when the flag is set.
+fn start_capture(mode: CaptureMode, worker: &mut Worker<MemBuf>) -> Option<BenchCapture> {
     use cer_dataplane::capture::{libpcap, pcapng::PcapngStream, CaptureHub, Point, Session};
     let filter = match mode {
         CaptureMode::Off => return None,

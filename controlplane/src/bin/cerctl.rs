@@ -915,7 +915,8 @@ fn explain_from_dataplane(d: &mut Value, dataplane: &std::path::Path) {
     if let (Some(l), Some(r)) = (live["local"].as_str(), live["remote"].as_str()) {
         let (l, r) = (l.to_string(), r.to_string());
         if d["capture_points"]["outer"].is_object() {
-            d["capture_points"]["outer"]["filter"] = Value::String(format!("host {l} and host {r}"));
+            d["capture_points"]["outer"]["filter"] =
+                Value::String(format!("host {l} and host {r}"));
         }
         d["no_nat_proof"]["outer_expect"] = Value::String(format!(
             "on the outer points src/dst are the CER transport addresses {l} and {r}"
