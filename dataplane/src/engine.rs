@@ -461,7 +461,9 @@ fn nft(script: &str) -> Result<()> {
 }
 
 /// Brings the dataplane up, runs until SIGINT/SIGTERM, and shuts it down.
-pub fn run(cfg: NodeConfig) -> Result<()> {
+/// `path` is the node file `cfg` was read from: `cerctl dataplane reload`
+/// and SIGHUP read it again.
+pub fn run(cfg: NodeConfig, path: Option<&std::path::Path>) -> Result<()> {
     let dp = cfg.dataplane.clone();
     if dp.memory.hugepages {
         cer_hugepages::check_available(u64::from(dp.memory.memory_mb)).context(
@@ -638,7 +640,6 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
                 PortDriver::AfPacket => (AF_PACKET_FRAME - 64) as u16,
                 _ => p.mtu + 18,
             },
-            proxy_arp: p.proxy_arp,
             tap: None,
         });
         nic.push(port);
@@ -919,6 +920,9 @@ pub fn run(cfg: NodeConfig) -> Result<()> {
         port_state,
     );
     manager.wg_state = wg_state;
+    manager.config = path.map(|p| (p.to_path_buf(), cfg.clone()));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, manager.reload_signal.clone())
+        .context("installing the SIGHUP handler")?;
     manager.af_packet = cfg
         .ports
         .iter()

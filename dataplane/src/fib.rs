@@ -95,6 +95,9 @@ impl Dirty {
 pub struct FibPort {
     pub name: String,
     pub subnet: Ipv4Prefix,
+    /// Answer ARP for the proxy-ARP set on this port (`proxy_arp`; a reload
+    /// may change it).
+    pub proxy_arp: bool,
 }
 
 pub struct Fib {
@@ -162,18 +165,33 @@ impl Fib {
             .map(|p| FibPort {
                 name: p.name.clone(),
                 subnet: p.address.subnet(),
+                proxy_arp: p.proxy_arp,
             })
             .collect();
+        let mut fib = Fib::new(
+            ports,
+            Self::config_routes(cfg),
+            Duration::from_secs(u64::from(cfg.dataplane.arp_reachable_secs)),
+            Duration::from_secs(u64::from(cfg.dataplane.arp_stale_secs)),
+        );
+        fib.set_tunnels(crate::tunnel::TunnelTable::from_config(cfg));
+        fib
+    }
+
+    /// Connected routes of the ports, then the static routes (`[[route]]`)
+    /// whose gateways are on a port's subnet.
+    pub fn config_routes(cfg: &NodeConfig) -> Vec<Route> {
         let mut routes = Vec::new();
-        for (i, p) in ports.iter().enumerate() {
+        for (i, p) in cfg.ports.iter().enumerate() {
+            let subnet = p.address.subnet();
             let mut g = HopGroup::default();
             g.hops.push(Hop {
                 port: i as u16,
                 gateway: 0,
             });
             routes.push(Route {
-                addr: u32::from(p.subnet.addr()),
-                len: p.subnet.len(),
+                addr: u32::from(subnet.addr()),
+                len: subnet.len(),
                 group: g,
             });
         }
@@ -193,14 +211,36 @@ impl Fib {
                 group: g,
             });
         }
-        let mut fib = Fib::new(
-            ports,
-            routes,
-            Duration::from_secs(u64::from(cfg.dataplane.arp_reachable_secs)),
-            Duration::from_secs(u64::from(cfg.dataplane.arp_stale_secs)),
-        );
-        fib.set_tunnels(crate::tunnel::TunnelTable::from_config(cfg));
-        fib
+        routes
+    }
+
+    /// Replaces the config routes (a reload); feed routes still override
+    /// config routes with the same prefix.
+    pub fn set_config_routes(&mut self, routes: Vec<Route>) {
+        self.config_routes = routes;
+        self.dirty.routes = true;
+    }
+
+    /// Turns proxy ARP on or off on port `port` (a reload).
+    pub fn set_proxy_arp(&mut self, port: usize, on: bool) {
+        if let Some(p) = self.ports.get_mut(port) {
+            p.proxy_arp = on;
+            self.dirty.proxy = true;
+        }
+    }
+
+    /// Whether port `port` answers proxy ARP.
+    pub fn proxy_arp_on(&self, port: usize) -> bool {
+        self.ports.get(port).is_some_and(|p| p.proxy_arp)
+    }
+
+    /// Ports with proxy ARP on, as the snapshot's bit mask.
+    fn proxy_ports(&self) -> u64 {
+        self.ports
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| p.proxy_arp && *i < 64)
+            .fold(0, |m, (i, _)| m | 1 << i)
     }
 
     pub fn version(&self) -> u64 {
@@ -656,6 +696,7 @@ impl Fib {
         let proxy_arp = if d.proxy {
             Arc::new(ProxyArp {
                 active: self.feed.proxy_active,
+                ports: self.proxy_ports(),
                 set: ExactTable::build(
                     self.feed.proxy.iter().map(|ip| (*ip, ())),
                     self.feed.proxy.len(),
@@ -712,10 +753,12 @@ mod tests {
                 FibPort {
                     name: "lan".into(),
                     subnet: "10.1.0.0/24".parse().unwrap(),
+                    proxy_arp: false,
                 },
                 FibPort {
                     name: "wan".into(),
                     subnet: "10.2.0.0/24".parse().unwrap(),
+                    proxy_arp: false,
                 },
             ],
             vec![],
@@ -844,10 +887,12 @@ mod tests {
                 FibPort {
                     name: "lan".into(),
                     subnet: "10.1.0.0/24".parse().unwrap(),
+                    proxy_arp: false,
                 },
                 FibPort {
                     name: "wan".into(),
                     subnet: "10.2.0.0/24".parse().unwrap(),
+                    proxy_arp: false,
                 },
             ],
             vec![Route {

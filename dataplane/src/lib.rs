@@ -30,6 +30,7 @@ pub mod nd;
 pub mod packet;
 pub mod pipeline;
 pub mod reassembly;
+pub mod reload;
 pub mod ring_stats;
 pub mod snapshot;
 pub mod tunnel;

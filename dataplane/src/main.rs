@@ -22,5 +22,5 @@ fn run(args: &Args) -> Result<()> {
         println!("EAL: {}", engine::eal_args(&cfg).join(" "));
         return Ok(());
     }
-    engine::run(cfg)
+    engine::run(cfg, Some(&args.config))
 }

@@ -50,6 +50,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod admin_server;
 mod feed_server;
+mod reload;
 #[cfg(test)]
 mod tests;
 mod views;
@@ -143,6 +144,11 @@ pub struct Manager {
     kernel_watch: crate::kernel_reasm::FailureWatch,
     /// The stall guard's heartbeat, shared with every core (`liveness.rs`).
     pub liveness: Arc<crate::liveness::Liveness>,
+    /// The node file and the config running now (`reload.rs`); none in
+    /// tests that build a manager without a file.
+    pub config: Option<(std::path::PathBuf, cer_shared::config::NodeConfig)>,
+    /// Set by SIGHUP: reload the node file at the next loop turn.
+    pub reload_signal: Arc<AtomicBool>,
     /// Held polls already accounted for.
     held_seen: u64,
     next_ra: Option<Instant>,
@@ -203,6 +209,8 @@ impl Manager {
             kernel_proc: None,
             kernel_watch: Default::default(),
             liveness: Arc::new(crate::liveness::Liveness::new()),
+            config: None,
+            reload_signal: Arc::new(AtomicBool::new(false)),
             held_seen: 0,
             last_stall: None,
             wg_state: Vec::new(),
@@ -247,6 +255,11 @@ impl Manager {
                 Ok(m) => self.handle(m),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if self.reload_signal.swap(false, Ordering::Relaxed) {
+                // SIGHUP: the outcome goes to the log (cerctl gets it in
+                // its answer instead).
+                let _ = self.reload("SIGHUP");
             }
             let now = Instant::now();
             self.drain_learned(now);
@@ -408,6 +421,15 @@ impl Manager {
                         self.feed.last_error = Some(e);
                     }
                 }
+            }
+            ManagerMsg::Query {
+                req: AdminRequest::Reload,
+                reply,
+            } => {
+                let _ = reply.send(match self.reload("cerctl") {
+                    Ok(data) => AdminResponse::Ok { data },
+                    Err(message) => AdminResponse::Error { message },
+                });
             }
             ManagerMsg::Query { req, reply } => {
                 let _ = reply.send(self.query(&req));

@@ -451,10 +451,18 @@ impl Gateways6 {
 #[derive(Debug, Clone)]
 pub struct ProxyArp {
     pub active: bool,
+    /// Ports (bit i: port i) where proxy ARP is on (`proxy_arp`).
+    pub ports: u64,
     pub set: ExactTable<()>,
 }
 
 impl ProxyArp {
+    /// Whether proxy ARP is on for port `port` (gate open or not).
+    #[inline]
+    pub fn on_port(&self, port: usize) -> bool {
+        port < 64 && self.ports & (1 << port) != 0
+    }
+
     #[inline]
     pub fn answers(&self, ip: u32) -> bool {
         self.active && self.set.get(ip).is_some()
@@ -490,6 +498,7 @@ impl Snapshot {
             neighbors: Arc::new(NeighborTable::empty(ports)),
             proxy_arp: Arc::new(ProxyArp {
                 active: false,
+                ports: 0,
                 set: ExactTable::build(std::iter::empty(), 0),
             }),
             tunnels: Arc::new(crate::tunnel::TunnelTable::default()),

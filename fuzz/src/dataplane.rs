@@ -178,19 +178,18 @@ impl Rig {
         }
         fib.apply_batch(&changes).expect("fuzz rig FIB");
         let snap = fib.build().expect("fuzz rig snapshot");
-        let port = |mac, addr: Ipv4Addr, mtu: u16, proxy_arp, tap| PortInfo {
+        let port = |mac, addr: Ipv4Addr, mtu: u16, tap| PortInfo {
             mac,
             addr: u32::from(addr),
             prefix_len: 24,
             mtu,
             max_frame: mtu + 18,
-            proxy_arp,
             tap: Some(tap),
         };
         let cfg = Arc::new(PipelineConfig {
             ports: vec![
-                port(LAN_MAC, LAN_ADDR, LAN_MTU, true, LAN_TAP),
-                port(WAN_MAC, WAN_ADDR, WAN_MTU, false, WAN_TAP),
+                port(LAN_MAC, LAN_ADDR, LAN_MTU, LAN_TAP),
+                port(WAN_MAC, WAN_ADDR, WAN_MTU, WAN_TAP),
             ],
             port_names: vec!["lan".into(), "wan".into()],
             roles: vec![

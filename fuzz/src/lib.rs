@@ -46,10 +46,12 @@ pub fn two_port_fib() -> Fib {
             FibPort {
                 name: "lan".into(),
                 subnet: "10.1.0.0/24".parse().unwrap(),
+                proxy_arp: true,
             },
             FibPort {
                 name: "wan".into(),
                 subnet: "10.2.0.0/24".parse().unwrap(),
+                proxy_arp: false,
             },
         ],
         vec![

@@ -212,10 +212,12 @@ fn run(entries: usize, packets: u64, flows: usize, mode: CaptureMode) -> Result1
             FibPort {
                 name: "lan".into(),
                 subnet: "10.1.0.0/24".parse().unwrap(),
+                proxy_arp: false,
             },
             FibPort {
                 name: "wan".into(),
                 subnet: "10.2.0.0/24".parse().unwrap(),
+                proxy_arp: false,
             },
         ],
         vec![],
@@ -250,7 +252,6 @@ fn run(entries: usize, packets: u64, flows: usize, mode: CaptureMode) -> Result1
                 prefix_len: 24,
                 mtu: 1500,
                 max_frame: 1500 + 18,
-                proxy_arp: false,
                 tap: None,
             },
             PortInfo {
@@ -259,7 +260,6 @@ fn run(entries: usize, packets: u64, flows: usize, mode: CaptureMode) -> Result1
                 prefix_len: 24,
                 mtu: 1500,
                 max_frame: 1500 + 18,
-                proxy_arp: false,
                 tap: None,
             },
         ],

@@ -289,10 +289,12 @@ impl Rig {
                 FibPort {
                     name: "lan".into(),
                     subnet: "10.1.0.0/24".parse()?,
+                    proxy_arp: false,
                 },
                 FibPort {
                     name: "wan".into(),
                     subnet: "10.2.0.0/24".parse()?,
+                    proxy_arp: false,
                 },
             ],
             vec![
@@ -340,7 +342,6 @@ impl Rig {
             prefix_len: 24,
             mtu: PORT_MTU,
             max_frame: PORT_MTU + 18,
-            proxy_arp: false,
             tap: None,
         };
         let cfg = Arc::new(PipelineConfig {

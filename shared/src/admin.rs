@@ -26,6 +26,11 @@ pub enum AdminRequest {
     Feed,
     /// Configured tunnels, with WireGuard session state.
     Tunnels,
+    /// Re-read the node file and apply what can change live (routes,
+    /// tunnels other than WireGuard, proxy ARP per port, ARP timers); a
+    /// change that needs a restart refuses the whole reload, naming the
+    /// fields.
+    Reload,
     /// Packets at observation points (`port:NAME:rx|tx`, `tunnel:ID:inner|outer`)
     /// that match a BPF filter (tcpdump syntax; empty: every packet). The
     /// answer is one `Ok` (or `Error`) line, then `CaptureFrame` lines until

@@ -650,3 +650,134 @@ fn bad_config_is_a_clear_error() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/node.toml"));
     Ok(())
 }
+
+/// `cerctl dataplane reload` and SIGHUP on the real binary: a static route,
+/// a tunnel and proxy ARP change live, in one snapshot, while a ping stream
+/// through the router loses nothing and the process, its ports and its
+/// feed state stay; a restart field or a broken file changes nothing.
+#[test]
+fn node_file_reload_is_live_and_all_or_nothing() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let t = Topo::new(Driver::AfPacket)?;
+    let pid = t.dataplane.pid();
+    let node = t.scratch.file("node.toml");
+    let original = std::fs::read_to_string(&node)?;
+    assert!(
+        t.h1.ping_until("10.2.0.20", Duration::from_secs(10)),
+        "h1 -> h2\n{}",
+        t.dump()
+    );
+    // 10.9.0.5 lives on h3, behind no route the dataplane knows yet.
+    t.h3.run(&["ip", "addr", "add", "10.9.0.5/32", "dev", "eth0"])?;
+    assert!(!t.h1.ping("10.9.0.5", 1), "routed before the reload");
+    // A fed endpoint: it must survive the reload.
+    t.cerctl(&["feed", "endpoint-set", "10.77.0.9", "--port", "lan"])?;
+    let generation = |t: &Topo| -> u64 {
+        admin(&t.admin, "snapshot").map_or(0, |s| s["version"].as_u64().unwrap_or(0))
+    };
+
+    // A ping stream across the reload.
+    let h1 = t.h1.name.clone();
+    let stream = std::thread::spawn(move || {
+        ns_try(
+            &h1,
+            &[
+                "ping",
+                "-q",
+                "-c",
+                "300",
+                "-i",
+                "0.01",
+                "-W",
+                "1",
+                "10.2.0.20",
+            ],
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let before = generation(&t);
+    std::fs::write(
+        &node,
+        original.replacen("proxy_arp = true", "proxy_arp = false", 1)
+            + "\n[[route]]\nprefix = \"10.9.0.0/16\"\nvia = [\"10.3.0.30\"]\n\n\
+               [[tunnel]]\nid = 7\nkind = \"ipip\"\nlocal = \"10.2.0.1\"\nremote = \"10.2.0.20\"\n",
+    )?;
+    let out = t.cerctl(&["reload"])?;
+    assert!(
+        out.contains("route: 0 -> 1 static routes")
+            && out.contains("tunnel[7] (ipip) added")
+            && out.contains("port[lan].proxy_arp: true -> false"),
+        "{out}\n{}",
+        t.dump()
+    );
+    assert_eq!(generation(&t), before + 1, "one snapshot for the reload");
+    let ping = stream.join().expect("the ping thread");
+    let log = text(&ping);
+    assert!(
+        ping.status.success() && log.contains("300 received"),
+        "packets lost across the reload:\n{log}"
+    );
+    assert!(t.h1.ping("10.9.0.5", 2), "the new route\n{}", t.dump());
+    let ports = admin(&t.admin, "ports")?;
+    assert_eq!(ports[0]["proxy_arp"], false, "{ports}");
+    assert_eq!(ports[0]["link_down_events"], 0, "{ports}");
+    let tunnels = admin(&t.admin, "tunnels")?.to_string();
+    assert!(tunnels.contains("\"id\":7"), "{tunnels}");
+    let fib = t.cerctl(&["show", "fib", "--json"])?;
+    assert!(fib.contains("10.77.0.9"), "the fed endpoint is gone: {fib}");
+
+    // A restart field refuses the whole file, naming it: the route stays.
+    std::fs::write(
+        &node,
+        original.replacen("name = \"wan\"", "name = \"wan\"\nrx_desc = 512", 1),
+    )?;
+    let out = reload_refused(&t)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("port[wan].rx_desc")
+            && err.contains("nothing applied"),
+        "{err}"
+    );
+    assert!(
+        t.h1.ping("10.9.0.5", 1),
+        "a refused reload changed the route"
+    );
+    // A broken file: the file and the parser's complaint, nothing applied.
+    std::fs::write(&node, "[node\n")?;
+    let out = reload_refused(&t)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("node.toml"), "{err}");
+
+    // SIGHUP: back to the original file.
+    std::fs::write(&node, &original)?;
+    send_signal(pid, libc::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while admin(&t.admin, "tunnels")?.to_string().contains("\"id\":7") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload\n{}",
+            t.dump()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!t.h1.ping("10.9.0.5", 1), "the route outlived its removal");
+    assert_eq!(admin(&t.admin, "ports")?[0]["proxy_arp"], true);
+    assert!(t.h1.ping("10.2.0.20", 1));
+    assert_eq!(t.dataplane.pid(), pid);
+    assert!(t.dataplane.log_text().contains("reload (SIGHUP)"));
+    Ok(())
+}
+
+/// `cerctl dataplane reload`, expected to fail: its output.
+fn reload_refused(t: &Topo) -> Result<std::process::Output> {
+    Ok(std::process::Command::new(bin("cerctl"))
+        .args([
+            "dataplane",
+            "--admin-socket",
+            t.admin.to_str().unwrap(),
+            "reload",
+        ])
+        .output()?)
+}

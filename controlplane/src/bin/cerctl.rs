@@ -114,6 +114,31 @@ fn run(cli: Cli) -> Result<()> {
         Top::Dataplane { admin_socket, cmd } => match cmd {
             Dp::Show { what, json } => show(&admin_socket, what, json),
             Dp::Feed { socket, cmd } => feed(&socket, cmd),
+            Dp::Reload { json } => {
+                let data = admin(&admin_socket, &AdminRequest::Reload)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&data)?);
+                    return Ok(());
+                }
+                let applied: Vec<&str> = data["applied"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str())
+                    .collect();
+                if applied.is_empty() {
+                    println!("reloaded {}: no change", s(&data["file"]));
+                } else {
+                    println!("reloaded {}:", s(&data["file"]));
+                    for a in applied {
+                        println!("  {a}");
+                    }
+                }
+                for n in data["notes"].as_array().into_iter().flatten() {
+                    println!("  note: {}", s(n));
+                }
+                Ok(())
+            }
             Dp::Capture {
                 points,
                 filter,

@@ -169,6 +169,15 @@ pub enum Dp {
         #[arg(long, short = 'w')]
         write: PathBuf,
     },
+    /// Re-read the node file and apply what changed without a restart:
+    /// static routes, tunnels other than WireGuard, proxy ARP per port and
+    /// the ARP timers, published as one snapshot. A change that needs a
+    /// restart (ports, cores, memory, sockets, WireGuard tunnels) refuses
+    /// the whole reload, each such field named. SIGHUP does the same.
+    Reload {
+        #[arg(long)]
+        json: bool,
+    },
     /// Debug FIB feeder.
     Feed {
         /// The dataplane feed socket.

@@ -13,6 +13,7 @@ fn manager() -> Manager {
         vec![FibPort {
             name: "lan".into(),
             subnet: "10.1.0.0/24".parse().unwrap(),
+            proxy_arp: true,
         }],
         Vec::new(),
         Duration::from_secs(30),
@@ -341,4 +342,143 @@ fn a_stall_closes_the_gate_once_and_the_ack_reports_it() {
     );
     assert!(matches!(ack, DataplaneMsg::Ack { seq: 5, .. }), "{ack:?}");
     assert!(m.published.load().proxy_arp.active);
+}
+
+const NODE_FILE: &str = r#"
+[node]
+name = "t"
+router_address = "10.2.0.1"
+
+[dataplane]
+cores = [1]
+
+[[port]]
+name = "lan"
+driver = "af_packet"
+iface = "veth0"
+address = "10.1.0.1/24"
+proxy_arp = true
+
+[[port]]
+name = "wan"
+driver = "af_packet"
+iface = "veth1"
+address = "10.2.0.1/24"
+"#;
+
+fn admin_req(m: &mut Manager, req: AdminRequest) -> AdminResponse {
+    let (tx, rx) = sync_channel(1);
+    m.handle(ManagerMsg::Query { req, reply: tx });
+    rx.recv().unwrap()
+}
+
+/// A manager running `NODE_FILE` from a file it can reload.
+fn manager_with_file(dir: &std::path::Path) -> (Manager, std::path::PathBuf) {
+    let path = dir.join("node.toml");
+    std::fs::write(&path, NODE_FILE).unwrap();
+    let cfg = cer_shared::config::NodeConfig::load(&path).unwrap();
+    let fib = Fib::from_config(&cfg);
+    let published = Arc::new(ArcSwap::from(fib.current().clone()));
+    let mut m = Manager::new(
+        fib,
+        published,
+        Arc::new(ArrayQueue::new(16)),
+        vec![Arc::new(ArrayQueue::new(16))],
+        vec![Arc::new(CoreStats::new(1))],
+        vec!["lan".into(), "wan".into()],
+        "t".into(),
+        Arc::new(Vec::new),
+    );
+    m.config = Some((path.clone(), cfg));
+    m.publish();
+    (m, path)
+}
+
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cer-mgr-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn reload_applies_routes_tunnels_and_proxy_arp_in_one_snapshot_and_keeps_the_feed() {
+    let dir = scratch_dir("reload");
+    let (mut m, path) = manager_with_file(&dir);
+    hello(&mut m, 1, "cer-control", true);
+    let ep = "10.77.0.5".parse().unwrap();
+    let r = send(
+        &mut m,
+        1,
+        ControlMsg::Changes {
+            seq: 1,
+            changes: vec![FibChange::EndpointSet {
+                ip: ep,
+                action: EndpointAction::Local { port: "lan".into() },
+            }],
+        },
+    );
+    assert!(matches!(r, DataplaneMsg::Ack { .. }), "{r:?}");
+    m.publish();
+    let before = m.published.load().version;
+    let dst = u32::from(std::net::Ipv4Addr::new(10, 9, 1, 1));
+    assert!(m.published.load().routes.lookup(dst).is_none());
+    assert!(m.published.load().proxy_arp.on_port(0));
+
+    std::fs::write(
+        &path,
+        NODE_FILE.replace("proxy_arp = true", "proxy_arp = false")
+            + "\n[[route]]\nprefix = \"10.9.0.0/16\"\nvia = [\"10.2.0.254\"]\n\n\
+               [[tunnel]]\nid = 7\nkind = \"ipip\"\nlocal = \"10.2.0.1\"\nremote = \"10.2.0.9\"\n",
+    )
+    .unwrap();
+    let AdminResponse::Ok { data } = admin_req(&mut m, AdminRequest::Reload) else {
+        panic!("reload refused")
+    };
+    assert_eq!(data["changed"], true, "{data}");
+    assert_eq!(data["applied"].as_array().unwrap().len(), 3, "{data}");
+    let s = m.published.load();
+    assert_eq!(s.version, before + 1, "one snapshot for the whole reload");
+    let hop = s
+        .routes
+        .lookup(dst)
+        .expect("the new static route")
+        .group
+        .hops[0];
+    assert_eq!(
+        (hop.port, hop.gateway),
+        (1, u32::from(std::net::Ipv4Addr::new(10, 2, 0, 254)))
+    );
+    assert!(!s.proxy_arp.on_port(0));
+    assert!(s.tunnels.get(7).is_some());
+    assert!(
+        s.endpoints.get(u32::from(ep)).is_some(),
+        "the feed's endpoint stays"
+    );
+    assert_eq!(m.feed.sessions, 1, "the feed session was not touched");
+
+    // A restart field refuses the whole file: the route removal is not applied.
+    std::fs::write(&path, NODE_FILE.replace("cores = [1]", "cores = [2]")).unwrap();
+    let AdminResponse::Error { message } = admin_req(&mut m, AdminRequest::Reload) else {
+        panic!("a cores change was applied")
+    };
+    assert!(
+        message.contains("dataplane.cores") && message.contains("nothing applied"),
+        "{message}"
+    );
+    assert!(m.published.load().routes.lookup(dst).is_some());
+    // A broken file: the parser's message, nothing applied.
+    std::fs::write(&path, "[node\n").unwrap();
+    let AdminResponse::Error { message } = admin_req(&mut m, AdminRequest::Reload) else {
+        panic!("a broken file was applied")
+    };
+    assert!(message.contains("node.toml"), "{message}");
+    assert!(m.published.load().tunnels.get(7).is_some());
+    // SIGHUP takes the same path.
+    std::fs::write(&path, NODE_FILE).unwrap();
+    m.reload_signal.store(true, Ordering::Relaxed);
+    assert!(m.reload_signal.swap(false, Ordering::Relaxed));
+    m.reload("SIGHUP").unwrap();
+    assert!(m.published.load().tunnels.get(7).is_none());
+    assert!(m.published.load().proxy_arp.on_port(0));
+    let _ = std::fs::remove_dir_all(&dir);
 }

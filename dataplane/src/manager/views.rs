@@ -24,6 +24,8 @@ impl Manager {
             .enumerate()
             .map(|(i, p)| {
                 let mut v = json!(p);
+                // The live value: a reload may have changed it.
+                v["proxy_arp"] = json!(self.fib.proxy_arp_on(i));
                 if let (Some(k), true) = (kernel, self.af_packet.get(i) == Some(&true)) {
                     v["kernel_reassembly"] = json!(k);
                 }
@@ -315,6 +317,11 @@ impl Manager {
                 return AdminResponse::Error {
                     message: "a capture is served on its admin connection, not by the manager"
                         .into(),
+                }
+            }
+            AdminRequest::Reload => {
+                return AdminResponse::Error {
+                    message: "a reload changes state: the manager handles it in `handle`".into(),
                 }
             }
             AdminRequest::State => json!({

@@ -88,7 +88,7 @@ impl<B: PacketBuf> Worker<B> {
             return self.drop_pkt(DropReason::ArpNotForUs, buf);
         }
         // Someone else claims an address we proxy for: two holders.
-        if spa != 0 && info.proxy_arp && !self.held && snap.proxy_arp.answers(spa) {
+        if spa != 0 && snap.proxy_arp.on_port(port) && !self.held && snap.proxy_arp.answers(spa) {
             self.links.stats.duplicate_holder(port as u16, spa, sha);
         }
         let for_us = self.owns_on_port(port, tpa);
@@ -123,7 +123,8 @@ impl<B: PacketBuf> Worker<B> {
             }
         }
         if op == arp::OP_REQUEST {
-            let proxy = !for_us && info.proxy_arp && snap.proxy_arp.holds(tpa) && spa != tpa;
+            let proxy =
+                !for_us && snap.proxy_arp.on_port(port) && snap.proxy_arp.holds(tpa) && spa != tpa;
             if proxy && !snap.proxy_arp.active {
                 // Gate closed (VRRP backup, or capture not ours): stay silent.
                 self.links.stats.event(Event::ProxyArpSilent);

@@ -68,7 +68,6 @@ pub struct PortInfo {
     /// 22.11 sets PACKET_FANOUT_FLAG_DEFRAG), so whole datagrams up to the
     /// ring frame size arrive and are re-fragmented on output as needed.
     pub max_frame: u16,
-    pub proxy_arp: bool,
     /// I/O index of this port's exception-path TAP.
     pub tap: Option<usize>,
 }

@@ -51,7 +51,6 @@ impl Rig {
                 prefix_len: 24,
                 mtu: 9000,
                 max_frame: 9000 + 18,
-                proxy_arp: true,
                 tap: None,
             },
             PortInfo {
@@ -60,7 +59,6 @@ impl Rig {
                 prefix_len: 24,
                 mtu: 1400,
                 max_frame: 1400 + 18,
-                proxy_arp: false,
                 tap: with_tap.then_some(2),
             },
         ];
@@ -81,10 +79,12 @@ impl Rig {
                 FibPort {
                     name: "lan".into(),
                     subnet: "10.1.0.0/24".parse().unwrap(),
+                    proxy_arp: true,
                 },
                 FibPort {
                     name: "wan".into(),
                     subnet: "10.2.0.0/24".parse().unwrap(),
+                    proxy_arp: false,
                 },
             ],
             vec![
