@@ -203,6 +203,33 @@ fn reload_adds_removes_and_changes_policy_without_a_reset() -> Result<()> {
                 })
         })
     })?;
+
+    // The pool, live: an endpoint of this node outside the new pool is
+    // refused by name; a wider pool is applied and the endpoint stays ours.
+    c.ctl(&["endpoint", "add", "10.77.60.5"])?;
+    let now = std::fs::read_to_string(&path)?;
+    assert!(now.contains("pool = [\"10.77.60.0/24\"]"), "{now}");
+    std::fs::write(
+        &path,
+        now.replace("pool = [\"10.77.60.0/24\"]", "pool = [\"10.77.61.0/24\"]"),
+    )?;
+    let out = run_reload(&c);
+    assert!(
+        !out.0 && out.1.contains("sam.pool") && out.1.contains("10.77.60.5"),
+        "{out:?}"
+    );
+    std::fs::write(
+        &path,
+        now.replace(
+            "pool = [\"10.77.60.0/24\"]",
+            "pool = [\"10.77.60.0/24\", \"10.77.61.0/24\"]",
+        ),
+    )?;
+    let out = run_reload(&c);
+    assert!(out.0 && out.1.contains("sam.pool"), "{out:?}");
+    let owners = c.json(&["show", "owners"])?.to_string();
+    assert!(owners.contains("10.77.60.5"), "{owners}");
+
     // FRR's session was never reset.
     assert_eq!(frr_established(&frr), established_before);
     assert_eq!(

@@ -384,6 +384,7 @@ enum Msg {
     Changed(Ipv4Addr),
     Activate,
     Resync,
+    Retune(Box<ReconcilerConfig>),
 }
 
 /// The handle cer-control holds: set intents (synchronously visible to the
@@ -498,6 +499,16 @@ impl Reconciler {
     /// Re-observes every managed /32 now.
     pub fn resync(&self) {
         let _ = self.tx.send(Msg::Resync);
+    }
+
+    /// A reload's new tuning: concurrency, confirm timeout, resync interval,
+    /// backoff ceiling, the pool and the pair's NICs. Actions already in
+    /// flight finish with the tuning they started with; the call timeout,
+    /// the origins file and the stall watch are fixed at start. A narrower
+    /// pool stops the sweep from touching what left it; a wider one is
+    /// swept at once.
+    pub fn retune(&self, cfg: ReconcilerConfig) {
+        let _ = self.tx.send(Msg::Retune(Box::new(cfg)));
     }
 
     /// Shown while the provider client cannot be built (e.g. no credentials).
@@ -662,6 +673,26 @@ struct Worker {
 }
 
 impl Worker {
+    /// Takes the tunable part of `t` (see `Reconciler::retune`).
+    fn retune(&mut self, t: ReconcilerConfig) {
+        let mut c = (*self.cfg).clone();
+        c.concurrency = t.concurrency;
+        c.confirm_timeout = t.confirm_timeout;
+        c.resync = t.resync;
+        c.backoff_max = t.backoff_max;
+        c.pool = t.pool;
+        c.pair_nics = t.pair_nics;
+        log::info!(
+            "capture: retuned (concurrency {}, confirm timeout {:?}, resync {:?}, backoff max {:?}, {} pool prefix(es))",
+            c.concurrency,
+            c.confirm_timeout,
+            c.resync,
+            c.backoff_max,
+            c.pool.len()
+        );
+        self.cfg = Arc::new(c);
+    }
+
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let mut set: JoinSet<Done> = JoinSet::new();
         let mut resync = tokio::time::interval(self.cfg.resync);
@@ -696,6 +727,20 @@ impl Worker {
                         }
                     }
                     Some(Msg::Resync) => self.resync_all(&mut set),
+                    Some(Msg::Retune(t)) => {
+                        if t.resync != self.cfg.resync {
+                            resync = tokio::time::interval_at(
+                                tokio::time::Instant::now() + t.resync,
+                                t.resync,
+                            );
+                            resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        }
+                        let wider = t.pool.iter().any(|p| !self.cfg.pool.contains(p));
+                        self.retune(*t);
+                        if wider && self.active {
+                            self.sweep(&mut set);
+                        }
+                    }
                     None => {
                         // cer-control dropped every handle: finish what runs, stop.
                         while let Some(r) = set.join_next_with_id().await {

@@ -631,6 +631,32 @@ async fn restart_sweep_releases_orphans_inside_the_pool_only() {
     assert_eq!(p.holder(Ipv4Addr::new(10, 1, 1, 1)).as_deref(), Some(ME));
 }
 
+/// A reload widens the pool: the sweep runs at once and releases the
+/// orphan the old pool left alone; the resync interval follows the new one.
+#[tokio::test(start_paused = true)]
+async fn a_retuned_wider_pool_is_swept_at_once() {
+    let p = Scripted::new(5, 20);
+    p.net().list_held = true;
+    let outside = Ipv4Addr::new(10, 1, 1, 1);
+    p.hold(outside, ME);
+    let r = reconciler();
+    r.start(p.clone()).unwrap();
+    r.activate();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(p.holder(outside).as_deref(), Some(ME), "outside the pool");
+    r.retune(ReconcilerConfig {
+        pool: vec![
+            (Ipv4Addr::new(10, 77, 60, 0), 24),
+            (Ipv4Addr::new(10, 1, 1, 0), 24),
+        ],
+        resync: Duration::from_secs(5),
+        ..ReconcilerConfig::default()
+    });
+    confirmed(&r, outside, rel(0)).await;
+    assert!(p.holder(outside).is_none());
+    assert!(p.net().calls.contains(&format!("release {outside}")));
+}
+
 /// Someone else takes a captured /32 (an unexpected holder): the periodic
 /// resync sees it and captures it back.
 #[tokio::test(start_paused = true)]

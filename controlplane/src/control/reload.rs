@@ -28,6 +28,11 @@ pub struct ReloadPlan {
     pub networks_changed: bool,
     pub tunnels_changed: bool,
     pub local_pref_changed: bool,
+    /// `sam.pool` changed: which /32s are endpoints is decided again.
+    pub pool_changed: bool,
+    /// `capture.reconciler` or `capture.pair_nics` changed: the cloud
+    /// reconciler is retuned.
+    pub reconciler_changed: bool,
 }
 
 impl ReloadPlan {
@@ -119,7 +124,6 @@ pub fn plan(old: &ControlConfig, new: &ControlConfig) -> Result<ReloadPlan, Refu
     );
     restart("sam.marker_prefix", os.marker_prefix != ns.marker_prefix);
     restart("sam.state_file", os.state_file != ns.state_file);
-    restart("sam.pool", os.pool != ns.pool);
     restart(
         "sam.endpoints (once running, endpoints change with cerctl endpoint add/remove)",
         os.endpoints != ns.endpoints,
@@ -127,12 +131,54 @@ pub fn plan(old: &ControlConfig, new: &ControlConfig) -> Result<ReloadPlan, Refu
     restart("dataplane", !same(&old.dataplane, &new.dataplane));
     restart("admin", !same(&old.admin, &new.admin));
     restart("metrics", !same(&old.metrics, &new.metrics));
-    restart("capture", !same(&old.capture, &new.capture));
+    // Capture: the reconciler's tuning and the pair's NICs are live; the
+    // rest is read at start (the provider client, the VRRP follower, the
+    // feed thread's GARP count).
+    let (oc, nc) = (&old.capture, &new.capture);
+    restart("capture.mode", oc.mode != nc.mode);
+    restart(
+        "capture.vrrp_notify_fifo",
+        oc.vrrp_notify_fifo != nc.vrrp_notify_fifo,
+    );
+    restart(
+        "capture.vrrp_instance",
+        oc.vrrp_instance != nc.vrrp_instance,
+    );
+    restart(
+        "capture.keepalived_pid_file",
+        oc.keepalived_pid_file != nc.keepalived_pid_file,
+    );
+    restart(
+        "capture.keepalived_json_file",
+        oc.keepalived_json_file != nc.keepalived_json_file,
+    );
+    restart(
+        "capture.single_router",
+        oc.single_router != nc.single_router,
+    );
+    restart("capture.garp_count", oc.garp_count != nc.garp_count);
+    restart(
+        "capture.vrrp_stall_settle_ms",
+        oc.vrrp_stall_settle_ms != nc.vrrp_stall_settle_ms,
+    );
+    restart(
+        "capture.vrrp_track_file",
+        oc.vrrp_track_file != nc.vrrp_track_file,
+    );
+    restart(
+        "capture.pair_preference",
+        oc.pair_preference != nc.pair_preference,
+    );
+    restart("capture.aws", !same(&oc.aws, &nc.aws));
+    restart("capture.azure", !same(&oc.azure, &nc.azure));
+    restart("capture.oci", !same(&oc.oci, &nc.oci));
 
     let mut plan = ReloadPlan {
         networks_changed: ob.networks != nb.networks,
         tunnels_changed: !same(&old.tunnels, &new.tunnels),
         local_pref_changed: os.local_pref != ns.local_pref,
+        pool_changed: os.pool != ns.pool,
+        reconciler_changed: !same(&oc.reconciler, &nc.reconciler) || oc.pair_nics != nc.pair_nics,
         ..ReloadPlan::default()
     };
     for n in &nb.neighbors {
@@ -279,6 +325,25 @@ socket = "/run/x.sock"
     }
 
     #[test]
+    fn the_pool_and_the_reconciler_tuning_are_live() {
+        let p = plan(
+            &cfg(BASE),
+            &with("pool = [\"10.77.60.0/24\"]", "pool = [\"10.77.0.0/16\"]"),
+        )
+        .unwrap();
+        assert!(p.pool_changed && !p.reconciler_changed, "{p:?}");
+        let p = plan(
+            &cfg(BASE),
+            &with(
+                "[admin]",
+                "[capture]\n[capture.reconciler]\nconcurrency = 8\nresync_secs = 5\n[admin]",
+            ),
+        )
+        .unwrap();
+        assert!(p.reconciler_changed && !p.pool_changed, "{p:?}");
+    }
+
+    #[test]
     fn neighbors_come_and_go_and_policies_change() {
         let new = cfg(&BASE
             .replace(
@@ -402,11 +467,6 @@ socket = "/run/x.sock"
                 "sam.identity",
             ),
             (
-                "pool = [\"10.77.60.0/24\"]",
-                "pool = [\"10.77.0.0/16\"]",
-                "sam.pool",
-            ),
-            (
                 "marker_prefix = \"10.255.0.1/32\"",
                 "marker_prefix = \"10.255.0.9/32\"",
                 "sam.marker_prefix",
@@ -416,7 +476,11 @@ socket = "/run/x.sock"
                 "[dataplane]\nlan_port = \"x\"\n[admin]",
                 "dataplane",
             ),
-            ("[admin]", "[capture]\ngarp_count = 5\n[admin]", "capture"),
+            (
+                "[admin]",
+                "[capture]\ngarp_count = 5\n[admin]",
+                "capture.garp_count",
+            ),
         ] {
             let e = plan(&cfg(BASE), &with(from, to)).unwrap_err();
             assert_eq!(e.needs_restart, vec![field.to_string()], "{to}");

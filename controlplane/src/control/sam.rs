@@ -212,7 +212,9 @@ impl Sam {
             .any(|p| p.attrs.has_community(self.marker_community));
         if !has_marker && !self.marker_prefixes.contains_key(p4) {
             // The common case (an endpoint or another route): no marker bookkeeping.
-            return if self.in_pool(p4) {
+            // An owner outside the pool: the pool shrank (a reload), so the
+            // /32 is no endpoint any more and its owner goes.
+            return if self.in_pool(p4) || self.owners.contains_key(p4) {
                 self.reevaluate(rib, *p4).into_iter().collect()
             } else {
                 events
@@ -258,7 +260,7 @@ impl Sam {
                 }
             }
         }
-        if self.in_pool(p4) {
+        if self.in_pool(p4) || self.owners.contains_key(p4) {
             events.extend(self.reevaluate(rib, *p4));
         }
         events
@@ -273,10 +275,14 @@ impl Sam {
                 self.by_identity.entry(id).or_default().insert(p);
             }
         }
-        // Marker routes are liveness, never endpoints, even inside a pool.
+        // Marker routes are liveness, never endpoints, even inside a pool;
+        // outside the pool nothing is an endpoint.
+        let in_pool = self.in_pool(&p);
         let valid: Vec<Path> = paths
             .iter()
-            .filter(|x| !x.attrs.has_community(self.marker_community) && self.marker_valid(x))
+            .filter(|x| {
+                in_pool && !x.attrs.has_community(self.marker_community) && self.marker_valid(x)
+            })
             .cloned()
             .collect();
         let new = decision::explain(&valid, &self.decision).map(|ex| {
@@ -568,6 +574,34 @@ mod tests {
                 true
             )
         );
+    }
+
+    /// A reload changes the pool: a /32 that left it loses its owner, one
+    /// that entered it gets one, each with a trap event.
+    #[test]
+    fn a_changed_pool_is_decided_again() {
+        let mut w = World::new();
+        w.set(
+            "10.255.0.3/32",
+            Some(attrs("10.10.0.3", 100, &[MARKER, B], "10.10.0.3")),
+        );
+        w.set(
+            "10.77.60.7/32",
+            Some(attrs("10.10.0.3", 100, &[B], "10.10.0.3")),
+        );
+        w.set(
+            "10.88.0.1/32",
+            Some(attrs("10.10.0.3", 100, &[B], "10.10.0.3")),
+        );
+        assert!(w.sam.owner(&"10.77.60.7/32".parse().unwrap()).is_some());
+        assert!(w.sam.owner(&"10.88.0.1/32".parse().unwrap()).is_none());
+        w.sam.pool = vec!["10.88.0.0/24".parse().unwrap()];
+        let gone = w.sam.on_prefix_change(&w.rib, &p("10.77.60.7/32"));
+        let came = w.sam.on_prefix_change(&w.rib, &p("10.88.0.1/32"));
+        assert_eq!(gone.len(), 1, "{gone:?}");
+        assert_eq!(came.len(), 1, "{came:?}");
+        assert!(w.sam.owner(&"10.77.60.7/32".parse().unwrap()).is_none());
+        assert!(w.sam.owner(&"10.88.0.1/32".parse().unwrap()).is_some());
     }
 
     #[test]

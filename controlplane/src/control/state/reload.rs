@@ -22,6 +22,23 @@ impl ControlState {
         let new = ControlConfig::load(&path)
             .map_err(|e| format!("reload refused, nothing applied: {e}"))?;
         let plan = reload::plan(&self.cfg, &new).map_err(|r| r.to_string())?;
+        if plan.pool_changed {
+            // This node's endpoints (config and `cerctl endpoint add`) must
+            // stay inside the pool, as at start.
+            let outside: Vec<String> = self
+                .endpoints
+                .iter()
+                .filter(|e| !new.sam.pool.iter().any(|p| p.contains(e.ip)))
+                .map(|e| e.ip.to_string())
+                .collect();
+            if !outside.is_empty() {
+                return Err(format!(
+                    "reload refused, nothing applied: sam.pool: this node's endpoint(s) {} would be outside the new pool (cerctl endpoint remove them first)",
+                    outside.join(", ")
+                ));
+            }
+        }
+        let old_pool = self.cfg.sam.pool.clone();
         let mut applied: Vec<Value> = Vec::new();
         // Removed neighbors go first, while the old configuration names them.
         for name in &plan.removed {
@@ -107,6 +124,40 @@ impl ControlState {
                 self.fib_for(p, now);
             }
             applied.push(json!({"change": "tunnels: every owner's FIB entry re-derived"}));
+        }
+        if plan.pool_changed {
+            // Every /32 the old or the new pool covers is decided again
+            // (endpoint or not, its owner, its FIB entry and underlay route).
+            self.sam.pool = self.cfg.sam.pool.clone();
+            let covered = |p: &Ipv4Prefix| {
+                old_pool
+                    .iter()
+                    .chain(self.cfg.sam.pool.iter())
+                    .any(|pool| pool.contains(p.addr()) || p.contains(pool.addr()))
+            };
+            let mut affected: BTreeSet<Ipv4Prefix> = self
+                .speaker
+                .rib()
+                .iter_best()
+                .filter_map(|(p, _)| match p {
+                    Prefix::V4(p) if covered(p) => Some(*p),
+                    _ => None,
+                })
+                .collect();
+            affected.extend(self.sam.owners().map(|o| o.prefix));
+            let n = affected.len();
+            self.after(affected.into_iter().map(Prefix::V4).collect());
+            applied.push(json!({"change": format!("sam.pool: {n} prefix(es) decided again")}));
+        }
+        if plan.pool_changed || plan.reconciler_changed {
+            if let Some(r) = &self.reconciler {
+                r.retune(crate::control::capture::reconciler_config(&self.cfg));
+                applied.push(json!({"change": "capture reconciler retuned (concurrency, timeouts, resync, pool, pair NICs)"}));
+            } else if plan.reconciler_changed {
+                applied.push(
+                    json!({"change": "capture.reconciler (no cloud reconciler runs on this node)"}),
+                );
+            }
         }
         if plan.local_pref_changed {
             applied.push(json!({"change": "sam.local_pref (endpoints added from now on)"}));
