@@ -228,11 +228,16 @@ pub fn eal_args(cfg: &NodeConfig) -> Vec<String> {
     // return to the pool when the process exits, however it exits. The
     // memif PMD registers a multi-process action at probe and fails
     // without the multi-process channel, so memif ports keep it.
-    if !cfg.ports.iter().any(|p| p.driver == PortDriver::Memif) {
+    // `memory.secondary_processes` keeps both for dpdk-dumpcap and friends
+    // (the engine removes the hugepage files at exit instead).
+    let secondary = dp.memory.secondary_processes;
+    if !secondary && !cfg.ports.iter().any(|p| p.driver == PortDriver::Memif) {
         a.push("--no-shconf".into());
     }
     if dp.memory.hugepages {
-        a.push("--huge-unlink".into());
+        if !secondary {
+            a.push("--huge-unlink".into());
+        }
     } else {
         a.push("--no-huge".into());
     }
@@ -525,7 +530,8 @@ pub fn run(cfg: NodeConfig, path: Option<&std::path::Path>) -> Result<()> {
         ),
         Err(e) => log::info!(
             "dpdk-dumpcap cannot attach ({e}): the EAL runs without multi-process support \
-             (--no-shconf); use cerctl dataplane capture"
+             (--no-shconf; dataplane.memory.secondary_processes = true allows it); \
+             use cerctl dataplane capture"
         ),
     }
     let ncores = dp.cores.len();
@@ -1163,6 +1169,14 @@ pub fn run(cfg: NodeConfig, path: Option<&std::path::Path>) -> Result<()> {
     if let Some(dir) = runtime_dir {
         // EAL keeps it when a driver still held mbufs at cleanup (af_xdp does).
         let _ = std::fs::remove_dir(dir);
+    }
+    if dp.memory.hugepages && dp.memory.secondary_processes {
+        // Kept for secondary processes (no --huge-unlink): ours to remove.
+        let n = cer_hugepages::remove_dpdk_files(&cfg.file_prefix());
+        log::info!(
+            "removed {n} hugepage file(s) of prefix {}",
+            cfg.file_prefix()
+        );
     }
     drop(isolation);
     drop(frag_timeout);

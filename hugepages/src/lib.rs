@@ -19,7 +19,7 @@ mod status;
 mod table;
 
 pub use error::HugepageError;
-pub use mount::{ensure_mounted, unmount, Mount, DEFAULT_MOUNT_PATH};
+pub use mount::{ensure_mounted, remove_dpdk_files, unmount, Mount, DEFAULT_MOUNT_PATH};
 pub use reserve::{check_available, check_status, ensure, ensure_with, reserve, Plan};
 pub use size::PageSize;
 pub use status::{status, status_from, Pool, Status};

@@ -314,6 +314,12 @@ pub struct MemorySection {
     pub mbufs: u32,
     /// EAL `--file-prefix`; defaults to `cer-<node name>` so several nodes share a host.
     pub file_prefix: Option<String>,
+    /// Let DPDK secondary processes attach (`dpdk-dumpcap`, `dpdk-proc-info`
+    /// with `--file-prefix`): keeps the EAL's shared config and hugepage
+    /// files while the dataplane runs (it removes the files at exit).
+    /// Needs `hugepages = true`. Off by default: `cerctl dataplane capture`
+    /// needs none of it.
+    pub secondary_processes: bool,
 }
 
 impl Default for MemorySection {
@@ -323,6 +329,7 @@ impl Default for MemorySection {
             memory_mb: 512,
             mbufs: 16383,
             file_prefix: None,
+            secondary_processes: false,
         }
     }
 }
@@ -549,6 +556,14 @@ impl NodeConfig {
                     "{} is outside 0..=300 (0 leaves the kernel's net.ipv4.ipfrag_time)",
                     dp.kernel_reassembly_secs
                 ),
+            ));
+        }
+        if dp.memory.secondary_processes && !dp.memory.hugepages {
+            return Err(bad(
+                "dataplane.memory.secondary_processes".into(),
+                "needs hugepages = true: secondary processes map the primary's hugepage files, \
+                 and --no-huge memory cannot be shared"
+                    .into(),
             ));
         }
         if dp.memory.mbufs < 1023 {
@@ -1075,6 +1090,13 @@ via = ["10.10.0.254"]
                     "poll_mode = \"adaptive\"\nkernel_reassembly_secs = 301",
                 ),
                 "dataplane.kernel_reassembly_secs",
+            ),
+            (
+                GOOD.replace(
+                    "hugepages = false",
+                    "hugepages = false\nsecondary_processes = true",
+                ),
+                "dataplane.memory.secondary_processes: needs hugepages = true",
             ),
         ] {
             let e = parse(&text).unwrap_err().to_string();

@@ -81,6 +81,7 @@ pub struct DataplaneConfig {
     ra_interval_secs: Option<u32>,
     kernel_reassembly_secs: Option<u32>,
     hugepages: bool,
+    secondary_processes: bool,
     memory_mb: u32,
     mbufs: u32,
     file_prefix: Option<String>,
@@ -107,6 +108,7 @@ impl DataplaneConfig {
             ra_interval_secs: None,
             kernel_reassembly_secs: None,
             hugepages: false,
+            secondary_processes: false,
             memory_mb: 256,
             mbufs: 4095,
             file_prefix: None,
@@ -180,6 +182,12 @@ impl DataplaneConfig {
     /// `dataplane.memory.hugepages`.
     pub fn hugepages(mut self, on: bool) -> Self {
         self.hugepages = on;
+        self
+    }
+
+    /// `dataplane.memory.secondary_processes` (dpdk-dumpcap may attach).
+    pub fn secondary_processes(mut self, on: bool) -> Self {
+        self.secondary_processes = on;
         self
     }
 
@@ -262,6 +270,7 @@ impl Display for DataplaneConfig {
         );
         t.push_str("[dataplane.memory]\n");
         let _ = writeln!(t, "hugepages = {}", self.hugepages);
+        flag(&mut t, "secondary_processes", self.secondary_processes);
         let _ = writeln!(t, "memory_mb = {}", self.memory_mb);
         let _ = writeln!(t, "mbufs = {}", self.mbufs);
         opt(&mut t, "file_prefix", self.file_prefix.as_deref().map(q));

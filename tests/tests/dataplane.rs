@@ -620,6 +620,88 @@ fn forwarding_on_hugepages() -> Result<()> {
     Ok(())
 }
 
+/// `dataplane.memory.secondary_processes`: DPDK's own `dpdk-dumpcap`
+/// attaches to the running dataplane (`rte_pdump_init`) and captures a
+/// port's traffic; the dataplane still removes its hugepage files at exit.
+#[test]
+fn dpdk_dumpcap_attaches_with_secondary_processes() -> Result<()> {
+    let _g = serial();
+    require_root();
+    let _pages = HugepageGuard::reserve(320)?;
+    let mut t = Topo::with(Driver::AfPacket, |c| {
+        c.hugepages(true).secondary_processes(true)
+    })?;
+    assert!(
+        t.h1.ping_until("10.2.0.20", Duration::from_secs(10)),
+        "{}",
+        t.dump()
+    );
+    assert!(
+        t.dataplane
+            .log_text()
+            .contains("dpdk-dumpcap --file-prefix"),
+        "{}",
+        t.dataplane.log_text()
+    );
+    let file = t.scratch.file("dumpcap.pcapng");
+    let file_s = file.to_str().unwrap().to_string();
+    let (ns, prefix) = (t.dp.name.clone(), t.prefix.clone());
+    let dumpcap = std::thread::spawn(move || {
+        ns_try(
+            &ns,
+            &[
+                "dpdk-dumpcap",
+                &format!("--file-prefix={prefix}"),
+                "-i",
+                "0",
+                "-f",
+                "icmp",
+                "-a",
+                "duration:6",
+                "-w",
+                &file_s,
+            ],
+        )
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(t.h1.ping("10.2.0.20", 3), "{}", t.dump());
+    let out = dumpcap.join().expect("dumpcap thread");
+    assert!(out.status.success(), "dpdk-dumpcap: {}", text(&out));
+    let read = sh(&[
+        "tshark",
+        "-r",
+        file.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-e",
+        "ip.src",
+        "-e",
+        "ip.dst",
+    ])?;
+    let table = String::from_utf8_lossy(&read.stdout).into_owned();
+    assert!(
+        table
+            .lines()
+            .filter(|l| l.starts_with("10.1.0.10\t10.2.0.20"))
+            .count()
+            >= 3,
+        "the lan port's echo requests, as dumpcap saw them:\n{table}\n{}",
+        text(&out)
+    );
+    assert_eq!(
+        t.dataplane.terminate(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        t.dataplane.log_text()
+    );
+    let left: Vec<_> = std::fs::read_dir("/dev/hugepages")?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(&t.prefix))
+        .collect();
+    assert!(left.is_empty(), "hugepage files left: {left:?}");
+    Ok(())
+}
+
 #[test]
 fn bad_config_is_a_clear_error() -> Result<()> {
     let s = Scratch::new("cfg")?;
