@@ -298,6 +298,36 @@ fn sys_umount(path: &Path) -> Result<(), HugepageError> {
     }
 }
 
+/// Removes the hugepage files a DPDK primary with EAL `--file-prefix
+/// prefix` left on every hugetlbfs mount (`<prefix>map_<n>`; they stay when
+/// the EAL ran without `--huge-unlink`, so that secondary processes could
+/// map them). Call it after the EAL was cleaned up. Returns how many went.
+pub fn remove_dpdk_files(prefix: &str) -> usize {
+    let text = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let stem = format!("{prefix}map_");
+    let mut removed = 0;
+    for m in parse_mounts(&text, PageSize::from_kib(2048)) {
+        if m.fstype != "hugetlbfs" {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&m.path) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name
+                .strip_prefix(&stem)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,34 +491,4 @@ mod tests {
         assert!(matches!(err, HugepageError::NotMounted { .. }), "{err}");
         assert!(err.to_string().contains("nothing to unmount"), "{err}");
     }
-}
-
-/// Removes the hugepage files a DPDK primary with EAL `--file-prefix
-/// prefix` left on every hugetlbfs mount (`<prefix>map_<n>`; they stay when
-/// the EAL ran without `--huge-unlink`, so that secondary processes could
-/// map them). Call it after the EAL was cleaned up. Returns how many went.
-pub fn remove_dpdk_files(prefix: &str) -> usize {
-    let text = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let stem = format!("{prefix}map_");
-    let mut removed = 0;
-    for m in parse_mounts(&text, PageSize::from_kib(2048)) {
-        if m.fstype != "hugetlbfs" {
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&m.path) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if name
-                .strip_prefix(&stem)
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                && std::fs::remove_file(e.path()).is_ok()
-            {
-                removed += 1;
-            }
-        }
-    }
-    removed
 }
