@@ -605,13 +605,17 @@ fn forwarding_on_hugepages() -> Result<()> {
         t.dump()
     );
     assert!(t.h1.ping("10.3.0.30", 2), "{}", t.dump());
+    stops_and_leaves_no_hugepage_files(&mut t)
+}
+
+/// SIGTERM: a clean exit, and no hugepage file of the dataplane's prefix left.
+fn stops_and_leaves_no_hugepage_files(t: &mut Topo) -> Result<()> {
     assert_eq!(
         t.dataplane.terminate(Duration::from_secs(10)),
         Some(0),
         "{}",
         t.dataplane.log_text()
     );
-    // EAL released its hugepage files.
     let left: Vec<_> = std::fs::read_dir("/dev/hugepages")?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().contains(&t.prefix))
@@ -688,18 +692,7 @@ fn dpdk_dumpcap_attaches_with_secondary_processes() -> Result<()> {
         "the lan port's echo requests, as dumpcap saw them:\n{table}\n{}",
         text(&out)
     );
-    assert_eq!(
-        t.dataplane.terminate(Duration::from_secs(10)),
-        Some(0),
-        "{}",
-        t.dataplane.log_text()
-    );
-    let left: Vec<_> = std::fs::read_dir("/dev/hugepages")?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains(&t.prefix))
-        .collect();
-    assert!(left.is_empty(), "hugepage files left: {left:?}");
-    Ok(())
+    stops_and_leaves_no_hugepage_files(&mut t)
 }
 
 #[test]
