@@ -100,21 +100,30 @@ def cmd_heal(lab: Lab, what: str) -> int:
 
 
 def workload_set_default_src(lab: Lab, site: str) -> None:
+    """Points the workload's default route's source at a pool /32 it holds.
+
+    Moves may run at once (the chaos soak overlaps them): another move can
+    take the chosen address away between reading the addresses and
+    replacing the route ("Invalid prefsrc address"). Then the addresses are
+    read again; with none left the route has no source address."""
     if site == "onprem":
         return
     ns = lab.wl_ns(site)
-    addrs = ns_run(ns, "ip", "-j", "addr", "show", "dev", "eth0").stdout
     pool = ipaddress.ip_network(POOL)
-    held = [
-        a["local"]
-        for i in json.loads(addrs)
-        for a in i.get("addr_info", [])
-        if a.get("family") == "inet" and ipaddress.ip_address(a["local"]) in pool
-    ]
-    args = ["ip", "route", "replace", "default", "via", lab.vpc(site)["gw"], "dev", "eth0"]
-    if held:
-        args += ["src", held[0]]
-    ns_run(ns, *args)
+    base = ["ip", "route", "replace", "default", "via", lab.vpc(site)["gw"], "dev", "eth0"]
+    for _ in range(5):
+        addrs = ns_run(ns, "ip", "-j", "addr", "show", "dev", "eth0").stdout
+        held = [
+            a["local"]
+            for i in json.loads(addrs)
+            for a in i.get("addr_info", [])
+            if a.get("family") == "inet" and ipaddress.ip_address(a["local"]) in pool
+        ]
+        if not held:
+            break
+        if ns_run(ns, *base, "src", held[0], check=False).returncode == 0:
+            return
+    ns_run(ns, *base)
 
 
 def cmd_move(lab: Lab, ip: str, to: str) -> int:

@@ -35,6 +35,25 @@ mod reload;
 mod rib_views;
 pub use bfd_client::BfdClient;
 pub use metrics::{bgp_state_number, render as metrics_render, MetricsAsk};
+
+/// Whether the cloud reconciler may start acting (activate once): after the
+/// initial sync, and only with routes to plan from. With neighbors
+/// configured that means a session established and either every
+/// established peer's End-of-RIB seen (`converged`) or, for a peer that
+/// never sends one, `delay` since the first session came up. Never on a
+/// timer alone: a CER restarted while its WAN is down would find no path
+/// for the /32s on its NIC and release them. A node with no neighbor has
+/// nothing to wait for.
+pub(crate) fn capture_may_start(
+    ready: bool,
+    has_neighbors: bool,
+    converged: bool,
+    since_established: Option<Duration>,
+    delay: Duration,
+) -> bool {
+    ready && (!has_neighbors || converged || since_established.is_some_and(|d| d >= delay))
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -90,6 +109,10 @@ pub struct ControlState {
     pub trap_tx: broadcast::Sender<TrapEvent>,
     started: Instant,
     ready: bool,
+    /// The cloud reconciler was let act (`capture_may_start`).
+    capture_active: bool,
+    /// When a BGP session was first seen established after start.
+    first_established: Option<Instant>,
     /// The file the configuration was read from (`reload` reads it again).
     pub config_path: Option<std::path::PathBuf>,
 }
@@ -158,6 +181,8 @@ impl ControlState {
             trap_tx,
             started: Instant::now(),
             ready: false,
+            capture_active: false,
+            first_established: None,
             config_path: None,
             cfg,
         })
@@ -584,11 +609,32 @@ impl ControlState {
                 if let Some(feed) = &self.feed {
                     let _ = feed.send(FeedOp::Ready);
                 }
-                // Captures are planned from converged routes only, so a
-                // restart never releases what the provider still delivers.
-                if let Some(r) = &self.reconciler {
-                    r.activate();
-                }
+            }
+        }
+        // Captures are planned from converged routes only, so a restart
+        // never releases what the provider still delivers: not at the feed's
+        // start-up deadline (a router that comes back with its WAN down has
+        // no route at all then), but once BGP is up.
+        let established = self.speaker.established_peers() > 0;
+        if established && self.first_established.is_none() {
+            self.first_established = Some(Instant::now());
+        }
+        if !self.capture_active
+            && capture_may_start(
+                self.ready,
+                !self.cfg.bgp.neighbors.is_empty(),
+                established && self.speaker.converged(),
+                self.first_established.map(|t| t.elapsed()),
+                Duration::from_secs(self.cfg.dataplane.initial_sync_delay_secs),
+            )
+        {
+            self.capture_active = true;
+            if let Some(r) = &self.reconciler {
+                log::info!(
+                    "capture: BGP converged {} ms after start: the reconciler may act",
+                    self.started.elapsed().as_millis()
+                );
+                r.activate();
             }
         }
     }

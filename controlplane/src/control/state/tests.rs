@@ -184,3 +184,29 @@ fn a_cloud_pair_member_advertises_its_preference_and_stands_by_without_bgp() {
     assert_eq!(cap["pair"]["preference"], 200);
     assert_eq!(cap["pair"]["active"], Value::Null);
 }
+
+/// Chaos seed 1 found it: a cloud CER restarted while its WAN was cut hit
+/// the feed's start-up deadline with no BGP session, activated its
+/// reconciler on an empty RIB and released every remote /32 on its NIC to
+/// nobody. The reconciler now waits for routes, not for the clock.
+#[test]
+fn capture_starts_from_converged_routes_never_from_the_deadline_alone() {
+    let d = Duration::from_secs(2);
+    // The feed's deadline passed (ready), no session: no capture.
+    assert!(!capture_may_start(true, true, false, None, d));
+    // A session up and End-of-RIB from every established peer.
+    assert!(capture_may_start(true, true, true, Some(Duration::ZERO), d));
+    // A peer that never sends End-of-RIB: the delay after it came up.
+    assert!(!capture_may_start(
+        true,
+        true,
+        false,
+        Some(Duration::from_millis(500)),
+        d
+    ));
+    assert!(capture_may_start(true, true, false, Some(d), d));
+    // Never before the initial sync.
+    assert!(!capture_may_start(false, true, true, Some(d), d));
+    // No neighbor configured: nothing to wait for.
+    assert!(capture_may_start(true, false, false, None, d));
+}
