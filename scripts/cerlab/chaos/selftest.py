@@ -111,6 +111,15 @@ def selftest() -> int:
     ]
     pcap(handover)
     expect("proxy_arp_holders, a handover 100 ms apart", ch.proxy_arp_pcap, False)
+    # Two handovers 4 s apart (X until t, Y until t + 4, X again), every request answered once: clean.
+    back: list[ArpClaim] = [(t + i * 0.2, host, "10.77.60.12", "req") for i in range(30)]
+    back += [(t + i * 0.2 + 0.001, a, "10.77.60.12") for i in range(2)]
+    back += [(t + 0.35, b, "10.77.60.12", "garp")]
+    back += [(t + i * 0.2 + 0.001, b, "10.77.60.12") for i in range(2, 21)]
+    back += [(t + 4.25, a, "10.77.60.12", "garp")]
+    back += [(t + i * 0.2 + 0.001, a, "10.77.60.12") for i in range(22, 30)]
+    pcap(back)
+    expect("proxy_arp_holders, two handovers 4 s apart (chaos seed 3)", ch.proxy_arp_pcap, False)
     pcap([(t, a, "10.77.60.11"), (t + 3.5, b, "10.77.60.11")])
     expect("proxy_arp_holders, a failover 3.5 s apart", ch.proxy_arp_pcap, False)
     pcap([(t, a, "10.77.60.11"), (t + 0.1, b, "10.77.60.11"), (t + 0.2, a, "10.77.60.11")])
