@@ -363,20 +363,7 @@ fn capture_inner_and_outer_proves_no_nat() -> Result<()> {
     wait_until(
         "the killed capture's claim is freed",
         Duration::from_secs(5),
-        || {
-            t.capture(&[
-                "--point",
-                "port:wan:rx",
-                "-c",
-                "1",
-                "-d",
-                "300ms",
-                "-w",
-                "/dev/null",
-            ])
-            .status
-            .success()
-        },
+        || capture_is_free(&t),
     )?;
     drop(first);
 
@@ -422,20 +409,7 @@ fn capture_inner_and_outer_proves_no_nat() -> Result<()> {
     wait_until(
         "the capture ended at the dataplane",
         Duration::from_secs(5),
-        || {
-            t.capture(&[
-                "--point",
-                "port:wan:rx",
-                "-c",
-                "1",
-                "-d",
-                "300ms",
-                "-w",
-                "/dev/null",
-            ])
-            .status
-            .success()
-        },
+        || capture_is_free(&t),
     )?;
     Ok(())
 }
@@ -447,4 +421,20 @@ impl Drop for Unmount {
     fn drop(&mut self) {
         let _ = sh(&["umount", self.0.to_str().unwrap_or_default()]);
     }
+}
+
+/// A one-packet, 300 ms capture succeeds: no other capture holds the dataplane.
+fn capture_is_free(t: &Topo) -> bool {
+    t.capture(&[
+        "--point",
+        "port:wan:rx",
+        "-c",
+        "1",
+        "-d",
+        "300ms",
+        "-w",
+        "/dev/null",
+    ])
+    .status
+    .success()
 }
