@@ -5,10 +5,18 @@
 //! `CaptureProvider` itself, so the per-/32 logic (fencing, origins,
 //! confirmation) stays as it is.
 //!
-//! Group commit, no timers: each call class (observe, capture, release, hand
-//! back) has at most one provider call in flight. Whatever arrives while it
-//! runs waits, and the next call carries all of it. One /32 alone is one
-//! call with no added delay; two hundred /32s that change owner at once are
+//! Group commit: each call class (observe, capture, release, hand back) has
+//! at most one provider call in flight. Whatever arrives while it runs
+//! waits, and the next call carries all of it. An idle class that receives a
+//! request waits `GATHER` (5 ms) before it calls, so a burst whose requests
+//! reach it over a few scheduler ticks (the reconciler's per-/32 tasks run on
+//! several threads) leaves as one call: without it, the first /32 of a cloud
+//! pair's takeover went alone, its capture call went alone, and the rest
+//! followed one provider call later (on Azure, seconds later: two PUTs per
+//! move, one operation per NIC at a time). 5 ms is nothing next to a
+//! provider call (tens of ms to seconds); a class that was busy calls again
+//! at once. One /32 alone is one call; two hundred /32s that change owner
+//! at once are
 //! one `observe_many` and one `capture_many` (which the AWS client sends as
 //! one `AssignPrivateIpAddresses` per ENI, the Azure client as one PUT per
 //! NIC), and each confirmation round is one observation for all of them.
@@ -30,6 +38,10 @@ use tokio::task::JoinSet;
 
 /// Most /32s one provider call carries (the rest goes in the next one).
 pub const MAX_BATCH: usize = 1000;
+
+/// How long an idle class gathers requests before it calls (see the module
+/// documentation).
+pub const GATHER: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Class {
@@ -211,9 +223,13 @@ async fn drive(
 ) {
     let mut queues: HashMap<Class, Vec<Request>> = HashMap::new();
     let mut busy: HashMap<Class, bool> = HashMap::new();
+    // An idle class's gathering deadline, set by the first request it
+    // receives while idle.
+    let mut gather: HashMap<Class, tokio::time::Instant> = HashMap::new();
     let mut set: JoinSet<Class> = JoinSet::new();
     let mut open = true;
     loop {
+        let now = tokio::time::Instant::now();
         for class in CLASSES {
             if busy.get(&class).copied().unwrap_or(false) {
                 continue;
@@ -222,8 +238,13 @@ async fn drive(
             // A caller that gave up (its own bound ran out) is not acted for.
             q.retain(|r| !r.reply.is_closed());
             if q.is_empty() {
+                gather.remove(&class);
                 continue;
             }
+            if gather.get(&class).is_some_and(|t| *t > now) && q.len() < MAX_BATCH {
+                continue;
+            }
+            gather.remove(&class);
             let take = q.len().min(MAX_BATCH);
             let batch: Vec<Request> = q.drain(..take).collect();
             stats
@@ -245,22 +266,48 @@ async fn drive(
         if !open && set.is_empty() {
             return;
         }
+        let gathered = gather.values().min().copied();
         tokio::select! {
             r = rx.recv(), if open => match r {
                 Some(req) => {
-                    queues.entry(req.class).or_default().push(req);
+                    arrive(req, &busy, &mut gather, &mut queues);
                     while let Ok(req) = rx.try_recv() {
-                        queues.entry(req.class).or_default().push(req);
+                        arrive(req, &busy, &mut gather, &mut queues);
                     }
                 }
                 None => open = false,
             },
+            _ = sleep_until(gathered) => {}
             Some(r) = set.join_next(), if !set.is_empty() => {
                 if let Ok(class) = r {
                     busy.insert(class, false);
                 }
             }
         }
+    }
+}
+
+/// Queues a request; the first one an idle class receives starts its
+/// gathering time.
+fn arrive(
+    req: Request,
+    busy: &HashMap<Class, bool>,
+    gather: &mut HashMap<Class, tokio::time::Instant>,
+    queues: &mut HashMap<Class, Vec<Request>>,
+) {
+    if !busy.get(&req.class).copied().unwrap_or(false) {
+        gather
+            .entry(req.class)
+            .or_insert_with(|| tokio::time::Instant::now() + GATHER);
+    }
+    queues.entry(req.class).or_default().push(req);
+}
+
+/// Sleeps until `t`, or forever.
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

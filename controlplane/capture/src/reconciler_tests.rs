@@ -1308,3 +1308,47 @@ fn a_partner_nic_is_no_origin() {
     sh.remember_origin(ip(28), &held("eni-partner"), &*p, &[]);
     assert_eq!(sh.hand_back_target(ip(28), &*p, &pair), None);
 }
+
+/// A cloud pair's takeover: the standby's remote /32s all become captures in
+/// one burst of intent changes (the state machine sets them one after another
+/// while the reconciler runs on a multi-threaded runtime, as in cer-control).
+/// They leave as one capture call, not the first alone and the rest after it
+/// (with Azure's two PUTs per call and one operation per NIC at a time, each
+/// extra call adds seconds to the outage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_takeover_is_one_capture_call() {
+    for round in 0..5u64 {
+        let p = Scripted::new(30, 20);
+        let ips: Vec<Ipv4Addr> = (40..43).map(ip).collect();
+        for a in &ips {
+            p.hold(*a, "eni-partner");
+        }
+        let r = Reconciler::new(ReconcilerConfig {
+            pool: vec![(Ipv4Addr::new(10, 77, 60, 0), 24)],
+            pair_nics: vec!["eni-partner".into()],
+            ..ReconcilerConfig::default()
+        });
+        for (i, a) in ips.iter().enumerate() {
+            r.set(*a, standby(100 * round + i as u64));
+        }
+        r.start(p.clone()).unwrap();
+        r.activate();
+        for (i, a) in ips.iter().enumerate() {
+            confirmed(&r, *a, standby(100 * round + i as u64)).await;
+        }
+        p.net().batches.clear();
+        for (i, a) in ips.iter().enumerate() {
+            r.set(*a, cap(100 * round + 10 + i as u64));
+        }
+        for (i, a) in ips.iter().enumerate() {
+            confirmed(&r, *a, cap(100 * round + 10 + i as u64)).await;
+        }
+        let batches = p.net().batches.clone();
+        let captures: Vec<usize> = batches
+            .iter()
+            .filter(|b| b.0 == "capture")
+            .map(|b| b.1)
+            .collect();
+        assert_eq!(captures, vec![3], "round {round}: {batches:?}");
+    }
+}
