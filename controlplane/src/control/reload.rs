@@ -7,7 +7,7 @@
 //! refuses the whole reload, every such field named (`Refusal`). Pure: the
 //! control state applies a plan (`ControlState::reload`).
 
-use super::config::{ControlConfig, Neighbor};
+use super::config::{Bgp, Capture, ControlConfig, Neighbor, Node, Sam};
 use cer_bgp::policy::Policy;
 use serde::Serialize;
 use std::fmt::Debug;
@@ -75,9 +75,107 @@ fn same<T: Debug>(a: &T, b: &T) -> bool {
     format!("{a:?}") == format!("{b:?}")
 }
 
+/// Names every field of the configuration, without `..`: a field added to one
+/// of these structs does not compile here until its author has decided, in
+/// `plan` below, whether a change to it is live, needs a session reset or
+/// needs a restart. So a reload never ignores a field silently (the
+/// dataplane's node-file reload gets the same from its serialized diff).
+/// `[[policy]]`, `[[tunnel]]`, `[dataplane]`, `[admin]` and `[metrics]` are
+/// compared whole.
+fn every_field_is_classified(c: &ControlConfig) {
+    let ControlConfig {
+        node,
+        bgp,
+        policies: _,
+        sam,
+        tunnels: _,
+        dataplane: _,
+        admin: _,
+        capture,
+        metrics: _,
+    } = c;
+    let Node {
+        name: _,
+        router_id: _,
+        asn: _,
+        transport_address: _,
+    } = node;
+    let Bgp {
+        listen: _,
+        hold_time: _,
+        connect_retry_secs: _,
+        graceful_restart_secs: _,
+        route_reflector: _,
+        cluster_id: _,
+        always_compare_med: _,
+        networks: _,
+        maximum_paths: _,
+        neighbors,
+    } = bgp;
+    for n in neighbors {
+        // Live: description, next_hop_self, import/export policy,
+        // keep_received; session reset: `session_fields`; the name
+        // (address or interface) is the neighbor's key.
+        let Neighbor {
+            address: _,
+            interface: _,
+            dataplane_port: _,
+            ra_timeout_secs: _,
+            remote_as: _,
+            description: _,
+            passive: _,
+            local_address: _,
+            rr_client: _,
+            next_hop_self: _,
+            import_policy: _,
+            export_policy: _,
+            port: _,
+            bfd: _,
+            bfd_min_tx_ms: _,
+            bfd_min_rx_ms: _,
+            bfd_multiplier: _,
+            bfd_multihop: _,
+            bfd_key: _,
+            bfd_key_id: _,
+            add_path: _,
+            password: _,
+            ttl_security: _,
+            keep_received: _,
+        } = n;
+    }
+    let Sam {
+        identity: _,
+        site_identities: _,
+        marker_community: _,
+        marker_prefix: _,
+        pool: _,
+        local_pref: _,
+        state_file: _,
+        endpoints: _,
+    } = sam;
+    let Capture {
+        mode: _,
+        vrrp_notify_fifo: _,
+        vrrp_instance: _,
+        keepalived_pid_file: _,
+        keepalived_json_file: _,
+        single_router: _,
+        garp_count: _,
+        vrrp_stall_settle_ms: _,
+        vrrp_track_file: _,
+        pair_preference: _,
+        pair_nics: _,
+        aws: _,
+        azure: _,
+        oci: _,
+        reconciler: _,
+    } = capture;
+}
+
 /// The plan that turns `old` into `new`, or every field that cannot change
 /// in a running process.
 pub fn plan(old: &ControlConfig, new: &ControlConfig) -> Result<ReloadPlan, Refusal> {
+    every_field_is_classified(new);
     let mut refuse = Refusal::default();
     let mut restart = |field: &str, changed: bool| {
         if changed {
