@@ -9,6 +9,9 @@ import statistics
 
 e = os.environ
 TMP, OUT, DATE = e["TMP"], e["OUT"], e["DATE"]
+# The lab dataplanes' poll_mode; a mode other than the lab's default names its own files.
+POLL_MODE = e.get("POLL_MODE", "shared")
+REPORT = f"{DATE}-lab" + ("" if POLL_MODE == "shared" else f"-{POLL_MODE}")
 TICK = float(e["TICK"])
 TRANSPORTS = e["TRANSPORTS"].split(",")
 records = [json.loads(line) for line in open(e["RESULTS"]) if line.strip()]
@@ -188,11 +191,12 @@ report = {
     "repeat": int(e["REPEAT"]),
     "idle_probes": int(e["IDLE_PROBES"]),
     "probe_interval_us": int(e["INTERVAL_US"]),
+    "poll_mode": POLL_MODE,
     "path": "aws workload 10.77.60.11 -> aws fabric -> aws CER -> WAN router -> azure CER -> azure fabric -> azure workload 10.77.60.12",
     "transports": results,
     "in_memory": inmem,
 }
-base = f"{OUT}/{DATE}-lab"
+base = f"{OUT}/{REPORT}"
 json.dump(report, open(f"{base}.json", "w"), indent=2)
 
 
@@ -380,7 +384,7 @@ for t in ts:
 w("")
 w("## What was measured")
 w("")
-w(f"- For each transport, a fresh lab with every site pair on it: `scripts/lab --name {e['NAME']} --transport T up`")
+w(f"- For each transport, a fresh lab with every site pair on it: `scripts/lab --name {e['NAME']} --transport T --poll-mode {POLL_MODE} up`")
 w("  (five CERs: `cer-dataplane` on `net_af_packet` + `cer-control`, gobgpd reflector, the provider")
 w("  emulators and fabrics, keepalived on-prem), then `scripts/lab down`.")
 w(f"- Path: {report['path']}. Both ends are cloud sites; the on-prem and OCI CERs run but carry nothing.")
@@ -393,7 +397,7 @@ w(f"  'Idle': {e['IDLE_PROBES']} probes with nothing else on the path. 'Loaded':
 w("  transfer, from just before iperf3 starts until it exits; the repeats' samples are merged.")
 w("- CPU per Gbps = CPU seconds / Gbit delivered over the transfers (= cores busy per Gbps of goodput):")
 w("  - CER: utime + stime of the two path dataplanes (aws, azure) from /proc/PID/stat; every lab dataplane")
-w("    runs `poll_mode = \"shared\"` (asleep when idle), node n's polling lcore on CPU n mod CPUs (on two")
+w(f"    runs `poll_mode = \"{POLL_MODE}\"` (scripts/lab --poll-mode), node n's polling lcore on CPU n mod CPUs (on two")
 w("    CPUs: aws on CPU 1, azure on CPU 0), so this includes polling;")
 w("  - wireguard-go: the two wireguard-go processes the same way;")
 w("  - kernel routing: forwarding runs in softirq, charged to no process: only the machine figure applies;")
@@ -430,7 +434,7 @@ for t in TRANSPORTS:
 w("")
 w("## Throughput")
 w("")
-w(f"![throughput]({DATE}-lab-throughput.svg)")
+w(f"![throughput]({REPORT}-throughput.svg)")
 w("")
 w(f"| transport | CER Gbps median (min-max) | CER retransmits | kernel side | kernel Gbps median (min-max) | kernel retransmits | CER / kernel |")
 w("|---|---:|---:|---|---:|---:|---:|")
@@ -452,13 +456,13 @@ for t in ts:
         li, ll = s["latency_idle"], s["latency_load"]
         w(f"| {t} | {name} | {lat(li)} | {li['samples']} ({li['lost']}) | {lat(ll)} | {ll['samples']} ({ll['lost']}) |")
 w("")
-w(f"![idle latency]({DATE}-lab-latency-idle.svg)")
+w(f"![idle latency]({REPORT}-latency-idle.svg)")
 w("")
-w(f"![loaded latency]({DATE}-lab-latency-load.svg)")
+w(f"![loaded latency]({REPORT}-latency-load.svg)")
 w("")
 w("## CPU per Gbps")
 w("")
-w(f"![cpu]({DATE}-lab-cpu.svg)")
+w(f"![cpu]({REPORT}-cpu.svg)")
 w("")
 w("Cores per Gbps of goodput during the transfers (CPU seconds / Gbit). 'Forwarder' is the two path")
 w("dataplanes for CER, the two wireguard-go processes for WireGuard in the kernel, none for kernel routing.")
@@ -607,13 +611,22 @@ w("- veth + `net_af_packet`: every packet crosses the kernel twice per CER (veth
 w("  af_packet ring copy in and out). The port MTUs are in the table at the top; the aws-azure path MTU")
 w("  is the WAN's 1500 either way, so the inner packets are at most the tunnel MTU; the kernel baseline")
 w("  uses the same veths with the same MTUs.")
-w("- Poll mode `shared` (dataplane/src/wake.rs): a polling core spins while it finds packets; after 32")
-w("  empty polls in a row (a few us) it sleeps in epoll on its ports' events (the af_packet PMD's packet")
-w("  sockets, the exception TAP's rx interrupt) and wakes when a frame arrives, so an idle dataplane costs")
-w("  about nothing and a probe finds each of the four dataplane hops of its round trip (aws out, azure in,")
-w("  azure out, aws in) asleep but woken by the probe itself: the idle round trips include four wake-ups.")
-w("  `poll_mode = \"busy\"` would trade that for a core spinning all the time: with five dataplanes on one")
-w("  core the lab cannot.")
+if POLL_MODE == "shared":
+    w("- Poll mode `shared` (dataplane/src/wake.rs): a polling core spins while it finds packets; after 32")
+    w("  empty polls in a row (a few us) it sleeps in epoll on its ports' events (the af_packet PMD's packet")
+    w("  sockets, the exception TAP's rx interrupt) and wakes when a frame arrives, so an idle dataplane costs")
+    w("  about nothing and a probe finds each of the four dataplane hops of its round trip (aws out, azure in,")
+    w("  azure out, aws in) asleep but woken by the probe itself: the idle round trips include four wake-ups.")
+    w("  `poll_mode = \"busy\"` would trade that for a core spinning all the time: with five dataplanes on one")
+    w("  core the lab cannot.")
+elif POLL_MODE == "adaptive":
+    w("- Poll mode `adaptive` (dataplane/src/wake.rs): a polling core spins while it finds packets and for")
+    w("  1024 empty polls after the last one (tens of us) before it sleeps in epoll on its ports' events, so")
+    w("  a reply that comes back through a dataplane soon after the request passed finds it still polling;")
+    w("  an idle dataplane still sleeps (it costs the same as in `shared` once traffic stops).")
+else:
+    w("- Poll mode `busy`: every polling core spins all the time, five dataplanes on two CPUs: each path")
+    w("  dataplane shares its CPU with spinning idle ones, the traffic generators and the kernel's work.")
 w("- iperf3 -n 100M over these links takes about a second: each CPU figure spans a few hundred clock ticks")
 w(f"  ({int(TICK)} Hz), and a loaded histogram holds a few hundred round trips per transfer (the sample")
 w("  counts are in the latency table), so p99.9 and max rest on a handful of samples. The prober keeps one datagram in flight (no correction for")

@@ -19,7 +19,7 @@ from .topology import TRANSPORTS, Lab
 USAGE = """The CER four-site lab: on-prem, AWS, Azure and OCI on one machine, in network namespaces.
 
   scripts/lab [--name NAME] [--transport T] [--rr cer|frr|gobgp] [--rrs 1|2] [--track-wan] [--cloud-pairs]
-              [--endpoints N] up
+              [--endpoints N] [--poll-mode shared|adaptive|busy] up
   scripts/lab [--name NAME] down | status
   scripts/lab [--name NAME] move IP SITE       move a /32 (its workload address) to SITE
   scripts/lab [--name NAME] mass-move [--count K] [--json FILE]
@@ -148,6 +148,11 @@ def main(argv: list[str]) -> int:
         default=None,
         help="keepalived tracks each on-prem CER's WAN (cer-control's vrrp_track_file): a cut master goes to FAULT",
     )
+    ap.add_argument(
+        "--poll-mode",
+        choices=["shared", "adaptive", "busy"],
+        help="the dataplanes' poll_mode (default shared: five dataplanes share the machine's CPUs; README \"Poll modes\")",
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("up", help="build and start the lab (idempotent)")
     sub.add_parser("down", help="stop and remove everything the lab made")
@@ -179,7 +184,7 @@ def main(argv: list[str]) -> int:
     e.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(argv)
     try:
-        lab = Lab(a.name, a.transport, a.rr, a.track_wan, a.rrs, a.cloud_pairs, a.endpoints)
+        lab = Lab(a.name, a.transport, a.rr, a.track_wan, a.rrs, a.cloud_pairs, a.endpoints, a.poll_mode)
         if a.cmd == "up":
             return lifecycle.cmd_up(lab)
         if a.cmd == "down":

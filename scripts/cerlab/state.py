@@ -142,6 +142,7 @@ class LabState(TypedDict):
     track_wan: NotRequired[bool]
     cloud_pairs: NotRequired[bool]
     extra_endpoints: NotRequired[int]  # --endpoints N: N more pool /32s per site
+    poll_mode: NotRequired[str]  # --poll-mode: the dataplanes' poll_mode
     wan: WanState
     sites: dict[str, SiteState]
     pairs: dict[str, PairState]
@@ -262,6 +263,7 @@ def write_state(
         "track_wan": lab.track_wan,
         "cloud_pairs": lab.cloud_pairs,
         "extra_endpoints": lab.extra,
+        "poll_mode": lab.poll_mode,
         "rr": {
             "kind": lab.rr,
             "netns": lab.ns("rr"),

@@ -217,6 +217,7 @@ class Lab(ProcessTable):
         rrs: int | None = None,
         cloud_pairs: bool | None = None,
         endpoints: int | None = None,
+        poll_mode: str | None = None,
     ) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", name):
             die(f"--name {name!r}: use 1-12 lowercase letters/digits, starting with a letter (namespaces are NAME-ROLE)")
@@ -245,6 +246,9 @@ class Lab(ProcessTable):
             die(f"--endpoints {endpoints}: 0 to {MAX_EXTRA} per site (the pool is one /24)")
         self.extra_opt = endpoints
         self.extra = endpoints or 0
+        # The dataplanes' poll_mode (--poll-mode): a running lab keeps its own.
+        self.poll_mode_opt = poll_mode
+        self.poll_mode = poll_mode or "shared"
         bin_dir = os.environ.get("CER_LAB_BIN_DIR")
         target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
         self.bin_dir = Path(bin_dir) if bin_dir else target / "release"
@@ -422,6 +426,8 @@ class Lab(ProcessTable):
             self.cloud_pairs = bool(st.get("cloud_pairs", False))
         if self.extra_opt is None:
             self.extra = int(st.get("extra_endpoints", 0))
+        if self.poll_mode_opt is None:
+            self.poll_mode = st.get("poll_mode", "shared")
         if self.transport_opt is None:
             mode = st.get("transport_mode", "mixed")
             self.transport = None if mode == "mixed" else mode
