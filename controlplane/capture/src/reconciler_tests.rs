@@ -278,6 +278,15 @@ impl CaptureProvider for Scripted {
     }
 }
 
+/// The sizes of the batched calls of one kind, in order.
+fn sizes(batches: &[(&'static str, usize)], what: &str) -> Vec<usize> {
+    batches
+        .iter()
+        .filter(|b| b.0 == what)
+        .map(|b| b.1)
+        .collect()
+}
+
 fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 77, 60, last)
 }
@@ -497,12 +506,7 @@ async fn a_mass_change_is_batched_into_few_provider_calls() {
     }
     assert_eq!(p.net().calls.len(), 40);
     let batches = p.net().batches.clone();
-    let captures: Vec<usize> = batches
-        .iter()
-        .filter(|b| b.0 == "capture")
-        .map(|b| b.1)
-        .collect();
-    assert_eq!(captures, vec![40], "{batches:?}");
+    assert_eq!(sizes(&batches, "capture"), vec![40], "{batches:?}");
     let observes = batches.iter().filter(|b| b.0 == "observe").count();
     assert!(observes <= 4, "{batches:?}");
     // Observe and capture never overlap themselves.
@@ -1344,11 +1348,10 @@ async fn a_pair_takeover_is_one_capture_call() {
             confirmed(&r, *a, cap(100 * round + 10 + i as u64)).await;
         }
         let batches = p.net().batches.clone();
-        let captures: Vec<usize> = batches
-            .iter()
-            .filter(|b| b.0 == "capture")
-            .map(|b| b.1)
-            .collect();
-        assert_eq!(captures, vec![3], "round {round}: {batches:?}");
+        assert_eq!(
+            sizes(&batches, "capture"),
+            vec![3],
+            "round {round}: {batches:?}"
+        );
     }
 }
