@@ -12,14 +12,14 @@
 //! reach it over a few scheduler ticks (the reconciler's per-/32 tasks run on
 //! several threads) leaves as one call: without it, the first /32 of a cloud
 //! pair's takeover went alone, its capture call went alone, and the rest
-//! followed one provider call later (on Azure, seconds later: two PUTs per
-//! move, one operation per NIC at a time). 5 ms is nothing next to a
-//! provider call (tens of ms to seconds); a class that was busy calls again
-//! at once. One /32 alone is one call; two hundred /32s that change owner
-//! at once are
-//! one `observe_many` and one `capture_many` (which the AWS client sends as
-//! one `AssignPrivateIpAddresses` per ENI, the Azure client as one PUT per
-//! NIC), and each confirmation round is one observation for all of them.
+//! followed one provider call later (on Azure about 2 s later: a move is two
+//! PUTs with the first one's operation polled in between). 5 ms is nothing
+//! next to a provider call (tens of ms to seconds); a class that was busy
+//! calls again at once. One /32 alone is one call; two hundred /32s that
+//! change owner at once are one `observe_many` and one `capture_many` (which
+//! the AWS client sends as one `AssignPrivateIpAddresses` per ENI, the Azure
+//! client as one PUT per NIC), and each confirmation round is one
+//! observation for all of them.
 //! Fencing stays per /32: each item carries its action's fence, checked by
 //! the client right before the call that carries it, so a stale /32 leaves
 //! the batch and the rest goes on.

@@ -1317,8 +1317,8 @@ fn a_partner_nic_is_no_origin() {
 /// one burst of intent changes (the state machine sets them one after another
 /// while the reconciler runs on a multi-threaded runtime, as in cer-control).
 /// They leave as one capture call, not the first alone and the rest after it
-/// (with Azure's two PUTs per call and one operation per NIC at a time, each
-/// extra call adds seconds to the outage).
+/// (on Azure a call is two PUTs with the first one's operation polled in
+/// between: each extra call adds about 2 s to the outage).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pair_takeover_is_one_capture_call() {
     for round in 0..5u64 {
